@@ -1,0 +1,73 @@
+// ByteSource: the one interface between stages of the read path.
+//
+//   registry blob -> chunk cache -> decoder -> tar entry -> disk view -> FUSE
+//
+// Each stage is a ByteSource that wraps the one below and changes only offsets
+// and bytes (nbdkit's filters, leveldb's RandomAccessFile).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ocifs/status.h"
+
+namespace ocifs {
+
+// A run of bytes [offset, offset + length) that is all data or all hole.
+// A hole reads as zeros and costs nothing to read.
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool hole = false;
+};
+
+// An immutable sequence of size() bytes, read by offset.
+//
+// Thread safety: every method is const and safe to call concurrently from any
+// number of threads; implementations guard their own state.
+// Units: offsets and sizes are bytes.
+class ByteSource {
+ public:
+  ByteSource() = default;
+  ByteSource(const ByteSource&) = delete;
+  ByteSource& operator=(const ByteSource&) = delete;
+  virtual ~ByteSource() = default;
+
+  // Total length in bytes; constant for the object's lifetime, with one
+  // exception: a streaming decoder whose end is not known until it has been
+  // decompressed to it (a gzip layer before its index exists) reports
+  // kUnknownSize until then, and reads past the true end return 0.
+  static constexpr uint64_t kUnknownSize = UINT64_MAX;
+  virtual uint64_t size() const = 0;
+
+  // Fills buf with the bytes at [offset, offset + buf.size()), clamped to
+  // size(). Returns the count written: buf.size(), or less only when the read
+  // reaches the end (0 at or past the end). Never returns partial data on error.
+  [[nodiscard]] virtual Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const = 0;
+
+  // The extent that contains `offset` (offset < size()). The default says the
+  // whole rest of the source is data. Used for SEEK_DATA/SEEK_HOLE.
+  [[nodiscard]] virtual Result<Extent> ExtentAt(uint64_t offset) const {
+    return Extent{offset, size() > offset ? size() - offset : 0, false};
+  }
+
+  // A hint that [offset, offset + length) will be read soon. May start
+  // background work; never blocks for long and never fails. Default: nothing.
+  virtual void Prefetch(uint64_t offset, uint64_t length) const {
+    (void)offset;
+    (void)length;
+  }
+
+  // A short human name for logs and errors, e.g. "layer sha256:ab12..".
+  virtual std::string Describe() const { return "byte source"; }
+};
+
+using ByteSourcePtr = std::shared_ptr<const ByteSource>;
+
+// Reads exactly buf.size() bytes at offset or fails with kCorrupt naming `what`
+// ("unexpected end of <what>").
+[[nodiscard]] Status ReadExactly(const ByteSource& source, uint64_t offset, std::span<uint8_t> buf);
+
+}  // namespace ocifs
