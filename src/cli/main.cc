@@ -1,7 +1,49 @@
+// oci-fs: mount VM disk images from OCI registries, lazily.
 #include <CLI/CLI.hpp>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cli/image_commands.h"
+#include "cli/mount_command.h"
+
+namespace {
+
+// mount(8) runs `oci-fs REF DIR -o OPTS` for `mount -t fuse.oci-fs REF DIR`:
+// a first argument that is no subcommand means "mount".
+std::vector<std::string> Arguments(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  static const char* kCommands[] = {"inspect", "ls", "cat", "mount", "csi", "version"};
+  if (args.size() >= 3 && args[1][0] != '-' &&
+      std::find_if(std::begin(kCommands), std::end(kCommands),
+                   [&](const char* c) { return args[1] == c; }) == std::end(kCommands)) {
+    args.insert(args.begin() + 1, "mount");
+  }
+  return args;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"oci-fs: mount VM disk images from OCI registries, lazily"};
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  app.require_subcommand(1);
+  int exit_code = 0;
+  ocifs::ImageCommandFlags image_flags;
+  ocifs::MountFlags mount_flags;
+  ocifs::AddInspectCommand(&app, &image_flags, &exit_code);
+  ocifs::AddLsCommand(&app, &image_flags, &exit_code);
+  ocifs::AddCatCommand(&app, &image_flags, &exit_code);
+  ocifs::AddMountCommand(&app, &mount_flags, &exit_code);
+  app.add_subcommand("version", "print the version")->callback([] { std::cout << "oci-fs " OCIFS_VERSION "\n"; });
+
+  std::vector<std::string> args = Arguments(argc, argv);
+  std::vector<char*> cargs;
+  for (auto& a : args) cargs.push_back(a.data());
+  try {
+    app.parse(static_cast<int>(cargs.size()), cargs.data());
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  return exit_code;
 }

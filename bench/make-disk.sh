@@ -1,0 +1,149 @@
+#!/bin/bash
+# Builds the benchmark's VM disk and its containerDisk layers, cached in bench/work/.
+#
+#   bench/make-disk.sh [--quick] [--force]
+#
+# Full (default), in bench/work/full/:
+#   rootfs/        Debian 12 made by debootstrap (kernel, systemd, udev, dbus)
+#   disk.raw       4 GiB MBR disk: partition 1 (from 1 MiB) is ext4 with the rootfs;
+#                  syslinux MBR + extlinux boot it, so qemu boots from the disk alone
+#   disk.qcow2     qemu-img convert -c -O qcow2 (compressed clusters, as cloud images)
+#   layer.tar      the containerDisk layer: disk/ and disk/disk.img (the qcow2), 0644, uid 107
+#   layer.tar.gz   gzip -6 (what docker/buildah/skopeo write)
+#   layer.tar.zst  zstd -3, one frame (what the zstd CLI and skopeo write)
+#   layer.tar.seekable.zst  zstd in 4 MiB frames + a seek table (zstd seekable format)
+# --quick, in bench/work/quick/: a 64 MiB disk.raw that is a bare ext4 (mkfs.ext4 -d from a
+#   few generated files, no debootstrap, no bootloader), then the same qcow2 and layers.
+#
+# The guest prints OCIFS-BOOTED on ttyS0 once multi-user.target is reached, then powers off.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+quick=0
+force=0
+for a in "$@"; do
+  case $a in
+    --quick) quick=1 ;;
+    --force) force=1 ;;
+    *) echo "usage: $0 [--quick] [--force]" >&2; exit 2 ;;
+  esac
+done
+mirror=${BENCH_MIRROR:-$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)}
+mirror=${mirror:-http://deb.debian.org/debian}
+
+if [[ $quick == 1 ]]; then out=$here/work/quick; else out=$here/work/full; fi
+mkdir -p "$out"
+cd "$out"
+[[ $force == 1 ]] && rm -rf disk.raw disk.qcow2 layer.tar*
+
+log() { echo "make-disk: $*" >&2; }
+
+make_quick_raw() {
+  local src=$out/quick-src
+  rm -rf "$src"
+  mkdir -p "$src/etc" "$src/usr/lib" "$src/var/log"
+  # Files of assorted sizes, incompressible and compressible, so qcow2 compression
+  # and the decoders both have work to do.
+  head -c 12M /dev/urandom >"$src/usr/lib/random.bin"
+  seq 1 2000000 >"$src/var/log/numbers.txt"
+  for i in $(seq 1 200); do head -c $((i * 97)) /dev/urandom | base64 >"$src/etc/f$i.conf"; done
+  rm -f disk.raw.tmp
+  mkfs.ext4 -q -F -L root -d "$src" disk.raw.tmp 64M
+  mv disk.raw.tmp disk.raw
+  rm -rf "$src"
+}
+
+debootstrap_rootfs() {
+  if [[ -f rootfs/.complete ]]; then return; fi
+  log "debootstrap bookworm from $mirror (several minutes)"
+  rm -rf rootfs
+  debootstrap --arch=amd64 \
+    --include=linux-image-amd64,systemd-sysv,udev,dbus,initramfs-tools,kmod,e2fsprogs \
+    bookworm rootfs "$mirror"
+  # Make it a VM image: fstab, hostname, no root password prompt needed, the boot marker.
+  echo "/dev/vda1 / ext4 errors=remount-ro 0 1" >rootfs/etc/fstab
+  echo ocifs-bench >rootfs/etc/hostname
+  cat >rootfs/etc/systemd/system/ocifs-booted.service <<'EOF'
+[Unit]
+Description=Tell the benchmark that multi-user.target was reached, then power off
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo OCIFS-BOOTED >/dev/ttyS0; systemctl poweroff --no-block'
+
+[Install]
+WantedBy=multi-user.target
+EOF
+  ln -sf /etc/systemd/system/ocifs-booted.service \
+    rootfs/etc/systemd/system/multi-user.target.wants/ocifs-booted.service
+  chroot rootfs apt-get clean
+  rm -rf rootfs/var/lib/apt/lists/* rootfs/var/cache/apt/*.bin
+  touch rootfs/.complete
+}
+
+make_full_raw() {
+  debootstrap_rootfs
+  local kver part_off=$((1024 * 1024)) size=$((4 * 1024 * 1024 * 1024))
+  kver=$(ls rootfs/boot | sed -n 's/^vmlinuz-//p' | sort -V | tail -1)
+  [[ -n $kver ]] || { log "no kernel in rootfs/boot"; exit 1; }
+  mkdir -p rootfs/boot/extlinux
+  cat >rootfs/boot/extlinux/extlinux.conf <<EOF
+DEFAULT debian
+PROMPT 0
+TIMEOUT 0
+LABEL debian
+  LINUX /boot/vmlinuz-$kver
+  INITRD /boot/initrd.img-$kver
+  APPEND root=/dev/vda1 ro console=ttyS0 quiet
+EOF
+  rm -f disk.raw.tmp
+  truncate -s $size disk.raw.tmp
+  echo "start=2048, type=83, bootable" | sfdisk -q disk.raw.tmp
+  dd if=/usr/lib/syslinux/mbr/mbr.bin of=disk.raw.tmp bs=440 count=1 conv=notrunc status=none
+  # ext4 straight into the partition (mke2fs -E offset); 64bit off so extlinux can boot it.
+  mkfs.ext4 -q -F -L root -O ^64bit -E offset=$part_off -b 4096 -d rootfs \
+    disk.raw.tmp $(((size - part_off) / 4096))
+  # extlinux needs the mounted filesystem: a loop device on the partition.
+  local mnt=$out/mnt loop
+  mkdir -p "$mnt"
+  loop=$(losetup -f --show -o $part_off --sizelimit $((size - part_off)) disk.raw.tmp)
+  trap 'umount "$mnt" 2>/dev/null || true; losetup -d "$loop" 2>/dev/null || true' EXIT
+  mount "$loop" "$mnt"
+  extlinux --install "$mnt/boot/extlinux" >/dev/null
+  umount "$mnt"
+  losetup -d "$loop"
+  trap - EXIT
+  mv disk.raw.tmp disk.raw
+}
+
+if [[ ! -f disk.raw ]]; then
+  if [[ $quick == 1 ]]; then make_quick_raw; else make_full_raw; fi
+fi
+if [[ ! -f disk.qcow2 ]]; then
+  log "qcow2 with compressed clusters"
+  qemu-img convert -c -O qcow2 disk.raw disk.qcow2.tmp && mv disk.qcow2.tmp disk.qcow2
+fi
+if [[ ! -f layer.tar ]]; then
+  rm -rf stage && mkdir -p stage/disk
+  ln disk.qcow2 stage/disk/disk.img 2>/dev/null || cp disk.qcow2 stage/disk/disk.img
+  chmod 0755 stage/disk && chmod 0644 stage/disk/disk.img
+  tar -C stage --format=gnu --sort=name --mtime=@0 --owner=107 --group=107 --numeric-owner \
+    -cf layer.tar.tmp disk && mv layer.tar.tmp layer.tar
+  rm -rf stage
+fi
+threads=${BENCH_COMPRESS_THREADS:-1}
+if [[ ! -f layer.tar.gz ]]; then
+  log "gzip"
+  gzip -6 -n -c layer.tar >layer.tar.gz.tmp && mv layer.tar.gz.tmp layer.tar.gz
+fi
+if [[ ! -f layer.tar.zst ]]; then
+  log "zstd (one frame)"
+  zstd -q -3 -T"$threads" -c layer.tar >layer.tar.zst.tmp && mv layer.tar.zst.tmp layer.tar.zst
+fi
+if [[ ! -f layer.tar.seekable.zst ]]; then
+  log "zstd (4 MiB frames + seek table)"
+  /usr/bin/python3 "$here/zstd_seekable.py" layer.tar layer.tar.seekable.zst.tmp &&
+    mv layer.tar.seekable.zst.tmp layer.tar.seekable.zst
+fi
+ls -l disk.raw disk.qcow2 layer.tar* >&2

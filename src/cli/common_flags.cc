@@ -1,0 +1,91 @@
+#include "cli/common_flags.h"
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <cmath>
+#include <iostream>
+
+namespace ocifs {
+
+void AddCommonFlags(CLI::App* app, CommonFlags* flags) {
+  app->add_option("--creds", flags->creds, "USER:PASS for the registry (prefer --authfile)");
+  app->add_option("--authfile", flags->authfile, "containers auth.json or docker config.json");
+  app->add_option("--cert-dir", flags->cert_dir, "directory of *.crt CAs and *.cert/*.key client certificates");
+  app->add_option("--tls-verify", flags->tls_verify,
+                  "false: accept an unverified certificate or plain HTTP (default true)");
+  app->add_option("--platform", flags->platform, "OS/ARCH[/VARIANT] to pick from a multi-platform image");
+  app->add_option("--log-level", flags->log_level, "trace, debug, info, warn (default), error, off");
+  app->add_option("--log-file", flags->log_file, "write logs to this file instead of stderr");
+}
+
+Result<bool> ParseBool(std::string_view text, std::string_view what) {
+  if (text == "true" || text == "1" || text == "yes" || text.empty()) return true;
+  if (text == "false" || text == "0" || text == "no") return false;
+  return InvalidArgument(std::string(what) + ": expected true or false, got '" + std::string(text) + "'");
+}
+
+Result<RegistryOptions> ToRegistryOptions(const CommonFlags& flags) {
+  RegistryOptions options;
+  if (!flags.creds.empty()) {
+    if (flags.creds.find(':') == std::string::npos) return InvalidArgument("--creds must be USER:PASS");
+    options.creds = flags.creds;
+  }
+  options.authfile = flags.authfile;
+  options.cert_dir = flags.cert_dir;
+  OCIFS_ASSIGN_OR_RETURN(options.tls_verify, ParseBool(flags.tls_verify, "--tls-verify"));
+  options.platform = flags.platform;
+  return options;
+}
+
+Status ConfigureLogging(const CommonFlags& flags) {
+  auto level = spdlog::level::from_str(flags.log_level);
+  if (level == spdlog::level::off && flags.log_level != "off") {
+    return InvalidArgument("--log-level: unknown level '" + flags.log_level + "'");
+  }
+  std::shared_ptr<spdlog::logger> logger;
+  try {
+    if (flags.log_file.empty()) {
+      logger = spdlog::stderr_logger_mt("oci-fs");
+    } else {
+      logger = spdlog::basic_logger_mt("oci-fs", flags.log_file);
+    }
+  } catch (const spdlog::spdlog_ex& e) {
+    return IoError(std::string("cannot open the log: ") + e.what());
+  }
+  logger->set_level(level);
+  logger->flush_on(spdlog::level::info);
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%t] %v");
+  spdlog::set_default_logger(logger);
+  return Status::Ok();
+}
+
+Result<uint64_t> ParseSize(std::string_view text) {
+  if (text.empty()) return InvalidArgument("empty size");
+  std::string s(text);
+  size_t pos = 0;
+  double value;
+  try {
+    value = std::stod(s, &pos);
+  } catch (...) {
+    return InvalidArgument("not a size: '" + s + "'");
+  }
+  std::string suffix = s.substr(pos);
+  double mult = 1;
+  if (suffix.empty() || suffix == "B") mult = 1;
+  else if (suffix == "K" || suffix == "KiB" || suffix == "k") mult = 1ull << 10;
+  else if (suffix == "M" || suffix == "MiB") mult = 1ull << 20;
+  else if (suffix == "G" || suffix == "GiB") mult = 1ull << 30;
+  else if (suffix == "T" || suffix == "TiB") mult = 1ull << 40;
+  else return InvalidArgument("unknown size suffix in '" + s + "' (use K, M, G or T)");
+  if (!(value >= 0) || value * mult > 1e18) return InvalidArgument("size out of range: '" + s + "'");
+  return static_cast<uint64_t>(std::llround(value * mult));
+}
+
+int Fail(const Status& status) {
+  std::cerr << "oci-fs: " << status.ToString() << std::endl;
+  return 1;
+}
+
+}  // namespace ocifs

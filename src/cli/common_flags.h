@@ -1,0 +1,41 @@
+// Flags shared by the subcommands: registry access and logging.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <optional>
+#include <string>
+
+#include "ocifs/status.h"
+#include "registry/registry_options.h"
+
+namespace ocifs {
+
+struct CommonFlags {
+  std::string creds;  // never logged
+  std::string authfile;
+  std::string cert_dir;
+  std::string tls_verify = "true";
+  std::string platform;
+  std::string log_level = "warn";
+  std::string log_file;
+};
+
+// Registers --creds, --authfile, --cert-dir, --tls-verify, --platform,
+// --log-level and --log-file on `app`.
+void AddCommonFlags(CLI::App* app, CommonFlags* flags);
+
+[[nodiscard]] Result<RegistryOptions> ToRegistryOptions(const CommonFlags& flags);
+
+// Sets up spdlog from --log-level and --log-file (stderr when empty).
+[[nodiscard]] Status ConfigureLogging(const CommonFlags& flags);
+
+// "10G", "512M", "4096", "1.5T" -> bytes.
+[[nodiscard]] Result<uint64_t> ParseSize(std::string_view text);
+
+// "true"/"false"/"1"/"0"/"yes"/"no".
+[[nodiscard]] Result<bool> ParseBool(std::string_view text, std::string_view what);
+
+// Prints "oci-fs: <status>" to stderr and returns exit status 1.
+int Fail(const Status& status);
+
+}  // namespace ocifs

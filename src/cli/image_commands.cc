@@ -1,0 +1,196 @@
+#include "cli/image_commands.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "stack/image_stack.h"
+
+namespace ocifs {
+namespace {
+
+Result<std::unique_ptr<ImageStack>> OpenStack(const ImageCommandFlags& flags) {
+  OCIFS_RETURN_IF_ERROR(ConfigureLogging(flags.common));
+  OCIFS_ASSIGN_OR_RETURN(Reference ref, Reference::Parse(flags.reference));
+  StackOptions options;
+  OCIFS_ASSIGN_OR_RETURN(options.registry, ToRegistryOptions(flags.common));
+  options.cache_dir = flags.cache_dir;
+  return ImageStack::Open(ref, options);
+}
+
+std::string CompressionOf(const Descriptor& layer) {
+  return std::string(LayerCompressionName(CompressionOfMediaType(layer.media_type)));
+}
+
+Status RunInspect(const ImageCommandFlags& flags) {
+  OCIFS_RETURN_IF_ERROR(ConfigureLogging(flags.common));
+  OCIFS_ASSIGN_OR_RETURN(Reference ref, Reference::Parse(flags.reference));
+  OCIFS_ASSIGN_OR_RETURN(RegistryOptions options, ToRegistryOptions(flags.common));
+  OCIFS_ASSIGN_OR_RETURN(auto source, OpenImageSource(ref, options));
+  OCIFS_ASSIGN_OR_RETURN(ResolvedImage image, source->Resolve());
+  if (flags.json) {
+    nlohmann::json j;
+    j["reference"] = image.reference.ToString();
+    j["digest"] = image.manifest_digest;
+    j["mediaType"] = image.manifest_media_type;
+    if (!image.index_digest.empty()) j["indexDigest"] = image.index_digest;
+    j["platform"] = image.platform.ToString();
+    j["config"] = {{"digest", image.config.digest}, {"size", image.config.size}};
+    j["layers"] = nlohmann::json::array();
+    for (const auto& layer : image.layers) {
+      j["layers"].push_back({{"digest", layer.digest},
+                             {"size", layer.size},
+                             {"mediaType", layer.media_type},
+                             {"compression", CompressionOf(layer)}});
+    }
+    std::cout << j.dump(2) << std::endl;
+    return Status::Ok();
+  }
+  std::cout << "Reference: " << image.reference.ToString() << "\n"
+            << "Digest: " << image.manifest_digest << "\n";
+  if (!image.index_digest.empty()) std::cout << "IndexDigest: " << image.index_digest << "\n";
+  std::cout << "MediaType: " << image.manifest_media_type << "\n"
+            << "Platform: " << image.platform.ToString() << "\n"
+            << "Config: " << image.config.digest << "\n"
+            << "Layers:\n";
+  for (const auto& layer : image.layers) {
+    std::cout << "  " << layer.digest << " " << layer.size << " " << CompressionOf(layer) << "\n";
+  }
+  std::cout.flush();
+  return Status::Ok();
+}
+
+std::string NormalizePath(std::string_view path) {
+  std::string out;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string_view::npos) j = path.size();
+    std::string_view part = path.substr(i, j - i);
+    if (!part.empty() && part != ".") {
+      if (!out.empty()) out += '/';
+      out += part;
+    }
+    i = j + 1;
+  }
+  return out;
+}
+
+void PrintNode(const MergedTree& tree, const Node& node, bool recurse) {
+  const TarEntry& e = node.entry;
+  uint32_t type = 0;
+  switch (e.type) {
+    case EntryType::kFile: case EntryType::kHardlink: type = S_IFREG; break;
+    case EntryType::kDirectory: type = S_IFDIR; break;
+    case EntryType::kSymlink: type = S_IFLNK; break;
+    case EntryType::kCharDevice: type = S_IFCHR; break;
+    case EntryType::kBlockDevice: type = S_IFBLK; break;
+    case EntryType::kFifo: type = S_IFIFO; break;
+  }
+  uint64_t size = e.type == EntryType::kSymlink ? e.link_target.size() : e.size;
+  if (!e.path.empty()) {
+    std::cout << ModeString(type | (e.mode & 07777)) << " " << size << " /" << e.path;
+    if (e.type == EntryType::kSymlink) std::cout << " -> " << e.link_target;
+    std::cout << "\n";
+  }
+  if (recurse && e.type == EntryType::kDirectory) {
+    for (const Node* child : tree.Children(e.path)) PrintNode(tree, *child, true);
+  }
+}
+
+Status RunLs(const ImageCommandFlags& flags) {
+  OCIFS_ASSIGN_OR_RETURN(auto stack, OpenStack(flags));
+  std::string path = NormalizePath(flags.path);
+  const Node* node = stack->tree().Lookup(path);
+  if (node == nullptr) return NotFound("/" + path + ": no such file or directory in the image");
+  PrintNode(stack->tree(), *node, true);
+  std::cout.flush();
+  return Status::Ok();
+}
+
+Status RunCat(const ImageCommandFlags& flags) {
+  OCIFS_ASSIGN_OR_RETURN(auto stack, OpenStack(flags));
+  std::string path = NormalizePath(flags.path);
+  OCIFS_ASSIGN_OR_RETURN(const Node* node, stack->tree().Resolve(path));
+  if (node->entry.type != EntryType::kFile) return InvalidArgument("/" + path + " is not a regular file");
+  OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr content, stack->FileContent(*node));
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t offset = 0;
+  while (offset < node->entry.size) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), node->entry.size - offset));
+    OCIFS_RETURN_IF_ERROR(ReadExactly(*content, offset, std::span<uint8_t>(buf.data(), want)));
+    size_t done = 0;
+    while (done < want) {
+      ssize_t n = ::write(STDOUT_FILENO, buf.data() + done, want - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoError("write to stdout", errno);
+      }
+      done += static_cast<size_t>(n);
+    }
+    offset += want;
+  }
+  return Status::Ok();
+}
+
+CLI::App* AddImageSubcommand(CLI::App* app, const char* name, const char* help, ImageCommandFlags* flags) {
+  CLI::App* sub = app->add_subcommand(name, help);
+  AddCommonFlags(sub, &flags->common);
+  sub->add_option("REF", flags->reference, "image reference")->required();
+  sub->add_option("--cache-dir", flags->cache_dir, "read layers through this chunk cache");
+  return sub;
+}
+
+}  // namespace
+
+std::string ModeString(uint32_t mode) {
+  std::string s(10, '-');
+  switch (mode & S_IFMT) {
+    case S_IFDIR: s[0] = 'd'; break;
+    case S_IFLNK: s[0] = 'l'; break;
+    case S_IFCHR: s[0] = 'c'; break;
+    case S_IFBLK: s[0] = 'b'; break;
+    case S_IFIFO: s[0] = 'p'; break;
+    default: break;
+  }
+  const char* rwx = "rwxrwxrwx";
+  for (int i = 0; i < 9; ++i) {
+    if (mode & (1u << (8 - i))) s[1 + i] = rwx[i];
+  }
+  if (mode & S_ISUID) s[3] = (mode & S_IXUSR) ? 's' : 'S';
+  if (mode & S_ISGID) s[6] = (mode & S_IXGRP) ? 's' : 'S';
+  if (mode & S_ISVTX) s[9] = (mode & S_IXOTH) ? 't' : 'T';
+  return s;
+}
+
+void AddInspectCommand(CLI::App* app, ImageCommandFlags* flags, int* exit_code) {
+  CLI::App* sub = AddImageSubcommand(app, "inspect", "show an image's digest, platform and layers", flags);
+  sub->add_flag("--json", flags->json, "print JSON");
+  sub->callback([flags, exit_code] {
+    Status s = RunInspect(*flags);
+    *exit_code = s.ok() ? 0 : Fail(s);
+  });
+}
+
+void AddLsCommand(CLI::App* app, ImageCommandFlags* flags, int* exit_code) {
+  CLI::App* sub = AddImageSubcommand(app, "ls", "list the image's merged filesystem", flags);
+  sub->add_option("PATH", flags->path, "directory or file inside the image (default /)");
+  sub->callback([flags, exit_code] {
+    Status s = RunLs(*flags);
+    *exit_code = s.ok() ? 0 : Fail(s);
+  });
+}
+
+void AddCatCommand(CLI::App* app, ImageCommandFlags* flags, int* exit_code) {
+  CLI::App* sub = AddImageSubcommand(app, "cat", "write one file of the image to stdout", flags);
+  sub->add_option("PATH", flags->path, "file inside the image")->required();
+  sub->callback([flags, exit_code] {
+    Status s = RunCat(*flags);
+    *exit_code = s.ok() ? 0 : Fail(s);
+  });
+}
+
+}  // namespace ocifs

@@ -1,0 +1,291 @@
+#include "cli/mount_command.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "fuse/fuse_server.h"
+#include "registry/fetch_stats.h"
+#include "stack/image_stack.h"
+#include "fuse/tree_model.h"
+
+namespace ocifs {
+namespace {
+
+std::vector<std::string> SplitOptions(const std::string& list) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (list[i] == '\\' && i + 1 < list.size()) {
+      cur += list[++i];
+    } else if (list[i] == ',') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += list[i];
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+int64_t CreatedTime(const ResolvedImage& image) {
+  if (image.config_json.is_object() && image.config_json.contains("created") &&
+      image.config_json["created"].is_string()) {
+    std::string created = image.config_json["created"].get<std::string>();
+    struct tm tm{};
+    if (strptime(created.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) != nullptr) return timegm(&tm);
+  }
+  return 0;
+}
+
+// Writes the fetch counters as JSON, atomically.
+void WriteStats(const std::string& path, const ImageStack& stack) {
+  if (path.empty()) return;
+  const FetchStats& fetch = GlobalFetchStats();
+  nlohmann::json j = {{"blob_requests", fetch.blob_requests.load()},
+                      {"blob_bytes", fetch.blob_bytes.load()},
+                      {"manifest_requests", fetch.manifest_requests.load()}};
+  if (stack.cache()) {
+    ChunkCacheStats c = stack.cache()->stats();
+    j["cache_hits"] = c.hits;
+    j["cache_misses"] = c.misses;
+    j["cache_evictions"] = c.evictions;
+    j["cache_corrupt_dropped"] = c.corrupt_dropped;
+  }
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump() << "\n";
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) spdlog::warn("cannot write stats to {}", path);
+}
+
+// Reports readiness (or the error) to the waiting parent through `fd`.
+void Report(int fd, const Status& status) {
+  if (fd < 0) return;
+  std::string msg = status.ok() ? std::string("R") : "E" + status.ToString();
+  ssize_t ignored = ::write(fd, msg.data(), msg.size());
+  (void)ignored;
+  ::close(fd);
+}
+
+void DetachStdio(const std::string& log_file) {
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return;
+  ::dup2(null, STDIN_FILENO);
+  ::dup2(null, STDOUT_FILENO);
+  if (log_file.empty()) ::dup2(null, STDERR_FILENO);
+  ::close(null);
+}
+
+// Runs the mount in this process; `ready_fd` (or -1) learns when it is ready.
+int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_options, int ready_fd) {
+  auto fail = [&](const Status& s) {
+    if (ready_fd >= 0) {
+      Report(ready_fd, s);
+      return 1;
+    }
+    return Fail(s);
+  };
+  Status logging = ConfigureLogging(flags.common);
+  if (!logging.ok()) return fail(logging);
+  auto ref = Reference::Parse(flags.reference);
+  if (!ref.ok()) return fail(ref.status());
+  StackOptions options;
+  auto registry = ToRegistryOptions(flags.common);
+  if (!registry.ok()) return fail(registry.status());
+  options.registry = *registry;
+  options.cache_dir = flags.cache_dir.empty() ? DefaultCacheDir() : flags.cache_dir;
+  auto cache_bytes = ParseSize(flags.cache_size);
+  if (!cache_bytes.ok()) return fail(cache_bytes.status().WithContext("--cache-size"));
+  options.cache_bytes = *cache_bytes;
+  auto memory = ParseSize(flags.memory_cache);
+  if (!memory.ok()) return fail(memory.status().WithContext("--memory-cache"));
+  options.memory_cache_bytes = *memory;
+
+  auto stack = ImageStack::Open(*ref, options);
+  if (!stack.ok()) return fail(stack.status());
+  int64_t mtime = CreatedTime((*stack)->image());
+  std::shared_ptr<FsModel> model;
+  if (flags.mode == "tree") {
+    auto tree = BuildTreeModel(**stack, mtime);
+    if (!tree.ok()) return fail(tree.status());
+    model = std::make_shared<FsModel>(std::move(tree).value());
+  } else {
+    auto disk = (*stack)->OpenDisk(flags.disk_path);
+    if (!disk.ok()) return fail(disk.status());
+    model = std::make_shared<FsModel>(FsModel::SingleFile("disk.img", *disk, mtime));
+  }
+
+  FuseServerOptions fuse;
+  fuse.allow_other = flags.allow_other;
+  fuse.fsname = (*ref).ToString();
+  fuse.extra_options = fuse_options;
+  auto server = FuseServer::Mount(model, flags.mountpoint, fuse);
+  if (!server.ok()) return fail(server.status());
+  spdlog::info("mounted {} ({}) at {}", (*stack)->image().reference.ToString(), (*stack)->image().manifest_digest,
+               flags.mountpoint);
+  if (ready_fd >= 0) {
+    Report(ready_fd, Status::Ok());
+    DetachStdio(flags.common.log_file);
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread stats_writer;
+  if (!flags.stats_file.empty()) {
+    stats_writer = std::thread([&] {
+      std::unique_lock lock(mu);
+      while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return done; })) {
+        WriteStats(flags.stats_file, **stack);
+      }
+    });
+  }
+  Status run = (*server)->Run();
+  server->reset();
+  {
+    std::lock_guard lock(mu);
+    done = true;
+  }
+  cv.notify_all();
+  if (stats_writer.joinable()) stats_writer.join();
+  WriteStats(flags.stats_file, **stack);
+  spdlog::info("unmounted {}", flags.mountpoint);
+  if (!run.ok()) {
+    spdlog::error("{}", run.ToString());
+    return 1;
+  }
+  return 0;
+}
+
+// Forks; the child mounts and serves, the parent returns once the child
+// reports the mount ready (0) or failed (1, with the child's message).
+int Daemonize(const MountFlags& flags, const std::vector<std::string>& fuse_options) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return Fail(ErrnoError("pipe", errno));
+  std::cout.flush();
+  std::cerr.flush();
+  pid_t pid = ::fork();
+  if (pid < 0) return Fail(ErrnoError("fork", errno));
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::setsid();
+    if (::chdir("/") != 0) {}
+    ::_exit(RunMount(flags, fuse_options, fds[1]));
+  }
+  ::close(fds[1]);
+  std::string msg;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fds[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    msg.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fds[0]);
+  if (!msg.empty() && msg[0] == 'R') return 0;
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (msg.size() > 1 && msg[0] == 'E') {
+    std::cerr << "oci-fs: " << msg.substr(1) << std::endl;
+  } else {
+    std::cerr << "oci-fs: the mount process died before the mount was ready";
+    if (WIFSIGNALED(status)) std::cerr << " (signal " << WTERMSIG(status) << ")";
+    std::cerr << std::endl;
+  }
+  return 1;
+}
+
+}  // namespace
+
+std::string DefaultCacheDir() {
+  if (::geteuid() == 0) return "/var/cache/oci-fs";
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/oci-fs";
+  }
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : "/tmp") + "/.cache/oci-fs";
+}
+
+Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_options) {
+  static const char* kIgnored[] = {"rw", "ro", "defaults", "auto", "noauto", "user", "users", "nouser",
+                                   "_netdev", "nofail", "relatime", "strictatime", "dev", "suid", "exec",
+                                   "async", "sync", "atime", "default_permissions"};
+  static const char* kForwarded[] = {"nodev", "nosuid", "noexec", "noatime", "nodiratime", "auto_unmount"};
+  for (const std::string& list : flags->options) {
+    for (const std::string& opt : SplitOptions(list)) {
+      size_t eq = opt.find('=');
+      std::string key = opt.substr(0, eq);
+      std::string value = eq == std::string::npos ? "" : opt.substr(eq + 1);
+      if (key == "allow_other") flags->allow_other = true;
+      else if (key == "tls_verify") flags->common.tls_verify = value.empty() ? "true" : value;
+      else if (key == "cache_dir") flags->cache_dir = value;
+      else if (key == "cache_size") flags->cache_size = value;
+      else if (key == "memory_cache") flags->memory_cache = value;
+      else if (key == "authfile") flags->common.authfile = value;
+      else if (key == "cert_dir") flags->common.cert_dir = value;
+      else if (key == "platform") flags->common.platform = value;
+      else if (key == "disk_path") flags->disk_path = value;
+      else if (key == "mode") flags->mode = value;
+      else if (key == "stats_file") flags->stats_file = value;
+      else if (key == "log_file") flags->common.log_file = value;
+      else if (key == "log_level") flags->common.log_level = value;
+      else if (key.rfind("x-", 0) == 0 || key.rfind("comment", 0) == 0) continue;
+      else if (std::find(std::begin(kIgnored), std::end(kIgnored), key) != std::end(kIgnored)) continue;
+      else if (std::find(std::begin(kForwarded), std::end(kForwarded), key) != std::end(kForwarded)) {
+        fuse_options->push_back(opt);
+      } else {
+        return InvalidArgument("unknown mount option '" + key + "'");
+      }
+    }
+  }
+  if (flags->mode != "disk" && flags->mode != "tree") {
+    return InvalidArgument("--mode must be disk or tree, not '" + flags->mode + "'");
+  }
+  return Status::Ok();
+}
+
+void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
+  CLI::App* sub = app->add_subcommand("mount", "mount an image's VM disk (DIR/disk.img) or its whole tree");
+  AddCommonFlags(sub, &flags->common);
+  sub->add_option("REF", flags->reference, "image reference")->required();
+  sub->add_option("DIR", flags->mountpoint, "mount point (an existing directory)")->required();
+  sub->add_flag("-f,--foreground", flags->foreground, "stay in the foreground");
+  sub->add_option("--mode", flags->mode, "disk (default) or tree");
+  sub->add_option("--disk-path", flags->disk_path, "the disk file inside the image (default: the one file under disk/)");
+  sub->add_option("--cache-dir", flags->cache_dir, "chunk cache directory (default " + DefaultCacheDir() + ")");
+  sub->add_option("--cache-size", flags->cache_size, "bound of the chunk cache (default 10G)");
+  sub->add_option("--memory-cache", flags->memory_cache, "decompressed qcow2 clusters kept in memory (default 64M)");
+  sub->add_option("--stats-file", flags->stats_file, "write fetch counters as JSON here");
+  sub->add_flag("--allow-other", flags->allow_other, "let other users read the mount");
+  sub->add_option("-o", flags->options, "mount options, comma-separated (see docs/cli.md)");
+  sub->callback([flags, exit_code] {
+    std::vector<std::string> fuse_options;
+    Status s = ApplyMountOptions(flags, &fuse_options);
+    if (!s.ok()) {
+      *exit_code = Fail(s);
+      return;
+    }
+    struct stat st;
+    if (::stat(flags->mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      *exit_code = Fail(InvalidArgument("mount point " + flags->mountpoint + " is not a directory"));
+      return;
+    }
+    *exit_code = flags->foreground ? RunMount(*flags, fuse_options, -1) : Daemonize(*flags, fuse_options);
+  });
+}
+
+}  // namespace ocifs

@@ -1,0 +1,34 @@
+// oci-fs mount: serve an image's VM disk (or whole tree) through FUSE.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "cli/common_flags.h"
+
+namespace ocifs {
+
+struct MountFlags {
+  CommonFlags common;
+  std::string reference;
+  std::string mountpoint;
+  bool foreground = false;
+  std::string mode = "disk";  // disk | tree
+  std::string disk_path;
+  std::string cache_dir;      // default: DefaultCacheDir()
+  std::string cache_size = "10G";
+  std::string memory_cache = "64M";
+  std::string stats_file;
+  bool allow_other = false;
+  std::vector<std::string> options;  // -o, comma-separated lists
+};
+
+// /var/cache/oci-fs for root, else $XDG_CACHE_HOME/oci-fs (~/.cache/oci-fs).
+std::string DefaultCacheDir();
+
+void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code);
+
+// Applies `-o` options (mount(8) style) to the flags; unknown options are an
+// error, mount(8)'s generic ones (rw, defaults, _netdev, ...) are ignored.
+[[nodiscard]] Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_options);
+
+}  // namespace ocifs

@@ -1,0 +1,37 @@
+// Looking at a target directory from the outside: is something mounted
+// there, is its FUSE daemon still alive, which process serves it.
+//
+// A FUSE mount whose daemon died stays in the mount table; every stat or
+// read of it fails with ENOTCONN ("Transport endpoint is not connected").
+// That is how a dead `oci-fs mount` is recognised. All functions are
+// thread-safe; they read /proc and stat(2) the path.
+#pragma once
+
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ocifs {
+
+enum class MountState {
+  kMissing,       // the path does not exist
+  kNotMounted,    // a plain directory
+  kHealthy,       // a mount point that answers
+  kDisconnected,  // a FUSE mount whose daemon is gone (ENOTCONN)
+};
+
+std::string_view MountStateName(MountState state);
+
+MountState ProbeMount(const std::string& path);
+
+// Whether /proc/self/mountinfo lists `path` as a mount point (octal escapes
+// decoded); `fstype` receives its filesystem type (e.g. "fuse.oci-fs").
+bool IsMountPoint(const std::string& path, std::string* fstype = nullptr);
+
+// The pid of a running `... mount ... TARGET` process whose last argument is
+// `target` (the `oci-fs mount` daemon of that target), found in /proc.
+std::optional<pid_t> FindMountProcess(const std::string& target);
+
+}  // namespace ocifs

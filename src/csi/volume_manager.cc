@@ -1,0 +1,236 @@
+#include "csi/volume_manager.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "csi/auth_file.h"
+#include "csi/mount_probe.h"
+
+namespace ocifs {
+namespace {
+
+Status EnsureDir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0750) == 0 || errno == EEXIST) return Status::Ok();
+  return ErrnoError("create target " + path, errno);
+}
+
+}  // namespace
+
+VolumeManager::VolumeManager(const VolumeStore* store, const MountLauncher* launcher)
+    : store_(store), launcher_(launcher) {}
+
+std::shared_ptr<std::mutex> VolumeManager::TargetLock(const std::string& target) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& m = target_mu_[target];
+  if (!m) m = std::make_shared<std::mutex>();
+  return m;
+}
+
+std::optional<VolumeRecord> VolumeManager::Find(const std::string& target) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = volumes_.find(target);
+  if (it == volumes_.end()) return std::nullopt;
+  return it->second;
+}
+
+void VolumeManager::Put(const VolumeRecord& record) {
+  std::lock_guard<std::mutex> lock(mu_);
+  volumes_[record.spec.target_path] = record;
+}
+
+void VolumeManager::Erase(const std::string& target) {
+  std::lock_guard<std::mutex> lock(mu_);
+  volumes_.erase(target);
+}
+
+size_t VolumeManager::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return volumes_.size();
+}
+
+Status VolumeManager::Publish(const VolumeSpec& spec,
+                              const std::optional<std::string>& docker_config) {
+  const std::string& target = spec.target_path;
+  auto target_mu = TargetLock(target);
+  std::lock_guard<std::mutex> lock(*target_mu);
+
+  if (auto existing = Find(target)) {
+    if (!existing->spec.SameAs(spec)) {
+      return AlreadyExists("target " + target + " already holds volume " +
+                           existing->spec.volume_id + " (image " + existing->spec.image +
+                           "), published with other attributes");
+    }
+    if (ProbeMount(target) == MountState::kHealthy) return Status::Ok();
+    spdlog::warn("csi: volume {} at {} is not answering; remounting", spec.volume_id, target);
+    return Repair(*existing);
+  }
+  if (IsMountPoint(target)) {
+    return AlreadyExists("target " + target + " is already a mount point not made by oci-fs csi");
+  }
+
+  OCIFS_RETURN_IF_ERROR(EnsureDir(target));
+  VolumeRecord record;
+  record.spec = spec;
+  if (docker_config) {
+    record.auth_file = store_->AuthFilePath(target);
+    if (Status s = WriteAuthFile(record.auth_file, *docker_config); !s.ok()) {
+      return s.WithContext("volume " + spec.volume_id + ": credentials");
+    }
+  }
+  auto fail = [&](const Status& s) {
+    RemoveAuthFile(record.auth_file);
+    if (spec.ephemeral) ::rmdir(target.c_str());
+    spdlog::warn("csi: publish {} at {}: {}", spec.volume_id, target, s.ToString());
+    return s;
+  };
+  auto digest = launcher_->ResolveDigest(record);
+  if (!digest.ok()) return fail(digest.status());
+  record.digest = *digest;
+  if (Status s = launcher_->Mount(record); !s.ok()) return fail(s);
+  record.mount_pid = FindMountProcess(target).value_or(0);
+  if (Status s = store_->Save(record); !s.ok()) {
+    (void)launcher_->Unmount(target);
+    return fail(s.WithContext("record volume " + spec.volume_id));
+  }
+  Put(record);
+  spdlog::info("csi: published {} ({}) at {}, pid {}", spec.volume_id, record.PinnedRef(), target,
+               record.mount_pid);
+  return Status::Ok();
+}
+
+Status VolumeManager::Teardown(const std::string& target, const std::optional<VolumeRecord>& record,
+                               bool remove_dir) {
+  std::string fstype;
+  if (IsMountPoint(target, &fstype)) {
+    if (!record && fstype.rfind("fuse", 0) != 0) {
+      return Internal("target " + target + " holds a " + fstype +
+                      " mount that oci-fs csi did not make; not unmounting it");
+    }
+    OCIFS_RETURN_IF_ERROR(launcher_->Unmount(target));
+  }
+  if (record) {
+    OCIFS_RETURN_IF_ERROR(store_->Remove(target));
+    RemoveAuthFile(record->auth_file);
+  }
+  RemoveAuthFile(store_->AuthFilePath(target));
+  Erase(target);
+  if (remove_dir && ::rmdir(target.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("csi: cannot remove target {}: {}", target, std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+Status VolumeManager::Unpublish(const std::string& volume_id, const std::string& target) {
+  if (volume_id.empty()) return InvalidArgument("volume_id is required");
+  if (target.empty()) return InvalidArgument("target_path is required");
+  auto target_mu = TargetLock(target);
+  std::lock_guard<std::mutex> lock(*target_mu);
+  auto record = Find(target);
+  if (record && record->spec.volume_id != volume_id) {
+    spdlog::warn("csi: unpublish of {} at {}, which holds volume {}; unmounting anyway", volume_id,
+                 target, record->spec.volume_id);
+  }
+  OCIFS_RETURN_IF_ERROR(Teardown(target, record, /*remove_dir=*/true));
+  if (record) spdlog::info("csi: unpublished {} from {}", volume_id, target);
+  return Status::Ok();
+}
+
+Status VolumeManager::Repair(VolumeRecord record) {
+  const std::string& target = record.spec.target_path;
+  OCIFS_RETURN_IF_ERROR(launcher_->Unmount(target));  // a dead mount: lazy detach
+  OCIFS_RETURN_IF_ERROR(EnsureDir(target));
+  OCIFS_RETURN_IF_ERROR(launcher_->Mount(record));
+  record.mount_pid = FindMountProcess(target).value_or(0);
+  OCIFS_RETURN_IF_ERROR(store_->Save(record));
+  Put(record);
+  spdlog::info("csi: remounted {} ({}) at {}, pid {}", record.spec.volume_id, record.PinnedRef(),
+               target, record.mount_pid);
+  return Status::Ok();
+}
+
+Result<VolumeStats> VolumeManager::Stats(const std::string& volume_id, const std::string& path) {
+  if (volume_id.empty()) return InvalidArgument("volume_id is required");
+  if (path.empty()) return InvalidArgument("volume_path is required");
+  auto record = Find(path);
+  if (!record || record->spec.volume_id != volume_id) {
+    return NotFound("volume " + volume_id + " is not published at " + path);
+  }
+  VolumeStats stats;
+  MountState state = ProbeMount(path);
+  if (state != MountState::kHealthy) {
+    stats.abnormal = true;
+    stats.condition = "mount at " + path + " is " + std::string(MountStateName(state)) +
+                      "; the plugin remounts it";
+    return stats;
+  }
+  struct statvfs vfs;
+  if (::statvfs(path.c_str(), &vfs) != 0) return ErrnoError("statvfs " + path, errno);
+  const int64_t unit = static_cast<int64_t>(vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize);
+  stats.total_bytes = static_cast<int64_t>(vfs.f_blocks) * unit;
+  stats.available_bytes = static_cast<int64_t>(vfs.f_bavail) * unit;
+  stats.used_bytes = stats.total_bytes - static_cast<int64_t>(vfs.f_bfree) * unit;
+  stats.total_inodes = static_cast<int64_t>(vfs.f_files);
+  stats.available_inodes = static_cast<int64_t>(vfs.f_favail);
+  stats.used_inodes = static_cast<int64_t>(vfs.f_files - vfs.f_ffree);
+  return stats;
+}
+
+void VolumeManager::Recover() {
+  std::vector<VolumeRecord> records = store_->LoadAll();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& r : records) volumes_[r.spec.target_path] = r;
+  }
+  int adopted = 0, repaired = 0, dropped = 0;
+  for (const auto& record : records) {
+    const std::string& target = record.spec.target_path;
+    auto target_mu = TargetLock(target);
+    std::lock_guard<std::mutex> lock(*target_mu);
+    if (!Find(target)) continue;  // unpublished meanwhile
+    MountState state = ProbeMount(target);
+    if (state == MountState::kMissing) {
+      (void)Teardown(target, record, /*remove_dir=*/false);
+      ++dropped;
+      spdlog::info("csi: dropped stale record of {} ({} is gone)", record.spec.volume_id, target);
+    } else if (state == MountState::kHealthy) {
+      ++adopted;
+    } else if (Status s = Repair(record); s.ok()) {
+      ++repaired;
+    } else {
+      spdlog::error("csi: cannot remount {} at {}: {}", record.spec.volume_id, target, s.ToString());
+    }
+  }
+  ready_ = true;
+  spdlog::info("csi: recovery done: {} adopted, {} remounted, {} dropped", adopted, repaired,
+               dropped);
+}
+
+void VolumeManager::RepairDead() {
+  std::vector<std::string> targets;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [target, r] : volumes_) targets.push_back(target);
+  }
+  for (const auto& target : targets) {
+    auto target_mu = TargetLock(target);
+    std::unique_lock<std::mutex> lock(*target_mu, std::try_to_lock);
+    if (!lock.owns_lock()) continue;  // being published or unpublished right now
+    auto record = Find(target);
+    if (!record) continue;
+    MountState state = ProbeMount(target);
+    if (state == MountState::kHealthy || state == MountState::kMissing) continue;
+    spdlog::warn("csi: mount of {} at {} is {}; remounting", record->spec.volume_id, target,
+                 MountStateName(state));
+    if (Status s = Repair(*record); !s.ok()) {
+      spdlog::error("csi: cannot remount {} at {}: {}", record->spec.volume_id, target,
+                    s.ToString());
+    }
+  }
+}
+
+}  // namespace ocifs

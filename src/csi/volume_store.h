@@ -1,0 +1,63 @@
+// VolumeStore: the plugin's memory of what it mounted, one JSON file per
+// published target in STATE_DIR/volumes/, so that a restarted plugin can
+// adopt or repair its mounts. Per-volume credential files live in
+// STATE_DIR/secrets/ (0700 directory, 0600 files).
+//
+// Record format (docs/kubernetes.md, "State directory"):
+//   {"version": 1, "volumeId": "...", "targetPath": "/var/lib/kubelet/...",
+//    "image": "reg/disk:v1", "digest": "sha256:...", "diskPath": "", "mode": "disk",
+//    "platform": "", "tlsVerify": null|true|false, "ephemeral": true,
+//    "authFile": "" | "STATE_DIR/secrets/<key>.json", "mountPid": 1234}
+// Files are written atomically (temp file, fsync, rename). The file name is a
+// hash of the target path. Thread-safe: no in-memory state; callers
+// serialize writes to one target.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "csi/volume_spec.h"
+#include "ocifs/status.h"
+
+namespace ocifs {
+
+struct VolumeRecord {
+  VolumeSpec spec;
+  std::string digest;     // the manifest digest pinned at publish ("sha256:...")
+  std::string auth_file;  // this volume's credentials, or ""
+  pid_t mount_pid = 0;    // the `oci-fs mount` daemon, 0 if unknown
+
+  // REF@DIGEST: the image reference pinned to the digest.
+  std::string PinnedRef() const;
+};
+
+class VolumeStore {
+ public:
+  explicit VolumeStore(std::string state_dir);
+
+  // Creates the directories. Call once before anything else.
+  Status Init();
+
+  Status Save(const VolumeRecord& record) const;
+  // Removes the record of `target`; a missing record is not an error.
+  Status Remove(const std::string& target) const;
+  // Every readable record; unreadable files are logged and skipped.
+  std::vector<VolumeRecord> LoadAll() const;
+
+  // Where the credential file of the volume at `target` goes.
+  std::string AuthFilePath(const std::string& target) const;
+  const std::string& state_dir() const { return state_dir_; }
+
+ private:
+  std::string RecordPath(const std::string& target) const;
+
+  std::string state_dir_;
+};
+
+// Exposed for tests.
+std::string RecordToJson(const VolumeRecord& record);
+Result<VolumeRecord> RecordFromJson(const std::string& text);
+
+}  // namespace ocifs

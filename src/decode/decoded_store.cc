@@ -1,0 +1,48 @@
+#include "decode/decoded_store.h"
+
+#include <cstring>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace ocifs {
+namespace {
+
+class MemoryDecodedStore final : public DecodedChunkStore {
+ public:
+  explicit MemoryDecodedStore(uint32_t chunk_size) : chunk_size_(chunk_size) {}
+
+  uint32_t chunk_size() const override { return chunk_size_; }
+
+  Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const override {
+    std::lock_guard lock(mu_);
+    auto it = chunks_.find(chunk_index);
+    if (it == chunks_.end() || it->second.size() != out.size()) return false;
+    if (!out.empty()) std::memcpy(out.data(), it->second.data(), out.size());
+    return true;
+  }
+
+  Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const override {
+    if (data.size() > chunk_size_) {
+      return InvalidArgument("decoded chunk " + std::to_string(chunk_index) + " has " +
+                             std::to_string(data.size()) + " bytes, more than the chunk size " +
+                             std::to_string(chunk_size_));
+    }
+    std::lock_guard lock(mu_);
+    chunks_[chunk_index].assign(data.begin(), data.end());
+    return Status::Ok();
+  }
+
+ private:
+  const uint32_t chunk_size_;
+  mutable std::mutex mu_;  // guards chunks_
+  mutable std::unordered_map<uint64_t, std::vector<uint8_t>> chunks_;
+};
+
+}  // namespace
+
+std::shared_ptr<DecodedChunkStore> MakeMemoryDecodedStore(uint32_t chunk_size) {
+  return std::make_shared<MemoryDecodedStore>(chunk_size == 0 ? (1u << 20) : chunk_size);
+}
+
+}  // namespace ocifs

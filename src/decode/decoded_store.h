@@ -1,0 +1,33 @@
+// DecodedChunkStore: where a decoder that cannot seek (a single zstd frame)
+// keeps the decompressed layer, in fixed-size chunks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "ocifs/status.h"
+
+namespace ocifs {
+
+// Chunk i holds decompressed bytes [i * chunk_size(), (i + 1) * chunk_size()),
+// the last chunk of a layer shorter. A store may drop chunks at any time (a
+// bounded cache); the decoder then decompresses them again.
+// Thread safety: implementations are safe for concurrent use.
+class DecodedChunkStore {
+ public:
+  virtual ~DecodedChunkStore() = default;
+  // Bytes per chunk, > 0.
+  virtual uint32_t chunk_size() const = 0;
+  // Copies chunk `chunk_index` into `out`, whose size is the chunk's length.
+  // false = not stored (never stored, dropped, or stored with another length).
+  [[nodiscard]] virtual Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const = 0;
+  // Stores a copy of `data` (at most chunk_size() bytes) as chunk `chunk_index`.
+  [[nodiscard]] virtual Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const = 0;
+};
+
+// An unbounded in-memory store (tests, and when there is no cache directory).
+// chunk_size 0 is replaced by 1 MiB.
+std::shared_ptr<DecodedChunkStore> MakeMemoryDecodedStore(uint32_t chunk_size);
+
+}  // namespace ocifs

@@ -1,0 +1,41 @@
+// OpenDecoded: the seekable decompression stage of the read path
+// (compressed layer blob -> decompressed tar stream).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "decode/compression.h"
+#include "decode/decoded_store.h"
+#include "ocifs/byte_source.h"
+
+namespace ocifs {
+
+struct DecoderOptions {
+  // gzip: load the checkpoint index from here if present and valid for this
+  // blob; save it here (atomically: temp file + fsync + rename) once the first
+  // pass completes. "" = keep it in memory only.
+  std::string index_path;
+  // gzip: bytes of decompressed output between checkpoints (also the unit of
+  // read-side decompression).
+  uint64_t checkpoint_spacing = 4ull << 20;
+  // Start the first sequential pass in a background thread at open. If false,
+  // the first read that needs it starts it.
+  bool background_pass = true;
+  // Single-frame zstd: where decompressed chunks go (default: a memory store
+  // with 4 MiB chunks).
+  std::shared_ptr<DecodedChunkStore> decoded_store;
+  // Bytes of decompressed segments (gzip checkpoint spans, zstd frames) kept
+  // in memory per decoder for neighbouring reads.
+  uint64_t segment_cache_bytes = 32ull << 20;
+};
+
+// kNone returns `compressed` itself. kGzip: a GzipSource; kZstd: a
+// ZstdFrameSource when the frames can be located (seek table, or >= 2 frames
+// of <= 32 MiB with content sizes), else a ZstdStreamSource.
+// Errors: kCorrupt if the blob's structure is malformed where open looks at it.
+[[nodiscard]] Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compression,
+                                                const DecoderOptions& options);
+
+}  // namespace ocifs

@@ -1,0 +1,202 @@
+#include "decode/gzip_index.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+
+#include "base/unique_fd.h"
+
+namespace ocifs {
+namespace {
+
+constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'G', 'Z', 'I'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeaderSize = 68;
+constexpr size_t kRecordSize = 28;  // without the compressed window
+constexpr uint64_t kMaxIndexFile = 1ull << 30;
+
+void Put64(std::vector<uint8_t>& b, uint64_t v) {
+  for (int i = 0; i < 8; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+void Put32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+uint64_t Get64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+  return v;
+}
+uint32_t Get32(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+uint32_t Crc(std::span<const uint8_t> b) {
+  return static_cast<uint32_t>(crc32(crc32(0, nullptr, 0), b.data(), static_cast<uInt>(b.size())));
+}
+
+}  // namespace
+
+std::vector<uint8_t> CompressWindow(std::span<const uint8_t> window) {
+  uLongf len = compressBound(static_cast<uLong>(window.size()));
+  std::vector<uint8_t> z(len);
+  if (compress2(z.data(), &len, window.data(), static_cast<uLong>(window.size()), 6) != Z_OK) {
+    return {};  // cannot happen with a compressBound-sized buffer
+  }
+  z.resize(len);
+  return z;
+}
+
+Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
+  uLongf len = static_cast<uLongf>(out.size());
+  if (out.size() != cp.window_size ||
+      uncompress(out.data(), &len, cp.zwindow.data(), static_cast<uLong>(cp.zwindow.size())) != Z_OK ||
+      len != cp.window_size) {
+    return Corrupt("gzip checkpoint window at decompressed offset " + std::to_string(cp.out) +
+                   " does not inflate to " + std::to_string(cp.window_size) + " bytes");
+  }
+  return Status::Ok();
+}
+
+std::vector<uint8_t> GzipIndex::Serialize() const {
+  std::vector<uint8_t> b(kMagic, kMagic + 8);
+  Put32(b, kVersion);
+  Put32(b, 0);  // flags
+  Put64(b, compressed_size);
+  Put64(b, decompressed_size);
+  Put64(b, spacing);
+  Put64(b, checkpoints.size());
+  size_t tail_len = std::min(tail.size(), kMaxTail);
+  Put32(b, static_cast<uint32_t>(tail_len));
+  for (size_t i = 0; i < kMaxTail; ++i) b.push_back(i < tail_len ? tail[i] : 0);
+  for (const GzipCheckpoint& cp : checkpoints) {
+    Put64(b, cp.out);
+    Put64(b, cp.in);
+    b.push_back(cp.bits);
+    b.push_back(cp.member_start ? 1 : 0);
+    b.push_back(0);
+    b.push_back(0);
+    Put32(b, cp.window_size);
+    Put32(b, static_cast<uint32_t>(cp.zwindow.size()));
+    b.insert(b.end(), cp.zwindow.begin(), cp.zwindow.end());
+  }
+  Put32(b, Crc(b));
+  return b;
+}
+
+Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::string& what) {
+  auto bad = [&](const std::string& why) { return Corrupt("gzip index " + what + ": " + why); };
+  if (bytes.size() < kHeaderSize + 4) return bad("too short (" + std::to_string(bytes.size()) + " bytes)");
+  if (std::memcmp(bytes.data(), kMagic, 8) != 0) return bad("bad magic");
+  size_t body = bytes.size() - 4;
+  if (Crc(bytes.first(body)) != Get32(bytes.data() + body)) return bad("checksum mismatch");
+  const uint8_t* p = bytes.data();
+  if (Get32(p + 8) != kVersion) return bad("unsupported version " + std::to_string(Get32(p + 8)));
+  if (Get32(p + 12) != 0) return bad("unknown flags");
+  GzipIndex index;
+  index.compressed_size = Get64(p + 16);
+  index.decompressed_size = Get64(p + 24);
+  index.spacing = Get64(p + 32);
+  uint64_t count = Get64(p + 40);
+  uint32_t tail_len = Get32(p + 48);
+  if (tail_len > kMaxTail || tail_len > index.compressed_size) return bad("bad tail length");
+  index.tail.assign(p + 52, p + 52 + tail_len);
+  if (count == 0 || count > (body - kHeaderSize) / kRecordSize) return bad("bad checkpoint count");
+  index.checkpoints.reserve(static_cast<size_t>(count));
+  size_t pos = kHeaderSize;
+  std::vector<uint8_t> window(GzipCheckpoint::kWindowSize);
+  for (uint64_t i = 0; i < count; ++i) {
+    if (body - pos < kRecordSize) return bad("checkpoint " + std::to_string(i) + " truncated");
+    const uint8_t* r = p + pos;
+    GzipCheckpoint cp;
+    cp.out = Get64(r);
+    cp.in = Get64(r + 8);
+    cp.bits = r[16];
+    if (r[17] > 1 || r[18] != 0 || r[19] != 0) return bad("checkpoint " + std::to_string(i) + ": bad kind");
+    cp.member_start = r[17] == 1;
+    cp.window_size = Get32(r + 20);
+    uint32_t zlen = Get32(r + 24);
+    pos += kRecordSize;
+    std::string at = "checkpoint " + std::to_string(i) + " (decompressed offset " + std::to_string(cp.out) + ")";
+    if (zlen > body - pos) return bad(at + ": window extends past the end");
+    if (i == 0 ? (cp.out != 0 || !cp.member_start || cp.in != 0)
+               : cp.out <= index.checkpoints.back().out || cp.in < index.checkpoints.back().in) {
+      return bad(at + ": out of order");
+    }
+    if (cp.out > index.decompressed_size || cp.in > index.compressed_size || cp.bits > 7 ||
+        (cp.bits > 0 && cp.in == 0) || cp.window_size > GzipCheckpoint::kWindowSize ||
+        (cp.member_start && (cp.bits != 0 || cp.window_size != 0)) ||
+        (cp.window_size == 0) != (zlen == 0)) {
+      return bad(at + ": field out of range");
+    }
+    cp.zwindow.assign(p + pos, p + pos + zlen);
+    pos += zlen;
+    OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, std::span(window).first(cp.window_size)).WithContext("gzip index " + what));
+    index.checkpoints.push_back(std::move(cp));
+  }
+  if (pos != body) return bad("trailing bytes after the last checkpoint");
+  return index;
+}
+
+Status GzipIndex::Save(const std::string& path) const {
+  static std::atomic<uint64_t> counter{0};
+  std::vector<uint8_t> bytes = Serialize();
+  std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+  {
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd.valid()) return ErrnoError("create " + tmp, errno);
+    size_t done = 0;
+    while (done < bytes.size()) {
+      ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        Status s = ErrnoError("write " + tmp, n < 0 ? errno : EIO);
+        ::unlink(tmp.c_str());
+        return s;
+      }
+      done += static_cast<size_t>(n);
+    }
+    if (::fsync(fd.get()) != 0) {
+      Status s = ErrnoError("fsync " + tmp, errno);
+      ::unlink(tmp.c_str());
+      return s;
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    Status s = ErrnoError("rename " + tmp + " to " + path, errno);
+    ::unlink(tmp.c_str());
+    return s;
+  }
+  size_t slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.valid()) (void)::fsync(dfd.get());
+  return Status::Ok();
+}
+
+Result<GzipIndex> GzipIndex::Load(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return NotFound("gzip index " + path + " does not exist");
+    return ErrnoError("open " + path, errno);
+  }
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return ErrnoError("stat " + path, errno);
+  if (static_cast<uint64_t>(st.st_size) > kMaxIndexFile) return Corrupt("gzip index " + path + " is too large");
+  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::pread(fd.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read " + path, errno);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  bytes.resize(done);
+  return Parse(bytes, path);
+}
+
+}  // namespace ocifs

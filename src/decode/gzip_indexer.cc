@@ -1,0 +1,85 @@
+#include "decode/gzip_indexer.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "decode/gzip_inflate.h"
+#include "decode/sequential_reader.h"
+
+namespace ocifs {
+namespace {
+constexpr size_t kWin = GzipCheckpoint::kWindowSize;
+constexpr size_t kOutChunk = 256u << 10;
+}  // namespace
+
+Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& cancel) {
+  auto corrupt = [&](uint64_t at, const std::string& why) {
+    return Corrupt("gzip data of " + layer_ + " corrupt at compressed offset " + std::to_string(at) + ": " + why);
+  };
+  SequentialReader reader(compressed_, 0);
+  ZInflateStream z;
+  OCIFS_RETURN_IF_ERROR(z.Init(31));
+  cb.on_checkpoint(GzipCheckpoint{0, true, 0, 0, 0, {}});
+  uint64_t out_total = 0;
+  uint64_t last_cp = 0;
+  // buf[0, pos) is recent output; the window of a checkpoint is its last 32 KiB.
+  std::vector<uint8_t> buf(kWin + kOutChunk);
+  size_t pos = 0;
+  bool member_has_input = false;  // bytes of the current member were consumed
+  for (;;) {
+    if (cancel.load(std::memory_order_relaxed)) return Cancelled("gzip pass over " + layer_ + " cancelled");
+    OCIFS_ASSIGN_OR_RETURN(auto in, reader.Next());
+    if (in.empty()) {
+      if (!member_has_input && out_total + reader.position() > 0) break;  // clean end after a member
+      return corrupt(reader.position(), "unexpected end of data (truncated)");
+    }
+    if (pos == buf.size()) {
+      std::memmove(buf.data(), buf.data() + pos - kWin, kWin);
+      pos = kWin;
+    }
+    z->next_in = const_cast<Bytef*>(in.data());
+    z->avail_in = static_cast<uInt>(std::min<size_t>(in.size(), UINT32_MAX));
+    z->next_out = buf.data() + pos;
+    z->avail_out = static_cast<uInt>(buf.size() - pos);
+    uInt in_before = z->avail_in, out_before = z->avail_out;
+    int ret = inflate(z.get(), Z_BLOCK);
+    size_t produced = out_before - z->avail_out;
+    size_t consumed = in_before - z->avail_in;
+    reader.Skip(consumed);
+    if (consumed > 0) member_has_input = true;
+    if (produced > 0) cb.on_output(out_total, std::span<const uint8_t>(buf.data() + pos, produced));
+    out_total += produced;
+    pos += produced;
+    if (ret == Z_STREAM_END) {
+      // CRC-32 and ISIZE of the member matched (gzip mode checks them). Another
+      // member may follow; a member start needs no window.
+      member_has_input = false;
+      OCIFS_RETURN_IF_ERROR(z.Init(31));
+      OCIFS_ASSIGN_OR_RETURN(auto more, reader.Peek(1));
+      if (!more.empty() && out_total - last_cp >= spacing_) {
+        cb.on_checkpoint(GzipCheckpoint{out_total, true, reader.position(), 0, 0, {}});
+        last_cp = out_total;
+      }
+      continue;
+    }
+    if (ret != Z_OK && ret != Z_BUF_ERROR) return corrupt(reader.position(), z.Message("inflate failed"));
+    if (ret == Z_BUF_ERROR && consumed == 0 && produced == 0) {
+      return corrupt(reader.position(), "inflate made no progress");
+    }
+    // At a block boundary that is not after the last block: a checkpoint here
+    // needs the unused bits of the last byte and the 32 KiB window.
+    if ((z->data_type & 128) && !(z->data_type & 64) && out_total - last_cp >= spacing_) {
+      size_t wsize = std::min<size_t>(pos, kWin);
+      GzipCheckpoint cp{out_total, false, reader.position(), static_cast<uint8_t>(z->data_type & 7),
+                        static_cast<uint32_t>(wsize), {}};
+      cp.zwindow = CompressWindow(std::span<const uint8_t>(buf.data() + pos - wsize, wsize));
+      if (cp.zwindow.empty() && wsize > 0) return Internal("compressing a gzip window failed");
+      cb.on_checkpoint(std::move(cp));
+      last_cp = out_total;
+    }
+  }
+  return out_total;
+}
+
+}  // namespace ocifs

@@ -1,0 +1,43 @@
+// GzipIndexer: the first sequential pass over a gzip layer. Inflates every
+// member, verifies each member's CRC-32 and ISIZE, and records a checkpoint
+// about every `spacing` bytes of output at a deflate block boundary (or a
+// member start), as zlib's zran does.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "decode/gzip_index.h"
+#include "ocifs/byte_source.h"
+
+namespace ocifs {
+
+// Thread safety: one Run at a time per object; callbacks run on the caller's thread.
+class GzipIndexer {
+ public:
+  struct Callbacks {
+    // A new checkpoint, in increasing `out` order; the first is {0, member start, in 0}.
+    std::function<void(GzipCheckpoint)> on_checkpoint;
+    // Decompressed bytes at `out` offset, in order, contiguous.
+    std::function<void(uint64_t out, std::span<const uint8_t> data)> on_output;
+  };
+
+  // `compressed` is borrowed for the duration of Run. `layer` names it in errors.
+  GzipIndexer(const ByteSource& compressed, std::string layer, uint64_t spacing)
+      : compressed_(compressed), layer_(std::move(layer)), spacing_(spacing == 0 ? 1 : spacing) {}
+
+  // Inflates the whole blob. Returns the decompressed size; kCorrupt on bad or
+  // truncated data ("gzip data of <layer> corrupt at compressed offset N: ..."),
+  // kCancelled soon after `cancel` becomes true.
+  [[nodiscard]] Result<uint64_t> Run(const Callbacks& callbacks, const std::atomic<bool>& cancel);
+
+ private:
+  const ByteSource& compressed_;
+  const std::string layer_;
+  const uint64_t spacing_;
+};
+
+}  // namespace ocifs

@@ -1,0 +1,73 @@
+#include "decode/gzip_inflate.h"
+
+#include <algorithm>
+
+#include "decode/sequential_reader.h"
+
+namespace ocifs {
+
+Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed, const GzipCheckpoint& cp,
+                                                   size_t length, uint64_t compressed_hint,
+                                                   const std::string& layer) {
+  auto corrupt = [&](uint64_t at, const std::string& why) {
+    return Corrupt("gzip data of " + layer + " corrupt at compressed offset " + std::to_string(at) + ": " + why);
+  };
+  size_t piece = compressed_hint == 0
+                     ? (1u << 20)
+                     : static_cast<size_t>(std::clamp<uint64_t>(compressed_hint + 64, 64 << 10,
+                                                                SequentialReader::kDefaultPiece));
+  bool raw = !cp.member_start;
+  uint64_t start = cp.in - (raw && cp.bits > 0 ? 1 : 0);
+  SequentialReader reader(compressed, start, piece);
+  ZInflateStream z;
+  OCIFS_RETURN_IF_ERROR(z.Init(raw ? -15 : 31));
+  if (raw) {
+    if (cp.bits > 0) {
+      OCIFS_ASSIGN_OR_RETURN(auto b, reader.Peek(1));
+      if (b.empty()) return corrupt(start, "unexpected end of data at a checkpoint");
+      int c = b[0];
+      reader.Skip(1);
+      if (inflatePrime(z.get(), cp.bits, c >> (8 - cp.bits)) != Z_OK) return Internal("inflatePrime failed");
+    }
+    if (cp.window_size > 0) {
+      std::vector<uint8_t> window(cp.window_size);
+      OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, window));
+      if (inflateSetDictionary(z.get(), window.data(), cp.window_size) != Z_OK) {
+        return Internal("inflateSetDictionary failed");
+      }
+    }
+  }
+  std::vector<uint8_t> out(length);
+  size_t produced = 0;
+  while (produced < length) {
+    OCIFS_ASSIGN_OR_RETURN(auto in, reader.Next());
+    if (in.empty()) {
+      // End of the blob: fine between members, truncation inside one.
+      if (z->total_in == 0 && !raw) break;
+      return corrupt(reader.position(), "unexpected end of data (truncated)");
+    }
+    z->next_in = const_cast<Bytef*>(in.data());
+    z->avail_in = static_cast<uInt>(std::min<size_t>(in.size(), UINT32_MAX));
+    z->next_out = out.data() + produced;
+    z->avail_out = static_cast<uInt>(std::min<size_t>(length - produced, UINT32_MAX));
+    uInt avail_in_before = z->avail_in, avail_out_before = z->avail_out;
+    int ret = inflate(z.get(), Z_NO_FLUSH);
+    produced += avail_out_before - z->avail_out;
+    reader.Skip(avail_in_before - z->avail_in);
+    if (ret == Z_BUF_ERROR && avail_in_before == z->avail_in && avail_out_before == z->avail_out) {
+      return corrupt(reader.position(), "inflate made no progress");
+    }
+    if (ret == Z_STREAM_END) {
+      // Raw inflate stops before the member's 8-byte trailer; gzip mode reads it.
+      if (raw) reader.Skip(8);
+      raw = false;
+      OCIFS_RETURN_IF_ERROR(z.Init(31));
+    } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
+      return corrupt(reader.position(), z.Message("inflate failed"));
+    }
+  }
+  out.resize(produced);
+  return out;
+}
+
+}  // namespace ocifs

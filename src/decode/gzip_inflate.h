@@ -1,0 +1,57 @@
+// Inflating gzip data: a RAII z_stream, and decompressing one span of a layer
+// from a checkpoint (zlib's zran technique: inflatePrime + inflateSetDictionary).
+#pragma once
+
+#include <zlib.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "decode/gzip_index.h"
+#include "ocifs/byte_source.h"
+
+namespace ocifs {
+
+// Owns one inflate z_stream. Thread safety: none (one thread at a time).
+class ZInflateStream {
+ public:
+  ZInflateStream() = default;
+  ZInflateStream(const ZInflateStream&) = delete;
+  ZInflateStream& operator=(const ZInflateStream&) = delete;
+  ~ZInflateStream() {
+    if (initialized_) inflateEnd(&strm_);
+  }
+
+  // window_bits as for inflateInit2: 31 = gzip member, -15 = raw deflate.
+  [[nodiscard]] Status Init(int window_bits) {
+    if (initialized_) {
+      if (inflateReset2(&strm_, window_bits) != Z_OK) return Internal("inflateReset2 failed");
+      return Status::Ok();
+    }
+    if (inflateInit2(&strm_, window_bits) != Z_OK) return Internal("inflateInit2 failed (out of memory?)");
+    initialized_ = true;
+    return Status::Ok();
+  }
+  z_stream* get() { return &strm_; }
+  z_stream* operator->() { return &strm_; }
+  // zlib's message for the last error, or `fallback`.
+  std::string Message(const char* fallback) const { return strm_.msg ? strm_.msg : fallback; }
+
+ private:
+  z_stream strm_{};
+  bool initialized_ = false;
+};
+
+// Decompresses `length` bytes of the layer starting at checkpoint `cp`
+// (crossing gzip member boundaries as needed). `compressed_hint` is about how
+// many compressed bytes that takes (sizes the first range read; 0 = unknown).
+// Returns fewer bytes only at the end of the data. Errors: kCorrupt naming
+// `layer` and the compressed offset; errors of `compressed`.
+// Thread safety: reentrant; `compressed` must be safe for concurrent use.
+[[nodiscard]] Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
+                                                                 const GzipCheckpoint& cp, size_t length,
+                                                                 uint64_t compressed_hint,
+                                                                 const std::string& layer);
+
+}  // namespace ocifs

@@ -1,0 +1,76 @@
+// GzipSource: a gzip layer (one or more members) as a random-access
+// ByteSource, via a checkpoint index (zlib's zran technique).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "decode/decoder.h"
+#include "decode/gzip_index.h"
+#include "decode/segment_cache.h"
+#include "ocifs/byte_source.h"
+
+namespace ocifs {
+
+// Until the index is complete, a sequential pass (GzipIndexer, on a thread
+// this object owns) inflates the layer, verifying CRCs and recording
+// checkpoints; reads behind its frontier decompress from the nearest
+// checkpoint, reads ahead of it wait. A valid saved index makes the source
+// random-access at once. size() is kUnknownSize until the index is complete.
+//
+// Read cost: a read decompresses each checkpoint span it touches, from the
+// span's checkpoint to the read's end or the span's end (spacing + at most one
+// deflate block), unless the span is in the segment cache.
+// After the pass fails (kCorrupt), every read returns that error.
+// Thread safety: all methods safe for concurrent use. The destructor cancels
+// the pass and joins its thread (at most one compressed range read later).
+// Ownership: shares `compressed`.
+class GzipSource final : public ByteSource {
+ public:
+  [[nodiscard]] static Result<std::shared_ptr<GzipSource>> Open(ByteSourcePtr compressed,
+                                                                const DecoderOptions& options);
+  GzipSource(ByteSourcePtr compressed, const DecoderOptions& options);
+  ~GzipSource() override;
+
+  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  std::string Describe() const override { return "gzip(" + compressed_->Describe() + ")"; }
+
+  // Blocks until the index is complete or the pass failed; returns the pass's status.
+  [[nodiscard]] Status WaitUntilIndexed() const;
+  // True if the index was loaded from options.index_path (no pass ran).
+  bool loaded_from_file() const { return loaded_from_file_; }
+  size_t checkpoint_count() const;
+
+ private:
+  bool TryLoadIndex();
+  void StartPass() const;
+  void RunPass() const;
+  void FinishPass(Result<uint64_t> result) const;
+  [[nodiscard]] Result<SegmentCache::Buffer> Segment(size_t index, const GzipCheckpoint& cp, size_t need,
+                                                     uint64_t compressed_hint) const;
+
+  const ByteSourcePtr compressed_;
+  const DecoderOptions options_;
+  bool loaded_from_file_ = false;
+  std::atomic<uint64_t> size_{kUnknownSize};
+  mutable std::atomic<bool> cancel_{false};
+  mutable SegmentCache cache_;
+
+  mutable std::mutex mu_;  // guards the fields below; never held while inflating or reading
+  mutable std::condition_variable cv_;
+  mutable std::vector<GzipCheckpoint> checkpoints_;  // append-only, sorted by out
+  mutable uint64_t frontier_ = 0;                    // decompressed bytes the pass has produced
+  mutable bool complete_ = false;                    // checkpoints_ cover the whole layer
+  mutable Status failure_;                           // the pass's error, if it failed
+  mutable bool pass_started_ = false;
+  mutable std::thread pass_;                         // started once; joined by the destructor
+};
+
+}  // namespace ocifs

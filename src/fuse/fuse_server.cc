@@ -1,0 +1,299 @@
+#define FUSE_USE_VERSION 312
+#include "fuse/fuse_server.h"
+
+#include <fuse_lowlevel.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+namespace ocifs {
+
+struct FuseServer::State {
+  std::shared_ptr<const FsModel> model;
+  FuseServerOptions options;
+  fuse_session* session = nullptr;
+  bool mounted = false;
+  bool signals_set = false;
+  std::string mountpoint;
+};
+
+namespace {
+
+const FsModel& ModelOf(fuse_req_t req) {
+  return *static_cast<FuseServer::State*>(fuse_req_userdata(req))->model;
+}
+const FuseServerOptions& OptionsOf(fuse_req_t req) {
+  return static_cast<FuseServer::State*>(fuse_req_userdata(req))->options;
+}
+
+void FillStat(const FsNode& n, struct stat* st) {
+  std::memset(st, 0, sizeof(*st));
+  st->st_ino = n.ino;
+  st->st_mode = n.mode;
+  st->st_nlink = S_ISDIR(n.mode) ? 2 : 1;
+  st->st_uid = n.uid;
+  st->st_gid = n.gid;
+  st->st_size = static_cast<off_t>(n.size);
+  st->st_blksize = 4096;
+  st->st_blocks = static_cast<blkcnt_t>((n.size + 511) / 512);
+  st->st_rdev = n.rdev;
+  st->st_mtim.tv_sec = n.mtime;
+  st->st_ctim.tv_sec = n.mtime;
+  st->st_atim.tv_sec = n.mtime;
+}
+
+void OpInit(void* userdata, fuse_conn_info* conn) {
+  auto* state = static_cast<FuseServer::State*>(userdata);
+  if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
+  if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;  // immutable content: keep the page cache
+  conn->max_read = state->options.max_read;
+  spdlog::debug("fuse: init, max_read {} max_readahead {}", conn->max_read, conn->max_readahead);
+}
+
+void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  const FsNode* n = ModelOf(req).Lookup(parent, name);
+  if (n == nullptr) {
+    fuse_entry_param e{};
+    e.entry_timeout = OptionsOf(req).entry_timeout;  // negative entry, cached
+    fuse_reply_entry(req, &e);
+    return;
+  }
+  fuse_entry_param e{};
+  e.ino = n->ino;
+  e.generation = 1;
+  e.attr_timeout = OptionsOf(req).entry_timeout;
+  e.entry_timeout = OptionsOf(req).entry_timeout;
+  FillStat(*n, &e.attr);
+  fuse_reply_entry(req, &e);
+}
+
+void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  const FsNode* n = ModelOf(req).Get(ino);
+  if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  struct stat st;
+  FillStat(*n, &st);
+  fuse_reply_attr(req, &st, OptionsOf(req).entry_timeout);
+}
+
+void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
+  const FsNode* n = ModelOf(req).Get(ino);
+  if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (!S_ISLNK(n->mode)) return (void)fuse_reply_err(req, EINVAL);
+  fuse_reply_readlink(req, n->link_target.c_str());
+}
+
+void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const FsNode* n = ModelOf(req).Get(ino);
+  if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (S_ISDIR(n->mode)) return (void)fuse_reply_err(req, EISDIR);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+    return (void)fuse_reply_err(req, EROFS);
+  }
+  if (!S_ISREG(n->mode) || !n->content) return (void)fuse_reply_err(req, ENXIO);
+  fi->keep_cache = 1;  // immutable: the page cache stays valid across opens
+  fuse_reply_open(req, fi);
+}
+
+// One reusable buffer per FUSE thread, grown to the largest read seen.
+struct ReadBuffer {
+  std::unique_ptr<uint8_t[]> data;
+  size_t capacity = 0;
+  uint8_t* Get(size_t n) {
+    if (n > capacity) {
+      data.reset(new uint8_t[n]);
+      capacity = n;
+    }
+    return data.get();
+  }
+};
+
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  const FsNode* n = ModelOf(req).Get(ino);
+  if (n == nullptr || !n->content) return (void)fuse_reply_err(req, EBADF);
+  if (off < 0) return (void)fuse_reply_err(req, EINVAL);
+  thread_local ReadBuffer buffer;
+  uint8_t* buf = buffer.Get(size);
+  auto got = n->content->ReadAt(static_cast<uint64_t>(off), std::span<uint8_t>(buf, size));
+  if (!got.ok()) {
+    spdlog::error("read of {} bytes at {} from {} failed: {}", size, off, n->content->Describe(),
+                  got.status().ToString());
+    return (void)fuse_reply_err(req, EIO);
+  }
+  fuse_reply_buf(req, reinterpret_cast<const char*>(buf), *got);
+}
+
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info*) {
+  const FsNode* n = ModelOf(req).Get(ino);
+  if (n == nullptr || !n->content) return (void)fuse_reply_err(req, EBADF);
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return (void)fuse_reply_err(req, EINVAL);
+  uint64_t size = n->content->size();
+  if (off < 0 || static_cast<uint64_t>(off) >= size) return (void)fuse_reply_err(req, ENXIO);
+  uint64_t pos = static_cast<uint64_t>(off);
+  while (pos < size) {
+    auto e = n->content->ExtentAt(pos);
+    if (!e.ok()) {
+      spdlog::error("lseek at {} in {} failed: {}", pos, n->content->Describe(), e.status().ToString());
+      return (void)fuse_reply_err(req, EIO);
+    }
+    if (e->length == 0) break;  // defensive: never loop without progress
+    bool want_hole = whence == SEEK_HOLE;
+    if (e->hole == want_hole) return (void)fuse_reply_lseek(req, static_cast<off_t>(pos));
+    pos = e->offset + e->length;
+  }
+  if (whence == SEEK_HOLE) return (void)fuse_reply_lseek(req, static_cast<off_t>(size));
+  fuse_reply_err(req, ENXIO);
+}
+
+void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const FsNode* n = ModelOf(req).Get(ino);
+  if (n == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  if (!S_ISDIR(n->mode)) return (void)fuse_reply_err(req, ENOTDIR);
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
+  fuse_reply_open(req, fi);
+}
+
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+  const FsModel& model = ModelOf(req);
+  const FsNode* dir = model.Get(ino);
+  if (dir == nullptr) return (void)fuse_reply_err(req, ENOENT);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  // Offsets: 0 = ".", 1 = "..", 2 + i = children[i].
+  size_t total = dir->children.size() + 2;
+  for (size_t i = static_cast<size_t>(off); i < total; ++i) {
+    struct stat st{};
+    const char* name;
+    if (i == 0) {
+      name = ".";
+      st.st_ino = dir->ino;
+      st.st_mode = S_IFDIR;
+    } else if (i == 1) {
+      name = "..";
+      st.st_ino = dir->parent;
+      st.st_mode = S_IFDIR;
+    } else {
+      const auto& child = dir->children[i - 2];
+      name = child.first.c_str();
+      const FsNode* c = model.Get(child.second);
+      st.st_ino = c->ino;
+      st.st_mode = c->mode & S_IFMT;
+    }
+    size_t need = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, static_cast<off_t>(i + 1));
+    if (need > size - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void OpStatfs(fuse_req_t req, fuse_ino_t) {
+  const FsModel& model = ModelOf(req);
+  uint64_t bytes = 0;
+  for (size_t i = 1; i <= model.node_count(); ++i) bytes += model.Get(i)->size;
+  struct statvfs st{};
+  st.f_bsize = 4096;
+  st.f_frsize = 4096;
+  st.f_blocks = (bytes + 4095) / 4096;
+  st.f_files = model.node_count();
+  st.f_namemax = 255;
+  st.f_flag = ST_RDONLY;
+  fuse_reply_statfs(req, &st);
+}
+
+void OpAccess(fuse_req_t req, fuse_ino_t, int mask) {
+  fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+}
+
+const fuse_lowlevel_ops kOps = [] {
+  fuse_lowlevel_ops ops{};
+  ops.init = OpInit;
+  ops.lookup = OpLookup;
+  ops.getattr = OpGetattr;
+  ops.readlink = OpReadlink;
+  ops.open = OpOpen;
+  ops.read = OpRead;
+  ops.lseek = OpLseek;
+  ops.opendir = OpOpendir;
+  ops.readdir = OpReaddir;
+  ops.statfs = OpStatfs;
+  ops.access = OpAccess;
+  return ops;
+}();
+
+std::string EscapeOptionValue(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == ',' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+FuseServer::FuseServer(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<const FsModel> model,
+                                                      const std::string& mountpoint,
+                                                      const FuseServerOptions& options) {
+  auto state = std::make_unique<State>();
+  state->model = std::move(model);
+  state->options = options;
+  state->mountpoint = mountpoint;
+
+  std::string opts = "ro,default_permissions,subtype=oci-fs,fsname=" + EscapeOptionValue(options.fsname) +
+                     ",max_read=" + std::to_string(options.max_read);
+  if (options.allow_other) opts += ",allow_other";
+  for (const auto& o : options.extra_options) opts += "," + o;
+  std::vector<std::string> argv_store = {"oci-fs", "-o", opts};
+  std::vector<char*> argv;
+  for (auto& s : argv_store) argv.push_back(s.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+
+  state->session = fuse_session_new(&args, &kOps, sizeof(kOps), state.get());
+  if (state->session == nullptr) {
+    return InvalidArgument("cannot create the FUSE session (options: " + opts + ")");
+  }
+  if (fuse_session_mount(state->session, mountpoint.c_str()) != 0) {
+    fuse_session_destroy(state->session);
+    state->session = nullptr;
+    return IoError("cannot mount FUSE at " + mountpoint +
+                   " (is /dev/fuse available and the directory present? allow_other needs "
+                   "user_allow_other in /etc/fuse.conf for non-root users)");
+  }
+  state->mounted = true;
+  return std::unique_ptr<FuseServer>(new FuseServer(std::move(state)));
+}
+
+FuseServer::~FuseServer() {
+  if (state_->session == nullptr) return;
+  if (state_->signals_set) fuse_remove_signal_handlers(state_->session);
+  if (state_->mounted) fuse_session_unmount(state_->session);
+  fuse_session_destroy(state_->session);
+}
+
+Status FuseServer::Run() {
+  if (fuse_set_signal_handlers(state_->session) != 0) return Internal("cannot install signal handlers");
+  state_->signals_set = true;
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_max_threads(config, state_->options.max_threads);
+  fuse_loop_cfg_set_idle_threads(config, 4);
+  fuse_loop_cfg_set_clone_fd(config, 0);
+  int rc = fuse_session_loop_mt(state_->session, config);
+  fuse_loop_cfg_destroy(config);
+  fuse_session_unmount(state_->session);
+  state_->mounted = false;
+  if (rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP) {
+    return IoError("FUSE loop of " + state_->mountpoint + " ended with error " + std::to_string(rc));
+  }
+  return Status::Ok();
+}
+
+int FuseServer::fd() const { return fuse_session_fd(state_->session); }
+
+}  // namespace ocifs

@@ -1,0 +1,54 @@
+// FuseServer: serves an FsModel through libfuse's low-level API.
+//
+// The only place in oci-fs where a Status becomes an errno: a failed read is
+// EIO (and logged with its cause), a write attempt EROFS.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fuse/fs_model.h"
+#include "ocifs/status.h"
+
+struct fuse_session;
+
+namespace ocifs {
+
+struct FuseServerOptions {
+  bool allow_other = false;          // let other users (qemu as uid 107) read the mount
+  unsigned max_threads = 16;         // FUSE worker threads
+  unsigned max_read = 1u << 20;      // bytes per FUSE read request
+  double entry_timeout = 86400.0;    // seconds; the content never changes
+  std::string fsname = "oci-fs";     // shown as the mount's source in /proc/mounts
+  std::vector<std::string> extra_options;  // further `-o` options for libfuse (e.g. "noatime")
+};
+
+// Owns one FUSE session and its mount. Not copyable.
+// Thread safety: Run() once from one thread; Exit() from any thread or a
+// signal handler; the destructor unmounts if still mounted.
+class FuseServer {
+ public:
+  // Mounts `model` read-only at `mountpoint`. On failure nothing is left mounted.
+  [[nodiscard]] static Result<std::unique_ptr<FuseServer>> Mount(std::shared_ptr<const FsModel> model,
+                                                                 const std::string& mountpoint,
+                                                                 const FuseServerOptions& options);
+  FuseServer(const FuseServer&) = delete;
+  FuseServer& operator=(const FuseServer&) = delete;
+  ~FuseServer();
+
+  // Serves requests with a pool of threads until the file system is unmounted
+  // (umount, fusermount3 -u) or SIGTERM/SIGINT/SIGHUP arrive, then unmounts.
+  [[nodiscard]] Status Run();
+
+  // The /dev/fuse descriptor (for tests and diagnostics).
+  int fd() const;
+
+  struct State;  // session, model and options; defined in the .cc
+
+ private:
+  explicit FuseServer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace ocifs

@@ -1,0 +1,10 @@
+#include "registry/fetch_stats.h"
+
+namespace ocifs {
+
+FetchStats& GlobalFetchStats() {
+  static FetchStats stats;
+  return stats;
+}
+
+}  // namespace ocifs

@@ -1,0 +1,64 @@
+// ImageSource: one image of a registry (docker://) or of a local OCI image
+// layout (oci:) — its resolved manifest and config, and its blobs as
+// range-readable ByteSources.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ocifs/byte_source.h"
+#include "ocifs/status.h"
+#include "registry/descriptor.h"
+#include "registry/platform.h"
+#include "registry/reference.h"
+#include "registry/registry_options.h"
+
+namespace ocifs {
+
+struct ResolvedImage {
+  Reference reference;            // as given, with .digest filled in (pinned: the digest the tag
+                                  // pointed to — the index's when there is one)
+  std::string manifest_digest;    // digest of the image manifest (not the index)
+  std::string manifest_media_type;
+  std::string index_digest;       // when resolved through an index/manifest list, else empty
+  Platform platform;              // from the config (else the index entry)
+  Descriptor config;
+  nlohmann::json config_json;
+  std::vector<Descriptor> layers;  // bottom to top
+};
+
+// Thread safety: all methods safe for concurrent use. Owns its HTTP/auth state;
+// blobs opened from it stay valid after it is destroyed (they share that state).
+class ImageSource {
+ public:
+  ImageSource() = default;
+  ImageSource(const ImageSource&) = delete;
+  ImageSource& operator=(const ImageSource&) = delete;
+  virtual ~ImageSource() = default;
+
+  // Fetches the manifest (selecting the platform from an index) and the config;
+  // every manifest fetched by digest, and the config, are digest-verified.
+  [[nodiscard]] virtual Result<ResolvedImage> Resolve() = 0;
+  // A range-readable blob of size() == blob.size. Nothing is fetched yet.
+  [[nodiscard]] virtual Result<ByteSourcePtr> OpenBlob(const Descriptor& blob) = 0;
+  // The whole blob (at most 64 MiB), digest-verified; for configs.
+  [[nodiscard]] virtual Result<std::vector<uint8_t>> FetchBlob(const Descriptor& blob) = 0;
+};
+
+// A RegistryClient for docker:// references, an OciLayoutSource for oci:.
+// Fails early on bad options (platform, creds, authfile, cert dir); does not
+// contact the registry yet.
+[[nodiscard]] Result<std::unique_ptr<ImageSource>> OpenImageSource(const Reference& ref,
+                                                                   const RegistryOptions& options);
+
+// The platform to select: options.platform parsed, or Platform::Host().
+[[nodiscard]] Result<Platform> WantedPlatform(const RegistryOptions& options);
+
+// Bound of FetchBlob.
+inline constexpr uint64_t kMaxFetchBlobBytes = uint64_t{64} << 20;
+
+}  // namespace ocifs

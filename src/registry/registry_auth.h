@@ -1,0 +1,56 @@
+// RegistryAuth: the Authorization header for one registry, learned from its
+// 401 challenges: Basic (credentials), or Bearer tokens fetched from the realm
+// (anonymously or with Basic credentials), cached per scope until near expiry.
+#pragma once
+
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "ocifs/status.h"
+#include "registry/auth_config.h"
+#include "registry/http_client.h"
+#include "registry/token_cache.h"
+#include "registry/www_authenticate.h"
+
+namespace ocifs {
+
+// "repository:<repo>:pull"
+std::string PullScope(std::string_view repository);
+
+// Thread safety: safe for concurrent use. Lock order: fetch_mu_ before mu_.
+// Holds credentials and tokens: never logs them, and no message contains them.
+// Borrows `http`, which must outlive it.
+class RegistryAuth {
+ public:
+  RegistryAuth(std::string registry, std::optional<Credentials> creds, const HttpClient* http);
+  RegistryAuth(const RegistryAuth&) = delete;
+  RegistryAuth& operator=(const RegistryAuth&) = delete;
+
+  // The Authorization header value ("Bearer ..", "Basic ..") for `scope`, or
+  // "" while no challenge is known. May fetch a token (blocking).
+  [[nodiscard]] Result<std::string> Authorization(const std::string& scope);
+
+  // Learns from a 401 (its WWW-Authenticate) and forgets the refused token.
+  // kUnauthenticated if no supported challenge, or credentials are needed and
+  // there are none.
+  [[nodiscard]] Status OnUnauthorized(const HttpHeaders& headers, const std::string& scope);
+
+  bool has_credentials() const { return creds_.has_value(); }
+  // The error for a 401 that persists after OnUnauthorized.
+  Status RefusedError(const std::string& scope) const;
+
+ private:
+  Result<std::string> FetchToken(const AuthChallenge& challenge, const std::string& scope);
+  std::string BasicHeader() const;
+
+  const std::string registry_;
+  const std::optional<Credentials> creds_;
+  const HttpClient* http_;
+  std::mutex fetch_mu_;                      // serializes token fetches
+  mutable std::mutex mu_;
+  std::optional<AuthChallenge> challenge_;  // guarded by mu_
+  TokenCache tokens_;
+};
+
+}  // namespace ocifs

@@ -1,0 +1,21 @@
+// RegistryOptions: how to reach a registry (the CLI's registry options).
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace ocifs {
+
+// Plain value type. Holds secrets (creds): never log or print it.
+struct RegistryOptions {
+  std::optional<std::string> creds;  // "USER:PASS" from --creds; never logged
+  std::string authfile;              // explicit --authfile; empty = default search
+  std::string cert_dir;              // --cert-dir; empty = certs.d of the host, if present
+  bool tls_verify = true;            // false: accept unverified TLS, and plain HTTP
+  std::string platform;              // "os/arch[/variant]"; empty = host
+  int max_retries = 4;               // retries after the first attempt
+  long connect_timeout_seconds = 10;
+  long low_speed_timeout_seconds = 30;  // abort a transfer stalled this long (no hangs)
+};
+
+}  // namespace ocifs

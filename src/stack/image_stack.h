@@ -1,0 +1,74 @@
+// ImageStack: the read path of one image, assembled.
+//
+//   registry blob -> chunk cache -> decoder -> tar index (per layer)
+//     -> merged tree -> file content (SliceSource) -> disk view
+//
+// Thread safety: immutable after Open(); every accessor and the sources it
+// hands out are safe for concurrent use. The stack owns the registry session,
+// the cache handle and the layer sources; sources handed out keep what they
+// need alive (shared ownership).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cache/chunk_cache.h"
+#include "decode/compression.h"
+#include "image/merged_tree.h"
+#include "image/tar_index.h"
+#include "ocifs/byte_source.h"
+#include "registry/image_source.h"
+#include "registry/reference.h"
+#include "registry/registry_options.h"
+
+namespace ocifs {
+
+struct StackOptions {
+  RegistryOptions registry;
+  std::string cache_dir;                    // "" = no on-disk cache (indexes are not kept either)
+  uint64_t cache_bytes = 10ull << 30;       // bound of the on-disk cache
+  uint64_t memory_cache_bytes = 64ull << 20;  // decompressed qcow2 clusters kept in memory
+};
+
+struct LayerView {
+  Descriptor descriptor;
+  Compression compression = Compression::kNone;
+  ByteSourcePtr blob;     // the compressed blob, through the cache when there is one
+  ByteSourcePtr decoded;  // the layer's tar stream
+  std::shared_ptr<const TarIndex> index;
+};
+
+class ImageStack {
+ public:
+  // Resolves `ref`, opens every layer and indexes its tar (loading a saved
+  // index from the cache when there is one), then merges the layers.
+  [[nodiscard]] static Result<std::unique_ptr<ImageStack>> Open(const Reference& ref,
+                                                                const StackOptions& options);
+
+  const ResolvedImage& image() const { return image_; }
+  const MergedTree& tree() const { return *tree_; }
+  const std::vector<LayerView>& layers() const { return layers_; }
+  const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
+
+  // The bytes of a regular file of the merged tree.
+  [[nodiscard]] Result<ByteSourcePtr> FileContent(const Node& node) const;
+
+  // The VM disk (KubeVirt's contract: the one regular file under disk/, or
+  // `disk_path`), as raw bytes: qcow2 is translated, anything else is raw.
+  [[nodiscard]] Result<ByteSourcePtr> OpenDisk(std::string_view disk_path) const;
+
+ private:
+  ImageStack() = default;
+  [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer) const;
+
+  StackOptions options_;
+  std::unique_ptr<ImageSource> source_;
+  std::shared_ptr<ChunkCache> cache_;
+  ResolvedImage image_;
+  std::vector<LayerView> layers_;
+  std::optional<MergedTree> tree_;
+};
+
+}  // namespace ocifs
