@@ -99,10 +99,12 @@ LABEL debian
 EOF
   rm -f disk.raw.tmp
   truncate -s $size disk.raw.tmp
-  echo "start=2048, type=83, bootable" | sfdisk -q disk.raw.tmp
+  printf 'label: dos\nlabel-id: 0x0c1f5001\nstart=2048, type=83, bootable\n' | sfdisk -q disk.raw.tmp
   dd if=/usr/lib/syslinux/mbr/mbr.bin of=disk.raw.tmp bs=440 count=1 conv=notrunc status=none
   # ext4 straight into the partition (mke2fs -E offset); 64bit off so extlinux can boot it.
-  mkfs.ext4 -q -F -L root -O ^64bit -E offset=$part_off -b 4096 -d rootfs \
+  # Fixed UUID and hash seed: rebuilding gives the same filesystem metadata.
+  mkfs.ext4 -q -F -L root -O ^64bit -U 0c1f5001-0000-4000-8000-00000000b007 \
+    -E offset=$part_off,hash_seed=0c1f5001-0000-4000-8000-00000000b007 -b 4096 -d rootfs \
     disk.raw.tmp $(((size - part_off) / 4096))
   # extlinux needs the mounted filesystem: a loop device on the partition.
   local mnt=$out/mnt loop

@@ -19,9 +19,17 @@
 #include <string_view>
 #include <vector>
 
+#include <time.h>
 #include <tsl/robin_map.h>
 
 namespace ocifs {
+
+// Now on the wall clock (CLOCK_REALTIME), ns since the epoch, like mtimes.
+inline int64_t WallClockNs() {
+  timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
 
 class LruPolicy {
  public:

@@ -1,6 +1,7 @@
 #include "csi/mount_probe.h"
 
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <cerrno>
 #include <filesystem>
@@ -84,7 +85,14 @@ MountState ProbeMount(const std::string& path) {
     }
     return IsMountPoint(path) ? MountState::kDisconnected : MountState::kMissing;
   }
-  return IsMountPoint(path) ? MountState::kHealthy : MountState::kNotMounted;
+  if (!IsMountPoint(path)) return MountState::kNotMounted;
+  // stat may be answered from cached attributes; statfs always reaches the
+  // FUSE daemon, so a dead one shows here.
+  struct statvfs vfs;
+  if (::statvfs(path.c_str(), &vfs) != 0 && (errno == ENOTCONN || errno == ECONNABORTED)) {
+    return MountState::kDisconnected;
+  }
+  return MountState::kHealthy;
 }
 
 std::optional<pid_t> FindMountProcess(const std::string& target) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "csi/auth_file.h"
@@ -84,7 +85,7 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
   }
   auto fail = [&](const Status& s) {
     RemoveAuthFile(record.auth_file);
-    if (spec.ephemeral) ::rmdir(target.c_str());
+    ::rmdir(target.c_str());  // only if empty: we made it
     spdlog::warn("csi: publish {} at {}: {}", spec.volume_id, target, s.ToString());
     return s;
   };

@@ -42,7 +42,8 @@ class GzipSource final : public ByteSource {
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   std::string Describe() const override { return "gzip(" + compressed_->Describe() + ")"; }
 
-  // Blocks until the index is complete or the pass failed; returns the pass's status.
+  // Blocks until the index is complete (and saved, if options.index_path is
+  // set) or the pass failed; returns the pass's status.
   [[nodiscard]] Status WaitUntilIndexed() const;
   // True if the index was loaded from options.index_path (no pass ran).
   bool loaded_from_file() const { return loaded_from_file_; }
@@ -53,13 +54,13 @@ class GzipSource final : public ByteSource {
   void StartPass() const;
   void RunPass() const;
   void FinishPass(Result<uint64_t> result) const;
-  [[nodiscard]] Result<SegmentCache::Buffer> Segment(size_t index, const GzipCheckpoint& cp, size_t need,
+  [[nodiscard]] Result<SegmentCache::Buffer> Segment(size_t index, const GzipCheckpoint& cp, size_t need, size_t load,
                                                      uint64_t compressed_hint) const;
 
   const ByteSourcePtr compressed_;
   const DecoderOptions options_;
   bool loaded_from_file_ = false;
-  std::atomic<uint64_t> size_{kUnknownSize};
+  mutable std::atomic<uint64_t> size_{kUnknownSize};
   mutable std::atomic<bool> cancel_{false};
   mutable SegmentCache cache_;
 
@@ -70,6 +71,7 @@ class GzipSource final : public ByteSource {
   mutable bool complete_ = false;                    // checkpoints_ cover the whole layer
   mutable Status failure_;                           // the pass's error, if it failed
   mutable bool pass_started_ = false;
+  mutable bool pass_finished_ = false;               // RunPass has returned (index saved)
   mutable std::thread pass_;                         // started once; joined by the destructor
 };
 

@@ -15,6 +15,7 @@ constexpr uint64_t kCompressedBit = 1ull << 62;
 constexpr uint64_t kZeroBit = 1ull;
 constexpr uint64_t kSector = 512;
 constexpr uint64_t kMaxPrefetchGuestBytes = 256ull << 20;
+constexpr uint64_t kPrefetchReadBytes = 64 << 10;  // reads from this size up prefetch their host ranges
 
 std::string Hex(uint64_t v) {
   char buf[32];
@@ -189,10 +190,15 @@ Result<CachedBuffer> Qcow2Source::Decompressed(uint64_t l2_entry, uint64_t guest
     uint64_t coffset = 0, len = 0;
     OCIFS_RETURN_IF_ERROR(CompressedRange(l2_entry, guest, &coffset, &len));
     std::vector<uint8_t> in(len);  // at most two clusters (4 MiB)
-    Status st = ReadExactly(*file_, coffset, in);
-    if (!st.ok()) return st.WithContext("qcow2 compressed cluster for guest offset " + std::to_string(guest));
+    OCIFS_ASSIGN_OR_RETURN(size_t got, file_->ReadAt(coffset, in));
+    // Only a partial last sector may be missing (when the file size was unknown).
+    if (len - got >= kSector) {
+      return Corrupt("qcow2 compressed cluster for guest offset " + std::to_string(guest) + " (" +
+                     std::to_string(len) + " bytes at " + Hex(coffset) + ") extends past the end of the file");
+    }
+    in.resize(got);
     auto out = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
-    st = DecompressCluster(header_.compression, in, *out);
+    Status st = DecompressCluster(header_.compression, in, *out);
     if (!st.ok()) return st.WithContext("qcow2 guest offset " + std::to_string(guest));
     return CachedBuffer(std::move(out));
   });
@@ -228,11 +234,18 @@ Result<size_t> Qcow2Source::ReadAt(uint64_t offset, std::span<uint8_t> buf) cons
     return true;
   }));
 
+  // A large read of several host ranges: let the source below fetch them together.
   size_t host_reads = 0;
   for (const Run& r : plan) host_reads += r.kind != Kind::kZero;
-  if (host_reads >= 2) {
+  if (host_reads >= 2 && n >= kPrefetchReadBytes) {
     for (const Run& r : plan) {
-      if (r.kind == Kind::kData) file_->Prefetch(r.host, r.length);
+      uint64_t coffset = 0, clen = 0;
+      if (r.kind == Kind::kData) {
+        file_->Prefetch(r.host, r.length);
+      } else if (r.kind == Kind::kCompressed && !clusters_.Lookup(r.l2_entry) &&
+                 CompressedRange(r.l2_entry, r.guest, &coffset, &clen).ok()) {
+        file_->Prefetch(coffset, clen);
+      }
     }
   }
 

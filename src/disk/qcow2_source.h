@@ -34,7 +34,9 @@ class Qcow2Source final : public ByteSource {
   uint64_t size() const override { return header_.virtual_size; }
   // Reads guest bytes. Unallocated and zero (sub)clusters are zeros without an
   // inner read; host-contiguous data clusters are read with one inner read;
-  // a read that touches several host ranges first forwards Prefetch for them.
+  // a read of 64 KiB or more that touches several host ranges first forwards
+  // Prefetch for them. Errors: kCorrupt naming the guest offset and the bad
+  // entry, or the inner source's error.
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   // A hole for unallocated and zero (sub)clusters, data otherwise, merged over
   // neighbours of the same kind (scanning at most kMaxExtentL2Tables tables).

@@ -91,8 +91,9 @@ Result<TarIndex> TarIndex::Build(const ByteSource& layer, const TarIndexOptions&
     }
     if (TarHeader::IsZeroBlock(reader.block())) {
       if (meta_pending) return Corrupt(reader.Where(offset) + ": end of archive after an extended header");
-      OCIFS_ASSIGN_OR_RETURN(bool more, reader.ReadBlock(offset + kTarBlockSize));
-      if (more && !TarHeader::IsZeroBlock(reader.block())) {
+      // Normally a second zero block follows; whatever follows, the archive has ended.
+      auto more = reader.ReadBlock(offset + kTarBlockSize);
+      if (more.ok() && *more && !TarHeader::IsZeroBlock(reader.block())) {
         spdlog::warn("{}: a lone zero block ends the archive", reader.Where(offset));
       }
       index.complete_ = true;

@@ -174,6 +174,7 @@ size_t WriteCallback(char* data, size_t size, size_t n, void* user) {
     return len;
   }
   if (t->response->body.size() + len > t->limit) {
+    if (t->request->sink) return len;  // an error body beside a sink: keep its start only
     t->overflow = true;
     return 0;
   }

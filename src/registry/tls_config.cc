@@ -1,5 +1,6 @@
 #include "registry/tls_config.h"
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>

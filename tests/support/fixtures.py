@@ -100,5 +100,7 @@ def ocifs():
     return processes.run_ocifs
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
+    """After fixture teardown: unmount and kill whatever a failed test left behind."""
     processes.cleanup_all()

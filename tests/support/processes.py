@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import json
 import os
 import re
 import shutil
@@ -69,7 +70,22 @@ def _reap_stale_roots() -> None:
             continue
         for mp in mounts_under(root):
             unmount(mp, lazy=True)
+        for pid in _pids_mentioning(str(root)):  # e.g. a daemonized oci-fs, a registry
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _pids_mentioning(text: str) -> list[int]:
+    pids = []
+    for d in glob.glob("/proc/[0-9]*"):
+        pid = int(d.rsplit("/", 1)[1])
+        cmd = _cmdline(pid)
+        if pid != os.getpid() and cmd and text in cmd:
+            pids.append(pid)
+    return pids
 
 
 # --------------------------------------------------------------------------- mounts
@@ -466,7 +482,6 @@ class Mount:
             forget(self.pid)
         self.pid = None
         if self.stats_path and self.stats_path.exists() and self.stats is None:
-            import json
             text = self.stats_path.read_text()
             self.stats = json.loads(text) if text.strip() else None
         if not gone:
@@ -479,7 +494,7 @@ def mount(ref: str, directory: Path | str, *opts: str, **kwargs) -> Mount:
 
 
 def assert_secret_absent(secret: str, texts: Iterable[str | bytes]) -> None:
-    """Fails if `secret` (or its base64 forms in user:secret) appears in any of `texts`."""
+    """Fails if `secret` appears in any of `texts` (str or bytes)."""
     for t in texts:
         s = t.decode(errors="replace") if isinstance(t, bytes) else t
         assert secret not in s, f"secret leaked into output:\n{s[:2000]}"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import socket
 import ssl
@@ -35,6 +36,8 @@ from .pki import Pki
 from .token_server import TokenServer
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
+# /v2/<name>/(blobs|manifests|tags|blobs/uploads)/<ref>
+_URI = re.compile(r"^/v2/(?P<name>.+?)/(?:blobs/uploads|blobs|manifests|tags)/(?P<ref>[^/?]*)")
 
 
 def free_port() -> int:
@@ -52,8 +55,8 @@ class Request:
     uri: str
     status: int
     written: int  # response body bytes
-    repo: str | None  # vars.name
-    digest: str | None  # vars.digest
+    repo: str | None  # repository name, from the URI
+    digest: str | None  # the blob or manifest digest in the URI, if any
 
     @property
     def is_blob(self) -> bool:
@@ -276,10 +279,12 @@ class Registry:
             uri = e.get("http.request.uri", "")
             if uri.startswith("/v2/?ocifs-sync-"):
                 continue
+            m = _URI.match(uri)
             out.append(Request(e.get("http.request.method", ""), uri,
                                int(e.get("http.response.status", 0)),
                                int(e.get("http.response.written", 0)),
-                               e.get("vars.name"), e.get("vars.digest")))
+                               m.group("name") if m else None,
+                               m.group("ref") if m and m.group("ref").startswith("sha256:") else None))
         return out
 
     def blob_gets(self, repo: str | None = None) -> list[Request]:

@@ -46,6 +46,7 @@ class Issued:
     user: str | None  # None = anonymous
     scopes: list[str]
     access: list[dict]
+    token: str  # the JWT, so tests can check it never shows up in logs
 
 
 @dataclass
@@ -175,7 +176,7 @@ class TokenServer:
                                "exp": now + self.expires_in, "nbf": now - 10, "iat": now,
                                "jti": secrets.token_hex(16), "access": access})
         with self._lock:
-            self.issued.append(Issued(user, list(scopes), access))
+            self.issued.append(Issued(user, list(scopes), access, token))
         issued_at = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).isoformat()
         return 200, {"token": token, "access_token": token, "expires_in": self.expires_in,
                      "issued_at": issued_at.replace("+00:00", "Z")}

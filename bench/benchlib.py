@@ -1,0 +1,271 @@
+"""Pieces the benchmark scripts share: the registry (tests/support), the throttling proxy,
+OCI layouts pushed with skopeo, timing, peak RSS, cache dropping.
+
+Every process is started through tests/support/processes.spawn, so nothing outlives the run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+WORK = BENCH / "work"
+sys.path.insert(0, str(ROOT / "tests"))
+from support import processes  # noqa: E402  (tests/support, the shared harness)
+from support.registry import Registry  # noqa: E402
+
+PY = "/usr/bin/python3"
+
+MEDIA = {
+    "none": "application/vnd.oci.image.layer.v1.tar",
+    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
+    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "zstd-seekable": "application/vnd.oci.image.layer.v1.tar+zstd",
+}
+LAYER_FILE = {"none": "layer.tar", "gzip": "layer.tar.gz", "zstd": "layer.tar.zst",
+              "zstd-seekable": "layer.tar.seekable.zst"}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sha256_file(path: Path) -> str:
+    cache = path.with_name(path.name + ".sha256")
+    st = path.stat()
+    key = f"{st.st_size} {st.st_mtime_ns}"
+    if cache.exists():
+        k, _, d = cache.read_text().partition("\n")
+        if k == key:
+            return d.strip()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(1 << 20):
+            h.update(b)
+    d = "sha256:" + h.hexdigest()
+    cache.write_text(f"{key}\n{d}\n")
+    return d
+
+
+def write_oci_layout(layout: Path, layers: dict[str, Path]) -> None:
+    """An OCI image layout with one single-layer containerDisk image per tag (hard links)."""
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+    def put(data: bytes) -> str:
+        d = "sha256:" + hashlib.sha256(data).hexdigest()
+        (blobs / d[7:]).write_bytes(data)
+        return d
+
+    manifests = []
+    for tag, path in layers.items():
+        comp = tag
+        digest = sha256_file(path)
+        dst = blobs / digest[7:]
+        if not dst.exists():
+            try:
+                os.link(path, dst)
+            except OSError:
+                subprocess.run(["cp", "--reflink=auto", str(path), str(dst)], check=True)
+        diff_id = sha256_file(path.with_name("layer.tar"))
+        config = json.dumps({"architecture": "amd64", "os": "linux",
+                             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                             "config": {}}, sort_keys=True).encode()
+        cd = put(config)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": cd, "size": len(config)},
+            "layers": [{"mediaType": MEDIA[comp], "digest": digest, "size": path.stat().st_size}],
+        }, sort_keys=True).encode()
+        md = put(manifest)
+        manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          "digest": md, "size": len(manifest),
+                          "annotations": {"org.opencontainers.image.ref.name": tag}})
+    (layout / "index.json").write_text(json.dumps(
+        {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+         "manifests": manifests}, indent=1))
+
+
+def push_layout(layout: Path, reg: Registry, repo: str, tags: list[str]) -> None:
+    """Pushes the layout's images blob by blob, as they are (skopeo would gzip the
+    uncompressed layer on its way to a docker:// destination)."""
+    client = reg.client()
+    idx = json.loads((layout / "index.json").read_text())
+    blobs = layout / "blobs" / "sha256"
+    for desc in idx["manifests"]:
+        tag = desc["annotations"]["org.opencontainers.image.ref.name"]
+        if tag not in tags or _manifest_exists(reg, repo, tag, layout):
+            continue
+        manifest = (blobs / desc["digest"][7:]).read_bytes()
+        m = json.loads(manifest)
+        for d in [m["config"]] + m["layers"]:
+            if not client.blob_exists(repo, d["digest"]):
+                client.put_blob(repo, (blobs / d["digest"][7:]).read_bytes(), d["digest"])
+        client.put_manifest(repo, tag, manifest, desc["mediaType"])
+
+
+def _manifest_exists(reg: Registry, repo: str, tag: str, layout: Path) -> bool:
+    idx = json.loads((layout / "index.json").read_text())
+    want = next(m["digest"] for m in idx["manifests"]
+                if m["annotations"]["org.opencontainers.image.ref.name"] == tag)
+    req = urllib.request.Request(f"{reg.url}/v2/{repo}/manifests/{tag}", method="HEAD",
+                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.headers.get("Docker-Content-Digest") == want
+    except OSError:
+        return False
+
+
+class Proxy:
+    """bench/throttle_proxy.py in front of a registry; a context manager."""
+
+    def __init__(self, upstream: str, mbit: float, rtt_ms: float, log_path: Path):
+        self.args = [PY, str(BENCH / "throttle_proxy.py"), "--upstream", upstream,
+                     "--mbit", str(mbit), "--rtt-ms", str(rtt_ms), "--log", str(log_path)]
+        self.log_path = log_path
+        self.port_file = log_path.with_suffix(".ports")
+        self.proc = None
+
+    def __enter__(self) -> "Proxy":
+        self.port_file.unlink(missing_ok=True)
+        self.proc = processes.spawn(self.args + ["--port-file", str(self.port_file)],
+                                    stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not self.port_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("throttle_proxy.py did not start")
+            time.sleep(0.02)
+        ports = json.loads(self.port_file.read_text())
+        self.port, self.control = ports["port"], ports["control"]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        processes.stop(self.proc)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _get(self, what: str) -> dict:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.control}/{what}", timeout=5) as r:
+            return json.loads(r.read())
+
+    def stats(self) -> dict:
+        return self._get("stats")
+
+    def reset(self) -> dict:
+        return self._get("reset")
+
+
+class PeakRss:
+    """Peak RSS in KiB of a set of processes (and their children): the sum of their VmHWM
+    (the kernel's own per-process peak), sampled every 50 ms and at exit, maximum kept.
+
+    Sampling only sees processes that live for at least one tick; for short-lived
+    commands use run_timed (GNU time's maximum resident set size).
+    """
+
+    def __init__(self, pids_fn):
+        self.pids_fn = pids_fn
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.sample()
+        self._stop.set()
+        self._t.join()
+
+    def sample(self):
+        total = 0
+        for pid in self.pids_fn():
+            for p in [pid] + descendants(pid):
+                total += vm_hwm_kib(p)
+        self.peak_kib = max(self.peak_kib, total)
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            self.sample()
+
+
+def vm_hwm_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            kids = []
+        for k in map(int, kids):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+def drop_file_cache(path: Path) -> None:
+    """Evicts one file's pages from the page cache (the polite form of drop_caches)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def timed():
+    t = {"start": time.time()}
+    t0 = time.monotonic()
+    yield t
+    t["seconds"] = time.monotonic() - t0
+    t["end"] = time.time()
+
+
+def run_timed(argv: list[str], **kw) -> dict:
+    """Runs a command under GNU time; {"seconds": wall, "rss_kib": maximum resident set}."""
+    with open(os.devnull, "w") as devnull:
+        fd, tf = tempfile_path()
+        try:
+            t0 = time.monotonic()
+            proc = processes.spawn(["/usr/bin/time", "-f", "%M", "-o", tf, *argv],
+                                   stdout=kw.pop("stdout", devnull), stderr=subprocess.PIPE, **kw)
+            _, err = proc.communicate()
+            secs = time.monotonic() - t0
+            processes.stop(proc)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {err.decode()[-2000:]}")
+            rss = int((Path(tf).read_text().strip().splitlines() or ["0"])[-1])
+        finally:
+            os.close(fd)
+            os.unlink(tf)
+    return {"seconds": secs, "rss_kib": rss}
+
+
+def tempfile_path():
+    import tempfile
+    return tempfile.mkstemp(prefix="ocifs-bench-")

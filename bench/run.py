@@ -1,0 +1,590 @@
+#!/usr/bin/python3
+"""The benchmark: lazy oci-fs mounts against the full import and the nbdkit + qemu-storage-daemon
+pipeline, through a registry on loopback behind a proxy that costs what a network costs.
+
+Run it with bench/run.sh (which builds the disk and the replay tool first); see
+docs/benchmarks.md for what each scenario means. Writes OUT/results.json,
+OUT/results.md, OUT/bytes-vs-time.png and the proxy's log.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as b  # noqa: E402
+import boot  # noqa: E402
+
+REPO = "bench/disk"
+REPLAY = b.WORK / "replay"
+
+
+class Ctx:
+    def __init__(self, args, data: Path, out: Path, trace: Path):
+        self.a, self.data, self.out, self.trace = args, data, out, trace
+        self.rows: list[dict] = []
+        self.proxy: b.Proxy | None = None
+        self.scratch = data / "scratch"
+        self.scratch.mkdir(parents=True, exist_ok=True)
+
+    def ref(self, layer: str) -> str:
+        return f"{self.proxy.host}/{REPO}:{layer}"
+
+    def blob_digest(self, layer: str) -> str:
+        return b.sha256_file(self.data / b.LAYER_FILE[layer])
+
+    def measure(self, subject: str, layer: str, scenario: str, fn, pids=lambda: (), **extra):
+        """Runs fn() between a reset and a read of the proxy's counters; records one row."""
+        self.proxy.reset()
+        start = time.time()
+        t0 = time.monotonic()
+        row = {"subject": subject, "layer": layer, "scenario": scenario}
+        try:
+            with b.PeakRss(pids) as rss:
+                res = fn() or {}
+            row["seconds"] = round(res.pop("seconds", time.monotonic() - t0), 4)
+            row["rss_mib"] = round(max(rss.peak_kib, res.pop("rss_kib", 0)) / 1024, 1) or None
+            row.update(res)
+        except Exception as e:  # one failing scenario must not lose the others
+            row["error"] = str(e)[-500:]
+            b.log(f"{subject}/{layer}/{scenario} FAILED: {row['error']}")
+        st = self.proxy.stats()
+        row.update(fetched_bytes=st["bytes_down"], requests=st["requests"],
+                   blob_requests=st["blob_requests"], connections=st["connections"],
+                   start=round(start, 4), end=round(time.time(), 4), **extra)
+        self.rows.append(row)
+        b.log(f"{subject:10} {layer:13} {scenario:22} {fmt_s(row.get('seconds'))} s "
+              f"{row['fetched_bytes'] / 2**20:9.1f} MiB {row['requests']:6} req "
+              f"rss {row.get('rss_mib')} MiB")
+        self.save()
+        return row
+
+    def save(self):
+        (self.out / "results.json").write_text(json.dumps(
+            {"machine": machine(), "args": vars(self.a) | {"out": str(self.a.out)},
+             "trace": str(self.trace), "rows": self.rows}, indent=1, default=str))
+
+
+def fmt_s(x) -> str:
+    return f"{x:8.3f}" if isinstance(x, (int, float)) else f"{'-':>8}"
+
+
+# ----------------------------------------------------------------------------- readers
+
+def replay(path: Path, mode: str, *extra: str, timeout: float = 1800) -> dict:
+    out = subprocess.run([str(REPLAY), mode, str(path), *extra], check=True,
+                         stdout=subprocess.PIPE, timeout=timeout).stdout
+    r = json.loads(out)
+    return {"seconds": r["seconds"], "read_bytes": r["bytes"], "reads": r["reads"]}
+
+
+def reads(ctx: Ctx, subject: str, layer: str, disk: Path, phase: str, pids=lambda: (),
+          scenarios=("trace", "random", "seq"), before=None, label="", **extra) -> None:
+    """The read scenarios on one disk file: phase is "cold" or "warm"; label a suffix."""
+    t = ["--threads", str(ctx.a.threads)]
+    spec = {"trace": ("trace", str(ctx.trace), *t),
+            "random": ("random", str(ctx.a.random_reads), "--size", "4096", "--seed", "42", *t),
+            "seq": ("seq", "--size", str(1 << 20))}
+    for s in scenarios:
+        if before:
+            before()
+        ctx.measure(subject, layer, f"{phase} {s}{label}",
+                    lambda s=s: replay(disk, *spec[s], timeout=ctx.a.peer_timeout), pids, **extra)
+
+
+# ----------------------------------------------------------------------------- local raw
+
+def run_local(ctx: Ctx) -> None:
+    raw = ctx.data / "disk.raw"
+    drop = lambda: b.drop_file_cache(raw)  # noqa: E731
+    reads(ctx, "local", "raw", raw, "cold", before=drop)
+    reads(ctx, "local", "raw", raw, "warm", scenarios=("trace", "seq"))
+
+
+# ----------------------------------------------------------------------------- full import
+
+def full_import(ctx: Ctx, layer: str, dest: Path) -> dict:
+    """What CDI does: skopeo copy, untar the disk, qemu-img convert -O raw."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    steps = {}
+    steps["skopeo"] = b.run_timed(["skopeo", "copy", "--quiet", "--src-tls-verify=false",
+                                   f"docker://{ctx.ref(layer)}", f"dir:{dest / 'image'}"])
+    manifest = json.loads((dest / "image" / "manifest.json").read_text())
+    blob = dest / "image" / manifest["layers"][0]["digest"].split(":", 1)[1]
+    dec = {"none": [], "gzip": ["-z"], "zstd": ["--zstd"], "zstd-seekable": ["--zstd"]}[layer]
+    steps["untar"] = b.run_timed(["tar", "-x", *dec, "-f", str(blob), "-C", str(dest), "disk/disk.img"])
+    blob.unlink()
+    steps["convert"] = b.run_timed(["qemu-img", "convert", "-O", "raw",
+                                    str(dest / "disk" / "disk.img"), str(dest / "disk.raw")])
+    (dest / "disk" / "disk.img").unlink()
+    return {"seconds": sum(s["seconds"] for s in steps.values()),
+            "rss_kib": max(s["rss_kib"] for s in steps.values()),
+            "steps": {k: round(v["seconds"], 3) for k, v in steps.items()}}
+
+
+def run_full_import(ctx: Ctx, layer: str) -> None:
+    dest = ctx.scratch / f"import-{layer}"
+    ctx.measure("import", layer, "import", lambda: full_import(ctx, layer, dest))
+    raw = dest / "disk.raw"
+    reads(ctx, "import", layer, raw, "cold", before=lambda: b.drop_file_cache(raw))
+    reads(ctx, "import", layer, raw, "warm", scenarios=("trace", "seq"))
+    shutil.rmtree(dest, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- nbdkit + qsd
+
+class NbdQsd:
+    """nbdkit curl plugin + tar filter (the uncompressed layer over HTTP ranges) -> NBD ->
+    qemu-storage-daemon opening it as qcow2 -> raw disk exported as a FUSE file."""
+
+    def __init__(self, ctx: Ctx, layer: str):
+        self.ctx, self.layer = ctx, layer
+        self.dir = ctx.scratch / "nbdqsd"
+        self.file = self.dir / "disk.img"
+        self.procs: list = []
+
+    def __enter__(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.file.touch()
+        sock = self.dir / "nbd.sock"
+        url = f"http://{self.ctx.proxy.host}/v2/{REPO}/blobs/{self.ctx.blob_digest(self.layer)}"
+        self.procs.append(b.processes.spawn(
+            ["nbdkit", "--foreground", "--readonly", "-U", str(sock), "--filter=tar",
+             "curl", f"url={url}", "tar-entry=disk/disk.img"],
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / "nbdkit.log", "wb")))
+        wait_for(lambda: sock.exists(), 30, "nbdkit socket")
+        self.procs.append(b.processes.spawn(
+            ["qemu-storage-daemon",
+             "--blockdev", f"driver=nbd,node-name=nbd0,server.type=unix,server.path={sock},read-only=on",
+             "--blockdev", "driver=qcow2,node-name=disk0,file=nbd0,read-only=on",
+             "--export", f"type=fuse,id=exp0,node-name=disk0,mountpoint={self.file},writable=off"],
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / "qsd.log", "wb")))
+        wait_for(lambda: b.processes.is_mounted(self.file) or self.procs[-1].poll() is not None,
+                 60, "qemu-storage-daemon FUSE export")
+        if not b.processes.is_mounted(self.file):
+            raise RuntimeError("qemu-storage-daemon: " + (self.dir / "qsd.log").read_text()[-1000:])
+        with open(self.file, "rb") as f:
+            f.read(4096)
+        return self
+
+    def pids(self):
+        return [p.pid for p in self.procs if p.poll() is None]
+
+    def __exit__(self, *exc):
+        for p in reversed(self.procs):
+            b.processes.stop(p, timeout=10)
+        if b.processes.is_mounted(self.file):
+            b.processes.unmount(self.file, lazy=True)
+
+
+def run_nbdqsd(ctx: Ctx, layer: str = "none") -> None:
+    """Each cold scenario on a fresh pipeline; warm ones after the cold full read. --quick: the
+    trace only (every read of this pipeline is a round trip: a full read takes minutes)."""
+    holder = {}
+
+    def start():
+        holder["m"] = NbdQsd(ctx, layer).__enter__()
+
+    for s in ("trace",) if ctx.a.quick else ("trace", "random", "seq"):
+        ctx.measure("nbdkit+qsd", layer, "mount", start, lambda: holder["m"].pids() if "m" in holder else ())
+        try:
+            if "m" in holder:
+                reads(ctx, "nbdkit+qsd", layer, holder["m"].file, "cold", holder["m"].pids, scenarios=(s,))
+                if s == "seq":  # no cache in this pipeline: warm = a second cold (trace only)
+                    reads(ctx, "nbdkit+qsd", layer, holder["m"].file, "warm", holder["m"].pids,
+                          scenarios=("trace",))
+        finally:
+            if "m" in holder:
+                holder.pop("m").__exit__()
+
+
+# ----------------------------------------------------------------------------- oci-fs
+
+def ocifs_available() -> str | None:
+    try:
+        binary = b.processes.ocifs_bin()
+    except b.processes.OcifsNotBuilt:
+        return None
+    out = subprocess.run([binary, "mount", "--help"], capture_output=True, text=True)
+    text = out.stdout + out.stderr
+    return binary if "mount" in text and "not implemented" not in text.lower() else None
+
+
+class Ocifs:
+    """One `oci-fs mount` of a layer through the proxy; a fresh cache dir unless given one."""
+
+    def __init__(self, ctx: Ctx, layer: str, cache: Path | None = None):
+        self.ctx, self.layer = ctx, layer
+        self.dir = ctx.scratch / f"mnt-{layer}"
+        self.cache = cache or ctx.scratch / f"cache-{layer}"
+        if cache is None:
+            shutil.rmtree(self.cache, ignore_errors=True)
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.m = b.processes.Mount(ctx.ref(layer), self.dir, "--tls-verify=false",
+                                   cache_dir=self.cache, stats=True, timeout=120)
+
+    @property
+    def file(self) -> Path:
+        return self.dir / "disk.img"
+
+    def __enter__(self):
+        self.m.__enter__()
+        with open(self.file, "rb") as f:
+            f.read(4096)
+        return self
+
+    def pids(self):
+        return [self.m.pid] if self.m.pid else []
+
+    def __exit__(self, *exc):
+        self.m.__exit__()
+        return False
+
+
+def keep_only_gzip_index(cache: Path) -> None:
+    """Leaves the gzip checkpoint index of a cache dir (side/<key>.gzidx, docs/cache-format.md)
+    and drops every cached chunk, so the next mount has the index but no data."""
+    shutil.rmtree(cache / "chunks", ignore_errors=True)
+    if not list((cache / "side").glob("*.gzidx")):
+        raise RuntimeError(f"no gzip index in {cache}/side after a full read")
+
+
+def run_ocifs(ctx: Ctx, layer: str) -> None:
+    holder = {}
+
+    def mount(cache=None):
+        def go():
+            holder["m"] = Ocifs(ctx, layer, cache).__enter__()
+        return go
+
+    def pids():
+        return holder["m"].pids() if "m" in holder else ()
+
+    def session(scenarios, phase_cache=None, label=""):
+        ctx.measure("oci-fs", layer, "mount" + label, mount(phase_cache), pids)
+        if "m" not in holder:
+            return
+        m = holder["m"]
+        try:
+            reads(ctx, "oci-fs", layer, m.file, "cold", pids, scenarios=scenarios, label=label)
+            if "seq" in scenarios:
+                reads(ctx, "oci-fs", layer, m.file, "warm", pids, scenarios=("trace", "seq"), label=label)
+        finally:
+            holder.pop("m").__exit__()
+            ctx.rows[-1]["ocifs_stats"] = m.m.stats
+
+    for s in ("trace", "random", "seq"):
+        session((s,))
+    if layer == "gzip":
+        # The index exists now (the seq pass decompressed the whole layer): keep it, drop chunks.
+        cache = ctx.scratch / f"cache-{layer}"
+        try:
+            keep_only_gzip_index(cache)
+        except Exception as e:
+            err = e
+
+            def fail():
+                raise err
+            ctx.measure("oci-fs", layer, "mount (index)", fail)
+            return
+        session(("trace",), cache, " (index)")
+
+
+# ----------------------------------------------------------------------------- boots
+
+def run_boots(ctx: Ctx, ocifs: bool) -> None:
+    cons = ctx.out / "console"
+    cons.mkdir(exist_ok=True)
+    to = ctx.a.boot_timeout
+    raw = ctx.data / "disk.raw"
+    b.drop_file_cache(raw)
+    ctx.measure("local", "raw", "boot", lambda: boot.run_qemu(
+        f"file={raw},format=raw,if=virtio,snapshot=on", to, cons / "local.log"))
+    for layer in ctx.a.boot_layers:
+        if layer not in ctx.a.layers:
+            continue
+
+        def import_boot(layer=layer):
+            dest = ctx.scratch / f"import-{layer}"
+            t0 = time.monotonic()
+            imp = full_import(ctx, layer, dest)
+            res = boot.run_qemu(f"file={dest / 'disk.raw'},format=raw,if=virtio,snapshot=on",
+                                to, cons / f"import-{layer}.log", t_start=t0)
+            shutil.rmtree(dest, ignore_errors=True)
+            return res | {"import_seconds": round(imp["seconds"], 3), "rss_kib": imp["rss_kib"]}
+        ctx.measure("import", layer, "boot", import_boot)
+        if ocifs:
+            holder = {}
+
+            def lazy_boot(layer=layer):
+                t0 = time.monotonic()
+                holder["m"] = Ocifs(ctx, layer).__enter__()
+                return boot.run_qemu(f"file={holder['m'].file},format=raw,if=virtio,snapshot=on",
+                                     to, cons / f"ocifs-{layer}.log", t_start=t0)
+            try:
+                ctx.measure("oci-fs", layer, "boot", lazy_boot,
+                            lambda: holder["m"].pids() if "m" in holder else ())
+            finally:
+                if "m" in holder:
+                    holder.pop("m").__exit__()
+    if "none" in ctx.a.layers and not ctx.a.skip_peers:
+        holder = {}
+
+        def nbd_boot():
+            t0 = time.monotonic()
+            holder["m"] = NbdQsd(ctx, "none").__enter__()
+            return boot.run_qemu(f"file={holder['m'].file},format=raw,if=virtio,snapshot=on",
+                                 to, cons / "nbdqsd-none.log", t_start=t0)
+        try:
+            ctx.measure("nbdkit+qsd", "none", "boot", nbd_boot,
+                        lambda: holder["m"].pids() if "m" in holder else ())
+        finally:
+            if "m" in holder:
+                holder.pop("m").__exit__()
+
+
+# ----------------------------------------------------------------------------- report
+
+def machine() -> dict:
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1),
+            "kernel": platform.release(), "loadavg": open("/proc/loadavg").read().split()[:3],
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def write_markdown(ctx: Ctx) -> str:
+    m = machine()
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}; "
+             f"{m['date']}; load average at the end {' '.join(m['loadavg'])}.",
+             f"Network: {ctx.a.mbit:g} Mbit/s, {ctx.a.rtt_ms:g} ms RTT (bench/throttle_proxy.py). "
+             f"Trace: {ctx.trace.name}; replay threads: {ctx.a.threads}.", "",
+             "| subject | layer | scenario | seconds | fetched MiB | requests | peak RSS MiB |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in ctx.rows:
+        secs = r.get("boot_seconds", r.get("seconds"))
+        s = "error" if "error" in r else f"{secs:.3f}"
+        if "steps" in r:
+            s += " (" + ", ".join(f"{k} {v:.1f}" for k, v in r["steps"].items()) + ")"
+        if "import_seconds" in r:
+            s += f" (import {r['import_seconds']:.1f})"
+        lines.append(f"| {r['subject']} | {r['layer']} | {r['scenario']} | {s} | "
+                     f"{r['fetched_bytes'] / 2**20:.1f} | {r['requests']} | {r.get('rss_mib') or '-'} |")
+    lines += ["", *targets(ctx)]
+    text = "\n".join(lines) + "\n"
+    (ctx.out / "results.md").write_text(text)
+    return text
+
+
+def _get(ctx, subject, layer, scenario, key="seconds"):
+    for r in ctx.rows:
+        if (r["subject"], r["layer"], r["scenario"]) == (subject, layer, scenario) and "error" not in r:
+            return r.get(key)
+    return None
+
+
+def targets(ctx: Ctx) -> list[str]:
+    """The issue's targets as ratios of this run (only those whose rows exist)."""
+    out = []
+
+    def total(subject, layer, scen, mount_label=""):
+        a = _get(ctx, subject, layer, scen)
+        mnt = _get(ctx, subject, layer, "mount" + mount_label) if subject != "import" else \
+            _get(ctx, "import", layer, "import")
+        return None if a is None or mnt is None else a + mnt
+
+    for layer in ("none", "zstd", "zstd-seekable", "gzip"):
+        imp = total("import", layer if layer != "zstd-seekable" else "zstd", "cold trace")
+        lazy = total("oci-fs", layer, "cold trace")
+        if imp and lazy:
+            goal = 2 if layer == "gzip" else 10
+            out.append(f"- boot trace, {layer}: full import {imp:.1f} s / oci-fs {lazy:.2f} s = "
+                       f"{imp / lazy:.1f}x (target >= {goal}x)")
+        seq_imp = total("import", layer if layer != "zstd-seekable" else "zstd", "cold seq")
+        seq_lazy = total("oci-fs", layer, "cold seq")
+        if seq_imp and seq_lazy:
+            out.append(f"- full sequential read, {layer}: oci-fs {seq_lazy:.1f} s vs import {seq_imp:.1f} s "
+                       f"(target: no slower)")
+    gi = total("oci-fs", "gzip", "cold trace (index)", " (index)")
+    gimp = total("import", "gzip", "cold trace")
+    if gi and gimp:
+        out.append(f"- boot trace, gzip with index: {gimp / gi:.1f}x (target >= 10x)")
+    for scen in ("warm trace", "warm seq"):
+        loc = _get(ctx, "local", "raw", scen)
+        for layer in ctx.a.layers:
+            v = _get(ctx, "oci-fs", layer, scen)
+            if loc and v:
+                out.append(f"- {scen}, {layer}: {v / loc:.2f}x the local raw file (target <= 2x)")
+    for layer in ctx.a.layers:
+        rss = [r.get("rss_mib") or 0 for r in ctx.rows if r["subject"] == "oci-fs" and r["layer"] == layer]
+        if rss and max(rss) > 0:
+            out.append(f"- peak RSS of oci-fs, {layer}: {max(rss):.1f} MiB (target <= 64)")
+    peer = total("nbdkit+qsd", "none", "cold trace")
+    lazy = total("oci-fs", "none", "cold trace")
+    if peer and lazy:
+        out.append(f"- boot trace vs nbdkit+qsd (uncompressed): {peer / lazy:.1f}x (target > 1x)")
+    return ["Targets:", *out] if out else []
+
+
+def plot(ctx: Ctx) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        b.log("no matplotlib: no plot")
+        return
+    samples = []
+    for line in open(ctx.proxy.log_path):
+        rec = json.loads(line)
+        if "down" in rec:
+            samples.append((rec["t"], rec["down"]))
+    wanted = [r for r in ctx.rows if "error" not in r and r["scenario"] in ("import", "mount", "cold trace", "boot")]
+
+    def series(rows):
+        t0 = rows[0]["start"]
+        end = rows[-1]["end"]
+        base = max([d for t, d in samples if t <= t0] or [0])
+        pts = [(0.0, 0)] + [(t - t0, d - base) for t, d in samples if t0 < t <= end]
+        pts.append((end - t0, pts[-1][1]))
+        return pts
+
+    panels = ["cold trace"] + (["boot"] if any(r["scenario"] == "boot" for r in wanted) else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, final in zip(axes[0], panels):
+        for subject in ("import", "nbdkit+qsd", "oci-fs"):
+            for layer in ctx.a.layers:
+                rows = [r for r in wanted if r["subject"] == subject and r["layer"] == layer]
+                if final == "cold trace":
+                    first = "import" if subject == "import" else "mount"
+                    seq = [r for r in rows if r["scenario"] in (first, "cold trace")]
+                    idx = [i for i, r in enumerate(seq) if r["scenario"] == "cold trace"]
+                    if not idx or idx[0] == 0:
+                        continue
+                    seq = seq[idx[0] - 1: idx[0] + 1]
+                else:
+                    seq = [r for r in rows if r["scenario"] == "boot"]
+                if not seq:
+                    continue
+                pts = series(seq)
+                ax.plot([p[0] for p in pts], [p[1] / 2**20 for p in pts], label=f"{subject} ({layer})")
+        ax.set_title("boot trace: mount/import, then replay" if final == "cold trace"
+                     else "time to a running VM (TCG boot)")
+        ax.set_xlabel("seconds since start")
+        ax.set_ylabel("MiB fetched from the registry")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"Cumulative registry bytes, {ctx.a.mbit:g} Mbit/s, {ctx.a.rtt_ms:g} ms RTT")
+    fig.tight_layout()
+    fig.savefig(ctx.out / "bytes-vs-time.png", dpi=100)
+
+
+# ----------------------------------------------------------------------------- main
+
+def quick_trace(data: Path) -> Path:
+    """A deterministic stand-in for the boot trace on the quick disk: the first 256 KiB
+    (superblock, group descriptors, bitmaps) and 100 clustered reads of 4-128 KiB."""
+    path = data / "trace.csv"
+    size = (data / "disk.raw").stat().st_size
+    rnd = random.Random(7)
+    lines = ["offset,length"] + [f"{o},{4096}" for o in range(0, 256 << 10, 4096)]
+    pos = 0
+    for _ in range(100):
+        pos = (pos + rnd.choice([4096, 65536, 1 << 20, rnd.randrange(size)])) % (size - (128 << 10))
+        pos -= pos % 512
+        lines.append(f"{pos},{rnd.choice([4096, 16384, 65536, 131072])}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="64 MiB disk, no boots (test-suite form)")
+    ap.add_argument("--mbit", type=float, default=400)
+    ap.add_argument("--rtt-ms", type=float, default=20)
+    ap.add_argument("--layers", default="none,gzip,zstd,zstd-seekable")
+    ap.add_argument("--boot-layers", default="gzip,zstd,none")
+    ap.add_argument("--threads", type=int, default=1, help="replay threads (requests in flight)")
+    ap.add_argument("--random-reads", type=int, help="default 1000 (--quick: 100)")
+    ap.add_argument("--skip-peers", action="store_true")
+    ap.add_argument("--skip-ocifs", action="store_true")
+    ap.add_argument("--skip-boot", action="store_true")
+    ap.add_argument("--only", default="", help="comma list of parts: local,import,nbdqsd,ocifs,boot")
+    ap.add_argument("--peer-timeout", type=float, default=900, help="seconds for one peer scenario")
+    ap.add_argument("--boot-timeout", type=float, default=900)
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    a.random_reads = a.random_reads or (100 if a.quick else 1000)
+    a.layers = [x for x in a.layers.split(",") if x]
+    a.boot_layers = [x for x in a.boot_layers.split(",") if x]
+    parts = set(a.only.split(",")) if a.only else {"local", "import", "nbdqsd", "ocifs", "boot"}
+    if a.skip_peers:
+        parts -= {"import", "nbdqsd"}
+    if a.skip_ocifs:
+        parts.discard("ocifs")
+    if a.skip_boot or a.quick:
+        parts.discard("boot")
+    data = b.WORK / ("quick" if a.quick else "full")
+    a.out = a.out or b.WORK / "results" / (("quick-" if a.quick else "") + time.strftime("%Y%m%d-%H%M%S"))
+    a.out.mkdir(parents=True, exist_ok=True)
+    trace = quick_trace(data) if a.quick else b.BENCH / "boot-trace.csv"
+    if not trace.exists():
+        b.log(f"no boot trace at {trace}: run bench/run.sh --record-trace first")
+        return 1
+    ocifs = ocifs_available() if "ocifs" in parts or "boot" in parts else None
+    if not ocifs:
+        b.log("oci-fs mount not available: oci-fs scenarios skipped")
+        parts.discard("ocifs")
+    layout = data / "oci"
+    b.write_oci_layout(layout, {c: data / b.LAYER_FILE[c] for c in a.layers})
+    ctx = Ctx(a, data, a.out, trace)
+    try:
+        with b.Registry(data / "registry") as reg:
+            b.push_layout(layout, reg, REPO, a.layers)
+            with b.Proxy(reg.host, a.mbit, a.rtt_ms, a.out / "proxy.log") as px:
+                ctx.proxy = px
+                if "local" in parts:
+                    run_local(ctx)
+                if "import" in parts:
+                    for layer in a.layers:
+                        if layer != "zstd-seekable":  # the same import as zstd
+                            run_full_import(ctx, layer)
+                if "nbdqsd" in parts and "none" in a.layers:
+                    run_nbdqsd(ctx)
+                if "ocifs" in parts:
+                    for layer in a.layers:
+                        run_ocifs(ctx, layer)
+                if "boot" in parts:
+                    run_boots(ctx, bool(ocifs))
+                ctx.save()
+                print(write_markdown(ctx))
+                plot(ctx)
+    finally:
+        b.processes.cleanup_all()
+        shutil.rmtree(ctx.scratch, ignore_errors=True)
+    errors = [r for r in ctx.rows if "error" in r]
+    b.log(f"results in {a.out} ({len(ctx.rows)} rows, {len(errors)} errors)")
+    return 1 if errors else 0
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+#include "cache/chunk_cache.h"
+
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+#include "cache/cache_key.h"
+#include "cache/chunk_format.h"
+#include "cache/chunk_store.h"
+#include "cache/lru_policy.h"
+#include "cache/reclaimer.h"
+#include "cache/shared_usage.h"
+
+namespace ocifs {
+namespace {
+
+constexpr uint32_t kMinChunkSize = 64u << 10;
+constexpr uint32_t kMaxChunkSize = 16u << 20;
+// This process remembers the recency of at most this many chunks.
+constexpr uint64_t kMaxTrackedChunks = 1u << 20;
+
+Status CheckOptions(const ChunkCacheOptions& o) {
+  if (o.dir.empty()) return InvalidArgument("chunk cache: empty cache directory");
+  if (o.chunk_size < kMinChunkSize || o.chunk_size > kMaxChunkSize || (o.chunk_size & (o.chunk_size - 1)) != 0) {
+    return InvalidArgument("chunk cache: chunk size " + std::to_string(o.chunk_size) +
+                           " is not a power of two in 64 KiB..16 MiB");
+  }
+  if (o.max_bytes < 2 * (uint64_t{o.chunk_size} + kChunkHeaderSize)) {
+    return InvalidArgument("chunk cache: max_bytes " + std::to_string(o.max_bytes) +
+                           " holds fewer than two chunks of " + std::to_string(o.chunk_size) + " bytes");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<ChunkCache>> ChunkCache::Open(const ChunkCacheOptions& options) {
+  OCIFS_RETURN_IF_ERROR(CheckOptions(options));
+  OCIFS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(options.dir, options.chunk_size, options.fsync));
+  OCIFS_ASSIGN_OR_RETURN(auto usage, SharedUsage::Open(options.dir));
+  std::shared_ptr<ChunkCache> cache(new ChunkCache(options, std::move(store), std::move(usage)));
+  OCIFS_ASSIGN_OR_RETURN(uint64_t evicted, cache->reclaimer_->Rescan());
+  cache->evictions_ += evicted;
+  return cache;
+}
+
+ChunkCache::ChunkCache(const ChunkCacheOptions& o, std::unique_ptr<ChunkStore> store,
+                       std::unique_ptr<SharedUsage> usage)
+    : dir_(o.dir),
+      chunk_size_(o.chunk_size),
+      store_(std::move(store)),
+      usage_(std::move(usage)),
+      lru_(std::make_unique<LruPolicy>(std::min(kMaxTrackedChunks, 2 * (o.max_bytes / o.chunk_size) + 1024),
+                                       int64_t{o.touch_interval_ms} * 1'000'000)),
+      reclaimer_(std::make_unique<Reclaimer>(*store_, *usage_, *lru_, o.max_bytes, o.max_bytes / 10 * 9)) {}
+
+ChunkCache::~ChunkCache() = default;
+
+static Status CheckChunkArgs(std::string_view key, size_t length, uint32_t chunk_size) {
+  OCIFS_RETURN_IF_ERROR(ValidateCacheKey(key));
+  if (length == 0 || length > chunk_size) {
+    return InvalidArgument("chunk cache: chunk length " + std::to_string(length) + " is not 1.." +
+                           std::to_string(chunk_size));
+  }
+  return Status::Ok();
+}
+
+bool ChunkCache::LoadFromDisk(std::string_view key, uint64_t index, std::span<uint8_t> out) {
+  bool touch = lru_->Use(key, index, WallClockNs(), /*written=*/false);
+  switch (store_->Read(key, index, out, touch)) {
+    case ChunkStore::ReadOutcome::kHit:
+      return true;
+    case ChunkStore::ReadOutcome::kDropped:
+      ++corrupt_dropped_;
+      usage_->Sub(kChunkHeaderSize + out.size());
+      return false;
+    case ChunkStore::ReadOutcome::kMiss:
+      return false;
+  }
+  return false;
+}
+
+Status ChunkCache::StoreChecked(std::string_view key, uint64_t index, std::span<const uint8_t> data) {
+  OCIFS_ASSIGN_OR_RETURN(uint64_t bytes, store_->Write(key, index, data));
+  lru_->Use(key, index, WallClockNs(), /*written=*/true);
+  usage_->Add(bytes);
+  Result<uint64_t> evicted = reclaimer_->MaybeReclaim();
+  if (evicted.ok()) {
+    evictions_ += *evicted;
+  } else {
+    spdlog::warn("chunk cache {}: eviction failed: {}", dir_, evicted.status().ToString());
+  }
+  return Status::Ok();
+}
+
+Status ChunkCache::Read(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch) {
+  OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, out.size(), chunk_size_));
+  if (LoadFromDisk(key, index, out)) {
+    ++hits_;
+    return Status::Ok();
+  }
+  ++misses_;
+  FlightKey fk{std::string(key), index};
+  std::shared_ptr<Flight> flight;
+  bool leader = false;
+  {
+    std::lock_guard lock(flights_mu_);
+    auto [it, inserted] = flights_.try_emplace(fk, nullptr);
+    if (inserted) {
+      it.value() = std::make_shared<Flight>();
+    } else {
+      ++it->second->waiters;
+    }
+    flight = it->second;
+    leader = inserted;
+  }
+  if (leader) {
+    Status st = FetchAsLeader(key, index, out, fetch);
+    Finish(fk, *flight, st, out);
+    return st;
+  }
+  std::unique_lock lock(flight->mu);
+  flight->cv.wait(lock, [&] { return flight->done; });
+  if (!flight->status.ok()) return flight->status;
+  if (flight->data.size() != out.size()) {
+    return InvalidArgument("chunk cache: chunk " + std::to_string(index) + " of " + fk.key + " read as " +
+                           std::to_string(out.size()) + " and " + std::to_string(flight->data.size()) +
+                           " bytes at once");
+  }
+  std::memcpy(out.data(), flight->data.data(), out.size());
+  return Status::Ok();
+}
+
+Status ChunkCache::FetchAsLeader(std::string_view key, uint64_t index, std::span<uint8_t> out,
+                                 const FetchFn& fetch) {
+  // Another process, or a flight that ended since our miss, may have stored it.
+  if (LoadFromDisk(key, index, out)) return Status::Ok();
+  Status st = fetch(out);
+  if (!st.ok()) return st;
+  fetched_bytes_ += out.size();
+  Status stored = StoreChecked(key, index, out);
+  if (!stored.ok()) spdlog::warn("chunk cache {}: not stored: {}", dir_, stored.ToString());
+  return Status::Ok();
+}
+
+void ChunkCache::Finish(const FlightKey& fk, Flight& flight, const Status& status,
+                        std::span<const uint8_t> data) {
+  size_t waiters = 0;
+  {
+    std::lock_guard lock(flights_mu_);
+    flights_.erase(fk);
+    waiters = flight.waiters;  // final: no one can join an unregistered flight
+  }
+  if (waiters > 0 && status.ok()) flight.data.assign(data.begin(), data.end());
+  {
+    std::lock_guard lock(flight.mu);
+    flight.status = status;
+    flight.done = true;
+  }
+  flight.cv.notify_all();
+}
+
+Result<bool> ChunkCache::Lookup(std::string_view key, uint64_t index, std::span<uint8_t> out) {
+  OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, out.size(), chunk_size_));
+  bool hit = LoadFromDisk(key, index, out);
+  ++(hit ? hits_ : misses_);
+  return hit;
+}
+
+Status ChunkCache::Store(std::string_view key, uint64_t index, std::span<const uint8_t> data) {
+  OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, data.size(), chunk_size_));
+  return StoreChecked(key, index, data);
+}
+
+std::string ChunkCache::SidePath(std::string_view key, std::string_view suffix) const {
+  if (!ValidateCacheKey(key).ok() || !ValidateSideSuffix(suffix).ok()) return {};
+  return store_->SidePath(key, suffix);
+}
+
+ChunkCacheStats ChunkCache::stats() const {
+  return {hits_.load(), misses_.load(), fetched_bytes_.load(), evictions_.load(), corrupt_dropped_.load()};
+}
+
+}  // namespace ocifs

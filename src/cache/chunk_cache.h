@@ -1,0 +1,142 @@
+// ChunkCache: fixed-size chunks of immutable blobs, cached on local disk in a
+// directory shared by every process on the machine, bounded by LRU eviction,
+// and crash-safe (docs/cache-format.md).
+//
+// The glue of four parts, each in its own file:
+//   ChunkStore   the files: layout, atomic writes, checked reads (storage)
+//   LruPolicy    recency and the choice of victims (policy)
+//   SharedUsage  the usage counter and lock shared between processes
+//   Reclaimer    eviction under the lock (reclaim)
+// plus single-flight: concurrent misses of one chunk in this process share one fetch.
+//
+// Thread safety: safe for concurrent use by any number of threads, and by any
+// number of processes opening the same dir. No lock is held during I/O; a
+// missing chunk's waiters block only on that chunk's fetch.
+// Lock order: flights_mu_ and a Flight's mu are never held together; the
+// Reclaimer's locks are taken with neither held.
+// Units: bytes; chunk `index` covers blob bytes [index * chunk_size, +chunk_size).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tsl/robin_map.h>
+
+#include "ocifs/status.h"
+
+namespace ocifs {
+
+class ChunkStore;
+class LruPolicy;
+class Reclaimer;
+class SharedUsage;
+
+struct ChunkCacheOptions {
+  std::string dir;                   // created if missing (mode 0700)
+  uint64_t max_bytes = 10ull << 30;  // bound on chunk files on disk (header + data), >= 2 chunks
+  uint32_t chunk_size = 1u << 20;    // bytes per chunk: a power of two, 64 KiB..16 MiB
+  // A hit refreshes the chunk file's mtime (the recency other processes see)
+  // at most once per this interval per chunk.
+  uint32_t touch_interval_ms = 30'000;
+  // fdatasync each chunk before its rename. Off by default: the CRCs already
+  // keep torn files from being served after a power loss (see the doc).
+  bool fsync = false;
+};
+
+struct ChunkCacheStats {
+  uint64_t hits = 0;             // Read/Lookup calls served from disk
+  uint64_t misses = 0;           // Read/Lookup calls that found no usable file
+  uint64_t fetched_bytes = 0;    // bytes returned by successful fetch callbacks
+  uint64_t evictions = 0;        // chunk files this process evicted
+  uint64_t corrupt_dropped = 0;  // chunk files that failed a check and were unlinked
+};
+
+class ChunkCache {
+ public:
+  // Checks the options, creates the layout, removes a crashed writer's temp
+  // files (older than a minute), counts the usage and evicts if over the bound.
+  [[nodiscard]] static Result<std::shared_ptr<ChunkCache>> Open(const ChunkCacheOptions& options);
+  ~ChunkCache();
+  ChunkCache(const ChunkCache&) = delete;
+  ChunkCache& operator=(const ChunkCache&) = delete;
+
+  uint32_t chunk_size() const { return chunk_size_; }
+  const std::string& dir() const { return dir_; }
+
+  using FetchFn = std::function<Status(std::span<uint8_t>)>;
+  // Copies chunk `index` of blob `key` into out; out.size() is that chunk's
+  // length (chunk_size; the blob's last chunk shorter). On a miss calls
+  // fetch(out), which must fill all of out, stores the result and returns it.
+  // Concurrent callers for the same missing chunk in this process wait for one
+  // fetch; a failed fetch is returned to all of them and not stored. A failure
+  // to store is logged, not returned. On error out's content is unspecified.
+  // kInvalidArgument: bad key (see cache_key.h) or out.size() not 1..chunk_size.
+  [[nodiscard]] Status Read(std::string_view key, uint64_t index, std::span<uint8_t> out,
+                            const FetchFn& fetch);
+  // Like Read without a fetch: true and out filled on a hit; false on a miss
+  // (out's content then unspecified).
+  [[nodiscard]] Result<bool> Lookup(std::string_view key, uint64_t index, std::span<uint8_t> out);
+  // Stores a chunk (atomically replacing any), then evicts if over the bound.
+  [[nodiscard]] Status Store(std::string_view key, uint64_t index, std::span<const uint8_t> data);
+
+  // dir/side/<key>.<suffix>, e.g. SidePath("sha256:ab..", "gzidx"); its parent
+  // exists. Empty if key or suffix is invalid (suffix: 1..32 of [a-z0-9-]).
+  // Side files are the caller's to write (temp + rename) and are neither
+  // counted in max_bytes nor evicted: they are small next to the chunks and
+  // expensive to rebuild (a gzip index costs a read of the whole blob).
+  std::string SidePath(std::string_view key, std::string_view suffix) const;
+
+  ChunkCacheStats stats() const;
+
+ private:
+  // One fetch in progress; shared by its leader and waiters.
+  struct Flight {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;           // guarded by mu
+    Status status;               // guarded by mu; written before done
+    std::vector<uint8_t> data;   // written by the leader before done, when waiters > 0
+    size_t waiters = 0;          // guarded by ChunkCache::flights_mu_
+  };
+  struct FlightKey {
+    std::string key;
+    uint64_t index;
+    bool operator==(const FlightKey&) const = default;
+  };
+  struct FlightKeyHash {
+    size_t operator()(const FlightKey& k) const {
+      return std::hash<std::string>{}(k.key) ^ (k.index * 0x9e3779b97f4a7c15ull);
+    }
+  };
+
+  ChunkCache(const ChunkCacheOptions& options, std::unique_ptr<ChunkStore> store,
+             std::unique_ptr<SharedUsage> usage);
+  // A checked read from disk with recency bookkeeping; no stats.
+  bool LoadFromDisk(std::string_view key, uint64_t index, std::span<uint8_t> out);
+  Status StoreChecked(std::string_view key, uint64_t index, std::span<const uint8_t> data);
+  Status FetchAsLeader(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch);
+  // Ends the flight: unregisters it, hands waiters the status (and the data).
+  void Finish(const FlightKey& fk, Flight& flight, const Status& status, std::span<const uint8_t> data);
+
+  const std::string dir_;
+  const uint32_t chunk_size_;
+  const std::unique_ptr<ChunkStore> store_;
+  const std::unique_ptr<SharedUsage> usage_;
+  const std::unique_ptr<LruPolicy> lru_;
+  const std::unique_ptr<Reclaimer> reclaimer_;
+
+  std::mutex flights_mu_;
+  tsl::robin_map<FlightKey, std::shared_ptr<Flight>, FlightKeyHash> flights_;  // guarded by flights_mu_
+
+  std::atomic<uint64_t> hits_{0}, misses_{0}, fetched_bytes_{0}, evictions_{0}, corrupt_dropped_{0};
+};
+
+}  // namespace ocifs

@@ -1,0 +1,114 @@
+#include "csi/csi_command.h"
+
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "csi/identity_service.h"
+#include "csi/mount_launcher.h"
+#include "csi/mount_watcher.h"
+#include "csi/node_service.h"
+#include "csi/volume_manager.h"
+#include "csi/volume_store.h"
+
+namespace ocifs {
+namespace {
+
+constexpr auto kWatchInterval = std::chrono::seconds(3);
+
+std::string SelfExe() {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return "/proc/self/exe";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+int Fail(const std::string& message) {
+  std::fprintf(stderr, "oci-fs: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
+std::string SocketPathFromEndpoint(const std::string& endpoint) {
+  std::string path;
+  if (endpoint.rfind("unix://", 0) == 0) {
+    path = endpoint.substr(7);
+  } else if (endpoint.rfind("unix:", 0) == 0) {
+    path = endpoint.substr(5);
+  } else {
+    return "";
+  }
+  return !path.empty() && path.front() == '/' ? path : "";
+}
+
+int RunCsiCommand(const CsiOptions& options) {
+  const std::string socket_path = SocketPathFromEndpoint(options.endpoint);
+  if (socket_path.empty()) {
+    return Fail("csi: --endpoint must be unix:///ABSOLUTE/PATH.sock, not \"" + options.endpoint +
+                "\"");
+  }
+  if (options.node_id.empty()) return Fail("csi: --node-id is required");
+
+  VolumeStore store(options.state_dir);
+  if (Status s = store.Init(); !s.ok()) return Fail("csi: state dir: " + s.ToString());
+
+  LauncherConfig config;
+  config.oci_fs_binary = options.oci_fs_binary.empty() ? SelfExe() : options.oci_fs_binary;
+  config.cache_dir = options.cache_dir;
+  config.cert_dir = options.cert_dir;
+  config.authfile = options.authfile;
+  config.tls_verify = options.tls_verify;
+  MountLauncher launcher(config);
+  VolumeManager manager(&store, &launcher);
+  IdentityService identity(&manager);
+  NodeService node(&manager, options.node_id);
+
+  // Signals are taken by one thread with sigwait; block them everywhere else
+  // (gRPC's threads inherit this mask).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(socket_path).parent_path(), ec);
+  ::unlink(socket_path.c_str());  // a stale socket of a previous run
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix://" + socket_path, grpc::InsecureServerCredentials());
+  builder.RegisterService(&identity);
+  builder.RegisterService(&node);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server) return Fail("csi: cannot listen on " + options.endpoint);
+  ::chmod(socket_path.c_str(), 0660);
+  spdlog::info("csi: {} serving on {} as node {} (state {}, oci-fs {})", kDriverName,
+               options.endpoint, options.node_id, options.state_dir, config.oci_fs_binary);
+
+  std::thread recovery([&manager] { manager.Recover(); });
+  std::thread signal_thread([&signals, &server] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    spdlog::info("csi: signal {}: shutting down (mounts stay up)", sig);
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  });
+  {
+    MountWatcher watcher(&manager, kWatchInterval);
+    server->Wait();
+    recovery.join();
+  }
+  signal_thread.join();
+  ::unlink(socket_path.c_str());
+  return 0;
+}
+
+}  // namespace ocifs

@@ -1,0 +1,29 @@
+// `oci-fs csi`: the CSI node plugin (docs/kubernetes.md, docs/cli.md).
+//
+// RunCsiCommand serves the CSI Identity and Node services on a unix socket
+// until SIGTERM or SIGINT, then returns 0; mounts stay up (they belong to
+// their own `oci-fs mount` processes) and are adopted by the next start.
+// It returns 1 with a message on stderr if it cannot start.
+#pragma once
+
+#include <string>
+
+namespace ocifs {
+
+struct CsiOptions {
+  std::string endpoint;  // unix:///PATH/csi.sock
+  std::string node_id;
+  std::string state_dir = "/var/lib/oci-fs/csi";
+  std::string cache_dir;  // "" = oci-fs mount's default
+  std::string oci_fs_binary;  // the oci-fs executable to launch: "" = /proc/self/exe
+  // Node-wide registry defaults for every volume.
+  std::string cert_dir, authfile;
+  bool tls_verify = true;
+};
+
+int RunCsiCommand(const CsiOptions& options);
+
+// "unix:///a/b.sock" or "unix:/a/b.sock" -> "/a/b.sock"; "" if not a unix endpoint.
+std::string SocketPathFromEndpoint(const std::string& endpoint);
+
+}  // namespace ocifs

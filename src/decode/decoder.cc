@@ -1,0 +1,75 @@
+#include "decode/decoder.h"
+
+#include <spdlog/spdlog.h>
+
+#define ZSTD_STATIC_LINKING_ONLY
+#include <zstd.h>
+
+#include <array>
+
+#include "decode/gzip_source.h"
+#include "decode/zstd_frame_source.h"
+#include "decode/zstd_frames.h"
+#include "decode/zstd_stream_source.h"
+
+namespace ocifs {
+namespace {
+
+// Frames larger than this are not decompressed whole per read; such blobs go
+// through the streaming decoder instead.
+constexpr uint64_t kMaxFrameBytes = 32ull << 20;
+constexpr uint32_t kDefaultChunkSize = 4u << 20;
+
+bool Seekable(const std::vector<ZstdFrame>& frames) {
+  if (frames.size() < 2) return false;
+  for (const ZstdFrame& f : frames) {
+    if (f.out_size > kMaxFrameBytes || f.in_size > kMaxFrameBytes) return false;
+  }
+  return true;
+}
+
+Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& options) {
+  OCIFS_ASSIGN_OR_RETURN(std::optional<std::vector<ZstdFrame>> table, ReadZstdSeekTable(*compressed));
+  if (table && Seekable(*table)) {
+    return ByteSourcePtr(
+        std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*table), options.segment_cache_bytes));
+  }
+  OCIFS_ASSIGN_OR_RETURN(ZstdFrameScan scan, ScanZstdFrames(*compressed, kMaxFrameBytes));
+  if (scan.complete && Seekable(scan.frames)) {
+    return ByteSourcePtr(std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(scan.frames),
+                                                           options.segment_cache_bytes));
+  }
+  uint64_t known = ByteSource::kUnknownSize;
+  if (scan.complete && scan.frames.size() == 1) known = scan.frames[0].out_size;
+  if (scan.complete && scan.frames.empty()) known = 0;
+  if (known == ByteSource::kUnknownSize && compressed->size() != ByteSource::kUnknownSize) {
+    // A single frame too large to walk at open: its header may still carry the size,
+    // which is the layer's size if the frame reaches the end of the blob. We cannot
+    // know that without walking it, so the size stays unknown until the pass ends.
+    spdlog::debug("zstd layer {}: streaming decoder, size known after the first pass", compressed->Describe());
+  }
+  auto store = options.decoded_store ? options.decoded_store : MakeMemoryDecodedStore(kDefaultChunkSize);
+  auto source = std::make_shared<ZstdStreamSource>(std::move(compressed), std::move(store), known,
+                                                   options.segment_cache_bytes);
+  if (options.background_pass) source->StartPass();
+  return ByteSourcePtr(std::move(source));
+}
+
+}  // namespace
+
+Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compression, const DecoderOptions& options) {
+  if (!compressed) return InvalidArgument("OpenDecoded: no compressed source");
+  switch (compression) {
+    case Compression::kNone:
+      return compressed;
+    case Compression::kGzip: {
+      OCIFS_ASSIGN_OR_RETURN(std::shared_ptr<GzipSource> gzip, GzipSource::Open(std::move(compressed), options));
+      return ByteSourcePtr(std::move(gzip));
+    }
+    case Compression::kZstd:
+      return OpenZstd(std::move(compressed), options);
+  }
+  return InvalidArgument("OpenDecoded: unknown compression");
+}
+
+}  // namespace ocifs

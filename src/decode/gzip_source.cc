@@ -1,0 +1,204 @@
+#include "decode/gzip_source.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "decode/gzip_indexer.h"
+#include "decode/gzip_inflate.h"
+
+namespace ocifs {
+
+Result<std::shared_ptr<GzipSource>> GzipSource::Open(ByteSourcePtr compressed, const DecoderOptions& options) {
+  if (!compressed) return InvalidArgument("gzip decoder: no compressed source");
+  auto source = std::make_shared<GzipSource>(std::move(compressed), options);
+  if (!source->TryLoadIndex() && options.background_pass) source->StartPass();
+  return source;
+}
+
+GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options)
+    : compressed_(std::move(compressed)),
+      options_(options),
+      cache_(options.segment_cache_bytes,
+             static_cast<size_t>(std::max<uint64_t>(
+                 2, options.segment_cache_bytes / std::max<uint64_t>(options.checkpoint_spacing, 1)))) {}
+
+GzipSource::~GzipSource() {
+  cancel_.store(true);
+  if (pass_.joinable()) pass_.join();
+}
+
+size_t GzipSource::checkpoint_count() const {
+  std::lock_guard lock(mu_);
+  return checkpoints_.size();
+}
+
+bool GzipSource::TryLoadIndex() {
+  const std::string& path = options_.index_path;
+  if (path.empty()) return false;
+  Result<GzipIndex> index = GzipIndex::Load(path);
+  if (!index.ok()) {
+    if (index.status().code() != Code::kNotFound) {
+      spdlog::warn("ignoring gzip index of {} and rebuilding it: {}", compressed_->Describe(),
+                   index.status().ToString());
+    }
+    return false;
+  }
+  uint64_t csize = compressed_->size();
+  std::vector<uint8_t> tail(index->tail.size());
+  bool same = csize == index->compressed_size;
+  if (same && !tail.empty()) {
+    Status s = ReadExactly(*compressed_, csize - tail.size(), tail);
+    same = s.ok() && tail == index->tail;
+  }
+  if (!same) {
+    spdlog::warn("ignoring gzip index {}: it was built for another blob than {}", path, compressed_->Describe());
+    return false;
+  }
+  std::lock_guard lock(mu_);
+  checkpoints_ = std::move(index->checkpoints);
+  frontier_ = index->decompressed_size;
+  complete_ = true;
+  size_.store(index->decompressed_size, std::memory_order_release);
+  loaded_from_file_ = true;
+  return true;
+}
+
+void GzipSource::StartPass() const {
+  std::lock_guard lock(mu_);
+  if (pass_started_ || complete_) return;
+  pass_started_ = true;
+  pass_ = std::thread([this] { RunPass(); });
+}
+
+void GzipSource::RunPass() const {
+  GzipIndexer indexer(*compressed_, compressed_->Describe(), options_.checkpoint_spacing);
+  // The span being produced, handed to the segment cache when it closes, so
+  // readers following the pass do not inflate it again.
+  std::vector<uint8_t> span;
+  bool span_too_big = false;
+  size_t span_index = 0;
+  auto close_span = [&] {
+    if (!span_too_big) cache_.Put(span_index, std::make_shared<const std::vector<uint8_t>>(std::move(span)));
+    span = {};
+    span_too_big = false;
+  };
+  GzipIndexer::Callbacks cb;
+  cb.on_checkpoint = [&](GzipCheckpoint cp) {
+    std::lock_guard lock(mu_);
+    if (!checkpoints_.empty()) {
+      close_span();
+      span_index = checkpoints_.size();
+    }
+    checkpoints_.push_back(std::move(cp));
+  };
+  cb.on_output = [&](uint64_t out, std::span<const uint8_t> data) {
+    if (!span_too_big && span.size() + data.size() <= options_.segment_cache_bytes) {
+      span.insert(span.end(), data.begin(), data.end());
+    } else {
+      span_too_big = true;
+      span = {};
+    }
+    std::lock_guard lock(mu_);
+    frontier_ = out + data.size();
+    cv_.notify_all();
+  };
+  Result<uint64_t> result = indexer.Run(cb, cancel_);
+  if (result.ok()) close_span();
+  FinishPass(std::move(result));
+  std::lock_guard lock(mu_);
+  pass_finished_ = true;
+  cv_.notify_all();
+}
+
+void GzipSource::FinishPass(Result<uint64_t> result) const {
+  GzipIndex index;
+  {
+    std::lock_guard lock(mu_);
+    if (!result.ok()) {
+      failure_ = result.status();
+      if (result.status().code() != Code::kCancelled) {
+        spdlog::error("gzip pass over {} failed: {}", compressed_->Describe(), failure_.ToString());
+      }
+    } else {
+      complete_ = true;
+      frontier_ = *result;
+      size_.store(*result, std::memory_order_release);
+      if (!options_.index_path.empty()) index.checkpoints = checkpoints_;
+    }
+    cv_.notify_all();
+  }
+  if (!result.ok() || options_.index_path.empty()) return;
+  index.compressed_size = compressed_->size();
+  index.decompressed_size = *result;
+  index.spacing = options_.checkpoint_spacing;
+  if (index.compressed_size != kUnknownSize) {
+    index.tail.resize(std::min<uint64_t>(GzipIndex::kMaxTail, index.compressed_size));
+    Status s = ReadExactly(*compressed_, index.compressed_size - index.tail.size(), index.tail);
+    if (s.ok()) s = index.Save(options_.index_path);
+    if (!s.ok()) spdlog::warn("could not save the gzip index of {}: {}", compressed_->Describe(), s.ToString());
+  }
+}
+
+Status GzipSource::WaitUntilIndexed() const {
+  StartPass();
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return (complete_ && (pass_finished_ || loaded_from_file_)) || !failure_.ok(); });
+  return failure_;
+}
+
+Result<SegmentCache::Buffer> GzipSource::Segment(size_t index, const GzipCheckpoint& cp, size_t need,
+                                                 size_t load, uint64_t compressed_hint) const {
+  return cache_.GetOrLoad(index, need, [&]() -> Result<SegmentCache::Buffer> {
+    OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
+                           InflateFromCheckpoint(*compressed_, cp, load, compressed_hint, Describe()));
+    if (bytes.size() < load) {
+      return Corrupt("gzip data of " + compressed_->Describe() + " ends at decompressed offset " +
+                     std::to_string(cp.out + bytes.size()) + ", before its index says (" +
+                     std::to_string(cp.out + load) + ")");
+    }
+    return std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
+  });
+}
+
+Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
+  if (buf.empty()) return size_t{0};
+  uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
+  std::unique_lock lock(mu_);
+  if (!complete_ && failure_.ok() && frontier_ < end) {
+    if (!pass_started_) {
+      lock.unlock();
+      StartPass();
+      lock.lock();
+    }
+    cv_.wait(lock, [&] { return complete_ || !failure_.ok() || frontier_ >= end; });
+  }
+  uint64_t pos = offset;
+  while (true) {
+    if (!failure_.ok()) return failure_;
+    uint64_t limit = frontier_;  // == size when complete_
+    end = std::min(end, limit);
+    if (pos >= end) break;
+    // The span [checkpoint i, checkpoint i + 1) holding pos.
+    auto it = std::upper_bound(checkpoints_.begin(), checkpoints_.end(), pos,
+                               [](uint64_t p, const GzipCheckpoint& c) { return p < c.out; });
+    size_t i = static_cast<size_t>(it - checkpoints_.begin()) - 1;
+    GzipCheckpoint cp = checkpoints_[i];
+    bool closed = i + 1 < checkpoints_.size();
+    uint64_t span_end = closed ? checkpoints_[i + 1].out : limit;
+    closed = closed || complete_;
+    uint64_t hint = i + 1 < checkpoints_.size() ? checkpoints_[i + 1].in - cp.in + 1 : 0;
+    lock.unlock();
+    uint64_t piece_end = std::min(end, span_end);
+    size_t need = static_cast<size_t>(piece_end - cp.out);
+    size_t load = closed ? static_cast<size_t>(span_end - cp.out) : need;
+    OCIFS_ASSIGN_OR_RETURN(SegmentCache::Buffer bytes, Segment(i, cp, need, load, hint));
+    std::copy(bytes->begin() + static_cast<ptrdiff_t>(pos - cp.out),
+              bytes->begin() + static_cast<ptrdiff_t>(need), buf.begin() + static_cast<ptrdiff_t>(pos - offset));
+    pos = piece_end;
+    lock.lock();
+  }
+  return static_cast<size_t>(pos - offset);
+}
+
+}  // namespace ocifs

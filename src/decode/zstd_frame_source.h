@@ -1,0 +1,39 @@
+// ZstdFrameSource: a zstd blob of independently compressed frames with known
+// sizes as a random-access ByteSource; a read decompresses only the frames it
+// overlaps.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "decode/segment_cache.h"
+#include "decode/zstd_frames.h"
+#include "ocifs/byte_source.h"
+
+namespace ocifs {
+
+// Thread safety: all methods safe for concurrent use. Memory: the last few
+// decompressed frames (cache_bytes, at least 4 frames' worth of slots).
+// Ownership: shares `compressed`.
+class ZstdFrameSource final : public ByteSource {
+ public:
+  // `frames` sorted, contiguous in out offsets starting at 0 (from
+  // ReadZstdSeekTable or ScanZstdFrames); each in range within `compressed`.
+  ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes);
+
+  uint64_t size() const override { return size_; }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  std::string Describe() const override { return "zstd(" + compressed_->Describe() + ")"; }
+  size_t frame_count() const { return frames_.size(); }
+
+ private:
+  [[nodiscard]] Result<SegmentCache::Buffer> DecodeFrame(size_t index) const;
+
+  const ByteSourcePtr compressed_;
+  const std::vector<ZstdFrame> frames_;
+  const uint64_t size_;
+  mutable SegmentCache cache_;
+};
+
+}  // namespace ocifs

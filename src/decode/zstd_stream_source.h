@@ -1,0 +1,73 @@
+// ZstdStreamSource: a zstd blob that cannot be split into frames (a single
+// frame, or frames without content sizes) as a ByteSource. A sequential pass
+// decompresses it into a DecodedChunkStore; reads are served from the store.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+
+#include "decode/decoded_store.h"
+#include "decode/segment_cache.h"
+#include "ocifs/byte_source.h"
+
+namespace ocifs {
+
+// Reads behind the pass's frontier (whole chunks stored) read the store; reads
+// ahead of it wait. A chunk missing from the store (evicted) is decompressed
+// again from the start of the blob by one restart at a time. size() is
+// `known_size` (a single frame's content size) or kUnknownSize until the pass
+// ends. After the pass fails, every read returns its error.
+// Thread safety: all methods safe for concurrent use. The destructor cancels
+// the pass and joins its thread. Ownership: shares `compressed` and `store`.
+class ZstdStreamSource final : public ByteSource {
+ public:
+  ZstdStreamSource(ByteSourcePtr compressed, std::shared_ptr<DecodedChunkStore> store, uint64_t known_size,
+                   uint64_t cache_bytes);
+  ~ZstdStreamSource() override;
+
+  // Starts the pass on a background thread (idempotent).
+  void StartPass() const;
+  // Blocks until the pass ends; returns its status.
+  [[nodiscard]] Status WaitUntilDecoded() const;
+
+  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  std::string Describe() const override { return "zstd(" + compressed_->Describe() + ")"; }
+  // How many times a missing chunk made decompression restart from the start.
+  uint64_t restart_count() const { return restarts_.load(); }
+
+ private:
+  using ChunkFn = std::function<void(uint64_t index, std::span<const uint8_t> data)>;
+  // Decompresses from the start, calling on_chunk for each chunk (the last one
+  // may be short), stopping after chunk `stop_after`. Returns the bytes decoded.
+  [[nodiscard]] Result<uint64_t> Decode(uint64_t stop_after, const ChunkFn& on_chunk) const;
+  void RunPass() const;
+  [[nodiscard]] Result<SegmentCache::Buffer> Chunk(uint64_t index, size_t length, uint64_t last_index) const;
+  [[nodiscard]] Result<SegmentCache::Buffer> Restart(uint64_t index, size_t length, uint64_t last_index) const;
+
+  const ByteSourcePtr compressed_;
+  const std::shared_ptr<DecodedChunkStore> store_;
+  const uint32_t chunk_size_;
+  mutable std::atomic<uint64_t> size_;
+  mutable std::atomic<bool> cancel_{false};
+  mutable std::atomic<uint64_t> restarts_{0};
+  mutable SegmentCache cache_;
+  mutable std::mutex restart_mu_;  // held by the one restart running; taken before mu_, never inside it
+
+  mutable std::mutex mu_;  // guards the fields below; never held while decompressing
+  mutable std::condition_variable cv_;
+  mutable uint64_t stored_ = 0;  // decompressed bytes handed to the store (whole chunks; all when complete_)
+  mutable bool complete_ = false;
+  mutable Status failure_;
+  mutable bool pass_started_ = false;
+  mutable std::thread pass_;
+};
+
+}  // namespace ocifs

@@ -1,0 +1,30 @@
+// BlobSource: one registry blob as a ByteSource, read with HTTP range requests.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "ocifs/byte_source.h"
+#include "registry/descriptor.h"
+#include "registry/registry_session.h"
+
+namespace ocifs {
+
+// Thread safety: safe for concurrent ReadAt from many threads (each read is
+// its own request on its own pooled connection). Shares the session.
+// Units: bytes; size() is the descriptor's size. No caching here (src/cache).
+class BlobSource final : public ByteSource {
+ public:
+  BlobSource(std::shared_ptr<RegistrySession> session, Descriptor blob)
+      : session_(std::move(session)), blob_(std::move(blob)) {}
+
+  uint64_t size() const override { return blob_.size; }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  std::string Describe() const override;
+
+ private:
+  std::shared_ptr<RegistrySession> session_;
+  Descriptor blob_;
+};
+
+}  // namespace ocifs

@@ -1,0 +1,44 @@
+#include "registry/registry_client.h"
+
+#include "registry/blob_source.h"
+#include "registry/digest.h"
+#include "registry/image_resolver.h"
+#include "registry/manifest.h"
+
+namespace ocifs {
+
+Result<std::unique_ptr<RegistryClient>> RegistryClient::Open(const Reference& ref, const RegistryOptions& options) {
+  if (ref.transport != Reference::Transport::kDocker) return InvalidArgument("not a docker:// reference: " + ref.ToString());
+  OCIFS_ASSIGN_OR_RETURN(Platform platform, WantedPlatform(options));
+  OCIFS_ASSIGN_OR_RETURN(auto session, RegistrySession::Create(ref, options));
+  return std::make_unique<RegistryClient>(ref, std::move(platform), std::move(session));
+}
+
+Result<ResolvedImage> RegistryClient::Resolve() {
+  OCIFS_ASSIGN_OR_RETURN(FetchedManifest top, session_->GetManifest(ref_.ManifestRef()));
+  auto fetch_manifest = [this](const Descriptor& d) -> Result<FetchedManifest> {
+    if (d.size > kMaxManifestBytes) return Corrupt("manifest " + d.digest + " is larger than 4 MiB");
+    return session_->GetManifest(d.digest);
+  };
+  auto fetch_blob = [this](const Descriptor& d) { return FetchBlob(d); };
+  return ResolveImage(ref_, std::move(top), platform_, fetch_manifest, fetch_blob);
+}
+
+Result<ByteSourcePtr> RegistryClient::OpenBlob(const Descriptor& blob) {
+  OCIFS_RETURN_IF_ERROR(ValidateDigest(blob.digest));
+  return ByteSourcePtr(std::make_shared<BlobSource>(session_, blob));
+}
+
+Result<std::vector<uint8_t>> RegistryClient::FetchBlob(const Descriptor& blob) {
+  OCIFS_RETURN_IF_ERROR(ValidateDigest(blob.digest));
+  if (blob.size > kMaxFetchBlobBytes) {
+    return InvalidArgument("blob " + blob.digest + " (" + std::to_string(blob.size) +
+                           " bytes) is too large to fetch whole (limit 64 MiB)");
+  }
+  std::vector<uint8_t> bytes(static_cast<size_t>(blob.size));
+  if (!bytes.empty()) OCIFS_RETURN_IF_ERROR(session_->ReadBlobRange(blob, 0, bytes));
+  OCIFS_RETURN_IF_ERROR(VerifyDigest(bytes, blob.digest, "blob " + blob.digest + " of " + session_->Name()));
+  return bytes;
+}
+
+}  // namespace ocifs

@@ -1,0 +1,252 @@
+#include "registry/registry_session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "registry/digest.h"
+#include "registry/fetch_stats.h"
+#include "registry/http_range.h"
+#include "registry/manifest.h"
+#include "registry/tls_config.h"
+
+namespace ocifs {
+namespace {
+
+constexpr int kMaxRedirects = 5;
+constexpr auto kLocationMaxAge = std::chrono::minutes(10);
+
+// Counts blob body bytes, then hands them to a RangeSink.
+class CountingRangeSink final : public BodySink {
+ public:
+  explicit CountingRangeSink(RangeSink* inner) : inner_(inner) {}
+  Status Begin(long status, const HttpHeaders& headers) override {
+    return inner_->Begin(status, headers.Get("content-range"));
+  }
+  bool Write(std::span<const uint8_t> piece) override {
+    GlobalFetchStats().blob_bytes.fetch_add(piece.size(), std::memory_order_relaxed);
+    return inner_->Write(piece);
+  }
+  Status Finish() override { return inner_->Finish(); }
+
+ private:
+  RangeSink* inner_;
+};
+
+std::string Origin(std::string_view url) {
+  size_t start = url.find("://");
+  if (start == std::string_view::npos) return "";
+  size_t end = url.find_first_of("/?#", start + 3);
+  return std::string(url.substr(0, end));
+}
+
+// Resolves a Location header against the URL it came from.
+std::string ResolveLocation(const std::string& base, const std::string& location) {
+  if (location.starts_with("https://") || location.starts_with("http://")) return location;
+  if (location.starts_with("//")) return base.substr(0, base.find("://") + 1) + location;
+  if (location.starts_with("/")) return Origin(base) + location;
+  size_t q = base.find_first_of("?#");
+  std::string dir = base.substr(0, q);
+  return dir.substr(0, dir.rfind('/') + 1) + location;
+}
+
+// The registry's own error text: {"errors":[{"code":"..","message":".."}]}.
+std::string RegistryErrorText(const std::string& body) {
+  nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("errors") || !j["errors"].is_array()) return "";
+  std::string out;
+  for (const auto& e : j["errors"]) {
+    if (!e.is_object()) continue;
+    std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "";
+    std::string msg = e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
+    if (!out.empty()) out += "; ";
+    out += code.empty() ? msg : code + ": " + msg;
+  }
+  if (out.size() > 300) out.resize(300);
+  return out;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<RegistrySession>> RegistrySession::Create(const Reference& ref, const RegistryOptions& options) {
+  OCIFS_ASSIGN_OR_RETURN(auto creds, FindCredentials(options, ref.registry, ref.repository));
+  OCIFS_ASSIGN_OR_RETURN(auto tls, TlsConfig::Load(options.cert_dir, ref.ApiHost(), options.tls_verify));
+  HttpClientOptions http;
+  http.tls = std::move(tls);
+  http.connect_timeout_seconds = options.connect_timeout_seconds;
+  http.low_speed_timeout_seconds = options.low_speed_timeout_seconds;
+  http.retry.max_retries = std::max(0, options.max_retries);
+  return std::make_shared<RegistrySession>(ref, options, std::make_unique<HttpClient>(std::move(http)),
+                                           std::move(creds));
+}
+
+RegistrySession::RegistrySession(Reference ref, const RegistryOptions& options, std::unique_ptr<HttpClient> http,
+                                 std::optional<Credentials> creds)
+    : ref_(std::move(ref)),
+      scope_(PullScope(ref_.repository)),
+      tls_verify_(options.tls_verify),
+      http_(std::move(http)),
+      auth_(ref_.registry, std::move(creds), http_.get()) {}
+
+Result<HttpResponse> RegistrySession::SendWithScheme(HttpRequest req, const std::string& path) {
+  int scheme = scheme_.load();
+  if (tls_verify_ || scheme == kHttps) {
+    req.url = "https://" + ref_.ApiHost() + path;
+    return http_->Perform(req);
+  }
+  if (scheme == kHttp) {
+    req.url = "http://" + ref_.ApiHost() + path;
+    return http_->Perform(req);
+  }
+  req.url = "https://" + ref_.ApiHost() + path;
+  auto https = http_->Perform(req);
+  if (https.ok()) {
+    scheme_.store(kHttps);
+    return https;
+  }
+  req.url = "http://" + ref_.ApiHost() + path;
+  auto plain = http_->Perform(req);
+  if (!plain.ok()) return https.status();
+  spdlog::info("registry {}: using plain HTTP (https failed and --tls-verify=false)", ref_.registry);
+  scheme_.store(kHttp);
+  return plain;
+}
+
+Result<HttpResponse> RegistrySession::SendToRegistry(HttpRequest req) {
+  const std::string path = req.url;
+  const size_t base_headers = req.headers.size();
+  req.peer = "registry";
+  for (int round = 0; round < 2; ++round) {
+    OCIFS_ASSIGN_OR_RETURN(std::string authorization, auth_.Authorization(scope_));
+    req.headers.resize(base_headers);
+    if (!authorization.empty()) req.headers.push_back("Authorization: " + authorization);
+    OCIFS_ASSIGN_OR_RETURN(HttpResponse resp, SendWithScheme(req, path));
+    if (resp.status != 401) return resp;
+    if (round == 1) break;
+    OCIFS_RETURN_IF_ERROR(auth_.OnUnauthorized(resp.headers, scope_));
+  }
+  return auth_.RefusedError(scope_);
+}
+
+Status RegistrySession::StatusError(const HttpResponse& resp, const std::string& what) const {
+  std::string detail = RegistryErrorText(resp.body);
+  std::string suffix = " (HTTP " + std::to_string(resp.status) + (detail.empty() ? "" : ": " + detail) + ")";
+  switch (resp.status) {
+    case 401: return auth_.RefusedError(scope_);
+    case 403: return PermissionDenied("registry " + ref_.registry + " denied access to " + what + suffix);
+    case 404: return NotFound(what + " unknown in " + Name() + suffix);
+    default:
+      if (resp.status >= 500 || resp.status == 429) {
+        return Unavailable("registry " + ref_.registry + " failed to serve " + what + suffix);
+      }
+      return Unavailable("registry " + ref_.registry + " answered " + what + " unexpectedly" + suffix);
+  }
+}
+
+Result<FetchedManifest> RegistrySession::GetManifest(const std::string& tag_or_digest) {
+  bool by_digest = tag_or_digest.starts_with("sha256:");
+  HttpRequest req;
+  req.url = "/v2/" + ref_.repository + "/manifests/" + tag_or_digest;
+  req.headers.push_back("Accept: " + ManifestAcceptHeader());
+  req.max_body = kMaxManifestBytes;
+  GlobalFetchStats().manifest_requests.fetch_add(1, std::memory_order_relaxed);
+  std::string what = "manifest " + tag_or_digest;
+  auto sent = SendToRegistry(std::move(req));
+  if (!sent.ok()) {
+    if (sent.status().code() == Code::kCorrupt) return Corrupt(what + " of " + Name() + " is larger than 4 MiB");
+    return sent.status();
+  }
+  HttpResponse resp = std::move(sent).value();
+  if (resp.status == 404) {
+    std::string image = Name() + (by_digest ? "@" : ":") + tag_or_digest;
+    return NotFound("image " + image + " not found: manifest unknown (HTTP 404)");
+  }
+  if (resp.status != 200) return StatusError(resp, what);
+  FetchedManifest m;
+  m.media_type = resp.headers.Get("content-type");
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(resp.body.data()), resp.body.size());
+  if (by_digest) {
+    OCIFS_RETURN_IF_ERROR(VerifyDigest(bytes, tag_or_digest, what + " of " + Name()));
+    m.digest = tag_or_digest;
+  } else {
+    m.digest = Sha256Digest(bytes);
+    std::string header = resp.headers.Get("docker-content-digest");
+    if (header.starts_with("sha256:") && header != m.digest) {
+      return Corrupt(what + " of " + Name() + ": digest mismatch: Docker-Content-Digest says " + header.substr(0, 80) +
+                     ", content is " + m.digest);
+    }
+  }
+  m.bytes = std::move(resp.body);
+  return m;
+}
+
+Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {
+  const std::string what = "blob " + blob.digest;
+  RangeSink range(buf, offset, blob.size, what + " of " + Name());
+  CountingRangeSink sink(&range);
+  HttpRequest req;
+  req.headers.push_back("Range: " + RangeHeaderValue(offset, buf.size()));
+  req.sink = &sink;
+  auto& stats = GlobalFetchStats();
+
+  // A storage URL the registry redirected to earlier, until it fails.
+  std::optional<std::string> cached;
+  {
+    std::lock_guard lock(locations_mu_);
+    auto it = locations_.find(blob.digest);
+    if (it != locations_.end()) {
+      if (std::chrono::steady_clock::now() - it->second.since < kLocationMaxAge) {
+        cached = it->second.url;
+      } else {
+        locations_.erase(it);
+      }
+    }
+  }
+  if (cached) {
+    req.url = *cached;
+    req.peer = "blob storage";
+    stats.blob_requests.fetch_add(1, std::memory_order_relaxed);
+    auto resp = http_->Perform(req);
+    if (resp.ok() && resp->status / 100 == 2) return Status::Ok();
+    spdlog::debug("registry {}: stored location of {} failed ({}); asking the registry again", ref_.registry,
+                  blob.digest, resp.ok() ? "HTTP " + std::to_string(resp->status) : resp.status().message());
+    std::lock_guard lock(locations_mu_);
+    locations_.erase(blob.digest);
+  }
+
+  req.url = "/v2/" + ref_.repository + "/blobs/" + blob.digest;
+  stats.blob_requests.fetch_add(1, std::memory_order_relaxed);
+  OCIFS_ASSIGN_OR_RETURN(HttpResponse resp, SendToRegistry(req));
+  std::string from = resp.url;
+  for (int hop = 0; resp.status >= 300 && resp.status < 400; ++hop) {
+    std::string location = resp.headers.Get("location");
+    if (location.empty()) return Unavailable("registry " + ref_.registry + " redirected " + what + " without a Location");
+    if (hop == kMaxRedirects) return Unavailable("registry " + ref_.registry + ": too many redirects for " + what);
+    HttpRequest next = req;
+    next.url = ResolveLocation(from, location);
+    if (!next.url.starts_with("https://") && !next.url.starts_with("http://")) {
+      return Unavailable("registry " + ref_.registry + " redirected " + what + " to a non-http URL");
+    }
+    // The registry's Authorization is never sent to another host.
+    next.peer = Origin(next.url) == Origin(from) ? "registry" : "blob storage";
+    if (next.peer == "registry") {
+      OCIFS_ASSIGN_OR_RETURN(std::string authorization, auth_.Authorization(scope_));
+      if (!authorization.empty()) next.headers.push_back("Authorization: " + authorization);
+    }
+    stats.blob_requests.fetch_add(1, std::memory_order_relaxed);
+    OCIFS_ASSIGN_OR_RETURN(resp, http_->Perform(next));
+    from = next.url;
+    if (resp.status / 100 == 2) {
+      std::lock_guard lock(locations_mu_);
+      locations_[blob.digest] = Location{from, std::chrono::steady_clock::now()};
+    }
+  }
+  if (resp.status / 100 == 2) return Status::Ok();
+  if (resp.status == 416) {
+    return Corrupt(what + " of " + Name() + " is shorter than its descriptor says (" + std::to_string(blob.size) +
+                   " bytes): range " + std::to_string(offset) + "+" + std::to_string(buf.size()) + " not satisfiable");
+  }
+  return StatusError(resp, what);
+}
+
+}  // namespace ocifs

@@ -1,0 +1,74 @@
+// RegistrySession: the HTTP conversation with one repository of one registry
+// (docker registry HTTP API v2): scheme choice, auth, manifests by tag or
+// digest, and blob range reads with redirects to object storage.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+
+#include "ocifs/status.h"
+#include "registry/descriptor.h"
+#include "registry/http_client.h"
+#include "registry/image_resolver.h"
+#include "registry/reference.h"
+#include "registry/registry_auth.h"
+#include "registry/registry_options.h"
+
+namespace ocifs {
+
+// Thread safety: safe for concurrent use. Shared (shared_ptr) by the
+// RegistryClient and every BlobSource opened from it.
+// Lock order: locations_mu_ is a leaf lock.
+class RegistrySession {
+ public:
+  // Loads credentials and TLS files; contacts nothing yet.
+  [[nodiscard]] static Result<std::shared_ptr<RegistrySession>> Create(const Reference& ref,
+                                                                       const RegistryOptions& options);
+
+  // GET /v2/<repo>/manifests/<tag or digest>, at most 4 MiB. A digest is
+  // verified; for a tag the digest is computed (and checked against
+  // Docker-Content-Digest). 404 is kNotFound naming the image.
+  [[nodiscard]] Result<FetchedManifest> GetManifest(const std::string& tag_or_digest);
+
+  // Reads exactly [offset, offset + buf.size()) of the blob (buf non-empty,
+  // inside blob.size) into buf; never writes past buf. 404 is kNotFound
+  // "blob sha256:.. unknown in <registry>/<repo>".
+  [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf);
+
+  // "registry/repo" for messages.
+  std::string Name() const { return ref_.registry + "/" + ref_.repository; }
+
+  RegistrySession(Reference ref, const RegistryOptions& options, std::unique_ptr<HttpClient> http,
+                  std::optional<Credentials> creds);
+
+ private:
+  enum Scheme { kUnknown = 0, kHttps = 1, kHttp = 2 };
+  // Sends `req` whose url is a path ("/v2/..") to the registry, with auth
+  // (retrying once after a 401 challenge). Chooses https, or http when
+  // tls_verify is off and https fails.
+  Result<HttpResponse> SendToRegistry(HttpRequest req);
+  Result<HttpResponse> SendWithScheme(HttpRequest req, const std::string& path);
+  // A non-2xx response as a Status; `what` names the object ("blob sha256:..").
+  Status StatusError(const HttpResponse& resp, const std::string& what) const;
+
+  const Reference ref_;
+  const std::string scope_;
+  const bool tls_verify_;
+  std::unique_ptr<HttpClient> http_;
+  RegistryAuth auth_;
+  std::atomic<int> scheme_{kUnknown};
+
+  struct Location {
+    std::string url;  // signed URL: never logged unredacted
+    std::chrono::steady_clock::time_point since;
+  };
+  std::mutex locations_mu_;
+  std::map<std::string, Location> locations_;  // digest -> redirect target; guarded by locations_mu_
+};
+
+}  // namespace ocifs

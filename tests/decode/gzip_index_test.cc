@@ -1,0 +1,90 @@
+#include "decode/gzip_index.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+using namespace ocifs;
+
+namespace {
+GzipIndex SampleIndex() {
+  GzipIndex index;
+  index.compressed_size = 1000;
+  index.decompressed_size = 5000;
+  index.spacing = 1024;
+  index.tail = {1, 2, 3, 4, 5, 6, 7, 8};
+  index.checkpoints.push_back(GzipCheckpoint{0, true, 0, 0, 0, {}});
+  std::vector<uint8_t> window(GzipCheckpoint::kWindowSize);
+  std::mt19937 rng(7);
+  for (auto& b : window) b = static_cast<uint8_t>(rng() % 4);
+  GzipCheckpoint cp{2000, false, 400, 3, static_cast<uint32_t>(window.size()), CompressWindow(window)};
+  index.checkpoints.push_back(cp);
+  index.checkpoints.push_back(GzipCheckpoint{4000, true, 800, 0, 0, {}});
+  return index;
+}
+}  // namespace
+
+TEST_CASE("gzip index serializes and parses back to the same checkpoints") {
+  GzipIndex index = SampleIndex();
+  auto parsed = GzipIndex::Parse(index.Serialize(), "test");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->compressed_size == 1000);
+  CHECK(parsed->decompressed_size == 5000);
+  CHECK(parsed->tail == index.tail);
+  REQUIRE(parsed->checkpoints.size() == 3);
+  CHECK(parsed->checkpoints[1].out == 2000);
+  CHECK(parsed->checkpoints[1].in == 400);
+  CHECK(parsed->checkpoints[1].bits == 3);
+  CHECK(!parsed->checkpoints[1].member_start);
+  CHECK(parsed->checkpoints[1].zwindow == index.checkpoints[1].zwindow);
+  CHECK(parsed->checkpoints[2].member_start);
+  std::vector<uint8_t> window(GzipCheckpoint::kWindowSize);
+  REQUIRE(DecompressWindow(parsed->checkpoints[1], window).ok());
+}
+
+TEST_CASE("gzip index keeps a 32 KiB window in far less space when it compresses") {
+  GzipIndex index = SampleIndex();
+  CHECK(index.checkpoints[1].zwindow.size() < GzipCheckpoint::kWindowSize / 2);
+}
+
+TEST_CASE("gzip index rejects every flipped byte and every truncation as corrupt") {
+  std::vector<uint8_t> bytes = SampleIndex().Serialize();
+  for (size_t i = 0; i < bytes.size(); i += 7) {
+    std::vector<uint8_t> bad = bytes;
+    bad[i] ^= 0x40;
+    auto parsed = GzipIndex::Parse(bad, "flipped");
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.status().code() == Code::kCorrupt);
+  }
+  for (size_t n : {size_t{0}, size_t{10}, size_t{71}, bytes.size() / 2, bytes.size() - 1}) {
+    auto parsed = GzipIndex::Parse(std::span(bytes).first(n), "truncated");
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.status().code() == Code::kCorrupt);
+  }
+}
+
+TEST_CASE("gzip index with a valid checksum but out-of-order checkpoints is corrupt") {
+  GzipIndex index = SampleIndex();
+  std::swap(index.checkpoints[1].out, index.checkpoints[2].out);
+  auto parsed = GzipIndex::Parse(index.Serialize(), "unordered");
+  REQUIRE_FALSE(parsed.ok());
+  CHECK(parsed.status().message().find("out of order") != std::string::npos);
+}
+
+TEST_CASE("gzip index saves atomically and loads; a missing file is not found") {
+  auto dir = std::filesystem::temp_directory_path() / ("ocifs-gzi-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "layer.gzi").string();
+  auto missing = GzipIndex::Load(path);
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == Code::kNotFound);
+  REQUIRE(SampleIndex().Save(path).ok());
+  auto loaded = GzipIndex::Load(path);
+  REQUIRE(loaded.ok());
+  CHECK(loaded->checkpoints.size() == 3);
+  size_t files = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir)) (void)e, ++files;
+  CHECK(files == 1);  // no temp file left behind
+  std::filesystem::remove_all(dir);
+}

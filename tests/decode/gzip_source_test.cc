@@ -1,0 +1,384 @@
+#include "decode/gzip_source.h"
+
+#include <zlib.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "base/memory_source.h"
+#include "decode/decoder.h"
+#include "decode/gzip_index.h"
+
+using namespace ocifs;
+
+namespace {
+
+// Random, text-like and zero runs, so deflate emits stored, fixed and dynamic blocks.
+std::vector<uint8_t> MakeData(size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> d(size);
+  const std::string words = "disk qcow2 layer tar entry checkpoint window member frame ";
+  for (size_t i = 0; i < size;) {
+    size_t run = std::min<size_t>(size - i, 1000 + rng() % 70000);
+    int kind = rng() % 3;
+    for (size_t j = 0; j < run; ++j) {
+      d[i + j] = kind == 0 ? static_cast<uint8_t>(rng()) : kind == 1 ? words[(i + j) % words.size()] : 0;
+    }
+    i += run;
+  }
+  return d;
+}
+
+std::vector<uint8_t> Gzip(std::span<const uint8_t> data, int level = 6) {
+  z_stream s{};
+  REQUIRE(deflateInit2(&s, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+  std::vector<uint8_t> out(deflateBound(&s, data.size()) + 64);
+  s.next_in = const_cast<Bytef*>(data.data());
+  s.avail_in = static_cast<uInt>(data.size());
+  s.next_out = out.data();
+  s.avail_out = static_cast<uInt>(out.size());
+  REQUIRE(deflate(&s, Z_FINISH) == Z_STREAM_END);
+  out.resize(s.total_out);
+  deflateEnd(&s);
+  return out;
+}
+
+// Counts the compressed bytes read through it.
+class CountingSource final : public ByteSource {
+ public:
+  explicit CountingSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    auto n = inner_->ReadAt(offset, buf);
+    if (n.ok()) bytes_ += *n;
+    return n;
+  }
+  std::string Describe() const override { return "counted " + inner_->Describe(); }
+  mutable std::atomic<uint64_t> bytes_{0};
+
+ private:
+  ByteSourcePtr inner_;
+};
+
+// Blocks reads that reach past `open_until` until Open() is called.
+class GatedSource final : public ByteSource {
+ public:
+  GatedSource(ByteSourcePtr inner, uint64_t open_until) : inner_(std::move(inner)), open_until_(open_until) {}
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return open_ || offset + buf.size() <= open_until_; });
+    lock.unlock();
+    return inner_->ReadAt(offset, buf);
+  }
+  void Open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  ByteSourcePtr inner_;
+  uint64_t open_until_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool open_ = false;
+};
+
+std::shared_ptr<GzipSource> OpenGzip(ByteSourcePtr blob, DecoderOptions options = {}) {
+  auto source = GzipSource::Open(std::move(blob), options);
+  REQUIRE(source.ok());
+  return *source;
+}
+
+void CheckRandomReads(const ByteSource& source, const std::vector<uint8_t>& data, int reads, uint32_t seed,
+                      size_t max_len = 300000) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> buf;
+  for (int i = 0; i < reads; ++i) {
+    uint64_t offset = rng() % (data.size() + 1000);
+    buf.assign(1 + rng() % max_len, 0xEE);
+    auto n = source.ReadAt(offset, buf);
+    REQUIRE(n.ok());
+    size_t expect = offset >= data.size() ? 0 : std::min<size_t>(buf.size(), data.size() - offset);
+    REQUIRE(*n == expect);
+    REQUIRE(std::equal(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(expect),
+                       data.begin() + static_cast<ptrdiff_t>(std::min<uint64_t>(offset, data.size()))));
+  }
+}
+
+std::filesystem::path TempDir(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("ocifs-decode-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace
+
+TEST_CASE("gzip reads at many random offsets across checkpoints equal the original") {
+  auto data = MakeData(6 << 20, 1);
+  auto blob = std::make_shared<MemorySource>(Gzip(data), "layer-a");
+  DecoderOptions options;
+  options.checkpoint_spacing = 256 << 10;
+  auto gz = OpenGzip(blob, options);
+  CHECK(gz->Describe() == "gzip(layer-a)");
+  CheckRandomReads(*gz, data, 150, 2);
+  REQUIRE(gz->WaitUntilIndexed().ok());
+  CHECK(gz->size() == data.size());
+  CHECK(gz->checkpoint_count() >= 12);  // ~one per 256 KiB, at block boundaries
+  CheckRandomReads(*gz, data, 150, 3);
+}
+
+TEST_CASE("gzip size is unknown until the first pass completes") {
+  auto data = MakeData(2 << 20, 4);
+  auto gated = std::make_shared<GatedSource>(std::make_shared<MemorySource>(Gzip(data)), 0);
+  DecoderOptions options;
+  auto gz = OpenGzip(gated, options);
+  CHECK(gz->size() == ByteSource::kUnknownSize);
+  gated->Open();
+  REQUIRE(gz->WaitUntilIndexed().ok());
+  CHECK(gz->size() == data.size());
+}
+
+TEST_CASE("gzip reads ahead of the first pass wait for it and then succeed") {
+  auto data = MakeData(8 << 20, 5);
+  auto compressed = Gzip(data);
+  auto gated = std::make_shared<GatedSource>(std::make_shared<MemorySource>(compressed), 0);
+  DecoderOptions options;
+  options.checkpoint_spacing = 512 << 10;
+  auto gz = OpenGzip(gated, options);
+  std::atomic<bool> finished{false};
+  std::vector<uint8_t> buf(100000);
+  Result<size_t> n = size_t{0};
+  std::thread reader([&] {
+    n = gz->ReadAt(data.size() - 50000, buf);
+    finished = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK_FALSE(finished.load());
+  gated->Open();
+  reader.join();
+  REQUIRE(n.ok());
+  REQUIRE(*n == 50000);
+  CHECK(std::equal(buf.begin(), buf.begin() + 50000, data.end() - 50000));
+}
+
+TEST_CASE("gzip with several members, one of them empty, reads as one stream") {
+  std::vector<uint8_t> data, blob;
+  for (uint32_t i = 0; i < 5; ++i) {
+    auto part = i == 2 ? std::vector<uint8_t>{} : MakeData((1 << 20) + i * 12345, 10 + i);
+    auto gz = Gzip(part, i % 2 ? 1 : 9);
+    data.insert(data.end(), part.begin(), part.end());
+    blob.insert(blob.end(), gz.begin(), gz.end());
+  }
+  DecoderOptions options;
+  options.checkpoint_spacing = 300 << 10;
+  auto gz = OpenGzip(std::make_shared<MemorySource>(blob), options);
+  REQUIRE(gz->WaitUntilIndexed().ok());
+  CHECK(gz->size() == data.size());
+  CheckRandomReads(*gz, data, 200, 11);
+}
+
+TEST_CASE("gzip from pigz and from concatenated gzip files decodes") {
+  if (std::system("command -v pigz >/dev/null 2>&1 && command -v gzip >/dev/null 2>&1") != 0) {
+    WARN("pigz or gzip not installed; skipped");
+    return;
+  }
+  auto dir = TempDir("pigz");
+  auto data = MakeData(5 << 20, 12);
+  std::ofstream((dir / "a").string(), std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  std::string d = dir.string();
+  REQUIRE(std::system(("pigz -b 256 -p 2 -c " + d + "/a > " + d + "/a.gz && gzip -c " + d + "/a > " + d +
+                       "/b.gz && cat " + d + "/a.gz " + d + "/b.gz > " + d + "/ab.gz")
+                          .c_str()) == 0);
+  auto read_file = [](const std::filesystem::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+  };
+  DecoderOptions options;
+  options.checkpoint_spacing = 512 << 10;
+  auto one = OpenGzip(std::make_shared<MemorySource>(read_file(dir / "a.gz")), options);
+  CheckRandomReads(*one, data, 60, 13);
+  std::vector<uint8_t> twice = data;
+  twice.insert(twice.end(), data.begin(), data.end());
+  auto two = OpenGzip(std::make_shared<MemorySource>(read_file(dir / "ab.gz")), options);
+  REQUIRE(two->WaitUntilIndexed().ok());
+  CHECK(two->size() == twice.size());
+  CheckRandomReads(*two, twice, 100, 14);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a saved gzip index gives random access on the next open without a pass") {
+  auto dir = TempDir("index");
+  auto data = MakeData(8 << 20, 20);
+  auto compressed = Gzip(data);
+  DecoderOptions options;
+  options.checkpoint_spacing = 256 << 10;
+  options.index_path = (dir / "layer.gzi").string();
+  {
+    auto gz = OpenGzip(std::make_shared<MemorySource>(compressed), options);
+    REQUIRE(gz->WaitUntilIndexed().ok());
+    CHECK_FALSE(gz->loaded_from_file());
+  }
+  REQUIRE(std::filesystem::exists(options.index_path));
+  auto saved = GzipIndex::Load(options.index_path);
+  REQUIRE(saved.ok());
+  // Windows are stored compressed: well under 32 KiB each for this data (a third random).
+  CHECK(std::filesystem::file_size(options.index_path) < saved->checkpoints.size() * 32768 * 3 / 4);
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+  auto gz = OpenGzip(counted, options);
+  CHECK(gz->loaded_from_file());
+  CHECK(gz->size() == data.size());  // known at once
+  std::vector<uint8_t> buf(4096);
+  uint64_t offset = data.size() / 2 + 777;
+  auto n = gz->ReadAt(offset, buf);
+  REQUIRE(n.ok());
+  REQUIRE(*n == buf.size());
+  CHECK(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
+  INFO("compressed bytes read: " << counted->bytes_.load() << " of " << compressed.size());
+  CHECK(counted->bytes_.load() < compressed.size() / 8);
+  CheckRandomReads(*gz, data, 50, 21);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a corrupted gzip index file is ignored and rebuilt") {
+  auto dir = TempDir("badindex");
+  auto data = MakeData(3 << 20, 30);
+  auto compressed = Gzip(data);
+  DecoderOptions options;
+  options.checkpoint_spacing = 256 << 10;
+  options.index_path = (dir / "layer.gzi").string();
+  REQUIRE(OpenGzip(std::make_shared<MemorySource>(compressed), options)->WaitUntilIndexed().ok());
+  {
+    std::fstream f(options.index_path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+  }
+  REQUIRE_FALSE(GzipIndex::Load(options.index_path).ok());
+  auto gz = OpenGzip(std::make_shared<MemorySource>(compressed), options);
+  CHECK_FALSE(gz->loaded_from_file());
+  REQUIRE(gz->WaitUntilIndexed().ok());
+  CheckRandomReads(*gz, data, 40, 31);
+  REQUIRE(GzipIndex::Load(options.index_path).ok());  // rewritten
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a gzip index built for another blob is ignored") {
+  auto dir = TempDir("otherindex");
+  auto data_a = MakeData(1 << 20, 40), data_b = MakeData(1 << 20, 41);
+  DecoderOptions options;
+  options.index_path = (dir / "layer.gzi").string();
+  REQUIRE(OpenGzip(std::make_shared<MemorySource>(Gzip(data_a)), options)->WaitUntilIndexed().ok());
+  auto gz = OpenGzip(std::make_shared<MemorySource>(Gzip(data_b)), options);
+  CHECK_FALSE(gz->loaded_from_file());
+  CheckRandomReads(*gz, data_b, 20, 42);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("truncated gzip fails with kCorrupt naming the layer and the compressed offset") {
+  auto data = MakeData(2 << 20, 50);
+  auto compressed = Gzip(data);
+  compressed.resize(compressed.size() / 2);
+  auto gz = OpenGzip(std::make_shared<MemorySource>(compressed, "layer-t"));
+  Status s = gz->WaitUntilIndexed();
+  REQUIRE(s.code() == Code::kCorrupt);
+  CHECK(s.message().find("gzip data of layer-t corrupt at compressed offset") != std::string::npos);
+  std::vector<uint8_t> buf(10);
+  auto n = gz->ReadAt(0, buf);
+  REQUIRE_FALSE(n.ok());
+  CHECK(n.status().code() == Code::kCorrupt);
+}
+
+TEST_CASE("flipped bytes in gzip data or its trailer give kCorrupt, never wrong bytes") {
+  auto data = MakeData(2 << 20, 60);
+  auto good = Gzip(data);
+  std::mt19937 rng(61);
+  std::vector<size_t> positions = {good.size() - 8, good.size() - 3, good.size() / 2, 30};
+  for (int i = 0; i < 6; ++i) positions.push_back(20 + rng() % (good.size() - 30));
+  for (size_t pos : positions) {
+    auto bad = good;
+    bad[pos] ^= 0x10;
+    auto gz = OpenGzip(std::make_shared<MemorySource>(bad));
+    Status s = gz->WaitUntilIndexed();
+    INFO("flipped byte " << pos);
+    REQUIRE(s.code() == Code::kCorrupt);
+    std::vector<uint8_t> buf(data.size());
+    REQUIRE_FALSE(gz->ReadAt(0, buf).ok());
+  }
+}
+
+TEST_CASE("an empty gzip member decodes to zero bytes; an empty blob is corrupt") {
+  auto gz = OpenGzip(std::make_shared<MemorySource>(Gzip({})));
+  REQUIRE(gz->WaitUntilIndexed().ok());
+  CHECK(gz->size() == 0);
+  std::vector<uint8_t> buf(10);
+  auto n = gz->ReadAt(0, buf);
+  REQUIRE(n.ok());
+  CHECK(*n == 0);
+  auto nothing = OpenGzip(std::make_shared<MemorySource>(std::vector<uint8_t>{}));
+  CHECK(nothing->WaitUntilIndexed().code() == Code::kCorrupt);
+}
+
+TEST_CASE("eight threads reading random gzip offsets during and after the pass see the original") {
+  auto data = MakeData(8 << 20, 70);
+  DecoderOptions options;
+  options.checkpoint_spacing = 256 << 10;
+  options.segment_cache_bytes = 1 << 20;  // small, so threads decompress a lot
+  auto gz = OpenGzip(std::make_shared<MemorySource>(Gzip(data)), options);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (uint32_t t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(100 + t);
+      std::vector<uint8_t> buf;
+      for (int i = 0; i < 60; ++i) {
+        uint64_t offset = rng() % data.size();
+        buf.resize(1 + rng() % 200000);
+        auto n = gz->ReadAt(offset, buf);
+        size_t expect = std::min<size_t>(buf.size(), data.size() - offset);
+        if (!n.ok() || *n != expect ||
+            !std::equal(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(expect),
+                        data.begin() + static_cast<ptrdiff_t>(offset))) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures.load() == 0);
+}
+
+TEST_CASE("destroying a gzip source stops its pass promptly") {
+  // Incompressible data stored in 4 MiB range reads of 100 ms each: a whole
+  // pass takes over a second.
+  class SlowSource final : public ByteSource {
+   public:
+    explicit SlowSource(std::vector<uint8_t> b) : inner_(std::move(b)) {}
+    uint64_t size() const override { return inner_.size(); }
+    Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      return inner_.ReadAt(offset, buf);
+    }
+    MemorySource inner_;
+  };
+  std::vector<uint8_t> data(40 << 20);
+  std::mt19937 rng(80);
+  for (auto& b : data) b = static_cast<uint8_t>(rng());
+  auto gz = OpenGzip(std::make_shared<SlowSource>(Gzip(data, 0)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  auto start = std::chrono::steady_clock::now();
+  gz.reset();
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took < std::chrono::milliseconds(600));
+}

@@ -1,0 +1,361 @@
+#include <zstd.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "base/memory_source.h"
+#include "decode/compression.h"
+#include "decode/decoder.h"
+#include "decode/zstd_frame_source.h"
+#include "decode/zstd_stream_source.h"
+
+using namespace ocifs;
+
+namespace {
+
+std::vector<uint8_t> MakeData(size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> d(size);
+  const std::string words = "zstd frame block seek table skippable chunk store ";
+  for (size_t i = 0; i < size;) {
+    size_t run = std::min<size_t>(size - i, 1000 + rng() % 70000);
+    int kind = rng() % 3;
+    for (size_t j = 0; j < run; ++j) {
+      d[i + j] = kind == 0 ? static_cast<uint8_t>(rng()) : kind == 1 ? words[(i + j) % words.size()] : 0;
+    }
+    i += run;
+  }
+  return d;
+}
+
+void Append32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+// One frame; checksum on; content size in the header unless `unsized`.
+std::vector<uint8_t> CompressOneFrame(std::span<const uint8_t> data, bool unsized = false) {
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, 3);
+  std::vector<uint8_t> out(ZSTD_compressBound(data.size()) + 64);
+  size_t n;
+  if (unsized) {
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 0);
+    ZSTD_inBuffer in{data.data(), data.size(), 0};
+    ZSTD_outBuffer ob{out.data(), out.size(), 0};
+    // Streaming without a pledged size leaves the content size out.
+    size_t r = ZSTD_compressStream2(cctx, &ob, &in, ZSTD_e_continue);
+    REQUIRE(!ZSTD_isError(r));
+    r = ZSTD_compressStream2(cctx, &ob, &in, ZSTD_e_end);
+    REQUIRE(r == 0);
+    n = ob.pos;
+  } else {
+    n = ZSTD_compress2(cctx, out.data(), out.size(), data.data(), data.size());
+    REQUIRE(!ZSTD_isError(n));
+  }
+  ZSTD_freeCCtx(cctx);
+  out.resize(n);
+  return out;
+}
+
+struct MultiFrame {
+  std::vector<uint8_t> blob;
+  std::vector<uint32_t> in_sizes, out_sizes;
+};
+
+MultiFrame CompressFrames(std::span<const uint8_t> data, size_t frame) {
+  MultiFrame m;
+  for (size_t off = 0; off < data.size(); off += frame) {
+    auto part = data.subspan(off, std::min(frame, data.size() - off));
+    auto z = CompressOneFrame(part);
+    m.blob.insert(m.blob.end(), z.begin(), z.end());
+    m.in_sizes.push_back(static_cast<uint32_t>(z.size()));
+    m.out_sizes.push_back(static_cast<uint32_t>(part.size()));
+  }
+  return m;
+}
+
+// Appends a seek table (zstd seekable format, no checksums).
+void AppendSeekTable(MultiFrame& m) {
+  std::vector<uint8_t> t;
+  Append32(t, 0x184D2A5E);
+  Append32(t, static_cast<uint32_t>(m.in_sizes.size() * 8 + 9));
+  for (size_t i = 0; i < m.in_sizes.size(); ++i) {
+    Append32(t, m.in_sizes[i]);
+    Append32(t, m.out_sizes[i]);
+  }
+  Append32(t, static_cast<uint32_t>(m.in_sizes.size()));
+  t.push_back(0);  // descriptor: no checksums
+  Append32(t, 0x8F92EAB1);
+  m.blob.insert(m.blob.end(), t.begin(), t.end());
+}
+
+std::vector<uint8_t> SkippableFrame(size_t payload) {
+  std::vector<uint8_t> f;
+  Append32(f, 0x184D2A53);
+  Append32(f, static_cast<uint32_t>(payload));
+  f.resize(f.size() + payload, 0xAB);
+  return f;
+}
+
+class CountingSource final : public ByteSource {
+ public:
+  explicit CountingSource(std::vector<uint8_t> bytes) : inner_(std::move(bytes), "blob") {}
+  uint64_t size() const override { return inner_.size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    auto n = inner_.ReadAt(offset, buf);
+    if (n.ok()) bytes_ += *n;
+    return n;
+  }
+  std::string Describe() const override { return "counted blob"; }
+  mutable std::atomic<uint64_t> bytes_{0};
+
+ private:
+  MemorySource inner_;
+};
+
+// A store that forgets the chunks in `forget` (as an evicting cache would).
+class ForgetfulStore final : public DecodedChunkStore {
+ public:
+  ForgetfulStore(uint32_t chunk_size, std::set<uint64_t> forget)
+      : inner_(MakeMemoryDecodedStore(chunk_size)), forget_(std::move(forget)) {}
+  uint32_t chunk_size() const override { return inner_->chunk_size(); }
+  Result<bool> Get(uint64_t i, std::span<uint8_t> out) const override { return inner_->Get(i, out); }
+  Status Put(uint64_t i, std::span<const uint8_t> data) const override {
+    if (forget_.count(i) && !forgotten_once_.count(i)) {
+      forgotten_once_.insert(i);  // dropped the first time only
+      return Status::Ok();
+    }
+    return inner_->Put(i, data);
+  }
+
+ private:
+  std::shared_ptr<DecodedChunkStore> inner_;
+  std::set<uint64_t> forget_;
+  mutable std::set<uint64_t> forgotten_once_;  // only touched by the one pass thread
+};
+
+ByteSourcePtr OpenZstd(ByteSourcePtr blob, DecoderOptions options = {}) {
+  auto c = DetectCompression(*blob);
+  REQUIRE(c.ok());
+  REQUIRE(*c == Compression::kZstd);
+  auto source = OpenDecoded(std::move(blob), Compression::kZstd, options);
+  REQUIRE(source.ok());
+  return *source;
+}
+
+void CheckRandomReads(const ByteSource& source, const std::vector<uint8_t>& data, int reads, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> buf;
+  for (int i = 0; i < reads; ++i) {
+    uint64_t offset = rng() % (data.size() + 1000);
+    buf.assign(1 + rng() % 400000, 0xEE);
+    auto n = source.ReadAt(offset, buf);
+    REQUIRE(n.ok());
+    size_t expect = offset >= data.size() ? 0 : std::min<size_t>(buf.size(), data.size() - offset);
+    REQUIRE(*n == expect);
+    REQUIRE(std::equal(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(expect),
+                       data.begin() + static_cast<ptrdiff_t>(std::min<uint64_t>(offset, data.size()))));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("multi-frame zstd is read randomly, a small read touching only its frame") {
+  auto data = MakeData(6 << 20, 1);
+  MultiFrame m = CompressFrames(data, 256 << 10);
+  auto counted = std::make_shared<CountingSource>(m.blob);
+  auto source = OpenZstd(counted);
+  auto frames = std::dynamic_pointer_cast<const ZstdFrameSource>(source);
+  REQUIRE(frames != nullptr);
+  CHECK(frames->frame_count() == m.in_sizes.size());
+  CHECK(source->size() == data.size());
+  CHECK(source->Describe() == "zstd(counted blob)");
+  counted->bytes_ = 0;
+  std::vector<uint8_t> buf(1000);
+  uint64_t offset = 10 * (256 << 10) + 5000;  // inside frame 10
+  auto n = source->ReadAt(offset, buf);
+  REQUIRE(n.ok());
+  REQUIRE(*n == buf.size());
+  CHECK(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
+  CHECK(counted->bytes_.load() == m.in_sizes[10]);
+  CheckRandomReads(*source, data, 100, 2);
+}
+
+TEST_CASE("zstd seekable format is opened from its seek table with one read at the end") {
+  auto data = MakeData(5 << 20, 3);
+  MultiFrame m = CompressFrames(data, 300000);
+  AppendSeekTable(m);
+  auto counted = std::make_shared<CountingSource>(m.blob);
+  auto source = OpenZstd(counted);
+  REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(source) != nullptr);
+  CHECK(counted->bytes_.load() <= 64 * 1024 + 4);  // the magic check and the tail read
+  CHECK(source->size() == data.size());
+  counted->bytes_ = 0;
+  std::vector<uint8_t> buf(10);
+  REQUIRE(source->ReadAt(3 * 300000 + 1, buf).ok());
+  CHECK(counted->bytes_.load() == m.in_sizes[3]);
+  CheckRandomReads(*source, data, 80, 4);
+}
+
+TEST_CASE("zstd with a skippable frame in front and between frames reads correctly") {
+  auto data = MakeData(3 << 20, 5);
+  MultiFrame m = CompressFrames(data, 1 << 20);
+  std::vector<uint8_t> blob = SkippableFrame(100);
+  size_t second = m.in_sizes[0];
+  blob.insert(blob.end(), m.blob.begin(), m.blob.begin() + static_cast<ptrdiff_t>(second));
+  auto skip = SkippableFrame(7);
+  blob.insert(blob.end(), skip.begin(), skip.end());
+  blob.insert(blob.end(), m.blob.begin() + static_cast<ptrdiff_t>(second), m.blob.end());
+  auto source = OpenZstd(std::make_shared<MemorySource>(blob));
+  REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(source) != nullptr);
+  CheckRandomReads(*source, data, 60, 6);
+}
+
+TEST_CASE("single-frame zstd is read randomly through the decoded chunk store") {
+  auto data = MakeData(6 << 20, 7);
+  DecoderOptions options;
+  options.decoded_store = MakeMemoryDecodedStore(256 << 10);
+  auto source = OpenZstd(std::make_shared<MemorySource>(CompressOneFrame(data)), options);
+  auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
+  REQUIRE(stream != nullptr);
+  CHECK(source->size() == data.size());  // from the frame header
+  CheckRandomReads(*source, data, 100, 8);
+  REQUIRE(stream->WaitUntilDecoded().ok());
+  std::vector<uint8_t> chunk(256 << 10);
+  auto stored = options.decoded_store->Get(5, chunk);
+  REQUIRE(stored.ok());
+  CHECK(*stored);
+  CHECK(std::equal(chunk.begin(), chunk.end(), data.begin() + 5 * (256 << 10)));
+  CHECK(stream->restart_count() == 0);
+}
+
+TEST_CASE("zstd without content sizes has an unknown size until its pass ends") {
+  auto data = MakeData(3 << 20, 9);
+  auto blob = CompressOneFrame(std::span(data).first(1 << 20), true);
+  auto rest = CompressOneFrame(std::span(data).subspan(1 << 20), true);
+  blob.insert(blob.end(), rest.begin(), rest.end());
+  DecoderOptions options;
+  options.background_pass = false;
+  options.decoded_store = MakeMemoryDecodedStore(100000);
+  auto source = OpenZstd(std::make_shared<MemorySource>(blob), options);
+  CHECK(source->size() == ByteSource::kUnknownSize);
+  CheckRandomReads(*source, data, 50, 10);  // the first read starts the pass
+  auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
+  REQUIRE(stream->WaitUntilDecoded().ok());
+  CHECK(source->size() == data.size());
+}
+
+TEST_CASE("a chunk missing from the store is decompressed again from the start") {
+  auto data = MakeData(4 << 20, 11);
+  DecoderOptions options;
+  options.decoded_store = std::make_shared<ForgetfulStore>(128 << 10, std::set<uint64_t>{3, 20, 31});
+  options.segment_cache_bytes = 256 << 10;  // two chunks: forces store reads
+  auto source = OpenZstd(std::make_shared<MemorySource>(CompressOneFrame(data)), options);
+  auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
+  REQUIRE(stream->WaitUntilDecoded().ok());
+  std::vector<uint8_t> buf(300000);
+  for (uint64_t offset : {uint64_t{3} * (128 << 10) + 10, uint64_t{19} * (128 << 10), uint64_t{31} * (128 << 10)}) {
+    auto n = source->ReadAt(offset, buf);
+    REQUIRE(n.ok());
+    size_t expect = std::min<size_t>(buf.size(), data.size() - offset);
+    REQUIRE(*n == expect);
+    CHECK(std::equal(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(expect),
+                     data.begin() + static_cast<ptrdiff_t>(offset)));
+  }
+  CHECK(stream->restart_count() >= 2);
+  CheckRandomReads(*source, data, 40, 12);
+}
+
+TEST_CASE("eight threads reading a single-frame zstd during its pass see the original") {
+  auto data = MakeData(8 << 20, 13);
+  DecoderOptions options;
+  options.decoded_store = MakeMemoryDecodedStore(64 << 10);
+  options.segment_cache_bytes = 512 << 10;
+  auto source = OpenZstd(std::make_shared<MemorySource>(CompressOneFrame(data)), options);
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(200 + t);
+      std::vector<uint8_t> buf;
+      for (int i = 0; i < 80; ++i) {
+        uint64_t offset = rng() % data.size();
+        buf.resize(1 + rng() % 200000);
+        auto n = source->ReadAt(offset, buf);
+        size_t expect = std::min<size_t>(buf.size(), data.size() - offset);
+        if (!n.ok() || *n != expect ||
+            !std::equal(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(expect),
+                        data.begin() + static_cast<ptrdiff_t>(offset))) {
+          ++failures;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(failures.load() == 0);
+}
+
+TEST_CASE("corrupt single-frame zstd gives kCorrupt naming the layer and offset") {
+  auto data = MakeData(2 << 20, 14);
+  auto good = CompressOneFrame(data);
+  std::mt19937 rng(15);
+  for (int i = 0; i < 6; ++i) {
+    auto bad = good;
+    size_t pos = 20 + rng() % (bad.size() - 20);
+    bad[pos] ^= 0x22;
+    INFO("flipped byte " << pos);
+    auto opened = OpenDecoded(std::make_shared<MemorySource>(bad, "layer-z"), Compression::kZstd, {});
+    if (!opened.ok()) {  // the header walk at open found it
+      CHECK(opened.status().code() == Code::kCorrupt);
+      continue;
+    }
+    std::vector<uint8_t> buf(data.size());
+    auto n = (*opened)->ReadAt(0, buf);
+    REQUIRE_FALSE(n.ok());
+    CHECK(n.status().code() == Code::kCorrupt);
+    CHECK(n.status().message().find("layer-z") != std::string::npos);
+    CHECK(n.status().message().find("offset") != std::string::npos);
+  }
+}
+
+TEST_CASE("truncated zstd and a corrupt frame of a multi-frame zstd give kCorrupt") {
+  auto data = MakeData(2 << 20, 16);
+  auto single = CompressOneFrame(data);
+  single.resize(single.size() - 100);
+  auto opened = OpenDecoded(std::make_shared<MemorySource>(single), Compression::kZstd, {});
+  if (opened.ok()) {
+    std::vector<uint8_t> buf(10);
+    auto n = (*opened)->ReadAt(data.size() - 5, buf);
+    REQUIRE_FALSE(n.ok());
+    CHECK(n.status().code() == Code::kCorrupt);
+  } else {
+    CHECK(opened.status().code() == Code::kCorrupt);
+  }
+  MultiFrame m = CompressFrames(data, 256 << 10);
+  AppendSeekTable(m);
+  size_t frame3 = m.in_sizes[0] + m.in_sizes[1] + m.in_sizes[2];
+  m.blob[frame3 + m.in_sizes[3] / 2] ^= 0x5a;
+  auto source = OpenZstd(std::make_shared<MemorySource>(m.blob, "layer-m"));
+  std::vector<uint8_t> buf(100);
+  auto bad = source->ReadAt(3 * (256 << 10) + 7, buf);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().code() == Code::kCorrupt);
+  CHECK(bad.status().message().find("compressed offset " + std::to_string(frame3)) != std::string::npos);
+  auto fine = source->ReadAt(7, buf);
+  REQUIRE(fine.ok());
+  CHECK(std::equal(buf.begin(), buf.end(), data.begin() + 7));
+}
+
+TEST_CASE("a zstd frame header pointing past the end of the blob is corrupt at open") {
+  auto data = MakeData(1 << 20, 17);
+  MultiFrame m = CompressFrames(data, 256 << 10);
+  m.blob.resize(m.blob.size() - 1000);
+  auto opened = OpenDecoded(std::make_shared<MemorySource>(m.blob, "layer-s"), Compression::kZstd, {});
+  REQUIRE_FALSE(opened.ok());
+  CHECK(opened.status().code() == Code::kCorrupt);
+  CHECK(opened.status().message().find("layer-s") != std::string::npos);
+}

@@ -1,0 +1,159 @@
+#include "registry/auth_config.h"
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "registry/base64.h"
+
+using namespace ocifs;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/ocifs-auth-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string Write(const std::string& name, const std::string& text) const {
+    fs::path p = path / name;
+    fs::create_directories(p.parent_path());
+    std::ofstream(p) << text;
+    return p;
+  }
+};
+
+// Sets (or unsets, for nullptr) an environment variable for one scope.
+struct EnvGuard {
+  std::string name;
+  std::optional<std::string> old;
+  EnvGuard(std::string n, const char* value) : name(std::move(n)) {
+    if (const char* o = std::getenv(name.c_str())) old = o;
+    if (value) {
+      setenv(name.c_str(), value, 1);
+    } else {
+      unsetenv(name.c_str());
+    }
+  }
+  ~EnvGuard() {
+    if (old) {
+      setenv(name.c_str(), old->c_str(), 1);
+    } else {
+      unsetenv(name.c_str());
+    }
+  }
+};
+
+std::string Entry(const std::string& user, const std::string& pass) {
+  return R"({"auth":")" + Base64Encode(user + ":" + pass) + R"("})";
+}
+
+}  // namespace
+
+TEST_CASE("base64 round-trips and rejects junk") {
+  CHECK(Base64Encode("user:pa:ss") == "dXNlcjpwYTpzcw==");
+  CHECK(Base64Decode("dXNlcjpwYTpzcw==") == std::optional<std::string>("user:pa:ss"));
+  CHECK(Base64Decode("YQ==") == std::optional<std::string>("a"));
+  CHECK(Base64Decode("YWI=") == std::optional<std::string>("ab"));
+  CHECK_FALSE(Base64Decode("YQ="));
+  CHECK_FALSE(Base64Decode("Y!=="));
+}
+
+TEST_CASE("authfile lookup prefers the longest matching key") {
+  TempDir dir;
+  std::string file = dir.Write("auth.json", R"({"auths":{
+      "reg.example:5000": )" + Entry("host", "h") + R"(,
+      "reg.example:5000/team": )" + Entry("team", "t") + R"(,
+      "reg.example:5000/team/app": )" + Entry("app", "a") + R"(,
+      "other.example": )" + Entry("other", "o") + R"(}})");
+  auto app = LookupAuthFile(file, "reg.example:5000", "team/app");
+  REQUIRE(app.ok());
+  REQUIRE(*app);
+  CHECK((*app)->username == "app");
+  auto team = LookupAuthFile(file, "reg.example:5000", "team/other/deep");
+  REQUIRE(team.ok());
+  CHECK((*team)->username == "team");
+  auto host = LookupAuthFile(file, "reg.example:5000", "solo");
+  REQUIRE(host.ok());
+  CHECK((*host)->username == "host");
+  CHECK((*host)->password == "h");
+  auto none = LookupAuthFile(file, "reg.example", "solo");  // no port: a different registry
+  REQUIRE(none.ok());
+  CHECK_FALSE(*none);
+}
+
+TEST_CASE("authfile lookup understands URL keys and docker hub aliases") {
+  TempDir dir;
+  std::string file = dir.Write("config.json", R"({"auths":{
+      "https://index.docker.io/v1/": )" + Entry("hub", "x:y") + R"(,
+      "http://127.0.0.1:5000/v2/": )" + Entry("local", "l") + R"(}})");
+  auto hub = LookupAuthFile(file, "docker.io", "library/ubuntu");
+  REQUIRE(hub.ok());
+  REQUIRE(*hub);
+  CHECK((*hub)->username == "hub");
+  CHECK((*hub)->password == "x:y");
+  auto local = LookupAuthFile(file, "127.0.0.1:5000", "disk");
+  REQUIRE(local.ok());
+  CHECK((*local)->username == "local");
+}
+
+TEST_CASE("authfile errors never quote the file's secrets") {
+  TempDir dir;
+  std::string bad_json = dir.Write("bad.json", R"({"auths":{"h": {"auth": "c2VjcmV0OnB3"})");
+  auto r = LookupAuthFile(bad_json, "h", "r");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Code::kCorrupt);
+  CHECK_THAT(r.status().message(), !Catch::Contains("c2VjcmV0"));
+  std::string bad_b64 = dir.Write("b64.json", R"({"auths":{"h": {"auth": "!!secret!!"}}})");
+  auto b = LookupAuthFile(bad_b64, "h", "r");
+  REQUIRE_FALSE(b.ok());
+  CHECK_THAT(b.status().message(), !Catch::Contains("secret"));
+  auto missing = LookupAuthFile((dir.path / "nope.json").string(), "h", "r");
+  CHECK(missing.status().code() == Code::kIoError);
+}
+
+TEST_CASE("credentials come from --creds first, then the explicit authfile") {
+  TempDir dir;
+  std::string file = dir.Write("a.json", R"({"auths":{"h:1": )" + Entry("fromfile", "f") + "}}");
+  RegistryOptions o;
+  o.creds = "me:p:w";
+  o.authfile = file;
+  auto c = FindCredentials(o, "h:1", "r");
+  REQUIRE(c.ok());
+  CHECK((*c)->username == "me");
+  CHECK((*c)->password == "p:w");
+  o.creds.reset();
+  c = FindCredentials(o, "h:1", "r");
+  REQUIRE(c.ok());
+  CHECK((*c)->username == "fromfile");
+  o.creds = "nocolon";
+  CHECK(FindCredentials(o, "h:1", "r").status().code() == Code::kInvalidArgument);
+}
+
+TEST_CASE("default authfiles are searched in order: REGISTRY_AUTH_FILE, XDG_RUNTIME_DIR, ~/.docker") {
+  TempDir dir;
+  std::string env_file = dir.Write("env/auth.json", R"({"auths":{"a:1": )" + Entry("env", "1") + "}}");
+  dir.Write("xdg/containers/auth.json",
+            R"({"auths":{"a:1": )" + Entry("xdg", "2") + R"(, "b:1": )" + Entry("xdg", "2") + "}}");
+  dir.Write("home/.docker/config.json",
+            R"({"auths":{"b:1": )" + Entry("home", "3") + R"(, "c:1": )" + Entry("home", "3") + "}}");
+  EnvGuard e1("REGISTRY_AUTH_FILE", env_file.c_str());
+  EnvGuard e2("XDG_RUNTIME_DIR", (dir.path / "xdg").c_str());
+  EnvGuard e3("HOME", (dir.path / "home").c_str());
+  auto files = DefaultAuthFiles();
+  REQUIRE(files.size() == 3);
+  CHECK(files[0] == env_file);
+  RegistryOptions o;
+  CHECK((*FindCredentials(o, "a:1", "r"))->username == "env");
+  CHECK((*FindCredentials(o, "b:1", "r"))->username == "xdg");
+  CHECK((*FindCredentials(o, "c:1", "r"))->username == "home");
+  CHECK_FALSE(*FindCredentials(o, "d:1", "r"));
+  EnvGuard e4("REGISTRY_AUTH_FILE", nullptr);
+  EnvGuard e5("XDG_RUNTIME_DIR", (dir.path / "missing").c_str());
+  CHECK((*FindCredentials(o, "a:1", "r")) == std::nullopt);
+  CHECK((*FindCredentials(o, "b:1", "r"))->username == "home");
+}
