@@ -363,8 +363,8 @@ def machine() -> dict:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def write_markdown(ctx: Ctx) -> str:
-    m = machine()
+def write_markdown(ctx: Ctx, m: dict | None = None) -> str:
+    m = m or machine()
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}; "
              f"{m['date']}; load average at the end {' '.join(m['loadavg'])}.",
              f"Network: {ctx.a.mbit:g} Mbit/s, {ctx.a.rtt_ms:g} ms RTT (bench/throttle_proxy.py). "
@@ -436,6 +436,19 @@ def targets(ctx: Ctx) -> list[str]:
     return ["Targets:", *out] if out else []
 
 
+def replot(out: Path) -> int:
+    """Redraws results.md and the plot of an earlier run from its results.json and proxy.log."""
+    res = json.loads((out / "results.json").read_text())
+    a = argparse.Namespace(**res["args"])
+    a.out = out
+    ctx = Ctx.__new__(Ctx)
+    ctx.a, ctx.out, ctx.trace, ctx.rows = a, out, Path(res["trace"]), res["rows"]
+    ctx.proxy = argparse.Namespace(log_path=out / "proxy.log")
+    print(write_markdown(ctx, res.get("machine")))
+    plot(ctx)
+    return 0
+
+
 def plot(ctx: Ctx) -> None:
     try:
         import matplotlib
@@ -459,6 +472,8 @@ def plot(ctx: Ctx) -> None:
         pts.append((end - t0, pts[-1][1]))
         return pts
 
+    colors = {}
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     panels = ["cold trace"] + (["boot"] if any(r["scenario"] == "boot" for r in wanted) else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, final in zip(axes[0], panels):
@@ -477,7 +492,9 @@ def plot(ctx: Ctx) -> None:
                 if not seq:
                     continue
                 pts = series(seq)
-                ax.plot([p[0] for p in pts], [p[1] / 2**20 for p in pts], label=f"{subject} ({layer})")
+                label = f"{subject} ({layer})"
+                color = colors.setdefault(label, palette[len(colors) % len(palette)])
+                ax.plot([p[0] for p in pts], [p[1] / 2**20 for p in pts], label=label, color=color)
         ax.set_title("boot trace: mount/import, then replay" if final == "cold trace"
                      else "time to a running VM (TCG boot)")
         ax.set_xlabel("seconds since start")
@@ -524,7 +541,10 @@ def main() -> int:
     ap.add_argument("--peer-timeout", type=float, default=900, help="seconds for one peer scenario")
     ap.add_argument("--boot-timeout", type=float, default=900)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--replot", type=Path, metavar="DIR", help="redraw results.md and the plot of DIR")
     a = ap.parse_args()
+    if a.replot:
+        return replot(a.replot)
     a.random_reads = a.random_reads or (100 if a.quick else 1000)
     a.layers = [x for x in a.layers.split(",") if x]
     a.boot_layers = [x for x in a.boot_layers.split(",") if x]

@@ -33,3 +33,33 @@ def test_quick_benchmark_runs_every_available_scenario(tmp_path):
         assert lazy and all(r["read_bytes"] > 0 for r in lazy)
     assert (out / "results.md").read_text().count("|") > 20
     assert (out / "bytes-vs-time.png").stat().st_size > 1000
+
+
+def test_throttle_proxy_limits_bandwidth_and_adds_latency(tmp_path):
+    import os
+    import subprocess
+    import sys
+    sys.path.insert(0, str(BENCH))
+    import benchlib as b
+
+    data = os.urandom(32 << 20)
+    with b.Registry(tmp_path / "reg") as reg:
+        digest = reg.client().put_blob("t/blob", data)
+        with b.Proxy(reg.host, 400, 20, tmp_path / "proxy.log") as px:
+            url = f"http://{px.host}/v2/t/blob/blobs/{digest}"
+
+            def curl(*extra):
+                out = subprocess.run(["curl", "-sf", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
+                                      *extra, url], capture_output=True, text=True, check=True).stdout
+                size, secs = out.split()
+                return int(size), float(secs)
+
+            size, secs = curl()
+            wire = len(data) * 8 / 400e6
+            assert size == len(data)
+            assert wire <= secs <= 2 * wire + 1.0, secs       # never faster than the link
+            size, secs = curl("-r", "0-4095")
+            assert size == 4096 and secs >= 0.040, secs      # handshake RTT + request RTT
+            st = px.stats()
+            assert st["requests"] == 2 and st["range_requests"] == 1 and st["connections"] == 2
+            assert st["bytes_down"] >= len(data) + 4096

@@ -146,7 +146,7 @@ ChunkStore::ReadOutcome ChunkStore::Read(std::string_view key, uint64_t index,
     if (bad.ok() && ChunkCrc32(out) != data_crc) bad = Corrupt("data CRC mismatch");
   }
   if (!bad.ok()) {
-    spdlog::warn("chunk cache: dropping {}/{}/{}: {}", dir_, chunk_size_, rel.c_str(), bad.message());
+    spdlog::warn("chunk cache: dropping {}/chunks/{}/{}: {}", dir_, chunk_size_, rel.c_str(), bad.message());
     ::unlinkat(size_fd_.get(), rel.c_str(), 0);
     return ReadOutcome::kDropped;
   }

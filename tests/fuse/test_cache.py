@@ -1,0 +1,153 @@
+"""The chunk cache behind a mount (docs/cache-format.md): a warm cache serves a second
+mount without registry traffic, the size bound holds while it evicts, and damaged
+chunk files are dropped and refetched, never served.
+
+Fetches are counted twice: by the registry's request log and by the mount's
+--stats-file counters.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from support import images
+from support.fuse_checks import (CHUNK, CHUNK_HEADER, MiB, assert_reads_match, assert_same_bytes, chunk_files,
+                                 disk_bytes, read_plan, tree_bytes)
+from support.images import Dir, File, Image, Layer, make_tar
+from support.processes import Mount
+
+TLS = "--tls-verify=false"
+
+
+def push_disk(registry, repo: str, data: bytes, kind: str) -> tuple[str, Image]:
+    tar = make_tar([Dir("disk", 0o755, 107, 107), File("disk/disk.img", data, 0o644, 107, 107)])
+    img = Image([Layer.from_tar(tar, kind, frame_size=512 * 1024)])
+    images.push(registry, repo, "v1", img)
+    return registry.ref(repo, "v1"), img
+
+
+def layer_traffic(registry, img: Image) -> tuple[int, int]:
+    """(GETs, bytes) the registry served for the image's layer blobs."""
+    digests = {l.digest for l in img.layers}
+    gets = [r for r in registry.blob_gets() if r.digest in digests]
+    return len(gets), sum(r.written for r in gets)
+
+
+def mount_twice(registry, ref: str, img: Image, data: bytes, cache, workdir):
+    """Mounts and reads the whole disk twice with one cache dir; returns
+    (registry layer traffic after the first and the second mount, stats of the
+    second mount, the repository's blob GETs made by the second mount)."""
+    with Mount(ref, workdir / "m1", TLS, cache_dir=cache, stats=True) as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    assert m.stats["blob_bytes"] >= img.layers[0].size, m.stats
+    repo = ref.split("/", 1)[1].rsplit(":", 1)[0]
+    gets_before = len(registry.blob_gets(repo))
+    first = layer_traffic(registry, img)
+    assert first[1] >= img.layers[0].size
+    with Mount(ref, workdir / "m2", TLS, cache_dir=cache, stats=True) as m:
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=42))
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    return first, layer_traffic(registry, img), m.stats, registry.blob_gets(repo)[gets_before:]
+
+
+@pytest.mark.parametrize("kind", ["none", "gzip", "zstd-multiframe"])
+def test_a_second_mount_with_the_same_cache_dir_fetches_no_layer_bytes(kind, ocifs, registry, repo, workdir):
+    data = disk_bytes(3 * MiB + 5000, seed=41)
+    ref, img = push_disk(registry, repo, data, kind)
+    first, second, stats, _ = mount_twice(registry, ref, img, data, workdir / "cache", workdir)
+    assert second == first, "the second mount fetched layer bytes"
+    assert stats["cache_misses"] == 0, stats
+    assert stats["blob_bytes"] <= img.config.size, stats  # at most the image config (see below)
+
+
+def test_a_gzip_layer_mounted_again_reads_randomly_from_the_kept_index_and_chunks(ocifs, registry, repo, workdir):
+    data = disk_bytes(4 * MiB + 99, seed=43)
+    ref, img = push_disk(registry, repo, data, "gzip")
+    cache = workdir / "cache"
+    with Mount(ref, workdir / "m1", TLS, cache_dir=cache, stats=True) as m:
+        assert_reads_match(m.dir / "disk.img", data, [(3 * MiB, 10)])
+    side = os.listdir(cache / "side")
+    assert any(n.startswith(img.layers[0].digest) for n in side), side  # the gzip checkpoint index
+    layer_before = layer_traffic(registry, img)
+
+    with Mount(ref, workdir / "m2", TLS, cache_dir=cache, stats=True) as m:
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=44))
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    assert m.stats["blob_bytes"] <= img.config.size, m.stats  # no layer bytes
+    assert m.stats["cache_misses"] == 0, m.stats
+    assert layer_traffic(registry, img) == layer_before
+
+
+def test_a_full_cache_evicts_and_stays_within_its_bound_while_reads_stay_correct(ocifs, registry, repo, workdir):
+    data = disk_bytes(16 * MiB + 4321, seed=45)
+    ref, img = push_disk(registry, repo, data, "none")
+    cache = workdir / "cache"
+    limit = 4 * MiB
+    bound = limit + CHUNK + CHUNK_HEADER  # the limit plus one chunk in flight
+    with Mount(ref, workdir / "mnt", TLS, "--cache-size", "4M", cache_dir=cache, stats=True) as m:
+        peak = 0
+        with open(m.dir / "disk.img", "rb") as f:
+            for off in range(0, len(data), MiB):
+                assert_same_bytes(f.read(MiB), data[off:off + MiB], f"disk.img at {off}")
+                peak = max(peak, tree_bytes(cache / "chunks"))
+        chunks_total = tree_bytes(cache / "chunks")
+        assert peak <= bound, f"chunk files peaked at {peak} bytes, bound {bound}"
+        assert tree_bytes(cache) <= bound + 256 * 1024  # + side files (tar index), lock, usage
+        _, fetched_once = layer_traffic(registry, img)
+        assert fetched_once >= len(data)
+    assert m.stats["cache_evictions"] > 0, m.stats
+    assert chunks_total <= bound
+
+    # re-read on a new mount (the first one's page cache would serve it)
+    with Mount(ref, workdir / "mnt2", TLS, "--cache-size", "4M", cache_dir=cache, stats=True) as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+        assert tree_bytes(cache / "chunks") <= bound
+    _, fetched_twice = layer_traffic(registry, img)
+    assert fetched_twice - fetched_once >= len(data) - limit, "the re-read did not fetch the evicted chunks"
+    assert m.stats["blob_bytes"] >= len(data) - limit, m.stats
+
+
+def test_truncated_or_corrupted_chunk_files_are_refetched_not_served(ocifs, registry, repo, workdir):
+    data = disk_bytes(4 * MiB + 1234, seed=47)
+    ref, img = push_disk(registry, repo, data, "none")
+    layer = img.layers[0].digest
+    cache = workdir / "cache"
+    with Mount(ref, workdir / "m1", TLS, cache_dir=cache) as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    files = {i: p for (k, i), p in chunk_files(cache).items() if k == layer}
+    assert sorted(files) == list(range((img.layers[0].size + CHUNK - 1) // CHUNK)), sorted(files)
+
+    truncated, flipped, header_hit = files[1], files[2], files[3]
+    with open(truncated, "r+b") as f:
+        f.truncate(CHUNK_HEADER + 1000)
+    with open(flipped, "r+b") as f:
+        f.seek(CHUNK_HEADER + 4096 + 7)
+        b = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([b[0] ^ 0x40]))
+    with open(header_hit, "r+b") as f:  # the header's chunk index field
+        f.seek(16)
+        f.write((99).to_bytes(8, "little"))
+    damaged = sum(min(CHUNK, img.layers[0].size - i * CHUNK) for i in (1, 2, 3))
+    gets_before, bytes_before = layer_traffic(registry, img)
+
+    with Mount(ref, workdir / "m2", TLS, cache_dir=cache, stats=True) as m:
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=48))
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    gets_after, bytes_after = layer_traffic(registry, img)
+    assert bytes_after - bytes_before == damaged, (gets_after - gets_before, bytes_after - bytes_before)
+    assert m.stats["blob_bytes"] - damaged in (0, img.config.size), m.stats  # (+ the config, see above)
+    assert m.stats.get("cache_corrupt_dropped") == 3, m.stats
+    for p in (truncated, flipped, header_hit):  # rewritten whole
+        assert os.path.getsize(p) == CHUNK_HEADER + CHUNK
+
+
+def test_a_second_mount_with_the_same_cache_dir_fetches_no_blob_at_all(ocifs, registry, repo, workdir):
+    """Not even the image config: with a warm cache only the manifest is asked for."""
+    data = disk_bytes(1 * MiB + 5000, seed=46)
+    ref, img = push_disk(registry, repo, data, "gzip")
+    _, _, stats, gets = mount_twice(registry, ref, img, data, workdir / "cache", workdir)
+    assert [g.uri for g in gets] == [], f"config is {img.config.digest}"
+    assert stats["blob_bytes"] == 0 and stats["blob_requests"] == 0, stats

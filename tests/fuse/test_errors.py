@@ -1,0 +1,86 @@
+"""`oci-fs mount` failures (docs/cli.md): a clear `oci-fs: ...` message on stderr,
+a non-zero exit (1 when the image cannot be mounted), no mount left in
+/proc/self/mountinfo and no oci-fs process left behind."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from support import images
+from support.fuse_checks import disk_bytes, ocifs_pids_for
+from support.images import Dir, File, Image, Layer
+from support.processes import is_mounted
+from support.registry import free_port
+
+TLS = "--tls-verify=false"
+
+
+def failed_mount(ocifs, ref: str, mnt, cache, *opts: str):
+    """Runs the daemonizing mount expecting failure; checks nothing is left behind."""
+    res = ocifs("mount", TLS, "--cache-dir", cache, *opts, ref, mnt, check=False, kill_group=False,
+                timeout=90)
+    assert res.returncode != 0, res.describe()
+    assert not is_mounted(mnt), res.describe()
+    assert ocifs_pids_for(mnt) == [], "an oci-fs process outlived the failed mount"
+    assert res.stderr.startswith("oci-fs: "), res.describe()
+    assert len(res.stderr.strip().splitlines()) <= 3, res.describe()  # a message, not a log dump
+    return res
+
+
+@pytest.fixture
+def mnt(workdir):
+    d = workdir / "mnt"
+    d.mkdir()
+    yield d
+    assert os.listdir(d) == [] and not is_mounted(d)
+
+
+def test_an_unknown_tag_fails_with_a_message_naming_it(ocifs, registry, repo, mnt, workdir):
+    images.push(registry, repo, "v1", images.containerdisk(disk_bytes(10_000, 1), "gzip"))
+    res = failed_mount(ocifs, registry.ref(repo, "nosuchtag"), mnt, workdir / "cache")
+    assert res.returncode == 1
+    assert "nosuchtag" in res.stderr, res.describe()
+
+
+def test_an_unknown_digest_fails_with_a_message_naming_it(ocifs, registry, repo, mnt, workdir):
+    images.push(registry, repo, "v1", images.containerdisk(disk_bytes(10_000, 2), "gzip"))
+    digest = "sha256:" + "0" * 64
+    res = failed_mount(ocifs, registry.ref(repo, digest=digest), mnt, workdir / "cache")
+    assert res.returncode == 1
+    assert digest in res.stderr, res.describe()
+
+
+def test_an_image_without_a_disk_directory_fails_with_no_disk(ocifs, registry, repo, mnt, workdir):
+    img = Image([Layer.from_entries([Dir("etc"), File("etc/hostname", b"vm\n")], "gzip")])
+    images.push(registry, repo, "v1", img)
+    res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache")
+    assert res.returncode == 1
+    assert "no disk" in res.stderr, res.describe()
+
+
+def test_two_disks_under_disk_fail_with_a_message_naming_both(ocifs, registry, repo, mnt, workdir):
+    img = Image([Layer.from_entries([Dir("disk"), File("disk/a.img", b"a" * 5000),
+                                     File("disk/b.qcow2", b"b" * 7000)], "gzip")])
+    images.push(registry, repo, "v1", img)
+    res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache")
+    assert res.returncode == 1
+    assert "a.img" in res.stderr and "b.qcow2" in res.stderr, res.describe()
+    assert "--disk-path" in res.stderr, res.describe()
+
+
+def test_a_mount_point_that_does_not_exist_fails_with_a_message_naming_it(ocifs, registry, repo, workdir):
+    images.push(registry, repo, "v1", images.containerdisk(disk_bytes(10_000, 3), "gzip"))
+    missing = workdir / "no" / "such" / "dir"
+    res = failed_mount(ocifs, registry.ref(repo, "v1"), missing, workdir / "cache")
+    assert str(missing) in res.stderr, res.describe()
+    assert not missing.exists(), "the mount created the missing mount point"
+
+
+def test_an_unreachable_registry_fails_with_a_message_naming_it(ocifs, mnt, workdir):
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there
+    res = failed_mount(ocifs, f"{host}/t/disk:v1", mnt, workdir / "cache")
+    assert res.returncode == 1
+    assert host in res.stderr, res.describe()
+    assert res.seconds < 60, "gave up too slowly"
