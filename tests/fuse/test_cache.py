@@ -144,6 +144,30 @@ def test_truncated_or_corrupted_chunk_files_are_refetched_not_served(ocifs, regi
         assert os.path.getsize(p) == CHUNK_HEADER + CHUNK
 
 
+def test_two_mounts_sharing_a_cache_dir_read_concurrently_and_correctly(ocifs, registry, repo, workdir):
+    import threading
+    data = disk_bytes(4 * MiB + 333, seed=49)
+    ref, img = push_disk(registry, repo, data, "none")
+    cache = workdir / "cache"
+    errors: list[str] = []
+    with Mount(ref, workdir / "m1", TLS, cache_dir=cache) as m1, \
+            Mount(ref, workdir / "m2", TLS, cache_dir=cache) as m2:
+        def reader(m, seed):
+            try:
+                assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=seed, random_reads=20))
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(f"{m.dir}: {e}")
+        threads = [threading.Thread(target=reader, args=(m, s)) for s, m in enumerate([m1, m2, m1, m2])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a reader hung"
+    assert not errors, "\n".join(errors)
+    assert all(os.path.getsize(p) == CHUNK_HEADER + min(CHUNK, img.layers[0].size - i * CHUNK)
+               for (k, i), p in chunk_files(cache).items() if k == img.layers[0].digest)
+
+
 def test_a_second_mount_with_the_same_cache_dir_fetches_no_blob_at_all(ocifs, registry, repo, workdir):
     """Not even the image config: with a warm cache only the manifest is asked for."""
     data = disk_bytes(1 * MiB + 5000, seed=46)

@@ -84,3 +84,11 @@ def test_an_unreachable_registry_fails_with_a_message_naming_it(ocifs, mnt, work
     assert res.returncode == 1
     assert host in res.stderr, res.describe()
     assert res.seconds < 60, "gave up too slowly"
+
+
+@pytest.mark.parametrize("opts", [["-o", "no_such_option"], ["--mode", "weird"]])
+def test_an_unknown_mount_option_or_mode_is_a_usage_error_exit_2(opts, ocifs, registry, repo, mnt, workdir):
+    images.push(registry, repo, "v1", images.containerdisk(disk_bytes(10_000, 4), "gzip"))
+    res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache", *opts)
+    assert opts[1] in res.stderr, res.describe()
+    assert res.returncode == 2, res.describe()  # docs/cli.md: 2 for a usage error

@@ -52,6 +52,19 @@ def test_disk_img_reads_back_the_source_bytes_whole_and_at_random_offsets(kind, 
         assert_same_bytes(disk.read_bytes(), data)
 
 
+@pytest.mark.parametrize("size", [0, 1, 1 * MiB, 2 * MiB])
+@pytest.mark.parametrize("kind", COMPRESSIONS)
+def test_disks_of_edge_sizes_read_back_exactly(kind, size, ocifs, registry, workdir):
+    data = disk_bytes(size, seed=size % 97) if size else b""
+    repo = f"t/fuse-edge-{kind}-{size}"
+    images.push(registry, repo, "v1", Image([containerdisk_layer(data, kind)]))
+    with Mount(registry.ref(repo, "v1"), workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
+        assert os.stat(m.dir / "disk.img").st_size == size
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+        if size:
+            assert_reads_match(m.dir / "disk.img", data, read_plan(size, seed=5, random_reads=5))
+
+
 def test_the_mount_holds_only_a_read_only_disk_img_of_the_true_size(ocifs, disks, workdir):
     ref, data, _ = disks["gzip"]
     with Mount(ref, workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:

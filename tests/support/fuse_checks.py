@@ -44,7 +44,8 @@ def read_plan(size: int, seed: int, random_reads: int = 60) -> list[tuple[int, i
     bytes, the last partial page, a read past the end, and random ranges."""
     rng = random.Random(seed)
     plan = [(0, 1), (0, 4096), (size - 1, 1), (size - size % 4096, 4096), (size - 100, 4096),
-            (max(0, size - 3 * 4096 - 7), 3 * 4096 + 7), (size, 10), (size + 4096, 10)]
+            (size - 3 * 4096 - 7, 3 * 4096 + 7), (size, 10), (size + 4096, 10)]
+    plan = [(max(0, off), n) for off, n in plan]
     for b in range(CHUNK, size, CHUNK):
         plan += [(b - 1, 2), (b - 3000, 6000), (b - 4096, 8192)]
     if size > 2 * CHUNK + 10:
