@@ -7,11 +7,10 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
+#include <csignal>
 #include <ctime>
 #include <fstream>
 #include <iostream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -99,6 +98,11 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
     }
     return Fail(s);
   };
+  // Block SIGUSR1 before any thread starts, so that only the stats writer takes it.
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &usr1, nullptr);
   Status logging = ConfigureLogging(flags.common);
   if (!logging.ok()) return fail(logging);
   auto ref = Reference::Parse(flags.reference);
@@ -142,25 +146,26 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
     DetachStdio(flags.common.log_file);
   }
 
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
+  // SIGUSR1 (blocked in every thread since RunMount began) asks for the
+  // counters now; they are also written every second and at the end.
+  std::atomic<bool> done{false};
   std::thread stats_writer;
   if (!flags.stats_file.empty()) {
     stats_writer = std::thread([&] {
-      std::unique_lock lock(mu);
-      while (!cv.wait_for(lock, std::chrono::seconds(1), [&] { return done; })) {
-        WriteStats(flags.stats_file, **stack);
+      sigset_t usr1;
+      sigemptyset(&usr1);
+      sigaddset(&usr1, SIGUSR1);
+      const timespec tick{0, 200 * 1000 * 1000};
+      int ticks = 0;
+      while (!done.load()) {
+        int sig = sigtimedwait(&usr1, nullptr, &tick);
+        if (sig == SIGUSR1 || ++ticks % 5 == 0) WriteStats(flags.stats_file, **stack);
       }
     });
   }
   Status run = (*server)->Run();
   server->reset();
-  {
-    std::lock_guard lock(mu);
-    done = true;
-  }
-  cv.notify_all();
+  done.store(true);
   if (stats_writer.joinable()) stats_writer.join();
   WriteStats(flags.stats_file, **stack);
   spdlog::info("unmounted {}", flags.mountpoint);
@@ -275,8 +280,11 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->callback([flags, exit_code] {
     std::vector<std::string> fuse_options;
     Status s = ApplyMountOptions(flags, &fuse_options);
+    if (s.ok()) s = ParseSize(flags->cache_size).status().WithContext("--cache-size");
+    if (s.ok()) s = ParseSize(flags->memory_cache).status().WithContext("--memory-cache");
     if (!s.ok()) {
-      *exit_code = Fail(s);
+      Fail(s);
+      *exit_code = 2;  // a usage error
       return;
     }
     struct stat st;

@@ -12,6 +12,7 @@ read without taking the daemon down.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import random
@@ -19,7 +20,7 @@ import shutil
 import struct
 import subprocess
 import tarfile
-import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,15 +124,24 @@ _WORDS = [bytes(random.Random(7).choices(b"abcdefghijklmnopqrstuvwxyz", k=n)) fo
          [b"kernel", b"root", b"/usr/lib", b"\x00\x00\x00\x01", b"systemd", b"\n", b"ext4", b"0000"]
 
 
-def source_segments(size: int, seed: int, budget: int) -> list[tuple[int, bytes]]:
+def source_segments(size: int, seed: int, budget: int,
+                    regions: list[tuple[int, int]] | None = None) -> list[tuple[int, bytes]]:
     """Deterministic (offset, bytes) pieces of a disk of `size` bytes: random
     (incompressible) data, compressible text-like data, explicit zero runs and
     small unaligned blips; everything between them is a hole. About `budget`
-    bytes in total."""
+    bytes in total, spread over `regions` (default: the whole disk)."""
     rng = random.Random(seed)
+    regions = regions or [(0, size)]
     segs: list[tuple[int, bytes]] = []
-    pos, used = rng.randrange(0, 64 * KiB), 0
-    mean_gap = max(4 * KiB, (size - budget) // max(1, budget // (160 * KiB)))
+    for start, end in regions:
+        segs += _segments(rng, start, min(end, size), budget // len(regions))
+    return segs
+
+
+def _segments(rng: random.Random, start: int, size: int, budget: int) -> list[tuple[int, bytes]]:
+    segs: list[tuple[int, bytes]] = []
+    pos, used = start + rng.randrange(0, 64 * KiB), 0
+    mean_gap = max(4 * KiB, (size - start - budget) // max(1, budget // (160 * KiB)))
     while pos < size and used < budget:
         kind = rng.choices(["random", "text", "zeros", "blip"], [4, 4, 1, 1])[0]
         if kind == "blip":
@@ -189,6 +199,7 @@ class Case:
     layer: str = "gzip"  # compression of the containerDisk layer
     vsize: int = 16 * MiB
     budget: int = 2 * MiB
+    regions: list[tuple[int, int]] | None = None  # where the data goes (default: everywhere)
     seed: int = 0
 
     def __str__(self) -> str:
@@ -202,19 +213,21 @@ CASES = [
     Case("compat-1.1-with-4k-clusters", cluster=4 * KiB, seed=2, vsize=8 * MiB),
     Case("compat-1.1-with-64k-clusters-in-an-uncompressed-layer", layer="none", seed=3, vsize=32 * MiB),
     Case("compat-1.1-with-2m-clusters-and-an-unaligned-virtual-size", cluster=2 * MiB, seed=4,
-         vsize=20 * MiB + 7 * 512, budget=3 * MiB),
+         vsize=20 * MiB + 7 * 512, budget=3 * MiB, regions=[(0, 2 * MiB), (8 * MiB, 10 * MiB),
+                                                             (18 * MiB, 21 * MiB)]),
     Case("compat-0.10-zlib-compressed", compat="0.10", compression="zlib", seed=5),
     Case("compat-1.1-zlib-compressed-with-4k-clusters", compression="zlib", cluster=4 * KiB, seed=6,
          vsize=8 * MiB),
     Case("compat-1.1-zstd-compressed-in-a-zstd-layer", compression="zstd", layer="zstd", seed=7,
          vsize=64 * MiB, budget=3 * MiB),
     Case("compat-1.1-zstd-compressed-with-2m-clusters", compression="zstd", cluster=2 * MiB, seed=8,
-         budget=3 * MiB),
+         budget=3 * MiB, regions=[(2 * MiB, 6 * MiB), (12 * MiB, 13 * MiB)]),
     Case("extended-l2-with-64k-clusters-and-subcluster-zero-writes", extended_l2=True, seed=9,
          zero_writes=ZW + [(11 * MiB + 2 * KiB, 6 * KiB), (12 * MiB + 64 * KiB, 64 * KiB)]),
     Case("extended-l2-with-16k-clusters-zlib-compressed", extended_l2=True, cluster=16 * KiB,
          compression="zlib", seed=10, zero_writes=[(2 * MiB + 1024, 2048), (6 * MiB, 48 * KiB)]),
-    Case("preallocation-metadata-partly-written", preallocation="metadata", seed=11),
+    Case("preallocation-metadata-partly-written-and-zeroed", preallocation="metadata", seed=11,
+         zero_writes=ZW),
     Case("compat-1.1-zero-clusters-over-data-and-holes", seed=12, zero_writes=ZW),
     Case("compat-0.10-zero-writes", compat="0.10", seed=13, zero_writes=ZW),
     Case("zero-clusters-over-zlib-compressed-clusters", compression="zlib", seed=14, zero_writes=ZW),
@@ -227,7 +240,9 @@ def build_qcow2(case: Case, workdir: Path) -> Path:
     """Makes the case's qcow2 with qemu-img/qemu-io; returns its (qemu-written) path."""
     src = workdir / "source.raw"
     img = workdir / "made.qcow2"
-    segs = source_segments(case.vsize, case.seed, case.budget)
+    segs = source_segments(case.vsize, case.seed, case.budget, case.regions)
+    if case.vsize % case.cluster:  # data in the partial last cluster, up to the last byte
+        segs.append((case.vsize - 3000, random.Random(case.seed).randbytes(3000)))
     opts = [f"compat={case.compat}", f"cluster_size={case.cluster}"]
     if case.extended_l2:
         opts.append("extended_l2=on")
@@ -375,3 +390,298 @@ def patched(data: bytes, *patches: tuple[int, str, int]) -> bytes:
     for pos, fmt, value in patches:
         struct.pack_into(fmt, b, pos, value)
     return bytes(b)
+
+
+# --------------------------------------------------------------------------- malformed images
+
+
+def _write_raw_blocks(path: Path, size: int, blocks: list[tuple[int, bytes]]) -> None:
+    write_raw(path, size, blocks)
+
+
+def _base_image(workdir: Path, compressed: bool) -> tuple[Path, bytes]:
+    """A valid v3 qcow2 (64 KiB clusters, 8 MiB): data at [0, 1 MiB) and [4 MiB, 5 MiB);
+    with `compressed`, compressible text in zlib-compressed clusters. Returns
+    (path, qemu-img convert -O raw of it)."""
+    rng = random.Random(99)
+    if compressed:
+        blob = lambda n: b" ".join(rng.choices(_WORDS, k=n // 4 + 1))[:n]  # noqa: E731
+    else:
+        blob = rng.randbytes
+    src = workdir / "base.raw"
+    _write_raw_blocks(src, 8 * MiB, [(0, blob(MiB)), (4 * MiB, blob(MiB))])
+    img = workdir / ("base-c.qcow2" if compressed else "base.qcow2")
+    qemu("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536",
+         *(["-c"] if compressed else []), src, img)
+    nonsparse_copy(img, img)
+    return img, reference_raw(img, workdir / "base-ref.raw")
+
+
+def _truncated_in_header(w):
+    img, _ = _base_image(w, False)
+    return img.read_bytes()[:60]
+
+
+def _l1_beyond_eof(w):
+    img, _ = _base_image(w, False)
+    data = img.read_bytes()
+    return patched(data, (40, ">Q", (len(data) + 0xFFFF) // 0x10000 * 0x10000 + 4 * 0x10000))
+
+
+def _huge_l1_size(w):
+    img, _ = _base_image(w, False)
+    return patched(img.read_bytes(), (36, ">I", 0x7FFFFFFF))
+
+
+def _unknown_incompatible_bit(w):
+    img, _ = _base_image(w, False)
+    data = img.read_bytes()
+    return patched(data, (72, ">Q", struct.unpack_from(">Q", data, 72)[0] | (1 << 20)))
+
+
+def _crypt_method_aes(w):
+    img, _ = _base_image(w, False)
+    return patched(img.read_bytes(), (32, ">I", 1))
+
+
+def _luks_encrypted(w):
+    img = w / "luks.qcow2"
+    qemu("qemu-img", "create", "-q", "-f", "qcow2", "--object", "secret,id=sec0,data=abc",
+         "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", img, "16M")
+    return img.read_bytes()
+
+
+def _backing_file(w):
+    base, _ = _base_image(w, False)
+    over = w / "over.qcow2"
+    qemu("qemu-img", "create", "-q", "-f", "qcow2", "-b", base.name, "-F", "qcow2", over)
+    return over.read_bytes()
+
+
+REFUSED = [
+    ("a-file-truncated-inside-the-header", _truncated_in_header, ["truncated"]),
+    ("an-l1-table-beyond-the-end-of-the-file", _l1_beyond_eof, ["l1", "past the end"]),
+    ("a-huge-l1-size", _huge_l1_size, ["l1_size"]),
+    ("an-unknown-incompatible-feature-bit", _unknown_incompatible_bit, ["incompatible feature"]),
+    ("crypt-method-aes-patched-in", _crypt_method_aes, ["encrypt"]),
+    ("a-luks-encrypted-image", _luks_encrypted, ["encrypt"]),
+    ("a-backing-file", _backing_file, ["backing file"]),
+]
+
+
+@pytest.mark.parametrize("name,make,words", REFUSED, ids=[r[0] for r in REFUSED])
+def test_mounting_a_qcow2_with_a_fatal_defect_exits_1_naming_it_and_leaves_nothing_behind(
+        ocifs, registry, repo, workdir, name, make, words):
+    ref, _ = push_disk(registry, repo, make(workdir), "gzip")
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    res = ocifs("mount", "--tls-verify=false", "--cache-dir", workdir / "cache", ref, mnt,
+                check=False, kill_group=False, timeout=30)
+    try:
+        assert res.returncode == 1, res.describe()
+        assert "oci-fs: " in res.stderr, res.describe()
+        for w in words:
+            assert w in res.stderr.lower(), f"stderr does not name {w!r}\n{res.describe()}"
+        assert not is_mounted(mnt)
+        deadline = time.monotonic() + 3
+        while ocifs_pids_for(mnt) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ocifs_pids_for(mnt) == [], "an oci-fs process outlived the refused mount"
+    finally:
+        if is_mounted(mnt):
+            processes.unmount(mnt)
+
+
+def _entry_at(q: Qcow2, guest: int) -> tuple[int, int, int]:
+    """(guest, position of the L2 entry, entry) for the cluster holding `guest` (first L2 table)."""
+    (_i, l2), = q.l2_tables()
+    pos = l2 + (guest >> q.cluster_bits) * q.l2_entry_bytes
+    return guest, pos, struct.unpack_from(">Q", q.data, pos)[0]
+
+
+BAD_GUEST = 4 * MiB + 3 * 64 * KiB  # a cluster of the second data block
+GOOD_GUEST = 256 * KiB  # a cluster of the first
+
+
+def _bad_host_entry(host: int):
+    def make(w):
+        img, want = _base_image(w, False)
+        q = Qcow2.parse(img.read_bytes())
+        _g, pos, e = _entry_at(q, BAD_GUEST)
+        assert e & 0x00FFFFFFFFFFFE00, "the chosen cluster is not allocated"
+        return patched(q.data, (pos, ">Q", (1 << 63) | host)), want
+    return make
+
+
+def _truncated_in_data(w):
+    img, want = _base_image(w, False)
+    q = Qcow2.parse(img.read_bytes())
+    _g, _pos, e = _entry_at(q, BAD_GUEST)
+    host = e & 0x00FFFFFFFFFFFE00
+    return q.data[:host + 1000], want  # the cluster at BAD_GUEST is cut short
+
+
+def _l2_table_beyond_eof(w):
+    img, want = _base_image(w, False)
+    q = Qcow2.parse(img.read_bytes())
+    # A second L1 entry (guest 512 MiB..) would be beyond the 8 MiB disk: move the only L2 table.
+    return patched(q.data, (q.l1_table_offset, ">Q", (1 << 63) | (len(q.data) + 16 * 65536))), want
+
+
+def _compressed_entry(make_offset):
+    def make(w):
+        img, want = _base_image(w, True)
+        q = Qcow2.parse(img.read_bytes())
+        _g, pos, e = _entry_at(q, BAD_GUEST)
+        assert e & (1 << 62), "the chosen cluster is not compressed"
+        x = 62 - (q.cluster_bits - 8)
+        new = (e & ~((1 << x) - 1)) | make_offset(q, e & ((1 << x) - 1))
+        return patched(q.data, (pos, ">Q", new)), want
+    return make
+
+
+def _compressed_garbage(w):
+    img, want = _base_image(w, True)
+    q = Qcow2.parse(img.read_bytes())
+    _g, _pos, e = _entry_at(q, BAD_GUEST)
+    x = 62 - (q.cluster_bits - 8)
+    off = e & ((1 << x) - 1)
+    b = bytearray(q.data)
+    b[off:off + 512] = bytes(512)  # a stored deflate block whose LEN/NLEN disagree
+    return bytes(b), want
+
+
+EIO_CASES = [
+    ("a-file-truncated-inside-a-data-cluster", _truncated_in_data, ["past the end"], 0),
+    ("an-l2-entry-pointing-into-the-header-cluster", _bad_host_entry(0x200),
+     ["unaligned|header cluster"], 0),
+    ("an-l2-entry-pointing-at-the-l1-table", None, ["l1 table"], 0),
+    ("an-l1-entry-pointing-at-an-l2-table-past-the-end", _l2_table_beyond_eof, ["past the end"], 1),
+    ("a-compressed-cluster-descriptor-past-the-end",
+     _compressed_entry(lambda q, off: len(q.data) + 65536), ["past the end"], 0),
+    ("a-compressed-cluster-descriptor-into-the-header-cluster",
+     _compressed_entry(lambda q, off: 0x100), ["header cluster"], 0),
+    ("a-compressed-cluster-that-does-not-inflate", _compressed_garbage, ["guest offset"], 0),
+]
+
+
+@pytest.mark.parametrize("name,make,words,all_bad", EIO_CASES, ids=[c[0] for c in EIO_CASES])
+def test_reading_a_corrupt_qcow2_cluster_gives_eio_and_the_mount_keeps_serving(
+        ocifs, registry, repo, workdir, name, make, words, all_bad):
+    if make is None:  # needs the L1 table offset of the base image
+        def make(w):
+            img, _ = _base_image(w, False)
+            return _bad_host_entry(Qcow2.parse(img.read_bytes()).l1_table_offset)(w)
+    disk, want = make(workdir)
+    ref, _ = push_disk(registry, repo, disk, "gzip")
+    log = workdir / "oci-fs.log"
+    with mount(ref, workdir, "--log-file", log) as m:
+        path = m.dir / "disk.img"
+        assert os.stat(path).st_size == 8 * MiB
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for _ in range(2):
+                with pytest.raises(OSError) as err:
+                    os.pread(fd, 4096, BAD_GUEST)
+                assert err.value.errno == errno.EIO
+            assert m.pid is not None and not processes.wait_pid_gone(m.pid, 0.2), "the daemon died"
+            if not all_bad:
+                assert os.pread(fd, 4096, GOOD_GUEST) == want[GOOD_GUEST:GOOD_GUEST + 4096]
+                assert os.pread(fd, 8192, 6 * MiB) == bytes(8192)  # unallocated
+            else:  # every guest offset depends on the one L2 table
+                with pytest.raises(OSError) as err:
+                    os.pread(fd, 4096, GOOD_GUEST)
+                assert err.value.errno == errno.EIO
+            assert os.listdir(m.dir) == ["disk.img"]
+        finally:
+            os.close(fd)
+    text = log.read_text(errors="replace").lower() if log.exists() else ""
+    for w in words:
+        assert any(alt in text for alt in w.split("|")), f"the log does not name {w!r}:\n{text[-3000:]}"
+
+
+# --------------------------------------------------------------------------- laziness
+
+
+def _layer_bytes(registry, repo: str, digest: str) -> int:
+    return sum(r.written for r in registry.blob_gets(repo) if r.digest == digest)
+
+
+def test_a_qcow2_mount_fetches_only_metadata_for_a_hole_and_about_a_chunk_for_a_cluster(
+        ocifs, registry, repo, workdir):
+    # 64 MiB virtual, 64 KiB clusters: 1 MiB of random data at every 4 MiB; an uncompressed layer.
+    rng = random.Random(42)
+    blocks = [(k * 4 * MiB, rng.randbytes(MiB)) for k in range(16)]
+    src = workdir / "src.raw"
+    write_raw(src, 64 * MiB, blocks)
+    made = workdir / "made.qcow2"
+    qemu("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", src, made)
+    disk = nonsparse_copy(made, workdir / "disk.qcow2")
+    q = Qcow2.parse(disk)
+    ref, img = push_disk(registry, repo, disk, "none")
+    layer = img.layers[0]
+    with tarfile.open(fileobj=io.BytesIO(layer.tar)) as tf:
+        data_off = tf.getmember("disk/disk.img").offset_data
+    meta_chunks = {c for off, n in q.metadata_ranges()
+                   for c in range((data_off + off) // CHUNK, (data_off + off + n - 1) // CHUNK + 1)}
+    meta_chunks |= {0, (data_off + len(disk)) // CHUNK, (data_off + len(disk) + 1023) // CHUNK}  # tar headers, end
+    allowed = sum(min(CHUNK, layer.size - c * CHUNK) for c in meta_chunks)
+    assert layer.size > 16 * MiB
+
+    with mount(ref, workdir, stats=True) as m:
+        fd = os.open(m.dir / "disk.img", os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no kernel readahead
+            at_mount = _layer_bytes(registry, repo, layer.digest)
+            assert os.pread(fd, 4096, 2 * MiB + 8192) == bytes(4096)  # unallocated
+            after_hole = _layer_bytes(registry, repo, layer.digest)
+            assert after_hole <= allowed, \
+                f"{after_hole} layer bytes fetched after reading a hole; the metadata chunks " \
+                f"{sorted(meta_chunks)} hold {allowed}"
+            guest = 40 * MiB + 5 * 64 * KiB  # an allocated cluster, in the middle of a chunk
+            _g, _pos, e = _entry_at(q, guest)
+            host = e & 0x00FFFFFFFFFFFE00
+            assert (data_off + host) // CHUNK not in meta_chunks
+            assert os.pread(fd, 64 * KiB, guest) == blocks[10][1][5 * 64 * KiB:6 * 64 * KiB]
+            after_cluster = _layer_bytes(registry, repo, layer.digest)
+        finally:
+            os.close(fd)
+    fetched = after_cluster - after_hole
+    assert 64 * KiB <= fetched <= 2 * CHUNK, \
+        f"reading one 64 KiB cluster fetched {fetched} layer bytes (layer: {layer.size})"
+    assert m.stats is not None and m.stats["blob_bytes"] <= allowed + 2 * CHUNK, m.stats
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_eight_threads_reading_random_offsets_of_a_compressed_qcow2_all_see_the_reference(
+        ocifs, registry, repo, workdir):
+    case = Case("concurrency", compression="zlib", seed=77, budget=3 * MiB,
+                zero_writes=[(6 * MiB, 256 * KiB)])
+    disk = nonsparse_copy(build_qcow2(case, workdir), workdir / "disk.qcow2")
+    want = reference_raw(workdir / "disk.qcow2", workdir / "reference.raw")
+    assert _has_compressed_clusters(workdir / "disk.qcow2")
+    ref, _ = push_disk(registry, repo, disk, "gzip")
+    with mount(ref, workdir) as m:
+        path = m.dir / "disk.img"
+
+        def reader(seed: int) -> list[str]:
+            rng = random.Random(seed)
+            bad = []
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                for _ in range(60):
+                    off = rng.randrange(case.vsize)
+                    n = rng.choice([1, 4096, 65536, 70000, rng.randrange(1, 512 * KiB)])
+                    got = os.pread(fd, n, off)
+                    if got != want[off:off + n]:
+                        bad.append(f"thread {seed}: pread({n}, {off}) differs")
+            finally:
+                os.close(fd)
+            return bad
+
+        with ThreadPoolExecutor(8) as pool:
+            problems = sum(pool.map(reader, range(8)), [])
+        assert problems == []
+        assert_same_bytes(path.read_bytes(), want)
