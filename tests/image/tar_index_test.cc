@@ -1,6 +1,7 @@
 #include "image/tar_index.h"
 
 #include <catch2/catch.hpp>
+#include <spdlog/spdlog.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -466,6 +467,8 @@ TEST_CASE("tar index survives every single-byte corruption and truncation of an 
   w.Add({.name = "b256", .base256_size = true}, "b");
   std::string tar = w.Finish();
   REQUIRE(Index(tar).ok());
+  auto level = spdlog::get_level();
+  spdlog::set_level(spdlog::level::err);  // corrupted end blocks log "lone zero block"
   size_t ok = 0;
   for (size_t i = 0; i < tar.size(); ++i) {
     std::string bad = tar;
@@ -475,6 +478,7 @@ TEST_CASE("tar index survives every single-byte corruption and truncation of an 
     auto cut = Index(tar.substr(0, i));
     if (!cut.ok()) REQUIRE(cut.status().code() == Code::kCorrupt);
   }
+  spdlog::set_level(level);
   REQUIRE(ok < tar.size());
 }
 
