@@ -6,6 +6,9 @@
 
 #include "cli/image_commands.h"
 #include "cli/mount_command.h"
+#ifdef OCIFS_WITH_CSI
+#include "csi/csi_command.h"
+#endif
 
 namespace {
 
@@ -34,6 +37,28 @@ int main(int argc, char** argv) {
   ocifs::AddLsCommand(&app, &image_flags, &exit_code);
   ocifs::AddCatCommand(&app, &image_flags, &exit_code);
   ocifs::AddMountCommand(&app, &mount_flags, &exit_code);
+#ifdef OCIFS_WITH_CSI
+  ocifs::CsiOptions csi_options;
+  std::string csi_tls_verify = "true";
+  CLI::App* csi = app.add_subcommand("csi", "run the CSI node plugin (docs/kubernetes.md)");
+  csi->add_option("--endpoint", csi_options.endpoint, "unix:///PATH/csi.sock")->required();
+  csi->add_option("--node-id", csi_options.node_id, "this node's name")->required();
+  csi->add_option("--state-dir", csi_options.state_dir, "volume records (default /var/lib/oci-fs/csi)");
+  csi->add_option("--cache-dir", csi_options.cache_dir, "chunk cache shared by every volume's mount");
+  csi->add_option("--cert-dir", csi_options.cert_dir, "node-wide --cert-dir for every mount");
+  csi->add_option("--authfile", csi_options.authfile, "node-wide --authfile for every mount");
+  csi->add_option("--tls-verify", csi_tls_verify, "node-wide --tls-verify for every mount");
+  csi->add_option("--oci-fs", csi_options.oci_fs_binary, "the oci-fs executable to launch (default: this one)");
+  csi->callback([&] {
+    if (csi_tls_verify != "true" && csi_tls_verify != "false") {
+      std::cerr << "oci-fs: --tls-verify must be true or false\n";
+      exit_code = 2;
+      return;
+    }
+    csi_options.tls_verify = csi_tls_verify == "true";
+    exit_code = ocifs::RunCsiCommand(csi_options);
+  });
+#endif
   app.add_subcommand("version", "print the version")->callback([] { std::cout << "oci-fs " OCIFS_VERSION "\n"; });
 
   std::vector<std::string> args = Arguments(argc, argv);

@@ -8,6 +8,7 @@
 #include "decode/decoder.h"
 #include "disk/disk_view.h"
 #include "image/disk_locator.h"
+#include "image/sparse_file_source.h"
 #include "stack/cache_decoded_store.h"
 
 namespace ocifs {
@@ -89,8 +90,12 @@ Result<ByteSourcePtr> ImageStack::FileContent(const Node& node) const {
   if (node.layer >= layers_.size()) return Internal("file " + node.entry.path + " names a missing layer");
   if (node.entry.type != EntryType::kFile) return InvalidArgument("/" + node.entry.path + " is not a regular file");
   const LayerView& layer = layers_[node.layer];
-  OCIFS_ASSIGN_OR_RETURN(auto slice, SliceSource::Make(layer.decoded, node.entry.data_offset, node.entry.size,
-                                                       "/" + node.entry.path + " in layer " + layer.descriptor.digest));
+  std::string name = "/" + node.entry.path + " in layer " + layer.descriptor.digest;
+  if (node.entry.sparse) {
+    OCIFS_ASSIGN_OR_RETURN(auto sparse, SparseFileSource::Make(layer.decoded, node.entry, name));
+    return ByteSourcePtr(std::move(sparse));
+  }
+  OCIFS_ASSIGN_OR_RETURN(auto slice, SliceSource::Make(layer.decoded, node.entry.data_offset, node.entry.size, name));
   return ByteSourcePtr(std::move(slice));
 }
 

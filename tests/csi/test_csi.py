@@ -201,7 +201,9 @@ def wait_until(pred, timeout=30, what="condition"):
 
 def assert_clean(plugin, target):
     assert not processes.is_mounted(target)
-    assert not _mount_pids(target)
+    # The daemon exits on its own once unmounted; give it a moment.
+    wait_until(lambda: not [p for p in _mount_pids(target) if not processes.wait_pid_gone(p, 0.1)],
+               timeout=15, what="the mount process to exit")
     assert not target.exists() or not any(target.iterdir())
 
 
