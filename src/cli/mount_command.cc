@@ -80,12 +80,14 @@ void Report(int fd, const Status& status) {
   ::close(fd);
 }
 
-void DetachStdio(const std::string& log_file) {
+// A daemon must not hold its caller's stdio: a caller reading our stderr to
+// the end would wait until unmount. Logs go to --log-file (a spdlog sink).
+void DetachStdio() {
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null < 0) return;
   ::dup2(null, STDIN_FILENO);
   ::dup2(null, STDOUT_FILENO);
-  if (log_file.empty()) ::dup2(null, STDERR_FILENO);
+  ::dup2(null, STDERR_FILENO);
   ::close(null);
 }
 
@@ -143,7 +145,7 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
                flags.mountpoint);
   if (ready_fd >= 0) {
     Report(ready_fd, Status::Ok());
-    DetachStdio(flags.common.log_file);
+    DetachStdio();
   }
 
   // SIGUSR1 (blocked in every thread since RunMount began) asks for the

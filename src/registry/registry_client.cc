@@ -11,7 +11,8 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::Open(const Reference& re
   if (ref.transport != Reference::Transport::kDocker) return InvalidArgument("not a docker:// reference: " + ref.ToString());
   OCIFS_ASSIGN_OR_RETURN(Platform platform, WantedPlatform(options));
   OCIFS_ASSIGN_OR_RETURN(auto session, RegistrySession::Create(ref, options));
-  return std::make_unique<RegistryClient>(ref, std::move(platform), std::move(session));
+  return std::make_unique<RegistryClient>(ref, std::move(platform), std::move(session),
+                                          options.small_blob_dir);
 }
 
 Result<ResolvedImage> RegistryClient::Resolve() {
@@ -35,9 +36,11 @@ Result<std::vector<uint8_t>> RegistryClient::FetchBlob(const Descriptor& blob) {
     return InvalidArgument("blob " + blob.digest + " (" + std::to_string(blob.size) +
                            " bytes) is too large to fetch whole (limit 64 MiB)");
   }
+  if (auto kept = small_blobs_.Get(blob); kept.has_value()) return std::move(*kept);
   std::vector<uint8_t> bytes(static_cast<size_t>(blob.size));
   if (!bytes.empty()) OCIFS_RETURN_IF_ERROR(session_->ReadBlobRange(blob, 0, bytes));
   OCIFS_RETURN_IF_ERROR(VerifyDigest(bytes, blob.digest, "blob " + blob.digest + " of " + session_->Name()));
+  small_blobs_.Put(blob, bytes);
   return bytes;
 }
 

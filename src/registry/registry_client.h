@@ -5,6 +5,7 @@
 
 #include "registry/image_source.h"
 #include "registry/registry_session.h"
+#include "registry/small_blob_store.h"
 
 namespace ocifs {
 
@@ -19,13 +20,16 @@ class RegistryClient final : public ImageSource {
   Result<ByteSourcePtr> OpenBlob(const Descriptor& blob) override;
   Result<std::vector<uint8_t>> FetchBlob(const Descriptor& blob) override;
 
-  RegistryClient(Reference ref, Platform platform, std::shared_ptr<RegistrySession> session)
-      : ref_(std::move(ref)), platform_(std::move(platform)), session_(std::move(session)) {}
+  RegistryClient(Reference ref, Platform platform, std::shared_ptr<RegistrySession> session,
+                 std::string small_blob_dir)
+      : ref_(std::move(ref)), platform_(std::move(platform)), session_(std::move(session)),
+        small_blobs_(std::move(small_blob_dir)) {}
 
  private:
   const Reference ref_;
   const Platform platform_;
   std::shared_ptr<RegistrySession> session_;
+  SmallBlobStore small_blobs_;
 };
 
 }  // namespace ocifs

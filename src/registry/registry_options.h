@@ -16,6 +16,9 @@ struct RegistryOptions {
   int max_retries = 4;               // retries after the first attempt
   long connect_timeout_seconds = 10;
   long low_speed_timeout_seconds = 30;  // abort a transfer stalled this long (no hangs)
+  // Where FetchBlob keeps the small blobs it fetched whole (image configs),
+  // one file per digest, verified on every use; empty = not kept.
+  std::string small_blob_dir;
 };
 
 }  // namespace ocifs

@@ -16,14 +16,16 @@ namespace ocifs {
 Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const StackOptions& options) {
   std::unique_ptr<ImageStack> stack(new ImageStack());
   stack->options_ = options;
-  OCIFS_ASSIGN_OR_RETURN(stack->source_, OpenImageSource(ref, options.registry));
-  OCIFS_ASSIGN_OR_RETURN(stack->image_, stack->source_->Resolve());
   if (!options.cache_dir.empty()) {
     ChunkCacheOptions cache_options;
     cache_options.dir = options.cache_dir;
     cache_options.max_bytes = options.cache_bytes;
     OCIFS_ASSIGN_OR_RETURN(stack->cache_, ChunkCache::Open(cache_options));
   }
+  RegistryOptions registry = options.registry;
+  if (stack->cache_ && registry.small_blob_dir.empty()) registry.small_blob_dir = options.cache_dir + "/configs";
+  OCIFS_ASSIGN_OR_RETURN(stack->source_, OpenImageSource(ref, registry));
+  OCIFS_ASSIGN_OR_RETURN(stack->image_, stack->source_->Resolve());
   std::vector<const TarIndex*> indexes;
   for (const Descriptor& layer : stack->image_.layers) {
     OCIFS_ASSIGN_OR_RETURN(LayerView view, stack->OpenLayer(layer));
