@@ -39,22 +39,6 @@ def pb2():
     return _pb2
 
 
-def build_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("OCIFS_BUILD_DIR"):
-        dirs.append(Path(os.environ["OCIFS_BUILD_DIR"]))
-    dirs += [SOURCE_DIR / "build", SOURCE_DIR / "build-csi"]
-    return dirs
-
-
-def find_built(relpath: str) -> str | None:
-    for d in build_dirs():
-        p = d / relpath
-        if os.access(p, os.X_OK):
-            return str(p)
-    return None
-
-
 class CsiClient:
     """Calls `/csi.v1.<Service>/<Method>` on a unix socket."""
 

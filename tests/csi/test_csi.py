@@ -1,12 +1,8 @@
 """The CSI node plugin, driven as kubelet drives it, over its unix socket.
 
-Every test runs against two backends:
-  fake  the plugin launches tests/csi/fake-oci-fs (same command-line contract
-        as `oci-fs inspect|mount`, a real FUSE mount of a generated disk.img):
-        tests the plugin's lifecycle without a registry;
-  real  the plugin launches the real oci-fs against a docker-registry started
-        by the harness (tests/support), with containerDisks pushed by the test.
-        Skipped until the oci-fs binary has `mount`.
+The plugin is `oci-fs csi`; it launches the real `oci-fs mount` against a
+docker-registry started by the harness (tests/support), with containerDisks
+pushed by the test.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ import grpc
 import pytest
 
 from support import images, processes
-from csi_client import Plugin, capability, find_built, pb2
+from csi_client import Plugin, capability, pb2
 
 EPHEMERAL = {"csi.storage.k8s.io/ephemeral": "true", "csi.storage.k8s.io/pod.name": "vm-1",
              "csi.storage.k8s.io/pod.namespace": "default"}
@@ -39,43 +35,11 @@ def disk_bytes(seed: str, size: int = 3 << 20) -> bytes:
 # --------------------------------------------------------------------------- backends
 
 
-class FakeBackend:
-    name = "fake"
-
-    def __init__(self, workdir: Path):
-        self.binary = find_built("tests/csi/fake-oci-fs")
-        if not self.binary:
-            pytest.skip("tests/csi/fake-oci-fs is not built")
-        self.plugin_extra = []
-
-    def image(self, repo: str) -> str:
-        return f"fake.example/{repo}:v1"
-
-    def expected(self, ref: str) -> bytes:
-        repo = ref.split("@")[0].rsplit(":", 1)[0]
-        return disk_bytes(repo, 1 << 20)
-
-    def private(self, repo: str):
-        ref = f"fake.example/private-{repo}:v1"
-        good = json.dumps({"auths": {"fake.example": {"auth": "good-token"}}})
-        bad = json.dumps({"auths": {"fake.example": {"auth": "bad-token"}}})
-        return ref, good, bad, "good-token"
-
-    def unknown(self) -> str:
-        return "fake.example/unknown:v1"
-
-
 class RealBackend:
     name = "real"
 
     def __init__(self, workdir: Path, request):
-        try:
-            self.binary = processes.ocifs_bin()
-        except processes.OcifsNotBuilt as e:
-            pytest.skip(str(e))
-        probe = subprocess.run([self.binary, "mount", "--help"], capture_output=True)
-        if probe.returncode != 0:
-            pytest.skip("oci-fs has no `mount` subcommand yet")
+        self.binary = processes.ocifs_bin()
         self.registry = request.getfixturevalue("registry")
         self.request = request
         self.data: dict[str, bytes] = {}
@@ -109,20 +73,13 @@ class RealBackend:
         return self.registry.ref("no/such-image", "v1")
 
 
-@pytest.fixture(params=["fake", "real"])
+@pytest.fixture
 def backend(request, workdir):
-    return FakeBackend(workdir) if request.param == "fake" else RealBackend(workdir, request)
+    return RealBackend(workdir, request)
 
 
 def plugin_command(backend) -> list[str]:
-    """`oci-fs csi` when the real binary has it, else the test driver."""
-    if backend.name == "real":
-        if subprocess.run([backend.binary, "csi", "--help"], capture_output=True).returncode == 0:
-            return [backend.binary, "csi"]
-    driver = find_built("tests/csi/ocifs-csi-plugin")
-    if not driver:
-        pytest.skip("tests/csi/ocifs-csi-plugin is not built")
-    return [driver, "--oci-fs", backend.binary]
+    return [backend.binary, "csi"]
 
 
 @pytest.fixture
