@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
