@@ -120,6 +120,8 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   auto memory = ParseSize(flags.memory_cache);
   if (!memory.ok()) return fail(memory.status().WithContext("--memory-cache"));
   options.memory_cache_bytes = *memory;
+  options.disk_path = flags.disk_path;
+  options.ready_at_disk_entry = flags.mode == "disk";
 
   auto stack = ImageStack::Open(*ref, options);
   if (!stack.ok()) return fail(stack.status());
@@ -130,7 +132,7 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
     if (!tree.ok()) return fail(tree.status());
     model = std::make_shared<FsModel>(std::move(tree).value());
   } else {
-    auto disk = (*stack)->OpenDisk(flags.disk_path);
+    auto disk = (*stack)->OpenDisk();
     if (!disk.ok()) return fail(disk.status());
     model = std::make_shared<FsModel>(FsModel::SingleFile("disk.img", *disk, mtime));
   }
@@ -294,7 +296,14 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
       *exit_code = Fail(InvalidArgument("mount point " + flags->mountpoint + " is not a directory"));
       return;
     }
-    *exit_code = flags->foreground ? RunMount(*flags, fuse_options, -1) : Daemonize(*flags, fuse_options);
+    if (flags->foreground) {
+      // Background indexing threads may still run: end without static destructors.
+      int rc = RunMount(*flags, fuse_options, -1);
+      std::cout.flush();
+      std::cerr.flush();
+      ::_exit(rc);
+    }
+    *exit_code = Daemonize(*flags, fuse_options);
   });
 }
 

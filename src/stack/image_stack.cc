@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <thread>
+
 #include "base/slice_source.h"
 #include "cache/cached_source.h"
 #include "decode/decoder.h"
@@ -10,6 +12,9 @@
 #include "image/disk_locator.h"
 #include "image/sparse_file_source.h"
 #include "stack/cache_decoded_store.h"
+#include "stack/guarded_source.h"
+#include "decode/gzip_source.h"
+#include "decode/zstd_stream_source.h"
 
 namespace ocifs {
 
@@ -27,8 +32,10 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
   OCIFS_ASSIGN_OR_RETURN(stack->source_, OpenImageSource(ref, registry));
   OCIFS_ASSIGN_OR_RETURN(stack->image_, stack->source_->Resolve());
   std::vector<const TarIndex*> indexes;
-  for (const Descriptor& layer : stack->image_.layers) {
-    OCIFS_ASSIGN_OR_RETURN(LayerView view, stack->OpenLayer(layer));
+  for (size_t i = 0; i < stack->image_.layers.size(); ++i) {
+    bool top = i + 1 == stack->image_.layers.size();
+    OCIFS_ASSIGN_OR_RETURN(LayerView view,
+                           stack->OpenLayer(stack->image_.layers[i], top && options.ready_at_disk_entry));
     stack->layers_.push_back(std::move(view));
   }
   for (const LayerView& view : stack->layers_) indexes.push_back(view.index.get());
@@ -37,7 +44,25 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
   return stack;
 }
 
-Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer) const {
+namespace {
+
+// True when reading `decoded` far ahead means waiting for a sequential pass.
+bool IsStream(const ByteSource& decoded) {
+  if (auto* gzip = dynamic_cast<const GzipSource*>(&decoded)) return !gzip->loaded_from_file();
+  return dynamic_cast<const ZstdStreamSource*>(&decoded) != nullptr;
+}
+
+// Whether `e` is an entry LocateDisk could pick: `disk_path`, or a file (or a
+// link to one) directly under disk/.
+bool IsDiskCandidate(const TarEntry& e, const std::string& disk_path) {
+  if (!disk_path.empty()) return e.path == NormalizePath(disk_path);
+  if (e.type != EntryType::kFile && e.type != EntryType::kHardlink && e.type != EntryType::kSymlink) return false;
+  return e.path.rfind("disk/", 0) == 0 && e.path.find('/', 5) == std::string::npos;
+}
+
+}  // namespace
+
+Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_disk) const {
   LayerView view;
   view.descriptor = layer;
   std::string what = "layer " + layer.digest;
@@ -78,9 +103,16 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer) const {
                    loaded.ok() ? std::string("incomplete") : loaded.status().ToString());
     }
   }
-  auto index = TarIndex::Build(*view.decoded);
+  TarIndexOptions index_options;
+  if (stop_at_disk && IsStream(*view.decoded)) {
+    const std::string disk_path = options_.disk_path;
+    index_options.on_entry = [disk_path](const TarEntry& e) { return !IsDiskCandidate(e, disk_path); };
+  }
+  auto index = TarIndex::Build(*view.decoded, index_options);
   if (!index.ok()) return index.status().WithContext(what);
   view.index = std::make_shared<TarIndex>(std::move(index).value());
+  view.index_partial = !view.index->complete();
+  if (view.index_partial) spdlog::info("{}: ready at the disk's entry; indexing the rest in the background", what);
   if (!index_path.empty() && view.index->complete()) {
     Status saved = view.index->Save(index_path);
     if (!saved.ok()) spdlog::warn("{}: cannot save its tar index: {}", what, saved.ToString());
@@ -101,14 +133,68 @@ Result<ByteSourcePtr> ImageStack::FileContent(const Node& node) const {
   return ByteSourcePtr(std::move(slice));
 }
 
-Result<ByteSourcePtr> ImageStack::OpenDisk(std::string_view disk_path) const {
-  OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, disk_path));
+Result<ByteSourcePtr> ImageStack::OpenDisk() const {
+  OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, options_.disk_path));
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
+  if (!layers_.empty() && layers_.back().index_partial) {
+    auto guarded = std::make_shared<GuardedSource>(file);
+    VerifyInBackground(*node, guarded);
+    file = guarded;
+  }
   DiskViewOptions disk_options;
   disk_options.memory_cache_bytes = options_.memory_cache_bytes;
   auto view = OpenDiskView(file, disk_options);
   if (!view.ok()) return view.status().WithContext("disk /" + node->entry.path);
   return view;
+}
+
+}  // namespace ocifs
+
+namespace ocifs {
+
+void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedSource> disk) const {
+  std::vector<std::shared_ptr<const TarIndex>> lower;
+  for (size_t i = 0; i + 1 < layers_.size(); ++i) lower.push_back(layers_[i].index);
+  const LayerView& top = layers_.back();
+  std::string index_path = cache_ ? cache_->SidePath(top.descriptor.digest, "tarindex") : "";
+  std::string what = "layer " + top.descriptor.digest;
+  // Detached: it holds what it reads (shared ownership) and may outlive the
+  // stack; a process that exits simply ends it.
+  std::thread([decoded = top.decoded, lower = std::move(lower), index_path, what, disk = std::move(disk),
+               disk_path = options_.disk_path, layer = served.layer, offset = served.entry.data_offset,
+               size = served.entry.size] {
+    auto full = TarIndex::Build(*decoded);
+    if (!full.ok()) {
+      spdlog::error("{}: indexing the rest of the layer failed; the disk's reads fail from now on: {}", what,
+                    full.status().ToString());
+      disk->Poison(full.status().WithContext(what));
+      return;
+    }
+    if (!index_path.empty() && full->complete()) {
+      Status saved = full->Save(index_path);
+      if (!saved.ok()) spdlog::warn("{}: cannot save its tar index: {}", what, saved.ToString());
+    }
+    std::vector<const TarIndex*> all;
+    for (const auto& index : lower) all.push_back(index.get());
+    all.push_back(&full.value());
+    auto tree = MergedTree::Build(all);
+    Status verdict = tree.status();
+    if (tree.ok()) {
+      auto node = LocateDisk(*tree, disk_path);
+      verdict = node.status();
+      if (node.ok() && ((*node)->layer != layer || (*node)->entry.data_offset != offset ||
+                        (*node)->entry.size != size)) {
+        verdict = Corrupt("the complete image names /" + (*node)->entry.path + " as its disk, not the file served");
+      }
+    }
+    if (!verdict.ok()) {
+      spdlog::error("{}: the complete index contradicts the disk served; its reads fail from now on: {}", what,
+                    verdict.ToString());
+      disk->Poison(verdict.WithContext(what));
+      return;
+    }
+    spdlog::info("{}: index complete; the disk is confirmed", what);
+  }).detach();
 }
 
 }  // namespace ocifs

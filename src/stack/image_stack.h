@@ -30,6 +30,13 @@ struct StackOptions {
   std::string cache_dir;                    // "" = no on-disk cache (indexes are not kept either)
   uint64_t cache_bytes = 10ull << 30;       // bound of the on-disk cache
   uint64_t memory_cache_bytes = 64ull << 20;  // decompressed qcow2 clusters kept in memory
+  // Disk mode: when the top layer can only be read as a stream (a gzip layer
+  // with no index yet, a single-frame zstd layer), stop indexing it at the
+  // disk's entry so the mount is ready at once; the rest of the layer is
+  // indexed in the background and, should it contradict the disk chosen
+  // (a second file under disk/, say), the disk's reads fail from then on.
+  bool ready_at_disk_entry = false;
+  std::string disk_path;  // as --disk-path; "" = the one file under disk/
 };
 
 struct LayerView {
@@ -38,6 +45,7 @@ struct LayerView {
   ByteSourcePtr blob;     // the compressed blob, through the cache when there is one
   ByteSourcePtr decoded;  // the layer's tar stream
   std::shared_ptr<const TarIndex> index;
+  bool index_partial = false;  // stopped at the disk's entry (ready_at_disk_entry)
 };
 
 class ImageStack {
@@ -56,12 +64,15 @@ class ImageStack {
   [[nodiscard]] Result<ByteSourcePtr> FileContent(const Node& node) const;
 
   // The VM disk (KubeVirt's contract: the one regular file under disk/, or
-  // `disk_path`), as raw bytes: qcow2 is translated, anything else is raw.
-  [[nodiscard]] Result<ByteSourcePtr> OpenDisk(std::string_view disk_path) const;
+  // options.disk_path), as raw bytes: qcow2 is translated, anything else is raw.
+  [[nodiscard]] Result<ByteSourcePtr> OpenDisk() const;
 
  private:
   ImageStack() = default;
-  [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer) const;
+  [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer, bool stop_at_disk) const;
+  // Completes the top layer's index in a detached thread and poisons `disk`
+  // if the complete image locates another disk (or none).
+  void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk) const;
 
   StackOptions options_;
   std::unique_ptr<ImageSource> source_;

@@ -4,14 +4,16 @@ a non-zero exit (1 when the image cannot be mounted), no mount left in
 
 from __future__ import annotations
 
+import errno
 import os
+import time
 
 import pytest
 
 from support import images
 from support.fuse_checks import disk_bytes, ocifs_pids_for
-from support.images import Dir, File, Image, Layer
-from support.processes import is_mounted
+from support.images import Dir, File, Image, Layer, make_tar
+from support.processes import is_mounted, unmount
 from support.registry import free_port
 
 TLS = "--tls-verify=false"
@@ -60,14 +62,48 @@ def test_an_image_without_a_disk_directory_fails_with_no_disk(ocifs, registry, r
     assert "no disk" in res.stderr, res.describe()
 
 
-def test_two_disks_under_disk_fail_with_a_message_naming_both(ocifs, registry, repo, mnt, workdir):
-    img = Image([Layer.from_entries([Dir("disk"), File("disk/a.img", b"a" * 5000),
-                                     File("disk/b.qcow2", b"b" * 7000)], "gzip")])
-    images.push(registry, repo, "v1", img)
+def two_disk_image(kind: str) -> Image:
+    tar = make_tar([Dir("disk"), File("disk/a.img", b"a" * 5000), File("disk/b.qcow2", b"b" * 7000)])
+    return Image([Layer.from_tar(tar, kind, frame_size=4096)])  # several zstd frames: random access
+
+
+@pytest.mark.parametrize("kind", ["none", "zstd-multiframe"])
+def test_two_disks_under_disk_fail_with_a_message_naming_both(ocifs, registry, repo, mnt, workdir, kind):
+    images.push(registry, repo, "v1", two_disk_image(kind))
     res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache")
     assert res.returncode == 1
     assert "a.img" in res.stderr and "b.qcow2" in res.stderr, res.describe()
     assert "--disk-path" in res.stderr, res.describe()
+
+
+def test_two_disks_in_a_gzip_layer_seen_first_time_fail_reads_then_fail_the_next_mount(
+        ocifs, registry, repo, mnt, workdir):
+    """A gzip layer with no index yet is mounted as soon as the disk's entry is
+    read (docs/cli.md); when the background pass finds a second disk, reads
+    fail with EIO from then on, and the next mount (index complete) is refused."""
+    images.push(registry, repo, "v1", two_disk_image("gzip"))
+    ref, cache, log = registry.ref(repo, "v1"), workdir / "cache", workdir / "mount.log"
+    res = ocifs("mount", TLS, "--cache-dir", cache, "--log-file", log, ref, mnt, check=False, timeout=90)
+    assert res.returncode == 0, res.describe()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            fd = os.open(mnt / "disk.img", os.O_RDONLY)
+            try:
+                os.pread(fd, 4096, 0)
+            except OSError as e:
+                assert e.errno == errno.EIO
+                break
+            finally:
+                os.close(fd)
+            assert time.monotonic() < deadline, "reads never failed"
+            time.sleep(0.1)
+        text = log.read_text()
+        assert "a.img" in text and "b.qcow2" in text, text
+    finally:
+        assert unmount(mnt)
+    again = failed_mount(ocifs, ref, mnt, cache)
+    assert "a.img" in again.stderr and "b.qcow2" in again.stderr, again.describe()
 
 
 def test_a_mount_point_that_does_not_exist_fails_with_a_message_naming_it(ocifs, registry, repo, workdir):

@@ -153,7 +153,8 @@ def compress(data: bytes, kind: str, frame_size: int = 1 << 20, level: int = 3) 
 
 
 def _zstd(data: bytes, level: int) -> bytes:
-    return subprocess.run(["zstd", "-q", "-c", f"-{level}", "--no-check"], input=data,
+    # --stream-size: the frame header carries the content size, as `zstd FILE` writes it.
+    return subprocess.run(["zstd", "-q", "-c", f"-{level}", "--no-check", f"--stream-size={len(data)}"], input=data,
                           capture_output=True, check=True).stdout
 
 
