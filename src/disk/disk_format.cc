@@ -22,7 +22,7 @@ std::string_view DiskFormatName(DiskFormat format) {
   return format == DiskFormat::kQcow2 ? "qcow2" : "raw";
 }
 
-Result<DiskFormat> DetectDiskFormat(const ByteSource& file) {
+Result<DiskFormat> DetectDiskFormat(const ByteSource& file, bool check_trailer) {
   std::array<uint8_t, 512> head{};
   OCIFS_ASSIGN_OR_RETURN(size_t n, file.ReadAt(0, head));
   std::span<const uint8_t> bytes(head.data(), n);
@@ -40,7 +40,7 @@ Result<DiskFormat> DetectDiskFormat(const ByteSource& file) {
   }
   if (StartsWith(bytes, "conectix"sv)) return Refuse(file, "VHD");
   uint64_t size = file.size();
-  if (size != ByteSource::kUnknownSize && size >= 512) {
+  if (check_trailer && size != ByteSource::kUnknownSize && size >= 512) {
     // A fixed VHD is raw data followed by a 512-byte footer (511 in old versions).
     std::array<uint8_t, 512> tail{};
     OCIFS_ASSIGN_OR_RETURN(size_t t, file.ReadAt(size - 512, tail));

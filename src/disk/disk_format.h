@@ -17,6 +17,8 @@ std::string_view DiskFormatName(DiskFormat format);  // "raw", "qcow2"
 // QED ("QED\0"), VHD ("conectix" footer at the end, or its copy at 0),
 // Parallels. Anything else (including an empty file) is raw.
 // Reads at most 512 bytes at the start and 512 at the end.
-[[nodiscard]] Result<DiskFormat> DetectDiskFormat(const ByteSource& file);
+// `check_trailer` also reads the last 512 bytes (a fixed VHD's footer); a
+// caller whose file is still streaming in passes false and checks later.
+[[nodiscard]] Result<DiskFormat> DetectDiskFormat(const ByteSource& file, bool check_trailer = true);
 
 }  // namespace ocifs

@@ -7,7 +7,7 @@ namespace ocifs {
 
 Result<ByteSourcePtr> OpenDiskView(ByteSourcePtr file, const DiskViewOptions& options) {
   if (!file) return InvalidArgument("OpenDiskView: no file");
-  OCIFS_ASSIGN_OR_RETURN(DiskFormat format, DetectDiskFormat(*file));
+  OCIFS_ASSIGN_OR_RETURN(DiskFormat format, DetectDiskFormat(*file, options.check_trailer));
   if (format == DiskFormat::kRaw) return file;
   std::string name = file->Describe();
   auto view = Qcow2Source::Open(std::move(file), options);

@@ -13,6 +13,8 @@ struct DiskViewOptions {
   uint64_t memory_cache_bytes = 64ull << 20;
   // qcow2 L2 tables kept in memory (bytes, LRU); one table is one cluster.
   uint64_t l2_cache_bytes = 32ull << 20;
+  // Look for a fixed VHD's footer at the end of the file (see DetectDiskFormat).
+  bool check_trailer = true;
 };
 
 // Detects the format from the bytes (DetectDiskFormat) and returns the view:

@@ -8,6 +8,7 @@
 #include "base/slice_source.h"
 #include "cache/cached_source.h"
 #include "decode/decoder.h"
+#include "disk/disk_format.h"
 #include "disk/disk_view.h"
 #include "image/disk_locator.h"
 #include "image/sparse_file_source.h"
@@ -136,13 +137,14 @@ Result<ByteSourcePtr> ImageStack::FileContent(const Node& node) const {
 Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, options_.disk_path));
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
-  if (!layers_.empty() && layers_.back().index_partial) {
-    auto guarded = std::make_shared<GuardedSource>(file);
-    VerifyInBackground(*node, guarded);
-    file = guarded;
-  }
   DiskViewOptions disk_options;
   disk_options.memory_cache_bytes = options_.memory_cache_bytes;
+  if (!layers_.empty() && layers_.back().index_partial) {
+    auto guarded = std::make_shared<GuardedSource>(file);
+    VerifyInBackground(*node, guarded, file);
+    file = guarded;
+    disk_options.check_trailer = false;  // the verifier checks it once the pass is there
+  }
   auto view = OpenDiskView(file, disk_options);
   if (!view.ok()) return view.status().WithContext("disk /" + node->entry.path);
   return view;
@@ -152,7 +154,8 @@ Result<ByteSourcePtr> ImageStack::OpenDisk() const {
 
 namespace ocifs {
 
-void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedSource> disk) const {
+void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedSource> disk,
+                                    ByteSourcePtr file) const {
   std::vector<std::shared_ptr<const TarIndex>> lower;
   for (size_t i = 0; i + 1 < layers_.size(); ++i) lower.push_back(layers_[i].index);
   const LayerView& top = layers_.back();
@@ -160,7 +163,7 @@ void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedS
   std::string what = "layer " + top.descriptor.digest;
   // Detached: it holds what it reads (shared ownership) and may outlive the
   // stack; a process that exits simply ends it.
-  std::thread([decoded = top.decoded, lower = std::move(lower), index_path, what, disk = std::move(disk),
+  std::thread([decoded = top.decoded, file = std::move(file), lower = std::move(lower), index_path, what, disk = std::move(disk),
                disk_path = options_.disk_path, layer = served.layer, offset = served.entry.data_offset,
                size = served.entry.size] {
     auto full = TarIndex::Build(*decoded);
@@ -187,6 +190,7 @@ void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedS
         verdict = Corrupt("the complete image names /" + (*node)->entry.path + " as its disk, not the file served");
       }
     }
+    if (verdict.ok()) verdict = DetectDiskFormat(*file).status();
     if (!verdict.ok()) {
       spdlog::error("{}: the complete index contradicts the disk served; its reads fail from now on: {}", what,
                     verdict.ToString());

@@ -72,7 +72,7 @@ class ImageStack {
   [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer, bool stop_at_disk) const;
   // Completes the top layer's index in a detached thread and poisons `disk`
   // if the complete image locates another disk (or none).
-  void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk) const;
+  void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk, ByteSourcePtr file) const;
 
   StackOptions options_;
   std::unique_ptr<ImageSource> source_;
