@@ -9,6 +9,7 @@
 #include <atomic>
 #include <csignal>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -295,6 +296,15 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
     if (::stat(flags->mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       *exit_code = Fail(InvalidArgument("mount point " + flags->mountpoint + " is not a directory"));
       return;
+    }
+    // The daemon works from "/": every path it keeps must be absolute.
+    if (char* real = ::realpath(flags->mountpoint.c_str(), nullptr); real != nullptr) {
+      flags->mountpoint = real;
+      std::free(real);
+    }
+    for (std::string* path : {&flags->cache_dir, &flags->stats_file, &flags->common.log_file,
+                              &flags->common.authfile, &flags->common.cert_dir}) {
+      if (!path->empty()) *path = std::filesystem::absolute(*path).lexically_normal().string();
     }
     if (flags->foreground) {
       // Background indexing threads may still run: end without static destructors.

@@ -9,6 +9,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
 
 namespace ocifs {
 
@@ -46,6 +49,27 @@ void FillStat(const FsNode& n, struct stat* st) {
   st->st_atim.tv_sec = n.mtime;
 }
 
+// The kernel reads ahead only 128 KiB on a FUSE mount unless told otherwise:
+// as root, raise the mount's backing-device readahead to `kib`. Best effort.
+// The device comes from /proc/self/mountinfo, not stat(), which would be a
+// request to ourselves.
+void RaiseReadahead(const std::string& mountpoint, unsigned kib) {
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::string line, device;
+  while (std::getline(mountinfo, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, point;
+    fields >> id >> parent >> dev >> root >> point;
+    if (point == mountpoint) device = dev;  // the last match is the newest mount
+  }
+  if (device.empty()) return;
+  std::ofstream knob("/sys/class/bdi/" + device + "/read_ahead_kb");
+  knob << kib << "\n";
+  knob.flush();
+  spdlog::debug("fuse: readahead of {} ({}) {} KiB: {}", mountpoint, device, kib, knob ? "set" : "not permitted");
+}
+
+
 void OpInit(void* userdata, fuse_conn_info* conn) {
   auto* state = static_cast<FuseServer::State*>(userdata);
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
@@ -53,6 +77,14 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;  // immutable content: keep the page cache
   conn->max_read = state->options.max_read;
   spdlog::debug("fuse: init, max_read {} max_readahead {}", conn->max_read, conn->max_readahead);
+  // The kernel sets the mount's readahead from this INIT's reply; raise it
+  // just after (the reply is sent when this callback returns).
+  if (state->options.readahead_kib > 0) {
+    std::thread([mountpoint = state->mountpoint, kib = state->options.readahead_kib] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      RaiseReadahead(mountpoint, kib);
+    }).detach();
+  }
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {

@@ -19,6 +19,7 @@ struct FuseServerOptions {
   bool allow_other = false;          // let other users (qemu as uid 107) read the mount
   unsigned max_threads = 16;         // FUSE worker threads
   unsigned max_read = 1u << 20;      // bytes per FUSE read request
+  unsigned readahead_kib = 1024;     // kernel readahead on the mount (root only); 0 = kernel default
   double entry_timeout = 86400.0;    // seconds; the content never changes
   std::string fsname = "oci-fs";     // shown as the mount's source in /proc/mounts
   std::vector<std::string> extra_options;  // further `-o` options for libfuse (e.g. "noatime")
