@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import random
 import threading
 import time
@@ -230,3 +231,45 @@ def test_tree_mode_shows_the_merged_filesystem_of_all_layers(ocifs, registry, re
         assert_reads_match(m.dir / "data/big.bin", expected["data/big.bin"][2],
                            read_plan(len(expected["data/big.bin"][2]), seed=3, random_reads=10))
         assert open_for_write_errno(m.dir / "etc/hosts", os.O_WRONLY) in WRITE_REFUSED
+
+
+def _data_runs(path) -> list[tuple[int, int]]:
+    """(start, end) of each data run, from SEEK_DATA/SEEK_HOLE."""
+    runs, fd = [], os.open(path, os.O_RDONLY)
+    try:
+        size, pos = os.fstat(fd).st_size, 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            runs.append((start, end))
+            pos = end
+    finally:
+        os.close(fd)
+    return runs
+
+
+@pytest.mark.parametrize("kind", ["none", "gzip"])
+def test_a_raw_disk_packed_sparse_by_gnu_tar_reports_its_holes(kind, ocifs, registry, repo, workdir):
+    """`tar --sparse` tells which parts of a raw disk are holes; SEEK_HOLE shows them."""
+    src = workdir / "src"
+    (src / "disk").mkdir(parents=True)
+    disk = src / "disk" / "disk.img"
+    chunks = {0: os.urandom(64 * 1024), 5 * MiB: os.urandom(128 * 1024), 9 * MiB - 4096: os.urandom(4096)}
+    with open(disk, "wb") as f:
+        f.truncate(9 * MiB)
+        for off, data in chunks.items():
+            f.seek(off)
+            f.write(data)
+    tar_path = workdir / "layer.tar"
+    subprocess.run(["tar", "--sparse", "--format=gnu", "--owner=107", "--group=107", "-C", str(src),
+                    "-cf", str(tar_path), "disk"], check=True)
+    images.push(registry, repo, "v1", Image([Layer.from_tar(tar_path.read_bytes(), kind)]))
+    expected = disk.read_bytes()
+    with Mount(registry.ref(repo, "v1"), workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
+        image = m.dir / "disk.img"
+        assert_same_bytes(image.read_bytes(), expected)
+        runs = _data_runs(image)
+        assert runs == [(0, 64 * 1024), (5 * MiB, 5 * MiB + 128 * 1024), (9 * MiB - 4096, 9 * MiB)], runs
