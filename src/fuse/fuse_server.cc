@@ -288,6 +288,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<const FsMo
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
 
   state->session = fuse_session_new(&args, &kOps, sizeof(kOps), state.get());
+  fuse_opt_free_args(&args);  // libfuse may have copied and extended argv
   if (state->session == nullptr) {
     return InvalidArgument("cannot create the FUSE session (options: " + opts + ")");
   }
