@@ -27,8 +27,10 @@ uint64_t FsModel::Add(uint64_t parent, std::string name, FsNode node) {
 }
 
 void FsModel::Seal() {
+  total_bytes_ = 0;
   for (auto& n : nodes_) {
     std::sort(n.children.begin(), n.children.end());
+    if (S_ISREG(n.mode)) total_bytes_ += n.size;
   }
 }
 

@@ -44,12 +44,15 @@ class FsModel {
   // The child `name` of directory `parent`, or nullptr.
   const FsNode* Lookup(uint64_t parent, std::string_view name) const;
   size_t node_count() const { return nodes_.size(); }
+  // Sum of all file sizes (bytes); valid after Seal().
+  uint64_t total_bytes() const { return total_bytes_; }
 
   // A model with one read-only regular file `name` (mode 0444) at the root.
   static FsModel SingleFile(std::string name, ByteSourcePtr content, int64_t mtime);
 
  private:
   std::vector<FsNode> nodes_;
+  uint64_t total_bytes_ = 0;
 };
 
 }  // namespace ocifs

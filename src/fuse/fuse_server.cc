@@ -225,8 +225,7 @@ void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file
 
 void OpStatfs(fuse_req_t req, fuse_ino_t) {
   const FsModel& model = ModelOf(req);
-  uint64_t bytes = 0;
-  for (size_t i = 1; i <= model.node_count(); ++i) bytes += model.Get(i)->size;
+  uint64_t bytes = model.total_bytes();
   struct statvfs st{};
   st.f_bsize = 4096;
   st.f_frsize = 4096;
