@@ -36,8 +36,8 @@ from support.processes import Mount, is_mounted
 KiB = 1 << 10
 MiB = 1 << 20
 
-pytestmark = pytest.mark.skipif(not shutil.which("qemu-img") or not shutil.which("qemu-io"),
-                                 reason="qemu-img / qemu-io (qemu-utils) not installed")
+assert shutil.which("qemu-img") and shutil.which("qemu-io"), \
+    "qemu-img / qemu-io (qemu-utils) not installed: run scripts/install-deps.sh"
 
 
 # --------------------------------------------------------------------------- qemu helpers

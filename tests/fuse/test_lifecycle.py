@@ -137,8 +137,7 @@ SYSTEM_LINK = Path("/usr/local/sbin/oci-fs")
 
 @pytest.fixture
 def ocifs_on_default_path(ocifs):
-    if os.geteuid() != 0:
-        pytest.skip("mount(8) of a FUSE type needs root")
+    assert os.geteuid() == 0, "mount(8) of a FUSE type needs root; the suite runs as root"
     target = os.path.realpath(processes.ocifs_bin())
     if os.path.lexists(SYSTEM_LINK):
         if os.path.realpath(SYSTEM_LINK) != target:
