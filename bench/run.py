@@ -195,7 +195,7 @@ def run_nbdqsd(ctx: Ctx, layer: str = "none") -> None:
     def start():
         holder["m"] = NbdQsd(ctx, layer).__enter__()
 
-    for s in ("trace",) if ctx.a.quick else ("trace", "random", "seq"):
+    for s in ("trace",) if ctx.a.quick else ctx.a.nbdqsd_scenarios:
         ctx.measure("nbdkit+qsd", layer, "mount", start, lambda: holder["m"].pids() if "m" in holder else ())
         try:
             if "m" in holder:
@@ -230,7 +230,7 @@ class Ocifs:
         if cache is None:
             shutil.rmtree(self.cache, ignore_errors=True)
         self.cache.mkdir(parents=True, exist_ok=True)
-        self.m = b.processes.Mount(ctx.ref(layer), self.dir, "--tls-verify=false",
+        self.m = b.processes.Mount(ctx.ref(layer), self.dir, "--tls-verify=false", *ctx.a.ocifs_args,
                                    cache_dir=self.cache, stats=True, timeout=120)
 
     @property
@@ -537,6 +537,10 @@ def main() -> int:
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--skip-ocifs", action="store_true")
     ap.add_argument("--skip-boot", action="store_true")
+    ap.add_argument("--ocifs-args", default="", help="extra `oci-fs mount` options, space-separated "
+                    "(e.g. --ocifs-args=--prefetch-all)")
+    ap.add_argument("--nbdqsd-scenarios", default="trace,random,seq",
+                    help="cold scenarios of the nbdkit+qsd peer (its full read takes ~8 min)")
     ap.add_argument("--only", default="", help="comma list of parts: local,import,nbdqsd,ocifs,boot")
     ap.add_argument("--peer-timeout", type=float, default=900, help="seconds for one peer scenario")
     ap.add_argument("--boot-timeout", type=float, default=900)
@@ -548,6 +552,8 @@ def main() -> int:
     a.random_reads = a.random_reads or (100 if a.quick else 1000)
     a.layers = [x for x in a.layers.split(",") if x]
     a.boot_layers = [x for x in a.boot_layers.split(",") if x]
+    a.ocifs_args = a.ocifs_args.split()
+    a.nbdqsd_scenarios = [x for x in a.nbdqsd_scenarios.split(",") if x]
     parts = set(a.only.split(",")) if a.only else {"local", "import", "nbdqsd", "ocifs", "boot"}
     if a.skip_peers:
         parts -= {"import", "nbdqsd"}

@@ -3,15 +3,32 @@
 #include <algorithm>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "cache/cache_key.h"
 
 namespace ocifs {
+namespace {
 
-CachedSource::CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache, std::string key)
+constexpr size_t kMaxPendingJobs = 64;
+
+}  // namespace
+
+CachedSource::CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache, std::string key,
+                           CachedSourceOptions options)
     : inner_(std::move(inner)),
       cache_(std::move(cache)),
       key_(std::move(key)),
-      key_status_(ValidateCacheKey(key_)) {}
+      key_status_(ValidateCacheKey(key_)),
+      options_(options),
+      readahead_(options.readahead),
+      queue_(options.prefetch_threads, kMaxPendingJobs) {
+  if (options_.prefetch_all && key_status_.ok() && inner_->size() != kUnknownSize && inner_->size() > 0) {
+    queue_.SetIdleWork([this] { return PrefetchAllStep(); });
+  }
+}
+
+CachedSource::~CachedSource() = default;
 
 std::unique_ptr<uint8_t[]> CachedSource::TakeScratch() const {
   {
@@ -30,38 +47,122 @@ void CachedSource::ReturnScratch(std::unique_ptr<uint8_t[]> buf) const {
   if (scratch_.size() < kMaxPooled) scratch_.push_back(std::move(buf));
 }
 
+Status CachedSource::FetchChunks(uint64_t first, uint64_t count, size_t max_run) const {
+  const uint64_t size = inner_->size();
+  const uint64_t chunk_size = cache_->chunk_size();
+  std::vector<size_t> lengths;
+  for (uint64_t i = first; i < first + count && i * chunk_size < size; ++i) {
+    lengths.push_back(static_cast<size_t>(std::min(chunk_size, size - i * chunk_size)));
+  }
+  auto fetch = [&](uint64_t index, std::span<uint8_t> out) { return ReadExactly(*inner_, index * chunk_size, out); };
+  return cache_->FetchMissing(key_, first, lengths, max_run, fetch).status();
+}
+
+void CachedSource::QueueChunks(uint64_t first, uint64_t end) const {
+  const uint64_t run = std::max<size_t>(1, options_.max_run_chunks);
+  for (uint64_t i = first; i < end; i += run) {
+    const uint64_t count = std::min(run, end - i);
+    bool queued = queue_.Post([this, i, count] {
+      Status st = FetchChunks(i, count, options_.max_run_chunks);
+      if (!st.ok()) spdlog::debug("{}: read-ahead of chunk {}: {}", Describe(), i, st.ToString());
+    });
+    if (!queued) break;
+  }
+}
+
+void CachedSource::Prefetch(uint64_t offset, uint64_t length) const {
+  const uint64_t size = inner_->size();
+  if (!key_status_.ok() || size == kUnknownSize || offset >= size || length == 0) return;
+  const uint64_t end = offset + std::min({length, size - offset, kMaxPrefetchBytes});
+  const uint64_t chunk_size = cache_->chunk_size();
+  QueueChunks(offset / chunk_size, (end + chunk_size - 1) / chunk_size);
+}
+
+bool CachedSource::PrefetchAllStep() const {
+  const uint64_t chunk_size = cache_->chunk_size();
+  const uint64_t chunks = (inner_->size() + chunk_size - 1) / chunk_size;
+  uint64_t next = prefetch_all_next_.load();
+  if (next >= chunks) return false;
+  const uint64_t count = std::min<uint64_t>(std::max<size_t>(1, options_.prefetch_all_run_chunks), chunks - next);
+  prefetch_all_next_.store(next + count);
+  Status st = FetchChunks(next, count, options_.prefetch_all_run_chunks);
+  if (!st.ok()) {
+    spdlog::warn("{}: background fetch of the whole blob stopped at chunk {}: {}", Describe(), next, st.ToString());
+    return false;
+  }
+  return next + count < chunks;
+}
+
 Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (!key_status_.ok()) return key_status_.WithContext(Describe());
   const uint64_t size = inner_->size();
   if (size == kUnknownSize) return inner_->ReadAt(offset, buf);
-  if (offset >= size) return size_t{0};
+  if (offset >= size || buf.empty()) return size_t{0};
+  PrefetchQueue::Foreground foreground(queue_);
   const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset));
   const uint64_t chunk_size = cache_->chunk_size();
-  std::unique_ptr<uint8_t[]> scratch;
-  Status st;
-  size_t done = 0;
-  while (done < want && st.ok()) {
-    const uint64_t pos = offset + done;
-    const uint64_t index = pos / chunk_size;
-    const uint64_t chunk_start = index * chunk_size;
-    const size_t chunk_len = static_cast<size_t>(std::min(chunk_size, size - chunk_start));
-    const size_t in_chunk = static_cast<size_t>(pos - chunk_start);
-    const size_t n = std::min(chunk_len - in_chunk, want - done);
-    auto fetch = [&](std::span<uint8_t> out) { return ReadExactly(*inner_, chunk_start, out); };
-    if (in_chunk == 0 && n == chunk_len) {
-      st = cache_->Read(key_, index, buf.subspan(done, n), fetch);
-    } else {
-      if (!scratch) scratch = TakeScratch();
-      std::span<uint8_t> chunk(scratch.get(), chunk_len);
-      st = cache_->Read(key_, index, chunk, fetch);
-      if (st.ok()) std::memcpy(buf.data() + done, chunk.data() + in_chunk, n);
+  // Read-ahead first, so its fetches run beside this read's own.
+  if (options_.prefetch_threads > 0) {
+    if (auto ahead = readahead_.OnRead(offset, want, size)) {
+      QueueChunks(ahead->offset / chunk_size, (ahead->offset + ahead->length + chunk_size - 1) / chunk_size);
     }
-    if (!st.ok()) st = st.WithContext("cached " + Describe() + " chunk " + std::to_string(index));
-    done += n;
   }
-  if (scratch) ReturnScratch(std::move(scratch));
-  if (!st.ok()) return st;
-  return done;
+  const uint64_t first = offset / chunk_size;
+  const uint64_t last = (offset + want - 1) / chunk_size;
+  const size_t count = static_cast<size_t>(last - first + 1);
+  auto chunk_len = [&](uint64_t index) {
+    return static_cast<size_t>(std::min(chunk_size, size - index * chunk_size));
+  };
+  // Chunks this process has checked before: just the bytes asked for, no
+  // chunk-sized copy or CRC (falls through to the whole-chunk path on any miss).
+  {
+    bool all = true;
+    for (uint64_t index = first; index <= last && all; ++index) {
+      const uint64_t start = std::max(offset, index * chunk_size);
+      const uint64_t end = std::min(offset + want, (index + 1) * chunk_size);
+      all = cache_->ReadPart(key_, index, chunk_len(index), static_cast<size_t>(start - index * chunk_size),
+                             buf.subspan(static_cast<size_t>(start - offset), static_cast<size_t>(end - start)));
+    }
+    if (all) return want;
+  }
+  // Whole chunks go straight into buf; the partly covered first and last through scratch.
+  std::unique_ptr<uint8_t[]> head, tail;
+  std::vector<std::span<uint8_t>> outs(count);
+  for (size_t i = 0; i < count; ++i) {
+    const uint64_t index = first + i;
+    const uint64_t start = index * chunk_size;
+    const size_t len = chunk_len(index);
+    if (start >= offset && start + len <= offset + want) {
+      outs[i] = buf.subspan(static_cast<size_t>(start - offset), len);
+    } else if (i == 0) {
+      head = TakeScratch();
+      outs[i] = std::span<uint8_t>(head.get(), len);
+    } else {
+      tail = TakeScratch();
+      outs[i] = std::span<uint8_t>(tail.get(), len);
+    }
+  }
+  auto fetch = [&](uint64_t index, std::span<uint8_t> out) { return ReadExactly(*inner_, index * chunk_size, out); };
+  Status st = cache_->ReadChunks(key_, first, outs, fetch);
+  if (st.ok()) {
+    if (head) {
+      const size_t in_chunk = static_cast<size_t>(offset - first * chunk_size);
+      const size_t n = std::min(outs[0].size() - in_chunk, want);
+      std::memcpy(buf.data(), head.get() + in_chunk, n);
+    }
+    if (tail) {
+      const uint64_t start = last * chunk_size;
+      std::memcpy(buf.data() + (start - offset), tail.get(), static_cast<size_t>(offset + want - start));
+    }
+  }
+  if (head) ReturnScratch(std::move(head));
+  if (tail) ReturnScratch(std::move(tail));
+  if (!st.ok()) {
+    return st.WithContext("cached " + Describe() + (first == last ? " chunk " + std::to_string(first)
+                                                                   : " chunks " + std::to_string(first) + ".." +
+                                                                         std::to_string(last)));
+  }
+  return want;
 }
 
 }  // namespace ocifs

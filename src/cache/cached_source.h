@@ -1,54 +1,97 @@
 // CachedSource: the cache stage of the read path. A ByteSource over `inner`
 // (a registry blob) that reads it chunk by chunk through a ChunkCache.
 //
-// ReadAt splits a read into chunks; each is read through the cache, and a miss
-// fetches the whole chunk range [index * chunk_size, +chunk length) from
-// inner with one ReadAt. Chunks of one read are read one after another: reads
-// from FUSE are at most 128 KiB, so a read spans at most two 1 MiB chunks.
-// A chunk the read covers whole is read straight into the caller's buffer;
-// a partly covered one goes through a pooled scratch buffer (no allocation
-// once the pool is warm).
+// ReadAt covers a read with whole chunks and reads them with one
+// ChunkCache::ReadChunks: hits from disk, and each run of adjacent missing
+// chunks with ONE inner ReadAt (one HTTP range), separate runs in parallel.
+// A chunk the read covers whole is read straight into the caller's buffer; a
+// read inside one chunk this process has checked before reads only its bytes
+// (ChunkCache::ReadPart); otherwise a partly covered chunk (at most the first
+// and the last) goes through a pooled scratch buffer (no allocation once the
+// pool is warm).
+//
+// Read-ahead: every read is shown to a ReadaheadPolicy; on sequential access
+// it asks for a growing window ahead (1, 2, 4 .. readahead.max), which a
+// PrefetchQueue fetches in the background, max_run_chunks per inner read,
+// deduplicated with reads by the cache's single flight. Random reads fetch
+// only the chunks they touch. Prefetch(offset, length) queues the same kind
+// of background fetch. With prefetch_all, the whole blob is fetched in idle
+// time, one run at a time, yielding to reads (PrefetchQueue's idle work).
 //
 // If inner's size is ByteSource::kUnknownSize, chunk lengths are unknown, so
 // reads go to inner uncached.
 //
-// Thread safety: safe for concurrent use (scratch_mu_ guards the pool).
-// Ownership: shares inner and the cache.
+// Thread safety: safe for concurrent use (scratch_mu_ guards the pool; the
+// policy and the queue guard themselves).
+// Ownership: shares inner and the cache. The destructor stops and joins the
+// background fetches.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "cache/chunk_cache.h"
+#include "cache/prefetch_queue.h"
+#include "cache/readahead_policy.h"
 #include "ocifs/byte_source.h"
 
 namespace ocifs {
+
+struct CachedSourceOptions {
+  ReadaheadOptions readahead;          // readahead.max = 0: no read-ahead
+  unsigned prefetch_threads = 3;       // background fetches in flight; 0: no read-ahead, no Prefetch
+  size_t max_run_chunks = 2;           // chunks per background inner read
+  bool prefetch_all = false;           // fetch the whole blob in idle time
+  size_t prefetch_all_run_chunks = 2;  // chunks per idle step (the most a read waits behind it)
+};
 
 class CachedSource final : public ByteSource {
  public:
   // key: the blob's digest "sha256:<hex>" (or with a suffix, see cache_key.h).
   // An invalid key makes every ReadAt fail with kInvalidArgument.
-  CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache, std::string key);
+  CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache, std::string key,
+               CachedSourceOptions options = {});
+  ~CachedSource() override;
 
   uint64_t size() const override { return inner_->size(); }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  // Queues a background fetch of the chunks of [offset, offset + length)
+  // (at most kMaxPrefetchBytes) that are not cached.
+  void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return inner_->Describe(); }
+
+  // Blocks until queued background fetches (and prefetch_all) are done; for tests and benchmarks.
+  void WaitForPrefetches() const { queue_.Drain(); }
+
+  static constexpr uint64_t kMaxPrefetchBytes = 64ull << 20;
 
  private:
   // A chunk-sized buffer from the pool (or new), and its return.
   std::unique_ptr<uint8_t[]> TakeScratch() const;
   void ReturnScratch(std::unique_ptr<uint8_t[]> buf) const;
+  // Queues background fetches of chunks [first, end) in runs of max_run_chunks.
+  void QueueChunks(uint64_t first, uint64_t end) const;
+  // Fetches (and stores) up to `count` missing chunks from `first`; the fetch of a run.
+  Status FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
+  // One step of prefetch_all: the next run of missing chunks; false when none is left.
+  bool PrefetchAllStep() const;
 
   const ByteSourcePtr inner_;
   const std::shared_ptr<ChunkCache> cache_;
   const std::string key_;
   const Status key_status_;  // ValidateCacheKey(key_)
+  const CachedSourceOptions options_;
+  mutable ReadaheadPolicy readahead_;
 
   static constexpr size_t kMaxPooled = 4;
   mutable std::mutex scratch_mu_;
   mutable std::vector<std::unique_ptr<uint8_t[]>> scratch_;  // guarded by scratch_mu_; chunk_size bytes each
+  mutable std::atomic<uint64_t> prefetch_all_next_{0};       // next chunk prefetch_all looks at (one idle step at a time)
+
+  mutable PrefetchQueue queue_;  // last: destroyed (joined) first, its jobs use the members above
 };
 
 }  // namespace ocifs

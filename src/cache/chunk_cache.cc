@@ -1,6 +1,7 @@
 #include "cache/chunk_cache.h"
 
 #include <cstring>
+#include <thread>
 #include <spdlog/spdlog.h>
 
 #include "cache/cache_key.h"
@@ -64,10 +65,30 @@ static Status CheckChunkArgs(std::string_view key, size_t length, uint32_t chunk
   return Status::Ok();
 }
 
+void ChunkCache::MarkVerified(std::string_view key, uint64_t index) {
+  std::lock_guard lock(verified_mu_);
+  if (verified_.size() >= kMaxVerified) verified_.clear();
+  verified_.insert_or_assign(FlightKey{std::string(key), index}, true);
+}
+
+bool ChunkCache::ReadPart(std::string_view key, uint64_t index, size_t length, size_t offset,
+                          std::span<uint8_t> out) {
+  if (!ValidateCacheKey(key).ok() || length == 0 || length > chunk_size_) return false;
+  {
+    std::lock_guard lock(verified_mu_);
+    if (!verified_.contains(FlightKey{std::string(key), index})) return false;
+  }
+  bool touch = lru_->Use(key, index, WallClockNs(), /*written=*/false);
+  if (!store_->ReadPart(key, index, length, offset, out, touch)) return false;
+  ++hits_;
+  return true;
+}
+
 bool ChunkCache::LoadFromDisk(std::string_view key, uint64_t index, std::span<uint8_t> out) {
   bool touch = lru_->Use(key, index, WallClockNs(), /*written=*/false);
   switch (store_->Read(key, index, out, touch)) {
     case ChunkStore::ReadOutcome::kHit:
+      MarkVerified(key, index);
       return true;
     case ChunkStore::ReadOutcome::kDropped:
       ++corrupt_dropped_;
@@ -81,6 +102,7 @@ bool ChunkCache::LoadFromDisk(std::string_view key, uint64_t index, std::span<ui
 
 Status ChunkCache::StoreChecked(std::string_view key, uint64_t index, std::span<const uint8_t> data) {
   OCIFS_ASSIGN_OR_RETURN(uint64_t bytes, store_->Write(key, index, data));
+  MarkVerified(key, index);
   lru_->Use(key, index, WallClockNs(), /*written=*/true);
   usage_->Add(bytes);
   Result<uint64_t> evicted = reclaimer_->MaybeReclaim();
@@ -118,16 +140,166 @@ Status ChunkCache::Read(std::string_view key, uint64_t index, std::span<uint8_t>
     Finish(fk, *flight, st, out);
     return st;
   }
-  std::unique_lock lock(flight->mu);
-  flight->cv.wait(lock, [&] { return flight->done; });
-  if (!flight->status.ok()) return flight->status;
-  if (flight->data.size() != out.size()) {
-    return InvalidArgument("chunk cache: chunk " + std::to_string(index) + " of " + fk.key + " read as " +
-                           std::to_string(out.size()) + " and " + std::to_string(flight->data.size()) +
+  return Await(fk, *flight, out);
+}
+
+Status ChunkCache::Await(const FlightKey& fk, Flight& flight, std::span<uint8_t> out) {
+  std::unique_lock lock(flight.mu);
+  flight.cv.wait(lock, [&] { return flight.done; });
+  if (!flight.status.ok()) return flight.status;
+  if (flight.data.size() != out.size()) {
+    return InvalidArgument("chunk cache: chunk " + std::to_string(fk.index) + " of " + fk.key + " read as " +
+                           std::to_string(out.size()) + " and " + std::to_string(flight.data.size()) +
                            " bytes at once");
   }
-  std::memcpy(out.data(), flight->data.data(), out.size());
+  std::memcpy(out.data(), flight.data.data(), out.size());
   return Status::Ok();
+}
+
+Status ChunkCache::ReadChunks(std::string_view key, uint64_t first, std::span<const std::span<uint8_t>> outs,
+                              const FetchRunFn& fetch_run) {
+  for (const auto& out : outs) OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, out.size(), chunk_size_));
+  const size_t n = outs.size();
+  std::vector<std::shared_ptr<Flight>> flights(n);  // set for leader and waiter chunks
+  std::vector<uint8_t> leader(n, 0);
+  size_t missing = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (LoadFromDisk(key, first + i, outs[i])) {
+      ++hits_;
+    } else {
+      ++misses_;
+      ++missing;
+      flights[i] = nullptr;
+      leader[i] = 2;  // to claim
+    }
+  }
+  if (missing == 0) return Status::Ok();
+  {
+    std::lock_guard lock(flights_mu_);
+    for (size_t i = 0; i < n; ++i) {
+      if (leader[i] != 2) continue;
+      auto [it, inserted] = flights_.try_emplace(FlightKey{std::string(key), first + i}, nullptr);
+      if (inserted) {
+        it.value() = std::make_shared<Flight>();
+      } else {
+        ++it->second->waiters;
+      }
+      flights[i] = it->second;
+      leader[i] = inserted ? 1 : 0;
+    }
+  }
+  // Another process, or a flight that ended since our miss, may have stored it.
+  for (size_t i = 0; i < n; ++i) {
+    if (leader[i] == 1 && LoadFromDisk(key, first + i, outs[i])) {
+      Finish(FlightKey{std::string(key), first + i}, *flights[i], Status::Ok(), outs[i]);
+      flights[i] = nullptr;
+      leader[i] = 0;
+    }
+  }
+  // Runs of consecutive leader chunks: the first on this thread, the others beside it.
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t i = 0; i < n;) {
+    if (leader[i] != 1) {
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < n && leader[j] == 1) ++j;
+    runs.emplace_back(i, j);
+    i = j;
+  }
+  std::vector<Status> results(runs.size());
+  std::vector<std::thread> helpers;
+  for (size_t r = 1; r < runs.size(); ++r) {
+    helpers.emplace_back([&, r] {
+      results[r] = FetchRun(key, first, runs[r].first, runs[r].second, outs, flights, fetch_run);
+    });
+  }
+  if (!runs.empty()) results[0] = FetchRun(key, first, runs[0].first, runs[0].second, outs, flights, fetch_run);
+  for (auto& t : helpers) t.join();
+  Status st;
+  for (const Status& r : results) {
+    if (st.ok() && !r.ok()) st = r;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (leader[i] != 0 || !flights[i]) continue;
+    Status w = Await(FlightKey{std::string(key), first + i}, *flights[i], outs[i]);
+    if (st.ok() && !w.ok()) st = w;
+  }
+  return st;
+}
+
+Status ChunkCache::FetchRun(std::string_view key, uint64_t first, size_t begin, size_t end,
+                            std::span<const std::span<uint8_t>> outs,
+                            std::span<const std::shared_ptr<Flight>> flights, const FetchRunFn& fetch_run) {
+  size_t total = 0;
+  bool contiguous = true;
+  for (size_t i = begin; i < end; ++i) {
+    total += outs[i].size();
+    if (i > begin && outs[i].data() != outs[i - 1].data() + outs[i - 1].size()) contiguous = false;
+  }
+  std::vector<uint8_t> temp;
+  std::span<uint8_t> dst;
+  if (contiguous) {
+    dst = std::span<uint8_t>(outs[begin].data(), total);
+  } else {
+    temp.resize(total);
+    dst = temp;
+  }
+  Status st = fetch_run(first + begin, dst);
+  if (st.ok()) {
+    fetched_bytes_ += total;
+    size_t at = 0;
+    for (size_t i = begin; i < end; ++i) {
+      if (!contiguous) std::memcpy(outs[i].data(), temp.data() + at, outs[i].size());
+      at += outs[i].size();
+      Status stored = StoreChecked(key, first + i, outs[i]);
+      if (!stored.ok()) spdlog::warn("chunk cache {}: not stored: {}", dir_, stored.ToString());
+    }
+  }
+  for (size_t i = begin; i < end; ++i) Finish(FlightKey{std::string(key), first + i}, *flights[i], st, outs[i]);
+  return st;
+}
+
+Result<uint64_t> ChunkCache::FetchMissing(std::string_view key, uint64_t first, std::span<const size_t> lengths,
+                                          size_t max_run, const FetchRunFn& fetch_run) {
+  for (size_t len : lengths) OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, len, chunk_size_));
+  if (max_run == 0) max_run = 1;
+  uint64_t fetched = 0;
+  for (size_t i = 0; i < lengths.size();) {
+    // Claim up to max_run consecutive chunks that are neither stored nor in flight.
+    std::vector<std::shared_ptr<Flight>> flights;
+    {
+      std::lock_guard lock(flights_mu_);
+      while (i < lengths.size() && flights.size() < max_run) {
+        if (store_->Exists(key, first + i) || flights_.contains(FlightKey{std::string(key), first + i})) {
+          if (!flights.empty()) break;  // the run ends here
+          ++i;
+          continue;
+        }
+        auto flight = std::make_shared<Flight>();
+        flights_.emplace(FlightKey{std::string(key), first + i}, flight);
+        flights.push_back(std::move(flight));
+        ++i;
+      }
+    }
+    if (flights.empty()) continue;
+    const size_t count = flights.size();
+    const size_t begin = i - count;
+    size_t total = 0;
+    for (size_t k = begin; k < i; ++k) total += lengths[k];
+    std::vector<uint8_t> buf(total);
+    std::vector<std::span<uint8_t>> outs;
+    size_t at = 0;
+    for (size_t k = begin; k < i; ++k) {
+      outs.emplace_back(buf.data() + at, lengths[k]);
+      at += lengths[k];
+    }
+    Status st = FetchRun(key, first + begin, 0, count, outs, flights, fetch_run);
+    if (!st.ok()) return st;
+    fetched += count;
+  }
+  return fetched;
 }
 
 Status ChunkCache::FetchAsLeader(std::string_view key, uint64_t index, std::span<uint8_t> out,

@@ -81,6 +81,35 @@ class ChunkCache {
   // kInvalidArgument: bad key (see cache_key.h) or out.size() not 1..chunk_size.
   [[nodiscard]] Status Read(std::string_view key, uint64_t index, std::span<uint8_t> out,
                             const FetchFn& fetch);
+  // Fills `out` with the blob's bytes from chunk first_index on: out covers
+  // consecutive whole chunks (the blob's last one may be short).
+  using FetchRunFn = std::function<Status(uint64_t first_index, std::span<uint8_t> out)>;
+  // Read for the consecutive chunks [first, first + outs.size()): outs[i]
+  // receives chunk first + i (its whole length, as Read's out). Hits come
+  // from disk; chunks another flight of this process is fetching are waited
+  // for; the other misses are fetched by this call, each maximal run of
+  // consecutive ones with ONE fetch_run call (one HTTP range), the runs after
+  // the first on threads of their own, so non-adjacent runs go in parallel.
+  // A run whose outs lie back to back in memory is fetched straight into
+  // them. Returns the first error (outs then unspecified); every chunk this
+  // call fetched is stored or its waiters given the error.
+  [[nodiscard]] Status ReadChunks(std::string_view key, uint64_t first, std::span<const std::span<uint8_t>> outs,
+                                  const FetchRunFn& fetch_run);
+  // For read-ahead: fetches and stores those of the chunks [first, first +
+  // lengths.size()) (lengths[i]: chunk first + i's length) that are neither
+  // on disk nor being fetched by a flight of this process, in runs of at most
+  // max_run consecutive chunks with one fetch_run each, one after another on
+  // the calling thread. Readers of those chunks meanwhile wait for these
+  // flights. Counts neither hits nor misses. Returns the number of chunks
+  // fetched, or the first fetch error (after handing it to the waiters).
+  [[nodiscard]] Result<uint64_t> FetchMissing(std::string_view key, uint64_t first, std::span<const size_t> lengths,
+                                              size_t max_run, const FetchRunFn& fetch_run);
+  // The hit path of a partial read: copies bytes [offset, offset + out.size())
+  // of chunk `index` (of `length` bytes) if this process has read or written
+  // that chunk whole since it was last seen missing (so its CRC was checked),
+  // reading only those bytes; false otherwise (then use Read). Counts a hit.
+  [[nodiscard]] bool ReadPart(std::string_view key, uint64_t index, size_t length, size_t offset,
+                              std::span<uint8_t> out);
   // Like Read without a fetch: true and out filled on a hit; false on a miss
   // (out's content then unspecified).
   [[nodiscard]] Result<bool> Lookup(std::string_view key, uint64_t index, std::span<uint8_t> out);
@@ -123,6 +152,13 @@ class ChunkCache {
   bool LoadFromDisk(std::string_view key, uint64_t index, std::span<uint8_t> out);
   Status StoreChecked(std::string_view key, uint64_t index, std::span<const uint8_t> data);
   Status FetchAsLeader(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch);
+  // Fetches leader chunks [begin, end) of a ReadChunks/FetchMissing call with
+  // one fetch_run, stores them and ends their flights.
+  Status FetchRun(std::string_view key, uint64_t first, size_t begin, size_t end,
+                  std::span<const std::span<uint8_t>> outs, std::span<const std::shared_ptr<Flight>> flights,
+                  const FetchRunFn& fetch_run);
+  // Waits for a flight led by another caller and copies its chunk into out.
+  Status Await(const FlightKey& fk, Flight& flight, std::span<uint8_t> out);
   // Ends the flight: unregisters it, hands waiters the status (and the data).
   void Finish(const FlightKey& fk, Flight& flight, const Status& status, std::span<const uint8_t> data);
 
@@ -135,6 +171,13 @@ class ChunkCache {
 
   std::mutex flights_mu_;
   tsl::robin_map<FlightKey, std::shared_ptr<Flight>, FlightKeyHash> flights_;  // guarded by flights_mu_
+
+  // Chunks read whole and checked, or written, by this process: ReadPart may
+  // skip their CRC. Bounded: cleared when it reaches kMaxVerified entries.
+  static constexpr size_t kMaxVerified = 1u << 16;
+  std::mutex verified_mu_;  // leaf lock
+  tsl::robin_map<FlightKey, bool, FlightKeyHash> verified_;  // guarded by verified_mu_
+  void MarkVerified(std::string_view key, uint64_t index);
 
   std::atomic<uint64_t> hits_{0}, misses_{0}, fetched_bytes_{0}, evictions_{0}, corrupt_dropped_{0};
 };

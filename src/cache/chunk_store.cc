@@ -115,6 +115,37 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(const std::string& dir, uin
       new ChunkStore(dir, chunk_size, fsync, std::move(chunks_fd), std::move(size_fd)));
 }
 
+bool ChunkStore::Exists(std::string_view key, uint64_t index) const {
+  RelName rel(key, index);
+  struct stat st;
+  return ::fstatat(size_fd_.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+}
+
+bool ChunkStore::ReadPart(std::string_view key, uint64_t index, size_t length, size_t offset,
+                          std::span<uint8_t> out, bool touch) const {
+  if (offset > length || out.size() > length - offset) return false;
+  RelName rel(key, index);
+  UniqueFd fd(::openat(size_fd_.get(), rel.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != kChunkHeaderSize + length) return false;
+  std::array<uint8_t, kChunkHeaderSize> header;
+  if (::pread(fd.get(), header.data(), header.size(), 0) != static_cast<ssize_t>(header.size())) return false;
+  ChunkHeader expected{chunk_size_, index, CacheKeyHash(key), static_cast<uint32_t>(length), 0};
+  uint32_t data_crc = 0;
+  if (!CheckChunkHeader(header, expected, &data_crc).ok()) return false;
+  size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n = ::pread(fd.get(), out.data() + done, out.size() - done,
+                        static_cast<off_t>(kChunkHeaderSize + offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<size_t>(n);
+  }
+  if (touch) ::futimens(fd.get(), nullptr);  // best effort: recency only
+  return true;
+}
+
 ChunkStore::ReadOutcome ChunkStore::Read(std::string_view key, uint64_t index,
                                          std::span<uint8_t> out, bool touch) const {
   RelName rel(key, index);

@@ -46,6 +46,16 @@ class ChunkStore {
   // with `touch`, sets the file's mtime to now (the cross-process recency).
   ReadOutcome Read(std::string_view key, uint64_t index, std::span<uint8_t> out, bool touch) const;
 
+  // Reads bytes [offset, offset + out.size()) of a chunk of `length` bytes
+  // without checking the data CRC (for a chunk this process has read whole
+  // and checked before: files are replaced only whole, by rename). Checks the
+  // header and the file's size; true and out filled, or false (a miss: the
+  // caller reads the chunk whole). One openat + one preadv + one fstat.
+  bool ReadPart(std::string_view key, uint64_t index, size_t length, size_t offset, std::span<uint8_t> out,
+                bool touch) const;
+  // True if a file for the chunk exists (not checked: a later Read may still
+  // drop it). One fstatat; for prefetch decisions.
+  bool Exists(std::string_view key, uint64_t index) const;
   // Writes the chunk atomically (temp file + rename). Returns the file's size
   // in bytes (header + data). data.size() must be 1..chunk_size.
   [[nodiscard]] Result<uint64_t> Write(std::string_view key, uint64_t index,

@@ -16,7 +16,9 @@ struct MountFlags {
   std::string disk_path;
   std::string cache_dir;      // default: DefaultCacheDir()
   std::string cache_size = "10G";
-  std::string memory_cache = "64M";
+  std::string memory_cache = "8M";
+  std::string readahead = "4M";    // largest read-ahead window; 0 = off
+  bool prefetch_all = false;       // fetch the whole layer in the background
   std::string stats_file;
   bool allow_other = false;
   std::vector<std::string> options;  // -o, comma-separated lists

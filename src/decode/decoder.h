@@ -19,7 +19,7 @@ struct DecoderOptions {
   std::string index_path;
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).
-  uint64_t checkpoint_spacing = 4ull << 20;
+  uint64_t checkpoint_spacing = 1ull << 20;
   // Start the first sequential pass in a background thread at open. If false,
   // the first read that needs it starts it.
   bool background_pass = true;
@@ -28,7 +28,7 @@ struct DecoderOptions {
   std::shared_ptr<DecodedChunkStore> decoded_store;
   // Bytes of decompressed segments (gzip checkpoint spans, zstd frames) kept
   // in memory per decoder for neighbouring reads.
-  uint64_t segment_cache_bytes = 32ull << 20;
+  uint64_t segment_cache_bytes = 12ull << 20;
 };
 
 // kNone returns `compressed` itself. kGzip: a GzipSource; kZstd: a

@@ -94,6 +94,8 @@ void GzipSource::RunPass() const {
   };
   cb.on_output = [&](uint64_t out, std::span<const uint8_t> data) {
     if (!span_too_big && span.size() + data.size() <= options_.segment_cache_bytes) {
+      // Room for a span up front: grown by doubling, it would hold twice what the cache counts.
+      if (span.capacity() == 0) span.reserve(std::min<uint64_t>(options_.checkpoint_spacing / 4 * 5, options_.segment_cache_bytes));
       span.insert(span.end(), data.begin(), data.end());
     } else {
       span_too_big = true;
@@ -159,6 +161,23 @@ Result<SegmentCache::Buffer> GzipSource::Segment(size_t index, const GzipCheckpo
     }
     return std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
   });
+}
+
+void GzipSource::Prefetch(uint64_t offset, uint64_t length) const {
+  uint64_t in_start = 0, in_end = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (!complete_ || checkpoints_.empty() || length == 0 || offset >= frontier_) return;
+    const uint64_t end = offset + std::min(length, frontier_ - offset);
+    auto it = std::upper_bound(checkpoints_.begin(), checkpoints_.end(), offset,
+                               [](uint64_t p, const GzipCheckpoint& c) { return p < c.out; });
+    size_t i = static_cast<size_t>(it - checkpoints_.begin()) - 1;
+    in_start = checkpoints_[i].in > 0 ? checkpoints_[i].in - 1 : 0;  // the checkpoint may start mid-byte
+    size_t j = i;
+    while (j + 1 < checkpoints_.size() && checkpoints_[j + 1].out < end) ++j;
+    in_end = j + 1 < checkpoints_.size() ? checkpoints_[j + 1].in + 1 : compressed_->size();
+  }
+  if (in_end > in_start && in_end != kUnknownSize) compressed_->Prefetch(in_start, in_end - in_start);
 }
 
 Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {

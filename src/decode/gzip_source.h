@@ -40,6 +40,10 @@ class GzipSource final : public ByteSource {
 
   uint64_t size() const override { return size_.load(std::memory_order_acquire); }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  // Once the index is complete: forwards the compressed range of the
+  // checkpoint spans [offset, offset + length) overlaps. Before: nothing
+  // (the pass reads the layer in order anyway).
+  void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return "gzip(" + compressed_->Describe() + ")"; }
 
   // Blocks until the index is complete (and saved, if options.index_path is

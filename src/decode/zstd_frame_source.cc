@@ -39,6 +39,18 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
   });
 }
 
+void ZstdFrameSource::Prefetch(uint64_t offset, uint64_t length) const {
+  if (offset >= size_ || length == 0) return;
+  const uint64_t end = offset + std::min(length, size_ - offset);
+  auto it = std::upper_bound(frames_.begin(), frames_.end(), offset,
+                             [](uint64_t p, const ZstdFrame& f) { return p < f.out_offset; });
+  size_t i = static_cast<size_t>(it - frames_.begin()) - 1;
+  const uint64_t in_start = frames_[i].in_offset;
+  uint64_t in_end = in_start;
+  for (; i < frames_.size() && frames_[i].out_offset < end; ++i) in_end = frames_[i].in_offset + frames_[i].in_size;
+  compressed_->Prefetch(in_start, in_end - in_start);
+}
+
 Result<size_t> ZstdFrameSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (offset >= size_ || buf.empty()) return size_t{0};
   uint64_t end = offset + std::min<uint64_t>(buf.size(), size_ - offset);

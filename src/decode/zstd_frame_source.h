@@ -24,6 +24,9 @@ class ZstdFrameSource final : public ByteSource {
 
   uint64_t size() const override { return size_; }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  // Forwards the compressed range of the frames [offset, offset + length)
+  // overlaps (those not in the segment cache are all it costs).
+  void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return "zstd(" + compressed_->Describe() + ")"; }
   size_t frame_count() const { return frames_.size(); }
 

@@ -10,7 +10,7 @@ namespace ocifs {
 struct DiskViewOptions {
   // Decompressed qcow2 clusters kept in memory (bytes, LRU), so a guest reading
   // a compressed cluster in small pieces decompresses it once.
-  uint64_t memory_cache_bytes = 64ull << 20;
+  uint64_t memory_cache_bytes = 8ull << 20;
   // qcow2 L2 tables kept in memory (bytes, LRU); one table is one cluster.
   uint64_t l2_cache_bytes = 32ull << 20;
   // Look for a fixed VHD's footer at the end of the file (see DetectDiskFormat).

@@ -34,7 +34,33 @@ Result<std::shared_ptr<Qcow2Source>> Qcow2Source::Open(ByteSourcePtr file, const
   if (!st.ok()) return st.WithContext("qcow2 L1 table");
   std::vector<uint64_t> l1(header.l1_entries_used);
   for (size_t i = 0; i < l1.size(); ++i) l1[i] = LoadBe64(&raw[i * 8]);
-  return std::make_shared<Qcow2Source>(std::move(file), std::move(header), std::move(l1), options);
+  auto source = std::make_shared<Qcow2Source>(std::move(file), std::move(header), std::move(l1), options);
+  source->PrefetchL2Tables();
+  return source;
+}
+
+void Qcow2Source::PrefetchL2Tables() const {
+  // Merge the tables' host ranges (qemu-img writes them close together) and
+  // hand them down as a few hints; loading them stays lazy (LoadL2 checks them).
+  std::vector<uint64_t> tables;
+  for (uint64_t e : l1_) {
+    if ((e & kOffsetMask) != 0) tables.push_back(e & kOffsetMask);
+  }
+  std::sort(tables.begin(), tables.end());
+  const uint64_t cs = header_.cluster_size;
+  uint64_t run_start = 0, run_end = 0, budget = kMaxPrefetchGuestBytes;
+  for (uint64_t t : tables) {
+    if (run_end != 0 && t <= run_end + cs) {
+      run_end = std::max(run_end, t + cs);
+      continue;
+    }
+    if (run_end != 0) file_->Prefetch(run_start, run_end - run_start);
+    if (budget < cs) return;
+    budget -= cs;
+    run_start = t;
+    run_end = t + cs;
+  }
+  if (run_end != 0) file_->Prefetch(run_start, run_end - run_start);
 }
 
 Qcow2Source::Qcow2Source(ByteSourcePtr file, Qcow2Header header, std::vector<uint64_t> l1,

@@ -53,6 +53,11 @@ class Qcow2Source final : public ByteSource {
 
   static constexpr size_t kMaxExtentL2Tables = 64;
 
+  // Forwards Prefetch for the host ranges of every L2 table the L1 table
+  // names (merged when adjacent, at most 256 MiB); Open calls it, so a
+  // caching source below fetches the metadata in the background at mount.
+  void PrefetchL2Tables() const;
+
   // Use Open. `l1` holds header.l1_entries_used host-endian entries.
   Qcow2Source(ByteSourcePtr file, Qcow2Header header, std::vector<uint64_t> l1, const DiskViewOptions& options);
 

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "base/slice_source.h"
@@ -68,7 +69,18 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   view.descriptor = layer;
   std::string what = "layer " + layer.digest;
   OCIFS_ASSIGN_OR_RETURN(view.blob, source_->OpenBlob(layer));
-  if (cache_) view.blob = std::make_shared<CachedSource>(view.blob, cache_, layer.digest);
+  if (cache_) {
+    // Fetching ahead into a small cache would evict chunks before they are read
+    // (and overshoot its bound by the fetches in flight): keep the window to a
+    // 16th of the cache, and none below two chunks.
+    CachedSourceOptions reads = options_.blob_reads;
+    reads.readahead.max = std::min<uint64_t>(reads.readahead.max, options_.cache_bytes / 16);
+    if (reads.readahead.max < 2ull * cache_->chunk_size()) {
+      reads.readahead.max = 0;
+      reads.prefetch_all = false;
+    }
+    view.blob = std::make_shared<CachedSource>(view.blob, cache_, layer.digest, reads);
+  }
 
   // The bytes decide the compression; the media type only has to agree.
   auto detected = DetectCompression(*view.blob);

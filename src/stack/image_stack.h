@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/cached_source.h"
 #include "cache/chunk_cache.h"
 #include "decode/compression.h"
 #include "image/merged_tree.h"
@@ -29,7 +30,12 @@ struct StackOptions {
   RegistryOptions registry;
   std::string cache_dir;                    // "" = no on-disk cache (indexes are not kept either)
   uint64_t cache_bytes = 10ull << 30;       // bound of the on-disk cache
-  uint64_t memory_cache_bytes = 64ull << 20;  // decompressed qcow2 clusters kept in memory
+  uint64_t memory_cache_bytes = 8ull << 20;  // decompressed qcow2 clusters kept in memory
+  // How each layer blob is read through the cache: read-ahead on sequential
+  // access, background fetch threads, and prefetch_all (fetch the whole blob
+  // in idle time, yielding to reads). The window is clamped to cache_bytes / 16,
+  // and read-ahead and prefetch_all are off when that is under two chunks.
+  CachedSourceOptions blob_reads;
   // Disk mode: when the top layer can only be read as a stream (a gzip layer
   // with no index yet, a single-frame zstd layer), stop indexing it at the
   // disk's entry so the mount is ready at once; the rest of the layer is

@@ -1,6 +1,7 @@
 #include "cache/cached_source.h"
 
 #include <atomic>
+#include <thread>
 #include <catch2/catch.hpp>
 #include <random>
 
@@ -40,6 +41,15 @@ std::shared_ptr<ChunkCache> OpenCache(const std::string& dir) {
   auto cache = ChunkCache::Open({.dir = dir, .chunk_size = kChunk});
   REQUIRE(cache.ok());
   return *cache;
+}
+
+CachedSourceOptions Options(unsigned threads, size_t run = 4, bool all = false, size_t all_run = 2) {
+  CachedSourceOptions o;
+  o.prefetch_threads = threads;
+  o.max_run_chunks = run;
+  o.prefetch_all = all;
+  o.prefetch_all_run_chunks = all_run;
+  return o;
 }
 
 }  // namespace
@@ -91,10 +101,10 @@ TEST_CASE("cached source fetches each chunk once, then serves repeats from the c
     CachedSource src(counting, OpenCache(tmp.path()), kKey);
     std::vector<uint8_t> buf(kChunk + 200);
     REQUIRE(src.ReadAt(kChunk - 100, buf).ok());  // touches chunks 0, 1 and 2
-    CHECK(counting->reads == 3);
-    CHECK(counting->bytes == 3 * kChunk);  // whole chunks, one inner read each
+    CHECK(counting->reads == 1);           // adjacent misses: one inner read
+    CHECK(counting->bytes == 3 * kChunk);  // whole chunks
     REQUIRE(src.ReadAt(kChunk - 100, buf).ok());
-    CHECK(counting->reads == 3);
+    CHECK(counting->reads == 1);
   }
   // A later mount (a new cache on the same dir) finds them too.
   CachedSource again(counting, OpenCache(tmp.path()), kKey);
@@ -102,7 +112,7 @@ TEST_CASE("cached source fetches each chunk once, then serves repeats from the c
   auto n = again.ReadAt(0, all);
   REQUIRE(n.ok());
   CHECK(all == blob);
-  CHECK(counting->reads == 4);  // only chunk 3 was new
+  CHECK(counting->reads == 2);  // only chunk 3 was new
 }
 
 TEST_CASE("cached source returns inner errors and caches nothing from them") {
@@ -141,4 +151,117 @@ TEST_CASE("cached source with an invalid key fails every read") {
   CachedSource src(MemorySource::FromString("abc"), OpenCache(tmp.path()), "sha256:../../etc");
   std::vector<uint8_t> buf(3);
   CHECK(src.ReadAt(0, buf).status().code() == Code::kInvalidArgument);
+}
+
+TEST_CASE("cached source fetches the missing runs around a cached chunk with one inner read each") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(5 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(0));
+  std::vector<uint8_t> one(10);
+  REQUIRE(src.ReadAt(2 * kChunk + 5, one).ok());  // chunk 2 cached
+  CHECK(counting->reads == 1);
+  std::vector<uint8_t> all(blob.size());
+  REQUIRE(src.ReadAt(0, all).ok());
+  CHECK(all == blob);
+  CHECK(counting->reads == 3);  // chunks 0-1 and 3-4, one read each
+  CHECK(counting->bytes == 5 * kChunk);
+}
+
+TEST_CASE("cached source fetches each chunk once when many threads read the same range at once") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(0));
+  std::vector<std::thread> threads;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<uint8_t> buf(3 * kChunk);
+      const uint64_t at = (t % 6) * kChunk + 7;
+      auto n = src.ReadAt(at, buf);
+      if (!n.ok() || !std::equal(buf.begin(), buf.begin() + *n, blob.begin() + at)) ++bad;
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(bad == 0);
+  CHECK(counting->bytes == 8 * kChunk);
+}
+
+TEST_CASE("cached source reads ahead on sequential access, growing the window, and not on random access") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(64 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  CachedSourceOptions options = Options(2, 2);
+  options.readahead = {.initial = kChunk, .max = 4 * kChunk, .min_run = 2 * kChunk};
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, options);
+  std::vector<uint8_t> buf(kChunk / 2);
+  // Random: far-apart reads fetch only their own chunks.
+  for (uint64_t c : {40, 10, 50, 20}) {
+    REQUIRE(src.ReadAt(c * kChunk, buf).ok());
+    src.WaitForPrefetches();
+  }
+  CHECK(counting->bytes == 4 * kChunk);
+  // Sequential from 0: the reads are served, and chunks past the last read were fetched ahead.
+  for (uint64_t at = 0; at < 4 * kChunk; at += buf.size()) {
+    auto n = src.ReadAt(at, buf);
+    REQUIRE(n.ok());
+    REQUIRE(std::equal(buf.begin(), buf.end(), blob.begin() + at));
+  }
+  src.WaitForPrefetches();
+  const uint64_t fetched = counting->bytes;
+  CHECK(fetched > 8 * kChunk);    // read 4 chunks, fetched ahead of them
+  CHECK(fetched <= 14 * kChunk);  // but within the largest window
+  const int reads = counting->reads;
+  for (uint64_t at = 4 * kChunk; at < 6 * kChunk; at += buf.size()) REQUIRE(src.ReadAt(at, buf).ok());
+  src.WaitForPrefetches();
+  CHECK(counting->reads >= reads);  // (read-ahead may continue; the reads were hits or joined flights)
+}
+
+TEST_CASE("cached source Prefetch fetches in the background, and reads of it fetch nothing again") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(6 * kChunk + 77);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(3, 4));
+  src.Prefetch(kChunk + 1, 100 * kChunk);  // clamped to the blob: chunks 1..6
+  src.WaitForPrefetches();
+  CHECK(counting->bytes == blob.size() - kChunk);
+  CHECK(counting->reads == 2);  // runs of at most 4 chunks
+  std::vector<uint8_t> buf(blob.size() - kChunk);
+  auto n = src.ReadAt(kChunk, buf);
+  REQUIRE(n.ok());
+  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + kChunk));
+  CHECK(counting->reads == 2);
+}
+
+TEST_CASE("cached source with prefetch_all fetches the whole blob in idle time") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(9 * kChunk + 3);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto cache = OpenCache(tmp.path());
+  {
+    CachedSource src(counting, cache, kKey, Options(3, 4, true, 2));
+    std::vector<uint8_t> buf(100);
+    REQUIRE(src.ReadAt(5 * kChunk, buf).ok());
+    src.WaitForPrefetches();
+    CHECK(counting->bytes == blob.size());  // every chunk once
+  }
+  counting->fail = true;  // all on disk now
+  CachedSource again(counting, cache, kKey, Options(0));
+  std::vector<uint8_t> all(blob.size());
+  REQUIRE(again.ReadAt(0, all).ok());
+  CHECK(all == blob);
+}
+
+TEST_CASE("cached source stops its background fetches when destroyed") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(32 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  {
+    CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(3, 4, true, 1));
+    src.Prefetch(0, 32 * kChunk);
+  }  // joins; nothing runs after this
+  const uint64_t bytes = counting->bytes;
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(counting->bytes == bytes);
 }

@@ -310,3 +310,24 @@ TEST_CASE("chunk cache refuses bad options") {
   REQUIRE(::stat((tmp.path() + "/a/b/c").c_str(), &st) == 0);
   CHECK((st.st_mode & 0777) == 0700);
 }
+
+TEST_CASE("chunk cache ReadPart reads only the bytes asked for of a chunk this process checked") {
+  TempDir tmp;
+  const auto data = Pattern(3, kChunk);
+  {
+    auto writer = OpenCache(tmp.path());
+    REQUIRE(writer->Store(kKey, 3, data).ok());
+  }
+  auto cache = OpenCache(tmp.path());  // another process: has not checked chunk 3
+  std::vector<uint8_t> part(100);
+  CHECK_FALSE(cache->ReadPart(kKey, 3, kChunk, 500, part));
+  std::vector<uint8_t> whole(kChunk);
+  REQUIRE(cache->Read(kKey, 3, whole, [](std::span<uint8_t>) { return Unavailable("no fetch"); }).ok());
+  REQUIRE(cache->ReadPart(kKey, 3, kChunk, 500, part));
+  CHECK(std::equal(part.begin(), part.end(), data.begin() + 500));
+  CHECK_FALSE(cache->ReadPart(kKey, 3, kChunk, kChunk - 50, part));  // past the chunk
+  CHECK_FALSE(cache->ReadPart(kKey, 3, kChunk - 1, 0, part));        // another length than the file's
+  // Truncated behind its back: a miss, never short data.
+  fs::resize_file(ChunkPath(tmp.path(), kChunk, kKey, 3), kChunkHeaderSize + 1000);
+  CHECK_FALSE(cache->ReadPart(kKey, 3, kChunk, 0, part));
+}

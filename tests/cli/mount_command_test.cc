@@ -40,3 +40,21 @@ TEST_CASE("a mode other than disk or tree is refused") {
   std::vector<std::string> fuse;
   REQUIRE_FALSE(ApplyMountOptions(&flags, &fuse).ok());
 }
+
+TEST_CASE("readahead and prefetch mount options set the read-ahead window and the whole-layer fetch") {
+  MountFlags flags;
+  REQUIRE_FALSE(flags.prefetch_all);
+  REQUIRE(flags.readahead == "4M");
+  flags.options = {"readahead=16M,prefetch=all"};
+  std::vector<std::string> fuse;
+  REQUIRE(ApplyMountOptions(&flags, &fuse).ok());
+  REQUIRE(flags.readahead == "16M");
+  REQUIRE(flags.prefetch_all);
+  flags.options = {"prefetch=none"};
+  REQUIRE(ApplyMountOptions(&flags, &fuse).ok());
+  REQUIRE_FALSE(flags.prefetch_all);
+  flags.options = {"prefetch=some"};
+  Status s = ApplyMountOptions(&flags, &fuse);
+  REQUIRE(s.code() == Code::kInvalidArgument);
+  REQUIRE(s.message().find("prefetch") != std::string::npos);
+}

@@ -331,6 +331,14 @@ TEST_CASE("a large read of scattered clusters prefetches their host ranges, and 
   auto counting = std::make_shared<CountingSource>(*file);
   auto src = Qcow2Source::Open(counting, {});
   REQUIRE(src.ok());
+  {
+    // Open hints the L2 tables (one here, one cluster) to the source below.
+    std::lock_guard<std::mutex> lock(counting->mu);
+    REQUIRE(counting->prefetches.size() == 1);
+    CHECK(counting->prefetches[0].second == 4096);
+    CHECK(counting->prefetches[0].first % 4096 == 0);
+    counting->prefetches.clear();
+  }
   std::vector<uint8_t> small(8192);
   REQUIRE((*src)->ReadAt(0, small).ok());  // small reads go straight through
   REQUIRE(counting->prefetches.empty());
