@@ -1,13 +1,12 @@
 """The benchmark's --quick form, so the harness cannot rot (bench/run.sh --quick).
 
-Register with ocifs_add_py_test (needs root for FUSE exports). Skips (exit 77 from run.sh)
-when the bench's packages are missing: bench/install-deps.sh installs them.
+Registered in CTest as bench.quick (needs root for FUSE exports); scripts/install-deps.sh
+installs what --quick needs, so a missing package (run.sh's exit 77) is a failure.
 """
 import json
 import subprocess
 from pathlib import Path
 
-import pytest
 
 BENCH = Path(__file__).resolve().parent
 
@@ -16,8 +15,7 @@ def test_quick_benchmark_runs_every_available_scenario(tmp_path):
     out = tmp_path / "results"
     proc = subprocess.run([str(BENCH / "run.sh"), "--quick", "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
-    if proc.returncode == 77:
-        pytest.skip(proc.stderr.strip()[-300:])
+    assert proc.returncode != 77, "bench packages missing: " + proc.stderr.strip()[-300:]
     assert proc.returncode == 0, proc.stderr[-4000:]
     res = json.loads((out / "results.json").read_text())
     rows = res["rows"]

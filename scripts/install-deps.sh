@@ -9,6 +9,7 @@ pkgs=(
   robin-map-dev libspdlog-dev catch2 nlohmann-json3-dev libcli11-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   docker-registry skopeo qemu-utils nbdkit openssl apache2-utils
+  libbenchmark-dev qemu-system-common time python3-matplotlib
   e2fsprogs zstd gzip pigz python3 python3-pytest python3-cryptography python3-grpcio python3-protobuf yamllint
   curl tar
 )
