@@ -5,19 +5,14 @@
 #include <fstream>
 
 #include "csi/volume_store.h"
+#include "testing/temp_dir.h"
 
 using namespace ocifs;
 namespace fs = std::filesystem;
 
+using ocifs::testing::TempDir;
+
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/ocifs-csi-test-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 VolumeRecord Sample(std::string target) {
   VolumeRecord r;

@@ -6,26 +6,13 @@
 #include <fstream>
 
 #include "registry/base64.h"
+#include "testing/temp_dir.h"
 
 using namespace ocifs;
 namespace fs = std::filesystem;
+using ocifs::testing::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/ocifs-auth-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string Write(const std::string& name, const std::string& text) const {
-    fs::path p = path / name;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p) << text;
-    return p;
-  }
-};
 
 // Sets (or unsets, for nullptr) an environment variable for one scope.
 struct EnvGuard {

@@ -21,25 +21,19 @@
 #include "registry/fetch_stats.h"
 #include "registry/http_client.h"
 #include "registry/image_source.h"
+#include "testing/temp_dir.h"
 #include <nlohmann/json.hpp>
 
 extern char** environ;
 
 using namespace ocifs;
 namespace fs = std::filesystem;
+using ocifs::testing::TempDir;
 
 namespace {
 
 constexpr const char* kRegistryBin = "/usr/bin/docker-registry";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/ocifs-registry-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
