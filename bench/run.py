@@ -223,14 +223,14 @@ def ocifs_available() -> str | None:
 class Ocifs:
     """One `oci-fs mount` of a layer through the proxy; a fresh cache dir unless given one."""
 
-    def __init__(self, ctx: Ctx, layer: str, cache: Path | None = None):
+    def __init__(self, ctx: Ctx, layer: str, cache: Path | None = None, extra=()):
         self.ctx, self.layer = ctx, layer
         self.dir = ctx.scratch / f"mnt-{layer}"
         self.cache = cache or ctx.scratch / f"cache-{layer}"
         if cache is None:
             shutil.rmtree(self.cache, ignore_errors=True)
         self.cache.mkdir(parents=True, exist_ok=True)
-        self.m = b.processes.Mount(ctx.ref(layer), self.dir, "--tls-verify=false", *ctx.a.ocifs_args,
+        self.m = b.processes.Mount(ctx.ref(layer), self.dir, "--tls-verify=false", *ctx.a.ocifs_args, *extra,
                                    cache_dir=self.cache, stats=True, timeout=120)
 
     @property
@@ -262,16 +262,16 @@ def keep_only_gzip_index(cache: Path) -> None:
 def run_ocifs(ctx: Ctx, layer: str) -> None:
     holder = {}
 
-    def mount(cache=None):
+    def mount(cache=None, extra=()):
         def go():
-            holder["m"] = Ocifs(ctx, layer, cache).__enter__()
+            holder["m"] = Ocifs(ctx, layer, cache, extra).__enter__()
         return go
 
     def pids():
         return holder["m"].pids() if "m" in holder else ()
 
-    def session(scenarios, phase_cache=None, label=""):
-        ctx.measure("oci-fs", layer, "mount" + label, mount(phase_cache), pids)
+    def session(scenarios, phase_cache=None, label="", extra=()):
+        ctx.measure("oci-fs", layer, "mount" + label, mount(phase_cache, extra), pids)
         if "m" not in holder:
             return
         m = holder["m"]
@@ -283,8 +283,15 @@ def run_ocifs(ctx: Ctx, layer: str) -> None:
             holder.pop("m").__exit__()
             ctx.rows[-1]["ocifs_stats"] = m.m.stats
 
+    # The cold trace also records an access profile (docs/profile-format.md); the "(profile)"
+    # session is a new cold mount that fetches it ahead, as a second boot of the image would.
+    profile = ctx.scratch / f"{layer}.profile"
+    profile.unlink(missing_ok=True)
+    use_profile = ctx.a.profile and layer in ("none", "zstd-seekable")
     for s in ("trace", "random", "seq"):
-        session((s,))
+        session((s,), extra=("--record-profile", str(profile)) if s == "trace" and use_profile else ())
+    if use_profile and profile.exists():
+        session(("trace",), label=" (profile)", extra=("--prefetch-profile", str(profile)))
     if layer == "gzip":
         # The index exists now (the seq pass decompressed the whole layer): keep it, drop chunks.
         cache = ctx.scratch / f"cache-{layer}"
@@ -297,7 +304,11 @@ def run_ocifs(ctx: Ctx, layer: str) -> None:
                 raise err
             ctx.measure("oci-fs", layer, "mount (index)", fail)
             return
-        session(("trace",), cache, " (index)")
+        record = ("--record-profile", str(profile)) if ctx.a.profile else ()
+        session(("trace",), cache, " (index)", extra=record)
+        if ctx.a.profile and profile.exists():
+            keep_only_gzip_index(cache)
+            session(("trace",), cache, " (index, profile)", extra=("--prefetch-profile", str(profile)))
 
 
 # ----------------------------------------------------------------------------- boots
@@ -324,19 +335,30 @@ def run_boots(ctx: Ctx, ocifs: bool) -> None:
             return res | {"import_seconds": round(imp["seconds"], 3), "rss_kib": imp["rss_kib"]}
         ctx.measure("import", layer, "boot", import_boot)
         if ocifs:
-            holder = {}
+            # The first lazy boot records an access profile; with --profile, a second cold mount
+            # fetches it ahead while qemu boots (the profile of a real boot, used by another).
+            profile = ctx.scratch / f"boot-{layer}.profile"
+            profile.unlink(missing_ok=True)
+            runs = [("boot", ("--record-profile", str(profile)) if ctx.a.profile else ())]
+            if ctx.a.profile and layer in ("none", "zstd-seekable"):  # gzip, zstd: read as streams here
+                runs.append(("boot (profile)", ("--prefetch-profile", str(profile))))
+            for scenario, extra in runs:
+                if "--prefetch-profile" in extra and not profile.exists():
+                    continue
+                holder = {}
 
-            def lazy_boot(layer=layer):
-                t0 = time.monotonic()
-                holder["m"] = Ocifs(ctx, layer).__enter__()
-                return boot.run_qemu(f"file={holder['m'].file},format=raw,if=virtio,snapshot=on",
-                                     to, cons / f"ocifs-{layer}.log", t_start=t0)
-            try:
-                ctx.measure("oci-fs", layer, "boot", lazy_boot,
-                            lambda: holder["m"].pids() if "m" in holder else ())
-            finally:
-                if "m" in holder:
-                    holder.pop("m").__exit__()
+                def lazy_boot(layer=layer, extra=extra, scenario=scenario):
+                    t0 = time.monotonic()
+                    holder["m"] = Ocifs(ctx, layer, extra=extra).__enter__()
+                    log = cons / f"ocifs-{layer}{'-profile' if 'profile)' in scenario else ''}.log"
+                    return boot.run_qemu(f"file={holder['m'].file},format=raw,if=virtio,snapshot=on",
+                                         to, log, t_start=t0)
+                try:
+                    ctx.measure("oci-fs", layer, scenario, lazy_boot,
+                                lambda: holder["m"].pids() if "m" in holder else ())
+                finally:
+                    if "m" in holder:
+                        holder.pop("m").__exit__()
     if "none" in ctx.a.layers and not ctx.a.skip_peers:
         holder = {}
 
@@ -537,6 +559,8 @@ def main() -> int:
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--skip-ocifs", action="store_true")
     ap.add_argument("--skip-boot", action="store_true")
+    ap.add_argument("--no-profile", dest="profile", action="store_false",
+                    help="skip the access-profile sessions (record on one mount, prefetch on the next)")
     ap.add_argument("--ocifs-args", default="", help="extra `oci-fs mount` options, space-separated "
                     "(e.g. --ocifs-args=--prefetch-all)")
     ap.add_argument("--nbdqsd-scenarios", default="trace,random,seq",

@@ -1,6 +1,7 @@
 #include "cache/cached_source.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -26,9 +27,70 @@ CachedSource::CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cach
   if (options_.prefetch_all && key_status_.ok() && inner_->size() != kUnknownSize && inner_->size() > 0) {
     queue_.SetIdleWork([this] { return PrefetchAllStep(); });
   }
+  if (options_.profile && key_status_.ok() && inner_->size() != kUnknownSize) StartProfile();
 }
 
-CachedSource::~CachedSource() = default;
+CachedSource::~CachedSource() {
+  stopping_ = true;
+  for (auto& t : profile_workers_) t.join();
+}
+
+void CachedSource::StartProfile() {
+  const AccessProfile& profile = *options_.profile;
+  const std::vector<uint64_t>& chunks = profile.ChunksOf(key_);
+  if (chunks.empty()) return;
+  if (profile.chunk_size != cache_->chunk_size()) {
+    spdlog::warn("{}: the profile's chunks are {} bytes, the cache's {}; not prefetching it", Describe(),
+                 profile.chunk_size, cache_->chunk_size());
+    return;
+  }
+  const uint64_t chunk_count = (inner_->size() + cache_->chunk_size() - 1) / cache_->chunk_size();
+  const uint64_t max_run = std::max<size_t>(1, options_.profile_run_chunks);
+  uint64_t skipped = 0;
+  for (uint64_t index : chunks) {
+    if (index >= chunk_count) {
+      ++skipped;
+      continue;
+    }
+    auto& runs = profile_runs_;
+    if (!runs.empty() && runs.back().first + runs.back().second == index && runs.back().second < max_run) {
+      ++runs.back().second;
+    } else {
+      runs.emplace_back(index, 1);
+    }
+  }
+  if (skipped) spdlog::warn("{}: the profile names {} chunks past the blob's end; skipped", Describe(), skipped);
+  if (profile_runs_.empty()) return;
+  spdlog::info("{}: prefetching the profile's {} chunks in {} runs", Describe(), chunks.size() - skipped,
+               profile_runs_.size());
+  const unsigned threads = std::max(1u, options_.profile_threads);
+  profile_running_ = threads;
+  for (unsigned i = 0; i < threads; ++i) profile_workers_.emplace_back([this] { ProfileWorker(); });
+}
+
+void CachedSource::ProfileWorker() {
+  const auto start = std::chrono::steady_clock::now();
+  const size_t max_run = std::max<size_t>(1, options_.profile_run_chunks);
+  while (!stopping_) {
+    const size_t i = profile_next_.fetch_add(1);
+    if (i >= profile_runs_.size()) break;
+    Status st = FetchChunks(profile_runs_[i].first, profile_runs_[i].second, max_run);
+    if (!st.ok()) {
+      spdlog::warn("{}: profile prefetch of chunk {}: {}", Describe(), profile_runs_[i].first, st.ToString());
+    }
+  }
+  std::lock_guard lock(profile_mu_);
+  if (--profile_running_ == 0) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    spdlog::info("{}: profile prefetch done in {:.2f} s", Describe(), seconds);
+    profile_cv_.notify_all();
+  }
+}
+
+void CachedSource::WaitForProfile() const {
+  std::unique_lock lock(profile_mu_);
+  profile_cv_.wait(lock, [this] { return profile_running_ == 0; });
+}
 
 std::unique_ptr<uint8_t[]> CachedSource::TakeScratch() const {
   {
@@ -109,6 +171,7 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
   }
   const uint64_t first = offset / chunk_size;
   const uint64_t last = (offset + want - 1) / chunk_size;
+  if (options_.recorder) options_.recorder->Touch(key_, first, last);
   const size_t count = static_cast<size_t>(last - first + 1);
   auto chunk_len = [&](uint64_t index) {
     return static_cast<size_t>(std::min(chunk_size, size - index * chunk_size));

@@ -18,6 +18,12 @@
 // of background fetch. With prefetch_all, the whole blob is fetched in idle
 // time, one run at a time, yielding to reads (PrefetchQueue's idle work).
 //
+// Access profile (access_profile.h): with a recorder, every read's chunks are
+// recorded under key; with a profile naming key, threads of their own fetch
+// the profile's chunks from construction on, in its order, profile_threads
+// runs at a time (adjacent chunks of the profile coalesced, profile_run_chunks
+// per inner read), deduplicated with reads by the single flight.
+//
 // If inner's size is ByteSource::kUnknownSize, chunk lengths are unknown, so
 // reads go to inner uncached.
 //
@@ -28,11 +34,14 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
+#include <thread>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "cache/access_profile.h"
 #include "cache/chunk_cache.h"
 #include "cache/prefetch_queue.h"
 #include "cache/readahead_policy.h"
@@ -46,6 +55,10 @@ struct CachedSourceOptions {
   size_t max_run_chunks = 2;           // chunks per background inner read
   bool prefetch_all = false;           // fetch the whole blob in idle time
   size_t prefetch_all_run_chunks = 2;  // chunks per idle step (the most a read waits behind it)
+  std::shared_ptr<AccessRecorder> recorder;       // records the chunks reads touch; null: none
+  std::shared_ptr<const AccessProfile> profile;   // fetches its chunks of this blob ahead; null: none
+  unsigned profile_threads = 8;                   // profile runs in flight
+  size_t profile_run_chunks = 1;                  // chunks per profile run
 };
 
 class CachedSource final : public ByteSource {
@@ -65,6 +78,8 @@ class CachedSource final : public ByteSource {
 
   // Blocks until queued background fetches (and prefetch_all) are done; for tests and benchmarks.
   void WaitForPrefetches() const { queue_.Drain(); }
+  // Blocks until the profile's fetches are done; for tests and benchmarks.
+  void WaitForProfile() const;
 
   static constexpr uint64_t kMaxPrefetchBytes = 64ull << 20;
 
@@ -78,6 +93,9 @@ class CachedSource final : public ByteSource {
   Status FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
   // One step of prefetch_all: the next run of missing chunks; false when none is left.
   bool PrefetchAllStep() const;
+  // Starts the threads that fetch options_.profile's chunks of this blob.
+  void StartProfile();
+  void ProfileWorker();
 
   const ByteSourcePtr inner_;
   const std::shared_ptr<ChunkCache> cache_;
@@ -90,6 +108,15 @@ class CachedSource final : public ByteSource {
   mutable std::mutex scratch_mu_;
   mutable std::vector<std::unique_ptr<uint8_t[]>> scratch_;  // guarded by scratch_mu_; chunk_size bytes each
   mutable std::atomic<uint64_t> prefetch_all_next_{0};       // next chunk prefetch_all looks at (one idle step at a time)
+
+  // The profile's runs (first chunk, count), in order; workers take the next one.
+  std::vector<std::pair<uint64_t, uint64_t>> profile_runs_;
+  std::atomic<size_t> profile_next_{0};
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex profile_mu_;
+  mutable std::condition_variable profile_cv_;
+  unsigned profile_running_ = 0;  // guarded by profile_mu_
+  std::vector<std::thread> profile_workers_;  // joined by the destructor
 
   mutable PrefetchQueue queue_;  // last: destroyed (joined) first, its jobs use the members above
 };

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "cache/access_profile.h"
 #include "fuse/fuse_server.h"
 #include "registry/fetch_stats.h"
 #include "stack/image_stack.h"
@@ -128,10 +129,19 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   auto memory = ParseSize(flags.memory_cache);
   if (!memory.ok()) return fail(memory.status().WithContext("--memory-cache"));
   options.memory_cache_bytes = *memory;
+  auto chunk = ParseSize(flags.chunk_size);
+  if (!chunk.ok()) return fail(chunk.status().WithContext("--chunk-size"));
+  options.chunk_size = static_cast<uint32_t>(*chunk);
   auto readahead = ParseSize(flags.readahead);
   if (!readahead.ok()) return fail(readahead.status().WithContext("--readahead"));
   options.blob_reads.readahead.max = *readahead;
   options.blob_reads.prefetch_all = flags.prefetch_all;
+  if (!flags.prefetch_profile.empty()) {
+    auto profile = LoadAccessProfile(flags.prefetch_profile);
+    if (!profile.ok()) return fail(profile.status().WithContext("--prefetch-profile"));
+    options.blob_reads.profile = std::make_shared<const AccessProfile>(std::move(profile).value());
+  }
+  if (!flags.record_profile.empty()) options.blob_reads.recorder = std::make_shared<AccessRecorder>();
   options.disk_path = flags.disk_path;
   options.ready_at_disk_entry = flags.mode == "disk";
 
@@ -185,6 +195,15 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   if (stats_writer.joinable()) stats_writer.join();
   WriteStats(flags.stats_file, **stack);
   spdlog::info("unmounted {}", flags.mountpoint);
+  if (options.blob_reads.recorder && (*stack)->cache()) {
+    AccessProfile profile = options.blob_reads.recorder->Snapshot((*stack)->cache()->chunk_size());
+    Status saved = SaveAccessProfile(flags.record_profile, profile);
+    if (saved.ok()) {
+      spdlog::info("wrote the access profile {} ({} chunks)", flags.record_profile, profile.ChunkCount());
+    } else {
+      spdlog::error("cannot write the access profile: {}", saved.ToString());
+    }
+  }
   if (!run.ok()) {
     spdlog::error("{}", run.ToString());
     return 1;
@@ -256,6 +275,7 @@ Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_optio
       else if (key == "cache_dir") flags->cache_dir = value;
       else if (key == "cache_size") flags->cache_size = value;
       else if (key == "memory_cache") flags->memory_cache = value;
+      else if (key == "chunk_size") flags->chunk_size = value;
       else if (key == "readahead") flags->readahead = value;
       else if (key == "prefetch" && (value == "all" || value == "none")) flags->prefetch_all = value == "all";
       else if (key == "prefetch") return InvalidArgument("prefetch must be all or none, not '" + value + "'");
@@ -265,6 +285,8 @@ Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_optio
       else if (key == "disk_path") flags->disk_path = value;
       else if (key == "mode") flags->mode = value;
       else if (key == "stats_file") flags->stats_file = value;
+      else if (key == "prefetch_profile") flags->prefetch_profile = value;
+      else if (key == "record_profile") flags->record_profile = value;
       else if (key == "log_file") flags->common.log_file = value;
       else if (key == "log_level") flags->common.log_level = value;
       else if (key.rfind("x-", 0) == 0 || key.rfind("comment", 0) == 0) continue;
@@ -293,9 +315,15 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->add_option("--cache-dir", flags->cache_dir, "chunk cache directory (default " + DefaultCacheDir() + ")");
   sub->add_option("--cache-size", flags->cache_size, "bound of the chunk cache (default 10G)");
   sub->add_option("--memory-cache", flags->memory_cache, "decompressed qcow2 clusters kept in memory (default 8M)");
+  sub->add_option("--chunk-size", flags->chunk_size,
+                  "bytes fetched and cached per chunk: a power of two, 64K..16M (default 1M)");
   sub->add_option("--readahead", flags->readahead, "largest read-ahead window on sequential reads (default 4M; 0 = off)");
   sub->add_flag("--prefetch-all", flags->prefetch_all, "fetch the whole layer in the background, yielding to reads");
   sub->add_option("--stats-file", flags->stats_file, "write fetch counters as JSON here");
+  sub->add_option("--prefetch-profile", flags->prefetch_profile,
+                  "fetch the chunks an access profile names ahead, in its order (docs/profile-format.md)");
+  sub->add_option("--record-profile", flags->record_profile,
+                  "write the chunks this mount read, first read first, to FILE at unmount");
   sub->add_flag("--allow-other", flags->allow_other, "let other users read the mount");
   sub->add_option("-o", flags->options, "mount options, comma-separated (see docs/cli.md)");
   sub->callback([flags, exit_code] {
@@ -303,6 +331,13 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
     Status s = ApplyMountOptions(flags, &fuse_options);
     if (s.ok()) s = ParseSize(flags->cache_size).status().WithContext("--cache-size");
     if (s.ok()) s = ParseSize(flags->memory_cache).status().WithContext("--memory-cache");
+    if (s.ok()) {
+      auto chunk = ParseSize(flags->chunk_size);
+      s = chunk.status().WithContext("--chunk-size");
+      if (s.ok() && (*chunk < (64u << 10) || *chunk > (16u << 20) || (*chunk & (*chunk - 1)) != 0)) {
+        s = InvalidArgument("--chunk-size must be a power of two from 64K to 16M, not " + flags->chunk_size);
+      }
+    }
     if (s.ok()) s = ParseSize(flags->readahead).status().WithContext("--readahead");
     if (!s.ok()) {
       Fail(s);
@@ -319,7 +354,8 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
       flags->mountpoint = real;
       std::free(real);
     }
-    for (std::string* path : {&flags->cache_dir, &flags->stats_file, &flags->common.log_file,
+    for (std::string* path : {&flags->cache_dir, &flags->stats_file, &flags->prefetch_profile,
+                              &flags->record_profile, &flags->common.log_file,
                               &flags->common.authfile, &flags->common.cert_dir}) {
       if (!path->empty()) *path = std::filesystem::absolute(*path).lexically_normal().string();
     }

@@ -17,9 +17,12 @@ struct MountFlags {
   std::string cache_dir;      // default: DefaultCacheDir()
   std::string cache_size = "10G";
   std::string memory_cache = "8M";
+  std::string chunk_size = "1M";   // the cache's unit of fetch and storage
   std::string readahead = "4M";    // largest read-ahead window; 0 = off
   bool prefetch_all = false;       // fetch the whole layer in the background
   std::string stats_file;
+  std::string prefetch_profile;  // an access profile to fetch ahead (docs/profile-format.md)
+  std::string record_profile;    // where to write this mount's access profile at unmount
   bool allow_other = false;
   std::vector<std::string> options;  // -o, comma-separated lists
 };

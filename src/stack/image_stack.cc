@@ -27,6 +27,7 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
     ChunkCacheOptions cache_options;
     cache_options.dir = options.cache_dir;
     cache_options.max_bytes = options.cache_bytes;
+    cache_options.chunk_size = options.chunk_size;
     OCIFS_ASSIGN_OR_RETURN(stack->cache_, ChunkCache::Open(cache_options));
   }
   RegistryOptions registry = options.registry;
@@ -75,6 +76,11 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
     // 16th of the cache, and none below two chunks.
     CachedSourceOptions reads = options_.blob_reads;
     reads.readahead.max = std::min<uint64_t>(reads.readahead.max, options_.cache_bytes / 16);
+    // The run sizes are in chunks of 1 MiB: smaller chunks make longer runs, the same bytes per request.
+    const size_t scale = std::max<size_t>(1, (1u << 20) / cache_->chunk_size());
+    reads.max_run_chunks *= scale;
+    reads.prefetch_all_run_chunks *= scale;
+    reads.profile_run_chunks *= scale;
     if (reads.readahead.max < 2ull * cache_->chunk_size()) {
       reads.readahead.max = 0;
       reads.prefetch_all = false;
@@ -101,6 +107,8 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   auto decoded = OpenDecoded(view.blob, view.compression, decoder_options);
   if (!decoded.ok()) return decoded.status().WithContext(what);
   view.decoded = *decoded;
+  // A layer read as a stream is read whole and in order: its record says nothing of the workload.
+  if (options_.blob_reads.recorder && IsStream(*view.decoded)) options_.blob_reads.recorder->Exclude(layer.digest);
 
   std::string index_path = cache_ ? cache_->SidePath(layer.digest, "tarindex") : "";
   if (!index_path.empty()) {

@@ -30,6 +30,7 @@ struct StackOptions {
   RegistryOptions registry;
   std::string cache_dir;                    // "" = no on-disk cache (indexes are not kept either)
   uint64_t cache_bytes = 10ull << 30;       // bound of the on-disk cache
+  uint32_t chunk_size = 1u << 20;           // the cache's chunk size (ChunkCacheOptions)
   uint64_t memory_cache_bytes = 8ull << 20;  // decompressed qcow2 clusters kept in memory
   // How each layer blob is read through the cache: read-ahead on sequential
   // access, background fetch threads, and prefetch_all (fetch the whole blob

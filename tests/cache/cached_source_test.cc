@@ -265,3 +265,58 @@ TEST_CASE("cached source stops its background fetches when destroyed") {
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(counting->bytes == bytes);
 }
+
+TEST_CASE("cached source fetches a profile's chunks ahead, in runs, and reads of them fetch nothing again") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(10 * kChunk + 5);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto profile = std::make_shared<AccessProfile>();
+  profile->chunk_size = kChunk;
+  profile->blobs[kKey] = {6, 7, 2, 10, 99};  // 99: past the end, skipped
+  profile->blobs[Digest('b')] = {0, 1};      // another blob's: not this source's business
+  CachedSourceOptions o = Options(0);
+  o.profile = profile;
+  o.profile_threads = 2;
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  src.WaitForProfile();
+  CHECK(counting->reads == 3);  // 6-7, 2, 10
+  CHECK(counting->bytes == 3 * kChunk + 5);
+  for (uint64_t index : {2, 6, 7, 10}) {
+    std::vector<uint8_t> buf(index == 10 ? 5 : kChunk);
+    REQUIRE(src.ReadAt(index * kChunk, buf).ok());
+    CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + static_cast<long>(index * kChunk)));
+  }
+  CHECK(counting->reads == 3);
+}
+
+TEST_CASE("cached source ignores a profile of another chunk size") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(4 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto profile = std::make_shared<AccessProfile>();
+  profile->chunk_size = kChunk * 2;
+  profile->blobs[kKey] = {0, 1};
+  CachedSourceOptions o = Options(0);
+  o.profile = profile;
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  src.WaitForProfile();
+  CHECK(counting->reads == 0);
+}
+
+TEST_CASE("cached source records the chunks its reads touch, not its read-ahead") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(40 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  CachedSourceOptions o = Options(3, 4);
+  o.readahead = {.initial = kChunk, .max = 8 * kChunk, .min_run = 2 * kChunk, .min_reads = 2};
+  o.recorder = std::make_shared<AccessRecorder>();
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  std::vector<uint8_t> buf(kChunk / 2);
+  for (uint64_t off = 20 * kChunk; off < 24 * kChunk; off += buf.size()) REQUIRE(src.ReadAt(off, buf).ok());
+  std::vector<uint8_t> two(kChunk);
+  REQUIRE(src.ReadAt(3 * kChunk + 10, two).ok());  // spans chunks 3 and 4
+  src.WaitForPrefetches();
+  CHECK(counting->bytes > 6 * kChunk);  // read-ahead fetched beyond chunk 23 ...
+  auto profile = o.recorder->Snapshot(kChunk);
+  CHECK(profile.ChunksOf(kKey) == std::vector<uint64_t>{20, 21, 22, 23, 3, 4});  // ... but only reads count
+}

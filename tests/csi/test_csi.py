@@ -333,7 +333,10 @@ def test_a_killed_mount_process_is_repaired(make_plugin, backend, workdir):
     processes.wait_pid_gone(pid, 10)
     wait_until(lambda: read_disk(target) == backend.expected(ref), timeout=30,
                what="the plugin to remount the volume")
+    # The record is saved just after the new mount answers; wait for it too.
+    wait_until(lambda: plugin.records()[0]["mountPid"] not in (0, pid), timeout=10,
+               what="the plugin to record the new mount process")
     [record] = plugin.records()
-    assert record["mountPid"] not in (0, pid)
+    assert record["mountPid"] == _mount_pids(target)[0]
     unpublish(plugin, target)
     assert_clean(plugin, target)

@@ -130,3 +130,22 @@ def test_an_unknown_mount_option_or_mode_is_a_usage_error_exit_2(opts, ocifs, re
     res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache", *opts)
     assert opts[1] in res.stderr, res.describe()
     assert res.returncode == 2, res.describe()  # docs/cli.md: 2 for a usage error
+
+
+def test_a_malformed_access_profile_fails_the_mount_naming_the_file_and_line(ocifs, registry, repo, mnt, workdir):
+    images.push(registry, repo, "v1", images.containerdisk(disk_bytes(10_000, 1), "none"))
+    bad = workdir / "bad.profile"
+    bad.write_text("oci-fs-profile 1\nchunk-size 1048576\nblob sha256:" + "a" * 64 + " 2\n7\n")
+    res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache", "--prefetch-profile", bad)
+    assert res.returncode == 1
+    assert str(bad) in res.stderr and "declares 2 chunks but lists 1" in res.stderr, res.describe()
+    res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache", "--prefetch-profile",
+                       workdir / "missing.profile")
+    assert "missing.profile does not exist" in res.stderr, res.describe()
+
+
+def test_a_chunk_size_that_is_not_a_power_of_two_is_a_usage_error(ocifs, registry, repo, mnt, workdir):
+    images.push(registry, repo, "v1", images.containerdisk(disk_bytes(10_000, 1), "none"))
+    res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache", "--chunk-size", "3000")
+    assert res.returncode == 2
+    assert "--chunk-size must be a power of two" in res.stderr, res.describe()

@@ -1,0 +1,112 @@
+#include "cache/access_profile.h"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <thread>
+
+#include "cache/cache_test_util.h"
+
+using namespace ocifs;
+using namespace ocifs::testing;
+
+namespace {
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream(path) << text;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST_CASE("access recorder keeps each blob's chunks in first-read order, once each") {
+  AccessRecorder rec;
+  rec.Touch(kKey, 7, 9);
+  rec.Touch(Digest('b'), 0, 0);
+  rec.Touch(kKey, 8, 12);  // 8, 9 again: not repeated
+  rec.Touch(kKey, 3, 3);
+  AccessProfile p = rec.Snapshot(1 << 20);
+  CHECK(p.chunk_size == 1u << 20);
+  CHECK(p.ChunksOf(kKey) == std::vector<uint64_t>{7, 8, 9, 10, 11, 12, 3});
+  CHECK(p.ChunksOf(Digest('b')) == std::vector<uint64_t>{0});
+  CHECK(p.ChunksOf(Digest('c')).empty());
+  CHECK(p.ChunkCount() == 8);
+}
+
+TEST_CASE("access recorder forgets an excluded blob and ignores its later reads") {
+  AccessRecorder rec(/*max_chunks=*/10);
+  rec.Touch(kKey, 0, 5);
+  rec.Exclude(kKey);
+  rec.Touch(kKey, 6, 6);
+  rec.Touch(Digest('b'), 0, 20);  // the bound counts only what is kept: 10 chunks
+  AccessProfile p = rec.Snapshot(4096);
+  CHECK(p.blobs.size() == 1);
+  CHECK(p.ChunksOf(Digest('b')).size() == 10);
+}
+
+TEST_CASE("access recorder is safe under concurrent touches") {
+  AccessRecorder rec;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&rec, t] {
+      for (uint64_t i = 0; i < 1000; ++i) rec.Touch(kKey, i, i + static_cast<uint64_t>(t));
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto chunks = rec.Snapshot(4096).ChunksOf(kKey);
+  std::sort(chunks.begin(), chunks.end());
+  REQUIRE(chunks.size() == 1003);
+  CHECK(chunks.back() == 1002);
+}
+
+TEST_CASE("access profiles round-trip through their file, with runs written as ranges") {
+  TempDir tmp;
+  AccessProfile p;
+  p.chunk_size = 1 << 20;
+  p.blobs[kKey] = {5, 6, 7, 8, 2, 40, 41, 0};
+  p.blobs[Digest('b')] = {3};
+  const std::string path = tmp.path() + "/boot.profile";
+  REQUIRE(SaveAccessProfile(path, p).ok());
+  const std::string text = ReadFile(path);
+  CHECK(text.find("\n5-8\n2\n40-41\n0\n") != std::string::npos);
+  auto loaded = LoadAccessProfile(path);
+  REQUIRE(loaded.ok());
+  CHECK(loaded->chunk_size == p.chunk_size);
+  CHECK(loaded->blobs == p.blobs);
+}
+
+TEST_CASE("malformed access profiles are refused, naming the line and what is wrong") {
+  TempDir tmp;
+  const std::string path = tmp.path() + "/p";
+  const std::string head = "oci-fs-profile 1\nchunk-size 1048576\n";
+  struct Case {
+    std::string text, error;
+  };
+  const Case cases[] = {
+      {"", "is empty"},
+      {"hello\n", "line 1: not an oci-fs profile"},
+      {"oci-fs-profile 1\nchunk-size 1000\n", "line 2: chunk-size must be a power of two"},
+      {head + "blob sha256:xyz 1\n0\n", "line 3: blob key \"sha256:xyz\" is not a digest"},
+      {head + "3\n", "line 3: chunk range before any \"blob\" line"},
+      {head + "blob " + kKey + " 3\n0-1\n", "declares 3 chunks but lists 2 (truncated?)"},
+      {head + "blob " + kKey + " 2\n0-5\n", "line 4: more chunks than blob"},
+      {head + "blob " + kKey + " 2\n9-3\n", "line 4: \"9-3\" is not a chunk or a range"},
+      {head + "blob " + kKey + " 1\nx\n", "\"x\" is not a chunk"},
+      {"oci-fs-profile 1\nblob " + kKey + " 1\n0\n", "chunk range before \"chunk-size\""},
+      {head + "blob " + kKey + " 99999999999\n", "bad chunk count"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.text);
+    WriteFile(path, c.text);
+    auto loaded = LoadAccessProfile(path);
+    REQUIRE_FALSE(loaded.ok());
+    CHECK(loaded.status().code() == Code::kCorrupt);
+    CHECK_THAT(loaded.status().ToString(), Catch::Contains(c.error));
+  }
+  auto missing = LoadAccessProfile(tmp.path() + "/none");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == Code::kNotFound);
+}

@@ -1,0 +1,122 @@
+"""Access profiles (docs/profile-format.md): a mount records which chunks of the layer its
+reads touched, first read first (--record-profile); a later cold mount fetches them ahead,
+before any read asks (--prefetch-profile), so those reads reach no registry.
+
+Fetches are counted by the registry's own request log.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from support import images
+from support.fuse_checks import MiB, assert_reads_match, disk_bytes
+from support.images import Dir, File, Image, Layer, make_tar
+from support.processes import Mount
+
+TLS = "--tls-verify=false"
+CHUNK = MiB  # the mount's default --chunk-size
+DATA_AT = 1024  # the disk's bytes in the layer's tar: after the headers of disk/ and disk/disk.img
+
+
+def push_disk(registry, repo: str, data: bytes, kind: str) -> tuple[str, Image]:
+    tar = make_tar([Dir("disk", 0o755, 107, 107), File("disk/disk.img", data, 0o644, 107, 107)])
+    img = Image([Layer.from_tar(tar, kind, frame_size=512 * 1024)])
+    images.push(registry, repo, "v1", img)
+    return registry.ref(repo, "v1"), img
+
+
+def layer_gets(registry, img: Image) -> list:
+    digest = img.layers[0].digest
+    return [r for r in registry.blob_gets() if r.digest == digest]
+
+
+def read_profile(path) -> tuple[int, dict[str, list[int]]]:
+    """(chunk size, blob -> chunks) of a profile file, parsed as the doc describes it."""
+    lines = [l for l in path.read_text().splitlines() if l and not l.startswith("#")]
+    assert lines[0] == "oci-fs-profile 1"
+    assert lines[1].startswith("chunk-size ")
+    blobs: dict[str, list[int]] = {}
+    declared: dict[str, int] = {}
+    current: list[int] = []
+    for line in lines[2:]:
+        if line.startswith("blob "):
+            _, digest, count = line.split()
+            current = blobs.setdefault(digest, [])
+            declared[digest] = int(count)
+        else:
+            first, _, last = line.partition("-")
+            current.extend(range(int(first), int(last or first) + 1))
+    for digest, chunks in blobs.items():
+        assert len(chunks) == declared[digest] == len(set(chunks)), (digest, chunks)
+    return int(lines[1].split()[1]), blobs
+
+
+# Disk offsets the "workload" reads, in this order: chunks 5, 1, 7 of the layer.
+READS = [(5 * MiB + 100, 4096), (1 * MiB + 7, 300), (7 * MiB + 9000, 8192)]
+
+
+@pytest.mark.parametrize("kind", ["none", "zstd-multiframe"])
+def test_a_recorded_profile_is_fetched_ahead_by_the_next_cold_mount(kind, ocifs, registry, repo, workdir):
+    data = disk_bytes(12 * MiB + 777, seed=61)
+    ref, img = push_disk(registry, repo, data, kind)
+    profile = workdir / "boot.profile"
+    with Mount(ref, workdir / "m1", TLS, "--record-profile", profile, "--readahead", "0",
+               cache_dir=workdir / "cache1") as m:
+        assert_reads_match(m.dir / "disk.img", data, READS)
+        assert not profile.exists()  # written at unmount
+    chunk_size, blobs = read_profile(profile)
+    assert chunk_size == CHUNK
+    assert list(blobs) == [img.layers[0].digest]
+    chunks = blobs[img.layers[0].digest]
+    if kind == "none":
+        wanted = [(DATA_AT + off) // CHUNK for off, _ in READS]  # 5, 1, 7
+        assert [c for c in chunks if c in wanted] == wanted, chunks  # first read first
+        assert len(chunks) < 12  # what was read, not the layer
+    else:  # frames: the mount also walks the frame headers, and those chunks are recorded too
+        assert chunks, chunks
+
+    # A cold mount with the profile: its chunks arrive without a read asking for them.
+    before = len(layer_gets(registry, img))
+    with Mount(ref, workdir / "m2", TLS, "--prefetch-profile", profile, "--readahead", "0",
+               cache_dir=workdir / "cache2") as m:
+        deadline = time.monotonic() + 30
+        want = sum(min(CHUNK, len(img.layers[0].data) - c * CHUNK) for c in chunks)
+        while sum(r.written for r in layer_gets(registry, img)[before:]) < want:
+            assert time.monotonic() < deadline, "the profile's chunks were not fetched ahead"
+            time.sleep(0.05)
+        fetched = len(layer_gets(registry, img))
+        assert_reads_match(m.dir / "disk.img", data, READS)
+        assert len(layer_gets(registry, img)) == fetched, "a profiled read went to the registry"
+    if kind == "none":  # the profile, not the layer
+        assert sum(r.written for r in layer_gets(registry, img)[before:]) < len(img.layers[0].data) // 2
+
+
+def test_a_gzip_layer_read_as_a_stream_records_nothing_for_it(ocifs, registry, repo, workdir):
+    data = disk_bytes(3 * MiB, seed=62)
+    ref, img = push_disk(registry, repo, data, "gzip")
+    profile = workdir / "p"
+    with Mount(ref, workdir / "m1", TLS, "--record-profile", profile, cache_dir=workdir / "cache") as m:
+        assert_reads_match(m.dir / "disk.img", data, READS[1:2])
+    assert read_profile(profile)[1] == {}
+    # The next mount keeps the index: now its reads are random, and recorded.
+    with Mount(ref, workdir / "m2", TLS, "--record-profile", profile, cache_dir=workdir / "cache") as m:
+        assert_reads_match(m.dir / "disk.img", data, READS[1:2])
+    assert list(read_profile(profile)[1]) == [img.layers[0].digest]
+
+
+def test_a_profile_of_another_chunk_size_is_ignored_and_reads_still_work(ocifs, registry, repo, workdir):
+    data = disk_bytes(4 * MiB, seed=63)
+    ref, img = push_disk(registry, repo, data, "none")
+    profile = workdir / "p"
+    with Mount(ref, workdir / "m1", TLS, "--record-profile", profile, "--chunk-size", "256K",
+               cache_dir=workdir / "cache1") as m:
+        assert_reads_match(m.dir / "disk.img", data, READS[1:2])
+    assert read_profile(profile)[0] == 256 * 1024
+    before = len(layer_gets(registry, img))
+    with Mount(ref, workdir / "m2", TLS, "--prefetch-profile", profile, cache_dir=workdir / "cache2") as m:
+        time.sleep(0.5)
+        assert len(layer_gets(registry, img)) - before <= 2  # the mount's own: tar headers, disk trailer
+        assert_reads_match(m.dir / "disk.img", data, READS[1:2])
