@@ -441,6 +441,20 @@ def targets(ctx: Ctx) -> list[str]:
     gimp = total("import", "gzip", "cold trace")
     if gi and gimp:
         out.append(f"- boot trace, gzip with index: {gimp / gi:.1f}x (target >= 10x)")
+    for layer, label in (("none", " (profile)"), ("zstd-seekable", " (profile)"), ("gzip", " (index, profile)")):
+        imp = total("import", layer if layer != "zstd-seekable" else "zstd", "cold trace")
+        lazy = total("oci-fs", layer, "cold trace" + label, label)
+        if imp and lazy:
+            out.append(f"- boot trace{label}, {layer}: full import {imp:.1f} s / oci-fs {lazy:.2f} s = "
+                       f"{imp / lazy:.1f}x (target >= 10x)")
+    for layer in ctx.a.boot_layers:
+        imp, lazy, prof = (_get(ctx, s, layer, scen, "boot_seconds") for s, scen in
+                           (("import", "boot"), ("oci-fs", "boot"), ("oci-fs", "boot (profile)")))
+        if imp and lazy:
+            line = f"- VM boot to multi-user, {layer}: import + boot {imp:.1f} s, oci-fs {lazy:.1f} s"
+            if prof:
+                line += f", oci-fs with the first boot's profile {prof:.1f} s"
+            out.append(line)
     for scen in ("warm trace", "warm seq"):
         loc = _get(ctx, "local", "raw", scen)
         for layer in ctx.a.layers:

@@ -29,6 +29,10 @@ def test_quick_benchmark_runs_every_available_scenario(tmp_path):
     if any(r["subject"] == "oci-fs" for r in rows):
         lazy = [r for r in rows if r["subject"] == "oci-fs" and r["scenario"] == "cold trace"]
         assert lazy and all(r["read_bytes"] > 0 for r in lazy)
+        profiled = [r for r in rows if r["subject"] == "oci-fs" and r["scenario"].startswith("cold trace")
+                    and r["scenario"].endswith("profile)")]
+        assert {r["layer"] for r in profiled} >= {"none", "zstd-seekable", "gzip"}, profiled
+        assert all(r["read_bytes"] == lazy[0]["read_bytes"] for r in profiled)  # the same trace, all of it
     assert (out / "results.md").read_text().count("|") > 20
     assert (out / "bytes-vs-time.png").stat().st_size > 1000
 

@@ -277,6 +277,7 @@ TEST_CASE("cached source fetches a profile's chunks ahead, in runs, and reads of
   CachedSourceOptions o = Options(0);
   o.profile = profile;
   o.profile_threads = 2;
+  o.profile_run_chunks = 2;
   CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
   src.WaitForProfile();
   CHECK(counting->reads == 3);  // 6-7, 2, 10
