@@ -314,13 +314,22 @@ def run_ocifs(ctx: Ctx, layer: str) -> None:
 # ----------------------------------------------------------------------------- boots
 
 def run_boots(ctx: Ctx, ocifs: bool) -> None:
+    """Each boot --boot-runs times, in rounds (local, then per layer import, oci-fs, oci-fs with
+    a profile), so that drift of the machine hits every subject alike; rows of round k > 1 are
+    named "boot #k" and the targets take the median."""
+    for rnd in range(max(1, ctx.a.boot_runs)):
+        boot_round(ctx, ocifs, "" if rnd == 0 else f" #{rnd + 1}")
+
+
+def boot_round(ctx: Ctx, ocifs: bool, suffix: str) -> None:
     cons = ctx.out / "console"
     cons.mkdir(exist_ok=True)
     to = ctx.a.boot_timeout
     raw = ctx.data / "disk.raw"
+    tag = suffix.replace(" #", "-")
     b.drop_file_cache(raw)
-    ctx.measure("local", "raw", "boot", lambda: boot.run_qemu(
-        f"file={raw},format=raw,if=virtio,snapshot=on", to, cons / "local.log"))
+    ctx.measure("local", "raw", "boot" + suffix, lambda: boot.run_qemu(
+        f"file={raw},format=raw,if=virtio,snapshot=on", to, cons / f"local{tag}.log"))
     for layer in ctx.a.boot_layers:
         if layer not in ctx.a.layers:
             continue
@@ -330,17 +339,19 @@ def run_boots(ctx: Ctx, ocifs: bool) -> None:
             t0 = time.monotonic()
             imp = full_import(ctx, layer, dest)
             res = boot.run_qemu(f"file={dest / 'disk.raw'},format=raw,if=virtio,snapshot=on",
-                                to, cons / f"import-{layer}.log", t_start=t0)
+                                to, cons / f"import-{layer}{tag}.log", t_start=t0)
             shutil.rmtree(dest, ignore_errors=True)
             return res | {"import_seconds": round(imp["seconds"], 3), "rss_kib": imp["rss_kib"]}
-        ctx.measure("import", layer, "boot", import_boot)
+        ctx.measure("import", layer, "boot" + suffix, import_boot)
         if ocifs:
-            # The first lazy boot records an access profile; with --profile, a second cold mount
+            # The first lazy boot records an access profile; with --profile, another cold mount
             # fetches it ahead while qemu boots (the profile of a real boot, used by another).
             profile = ctx.scratch / f"boot-{layer}.profile"
-            profile.unlink(missing_ok=True)
-            runs = [("boot", ("--record-profile", str(profile)) if ctx.a.profile else ())]
+            runs = [("boot", ())]
             if ctx.a.profile and layer in ("none", "zstd-seekable"):  # gzip, zstd: read as streams here
+                if not suffix:
+                    profile.unlink(missing_ok=True)
+                    runs = [("boot", ("--record-profile", str(profile)))]
                 runs.append(("boot (profile)", ("--prefetch-profile", str(profile))))
             for scenario, extra in runs:
                 if "--prefetch-profile" in extra and not profile.exists():
@@ -350,16 +361,16 @@ def run_boots(ctx: Ctx, ocifs: bool) -> None:
                 def lazy_boot(layer=layer, extra=extra, scenario=scenario):
                     t0 = time.monotonic()
                     holder["m"] = Ocifs(ctx, layer, extra=extra).__enter__()
-                    log = cons / f"ocifs-{layer}{'-profile' if 'profile)' in scenario else ''}.log"
+                    log = cons / f"ocifs-{layer}{'-profile' if 'profile' in scenario else ''}{tag}.log"
                     return boot.run_qemu(f"file={holder['m'].file},format=raw,if=virtio,snapshot=on",
                                          to, log, t_start=t0)
                 try:
-                    ctx.measure("oci-fs", layer, scenario, lazy_boot,
+                    ctx.measure("oci-fs", layer, scenario + suffix, lazy_boot,
                                 lambda: holder["m"].pids() if "m" in holder else ())
                 finally:
                     if "m" in holder:
                         holder.pop("m").__exit__()
-    if "none" in ctx.a.layers and not ctx.a.skip_peers:
+    if "none" in ctx.a.layers and not ctx.a.skip_peers and not suffix:  # ~90 s a boot: once
         holder = {}
 
         def nbd_boot():
@@ -447,11 +458,19 @@ def targets(ctx: Ctx) -> list[str]:
         if imp and lazy:
             out.append(f"- boot trace{label}, {layer}: full import {imp:.1f} s / oci-fs {lazy:.2f} s = "
                        f"{imp / lazy:.1f}x (target >= 10x)")
+    def boot_median(subject, layer, scen):
+        v = sorted(r["boot_seconds"] for r in ctx.rows if (r["subject"], r["layer"]) == (subject, layer)
+                   and r["scenario"].split(" #")[0] == scen and "error" not in r and "boot_seconds" in r)
+        return (v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2, len(v)) if v \
+            else (None, 0)
+    local, n = boot_median("local", "raw", "boot")
     for layer in ctx.a.boot_layers:
-        imp, lazy, prof = (_get(ctx, s, layer, scen, "boot_seconds") for s, scen in
-                           (("import", "boot"), ("oci-fs", "boot"), ("oci-fs", "boot (profile)")))
+        (imp, _), (lazy, _), (prof, _) = (boot_median(s, layer, scen) for s, scen in
+                                          (("import", "boot"), ("oci-fs", "boot"), ("oci-fs", "boot (profile)")))
         if imp and lazy:
-            line = f"- VM boot to multi-user, {layer}: import + boot {imp:.1f} s, oci-fs {lazy:.1f} s"
+            line = (f"- VM boot to multi-user, {layer} (median of {n}): "
+                    + (f"local file {local:.1f} s, " if local else "")
+                    + f"import + boot {imp:.1f} s, oci-fs {lazy:.1f} s")
             if prof:
                 line += f", oci-fs with the first boot's profile {prof:.1f} s"
             out.append(line)
@@ -573,6 +592,7 @@ def main() -> int:
     ap.add_argument("--skip-peers", action="store_true")
     ap.add_argument("--skip-ocifs", action="store_true")
     ap.add_argument("--skip-boot", action="store_true")
+    ap.add_argument("--boot-runs", type=int, default=1, help="rounds of boots (the targets take medians)")
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the access-profile sessions (record on one mount, prefetch on the next)")
     ap.add_argument("--ocifs-args", default="", help="extra `oci-fs mount` options, space-separated "
