@@ -1,4 +1,4 @@
-// Helpers shared by the cache tests: temp dirs, keys, chunk contents, and
+// Helpers shared by the cache tests (TempDir is tests/testing/temp_dir.h): keys, chunk contents, and
 // reading the on-disk layout the way docs/cache-format.md describes it.
 #pragma once
 
@@ -10,26 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "testing/temp_dir.h"
+
 namespace ocifs::testing {
 
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ocifs-cache-test-XXXXXX").string();
-    path_ = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 inline std::string Digest(char c) { return "sha256:" + std::string(64, c); }
 inline const std::string kKey = Digest('a');

@@ -7,6 +7,7 @@
 
 #include "base/memory_source.h"
 #include "cache/cache_test_util.h"
+#include "testing/counting_source.h"
 
 using namespace ocifs;
 using namespace ocifs::testing;
@@ -14,26 +15,6 @@ using namespace ocifs::testing;
 namespace {
 
 constexpr uint32_t kChunk = 64 << 10;
-
-// Wraps a source and counts the reads that reach it.
-class CountingSource final : public ByteSource {
- public:
-  explicit CountingSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
-    ++reads;
-    bytes += buf.size();
-    if (fail) return Unavailable("registry down");
-    return inner_->ReadAt(offset, buf);
-  }
-  std::string Describe() const override { return "layer " + kKey; }
-  mutable std::atomic<int> reads{0};
-  mutable std::atomic<uint64_t> bytes{0};
-  std::atomic<bool> fail{false};
-
- private:
-  ByteSourcePtr inner_;
-};
 
 std::vector<uint8_t> Blob(size_t n) { return Pattern(12345, n); }
 
@@ -96,7 +77,7 @@ TEST_CASE("cached source reads the short last chunk and stops at the end") {
 TEST_CASE("cached source fetches each chunk once, then serves repeats from the cache") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(3 * kChunk + 500);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   {
     CachedSource src(counting, OpenCache(tmp.path()), kKey);
     std::vector<uint8_t> buf(kChunk + 200);
@@ -118,7 +99,7 @@ TEST_CASE("cached source fetches each chunk once, then serves repeats from the c
 TEST_CASE("cached source returns inner errors and caches nothing from them") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(kChunk);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto cache = OpenCache(tmp.path());
   CachedSource src(counting, cache, kKey);
   std::vector<uint8_t> buf(10);
@@ -156,7 +137,7 @@ TEST_CASE("cached source with an invalid key fails every read") {
 TEST_CASE("cached source fetches the missing runs around a cached chunk with one inner read each") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(5 * kChunk);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(0));
   std::vector<uint8_t> one(10);
   REQUIRE(src.ReadAt(2 * kChunk + 5, one).ok());  // chunk 2 cached
@@ -171,7 +152,7 @@ TEST_CASE("cached source fetches the missing runs around a cached chunk with one
 TEST_CASE("cached source fetches each chunk once when many threads read the same range at once") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(8 * kChunk);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(0));
   std::vector<std::thread> threads;
   std::atomic<int> bad{0};
@@ -191,7 +172,7 @@ TEST_CASE("cached source fetches each chunk once when many threads read the same
 TEST_CASE("cached source reads ahead on sequential access, growing the window, and not on random access") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(64 * kChunk);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   CachedSourceOptions options = Options(2, 2);
   options.readahead = {.initial = kChunk, .max = 4 * kChunk, .min_run = 2 * kChunk};
   CachedSource src(counting, OpenCache(tmp.path()), kKey, options);
@@ -221,7 +202,7 @@ TEST_CASE("cached source reads ahead on sequential access, growing the window, a
 TEST_CASE("cached source Prefetch fetches in the background, and reads of it fetch nothing again") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(6 * kChunk + 77);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(3, 4));
   src.Prefetch(kChunk + 1, 100 * kChunk);  // clamped to the blob: chunks 1..6
   src.WaitForPrefetches();
@@ -237,7 +218,7 @@ TEST_CASE("cached source Prefetch fetches in the background, and reads of it fet
 TEST_CASE("cached source with prefetch_all fetches the whole blob in idle time") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(9 * kChunk + 3);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto cache = OpenCache(tmp.path());
   {
     CachedSource src(counting, cache, kKey, Options(3, 4, true, 2));
@@ -256,7 +237,7 @@ TEST_CASE("cached source with prefetch_all fetches the whole blob in idle time")
 TEST_CASE("cached source stops its background fetches when destroyed") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(32 * kChunk);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   {
     CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(3, 4, true, 1));
     src.Prefetch(0, 32 * kChunk);
@@ -269,7 +250,7 @@ TEST_CASE("cached source stops its background fetches when destroyed") {
 TEST_CASE("cached source fetches a profile's chunks ahead, in runs, and reads of them fetch nothing again") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(10 * kChunk + 5);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto profile = std::make_shared<AccessProfile>();
   profile->chunk_size = kChunk;
   profile->blobs[kKey] = {6, 7, 2, 10, 99};  // 99: past the end, skipped
@@ -293,7 +274,7 @@ TEST_CASE("cached source fetches a profile's chunks ahead, in runs, and reads of
 TEST_CASE("cached source ignores a profile of another chunk size") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(4 * kChunk);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto profile = std::make_shared<AccessProfile>();
   profile->chunk_size = kChunk * 2;
   profile->blobs[kKey] = {0, 1};
@@ -307,7 +288,7 @@ TEST_CASE("cached source ignores a profile of another chunk size") {
 TEST_CASE("cached source records the chunks its reads touch, not its read-ahead") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(40 * kChunk);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob));
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   CachedSourceOptions o = Options(3, 4);
   o.readahead = {.initial = kChunk, .max = 8 * kChunk, .min_run = 2 * kChunk, .min_reads = 2};
   o.recorder = std::make_shared<AccessRecorder>();

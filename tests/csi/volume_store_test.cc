@@ -55,13 +55,13 @@ TEST_CASE("malformed records are refused") {
 
 TEST_CASE("the store saves, lists and removes records by target") {
   TempDir dir;
-  VolumeStore store(dir.path.string());
+  VolumeStore store(dir.path());
   REQUIRE(store.Init().ok());
-  CHECK((fs::status(dir.path / "secrets").permissions() & fs::perms::group_all) == fs::perms::none);
+  CHECK((fs::status(dir / "secrets").permissions() & fs::perms::group_all) == fs::perms::none);
   REQUIRE(store.Save(Sample("/t/a")).ok());
   REQUIRE(store.Save(Sample("/t/b")).ok());
   REQUIRE(store.Save(Sample("/t/a")).ok());  // overwrite
-  std::ofstream(dir.path / "volumes" / "junk.json") << "{";
+  std::ofstream(dir / "volumes/junk.json") << "{";
   CHECK(store.LoadAll().size() == 2);
   REQUIRE(store.Remove("/t/a").ok());
   REQUIRE(store.Remove("/t/a").ok());

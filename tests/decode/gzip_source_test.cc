@@ -16,8 +16,10 @@
 #include "base/memory_source.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
+#include "testing/counting_source.h"
 
 using namespace ocifs;
+using ocifs::testing::CountingSource;
 
 namespace {
 
@@ -50,23 +52,6 @@ std::vector<uint8_t> Gzip(std::span<const uint8_t> data, int level = 6) {
   deflateEnd(&s);
   return out;
 }
-
-// Counts the compressed bytes read through it.
-class CountingSource final : public ByteSource {
- public:
-  explicit CountingSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
-    auto n = inner_->ReadAt(offset, buf);
-    if (n.ok()) bytes_ += *n;
-    return n;
-  }
-  std::string Describe() const override { return "counted " + inner_->Describe(); }
-  mutable std::atomic<uint64_t> bytes_{0};
-
- private:
-  ByteSourcePtr inner_;
-};
 
 // Blocks reads that reach past `open_until` until Open() is called.
 class GatedSource final : public ByteSource {
@@ -246,8 +231,8 @@ TEST_CASE("a saved gzip index gives random access on the next open without a pas
   REQUIRE(n.ok());
   REQUIRE(*n == buf.size());
   CHECK(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
-  INFO("compressed bytes read: " << counted->bytes_.load() << " of " << compressed.size());
-  CHECK(counted->bytes_.load() < compressed.size() / 8);
+  INFO("compressed bytes read: " << counted->returned.load() << " of " << compressed.size());
+  CHECK(counted->returned.load() < compressed.size() / 8);
   CheckRandomReads(*gz, data, 50, 21);
   std::filesystem::remove_all(dir);
 }

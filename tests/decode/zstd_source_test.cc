@@ -11,8 +11,10 @@
 #include "decode/decoder.h"
 #include "decode/zstd_frame_source.h"
 #include "decode/zstd_stream_source.h"
+#include "testing/counting_source.h"
 
 using namespace ocifs;
+using ocifs::testing::CountingSource;
 
 namespace {
 
@@ -101,22 +103,6 @@ std::vector<uint8_t> SkippableFrame(size_t payload) {
   return f;
 }
 
-class CountingSource final : public ByteSource {
- public:
-  explicit CountingSource(std::vector<uint8_t> bytes) : inner_(std::move(bytes), "blob") {}
-  uint64_t size() const override { return inner_.size(); }
-  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
-    auto n = inner_.ReadAt(offset, buf);
-    if (n.ok()) bytes_ += *n;
-    return n;
-  }
-  std::string Describe() const override { return "counted blob"; }
-  mutable std::atomic<uint64_t> bytes_{0};
-
- private:
-  MemorySource inner_;
-};
-
 // A store that forgets the chunks in `forget` (as an evicting cache would).
 class ForgetfulStore final : public DecodedChunkStore {
  public:
@@ -167,21 +153,21 @@ void CheckRandomReads(const ByteSource& source, const std::vector<uint8_t>& data
 TEST_CASE("multi-frame zstd is read randomly, a small read touching only its frame") {
   auto data = MakeData(6 << 20, 1);
   MultiFrame m = CompressFrames(data, 256 << 10);
-  auto counted = std::make_shared<CountingSource>(m.blob);
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
   auto source = OpenZstd(counted);
   auto frames = std::dynamic_pointer_cast<const ZstdFrameSource>(source);
   REQUIRE(frames != nullptr);
   CHECK(frames->frame_count() == m.in_sizes.size());
   CHECK(source->size() == data.size());
   CHECK(source->Describe() == "zstd(counted blob)");
-  counted->bytes_ = 0;
+  counted->returned = 0;
   std::vector<uint8_t> buf(1000);
   uint64_t offset = 10 * (256 << 10) + 5000;  // inside frame 10
   auto n = source->ReadAt(offset, buf);
   REQUIRE(n.ok());
   REQUIRE(*n == buf.size());
   CHECK(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
-  CHECK(counted->bytes_.load() == m.in_sizes[10]);
+  CHECK(counted->returned.load() == m.in_sizes[10]);
   CheckRandomReads(*source, data, 100, 2);
 }
 
@@ -189,15 +175,15 @@ TEST_CASE("zstd seekable format is opened from its seek table with one read at t
   auto data = MakeData(5 << 20, 3);
   MultiFrame m = CompressFrames(data, 300000);
   AppendSeekTable(m);
-  auto counted = std::make_shared<CountingSource>(m.blob);
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
   auto source = OpenZstd(counted);
   REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(source) != nullptr);
-  CHECK(counted->bytes_.load() <= 64 * 1024 + 4);  // the magic check and the tail read
+  CHECK(counted->returned.load() <= 64 * 1024 + 4);  // the magic check and the tail read
   CHECK(source->size() == data.size());
-  counted->bytes_ = 0;
+  counted->returned = 0;
   std::vector<uint8_t> buf(10);
   REQUIRE(source->ReadAt(3 * 300000 + 1, buf).ok());
-  CHECK(counted->bytes_.load() == m.in_sizes[3]);
+  CHECK(counted->returned.load() == m.in_sizes[3]);
   CheckRandomReads(*source, data, 80, 4);
 }
 

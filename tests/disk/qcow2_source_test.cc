@@ -7,6 +7,7 @@
 
 #include "disk/disk_view.h"
 #include "disk/fixtures/qemu_fixtures.h"
+#include "testing/counting_source.h"
 
 using namespace ocifs;
 using namespace ocifs::testing;
@@ -14,29 +15,6 @@ using namespace ocifs::testing;
 namespace {
 
 constexpr uint64_t kMiB = 1 << 20;
-
-// Wraps a source and counts reads and prefetch hints.
-class CountingSource final : public ByteSource {
- public:
-  explicit CountingSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
-    ++reads;
-    return inner_->ReadAt(offset, buf);
-  }
-  void Prefetch(uint64_t offset, uint64_t length) const override {
-    std::lock_guard<std::mutex> lock(mu);
-    prefetches.emplace_back(offset, length);
-  }
-  std::string Describe() const override { return inner_->Describe(); }
-
-  mutable std::atomic<int> reads{0};
-  mutable std::mutex mu;
-  mutable std::vector<std::pair<uint64_t, uint64_t>> prefetches;
-
- private:
-  ByteSourcePtr inner_;
-};
 
 std::shared_ptr<Qcow2Source> OpenQcow2(const std::string& path, DiskViewOptions options = {}) {
   auto file = FileSource::Open(path);

@@ -11,6 +11,7 @@
 #include "image/tar_index_file.h"
 #include "image/tar_reader.h"
 #include "image/tar_writer.h"
+#include "testing/temp_dir.h"
 
 using namespace ocifs;
 using namespace ocifs::testing;
@@ -32,26 +33,11 @@ const TarEntry* Find(const TarIndex& index, const std::string& path) {
 
 std::string Slice(const std::string& bytes, uint64_t offset, uint64_t length) { return bytes.substr(offset, length); }
 
-// A scratch directory removed at the end of the test.
-struct TempDir {
-  TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ocifs-image-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string Read(const std::string& name) const {
-    std::ifstream in(path + "/" + name, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  std::string path;
-};
 
 // Runs a python3 script with the scratch directory as its working directory.
 bool RunPython(const TempDir& dir, const std::string& script) {
-  std::ofstream(dir.path + "/gen.py") << script;
-  std::string cmd = "cd '" + dir.path + "' && /usr/bin/python3 gen.py";
+  std::ofstream(dir.path() + "/gen.py") << script;
+  std::string cmd = "cd '" + dir.path() + "' && /usr/bin/python3 gen.py";
   return std::system(cmd.c_str()) == 0;
 }
 
@@ -405,7 +391,7 @@ TEST_CASE("tar index saves and loads the same entries") {
   auto built = Index(w.Finish());
   REQUIRE(built.ok());
   TempDir dir;
-  std::string path = dir.path + "/layer.tix";
+  std::string path = dir.path() + "/layer.tix";
   REQUIRE(built->Save(path).ok());
   REQUIRE_FALSE(std::filesystem::exists(path + ".tmp"));
   auto loaded = TarIndex::Load(path);
@@ -432,7 +418,7 @@ TEST_CASE("tar index load rejects a corrupted, truncated or foreign file") {
   w.File("disk/disk.img", "d");
   auto built = Index(w.Finish());
   TempDir dir;
-  std::string path = dir.path + "/layer.tix";
+  std::string path = dir.path() + "/layer.tix";
   REQUIRE(built->Save(path).ok());
   std::string good = dir.Read("layer.tix");
   auto write = [&](const std::string& bytes) { std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes; };
@@ -451,7 +437,7 @@ TEST_CASE("tar index load rejects a corrupted, truncated or foreign file") {
   auto foreign = TarIndex::Load(path);
   REQUIRE(foreign.status().code() == Code::kCorrupt);
   REQUIRE_THAT(foreign.status().message(), Catch::Contains(path) && Catch::Contains("magic"));
-  REQUIRE(TarIndex::Load(dir.path + "/missing.tix").status().code() == Code::kNotFound);
+  REQUIRE(TarIndex::Load(dir.path() + "/missing.tix").status().code() == Code::kNotFound);
 }
 
 TEST_CASE("tar index file checksum is CRC-32C") { REQUIRE(Crc32c("123456789") == 0xe3069283u); }

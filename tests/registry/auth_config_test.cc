@@ -99,7 +99,7 @@ TEST_CASE("authfile errors never quote the file's secrets") {
   auto b = LookupAuthFile(bad_b64, "h", "r");
   REQUIRE_FALSE(b.ok());
   CHECK_THAT(b.status().message(), !Catch::Contains("secret"));
-  auto missing = LookupAuthFile((dir.path / "nope.json").string(), "h", "r");
+  auto missing = LookupAuthFile(dir / "nope.json", "h", "r");
   CHECK(missing.status().code() == Code::kIoError);
 }
 
@@ -129,8 +129,8 @@ TEST_CASE("default authfiles are searched in order: REGISTRY_AUTH_FILE, XDG_RUNT
   dir.Write("home/.docker/config.json",
             R"({"auths":{"b:1": )" + Entry("home", "3") + R"(, "c:1": )" + Entry("home", "3") + "}}");
   EnvGuard e1("REGISTRY_AUTH_FILE", env_file.c_str());
-  EnvGuard e2("XDG_RUNTIME_DIR", (dir.path / "xdg").c_str());
-  EnvGuard e3("HOME", (dir.path / "home").c_str());
+  EnvGuard e2("XDG_RUNTIME_DIR", (dir / "xdg").c_str());
+  EnvGuard e3("HOME", (dir / "home").c_str());
   auto files = DefaultAuthFiles();
   REQUIRE(files.size() == 3);
   CHECK(files[0] == env_file);
@@ -140,7 +140,7 @@ TEST_CASE("default authfiles are searched in order: REGISTRY_AUTH_FILE, XDG_RUNT
   CHECK((*FindCredentials(o, "c:1", "r"))->username == "home");
   CHECK_FALSE(*FindCredentials(o, "d:1", "r"));
   EnvGuard e4("REGISTRY_AUTH_FILE", nullptr);
-  EnvGuard e5("XDG_RUNTIME_DIR", (dir.path / "missing").c_str());
+  EnvGuard e5("XDG_RUNTIME_DIR", (dir / "missing").c_str());
   CHECK((*FindCredentials(o, "a:1", "r")) == std::nullopt);
   CHECK((*FindCredentials(o, "b:1", "r"))->username == "home");
 }

@@ -213,7 +213,7 @@ std::unique_ptr<ImageSource> Open(const std::string& ref_text, const RegistryOpt
 
 TEST_CASE("registry client resolves and range-reads an image from a real docker-registry") {
   TempDir dir;
-  RegistryProcess registry(dir.path);
+  RegistryProcess registry(dir.path());
   Pusher pusher("http://" + registry.host());
   PushedImage img = PushImage(pusher, "disk", "v1", "amd64");
 
@@ -369,7 +369,7 @@ TEST_CASE("registry client names unreachable and unresolvable registries") {
 
 TEST_CASE("registry client authenticates with basic auth over TLS with a private CA") {
   TempDir dir;
-  fs::path p = dir.path;
+  fs::path p = dir.path();
   fs::create_directories(p / "certs");
   std::string q = " >/dev/null 2>&1";
   REQUIRE(Run("cd " + p.string() +
@@ -516,10 +516,10 @@ nlohmann::json FakeStats(int port) {
 
 TEST_CASE("registry client gets bearer tokens, renews them, and follows redirects without leaking them") {
   TempDir dir;
-  std::ofstream(dir.path / "fake.py") << kFakeRegistry;
+  std::ofstream(dir / "fake.py") << kFakeRegistry;
   int port = FreePort();
-  ChildProcess fake({"/usr/bin/python3", (dir.path / "fake.py").string(), std::to_string(port)},
-                    dir.path / "fake.log", port);
+  ChildProcess fake({"/usr/bin/python3", dir / "fake.py", std::to_string(port)},
+                    dir / "fake.log", port);
   std::string host = "127.0.0.1:" + std::to_string(port);
   RegistryOptions o;
   o.tls_verify = false;
