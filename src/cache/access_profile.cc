@@ -99,10 +99,11 @@ Result<AccessProfile> LoadAccessProfile(const std::string& path) {
                     : ParseU64(std::string_view(line).substr(0, dash), &first) &&
                           ParseU64(std::string_view(line).substr(dash + 1), &last);
       if (!ok || last < first) return bad("\"" + line + "\" is not a chunk or a range FIRST-LAST");
-      if (last - first + 1 > declared - blob->size()) return bad("more chunks than blob " + key + " declares");
+      // last - first, not + 1: a range of all 2^64 chunks must not wrap to 0.
+      if (last - first >= declared - blob->size()) return bad("more chunks than blob " + key + " declares");
       total += last - first + 1;
       if (total > kMaxChunks) return bad("more than " + std::to_string(kMaxChunks) + " chunks");
-      for (uint64_t i = first; i <= last; ++i) blob->push_back(i);
+      for (uint64_t n = 0; n <= last - first; ++n) blob->push_back(first + n);
     }
   }
   if (in.bad()) return ErrnoError("read profile " + path, errno);

@@ -97,6 +97,7 @@ TEST_CASE("malformed access profiles are refused, naming the line and what is wr
       {head + "blob " + kKey + " 1\nx\n", "\"x\" is not a chunk"},
       {"oci-fs-profile 1\nblob " + kKey + " 1\n0\n", "chunk range before \"chunk-size\""},
       {head + "blob " + kKey + " 99999999999\n", "bad chunk count"},
+      {head + "blob " + kKey + " 3\n0-18446744073709551615\n", "line 4: more chunks than blob"},
   };
   for (const auto& c : cases) {
     INFO(c.text);
@@ -106,6 +107,11 @@ TEST_CASE("malformed access profiles are refused, naming the line and what is wr
     CHECK(loaded.status().code() == Code::kCorrupt);
     CHECK_THAT(loaded.status().ToString(), Catch::Contains(c.error));
   }
+  // The last chunk index there is: one chunk, not a loop that wraps.
+  WriteFile(path, head + "blob " + kKey + " 2\n18446744073709551614-18446744073709551615\n");
+  auto edge = LoadAccessProfile(path);
+  REQUIRE(edge.ok());
+  CHECK(edge->ChunksOf(kKey) == std::vector<uint64_t>{18446744073709551614ull, 18446744073709551615ull});
   auto missing = LoadAccessProfile(tmp.path() + "/none");
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().code() == Code::kNotFound);
