@@ -16,9 +16,11 @@
 #include "base/memory_source.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
+#include "testing/concurrent_reads.h"
 #include "testing/counting_source.h"
 
 using namespace ocifs;
+using ocifs::testing::ConcurrentReadMismatches;
 using ocifs::testing::CountingSource;
 
 namespace {
@@ -321,27 +323,7 @@ TEST_CASE("eight threads reading random gzip offsets during and after the pass s
   options.checkpoint_spacing = 256 << 10;
   options.segment_cache_bytes = 1 << 20;  // small, so threads decompress a lot
   auto gz = OpenGzip(std::make_shared<MemorySource>(Gzip(data)), options);
-  std::vector<std::thread> threads;
-  std::atomic<int> failures{0};
-  for (uint32_t t = 0; t < 8; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937_64 rng(100 + t);
-      std::vector<uint8_t> buf;
-      for (int i = 0; i < 60; ++i) {
-        uint64_t offset = rng() % data.size();
-        buf.resize(1 + rng() % 200000);
-        auto n = gz->ReadAt(offset, buf);
-        size_t expect = std::min<size_t>(buf.size(), data.size() - offset);
-        if (!n.ok() || *n != expect ||
-            !std::equal(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(expect),
-                        data.begin() + static_cast<ptrdiff_t>(offset))) {
-          ++failures;
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  CHECK(failures.load() == 0);
+  CHECK(ConcurrentReadMismatches(*gz, data, 8, 60, 100) == 0);
 }
 
 TEST_CASE("destroying a gzip source stops its pass promptly") {

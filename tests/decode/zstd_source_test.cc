@@ -11,9 +11,11 @@
 #include "decode/decoder.h"
 #include "decode/zstd_frame_source.h"
 #include "decode/zstd_stream_source.h"
+#include "testing/concurrent_reads.h"
 #include "testing/counting_source.h"
 
 using namespace ocifs;
+using ocifs::testing::ConcurrentReadMismatches;
 using ocifs::testing::CountingSource;
 
 namespace {
@@ -262,27 +264,7 @@ TEST_CASE("eight threads reading a single-frame zstd during its pass see the ori
   options.decoded_store = MakeMemoryDecodedStore(64 << 10);
   options.segment_cache_bytes = 512 << 10;
   auto source = OpenZstd(std::make_shared<MemorySource>(CompressOneFrame(data)), options);
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (uint32_t t = 0; t < 8; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937_64 rng(200 + t);
-      std::vector<uint8_t> buf;
-      for (int i = 0; i < 80; ++i) {
-        uint64_t offset = rng() % data.size();
-        buf.resize(1 + rng() % 200000);
-        auto n = source->ReadAt(offset, buf);
-        size_t expect = std::min<size_t>(buf.size(), data.size() - offset);
-        if (!n.ok() || *n != expect ||
-            !std::equal(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(expect),
-                        data.begin() + static_cast<ptrdiff_t>(offset))) {
-          ++failures;
-        }
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  CHECK(failures.load() == 0);
+  CHECK(ConcurrentReadMismatches(*source, data, 8, 80, 200) == 0);
 }
 
 TEST_CASE("corrupt single-frame zstd gives kCorrupt naming the layer and offset") {

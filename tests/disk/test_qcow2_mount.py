@@ -267,12 +267,6 @@ def build_qcow2(case: Case, workdir: Path) -> Path:
     return img
 
 
-def push_disk(registry, repo: str, disk: bytes, layer: str) -> tuple[str, images.Image]:
-    img = images.containerdisk(disk, layer)
-    images.push(registry, repo, "v1", img)
-    return registry.ref(repo, "v1"), img
-
-
 def mount(ref: str, workdir: Path, *opts: str, **kw) -> Mount:
     return Mount(ref, workdir / "mnt", "--tls-verify=false", *opts,
                  cache_dir=workdir / "cache", **kw)
@@ -294,7 +288,7 @@ def test_a_qcow2_containerdisk_reads_and_maps_exactly_like_qemu_img_convert(
     want = reference_raw(qcow2, workdir / "reference.raw")
     assert len(want) == case.vsize
     want_runs = runs_from_map(qemu_map(qcow2, "qcow2"))
-    ref, _ = push_disk(registry, repo, disk, case.layer)
+    ref, _ = images.push_containerdisk(registry, repo, disk, case.layer)
 
     with mount(ref, workdir) as m:
         path = m.dir / "disk.img"
@@ -484,7 +478,7 @@ REFUSED = [
 @pytest.mark.parametrize("name,make,words", REFUSED, ids=[r[0] for r in REFUSED])
 def test_mounting_a_qcow2_with_a_fatal_defect_exits_1_naming_it_and_leaves_nothing_behind(
         ocifs, registry, repo, workdir, name, make, words):
-    ref, _ = push_disk(registry, repo, make(workdir), "gzip")
+    ref, _ = images.push_containerdisk(registry, repo, make(workdir), "gzip")
     mnt = workdir / "mnt"
     mnt.mkdir()
     res = ocifs("mount", "--tls-verify=false", "--cache-dir", workdir / "cache", ref, mnt,
@@ -585,7 +579,7 @@ def test_reading_a_corrupt_qcow2_cluster_gives_eio_and_the_mount_keeps_serving(
             img, _ = _base_image(w, False)
             return _bad_host_entry(Qcow2.parse(img.read_bytes()).l1_table_offset)(w)
     disk, want = make(workdir)
-    ref, _ = push_disk(registry, repo, disk, "gzip")
+    ref, _ = images.push_containerdisk(registry, repo, disk, "gzip")
     log = workdir / "oci-fs.log"
     # In the foreground: a daemonized mount with --log-file keeps the caller's stderr
     # open (see the test below), which would block the harness.
@@ -632,7 +626,7 @@ def test_a_qcow2_mount_fetches_only_metadata_for_a_hole_and_about_a_chunk_for_a_
     qemu("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "compat=1.1,cluster_size=65536", src, made)
     disk = nonsparse_copy(made, workdir / "disk.qcow2")
     q = Qcow2.parse(disk)
-    ref, img = push_disk(registry, repo, disk, "none")
+    ref, img = images.push_containerdisk(registry, repo, disk, "none")
     layer = img.layers[0]
     with tarfile.open(fileobj=io.BytesIO(layer.tar)) as tf:
         data_off = tf.getmember("disk/disk.img").offset_data
@@ -678,7 +672,7 @@ def test_eight_threads_reading_random_offsets_of_a_compressed_qcow2_all_see_the_
     disk = nonsparse_copy(build_qcow2(case, workdir), workdir / "disk.qcow2")
     want = reference_raw(workdir / "disk.qcow2", workdir / "reference.raw")
     assert _has_compressed_clusters(workdir / "disk.qcow2")
-    ref, _ = push_disk(registry, repo, disk, "gzip")
+    ref, _ = images.push_containerdisk(registry, repo, disk, "gzip")
     # A small cluster memory cache: decompressed clusters are evicted while others read them.
     with mount(ref, workdir, "--memory-cache", "1M") as m:
         path = m.dir / "disk.img"
@@ -723,7 +717,7 @@ def _reaches_eof(pipe, seconds: float) -> bool:
 def test_a_daemonized_mount_with_a_log_file_does_not_keep_the_callers_stderr_open(
         ocifs, registry, repo, workdir):
     base, _ = _base_image(workdir, False)
-    ref, _ = push_disk(registry, repo, base.read_bytes(), "gzip")
+    ref, _ = images.push_containerdisk(registry, repo, base.read_bytes(), "gzip")
     mnt = workdir / "mnt"
     mnt.mkdir()
     argv = [processes.ocifs_bin(), "mount", "--tls-verify=false", "--cache-dir", workdir / "cache",

@@ -15,17 +15,11 @@ import pytest
 from support import images
 from support.fuse_checks import (CHUNK, CHUNK_HEADER, MiB, assert_reads_match, assert_same_bytes, chunk_files,
                                  disk_bytes, read_plan, tree_bytes)
-from support.images import Dir, File, Image, Layer, make_tar
+from support.images import Image
 from support.processes import Mount
 
 TLS = "--tls-verify=false"
-
-
-def push_disk(registry, repo: str, data: bytes, kind: str) -> tuple[str, Image]:
-    tar = make_tar([Dir("disk", 0o755, 107, 107), File("disk/disk.img", data, 0o644, 107, 107)])
-    img = Image([Layer.from_tar(tar, kind, frame_size=512 * 1024)])
-    images.push(registry, repo, "v1", img)
-    return registry.ref(repo, "v1"), img
+FRAME = 512 * 1024  # frame size of the multi-frame zstd test layers
 
 
 def layer_traffic(registry, img: Image) -> tuple[int, int]:
@@ -55,7 +49,7 @@ def mount_twice(registry, ref: str, img: Image, data: bytes, cache, workdir):
 @pytest.mark.parametrize("kind", ["none", "gzip", "zstd-multiframe"])
 def test_a_second_mount_with_the_same_cache_dir_fetches_no_layer_bytes(kind, ocifs, registry, repo, workdir):
     data = disk_bytes(3 * MiB + 5000, seed=41)
-    ref, img = push_disk(registry, repo, data, kind)
+    ref, img = images.push_containerdisk(registry, repo, data, kind, frame_size=FRAME)
     first, second, stats, _ = mount_twice(registry, ref, img, data, workdir / "cache", workdir)
     assert second == first, "the second mount fetched layer bytes"
     assert stats["cache_misses"] == 0, stats
@@ -64,7 +58,7 @@ def test_a_second_mount_with_the_same_cache_dir_fetches_no_layer_bytes(kind, oci
 
 def test_a_gzip_layer_mounted_again_reads_randomly_from_the_kept_index_and_chunks(ocifs, registry, repo, workdir):
     data = disk_bytes(4 * MiB + 99, seed=43)
-    ref, img = push_disk(registry, repo, data, "gzip")
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip", frame_size=FRAME)
     cache = workdir / "cache"
     with Mount(ref, workdir / "m1", TLS, cache_dir=cache, stats=True) as m:
         assert_reads_match(m.dir / "disk.img", data, [(3 * MiB, 10)])
@@ -82,7 +76,7 @@ def test_a_gzip_layer_mounted_again_reads_randomly_from_the_kept_index_and_chunk
 
 def test_a_full_cache_evicts_and_stays_within_its_bound_while_reads_stay_correct(ocifs, registry, repo, workdir):
     data = disk_bytes(16 * MiB + 4321, seed=45)
-    ref, img = push_disk(registry, repo, data, "none")
+    ref, img = images.push_containerdisk(registry, repo, data, "none", frame_size=FRAME)
     cache = workdir / "cache"
     limit = 4 * MiB
     bound = limit + CHUNK + CHUNK_HEADER  # the limit plus one chunk in flight
@@ -111,7 +105,7 @@ def test_a_full_cache_evicts_and_stays_within_its_bound_while_reads_stay_correct
 
 def test_truncated_or_corrupted_chunk_files_are_refetched_not_served(ocifs, registry, repo, workdir):
     data = disk_bytes(4 * MiB + 1234, seed=47)
-    ref, img = push_disk(registry, repo, data, "none")
+    ref, img = images.push_containerdisk(registry, repo, data, "none", frame_size=FRAME)
     layer = img.layers[0].digest
     cache = workdir / "cache"
     with Mount(ref, workdir / "m1", TLS, cache_dir=cache) as m:
@@ -147,7 +141,7 @@ def test_truncated_or_corrupted_chunk_files_are_refetched_not_served(ocifs, regi
 def test_two_mounts_sharing_a_cache_dir_read_concurrently_and_correctly(ocifs, registry, repo, workdir):
     import threading
     data = disk_bytes(4 * MiB + 333, seed=49)
-    ref, img = push_disk(registry, repo, data, "none")
+    ref, img = images.push_containerdisk(registry, repo, data, "none", frame_size=FRAME)
     cache = workdir / "cache"
     errors: list[str] = []
     with Mount(ref, workdir / "m1", TLS, cache_dir=cache) as m1, \
@@ -171,7 +165,7 @@ def test_two_mounts_sharing_a_cache_dir_read_concurrently_and_correctly(ocifs, r
 def test_a_second_mount_with_the_same_cache_dir_fetches_no_blob_at_all(ocifs, registry, repo, workdir):
     """Not even the image config: with a warm cache only the manifest is asked for."""
     data = disk_bytes(1 * MiB + 5000, seed=46)
-    ref, img = push_disk(registry, repo, data, "gzip")
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip", frame_size=FRAME)
     _, _, stats, gets = mount_twice(registry, ref, img, data, workdir / "cache", workdir)
     assert [g.uri for g in gets] == [], f"config is {img.config.digest}"
     assert stats["blob_bytes"] == 0 and stats["blob_requests"] == 0, stats

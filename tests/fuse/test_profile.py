@@ -13,19 +13,13 @@ import pytest
 
 from support import images
 from support.fuse_checks import MiB, assert_reads_match, disk_bytes
-from support.images import Dir, File, Image, Layer, make_tar
+from support.images import Image
 from support.processes import Mount
 
 TLS = "--tls-verify=false"
+FRAME = 512 * 1024  # frame size of the multi-frame zstd test layers
 CHUNK = MiB  # the mount's default --chunk-size
 DATA_AT = 1024  # the disk's bytes in the layer's tar: after the headers of disk/ and disk/disk.img
-
-
-def push_disk(registry, repo: str, data: bytes, kind: str) -> tuple[str, Image]:
-    tar = make_tar([Dir("disk", 0o755, 107, 107), File("disk/disk.img", data, 0o644, 107, 107)])
-    img = Image([Layer.from_tar(tar, kind, frame_size=512 * 1024)])
-    images.push(registry, repo, "v1", img)
-    return registry.ref(repo, "v1"), img
 
 
 def layer_gets(registry, img: Image) -> list:
@@ -61,7 +55,7 @@ READS = [(5 * MiB + 100, 4096), (1 * MiB + 7, 300), (7 * MiB + 9000, 8192)]
 @pytest.mark.parametrize("kind", ["none", "zstd-multiframe"])
 def test_a_recorded_profile_is_fetched_ahead_by_the_next_cold_mount(kind, ocifs, registry, repo, workdir):
     data = disk_bytes(12 * MiB + 777, seed=61)
-    ref, img = push_disk(registry, repo, data, kind)
+    ref, img = images.push_containerdisk(registry, repo, data, kind, frame_size=FRAME)
     profile = workdir / "boot.profile"
     with Mount(ref, workdir / "m1", TLS, "--record-profile", profile, "--readahead", "0",
                cache_dir=workdir / "cache1") as m:
@@ -96,7 +90,7 @@ def test_a_recorded_profile_is_fetched_ahead_by_the_next_cold_mount(kind, ocifs,
 
 def test_a_gzip_layer_read_as_a_stream_records_nothing_for_it(ocifs, registry, repo, workdir):
     data = disk_bytes(3 * MiB, seed=62)
-    ref, img = push_disk(registry, repo, data, "gzip")
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip", frame_size=FRAME)
     profile = workdir / "p"
     cache = workdir / "cache"
     with Mount(ref, workdir / "m1", TLS, "--record-profile", profile, cache_dir=cache) as m:
@@ -116,7 +110,7 @@ def test_a_gzip_layer_read_as_a_stream_records_nothing_for_it(ocifs, registry, r
 
 def test_a_profile_of_another_chunk_size_is_ignored_and_reads_still_work(ocifs, registry, repo, workdir):
     data = disk_bytes(4 * MiB, seed=63)
-    ref, img = push_disk(registry, repo, data, "none")
+    ref, img = images.push_containerdisk(registry, repo, data, "none", frame_size=FRAME)
     profile = workdir / "p"
     with Mount(ref, workdir / "m1", TLS, "--record-profile", profile, "--chunk-size", "256K",
                cache_dir=workdir / "cache1") as m:

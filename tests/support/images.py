@@ -280,10 +280,20 @@ class Index:
 
 
 def containerdisk(disk: bytes, compression: str = "gzip", name: str = "disk.img",
-                  flavor: str = "oci", platform: str = "linux/amd64", uid: int = 107) -> Image:
-    """A KubeVirt containerDisk: one layer with `disk/` and `disk/<name>` (0644, uid 107)."""
+                  flavor: str = "oci", platform: str = "linux/amd64", uid: int = 107,
+                  **compress_kwargs) -> Image:
+    """A KubeVirt containerDisk: one layer with `disk/` and `disk/<name>` (0644, uid 107).
+    compress_kwargs go to compress() (frame_size=..., say)."""
     tar = make_tar([Dir("disk", 0o755, uid, uid), File(f"disk/{name}", disk, 0o644, uid, uid)])
-    return Image([Layer.from_tar(tar, compression, flavor)], flavor, platform)
+    return Image([Layer.from_tar(tar, compression, flavor, **compress_kwargs)], flavor, platform)
+
+
+def push_containerdisk(registry, repo: str, disk: bytes, compression: str = "gzip", tag: str = "v1",
+                       **kwargs) -> tuple[str, Image]:
+    """containerdisk(disk, compression, **kwargs) pushed as repo:tag; returns (its reference, it)."""
+    img = containerdisk(disk, compression, **kwargs)
+    push(registry, repo, tag, img)
+    return registry.ref(repo, tag), img
 
 
 # --------------------------------------------------------------------------- push / layout
