@@ -14,14 +14,12 @@
 namespace ocifs {
 namespace {
 
-constexpr uint32_t kMinChunkSize = 64u << 10;
-constexpr uint32_t kMaxChunkSize = 16u << 20;
 // This process remembers the recency of at most this many chunks.
 constexpr uint64_t kMaxTrackedChunks = 1u << 20;
 
 Status CheckOptions(const ChunkCacheOptions& o) {
   if (o.dir.empty()) return InvalidArgument("chunk cache: empty cache directory");
-  if (o.chunk_size < kMinChunkSize || o.chunk_size > kMaxChunkSize || (o.chunk_size & (o.chunk_size - 1)) != 0) {
+  if (!ChunkCache::ValidChunkSize(o.chunk_size)) {
     return InvalidArgument("chunk cache: chunk size " + std::to_string(o.chunk_size) +
                            " is not a power of two in 64 KiB..16 MiB");
   }

@@ -69,6 +69,10 @@ class ChunkCache {
   ChunkCache& operator=(const ChunkCache&) = delete;
 
   uint32_t chunk_size() const { return chunk_size_; }
+  // Whether ChunkCacheOptions::chunk_size may be `bytes`: a power of two in 64 KiB..16 MiB.
+  static bool ValidChunkSize(uint64_t bytes) {
+    return bytes >= (64u << 10) && bytes <= (16u << 20) && (bytes & (bytes - 1)) == 0;
+  }
   const std::string& dir() const { return dir_; }
 
   using FetchFn = std::function<Status(std::span<uint8_t>)>;

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "cache/access_profile.h"
+#include "cache/chunk_cache.h"
 #include "fuse/fuse_server.h"
 #include "registry/fetch_stats.h"
 #include "stack/image_stack.h"
@@ -334,7 +335,7 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
     if (s.ok()) {
       auto chunk = ParseSize(flags->chunk_size);
       s = chunk.status().WithContext("--chunk-size");
-      if (s.ok() && (*chunk < (64u << 10) || *chunk > (16u << 20) || (*chunk & (*chunk - 1)) != 0)) {
+      if (s.ok() && !ChunkCache::ValidChunkSize(*chunk)) {
         s = InvalidArgument("--chunk-size must be a power of two from 64K to 16M, not " + flags->chunk_size);
       }
     }
