@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <csignal>
 #include <ctime>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/worker_pool.h"
 #include "cache/access_profile.h"
 #include "cache/chunk_cache.h"
 #include "fuse/fuse_server.h"
@@ -25,6 +27,20 @@
 
 namespace ocifs {
 namespace {
+
+constexpr size_t kDecodeThreadsAuto = SIZE_MAX;
+
+// --decode-threads: "auto" (kDecodeThreadsAuto) or a count 0..64.
+Result<size_t> ParseDecodeThreads(const std::string& text) {
+  if (text == "auto") return kDecodeThreadsAuto;
+  size_t n = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, n);
+  if (text.empty() || ec != std::errc() || ptr != end || n > 64) {
+    return InvalidArgument("--decode-threads must be auto or a number from 0 to 64, not '" + text + "'");
+  }
+  return n;
+}
 
 std::vector<std::string> SplitOptions(const std::string& list) {
   std::vector<std::string> out;
@@ -137,6 +153,9 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   if (!readahead.ok()) return fail(readahead.status().WithContext("--readahead"));
   options.blob_reads.readahead.max = *readahead;
   options.blob_reads.prefetch_all = flags.prefetch_all;
+  auto decode_threads = ParseDecodeThreads(flags.decode_threads);
+  if (!decode_threads.ok()) return fail(decode_threads.status());
+  if (*decode_threads != kDecodeThreadsAuto) WorkerPool::SetDecodeThreads(*decode_threads);
   if (!flags.prefetch_profile.empty()) {
     auto profile = LoadAccessProfile(flags.prefetch_profile);
     if (!profile.ok()) return fail(profile.status().WithContext("--prefetch-profile"));
@@ -278,6 +297,7 @@ Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_optio
       else if (key == "memory_cache") flags->memory_cache = value;
       else if (key == "chunk_size") flags->chunk_size = value;
       else if (key == "readahead") flags->readahead = value;
+      else if (key == "decode_threads") flags->decode_threads = value;
       else if (key == "prefetch" && (value == "all" || value == "none")) flags->prefetch_all = value == "all";
       else if (key == "prefetch") return InvalidArgument("prefetch must be all or none, not '" + value + "'");
       else if (key == "authfile") flags->common.authfile = value;
@@ -319,6 +339,8 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->add_option("--chunk-size", flags->chunk_size,
                   "bytes fetched and cached per chunk: a power of two, 64K..16M (default 1M)");
   sub->add_option("--readahead", flags->readahead, "largest read-ahead window on sequential reads (default 4M; 0 = off)");
+  sub->add_option("--decode-threads", flags->decode_threads,
+                  "threads that decompress the pieces of one read side by side (default auto: one per core; 0 = none)");
   sub->add_flag("--prefetch-all", flags->prefetch_all, "fetch the whole layer in the background, yielding to reads");
   sub->add_option("--stats-file", flags->stats_file, "write fetch counters as JSON here");
   sub->add_option("--prefetch-profile", flags->prefetch_profile,
@@ -340,6 +362,7 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
       }
     }
     if (s.ok()) s = ParseSize(flags->readahead).status().WithContext("--readahead");
+    if (s.ok()) s = ParseDecodeThreads(flags->decode_threads).status();
     if (!s.ok()) {
       Fail(s);
       *exit_code = 2;  // a usage error

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "decode/gzip_indexer.h"
+#include "base/worker_pool.h"
 #include "decode/gzip_inflate.h"
 
 namespace ocifs {
@@ -180,44 +181,55 @@ void GzipSource::Prefetch(uint64_t offset, uint64_t length) const {
   if (in_end > in_start && in_end != kUnknownSize) compressed_->Prefetch(in_start, in_end - in_start);
 }
 
+GzipSource::Piece GzipSource::PieceAtLocked(uint64_t pos, uint64_t end) const {
+  // The span [checkpoint i, checkpoint i + 1) holding pos.
+  auto it = std::upper_bound(checkpoints_.begin(), checkpoints_.end(), pos,
+                             [](uint64_t p, const GzipCheckpoint& c) { return p < c.out; });
+  Piece piece;
+  piece.index = static_cast<size_t>(it - checkpoints_.begin()) - 1;
+  piece.checkpoint = checkpoints_[piece.index];
+  const bool has_next = piece.index + 1 < checkpoints_.size();
+  const uint64_t span_end = has_next ? checkpoints_[piece.index + 1].out : frontier_;
+  piece.from = pos;
+  piece.to = std::min(end, span_end);
+  piece.need = static_cast<size_t>(piece.to - piece.checkpoint.out);
+  // A closed span is inflated whole, so the segment cache can serve its other reads.
+  piece.load = has_next || complete_ ? static_cast<size_t>(span_end - piece.checkpoint.out) : piece.need;
+  piece.compressed_hint = has_next ? checkpoints_[piece.index + 1].in - piece.checkpoint.in + 1 : 0;
+  return piece;
+}
+
 Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (buf.empty()) return size_t{0};
   uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
-  std::unique_lock lock(mu_);
-  if (!complete_ && failure_.ok() && frontier_ < end) {
-    if (!pass_started_) {
-      lock.unlock();
-      StartPass();
-      lock.lock();
+  std::vector<Piece> pieces;
+  {
+    std::unique_lock lock(mu_);
+    if (!complete_ && failure_.ok() && frontier_ < end) {
+      if (!pass_started_) {
+        lock.unlock();
+        StartPass();
+        lock.lock();
+      }
+      cv_.wait(lock, [&] { return complete_ || !failure_.ok() || frontier_ >= end; });
     }
-    cv_.wait(lock, [&] { return complete_ || !failure_.ok() || frontier_ >= end; });
-  }
-  uint64_t pos = offset;
-  while (true) {
     if (!failure_.ok()) return failure_;
-    uint64_t limit = frontier_;  // == size when complete_
-    end = std::min(end, limit);
-    if (pos >= end) break;
-    // The span [checkpoint i, checkpoint i + 1) holding pos.
-    auto it = std::upper_bound(checkpoints_.begin(), checkpoints_.end(), pos,
-                               [](uint64_t p, const GzipCheckpoint& c) { return p < c.out; });
-    size_t i = static_cast<size_t>(it - checkpoints_.begin()) - 1;
-    GzipCheckpoint cp = checkpoints_[i];
-    bool closed = i + 1 < checkpoints_.size();
-    uint64_t span_end = closed ? checkpoints_[i + 1].out : limit;
-    closed = closed || complete_;
-    uint64_t hint = i + 1 < checkpoints_.size() ? checkpoints_[i + 1].in - cp.in + 1 : 0;
-    lock.unlock();
-    uint64_t piece_end = std::min(end, span_end);
-    size_t need = static_cast<size_t>(piece_end - cp.out);
-    size_t load = closed ? static_cast<size_t>(span_end - cp.out) : need;
-    OCIFS_ASSIGN_OR_RETURN(SegmentCache::Buffer bytes, Segment(i, cp, need, load, hint));
-    std::copy(bytes->begin() + static_cast<ptrdiff_t>(pos - cp.out),
-              bytes->begin() + static_cast<ptrdiff_t>(need), buf.begin() + static_cast<ptrdiff_t>(pos - offset));
-    pos = piece_end;
-    lock.lock();
+    end = std::min(end, frontier_);  // frontier_ == size once complete_
+    for (uint64_t pos = offset; pos < end; pos = pieces.back().to) pieces.push_back(PieceAtLocked(pos, end));
   }
-  return static_cast<size_t>(pos - offset);
+  // The spans of one read inflate side by side (each from its own checkpoint).
+  std::vector<SegmentCache::Buffer> spans(pieces.size());
+  OCIFS_RETURN_IF_ERROR(WorkerPool::Decode().ParallelFor(pieces.size(), [&](size_t k) -> Status {
+    const Piece& p = pieces[k];
+    OCIFS_ASSIGN_OR_RETURN(spans[k], Segment(p.index, p.checkpoint, p.need, p.load, p.compressed_hint));
+    return Status::Ok();
+  }));
+  for (size_t k = 0; k < pieces.size(); ++k) {
+    const Piece& p = pieces[k];
+    std::copy(spans[k]->begin() + static_cast<ptrdiff_t>(p.from - p.checkpoint.out),
+              spans[k]->begin() + static_cast<ptrdiff_t>(p.need), buf.begin() + static_cast<ptrdiff_t>(p.from - offset));
+  }
+  return static_cast<size_t>(std::max(end, offset) - offset);
 }
 
 }  // namespace ocifs

@@ -26,7 +26,8 @@ namespace ocifs {
 //
 // Read cost: a read decompresses each checkpoint span it touches, from the
 // span's checkpoint to the read's end or the span's end (spacing + at most one
-// deflate block), unless the span is in the segment cache.
+// deflate block), unless the span is in the segment cache. The spans of one
+// read inflate in parallel on WorkerPool::Decode() (the caller takes part).
 // After the pass fails (kCorrupt), every read returns that error.
 // Thread safety: all methods safe for concurrent use. The destructor cancels
 // the pass and joins its thread (at most one compressed range read later).
@@ -54,6 +55,16 @@ class GzipSource final : public ByteSource {
   size_t checkpoint_count() const;
 
  private:
+  // The part [from, to) of a read that lies in checkpoint span `index`.
+  struct Piece {
+    size_t index = 0;
+    GzipCheckpoint checkpoint;
+    uint64_t from = 0, to = 0;
+    size_t need = 0;  // decompressed bytes from the checkpoint up to `to`
+    size_t load = 0;  // bytes to inflate: the whole span once it is closed
+    uint64_t compressed_hint = 0;
+  };
+  Piece PieceAtLocked(uint64_t pos, uint64_t end) const;
   bool TryLoadIndex();
   void StartPass() const;
   void RunPass() const;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/worker_pool.h"
 #include "decode/zstd_util.h"
 
 #include <zstd_errors.h>
@@ -53,22 +54,27 @@ void ZstdFrameSource::Prefetch(uint64_t offset, uint64_t length) const {
 
 Result<size_t> ZstdFrameSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (offset >= size_ || buf.empty()) return size_t{0};
-  uint64_t end = offset + std::min<uint64_t>(buf.size(), size_ - offset);
-  uint64_t pos = offset;
-  auto it = std::upper_bound(frames_.begin(), frames_.end(), pos,
+  const uint64_t end = offset + std::min<uint64_t>(buf.size(), size_ - offset);
+  auto it = std::upper_bound(frames_.begin(), frames_.end(), offset,
                              [](uint64_t p, const ZstdFrame& f) { return p < f.out_offset; });
-  size_t i = static_cast<size_t>(it - frames_.begin()) - 1;
-  while (pos < end) {
-    const ZstdFrame& f = frames_[i];
-    uint64_t piece_end = std::min(end, f.out_offset + f.out_size);
-    if (piece_end > pos) {
-      OCIFS_ASSIGN_OR_RETURN(SegmentCache::Buffer bytes, DecodeFrame(i));
-      std::copy(bytes->begin() + static_cast<ptrdiff_t>(pos - f.out_offset),
-                bytes->begin() + static_cast<ptrdiff_t>(piece_end - f.out_offset),
-                buf.begin() + static_cast<ptrdiff_t>(pos - offset));
-      pos = piece_end;
-    }
-    ++i;
+  const size_t first = static_cast<size_t>(it - frames_.begin()) - 1;
+  size_t last = first;  // frames [first, last] hold the read (empty frames included)
+  while (last + 1 < frames_.size() && frames_[last + 1].out_offset < end) ++last;
+  // The frames of one read decode side by side.
+  std::vector<SegmentCache::Buffer> decoded(last - first + 1);
+  OCIFS_RETURN_IF_ERROR(WorkerPool::Decode().ParallelFor(decoded.size(), [&](size_t k) -> Status {
+    if (frames_[first + k].out_size == 0) return Status::Ok();
+    OCIFS_ASSIGN_OR_RETURN(decoded[k], DecodeFrame(first + k));
+    return Status::Ok();
+  }));
+  for (size_t k = 0; k < decoded.size(); ++k) {
+    const ZstdFrame& f = frames_[first + k];
+    const uint64_t from = std::max(offset, f.out_offset);
+    const uint64_t to = std::min(end, f.out_offset + f.out_size);
+    if (to <= from) continue;
+    std::copy(decoded[k]->begin() + static_cast<ptrdiff_t>(from - f.out_offset),
+              decoded[k]->begin() + static_cast<ptrdiff_t>(to - f.out_offset),
+              buf.begin() + static_cast<ptrdiff_t>(from - offset));
   }
   return static_cast<size_t>(end - offset);
 }

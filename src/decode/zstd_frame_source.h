@@ -1,6 +1,6 @@
 // ZstdFrameSource: a zstd blob of independently compressed frames with known
 // sizes as a random-access ByteSource; a read decompresses only the frames it
-// overlaps.
+// overlaps, side by side on WorkerPool::Decode() when there are several.
 #pragma once
 
 #include <memory>

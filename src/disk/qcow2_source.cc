@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/worker_pool.h"
 #include "disk/big_endian.h"
 #include "disk/qcow2_decompress.h"
 
@@ -275,7 +276,22 @@ Result<size_t> Qcow2Source::ReadAt(uint64_t offset, std::span<uint8_t> buf) cons
     }
   }
 
-  for (const Run& r : plan) {
+  // Several compressed clusters not in memory: inflate them side by side.
+  std::vector<size_t> to_inflate;
+  for (size_t k = 0; k < plan.size(); ++k) {
+    if (plan[k].kind == Kind::kCompressed && !clusters_.Lookup(plan[k].l2_entry)) to_inflate.push_back(k);
+  }
+  std::vector<CachedBuffer> inflated(plan.size());  // held until copied: the cache may drop them
+  if (to_inflate.size() >= 2) {
+    OCIFS_RETURN_IF_ERROR(WorkerPool::Decode().ParallelFor(to_inflate.size(), [&](size_t k) -> Status {
+      const Run& r = plan[to_inflate[k]];
+      OCIFS_ASSIGN_OR_RETURN(inflated[to_inflate[k]], Decompressed(r.l2_entry, r.guest & ~(header_.cluster_size - 1)));
+      return Status::Ok();
+    }));
+  }
+
+  for (size_t k = 0; k < plan.size(); ++k) {
+    const Run& r = plan[k];
     std::span<uint8_t> out = buf.subspan(r.guest - offset, r.length);
     switch (r.kind) {
       case Kind::kUnallocated:
@@ -287,7 +303,10 @@ Result<size_t> Qcow2Source::ReadAt(uint64_t offset, std::span<uint8_t> buf) cons
         break;
       case Kind::kCompressed: {
         const uint64_t cluster_start = r.guest & ~(header_.cluster_size - 1);
-        OCIFS_ASSIGN_OR_RETURN(CachedBuffer cluster, Decompressed(r.l2_entry, cluster_start));
+        CachedBuffer cluster = std::move(inflated[k]);
+        if (!cluster) {
+          OCIFS_ASSIGN_OR_RETURN(cluster, Decompressed(r.l2_entry, cluster_start));
+        }
         std::memcpy(out.data(), cluster->data() + (r.guest - cluster_start), out.size());
         break;
       }

@@ -26,6 +26,8 @@ namespace ocifs {
 // Units: size() is the virtual disk size in bytes; offsets are guest bytes.
 // Trust: every offset read from the image is bounded before use; a bad one
 // gives kCorrupt naming the guest offset and the field, never a wild read.
+// Read cost: the compressed clusters of one read that are not in memory
+// inflate side by side on WorkerPool::Decode().
 class Qcow2Source final : public ByteSource {
  public:
   [[nodiscard]] static Result<std::shared_ptr<Qcow2Source>> Open(ByteSourcePtr file,

@@ -149,3 +149,11 @@ def test_a_chunk_size_that_is_not_a_power_of_two_is_a_usage_error(ocifs, registr
     res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache", "--chunk-size", "3000")
     assert res.returncode == 2
     assert "--chunk-size must be a power of two" in res.stderr, res.describe()
+
+
+def test_a_bad_decode_thread_count_is_a_usage_error(ocifs, registry, repo, mnt, workdir):
+    images.push(registry, repo, "v1", images.containerdisk(disk_bytes(10_000, 1), "none"))
+    for bad in ("-1", "65", "many"):
+        res = failed_mount(ocifs, registry.ref(repo, "v1"), mnt, workdir / "cache", "--decode-threads", bad)
+        assert res.returncode == 2
+        assert f"--decode-threads must be auto or a number from 0 to 64, not '{bad}'" in res.stderr, res.describe()

@@ -119,6 +119,19 @@ def test_a_disk_removed_by_a_whiteout_fails_the_mount_with_no_disk(ocifs, regist
     assert os.listdir(mnt) == []
 
 
+@pytest.mark.parametrize("threads", ["0", "4"])
+@pytest.mark.parametrize("kind", ["gzip", "zstd-multiframe"])
+def test_reads_are_the_same_whatever_the_decode_thread_count(kind, threads, ocifs, disks, workdir):
+    """1 MiB reads span several gzip checkpoint spans / 512 KiB zstd frames, which
+    decode side by side on the pool (or on the reading thread alone with 0)."""
+    ref, data, _ = disks[kind]
+    with Mount(ref, workdir / "mnt", TLS, "-o", f"decode_threads={threads}", cache_dir=workdir / "cache") as m:
+        disk = m.dir / "disk.img"
+        assert_same_bytes(disk.read_bytes(), data)  # the first pass builds the gzip index
+        plan = [(off, MiB + 4096) for off in range(0, len(data), 700_000)] + read_plan(len(data), seed=3)
+        assert_reads_match(disk, data, plan)
+
+
 @pytest.mark.parametrize("kind", ["gzip", "zstd-multiframe"])
 def test_eight_concurrent_readers_of_random_ranges_all_get_the_right_bytes(kind, ocifs, disks, workdir):
     ref, data, _ = disks[kind]
