@@ -49,6 +49,15 @@ Result<AccessProfile> LoadAccessProfile(const std::string& path) {
     if (errno == ENOENT) return NotFound("profile " + path + " does not exist");
     return ErrnoError("open profile " + path, errno);
   }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return ErrnoError("read profile " + path, errno);
+  return ParseAccessProfile(text.str(), path);
+}
+
+Result<AccessProfile> ParseAccessProfile(const std::string& text, const std::string& name) {
+  const std::string& path = name;
+  std::istringstream in(text);
   AccessProfile profile;
   std::vector<uint64_t>* blob = nullptr;
   uint64_t declared = 0, total = 0;
@@ -106,7 +115,6 @@ Result<AccessProfile> LoadAccessProfile(const std::string& path) {
       for (uint64_t n = 0; n <= last - first; ++n) blob->push_back(first + n);
     }
   }
-  if (in.bad()) return ErrnoError("read profile " + path, errno);
   if (!magic) return Corrupt("profile " + path + " is empty");
   OCIFS_RETURN_IF_ERROR(end_blob());
   if (profile.chunk_size == 0) return Corrupt("profile " + path + " has no chunk-size line");

@@ -38,6 +38,9 @@ struct AccessProfile {
 // Reads a profile file. kCorrupt names the file, the line and what is wrong;
 // kNotFound if it does not exist.
 [[nodiscard]] Result<AccessProfile> LoadAccessProfile(const std::string& path);
+// Parses a profile's text; `name` stands for where it came from in errors
+// ("profile NAME line 3: ...").
+[[nodiscard]] Result<AccessProfile> ParseAccessProfile(const std::string& text, const std::string& name);
 // Writes it atomically (a temp file beside it, then rename).
 [[nodiscard]] Status SaveAccessProfile(const std::string& path, const AccessProfile& profile);
 

@@ -27,7 +27,7 @@ CachedSource::CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cach
   if (options_.prefetch_all && key_status_.ok() && inner_->size() != kUnknownSize && inner_->size() > 0) {
     queue_.SetIdleWork([this] { return PrefetchAllStep(); });
   }
-  if (options_.profile && key_status_.ok() && inner_->size() != kUnknownSize) StartProfile();
+  if (options_.profile) StartProfile(*options_.profile);
 }
 
 CachedSource::~CachedSource() {
@@ -35,15 +35,16 @@ CachedSource::~CachedSource() {
   for (auto& t : profile_workers_) t.join();
 }
 
-void CachedSource::StartProfile() {
-  const AccessProfile& profile = *options_.profile;
+bool CachedSource::StartProfile(const AccessProfile& profile) const {
+  if (!key_status_.ok() || inner_->size() == kUnknownSize) return false;
   const std::vector<uint64_t>& chunks = profile.ChunksOf(key_);
-  if (chunks.empty()) return;
+  if (chunks.empty()) return false;
   if (profile.chunk_size != cache_->chunk_size()) {
     spdlog::warn("{}: the profile's chunks are {} bytes, the cache's {}; not prefetching it", Describe(),
                  profile.chunk_size, cache_->chunk_size());
-    return;
+    return false;
   }
+  if (profile_started_.exchange(true)) return false;
   const uint64_t chunk_count = (inner_->size() + cache_->chunk_size() - 1) / cache_->chunk_size();
   const uint64_t max_run = std::max<size_t>(1, options_.profile_run_chunks);
   uint64_t skipped = 0;
@@ -60,15 +61,19 @@ void CachedSource::StartProfile() {
     }
   }
   if (skipped) spdlog::warn("{}: the profile names {} chunks past the blob's end; skipped", Describe(), skipped);
-  if (profile_runs_.empty()) return;
+  if (profile_runs_.empty()) return false;
   spdlog::info("{}: prefetching the profile's {} chunks in {} runs", Describe(), chunks.size() - skipped,
                profile_runs_.size());
   const unsigned threads = std::max(1u, options_.profile_threads);
-  profile_running_ = threads;
+  {
+    std::lock_guard lock(profile_mu_);
+    profile_running_ = threads;
+  }
   for (unsigned i = 0; i < threads; ++i) profile_workers_.emplace_back([this] { ProfileWorker(); });
+  return true;
 }
 
-void CachedSource::ProfileWorker() {
+void CachedSource::ProfileWorker() const {
   const auto start = std::chrono::steady_clock::now();
   const size_t max_run = std::max<size_t>(1, options_.profile_run_chunks);
   while (!stopping_) {

@@ -80,6 +80,11 @@ class CachedSource final : public ByteSource {
   void WaitForPrefetches() const { queue_.Drain(); }
   // Blocks until the profile's fetches are done; for tests and benchmarks.
   void WaitForProfile() const;
+  // Starts fetching `profile`'s chunks of this blob, as options.profile does
+  // at construction (for a profile found after the stack was opened, e.g.
+  // one shipped inside the image). Only the first profile given (here or in
+  // the options) is used; returns whether this one was started.
+  bool StartProfile(const AccessProfile& profile) const;
 
   static constexpr uint64_t kMaxPrefetchBytes = 64ull << 20;
 
@@ -93,9 +98,7 @@ class CachedSource final : public ByteSource {
   Status FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
   // One step of prefetch_all: the next run of missing chunks; false when none is left.
   bool PrefetchAllStep() const;
-  // Starts the threads that fetch options_.profile's chunks of this blob.
-  void StartProfile();
-  void ProfileWorker();
+  void ProfileWorker() const;
 
   const ByteSourcePtr inner_;
   const std::shared_ptr<ChunkCache> cache_;
@@ -110,13 +113,14 @@ class CachedSource final : public ByteSource {
   mutable std::atomic<uint64_t> prefetch_all_next_{0};       // next chunk prefetch_all looks at (one idle step at a time)
 
   // The profile's runs (first chunk, count), in order; workers take the next one.
-  std::vector<std::pair<uint64_t, uint64_t>> profile_runs_;
-  std::atomic<size_t> profile_next_{0};
+  mutable std::atomic<bool> profile_started_{false};  // StartProfile ran (it sets the members below once)
+  mutable std::vector<std::pair<uint64_t, uint64_t>> profile_runs_;
+  mutable std::atomic<size_t> profile_next_{0};
   std::atomic<bool> stopping_{false};
   mutable std::mutex profile_mu_;
   mutable std::condition_variable profile_cv_;
-  unsigned profile_running_ = 0;  // guarded by profile_mu_
-  std::vector<std::thread> profile_workers_;  // joined by the destructor
+  mutable unsigned profile_running_ = 0;  // guarded by profile_mu_
+  mutable std::vector<std::thread> profile_workers_;  // joined by the destructor
 
   mutable PrefetchQueue queue_;  // last: destroyed (joined) first, its jobs use the members above
 };

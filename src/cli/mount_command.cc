@@ -29,6 +29,7 @@ namespace ocifs {
 namespace {
 
 constexpr size_t kDecodeThreadsAuto = SIZE_MAX;
+constexpr const char* kNoProfile = "none";  // --prefetch-profile none: not even the image's own
 
 // --decode-threads: "auto" (kDecodeThreadsAuto) or a count 0..64.
 Result<size_t> ParseDecodeThreads(const std::string& text) {
@@ -156,7 +157,7 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   auto decode_threads = ParseDecodeThreads(flags.decode_threads);
   if (!decode_threads.ok()) return fail(decode_threads.status());
   if (*decode_threads != kDecodeThreadsAuto) WorkerPool::SetDecodeThreads(*decode_threads);
-  if (!flags.prefetch_profile.empty()) {
+  if (!flags.prefetch_profile.empty() && flags.prefetch_profile != kNoProfile) {
     auto profile = LoadAccessProfile(flags.prefetch_profile);
     if (!profile.ok()) return fail(profile.status().WithContext("--prefetch-profile"));
     options.blob_reads.profile = std::make_shared<const AccessProfile>(std::move(profile).value());
@@ -167,6 +168,15 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
 
   auto stack = ImageStack::Open(*ref, options);
   if (!stack.ok()) return fail(stack.status());
+  if (flags.prefetch_profile.empty()) {
+    // A profile is a hint: a malformed one is reported, not fatal.
+    auto shipped = (*stack)->StartShippedProfile();
+    if (shipped.ok()) {
+      spdlog::info("prefetching the access profile the image ships ({} chunks)", shipped->ChunkCount());
+    } else if (shipped.status().code() != Code::kNotFound) {
+      spdlog::warn("not using the image's access profile: {}", shipped.status().ToString());
+    }
+  }
   int64_t mtime = CreatedTime((*stack)->image());
   std::shared_ptr<FsModel> model;
   if (flags.mode == "tree") {
@@ -344,7 +354,8 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->add_flag("--prefetch-all", flags->prefetch_all, "fetch the whole layer in the background, yielding to reads");
   sub->add_option("--stats-file", flags->stats_file, "write fetch counters as JSON here");
   sub->add_option("--prefetch-profile", flags->prefetch_profile,
-                  "fetch the chunks an access profile names ahead, in its order (docs/profile-format.md)");
+                  "fetch the chunks an access profile names ahead, in its order (docs/profile-format.md; "
+                  "default: the one the image ships, if any; none: no profile)");
   sub->add_option("--record-profile", flags->record_profile,
                   "write the chunks this mount read, first read first, to FILE at unmount");
   sub->add_flag("--allow-other", flags->allow_other, "let other users read the mount");
@@ -381,7 +392,9 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
     for (std::string* path : {&flags->cache_dir, &flags->stats_file, &flags->prefetch_profile,
                               &flags->record_profile, &flags->common.log_file,
                               &flags->common.authfile, &flags->common.cert_dir}) {
-      if (!path->empty()) *path = std::filesystem::absolute(*path).lexically_normal().string();
+      if (!path->empty() && !(path == &flags->prefetch_profile && *path == kNoProfile)) {
+        *path = std::filesystem::absolute(*path).lexically_normal().string();
+      }
     }
     if (flags->foreground) {
       // Background indexing threads may still run: end without static destructors.

@@ -35,10 +35,14 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
   OCIFS_ASSIGN_OR_RETURN(stack->source_, OpenImageSource(ref, registry));
   OCIFS_ASSIGN_OR_RETURN(stack->image_, stack->source_->Resolve());
   std::vector<const TarIndex*> indexes;
+  // One stream layer at most may stop at the disk's entry: the lowest one
+  // holding a disk candidate (the layers above it are small in a containerDisk
+  // with a shipped profile, say, and are indexed whole).
+  bool stopped = false;
   for (size_t i = 0; i < stack->image_.layers.size(); ++i) {
-    bool top = i + 1 == stack->image_.layers.size();
     OCIFS_ASSIGN_OR_RETURN(LayerView view,
-                           stack->OpenLayer(stack->image_.layers[i], top && options.ready_at_disk_entry));
+                           stack->OpenLayer(stack->image_.layers[i], options.ready_at_disk_entry && !stopped));
+    stopped = stopped || view.index_partial;
     stack->layers_.push_back(std::move(view));
   }
   for (const LayerView& view : stack->layers_) indexes.push_back(view.index.get());
@@ -154,14 +158,35 @@ Result<ByteSourcePtr> ImageStack::FileContent(const Node& node) const {
   return ByteSourcePtr(std::move(slice));
 }
 
+Result<AccessProfile> ImageStack::StartShippedProfile() const {
+  const std::string path(kShippedProfilePath);
+  const Node* node = tree_->Lookup(path);
+  if (node == nullptr) return NotFound("the image ships no access profile (/" + path + ")");
+  const std::string what = "/" + path + " in layer " +
+                           (node->layer < layers_.size() ? layers_[node->layer].descriptor.digest : "?");
+  OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr content, FileContent(*node));
+  if (content->size() > kMaxShippedProfileBytes) {
+    return Corrupt(what + " is " + std::to_string(content->size()) + " bytes, more than a profile can be");
+  }
+  std::string text(static_cast<size_t>(content->size()), '\0');
+  OCIFS_RETURN_IF_ERROR(
+      ReadExactly(*content, 0, std::span(reinterpret_cast<uint8_t*>(text.data()), text.size())).WithContext(what));
+  OCIFS_ASSIGN_OR_RETURN(AccessProfile profile, ParseAccessProfile(text, what));
+  for (const LayerView& layer : layers_) {
+    if (auto cached = std::dynamic_pointer_cast<const CachedSource>(layer.blob)) cached->StartProfile(profile);
+  }
+  return profile;
+}
+
 Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, options_.disk_path));
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
   DiskViewOptions disk_options;
   disk_options.memory_cache_bytes = options_.memory_cache_bytes;
-  if (!layers_.empty() && layers_.back().index_partial) {
+  auto partial = std::find_if(layers_.begin(), layers_.end(), [](const LayerView& l) { return l.index_partial; });
+  if (partial != layers_.end()) {
     auto guarded = std::make_shared<GuardedSource>(file);
-    VerifyInBackground(*node, guarded, file);
+    VerifyInBackground(*node, guarded, file, static_cast<size_t>(partial - layers_.begin()));
     file = guarded;
     disk_options.check_trailer = false;  // the verifier checks it once the pass is there
   }
@@ -174,16 +199,18 @@ Result<ByteSourcePtr> ImageStack::OpenDisk() const {
 
 namespace ocifs {
 
-void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedSource> disk,
-                                    ByteSourcePtr file) const {
-  std::vector<std::shared_ptr<const TarIndex>> lower;
-  for (size_t i = 0; i + 1 < layers_.size(); ++i) lower.push_back(layers_[i].index);
-  const LayerView& top = layers_.back();
+void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedSource> disk, ByteSourcePtr file,
+                                    size_t partial) const {
+  std::vector<std::shared_ptr<const TarIndex>> lower, upper;
+  for (size_t i = 0; i < partial; ++i) lower.push_back(layers_[i].index);
+  for (size_t i = partial + 1; i < layers_.size(); ++i) upper.push_back(layers_[i].index);
+  const LayerView& top = layers_[partial];
   std::string index_path = cache_ ? cache_->SidePath(top.descriptor.digest, "tarindex") : "";
   std::string what = "layer " + top.descriptor.digest;
   // Detached: it holds what it reads (shared ownership) and may outlive the
   // stack; a process that exits simply ends it.
-  std::thread([decoded = top.decoded, file = std::move(file), lower = std::move(lower), index_path, what, disk = std::move(disk),
+  std::thread([decoded = top.decoded, file = std::move(file), lower = std::move(lower), upper = std::move(upper),
+               index_path, what, disk = std::move(disk),
                disk_path = options_.disk_path, layer = served.layer, offset = served.entry.data_offset,
                size = served.entry.size] {
     auto full = TarIndex::Build(*decoded);
@@ -200,6 +227,7 @@ void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedS
     std::vector<const TarIndex*> all;
     for (const auto& index : lower) all.push_back(index.get());
     all.push_back(&full.value());
+    for (const auto& index : upper) all.push_back(index.get());
     auto tree = MergedTree::Build(all);
     Status verdict = tree.status();
     if (tree.ok()) {

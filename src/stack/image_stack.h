@@ -37,9 +37,10 @@ struct StackOptions {
   // in idle time, yielding to reads). The window is clamped to cache_bytes / 16,
   // and read-ahead and prefetch_all are off when that is under two chunks.
   CachedSourceOptions blob_reads;
-  // Disk mode: when the top layer can only be read as a stream (a gzip layer
+  // Disk mode: when a layer can only be read as a stream (a gzip layer
   // with no index yet, a single-frame zstd layer), stop indexing it at the
-  // disk's entry so the mount is ready at once; the rest of the layer is
+  // disk's entry so the mount is ready at once (the lowest such layer with a
+  // disk candidate; the layers above it are indexed whole); the rest of the layer is
   // indexed in the background and, should it contradict the disk chosen
   // (a second file under disk/, say), the disk's reads fail from then on.
   bool ready_at_disk_entry = false;
@@ -73,13 +74,22 @@ class ImageStack {
   // The VM disk (KubeVirt's contract: the one regular file under disk/, or
   // options.disk_path), as raw bytes: qcow2 is translated, anything else is raw.
   [[nodiscard]] Result<ByteSourcePtr> OpenDisk() const;
+  // An access profile shipped inside the image (docs/profile-format.md):
+  // the regular file kShippedProfilePath of the merged tree, typically a
+  // small layer added on top of the containerDisk. Loads it and starts
+  // fetching its chunks of each layer ahead (as --prefetch-profile does).
+  // kNotFound if the image ships none; kCorrupt naming the file if malformed.
+  [[nodiscard]] Result<AccessProfile> StartShippedProfile() const;
+  static constexpr std::string_view kShippedProfilePath = ".oci-fs/profile";
+  static constexpr uint64_t kMaxShippedProfileBytes = 16ull << 20;
 
  private:
   ImageStack() = default;
   [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer, bool stop_at_disk) const;
-  // Completes the top layer's index in a detached thread and poisons `disk`
+  // Completes layer `partial`'s index in a detached thread and poisons `disk`
   // if the complete image locates another disk (or none).
-  void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk, ByteSourcePtr file) const;
+  void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk, ByteSourcePtr file,
+                          size_t partial) const;
 
   StackOptions options_;
   std::unique_ptr<ImageSource> source_;

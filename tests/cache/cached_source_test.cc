@@ -271,6 +271,27 @@ TEST_CASE("cached source fetches a profile's chunks ahead, in runs, and reads of
   CHECK(counting->reads == 3);
 }
 
+TEST_CASE("cached source starts a profile given after construction, only the first one naming it") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(0));
+  AccessProfile other;  // names another blob only: not started, and does not use up the one start
+  other.chunk_size = kChunk;
+  other.blobs[Digest('b')] = {0};
+  CHECK_FALSE(src.StartProfile(other));
+  AccessProfile profile;
+  profile.chunk_size = kChunk;
+  profile.blobs[kKey] = {5, 1};
+  CHECK(src.StartProfile(profile));
+  AccessProfile later = profile;
+  later.blobs[kKey] = {0, 2, 3};
+  CHECK_FALSE(src.StartProfile(later));  // the first profile stands
+  src.WaitForProfile();
+  CHECK(counting->reads == 2);
+  CHECK(counting->bytes == 2 * kChunk);
+}
+
 TEST_CASE("cached source ignores a profile of another chunk size") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(4 * kChunk);

@@ -13,7 +13,7 @@ import pytest
 
 from support import images
 from support.fuse_checks import MiB, assert_reads_match, disk_bytes
-from support.images import Image
+from support.images import Dir, File, Image, Layer
 from support.processes import Mount
 
 TLS = "--tls-verify=false"
@@ -48,6 +48,15 @@ def read_profile(path) -> tuple[int, dict[str, list[int]]]:
     return int(lines[1].split()[1]), blobs
 
 
+def wait_for_fetches(registry, img: Image, before: int, chunks: list[int]) -> None:
+    """Waits (30 s at most) until the layer's GETs after the first `before` carried `chunks`' bytes."""
+    deadline = time.monotonic() + 30
+    want = sum(min(CHUNK, len(img.layers[0].data) - c * CHUNK) for c in chunks)
+    while sum(r.written for r in layer_gets(registry, img)[before:]) < want:
+        assert time.monotonic() < deadline, "the profile's chunks were not fetched ahead"
+        time.sleep(0.05)
+
+
 # Disk offsets the "workload" reads, in this order: chunks 5, 1, 7 of the layer.
 READS = [(5 * MiB + 100, 4096), (1 * MiB + 7, 300), (7 * MiB + 9000, 8192)]
 
@@ -76,11 +85,7 @@ def test_a_recorded_profile_is_fetched_ahead_by_the_next_cold_mount(kind, ocifs,
     before = len(layer_gets(registry, img))
     with Mount(ref, workdir / "m2", TLS, "--prefetch-profile", profile, "--readahead", "0",
                cache_dir=workdir / "cache2") as m:
-        deadline = time.monotonic() + 30
-        want = sum(min(CHUNK, len(img.layers[0].data) - c * CHUNK) for c in chunks)
-        while sum(r.written for r in layer_gets(registry, img)[before:]) < want:
-            assert time.monotonic() < deadline, "the profile's chunks were not fetched ahead"
-            time.sleep(0.05)
+        wait_for_fetches(registry, img, before, chunks)
         fetched = len(layer_gets(registry, img))
         assert_reads_match(m.dir / "disk.img", data, READS)
         assert len(layer_gets(registry, img)) == fetched, "a profiled read went to the registry"
@@ -121,3 +126,70 @@ def test_a_profile_of_another_chunk_size_is_ignored_and_reads_still_work(ocifs, 
         time.sleep(0.5)
         assert len(layer_gets(registry, img)) - before <= 2  # the mount's own: tar headers, disk trailer
         assert_reads_match(m.dir / "disk.img", data, READS[1:2])
+
+
+def with_shipped_profile(img: Image, profile: bytes, compression: str = "gzip") -> Image:
+    """The image plus a layer holding /.oci-fs/profile, as `COPY boot.profile /.oci-fs/profile` adds."""
+    return Image(img.layers + [Layer.from_entries([Dir(".oci-fs"), File(".oci-fs/profile", profile)], compression)])
+
+
+def test_a_profile_shipped_in_the_image_is_fetched_ahead_with_no_flag(ocifs, registry, repo, workdir):
+    data = disk_bytes(12 * MiB + 777, seed=64)
+    ref, img = images.push_containerdisk(registry, repo, data, "none")
+    profile = workdir / "boot.profile"
+    with Mount(ref, workdir / "m1", TLS, "--record-profile", profile, "--readahead", "0",
+               cache_dir=workdir / "cache1") as m:
+        assert_reads_match(m.dir / "disk.img", data, READS)
+    chunks = read_profile(profile)[1][img.layers[0].digest]
+    images.push(registry, repo, "shipped", with_shipped_profile(img, profile.read_bytes()))
+
+    before = len(layer_gets(registry, img))
+    log = workdir / "m2.log"
+    with Mount(registry.ref(repo, "shipped"), workdir / "m2", TLS, "--readahead", "0", "--log-level", "info",
+               "--log-file", log, cache_dir=workdir / "cache2") as m:
+        wait_for_fetches(registry, img, before, chunks)
+        fetched = len(layer_gets(registry, img))
+        assert_reads_match(m.dir / "disk.img", data, READS)
+        assert len(layer_gets(registry, img)) == fetched, "a profiled read went to the registry"
+    assert f"prefetching the access profile the image ships ({len(chunks)} chunks)" in log.read_text()
+
+    # --prefetch-profile none: the image's profile is not used.
+    before = len(layer_gets(registry, img))
+    with Mount(registry.ref(repo, "shipped"), workdir / "m3", TLS, "--readahead", "0", "--prefetch-profile", "none",
+               cache_dir=workdir / "cache3") as m:
+        time.sleep(0.5)
+        assert len(layer_gets(registry, img)) - before <= 2  # the mount's own: tar headers, disk trailer
+        assert_reads_match(m.dir / "disk.img", data, READS[1:2])
+
+
+def test_a_malformed_shipped_profile_is_reported_and_the_disk_still_reads(ocifs, registry, repo, workdir):
+    data = disk_bytes(3 * MiB, seed=65)
+    _, img = images.push_containerdisk(registry, repo, data, "none")
+    bad = b"oci-fs-profile 1\nchunk-size 1048576\nblob sha256:" + b"b" * 64 + b" 3\n1\n"
+    images.push(registry, repo, "bad", with_shipped_profile(img, bad))
+    log = workdir / "m.log"
+    with Mount(registry.ref(repo, "bad"), workdir / "m", TLS, "--log-file", log, cache_dir=workdir / "cache") as m:
+        assert_reads_match(m.dir / "disk.img", data, READS[1:2] + [(0, len(data))])
+    text = log.read_text()
+    assert "not using the image's access profile" in text and "/.oci-fs/profile in layer sha256:" in text, text
+    assert "declares 3 chunks but lists 1" in text, text
+
+
+def test_a_first_seen_gzip_disk_under_a_profile_layer_is_ready_at_its_entry(ocifs, registry, repo, workdir):
+    """The disk's gzip layer is read as a stream the first time; the small profile layer above it
+    must not make the mount wait for the whole pass (the lowest stream layer with the disk stops
+    at its entry, and the rest is verified in the background)."""
+    data = disk_bytes(6 * MiB + 5, seed=66)
+    _, img = images.push_containerdisk(registry, repo, data, "gzip")
+    profile = b"oci-fs-profile 1\nchunk-size 1048576\nblob " + img.layers[0].digest.encode() + b" 1\n0\n"
+    images.push(registry, repo, "shipped", with_shipped_profile(img, profile))
+    log = workdir / "m.log"
+    with Mount(registry.ref(repo, "shipped"), workdir / "m", TLS, "--log-level", "info", "--log-file", log,
+               cache_dir=workdir / "cache") as m:
+        assert_reads_match(m.dir / "disk.img", data, [(0, len(data))] + READS[1:2])
+        deadline = time.monotonic() + 30
+        while "the disk is confirmed" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    text = log.read_text()
+    assert f"layer {img.layers[0].digest}: ready at the disk's entry" in text, text
