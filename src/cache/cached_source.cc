@@ -79,7 +79,7 @@ void CachedSource::ProfileWorker() const {
   while (!stopping_) {
     const size_t i = profile_next_.fetch_add(1);
     if (i >= profile_runs_.size()) break;
-    Status st = FetchChunks(profile_runs_[i].first, profile_runs_[i].second, max_run);
+    Status st = FetchChunks(profile_runs_[i].first, profile_runs_[i].second, max_run).status();
     if (!st.ok()) {
       spdlog::warn("{}: profile prefetch of chunk {}: {}", Describe(), profile_runs_[i].first, st.ToString());
     }
@@ -114,7 +114,7 @@ void CachedSource::ReturnScratch(std::unique_ptr<uint8_t[]> buf) const {
   if (scratch_.size() < kMaxPooled) scratch_.push_back(std::move(buf));
 }
 
-Status CachedSource::FetchChunks(uint64_t first, uint64_t count, size_t max_run) const {
+Result<uint64_t> CachedSource::FetchChunks(uint64_t first, uint64_t count, size_t max_run) const {
   const uint64_t size = inner_->size();
   const uint64_t chunk_size = cache_->chunk_size();
   std::vector<size_t> lengths;
@@ -122,7 +122,7 @@ Status CachedSource::FetchChunks(uint64_t first, uint64_t count, size_t max_run)
     lengths.push_back(static_cast<size_t>(std::min(chunk_size, size - i * chunk_size)));
   }
   auto fetch = [&](uint64_t index, std::span<uint8_t> out) { return ReadExactly(*inner_, index * chunk_size, out); };
-  return cache_->FetchMissing(key_, first, lengths, max_run, fetch).status();
+  return cache_->FetchMissing(key_, first, lengths, max_run, fetch);
 }
 
 void CachedSource::QueueChunks(uint64_t first, uint64_t end) const {
@@ -130,7 +130,7 @@ void CachedSource::QueueChunks(uint64_t first, uint64_t end) const {
   for (uint64_t i = first; i < end; i += run) {
     const uint64_t count = std::min(run, end - i);
     bool queued = queue_.Post([this, i, count] {
-      Status st = FetchChunks(i, count, options_.max_run_chunks);
+      Status st = FetchChunks(i, count, options_.max_run_chunks).status();
       if (!st.ok()) spdlog::debug("{}: read-ahead of chunk {}: {}", Describe(), i, st.ToString());
     });
     if (!queued) break;
@@ -152,10 +152,17 @@ bool CachedSource::PrefetchAllStep() const {
   if (next >= chunks) return false;
   const uint64_t count = std::min<uint64_t>(std::max<size_t>(1, options_.prefetch_all_run_chunks), chunks - next);
   prefetch_all_next_.store(next + count);
-  Status st = FetchChunks(next, count, options_.prefetch_all_run_chunks);
-  if (!st.ok()) {
-    spdlog::warn("{}: background fetch of the whole blob stopped at chunk {}: {}", Describe(), next, st.ToString());
+  Result<uint64_t> fetched = FetchChunks(next, count, options_.prefetch_all_run_chunks);
+  if (!fetched.ok()) {
+    spdlog::warn("{}: background fetch of the whole blob stopped at chunk {}: {}", Describe(), next,
+                 fetched.status().ToString());
     return false;
+  }
+  if (options_.prefetch_all_rate > 0 && *fetched > 0) {
+    // Pace to the cap: the next step waits as long as these bytes take at that rate.
+    const double seconds = static_cast<double>(*fetched * chunk_size) / static_cast<double>(options_.prefetch_all_rate);
+    queue_.DeferIdle(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(seconds)));
   }
   return next + count < chunks;
 }

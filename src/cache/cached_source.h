@@ -16,7 +16,8 @@
 // deduplicated with reads by the cache's single flight. Random reads fetch
 // only the chunks they touch. Prefetch(offset, length) queues the same kind
 // of background fetch. With prefetch_all, the whole blob is fetched in idle
-// time, one run at a time, yielding to reads (PrefetchQueue's idle work).
+// time, one run at a time, yielding to reads (PrefetchQueue's idle work),
+// paced to prefetch_all_rate bytes per second when that is set.
 //
 // Access profile (access_profile.h): with a recorder, every read's chunks are
 // recorded under key; with a profile naming key, threads of their own fetch
@@ -55,6 +56,7 @@ struct CachedSourceOptions {
   size_t max_run_chunks = 2;           // chunks per background inner read
   bool prefetch_all = false;           // fetch the whole blob in idle time
   size_t prefetch_all_run_chunks = 2;  // chunks per idle step (the most a read waits behind it)
+  uint64_t prefetch_all_rate = 0;      // bytes per second prefetch_all may fetch on average; 0: no cap
   std::shared_ptr<AccessRecorder> recorder;       // records the chunks reads touch; null: none
   std::shared_ptr<const AccessProfile> profile;   // fetches its chunks of this blob ahead; null: none
   unsigned profile_threads = 8;                   // profile runs in flight
@@ -94,8 +96,9 @@ class CachedSource final : public ByteSource {
   void ReturnScratch(std::unique_ptr<uint8_t[]> buf) const;
   // Queues background fetches of chunks [first, end) in runs of max_run_chunks.
   void QueueChunks(uint64_t first, uint64_t end) const;
-  // Fetches (and stores) up to `count` missing chunks from `first`; the fetch of a run.
-  Status FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
+  // Fetches (and stores) up to `count` missing chunks from `first`; the fetch
+  // of a run. Returns how many chunks it fetched.
+  Result<uint64_t> FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
   // One step of prefetch_all: the next run of missing chunks; false when none is left.
   bool PrefetchAllStep() const;
   void ProfileWorker() const;

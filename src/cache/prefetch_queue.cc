@@ -56,14 +56,31 @@ size_t PrefetchQueue::pending() const {
   return jobs_.size();
 }
 
+void PrefetchQueue::DeferIdle(std::chrono::steady_clock::duration pause) {
+  std::lock_guard lock(mu_);
+  idle_not_before_ = std::chrono::steady_clock::now() + pause;
+}
+
+bool PrefetchQueue::IdleDeferred() const {
+  return idle_ && !idle_running_ && jobs_.empty() && foreground_.load(std::memory_order_acquire) == 0 &&
+         std::chrono::steady_clock::now() < idle_not_before_;
+}
+
 bool PrefetchQueue::IdleRunnable() const {
-  return idle_ && !idle_running_ && jobs_.empty() && foreground_.load(std::memory_order_acquire) == 0;
+  return idle_ && !idle_running_ && jobs_.empty() && foreground_.load(std::memory_order_acquire) == 0 &&
+         std::chrono::steady_clock::now() >= idle_not_before_;
 }
 
 void PrefetchQueue::Worker() {
   std::unique_lock lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || !jobs_.empty() || IdleRunnable(); });
+    while (!stop_ && jobs_.empty() && !IdleRunnable()) {
+      if (IdleDeferred()) {
+        cv_.wait_until(lock, idle_not_before_);
+      } else {
+        cv_.wait(lock);
+      }
+    }
     if (stop_) return;
     if (!jobs_.empty()) {
       auto job = std::move(jobs_.front());

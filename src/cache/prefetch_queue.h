@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -39,6 +40,9 @@ class PrefetchQueue {
   // Replaces any earlier idle work.
   void SetIdleWork(std::function<bool()> step);
 
+  // Holds the next idle step back until `pause` from now has passed (jobs
+  // still run meanwhile): how a step paces the idle work, e.g. to a bandwidth cap.
+  void DeferIdle(std::chrono::steady_clock::duration pause);
   // Marks a foreground read in progress for its lifetime.
   class Foreground {
    public:
@@ -59,6 +63,7 @@ class PrefetchQueue {
   void StartLocked();
   void Worker();
   bool IdleRunnable() const;  // needs mu_
+  bool IdleDeferred() const;  // needs mu_: idle work would run but for idle_not_before_
 
   const unsigned threads_;
   const size_t max_pending_;
@@ -71,6 +76,7 @@ class PrefetchQueue {
   std::deque<std::function<void()>> jobs_;
   std::function<bool()> idle_;
   bool idle_running_ = false;
+  std::chrono::steady_clock::time_point idle_not_before_{};
   size_t running_ = 0;
   bool stop_ = false;
   std::vector<std::thread> workers_;

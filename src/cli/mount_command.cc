@@ -154,6 +154,9 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   if (!readahead.ok()) return fail(readahead.status().WithContext("--readahead"));
   options.blob_reads.readahead.max = *readahead;
   options.blob_reads.prefetch_all = flags.prefetch_all;
+  auto rate = ParseSize(flags.prefetch_rate);
+  if (!rate.ok()) return fail(rate.status().WithContext("--prefetch-rate"));
+  options.blob_reads.prefetch_all_rate = *rate;
   auto decode_threads = ParseDecodeThreads(flags.decode_threads);
   if (!decode_threads.ok()) return fail(decode_threads.status());
   if (*decode_threads != kDecodeThreadsAuto) WorkerPool::SetDecodeThreads(*decode_threads);
@@ -309,6 +312,7 @@ Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_optio
       else if (key == "readahead") flags->readahead = value;
       else if (key == "decode_threads") flags->decode_threads = value;
       else if (key == "prefetch" && (value == "all" || value == "none")) flags->prefetch_all = value == "all";
+      else if (key == "prefetch_rate") flags->prefetch_rate = value;
       else if (key == "prefetch") return InvalidArgument("prefetch must be all or none, not '" + value + "'");
       else if (key == "authfile") flags->common.authfile = value;
       else if (key == "cert_dir") flags->common.cert_dir = value;
@@ -352,6 +356,8 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->add_option("--decode-threads", flags->decode_threads,
                   "threads that decompress the pieces of one read side by side (default auto: one per core; 0 = none)");
   sub->add_flag("--prefetch-all", flags->prefetch_all, "fetch the whole layer in the background, yielding to reads");
+  sub->add_option("--prefetch-rate", flags->prefetch_rate,
+                  "cap of --prefetch-all's fetching, bytes per second, e.g. 20M (default 0: no cap)");
   sub->add_option("--stats-file", flags->stats_file, "write fetch counters as JSON here");
   sub->add_option("--prefetch-profile", flags->prefetch_profile,
                   "fetch the chunks an access profile names ahead, in its order (docs/profile-format.md; "
@@ -373,6 +379,7 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
       }
     }
     if (s.ok()) s = ParseSize(flags->readahead).status().WithContext("--readahead");
+    if (s.ok()) s = ParseSize(flags->prefetch_rate).status().WithContext("--prefetch-rate");
     if (s.ok()) s = ParseDecodeThreads(flags->decode_threads).status();
     if (!s.ok()) {
       Fail(s);

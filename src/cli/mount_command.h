@@ -21,6 +21,7 @@ struct MountFlags {
   std::string readahead = "4M";    // largest read-ahead window; 0 = off
   std::string decode_threads = "auto";  // decompression threads: auto (one per core) or 0..64
   bool prefetch_all = false;       // fetch the whole layer in the background
+  std::string prefetch_rate = "0";  // cap of that fetch, bytes per second; 0 = none
   std::string stats_file;
   std::string prefetch_profile;  // an access profile to fetch ahead (docs/profile-format.md)
   std::string record_profile;    // where to write this mount's access profile at unmount

@@ -234,6 +234,21 @@ TEST_CASE("cached source with prefetch_all fetches the whole blob in idle time")
   CHECK(all == blob);
 }
 
+TEST_CASE("cached source paces prefetch_all to its rate cap") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  CachedSourceOptions o = Options(2, 4, true, 2);
+  o.prefetch_all_rate = 2 * kChunk * 10;  // 10 steps of 2 chunks a second: 100 ms a step
+  const auto start = std::chrono::steady_clock::now();
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  CHECK(counting->bytes <= 4 * kChunk);  // 2 steps by now, not 4
+  src.WaitForPrefetches();
+  CHECK(counting->bytes == blob.size());
+  CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(300));  // 4 steps, 3 pauses
+}
+
 TEST_CASE("cached source stops its background fetches when destroyed") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(32 * kChunk);

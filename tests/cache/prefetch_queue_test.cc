@@ -3,6 +3,8 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <mutex>
+#include <vector>
 #include <thread>
 
 using namespace ocifs;
@@ -48,6 +50,28 @@ TEST_CASE("prefetch queue runs idle work only while no foreground read is in pro
   queue.Drain();
   CHECK(steps == 20);
   CHECK_FALSE(during_foreground);
+}
+
+TEST_CASE("prefetch queue holds idle steps back by DeferIdle while jobs still run") {
+  using Clock = std::chrono::steady_clock;
+  PrefetchQueue queue(2, 10);
+  std::mutex mu;
+  std::vector<Clock::time_point> at;
+  queue.SetIdleWork([&] {
+    std::lock_guard lock(mu);
+    at.push_back(Clock::now());
+    queue.DeferIdle(std::chrono::milliseconds(40));
+    return at.size() < 4;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const auto posted = Clock::now();
+  std::atomic<bool> job_ran{false};
+  REQUIRE(queue.Post([&] { job_ran = true; }));
+  while (!job_ran) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(Clock::now() - posted < std::chrono::milliseconds(30));  // not held back by the pause
+  queue.Drain();
+  REQUIRE(at.size() == 4);
+  for (size_t i = 1; i < at.size(); ++i) CHECK(at[i] - at[i - 1] >= std::chrono::milliseconds(40));
 }
 
 TEST_CASE("prefetch queue destructor drops waiting jobs and joins") {

@@ -9,6 +9,7 @@ Fetches are counted twice: by the registry's request log and by the mount's
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -169,3 +170,45 @@ def test_a_second_mount_with_the_same_cache_dir_fetches_no_blob_at_all(ocifs, re
     _, _, stats, gets = mount_twice(registry, ref, img, data, workdir / "cache", workdir)
     assert [g.uri for g in gets] == [], f"config is {img.config.digest}"
     assert stats["blob_bytes"] == 0 and stats["blob_requests"] == 0, stats
+
+
+def wait_for_layer_bytes(registry, img: Image, want: int, timeout: float = 30) -> float:
+    """Seconds until the registry has served `want` bytes of the image's layers."""
+    start = time.monotonic()
+    while layer_traffic(registry, img)[1] < want:
+        assert time.monotonic() - start < timeout, f"{layer_traffic(registry, img)[1]} of {want} bytes fetched"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def test_prefetch_all_fetches_the_whole_layer_in_the_background(ocifs, registry, repo, workdir):
+    data = disk_bytes(12 * MiB + 999, seed=71)
+    ref, img = images.push_containerdisk(registry, repo, data, "none")
+    with Mount(ref, workdir / "m", TLS, "--prefetch-all", cache_dir=workdir / "cache") as m:
+        wait_for_layer_bytes(registry, img, img.layers[0].size)
+        gets = layer_traffic(registry, img)[0]
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+        assert layer_traffic(registry, img)[0] == gets, "a read went to the registry after the whole layer came"
+    assert layer_traffic(registry, img)[1] <= img.layers[0].size + 2 * CHUNK  # each chunk about once
+
+
+def test_prefetch_rate_caps_the_background_fetch(ocifs, registry, repo, workdir):
+    data = disk_bytes(12 * MiB + 999, seed=72)
+    ref, img = images.push_containerdisk(registry, repo, data, "none")
+    with Mount(ref, workdir / "m", TLS, "-o", "prefetch=all,prefetch_rate=4M", cache_dir=workdir / "cache") as m:
+        start = time.monotonic()
+        time.sleep(1.0)
+        elapsed = time.monotonic() - start
+        # 2 MiB steps, each followed by a 0.5 s pause: ~4 MiB a second, plus the mount's own reads.
+        assert layer_traffic(registry, img)[1] <= (2 + 4 * elapsed + 2) * MiB, layer_traffic(registry, img)
+        took = elapsed + wait_for_layer_bytes(registry, img, img.layers[0].size)
+        assert took >= (img.layers[0].size / MiB - 2 - 2) / 4, took  # no faster than the cap allows
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+
+
+def test_a_bad_prefetch_rate_is_a_usage_error(ocifs, registry, repo, workdir):
+    ref, _ = images.push_containerdisk(registry, repo, disk_bytes(10_000, seed=73), "none")
+    (workdir / "m").mkdir()
+    res = ocifs("mount", TLS, "--prefetch-all", "--prefetch-rate", "fast", ref, workdir / "m", check=False)
+    assert res.returncode == 2, res.describe()
+    assert "--prefetch-rate" in res.stderr, res.describe()
