@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "base/size_text.h"
 #include "ocifs/status.h"
 #include "registry/registry_options.h"
 
@@ -29,8 +30,6 @@ void AddCommonFlags(CLI::App* app, CommonFlags* flags);
 // Sets up spdlog from --log-level and --log-file (stderr when empty).
 [[nodiscard]] Status ConfigureLogging(const CommonFlags& flags);
 
-// "10G", "512M", "4096", "1.5T" -> bytes.
-[[nodiscard]] Result<uint64_t> ParseSize(std::string_view text);
 
 // "true"/"false"/"1"/"0"/"yes"/"no".
 [[nodiscard]] Result<bool> ParseBool(std::string_view text, std::string_view what);
