@@ -41,6 +41,9 @@ std::vector<std::string> MountLauncher::MountArgv(const VolumeRecord& record) co
   if (!record.spec.disk_path.empty()) {
     argv.insert(argv.end(), {"--disk-path", record.spec.disk_path});
   }
+  if (record.spec.prefetch_all) argv.push_back("--prefetch-all");
+  if (!record.spec.prefetch_rate.empty()) argv.insert(argv.end(), {"--prefetch-rate", record.spec.prefetch_rate});
+  if (!record.spec.image_profile) argv.insert(argv.end(), {"--prefetch-profile", "none"});
   argv.insert(argv.end(), {"-o", config_.allow_other ? "ro,allow_other" : "ro"});
   argv.insert(argv.end(), {record.PinnedRef(), record.spec.target_path});
   return argv;

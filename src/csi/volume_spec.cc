@@ -1,5 +1,7 @@
 #include "csi/volume_spec.h"
 
+#include "base/size_text.h"
+
 #include <string_view>
 
 namespace ocifs {
@@ -31,7 +33,8 @@ std::string_view ModeName(AccessMode mode) {
 bool VolumeSpec::SameAs(const VolumeSpec& o) const {
   return volume_id == o.volume_id && target_path == o.target_path && image == o.image &&
          disk_path == o.disk_path && mode == o.mode && platform == o.platform &&
-         tls_verify == o.tls_verify;
+         tls_verify == o.tls_verify && prefetch_all == o.prefetch_all && prefetch_rate == o.prefetch_rate &&
+         image_profile == o.image_profile;
 }
 
 Result<VolumeSpec> ParseVolumeSpec(const PublishArgs& args) {
@@ -75,9 +78,28 @@ Result<VolumeSpec> ParseVolumeSpec(const PublishArgs& args) {
                                value + "\"");
       }
       spec.tls_verify = value == "true";
+    } else if (key == "prefetchAll") {
+      if (value != "true" && value != "false") {
+        return InvalidArgument("volume attribute prefetchAll must be \"true\" or \"false\", not \"" +
+                               value + "\"");
+      }
+      spec.prefetch_all = value == "true";
+    } else if (key == "prefetchRate") {
+      if (!ParseSize(value).ok()) {
+        return InvalidArgument("volume attribute prefetchRate must be bytes per second such as 20M, not \"" +
+                               value + "\"");
+      }
+      spec.prefetch_rate = value;
+    } else if (key == "profile") {
+      if (value != "image" && value != "none") {
+        return InvalidArgument("volume attribute profile must be \"image\" or \"none\", not \"" + value +
+                               "\"");
+      }
+      spec.image_profile = value == "image";
     } else {
       return InvalidArgument("unknown volume attribute \"" + key +
-                             "\" (known: image, diskPath, mode, platform, tlsVerify)");
+                             "\" (known: image, diskPath, mode, platform, tlsVerify, prefetchAll, "
+                             "prefetchRate, profile)");
     }
   }
 

@@ -51,6 +51,9 @@ struct VolumeSpec {
   std::string mode;       // "disk" or "tree"
   std::string platform;   // "" = the host's
   std::optional<bool> tls_verify;  // unset = the node's default
+  bool prefetch_all = false;       // fetch the whole layer in the background (--prefetch-all)
+  std::string prefetch_rate;       // its cap, e.g. "20M" bytes per second; "" = none
+  bool image_profile = true;       // use the access profile the image ships (false: --prefetch-profile none)
   bool ephemeral = false;
 
   // Same volume, same target, same attributes: a repeated publish.

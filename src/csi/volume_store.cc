@@ -67,6 +67,9 @@ std::string RecordToJson(const VolumeRecord& r) {
       {"ephemeral", r.spec.ephemeral},
       {"authFile", r.auth_file},
       {"mountPid", r.mount_pid},
+      {"prefetchAll", r.spec.prefetch_all},
+      {"prefetchRate", r.spec.prefetch_rate},
+      {"imageProfile", r.spec.image_profile},
   };
   if (r.spec.tls_verify) j["tlsVerify"] = *r.spec.tls_verify;
   return j.dump(2) + "\n";
@@ -91,6 +94,9 @@ Result<VolumeRecord> RecordFromJson(const std::string& text) {
     r.spec.ephemeral = j.value("ephemeral", false);
     r.auth_file = j.value("authFile", "");
     r.mount_pid = j.value("mountPid", 0);
+    r.spec.prefetch_all = j.value("prefetchAll", false);
+    r.spec.prefetch_rate = j.value("prefetchRate", "");
+    r.spec.image_profile = j.value("imageProfile", true);
     if (r.spec.volume_id.empty() || r.spec.target_path.empty() || r.spec.image.empty() ||
         r.digest.empty()) {
       return Corrupt("volume record lacks volumeId, targetPath, image or digest");

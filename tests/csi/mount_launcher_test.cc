@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "csi/mount_launcher.h"
 
 using namespace ocifs;
@@ -47,6 +49,17 @@ TEST_CASE("mount pins the digest, shares the cache and is read-only") {
                     "linux/arm64", "--cache-dir", "/var/cache/oci-fs", "--mode", "tree",
                     "--disk-path", "disk/a.img", "-o", "ro,allow_other",
                     "reg:5000/disk:v1@sha256:aa", "/t/mount"});
+}
+
+TEST_CASE("mount passes the volume's prefetch attributes") {
+  MountLauncher launcher(Config());
+  VolumeRecord r = Record();
+  r.spec.prefetch_all = true;
+  r.spec.prefetch_rate = "8M";
+  r.spec.image_profile = false;
+  auto argv = launcher.MountArgv(r);
+  const std::vector<std::string> want{"--prefetch-all", "--prefetch-rate", "8M", "--prefetch-profile", "none"};
+  CHECK(std::search(argv.begin(), argv.end(), want.begin(), want.end()) != argv.end());
 }
 
 TEST_CASE("a failing oci-fs becomes a Status with its message") {

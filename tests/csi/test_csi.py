@@ -212,6 +212,29 @@ def test_inline_volume_is_readable_and_unpublishes(make_plugin, backend, workdir
     unpublish(plugin, target_of(workdir, "never-published"))  # unknown: OK
 
 
+def test_prefetch_attributes_reach_the_mount_and_bad_ones_are_refused(make_plugin, backend, workdir):
+    plugin = make_plugin()
+    ref = backend.image("inline")
+    target = target_of(workdir, "pod-p")
+    publish(plugin, target, context=dict(EPHEMERAL, image=ref, prefetchAll="true", prefetchRate="16M",
+                                         profile="none"))
+    assert read_disk(target) == backend.expected(ref)
+    [pid] = _mount_pids(target)
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    at = argv.index(b"--prefetch-all")
+    assert argv[at:at + 5] == [b"--prefetch-all", b"--prefetch-rate", b"16M", b"--prefetch-profile", b"none"], argv
+    [record] = plugin.records()
+    assert (record["prefetchAll"], record["prefetchRate"], record["imageProfile"]) == (True, "16M", False)
+    unpublish(plugin, target)
+    assert_clean(plugin, target)
+
+    bad = target_of(workdir, "pod-q")
+    err = rpc_error(publish, plugin, bad, context=dict(EPHEMERAL, image=ref, prefetchRate="fast"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "prefetchRate" in err.details()
+    assert not bad.exists() and plugin.records() == []
+
+
 def test_pre_provisioned_pv(make_plugin, backend, workdir):
     plugin = make_plugin()
     ref = backend.image("pv")

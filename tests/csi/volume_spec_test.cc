@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <tuple>
+#include <vector>
+
 #include "csi/volume_spec.h"
 
 using namespace ocifs;
@@ -37,6 +40,27 @@ TEST_CASE("an inline volume takes its image and attributes from the volume conte
   CHECK(spec->disk_path == "disk/x.qcow2");
   CHECK(spec->platform == "linux/arm64");
   CHECK(spec->tls_verify == std::optional<bool>(false));
+  CHECK_FALSE(spec->prefetch_all);
+  CHECK(spec->prefetch_rate.empty());
+  CHECK(spec->image_profile);
+}
+
+TEST_CASE("volume attributes control the background fetch and the image's profile") {
+  auto spec = ParseVolumeSpec(Inline({{"image", "reg/disk:v1"}, {"prefetchAll", "true"},
+                                      {"prefetchRate", "20M"}, {"profile", "none"}}));
+  REQUIRE(spec.ok());
+  CHECK(spec->prefetch_all);
+  CHECK(spec->prefetch_rate == "20M");
+  CHECK_FALSE(spec->image_profile);
+  for (auto [key, value, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"prefetchAll", "yes", "prefetchAll must be"},
+           {"prefetchRate", "fast", "prefetchRate must be bytes per second"},
+           {"profile", "/node/file", "profile must be \"image\" or \"none\""}}) {
+    auto bad = ParseVolumeSpec(Inline({{"image", "reg/disk:v1"}, {key, value}}));
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.status().code() == Code::kInvalidArgument);
+    CHECK(bad.status().message().find(says) != std::string::npos);
+  }
 }
 
 TEST_CASE("an inline volume without an image is refused") {

@@ -25,6 +25,9 @@ VolumeRecord Sample(std::string target) {
   r.digest = "sha256:abcd";
   r.auth_file = "/state/secrets/x.json";
   r.mount_pid = 42;
+  r.spec.prefetch_all = true;
+  r.spec.prefetch_rate = "4M";
+  r.spec.image_profile = false;
   return r;
 }
 }  // namespace
