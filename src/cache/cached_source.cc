@@ -167,6 +167,21 @@ bool CachedSource::PrefetchAllStep() const {
   return next + count < chunks;
 }
 
+Result<bool> CachedSource::ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf, uint64_t first,
+                                         uint64_t last) const {
+  if (options_.prefetch_threads == 0 || buf.size() > cache_->chunk_size() / 4) return false;
+  for (uint64_t index = first; index <= last; ++index) {
+    if (cache_->StoredOrInFlight(key_, index)) return false;  // wait for it or read it from disk
+  }
+  // The whole chunks first, so their transfer starts beside this read's.
+  QueueChunks(first, last + 1);
+  Status st = ReadExactly(*inner_, offset, buf);
+  if (!st.ok()) return st.WithContext("cached " + Describe() + " bytes " + std::to_string(offset) + ".." +
+                                      std::to_string(offset + buf.size()));
+  cache_->CountBypassedMiss(buf.size());
+  return true;
+}
+
 Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (!key_status_.ok()) return key_status_.WithContext(Describe());
   const uint64_t size = inner_->size();
@@ -199,6 +214,10 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
                              buf.subspan(static_cast<size_t>(start - offset), static_cast<size_t>(end - start)));
     }
     if (all) return want;
+  }
+  if (options_.exact_small_misses) {
+    OCIFS_ASSIGN_OR_RETURN(bool served, ReadSmallMiss(offset, buf.first(want), first, last));
+    if (served) return want;
   }
   // Whole chunks go straight into buf; the partly covered first and last through scratch.
   std::unique_ptr<uint8_t[]> head, tail;

@@ -59,6 +59,11 @@ struct CachedSourceOptions {
   uint64_t prefetch_all_rate = 0;      // bytes per second prefetch_all may fetch on average; 0: no cap
   std::shared_ptr<AccessRecorder> recorder;       // records the chunks reads touch; null: none
   std::shared_ptr<const AccessProfile> profile;   // fetches its chunks of this blob ahead; null: none
+  // A read of at most chunk_size / 4 bytes whose chunks are neither on disk nor
+  // in flight fetches just its own bytes (one short range request) while its
+  // whole chunks follow in the background: a random read waits for a round
+  // trip, not for a chunk's transfer. Needs prefetch_threads > 0.
+  bool exact_small_misses = true;
   unsigned profile_threads = 8;                   // profile runs in flight
   size_t profile_run_chunks = 1;                  // chunks per profile run
 };
@@ -99,6 +104,9 @@ class CachedSource final : public ByteSource {
   // Fetches (and stores) up to `count` missing chunks from `first`; the fetch
   // of a run. Returns how many chunks it fetched.
   Result<uint64_t> FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
+  // The exact_small_misses path: true (buf filled, chunks queued) if it served the read.
+  [[nodiscard]] Result<bool> ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf, uint64_t first,
+                                           uint64_t last) const;
   // One step of prefetch_all: the next run of missing chunks; false when none is left.
   bool PrefetchAllStep() const;
   void ProfileWorker() const;

@@ -259,6 +259,14 @@ Status ChunkCache::FetchRun(std::string_view key, uint64_t first, size_t begin, 
   return st;
 }
 
+bool ChunkCache::StoredOrInFlight(std::string_view key, uint64_t index) const {
+  {
+    std::lock_guard lock(flights_mu_);
+    if (flights_.contains(FlightKey{std::string(key), index})) return true;
+  }
+  return store_->Exists(key, index);
+}
+
 Result<uint64_t> ChunkCache::FetchMissing(std::string_view key, uint64_t first, std::span<const size_t> lengths,
                                           size_t max_run, const FetchRunFn& fetch_run) {
   for (size_t len : lengths) OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, len, chunk_size_));

@@ -114,6 +114,14 @@ class ChunkCache {
   // reading only those bytes; false otherwise (then use Read). Counts a hit.
   [[nodiscard]] bool ReadPart(std::string_view key, uint64_t index, size_t length, size_t offset,
                               std::span<uint8_t> out);
+  // Whether chunk `index` of `key` is on disk or being fetched by a flight of
+  // this process. A hint: either may change right after.
+  bool StoredOrInFlight(std::string_view key, uint64_t index) const;
+  // Counts a miss its caller served around the cache (`bytes` fetched for it).
+  void CountBypassedMiss(uint64_t bytes) {
+    misses_ += 1;
+    fetched_bytes_ += bytes;
+  }
   // Like Read without a fetch: true and out filled on a hit; false on a miss
   // (out's content then unspecified).
   [[nodiscard]] Result<bool> Lookup(std::string_view key, uint64_t index, std::span<uint8_t> out);
@@ -173,7 +181,7 @@ class ChunkCache {
   const std::unique_ptr<LruPolicy> lru_;
   const std::unique_ptr<Reclaimer> reclaimer_;
 
-  std::mutex flights_mu_;
+  mutable std::mutex flights_mu_;
   tsl::robin_map<FlightKey, std::shared_ptr<Flight>, FlightKeyHash> flights_;  // guarded by flights_mu_
 
   // Chunks read whole and checked, or written, by this process: ReadPart may

@@ -154,6 +154,7 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   if (!readahead.ok()) return fail(readahead.status().WithContext("--readahead"));
   options.blob_reads.readahead.max = *readahead;
   options.blob_reads.prefetch_all = flags.prefetch_all;
+  options.blob_reads.exact_small_misses = flags.miss_fetch == "exact";
   auto rate = ParseSize(flags.prefetch_rate);
   if (!rate.ok()) return fail(rate.status().WithContext("--prefetch-rate"));
   options.blob_reads.prefetch_all_rate = *rate;
@@ -311,6 +312,7 @@ Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_optio
       else if (key == "chunk_size") flags->chunk_size = value;
       else if (key == "readahead") flags->readahead = value;
       else if (key == "decode_threads") flags->decode_threads = value;
+      else if (key == "miss_fetch") flags->miss_fetch = value;
       else if (key == "prefetch" && (value == "all" || value == "none")) flags->prefetch_all = value == "all";
       else if (key == "prefetch_rate") flags->prefetch_rate = value;
       else if (key == "prefetch") return InvalidArgument("prefetch must be all or none, not '" + value + "'");
@@ -333,6 +335,9 @@ Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_optio
       }
     }
   }
+  if (flags->miss_fetch != "exact" && flags->miss_fetch != "chunk") {
+    return InvalidArgument("--miss-fetch must be exact or chunk, not '" + flags->miss_fetch + "'");
+  }
   if (flags->mode != "disk" && flags->mode != "tree") {
     return InvalidArgument("--mode must be disk or tree, not '" + flags->mode + "'");
   }
@@ -353,6 +358,9 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->add_option("--chunk-size", flags->chunk_size,
                   "bytes fetched and cached per chunk: a power of two, 64K..16M (default 1M)");
   sub->add_option("--readahead", flags->readahead, "largest read-ahead window on sequential reads (default 4M; 0 = off)");
+  sub->add_option("--miss-fetch", flags->miss_fetch,
+                  "a small read of a chunk not cached fetches: exact (its own bytes, the chunk beside them; "
+                  "default) or chunk (waits for the whole chunk)");
   sub->add_option("--decode-threads", flags->decode_threads,
                   "threads that decompress the pieces of one read side by side (default auto: one per core; 0 = none)");
   sub->add_flag("--prefetch-all", flags->prefetch_all, "fetch the whole layer in the background, yielding to reads");

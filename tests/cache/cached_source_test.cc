@@ -30,6 +30,7 @@ CachedSourceOptions Options(unsigned threads, size_t run = 4, bool all = false, 
   o.max_run_chunks = run;
   o.prefetch_all = all;
   o.prefetch_all_run_chunks = all_run;
+  o.exact_small_misses = false;  // the tests below count whole-chunk fetches; see "small misses" for it
   return o;
 }
 
@@ -101,7 +102,7 @@ TEST_CASE("cached source returns inner errors and caches nothing from them") {
   const std::vector<uint8_t> blob = Blob(kChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto cache = OpenCache(tmp.path());
-  CachedSource src(counting, cache, kKey);
+  CachedSource src(counting, cache, kKey, Options(0));
   std::vector<uint8_t> buf(10);
   counting->fail = true;
   auto bad = src.ReadAt(0, buf);
@@ -132,6 +133,53 @@ TEST_CASE("cached source with an invalid key fails every read") {
   CachedSource src(MemorySource::FromString("abc"), OpenCache(tmp.path()), "sha256:../../etc");
   std::vector<uint8_t> buf(3);
   CHECK(src.ReadAt(0, buf).status().code() == Code::kInvalidArgument);
+}
+
+TEST_CASE("cached source: a small miss fetches its own bytes and the whole chunk follows") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(4 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  auto cache = OpenCache(tmp.path());
+  CachedSourceOptions o = Options(2);
+  o.exact_small_misses = true;
+  {
+    CachedSource src(counting, cache, kKey, o);
+    std::vector<uint8_t> buf(100);
+    REQUIRE(*src.ReadAt(2 * kChunk + 10, buf) == 100);
+    CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 2 * kChunk + 10));
+    src.WaitForPrefetches();
+    CHECK(counting->reads == 2);  // the 100 bytes, then chunk 2
+    CHECK(counting->bytes == 100 + kChunk);
+    std::vector<uint8_t> more(kChunk / 8);  // the chunk is there now
+    REQUIRE(src.ReadAt(2 * kChunk + 5000, more).ok());
+    CHECK(std::equal(more.begin(), more.end(), blob.begin() + 2 * kChunk + 5000));
+    CHECK(counting->reads == 2);
+    std::vector<uint8_t> big(kChunk / 2);  // large reads take the whole-chunk path
+    REQUIRE(src.ReadAt(kChunk, big).ok());
+    CHECK(counting->reads == 3);
+    CHECK(counting->bytes == 100 + 2 * kChunk);
+  }
+  // Another process: chunk 2 is on disk, so a small read of it reads the file, not the blob.
+  CachedSource again(counting, OpenCache(tmp.path()), kKey, o);
+  std::vector<uint8_t> buf(10);
+  REQUIRE(again.ReadAt(2 * kChunk + 77, buf).ok());
+  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 2 * kChunk + 77));
+  CHECK(counting->reads == 3);
+}
+
+TEST_CASE("cached source: a small miss that fails returns the error naming the bytes") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(2 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  counting->fail = true;
+  CachedSourceOptions o = Options(1);
+  o.exact_small_misses = true;
+  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  std::vector<uint8_t> buf(10);
+  auto bad = src.ReadAt(kChunk + 3, buf);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("bytes " + std::to_string(kChunk + 3)) != std::string::npos);
+  src.WaitForPrefetches();
 }
 
 TEST_CASE("cached source fetches the missing runs around a cached chunk with one inner read each") {

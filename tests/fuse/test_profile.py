@@ -124,7 +124,8 @@ def test_a_profile_of_another_chunk_size_is_ignored_and_reads_still_work(ocifs, 
     before = len(layer_gets(registry, img))
     with Mount(ref, workdir / "m2", TLS, "--prefetch-profile", profile, cache_dir=workdir / "cache2") as m:
         time.sleep(0.5)
-        assert len(layer_gets(registry, img)) - before <= 2  # the mount's own: tar headers, disk trailer
+        # The mount's own: tar headers and disk trailer, each a small exact read and its chunk.
+        assert len(layer_gets(registry, img)) - before <= 4
         assert_reads_match(m.dir / "disk.img", data, READS[1:2])
 
 
@@ -158,7 +159,8 @@ def test_a_profile_shipped_in_the_image_is_fetched_ahead_with_no_flag(ocifs, reg
     with Mount(registry.ref(repo, "shipped"), workdir / "m3", TLS, "--readahead", "0", "--prefetch-profile", "none",
                cache_dir=workdir / "cache3") as m:
         time.sleep(0.5)
-        assert len(layer_gets(registry, img)) - before <= 2  # the mount's own: tar headers, disk trailer
+        # The mount's own: tar headers and disk trailer, each a small exact read and its chunk.
+        assert len(layer_gets(registry, img)) - before <= 4
         assert_reads_match(m.dir / "disk.img", data, READS[1:2])
 
 
