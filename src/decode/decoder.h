@@ -20,6 +20,11 @@ struct DecoderOptions {
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).
   uint64_t checkpoint_spacing = 1ull << 20;
+  // gzip: the spacing grows so that a blob gets about this many checkpoints at
+  // most (compressed size / max_checkpoints), which bounds the memory their
+  // windows take (up to 32 KiB each for incompressible data): 16 MiB at 512,
+  // whatever the layer's size. Larger layers pay with longer spans per read.
+  uint64_t max_checkpoints = 512;
   // Start the first sequential pass in a background thread at open. If false,
   // the first read that needs it starts it.
   bool background_pass = true;

@@ -17,12 +17,26 @@ Result<std::shared_ptr<GzipSource>> GzipSource::Open(ByteSourcePtr compressed, c
   return source;
 }
 
+namespace {
+
+// options, with checkpoint_spacing raised to keep the checkpoints of a blob of
+// `compressed_size` bytes near options.max_checkpoints.
+DecoderOptions BoundedSpacing(DecoderOptions options, uint64_t compressed_size) {
+  if (compressed_size != ByteSource::kUnknownSize && options.max_checkpoints > 0) {
+    const uint64_t per = (compressed_size + options.max_checkpoints - 1) / options.max_checkpoints;
+    options.checkpoint_spacing = std::max(options.checkpoint_spacing, per);
+  }
+  return options;
+}
+
+}  // namespace
+
 GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options)
     : compressed_(std::move(compressed)),
-      options_(options),
+      options_(BoundedSpacing(options, compressed_->size())),
       cache_(options.segment_cache_bytes,
              static_cast<size_t>(std::max<uint64_t>(
-                 2, options.segment_cache_bytes / std::max<uint64_t>(options.checkpoint_spacing, 1)))) {}
+                 2, options_.segment_cache_bytes / std::max<uint64_t>(options_.checkpoint_spacing, 1)))) {}
 
 GzipSource::~GzipSource() {
   cancel_.store(true);

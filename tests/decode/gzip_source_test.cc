@@ -126,6 +126,22 @@ TEST_CASE("gzip reads at many random offsets across checkpoints equal the origin
   CheckRandomReads(*gz, data, 150, 3);
 }
 
+TEST_CASE("gzip checkpoints stay near max_checkpoints however large the layer, and reads stay right") {
+  auto data = MakeData(6 << 20, 5);
+  auto compressed = Gzip(data);
+  auto blob = std::make_shared<MemorySource>(compressed, "layer-b");
+  DecoderOptions options;
+  options.checkpoint_spacing = 64 << 10;  // would make ~96 checkpoints
+  options.max_checkpoints = 8;
+  auto gz = OpenGzip(blob, options);
+  REQUIRE(gz->WaitUntilIndexed().ok());
+  const uint64_t spacing = (compressed.size() + 7) / 8;
+  // One per `spacing` of output, at block boundaries: about data / spacing of them.
+  CHECK(gz->checkpoint_count() <= data.size() / spacing + 2);
+  CHECK(gz->checkpoint_count() >= 4);
+  CheckRandomReads(*gz, data, 100, 6);
+}
+
 TEST_CASE("gzip size is unknown until the first pass completes") {
   auto data = MakeData(2 << 20, 4);
   auto gated = std::make_shared<GatedSource>(std::make_shared<MemorySource>(Gzip(data)), 0);
