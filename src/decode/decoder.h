@@ -33,7 +33,7 @@ struct DecoderOptions {
   std::shared_ptr<DecodedChunkStore> decoded_store;
   // Bytes of decompressed segments (gzip checkpoint spans, zstd frames) kept
   // in memory per decoder for neighbouring reads.
-  uint64_t segment_cache_bytes = 12ull << 20;
+  uint64_t segment_cache_bytes = 8ull << 20;
 };
 
 // kNone returns `compressed` itself. kGzip: a GzipSource; kZstd: a
