@@ -125,7 +125,7 @@ Result<uint64_t> CachedSource::FetchChunks(uint64_t first, uint64_t count, size_
   return cache_->FetchMissing(key_, first, lengths, max_run, fetch);
 }
 
-void CachedSource::QueueChunks(uint64_t first, uint64_t end) const {
+bool CachedSource::QueueChunks(uint64_t first, uint64_t end) const {
   const uint64_t run = std::max<size_t>(1, options_.max_run_chunks);
   for (uint64_t i = first; i < end; i += run) {
     const uint64_t count = std::min(run, end - i);
@@ -133,8 +133,9 @@ void CachedSource::QueueChunks(uint64_t first, uint64_t end) const {
       Status st = FetchChunks(i, count, options_.max_run_chunks).status();
       if (!st.ok()) spdlog::debug("{}: read-ahead of chunk {}: {}", Describe(), i, st.ToString());
     });
-    if (!queued) break;
+    if (!queued) return false;
   }
+  return true;
 }
 
 void CachedSource::Prefetch(uint64_t offset, uint64_t length) const {
@@ -173,8 +174,9 @@ Result<bool> CachedSource::ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf
   for (uint64_t index = first; index <= last; ++index) {
     if (cache_->StoredOrInFlight(key_, index)) return false;  // wait for it or read it from disk
   }
-  // The whole chunks first, so their transfer starts beside this read's.
-  QueueChunks(first, last + 1);
+  // The whole chunks first, so their transfer starts beside this read's; with
+  // the queue full, the read takes the whole-chunk path so they still get cached.
+  if (!QueueChunks(first, last + 1)) return false;
   Status st = ReadExactly(*inner_, offset, buf);
   if (!st.ok()) return st.WithContext("cached " + Describe() + " bytes " + std::to_string(offset) + ".." +
                                       std::to_string(offset + buf.size()));

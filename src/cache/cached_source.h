@@ -99,8 +99,9 @@ class CachedSource final : public ByteSource {
   // A chunk-sized buffer from the pool (or new), and its return.
   std::unique_ptr<uint8_t[]> TakeScratch() const;
   void ReturnScratch(std::unique_ptr<uint8_t[]> buf) const;
-  // Queues background fetches of chunks [first, end) in runs of max_run_chunks.
-  void QueueChunks(uint64_t first, uint64_t end) const;
+  // Queues background fetches of chunks [first, end) in runs of max_run_chunks;
+  // false if the queue dropped some (it was full).
+  bool QueueChunks(uint64_t first, uint64_t end) const;
   // Fetches (and stores) up to `count` missing chunks from `first`; the fetch
   // of a run. Returns how many chunks it fetched.
   Result<uint64_t> FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
