@@ -1,5 +1,7 @@
 #include "decode/gzip_index.h"
 
+#include <functional>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,11 +52,29 @@ std::vector<uint8_t> CompressWindow(std::span<const uint8_t> window) {
   return z;
 }
 
+Result<std::vector<uint8_t>> GzipWindowFile::Read(uint64_t offset, uint32_t length) const {
+  std::vector<uint8_t> bytes(length);
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::pread(fd_.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read gzip index " + path_, errno);
+    if (n == 0) return Corrupt("gzip index " + path_ + " ends before its window at " + std::to_string(offset));
+    done += static_cast<size_t>(n);
+  }
+  return bytes;
+}
+
 Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
   if (cp.window_size == 0 && cp.zwindow.empty() && out.empty()) return Status::Ok();
+  std::vector<uint8_t> from_file;
+  if (cp.window_file) {
+    OCIFS_ASSIGN_OR_RETURN(from_file, cp.window_file->Read(cp.zwindow_offset, cp.zwindow_length));
+  }
+  const std::vector<uint8_t>& z = cp.window_file ? from_file : cp.zwindow;
   uLongf len = static_cast<uLongf>(out.size());
   if (out.size() != cp.window_size ||
-      uncompress(out.data(), &len, cp.zwindow.data(), static_cast<uLong>(cp.zwindow.size())) != Z_OK ||
+      uncompress(out.data(), &len, z.data(), static_cast<uLong>(z.size())) != Z_OK ||
       len != cp.window_size) {
     return Corrupt("gzip checkpoint window at decompressed offset " + std::to_string(cp.out) +
                    " does not inflate to " + std::to_string(cp.window_size) + " bytes");
@@ -62,18 +82,27 @@ Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
   return Status::Ok();
 }
 
-std::vector<uint8_t> GzipIndex::Serialize() const {
-  std::vector<uint8_t> b(kMagic, kMagic + 8);
+Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
+                       const std::function<Status(std::span<const uint8_t>)>& sink) const {
+  uLong crc = crc32(0, nullptr, 0);
+  std::vector<uint8_t> b;
+  auto flush = [&]() -> Status {
+    crc = crc32(crc, b.data(), static_cast<uInt>(b.size()));
+    Status st = sink(b);
+    b.clear();
+    return st;
+  };
+  b.assign(kMagic, kMagic + 8);
   Put32(b, kVersion);
   Put32(b, 0);  // flags
   Put64(b, compressed_size);
   Put64(b, decompressed_size);
   Put64(b, spacing);
-  Put64(b, checkpoints.size());
+  Put64(b, cps.size());
   size_t tail_len = std::min(tail.size(), kMaxTail);
   Put32(b, static_cast<uint32_t>(tail_len));
   for (size_t i = 0; i < kMaxTail; ++i) b.push_back(i < tail_len ? tail[i] : 0);
-  for (const GzipCheckpoint& cp : checkpoints) {
+  for (const GzipCheckpoint& cp : cps) {
     Put64(b, cp.out);
     Put64(b, cp.in);
     b.push_back(cp.bits);
@@ -81,11 +110,27 @@ std::vector<uint8_t> GzipIndex::Serialize() const {
     b.push_back(0);
     b.push_back(0);
     Put32(b, cp.window_size);
-    Put32(b, static_cast<uint32_t>(cp.zwindow.size()));
-    b.insert(b.end(), cp.zwindow.begin(), cp.zwindow.end());
+    std::vector<uint8_t> from_file;
+    if (cp.window_file) {
+      OCIFS_ASSIGN_OR_RETURN(from_file, cp.window_file->Read(cp.zwindow_offset, cp.zwindow_length));
+    }
+    const std::vector<uint8_t>& z = cp.window_file ? from_file : cp.zwindow;
+    Put32(b, static_cast<uint32_t>(z.size()));
+    b.insert(b.end(), z.begin(), z.end());
+    if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
   }
-  Put32(b, Crc(b));
-  return b;
+  OCIFS_RETURN_IF_ERROR(flush());
+  Put32(b, static_cast<uint32_t>(crc));
+  return sink(b);
+}
+
+Result<std::vector<uint8_t>> GzipIndex::Serialize() const {
+  std::vector<uint8_t> out;
+  OCIFS_RETURN_IF_ERROR(Emit(checkpoints, [&](std::span<const uint8_t> part) {
+    out.insert(out.end(), part.begin(), part.end());
+    return Status::Ok();
+  }));
+  return out;
 }
 
 Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::string& what) {
@@ -134,6 +179,8 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
       return bad(at + ": field out of range");
     }
     cp.zwindow.assign(p + pos, p + pos + zlen);
+    cp.zwindow_offset = pos;
+    cp.zwindow_length = zlen;
     pos += zlen;
     OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, std::span(window).first(cp.window_size)).WithContext("gzip index " + what));
     index.checkpoints.push_back(std::move(cp));
@@ -142,23 +189,27 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
   return index;
 }
 
-Status GzipIndex::Save(const std::string& path) const {
+Status GzipIndex::Save(const std::string& path) const { return SaveWith(path, checkpoints); }
+
+Status GzipIndex::SaveWith(const std::string& path, std::span<const GzipCheckpoint> cps) const {
   static std::atomic<uint64_t> counter{0};
-  std::vector<uint8_t> bytes = Serialize();
   std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   {
     UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd.valid()) return ErrnoError("create " + tmp, errno);
-    size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        Status s = ErrnoError("write " + tmp, n < 0 ? errno : EIO);
-        ::unlink(tmp.c_str());
-        return s;
+    Status written = Emit(cps, [&](std::span<const uint8_t> part) -> Status {
+      size_t done = 0;
+      while (done < part.size()) {
+        ssize_t n = ::write(fd.get(), part.data() + done, part.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return ErrnoError("write " + tmp, n < 0 ? errno : EIO);
+        done += static_cast<size_t>(n);
       }
-      done += static_cast<size_t>(n);
+      return Status::Ok();
+    });
+    if (!written.ok()) {
+      ::unlink(tmp.c_str());
+      return written;
     }
     if (::fsync(fd.get()) != 0) {
       Status s = ErrnoError("fsync " + tmp, errno);
@@ -197,7 +248,14 @@ Result<GzipIndex> GzipIndex::Load(const std::string& path) {
     done += static_cast<size_t>(n);
   }
   bytes.resize(done);
-  return Parse(bytes, path);
+  OCIFS_ASSIGN_OR_RETURN(GzipIndex index, Parse(bytes, path));
+  // Checked: from now on the windows are read from the file when needed.
+  auto file = std::make_shared<const GzipWindowFile>(std::move(fd), path);
+  for (GzipCheckpoint& cp : index.checkpoints) {
+    cp.zwindow = {};
+    if (cp.zwindow_length > 0) cp.window_file = file;
+  }
+  return index;
 }
 
 }  // namespace ocifs

@@ -3,10 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "ocifs/status.h"
 
 namespace ocifs {
@@ -26,13 +29,31 @@ struct GzipCheckpoint {
   uint64_t in = 0;
   uint8_t bits = 0;
   uint32_t window_size = 0;       // 0..kWindowSize bytes, before compression
-  std::vector<uint8_t> zwindow;   // the window, zlib-compressed (compress2)
+  std::vector<uint8_t> zwindow{};  // the window, zlib-compressed (compress2), when held in memory;
+  // otherwise (an index loaded from its file) it stays in the file, read on use:
+  std::shared_ptr<const class GzipWindowFile> window_file{};
+  uint64_t zwindow_offset = 0;    // in window_file
+  uint32_t zwindow_length = 0;
+};
+
+// An index file whose checkpoint windows are read when a read needs them, so a
+// loaded index costs a few dozen bytes per checkpoint in memory, not up to
+// 32 KiB. Thread safety: Read is safe for concurrent use (pread).
+class GzipWindowFile {
+ public:
+  GzipWindowFile(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  // `length` bytes at `offset`; kCorrupt if the file ends first.
+  [[nodiscard]] Result<std::vector<uint8_t>> Read(uint64_t offset, uint32_t length) const;
+
+ private:
+  UniqueFd fd_;
+  std::string path_;
 };
 
 // Compresses a window (<= 32 KiB) for GzipCheckpoint::zwindow.
 std::vector<uint8_t> CompressWindow(std::span<const uint8_t> window);
-// Inflates cp.zwindow into `out` (cp.window_size bytes); kCorrupt if it does
-// not inflate to exactly that many bytes.
+// Inflates cp's window (from memory or its file) into `out` (cp.window_size
+// bytes); kCorrupt if it does not inflate to exactly that many bytes.
 [[nodiscard]] Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out);
 
 // A complete index of one gzip blob. A value type; no internal locking.
@@ -45,14 +66,26 @@ struct GzipIndex {
   std::vector<uint8_t> tail;         // the blob's last <= 16 bytes: identity check
   std::vector<GzipCheckpoint> checkpoints;  // sorted by out; [0] = {out 0, member start, in 0}
 
-  std::vector<uint8_t> Serialize() const;
+  // Fails only if a window kept in its file cannot be read back.
+  [[nodiscard]] Result<std::vector<uint8_t>> Serialize() const;
+
+ private:
+  // The file's bytes for `cps`, handed to `sink` a part at a time.
+  [[nodiscard]] Status Emit(std::span<const GzipCheckpoint> cps,
+                            const std::function<Status(std::span<const uint8_t>)>& sink) const;
+
+ public:
   // Parses and validates bytes written by Serialize(); `what` names the file
   // in errors. kCorrupt on any inconsistency (checksum, bounds, ordering).
   [[nodiscard]] static Result<GzipIndex> Parse(std::span<const uint8_t> bytes, const std::string& what);
 
   // Writes path.tmp.<pid>.<n>, fsyncs it, renames it over `path`, fsyncs the folder.
   [[nodiscard]] Status Save(const std::string& path) const;
+  // Save with `cps` in place of `checkpoints` (the caller's, not copied; the
+  // file is written as it is produced, never whole in memory).
+  [[nodiscard]] Status SaveWith(const std::string& path, std::span<const GzipCheckpoint> cps) const;
   // kNotFound if the file does not exist; kCorrupt if it is not a valid index.
+  // Every window is checked, then left in the file (GzipCheckpoint::window_file).
   [[nodiscard]] static Result<GzipIndex> Load(const std::string& path);
 };
 

@@ -20,7 +20,7 @@ Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& 
   SequentialReader reader(compressed_, 0);
   ZInflateStream z;
   OCIFS_RETURN_IF_ERROR(z.Init(31));
-  cb.on_checkpoint(GzipCheckpoint{0, true, 0, 0, 0, {}});
+  cb.on_checkpoint(GzipCheckpoint{.out = 0, .member_start = true});
   uint64_t out_total = 0;
   uint64_t last_cp = 0;
   // buf[0, pos) is recent output; the window of a checkpoint is its last 32 KiB.
@@ -58,7 +58,7 @@ Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& 
       OCIFS_RETURN_IF_ERROR(z.Init(31));
       OCIFS_ASSIGN_OR_RETURN(auto more, reader.Peek(1));
       if (!more.empty() && out_total - last_cp >= spacing_) {
-        cb.on_checkpoint(GzipCheckpoint{out_total, true, reader.position(), 0, 0, {}});
+        cb.on_checkpoint(GzipCheckpoint{.out = out_total, .member_start = true, .in = reader.position()});
         last_cp = out_total;
       }
       continue;
@@ -71,8 +71,10 @@ Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& 
     // needs the unused bits of the last byte and the 32 KiB window.
     if ((z->data_type & 128) && !(z->data_type & 64) && out_total - last_cp >= spacing_) {
       size_t wsize = std::min<size_t>(pos, kWin);
-      GzipCheckpoint cp{out_total, false, reader.position(), static_cast<uint8_t>(z->data_type & 7),
-                        static_cast<uint32_t>(wsize), {}};
+      GzipCheckpoint cp{.out = out_total,
+                        .in = reader.position(),
+                        .bits = static_cast<uint8_t>(z->data_type & 7),
+                        .window_size = static_cast<uint32_t>(wsize)};
       cp.zwindow = CompressWindow(std::span<const uint8_t>(buf.data() + pos - wsize, wsize));
       if (cp.zwindow.empty() && wsize > 0) return Internal("compressing a gzip window failed");
       cb.on_checkpoint(std::move(cp));

@@ -141,7 +141,6 @@ void GzipSource::FinishPass(Result<uint64_t> result) const {
       complete_ = true;
       frontier_ = *result;
       size_.store(*result, std::memory_order_release);
-      if (!options_.index_path.empty()) index.checkpoints = checkpoints_;
     }
     cv_.notify_all();
   }
@@ -152,8 +151,16 @@ void GzipSource::FinishPass(Result<uint64_t> result) const {
   if (index.compressed_size != kUnknownSize) {
     index.tail.resize(std::min<uint64_t>(GzipIndex::kMaxTail, index.compressed_size));
     Status s = ReadExactly(*compressed_, index.compressed_size - index.tail.size(), index.tail);
-    if (s.ok()) s = index.Save(options_.index_path);
-    if (!s.ok()) spdlog::warn("could not save the gzip index of {}: {}", compressed_->Describe(), s.ToString());
+    // checkpoints_ no longer changes once complete_ (only the swap below, on this thread).
+    if (s.ok()) s = index.SaveWith(options_.index_path, checkpoints_);
+    if (!s.ok()) {
+      spdlog::warn("could not save the gzip index of {}: {}", compressed_->Describe(), s.ToString());
+      return;
+    }
+    // Saved: read windows from the file from now on, and free the ones in memory.
+    Result<GzipIndex> saved = GzipIndex::Load(options_.index_path);
+    std::lock_guard lock(mu_);
+    if (saved.ok() && saved->checkpoints.size() == checkpoints_.size()) checkpoints_ = std::move(saved->checkpoints);
   }
 }
 

@@ -14,20 +14,21 @@ GzipIndex SampleIndex() {
   index.decompressed_size = 5000;
   index.spacing = 1024;
   index.tail = {1, 2, 3, 4, 5, 6, 7, 8};
-  index.checkpoints.push_back(GzipCheckpoint{0, true, 0, 0, 0, {}});
+  index.checkpoints.push_back(GzipCheckpoint{.out = 0, .member_start = true});
   std::vector<uint8_t> window(GzipCheckpoint::kWindowSize);
   std::mt19937 rng(7);
   for (auto& b : window) b = static_cast<uint8_t>(rng() % 4);
-  GzipCheckpoint cp{2000, false, 400, 3, static_cast<uint32_t>(window.size()), CompressWindow(window)};
+  GzipCheckpoint cp{.out = 2000, .in = 400, .bits = 3, .window_size = static_cast<uint32_t>(window.size()),
+                    .zwindow = CompressWindow(window)};
   index.checkpoints.push_back(cp);
-  index.checkpoints.push_back(GzipCheckpoint{4000, true, 800, 0, 0, {}});
+  index.checkpoints.push_back(GzipCheckpoint{.out = 4000, .member_start = true, .in = 800});
   return index;
 }
 }  // namespace
 
 TEST_CASE("gzip index serializes and parses back to the same checkpoints") {
   GzipIndex index = SampleIndex();
-  auto parsed = GzipIndex::Parse(index.Serialize(), "test");
+  auto parsed = GzipIndex::Parse(*index.Serialize(), "test");
   REQUIRE(parsed.ok());
   CHECK(parsed->compressed_size == 1000);
   CHECK(parsed->decompressed_size == 5000);
@@ -49,7 +50,7 @@ TEST_CASE("gzip index keeps a 32 KiB window in far less space when it compresses
 }
 
 TEST_CASE("gzip index rejects every flipped byte and every truncation as corrupt") {
-  std::vector<uint8_t> bytes = SampleIndex().Serialize();
+  std::vector<uint8_t> bytes = *SampleIndex().Serialize();
   for (size_t i = 0; i < bytes.size(); i += 7) {
     std::vector<uint8_t> bad = bytes;
     bad[i] ^= 0x40;
@@ -67,7 +68,7 @@ TEST_CASE("gzip index rejects every flipped byte and every truncation as corrupt
 TEST_CASE("gzip index with a valid checksum but out-of-order checkpoints is corrupt") {
   GzipIndex index = SampleIndex();
   std::swap(index.checkpoints[1].out, index.checkpoints[2].out);
-  auto parsed = GzipIndex::Parse(index.Serialize(), "unordered");
+  auto parsed = GzipIndex::Parse(*index.Serialize(), "unordered");
   REQUIRE_FALSE(parsed.ok());
   CHECK(parsed.status().message().find("out of order") != std::string::npos);
 }
@@ -83,6 +84,26 @@ TEST_CASE("gzip index saves atomically and loads; a missing file is not found") 
   auto loaded = GzipIndex::Load(path);
   REQUIRE(loaded.ok());
   CHECK(loaded->checkpoints.size() == 3);
+  // Windows stay in the file: read back on use, and the index serializes to the same bytes.
+  const GzipIndex original = SampleIndex();
+  for (size_t i = 0; i < 3; ++i) {
+    const GzipCheckpoint& cp = loaded->checkpoints[i];
+    CHECK(cp.zwindow.empty());
+    CHECK((cp.window_file != nullptr) == (cp.window_size > 0));
+    std::vector<uint8_t> got(cp.window_size), want(cp.window_size);
+    REQUIRE(DecompressWindow(cp, got).ok());
+    REQUIRE(DecompressWindow(original.checkpoints[i], want).ok());
+    CHECK(got == want);
+  }
+  CHECK(*loaded->Serialize() == *original.Serialize());
+  // A file cut short under a loaded index: the window read fails cleanly.
+  std::filesystem::resize_file(path, 80);
+  for (const GzipCheckpoint& cp : loaded->checkpoints) {
+    if (cp.window_size == 0) continue;
+    std::vector<uint8_t> got(cp.window_size);
+    Status st = DecompressWindow(cp, got);
+    CHECK(st.code() == Code::kCorrupt);
+  }
   size_t files = 0;
   for (auto& e : std::filesystem::directory_iterator(dir)) (void)e, ++files;
   CHECK(files == 1);  // no temp file left behind
