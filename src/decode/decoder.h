@@ -7,7 +7,7 @@
 #include <string>
 
 #include "decode/compression.h"
-#include "decode/decoded_store.h"
+#include "base/decoded_store.h"
 #include "ocifs/byte_source.h"
 
 namespace ocifs {

@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include "decode/decoded_store.h"
+#include "base/decoded_store.h"
 #include "decode/segment_cache.h"
 #include "ocifs/byte_source.h"
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "cache/chunk_cache.h"
-#include "decode/decoded_store.h"
+#include "base/decoded_store.h"
 
 namespace ocifs {
 

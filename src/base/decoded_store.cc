@@ -1,4 +1,4 @@
-#include "decode/decoded_store.h"
+#include "base/decoded_store.h"
 
 #include <cstring>
 #include <mutex>

@@ -1,5 +1,6 @@
-// DecodedChunkStore: where a decoder that cannot seek (a single zstd frame)
-// keeps the decompressed layer, in fixed-size chunks.
+// DecodedChunkStore: where a stage keeps what it decompressed, in fixed-size
+// chunks: a decoder that cannot seek (a single zstd frame) its layer, the
+// qcow2 view its compressed clusters.
 #pragma once
 
 #include <cstdint>
