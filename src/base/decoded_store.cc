@@ -33,6 +33,11 @@ class MemoryDecodedStore final : public DecodedChunkStore {
     return Status::Ok();
   }
 
+  bool Contains(uint64_t chunk_index) const override {
+    std::lock_guard lock(mu_);
+    return chunks_.count(chunk_index) != 0;
+  }
+
  private:
   const uint32_t chunk_size_;
   mutable std::mutex mu_;  // guards chunks_

@@ -25,6 +25,9 @@ class DecodedChunkStore {
   [[nodiscard]] virtual Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const = 0;
   // Stores a copy of `data` (at most chunk_size() bytes) as chunk `chunk_index`.
   [[nodiscard]] virtual Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const = 0;
+  // Whether chunk `chunk_index` is stored (a hint for prefetching: it may be
+  // dropped right after). Cheaper than Get: no copy.
+  virtual bool Contains(uint64_t chunk_index) const = 0;
 };
 
 // An unbounded in-memory store (tests, and when there is no cache directory).

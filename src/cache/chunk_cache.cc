@@ -259,6 +259,11 @@ Status ChunkCache::FetchRun(std::string_view key, uint64_t first, size_t begin, 
   return st;
 }
 
+std::vector<uint64_t> ChunkCache::StoredIndexes(std::string_view key) const {
+  if (!ValidateCacheKey(key).ok()) return {};
+  return store_->ListIndexes(key);
+}
+
 bool ChunkCache::StoredOrInFlight(std::string_view key, uint64_t index) const {
   {
     std::lock_guard lock(flights_mu_);

@@ -117,6 +117,9 @@ class ChunkCache {
   // Whether chunk `index` of `key` is on disk or being fetched by a flight of
   // this process. A hint: either may change right after.
   bool StoredOrInFlight(std::string_view key, uint64_t index) const;
+  // The chunks of `key` on disk now, as listed by one readdir (a snapshot:
+  // other processes may add or evict chunks right after). Invalid key: empty.
+  std::vector<uint64_t> StoredIndexes(std::string_view key) const;
   // Counts a miss its caller served around the cache (`bytes` fetched for it).
   void CountBypassedMiss(uint64_t bytes) {
     misses_ += 1;

@@ -271,6 +271,17 @@ Result<std::vector<ChunkStore::FileInfo>> ChunkStore::Scan(int64_t temp_cutoff_n
   return files;
 }
 
+std::vector<uint64_t> ChunkStore::ListIndexes(std::string_view key) const {
+  std::vector<uint64_t> indexes;
+  DirPtr entries = ListDirAt(size_fd_.get(), std::string(key).c_str());
+  if (!entries) return indexes;
+  while (dirent* e = ::readdir(entries.get())) {
+    uint64_t index = 0;
+    if (ParseDecimal(e->d_name, &index)) indexes.push_back(index);
+  }
+  return indexes;
+}
+
 bool ChunkStore::Remove(const FileInfo& file) const {
   if (::unlinkat(chunks_fd_.get(), file.rel_path.c_str(), 0) != 0) return false;
   std::string key_dir = std::to_string(file.chunk_size) + "/" + file.key;

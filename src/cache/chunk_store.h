@@ -74,6 +74,10 @@ class ChunkStore {
   // to keep all). Files that vanish while scanning are skipped.
   [[nodiscard]] Result<std::vector<FileInfo>> Scan(int64_t temp_cutoff_ns) const;
 
+  // The indexes of key's chunk files of this chunk size (one readdir, no
+  // checks: a listed file may still be bad or vanish). Empty if there is none.
+  std::vector<uint64_t> ListIndexes(std::string_view key) const;
+
   // Unlinks the file; true if this call removed it. Then removes its key
   // directory if that is now empty (a racing writer retries its mkdir).
   bool Remove(const FileInfo& file) const;

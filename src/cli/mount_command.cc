@@ -83,6 +83,9 @@ void WriteStats(const std::string& path, const ImageStack& stack) {
     j["cache_misses"] = c.misses;
     j["cache_evictions"] = c.evictions;
     j["cache_corrupt_dropped"] = c.corrupt_dropped;
+    ChunkCacheStats clusters = stack.cluster_cache_stats();
+    j["cluster_cache_hits"] = clusters.hits;
+    j["cluster_cache_misses"] = clusters.misses;
   }
   std::string tmp = path + ".tmp";
   {
@@ -155,6 +158,7 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   options.blob_reads.readahead.max = *readahead;
   options.blob_reads.prefetch_all = flags.prefetch_all;
   options.blob_reads.exact_small_misses = flags.miss_fetch == "exact";
+  options.cluster_cache = flags.cluster_cache == "on";
   auto rate = ParseSize(flags.prefetch_rate);
   if (!rate.ok()) return fail(rate.status().WithContext("--prefetch-rate"));
   options.blob_reads.prefetch_all_rate = *rate;
@@ -225,6 +229,7 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   }
   Status run = (*server)->Run();
   server->reset();
+  (*stack)->FlushClusterCache();
   done.store(true);
   if (stats_writer.joinable()) stats_writer.join();
   WriteStats(flags.stats_file, **stack);
@@ -313,6 +318,7 @@ Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_optio
       else if (key == "readahead") flags->readahead = value;
       else if (key == "decode_threads") flags->decode_threads = value;
       else if (key == "miss_fetch") flags->miss_fetch = value;
+      else if (key == "cluster_cache") flags->cluster_cache = value;
       else if (key == "prefetch" && (value == "all" || value == "none")) flags->prefetch_all = value == "all";
       else if (key == "prefetch_rate") flags->prefetch_rate = value;
       else if (key == "prefetch") return InvalidArgument("prefetch must be all or none, not '" + value + "'");
@@ -338,6 +344,9 @@ Status ApplyMountOptions(MountFlags* flags, std::vector<std::string>* fuse_optio
   if (flags->miss_fetch != "exact" && flags->miss_fetch != "chunk") {
     return InvalidArgument("--miss-fetch must be exact or chunk, not '" + flags->miss_fetch + "'");
   }
+  if (flags->cluster_cache != "on" && flags->cluster_cache != "off") {
+    return InvalidArgument("--cluster-cache must be on or off, not '" + flags->cluster_cache + "'");
+  }
   if (flags->mode != "disk" && flags->mode != "tree") {
     return InvalidArgument("--mode must be disk or tree, not '" + flags->mode + "'");
   }
@@ -361,6 +370,9 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->add_option("--miss-fetch", flags->miss_fetch,
                   "a small read of a chunk not cached fetches: exact (its own bytes, the chunk beside them; "
                   "default) or chunk (waits for the whole chunk)");
+  sub->add_option("--cluster-cache", flags->cluster_cache,
+                  "keep decompressed qcow2 clusters in the cache directory too, so refills and later mounts "
+                  "do not inflate them again: on (default) or off");
   sub->add_option("--decode-threads", flags->decode_threads,
                   "threads that decompress the pieces of one read side by side (default auto: one per core; 0 = none)");
   sub->add_flag("--prefetch-all", flags->prefetch_all, "fetch the whole layer in the background, yielding to reads");

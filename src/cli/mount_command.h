@@ -20,6 +20,7 @@ struct MountFlags {
   std::string chunk_size = "1M";   // the cache's unit of fetch and storage
   std::string readahead = "4M";    // largest read-ahead window; 0 = off
   std::string miss_fetch = "exact";     // a small read's miss: exact (its bytes first) or chunk
+  std::string cluster_cache = "on";     // keep decompressed qcow2 clusters in the cache dir: on | off
   std::string decode_threads = "auto";  // decompression threads: auto (one per core) or 0..64
   bool prefetch_all = false;       // fetch the whole layer in the background
   std::string prefetch_rate = "0";  // cap of that fetch, bytes per second; 0 = none

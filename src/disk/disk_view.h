@@ -2,7 +2,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 
+#include "base/decoded_store.h"
 #include "ocifs/byte_source.h"
 
 namespace ocifs {
@@ -13,6 +16,12 @@ struct DiskViewOptions {
   uint64_t memory_cache_bytes = 8ull << 20;
   // qcow2 L2 tables kept in memory (bytes, LRU); one table is one cluster.
   uint64_t l2_cache_bytes = 32ull << 20;
+  // Where decompressed qcow2 clusters are kept beyond memory (the on-disk
+  // chunk cache), so a page-cache refill or the next mount reads a compressed
+  // cluster back instead of fetching and inflating it again. Called once at
+  // open with the image's cluster size; chunk i of the store is guest cluster
+  // i. Unset, or a null store or one of another chunk size: memory only.
+  std::function<std::shared_ptr<DecodedChunkStore>(uint32_t cluster_size)> cluster_store;
   // Look for a fixed VHD's footer at the end of the file (see DetectDiskFormat).
   bool check_trailer = true;
 };

@@ -1,5 +1,7 @@
 #include "disk/qcow2_source.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -70,7 +72,12 @@ Qcow2Source::Qcow2Source(ByteSourcePtr file, Qcow2Header header, std::vector<uin
       header_(std::move(header)),
       l1_(std::move(l1)),
       l2_cache_(options.l2_cache_bytes),
-      clusters_(options.memory_cache_bytes) {}
+      clusters_(options.memory_cache_bytes) {
+  if (options.cluster_store) {
+    cluster_store_ = options.cluster_store(header_.cluster_size);
+    if (cluster_store_ && cluster_store_->chunk_size() != header_.cluster_size) cluster_store_.reset();
+  }
+}
 
 Status Qcow2Source::CheckNotMetadata(uint64_t host, uint64_t length, const char* what, uint64_t guest) const {
   for (const HostRange& m : header_.metadata) {
@@ -214,21 +221,43 @@ Status Qcow2Source::CompressedRange(uint64_t l2_entry, uint64_t guest, uint64_t*
 
 Result<CachedBuffer> Qcow2Source::Decompressed(uint64_t l2_entry, uint64_t guest) const {
   return clusters_.GetOrLoad(l2_entry, [&]() -> Result<CachedBuffer> {
-    uint64_t coffset = 0, len = 0;
-    OCIFS_RETURN_IF_ERROR(CompressedRange(l2_entry, guest, &coffset, &len));
-    std::vector<uint8_t> in(len);  // at most two clusters (4 MiB)
-    OCIFS_ASSIGN_OR_RETURN(size_t got, file_->ReadAt(coffset, in));
-    // Only a partial last sector may be missing (when the file size was unknown).
-    if (len - got >= kSector) {
-      return Corrupt("qcow2 compressed cluster for guest offset " + std::to_string(guest) + " (" +
-                     std::to_string(len) + " bytes at " + Hex(coffset) + ") extends past the end of the file");
+    if (!cluster_store_) return Inflate(l2_entry, guest);
+    const uint64_t index = guest / header_.cluster_size;
+    auto stored = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
+    Result<bool> hit = cluster_store_->Get(index, *stored);
+    if (hit.ok() && *hit) {
+      stored_cluster_reads_.fetch_add(1, std::memory_order_relaxed);
+      return CachedBuffer(std::move(stored));
     }
-    in.resize(got);
-    auto out = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
-    Status st = DecompressCluster(header_.compression, in, *out);
-    if (!st.ok()) return st.WithContext("qcow2 guest offset " + std::to_string(guest));
-    return CachedBuffer(std::move(out));
+    OCIFS_ASSIGN_OR_RETURN(CachedBuffer inflated, Inflate(l2_entry, guest));
+    // A store that fails costs the next read an inflate, never the bytes.
+    Status put = cluster_store_->Put(index, *inflated);
+    if (!put.ok()) spdlog::debug("qcow2: cannot keep the cluster at guest offset {}: {}", guest, put.ToString());
+    return inflated;
   });
+}
+
+bool Qcow2Source::ClusterAtHand(const Run& r) const {
+  return clusters_.Lookup(r.l2_entry) ||
+         (cluster_store_ && cluster_store_->Contains(r.guest / header_.cluster_size));
+}
+
+Result<CachedBuffer> Qcow2Source::Inflate(uint64_t l2_entry, uint64_t guest) const {
+  uint64_t coffset = 0, len = 0;
+  OCIFS_RETURN_IF_ERROR(CompressedRange(l2_entry, guest, &coffset, &len));
+  std::vector<uint8_t> in(len);  // at most two clusters (4 MiB)
+  OCIFS_ASSIGN_OR_RETURN(size_t got, file_->ReadAt(coffset, in));
+  // Only a partial last sector may be missing (when the file size was unknown).
+  if (len - got >= kSector) {
+    return Corrupt("qcow2 compressed cluster for guest offset " + std::to_string(guest) + " (" +
+                   std::to_string(len) + " bytes at " + Hex(coffset) + ") extends past the end of the file");
+  }
+  in.resize(got);
+  auto out = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
+  Status st = DecompressCluster(header_.compression, in, *out);
+  if (!st.ok()) return st.WithContext("qcow2 guest offset " + std::to_string(guest));
+  decompressions_.fetch_add(1, std::memory_order_relaxed);
+  return CachedBuffer(std::move(out));
 }
 
 Status Qcow2Source::ReadData(uint64_t host, std::span<uint8_t> out, uint64_t guest) const {
@@ -269,7 +298,7 @@ Result<size_t> Qcow2Source::ReadAt(uint64_t offset, std::span<uint8_t> buf) cons
       uint64_t coffset = 0, clen = 0;
       if (r.kind == Kind::kData) {
         file_->Prefetch(r.host, r.length);
-      } else if (r.kind == Kind::kCompressed && !clusters_.Lookup(r.l2_entry) &&
+      } else if (r.kind == Kind::kCompressed && !ClusterAtHand(r) &&
                  CompressedRange(r.l2_entry, r.guest, &coffset, &clen).ok()) {
         file_->Prefetch(coffset, clen);
       }
@@ -353,7 +382,7 @@ void Qcow2Source::Prefetch(uint64_t offset, uint64_t length) const {
         run_host = r.host;
         run_len = r.length;
       }
-    } else if (r.kind == Kind::kCompressed && !clusters_.Lookup(r.l2_entry)) {
+    } else if (r.kind == Kind::kCompressed && !ClusterAtHand(r)) {
       uint64_t coffset = 0, clen = 0;
       if (CompressedRange(r.l2_entry, r.guest, &coffset, &clen).ok()) file_->Prefetch(coffset, clen);
     }

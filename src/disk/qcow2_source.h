@@ -5,10 +5,12 @@
 // Supports every cluster size qemu allows (512 B .. 2 MiB), zero clusters,
 // extended L2 entries (32 subclusters per cluster), compressed clusters
 // (deflate and zstd, decompressed once into an LRU memory cache with single
-// flight). Refcounts and internal snapshots are ignored; backing files,
+// flight, and kept in DiskViewOptions::cluster_store when one is given, so a
+// later read, or a later mount, reads them back instead). Refcounts and internal snapshots are ignored; backing files,
 // external data files and encryption are refused at Open.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,9 +51,12 @@ class Qcow2Source final : public ByteSource {
   std::string Describe() const override { return "qcow2 " + file_->Describe(); }
 
   const Qcow2Header& header() const { return header_; }
-  // Counters for tests and stats: L2 tables read, clusters decompressed.
+  // Counters for tests and stats: L2 tables read, clusters decompressed,
+  // clusters read back from the cluster store.
   uint64_t l2_table_loads() const { return l2_cache_.loads(); }
-  uint64_t decompressions() const { return clusters_.loads(); }
+  uint64_t decompressions() const { return decompressions_.load(std::memory_order_relaxed); }
+  uint64_t stored_cluster_reads() const { return stored_cluster_reads_.load(std::memory_order_relaxed); }
+  bool has_cluster_store() const { return cluster_store_ != nullptr; }
 
   static constexpr size_t kMaxExtentL2Tables = 64;
 
@@ -87,7 +92,13 @@ class Qcow2Source final : public ByteSource {
   Status CheckNotMetadata(uint64_t host, uint64_t length, const char* what, uint64_t guest) const;
   // The compressed bytes' host range (clamped to the file) for an L2 entry.
   Status CompressedRange(uint64_t l2_entry, uint64_t guest, uint64_t* offset, uint64_t* length) const;
+  // The decompressed cluster at guest offset `guest` (cluster-aligned): from
+  // memory, else from the cluster store, else inflated (and then stored).
   Result<CachedBuffer> Decompressed(uint64_t l2_entry, uint64_t guest) const;
+  Result<CachedBuffer> Inflate(uint64_t l2_entry, uint64_t guest) const;
+  // Whether reading compressed run `r` needs no compressed bytes (its cluster
+  // is in memory or in the store): prefetching its bytes would be waste.
+  bool ClusterAtHand(const Run& r) const;
   Status ReadData(uint64_t host, std::span<uint8_t> out, uint64_t guest) const;
 
   ByteSourcePtr file_;
@@ -95,6 +106,8 @@ class Qcow2Source final : public ByteSource {
   const std::vector<uint64_t> l1_;
   mutable ClusterCache l2_cache_;  // key: L2 table host offset
   mutable ClusterCache clusters_;  // key: compressed L2 entry; value: one decompressed cluster
+  std::shared_ptr<DecodedChunkStore> cluster_store_;  // null: memory only
+  mutable std::atomic<uint64_t> decompressions_{0}, stored_cluster_reads_{0};
 };
 
 }  // namespace ocifs

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "base/slice_source.h"
+#include "base/write_behind_store.h"
 #include "cache/cached_source.h"
 #include "decode/decoder.h"
 #include "disk/disk_format.h"
@@ -178,11 +179,67 @@ Result<AccessProfile> ImageStack::StartShippedProfile() const {
   return profile;
 }
 
+std::shared_ptr<ChunkCache> ImageStack::CacheOfChunkSize(uint32_t chunk_size) const {
+  if (!cache_ || !ChunkCache::ValidChunkSize(chunk_size)) return nullptr;
+  std::lock_guard lock(cluster_caches_mu_);
+  auto it = cluster_caches_.find(chunk_size);
+  if (it != cluster_caches_.end()) return it->second;
+  ChunkCacheOptions cache_options;
+  cache_options.dir = options_.cache_dir;
+  cache_options.max_bytes = options_.cache_bytes;
+  cache_options.chunk_size = chunk_size;
+  auto cache = ChunkCache::Open(cache_options);
+  if (!cache.ok()) spdlog::warn("not keeping decompressed clusters on disk: {}", cache.status().ToString());
+  return cluster_caches_[chunk_size] = cache.ok() ? *cache : nullptr;
+}
+
+ChunkCacheStats ImageStack::cluster_cache_stats() const {
+  ChunkCacheStats sum;
+  std::lock_guard lock(cluster_caches_mu_);
+  for (const auto& [size, cache] : cluster_caches_) {
+    if (!cache) continue;
+    ChunkCacheStats s = cache->stats();
+    sum.hits += s.hits;
+    sum.misses += s.misses;
+    sum.evictions += s.evictions;
+    sum.corrupt_dropped += s.corrupt_dropped;
+  }
+  return sum;
+}
+
+void ImageStack::FlushClusterCache() const {
+  std::vector<std::shared_ptr<WriteBehindStore>> stores;
+  {
+    std::lock_guard lock(cluster_caches_mu_);
+    stores = cluster_stores_;
+  }
+  for (const auto& store : stores) store->Flush();
+}
+
 Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, options_.disk_path));
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
   DiskViewOptions disk_options;
   disk_options.memory_cache_bytes = options_.memory_cache_bytes;
+  if (cache_ && options_.cluster_cache) {
+    // The disk is one file of one immutable layer: its clusters are named by
+    // the layer's digest and where the file's data starts in the layer's tar.
+    char part[40];
+    std::snprintf(part, sizeof part, ":qcow2-clusters-%llx", static_cast<unsigned long long>(node->entry.data_offset));
+    std::string key = layers_[node->layer].descriptor.digest + part;
+    // Called within OpenDiskView below, while `this` is certainly alive.
+    disk_options.cluster_store = [this, key](uint32_t cluster_size) -> std::shared_ptr<DecodedChunkStore> {
+      std::shared_ptr<ChunkCache> cache = CacheOfChunkSize(cluster_size);
+      if (!cache) return nullptr;
+      // Written behind the reads by one thread: no reader waits for a file
+      // to be created, and the readers do not contend on the key's directory.
+      auto store = std::make_shared<WriteBehindStore>(std::make_shared<CacheDecodedStore>(std::move(cache), key),
+                                                      kClusterWriteBehindBytes);
+      std::lock_guard lock(cluster_caches_mu_);
+      cluster_stores_.push_back(store);
+      return store;
+    };
+  }
   auto partial = std::find_if(layers_.begin(), layers_.end(), [](const LayerView& l) { return l.index_partial; });
   if (partial != layers_.end()) {
     auto guarded = std::make_shared<GuardedSource>(file);

@@ -9,7 +9,9 @@
 // need alive (shared ownership).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +34,10 @@ struct StackOptions {
   uint64_t cache_bytes = 10ull << 30;       // bound of the on-disk cache
   uint32_t chunk_size = 1u << 20;           // the cache's chunk size (ChunkCacheOptions)
   uint64_t memory_cache_bytes = 8ull << 20;  // decompressed qcow2 clusters kept in memory
+  // Keep decompressed qcow2 clusters in the on-disk cache too (chunks of the
+  // cluster size, same directory and bound), so page-cache refills and later
+  // mounts read them instead of inflating again. Needs cache_dir.
+  bool cluster_cache = true;
   // How each layer blob is read through the cache: read-ahead on sequential
   // access, background fetch threads, and prefetch_all (fetch the whole blob
   // in idle time, yielding to reads). The window is clamped to cache_bytes / 16,
@@ -67,6 +73,12 @@ class ImageStack {
   const MergedTree& tree() const { return *tree_; }
   const std::vector<LayerView>& layers() const { return layers_; }
   const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
+  // Counters of the cluster cache (StackOptions::cluster_cache) of the disks
+  // opened so far; zeros when there is none.
+  ChunkCacheStats cluster_cache_stats() const;
+  // Writes the decompressed clusters still queued for the cluster cache
+  // (at most kClusterWriteBehindBytes): call before the process exits.
+  void FlushClusterCache() const;
 
   // The bytes of a regular file of the merged tree.
   [[nodiscard]] Result<ByteSourcePtr> FileContent(const Node& node) const;
@@ -82,6 +94,8 @@ class ImageStack {
   [[nodiscard]] Result<AccessProfile> StartShippedProfile() const;
   static constexpr std::string_view kShippedProfilePath = ".oci-fs/profile";
   static constexpr uint64_t kMaxShippedProfileBytes = 16ull << 20;
+  // Decompressed clusters queued for the cluster cache at most (memory).
+  static constexpr uint64_t kClusterWriteBehindBytes = 4ull << 20;
 
  private:
   ImageStack() = default;
@@ -91,9 +105,18 @@ class ImageStack {
   void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk, ByteSourcePtr file,
                           size_t partial) const;
 
+  // The cache directory opened with a qcow2 cluster size as chunk size (a
+  // ChunkCache of its own, also when the size equals cache()'s, so its
+  // counters are its own), opened on first use and kept; nullptr when that
+  // size cannot be.
+  std::shared_ptr<ChunkCache> CacheOfChunkSize(uint32_t chunk_size) const;
+
   StackOptions options_;
   std::unique_ptr<ImageSource> source_;
   std::shared_ptr<ChunkCache> cache_;
+  mutable std::mutex cluster_caches_mu_;
+  mutable std::map<uint32_t, std::shared_ptr<ChunkCache>> cluster_caches_;  // guarded by cluster_caches_mu_
+  mutable std::vector<std::shared_ptr<class WriteBehindStore>> cluster_stores_;  // guarded by cluster_caches_mu_
   ResolvedImage image_;
   std::vector<LayerView> layers_;
   std::optional<MergedTree> tree_;

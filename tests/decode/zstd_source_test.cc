@@ -119,6 +119,7 @@ class ForgetfulStore final : public DecodedChunkStore {
     }
     return inner_->Put(i, data);
   }
+  bool Contains(uint64_t i) const override { return inner_->Contains(i); }
 
  private:
   std::shared_ptr<DecodedChunkStore> inner_;

@@ -357,3 +357,62 @@ TEST_CASE("OpenDiskView serves qcow2 through Qcow2Source and raw as the file its
   REQUIRE(raw_view.ok());
   REQUIRE(raw_view->get() == raw_file->get());
 }
+
+TEST_CASE("clusters kept in a cluster store are read back by a later source without the image's bytes") {
+  TempDir dir;
+  std::string raw = dir / "r.raw";
+  MakeMixedRaw(raw, 4 * kMiB, 8);
+  auto img = Convert(dir, raw, "c.qcow2", "cluster_size=65536", true);
+  auto ref = QemuRawOf(img, dir);
+  auto store = MakeMemoryDecodedStore(65536);
+  DiskViewOptions options;
+  int asked = 0;
+  options.cluster_store = [&](uint32_t cluster_size) {
+    ++asked;
+    REQUIRE(cluster_size == 65536);
+    return store;
+  };
+
+  auto first = OpenQcow2(img, options);
+  REQUIRE(first->has_cluster_store());
+  RequireSameBytes(*first, ref);
+  const uint64_t inflated = first->decompressions();
+  REQUIRE(inflated > 0);  // the image has compressed clusters
+  REQUIRE(first->stored_cluster_reads() == 0);
+  uint64_t kept = 0;
+  for (uint64_t i = 0; i < ref.size() / 65536; ++i) kept += store->Contains(i);
+  REQUIRE(kept == inflated);
+
+  // A second source (a later mount): the same bytes, nothing inflated, and
+  // the compressed clusters' bytes are not read from the image at all.
+  auto file = FileSource::Open(img);
+  REQUIRE(file.ok());
+  auto counting = std::make_shared<CountingSource>(*file);
+  auto second = Qcow2Source::Open(counting, options);
+  REQUIRE(second.ok());
+  const uint64_t metadata_bytes = counting->bytes.load();
+  RequireSameBytes(**second, ref);
+  // What it read besides: L2 tables and uncompressed data clusters only.
+  const uint64_t data_clusters = (ref.size() / 65536) - inflated;
+  REQUIRE(counting->bytes.load() - metadata_bytes <= (data_clusters + 8) * 65536);
+  RequireRandomReadsMatch(**second, ref, 40, 7);
+  REQUIRE((*second)->decompressions() == 0);
+  REQUIRE((*second)->stored_cluster_reads() == inflated);
+  REQUIRE(asked == 2);
+}
+
+TEST_CASE("a cluster store of another chunk size is not used") {
+  TempDir dir;
+  std::string raw = dir / "r.raw";
+  MakeMixedRaw(raw, 2 * kMiB, 8);
+  auto img = Convert(dir, raw, "c.qcow2", "cluster_size=65536", true);
+  auto ref = QemuRawOf(img, dir);
+  auto store = MakeMemoryDecodedStore(1 << 20);
+  DiskViewOptions options;
+  options.cluster_store = [&](uint32_t) { return store; };
+  auto src = OpenQcow2(img, options);
+  REQUIRE_FALSE(src->has_cluster_store());
+  RequireSameBytes(*src, ref);
+  REQUIRE(src->decompressions() > 0);
+  REQUIRE_FALSE(store->Contains(0));
+}

@@ -664,6 +664,53 @@ def test_a_qcow2_mount_fetches_only_metadata_for_a_hole_and_about_a_chunk_for_a_
     assert m.stats is not None and m.stats["blob_bytes"] <= allowed + 2 * CHUNK, m.stats
 
 
+# --------------------------------------------------------------------------- cluster cache
+
+
+def test_a_later_mount_reads_compressed_clusters_from_the_cluster_cache_not_the_layer(
+        ocifs, registry, repo, workdir):
+    # Hex digits compress to about half: every allocated cluster of this image
+    # is a compressed one, and they outweigh its metadata clusters.
+    rng = random.Random(5)
+    blocks = [(k * MiB + 64 * KiB, rng.randbytes(192 * KiB // 2).hex().encode()) for k in range(16)]
+    src = workdir / "src.raw"
+    write_raw(src, 16 * MiB, blocks)
+    made = workdir / "made.qcow2"
+    qemu("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", src, made)
+    disk = nonsparse_copy(made, workdir / "disk.qcow2")
+    want = reference_raw(made, workdir / "reference.raw")
+    compressed = sum(1 for e in Qcow2.parse(disk).l2_entries() if e & (1 << 62))
+    assert compressed >= 24
+    ref, img = images.push_containerdisk(registry, repo, disk, "none")
+    layer = img.layers[0]
+    cache = workdir / "cache"
+    chunk_opts = ("--chunk-size", "64K")  # exact accounting of what the layer gives
+
+    with mount(ref, workdir, *chunk_opts, stats=True) as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), want)
+    first = _layer_bytes(registry, repo, layer.digest)
+    assert m.stats["cluster_cache_hits"] == 0
+    kept = list((cache / "chunks" / "65536").glob(f"{layer.digest}:qcow2-clusters-*/*"))
+    assert len(kept) == compressed, f"{len(kept)} clusters kept of {compressed} compressed ones read"
+
+    # Drop the layer's own chunks: a compressed cluster the next mount does not
+    # find in the cluster cache must come from the registry again.
+    shutil.rmtree(cache / "chunks" / "65536" / layer.digest)
+    with mount(ref, workdir, *chunk_opts, stats=True) as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), want)
+    second = _layer_bytes(registry, repo, layer.digest) - first
+    assert m.stats["cluster_cache_hits"] >= compressed
+    # What it fetched: the header, the L1 and L2 tables and the tar header.
+    assert second <= first // 4, f"the second mount fetched {second} layer bytes, the first {first}"
+
+    # --cluster-cache off keeps none (and -o cluster_cache=off is the same).
+    shutil.rmtree(cache)
+    with mount(ref, workdir, "-o", "cluster_cache=off", stats=True) as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), want)
+    assert not list(cache.glob("chunks/*/*:qcow2-clusters-*"))
+    assert m.stats["cluster_cache_hits"] == 0
+
+
 # --------------------------------------------------------------------------- concurrency
 
 
