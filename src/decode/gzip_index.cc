@@ -83,15 +83,19 @@ Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
 }
 
 Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
-                       const std::function<Status(std::span<const uint8_t>)>& sink) const {
+                       const std::function<Status(std::span<const uint8_t>)>& sink,
+                       std::vector<WindowPlace>* windows) const {
   uLong crc = crc32(0, nullptr, 0);
   std::vector<uint8_t> b;
+  uint64_t emitted = 0;  // bytes handed to sink so far
   auto flush = [&]() -> Status {
     crc = crc32(crc, b.data(), static_cast<uInt>(b.size()));
     Status st = sink(b);
+    emitted += b.size();
     b.clear();
     return st;
   };
+  if (windows) windows->assign(cps.size(), {});
   b.assign(kMagic, kMagic + 8);
   Put32(b, kVersion);
   Put32(b, 0);  // flags
@@ -116,6 +120,7 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
     }
     const std::vector<uint8_t>& z = cp.window_file ? from_file : cp.zwindow;
     Put32(b, static_cast<uint32_t>(z.size()));
+    if (windows) (*windows)[static_cast<size_t>(&cp - cps.data())] = {emitted + b.size(), static_cast<uint32_t>(z.size())};
     b.insert(b.end(), z.begin(), z.end());
     if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
   }
@@ -192,10 +197,35 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
 Status GzipIndex::Save(const std::string& path) const { return SaveWith(path, checkpoints); }
 
 Status GzipIndex::SaveWith(const std::string& path, std::span<const GzipCheckpoint> cps) const {
+  return Write(path, cps, nullptr, nullptr);
+}
+
+Result<GzipIndex::SavedWindows> GzipIndex::SaveWithPlaces(const std::string& path,
+                                                           std::span<const GzipCheckpoint> cps) const {
+  SavedWindows saved;
+  UniqueFd written;
+  OCIFS_RETURN_IF_ERROR(Write(path, cps, &saved.places, &written));
+  saved.file = std::make_shared<const GzipWindowFile>(std::move(written), path);
+  return saved;
+}
+
+void GzipIndex::SavedWindows::ApplyTo(std::span<GzipCheckpoint> cps) const {
+  for (size_t i = 0; i < cps.size() && i < places.size(); ++i) {
+    GzipCheckpoint& cp = cps[i];
+    if (places[i].length == 0) continue;
+    cp.window_file = file;
+    cp.zwindow_offset = places[i].offset;
+    cp.zwindow_length = places[i].length;
+    std::vector<uint8_t>().swap(cp.zwindow);
+  }
+}
+
+Status GzipIndex::Write(const std::string& path, std::span<const GzipCheckpoint> cps,
+                        std::vector<WindowPlace>* windows, UniqueFd* keep) const {
   static std::atomic<uint64_t> counter{0};
   std::string tmp = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
   {
-    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    UniqueFd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd.valid()) return ErrnoError("create " + tmp, errno);
     Status written = Emit(cps, [&](std::span<const uint8_t> part) -> Status {
       size_t done = 0;
@@ -206,7 +236,7 @@ Status GzipIndex::SaveWith(const std::string& path, std::span<const GzipCheckpoi
         done += static_cast<size_t>(n);
       }
       return Status::Ok();
-    });
+    }, windows);
     if (!written.ok()) {
       ::unlink(tmp.c_str());
       return written;
@@ -216,6 +246,7 @@ Status GzipIndex::SaveWith(const std::string& path, std::span<const GzipCheckpoi
       ::unlink(tmp.c_str());
       return s;
     }
+    if (keep) *keep = std::move(fd);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     Status s = ErrnoError("rename " + tmp + " to " + path, errno);

@@ -59,6 +59,11 @@ std::vector<uint8_t> CompressWindow(std::span<const uint8_t> window);
 // A complete index of one gzip blob. A value type; no internal locking.
 struct GzipIndex {
   static constexpr size_t kMaxTail = 16;
+  // Where a checkpoint's compressed window lies in an index file.
+  struct WindowPlace {
+    uint64_t offset = 0;
+    uint32_t length = 0;  // 0: no window
+  };
 
   uint64_t compressed_size = 0;
   uint64_t decompressed_size = 0;
@@ -70,9 +75,16 @@ struct GzipIndex {
   [[nodiscard]] Result<std::vector<uint8_t>> Serialize() const;
 
  private:
-  // The file's bytes for `cps`, handed to `sink` a part at a time.
+  // The file's bytes for `cps`, handed to `sink` a part at a time; with
+  // `windows`, also where each checkpoint's compressed window lies in them.
   [[nodiscard]] Status Emit(std::span<const GzipCheckpoint> cps,
-                            const std::function<Status(std::span<const uint8_t>)>& sink) const;
+                            const std::function<Status(std::span<const uint8_t>)>& sink,
+                            std::vector<WindowPlace>* windows = nullptr) const;
+
+  // Writes the file (see Save); with `windows` and `keep`, also where the
+  // windows went and the written file, open for reading.
+  [[nodiscard]] Status Write(const std::string& path, std::span<const GzipCheckpoint> cps,
+                             std::vector<WindowPlace>* windows, UniqueFd* keep) const;
 
  public:
   // Parses and validates bytes written by Serialize(); `what` names the file
@@ -84,6 +96,20 @@ struct GzipIndex {
   // Save with `cps` in place of `checkpoints` (the caller's, not copied; the
   // file is written as it is produced, never whole in memory).
   [[nodiscard]] Status SaveWith(const std::string& path, std::span<const GzipCheckpoint> cps) const;
+  // The file SaveWithPlaces wrote, open for reading (opened before its
+  // rename, so a later replacement of its path does not matter), and where
+  // each checkpoint's window lies in it.
+  struct SavedWindows {
+    std::shared_ptr<const GzipWindowFile> file;
+    std::vector<WindowPlace> places;  // one per checkpoint saved
+    // Points `cps` (the checkpoints saved, in order) at their windows in the
+    // file and frees the copies in memory: nothing is read back or checked
+    // again, as Load would.
+    void ApplyTo(std::span<GzipCheckpoint> cps) const;
+  };
+  // SaveWith, keeping the file and the windows' places.
+  [[nodiscard]] Result<SavedWindows> SaveWithPlaces(const std::string& path,
+                                                    std::span<const GzipCheckpoint> cps) const;
   // kNotFound if the file does not exist; kCorrupt if it is not a valid index.
   // Every window is checked, then left in the file (GzipCheckpoint::window_file).
   [[nodiscard]] static Result<GzipIndex> Load(const std::string& path);

@@ -151,16 +151,17 @@ void GzipSource::FinishPass(Result<uint64_t> result) const {
   if (index.compressed_size != kUnknownSize) {
     index.tail.resize(std::min<uint64_t>(GzipIndex::kMaxTail, index.compressed_size));
     Status s = ReadExactly(*compressed_, index.compressed_size - index.tail.size(), index.tail);
-    // checkpoints_ no longer changes once complete_ (only the swap below, on this thread).
-    if (s.ok()) s = index.SaveWith(options_.index_path, checkpoints_);
-    if (!s.ok()) {
-      spdlog::warn("could not save the gzip index of {}: {}", compressed_->Describe(), s.ToString());
+    // checkpoints_ no longer grows once complete_; readers only copy from it
+    // under mu_, and only this thread changes it (ApplyTo, below, under mu_).
+    Result<GzipIndex::SavedWindows> saved =
+        s.ok() ? index.SaveWithPlaces(options_.index_path, checkpoints_) : Result<GzipIndex::SavedWindows>(s);
+    if (!saved.ok()) {
+      spdlog::warn("could not save the gzip index of {}: {}", compressed_->Describe(), saved.status().ToString());
       return;
     }
     // Saved: read windows from the file from now on, and free the ones in memory.
-    Result<GzipIndex> saved = GzipIndex::Load(options_.index_path);
     std::lock_guard lock(mu_);
-    if (saved.ok() && saved->checkpoints.size() == checkpoints_.size()) checkpoints_ = std::move(saved->checkpoints);
+    saved->ApplyTo(checkpoints_);
   }
 }
 

@@ -109,3 +109,36 @@ TEST_CASE("gzip index saves atomically and loads; a missing file is not found") 
   CHECK(files == 1);  // no temp file left behind
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("gzip index saved with the windows' places serves them from the written file") {
+  auto dir = std::filesystem::temp_directory_path() / ("ocifs-gzp-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "layer.gzi").string();
+  const GzipIndex original = SampleIndex();
+  GzipIndex index = SampleIndex();
+  auto saved = index.SaveWithPlaces(path, index.checkpoints);
+  REQUIRE(saved.ok());
+  REQUIRE(saved->places.size() == 3);
+  CHECK(saved->places[0].length == 0);  // a member start has no window
+  CHECK(saved->places[1].length == original.checkpoints[1].zwindow.size());
+  saved->ApplyTo(index.checkpoints);
+  // The path is replaced (another process saving the same blob's index): the
+  // windows still come from the file this index wrote.
+  std::filesystem::rename(path, path + ".old");
+  REQUIRE(SampleIndex().Save(path + ".other").ok());
+  std::filesystem::rename(path + ".other", path);
+  for (size_t i = 0; i < 3; ++i) {
+    const GzipCheckpoint& cp = index.checkpoints[i];
+    CHECK(cp.zwindow.empty());
+    CHECK((cp.window_file != nullptr) == (cp.window_size > 0));
+    std::vector<uint8_t> got(cp.window_size), want(cp.window_size);
+    REQUIRE(DecompressWindow(cp, got).ok());
+    REQUIRE(DecompressWindow(original.checkpoints[i], want).ok());
+    CHECK(got == want);
+  }
+  // What it wrote is a valid index, the same as Save's.
+  auto loaded = GzipIndex::Load(path + ".old");
+  REQUIRE(loaded.ok());
+  CHECK(*loaded->Serialize() == *original.Serialize());
+  std::filesystem::remove_all(dir);
+}
