@@ -288,18 +288,24 @@ def run_ocifs(ctx: Ctx, layer: str) -> None:
     profile = ctx.scratch / f"{layer}.profile"
     profile.unlink(missing_ok=True)
     use_profile = ctx.a.profile and layer in ("none", "zstd-seekable")
-    for s in ("trace", "random", "seq"):
-        session((s,), extra=("--record-profile", str(profile)) if s == "trace" and use_profile else ())
-    # The same node mounts the image again (a VM restarted): the seq session's cache dir is
-    # kept (chunks, decompressed qcow2 clusters, indexes); the page cache of disk.img is not.
-    ctx.measure("oci-fs", layer, "mount (remount)", mount(ctx.scratch / f"cache-{layer}"), pids)
-    if "m" in holder:
+    def remount():
+        # The same node mounts the image again after the boot (a VM restarted): the cold
+        # trace session's cache dir is kept (chunks, decompressed qcow2 clusters, indexes);
+        # the page cache of disk.img is not.
+        ctx.measure("oci-fs", layer, "mount (remount)", mount(ctx.scratch / f"cache-{layer}"), pids)
+        if "m" not in holder:
+            return
         m = holder["m"]
         try:
             reads(ctx, "oci-fs", layer, m.file, "remount", pids, scenarios=("trace",))
         finally:
             holder.pop("m").__exit__()
             ctx.rows[-1]["ocifs_stats"] = m.m.stats
+
+    for s in ("trace", "random", "seq"):
+        session((s,), extra=("--record-profile", str(profile)) if s == "trace" and use_profile else ())
+        if s == "trace":
+            remount()
     if use_profile and profile.exists():
         session(("trace",), label=" (profile)", extra=("--prefetch-profile", str(profile)))
     if layer == "gzip":

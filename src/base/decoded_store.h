@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "ocifs/status.h"
 
@@ -25,6 +26,13 @@ class DecodedChunkStore {
   [[nodiscard]] virtual Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const = 0;
   // Stores a copy of `data` (at most chunk_size() bytes) as chunk `chunk_index`.
   [[nodiscard]] virtual Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const = 0;
+  // Put for a chunk the caller already holds in a shared immutable buffer: a
+  // store that keeps it for a while (a write-behind queue) may keep that
+  // buffer instead of a copy. The default copies (Put).
+  using SharedChunk = std::shared_ptr<const std::vector<uint8_t>>;
+  [[nodiscard]] virtual Status PutShared(uint64_t chunk_index, SharedChunk data) const {
+    return Put(chunk_index, *data);
+  }
   // Whether chunk `chunk_index` is stored (a hint for prefetching: it may be
   // dropped right after). Cheaper than Get: no copy.
   virtual bool Contains(uint64_t chunk_index) const = 0;

@@ -41,21 +41,34 @@ bool WriteBehindStore::Contains(uint64_t chunk_index) const {
   return inner_->Contains(chunk_index);
 }
 
+namespace {
+
+Status CheckLength(uint64_t chunk_index, size_t length, uint32_t chunk_size) {
+  if (length <= chunk_size) return Status::Ok();
+  return InvalidArgument("chunk " + std::to_string(chunk_index) + " has " + std::to_string(length) +
+                         " bytes, more than the chunk size " + std::to_string(chunk_size));
+}
+
+}  // namespace
+
 Status WriteBehindStore::Put(uint64_t chunk_index, std::span<const uint8_t> data) const {
-  if (data.size() > inner_->chunk_size()) {
-    return InvalidArgument("chunk " + std::to_string(chunk_index) + " has " + std::to_string(data.size()) +
-                           " bytes, more than the chunk size " + std::to_string(inner_->chunk_size()));
-  }
+  OCIFS_RETURN_IF_ERROR(CheckLength(chunk_index, data.size(), inner_->chunk_size()));
+  return PutShared(chunk_index, std::make_shared<const std::vector<uint8_t>>(data.begin(), data.end()));
+}
+
+Status WriteBehindStore::PutShared(uint64_t chunk_index, SharedChunk data) const {
+  if (!data) return InvalidArgument("chunk " + std::to_string(chunk_index) + ": no buffer");
+  OCIFS_RETURN_IF_ERROR(CheckLength(chunk_index, data->size(), inner_->chunk_size()));
   {
     std::lock_guard lock(mu_);
     if (stop_ || pending_.count(chunk_index) != 0) return Status::Ok();
-    if (pending_bytes_ + data.size() > max_pending_bytes_) {
+    if (pending_bytes_ + data->size() > max_pending_bytes_) {
       ++dropped_;
       return Status::Ok();
     }
-    pending_.emplace(chunk_index, std::make_shared<const std::vector<uint8_t>>(data.begin(), data.end()));
+    pending_bytes_ += data->size();
+    pending_.emplace(chunk_index, std::move(data));
     order_.push_back(chunk_index);
-    pending_bytes_ += data.size();
     if (!writer_.joinable()) writer_ = std::thread([this] { RunWriter(); });
   }
   cv_.notify_all();

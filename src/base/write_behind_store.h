@@ -25,7 +25,8 @@ namespace ocifs {
 // queued chunks. Write errors of the store below are logged at debug level.
 // Thread safety: safe for concurrent use. The destructor writes what is
 // queued, then joins the writer.
-// Memory: at most max_pending_bytes of queued chunks.
+// Memory: at most max_pending_bytes of queued chunks (PutShared's buffers
+// count, though the caller may hold them as well).
 class WriteBehindStore final : public DecodedChunkStore {
  public:
   WriteBehindStore(std::shared_ptr<DecodedChunkStore> inner, uint64_t max_pending_bytes);
@@ -36,6 +37,9 @@ class WriteBehindStore final : public DecodedChunkStore {
   uint32_t chunk_size() const override { return inner_->chunk_size(); }
   [[nodiscard]] Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const override;
   [[nodiscard]] Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const override;
+  // Queues `data` itself, no copy: the queue then shares the buffer with the
+  // caller (a memory cache, say), and costs memory only once the caller drops it.
+  [[nodiscard]] Status PutShared(uint64_t chunk_index, SharedChunk data) const override;
   bool Contains(uint64_t chunk_index) const override;
 
   // Blocks until every chunk queued so far has been handed to the store below.
@@ -43,7 +47,7 @@ class WriteBehindStore final : public DecodedChunkStore {
   uint64_t dropped() const;
 
  private:
-  using Chunk = std::shared_ptr<const std::vector<uint8_t>>;
+  using Chunk = SharedChunk;
   void RunWriter() const;
 
   const std::shared_ptr<DecodedChunkStore> inner_;

@@ -37,8 +37,10 @@ Result<std::shared_ptr<ChunkCache>> ChunkCache::Open(const ChunkCacheOptions& op
   OCIFS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(options.dir, options.chunk_size, options.fsync));
   OCIFS_ASSIGN_OR_RETURN(auto usage, SharedUsage::Open(options.dir));
   std::shared_ptr<ChunkCache> cache(new ChunkCache(options, std::move(store), std::move(usage)));
-  OCIFS_ASSIGN_OR_RETURN(uint64_t evicted, cache->reclaimer_->Rescan());
-  cache->evictions_ += evicted;
+  if (options.scan_at_open) {
+    OCIFS_ASSIGN_OR_RETURN(uint64_t evicted, cache->reclaimer_->Rescan());
+    cache->evictions_ += evicted;
+  }
   return cache;
 }
 
@@ -50,7 +52,8 @@ ChunkCache::ChunkCache(const ChunkCacheOptions& o, std::unique_ptr<ChunkStore> s
       usage_(std::move(usage)),
       lru_(std::make_unique<LruPolicy>(std::min(kMaxTrackedChunks, 2 * (o.max_bytes / o.chunk_size) + 1024),
                                        int64_t{o.touch_interval_ms} * 1'000'000)),
-      reclaimer_(std::make_unique<Reclaimer>(*store_, *usage_, *lru_, o.max_bytes, o.max_bytes / 10 * 9)) {}
+      reclaimer_(std::make_unique<Reclaimer>(*store_, *usage_, *lru_, o.max_bytes, o.max_bytes / 10 * 9)),
+      track_verified_(o.track_verified) {}
 
 ChunkCache::~ChunkCache() = default;
 
@@ -64,9 +67,10 @@ static Status CheckChunkArgs(std::string_view key, size_t length, uint32_t chunk
 }
 
 void ChunkCache::MarkVerified(std::string_view key, uint64_t index) {
+  if (!track_verified_) return;
   std::lock_guard lock(verified_mu_);
   if (verified_.size() >= kMaxVerified) verified_.clear();
-  verified_.insert_or_assign(FlightKey{std::string(key), index}, true);
+  verified_.insert_or_assign(VerifiedKey{CacheKeyHash(key), index}, true);
 }
 
 bool ChunkCache::ReadPart(std::string_view key, uint64_t index, size_t length, size_t offset,
@@ -74,7 +78,7 @@ bool ChunkCache::ReadPart(std::string_view key, uint64_t index, size_t length, s
   if (!ValidateCacheKey(key).ok() || length == 0 || length > chunk_size_) return false;
   {
     std::lock_guard lock(verified_mu_);
-    if (!verified_.contains(FlightKey{std::string(key), index})) return false;
+    if (!verified_.contains(VerifiedKey{CacheKeyHash(key), index})) return false;
   }
   bool touch = lru_->Use(key, index, WallClockNs(), /*written=*/false);
   if (!store_->ReadPart(key, index, length, offset, out, touch)) return false;

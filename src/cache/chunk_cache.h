@@ -49,6 +49,15 @@ struct ChunkCacheOptions {
   // fdatasync each chunk before its rename. Off by default: the CRCs already
   // keep torn files from being served after a power loss (see the doc).
   bool fsync = false;
+  // Remember which chunks this process has checked, so ReadPart can serve
+  // them (up to 65,536 chunks, ~2 MiB). Off for a cache that never calls
+  // ReadPart (its ReadPart then always returns false).
+  bool track_verified = true;
+  // Scan the directory at open (correct the usage counter, evict if over the
+  // bound, remove a crashed writer's temp files). A process that has just
+  // opened the same directory with another chunk size may skip it: the scan
+  // covers every chunk size.
+  bool scan_at_open = true;
 };
 
 struct ChunkCacheStats {
@@ -61,8 +70,9 @@ struct ChunkCacheStats {
 
 class ChunkCache {
  public:
-  // Checks the options, creates the layout, removes a crashed writer's temp
-  // files (older than a minute), counts the usage and evicts if over the bound.
+  // Checks the options, creates the layout and, with scan_at_open, removes a
+  // crashed writer's temp files (older than a minute), counts the usage and
+  // evicts if over the bound.
   [[nodiscard]] static Result<std::shared_ptr<ChunkCache>> Open(const ChunkCacheOptions& options);
   ~ChunkCache();
   ChunkCache(const ChunkCache&) = delete;
@@ -188,10 +198,21 @@ class ChunkCache {
   tsl::robin_map<FlightKey, std::shared_ptr<Flight>, FlightKeyHash> flights_;  // guarded by flights_mu_
 
   // Chunks read whole and checked, or written, by this process: ReadPart may
-  // skip their CRC. Bounded: cleared when it reaches kMaxVerified entries.
+  // skip their CRC. Named by key hash (CacheKeyHash) and index: 16 bytes
+  // each, no allocation on the hit path (two keys of one hash would only
+  // share a skipped CRC). Bounded: cleared when it reaches kMaxVerified.
+  struct VerifiedKey {
+    uint64_t key_hash;
+    uint64_t index;
+    bool operator==(const VerifiedKey&) const = default;
+  };
+  struct VerifiedKeyHash {
+    size_t operator()(const VerifiedKey& k) const { return k.key_hash ^ (k.index * 0x9e3779b97f4a7c15ull); }
+  };
   static constexpr size_t kMaxVerified = 1u << 16;
+  const bool track_verified_;
   std::mutex verified_mu_;  // leaf lock
-  tsl::robin_map<FlightKey, bool, FlightKeyHash> verified_;  // guarded by verified_mu_
+  tsl::robin_map<VerifiedKey, bool, VerifiedKeyHash> verified_;  // guarded by verified_mu_
   void MarkVerified(std::string_view key, uint64_t index);
 
   std::atomic<uint64_t> hits_{0}, misses_{0}, fetched_bytes_{0}, evictions_{0}, corrupt_dropped_{0};

@@ -231,7 +231,7 @@ Result<CachedBuffer> Qcow2Source::Decompressed(uint64_t l2_entry, uint64_t guest
     }
     OCIFS_ASSIGN_OR_RETURN(CachedBuffer inflated, Inflate(l2_entry, guest));
     // A store that fails costs the next read an inflate, never the bytes.
-    Status put = cluster_store_->Put(index, *inflated);
+    Status put = cluster_store_->PutShared(index, inflated);
     if (!put.ok()) spdlog::debug("qcow2: cannot keep the cluster at guest offset {}: {}", guest, put.ToString());
     return inflated;
   });

@@ -188,6 +188,8 @@ std::shared_ptr<ChunkCache> ImageStack::CacheOfChunkSize(uint32_t chunk_size) co
   cache_options.dir = options_.cache_dir;
   cache_options.max_bytes = options_.cache_bytes;
   cache_options.chunk_size = chunk_size;
+  cache_options.track_verified = false;  // clusters are read whole (Lookup), never in part
+  cache_options.scan_at_open = false;    // cache_'s open scanned every chunk size just now
   auto cache = ChunkCache::Open(cache_options);
   if (!cache.ok()) spdlog::warn("not keeping decompressed clusters on disk: {}", cache.status().ToString());
   return cluster_caches_[chunk_size] = cache.ok() ? *cache : nullptr;

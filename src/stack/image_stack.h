@@ -95,7 +95,7 @@ class ImageStack {
   static constexpr std::string_view kShippedProfilePath = ".oci-fs/profile";
   static constexpr uint64_t kMaxShippedProfileBytes = 16ull << 20;
   // Decompressed clusters queued for the cluster cache at most (memory).
-  static constexpr uint64_t kClusterWriteBehindBytes = 4ull << 20;
+  static constexpr uint64_t kClusterWriteBehindBytes = 1ull << 20;
 
  private:
   ImageStack() = default;

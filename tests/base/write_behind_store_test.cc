@@ -61,10 +61,16 @@ TEST_CASE("a chunk put is readable at once and reaches the store below") {
   auto wrong_size = store.Get(3, std::span<uint8_t>(out).first(100));
   REQUIRE(wrong_size.ok());
   REQUIRE_FALSE(*wrong_size);
+  // PutShared queues the caller's buffer itself.
+  auto shared = std::make_shared<const std::vector<uint8_t>>(Chunk(0x44));
+  REQUIRE(store.PutShared(4, shared).ok());
+  REQUIRE(shared.use_count() == 2);
   inner->Hold(false);
   store.Flush();
+  REQUIRE(shared.use_count() == 1);
   REQUIRE(inner->Contains(3));
-  REQUIRE(inner->puts == 1);
+  REQUIRE(inner->Contains(4));
+  REQUIRE(inner->puts == 2);
   hit = store.Get(3, out);
   REQUIRE((hit.ok() && *hit));
 }

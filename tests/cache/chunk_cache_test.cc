@@ -266,6 +266,10 @@ TEST_CASE("chunk cache removes a crashed writer's old temp files when it opens, 
   std::ofstream(old_tmp) << "half a chunk";
   std::ofstream(live_tmp) << "being written";
   SetMtime(old_tmp, 120);
+  // Without the scan at open (another instance of this process just did it), nothing is removed.
+  auto unscanned = ChunkCache::Open({.dir = tmp.path(), .chunk_size = kChunk, .scan_at_open = false});
+  REQUIRE(unscanned.ok());
+  CHECK(fs::exists(old_tmp));
   auto cache = OpenCache(tmp.path());
   CHECK_FALSE(fs::exists(old_tmp));
   CHECK(fs::exists(live_tmp));
@@ -330,4 +334,17 @@ TEST_CASE("chunk cache ReadPart reads only the bytes asked for of a chunk this p
   // Truncated behind its back: a miss, never short data.
   fs::resize_file(ChunkPath(tmp.path(), kChunk, kKey, 3), kChunkHeaderSize + 1000);
   CHECK_FALSE(cache->ReadPart(kKey, 3, kChunk, 0, part));
+}
+
+TEST_CASE("a chunk cache that does not track checked chunks serves no partial reads") {
+  TempDir tmp;
+  const auto data = Pattern(4, kChunk);
+  auto cache = ChunkCache::Open({.dir = tmp.path(), .chunk_size = kChunk, .track_verified = false});
+  REQUIRE(cache.ok());
+  REQUIRE((*cache)->Store(kKey, 4, data).ok());
+  std::vector<uint8_t> whole(kChunk), part(100);
+  auto hit = (*cache)->Lookup(kKey, 4, whole);
+  REQUIRE((hit.ok() && *hit));
+  CHECK(whole == data);
+  CHECK_FALSE((*cache)->ReadPart(kKey, 4, kChunk, 0, part));
 }
