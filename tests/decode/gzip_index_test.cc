@@ -24,6 +24,20 @@ GzipIndex SampleIndex() {
   index.checkpoints.push_back(GzipCheckpoint{.out = 4000, .member_start = true, .in = 800});
   return index;
 }
+
+// Each of `cps` reads its window from a file, and it inflates to `original`'s.
+void RequireWindowsInFile(const std::vector<GzipCheckpoint>& cps, const GzipIndex& original) {
+  REQUIRE(cps.size() == original.checkpoints.size());
+  for (size_t i = 0; i < cps.size(); ++i) {
+    const GzipCheckpoint& cp = cps[i];
+    CHECK(cp.zwindow.empty());
+    CHECK((cp.window_file != nullptr) == (cp.window_size > 0));
+    std::vector<uint8_t> got(cp.window_size), want(cp.window_size);
+    REQUIRE(DecompressWindow(cp, got).ok());
+    REQUIRE(DecompressWindow(original.checkpoints[i], want).ok());
+    CHECK(got == want);
+  }
+}
 }  // namespace
 
 TEST_CASE("gzip index serializes and parses back to the same checkpoints") {
@@ -86,15 +100,7 @@ TEST_CASE("gzip index saves atomically and loads; a missing file is not found") 
   CHECK(loaded->checkpoints.size() == 3);
   // Windows stay in the file: read back on use, and the index serializes to the same bytes.
   const GzipIndex original = SampleIndex();
-  for (size_t i = 0; i < 3; ++i) {
-    const GzipCheckpoint& cp = loaded->checkpoints[i];
-    CHECK(cp.zwindow.empty());
-    CHECK((cp.window_file != nullptr) == (cp.window_size > 0));
-    std::vector<uint8_t> got(cp.window_size), want(cp.window_size);
-    REQUIRE(DecompressWindow(cp, got).ok());
-    REQUIRE(DecompressWindow(original.checkpoints[i], want).ok());
-    CHECK(got == want);
-  }
+  RequireWindowsInFile(loaded->checkpoints, original);
   CHECK(*loaded->Serialize() == *original.Serialize());
   // A file cut short under a loaded index: the window read fails cleanly.
   std::filesystem::resize_file(path, 80);
@@ -127,15 +133,7 @@ TEST_CASE("gzip index saved with the windows' places serves them from the writte
   std::filesystem::rename(path, path + ".old");
   REQUIRE(SampleIndex().Save(path + ".other").ok());
   std::filesystem::rename(path + ".other", path);
-  for (size_t i = 0; i < 3; ++i) {
-    const GzipCheckpoint& cp = index.checkpoints[i];
-    CHECK(cp.zwindow.empty());
-    CHECK((cp.window_file != nullptr) == (cp.window_size > 0));
-    std::vector<uint8_t> got(cp.window_size), want(cp.window_size);
-    REQUIRE(DecompressWindow(cp, got).ok());
-    REQUIRE(DecompressWindow(original.checkpoints[i], want).ok());
-    CHECK(got == want);
-  }
+  RequireWindowsInFile(index.checkpoints, original);
   // What it wrote is a valid index, the same as Save's.
   auto loaded = GzipIndex::Load(path + ".old");
   REQUIRE(loaded.ok());
