@@ -44,6 +44,7 @@ std::vector<std::string> MountLauncher::MountArgv(const VolumeRecord& record) co
   if (record.spec.prefetch_all) argv.push_back("--prefetch-all");
   if (!record.spec.prefetch_rate.empty()) argv.insert(argv.end(), {"--prefetch-rate", record.spec.prefetch_rate});
   if (!record.spec.image_profile) argv.insert(argv.end(), {"--prefetch-profile", "none"});
+  if (!record.spec.cluster_cache) argv.insert(argv.end(), {"--cluster-cache", "off"});
   argv.insert(argv.end(), {"-o", config_.allow_other ? "ro,allow_other" : "ro"});
   argv.insert(argv.end(), {record.PinnedRef(), record.spec.target_path});
   return argv;

@@ -34,7 +34,7 @@ bool VolumeSpec::SameAs(const VolumeSpec& o) const {
   return volume_id == o.volume_id && target_path == o.target_path && image == o.image &&
          disk_path == o.disk_path && mode == o.mode && platform == o.platform &&
          tls_verify == o.tls_verify && prefetch_all == o.prefetch_all && prefetch_rate == o.prefetch_rate &&
-         image_profile == o.image_profile;
+         image_profile == o.image_profile && cluster_cache == o.cluster_cache;
 }
 
 Result<VolumeSpec> ParseVolumeSpec(const PublishArgs& args) {
@@ -96,10 +96,16 @@ Result<VolumeSpec> ParseVolumeSpec(const PublishArgs& args) {
                                "\"");
       }
       spec.image_profile = value == "image";
+    } else if (key == "clusterCache") {
+      if (value != "on" && value != "off") {
+        return InvalidArgument("volume attribute clusterCache must be \"on\" or \"off\", not \"" + value +
+                               "\"");
+      }
+      spec.cluster_cache = value == "on";
     } else {
       return InvalidArgument("unknown volume attribute \"" + key +
                              "\" (known: image, diskPath, mode, platform, tlsVerify, prefetchAll, "
-                             "prefetchRate, profile)");
+                             "prefetchRate, profile, clusterCache)");
     }
   }
 

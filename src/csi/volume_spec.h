@@ -54,6 +54,7 @@ struct VolumeSpec {
   bool prefetch_all = false;       // fetch the whole layer in the background (--prefetch-all)
   std::string prefetch_rate;       // its cap, e.g. "20M" bytes per second; "" = none
   bool image_profile = true;       // use the access profile the image ships (false: --prefetch-profile none)
+  bool cluster_cache = true;       // keep inflated qcow2 clusters on the node (false: --cluster-cache off)
   bool ephemeral = false;
 
   // Same volume, same target, same attributes: a repeated publish.

@@ -70,6 +70,7 @@ std::string RecordToJson(const VolumeRecord& r) {
       {"prefetchAll", r.spec.prefetch_all},
       {"prefetchRate", r.spec.prefetch_rate},
       {"imageProfile", r.spec.image_profile},
+      {"clusterCache", r.spec.cluster_cache},
   };
   if (r.spec.tls_verify) j["tlsVerify"] = *r.spec.tls_verify;
   return j.dump(2) + "\n";
@@ -97,6 +98,7 @@ Result<VolumeRecord> RecordFromJson(const std::string& text) {
     r.spec.prefetch_all = j.value("prefetchAll", false);
     r.spec.prefetch_rate = j.value("prefetchRate", "");
     r.spec.image_profile = j.value("imageProfile", true);
+    r.spec.cluster_cache = j.value("clusterCache", true);
     if (r.spec.volume_id.empty() || r.spec.target_path.empty() || r.spec.image.empty() ||
         r.digest.empty()) {
       return Corrupt("volume record lacks volumeId, targetPath, image or digest");

@@ -57,8 +57,10 @@ TEST_CASE("mount passes the volume's prefetch attributes") {
   r.spec.prefetch_all = true;
   r.spec.prefetch_rate = "8M";
   r.spec.image_profile = false;
+  r.spec.cluster_cache = false;
   auto argv = launcher.MountArgv(r);
-  const std::vector<std::string> want{"--prefetch-all", "--prefetch-rate", "8M", "--prefetch-profile", "none"};
+  const std::vector<std::string> want{"--prefetch-all", "--prefetch-rate", "8M", "--prefetch-profile", "none",
+                                      "--cluster-cache", "off"};
   CHECK(std::search(argv.begin(), argv.end(), want.begin(), want.end()) != argv.end());
 }
 

@@ -217,14 +217,16 @@ def test_prefetch_attributes_reach_the_mount_and_bad_ones_are_refused(make_plugi
     ref = backend.image("inline")
     target = target_of(workdir, "pod-p")
     publish(plugin, target, context=dict(EPHEMERAL, image=ref, prefetchAll="true", prefetchRate="16M",
-                                         profile="none"))
+                                         profile="none", clusterCache="off"))
     assert read_disk(target) == backend.expected(ref)
     [pid] = _mount_pids(target)
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     at = argv.index(b"--prefetch-all")
-    assert argv[at:at + 5] == [b"--prefetch-all", b"--prefetch-rate", b"16M", b"--prefetch-profile", b"none"], argv
+    assert argv[at:at + 7] == [b"--prefetch-all", b"--prefetch-rate", b"16M", b"--prefetch-profile", b"none",
+                               b"--cluster-cache", b"off"], argv
     [record] = plugin.records()
-    assert (record["prefetchAll"], record["prefetchRate"], record["imageProfile"]) == (True, "16M", False)
+    assert (record["prefetchAll"], record["prefetchRate"], record["imageProfile"], record["clusterCache"]) == \
+        (True, "16M", False, False)
     unpublish(plugin, target)
     assert_clean(plugin, target)
 

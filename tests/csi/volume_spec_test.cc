@@ -43,19 +43,22 @@ TEST_CASE("an inline volume takes its image and attributes from the volume conte
   CHECK_FALSE(spec->prefetch_all);
   CHECK(spec->prefetch_rate.empty());
   CHECK(spec->image_profile);
+  CHECK(spec->cluster_cache);
 }
 
 TEST_CASE("volume attributes control the background fetch and the image's profile") {
   auto spec = ParseVolumeSpec(Inline({{"image", "reg/disk:v1"}, {"prefetchAll", "true"},
-                                      {"prefetchRate", "20M"}, {"profile", "none"}}));
+                                      {"prefetchRate", "20M"}, {"profile", "none"}, {"clusterCache", "off"}}));
   REQUIRE(spec.ok());
+  CHECK_FALSE(spec->cluster_cache);
   CHECK(spec->prefetch_all);
   CHECK(spec->prefetch_rate == "20M");
   CHECK_FALSE(spec->image_profile);
   for (auto [key, value, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
            {"prefetchAll", "yes", "prefetchAll must be"},
            {"prefetchRate", "fast", "prefetchRate must be bytes per second"},
-           {"profile", "/node/file", "profile must be \"image\" or \"none\""}}) {
+           {"profile", "/node/file", "profile must be \"image\" or \"none\""},
+           {"clusterCache", "false", "clusterCache must be \"on\" or \"off\""}}) {
     auto bad = ParseVolumeSpec(Inline({{"image", "reg/disk:v1"}, {key, value}}));
     REQUIRE_FALSE(bad.ok());
     CHECK(bad.status().code() == Code::kInvalidArgument);

@@ -28,6 +28,7 @@ VolumeRecord Sample(std::string target) {
   r.spec.prefetch_all = true;
   r.spec.prefetch_rate = "4M";
   r.spec.image_profile = false;
+  r.spec.cluster_cache = false;
   return r;
 }
 }  // namespace
