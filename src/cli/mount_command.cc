@@ -83,9 +83,9 @@ void WriteStats(const std::string& path, const ImageStack& stack) {
     j["cache_misses"] = c.misses;
     j["cache_evictions"] = c.evictions;
     j["cache_corrupt_dropped"] = c.corrupt_dropped;
-    ChunkCacheStats clusters = stack.cluster_cache_stats();
+    ImageStack::ClusterCacheStats clusters = stack.cluster_cache_stats();
     j["cluster_cache_hits"] = clusters.hits;
-    j["cluster_cache_misses"] = clusters.misses;
+    j["cluster_cache_dropped"] = clusters.dropped;
   }
   std::string tmp = path + ".tmp";
   {

@@ -195,17 +195,13 @@ std::shared_ptr<ChunkCache> ImageStack::CacheOfChunkSize(uint32_t chunk_size) co
   return cluster_caches_[chunk_size] = cache.ok() ? *cache : nullptr;
 }
 
-ChunkCacheStats ImageStack::cluster_cache_stats() const {
-  ChunkCacheStats sum;
+ImageStack::ClusterCacheStats ImageStack::cluster_cache_stats() const {
+  ClusterCacheStats sum;
   std::lock_guard lock(cluster_caches_mu_);
   for (const auto& [size, cache] : cluster_caches_) {
-    if (!cache) continue;
-    ChunkCacheStats s = cache->stats();
-    sum.hits += s.hits;
-    sum.misses += s.misses;
-    sum.evictions += s.evictions;
-    sum.corrupt_dropped += s.corrupt_dropped;
+    if (cache) sum.hits += cache->stats().hits;
   }
+  for (const auto& store : cluster_stores_) sum.dropped += store->dropped();
   return sum;
 }
 

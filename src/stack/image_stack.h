@@ -75,7 +75,11 @@ class ImageStack {
   const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
   // Counters of the cluster cache (StackOptions::cluster_cache) of the disks
   // opened so far; zeros when there is none.
-  ChunkCacheStats cluster_cache_stats() const;
+  struct ClusterCacheStats {
+    uint64_t hits = 0;     // clusters read back from disk
+    uint64_t dropped = 0;  // inflated clusters not kept: the write-behind queue was full
+  };
+  ClusterCacheStats cluster_cache_stats() const;
   // Writes the decompressed clusters still queued for the cluster cache
   // (at most kClusterWriteBehindBytes): call before the process exits.
   void FlushClusterCache() const;
