@@ -305,12 +305,15 @@ Result<size_t> Qcow2Source::ReadAt(uint64_t offset, std::span<uint8_t> buf) cons
     }
   }
 
-  // Several compressed clusters not in memory: inflate them side by side.
+  // Compressed clusters in memory are taken (and held) now, once; several not
+  // in memory are loaded side by side.
+  std::vector<CachedBuffer> inflated(plan.size());  // held until copied: the cache may drop them
   std::vector<size_t> to_inflate;
   for (size_t k = 0; k < plan.size(); ++k) {
-    if (plan[k].kind == Kind::kCompressed && !clusters_.Lookup(plan[k].l2_entry)) to_inflate.push_back(k);
+    if (plan[k].kind != Kind::kCompressed) continue;
+    inflated[k] = clusters_.Lookup(plan[k].l2_entry);
+    if (!inflated[k]) to_inflate.push_back(k);
   }
-  std::vector<CachedBuffer> inflated(plan.size());  // held until copied: the cache may drop them
   if (to_inflate.size() >= 2) {
     OCIFS_RETURN_IF_ERROR(WorkerPool::Decode().ParallelFor(to_inflate.size(), [&](size_t k) -> Status {
       const Run& r = plan[to_inflate[k]];
