@@ -65,13 +65,21 @@ Result<std::vector<uint8_t>> GzipWindowFile::Read(uint64_t offset, uint32_t leng
   return bytes;
 }
 
+namespace {
+
+// cp's compressed window: cp.zwindow, or read from its file into *holder.
+Result<std::span<const uint8_t>> CompressedWindow(const GzipCheckpoint& cp, std::vector<uint8_t>* holder) {
+  if (!cp.window_file) return std::span<const uint8_t>(cp.zwindow);
+  OCIFS_ASSIGN_OR_RETURN(*holder, cp.window_file->Read(cp.zwindow_offset, cp.zwindow_length));
+  return std::span<const uint8_t>(*holder);
+}
+
+}  // namespace
+
 Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
   if (cp.window_size == 0 && cp.zwindow.empty() && out.empty()) return Status::Ok();
-  std::vector<uint8_t> from_file;
-  if (cp.window_file) {
-    OCIFS_ASSIGN_OR_RETURN(from_file, cp.window_file->Read(cp.zwindow_offset, cp.zwindow_length));
-  }
-  const std::vector<uint8_t>& z = cp.window_file ? from_file : cp.zwindow;
+  std::vector<uint8_t> holder;
+  OCIFS_ASSIGN_OR_RETURN(std::span<const uint8_t> z, CompressedWindow(cp, &holder));
   uLongf len = static_cast<uLongf>(out.size());
   if (out.size() != cp.window_size ||
       uncompress(out.data(), &len, z.data(), static_cast<uLong>(z.size())) != Z_OK ||
@@ -114,11 +122,8 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
     b.push_back(0);
     b.push_back(0);
     Put32(b, cp.window_size);
-    std::vector<uint8_t> from_file;
-    if (cp.window_file) {
-      OCIFS_ASSIGN_OR_RETURN(from_file, cp.window_file->Read(cp.zwindow_offset, cp.zwindow_length));
-    }
-    const std::vector<uint8_t>& z = cp.window_file ? from_file : cp.zwindow;
+    std::vector<uint8_t> holder;
+    OCIFS_ASSIGN_OR_RETURN(std::span<const uint8_t> z, CompressedWindow(cp, &holder));
     Put32(b, static_cast<uint32_t>(z.size()));
     if (windows) (*windows)[static_cast<size_t>(&cp - cps.data())] = {emitted + b.size(), static_cast<uint32_t>(z.size())};
     b.insert(b.end(), z.begin(), z.end());

@@ -44,6 +44,14 @@ std::string Convert(const TempDir& dir, const std::string& raw, const std::strin
   return out;
 }
 
+// A compressed qcow2 (64 KiB clusters) of MakeMixedRaw's `size` bytes, and qemu's raw reading of it.
+std::pair<std::string, std::vector<uint8_t>> CompressedMixedImage(const TempDir& dir, uint64_t size) {
+  std::string raw = dir / "r.raw";
+  MakeMixedRaw(raw, size, 8);
+  auto img = Convert(dir, raw, "c.qcow2", "cluster_size=65536", true);
+  return {img, QemuRawOf(img, dir)};
+}
+
 }  // namespace
 
 TEST_CASE("qcow2 v2 and v3 images of every cluster size read like qemu-img's raw conversion") {
@@ -360,10 +368,7 @@ TEST_CASE("OpenDiskView serves qcow2 through Qcow2Source and raw as the file its
 
 TEST_CASE("clusters kept in a cluster store are read back by a later source without the image's bytes") {
   TempDir dir;
-  std::string raw = dir / "r.raw";
-  MakeMixedRaw(raw, 4 * kMiB, 8);
-  auto img = Convert(dir, raw, "c.qcow2", "cluster_size=65536", true);
-  auto ref = QemuRawOf(img, dir);
+  auto [img, ref] = CompressedMixedImage(dir, 4 * kMiB);
   auto store = MakeMemoryDecodedStore(65536);
   DiskViewOptions options;
   int asked = 0;
@@ -403,10 +408,7 @@ TEST_CASE("clusters kept in a cluster store are read back by a later source with
 
 TEST_CASE("a cluster store of another chunk size is not used") {
   TempDir dir;
-  std::string raw = dir / "r.raw";
-  MakeMixedRaw(raw, 2 * kMiB, 8);
-  auto img = Convert(dir, raw, "c.qcow2", "cluster_size=65536", true);
-  auto ref = QemuRawOf(img, dir);
+  auto [img, ref] = CompressedMixedImage(dir, 2 * kMiB);
   auto store = MakeMemoryDecodedStore(1 << 20);
   DiskViewOptions options;
   options.cluster_store = [&](uint32_t) { return store; };
