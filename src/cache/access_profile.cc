@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <charconv>
 #include <cstdio>
 #include <fstream>
@@ -35,6 +37,28 @@ const std::vector<uint64_t>& AccessProfile::ChunksOf(std::string_view key) const
   static const std::vector<uint64_t> kNone;
   auto it = blobs.find(key);
   return it == blobs.end() ? kNone : it->second;
+}
+
+std::vector<uint64_t> AccessProfile::ChunksOf(std::string_view key, uint32_t size, uint64_t limit,
+                                              uint64_t* past_end) const {
+  std::vector<uint64_t> out;
+  if (past_end) *past_end = 0;
+  if (size == 0 || chunk_size == 0) return out;
+  // chunk c of the profile is chunks [c * num / den, (c + 1) * num / den) of `size`.
+  const uint64_t num = size < chunk_size ? chunk_size / size : 1;
+  const uint64_t den = size > chunk_size ? size / chunk_size : 1;
+  tsl::robin_set<uint64_t> seen;
+  for (uint64_t c : ChunksOf(key)) {
+    const uint64_t first = c / den;
+    if (limit == 0 || first > (limit - 1) / num) {  // first * num >= limit, without overflow
+      if (past_end) ++*past_end;
+      continue;
+    }
+    for (uint64_t i = first * num; i < std::min(limit, (first + 1) * num); ++i) {
+      if (seen.insert(i).second) out.push_back(i);
+    }
+  }
+  return out;
 }
 
 uint64_t AccessProfile::ChunkCount() const {
@@ -156,13 +180,15 @@ Status SaveAccessProfile(const std::string& path, const AccessProfile& profile) 
   return Status::Ok();
 }
 
-void AccessRecorder::Touch(std::string_view key, uint64_t first, uint64_t last) {
+void AccessRecorder::Touch(std::string_view key, uint64_t offset, uint64_t length) {
+  if (length == 0) return;
+  const uint64_t first = offset / unit_, last = (offset + length - 1) / unit_;
   std::lock_guard lock(mu_);
   auto it = blobs_.find(key);
   if (it == blobs_.end()) it = blobs_.emplace(std::string(key), Blob{}).first;
   Blob& blob = it->second;
   if (blob.excluded) return;
-  for (uint64_t i = first; i <= last && total_ < max_chunks_; ++i) {
+  for (uint64_t i = first; i <= last && total_ < max_units_; ++i) {
     if (blob.seen.insert(i).second) {
       blob.order.push_back(i);
       ++total_;
@@ -179,9 +205,9 @@ void AccessRecorder::Exclude(std::string_view key) {
   it->second.excluded = true;
 }
 
-AccessProfile AccessRecorder::Snapshot(uint32_t chunk_size) const {
+AccessProfile AccessRecorder::Snapshot() const {
   AccessProfile profile;
-  profile.chunk_size = chunk_size;
+  profile.chunk_size = unit_;
   std::lock_guard lock(mu_);
   for (const auto& [key, blob] : blobs_) {
     if (!blob.excluded && !blob.order.empty()) profile.blobs[key] = blob.order;

@@ -32,6 +32,13 @@ struct AccessProfile {
 
   // The chunks of `key` (empty if the profile does not name it).
   const std::vector<uint64_t>& ChunksOf(std::string_view key) const;
+  // The same bytes as chunks of `size` (a power of two), first read first,
+  // each once: a larger size merges the chunks it covers (kept where the
+  // first of them was read), a smaller one splits each chunk in order. Only
+  // chunks below `limit` (the blob's chunk count) are kept; *past_end (if
+  // given) counts the profile's chunks that lie wholly past it.
+  std::vector<uint64_t> ChunksOf(std::string_view key, uint32_t size, uint64_t limit,
+                                 uint64_t* past_end = nullptr) const;
   uint64_t ChunkCount() const;
 };
 
@@ -44,19 +51,26 @@ struct AccessProfile {
 // Writes it atomically (a temp file beside it, then rename).
 [[nodiscard]] Status SaveAccessProfile(const std::string& path, const AccessProfile& profile);
 
-// Records first reads, per blob. Thread safety: safe for concurrent use (one
-// mutex, held for a hash lookup per chunk). Memory: 16 bytes or so per chunk
-// recorded; recording stops at max_chunks (a 1 MiB chunk each: 64 GiB read).
+// Records first reads, per blob, in units of `unit` bytes (the chunk size of
+// the profile it makes, whatever the cache's: a fine unit names the bytes a
+// workload read, and a mount with larger chunks merges them). Thread safety:
+// safe for concurrent use (one mutex, held for a hash lookup per unit).
+// Memory: 16 bytes or so per unit recorded; recording stops at max_units
+// (262,144 units of 64 KiB: 16 GiB read, ~8 MiB at most).
 class AccessRecorder {
  public:
-  explicit AccessRecorder(size_t max_chunks = 1u << 16) : max_chunks_(max_chunks) {}
+  static constexpr uint32_t kDefaultUnit = 64u << 10;
+  explicit AccessRecorder(uint32_t unit = kDefaultUnit, size_t max_units = 1u << 18)
+      : unit_(unit), max_units_(max_units) {}
 
-  // Chunks [first, last] of `key` were read (by a reader, not read-ahead).
-  void Touch(std::string_view key, uint64_t first, uint64_t last);
+  uint32_t unit() const { return unit_; }
+  // Bytes [offset, offset + length) of `key` were read (by a reader, not read-ahead); length > 0.
+  void Touch(std::string_view key, uint64_t offset, uint64_t length);
   // Drops `key` and ignores it from now on: a blob read as a stream (gzip
   // without an index) is read whole, in order, and its record says nothing.
   void Exclude(std::string_view key);
-  AccessProfile Snapshot(uint32_t chunk_size) const;
+  // The profile so far; its chunk_size is unit().
+  AccessProfile Snapshot() const;
 
  private:
   struct Blob {
@@ -64,7 +78,8 @@ class AccessRecorder {
     std::vector<uint64_t> order;
     bool excluded = false;
   };
-  const size_t max_chunks_;
+  const uint32_t unit_;
+  const size_t max_units_;
   mutable std::mutex mu_;
   std::map<std::string, Blob, std::less<>> blobs_;  // guarded by mu_
   size_t total_ = 0;                                // guarded by mu_

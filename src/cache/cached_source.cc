@@ -22,6 +22,7 @@ CachedSource::CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cach
       key_(std::move(key)),
       key_status_(ValidateCacheKey(key_)),
       options_(options),
+      group_chunks_(std::max<uint64_t>(1, options.miss_group_bytes / cache_->chunk_size())),
       readahead_(options.readahead),
       queue_(options.prefetch_threads, kMaxPendingJobs) {
   if (options_.prefetch_all && key_status_.ok() && inner_->size() != kUnknownSize && inner_->size() > 0) {
@@ -37,22 +38,14 @@ CachedSource::~CachedSource() {
 
 bool CachedSource::StartProfile(const AccessProfile& profile) const {
   if (!key_status_.ok() || inner_->size() == kUnknownSize) return false;
-  const std::vector<uint64_t>& chunks = profile.ChunksOf(key_);
-  if (chunks.empty()) return false;
-  if (profile.chunk_size != cache_->chunk_size()) {
-    spdlog::warn("{}: the profile's chunks are {} bytes, the cache's {}; not prefetching it", Describe(),
-                 profile.chunk_size, cache_->chunk_size());
-    return false;
-  }
-  if (profile_started_.exchange(true)) return false;
   const uint64_t chunk_count = (inner_->size() + cache_->chunk_size() - 1) / cache_->chunk_size();
-  const uint64_t max_run = std::max<size_t>(1, options_.profile_run_chunks);
   uint64_t skipped = 0;
+  const std::vector<uint64_t> chunks = profile.ChunksOf(key_, cache_->chunk_size(), chunk_count, &skipped);
+  if (chunks.empty()) return false;
+  if (profile_started_.exchange(true)) return false;
+  if (skipped) spdlog::warn("{}: the profile names {} chunks past the blob's end; skipped", Describe(), skipped);
+  const uint64_t max_run = std::max<size_t>(1, options_.profile_run_chunks);
   for (uint64_t index : chunks) {
-    if (index >= chunk_count) {
-      ++skipped;
-      continue;
-    }
     auto& runs = profile_runs_;
     if (!runs.empty() && runs.back().first + runs.back().second == index && runs.back().second < max_run) {
       ++runs.back().second;
@@ -60,10 +53,8 @@ bool CachedSource::StartProfile(const AccessProfile& profile) const {
       runs.emplace_back(index, 1);
     }
   }
-  if (skipped) spdlog::warn("{}: the profile names {} chunks past the blob's end; skipped", Describe(), skipped);
   if (profile_runs_.empty()) return false;
-  spdlog::info("{}: prefetching the profile's {} chunks in {} runs", Describe(), chunks.size() - skipped,
-               profile_runs_.size());
+  spdlog::info("{}: prefetching the profile's {} chunks in {} runs", Describe(), chunks.size(), profile_runs_.size());
   const unsigned threads = std::max(1u, options_.profile_threads);
   {
     std::lock_guard lock(profile_mu_);
@@ -168,15 +159,28 @@ bool CachedSource::PrefetchAllStep() const {
   return next + count < chunks;
 }
 
+bool CachedSource::AllMissing(uint64_t first, uint64_t last) const {
+  for (uint64_t index = first; index <= last; ++index) {
+    if (cache_->StoredOrInFlight(key_, index)) return false;
+  }
+  return true;
+}
+
+void CachedSource::QueueMissGroup(uint64_t first, uint64_t last) const {
+  const uint64_t chunks = (inner_->size() + cache_->chunk_size() - 1) / cache_->chunk_size();
+  const uint64_t group_first = first - first % group_chunks_;
+  const uint64_t group_end = std::min(chunks, (last / group_chunks_ + 1) * group_chunks_);
+  if (last + 1 < group_end) QueueChunks(last + 1, group_end);  // after the read first: the likelier next
+  if (group_first < first) QueueChunks(group_first, first);
+}
+
 Result<bool> CachedSource::ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf, uint64_t first,
                                          uint64_t last) const {
-  if (options_.prefetch_threads == 0 || buf.size() > cache_->chunk_size() / 4) return false;
-  for (uint64_t index = first; index <= last; ++index) {
-    if (cache_->StoredOrInFlight(key_, index)) return false;  // wait for it or read it from disk
-  }
+  if (buf.size() > cache_->chunk_size() / 4) return false;
   // The whole chunks first, so their transfer starts beside this read's; with
   // the queue full, the read takes the whole-chunk path so they still get cached.
   if (!QueueChunks(first, last + 1)) return false;
+  if (group_chunks_ > 1) QueueMissGroup(first, last);
   Status st = ReadExactly(*inner_, offset, buf);
   if (!st.ok()) return st.WithContext("cached " + Describe() + " bytes " + std::to_string(offset) + ".." +
                                       std::to_string(offset + buf.size()));
@@ -200,7 +204,7 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
   }
   const uint64_t first = offset / chunk_size;
   const uint64_t last = (offset + want - 1) / chunk_size;
-  if (options_.recorder) options_.recorder->Touch(key_, first, last);
+  if (options_.recorder) options_.recorder->Touch(key_, offset, want);
   const size_t count = static_cast<size_t>(last - first + 1);
   auto chunk_len = [&](uint64_t index) {
     return static_cast<size_t>(std::min(chunk_size, size - index * chunk_size));
@@ -217,9 +221,14 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
     }
     if (all) return want;
   }
-  if (options_.exact_small_misses) {
-    OCIFS_ASSIGN_OR_RETURN(bool served, ReadSmallMiss(offset, buf.first(want), first, last));
-    if (served) return want;
+  // A read none of whose chunks is on disk or in flight: its group's other
+  // chunks come in the background, and a small one fetches just its bytes.
+  if (options_.prefetch_threads > 0 && (group_chunks_ > 1 || options_.exact_small_misses) && AllMissing(first, last)) {
+    if (options_.exact_small_misses) {
+      OCIFS_ASSIGN_OR_RETURN(bool served, ReadSmallMiss(offset, buf.first(want), first, last));
+      if (served) return want;
+    }
+    if (group_chunks_ > 1) QueueMissGroup(first, last);
   }
   // Whole chunks go straight into buf; the partly covered first and last through scratch.
   std::unique_ptr<uint8_t[]> head, tail;

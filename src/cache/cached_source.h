@@ -14,13 +14,15 @@
 // it asks for a growing window ahead (1, 2, 4 .. readahead.max), which a
 // PrefetchQueue fetches in the background, max_run_chunks per inner read,
 // deduplicated with reads by the cache's single flight. Random reads fetch
-// only the chunks they touch. Prefetch(offset, length) queues the same kind
+// only the chunks they touch, plus, with miss_group_bytes, the rest of the
+// aligned group around a read that missed. Prefetch(offset, length) queues the same kind
 // of background fetch. With prefetch_all, the whole blob is fetched in idle
 // time, one run at a time, yielding to reads (PrefetchQueue's idle work),
 // paced to prefetch_all_rate bytes per second when that is set.
 //
-// Access profile (access_profile.h): with a recorder, every read's chunks are
-// recorded under key; with a profile naming key, threads of their own fetch
+// Access profile (access_profile.h): with a recorder, every read's bytes are
+// recorded under key (in the recorder's unit); with a profile naming key (of
+// any chunk size, converted to the cache's), threads of their own fetch
 // the profile's chunks from construction on, in its order, profile_threads
 // runs at a time (adjacent chunks of the profile coalesced, profile_run_chunks
 // per inner read), deduplicated with reads by the single flight.
@@ -64,6 +66,12 @@ struct CachedSourceOptions {
   // whole chunks follow in the background: a random read waits for a round
   // trip, not for a chunk's transfer. Needs prefetch_threads > 0.
   bool exact_small_misses = true;
+  // A read none of whose chunks is on disk or in flight also queues the other
+  // chunks of its aligned group of this many bytes (background fetches, the
+  // read waits only for its own chunks): small chunks (a precise profile, a
+  // cheap random read) with the neighbourhood of a miss still fetched, as a
+  // large chunk would. 0 or at most chunk_size: off. Needs prefetch_threads > 0.
+  uint64_t miss_group_bytes = 0;
   unsigned profile_threads = 8;                   // profile runs in flight
   size_t profile_run_chunks = 1;                  // chunks per profile run
 };
@@ -105,7 +113,12 @@ class CachedSource final : public ByteSource {
   // Fetches (and stores) up to `count` missing chunks from `first`; the fetch
   // of a run. Returns how many chunks it fetched.
   Result<uint64_t> FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
-  // The exact_small_misses path: true (buf filled, chunks queued) if it served the read.
+  // Whether none of chunks [first, last] is on disk or in flight (a hint).
+  bool AllMissing(uint64_t first, uint64_t last) const;
+  // Queues the chunks of the miss_group_bytes groups around [first, last] outside it.
+  void QueueMissGroup(uint64_t first, uint64_t last) const;
+  // The exact_small_misses path for a read whose chunks are all missing:
+  // true (buf filled, chunks queued) if it served the read.
   [[nodiscard]] Result<bool> ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf, uint64_t first,
                                            uint64_t last) const;
   // One step of prefetch_all: the next run of missing chunks; false when none is left.
@@ -117,6 +130,7 @@ class CachedSource final : public ByteSource {
   const std::string key_;
   const Status key_status_;  // ValidateCacheKey(key_)
   const CachedSourceOptions options_;
+  const uint64_t group_chunks_;  // chunks per miss group (1: none)
   mutable ReadaheadPolicy readahead_;
 
   static constexpr size_t kMaxPooled = 4;

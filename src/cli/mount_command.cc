@@ -235,7 +235,7 @@ int RunMount(const MountFlags& flags, const std::vector<std::string>& fuse_optio
   WriteStats(flags.stats_file, **stack);
   spdlog::info("unmounted {}", flags.mountpoint);
   if (options.blob_reads.recorder && (*stack)->cache()) {
-    AccessProfile profile = options.blob_reads.recorder->Snapshot((*stack)->cache()->chunk_size());
+    AccessProfile profile = options.blob_reads.recorder->Snapshot();
     Status saved = SaveAccessProfile(flags.record_profile, profile);
     if (saved.ok()) {
       spdlog::info("wrote the access profile {} ({} chunks)", flags.record_profile, profile.ChunkCount());

@@ -86,6 +86,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
     reads.max_run_chunks *= scale;
     reads.prefetch_all_run_chunks *= scale;
     reads.profile_run_chunks *= scale;
+    reads.miss_group_bytes = kMissGroupBytes;
     if (reads.readahead.max < 2ull * cache_->chunk_size()) {
       reads.readahead.max = 0;
       reads.prefetch_all = false;

@@ -100,6 +100,11 @@ class ImageStack {
   static constexpr uint64_t kMaxShippedProfileBytes = 16ull << 20;
   // Decompressed clusters queued for the cluster cache at most (memory).
   static constexpr uint64_t kClusterWriteBehindBytes = 1ull << 20;
+  // A layer read that misses also fetches the rest of its aligned group of
+  // this many bytes (CachedSourceOptions::miss_group_bytes): with chunks
+  // smaller than this, a miss still brings its neighbourhood, as 1 MiB
+  // chunks do, while a profile fetches only the small chunks it names.
+  static constexpr uint64_t kMissGroupBytes = 1ull << 20;
 
  private:
   ImageStack() = default;

@@ -22,14 +22,16 @@ std::string ReadFile(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("access recorder keeps each blob's chunks in first-read order, once each") {
-  AccessRecorder rec;
-  rec.Touch(kKey, 7, 9);
-  rec.Touch(Digest('b'), 0, 0);
-  rec.Touch(kKey, 8, 12);  // 8, 9 again: not repeated
-  rec.Touch(kKey, 3, 3);
-  AccessProfile p = rec.Snapshot(1 << 20);
-  CHECK(p.chunk_size == 1u << 20);
+TEST_CASE("access recorder keeps each blob's units in first-read order, once each") {
+  constexpr uint64_t kUnit = 1 << 20;
+  AccessRecorder rec(kUnit);
+  rec.Touch(kKey, 7 * kUnit + 5, 3 * kUnit - 5);  // units 7..9
+  rec.Touch(Digest('b'), 0, 1);
+  rec.Touch(kKey, 9 * kUnit - 1, 3 * kUnit + 2);  // 8..12: 8, 9 again, not repeated
+  rec.Touch(kKey, 3 * kUnit, kUnit);               // exactly unit 3
+  rec.Touch(kKey, 20 * kUnit, 0);                  // nothing read: nothing recorded
+  AccessProfile p = rec.Snapshot();
+  CHECK(p.chunk_size == kUnit);
   CHECK(p.ChunksOf(kKey) == std::vector<uint64_t>{7, 8, 9, 10, 11, 12, 3});
   CHECK(p.ChunksOf(Digest('b')) == std::vector<uint64_t>{0});
   CHECK(p.ChunksOf(Digest('c')).empty());
@@ -37,29 +39,55 @@ TEST_CASE("access recorder keeps each blob's chunks in first-read order, once ea
 }
 
 TEST_CASE("access recorder forgets an excluded blob and ignores its later reads") {
-  AccessRecorder rec(/*max_chunks=*/10);
-  rec.Touch(kKey, 0, 5);
+  AccessRecorder rec(4096, /*max_units=*/10);
+  rec.Touch(kKey, 0, 6 * 4096);
   rec.Exclude(kKey);
-  rec.Touch(kKey, 6, 6);
-  rec.Touch(Digest('b'), 0, 20);  // the bound counts only what is kept: 10 chunks
-  AccessProfile p = rec.Snapshot(4096);
+  rec.Touch(kKey, 6 * 4096, 1);
+  rec.Touch(Digest('b'), 0, 21 * 4096);  // the bound counts only what is kept: 10 units
+  AccessProfile p = rec.Snapshot();
   CHECK(p.blobs.size() == 1);
   CHECK(p.ChunksOf(Digest('b')).size() == 10);
 }
 
 TEST_CASE("access recorder is safe under concurrent touches") {
-  AccessRecorder rec;
+  AccessRecorder rec(4096);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&rec, t] {
-      for (uint64_t i = 0; i < 1000; ++i) rec.Touch(kKey, i, i + static_cast<uint64_t>(t));
+      for (uint64_t i = 0; i < 1000; ++i) rec.Touch(kKey, i * 4096, (static_cast<uint64_t>(t) + 1) * 4096);
     });
   }
   for (auto& t : threads) t.join();
-  auto chunks = rec.Snapshot(4096).ChunksOf(kKey);
+  auto chunks = rec.Snapshot().ChunksOf(kKey);
   std::sort(chunks.begin(), chunks.end());
   REQUIRE(chunks.size() == 1003);
   CHECK(chunks.back() == 1002);
+}
+
+TEST_CASE("a profile's chunks convert to larger chunks (merged, first read first) and smaller (split)") {
+  AccessProfile p;
+  p.chunk_size = 64 << 10;
+  p.blobs[kKey] = {17, 3, 16, 2, 40, 70};
+  CHECK(p.ChunksOf(kKey, 64 << 10, 100) == p.ChunksOf(kKey));
+  uint64_t past = 99;
+  // 1 MiB chunks: 17 and 16 -> 1, 3 and 2 -> 0, 40 -> 2, 70 -> 4; 5 chunks in the blob.
+  CHECK(p.ChunksOf(kKey, 1 << 20, 5, &past) == std::vector<uint64_t>{1, 0, 2, 4});
+  CHECK(past == 0);
+  CHECK(p.ChunksOf(kKey, 1 << 20, 3, &past) == std::vector<uint64_t>{1, 0, 2});
+  CHECK(past == 1);  // 70
+  // 16 KiB chunks: each in four, in order; the blob ends inside chunk 17's second quarter.
+  AccessProfile q;
+  q.chunk_size = 64 << 10;
+  q.blobs[kKey] = {17, 2, 30};
+  CHECK(q.ChunksOf(kKey, 16 << 10, 70, &past) == std::vector<uint64_t>{68, 69, 8, 9, 10, 11});
+  CHECK(past == 1);  // 30
+  CHECK(q.ChunksOf(Digest('c'), 16 << 10, 70).empty());
+  // A huge profile chunk split into small ones is bounded by the blob, not by the ratio.
+  AccessProfile huge;
+  huge.chunk_size = 1u << 30;
+  huge.blobs[kKey] = {0, 1ull << 40, 1};
+  CHECK(huge.ChunksOf(kKey, 64 << 10, 4, &past) == std::vector<uint64_t>{0, 1, 2, 3});
+  CHECK(past == 2);
 }
 
 TEST_CASE("access profiles round-trip through their file, with runs written as ranges") {

@@ -4,6 +4,7 @@
 #include <thread>
 #include <catch2/catch.hpp>
 #include <random>
+#include <set>
 
 #include "base/memory_source.h"
 #include "cache/cache_test_util.h"
@@ -32,6 +33,12 @@ CachedSourceOptions Options(unsigned threads, size_t run = 4, bool all = false, 
   o.prefetch_all_run_chunks = all_run;
   o.exact_small_misses = false;  // the tests below count whole-chunk fetches; see "small misses" for it
   return o;
+}
+
+// The chunks of kKey on disk in `cache`.
+std::set<uint64_t> Stored(const ChunkCache& cache) {
+  std::vector<uint64_t> v = cache.StoredIndexes(kKey);
+  return {v.begin(), v.end()};
 }
 
 }  // namespace
@@ -355,18 +362,76 @@ TEST_CASE("cached source starts a profile given after construction, only the fir
   CHECK(counting->bytes == 2 * kChunk);
 }
 
-TEST_CASE("cached source ignores a profile of another chunk size") {
+TEST_CASE("cached source fetches a profile of other chunk sizes as its own chunks") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(4 * kChunk);
+  const std::vector<uint8_t> blob = Blob(8 * kChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto profile = std::make_shared<AccessProfile>();
-  profile->chunk_size = kChunk * 2;
-  profile->blobs[kKey] = {0, 1};
+  profile->chunk_size = kChunk / 4;  // finer: units 9 and 10 are both in chunk 2, 28 in chunk 7
+  profile->blobs[kKey] = {9, 28, 10};
   CachedSourceOptions o = Options(0);
   o.profile = profile;
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  o.profile_run_chunks = 1;
+  auto cache = OpenCache(tmp.path());
+  {
+    CachedSource src(counting, cache, kKey, o);
+    src.WaitForProfile();
+  }
+  CHECK(counting->reads == 2);
+  CHECK(counting->bytes == 2 * kChunk);
+  CHECK(Stored(*cache) == std::set<uint64_t>{2, 7});
+
+  TempDir tmp2;
+  profile->chunk_size = kChunk * 2;  // coarser: chunk 1 is chunks 2 and 3
+  profile->blobs[kKey] = {1};
+  auto cache2 = OpenCache(tmp2.path());
+  CachedSource src(counting, cache2, kKey, o);
   src.WaitForProfile();
-  CHECK(counting->reads == 0);
+  CHECK(counting->reads == 4);
+  CHECK(Stored(*cache2) == std::set<uint64_t>{2, 3});
+}
+
+TEST_CASE("cached source with a miss group fetches the rest of a missed read's group in the background") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(10 * kChunk + 99);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  CachedSourceOptions o = Options(2, 4);
+  o.readahead.max = 0;
+  o.miss_group_bytes = 4 * kChunk;
+  auto cache = OpenCache(tmp.path());
+  CachedSource src(counting, cache, kKey, o);
+  std::vector<uint8_t> buf(kChunk);
+  REQUIRE(src.ReadAt(5 * kChunk + 7, buf).ok());  // chunks 5 and 6 of the group 4..7
+  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 5 * kChunk + 7));
+  src.WaitForPrefetches();
+  CHECK(Stored(*cache) == std::set<uint64_t>{4, 5, 6, 7});
+  // A hit queues nothing; the last group is cut at the blob's end.
+  const int reads = counting->reads;
+  REQUIRE(src.ReadAt(4 * kChunk, buf).ok());
+  src.WaitForPrefetches();
+  CHECK(counting->reads == reads);
+  REQUIRE(src.ReadAt(10 * kChunk, std::span<uint8_t>(buf).first(99)).ok());
+  src.WaitForPrefetches();
+  CHECK(Stored(*cache) == std::set<uint64_t>{4, 5, 6, 7, 8, 9, 10});
+  CHECK(counting->bytes == 6 * kChunk + 99);  // no chunk twice (10 is the 99-byte tail)
+}
+
+TEST_CASE("cached source with a miss group and exact small misses reads its bytes and brings the group") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  CachedSourceOptions o = Options(2, 4);
+  o.readahead.max = 0;
+  o.exact_small_misses = true;
+  o.miss_group_bytes = 4 * kChunk;
+  auto cache = OpenCache(tmp.path());
+  CachedSource src(counting, cache, kKey, o);
+  std::vector<uint8_t> buf(100);
+  REQUIRE(src.ReadAt(kChunk + 50, buf).ok());
+  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + kChunk + 50));
+  src.WaitForPrefetches();
+  CHECK(Stored(*cache) == std::set<uint64_t>{0, 1, 2, 3});
+  CHECK(counting->bytes == 4 * kChunk + 100);
 }
 
 TEST_CASE("cached source records the chunks its reads touch, not its read-ahead") {
@@ -375,7 +440,7 @@ TEST_CASE("cached source records the chunks its reads touch, not its read-ahead"
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   CachedSourceOptions o = Options(3, 4);
   o.readahead = {.initial = kChunk, .max = 8 * kChunk, .min_run = 2 * kChunk, .min_reads = 2};
-  o.recorder = std::make_shared<AccessRecorder>();
+  o.recorder = std::make_shared<AccessRecorder>(kChunk);
   CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
   std::vector<uint8_t> buf(kChunk / 2);
   for (uint64_t off = 20 * kChunk; off < 24 * kChunk; off += buf.size()) REQUIRE(src.ReadAt(off, buf).ok());
@@ -383,6 +448,6 @@ TEST_CASE("cached source records the chunks its reads touch, not its read-ahead"
   REQUIRE(src.ReadAt(3 * kChunk + 10, two).ok());  // spans chunks 3 and 4
   src.WaitForPrefetches();
   CHECK(counting->bytes > 6 * kChunk);  // read-ahead fetched beyond chunk 23 ...
-  auto profile = o.recorder->Snapshot(kChunk);
+  auto profile = o.recorder->Snapshot();
   CHECK(profile.ChunksOf(kKey) == std::vector<uint64_t>{20, 21, 22, 23, 3, 4});  // ... but only reads count
 }
