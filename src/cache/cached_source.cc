@@ -166,21 +166,28 @@ bool CachedSource::AllMissing(uint64_t first, uint64_t last) const {
   return true;
 }
 
-void CachedSource::QueueMissGroup(uint64_t first, uint64_t last) const {
+std::pair<uint64_t, uint64_t> CachedSource::MissGroup(uint64_t first, uint64_t last) const {
   const uint64_t chunks = (inner_->size() + cache_->chunk_size() - 1) / cache_->chunk_size();
-  const uint64_t group_first = first - first % group_chunks_;
-  const uint64_t group_end = std::min(chunks, (last / group_chunks_ + 1) * group_chunks_);
-  if (last + 1 < group_end) QueueChunks(last + 1, group_end);  // after the read first: the likelier next
-  if (group_first < first) QueueChunks(group_first, first);
+  return {first - first % group_chunks_, std::min(chunks, (last / group_chunks_ + 1) * group_chunks_)};
 }
 
 Result<bool> CachedSource::ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf, uint64_t first,
                                          uint64_t last) const {
-  if (buf.size() > cache_->chunk_size() / 4) return false;
-  // The whole chunks first, so their transfer starts beside this read's; with
-  // the queue full, the read takes the whole-chunk path so they still get cached.
-  if (!QueueChunks(first, last + 1)) return false;
-  if (group_chunks_ > 1) QueueMissGroup(first, last);
+  // Small next to what a miss brings (its chunk, or its group).
+  if (buf.size() > group_chunks_ * cache_->chunk_size() / 4) return false;
+  // The whole chunks (with their miss group: one range, as one large chunk)
+  // first, so their transfer starts beside this read's; with the queue full,
+  // the read takes the whole-chunk path so they still get cached.
+  if (group_chunks_ > 1) {
+    auto [group_first, group_end] = MissGroup(first, last);
+    bool queued = queue_.Post([this, group_first, group_end] {
+      Status st = FetchChunks(group_first, group_end - group_first, group_end - group_first).status();
+      if (!st.ok()) spdlog::debug("{}: fetch of chunk group {}: {}", Describe(), group_first, st.ToString());
+    });
+    if (!queued) return false;
+  } else if (!QueueChunks(first, last + 1)) {
+    return false;
+  }
   Status st = ReadExactly(*inner_, offset, buf);
   if (!st.ok()) return st.WithContext("cached " + Describe() + " bytes " + std::to_string(offset) + ".." +
                                       std::to_string(offset + buf.size()));
@@ -221,14 +228,22 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
     }
     if (all) return want;
   }
-  // A read none of whose chunks is on disk or in flight: its group's other
-  // chunks come in the background, and a small one fetches just its bytes.
-  if (options_.prefetch_threads > 0 && (group_chunks_ > 1 || options_.exact_small_misses) && AllMissing(first, last)) {
-    if (options_.exact_small_misses) {
+  // A read none of whose chunks is on disk or in flight: a small one fetches
+  // just its bytes while its chunks come in the background; with a miss
+  // group, a larger one fetches its group with one range (as a chunk of the
+  // group's size would be fetched) and then reads its chunks from disk.
+  if ((group_chunks_ > 1 || (options_.exact_small_misses && options_.prefetch_threads > 0)) &&
+      AllMissing(first, last)) {
+    if (options_.exact_small_misses && options_.prefetch_threads > 0) {
       OCIFS_ASSIGN_OR_RETURN(bool served, ReadSmallMiss(offset, buf.first(want), first, last));
       if (served) return want;
     }
-    if (group_chunks_ > 1) QueueMissGroup(first, last);
+    if (group_chunks_ > 1) {
+      auto [group_first, group_end] = MissGroup(first, last);
+      Status st = FetchChunks(group_first, group_end - group_first, group_end - group_first).status();
+      if (!st.ok()) return st.WithContext("cached " + Describe() + " chunks " + std::to_string(group_first) + ".." +
+                                          std::to_string(group_end - 1));
+    }
   }
   // Whole chunks go straight into buf; the partly covered first and last through scratch.
   std::unique_ptr<uint8_t[]> head, tail;

@@ -14,8 +14,8 @@
 // it asks for a growing window ahead (1, 2, 4 .. readahead.max), which a
 // PrefetchQueue fetches in the background, max_run_chunks per inner read,
 // deduplicated with reads by the cache's single flight. Random reads fetch
-// only the chunks they touch, plus, with miss_group_bytes, the rest of the
-// aligned group around a read that missed. Prefetch(offset, length) queues the same kind
+// only the chunks they touch (with miss_group_bytes, the aligned group around
+// them). Prefetch(offset, length) queues the same kind
 // of background fetch. With prefetch_all, the whole blob is fetched in idle
 // time, one run at a time, yielding to reads (PrefetchQueue's idle work),
 // paced to prefetch_all_rate bytes per second when that is set.
@@ -61,16 +61,16 @@ struct CachedSourceOptions {
   uint64_t prefetch_all_rate = 0;      // bytes per second prefetch_all may fetch on average; 0: no cap
   std::shared_ptr<AccessRecorder> recorder;       // records the chunks reads touch; null: none
   std::shared_ptr<const AccessProfile> profile;   // fetches its chunks of this blob ahead; null: none
-  // A read of at most chunk_size / 4 bytes whose chunks are neither on disk nor
+  // A read of at most a quarter of a chunk (or of a miss group, below) whose chunks are neither on disk nor
   // in flight fetches just its own bytes (one short range request) while its
   // whole chunks follow in the background: a random read waits for a round
   // trip, not for a chunk's transfer. Needs prefetch_threads > 0.
   bool exact_small_misses = true;
-  // A read none of whose chunks is on disk or in flight also queues the other
-  // chunks of its aligned group of this many bytes (background fetches, the
-  // read waits only for its own chunks): small chunks (a precise profile, a
-  // cheap random read) with the neighbourhood of a miss still fetched, as a
-  // large chunk would. 0 or at most chunk_size: off. Needs prefetch_threads > 0.
+  // A read none of whose chunks is on disk or in flight fetches its aligned
+  // group of this many bytes (the group's missing chunks, one range each run),
+  // as a chunk of that size would be fetched; an exact small miss queues the
+  // group in the background. So small chunks (a precise profile) keep the
+  // neighbourhood a large chunk brings on a miss. 0 or at most chunk_size: off.
   uint64_t miss_group_bytes = 0;
   unsigned profile_threads = 8;                   // profile runs in flight
   size_t profile_run_chunks = 1;                  // chunks per profile run
@@ -115,8 +115,8 @@ class CachedSource final : public ByteSource {
   Result<uint64_t> FetchChunks(uint64_t first, uint64_t count, size_t max_run) const;
   // Whether none of chunks [first, last] is on disk or in flight (a hint).
   bool AllMissing(uint64_t first, uint64_t last) const;
-  // Queues the chunks of the miss_group_bytes groups around [first, last] outside it.
-  void QueueMissGroup(uint64_t first, uint64_t last) const;
+  // The chunks [first, end) of the miss_group_bytes groups around chunks [first, last].
+  std::pair<uint64_t, uint64_t> MissGroup(uint64_t first, uint64_t last) const;
   // The exact_small_misses path for a read whose chunks are all missing:
   // true (buf filled, chunks queued) if it served the read.
   [[nodiscard]] Result<bool> ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf, uint64_t first,

@@ -672,19 +672,19 @@ def test_a_later_mount_reads_compressed_clusters_from_the_cluster_cache_not_the_
     # Hex digits compress to about half: every allocated cluster of this image
     # is a compressed one, and they outweigh its metadata clusters.
     rng = random.Random(5)
-    blocks = [(k * MiB + 64 * KiB, rng.randbytes(192 * KiB // 2).hex().encode()) for k in range(16)]
+    blocks = [(k * MiB + 64 * KiB, rng.randbytes(192 * KiB // 2).hex().encode()) for k in range(64)]
     src = workdir / "src.raw"
-    write_raw(src, 16 * MiB, blocks)
+    write_raw(src, 64 * MiB, blocks)
     made = workdir / "made.qcow2"
     qemu("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", src, made)
     disk = nonsparse_copy(made, workdir / "disk.qcow2")
     want = reference_raw(made, workdir / "reference.raw")
     compressed = sum(1 for e in Qcow2.parse(disk).l2_entries() if e & (1 << 62))
-    assert compressed >= 24
+    assert compressed >= 96
     ref, img = images.push_containerdisk(registry, repo, disk, "none")
     layer = img.layers[0]
     cache = workdir / "cache"
-    chunk_opts = ("--chunk-size", "64K")  # exact accounting of what the layer gives
+    chunk_opts = ("--chunk-size", "64K")
 
     with mount(ref, workdir, *chunk_opts, stats=True) as m:
         # Read with pauses: the clusters are written by an idle-priority thread with a 1 MiB
@@ -707,8 +707,10 @@ def test_a_later_mount_reads_compressed_clusters_from_the_cluster_cache_not_the_
         assert_same_bytes((m.dir / "disk.img").read_bytes(), want)
     second = _layer_bytes(registry, repo, layer.digest) - first
     assert m.stats["cluster_cache_hits"] >= compressed
-    # What it fetched: the header, the L1 and L2 tables and the tar header.
-    assert second <= first // 4, f"the second mount fetched {second} layer bytes, the first {first}"
+    # What it fetched: the header, the L1 and L2 tables and the tar header (at the
+    # layer's start) and the disk's last bytes, each a miss that brings its 1 MiB group.
+    assert second <= 2 * MiB + 64 * KiB and second <= first // 3, \
+        f"the second mount fetched {second} layer bytes, the first {first}"
 
     # --cluster-cache off keeps none (and -o cluster_cache=off is the same).
     shutil.rmtree(cache)
