@@ -12,6 +12,7 @@
 #include "decode/decoder.h"
 #include "disk/disk_format.h"
 #include "disk/disk_view.h"
+#include "disk/stored_chunk_source.h"
 #include "image/disk_locator.h"
 #include "image/sparse_file_source.h"
 #include "stack/cache_decoded_store.h"
@@ -219,39 +220,57 @@ void ImageStack::FlushClusterCache() const {
   for (const auto& store : stores) store->Flush();
 }
 
+std::shared_ptr<DecodedChunkStore> ImageStack::KeptStore(const std::string& key, uint32_t chunk_size) const {
+  std::shared_ptr<ChunkCache> cache = CacheOfChunkSize(chunk_size);
+  if (!cache) return nullptr;
+  // Written behind the reads by one thread: no reader waits for a file to be
+  // created, and the readers do not contend on the key's directory.
+  auto store = std::make_shared<WriteBehindStore>(std::make_shared<CacheDecodedStore>(std::move(cache), key),
+                                                  kClusterWriteBehindBytes);
+  std::lock_guard lock(cluster_caches_mu_);
+  cluster_stores_.push_back(store);
+  return store;
+}
+
 Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, options_.disk_path));
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
   DiskViewOptions disk_options;
   disk_options.memory_cache_bytes = options_.memory_cache_bytes;
-  if (cache_ && options_.cluster_cache) {
-    // The disk is one file of one immutable layer: its clusters are named by
-    // the layer's digest and where the file's data starts in the layer's tar.
-    char part[40];
-    std::snprintf(part, sizeof part, ":qcow2-clusters-%llx", static_cast<unsigned long long>(node->entry.data_offset));
-    std::string key = layers_[node->layer].descriptor.digest + part;
+  const bool keep_decoded = cache_ && options_.cluster_cache;
+  // The disk is one file of one immutable layer: what is kept of it is named
+  // by the layer's digest and where the file's data starts in the layer's tar.
+  auto key_of = [&](const char* kind) {
+    char part[64];
+    std::snprintf(part, sizeof part, ":%s-%llx", kind, static_cast<unsigned long long>(node->entry.data_offset));
+    return layers_[node->layer].descriptor.digest + part;
+  };
+  if (keep_decoded) {
     // Called within OpenDiskView below, while `this` is certainly alive.
-    disk_options.cluster_store = [this, key](uint32_t cluster_size) -> std::shared_ptr<DecodedChunkStore> {
-      std::shared_ptr<ChunkCache> cache = CacheOfChunkSize(cluster_size);
-      if (!cache) return nullptr;
-      // Written behind the reads by one thread: no reader waits for a file
-      // to be created, and the readers do not contend on the key's directory.
-      auto store = std::make_shared<WriteBehindStore>(std::make_shared<CacheDecodedStore>(std::move(cache), key),
-                                                      kClusterWriteBehindBytes);
-      std::lock_guard lock(cluster_caches_mu_);
-      cluster_stores_.push_back(store);
-      return store;
+    disk_options.cluster_store = [this, key = key_of("qcow2-clusters")](uint32_t cluster_size) {
+      return KeptStore(key, cluster_size);
     };
   }
   auto partial = std::find_if(layers_.begin(), layers_.end(), [](const LayerView& l) { return l.index_partial; });
-  if (partial != layers_.end()) {
-    auto guarded = std::make_shared<GuardedSource>(file);
-    VerifyInBackground(*node, guarded, file, static_cast<size_t>(partial - layers_.begin()));
-    file = guarded;
-    disk_options.check_trailer = false;  // the verifier checks it once the pass is there
-  }
+  if (partial != layers_.end()) disk_options.check_trailer = false;  // the verifier checks it once the pass is there
   auto view = OpenDiskView(file, disk_options);
   if (!view.ok()) return view.status().WithContext("disk /" + node->entry.path);
+  // A raw disk in a compressed layer: keep the chunks its reads decompress
+  // (not for a single-frame zstd layer: its decoder keeps the whole stream).
+  const LayerView& layer = layers_[node->layer];
+  if (keep_decoded && *view == file && layer.compression != Compression::kNone &&
+      dynamic_cast<const ZstdStreamSource*>(layer.decoded.get()) == nullptr && file->size() != ByteSource::kUnknownSize) {
+    if (auto store = KeptStore(key_of("raw-chunks"), kRawChunkBytes)) {
+      *view = std::make_shared<StoredChunkSource>(*view, std::move(store));
+    }
+  }
+  if (partial != layers_.end()) {
+    // Over everything the disk's reads may be served from (memory, the kept
+    // chunks and clusters, the layer), so a poison fails them all.
+    auto guarded = std::make_shared<GuardedSource>(*view);
+    VerifyInBackground(*node, guarded, file, static_cast<size_t>(partial - layers_.begin()));
+    *view = guarded;
+  }
   return view;
 }
 

@@ -100,6 +100,8 @@ class ImageStack {
   static constexpr uint64_t kMaxShippedProfileBytes = 16ull << 20;
   // Decompressed clusters queued for the cluster cache at most (memory).
   static constexpr uint64_t kClusterWriteBehindBytes = 1ull << 20;
+  // Chunk size of what is kept of a raw disk in a compressed layer (StoredChunkSource).
+  static constexpr uint32_t kRawChunkBytes = 64u << 10;
   // A layer read that misses also fetches the rest of its aligned group of
   // this many bytes (CachedSourceOptions::miss_group_bytes): with chunks
   // smaller than this, a miss still brings its neighbourhood, as 1 MiB
@@ -114,11 +116,14 @@ class ImageStack {
   void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk, ByteSourcePtr file,
                           size_t partial) const;
 
-  // The cache directory opened with a qcow2 cluster size as chunk size (a
+  // The cache directory opened with a qcow2 cluster size (or kRawChunkBytes) as chunk size (a
   // ChunkCache of its own, also when the size equals cache()'s, so its
   // counters are its own), opened on first use and kept; nullptr when that
   // size cannot be.
   std::shared_ptr<ChunkCache> CacheOfChunkSize(uint32_t chunk_size) const;
+  // A store of decompressed disk data under `key` in that cache, written
+  // behind the reads, flushed by FlushClusterCache; nullptr without one.
+  std::shared_ptr<class DecodedChunkStore> KeptStore(const std::string& key, uint32_t chunk_size) const;
 
   StackOptions options_;
   std::unique_ptr<ImageSource> source_;

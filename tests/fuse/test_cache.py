@@ -9,6 +9,7 @@ Fetches are counted twice: by the registry's request log and by the mount's
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import pytest
@@ -212,3 +213,45 @@ def test_a_bad_prefetch_rate_is_a_usage_error(ocifs, registry, repo, workdir):
     res = ocifs("mount", TLS, "--prefetch-all", "--prefetch-rate", "fast", ref, workdir / "m", check=False)
     assert res.returncode == 2, res.describe()
     assert "--prefetch-rate" in res.stderr, res.describe()
+
+
+@pytest.mark.parametrize("kind", ["gzip"])
+def test_a_raw_disk_in_a_compressed_layer_is_read_again_from_its_kept_chunks(kind, ocifs, registry, repo, workdir):
+    """--cluster-cache for a raw disk: the 64 KiB chunks a mount's reads decompress are kept
+    (zero ones only in memory), and the next mount reads them without the layer."""
+    data = disk_bytes(12 * MiB, seed=45) + bytes(MiB) + disk_bytes(3 * MiB + 5000, seed=46)
+    ref, img = images.push_containerdisk(registry, repo, data, kind, frame_size=FRAME)
+    digest = img.layers[0].digest
+    cache = workdir / "cache"
+    unit = 64 * 1024
+    nonzero = sum(1 for i in range(0, len(data), unit) if data[i:i + unit].count(0) != len(data[i:i + unit]))
+    with Mount(ref, workdir / "m1", TLS, cache_dir=cache, stats=True) as m:
+        # With pauses: the chunks are written by an idle-priority thread with a 1 MiB queue.
+        got = bytearray()
+        with open(m.dir / "disk.img", "rb") as f:
+            while block := f.read(256 * 1024):
+                got += block
+                time.sleep(0.005)
+        assert_same_bytes(bytes(got), data)
+    assert m.stats["cluster_cache_dropped"] == 0, m.stats
+    kept = list((cache / "chunks" / str(unit)).glob(f"{digest}:raw-chunks-*/*"))
+    assert len(kept) == nonzero, f"{len(kept)} chunks kept, {nonzero} not all zeros"
+
+    def second_mount(*args) -> tuple[int, dict]:
+        # Without the layer's chunks, whatever the mount does not find kept comes from the registry.
+        for d in (cache / "chunks").glob(f"*/{digest}"):
+            shutil.rmtree(d)
+        before = layer_traffic(registry, img)[1]
+        with Mount(ref, workdir / "m2", TLS, *args, cache_dir=cache, stats=True) as m2:
+            assert_reads_match(m2.dir / "disk.img", data, read_plan(len(data), seed=47))
+            assert_same_bytes((m2.dir / "disk.img").read_bytes(), data)
+        return layer_traffic(registry, img)[1] - before, m2.stats
+
+    kept_bytes, stats = second_mount()
+    assert stats["cluster_cache_hits"] >= nonzero, stats
+    off_bytes, stats_off = second_mount("--cluster-cache", "off")
+    assert stats_off["cluster_cache_hits"] == 0, stats_off
+    # Kept: only what the mount reads itself to open the disk (its first and last bytes)
+    # and the zero chunks, each a span or frame of the layer; off: the whole layer again.
+    assert off_bytes >= img.layers[0].size * 0.9, (off_bytes, img.layers[0].size)
+    assert kept_bytes <= off_bytes // 2, (kept_bytes, off_bytes)
