@@ -801,3 +801,45 @@ def test_a_daemonized_mount_with_a_log_file_does_not_keep_the_callers_stderr_ope
         processes.stop(proc)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_a_disk_the_complete_image_contradicts_fails_every_read_even_of_clusters_already_inflated(
+        ocifs, registry, repo, workdir):
+    """A first-seen gzip layer is served from the disk's entry on while the rest is indexed in
+    the background. When the rest shows the image breaks the containerDisk contract (here a
+    second file under /disk), every later read fails with EIO: also those of compressed
+    clusters the view keeps inflated in memory or in the cluster cache."""
+    rng = random.Random(9)
+    blocks = [(k * MiB, rng.randbytes(128 * KiB // 2).hex().encode()) for k in range(8)]
+    src = workdir / "src.raw"
+    write_raw(src, 8 * MiB, blocks)
+    made = workdir / "made.qcow2"
+    qemu("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", src, made)
+    disk = nonsparse_copy(made, workdir / "disk.qcow2")
+    want = reference_raw(made, workdir / "reference.raw")
+    filler = random.Random(10).randbytes(24 * MiB)  # the background pass has this to read after the disk
+    layer = images.Layer.from_entries([images.Dir("disk"), images.File("disk/disk.img", disk),
+                                       images.File("disk/zz.img", filler)], "gzip")
+    ref = registry.ref(repo, "two")
+    images.push(registry, repo, "two", images.Image([layer]))
+    log = workdir / "m.log"
+    with mount(ref, workdir, "--log-file", log) as m:
+        path = m.dir / "disk.img"
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            try:
+                assert os.pread(fd, 2 * MiB, 0) == want[:2 * MiB]  # its clusters are now inflated
+            except OSError as e:  # the background pass was quicker: poisoned already
+                assert e.errno == errno.EIO
+            deadline = time.monotonic() + 30
+            while "contradicts the disk served" not in log.read_text():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # the kernel's copy goes; ours must not serve
+            for offset in (0, MiB, 5 * MiB):
+                with pytest.raises(OSError) as err:
+                    os.pread(fd, 64 * KiB, offset)
+                assert err.value.errno == errno.EIO
+        finally:
+            os.close(fd)
+    assert "image has 2 files under /disk" in log.read_text()
