@@ -1,0 +1,39 @@
+#include "base/whole_file.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "testing/temp_dir.h"
+
+using namespace ocifs;
+using namespace ocifs::testing;
+
+TEST_CASE("a file written atomically reads back whole and replaces the old one, leaving no temp file") {
+  TempDir tmp;
+  const std::string path = tmp.path() + "/side";
+  REQUIRE(WriteFileAtomically(path, "first version").ok());
+  REQUIRE(WriteFileAtomically(path, std::string("second\0version", 14)).ok());
+  auto got = ReadWholeFile(path, 1 << 20, "side file");
+  REQUIRE(got.ok());
+  CHECK(*got == std::string("second\0version", 14));
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(tmp.path())) files += e.is_regular_file();
+  CHECK(files == 1);
+}
+
+TEST_CASE("reading a whole file names a missing file, one over the bound, and a directory that is missing") {
+  TempDir tmp;
+  auto missing = ReadWholeFile(tmp.path() + "/nope", 100, "frame table");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.status().code() == Code::kNotFound);
+  CHECK(missing.status().message() == "frame table " + tmp.path() + "/nope does not exist");
+  std::ofstream(tmp.path() + "/big") << std::string(101, 'x');
+  auto big = ReadWholeFile(tmp.path() + "/big", 100, "frame table");
+  REQUIRE_FALSE(big.ok());
+  CHECK(big.status().code() == Code::kCorrupt);
+  CHECK(big.status().message().find("too large (101 bytes)") != std::string::npos);
+  Status no_dir = WriteFileAtomically(tmp.path() + "/no/such/dir/file", "x");
+  REQUIRE_FALSE(no_dir.ok());
+  CHECK(no_dir.message().find("/no/such/dir/file.tmp.") != std::string::npos);
+}
