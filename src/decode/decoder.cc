@@ -8,6 +8,7 @@
 #include <array>
 
 #include "decode/gzip_source.h"
+#include "decode/zstd_frame_file.h"
 #include "decode/zstd_frame_source.h"
 #include "decode/zstd_frames.h"
 #include "decode/zstd_stream_source.h"
@@ -29,6 +30,19 @@ bool Seekable(const std::vector<ZstdFrame>& frames) {
 }
 
 Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& options) {
+  const std::string& saved_path = options.frame_table_path;
+  if (!saved_path.empty() && compressed->size() != ByteSource::kUnknownSize) {
+    auto saved = ZstdFrameFile::Read(saved_path, compressed->size());
+    if (saved.ok() && Seekable(*saved)) {
+      spdlog::debug("zstd layer {}: {} frames from {}", compressed->Describe(), saved->size(), saved_path);
+      return ByteSourcePtr(
+          std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*saved), options.segment_cache_bytes));
+    }
+    if (!saved.ok() && saved.status().code() != Code::kNotFound) {
+      spdlog::warn("zstd layer {}: ignoring its saved frame table: {}", compressed->Describe(),
+                   saved.status().ToString());
+    }
+  }
   OCIFS_ASSIGN_OR_RETURN(std::optional<std::vector<ZstdFrame>> table, ReadZstdSeekTable(*compressed));
   if (table && Seekable(*table)) {
     return ByteSourcePtr(
@@ -36,6 +50,10 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
   }
   OCIFS_ASSIGN_OR_RETURN(ZstdFrameScan scan, ScanZstdFrames(*compressed, kMaxFrameBytes));
   if (scan.complete && Seekable(scan.frames)) {
+    if (!saved_path.empty()) {
+      Status st = ZstdFrameFile::Write(saved_path, compressed->size(), scan.frames);
+      if (!st.ok()) spdlog::warn("zstd layer {}: cannot save its frame table: {}", compressed->Describe(), st.ToString());
+    }
     return ByteSourcePtr(std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(scan.frames),
                                                            options.segment_cache_bytes));
   }

@@ -17,6 +17,11 @@ struct DecoderOptions {
   // blob; save it here (atomically: temp file + fsync + rename) once the first
   // pass completes. "" = keep it in memory only.
   std::string index_path;
+  // zstd of several frames without a seek table: load its frame table from
+  // here if present and valid for this blob (its frames are then not walked,
+  // which reads the whole blob); save it here after a walk found the frames.
+  // "" = walk at every open.
+  std::string frame_table_path;
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).
   uint64_t checkpoint_spacing = 1ull << 20;

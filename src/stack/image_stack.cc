@@ -113,6 +113,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   DecoderOptions decoder_options;
   if (cache_) {
     decoder_options.index_path = cache_->SidePath(layer.digest, "gzidx");
+    decoder_options.frame_table_path = cache_->SidePath(layer.digest, "zstdframes");
     decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, layer.digest + ":decoded");
   }
   auto decoded = OpenDecoded(view.blob, view.compression, decoder_options);

@@ -13,6 +13,7 @@
 #include "decode/zstd_stream_source.h"
 #include "testing/concurrent_reads.h"
 #include "testing/counting_source.h"
+#include "testing/temp_dir.h"
 
 using namespace ocifs;
 using ocifs::testing::ConcurrentReadMismatches;
@@ -172,6 +173,31 @@ TEST_CASE("multi-frame zstd is read randomly, a small read touching only its fra
   CHECK(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
   CHECK(counted->returned.load() == m.in_sizes[10]);
   CheckRandomReads(*source, data, 100, 2);
+}
+
+TEST_CASE("multi-frame zstd without a seek table walks its frames once, then opens from the saved table") {
+  ocifs::testing::TempDir tmp;
+  auto data = MakeData(3 << 20, 21);
+  MultiFrame m = CompressFrames(data, 200000);
+  DecoderOptions options;
+  options.frame_table_path = tmp.path() + "/layer.zstdframes";
+  auto first_blob = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
+  auto first = OpenZstd(first_blob, options);
+  REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(first) != nullptr);
+  CHECK(first_blob->returned.load() >= m.blob.size() - 64 * 1024);  // the walk read it all
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
+  auto second = OpenZstd(counted, options);
+  auto frames = std::dynamic_pointer_cast<const ZstdFrameSource>(second);
+  REQUIRE(frames != nullptr);
+  CHECK(frames->frame_count() == m.in_sizes.size());
+  CHECK(counted->returned.load() <= 4);  // the magic check: no walk, no seek-table read
+  CHECK(second->size() == data.size());
+  CheckRandomReads(*second, data, 60, 22);
+  // A table for another blob (or damaged) is ignored: walked again, and replaced.
+  MultiFrame other = CompressFrames(MakeData(1 << 20, 23), 100000);
+  auto other_source = OpenZstd(std::make_shared<MemorySource>(other.blob, "other"), options);
+  CHECK(other_source->size() == (1u << 20));
+  CheckRandomReads(*other_source, MakeData(1 << 20, 23), 20, 24);
 }
 
 TEST_CASE("zstd seekable format is opened from its seek table with one read at the end") {

@@ -1,0 +1,88 @@
+#include "decode/zstd_frame_file.h"
+
+#include <zlib.h>
+
+#include <cstring>
+
+#include "base/whole_file.h"
+
+namespace ocifs {
+namespace {
+
+constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8;  // magic, version, frame count, blob size
+constexpr size_t kFrameBytes = 4 * 8;
+
+void Put(std::string& out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t Get(std::string_view in, size_t at, int bytes) {
+  uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<uint8_t>(in[at + static_cast<size_t>(i)])} << (8 * i);
+  return v;
+}
+
+uint32_t Crc(std::string_view data) {
+  return static_cast<uint32_t>(
+      crc32(crc32(0, nullptr, 0), reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+}
+
+}  // namespace
+
+std::string ZstdFrameFile::Encode(uint64_t blob_size, const std::vector<ZstdFrame>& frames) {
+  std::string out(kMagic, sizeof kMagic);
+  Put(out, kVersion, 4);
+  Put(out, frames.size(), 4);
+  Put(out, blob_size, 8);
+  for (const ZstdFrame& f : frames) {
+    Put(out, f.in_offset, 8);
+    Put(out, f.in_size, 8);
+    Put(out, f.out_offset, 8);
+    Put(out, f.out_size, 8);
+  }
+  Put(out, Crc(out), 4);
+  return out;
+}
+
+Result<std::vector<ZstdFrame>> ZstdFrameFile::Decode(std::string_view bytes, uint64_t blob_size,
+                                                     std::string_view name) {
+  auto corrupt = [&](const std::string& why) { return Corrupt("zstd frame table " + std::string(name) + ": " + why); };
+  if (bytes.size() < kHeaderBytes + 4 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+    return corrupt("not a frame table");
+  }
+  if (Crc(bytes.substr(0, bytes.size() - 4)) != Get(bytes, bytes.size() - 4, 4)) return corrupt("CRC mismatch");
+  if (Get(bytes, 8, 4) != kVersion) return corrupt("version " + std::to_string(Get(bytes, 8, 4)) + ", not 1");
+  const uint64_t count = Get(bytes, 12, 4);
+  if (bytes.size() != kHeaderBytes + count * kFrameBytes + 4) return corrupt("length does not match its frame count");
+  if (Get(bytes, 16, 8) != blob_size) {
+    return corrupt("made for a blob of " + std::to_string(Get(bytes, 16, 8)) + " bytes, not " +
+                   std::to_string(blob_size));
+  }
+  std::vector<ZstdFrame> frames;
+  frames.reserve(count);
+  uint64_t in_end = 0, out_end = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    const size_t at = kHeaderBytes + i * kFrameBytes;
+    ZstdFrame f{Get(bytes, at, 8), Get(bytes, at + 8, 8), Get(bytes, at + 16, 8), Get(bytes, at + 24, 8)};
+    // Frames in order, not overlapping, inside the blob; outputs back to back from 0.
+    if (f.in_offset < in_end || f.in_size == 0 || f.in_offset > blob_size || f.in_size > blob_size - f.in_offset ||
+        f.out_offset != out_end || f.out_size > (uint64_t{1} << 62) - out_end) {
+      return corrupt("frame " + std::to_string(i) + " is out of place");
+    }
+    in_end = f.in_offset + f.in_size;
+    out_end += f.out_size;
+    frames.push_back(f);
+  }
+  return frames;
+}
+
+Status ZstdFrameFile::Write(const std::string& path, uint64_t blob_size, const std::vector<ZstdFrame>& frames) {
+  return WriteFileAtomically(path, Encode(blob_size, frames));
+}
+
+Result<std::vector<ZstdFrame>> ZstdFrameFile::Read(const std::string& path, uint64_t blob_size) {
+  OCIFS_ASSIGN_OR_RETURN(std::string bytes, ReadWholeFile(path, kMaxFileSize, "zstd frame table"));
+  return Decode(bytes, blob_size, path);
+}
+
+}  // namespace ocifs
