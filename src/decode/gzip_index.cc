@@ -48,8 +48,9 @@ std::vector<uint8_t> CompressWindow(std::span<const uint8_t> window) {
   if (compress2(z.data(), &len, window.data(), static_cast<uLong>(window.size()), 6) != Z_OK) {
     return {};  // cannot happen with a compressBound-sized buffer
   }
-  z.resize(len);
-  return z;
+  // Its own size, not compressBound's: a window of zeros (a raw disk's empty
+  // space) compresses to ~100 bytes, and thousands of them are held during a pass.
+  return std::vector<uint8_t>(z.begin(), z.begin() + static_cast<ptrdiff_t>(len));
 }
 
 Result<std::vector<uint8_t>> GzipWindowFile::Read(uint64_t offset, uint32_t length) const {
