@@ -30,9 +30,12 @@ MEDIA = {
     "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
     "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
     "zstd-seekable": "application/vnd.oci.image.layer.v1.tar+zstd",
+    "raw-gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
 }
 LAYER_FILE = {"none": "layer.tar", "gzip": "layer.tar.gz", "zstd": "layer.tar.zst",
-              "zstd-seekable": "layer.tar.seekable.zst"}
+              "zstd-seekable": "layer.tar.seekable.zst", "raw-gzip": "raw.tar.gz"}
+# The uncompressed tar of each layer (its diff_id): the qcow2 disk's, or (raw-gzip) the raw disk's.
+LAYER_TAR = {layer: "raw.tar" if layer == "raw-gzip" else "layer.tar" for layer in LAYER_FILE}
 
 
 def log(msg: str) -> None:
@@ -77,7 +80,7 @@ def write_oci_layout(layout: Path, layers: dict[str, Path]) -> None:
                 os.link(path, dst)
             except OSError:
                 subprocess.run(["cp", "--reflink=auto", str(path), str(dst)], check=True)
-        diff_id = sha256_file(path.with_name("layer.tar"))
+        diff_id = sha256_file(path.with_name(LAYER_TAR[tag]))
         config = json.dumps({"architecture": "amd64", "os": "linux",
                              "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                              "config": {}}, sort_keys=True).encode()

@@ -148,4 +148,18 @@ if [[ ! -f layer.tar.seekable.zst ]]; then
   /usr/bin/python3 "$here/zstd_seekable.py" layer.tar layer.tar.seekable.zst.tmp &&
     mv layer.tar.seekable.zst.tmp layer.tar.seekable.zst
 fi
-ls -l disk.raw disk.qcow2 layer.tar* >&2
+# A raw disk in a gzip layer (--layers raw-gzip): the same disk, not converted, as
+# `ADD disk.raw /disk/` would pack it (a plain tar: its zeros are in the stream).
+if [[ ! -f raw.tar ]]; then
+  rm -rf stage && mkdir -p stage/disk
+  ln disk.raw stage/disk/disk.img 2>/dev/null || cp disk.raw stage/disk/disk.img
+  chmod 0755 stage/disk && chmod 0644 stage/disk/disk.img
+  tar -C stage --format=gnu --sort=name --mtime=@0 --owner=107 --group=107 --numeric-owner \
+    -cf raw.tar.tmp disk && mv raw.tar.tmp raw.tar
+  rm -rf stage
+fi
+if [[ ! -f raw.tar.gz ]]; then
+  log "gzip (raw disk)"
+  gzip -6 -n -c raw.tar >raw.tar.gz.tmp && mv raw.tar.gz.tmp raw.tar.gz
+fi
+ls -l disk.raw disk.qcow2 layer.tar* raw.tar* >&2

@@ -88,40 +88,49 @@ void GzipSource::StartPass() const {
 
 void GzipSource::RunPass() const {
   GzipIndexer indexer(*compressed_, compressed_->Describe(), options_.checkpoint_spacing);
-  // The span being produced, handed to the segment cache when it closes, so
-  // readers following the pass do not inflate it again.
-  std::vector<uint8_t> span;
-  bool span_too_big = false;
-  size_t span_index = 0;
-  auto close_span = [&] {
-    if (!span_too_big) cache_.Put(span_index, std::make_shared<const std::vector<uint8_t>>(std::move(span)));
-    span = {};
-    span_too_big = false;
+  // The span being produced (open_span_) is read by readers following the
+  // pass, and handed to the segment cache when it closes, so they never
+  // inflate it again (a reader right behind the frontier would otherwise
+  // inflate its span from the checkpoint once per read).
+  auto close_span = [&]() {  // needs mu_; returns the span to cache, if any
+    std::pair<size_t, SegmentCache::Buffer> closed{open_span_index_, nullptr};
+    if (open_span_valid_) closed.second = std::make_shared<const std::vector<uint8_t>>(std::move(open_span_));
+    open_span_ = {};
+    open_span_valid_ = false;
+    return closed;
   };
   GzipIndexer::Callbacks cb;
   cb.on_checkpoint = [&](GzipCheckpoint cp) {
-    std::lock_guard lock(mu_);
-    if (!checkpoints_.empty()) {
-      close_span();
-      span_index = checkpoints_.size();
+    std::pair<size_t, SegmentCache::Buffer> closed{0, nullptr};
+    {
+      std::lock_guard lock(mu_);
+      if (!checkpoints_.empty()) closed = close_span();
+      open_span_index_ = checkpoints_.size();
+      checkpoints_.push_back(std::move(cp));
+      open_span_valid_ = true;
+      // Room for a span up front: grown by doubling, it would hold twice what the cache counts.
+      open_span_.reserve(std::min<uint64_t>(options_.checkpoint_spacing / 4 * 5, options_.segment_cache_bytes));
     }
-    checkpoints_.push_back(std::move(cp));
+    if (closed.second) cache_.Put(closed.first, std::move(closed.second));
   };
   cb.on_output = [&](uint64_t out, std::span<const uint8_t> data) {
-    if (!span_too_big && span.size() + data.size() <= options_.segment_cache_bytes) {
-      // Room for a span up front: grown by doubling, it would hold twice what the cache counts.
-      if (span.capacity() == 0) span.reserve(std::min<uint64_t>(options_.checkpoint_spacing / 4 * 5, options_.segment_cache_bytes));
-      span.insert(span.end(), data.begin(), data.end());
-    } else {
-      span_too_big = true;
-      span = {};
-    }
     std::lock_guard lock(mu_);
+    if (open_span_valid_ && open_span_.size() + data.size() <= options_.segment_cache_bytes) {
+      open_span_.insert(open_span_.end(), data.begin(), data.end());
+    } else if (open_span_valid_) {
+      open_span_ = {};  // too big to cache: its readers inflate their part
+      open_span_valid_ = false;
+    }
     frontier_ = out + data.size();
     cv_.notify_all();
   };
   Result<uint64_t> result = indexer.Run(cb, cancel_);
-  if (result.ok()) close_span();
+  std::pair<size_t, SegmentCache::Buffer> closed{0, nullptr};
+  {
+    std::lock_guard lock(mu_);
+    closed = close_span();
+  }
+  if (result.ok() && closed.second) cache_.Put(closed.first, std::move(closed.second));
   FinishPass(std::move(result));
   std::lock_guard lock(mu_);
   pass_finished_ = true;
@@ -238,6 +247,14 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
     if (!failure_.ok()) return failure_;
     end = std::min(end, frontier_);  // frontier_ == size once complete_
     for (uint64_t pos = offset; pos < end; pos = pieces.back().to) pieces.push_back(PieceAtLocked(pos, end));
+    // The part in the span the pass is producing: copied from it, no inflate.
+    if (!pieces.empty() && open_span_valid_ && pieces.back().index == open_span_index_ &&
+        pieces.back().need <= open_span_.size()) {
+      const Piece& p = pieces.back();
+      std::copy(open_span_.begin() + static_cast<ptrdiff_t>(p.from - p.checkpoint.out),
+                open_span_.begin() + static_cast<ptrdiff_t>(p.need), buf.begin() + static_cast<ptrdiff_t>(p.from - offset));
+      pieces.pop_back();
+    }
   }
   // The spans of one read inflate side by side (each from its own checkpoint).
   std::vector<SegmentCache::Buffer> spans(pieces.size());

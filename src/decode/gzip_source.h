@@ -87,6 +87,11 @@ class GzipSource final : public ByteSource {
   mutable Status failure_;                           // the pass's error, if it failed
   mutable bool pass_started_ = false;
   mutable bool pass_finished_ = false;               // RunPass has returned (index saved)
+  // The span the pass is producing (from checkpoints_[open_span_index_].out to
+  // frontier_), while it fits the segment cache; readers copy from it.
+  mutable std::vector<uint8_t> open_span_;
+  mutable size_t open_span_index_ = 0;
+  mutable bool open_span_valid_ = false;
   mutable std::thread pass_;                         // started once; joined by the destructor
 };
 

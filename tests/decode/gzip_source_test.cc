@@ -176,6 +176,50 @@ TEST_CASE("gzip reads ahead of the first pass wait for it and then succeed") {
   CHECK(std::equal(buf.begin(), buf.begin() + 50000, data.end() - 50000));
 }
 
+namespace {
+
+// Counts the bytes it returns, taking `delay` per read: a slow registry.
+class SlowSource final : public ByteSource {
+ public:
+  SlowSource(ByteSourcePtr inner, std::chrono::milliseconds delay) : inner_(std::move(inner)), delay_(delay) {}
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    std::this_thread::sleep_for(delay_);
+    auto n = inner_->ReadAt(offset, buf);
+    if (n.ok()) returned += *n;
+    return n;
+  }
+  mutable std::atomic<uint64_t> returned{0};
+
+ private:
+  ByteSourcePtr inner_;
+  std::chrono::milliseconds delay_;
+};
+
+}  // namespace
+
+TEST_CASE("a reader following the first pass reads the span being produced from it, not inflating it again") {
+  // Long zero runs make spans of several MiB; a reader right behind the frontier
+  // would otherwise inflate its span from the checkpoint once per read.
+  auto data = MakeData(12 << 20, 31);
+  for (size_t at = 2 << 20; at < data.size(); at += 4 << 20) std::fill_n(data.begin() + static_cast<long>(at), 1 << 20, 0);
+  auto compressed = Gzip(data);
+  auto slow = std::make_shared<SlowSource>(std::make_shared<MemorySource>(compressed), std::chrono::milliseconds(3));
+  DecoderOptions options;
+  options.checkpoint_spacing = 1 << 20;
+  auto gz = OpenGzip(slow, options);
+  std::vector<uint8_t> got(data.size()), buf(64 << 10);
+  for (uint64_t at = 0; at < data.size(); at += buf.size()) {
+    auto n = gz->ReadAt(at, buf);
+    REQUIRE(n.ok());
+    std::copy_n(buf.begin(), *n, got.begin() + static_cast<long>(at));
+  }
+  CHECK(got == data);
+  REQUIRE(gz->WaitUntilIndexed().ok());
+  // The pass's own reads, and little else (was several times the blob).
+  CHECK(slow->returned.load() < compressed.size() + compressed.size() / 4);
+}
+
 TEST_CASE("gzip with several members, one of them empty, reads as one stream") {
   std::vector<uint8_t> data, blob;
   for (uint32_t i = 0; i < 5; ++i) {
