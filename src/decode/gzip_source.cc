@@ -1,5 +1,7 @@
 #include "decode/gzip_source.h"
 
+#include "decode/zero_ranges.h"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -113,7 +115,9 @@ void GzipSource::RunPass() const {
     }
     if (closed.second) cache_.Put(closed.first, std::move(closed.second));
   };
+  ZeroRunTracker zero_runs(zeros_);
   cb.on_output = [&](uint64_t out, std::span<const uint8_t> data) {
+    zero_runs.Feed(out, data);  // before the frontier moves: readers then find them known
     std::lock_guard lock(mu_);
     if (open_span_valid_ && open_span_.size() + data.size() <= options_.segment_cache_bytes) {
       open_span_.insert(open_span_.end(), data.begin(), data.end());
@@ -130,6 +134,7 @@ void GzipSource::RunPass() const {
     std::lock_guard lock(mu_);
     closed = close_span();
   }
+  if (result.ok()) zero_runs.Finish(*result);
   if (result.ok() && closed.second) cache_.Put(closed.first, std::move(closed.second));
   FinishPass(std::move(result));
   std::lock_guard lock(mu_);
@@ -181,16 +186,17 @@ Status GzipSource::WaitUntilIndexed() const {
   return failure_;
 }
 
-Result<SegmentCache::Buffer> GzipSource::Segment(size_t index, const GzipCheckpoint& cp, size_t need,
-                                                 size_t load, uint64_t compressed_hint) const {
-  return cache_.GetOrLoad(index, need, [&]() -> Result<SegmentCache::Buffer> {
+Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {
+  return cache_.GetOrLoad(p.index, p.need, [&]() -> Result<SegmentCache::Buffer> {
     OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                           InflateFromCheckpoint(*compressed_, cp, load, compressed_hint, Describe()));
-    if (bytes.size() < load) {
+                           InflateFromCheckpoint(*compressed_, p.checkpoint, p.load, p.compressed_hint, Describe()));
+    if (bytes.size() < p.load) {
       return Corrupt("gzip data of " + compressed_->Describe() + " ends at decompressed offset " +
-                     std::to_string(cp.out + bytes.size()) + ", before its index says (" +
-                     std::to_string(cp.out + load) + ")");
+                     std::to_string(p.checkpoint.out + bytes.size()) + ", before its index says (" +
+                     std::to_string(p.checkpoint.out + p.load) + ")");
     }
+    // An index loaded from its file knows no zeros: learn them from what was inflated.
+    if (loaded_from_file_ && p.load == bytes.size()) zeros_.AddFrom(p.checkpoint.out, bytes);
     return std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
   });
 }
@@ -224,7 +230,9 @@ GzipSource::Piece GzipSource::PieceAtLocked(uint64_t pos, uint64_t end) const {
   piece.from = pos;
   piece.to = std::min(end, span_end);
   piece.need = static_cast<size_t>(piece.to - piece.checkpoint.out);
-  // A closed span is inflated whole, so the segment cache can serve its other reads.
+  // A closed span is inflated whole, so the segment cache can serve its other
+  // reads (and, after a loaded index, its zero units are learnt at once even
+  // when it is too big to cache: a deflate block of zeros spans megabytes).
   piece.load = has_next || complete_ ? static_cast<size_t>(span_end - piece.checkpoint.out) : piece.need;
   piece.compressed_hint = has_next ? checkpoints_[piece.index + 1].in - piece.checkpoint.in + 1 : 0;
   return piece;
@@ -247,20 +255,26 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
     if (!failure_.ok()) return failure_;
     end = std::min(end, frontier_);  // frontier_ == size once complete_
     for (uint64_t pos = offset; pos < end; pos = pieces.back().to) pieces.push_back(PieceAtLocked(pos, end));
-    // The part in the span the pass is producing: copied from it, no inflate.
-    if (!pieces.empty() && open_span_valid_ && pieces.back().index == open_span_index_ &&
-        pieces.back().need <= open_span_.size()) {
-      const Piece& p = pieces.back();
-      std::copy(open_span_.begin() + static_cast<ptrdiff_t>(p.from - p.checkpoint.out),
-                open_span_.begin() + static_cast<ptrdiff_t>(p.need), buf.begin() + static_cast<ptrdiff_t>(p.from - offset));
-      pieces.pop_back();
-    }
+    // Known zeros, and the part in the span the pass is producing: served
+    // here, no inflate.
+    std::erase_if(pieces, [&](const Piece& p) {
+      auto out = buf.subspan(static_cast<size_t>(p.from - offset), static_cast<size_t>(p.to - p.from));
+      if (zeros_.Contains(p.from, p.to)) {
+        std::fill(out.begin(), out.end(), 0);
+        return true;
+      }
+      if (open_span_valid_ && p.index == open_span_index_ && p.need <= open_span_.size()) {
+        std::copy_n(open_span_.begin() + static_cast<ptrdiff_t>(p.from - p.checkpoint.out), out.size(), out.begin());
+        return true;
+      }
+      return false;
+    });
   }
   // The spans of one read inflate side by side (each from its own checkpoint).
   std::vector<SegmentCache::Buffer> spans(pieces.size());
   OCIFS_RETURN_IF_ERROR(WorkerPool::Decode().ParallelFor(pieces.size(), [&](size_t k) -> Status {
     const Piece& p = pieces[k];
-    OCIFS_ASSIGN_OR_RETURN(spans[k], Segment(p.index, p.checkpoint, p.need, p.load, p.compressed_hint));
+    OCIFS_ASSIGN_OR_RETURN(spans[k], Segment(p));
     return Status::Ok();
   }));
   for (size_t k = 0; k < pieces.size(); ++k) {

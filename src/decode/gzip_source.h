@@ -14,6 +14,7 @@
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
 #include "decode/segment_cache.h"
+#include "decode/zero_ranges.h"
 #include "ocifs/byte_source.h"
 
 namespace ocifs {
@@ -69,8 +70,8 @@ class GzipSource final : public ByteSource {
   void StartPass() const;
   void RunPass() const;
   void FinishPass(Result<uint64_t> result) const;
-  [[nodiscard]] Result<SegmentCache::Buffer> Segment(size_t index, const GzipCheckpoint& cp, size_t need, size_t load,
-                                                     uint64_t compressed_hint) const;
+  // The decompressed span of p (at least p.need bytes), from the segment cache or inflated.
+  [[nodiscard]] Result<SegmentCache::Buffer> Segment(const Piece& p) const;
 
   const ByteSourcePtr compressed_;
   const DecoderOptions options_;
@@ -92,6 +93,11 @@ class GzipSource final : public ByteSource {
   mutable std::vector<uint8_t> open_span_;
   mutable size_t open_span_index_ = 0;
   mutable bool open_span_valid_ = false;
+  // Runs of zeros in the output (a raw disk's empty space), found by the
+  // pass, or by inflating whole spans after an index was loaded: reads of
+  // them are zeros without inflating (a deflate block of zeros spans
+  // megabytes, more than the segment cache holds).
+  mutable ZeroRanges zeros_;
   mutable std::thread pass_;                         // started once; joined by the destructor
 };
 

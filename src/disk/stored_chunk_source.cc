@@ -5,14 +5,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/all_zero.h"
+
 namespace ocifs {
-namespace {
-
-bool AllZero(std::span<const uint8_t> data) {
-  return data.empty() || (data[0] == 0 && std::memcmp(data.data(), data.data() + 1, data.size() - 1) == 0);
-}
-
-}  // namespace
 
 StoredChunkSource::StoredChunkSource(ByteSourcePtr inner, std::shared_ptr<DecodedChunkStore> store)
     : inner_(std::move(inner)),

@@ -13,6 +13,7 @@
 #include <random>
 #include <thread>
 
+#include "base/all_zero.h"
 #include "base/memory_source.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
@@ -220,6 +221,50 @@ TEST_CASE("a reader following the first pass reads the span being produced from 
   CHECK(slow->returned.load() < compressed.size() + compressed.size() / 4);
 }
 
+TEST_CASE("spans of zeros larger than the segment cache are read as zeros, not inflated per read") {
+  // A raw disk's empty space: one deflate block of zeros spans megabytes.
+  std::vector<uint8_t> data = MakeData(2 << 20, 41);
+  data.resize(data.size() + (24 << 20), 0);
+  auto tail = MakeData(2 << 20, 42);
+  data.insert(data.end(), tail.begin(), tail.end());
+  auto compressed = Gzip(data);
+  auto dir = TempDir("zero-spans");
+  DecoderOptions options;
+  options.checkpoint_spacing = 1 << 20;
+  options.segment_cache_bytes = 1 << 20;  // smaller than a span of zeros
+  options.index_path = (dir / "idx").string();
+  auto read_zeros = [&](const ByteSource& gz) {
+    std::vector<uint8_t> buf(64 << 10);
+    for (uint64_t at = (2 << 20) + 4096; at + buf.size() < (26 << 20); at += buf.size()) {
+      auto n = gz.ReadAt(at, buf);
+      REQUIRE(n.ok());
+      REQUIRE(*n == buf.size());
+      REQUIRE(AllZero(buf));
+    }
+  };
+  {
+    auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+    auto gz = OpenGzip(counted, options);
+    REQUIRE(gz->WaitUntilIndexed().ok());
+    const int after_pass = counted->reads;
+    read_zeros(*gz);  // the pass marked them
+    CHECK(counted->reads == after_pass);
+    CheckRandomReads(*gz, data, 30, 43);
+  }
+  // The next open loads the index: each span of zeros is inflated once, by its first read.
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+  auto gz = OpenGzip(counted, options);
+  REQUIRE(gz->loaded_from_file());
+  const int at_open = counted->reads;
+  read_zeros(*gz);
+  const int spans = counted->reads - at_open;
+  CHECK(spans > 0);
+  CHECK(spans <= 12);  // 24 MiB of zeros in deflate blocks of ~4 MiB: one inflate each, not one per read (~380)
+  read_zeros(*gz);
+  CHECK(counted->reads - at_open == spans);
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("gzip with several members, one of them empty, reads as one stream") {
   std::vector<uint8_t> data, blob;
   for (uint32_t i = 0; i < 5; ++i) {
@@ -330,6 +375,7 @@ TEST_CASE("a gzip index built for another blob is ignored") {
   auto gz = OpenGzip(std::make_shared<MemorySource>(Gzip(data_b)), options);
   CHECK_FALSE(gz->loaded_from_file());
   CheckRandomReads(*gz, data_b, 20, 42);
+  REQUIRE(gz->WaitUntilIndexed().ok());  // its pass writes the new index into dir
   std::filesystem::remove_all(dir);
 }
 
