@@ -195,8 +195,13 @@ Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {
                      std::to_string(p.checkpoint.out + bytes.size()) + ", before its index says (" +
                      std::to_string(p.checkpoint.out + p.load) + ")");
     }
-    // An index loaded from its file knows no zeros: learn them from what was inflated.
-    if (loaded_from_file_ && p.load == bytes.size()) zeros_.AddFrom(p.checkpoint.out, bytes);
+    // An index loaded from its file knows no zeros: learn them from a whole span.
+    if (loaded_from_file_ && p.whole) {
+      zeros_.AddFrom(p.checkpoint.out, bytes);
+      std::lock_guard lock(mu_);
+      if (scanned_spans_.size() <= p.index) scanned_spans_.resize(p.index + 1);
+      scanned_spans_[p.index] = true;
+    }
     return std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
   });
 }
@@ -218,6 +223,10 @@ void GzipSource::Prefetch(uint64_t offset, uint64_t length) const {
   if (in_end > in_start && in_end != kUnknownSize) compressed_->Prefetch(in_start, in_end - in_start);
 }
 
+bool GzipSource::SpanScannedLocked(size_t index) const {
+  return index < scanned_spans_.size() && scanned_spans_[index];
+}
+
 GzipSource::Piece GzipSource::PieceAtLocked(uint64_t pos, uint64_t end) const {
   // The span [checkpoint i, checkpoint i + 1) holding pos.
   auto it = std::upper_bound(checkpoints_.begin(), checkpoints_.end(), pos,
@@ -231,9 +240,13 @@ GzipSource::Piece GzipSource::PieceAtLocked(uint64_t pos, uint64_t end) const {
   piece.to = std::min(end, span_end);
   piece.need = static_cast<size_t>(piece.to - piece.checkpoint.out);
   // A closed span is inflated whole, so the segment cache can serve its other
-  // reads (and, after a loaded index, its zero units are learnt at once even
-  // when it is too big to cache: a deflate block of zeros spans megabytes).
-  piece.load = has_next || complete_ ? static_cast<size_t>(span_end - piece.checkpoint.out) : piece.need;
+  // reads. One larger than the cache (a deflate block of zeros spans
+  // megabytes) only up to the read's end, once its runs of zeros are known
+  // (from the pass; after a loaded index, from inflating it whole once).
+  const uint64_t span_bytes = span_end - piece.checkpoint.out;
+  piece.whole = (has_next || complete_) &&
+                (span_bytes <= options_.segment_cache_bytes || (loaded_from_file_ && !SpanScannedLocked(piece.index)));
+  piece.load = piece.whole ? static_cast<size_t>(span_bytes) : piece.need;
   piece.compressed_hint = has_next ? checkpoints_[piece.index + 1].in - piece.checkpoint.in + 1 : 0;
   return piece;
 }

@@ -62,7 +62,8 @@ class GzipSource final : public ByteSource {
     GzipCheckpoint checkpoint;
     uint64_t from = 0, to = 0;
     size_t need = 0;  // decompressed bytes from the checkpoint up to `to`
-    size_t load = 0;  // bytes to inflate: the whole span once it is closed
+    size_t load = 0;  // bytes to inflate: the whole span once it is closed (see PieceAtLocked)
+    bool whole = false;  // load is the whole span
     uint64_t compressed_hint = 0;
   };
   Piece PieceAtLocked(uint64_t pos, uint64_t end) const;
@@ -72,6 +73,8 @@ class GzipSource final : public ByteSource {
   void FinishPass(Result<uint64_t> result) const;
   // The decompressed span of p (at least p.need bytes), from the segment cache or inflated.
   [[nodiscard]] Result<SegmentCache::Buffer> Segment(const Piece& p) const;
+  // Whether span `index` was inflated whole since the index was loaded (its zeros are known). Needs mu_.
+  bool SpanScannedLocked(size_t index) const;
 
   const ByteSourcePtr compressed_;
   const DecoderOptions options_;
@@ -98,6 +101,7 @@ class GzipSource final : public ByteSource {
   // them are zeros without inflating (a deflate block of zeros spans
   // megabytes, more than the segment cache holds).
   mutable ZeroRanges zeros_;
+  mutable std::vector<bool> scanned_spans_;  // guarded by mu_; see SpanScannedLocked
   mutable std::thread pass_;                         // started once; joined by the destructor
 };
 
