@@ -469,7 +469,8 @@ def targets(ctx: Ctx) -> list[str]:
         gimp = total("import", layer, "cold trace")
         if gi and gimp:
             out.append(f"- boot trace, {layer} with index: {gimp / gi:.1f}x (target >= 10x)")
-    for layer, label in (("none", " (profile)"), ("zstd-seekable", " (profile)"), ("gzip", " (index, profile)")):
+    for layer, label in (("none", " (profile)"), ("zstd-seekable", " (profile)"), ("gzip", " (index, profile)"),
+                         ("raw-gzip", " (index, profile)")):
         imp = total("import", layer if layer != "zstd-seekable" else "zstd", "cold trace")
         lazy = total("oci-fs", layer, "cold trace" + label, label)
         if imp and lazy:
