@@ -188,16 +188,21 @@ Status GzipSource::WaitUntilIndexed() const {
 
 Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {
   return cache_.GetOrLoad(p.index, p.need, [&]() -> Result<SegmentCache::Buffer> {
+    GzipCheckpoint checkpoint;  // copied (its window may be in memory) only when it is needed
+    {
+      std::lock_guard lock(mu_);
+      checkpoint = checkpoints_[p.index];
+    }
     OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
-                           InflateFromCheckpoint(*compressed_, p.checkpoint, p.load, p.compressed_hint, Describe()));
+                           InflateFromCheckpoint(*compressed_, checkpoint, p.load, p.compressed_hint, Describe()));
     if (bytes.size() < p.load) {
       return Corrupt("gzip data of " + compressed_->Describe() + " ends at decompressed offset " +
-                     std::to_string(p.checkpoint.out + bytes.size()) + ", before its index says (" +
-                     std::to_string(p.checkpoint.out + p.load) + ")");
+                     std::to_string(p.out + bytes.size()) + ", before its index says (" +
+                     std::to_string(p.out + p.load) + ")");
     }
     // An index loaded from its file knows no zeros: learn them from a whole span.
     if (loaded_from_file_ && p.whole) {
-      zeros_.AddFrom(p.checkpoint.out, bytes);
+      zeros_.AddFrom(p.out, bytes);
       std::lock_guard lock(mu_);
       if (scanned_spans_.size() <= p.index) scanned_spans_.resize(p.index + 1);
       scanned_spans_[p.index] = true;
@@ -233,21 +238,22 @@ GzipSource::Piece GzipSource::PieceAtLocked(uint64_t pos, uint64_t end) const {
                              [](uint64_t p, const GzipCheckpoint& c) { return p < c.out; });
   Piece piece;
   piece.index = static_cast<size_t>(it - checkpoints_.begin()) - 1;
-  piece.checkpoint = checkpoints_[piece.index];
+  const GzipCheckpoint& cp = checkpoints_[piece.index];
+  piece.out = cp.out;
   const bool has_next = piece.index + 1 < checkpoints_.size();
   const uint64_t span_end = has_next ? checkpoints_[piece.index + 1].out : frontier_;
   piece.from = pos;
   piece.to = std::min(end, span_end);
-  piece.need = static_cast<size_t>(piece.to - piece.checkpoint.out);
+  piece.need = static_cast<size_t>(piece.to - cp.out);
   // A closed span is inflated whole, so the segment cache can serve its other
   // reads. One larger than the cache (a deflate block of zeros spans
   // megabytes) only up to the read's end, once its runs of zeros are known
   // (from the pass; after a loaded index, from inflating it whole once).
-  const uint64_t span_bytes = span_end - piece.checkpoint.out;
+  const uint64_t span_bytes = span_end - cp.out;
   piece.whole = (has_next || complete_) &&
                 (span_bytes <= options_.segment_cache_bytes || (loaded_from_file_ && !SpanScannedLocked(piece.index)));
   piece.load = piece.whole ? static_cast<size_t>(span_bytes) : piece.need;
-  piece.compressed_hint = has_next ? checkpoints_[piece.index + 1].in - piece.checkpoint.in + 1 : 0;
+  piece.compressed_hint = has_next ? checkpoints_[piece.index + 1].in - cp.in + 1 : 0;
   return piece;
 }
 
@@ -277,7 +283,7 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
         return true;
       }
       if (open_span_valid_ && p.index == open_span_index_ && p.need <= open_span_.size()) {
-        std::copy_n(open_span_.begin() + static_cast<ptrdiff_t>(p.from - p.checkpoint.out), out.size(), out.begin());
+        std::copy_n(open_span_.begin() + static_cast<ptrdiff_t>(p.from - p.out), out.size(), out.begin());
         return true;
       }
       return false;
@@ -292,7 +298,7 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
   }));
   for (size_t k = 0; k < pieces.size(); ++k) {
     const Piece& p = pieces[k];
-    std::copy(spans[k]->begin() + static_cast<ptrdiff_t>(p.from - p.checkpoint.out),
+    std::copy(spans[k]->begin() + static_cast<ptrdiff_t>(p.from - p.out),
               spans[k]->begin() + static_cast<ptrdiff_t>(p.need), buf.begin() + static_cast<ptrdiff_t>(p.from - offset));
   }
   return static_cast<size_t>(std::max(end, offset) - offset);

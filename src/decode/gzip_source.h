@@ -59,7 +59,7 @@ class GzipSource final : public ByteSource {
   // The part [from, to) of a read that lies in checkpoint span `index`.
   struct Piece {
     size_t index = 0;
-    GzipCheckpoint checkpoint;
+    uint64_t out = 0;  // where its span starts (its checkpoint's out)
     uint64_t from = 0, to = 0;
     size_t need = 0;  // decompressed bytes from the checkpoint up to `to`
     size_t load = 0;  // bytes to inflate: the whole span once it is closed (see PieceAtLocked)
