@@ -1,15 +1,13 @@
 #include "cache/access_profile.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <charconv>
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 
+#include "base/whole_file.h"
 #include "cache/cache_key.h"
 
 namespace ocifs {
@@ -160,24 +158,7 @@ Status SaveAccessProfile(const std::string& path, const AccessProfile& profile) 
       i = j + 1;
     }
   }
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream file(tmp, std::ios::trunc);
-    if (!file) return ErrnoError("create profile " + tmp, errno);
-    file << out.str();
-    file.flush();
-    if (!file) {
-      int err = errno;
-      std::remove(tmp.c_str());
-      return ErrnoError("write profile " + tmp, err);
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    std::remove(tmp.c_str());
-    return ErrnoError("rename profile to " + path, err);
-  }
-  return Status::Ok();
+  return WriteFileAtomically(path, out.str());
 }
 
 void AccessRecorder::Touch(std::string_view key, uint64_t offset, uint64_t length) {

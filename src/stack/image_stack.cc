@@ -90,7 +90,8 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
     // A profile of small chunks is many short requests, each a round trip:
     // more of them in flight (8 at 1 MiB, up to 32), in runs that keep the
     // bytes in flight to 8 MiB.
-    reads.profile_threads = std::min<unsigned>(32, reads.profile_threads * static_cast<unsigned>(std::max<size_t>(1, scale / 2)));
+    const auto more = static_cast<unsigned>(std::max<size_t>(1, scale / 2));
+    reads.profile_threads = std::min<unsigned>(32, reads.profile_threads * more);
     reads.profile_run_chunks = std::max<size_t>(1, (8u << 20) / reads.profile_threads / cache_->chunk_size());
     if (reads.readahead.max < 2ull * cache_->chunk_size()) {
       reads.readahead.max = 0;

@@ -667,18 +667,23 @@ def test_a_qcow2_mount_fetches_only_metadata_for_a_hole_and_about_a_chunk_for_a_
 # --------------------------------------------------------------------------- cluster cache
 
 
+def hex_compressed_qcow2(workdir: Path, size: int, at: int, block: int, seed: int) -> tuple[bytes, bytes]:
+    """(qcow2 bytes, qemu-img's raw reference) of a disk of `size` bytes with `block` bytes of hex
+    digits at `at` in every MiB, converted with compressed 64 KiB clusters: hex compresses to
+    about half, so every allocated cluster is a compressed one."""
+    rng = random.Random(seed)
+    src = workdir / "src.raw"
+    write_raw(src, size, [(k * MiB + at, rng.randbytes(block // 2).hex().encode()) for k in range(size // MiB)])
+    made = workdir / "made.qcow2"
+    qemu("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", src, made)
+    return nonsparse_copy(made, workdir / "disk.qcow2"), reference_raw(made, workdir / "reference.raw")
+
+
 def test_a_later_mount_reads_compressed_clusters_from_the_cluster_cache_not_the_layer(
         ocifs, registry, repo, workdir):
     # Hex digits compress to about half: every allocated cluster of this image
     # is a compressed one, and they outweigh its metadata clusters.
-    rng = random.Random(5)
-    blocks = [(k * MiB + 64 * KiB, rng.randbytes(192 * KiB // 2).hex().encode()) for k in range(64)]
-    src = workdir / "src.raw"
-    write_raw(src, 64 * MiB, blocks)
-    made = workdir / "made.qcow2"
-    qemu("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", src, made)
-    disk = nonsparse_copy(made, workdir / "disk.qcow2")
-    want = reference_raw(made, workdir / "reference.raw")
+    disk, want = hex_compressed_qcow2(workdir, 64 * MiB, 64 * KiB, 192 * KiB, seed=5)
     compressed = sum(1 for e in Qcow2.parse(disk).l2_entries() if e & (1 << 62))
     assert compressed >= 96
     ref, img = images.push_containerdisk(registry, repo, disk, "none")
@@ -809,14 +814,7 @@ def test_a_disk_the_complete_image_contradicts_fails_every_read_even_of_clusters
     the background. When the rest shows the image breaks the containerDisk contract (here a
     second file under /disk), every later read fails with EIO: also those of compressed
     clusters the view keeps inflated in memory or in the cluster cache."""
-    rng = random.Random(9)
-    blocks = [(k * MiB, rng.randbytes(128 * KiB // 2).hex().encode()) for k in range(8)]
-    src = workdir / "src.raw"
-    write_raw(src, 8 * MiB, blocks)
-    made = workdir / "made.qcow2"
-    qemu("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", src, made)
-    disk = nonsparse_copy(made, workdir / "disk.qcow2")
-    want = reference_raw(made, workdir / "reference.raw")
+    disk, want = hex_compressed_qcow2(workdir, 8 * MiB, 0, 128 * KiB, seed=9)
     filler = random.Random(10).randbytes(24 * MiB)  # the background pass has this to read after the disk
     layer = images.Layer.from_entries([images.Dir("disk"), images.File("disk/disk.img", disk),
                                        images.File("disk/zz.img", filler)], "gzip")
