@@ -240,6 +240,16 @@ def drop_file_cache(path: Path) -> None:
         os.close(fd)
 
 
+def resident_mib(path: Path) -> float | None:
+    """MiB of `path` in the page cache (util-linux fincore: mincore on a mapping), or None."""
+    try:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+                             capture_output=True, text=True, timeout=30)
+        return round(int(out.stdout.split()[0]) / 2**20, 1) if out.returncode == 0 else None
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
 @contextmanager
 def timed():
     t = {"start": time.time()}

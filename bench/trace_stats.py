@@ -6,19 +6,27 @@ behind them and their compressed bytes (the floor for "bytes fetched for the boo
 
 Counts each guest cluster once; compressed sizes come from the L2 entries (sector counts,
 so an upper bound by < 512 bytes a cluster); the L1 and the L2 tables touched are added.
+needed_ranges() gives the same bytes as (offset, length) ranges of the qcow2 file, merged
+where they touch: what a reader that knew the trace in advance would fetch (run.py's floor).
 """
 import json
 import struct
 import sys
 
 
-def main() -> int:
-    trace, qcow = sys.argv[1], sys.argv[2]
+def read_trace(trace: str) -> list[tuple[int, int]]:
     reads = []
     for line in open(trace):
         if line[:1].isdigit():
             off, n = line.split(",")[:2]
             reads.append((int(off), int(n)))
+    return reads
+
+
+def analyse(trace: str, qcow: str) -> tuple[dict, list[tuple[int, int]]]:
+    """(the JSON summary, the qcow2 file ranges the trace needs, sorted and merged)."""
+    reads = read_trace(trace)
+    ranges = []
     with open(qcow, "rb") as f:
         hdr = f.read(72)
         magic, version = struct.unpack(">II", hdr[:8])
@@ -28,6 +36,7 @@ def main() -> int:
         l1_size, = struct.unpack(">I", hdr[36:40])
         l1_off, = struct.unpack(">Q", hdr[40:48])
         cs = 1 << cluster_bits
+        ranges += [(0, len(hdr)), (l1_off, 8 * l1_size)]
         f.seek(l1_off)
         l1 = struct.unpack(f">{l1_size}Q", f.read(8 * l1_size))
         l2_entries = cs // 8
@@ -48,22 +57,45 @@ def main() -> int:
             if l2_off not in l2_cache:
                 f.seek(l2_off)
                 l2_cache[l2_off] = struct.unpack(f">{l2_entries}Q", f.read(cs))
+                ranges.append((l2_off, cs))
             e = l2_cache[l2_off][l2i]
             if e & (1 << 62):
                 host = e & ((1 << x) - 1)
                 nsec = ((e >> x) & ((1 << (cluster_bits - 8)) - 1)) + 1
-                comp_bytes += nsec * 512 - (host & 511)
+                n = nsec * 512 - (host & 511)
+                comp_bytes += n
                 ncomp += 1
+                ranges.append((host, n))
             elif e & 0x00FFFFFFFFFFFE00:
                 plain_bytes += cs
+                ranges.append((e & 0x00FFFFFFFFFFFE00, cs))
             else:
                 zero += 1
-    print(json.dumps({
+    summary = {
         "reads": len(reads), "read_bytes": sum(n for _, n in reads),
         "cluster_size": cs, "clusters": len(clusters), "compressed_clusters": ncomp,
         "unallocated_or_zero_clusters": zero,
         "compressed_bytes_needed": comp_bytes + plain_bytes + 8 * l1_size + cs * len(l2_cache),
-        "disk_size": size}))
+        "disk_size": size}
+    return summary, merge(ranges)
+
+
+def merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for off, n in sorted(ranges):
+        if out and off <= out[-1][0] + out[-1][1]:
+            out[-1][1] = max(out[-1][1], off + n - out[-1][0])
+        else:
+            out.append([off, n])
+    return [(o, n) for o, n in out]
+
+
+def needed_ranges(trace: str, qcow: str) -> list[tuple[int, int]]:
+    return analyse(trace, qcow)[1]
+
+
+def main() -> int:
+    print(json.dumps(analyse(sys.argv[1], sys.argv[2])[0]))
     return 0
 
 
