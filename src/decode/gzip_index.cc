@@ -17,7 +17,7 @@ namespace ocifs {
 namespace {
 
 constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'G', 'Z', 'I'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // 1: no zero-run section (still read)
 constexpr size_t kHeaderSize = 68;
 constexpr size_t kRecordSize = 28;  // without the compressed window
 constexpr uint64_t kMaxIndexFile = 1ull << 30;
@@ -130,6 +130,12 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
     b.insert(b.end(), z.begin(), z.end());
     if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
   }
+  Put64(b, zero_runs.size());
+  for (const auto& [start, end] : zero_runs) {
+    Put64(b, start);
+    Put64(b, end - start);
+    if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
+  }
   OCIFS_RETURN_IF_ERROR(flush());
   Put32(b, static_cast<uint32_t>(crc));
   return sink(b);
@@ -144,6 +150,26 @@ Result<std::vector<uint8_t>> GzipIndex::Serialize() const {
   return out;
 }
 
+Status GzipIndex::ParseZeroRuns(std::span<const uint8_t> body, size_t& pos, GzipIndex& index) {
+  if (body.size() - pos < 8) return Corrupt("zero-run count truncated");
+  const uint64_t count = Get64(body.data() + pos);
+  pos += 8;
+  if (count > (body.size() - pos) / 16) return Corrupt("bad zero-run count " + std::to_string(count));
+  index.zero_runs.reserve(static_cast<size_t>(count));
+  for (uint64_t i = 0; i < count; ++i, pos += 16) {
+    const uint64_t start = Get64(body.data() + pos), length = Get64(body.data() + pos + 8);
+    const uint64_t prev_end = index.zero_runs.empty() ? 0 : index.zero_runs.back().second;
+    if (length == 0 || start < prev_end || start > index.decompressed_size ||
+        length > index.decompressed_size - start) {
+      return Corrupt("zero run " + std::to_string(i) + " (" + std::to_string(start) + "+" + std::to_string(length) +
+                     ") is empty, out of order or past the decompressed size");
+    }
+    index.zero_runs.emplace_back(start, start + length);
+  }
+  index.zero_runs_known = true;
+  return Status::Ok();
+}
+
 Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::string& what) {
   auto bad = [&](const std::string& why) { return Corrupt("gzip index " + what + ": " + why); };
   if (bytes.size() < kHeaderSize + 4) return bad("too short (" + std::to_string(bytes.size()) + " bytes)");
@@ -151,7 +177,8 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
   size_t body = bytes.size() - 4;
   if (Crc(bytes.first(body)) != Get32(bytes.data() + body)) return bad("checksum mismatch");
   const uint8_t* p = bytes.data();
-  if (Get32(p + 8) != kVersion) return bad("unsupported version " + std::to_string(Get32(p + 8)));
+  const uint32_t version = Get32(p + 8);
+  if (version != 1 && version != kVersion) return bad("unsupported version " + std::to_string(version));
   if (Get32(p + 12) != 0) return bad("unknown flags");
   GzipIndex index;
   index.compressed_size = Get64(p + 16);
@@ -196,7 +223,8 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
     OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, std::span(window).first(cp.window_size)).WithContext("gzip index " + what));
     index.checkpoints.push_back(std::move(cp));
   }
-  if (pos != body) return bad("trailing bytes after the last checkpoint");
+  if (version >= 2) OCIFS_RETURN_IF_ERROR(ParseZeroRuns(bytes.first(body), pos, index).WithContext("gzip index " + what));
+  if (pos != body) return bad(version >= 2 ? "trailing bytes after the zero runs" : "trailing bytes after the last checkpoint");
   return index;
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -70,6 +71,12 @@ struct GzipIndex {
   uint64_t spacing = 0;              // checkpoint_spacing used to build it
   std::vector<uint8_t> tail;         // the blob's last <= 16 bytes: identity check
   std::vector<GzipCheckpoint> checkpoints;  // sorted by out; [0] = {out 0, member start, in 0}
+  // Runs of zeros in the decompressed layer as {start, end}: sorted, disjoint,
+  // non-empty, within decompressed_size (a raw disk's empty space; version 2).
+  // zero_runs_known: the file had them (a version 1 file has none), so bytes
+  // outside every run are known not to be zero runs of >= 64 KiB.
+  std::vector<std::pair<uint64_t, uint64_t>> zero_runs;
+  bool zero_runs_known = false;
 
   // Fails only if a window kept in its file cannot be read back.
   [[nodiscard]] Result<std::vector<uint8_t>> Serialize() const;
@@ -80,6 +87,10 @@ struct GzipIndex {
   [[nodiscard]] Status Emit(std::span<const GzipCheckpoint> cps,
                             const std::function<Status(std::span<const uint8_t>)>& sink,
                             std::vector<WindowPlace>* windows = nullptr) const;
+
+  // The version 2 section at body[pos] (count, then {start, length} each) into
+  // index.zero_runs; advances pos. kCorrupt if it is inconsistent.
+  [[nodiscard]] static Status ParseZeroRuns(std::span<const uint8_t> body, size_t& pos, GzipIndex& index);
 
   // Writes the file (see Save); with `windows` and `keep`, also where the
   // windows went and the written file, open for reading.

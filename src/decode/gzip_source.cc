@@ -72,6 +72,8 @@ bool GzipSource::TryLoadIndex() {
     spdlog::warn("ignoring gzip index {}: it was built for another blob than {}", path, compressed_->Describe());
     return false;
   }
+  for (const auto& [start, end] : index->zero_runs) zeros_.Add(start, end);
+  zeros_complete_.store(index->zero_runs_known);
   std::lock_guard lock(mu_);
   checkpoints_ = std::move(index->checkpoints);
   frontier_ = index->decompressed_size;
@@ -134,7 +136,10 @@ void GzipSource::RunPass() const {
     std::lock_guard lock(mu_);
     closed = close_span();
   }
-  if (result.ok()) zero_runs.Finish(*result);
+  if (result.ok()) {
+    zero_runs.Finish(*result);
+    zeros_complete_.store(true);
+  }
   if (result.ok() && closed.second) cache_.Put(closed.first, std::move(closed.second));
   FinishPass(std::move(result));
   std::lock_guard lock(mu_);
@@ -162,6 +167,7 @@ void GzipSource::FinishPass(Result<uint64_t> result) const {
   index.compressed_size = compressed_->size();
   index.decompressed_size = *result;
   index.spacing = options_.checkpoint_spacing;
+  index.zero_runs = zeros_.Ranges();
   if (index.compressed_size != kUnknownSize) {
     index.tail.resize(std::min<uint64_t>(GzipIndex::kMaxTail, index.compressed_size));
     Status s = ReadExactly(*compressed_, index.compressed_size - index.tail.size(), index.tail);
@@ -200,8 +206,8 @@ Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {
                      std::to_string(p.out + bytes.size()) + ", before its index says (" +
                      std::to_string(p.out + p.load) + ")");
     }
-    // An index loaded from its file knows no zeros: learn them from a whole span.
-    if (loaded_from_file_ && p.whole) {
+    // An index loaded from a version 1 file knows no zeros: learn them from a whole span.
+    if (loaded_from_file_ && p.whole && !zeros_complete_.load()) {
       zeros_.AddFrom(p.out, bytes);
       std::lock_guard lock(mu_);
       if (scanned_spans_.size() <= p.index) scanned_spans_.resize(p.index + 1);
@@ -251,10 +257,21 @@ GzipSource::Piece GzipSource::PieceAtLocked(uint64_t pos, uint64_t end) const {
   // (from the pass; after a loaded index, from inflating it whole once).
   const uint64_t span_bytes = span_end - cp.out;
   piece.whole = (has_next || complete_) &&
-                (span_bytes <= options_.segment_cache_bytes || (loaded_from_file_ && !SpanScannedLocked(piece.index)));
+                (span_bytes <= options_.segment_cache_bytes ||
+                 (loaded_from_file_ && !zeros_complete_.load() && !SpanScannedLocked(piece.index)));
   piece.load = piece.whole ? static_cast<size_t>(span_bytes) : piece.need;
   piece.compressed_hint = has_next ? checkpoints_[piece.index + 1].in - cp.in + 1 : 0;
   return piece;
+}
+
+Result<Extent> GzipSource::ExtentAt(uint64_t offset) const {
+  {
+    std::lock_guard lock(mu_);
+    if (!failure_.ok()) return failure_;
+  }
+  const uint64_t limit = size();  // kUnknownSize until the index is complete
+  if (offset >= limit) return Extent{offset, 0, false};
+  return zeros_.ExtentAt(offset, limit);
 }
 
 Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {

@@ -47,6 +47,10 @@ class GzipSource final : public ByteSource {
   // (the pass reads the layer in order anyway).
   void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return "gzip(" + compressed_->Describe() + ")"; }
+  // Runs of zeros known so far (>= 64 KiB, found by the pass or kept in the
+  // index) are holes; the rest is data. Never calls a zero run data's hole
+  // wrongly: unknown zeros are reported as data.
+  Result<Extent> ExtentAt(uint64_t offset) const override;
 
   // Blocks until the index is complete (and saved, if options.index_path is
   // set) or the pass failed; returns the pass's status.
@@ -101,6 +105,9 @@ class GzipSource final : public ByteSource {
   // them are zeros without inflating (a deflate block of zeros spans
   // megabytes, more than the segment cache holds).
   mutable ZeroRanges zeros_;
+  // zeros_ holds every run of the layer (the pass finished, or a version 2
+  // index was loaded): no span need be inflated whole to learn them.
+  mutable std::atomic<bool> zeros_complete_{false};
   mutable std::vector<bool> scanned_spans_;  // guarded by mu_; see SpanScannedLocked
   mutable std::thread pass_;                         // started once; joined by the destructor
 };

@@ -45,6 +45,21 @@ bool ZeroRanges::Contains(uint64_t from, uint64_t to) const {
   return it != ranges_.begin() && std::prev(it)->second >= to;
 }
 
+Extent ZeroRanges::ExtentAt(uint64_t pos, uint64_t limit) const {
+  std::lock_guard lock(mu_);
+  auto next = ranges_.upper_bound(pos);
+  if (next != ranges_.begin() && std::prev(next)->second > pos) {
+    return Extent{pos, std::min(std::prev(next)->second, std::max(limit, pos)) - pos, true};
+  }
+  const uint64_t end = next == ranges_.end() ? limit : std::min(next->first, limit);
+  return Extent{pos, end > pos ? end - pos : 0, false};
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> ZeroRanges::Ranges() const {
+  std::lock_guard lock(mu_);
+  return {ranges_.begin(), ranges_.end()};
+}
+
 size_t ZeroRanges::range_count() const {
   std::lock_guard lock(mu_);
   return ranges_.size();

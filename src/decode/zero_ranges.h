@@ -6,6 +6,10 @@
 #include <map>
 #include <mutex>
 #include <span>
+#include <utility>
+#include <vector>
+
+#include "ocifs/byte_source.h"
 
 namespace ocifs {
 
@@ -25,6 +29,11 @@ class ZeroRanges {
   void Add(uint64_t from, uint64_t to);
   // Whether all of [from, to) is known zeros (false for an empty range).
   bool Contains(uint64_t from, uint64_t to) const;
+  // The known run holding `pos`, from pos to its end, as a hole; otherwise
+  // data from pos to the start of the next known run (at most `limit`).
+  Extent ExtentAt(uint64_t pos, uint64_t limit) const;
+  // Every range, in order, as {start, end}.
+  std::vector<std::pair<uint64_t, uint64_t>> Ranges() const;
   size_t range_count() const;
 
  private:

@@ -1,5 +1,7 @@
 #include "decode/gzip_index.h"
 
+#include <zlib.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -38,7 +40,57 @@ void RequireWindowsInFile(const std::vector<GzipCheckpoint>& cps, const GzipInde
     CHECK(got == want);
   }
 }
+// `v2` (a version 2 file with `zero_runs` runs) as version 1 wrote it: no
+// zero-run section, version 1, its checksum recomputed.
+std::vector<uint8_t> AsVersion1(std::vector<uint8_t> v2, size_t zero_runs) {
+  const size_t body = v2.size() - 4 - 8 - 16 * zero_runs;
+  std::vector<uint8_t> v1(v2.begin(), v2.begin() + static_cast<ptrdiff_t>(body));
+  v1[8] = 1;
+  const uint32_t crc = static_cast<uint32_t>(crc32(0, v1.data(), static_cast<uInt>(v1.size())));
+  for (int i = 0; i < 4; ++i) v1.push_back(static_cast<uint8_t>(crc >> (8 * i)));
+  return v1;
+}
 }  // namespace
+
+TEST_CASE("gzip index v2 carries the layer's zero runs; a version 1 file is read without them") {
+  GzipIndex index = SampleIndex();
+  index.zero_runs = {{100, 1100}, {1196, 2000}, {4500, 5000}};
+  const std::vector<uint8_t> bytes = *index.Serialize();
+  auto parsed = GzipIndex::Parse(bytes, "v2");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->zero_runs_known);
+  CHECK(parsed->zero_runs == index.zero_runs);
+  CHECK(parsed->checkpoints.size() == 3);
+  auto none = SampleIndex();
+  auto parsed_none = GzipIndex::Parse(*none.Serialize(), "v2, no runs");
+  REQUIRE(parsed_none.ok());
+  CHECK(parsed_none->zero_runs_known);  // known: there are none
+  CHECK(parsed_none->zero_runs.empty());
+  auto v1 = GzipIndex::Parse(AsVersion1(bytes, index.zero_runs.size()), "v1");
+  REQUIRE(v1.ok());
+  CHECK_FALSE(v1->zero_runs_known);
+  CHECK(v1->zero_runs.empty());
+  CHECK(v1->checkpoints.size() == 3);
+  CHECK(v1->checkpoints[1].zwindow == index.checkpoints[1].zwindow);
+}
+
+TEST_CASE("gzip index zero runs that overlap, are empty or pass the layer's end are corrupt") {
+  const std::vector<std::vector<std::pair<uint64_t, uint64_t>>> bad_runs = {
+      {{100, 300}, {200, 400}},  // overlap
+      {{300, 400}, {100, 200}},  // out of order
+      {{100, 100}},              // empty
+      {{4000, 5001}},            // past decompressed_size (5000)
+      {{6000, 7000}},
+  };
+  for (const auto& runs : bad_runs) {
+    GzipIndex index = SampleIndex();
+    index.zero_runs = runs;
+    auto parsed = GzipIndex::Parse(*index.Serialize(), "bad runs");
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.status().code() == Code::kCorrupt);
+    CHECK(parsed.status().message().find("zero run") != std::string::npos);
+  }
+}
 
 TEST_CASE("gzip index serializes and parses back to the same checkpoints") {
   GzipIndex index = SampleIndex();

@@ -224,7 +224,9 @@ TEST_CASE("a reader following the first pass reads the span being produced from 
 TEST_CASE("spans of zeros larger than the segment cache are read as zeros, not inflated per read") {
   // A raw disk's empty space: one deflate block of zeros spans megabytes.
   std::vector<uint8_t> data = MakeData(2 << 20, 41);
+  const uint64_t zeros_from = data.size();
   data.resize(data.size() + (24 << 20), 0);
+  const uint64_t zeros_to = data.size();
   auto tail = MakeData(2 << 20, 42);
   data.insert(data.end(), tail.begin(), tail.end());
   auto compressed = Gzip(data);
@@ -242,6 +244,25 @@ TEST_CASE("spans of zeros larger than the segment cache are read as zeros, not i
       REQUIRE(AllZero(buf));
     }
   };
+  // The 24 MiB run is one hole (its 4 KiB blocks: MakeData's own zero runs may extend it).
+  auto check_hole = [&](const ByteSource& gz) {
+    auto hole = gz.ExtentAt(zeros_from + 4096);
+    REQUIRE(hole.ok());
+    CHECK(hole->hole);
+    CHECK(hole->offset + hole->length >= zeros_to - 4096);
+    CHECK(AllZero(std::span(data).subspan(hole->offset, hole->length)));
+    auto data_at = gz.ExtentAt(10);
+    REQUIRE(data_at.ok());
+    CHECK_FALSE(data_at->hole);
+    // Every hole reported anywhere is zeros.
+    for (uint64_t pos = 0; pos < data.size();) {
+      auto e = gz.ExtentAt(pos);
+      REQUIRE(e.ok());
+      REQUIRE(e->length > 0);
+      if (e->hole) REQUIRE(AllZero(std::span(data).subspan(e->offset, e->length)));
+      pos = e->offset + e->length;
+    }
+  };
   {
     auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
     auto gz = OpenGzip(counted, options);
@@ -249,19 +270,53 @@ TEST_CASE("spans of zeros larger than the segment cache are read as zeros, not i
     const int after_pass = counted->reads;
     read_zeros(*gz);  // the pass marked them
     CHECK(counted->reads == after_pass);
+    check_hole(*gz);
     CheckRandomReads(*gz, data, 30, 43);
   }
-  // The next open loads the index: each span of zeros is inflated once, by its first read.
+  {
+    // The next open loads the index with its zero runs: reading them inflates nothing.
+    auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+    auto gz = OpenGzip(counted, options);
+    REQUIRE(gz->loaded_from_file());
+    const int at_open = counted->reads;
+    check_hole(*gz);
+    read_zeros(*gz);
+    CHECK(counted->reads == at_open);
+    CheckRandomReads(*gz, data, 30, 44);
+  }
+  // An index of version 1 (no zero runs): each span of zeros is inflated once, by its first read.
+  auto saved = GzipIndex::Load(options.index_path);
+  REQUIRE(saved.ok());
+  REQUIRE(saved->zero_runs_known);
+  REQUIRE_FALSE(saved->zero_runs.empty());
+  {
+    std::vector<uint8_t> v2(std::filesystem::file_size(options.index_path));
+    std::ifstream(options.index_path, std::ios::binary).read(reinterpret_cast<char*>(v2.data()),
+                                                             static_cast<std::streamsize>(v2.size()));
+    const size_t body = v2.size() - 4 - 8 - 16 * saved->zero_runs.size();
+    std::vector<uint8_t> v1(v2.begin(), v2.begin() + static_cast<ptrdiff_t>(body));
+    v1[8] = 1;
+    const uint32_t crc = static_cast<uint32_t>(crc32(0, v1.data(), static_cast<uInt>(v1.size())));
+    for (int i = 0; i < 4; ++i) v1.push_back(static_cast<uint8_t>(crc >> (8 * i)));
+    std::ofstream(options.index_path, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(v1.data()), static_cast<std::streamsize>(v1.size()));
+  }
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
   auto gz = OpenGzip(counted, options);
   REQUIRE(gz->loaded_from_file());
   const int at_open = counted->reads;
+  auto unknown = gz->ExtentAt(zeros_from + 4096);  // not learnt yet: reported as data, never a wrong hole
+  REQUIRE(unknown.ok());
+  CHECK_FALSE(unknown->hole);
   read_zeros(*gz);
   const int spans = counted->reads - at_open;
   CHECK(spans > 0);
   CHECK(spans <= 12);  // 24 MiB of zeros in deflate blocks of ~4 MiB: one inflate each, not one per read (~380)
   read_zeros(*gz);
   CHECK(counted->reads - at_open == spans);
+  auto learnt = gz->ExtentAt(zeros_from + (1 << 20));
+  REQUIRE(learnt.ok());
+  CHECK(learnt->hole);
   std::filesystem::remove_all(dir);
 }
 

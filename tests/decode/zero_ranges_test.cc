@@ -78,3 +78,23 @@ TEST_CASE("a zero run tracker keeps runs that span many feeds, and the last one 
   CHECK(z.Contains(at - 65536, at));
   CHECK(z.range_count() == 2);
 }
+
+TEST_CASE("zero ranges answer extents: a known run is a hole to its end, the rest data up to the next run") {
+  ZeroRanges z;
+  z.Add(100, 200);
+  z.Add(300, 400);
+  auto at = [&](uint64_t pos, uint64_t limit) {
+    Extent e = z.ExtentAt(pos, limit);
+    CHECK(e.offset == pos);
+    return std::pair{e.length, e.hole};
+  };
+  CHECK(at(0, 1000) == std::pair{uint64_t{100}, false});
+  CHECK(at(100, 1000) == std::pair{uint64_t{100}, true});
+  CHECK(at(150, 1000) == std::pair{uint64_t{50}, true});
+  CHECK(at(199, 1000) == std::pair{uint64_t{1}, true});
+  CHECK(at(200, 1000) == std::pair{uint64_t{100}, false});  // data up to the next run
+  CHECK(at(400, 1000) == std::pair{uint64_t{600}, false});  // after the last run: data to the limit
+  CHECK(at(150, 180) == std::pair{uint64_t{30}, true});     // clamped to the limit
+  CHECK(at(1000, 1000) == std::pair{uint64_t{0}, false});
+  CHECK(z.Ranges() == std::vector<std::pair<uint64_t, uint64_t>>{{100, 200}, {300, 400}});
+}

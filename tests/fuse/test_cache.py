@@ -8,15 +8,17 @@ Fetches are counted twice: by the registry's request log and by the mount's
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import tarfile
 import time
 
 import pytest
 
 from support import images
 from support.fuse_checks import (CHUNK, CHUNK_HEADER, MiB, assert_reads_match, assert_same_bytes, chunk_files,
-                                 disk_bytes, read_plan, tree_bytes)
+                                 data_runs, disk_bytes, read_plan, tree_bytes)
 from support.images import Image
 from support.processes import Mount
 
@@ -256,3 +258,73 @@ def test_a_raw_disk_in_a_compressed_layer_is_read_again_from_its_kept_chunks(kin
     # frame table are side files: no walk of the layer); off: the whole layer again.
     assert off_bytes >= img.layers[0].size * 0.9, (off_bytes, img.layers[0].size)
     assert kept_bytes <= off_bytes // 2, (kept_bytes, off_bytes)
+
+
+def zero_block_runs(stream: bytes, block: int = 4096, min_run: int = 64 * 1024) -> list[tuple[int, int]]:
+    """[start, end) of each run of all-zero `block`s (aligned in `stream`) of at least
+    `min_run` bytes: the runs a gzip layer's first pass keeps (src/decode/zero_ranges.h)."""
+    runs, start = [], None
+    for off in range(0, len(stream) + block, block):
+        part = stream[off:off + block]
+        if part and part.count(0) == len(part):
+            start = off if start is None else start
+            continue
+        end = min(off, len(stream))
+        if start is not None and end - start >= min_run:
+            runs.append((start, end))
+        start = None
+    return runs
+
+
+def test_a_raw_disk_in_a_gzip_layer_reports_its_zeros_as_holes_and_a_later_mount_knows_them_from_the_index(
+        ocifs, registry, repo, workdir):
+    """The first pass notes the runs of zeros (>= 64 KiB, in 4 KiB blocks of the tar stream);
+    SEEK_HOLE reports them, the gzip index keeps them (docs/gzip-index-format.md, version 2),
+    and a mount that loads the index knows them before reading anything: reads there fetch
+    nothing."""
+    zero_regions = [(1 * MiB, 7 * MiB), (9 * MiB, 12 * MiB)]
+    data = bytearray(disk_bytes(14 * MiB, seed=81))
+    for a, b in zero_regions:
+        data[a:b] = bytes(b - a)
+    data[13 * MiB:13 * MiB + 40 * 1024] = bytes(40 * 1024)  # too short to be a hole
+    data = bytes(data)
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    stream = img.layers[0].tar
+    with tarfile.open(fileobj=io.BytesIO(stream)) as tar:
+        base = tar.getmember("disk/disk.img").offset_data
+    holes = [(max(a, base) - base, min(b, base + len(data)) - base) for a, b in zero_block_runs(stream)
+             if b > base and a < base + len(data)]
+    assert len(holes) == len(zero_regions), holes  # the 40 KiB run is too short
+    want_runs, pos = [], 0
+    for a, b in holes:
+        want_runs.append((pos, a))
+        pos = b
+    want_runs.append((pos, len(data)))
+    cache = workdir / "cache"
+    with Mount(ref, workdir / "m1", TLS, "--cluster-cache", "off", cache_dir=cache) as m:
+        image = m.dir / "disk.img"
+        assert_same_bytes(image.read_bytes(), data)  # the pass ran to the end
+        assert data_runs(image) == want_runs
+        deadline = time.monotonic() + 30
+        while not list((cache / "side").glob("*.gzidx")):
+            assert time.monotonic() < deadline, "the gzip index was not saved"
+            time.sleep(0.05)
+    shutil.rmtree(cache / "chunks")  # the index stays; every byte read now comes from the registry
+    before = layer_traffic(registry, img)[1]
+    with Mount(ref, workdir / "m2", TLS, "--cluster-cache", "off", cache_dir=cache) as m:
+        image = m.dir / "disk.img"
+        assert data_runs(image) == want_runs  # known from the index, nothing read yet
+        mounted = layer_traffic(registry, img)[1]
+        fd = os.open(image, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no kernel read-ahead into the data around
+            for a, b in holes:
+                for at in range(a + 256 * 1024, b - 256 * 1024, 64 * 1024):
+                    assert os.pread(fd, 64 * 1024, at) == bytes(64 * 1024)
+        finally:
+            os.close(fd)
+        assert layer_traffic(registry, img)[1] == mounted, "reading known zeros fetched layer bytes"
+        assert_reads_match(image, data, read_plan(len(data), seed=82))
+    # The mount reads the tar header and checks the blob's tail against the index: a 1 MiB
+    # miss group each, out of a 14 MiB layer.
+    assert mounted - before <= 2 * MiB + 64 * 1024, "the mount fetched more than its first reads need"

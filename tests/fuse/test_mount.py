@@ -18,7 +18,7 @@ import pytest
 
 from support import images, processes
 from support.fuse_checks import (MiB, WRITE_REFUSED, assert_reads_match, assert_same_bytes, daemon_io,
-                                 disk_bytes, open_for_write_errno, read_plan, wait_stats)
+                                 data_runs, disk_bytes, open_for_write_errno, read_plan, wait_stats)
 from support.images import Dir, File, Hardlink, Image, Layer, Opaque, Symlink, Whiteout, make_tar
 from support.processes import Mount, is_mounted
 
@@ -254,24 +254,6 @@ def test_tree_mode_shows_the_merged_filesystem_of_all_layers(ocifs, registry, re
         assert open_for_write_errno(m.dir / "etc/hosts", os.O_WRONLY) in WRITE_REFUSED
 
 
-def _data_runs(path) -> list[tuple[int, int]]:
-    """(start, end) of each data run, from SEEK_DATA/SEEK_HOLE."""
-    runs, fd = [], os.open(path, os.O_RDONLY)
-    try:
-        size, pos = os.fstat(fd).st_size, 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:
-                break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
-            runs.append((start, end))
-            pos = end
-    finally:
-        os.close(fd)
-    return runs
-
-
 @pytest.mark.parametrize("kind", ["none", "gzip"])
 def test_a_raw_disk_packed_sparse_by_gnu_tar_reports_its_holes(kind, ocifs, registry, repo, workdir):
     """`tar --sparse` tells which parts of a raw disk are holes; SEEK_HOLE shows them."""
@@ -292,5 +274,5 @@ def test_a_raw_disk_packed_sparse_by_gnu_tar_reports_its_holes(kind, ocifs, regi
     with Mount(registry.ref(repo, "v1"), workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
         image = m.dir / "disk.img"
         assert_same_bytes(image.read_bytes(), expected)
-        runs = _data_runs(image)
+        runs = data_runs(image)
         assert runs == [(0, 64 * 1024), (5 * MiB, 5 * MiB + 128 * 1024), (9 * MiB - 4096, 9 * MiB)], runs

@@ -177,3 +177,21 @@ def tree_bytes(directory: Path | str) -> int:
             except FileNotFoundError:  # evicted while we walked
                 pass
     return total
+
+
+def data_runs(path) -> list[tuple[int, int]]:
+    """(start, end) of each data run, from SEEK_DATA/SEEK_HOLE."""
+    runs, fd = [], os.open(path, os.O_RDONLY)
+    try:
+        size, pos = os.fstat(fd).st_size, 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            runs.append((start, end))
+            pos = end
+    finally:
+        os.close(fd)
+    return runs
