@@ -399,6 +399,17 @@ def run_ocifs(ctx: Ctx, layer: str) -> None:
         if ctx.a.profile and profile.exists():
             keep_only_gzip_index(cache)
             session(("trace",), cache, " (index, profile)", extra=("--prefetch-profile", str(profile)))
+        # A full read on a node that has the index but not the chunks (evicted, or an index
+        # shipped with the image): a raw disk's runs of zeros are known from the index.
+        keep_only_gzip_index(cache)
+        ctx.measure("oci-fs", layer, "mount (index)", mount(cache), pids)
+        if "m" in holder:
+            m = holder["m"]
+            try:
+                reads(ctx, "oci-fs", layer, m.file, "cold", pids, scenarios=("seq",), label=" (index)")
+            finally:
+                holder.pop("m").__exit__()
+                ctx.rows[-1]["ocifs_stats"] = m.m.stats
 
 
 # ----------------------------------------------------------------------------- boots
