@@ -48,8 +48,8 @@ class GzipSource final : public ByteSource {
   void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return "gzip(" + compressed_->Describe() + ")"; }
   // Runs of zeros known so far (>= 64 KiB, found by the pass or kept in the
-  // index) are holes; the rest is data. Never calls a zero run data's hole
-  // wrongly: unknown zeros are reported as data.
+  // index) are holes; the rest is data. A hole is reported only where the
+  // bytes are known zeros: zeros not (yet) known are reported as data.
   Result<Extent> ExtentAt(uint64_t offset) const override;
 
   // Blocks until the index is complete (and saved, if options.index_path is
