@@ -154,7 +154,8 @@ FLOOR_CONNECTIONS = (8, 32)
 
 def fetch_ranges(ctx: Ctx, layer: str, ranges: list[tuple[int, int]], connections: int) -> dict:
     """GETs `ranges` of the layer's blob through the proxy on `connections` keep-alive
-    connections at once (each takes the next range when it is done); checks every length."""
+    connections at once (each takes the next range when it is done); checks every length.
+    A range of length 0 is a GET of the whole blob."""
     path = f"/v2/{REPO}/blobs/{ctx.blob_digest(layer)}"
     todo = list(reversed(ranges))
     lock = threading.Lock()
@@ -344,14 +345,14 @@ def run_ocifs(ctx: Ctx, layer: str) -> None:
     def pids():
         return holder["m"].pids() if "m" in holder else ()
 
-    def session(scenarios, phase_cache=None, label="", extra=()):
+    def session(scenarios, phase_cache=None, label="", extra=(), warm=True):
         ctx.measure("oci-fs", layer, "mount" + label, mount(phase_cache, extra), pids)
         if "m" not in holder:
             return
         m = holder["m"]
         try:
             reads(ctx, "oci-fs", layer, m.file, "cold", pids, scenarios=scenarios, label=label)
-            if "seq" in scenarios:
+            if warm and "seq" in scenarios:
                 reads(ctx, "oci-fs", layer, m.file, "warm", pids, scenarios=("trace", "seq"), label=label)
         finally:
             holder.pop("m").__exit__()
@@ -402,14 +403,7 @@ def run_ocifs(ctx: Ctx, layer: str) -> None:
         # A full read on a node that has the index but not the chunks (evicted, or an index
         # shipped with the image): a raw disk's runs of zeros are known from the index.
         keep_only_gzip_index(cache)
-        ctx.measure("oci-fs", layer, "mount (index)", mount(cache), pids)
-        if "m" in holder:
-            m = holder["m"]
-            try:
-                reads(ctx, "oci-fs", layer, m.file, "cold", pids, scenarios=("seq",), label=" (index)")
-            finally:
-                holder.pop("m").__exit__()
-                ctx.rows[-1]["ocifs_stats"] = m.m.stats
+        session(("seq",), cache, " (index)", warm=False)
 
 
 # ----------------------------------------------------------------------------- boots

@@ -1,11 +1,11 @@
 #include "decode/gzip_index.h"
 
-#include <zlib.h>
-
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <random>
+
+#include "testing/gzip_index_v1.h"
 
 using namespace ocifs;
 
@@ -40,16 +40,6 @@ void RequireWindowsInFile(const std::vector<GzipCheckpoint>& cps, const GzipInde
     CHECK(got == want);
   }
 }
-// `v2` (a version 2 file with `zero_runs` runs) as version 1 wrote it: no
-// zero-run section, version 1, its checksum recomputed.
-std::vector<uint8_t> AsVersion1(std::vector<uint8_t> v2, size_t zero_runs) {
-  const size_t body = v2.size() - 4 - 8 - 16 * zero_runs;
-  std::vector<uint8_t> v1(v2.begin(), v2.begin() + static_cast<ptrdiff_t>(body));
-  v1[8] = 1;
-  const uint32_t crc = static_cast<uint32_t>(crc32(0, v1.data(), static_cast<uInt>(v1.size())));
-  for (int i = 0; i < 4; ++i) v1.push_back(static_cast<uint8_t>(crc >> (8 * i)));
-  return v1;
-}
 }  // namespace
 
 TEST_CASE("gzip index v2 carries the layer's zero runs; a version 1 file is read without them") {
@@ -66,7 +56,7 @@ TEST_CASE("gzip index v2 carries the layer's zero runs; a version 1 file is read
   REQUIRE(parsed_none.ok());
   CHECK(parsed_none->zero_runs_known);  // known: there are none
   CHECK(parsed_none->zero_runs.empty());
-  auto v1 = GzipIndex::Parse(AsVersion1(bytes, index.zero_runs.size()), "v1");
+  auto v1 = GzipIndex::Parse(ocifs::testing::AsGzipIndexVersion1(bytes, index.zero_runs.size()), "v1");
   REQUIRE(v1.ok());
   CHECK_FALSE(v1->zero_runs_known);
   CHECK(v1->zero_runs.empty());

@@ -19,6 +19,7 @@
 #include "decode/gzip_index.h"
 #include "testing/concurrent_reads.h"
 #include "testing/counting_source.h"
+#include "testing/gzip_index_v1.h"
 
 using namespace ocifs;
 using ocifs::testing::ConcurrentReadMismatches;
@@ -293,11 +294,7 @@ TEST_CASE("spans of zeros larger than the segment cache are read as zeros, not i
     std::vector<uint8_t> v2(std::filesystem::file_size(options.index_path));
     std::ifstream(options.index_path, std::ios::binary).read(reinterpret_cast<char*>(v2.data()),
                                                              static_cast<std::streamsize>(v2.size()));
-    const size_t body = v2.size() - 4 - 8 - 16 * saved->zero_runs.size();
-    std::vector<uint8_t> v1(v2.begin(), v2.begin() + static_cast<ptrdiff_t>(body));
-    v1[8] = 1;
-    const uint32_t crc = static_cast<uint32_t>(crc32(0, v1.data(), static_cast<uInt>(v1.size())));
-    for (int i = 0; i < 4; ++i) v1.push_back(static_cast<uint8_t>(crc >> (8 * i)));
+    const std::vector<uint8_t> v1 = ocifs::testing::AsGzipIndexVersion1(v2, saved->zero_runs.size());
     std::ofstream(options.index_path, std::ios::binary | std::ios::trunc)
         .write(reinterpret_cast<const char*>(v1.data()), static_cast<std::streamsize>(v1.size()));
   }
