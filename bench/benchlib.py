@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
@@ -25,17 +26,50 @@ from support.registry import Registry  # noqa: E402
 
 PY = "/usr/bin/python3"
 
-MEDIA = {
-    "none": "application/vnd.oci.image.layer.v1.tar",
-    "gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-    "zstd": "application/vnd.oci.image.layer.v1.tar+zstd",
-    "zstd-seekable": "application/vnd.oci.image.layer.v1.tar+zstd",
-    "raw-gzip": "application/vnd.oci.image.layer.v1.tar+gzip",
-}
-LAYER_FILE = {"none": "layer.tar", "gzip": "layer.tar.gz", "zstd": "layer.tar.zst",
-              "zstd-seekable": "layer.tar.seekable.zst", "raw-gzip": "raw.tar.gz"}
-# The uncompressed tar of each layer (its diff_id): the qcow2 disk's, or (raw-gzip) the raw disk's.
-LAYER_TAR = {layer: "raw.tar" if layer == "raw-gzip" else "layer.tar" for layer in LAYER_FILE}
+@dataclass(frozen=True)
+class Layer:
+    """One kind of containerDisk layer the bench pushes (a tag; make-disk.sh builds its blob)."""
+    kind: str                # the tag, as --layers names it
+    decoder: str             # how the blob is compressed: "none", "gzip" or "zstd"
+    file: str                # the blob, in bench/work/<full|quick>/
+    tar: str = "layer.tar"   # its uncompressed tar (diff_id): the qcow2 disk's, or (raw-gzip) the raw disk's
+    seekable: bool = False   # read at any offset from a first mount (an access profile helps that mount)
+    imports_as: str = ""     # the layer whose full import it shares (zstd-seekable: zstd's); "": its own
+
+    @property
+    def media(self) -> str:
+        return "application/vnd.oci.image.layer.v1.tar" + ("" if self.decoder == "none" else "+" + self.decoder)
+
+    @property
+    def tar_flags(self) -> list[str]:
+        """tar -x's option for the decoder."""
+        return {"none": [], "gzip": ["-z"], "zstd": ["--zstd"]}[self.decoder]
+
+    @property
+    def gzip_index(self) -> bool:
+        """oci-fs builds a checkpoint index on the first full read (the "(index)" sessions)."""
+        return self.decoder == "gzip"
+
+    @property
+    def import_as(self) -> str:
+        return self.imports_as or self.kind
+
+    @property
+    def profile_label(self) -> str | None:
+        """The label of the oci-fs session that prefetches an access profile, if any: a seekable
+        layer's second cold mount, a gzip layer's mount with its index; single-frame zstd is
+        read as a stream, a profile has nothing to add there."""
+        return " (profile)" if self.seekable else " (index, profile)" if self.gzip_index else None
+
+
+# Every layer kind, in the order the targets list them.
+LAYERS = {layer.kind: layer for layer in (
+    Layer("none", "none", "layer.tar", seekable=True),
+    Layer("zstd", "zstd", "layer.tar.zst"),
+    Layer("zstd-seekable", "zstd", "layer.tar.seekable.zst", seekable=True, imports_as="zstd"),
+    Layer("gzip", "gzip", "layer.tar.gz"),
+    Layer("raw-gzip", "gzip", "raw.tar.gz", tar="raw.tar"),
+)}
 
 
 def log(msg: str) -> None:
@@ -72,7 +106,6 @@ def write_oci_layout(layout: Path, layers: dict[str, Path]) -> None:
 
     manifests = []
     for tag, path in layers.items():
-        comp = tag
         digest = sha256_file(path)
         dst = blobs / digest[7:]
         if not dst.exists():
@@ -80,7 +113,7 @@ def write_oci_layout(layout: Path, layers: dict[str, Path]) -> None:
                 os.link(path, dst)
             except OSError:
                 subprocess.run(["cp", "--reflink=auto", str(path), str(dst)], check=True)
-        diff_id = sha256_file(path.with_name(LAYER_TAR[tag]))
+        diff_id = sha256_file(path.with_name(LAYERS[tag].tar))
         config = json.dumps({"architecture": "amd64", "os": "linux",
                              "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                              "config": {}}, sort_keys=True).encode()
@@ -89,7 +122,7 @@ def write_oci_layout(layout: Path, layers: dict[str, Path]) -> None:
             "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                        "digest": cd, "size": len(config)},
-            "layers": [{"mediaType": MEDIA[comp], "digest": digest, "size": path.stat().st_size}],
+            "layers": [{"mediaType": LAYERS[tag].media, "digest": digest, "size": path.stat().st_size}],
         }, sort_keys=True).encode()
         md = put(manifest)
         manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",

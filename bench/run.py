@@ -5,6 +5,10 @@ pipeline, through a registry on loopback behind a proxy that costs what a networ
 Run it with bench/run.sh (which builds the disk and the replay tool first); see
 docs/benchmarks.md for what each scenario means. Writes OUT/results.json,
 OUT/results.md, OUT/bytes-vs-time.png and the proxy's log.
+
+The scenarios are data: each part (PARTS) plans a list of Sessions (a disk opened, a Step per
+row, the disk closed) that run_session runs; the targets under the table are the TARGETS table,
+evaluated by targets().
 """
 from __future__ import annotations
 
@@ -20,7 +24,10 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
+from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as b  # noqa: E402
@@ -32,19 +39,33 @@ REPLAY = b.WORK / "replay"
 
 
 class Ctx:
-    def __init__(self, args, data: Path, out: Path, trace: Path):
-        self.a, self.data, self.out, self.trace = args, data, out, trace
+    def __init__(self, args, data: Path, out: Path, trace: Path, ocifs: bool = False):
+        self.a, self.data, self.out, self.trace, self.ocifs = args, data, out, trace, ocifs
         self.rows: list[dict] = []
         self.proxy: b.Proxy | None = None
         self.disk_mib = (data / "disk.raw").stat().st_size / 2**20
         self.scratch = data / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def from_results(cls, out: Path) -> "Ctx":
+        """The context of an earlier run, from its results.json: enough to report it again."""
+        res = json.loads((out / "results.json").read_text())
+        ctx = cls.__new__(cls)
+        ctx.a = argparse.Namespace(**(vars(finish_args(parser().parse_args([]))) | res["args"]))
+        ctx.a.out, ctx.out, ctx.trace, ctx.rows = out, out, Path(res["trace"]), res["rows"]
+        ctx.machine = res.get("machine")
+        # The disk's size is not recorded: a full sequential read reads all of it.
+        seq = [r["read_bytes"] for r in ctx.rows if r["scenario"].startswith("cold seq") and "read_bytes" in r]
+        ctx.disk_mib = max(seq) / 2**20 if seq else float("nan")
+        ctx.proxy = argparse.Namespace(log_path=out / "proxy.log")
+        return ctx
+
     def ref(self, layer: str) -> str:
         return f"{self.proxy.host}/{REPO}:{layer}"
 
     def blob_digest(self, layer: str) -> str:
-        return b.sha256_file(self.data / b.LAYER_FILE[layer])
+        return b.sha256_file(self.data / b.LAYERS[layer].file)
 
     def measure(self, subject: str, layer: str, scenario: str, fn, pids=lambda: (), **extra):
         """Runs fn() between a reset and a read of the proxy's counters; records one row."""
@@ -82,6 +103,103 @@ def fmt_s(x) -> str:
     return f"{x:8.3f}" if isinstance(x, (int, float)) else f"{'-':>8}"
 
 
+# ----------------------------------------------------------------------------- sessions
+
+class Disk:
+    """A disk file that a session's steps read: opening it is the constructor (timed as the
+    session's open row, or inside the first step that asks for it), close() ends it."""
+    file: Path
+    open_fields: dict = {}  # the open row's measurement (the import's seconds and steps)
+
+    def pids(self) -> list[int]:
+        return []
+
+    def close(self) -> dict:
+        """Fields the session may add to its last row (oci-fs's --stats)."""
+        return {}
+
+
+class Slot:
+    """The disk of the session being run, opened on first use."""
+
+    def __init__(self, opener: Callable[[], Disk] | None):
+        self.opener, self.disk = opener, None
+
+    def get(self) -> Disk:
+        if self.disk is None:
+            self.disk = self.opener()
+        return self.disk
+
+    def pids(self) -> list[int]:
+        return self.disk.pids() if self.disk else []
+
+    def close(self) -> dict:
+        disk, self.disk = self.disk, None
+        return disk.close() if disk else {}
+
+
+@dataclass
+class Step:
+    """One row: `run` is timed; `before` runs untimed right before it and returns fields for
+    the row (or None); `extra` are fields known in advance."""
+    scenario: str
+    run: Callable[[Slot], dict | None]
+    before: Callable[[Slot], dict | None] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def always() -> bool:
+    return True
+
+
+@dataclass
+class Session:
+    """A disk opened, read by its steps (one row each) and closed.
+
+    open_row: the scenario of a row that times opening the disk alone (a mount, the import);
+    None: the first step that asks for the disk opens it (a boot times its mount). A failed
+    open ends the session. setup runs first, untimed: its failure is recorded as an error row
+    and skips the rest of the session's group (the sessions after it need what it set up).
+    when is asked when the session's turn comes (a profile the sessions before wrote).
+    """
+    subject: str
+    layer: str
+    steps: list[Step]
+    disk: Callable[[], Disk] | None = None
+    open_row: str | None = None
+    setup: Callable[[], None] | None = None
+    when: Callable[[], bool] = always
+    group: str = ""
+    stats: bool = False  # the disk's close() fields go to the session's last row
+
+
+def run_session(ctx: Ctx, s: Session, broken: set[str]) -> None:
+    if (s.group and s.group in broken) or not s.when():
+        return
+    if s.setup:
+        try:
+            s.setup()
+        except Exception as e:  # noqa: BLE001 (reported as the row's error)
+            def fail(e=e):
+                raise e
+            broken.add(s.group)
+            ctx.measure(s.subject, s.layer, s.open_row or s.steps[0].scenario, fail)
+            return
+    slot = Slot(s.disk)
+    try:
+        if s.open_row:
+            ctx.measure(s.subject, s.layer, s.open_row, lambda: dict(slot.get().open_fields), slot.pids)
+            if slot.disk is None:
+                return
+        for step in s.steps:
+            extra = step.extra | ((step.before(slot) or {}) if step.before else {})
+            ctx.measure(s.subject, s.layer, step.scenario, lambda: step.run(slot), slot.pids, **extra)
+    finally:
+        fields = slot.close()
+        if s.stats and fields:
+            ctx.rows[-1].update(fields)
+
+
 # ----------------------------------------------------------------------------- readers
 
 def replay(path: Path, mode: str, *extra: str, timeout: float = 1800) -> dict:
@@ -91,29 +209,39 @@ def replay(path: Path, mode: str, *extra: str, timeout: float = 1800) -> dict:
     return {"seconds": r["seconds"], "read_bytes": r["bytes"], "reads": r["reads"]}
 
 
-def reads(ctx: Ctx, subject: str, layer: str, disk: Path, phase: str, pids=lambda: (),
-          scenarios=("trace", "random", "seq"), before=None, label="", **extra) -> None:
-    """The read scenarios on one disk file: phase is "cold" or "warm"; label a suffix."""
-    t = ["--threads", str(ctx.a.threads)]
-    spec = {"trace": ("trace", str(ctx.trace), *t),
+def replay_args(ctx: Ctx, kind: str) -> tuple[str, ...]:
+    t = ("--threads", str(ctx.a.threads))
+    return {"trace": ("trace", str(ctx.trace), *t),
             "random": ("random", str(ctx.a.random_reads), "--size", "4096", "--seed", "42", *t),
-            "seq": ("seq", "--size", str(1 << 20))}
-    for s in scenarios:
-        if before:
-            before()
-        if phase == "warm":  # how much of the file the page cache still holds (DAMON, docs/benchmarks.md)
-            extra["resident_mib_before"] = b.resident_mib(disk)
-        ctx.measure(subject, layer, f"{phase} {s}{label}",
-                    lambda s=s: replay(disk, *spec[s], timeout=ctx.a.peer_timeout), pids, **extra)
+            "seq": ("seq", "--size", str(1 << 20))}[kind]
+
+
+def reads(ctx: Ctx, phase: str, kinds=("trace", "random", "seq"), label: str = "",
+          drop: bool = False) -> list[Step]:
+    """The read scenarios on a session's disk, "{phase} {kind}{label}": phase "cold", "warm"
+    (the page cache's share of the file is recorded first: DAMON, docs/benchmarks.md) or
+    "remount"; drop evicts the file's pages before each (a local file)."""
+    def before(slot: Slot) -> dict | None:
+        f = slot.get().file
+        if drop:
+            b.drop_file_cache(f)
+        return {"resident_mib_before": b.resident_mib(f)} if phase == "warm" else None
+
+    return [Step(f"{phase} {k}{label}", before=before,
+                 run=lambda slot, k=k: replay(slot.get().file, *replay_args(ctx, k), timeout=ctx.a.peer_timeout))
+            for k in kinds]
 
 
 # ----------------------------------------------------------------------------- local raw
 
-def run_local(ctx: Ctx) -> None:
-    raw = ctx.data / "disk.raw"
-    drop = lambda: b.drop_file_cache(raw)  # noqa: E731
-    reads(ctx, "local", "raw", raw, "cold", before=drop)
-    reads(ctx, "local", "raw", raw, "warm", scenarios=("trace", "seq"))
+class LocalFile(Disk):
+    def __init__(self, path: Path):
+        self.file = path
+
+
+def local_plan(ctx: Ctx) -> list[Session]:
+    disk = lambda: LocalFile(ctx.data / "disk.raw")  # noqa: E731
+    return [Session("local", "raw", reads(ctx, "cold", drop=True) + reads(ctx, "warm", ("trace", "seq")), disk)]
 
 
 # ----------------------------------------------------------------------------- full import
@@ -127,8 +255,8 @@ def full_import(ctx: Ctx, layer: str, dest: Path) -> dict:
                                    f"docker://{ctx.ref(layer)}", f"dir:{dest / 'image'}"])
     manifest = json.loads((dest / "image" / "manifest.json").read_text())
     blob = dest / "image" / manifest["layers"][0]["digest"].split(":", 1)[1]
-    dec = {"none": [], "gzip": ["-z"], "zstd": ["--zstd"], "zstd-seekable": ["--zstd"], "raw-gzip": ["-z"]}[layer]
-    steps["untar"] = b.run_timed(["tar", "-x", *dec, "-f", str(blob), "-C", str(dest), "disk/disk.img"])
+    steps["untar"] = b.run_timed(["tar", "-x", *b.LAYERS[layer].tar_flags, "-f", str(blob), "-C", str(dest),
+                                  "disk/disk.img"])
     blob.unlink()
     steps["convert"] = b.run_timed(["qemu-img", "convert", "-O", "raw",
                                     str(dest / "disk" / "disk.img"), str(dest / "disk.raw")])
@@ -138,13 +266,24 @@ def full_import(ctx: Ctx, layer: str, dest: Path) -> dict:
             "steps": {k: round(v["seconds"], 3) for k, v in steps.items()}}
 
 
-def run_full_import(ctx: Ctx, layer: str) -> None:
-    dest = ctx.scratch / f"import-{layer}"
-    ctx.measure("import", layer, "import", lambda: full_import(ctx, layer, dest))
-    raw = dest / "disk.raw"
-    reads(ctx, "import", layer, raw, "cold", before=lambda: b.drop_file_cache(raw))
-    reads(ctx, "import", layer, raw, "warm", scenarios=("trace", "seq"))
-    shutil.rmtree(dest, ignore_errors=True)
+class Imported(Disk):
+    """The layer imported (full_import) into a scratch dir, removed on close."""
+
+    def __init__(self, ctx: Ctx, layer: str):
+        self.dir = ctx.scratch / f"import-{layer}"
+        self.open_fields = full_import(ctx, layer, self.dir)
+        self.file = self.dir / "disk.raw"
+
+    def close(self) -> dict:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return {}
+
+
+def import_plan(ctx: Ctx) -> list[Session]:
+    """Each layer's import once (zstd-seekable's is zstd's), then the reads of the local file."""
+    return [Session("import", layer, reads(ctx, "cold", drop=True) + reads(ctx, "warm", ("trace", "seq")),
+                    lambda layer=layer: Imported(ctx, layer), "import")
+            for layer in ctx.a.layers if b.LAYERS[layer].import_as == layer]
 
 
 # ----------------------------------------------------------------------------- floor
@@ -194,45 +333,52 @@ def fetch_ranges(ctx: Ctx, layer: str, ranges: list[tuple[int, int]], connection
             "ranges": len(ranges), "in_flight": connections}
 
 
-def run_floor(ctx: Ctx) -> None:
+def floor_plan(ctx: Ctx) -> list[Session]:
     """What no lazy reader can beat on this link, measured: for the uncompressed layer, the
     compressed bytes the trace needs (trace_stats.needed_ranges, shifted by the disk's place
     in the tar) fetched with a perfect prefetch, all at once; for a gzip layer's first mount,
     which must decompress the stream up to the trace's last read, one GET of the whole layer
     (the row says how far into the tar the trace reaches: the bench disk's boot reads its
     last clusters)."""
-    tar_path = ctx.data / b.LAYER_TAR["none"]
+    tar_path = ctx.data / b.LAYERS["none"].tar
     with tarfile.open(tar_path) as tar:
         base = tar.getmember("disk/disk.img").offset_data
     ranges = [(base + o, n) for o, n in trace_stats.needed_ranges(str(ctx.trace), str(ctx.data / "disk.qcow2"))]
     reach = round((ranges[-1][0] + ranges[-1][1]) / tar_path.stat().st_size, 4)
+    plan = []
     if "none" in ctx.a.layers:
-        for c in FLOOR_CONNECTIONS:
-            ctx.measure("floor", "none", f"trace bytes ({c} at once)",
-                        lambda c=c: fetch_ranges(ctx, "none", ranges, c))
+        plan.append(Session("floor", "none", [
+            Step(f"trace bytes ({c} at once)", lambda slot, c=c: fetch_ranges(ctx, "none", ranges, c))
+            for c in FLOOR_CONNECTIONS]))
     if "gzip" in ctx.a.layers:
-        ctx.measure("floor", "gzip", "whole layer", lambda: fetch_ranges(ctx, "gzip", [(0, 0)], 1),
-                    trace_reaches=reach)
+        plan.append(Session("floor", "gzip", [
+            Step("whole layer", lambda slot: fetch_ranges(ctx, "gzip", [(0, 0)], 1),
+                 extra={"trace_reaches": reach})]))
+    return plan
 
 
 # ----------------------------------------------------------------------------- nbdkit + qsd
 
-class NbdQsd:
+class NbdQsd(Disk):
     """nbdkit curl plugin + tar filter (the uncompressed layer over HTTP ranges) -> NBD ->
     qemu-storage-daemon opening it as qcow2 -> raw disk exported as a FUSE file."""
 
     def __init__(self, ctx: Ctx, layer: str):
-        self.ctx, self.layer = ctx, layer
         self.dir = ctx.scratch / "nbdqsd"
         self.file = self.dir / "disk.img"
         self.procs: list = []
+        try:
+            self._start(ctx, layer)
+        except BaseException:
+            self.close()
+            raise
 
-    def __enter__(self):
+    def _start(self, ctx: Ctx, layer: str) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         self.file.touch()
         sock = self.dir / "nbd.sock"
-        url = f"http://{self.ctx.proxy.host}/v2/{REPO}/blobs/{self.ctx.blob_digest(self.layer)}"
+        url = f"http://{ctx.proxy.host}/v2/{REPO}/blobs/{ctx.blob_digest(layer)}"
         self.procs.append(b.processes.spawn(
             ["nbdkit", "--foreground", "--readonly", "-U", str(sock), "--filter=tar",
              "curl", f"url={url}", "tar-entry=disk/disk.img"],
@@ -250,37 +396,27 @@ class NbdQsd:
             raise RuntimeError("qemu-storage-daemon: " + (self.dir / "qsd.log").read_text()[-1000:])
         with open(self.file, "rb") as f:
             f.read(4096)
-        return self
 
     def pids(self):
         return [p.pid for p in self.procs if p.poll() is None]
 
-    def __exit__(self, *exc):
+    def close(self) -> dict:
         for p in reversed(self.procs):
             b.processes.stop(p, timeout=10)
         if b.processes.is_mounted(self.file):
             b.processes.unmount(self.file, lazy=True)
+        return {}
 
 
-def run_nbdqsd(ctx: Ctx, layer: str = "none") -> None:
+def nbdqsd_plan(ctx: Ctx) -> list[Session]:
     """Each cold scenario on a fresh pipeline; warm ones after the cold full read. --quick: the
     trace only (every read of this pipeline is a round trip: a full read takes minutes)."""
-    holder = {}
-
-    def start():
-        holder["m"] = NbdQsd(ctx, layer).__enter__()
-
-    for s in ("trace",) if ctx.a.quick else ctx.a.nbdqsd_scenarios:
-        ctx.measure("nbdkit+qsd", layer, "mount", start, lambda: holder["m"].pids() if "m" in holder else ())
-        try:
-            if "m" in holder:
-                reads(ctx, "nbdkit+qsd", layer, holder["m"].file, "cold", holder["m"].pids, scenarios=(s,))
-                if s == "seq":  # no cache in this pipeline: warm = a second cold (trace only)
-                    reads(ctx, "nbdkit+qsd", layer, holder["m"].file, "warm", holder["m"].pids,
-                          scenarios=("trace",))
-        finally:
-            if "m" in holder:
-                holder.pop("m").__exit__()
+    if "none" not in ctx.a.layers:
+        return []
+    return [Session("nbdkit+qsd", "none",  # no cache in this pipeline: warm = a second cold (trace only)
+                    reads(ctx, "cold", (s,)) + (reads(ctx, "warm", ("trace",)) if s == "seq" else []),
+                    lambda: NbdQsd(ctx, "none"), "mount")
+            for s in (("trace",) if ctx.a.quick else ctx.a.nbdqsd_scenarios)]
 
 
 # ----------------------------------------------------------------------------- oci-fs
@@ -295,11 +431,10 @@ def ocifs_available() -> str | None:
     return binary if "mount" in text and "not implemented" not in text.lower() else None
 
 
-class Ocifs:
+class Ocifs(Disk):
     """One `oci-fs mount` of a layer through the proxy; a fresh cache dir unless given one."""
 
     def __init__(self, ctx: Ctx, layer: str, cache: Path | None = None, extra=()):
-        self.ctx, self.layer = ctx, layer
         self.dir = ctx.scratch / f"mnt-{layer}"
         self.cache = cache or ctx.scratch / f"cache-{layer}"
         if cache is None:
@@ -307,23 +442,24 @@ class Ocifs:
         self.cache.mkdir(parents=True, exist_ok=True)
         self.m = b.processes.Mount(ctx.ref(layer), self.dir, "--tls-verify=false", *ctx.a.ocifs_args, *extra,
                                    cache_dir=self.cache, stats=True, timeout=120)
+        self.m.__enter__()
+        try:
+            with open(self.file, "rb") as f:
+                f.read(4096)
+        except BaseException:
+            self.m.__exit__()
+            raise
 
     @property
     def file(self) -> Path:
         return self.dir / "disk.img"
 
-    def __enter__(self):
-        self.m.__enter__()
-        with open(self.file, "rb") as f:
-            f.read(4096)
-        return self
-
     def pids(self):
         return [self.m.pid] if self.m.pid else []
 
-    def __exit__(self, *exc):
+    def close(self) -> dict:
         self.m.__exit__()
-        return False
+        return {"ocifs_stats": self.m.stats}
 
 
 def keep_only_gzip_index(cache: Path) -> None:
@@ -334,151 +470,119 @@ def keep_only_gzip_index(cache: Path) -> None:
         raise RuntimeError(f"no gzip index in {cache}/side after a full read")
 
 
-def run_ocifs(ctx: Ctx, layer: str) -> None:
-    holder = {}
+def ocifs_plan(ctx: Ctx, layer: str) -> list[Session]:
+    """A fresh mount for each cold scenario (warm ones after the full read), a remount of the
+    trace's cache dir, and the sessions that use what those left: a profile, a gzip index."""
+    kind = b.LAYERS[layer]
+    cache = ctx.scratch / f"cache-{layer}"
+    profile = ctx.scratch / f"{layer}.profile"
+    record, prefetch = ("--record-profile", str(profile)), ("--prefetch-profile", str(profile))
 
-    def mount(cache=None, extra=()):
-        def go():
-            holder["m"] = Ocifs(ctx, layer, cache, extra).__enter__()
-        return go
-
-    def pids():
-        return holder["m"].pids() if "m" in holder else ()
-
-    def session(scenarios, phase_cache=None, label="", extra=(), warm=True):
-        ctx.measure("oci-fs", layer, "mount" + label, mount(phase_cache, extra), pids)
-        if "m" not in holder:
-            return
-        m = holder["m"]
-        try:
-            reads(ctx, "oci-fs", layer, m.file, "cold", pids, scenarios=scenarios, label=label)
-            if warm and "seq" in scenarios:
-                reads(ctx, "oci-fs", layer, m.file, "warm", pids, scenarios=("trace", "seq"), label=label)
-        finally:
-            holder.pop("m").__exit__()
-            ctx.rows[-1]["ocifs_stats"] = m.m.stats
+    def session(label, steps, kept=False, extra=(), **kw) -> Session:
+        return Session("oci-fs", layer, steps, lambda: Ocifs(ctx, layer, cache if kept else None, extra),
+                       "mount" + label, group=f"oci-fs {layer}", stats=True, **kw)
 
     # The cold trace also records an access profile (docs/profile-format.md); the "(profile)"
     # session is a new cold mount that fetches it ahead, as a second boot of the image would.
-    profile = ctx.scratch / f"{layer}.profile"
-    profile.unlink(missing_ok=True)
-    use_profile = ctx.a.profile and layer in ("none", "zstd-seekable")
-    def remount():
-        # The same node mounts the image again after the boot (a VM restarted): the cold
-        # trace session's cache dir is kept (chunks, decompressed qcow2 clusters, indexes);
-        # the page cache of disk.img is not.
-        ctx.measure("oci-fs", layer, "mount (remount)", mount(ctx.scratch / f"cache-{layer}"), pids)
-        if "m" not in holder:
-            return
-        m = holder["m"]
-        try:
-            reads(ctx, "oci-fs", layer, m.file, "remount", pids, scenarios=("trace",))
-        finally:
-            holder.pop("m").__exit__()
-            ctx.rows[-1]["ocifs_stats"] = m.m.stats
-
-    for s in ("trace", "random", "seq"):
-        session((s,), extra=("--record-profile", str(profile)) if s == "trace" and use_profile else ())
-        if s == "trace":
-            remount()
-    if use_profile and profile.exists():
-        session(("trace",), label=" (profile)", extra=("--prefetch-profile", str(profile)))
-    if layer in ("gzip", "raw-gzip"):
+    use_profile = ctx.a.profile and kind.seekable
+    plan = [
+        session("", reads(ctx, "cold", ("trace",)), extra=record if use_profile else (),
+                setup=lambda: profile.unlink(missing_ok=True)),
+        # The same node mounts the image again after the boot (a VM restarted): the cold trace
+        # session's cache dir is kept (chunks, decompressed qcow2 clusters, indexes); the page
+        # cache of disk.img is not.
+        session(" (remount)", reads(ctx, "remount", ("trace",)), kept=True),
+        session("", reads(ctx, "cold", ("random",))),
+        session("", reads(ctx, "cold", ("seq",)) + reads(ctx, "warm", ("trace", "seq"))),
+    ]
+    if use_profile:
+        plan.append(session(kind.profile_label, reads(ctx, "cold", ("trace",), kind.profile_label),
+                            extra=prefetch, when=profile.exists))
+    if kind.gzip_index:
         # The index exists now (the seq pass decompressed the whole layer): keep it, drop chunks.
-        cache = ctx.scratch / f"cache-{layer}"
-        try:
-            keep_only_gzip_index(cache)
-        except Exception as e:
-            err = e
-
-            def fail():
-                raise err
-            ctx.measure("oci-fs", layer, "mount (index)", fail)
-            return
-        record = ("--record-profile", str(profile)) if ctx.a.profile else ()
-        session(("trace",), cache, " (index)", extra=record)
-        if ctx.a.profile and profile.exists():
-            keep_only_gzip_index(cache)
-            session(("trace",), cache, " (index, profile)", extra=("--prefetch-profile", str(profile)))
+        keep = lambda: keep_only_gzip_index(cache)  # noqa: E731
+        plan.append(session(" (index)", reads(ctx, "cold", ("trace",), " (index)"), kept=True,
+                            extra=record if ctx.a.profile else (), setup=keep))
+        if ctx.a.profile:
+            plan.append(session(kind.profile_label, reads(ctx, "cold", ("trace",), kind.profile_label),
+                                kept=True, extra=prefetch, setup=keep, when=profile.exists))
         # A full read on a node that has the index but not the chunks (evicted, or an index
         # shipped with the image): a raw disk's runs of zeros are known from the index.
-        keep_only_gzip_index(cache)
-        session(("seq",), cache, " (index)", warm=False)
+        plan.append(session(" (index)", reads(ctx, "cold", ("seq",), " (index)"), kept=True, setup=keep))
+    return plan
 
 
 # ----------------------------------------------------------------------------- boots
 
-def run_boots(ctx: Ctx, ocifs: bool) -> None:
+def boot_plan(ctx: Ctx) -> list[Session]:
     """Each boot --boot-runs times, in rounds (local, then per layer import, oci-fs, oci-fs with
     a profile), so that drift of the machine hits every subject alike; rows of round k > 1 are
     named "boot #k" and the targets take the median."""
-    for rnd in range(max(1, ctx.a.boot_runs)):
-        boot_round(ctx, ocifs, "" if rnd == 0 else f" #{rnd + 1}")
-
-
-def boot_round(ctx: Ctx, ocifs: bool, suffix: str) -> None:
     cons = ctx.out / "console"
     cons.mkdir(exist_ok=True)
-    to = ctx.a.boot_timeout
-    raw = ctx.data / "disk.raw"
-    tag = suffix.replace(" #", "-")
-    b.drop_file_cache(raw)
-    ctx.measure("local", "raw", "boot" + suffix, lambda: boot.run_qemu(
-        f"file={raw},format=raw,if=virtio,snapshot=on", to, cons / f"local{tag}.log"))
-    for layer in ctx.a.boot_layers:
-        if layer not in ctx.a.layers:
-            continue
 
-        def import_boot(layer=layer):
-            dest = ctx.scratch / f"import-{layer}"
+    def qemu(log: str, timed_open: bool = True, **fields: Callable[[Disk], Any]) -> Callable[[Slot], dict]:
+        """Boots the session's disk; timed_open: the boot's time includes opening the disk (a
+        mount, an import); fields: more fields of the row, from the disk."""
+        def run(slot: Slot) -> dict:
             t0 = time.monotonic()
-            imp = full_import(ctx, layer, dest)
-            res = boot.run_qemu(f"file={dest / 'disk.raw'},format=raw,if=virtio,snapshot=on",
-                                to, cons / f"import-{layer}{tag}.log", t_start=t0)
-            shutil.rmtree(dest, ignore_errors=True)
-            return res | {"import_seconds": round(imp["seconds"], 3), "rss_kib": imp["rss_kib"]}
-        ctx.measure("import", layer, "boot" + suffix, import_boot)
-        if ocifs:
+            disk = slot.get()
+            res = boot.run_qemu(f"file={disk.file},format=raw,if=virtio,snapshot=on", ctx.a.boot_timeout,
+                                cons / log, t_start=t0 if timed_open else None)
+            return res | {k: f(disk) for k, f in fields.items()}
+        return run
+
+    plan = []
+    for rnd in range(max(1, ctx.a.boot_runs)):
+        suffix = "" if rnd == 0 else f" #{rnd + 1}"
+        tag = suffix.replace(" #", "-")
+        plan.append(Session("local", "raw", [Step("boot" + suffix, qemu(f"local{tag}.log", timed_open=False),
+                                                  before=lambda slot: b.drop_file_cache(slot.get().file))],
+                            lambda: LocalFile(ctx.data / "disk.raw")))
+        for layer in ctx.a.boot_layers:
+            if layer not in ctx.a.layers:
+                continue
+            plan.append(Session("import", layer, [Step("boot" + suffix, qemu(
+                f"import-{layer}{tag}.log", import_seconds=lambda d: round(d.open_fields["seconds"], 3),
+                rss_kib=lambda d: d.open_fields["rss_kib"]))], lambda layer=layer: Imported(ctx, layer)))
+            if not ctx.ocifs:
+                continue
             # The first lazy boot records an access profile; with --profile, another cold mount
             # fetches it ahead while qemu boots (the profile of a real boot, used by another).
             profile = ctx.scratch / f"boot-{layer}.profile"
-            runs = [("boot", ())]
-            if ctx.a.profile and layer in ("none", "zstd-seekable"):  # gzip, zstd: read as streams here
+            runs = [("boot", (), None)]
+            if ctx.a.profile and b.LAYERS[layer].seekable:  # gzip, zstd: read as streams here
                 if not suffix:
-                    profile.unlink(missing_ok=True)
-                    runs = [("boot", ("--record-profile", str(profile)))]
-                runs.append(("boot (profile)", ("--prefetch-profile", str(profile))))
-            for scenario, extra in runs:
-                if "--prefetch-profile" in extra and not profile.exists():
-                    continue
-                holder = {}
+                    runs = [("boot", ("--record-profile", str(profile)), lambda p=profile: p.unlink(missing_ok=True))]
+                runs.append(("boot (profile)", ("--prefetch-profile", str(profile)), None))
+            for scenario, extra, setup in runs:
+                log = f"ocifs-{layer}{'-profile' if 'profile' in scenario else ''}{tag}.log"
+                plan.append(Session("oci-fs", layer, [Step(scenario + suffix, qemu(log))],
+                                    lambda layer=layer, extra=extra: Ocifs(ctx, layer, extra=extra), setup=setup,
+                                    when=profile.exists if "--prefetch-profile" in extra else always))
+        if "none" in ctx.a.layers and not ctx.a.skip_peers and not suffix:  # ~90 s a boot: once
+            plan.append(Session("nbdkit+qsd", "none", [Step("boot", qemu("nbdqsd-none.log"))],
+                                lambda: NbdQsd(ctx, "none")))
+    return plan
 
-                def lazy_boot(layer=layer, extra=extra, scenario=scenario):
-                    t0 = time.monotonic()
-                    holder["m"] = Ocifs(ctx, layer, extra=extra).__enter__()
-                    log = cons / f"ocifs-{layer}{'-profile' if 'profile' in scenario else ''}{tag}.log"
-                    return boot.run_qemu(f"file={holder['m'].file},format=raw,if=virtio,snapshot=on",
-                                         to, log, t_start=t0)
-                try:
-                    ctx.measure("oci-fs", layer, scenario + suffix, lazy_boot,
-                                lambda: holder["m"].pids() if "m" in holder else ())
-                finally:
-                    if "m" in holder:
-                        holder.pop("m").__exit__()
-    if "none" in ctx.a.layers and not ctx.a.skip_peers and not suffix:  # ~90 s a boot: once
-        holder = {}
 
-        def nbd_boot():
-            t0 = time.monotonic()
-            holder["m"] = NbdQsd(ctx, "none").__enter__()
-            return boot.run_qemu(f"file={holder['m'].file},format=raw,if=virtio,snapshot=on",
-                                 to, cons / "nbdqsd-none.log", t_start=t0)
-        try:
-            ctx.measure("nbdkit+qsd", "none", "boot", nbd_boot,
-                        lambda: holder["m"].pids() if "m" in holder else ())
-        finally:
-            if "m" in holder:
-                holder.pop("m").__exit__()
+# The parts of a run (--only), in the order they run: each plans its sessions when its turn comes.
+PARTS: dict[str, Callable[[Ctx], list[Session]]] = {
+    "local": local_plan,
+    "import": import_plan,
+    "floor": floor_plan,
+    "nbdqsd": nbdqsd_plan,
+    "ocifs": lambda ctx: [s for layer in ctx.a.layers for s in ocifs_plan(ctx, layer)],
+    "boot": boot_plan,
+}
+
+
+def run_parts(ctx: Ctx, parts: set[str]) -> None:
+    broken: set[str] = set()
+    for name, plan in PARTS.items():
+        if name in parts:
+            for session in plan(ctx):
+                run_session(ctx, session, broken)
 
 
 # ----------------------------------------------------------------------------- report
@@ -516,110 +620,186 @@ def write_markdown(ctx: Ctx, m: dict | None = None) -> str:
     return text
 
 
-def _get(ctx, subject, layer, scenario, key="seconds"):
-    for r in ctx.rows:
-        if (r["subject"], r["layer"], r["scenario"]) == (subject, layer, scenario) and "error" not in r:
-            return r.get(key)
-    return None
+# ----------------------------------------------------------------------------- targets
+# A selector picks a value of the run's rows for one layer: a number, a row, or None (missing).
+
+Selector = Callable[[Ctx, str], Any]
+
+
+def rows_of(ctx: Ctx, subject: str, layer: str, scenario: str) -> list[dict]:
+    return [r for r in ctx.rows if (r["subject"], r["layer"], r["scenario"]) == (subject, layer, scenario)
+            and "error" not in r]
+
+
+def row(subject: str, scenario: str, key: str = "seconds", layer: str | None = None) -> Selector:
+    """The first such row's `key` (layer: a fixed one, as the local file's "raw")."""
+    def get(ctx, lay):
+        found = rows_of(ctx, subject, layer or lay, scenario)
+        return found[0].get(key) if found else None
+    return get
+
+
+def total(subject: str, read: str, label: str | Callable[[b.Layer], str] = "") -> Selector:
+    """Time to the end of a read, "{read}{label}": the read plus its session's mount,
+    "mount{label}", or, for the import, plus the import (the layer's import: zstd's for
+    zstd-seekable); label may depend on the layer."""
+    def get(ctx, layer):
+        lab = label(b.LAYERS[layer]) if callable(label) else label
+        lay = b.LAYERS[layer].import_as if subject == "import" else layer
+        opened = row(subject, "import" if subject == "import" else "mount" + lab)(ctx, lay)
+        done = row(subject, read + lab)(ctx, lay)
+        return None if done is None or opened is None else done + opened
+    return get
+
+
+def fastest(subject: str) -> Selector:
+    """The fastest row of a subject and layer (the floor's, at its best number of connections)."""
+    def get(ctx, layer):
+        mine = [r for r in ctx.rows if (r["subject"], r["layer"]) == (subject, layer) and "error" not in r]
+        return min(mine, key=lambda r: r["seconds"]) if mine else None
+    return get
+
+
+def boot_times(ctx: Ctx, subject: str, layer: str, scenario: str) -> list[float]:
+    """The boot times of every round ("boot", "boot #2", ...)."""
+    return [r["boot_seconds"] for r in ctx.rows if (r["subject"], r["layer"]) == (subject, layer)
+            and r["scenario"].split(" #")[0] == scenario and "error" not in r and "boot_seconds" in r]
+
+
+def boots(subject: str, scenario: str, layer: str | None = None) -> Selector:
+    """The median boot time of every round, None without any (the targets take medians)."""
+    def get(ctx, lay):
+        v = boot_times(ctx, subject, layer or lay, scenario)
+        return median(v) if v else None
+    return get
+
+
+def peak_rss(subject: str) -> Selector:
+    def get(ctx, layer):
+        rss = [r.get("rss_mib") or 0 for r in ctx.rows if r["subject"] == subject and r["layer"] == layer]
+        return max(rss) if rss else None
+    return get
+
+
+@dataclass(frozen=True)
+class Target:
+    """One line under the table, for each layer the target's group covers where num and den
+    (when given) both have a value: text.format(**v) or text(v), with v: layer, L (its
+    b.Layer), num, den, ratio (num over den, or over den's seconds when den is a row), goal
+    and the values of `also` (optional ones, None when missing)."""
+    name: str
+    num: Selector
+    den: Selector | None
+    text: str | Callable[[dict], str]
+    goal: float | Callable[[b.Layer], float] | None = None
+    also: dict[str, Selector] = field(default_factory=dict)
+
+    def line(self, ctx: Ctx, layer: str) -> str | None:
+        num = self.num(ctx, layer)
+        den = self.den(ctx, layer) if self.den else None
+        if not num or (self.den and not den):
+            return None
+        kind = b.LAYERS.get(layer)
+        v = {"name": self.name, "layer": layer, "L": kind, "num": num, "den": den,
+             "goal": self.goal(kind) if callable(self.goal) else self.goal, "disk_mib": ctx.disk_mib}
+        if den:
+            v["ratio"] = num / (den["seconds"] if isinstance(den, dict) else den)
+        v |= {k: sel(ctx, layer) for k, sel in self.also.items()}
+        return "- " + (self.text(v) if callable(self.text) else self.text.format(**v))
+
+
+def table_layers(pred: Callable[[b.Layer], Any] = lambda kind: True) -> Callable[[Ctx], list[str]]:
+    """Every layer kind of b.LAYERS (whether this run has it or not) that pred accepts, in its order."""
+    return lambda ctx: [k for k, kind in b.LAYERS.items() if pred(kind)]
+
+
+def run_layers(ctx: Ctx) -> list[str]:
+    return ctx.a.layers
+
+
+def boot_layers(ctx: Ctx) -> list[str]:
+    return ctx.a.boot_layers
+
+
+def only(*layers: str) -> Callable[[Ctx], list[str]]:
+    return lambda ctx: list(layers)
+
+
+IMPORT_VS_LAZY = "{name}, {layer}: full import {num:.1f} s / oci-fs {den:.2f} s = {ratio:.1f}x (target >= {goal}x)"
+
+
+def _floor(what: Callable[[dict], str]) -> Callable[[dict], str]:
+    return lambda v: (f"floor, {v['layer']}: {what(v['den'])} takes {v['den']['seconds']:.2f} s on this link: "
+                      f"no lazy mount can beat the import by more than {v['ratio']:.1f}x here")
+
+
+def _boot(v: dict) -> str:
+    line = (f"VM boot to multi-user, {v['layer']} (median of {v['n']}): "
+            + (f"local file {v['local']:.1f} s, " if v["local"] else "")
+            + f"import + boot {v['num']:.1f} s, oci-fs {v['den']:.1f} s")
+    return line + (f", oci-fs with the first boot's profile {v['profile']:.1f} s" if v["profile"] else "")
+
+
+def _warm(v: dict) -> str:
+    note = (f" (page cache before: {v['cached']:.0f} vs {v['cached_local']:.0f} MiB of {v['disk_mib']:.0f})"
+            if None not in (v["cached"], v["cached_local"]) else "")
+    return f"{v['name']}, {v['layer']}: {v['ratio']:.2f}x the local raw file (target <= 2x){note}"
+
+
+def _warm_target(scenario: str) -> Target:
+    return Target(scenario, row("oci-fs", scenario), row("local", scenario, layer="raw"), _warm,
+                  also={"cached": row("oci-fs", scenario, "resident_mib_before"),
+                        "cached_local": row("local", scenario, "resident_mib_before", layer="raw")})
+
+
+# The issue's targets as ratios of this run: (the layers a group covers, its targets); the lines
+# come layer by layer within a group.
+TARGETS: list[tuple[Callable[[Ctx], list[str]], list[Target]]] = [
+    (table_layers(), [
+        Target("boot trace", total("import", "cold trace"), total("oci-fs", "cold trace"), IMPORT_VS_LAZY,
+               goal=lambda kind: 2 if kind.gzip_index else 10),  # a gzip stream is entered at its start only
+        Target("full sequential read", total("oci-fs", "cold seq"), total("import", "cold seq"),
+               "{name}, {layer}: oci-fs {num:.1f} s vs import {den:.1f} s (target: no slower)")]),
+    (only("none"), [Target("floor", total("import", "cold trace"), fastest("floor"), _floor(
+        lambda r: f"fetching only the {r['needed_bytes'] / 2**20:.1f} MiB the trace needs, "
+                  f"{r['in_flight']} ranges at once,"))]),
+    (only("gzip"), [Target("floor", total("import", "cold trace"), fastest("floor"), _floor(
+        lambda r: f"the whole layer (a first mount streams it to the trace's last read, "
+                  f"{100 * r['trace_reaches']:.1f}% into the tar),"))]),
+    (table_layers(lambda kind: kind.gzip_index), [
+        Target("boot trace", total("import", "cold trace"), total("oci-fs", "cold trace", " (index)"),
+               "{name}, {layer} with index: {ratio:.1f}x (target >= {goal}x)", goal=10)]),
+    (table_layers(lambda kind: kind.profile_label), [
+        Target("boot trace", total("import", "cold trace"),
+               total("oci-fs", "cold trace", lambda kind: kind.profile_label),
+               IMPORT_VS_LAZY.replace("{name}", "{name}{L.profile_label}"), goal=10)]),
+    (boot_layers, [Target("VM boot", boots("import", "boot"), boots("oci-fs", "boot"), _boot,
+                          also={"local": boots("local", "boot", layer="raw"),
+                                "n": lambda ctx, layer: len(boot_times(ctx, "local", "raw", "boot")),
+                                "profile": boots("oci-fs", "boot (profile)")})]),
+    (run_layers, [_warm_target("warm trace")]),
+    (run_layers, [_warm_target("warm seq")]),
+    (run_layers, [Target("remount trace", row("oci-fs", "remount trace"), row("local", "cold trace", layer="raw"),
+                         "trace after a remount on the same node, {layer}: {num:.2f} s, "
+                         "{ratio:.2f}x the local raw file's cold trace")]),
+    (run_layers, [Target("peak RSS", peak_rss("oci-fs"), None,
+                         "{name} of oci-fs, {layer}: {num:.1f} MiB (target <= {goal})", goal=64)]),
+    (only("none"), [Target("boot trace vs nbdkit+qsd", total("nbdkit+qsd", "cold trace"),
+                           total("oci-fs", "cold trace"), "{name} (uncompressed): {ratio:.1f}x (target > 1x)")]),
+]
 
 
 def targets(ctx: Ctx) -> list[str]:
-    """The issue's targets as ratios of this run (only those whose rows exist)."""
-    out = []
-
-    def total(subject, layer, scen, mount_label=""):
-        a = _get(ctx, subject, layer, scen)
-        mnt = _get(ctx, subject, layer, "mount" + mount_label) if subject != "import" else \
-            _get(ctx, "import", layer, "import")
-        return None if a is None or mnt is None else a + mnt
-
-    for layer in ("none", "zstd", "zstd-seekable", "gzip", "raw-gzip"):
-        imp = total("import", layer if layer != "zstd-seekable" else "zstd", "cold trace")
-        lazy = total("oci-fs", layer, "cold trace")
-        if imp and lazy:
-            goal = 2 if layer in ("gzip", "raw-gzip") else 10
-            out.append(f"- boot trace, {layer}: full import {imp:.1f} s / oci-fs {lazy:.2f} s = "
-                       f"{imp / lazy:.1f}x (target >= {goal}x)")
-        seq_imp = total("import", layer if layer != "zstd-seekable" else "zstd", "cold seq")
-        seq_lazy = total("oci-fs", layer, "cold seq")
-        if seq_imp and seq_lazy:
-            out.append(f"- full sequential read, {layer}: oci-fs {seq_lazy:.1f} s vs import {seq_imp:.1f} s "
-                       f"(target: no slower)")
-    floors = [r for r in ctx.rows if r["subject"] == "floor" and "error" not in r]
-    for layer in ("none", "gzip"):
-        imp = total("import", layer, "cold trace")
-        mine = [r for r in floors if r["layer"] == layer]
-        if imp and mine:
-            best = min(mine, key=lambda r: r["seconds"])
-            what = (f"fetching only the {best['needed_bytes'] / 2**20:.1f} MiB the trace needs, "
-                    f"{best['in_flight']} ranges at once," if layer == "none" else
-                    f"the whole layer (a first mount streams it to the trace's last read, "
-                    f"{100 * best['trace_reaches']:.1f}% into the tar),")
-            out.append(f"- floor, {layer}: {what} takes {best['seconds']:.2f} s on this link: no lazy mount "
-                       f"can beat the import by more than {imp / best['seconds']:.1f}x here")
-    for layer in ("gzip", "raw-gzip"):
-        gi = total("oci-fs", layer, "cold trace (index)", " (index)")
-        gimp = total("import", layer, "cold trace")
-        if gi and gimp:
-            out.append(f"- boot trace, {layer} with index: {gimp / gi:.1f}x (target >= 10x)")
-    for layer, label in (("none", " (profile)"), ("zstd-seekable", " (profile)"), ("gzip", " (index, profile)"),
-                         ("raw-gzip", " (index, profile)")):
-        imp = total("import", layer if layer != "zstd-seekable" else "zstd", "cold trace")
-        lazy = total("oci-fs", layer, "cold trace" + label, label)
-        if imp and lazy:
-            out.append(f"- boot trace{label}, {layer}: full import {imp:.1f} s / oci-fs {lazy:.2f} s = "
-                       f"{imp / lazy:.1f}x (target >= 10x)")
-    def boot_median(subject, layer, scen):
-        v = sorted(r["boot_seconds"] for r in ctx.rows if (r["subject"], r["layer"]) == (subject, layer)
-                   and r["scenario"].split(" #")[0] == scen and "error" not in r and "boot_seconds" in r)
-        return (v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2, len(v)) if v \
-            else (None, 0)
-    local, n = boot_median("local", "raw", "boot")
-    for layer in ctx.a.boot_layers:
-        (imp, _), (lazy, _), (prof, _) = (boot_median(s, layer, scen) for s, scen in
-                                          (("import", "boot"), ("oci-fs", "boot"), ("oci-fs", "boot (profile)")))
-        if imp and lazy:
-            line = (f"- VM boot to multi-user, {layer} (median of {n}): "
-                    + (f"local file {local:.1f} s, " if local else "")
-                    + f"import + boot {imp:.1f} s, oci-fs {lazy:.1f} s")
-            if prof:
-                line += f", oci-fs with the first boot's profile {prof:.1f} s"
-            out.append(line)
-    for scen in ("warm trace", "warm seq"):
-        loc = _get(ctx, "local", "raw", scen)
-        for layer in ctx.a.layers:
-            v = _get(ctx, "oci-fs", layer, scen)
-            if loc and v:
-                cached = [_get(ctx, s, l, scen, "resident_mib_before") for s, l in (("oci-fs", layer), ("local", "raw"))]
-                note = (f" (page cache before: {cached[0]:.0f} vs {cached[1]:.0f} MiB of "
-                        f"{ctx.disk_mib:.0f})" if None not in cached else "")
-                out.append(f"- {scen}, {layer}: {v / loc:.2f}x the local raw file (target <= 2x){note}")
-    loc = _get(ctx, "local", "raw", "cold trace")
-    for layer in ctx.a.layers:
-        v = _get(ctx, "oci-fs", layer, "remount trace")
-        if loc and v:
-            out.append(f"- trace after a remount on the same node, {layer}: {v:.2f} s, "
-                       f"{v / loc:.2f}x the local raw file's cold trace")
-    for layer in ctx.a.layers:
-        rss = [r.get("rss_mib") or 0 for r in ctx.rows if r["subject"] == "oci-fs" and r["layer"] == layer]
-        if rss and max(rss) > 0:
-            out.append(f"- peak RSS of oci-fs, {layer}: {max(rss):.1f} MiB (target <= 64)")
-    peer = total("nbdkit+qsd", "none", "cold trace")
-    lazy = total("oci-fs", "none", "cold trace")
-    if peer and lazy:
-        out.append(f"- boot trace vs nbdkit+qsd (uncompressed): {peer / lazy:.1f}x (target > 1x)")
+    """The TARGETS lines whose rows exist in this run."""
+    out = [line for layers, group in TARGETS for layer in layers(ctx) for t in group
+           if (line := t.line(ctx, layer)) is not None]
     return ["Targets:", *out] if out else []
 
 
 def replot(out: Path) -> int:
     """Redraws results.md and the plot of an earlier run from its results.json and proxy.log."""
-    res = json.loads((out / "results.json").read_text())
-    a = argparse.Namespace(**res["args"])
-    a.out = out
-    ctx = Ctx.__new__(Ctx)
-    ctx.a, ctx.out, ctx.trace, ctx.rows = a, out, Path(res["trace"]), res["rows"]
-    ctx.proxy = argparse.Namespace(log_path=out / "proxy.log")
-    print(write_markdown(ctx, res.get("machine")))
+    ctx = Ctx.from_results(out)
+    print(write_markdown(ctx, ctx.machine))
     plot(ctx)
     return 0
 
@@ -700,7 +880,7 @@ def quick_trace(data: Path) -> Path:
     return path
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="64 MiB disk, no boots (test-suite form)")
     ap.add_argument("--mbit", type=float, default=400)
@@ -724,15 +904,25 @@ def main() -> int:
     ap.add_argument("--boot-timeout", type=float, default=900)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--replot", type=Path, metavar="DIR", help="redraw results.md and the plot of DIR")
-    a = ap.parse_args()
-    if a.replot:
-        return replot(a.replot)
+    return ap
+
+
+def finish_args(a: argparse.Namespace) -> argparse.Namespace:
+    """The options as the run uses them (lists, the --quick defaults); results.json records these."""
     a.random_reads = a.random_reads or (100 if a.quick else 1000)
     a.layers = [x for x in a.layers.split(",") if x]
     a.boot_layers = [x for x in a.boot_layers.split(",") if x]
     a.ocifs_args = a.ocifs_args.split()
     a.nbdqsd_scenarios = [x for x in a.nbdqsd_scenarios.split(",") if x]
-    parts = set(a.only.split(",")) if a.only else {"local", "import", "floor", "nbdqsd", "ocifs", "boot"}
+    return a
+
+
+def main() -> int:
+    a = parser().parse_args()
+    if a.replot:
+        return replot(a.replot)
+    a = finish_args(a)
+    parts = set(a.only.split(",")) if a.only else set(PARTS)
     if a.skip_peers:
         parts -= {"import", "floor", "nbdqsd"}
     if a.skip_ocifs:
@@ -751,28 +941,14 @@ def main() -> int:
         b.log("oci-fs mount not available: oci-fs scenarios skipped")
         parts.discard("ocifs")
     layout = data / "oci"
-    b.write_oci_layout(layout, {c: data / b.LAYER_FILE[c] for c in a.layers})
-    ctx = Ctx(a, data, a.out, trace)
+    b.write_oci_layout(layout, {c: data / b.LAYERS[c].file for c in a.layers})
+    ctx = Ctx(a, data, a.out, trace, bool(ocifs))
     try:
         with b.Registry(data / "registry") as reg:
             b.push_layout(layout, reg, REPO, a.layers)
             with b.Proxy(reg.host, a.mbit, a.rtt_ms, a.out / "proxy.log") as px:
                 ctx.proxy = px
-                if "local" in parts:
-                    run_local(ctx)
-                if "import" in parts:
-                    for layer in a.layers:
-                        if layer != "zstd-seekable":  # the same import as zstd
-                            run_full_import(ctx, layer)
-                if "floor" in parts:
-                    run_floor(ctx)
-                if "nbdqsd" in parts and "none" in a.layers:
-                    run_nbdqsd(ctx)
-                if "ocifs" in parts:
-                    for layer in a.layers:
-                        run_ocifs(ctx, layer)
-                if "boot" in parts:
-                    run_boots(ctx, bool(ocifs))
+                run_parts(ctx, parts)
                 ctx.save()
                 print(write_markdown(ctx))
                 plot(ctx)
