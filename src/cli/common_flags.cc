@@ -38,17 +38,19 @@ Result<RegistryOptions> ToRegistryOptions(const CommonFlags& flags) {
   return options;
 }
 
-Status ConfigureLogging(const CommonFlags& flags) {
-  auto level = spdlog::level::from_str(flags.log_level);
-  if (level == spdlog::level::off && flags.log_level != "off") {
-    return InvalidArgument("--log-level: unknown level '" + flags.log_level + "'");
+Status ConfigureLogging(const CommonFlags& flags) { return ConfigureLogging(flags.log_level, flags.log_file); }
+
+Status ConfigureLogging(const std::string& log_level, const std::string& log_file) {
+  auto level = spdlog::level::from_str(log_level);
+  if (level == spdlog::level::off && log_level != "off") {
+    return InvalidArgument("--log-level: unknown level '" + log_level + "'");
   }
   std::shared_ptr<spdlog::logger> logger;
   try {
-    if (flags.log_file.empty()) {
+    if (log_file.empty()) {
       logger = spdlog::stderr_logger_mt("oci-fs");
     } else {
-      logger = spdlog::basic_logger_mt("oci-fs", flags.log_file);
+      logger = spdlog::basic_logger_mt("oci-fs", log_file);
     }
   } catch (const spdlog::spdlog_ex& e) {
     return IoError(std::string("cannot open the log: ") + e.what());

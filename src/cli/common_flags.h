@@ -29,6 +29,7 @@ void AddCommonFlags(CLI::App* app, CommonFlags* flags);
 
 // Sets up spdlog from --log-level and --log-file (stderr when empty).
 [[nodiscard]] Status ConfigureLogging(const CommonFlags& flags);
+[[nodiscard]] Status ConfigureLogging(const std::string& level, const std::string& file);
 
 
 // "true"/"false"/"1"/"0"/"yes"/"no".

@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
     exit_code = ocifs::RunCsiCommand(csi_options);
   });
 #endif
+  // `oci-fs --version` and `oci-fs version` print the same line and exit 0.
+  app.set_version_flag("--version", "oci-fs " OCIFS_VERSION, "print the version and exit");
   app.add_subcommand("version", "print the version")->callback([] { std::cout << "oci-fs " OCIFS_VERSION "\n"; });
 
   std::vector<std::string> args = Arguments(argc, argv);

@@ -63,10 +63,12 @@ int RunCsiCommand(const CsiOptions& options) {
 
   LauncherConfig config;
   config.oci_fs_binary = options.oci_fs_binary.empty() ? SelfExe() : options.oci_fs_binary;
-  config.cache_dir = options.cache_dir;
-  config.cert_dir = options.cert_dir;
-  config.authfile = options.authfile;
-  config.tls_verify = options.tls_verify;
+  config.defaults.cache_dir = options.cache_dir;
+  config.defaults.cert_dir = options.cert_dir;
+  config.defaults.authfile = options.authfile;
+  config.defaults.tls_verify = options.tls_verify;
+  std::error_code cwd_error;
+  MakePathsAbsolute(&config.defaults, std::filesystem::current_path(cwd_error).string());
   MountLauncher launcher(config);
   VolumeManager manager(&store, &launcher);
   IdentityService identity(&manager);

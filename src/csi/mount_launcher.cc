@@ -7,53 +7,47 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "config/config_builder.h"
 #include "csi/mount_probe.h"
 #include "csi/process_error.h"
 #include "csi/subprocess.h"
 
 namespace ocifs {
 
-std::vector<std::string> MountLauncher::RegistryArgs(const VolumeRecord& record) const {
-  std::vector<std::string> args;
-  const std::string& authfile = record.auth_file.empty() ? config_.authfile : record.auth_file;
-  if (!authfile.empty()) args.insert(args.end(), {"--authfile", authfile});
-  if (!config_.cert_dir.empty()) args.insert(args.end(), {"--cert-dir", config_.cert_dir});
-  bool tls_verify = record.spec.tls_verify.value_or(config_.tls_verify);
-  if (!tls_verify) args.push_back("--tls-verify=false");
-  if (!record.spec.platform.empty()) args.insert(args.end(), {"--platform", record.spec.platform});
-  return args;
+Result<MountConfig> MountLauncher::VolumeConfig(const VolumeRecord& record) const {
+  MountConfigBuilder builder(config_.defaults);
+  for (const auto& [attribute, value] : record.spec.attributes) {
+    Status s = builder.SetVolumeAttribute(attribute, value);
+    if (s.code() == Code::kNotFound) return InvalidArgument("unknown volume attribute \"" + attribute + "\"");
+    OCIFS_RETURN_IF_ERROR(s);
+  }
+  OCIFS_ASSIGN_OR_RETURN(MountConfig config, builder.Build("/"));
+  if (!record.auth_file.empty()) config.authfile = record.auth_file;
+  return config;
 }
 
-std::vector<std::string> MountLauncher::InspectArgv(const VolumeRecord& record) const {
+Result<std::vector<std::string>> MountLauncher::InspectArgv(const VolumeRecord& record) const {
+  OCIFS_ASSIGN_OR_RETURN(MountConfig config, VolumeConfig(record));
   std::vector<std::string> argv{config_.oci_fs_binary, "inspect"};
-  auto reg = RegistryArgs(record);
-  argv.insert(argv.end(), reg.begin(), reg.end());
+  auto flags = ToArgs(config, /*registry_only=*/true);
+  argv.insert(argv.end(), flags.begin(), flags.end());
   argv.insert(argv.end(), {"--json", record.spec.image});
   return argv;
 }
 
-std::vector<std::string> MountLauncher::MountArgv(const VolumeRecord& record) const {
+Result<std::vector<std::string>> MountLauncher::MountArgv(const VolumeRecord& record) const {
+  OCIFS_ASSIGN_OR_RETURN(MountConfig config, VolumeConfig(record));
   std::vector<std::string> argv{config_.oci_fs_binary, "mount"};
-  auto reg = RegistryArgs(record);
-  argv.insert(argv.end(), reg.begin(), reg.end());
-  if (!config_.cache_dir.empty()) argv.insert(argv.end(), {"--cache-dir", config_.cache_dir});
-  if (record.spec.mode == "tree") argv.insert(argv.end(), {"--mode", "tree"});
-  if (!record.spec.disk_path.empty()) {
-    argv.insert(argv.end(), {"--disk-path", record.spec.disk_path});
-  }
-  if (record.spec.prefetch_all) argv.push_back("--prefetch-all");
-  if (!record.spec.prefetch_rate.empty()) argv.insert(argv.end(), {"--prefetch-rate", record.spec.prefetch_rate});
-  if (!record.spec.image_profile) argv.insert(argv.end(), {"--prefetch-profile", "none"});
-  if (!record.spec.cluster_cache) argv.insert(argv.end(), {"--cluster-cache", "off"});
-  argv.insert(argv.end(), {"-o", config_.allow_other ? "ro,allow_other" : "ro"});
-  argv.insert(argv.end(), {record.PinnedRef(), record.spec.target_path});
+  auto flags = ToArgs(config);
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  argv.insert(argv.end(), {"-o", "ro", record.PinnedRef(), record.spec.target_path});
   return argv;
 }
 
 Result<std::string> MountLauncher::ResolveDigest(const VolumeRecord& record) const {
   const std::string what = "resolve " + record.spec.image;
-  OCIFS_ASSIGN_OR_RETURN(ProcessResult run,
-                         RunProcess({InspectArgv(record), config_.timeout, false}));
+  OCIFS_ASSIGN_OR_RETURN(std::vector<std::string> argv, InspectArgv(record));
+  OCIFS_ASSIGN_OR_RETURN(ProcessResult run, RunProcess({std::move(argv), config_.timeout, false}));
   if (!run.ok()) return StatusFromProcessFailure(what, run);
   auto json = nlohmann::json::parse(run.out, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object() || !json.contains("digest") ||
@@ -70,8 +64,8 @@ Result<std::string> MountLauncher::ResolveDigest(const VolumeRecord& record) con
 Status MountLauncher::Mount(const VolumeRecord& record) const {
   const std::string& target = record.spec.target_path;
   const std::string what = "mount " + record.PinnedRef() + " at " + target;
-  OCIFS_ASSIGN_OR_RETURN(ProcessResult run,
-                         RunProcess({MountArgv(record), config_.timeout, /*new_session=*/true}));
+  OCIFS_ASSIGN_OR_RETURN(std::vector<std::string> argv, MountArgv(record));
+  OCIFS_ASSIGN_OR_RETURN(ProcessResult run, RunProcess({std::move(argv), config_.timeout, /*new_session=*/true}));
   if (!run.ok()) {
     // oci-fs leaves no mount behind on failure; make sure (timeouts).
     if (IsMountPoint(target)) (void)Unmount(target);

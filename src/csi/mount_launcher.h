@@ -4,9 +4,12 @@
 // session, so mounts outlive a restart of the plugin. It unmounts with
 // `fusermount3 -u`, falling back to umount2(MNT_DETACH).
 //
-// Registry options: the node-wide defaults (--cert-dir, --authfile,
-// --tls-verify) unless the volume overrides them (its own credentials file,
-// its tlsVerify attribute). Credentials travel as a file path only.
+// What each mount is asked to do is one MountConfig: the node's defaults
+// (cache dir, --cert-dir, --authfile, --tls-verify, allow_other), the
+// volume's attributes applied over them through the option table, and the
+// volume's own credentials file. It reaches `oci-fs mount` as the flags that
+// ToArgs spells (config/config_builder.h). Credentials travel as a file path
+// only.
 // Thread-safe: no mutable state; calls block for up to `timeout`.
 #pragma once
 
@@ -14,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "config/mount_config.h"
 #include "csi/volume_store.h"
 #include "ocifs/status.h"
 
@@ -21,11 +25,13 @@ namespace ocifs {
 
 struct LauncherConfig {
   std::string oci_fs_binary;  // absolute path of the oci-fs executable
-  std::string cache_dir;      // shared by every mount: "" = oci-fs's default
-  std::string cert_dir;       // node-wide default, "" = none
-  std::string authfile;       // node-wide default, "" = oci-fs's default search
-  bool tls_verify = true;     // node-wide default
-  bool allow_other = true;    // let the pod's user read the mount
+  // Node-wide defaults of every mount (absolute paths; cache_dir shared by
+  // every mount, "" = oci-fs's default). allow_other lets the pod's user read it.
+  MountConfig defaults = [] {
+    MountConfig c;
+    c.allow_other = true;
+    return c;
+  }();
   std::chrono::milliseconds timeout{std::chrono::minutes(3)};
 };
 
@@ -43,12 +49,15 @@ class MountLauncher {
   // Unmounts `target` if anything is mounted there (a dead mount too).
   Status Unmount(const std::string& target) const;
 
+  // The configuration of `record`'s mount: the node's defaults, its
+  // attributes, its credentials file. kInvalidArgument for a bad attribute.
+  Result<MountConfig> VolumeConfig(const VolumeRecord& record) const;
+
   // The argv of each step; exposed for tests (they check no secret leaks in).
-  std::vector<std::string> InspectArgv(const VolumeRecord& record) const;
-  std::vector<std::string> MountArgv(const VolumeRecord& record) const;
+  Result<std::vector<std::string>> InspectArgv(const VolumeRecord& record) const;
+  Result<std::vector<std::string>> MountArgv(const VolumeRecord& record) const;
 
  private:
-  std::vector<std::string> RegistryArgs(const VolumeRecord& record) const;
 
   LauncherConfig config_;
 };

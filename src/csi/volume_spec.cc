@@ -1,6 +1,6 @@
 #include "csi/volume_spec.h"
 
-#include "base/size_text.h"
+#include "config/config_builder.h"
 
 #include <string_view>
 
@@ -32,9 +32,7 @@ std::string_view ModeName(AccessMode mode) {
 
 bool VolumeSpec::SameAs(const VolumeSpec& o) const {
   return volume_id == o.volume_id && target_path == o.target_path && image == o.image &&
-         disk_path == o.disk_path && mode == o.mode && platform == o.platform &&
-         tls_verify == o.tls_verify && prefetch_all == o.prefetch_all && prefetch_rate == o.prefetch_rate &&
-         image_profile == o.image_profile && cluster_cache == o.cluster_cache;
+         attributes == o.attributes;
 }
 
 Result<VolumeSpec> ParseVolumeSpec(const PublishArgs& args) {
@@ -52,62 +50,27 @@ Result<VolumeSpec> ParseVolumeSpec(const PublishArgs& args) {
   VolumeSpec spec;
   spec.volume_id = args.volume_id;
   spec.target_path = args.target_path;
-  spec.mode = "disk";
   const auto& ctx = args.volume_context;
   if (auto it = ctx.find(std::string(kEphemeralKey)); it != ctx.end()) {
     spec.ephemeral = it->second == "true";
   }
 
+  MountConfigBuilder mount;  // checks each attribute with the option table's parser
   for (const auto& [key, value] : ctx) {
     if (key.rfind(kKubeletPrefix, 0) == 0) continue;
     if (key == "image") {
       spec.image = value;
-    } else if (key == "diskPath") {
-      spec.disk_path = value;
-    } else if (key == "mode") {
-      if (value != "disk" && value != "tree") {
-        return InvalidArgument("volume attribute mode must be \"disk\" or \"tree\", not \"" +
-                               value + "\"");
-      }
-      spec.mode = value;
-    } else if (key == "platform") {
-      spec.platform = value;
-    } else if (key == "tlsVerify") {
-      if (value != "true" && value != "false") {
-        return InvalidArgument("volume attribute tlsVerify must be \"true\" or \"false\", not \"" +
-                               value + "\"");
-      }
-      spec.tls_verify = value == "true";
-    } else if (key == "prefetchAll") {
-      if (value != "true" && value != "false") {
-        return InvalidArgument("volume attribute prefetchAll must be \"true\" or \"false\", not \"" +
-                               value + "\"");
-      }
-      spec.prefetch_all = value == "true";
-    } else if (key == "prefetchRate") {
-      if (!ParseSize(value).ok()) {
-        return InvalidArgument("volume attribute prefetchRate must be bytes per second such as 20M, not \"" +
-                               value + "\"");
-      }
-      spec.prefetch_rate = value;
-    } else if (key == "profile") {
-      if (value != "image" && value != "none") {
-        return InvalidArgument("volume attribute profile must be \"image\" or \"none\", not \"" + value +
-                               "\"");
-      }
-      spec.image_profile = value == "image";
-    } else if (key == "clusterCache") {
-      if (value != "on" && value != "off") {
-        return InvalidArgument("volume attribute clusterCache must be \"on\" or \"off\", not \"" + value +
-                               "\"");
-      }
-      spec.cluster_cache = value == "on";
-    } else {
-      return InvalidArgument("unknown volume attribute \"" + key +
-                             "\" (known: image, diskPath, mode, platform, tlsVerify, prefetchAll, "
-                             "prefetchRate, profile, clusterCache)");
+      continue;
     }
+    Status s = mount.SetVolumeAttribute(key, value);
+    if (s.code() == Code::kNotFound) {
+      return InvalidArgument("unknown volume attribute \"" + key + "\" (known: image, " + VolumeAttributeNames() +
+                             ")");
+    }
+    OCIFS_RETURN_IF_ERROR(s);
+    spec.attributes[key] = value;
   }
+  OCIFS_RETURN_IF_ERROR(mount.Build("/").status());
 
   if (spec.ephemeral) {
     if (spec.image.empty()) {

@@ -7,9 +7,11 @@
 //    is accepted: kubelet sends SINGLE_NODE_WRITER for them.
 //  - pre-provisioned PV: the image is volume_context["image"] if set, else the
 //    volume_handle (volume_id). Only read-only access modes are accepted.
-// Optional attributes for both: diskPath, mode (disk|tree), platform,
-// tlsVerify (true|false). Keys under "csi.storage.k8s.io/" are kubelet's and
-// ignored; any other key is refused, so that a typo is not silently ignored.
+// Optional attributes for both: the mount option table's volume attributes
+// (config/option_table.h: diskPath, mode, platform, tlsVerify, prefetchAll,
+// prefetchRate, profile, clusterCache), each checked by the table's parser.
+// Keys under "csi.storage.k8s.io/" are kubelet's and ignored; any other key
+// is refused, so that a typo is not silently ignored.
 // Block volumes are refused. The mount is always read-only.
 #pragma once
 
@@ -47,14 +49,9 @@ struct VolumeSpec {
   std::string volume_id;
   std::string target_path;
   std::string image;      // the reference as the user wrote it (tag or digest)
-  std::string disk_path;  // "" = oci-fs's default
-  std::string mode;       // "disk" or "tree"
-  std::string platform;   // "" = the host's
-  std::optional<bool> tls_verify;  // unset = the node's default
-  bool prefetch_all = false;       // fetch the whole layer in the background (--prefetch-all)
-  std::string prefetch_rate;       // its cap, e.g. "20M" bytes per second; "" = none
-  bool image_profile = true;       // use the access profile the image ships (false: --prefetch-profile none)
-  bool cluster_cache = true;       // keep inflated qcow2 clusters on the node (false: --cluster-cache off)
+  // The mount's volume attributes as given (the table's names), valid; the
+  // launcher applies them over the node's defaults (MountConfigBuilder).
+  std::map<std::string, std::string> attributes;
   bool ephemeral = false;
 
   // Same volume, same target, same attributes: a repeated publish.

@@ -46,6 +46,21 @@ Status WriteFileAtomic(const std::string& path, const std::string& content) {
   return Status::Ok();
 }
 
+// The attributes of a record written before "attributes" (typed fields).
+std::map<std::string, std::string> LegacyAttributes(const nlohmann::json& j) {
+  std::map<std::string, std::string> a;
+  auto text = [&](const char* key) { return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : ""; };
+  if (!text("diskPath").empty()) a["diskPath"] = text("diskPath");
+  if (text("mode") == "tree") a["mode"] = "tree";
+  if (!text("platform").empty()) a["platform"] = text("platform");
+  if (j.contains("tlsVerify") && j["tlsVerify"].is_boolean()) a["tlsVerify"] = j["tlsVerify"].get<bool>() ? "true" : "false";
+  if (j.value("prefetchAll", false)) a["prefetchAll"] = "true";
+  if (!text("prefetchRate").empty()) a["prefetchRate"] = text("prefetchRate");
+  if (!j.value("imageProfile", true)) a["profile"] = "none";
+  if (!j.value("clusterCache", true)) a["clusterCache"] = "off";
+  return a;
+}
+
 }  // namespace
 
 std::string VolumeRecord::PinnedRef() const {
@@ -60,19 +75,11 @@ std::string RecordToJson(const VolumeRecord& r) {
       {"targetPath", r.spec.target_path},
       {"image", r.spec.image},
       {"digest", r.digest},
-      {"diskPath", r.spec.disk_path},
-      {"mode", r.spec.mode},
-      {"platform", r.spec.platform},
-      {"tlsVerify", nullptr},
       {"ephemeral", r.spec.ephemeral},
+      {"attributes", r.spec.attributes},
       {"authFile", r.auth_file},
       {"mountPid", r.mount_pid},
-      {"prefetchAll", r.spec.prefetch_all},
-      {"prefetchRate", r.spec.prefetch_rate},
-      {"imageProfile", r.spec.image_profile},
-      {"clusterCache", r.spec.cluster_cache},
   };
-  if (r.spec.tls_verify) j["tlsVerify"] = *r.spec.tls_verify;
   return j.dump(2) + "\n";
 }
 
@@ -86,19 +93,14 @@ Result<VolumeRecord> RecordFromJson(const std::string& text) {
     r.spec.target_path = j.at("targetPath").get<std::string>();
     r.spec.image = j.at("image").get<std::string>();
     r.digest = j.at("digest").get<std::string>();
-    r.spec.disk_path = j.value("diskPath", "");
-    r.spec.mode = j.value("mode", "disk");
-    r.spec.platform = j.value("platform", "");
-    if (j.contains("tlsVerify") && j["tlsVerify"].is_boolean()) {
-      r.spec.tls_verify = j["tlsVerify"].get<bool>();
+    if (j.contains("attributes")) {
+      r.spec.attributes = j.at("attributes").get<std::map<std::string, std::string>>();
+    } else {
+      r.spec.attributes = LegacyAttributes(j);
     }
     r.spec.ephemeral = j.value("ephemeral", false);
     r.auth_file = j.value("authFile", "");
     r.mount_pid = j.value("mountPid", 0);
-    r.spec.prefetch_all = j.value("prefetchAll", false);
-    r.spec.prefetch_rate = j.value("prefetchRate", "");
-    r.spec.image_profile = j.value("imageProfile", true);
-    r.spec.cluster_cache = j.value("clusterCache", true);
     if (r.spec.volume_id.empty() || r.spec.target_path.empty() || r.spec.image.empty() ||
         r.digest.empty()) {
       return Corrupt("volume record lacks volumeId, targetPath, image or digest");

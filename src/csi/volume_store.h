@@ -5,9 +5,12 @@
 //
 // Record format (docs/kubernetes.md, "State directory"):
 //   {"version": 1, "volumeId": "...", "targetPath": "/var/lib/kubelet/...",
-//    "image": "reg/disk:v1", "digest": "sha256:...", "diskPath": "", "mode": "disk",
-//    "platform": "", "tlsVerify": null|true|false, "ephemeral": true,
+//    "image": "reg/disk:v1", "digest": "sha256:...", "ephemeral": true,
+//    "attributes": {"mode": "tree", "prefetchRate": "20M", ...},
 //    "authFile": "" | "STATE_DIR/secrets/<key>.json", "mountPid": 1234}
+// "attributes" are the volume's mount attributes as published. Records
+// written before it (typed diskPath, mode, platform, tlsVerify, prefetchAll,
+// prefetchRate, imageProfile, clusterCache) are read as those attributes.
 // Files are written atomically (temp file, fsync, rename). The file name is a
 // hash of the target path. Thread-safe: no in-memory state; callers
 // serialize writes to one target.

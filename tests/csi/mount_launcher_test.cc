@@ -12,16 +12,15 @@ VolumeRecord Record() {
   r.spec.volume_id = "v";
   r.spec.target_path = "/t/mount";
   r.spec.image = "reg:5000/disk:v1";
-  r.spec.mode = "disk";
   r.digest = "sha256:aa";
   return r;
 }
 LauncherConfig Config() {
   LauncherConfig c;
   c.oci_fs_binary = "/usr/bin/oci-fs";
-  c.cache_dir = "/var/cache/oci-fs";
-  c.cert_dir = "/etc/oci-fs/certs.d";
-  c.authfile = "/etc/oci-fs/auth.json";
+  c.defaults.cache_dir = "/var/cache/oci-fs";
+  c.defaults.cert_dir = "/etc/oci-fs/certs.d";
+  c.defaults.authfile = "/etc/oci-fs/auth.json";
   return c;
 }
 }  // namespace
@@ -29,39 +28,57 @@ LauncherConfig Config() {
 TEST_CASE("inspect runs with the node's registry options") {
   MountLauncher launcher(Config());
   auto argv = launcher.InspectArgv(Record());
-  CHECK(argv == std::vector<std::string>{"/usr/bin/oci-fs", "inspect", "--authfile",
-                                         "/etc/oci-fs/auth.json", "--cert-dir",
-                                         "/etc/oci-fs/certs.d", "--json", "reg:5000/disk:v1"});
+  REQUIRE(argv.ok());
+  CHECK(*argv == std::vector<std::string>{"/usr/bin/oci-fs", "inspect", "--authfile=/etc/oci-fs/auth.json",
+                                          "--cert-dir=/etc/oci-fs/certs.d", "--json", "reg:5000/disk:v1"});
 }
 
 TEST_CASE("mount pins the digest, shares the cache and is read-only") {
   MountLauncher launcher(Config());
   VolumeRecord r = Record();
-  r.spec.mode = "tree";
-  r.spec.disk_path = "disk/a.img";
-  r.spec.platform = "linux/arm64";
-  r.spec.tls_verify = false;
+  r.spec.attributes = {{"mode", "tree"}, {"diskPath", "disk/a.img"}, {"platform", "linux/arm64"},
+                       {"tlsVerify", "false"}};
   r.auth_file = "/state/secrets/1.json";
   auto argv = launcher.MountArgv(r);
-  CHECK(argv == std::vector<std::string>{
-                    "/usr/bin/oci-fs", "mount", "--authfile", "/state/secrets/1.json",
-                    "--cert-dir", "/etc/oci-fs/certs.d", "--tls-verify=false", "--platform",
-                    "linux/arm64", "--cache-dir", "/var/cache/oci-fs", "--mode", "tree",
-                    "--disk-path", "disk/a.img", "-o", "ro,allow_other",
-                    "reg:5000/disk:v1@sha256:aa", "/t/mount"});
+  REQUIRE(argv.ok());
+  CHECK(*argv == std::vector<std::string>{
+                     "/usr/bin/oci-fs", "mount", "--authfile=/state/secrets/1.json",
+                     "--cert-dir=/etc/oci-fs/certs.d", "--tls-verify=false", "--platform=linux/arm64",
+                     "--cache-dir=/var/cache/oci-fs", "--mode=tree", "--disk-path=disk/a.img", "--allow-other",
+                     "-o", "ro", "reg:5000/disk:v1@sha256:aa", "/t/mount"});
 }
 
 TEST_CASE("mount passes the volume's prefetch attributes") {
   MountLauncher launcher(Config());
   VolumeRecord r = Record();
-  r.spec.prefetch_all = true;
-  r.spec.prefetch_rate = "8M";
-  r.spec.image_profile = false;
-  r.spec.cluster_cache = false;
+  r.spec.attributes = {{"prefetchAll", "true"}, {"prefetchRate", "8M"}, {"profile", "none"}, {"clusterCache", "off"}};
   auto argv = launcher.MountArgv(r);
-  const std::vector<std::string> want{"--prefetch-all", "--prefetch-rate", "8M", "--prefetch-profile", "none",
-                                      "--cluster-cache", "off"};
-  CHECK(std::search(argv.begin(), argv.end(), want.begin(), want.end()) != argv.end());
+  REQUIRE(argv.ok());
+  const std::vector<std::string> want{"--prefetch-all", "--prefetch-rate=8M", "--prefetch-profile=none",
+                                      "--cluster-cache=off"};
+  CHECK(std::search(argv->begin(), argv->end(), want.begin(), want.end()) != argv->end());
+}
+
+TEST_CASE("the volume's attributes override the node's defaults") {
+  LauncherConfig c = Config();
+  c.defaults.tls_verify = false;
+  MountLauncher launcher(c);
+  VolumeRecord r = Record();
+  auto node = launcher.VolumeConfig(r);
+  REQUIRE(node.ok());
+  CHECK_FALSE(node->tls_verify);
+  CHECK(node->allow_other);
+  CHECK(node->authfile == "/etc/oci-fs/auth.json");
+  r.spec.attributes = {{"tlsVerify", "true"}};
+  r.auth_file = "/state/secrets/2.json";
+  auto volume = launcher.VolumeConfig(r);
+  REQUIRE(volume.ok());
+  CHECK(volume->tls_verify);
+  CHECK(volume->authfile == "/state/secrets/2.json");
+  r.spec.attributes = {{"mode", "block"}};
+  CHECK(launcher.MountArgv(r).status().code() == Code::kInvalidArgument);
+  r.spec.attributes = {{"nosuch", "x"}};
+  CHECK(launcher.MountArgv(r).status().code() == Code::kInvalidArgument);
 }
 
 TEST_CASE("a failing oci-fs becomes a Status with its message") {

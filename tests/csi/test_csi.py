@@ -222,11 +222,11 @@ def test_prefetch_attributes_reach_the_mount_and_bad_ones_are_refused(make_plugi
     [pid] = _mount_pids(target)
     argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     at = argv.index(b"--prefetch-all")
-    assert argv[at:at + 7] == [b"--prefetch-all", b"--prefetch-rate", b"16M", b"--prefetch-profile", b"none",
-                               b"--cluster-cache", b"off"], argv
+    assert argv[at:at + 4] == [b"--prefetch-all", b"--prefetch-rate=16M", b"--prefetch-profile=none",
+                               b"--cluster-cache=off"], argv
     [record] = plugin.records()
-    assert (record["prefetchAll"], record["prefetchRate"], record["imageProfile"], record["clusterCache"]) == \
-        (True, "16M", False, False)
+    assert record["attributes"] == {"prefetchAll": "true", "prefetchRate": "16M", "profile": "none",
+                                    "clusterCache": "off"}
     unpublish(plugin, target)
     assert_clean(plugin, target)
 

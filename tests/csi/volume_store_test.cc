@@ -19,16 +19,12 @@ VolumeRecord Sample(std::string target) {
   r.spec.volume_id = "csi-1";
   r.spec.target_path = std::move(target);
   r.spec.image = "127.0.0.1:5000/disk:v1";
-  r.spec.mode = "tree";
-  r.spec.tls_verify = false;
+  r.spec.attributes = {{"mode", "tree"}, {"tlsVerify", "false"}, {"prefetchAll", "true"},
+                       {"prefetchRate", "4M"}, {"profile", "none"}, {"clusterCache", "off"}};
   r.spec.ephemeral = true;
   r.digest = "sha256:abcd";
   r.auth_file = "/state/secrets/x.json";
   r.mount_pid = 42;
-  r.spec.prefetch_all = true;
-  r.spec.prefetch_rate = "4M";
-  r.spec.image_profile = false;
-  r.spec.cluster_cache = false;
   return r;
 }
 }  // namespace
@@ -43,6 +39,21 @@ TEST_CASE("a volume record survives a JSON round trip") {
   CHECK(back->auth_file == r.auth_file);
   CHECK(back->mount_pid == 42);
   CHECK(r.PinnedRef() == "127.0.0.1:5000/disk:v1@sha256:abcd");
+}
+
+TEST_CASE("a record written before attributes were kept as given reads as the same attributes") {
+  auto old = RecordFromJson(R"({"version": 1, "volumeId": "csi-1", "targetPath": "/t/a",
+      "image": "127.0.0.1:5000/disk:v1", "digest": "sha256:abcd", "diskPath": "", "mode": "tree",
+      "platform": "", "tlsVerify": false, "ephemeral": true, "authFile": "/state/secrets/x.json",
+      "mountPid": 42, "prefetchAll": true, "prefetchRate": "4M", "imageProfile": false,
+      "clusterCache": false})");
+  REQUIRE(old.ok());
+  CHECK(old->spec.SameAs(Sample("/t/a").spec));
+  auto plain = RecordFromJson(R"({"version": 1, "volumeId": "v", "targetPath": "/t", "image": "r/d",
+      "digest": "sha256:ab", "diskPath": "", "mode": "disk", "platform": "", "tlsVerify": null,
+      "prefetchAll": false, "prefetchRate": "", "imageProfile": true, "clusterCache": true})");
+  REQUIRE(plain.ok());
+  CHECK(plain->spec.attributes.empty());
 }
 
 TEST_CASE("a record that names a digest already is pinned as it is") {
