@@ -27,7 +27,7 @@ class DecodedChunkStore {
   // Stores a copy of `data` (at most chunk_size() bytes) as chunk `chunk_index`.
   [[nodiscard]] virtual Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const = 0;
   // Put for a chunk the caller already holds in a shared immutable buffer: a
-  // store that keeps it for a while (a write-behind queue) may keep that
+  // store that keeps it for a while (in memory) may keep that
   // buffer instead of a copy. The default copies (Put).
   using SharedChunk = std::shared_ptr<const std::vector<uint8_t>>;
   [[nodiscard]] virtual Status PutShared(uint64_t chunk_index, SharedChunk data) const {

@@ -48,6 +48,7 @@ ChunkCache::ChunkCache(const ChunkCacheOptions& o, std::unique_ptr<ChunkStore> s
                        std::unique_ptr<SharedUsage> usage)
     : dir_(o.dir),
       chunk_size_(o.chunk_size),
+      touch_interval_ms_(o.touch_interval_ms),
       store_(std::move(store)),
       usage_(std::move(usage)),
       lru_(std::make_unique<LruPolicy>(std::min(kMaxTrackedChunks, 2 * (o.max_bytes / o.chunk_size) + 1024),
@@ -106,6 +107,11 @@ Status ChunkCache::StoreChecked(std::string_view key, uint64_t index, std::span<
   OCIFS_ASSIGN_OR_RETURN(uint64_t bytes, store_->Write(key, index, data));
   MarkVerified(key, index);
   lru_->Use(key, index, WallClockNs(), /*written=*/true);
+  AddUsageAndReclaim(bytes);
+  return Status::Ok();
+}
+
+void ChunkCache::AddUsageAndReclaim(uint64_t bytes) {
   usage_->Add(bytes);
   Result<uint64_t> evicted = reclaimer_->MaybeReclaim();
   if (evicted.ok()) {
@@ -113,8 +119,9 @@ Status ChunkCache::StoreChecked(std::string_view key, uint64_t index, std::span<
   } else {
     spdlog::warn("chunk cache {}: eviction failed: {}", dir_, evicted.status().ToString());
   }
-  return Status::Ok();
 }
+
+void ChunkCache::CountKeptBytes(uint64_t bytes) { AddUsageAndReclaim(bytes); }
 
 Status ChunkCache::Read(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch) {
   OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, out.size(), chunk_size_));
@@ -361,6 +368,11 @@ Status ChunkCache::Store(std::string_view key, uint64_t index, std::span<const u
 std::string ChunkCache::SidePath(std::string_view key, std::string_view suffix) const {
   if (!ValidateCacheKey(key).ok() || !ValidateSideSuffix(suffix).ok()) return {};
   return store_->SidePath(key, suffix);
+}
+
+std::string ChunkCache::KeptPath(std::string_view key) const {
+  if (!ValidateCacheKey(key).ok()) return {};
+  return store_->KeptPath(key);
 }
 
 ChunkCacheStats ChunkCache::stats() const {

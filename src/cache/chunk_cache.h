@@ -148,6 +148,16 @@ class ChunkCache {
   // expensive to rebuild (a gzip index costs a read of the whole blob).
   std::string SidePath(std::string_view key, std::string_view suffix) const;
 
+  // dir/kept/<key>: the file of a KeptPieceFile (decompressed pieces of one
+  // disk, docs/cache-format.md "Kept pieces"); its parent exists. Counted in
+  // max_bytes by its allocated blocks and evicted whole, like a chunk file.
+  // Empty if key is invalid.
+  std::string KeptPath(std::string_view key) const;
+  // Adds `bytes` just allocated in a kept-piece file to the shared usage,
+  // then evicts if over the bound (which may evict that file).
+  void CountKeptBytes(uint64_t bytes);
+  uint32_t touch_interval_ms() const { return touch_interval_ms_; }
+
   ChunkCacheStats stats() const;
 
  private:
@@ -176,6 +186,8 @@ class ChunkCache {
   // A checked read from disk with recency bookkeeping; no stats.
   bool LoadFromDisk(std::string_view key, uint64_t index, std::span<uint8_t> out);
   Status StoreChecked(std::string_view key, uint64_t index, std::span<const uint8_t> data);
+  // usage += bytes, then evicts if over the bound.
+  void AddUsageAndReclaim(uint64_t bytes);
   Status FetchAsLeader(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch);
   // Fetches leader chunks [begin, end) of a ReadChunks/FetchMissing call with
   // one fetch_run, stores them and ends their flights.
@@ -189,6 +201,7 @@ class ChunkCache {
 
   const std::string dir_;
   const uint32_t chunk_size_;
+  const uint32_t touch_interval_ms_;
   const std::unique_ptr<ChunkStore> store_;
   const std::unique_ptr<SharedUsage> usage_;
   const std::unique_ptr<LruPolicy> lru_;

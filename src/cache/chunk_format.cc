@@ -5,23 +5,13 @@
 #include <cstring>
 #include <string>
 
+#include "base/little_endian.h"
+
 namespace ocifs {
 namespace {
 
 constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'C', 'H', 'K'};
 constexpr size_t kHeaderCrcOffset = 44;
-
-template <typename T>
-void Put(uint8_t* p, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) p[i] = static_cast<uint8_t>(static_cast<uint64_t>(v) >> (8 * i));
-}
-
-template <typename T>
-T Get(const uint8_t* p) {
-  uint64_t v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return static_cast<T>(v);
-}
 
 Status Mismatch(const char* field, uint64_t got, uint64_t want) {
   return Corrupt(std::string("chunk header field ") + field + " is " + std::to_string(got) +
@@ -38,31 +28,31 @@ uint32_t ChunkCrc32(std::span<const uint8_t> data) {
 void EncodeChunkHeader(const ChunkHeader& h, std::span<uint8_t, kChunkHeaderSize> out) {
   uint8_t* p = out.data();
   std::memcpy(p, kMagic, sizeof(kMagic));
-  Put<uint16_t>(p + 8, kChunkFormatVersion);
-  Put<uint16_t>(p + 10, static_cast<uint16_t>(kChunkHeaderSize));
-  Put<uint32_t>(p + 12, h.chunk_size);
-  Put<uint64_t>(p + 16, h.index);
-  Put<uint64_t>(p + 24, h.key_hash);
-  Put<uint32_t>(p + 32, h.data_length);
-  Put<uint32_t>(p + 36, h.data_crc);
-  Put<uint32_t>(p + 40, 0);
-  Put<uint32_t>(p + kHeaderCrcOffset, ChunkCrc32({p, kHeaderCrcOffset}));
+  StoreLe<uint16_t>(p + 8, kChunkFormatVersion);
+  StoreLe<uint16_t>(p + 10, static_cast<uint16_t>(kChunkHeaderSize));
+  StoreLe<uint32_t>(p + 12, h.chunk_size);
+  StoreLe<uint64_t>(p + 16, h.index);
+  StoreLe<uint64_t>(p + 24, h.key_hash);
+  StoreLe<uint32_t>(p + 32, h.data_length);
+  StoreLe<uint32_t>(p + 36, h.data_crc);
+  StoreLe<uint32_t>(p + 40, 0);
+  StoreLe<uint32_t>(p + kHeaderCrcOffset, ChunkCrc32({p, kHeaderCrcOffset}));
 }
 
 Status CheckChunkHeader(std::span<const uint8_t, kChunkHeaderSize> in, const ChunkHeader& want,
                         uint32_t* data_crc) {
   const uint8_t* p = in.data();
   if (std::memcmp(p, kMagic, sizeof(kMagic)) != 0) return Corrupt("chunk header: bad magic");
-  if (Get<uint32_t>(p + kHeaderCrcOffset) != ChunkCrc32({p, kHeaderCrcOffset})) {
+  if (LoadLe<uint32_t>(p + kHeaderCrcOffset) != ChunkCrc32({p, kHeaderCrcOffset})) {
     return Corrupt("chunk header: header CRC mismatch");
   }
-  if (auto v = Get<uint16_t>(p + 8); v != kChunkFormatVersion) return Mismatch("version", v, kChunkFormatVersion);
-  if (auto v = Get<uint16_t>(p + 10); v != kChunkHeaderSize) return Mismatch("header size", v, kChunkHeaderSize);
-  if (auto v = Get<uint32_t>(p + 12); v != want.chunk_size) return Mismatch("chunk size", v, want.chunk_size);
-  if (auto v = Get<uint64_t>(p + 16); v != want.index) return Mismatch("chunk index", v, want.index);
-  if (auto v = Get<uint64_t>(p + 24); v != want.key_hash) return Mismatch("key hash", v, want.key_hash);
-  if (auto v = Get<uint32_t>(p + 32); v != want.data_length) return Mismatch("data length", v, want.data_length);
-  *data_crc = Get<uint32_t>(p + 36);
+  if (auto v = LoadLe<uint16_t>(p + 8); v != kChunkFormatVersion) return Mismatch("version", v, kChunkFormatVersion);
+  if (auto v = LoadLe<uint16_t>(p + 10); v != kChunkHeaderSize) return Mismatch("header size", v, kChunkHeaderSize);
+  if (auto v = LoadLe<uint32_t>(p + 12); v != want.chunk_size) return Mismatch("chunk size", v, want.chunk_size);
+  if (auto v = LoadLe<uint64_t>(p + 16); v != want.index) return Mismatch("chunk index", v, want.index);
+  if (auto v = LoadLe<uint64_t>(p + 24); v != want.key_hash) return Mismatch("key hash", v, want.key_hash);
+  if (auto v = LoadLe<uint32_t>(p + 32); v != want.data_length) return Mismatch("data length", v, want.data_length);
+  *data_crc = LoadLe<uint32_t>(p + 36);
   return Status::Ok();
 }
 

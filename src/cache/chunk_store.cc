@@ -82,6 +82,13 @@ Status MakeDir(const std::string& path) {
   return ErrnoError("create cache directory " + path, errno);
 }
 
+// Unlinks the temp file `name` in directory `dir_fd` if older than cutoff (a crashed writer's).
+void RemoveOldTemp(int dir_fd, const char* name, const struct stat& st, int64_t cutoff_ns, const std::string& where) {
+  if (MtimeNs(st) < cutoff_ns && ::unlinkat(dir_fd, name, 0) == 0) {
+    spdlog::info("chunk cache: removed leftover temp file {}/{}", where, name);
+  }
+}
+
 Result<UniqueFd> OpenDir(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoError("open cache directory " + path, errno);
@@ -108,11 +115,13 @@ Result<std::unique_ptr<ChunkStore>> ChunkStore::Open(const std::string& dir, uin
                                                      bool fsync) {
   const std::string chunks = dir + "/chunks";
   const std::string sized = chunks + "/" + std::to_string(chunk_size);
-  for (const std::string& d : {dir, chunks, sized, dir + "/side"}) OCIFS_RETURN_IF_ERROR(MakeDir(d));
+  const std::string kept = dir + "/kept";
+  for (const std::string& d : {dir, chunks, sized, dir + "/side", kept}) OCIFS_RETURN_IF_ERROR(MakeDir(d));
   OCIFS_ASSIGN_OR_RETURN(UniqueFd chunks_fd, OpenDir(chunks));
   OCIFS_ASSIGN_OR_RETURN(UniqueFd size_fd, OpenDir(sized));
+  OCIFS_ASSIGN_OR_RETURN(UniqueFd kept_fd, OpenDir(kept));
   return std::unique_ptr<ChunkStore>(
-      new ChunkStore(dir, chunk_size, fsync, std::move(chunks_fd), std::move(size_fd)));
+      new ChunkStore(dir, chunk_size, fsync, std::move(chunks_fd), std::move(size_fd), std::move(kept_fd)));
 }
 
 bool ChunkStore::Exists(std::string_view key, uint64_t index) const {
@@ -256,10 +265,8 @@ Result<std::vector<ChunkStore::FileInfo>> ChunkStore::Scan(int64_t temp_cutoff_n
         struct stat st;
         if (::fstatat(key_fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
         if (temp) {
-          if (MtimeNs(st) < temp_cutoff_ns && ::unlinkat(key_fd, e->d_name, 0) == 0) {
-            spdlog::info("chunk cache: removed leftover temp file {}/chunks/{}/{}/{}", dir_, s->d_name,
-                         k->d_name, e->d_name);
-          }
+          RemoveOldTemp(key_fd, e->d_name, st, temp_cutoff_ns,
+                        dir_ + "/chunks/" + s->d_name + "/" + k->d_name);
           continue;
         }
         files.push_back({std::string(s->d_name) + "/" + k->d_name + "/" + e->d_name,
@@ -268,7 +275,27 @@ Result<std::vector<ChunkStore::FileInfo>> ChunkStore::Scan(int64_t temp_cutoff_n
       }
     }
   }
+  ScanKept(temp_cutoff_ns, &files);
   return files;
+}
+
+void ChunkStore::ScanKept(int64_t temp_cutoff_ns, std::vector<FileInfo>* files) const {
+  DirPtr kept = ListDirAt(kept_fd_.get(), ".");
+  if (!kept) return;
+  while (dirent* e = ::readdir(kept.get())) {
+    std::string_view name = e->d_name;
+    const bool temp = name.starts_with(kTempPrefix);
+    if (!temp && !ValidateCacheKey(name).ok()) continue;
+    struct stat st;
+    if (::fstatat(kept_fd_.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (temp) {
+      RemoveOldTemp(kept_fd_.get(), e->d_name, st, temp_cutoff_ns, dir_ + "/kept");
+      continue;
+    }
+    // A sparse file: what it holds on disk, not its length.
+    files->push_back({std::string(name), 0, std::string(name), 0, static_cast<uint64_t>(st.st_blocks) * 512,
+                      MtimeNs(st), /*kept=*/true});
+  }
 }
 
 std::vector<uint64_t> ChunkStore::ListIndexes(std::string_view key) const {
@@ -283,10 +310,17 @@ std::vector<uint64_t> ChunkStore::ListIndexes(std::string_view key) const {
 }
 
 bool ChunkStore::Remove(const FileInfo& file) const {
+  if (file.kept) return ::unlinkat(kept_fd_.get(), file.rel_path.c_str(), 0) == 0;
   if (::unlinkat(chunks_fd_.get(), file.rel_path.c_str(), 0) != 0) return false;
   std::string key_dir = std::to_string(file.chunk_size) + "/" + file.key;
   ::unlinkat(chunks_fd_.get(), key_dir.c_str(), AT_REMOVEDIR);  // fails while not empty: fine
   return true;
+}
+
+std::string ChunkStore::KeptPath(std::string_view key) const {
+  std::string path = dir_ + "/kept/";
+  path += key;
+  return path;
 }
 
 std::string ChunkStore::SidePath(std::string_view key, std::string_view suffix) const {

@@ -5,6 +5,8 @@
 //   chunks/<chunk size>/<key>/<index>          a chunk file: header + data
 //   chunks/<chunk size>/<key>/.tmp-<pid>-<n>   a chunk being written
 //   side/<key>.<suffix>                        per-blob side files (SidePath)
+//   kept/<key>                                 a kept-piece file (KeptPieceFile; KeptPath)
+//   kept/.tmp-<pid>-<n>                        a kept-piece file being created
 //
 // Thread and process safety: every method is const and safe for concurrent use
 // by any number of threads and processes sharing `dir`. A chunk file appears
@@ -29,8 +31,8 @@ namespace ocifs {
 
 class ChunkStore {
  public:
-  // Creates dir (mode 0700, with parents), dir/chunks/<chunk_size> and dir/side
-  // if missing. fsync: fdatasync each chunk before its rename (see the doc).
+  // Creates dir (mode 0700, with parents), dir/chunks/<chunk_size>, dir/side
+  // and dir/kept if missing. fsync: fdatasync each chunk before its rename (see the doc).
   [[nodiscard]] static Result<std::unique_ptr<ChunkStore>> Open(const std::string& dir,
                                                                 uint32_t chunk_size, bool fsync);
   ChunkStore(const ChunkStore&) = delete;
@@ -62,16 +64,18 @@ class ChunkStore {
                                        std::span<const uint8_t> data) const;
 
   struct FileInfo {
-    std::string rel_path;  // "<chunk size>/<key>/<index>" under dir/chunks
-    uint32_t chunk_size = 0;
+    std::string rel_path;  // "<chunk size>/<key>/<index>" under dir/chunks; "<key>" under dir/kept
+    uint32_t chunk_size = 0;  // 0 for a kept-piece file
     std::string key;
     uint64_t index = 0;
-    uint64_t bytes = 0;    // file size: header + data
+    uint64_t bytes = 0;    // file size: header + data; a kept-piece file's allocated blocks
     int64_t mtime_ns = 0;  // wall clock, ns since the epoch
+    bool kept = false;     // a kept-piece file (dir/kept), evicted whole
   };
   // Lists the chunk files of every chunk size (other caches may have used
-  // another). Unlinks temp files whose mtime is before temp_cutoff_ns (pass 0
-  // to keep all). Files that vanish while scanning are skipped.
+  // another) and the kept-piece files. Unlinks temp files whose mtime is
+  // before temp_cutoff_ns (pass 0 to keep all). Files that vanish while
+  // scanning are skipped.
   [[nodiscard]] Result<std::vector<FileInfo>> Scan(int64_t temp_cutoff_ns) const;
 
   // The indexes of key's chunk files of this chunk size (one readdir, no
@@ -84,13 +88,18 @@ class ChunkStore {
 
   // dir/side/<key>.<suffix>; the caller validates key and suffix.
   std::string SidePath(std::string_view key, std::string_view suffix) const;
+  // dir/kept/<key>; the caller validates key.
+  std::string KeptPath(std::string_view key) const;
   uint32_t chunk_size() const { return chunk_size_; }
   const std::string& dir() const { return dir_; }
 
  private:
-  ChunkStore(std::string dir, uint32_t chunk_size, bool fsync, UniqueFd chunks_fd, UniqueFd size_fd)
+  ChunkStore(std::string dir, uint32_t chunk_size, bool fsync, UniqueFd chunks_fd, UniqueFd size_fd,
+             UniqueFd kept_fd)
       : dir_(std::move(dir)), chunk_size_(chunk_size), fsync_(fsync),
-        chunks_fd_(std::move(chunks_fd)), size_fd_(std::move(size_fd)) {}
+        chunks_fd_(std::move(chunks_fd)), size_fd_(std::move(size_fd)), kept_fd_(std::move(kept_fd)) {}
+  // Adds dir/kept's files to `files` (and removes old temp files there).
+  void ScanKept(int64_t temp_cutoff_ns, std::vector<FileInfo>* files) const;
   Status WriteTemp(const std::string& key_dir, std::span<const uint8_t> header,
                    std::span<const uint8_t> data, std::string* tmp_name) const;
 
@@ -99,6 +108,7 @@ class ChunkStore {
   const bool fsync_;
   const UniqueFd chunks_fd_;  // dir/chunks, O_DIRECTORY
   const UniqueFd size_fd_;    // dir/chunks/<chunk_size>, O_DIRECTORY
+  const UniqueFd kept_fd_;    // dir/kept, O_DIRECTORY
   mutable std::atomic<uint64_t> temp_counter_{0};  // makes temp names unique in this process
 };
 

@@ -40,7 +40,7 @@ Status StoredChunkSource::ReadAndKeep(uint64_t first, uint64_t end, std::span<ui
       MarkZero(index);
       continue;
     }
-    Status kept = store_->PutShared(index, std::make_shared<const std::vector<uint8_t>>(data.begin(), data.end()));
+    Status kept = store_->Put(index, data);
     if (!kept.ok()) spdlog::debug("{}: not keeping chunk {}: {}", Describe(), index, kept.ToString());
   }
   return Status::Ok();

@@ -8,9 +8,9 @@
 // A read is served chunk by chunk (chunk = store->chunk_size() bytes of the
 // file): stored chunks are copied from the store; each run of consecutive
 // chunks that are not is read from inner with one ReadAt of whole chunks, and
-// every such chunk is put in the store (PutShared), except all-zero ones,
-// which are remembered in memory for this object's life instead (a raw disk
-// is mostly zeros, and a file of zeros per chunk would only fill the cache).
+// every such chunk is put in the store (Put, by the reading thread), except
+// all-zero ones, which are remembered in memory for this object's life instead
+// (a raw disk is mostly zeros, and keeping zeros would only fill the cache).
 // Extents (holes) and prefetch hints go to inner.
 //
 // Thread safety: safe for concurrent use (inner and the store are; zeros_mu_

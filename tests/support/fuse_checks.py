@@ -4,6 +4,7 @@ byte-for-byte checks, the chunk cache on disk, daemon counters.
     data = disk_bytes(3 << 20 | 12345, seed=1)    # random with zero runs
     assert_reads_match(mnt / "disk.img", data, read_plan(len(data), seed=2))
     chunk_files(cache_dir)                        # {(key, index): Path}
+    kept_pieces(cache_dir, "sha256:...:raw-chunks-*")  # {index: length} of a disk's kept pieces
     stats = wait_stats(mount, since)              # the periodic --stats-file rewrite
 """
 
@@ -13,7 +14,9 @@ import errno
 import json
 import os
 import random
+import struct
 import time
+import zlib
 from pathlib import Path
 
 from . import processes
@@ -164,6 +167,41 @@ def chunk_files(cache_dir: Path | str, chunk_size: int = CHUNK) -> dict[tuple[st
             for f in keydir.iterdir():
                 if f.name.isdigit():
                     out[(keydir.name, int(f.name))] = f
+    return out
+
+
+def kept_pieces(cache_dir: Path | str, key_glob: str, piece_size: int | None = None) -> dict[int, int]:
+    """{piece index: length} of the pieces the kept-piece files cache_dir/kept/<key_glob> hold
+    (docs/cache-format.md "Kept pieces", version 1): entries whose entry CRC holds and whose
+    bytes match their data CRC, as a reader checks them. `piece_size`: the size the files'
+    headers must name."""
+    out: dict[int, int] = {}
+    for path in sorted((Path(cache_dir) / "kept").glob(key_glob)):
+        blob = path.read_bytes()
+        magic, version, header_size, piece, key_hash, per_group, crc = struct.unpack_from("<8sHHIQII", blob)
+        assert (magic, version, header_size, per_group) == (b"OCIFSKPT", 1, 32, 256), path
+        assert crc == zlib.crc32(blob[:28]), f"{path}: header CRC"
+        assert piece_size is None or piece == piece_size, (path, piece)
+        h = 0xcbf29ce484222325
+        for b in path.name.encode():
+            h = ((h ^ b) * 0x100000001b3) & (2**64 - 1)
+        assert key_hash == h, f"{path}: key hash"
+        group_bytes = 4096 + 256 * piece
+        group = 0
+        while 4096 + group * group_bytes < len(blob):
+            table = 4096 + group * group_bytes
+            for slot in range(256):
+                raw = blob[table + 16 * slot:table + 16 * slot + 16].ljust(16, b"\0")
+                length, data_crc, low_index, entry_crc = struct.unpack("<IIII", raw)
+                index = group * 256 + slot
+                if length == 0 or length > piece or low_index != index & 0xffffffff:
+                    continue
+                if entry_crc != zlib.crc32(struct.pack("<Q", key_hash) + raw[:12]):
+                    continue
+                at = table + 4096 + slot * piece
+                if zlib.crc32(blob[at:at + length]) == data_crc and at + length <= len(blob):
+                    out[index] = length
+            group += 1
     return out
 
 
