@@ -54,18 +54,6 @@ WorkerPool::~WorkerPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-namespace {
-std::atomic<size_t> decode_threads{SIZE_MAX};  // SIZE_MAX: one per core
-}  // namespace
-
-void WorkerPool::SetDecodeThreads(size_t threads) { decode_threads.store(threads); }
-
-WorkerPool& WorkerPool::Decode() {
-  static WorkerPool pool(decode_threads.load() != SIZE_MAX ? decode_threads.load()
-                                                           : std::max(1u, std::thread::hardware_concurrency()));
-  return pool;
-}
-
 void WorkerPool::Post(std::function<void()> job) {
   {
     std::lock_guard lock(mu_);

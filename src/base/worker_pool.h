@@ -1,5 +1,5 @@
 // WorkerPool: a fixed set of threads that help callers run CPU-bound pieces of
-// one request (decompressing several gzip spans, zstd frames or qcow2 clusters
+// one request (a mount's is its Scheduler's decode_pool()) (decompressing several gzip spans, zstd frames or qcow2 clusters
 // of one large read) side by side, instead of one after another on the thread
 // that asked.
 #pragma once
@@ -29,13 +29,6 @@ class WorkerPool {
   ~WorkerPool();
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
-
-  // The process-wide pool for decompression: SetDecodeThreads' count, by
-  // default one thread per core. Created on first use.
-  static WorkerPool& Decode();
-  // Sets the size of Decode()'s pool (0: decompress on the reading thread
-  // alone). Takes effect only if called before the first Decode().
-  static void SetDecodeThreads(size_t threads);
 
   // Runs fn(0) .. fn(n - 1), each exactly once, spread over the caller and idle
   // workers; returns when all have returned. The result is the error of the

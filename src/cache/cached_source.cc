@@ -24,17 +24,17 @@ CachedSource::CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cach
       options_(options),
       group_chunks_(std::max<uint64_t>(1, options.miss_group_bytes / cache_->chunk_size())),
       readahead_(options.readahead),
-      queue_(options.prefetch_threads, kMaxPendingJobs) {
-  if (options_.prefetch_all && key_status_.ok() && inner_->size() != kUnknownSize && inner_->size() > 0) {
-    queue_.SetIdleWork([this] { return PrefetchAllStep(); });
+      fetches_(options.scheduler, "fetches of " + key_,
+               {.max_queued = kMaxPendingJobs, .max_running = std::max(1u, options.prefetch_threads)}),
+      profile_tasks_(options.scheduler, "profile of " + key_) {
+  if (options_.prefetch_all && options_.prefetch_threads > 0 && key_status_.ok() && inner_->size() != kUnknownSize &&
+      inner_->size() > 0) {
+    fetches_.Post(TaskClass::kPrefetchAll, [this] { PrefetchAllStep(); });
   }
   if (options_.profile) StartProfile(*options_.profile);
 }
 
-CachedSource::~CachedSource() {
-  stopping_ = true;
-  for (auto& t : profile_workers_) t.join();
-}
+CachedSource::~CachedSource() = default;
 
 bool CachedSource::StartProfile(const AccessProfile& profile) const {
   if (!key_status_.ok() || inner_->size() == kUnknownSize) return false;
@@ -60,14 +60,19 @@ bool CachedSource::StartProfile(const AccessProfile& profile) const {
     std::lock_guard lock(profile_mu_);
     profile_running_ = threads;
   }
-  for (unsigned i = 0; i < threads; ++i) profile_workers_.emplace_back([this] { ProfileWorker(); });
+  for (unsigned i = 0; i < threads; ++i) {
+    if (profile_tasks_.Post(TaskClass::kProfilePrefetch, [this] { ProfileWorker(); }) == 0) {
+      std::lock_guard lock(profile_mu_);  // refused (stopping): this worker never runs
+      if (--profile_running_ == 0) profile_cv_.notify_all();
+    }
+  }
   return true;
 }
 
 void CachedSource::ProfileWorker() const {
   const auto start = std::chrono::steady_clock::now();
   const size_t max_run = std::max<size_t>(1, options_.profile_run_chunks);
-  while (!stopping_) {
+  while (!profile_tasks_.cancelled()) {
     const size_t i = profile_next_.fetch_add(1);
     if (i >= profile_runs_.size()) break;
     Status st = FetchChunks(profile_runs_[i].first, profile_runs_[i].second, max_run).status();
@@ -120,10 +125,11 @@ bool CachedSource::QueueChunks(uint64_t first, uint64_t end) const {
   const uint64_t run = std::max<size_t>(1, options_.max_run_chunks);
   for (uint64_t i = first; i < end; i += run) {
     const uint64_t count = std::min(run, end - i);
-    bool queued = queue_.Post([this, i, count] {
+    if (options_.prefetch_threads == 0) return false;
+    const bool queued = fetches_.Post(TaskClass::kReadahead, [this, i, count] {
       Status st = FetchChunks(i, count, options_.max_run_chunks).status();
       if (!st.ok()) spdlog::debug("{}: read-ahead of chunk {}: {}", Describe(), i, st.ToString());
-    });
+    }) != 0;
     if (!queued) return false;
   }
   return true;
@@ -137,26 +143,28 @@ void CachedSource::Prefetch(uint64_t offset, uint64_t length) const {
   QueueChunks(offset / chunk_size, (end + chunk_size - 1) / chunk_size);
 }
 
-bool CachedSource::PrefetchAllStep() const {
+void CachedSource::PrefetchAllStep() const {
   const uint64_t chunk_size = cache_->chunk_size();
   const uint64_t chunks = (inner_->size() + chunk_size - 1) / chunk_size;
   uint64_t next = prefetch_all_next_.load();
-  if (next >= chunks) return false;
+  if (next >= chunks) return;
   const uint64_t count = std::min<uint64_t>(std::max<size_t>(1, options_.prefetch_all_run_chunks), chunks - next);
   prefetch_all_next_.store(next + count);
   Result<uint64_t> fetched = FetchChunks(next, count, options_.prefetch_all_run_chunks);
   if (!fetched.ok()) {
     spdlog::warn("{}: background fetch of the whole blob stopped at chunk {}: {}", Describe(), next,
                  fetched.status().ToString());
-    return false;
+    return;
   }
+  if (next + count >= chunks) return;
+  Scheduler::Clock::time_point not_before{};
   if (options_.prefetch_all_rate > 0 && *fetched > 0) {
     // Pace to the cap: the next step waits as long as these bytes take at that rate.
     const double seconds = static_cast<double>(*fetched * chunk_size) / static_cast<double>(options_.prefetch_all_rate);
-    queue_.DeferIdle(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double>(seconds)));
+    not_before = Scheduler::Clock::now() + std::chrono::duration_cast<Scheduler::Clock::duration>(
+                                               std::chrono::duration<double>(seconds));
   }
-  return next + count < chunks;
+  fetches_.Post(TaskClass::kPrefetchAll, [this] { PrefetchAllStep(); }, not_before);
 }
 
 bool CachedSource::AllMissing(uint64_t first, uint64_t last) const {
@@ -180,10 +188,10 @@ Result<bool> CachedSource::ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf
   // the read takes the whole-chunk path so they still get cached.
   if (group_chunks_ > 1) {
     auto [group_first, group_end] = MissGroup(first, last);
-    bool queued = queue_.Post([this, group_first, group_end] {
+    const bool queued = fetches_.Post(TaskClass::kReadahead, [this, group_first, group_end] {
       Status st = FetchChunks(group_first, group_end - group_first, group_end - group_first).status();
       if (!st.ok()) spdlog::debug("{}: fetch of chunk group {}: {}", Describe(), group_first, st.ToString());
-    });
+    }) != 0;
     if (!queued) return false;
   } else if (!QueueChunks(first, last + 1)) {
     return false;
@@ -200,7 +208,7 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
   const uint64_t size = inner_->size();
   if (size == kUnknownSize) return inner_->ReadAt(offset, buf);
   if (offset >= size || buf.empty()) return size_t{0};
-  PrefetchQueue::Foreground foreground(queue_);
+  Scheduler::Foreground foreground(fetches_.scheduler());
   const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset));
   const uint64_t chunk_size = cache_->chunk_size();
   // Read-ahead first, so its fetches run beside this read's own.
@@ -263,7 +271,7 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
     }
   }
   auto fetch = [&](uint64_t index, std::span<uint8_t> out) { return ReadExactly(*inner_, index * chunk_size, out); };
-  Status st = cache_->ReadChunks(key_, first, outs, fetch);
+  Status st = cache_->ReadChunks(key_, first, outs, fetch, &fetches_.scheduler().decode_pool());
   if (st.ok()) {
     if (head) {
       const size_t in_chunk = static_cast<size_t>(offset - first * chunk_size);

@@ -11,18 +11,19 @@
 // pool is warm).
 //
 // Read-ahead: every read is shown to a ReadaheadPolicy; on sequential access
-// it asks for a growing window ahead (1, 2, 4 .. readahead.max), which a
-// PrefetchQueue fetches in the background, max_run_chunks per inner read,
+// it asks for a growing window ahead (1, 2, 4 .. readahead.max), which tasks
+// of the mount's Scheduler (class kReadahead, at most prefetch_threads of
+// this source at once) fetch in the background, max_run_chunks per inner read,
 // deduplicated with reads by the cache's single flight. Random reads fetch
 // only the chunks they touch (with miss_group_bytes, the aligned group around
 // them). Prefetch(offset, length) queues the same kind
 // of background fetch. With prefetch_all, the whole blob is fetched in idle
-// time, one run at a time, yielding to reads (PrefetchQueue's idle work),
+// time, one run per kPrefetchAll task, yielding to reads (Scheduler::Foreground),
 // paced to prefetch_all_rate bytes per second when that is set.
 //
 // Access profile (access_profile.h): with a recorder, every read's bytes are
 // recorded under key (in the recorder's unit); with a profile naming key (of
-// any chunk size, converted to the cache's), threads of their own fetch
+// any chunk size, converted to the cache's), kProfilePrefetch tasks fetch
 // the profile's chunks from construction on, in its order, profile_threads
 // runs at a time (adjacent chunks of the profile coalesced, profile_run_chunks
 // per inner read), deduplicated with reads by the single flight.
@@ -31,28 +32,29 @@
 // reads go to inner uncached.
 //
 // Thread safety: safe for concurrent use (scratch_mu_ guards the pool; the
-// policy and the queue guard themselves).
-// Ownership: shares inner and the cache. The destructor stops and joins the
-// background fetches.
+// policy and the task groups guard themselves).
+// Ownership: shares inner, the cache and the scheduler. The destructor
+// cancels the background fetches and waits for those running.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <memory>
-#include <thread>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "cache/access_profile.h"
 #include "cache/chunk_cache.h"
-#include "cache/prefetch_queue.h"
 #include "cache/readahead_policy.h"
 #include "ocifs/byte_source.h"
+#include "sched/task_group.h"
 
 namespace ocifs {
 
 struct CachedSourceOptions {
+  // Runs the background fetches; null: Scheduler::Shared().
+  std::shared_ptr<Scheduler> scheduler;
   ReadaheadOptions readahead;          // readahead.max = 0: no read-ahead
   unsigned prefetch_threads = 3;       // background fetches in flight; 0: no read-ahead, no Prefetch
   size_t max_run_chunks = 2;           // chunks per background inner read
@@ -92,7 +94,7 @@ class CachedSource final : public ByteSource {
   std::string Describe() const override { return inner_->Describe(); }
 
   // Blocks until queued background fetches (and prefetch_all) are done; for tests and benchmarks.
-  void WaitForPrefetches() const { queue_.Drain(); }
+  void WaitForPrefetches() const { fetches_.Wait(); }
   // Blocks until the profile's fetches are done; for tests and benchmarks.
   void WaitForProfile() const;
   // Starts fetching `profile`'s chunks of this blob, as options.profile does
@@ -121,8 +123,8 @@ class CachedSource final : public ByteSource {
   // true (buf filled, chunks queued) if it served the read.
   [[nodiscard]] Result<bool> ReadSmallMiss(uint64_t offset, std::span<uint8_t> buf, uint64_t first,
                                            uint64_t last) const;
-  // One step of prefetch_all: the next run of missing chunks; false when none is left.
-  bool PrefetchAllStep() const;
+  // One step of prefetch_all: the next run of missing chunks; posts the next step.
+  void PrefetchAllStep() const;
   void ProfileWorker() const;
 
   const ByteSourcePtr inner_;
@@ -142,13 +144,13 @@ class CachedSource final : public ByteSource {
   mutable std::atomic<bool> profile_started_{false};  // StartProfile ran (it sets the members below once)
   mutable std::vector<std::pair<uint64_t, uint64_t>> profile_runs_;
   mutable std::atomic<size_t> profile_next_{0};
-  std::atomic<bool> stopping_{false};
   mutable std::mutex profile_mu_;
   mutable std::condition_variable profile_cv_;
   mutable unsigned profile_running_ = 0;  // guarded by profile_mu_
-  mutable std::vector<std::thread> profile_workers_;  // joined by the destructor
 
-  mutable PrefetchQueue queue_;  // last: destroyed (joined) first, its jobs use the members above
+  // Last: destroyed (cancelled, running tasks waited for) first; their tasks use the members above.
+  mutable TaskGroup fetches_;        // read-ahead, Prefetch, a small miss's group, prefetch_all
+  mutable TaskGroup profile_tasks_;  // the profile's workers
 };
 
 }  // namespace ocifs

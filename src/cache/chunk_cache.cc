@@ -166,7 +166,7 @@ Status ChunkCache::Await(const FlightKey& fk, Flight& flight, std::span<uint8_t>
 }
 
 Status ChunkCache::ReadChunks(std::string_view key, uint64_t first, std::span<const std::span<uint8_t>> outs,
-                              const FetchRunFn& fetch_run) {
+                              const FetchRunFn& fetch_run, WorkerPool* helpers) {
   for (const auto& out : outs) OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, out.size(), chunk_size_));
   const size_t n = outs.size();
   std::vector<std::shared_ptr<Flight>> flights(n);  // set for leader and waiter chunks
@@ -217,18 +217,16 @@ Status ChunkCache::ReadChunks(std::string_view key, uint64_t first, std::span<co
     runs.emplace_back(i, j);
     i = j;
   }
-  std::vector<Status> results(runs.size());
-  std::vector<std::thread> helpers;
-  for (size_t r = 1; r < runs.size(); ++r) {
-    helpers.emplace_back([&, r] {
-      results[r] = FetchRun(key, first, runs[r].first, runs[r].second, outs, flights, fetch_run);
-    });
-  }
-  if (!runs.empty()) results[0] = FetchRun(key, first, runs[0].first, runs[0].second, outs, flights, fetch_run);
-  for (auto& t : helpers) t.join();
+  // Every run is fetched (each ends its flights) even when another fails: ParallelFor runs them all.
+  auto fetch_one = [&](size_t r) { return FetchRun(key, first, runs[r].first, runs[r].second, outs, flights, fetch_run); };
   Status st;
-  for (const Status& r : results) {
-    if (st.ok() && !r.ok()) st = r;
+  if (helpers != nullptr && runs.size() > 1) {
+    st = helpers->ParallelFor(runs.size(), fetch_one);
+  } else {
+    for (size_t r = 0; r < runs.size(); ++r) {
+      Status one = fetch_one(r);
+      if (st.ok() && !one.ok()) st = one;
+    }
   }
   for (size_t i = 0; i < n; ++i) {
     if (leader[i] != 0 || !flights[i]) continue;

@@ -30,6 +30,7 @@
 
 #include <tsl/robin_map.h>
 
+#include "base/worker_pool.h"
 #include "ocifs/status.h"
 
 namespace ocifs {
@@ -102,13 +103,14 @@ class ChunkCache {
   // receives chunk first + i (its whole length, as Read's out). Hits come
   // from disk; chunks another flight of this process is fetching are waited
   // for; the other misses are fetched by this call, each maximal run of
-  // consecutive ones with ONE fetch_run call (one HTTP range), the runs after
-  // the first on threads of their own, so non-adjacent runs go in parallel.
+  // consecutive ones with ONE fetch_run call (one HTTP range); with
+  // `helpers`, the runs are spread over the caller and the pool's idle
+  // threads (non-adjacent runs in parallel), else fetched one after another.
   // A run whose outs lie back to back in memory is fetched straight into
   // them. Returns the first error (outs then unspecified); every chunk this
   // call fetched is stored or its waiters given the error.
   [[nodiscard]] Status ReadChunks(std::string_view key, uint64_t first, std::span<const std::span<uint8_t>> outs,
-                                  const FetchRunFn& fetch_run);
+                                  const FetchRunFn& fetch_run, WorkerPool* helpers = nullptr);
   // For read-ahead: fetches and stores those of the chunks [first, first +
   // lengths.size()) (lengths[i]: chunk first + i's length) that are neither
   // on disk nor being fetched by a flight of this process, in runs of at most

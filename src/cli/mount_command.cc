@@ -3,11 +3,11 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <charconv>
 #include <csignal>
 #include <ctime>
@@ -15,13 +15,14 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <thread>
+#include <optional>
 
-#include "base/worker_pool.h"
+#include "base/unique_fd.h"
 #include "cache/access_profile.h"
 #include "cache/chunk_cache.h"
 #include "fuse/fuse_server.h"
 #include "registry/fetch_stats.h"
+#include "sched/task_group.h"
 #include "stack/image_stack.h"
 #include "fuse/tree_model.h"
 
@@ -83,6 +84,44 @@ void DetachStdio() {
   ::close(null);
 }
 
+// Stops the scheduler when it goes out of scope: declared after the stack,
+// so every task has ended before the stages they use are destroyed.
+struct StopAtExit {
+  Scheduler* scheduler;
+  ~StopAtExit() { scheduler->Stop(); }
+};
+
+// Writes the stats file every second and when SIGUSR1 arrives (read from a
+// signalfd every 200 ms), as a housekeeping task of the mount's scheduler.
+class StatsTimer {
+ public:
+  StatsTimer(std::shared_ptr<Scheduler> scheduler, std::string path, const ImageStack& stack)
+      : path_(std::move(path)), stack_(stack), tasks_(std::move(scheduler), "stats file") {
+    sigset_t usr1;
+    sigemptyset(&usr1);
+    sigaddset(&usr1, SIGUSR1);
+    signal_fd_.reset(::signalfd(-1, &usr1, SFD_NONBLOCK | SFD_CLOEXEC));
+    Tick();
+  }
+
+ private:
+  void Tick() {
+    tasks_.Post(TaskClass::kHousekeeping, [this] {
+      signalfd_siginfo info;
+      bool asked = false;
+      while (signal_fd_.get() >= 0 && ::read(signal_fd_.get(), &info, sizeof info) == sizeof info) asked = true;
+      if (asked || ++ticks_ % 5 == 0) WriteStats(path_, stack_);
+      Tick();
+    }, Scheduler::Clock::now() + std::chrono::milliseconds(200));
+  }
+
+  const std::string path_;
+  const ImageStack& stack_;
+  UniqueFd signal_fd_;
+  int ticks_ = 0;    // touched by one task at a time
+  TaskGroup tasks_;  // last: cancelled and waited for first
+};
+
 // Runs the mount in this process; `ready_fd` (or -1) learns when it is ready.
 int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
   auto fail = [&](const Status& s) {
@@ -92,7 +131,7 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
     }
     return Fail(s);
   };
-  // Block SIGUSR1 before any thread starts, so that only the stats writer takes it.
+  // Block SIGUSR1 before any thread starts: the stats timer takes it from a signalfd.
   sigset_t usr1;
   sigemptyset(&usr1);
   sigaddset(&usr1, SIGUSR1);
@@ -109,10 +148,16 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
   if (!ref.ok()) return fail(ref.status());
   auto stack_options = ToStackOptions(config);
   if (!stack_options.ok()) return fail(stack_options.status());
+  // The one owner of the mount's background work, stopped on every way out
+  // of this function before the stages it serves are destroyed.
+  SchedulerOptions scheduler_options;
+  if (config.decode_threads) scheduler_options.decode_threads = *config.decode_threads;
+  auto scheduler = std::make_shared<Scheduler>(scheduler_options);
+  stack_options->scheduler = scheduler;
   const StackOptions& options = *stack_options;
-  if (config.decode_threads) WorkerPool::SetDecodeThreads(*config.decode_threads);
 
   auto stack = ImageStack::Open(*ref, options);
+  StopAtExit stop_background{scheduler.get()};  // declared after the stack: runs before its destructor
   if (!stack.ok()) return fail(stack.status());
   if (config.profile == ProfileSource::kImage) {
     // A profile is a hint: a malformed one is reported, not fatal.
@@ -136,6 +181,7 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
   }
 
   FuseServerOptions fuse;
+  fuse.scheduler = scheduler;
   fuse.allow_other = config.allow_other;
   fuse.fsname = (*ref).ToString();
   fuse.extra_options = config.fuse_options;
@@ -150,26 +196,12 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
 
   // SIGUSR1 (blocked in every thread since RunMount began) asks for the
   // counters now; they are also written every second and at the end.
-  std::atomic<bool> done{false};
-  std::thread stats_writer;
-  if (!config.stats_file.empty()) {
-    stats_writer = std::thread([&] {
-      sigset_t usr1;
-      sigemptyset(&usr1);
-      sigaddset(&usr1, SIGUSR1);
-      const timespec tick{0, 200 * 1000 * 1000};
-      int ticks = 0;
-      while (!done.load()) {
-        int sig = sigtimedwait(&usr1, nullptr, &tick);
-        if (sig == SIGUSR1 || ++ticks % 5 == 0) WriteStats(config.stats_file, **stack);
-      }
-    });
-  }
+  std::optional<StatsTimer> stats_timer;
+  if (!config.stats_file.empty()) stats_timer.emplace(scheduler, config.stats_file, **stack);
   Status run = (*server)->Run();
   server->reset();
-  (*stack)->FlushClusterCache();
-  done.store(true);
-  if (stats_writer.joinable()) stats_writer.join();
+  stats_timer.reset();
+  scheduler->Stop();
   WriteStats(config.stats_file, **stack);
   spdlog::info("unmounted {}", flags.mountpoint);
   if (options.blob_reads.recorder && (*stack)->cache()) {
@@ -190,7 +222,7 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
 
 // Forks; the child mounts and serves, the parent returns once the child
 // reports the mount ready (0) or failed (1, with the child's message).
-int Daemonize(const MountFlags& flags, const MountConfig& config) {
+int Daemonize(const MountFlags& flags, const MountConfig& config, bool* in_child) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) return Fail(ErrnoError("pipe", errno));
   std::cout.flush();
@@ -201,7 +233,8 @@ int Daemonize(const MountFlags& flags, const MountConfig& config) {
     ::close(fds[0]);
     ::setsid();
     if (::chdir("/") != 0) {}
-    ::_exit(RunMount(flags, config, fds[1]));
+    *in_child = true;  // returns through main, and the process ends through its destructors
+    return RunMount(flags, config, fds[1]);
   }
   ::close(fds[1]);
   std::string msg;
@@ -301,13 +334,11 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
       std::free(real);
     }
     if (flags->foreground) {
-      // Background indexing threads may still run: end without static destructors.
-      int rc = RunMount(*flags, *config, -1);
-      std::cout.flush();
-      std::cerr.flush();
-      ::_exit(rc);
+      *exit_code = RunMount(*flags, *config, -1);
+      return;
     }
-    *exit_code = Daemonize(*flags, *config);
+    bool in_child = false;
+    *exit_code = Daemonize(*flags, *config, &in_child);
   });
 }
 

@@ -36,7 +36,8 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
     if (saved.ok() && Seekable(*saved)) {
       spdlog::debug("zstd layer {}: {} frames from {}", compressed->Describe(), saved->size(), saved_path);
       return ByteSourcePtr(
-          std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*saved), options.segment_cache_bytes));
+          std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*saved), options.segment_cache_bytes,
+                                          options.scheduler));
     }
     if (!saved.ok() && saved.status().code() != Code::kNotFound) {
       spdlog::warn("zstd layer {}: ignoring its saved frame table: {}", compressed->Describe(),
@@ -46,7 +47,8 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
   OCIFS_ASSIGN_OR_RETURN(std::optional<std::vector<ZstdFrame>> table, ReadZstdSeekTable(*compressed));
   if (table && Seekable(*table)) {
     return ByteSourcePtr(
-        std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*table), options.segment_cache_bytes));
+        std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*table), options.segment_cache_bytes,
+                                          options.scheduler));
   }
   OCIFS_ASSIGN_OR_RETURN(ZstdFrameScan scan, ScanZstdFrames(*compressed, kMaxFrameBytes));
   if (scan.complete && Seekable(scan.frames)) {
@@ -55,7 +57,7 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
       if (!st.ok()) spdlog::warn("zstd layer {}: cannot save its frame table: {}", compressed->Describe(), st.ToString());
     }
     return ByteSourcePtr(std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(scan.frames),
-                                                           options.segment_cache_bytes));
+                                                           options.segment_cache_bytes, options.scheduler));
   }
   uint64_t known = ByteSource::kUnknownSize;
   if (scan.complete && scan.frames.size() == 1) known = scan.frames[0].out_size;
@@ -68,7 +70,7 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
   }
   auto store = options.decoded_store ? options.decoded_store : MakeMemoryDecodedStore(kDefaultChunkSize);
   auto source = std::make_shared<ZstdStreamSource>(std::move(compressed), std::move(store), known,
-                                                   options.segment_cache_bytes);
+                                                   options.segment_cache_bytes, options.scheduler);
   if (options.background_pass) source->StartPass();
   return ByteSourcePtr(std::move(source));
 }

@@ -9,10 +9,13 @@
 #include "decode/compression.h"
 #include "base/decoded_store.h"
 #include "ocifs/byte_source.h"
+#include "sched/scheduler.h"
 
 namespace ocifs {
 
 struct DecoderOptions {
+  // Runs the first pass and lends the decode pool; null: Scheduler::Shared().
+  std::shared_ptr<Scheduler> scheduler;
   // gzip: load the checkpoint index from here if present and valid for this
   // blob; save it here (atomically: temp file + fsync + rename) once the first
   // pass completes. "" = keep it in memory only.

@@ -15,7 +15,7 @@ namespace ocifs {
 Result<std::shared_ptr<GzipSource>> GzipSource::Open(ByteSourcePtr compressed, const DecoderOptions& options) {
   if (!compressed) return InvalidArgument("gzip decoder: no compressed source");
   auto source = std::make_shared<GzipSource>(std::move(compressed), options);
-  if (!source->TryLoadIndex() && options.background_pass) source->StartPass();
+  if (!source->TryLoadIndex() && options.background_pass) source->pass_.Start();
   return source;
 }
 
@@ -38,11 +38,17 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options)
       options_(BoundedSpacing(options, compressed_->size())),
       cache_(options.segment_cache_bytes,
              static_cast<size_t>(std::max<uint64_t>(
-                 2, options_.segment_cache_bytes / std::max<uint64_t>(options_.checkpoint_spacing, 1)))) {}
+                 2, options_.segment_cache_bytes / std::max<uint64_t>(options_.checkpoint_spacing, 1)))),
+      pass_(options.scheduler, "gzip pass of " + compressed_->Describe(), [this] { RunPass(); }) {
+  pass_.OnCancel([this] { OnPassCancelled(); });
+}
 
-GzipSource::~GzipSource() {
-  cancel_.store(true);
-  if (pass_.joinable()) pass_.join();
+GzipSource::~GzipSource() = default;
+
+void GzipSource::OnPassCancelled() const {
+  std::lock_guard lock(mu_);
+  if (!complete_ && failure_.ok()) failure_ = Cancelled("gzip pass over " + compressed_->Describe() + " cancelled");
+  cv_.notify_all();
 }
 
 size_t GzipSource::checkpoint_count() const {
@@ -81,13 +87,6 @@ bool GzipSource::TryLoadIndex() {
   size_.store(index->decompressed_size, std::memory_order_release);
   loaded_from_file_ = true;
   return true;
-}
-
-void GzipSource::StartPass() const {
-  std::lock_guard lock(mu_);
-  if (pass_started_ || complete_) return;
-  pass_started_ = true;
-  pass_ = std::thread([this] { RunPass(); });
 }
 
 void GzipSource::RunPass() const {
@@ -130,7 +129,7 @@ void GzipSource::RunPass() const {
     frontier_ = out + data.size();
     cv_.notify_all();
   };
-  Result<uint64_t> result = indexer.Run(cb, cancel_);
+  Result<uint64_t> result = indexer.Run(cb, pass_.cancelled());
   std::pair<size_t, SegmentCache::Buffer> closed{0, nullptr};
   {
     std::lock_guard lock(mu_);
@@ -186,7 +185,7 @@ void GzipSource::FinishPass(Result<uint64_t> result) const {
 }
 
 Status GzipSource::WaitUntilIndexed() const {
-  StartPass();
+  if (!loaded_from_file_) pass_.Need();
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return (complete_ && (pass_finished_ || loaded_from_file_)) || !failure_.ok(); });
   return failure_;
@@ -281,11 +280,9 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
   {
     std::unique_lock lock(mu_);
     if (!complete_ && failure_.ok() && frontier_ < end) {
-      if (!pass_started_) {
-        lock.unlock();
-        StartPass();
-        lock.lock();
-      }
+      lock.unlock();
+      pass_.Need();
+      lock.lock();
       cv_.wait(lock, [&] { return complete_ || !failure_.ok() || frontier_ >= end; });
     }
     if (!failure_.ok()) return failure_;
@@ -308,7 +305,7 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
   }
   // The spans of one read inflate side by side (each from its own checkpoint).
   std::vector<SegmentCache::Buffer> spans(pieces.size());
-  OCIFS_RETURN_IF_ERROR(WorkerPool::Decode().ParallelFor(pieces.size(), [&](size_t k) -> Status {
+  OCIFS_RETURN_IF_ERROR(pass_.scheduler().decode_pool().ParallelFor(pieces.size(), [&](size_t k) -> Status {
     const Piece& p = pieces[k];
     OCIFS_ASSIGN_OR_RETURN(spans[k], Segment(p));
     return Status::Ok();

@@ -8,9 +8,9 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "decode/background_pass.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
 #include "decode/segment_cache.h"
@@ -19,8 +19,8 @@
 
 namespace ocifs {
 
-// Until the index is complete, a sequential pass (GzipIndexer, on a thread
-// this object owns) inflates the layer, verifying CRCs and recording
+// Until the index is complete, a sequential pass (GzipIndexer, a
+// BackgroundPass on the mount's scheduler) inflates the layer, verifying CRCs and recording
 // checkpoints; reads behind its frontier decompress from the nearest
 // checkpoint, reads ahead of it wait. A valid saved index makes the source
 // random-access at once. size() is kUnknownSize until the index is complete.
@@ -28,10 +28,11 @@ namespace ocifs {
 // Read cost: a read decompresses each checkpoint span it touches, from the
 // span's checkpoint to the read's end or the span's end (spacing + at most one
 // deflate block), unless the span is in the segment cache. The spans of one
-// read inflate in parallel on WorkerPool::Decode() (the caller takes part).
-// After the pass fails (kCorrupt), every read returns that error.
+// read inflate in parallel on the scheduler's decode pool (the caller takes part).
+// After the pass fails (kCorrupt), every read returns that error; once it is
+// cancelled (the scheduler stops), reads it has not reached return kCancelled.
 // Thread safety: all methods safe for concurrent use. The destructor cancels
-// the pass and joins its thread (at most one compressed range read later).
+// the pass and waits for it (at most one compressed range read later).
 // Ownership: shares `compressed`.
 class GzipSource final : public ByteSource {
  public:
@@ -72,8 +73,9 @@ class GzipSource final : public ByteSource {
   };
   Piece PieceAtLocked(uint64_t pos, uint64_t end) const;
   bool TryLoadIndex();
-  void StartPass() const;
   void RunPass() const;
+  // The pass's cancel hook: readers waiting for what it will not produce fail.
+  void OnPassCancelled() const;
   void FinishPass(Result<uint64_t> result) const;
   // The decompressed span of p (at least p.need bytes), from the segment cache or inflated.
   [[nodiscard]] Result<SegmentCache::Buffer> Segment(const Piece& p) const;
@@ -84,7 +86,6 @@ class GzipSource final : public ByteSource {
   const DecoderOptions options_;
   bool loaded_from_file_ = false;
   mutable std::atomic<uint64_t> size_{kUnknownSize};
-  mutable std::atomic<bool> cancel_{false};
   mutable SegmentCache cache_;
 
   mutable std::mutex mu_;  // guards the fields below; never held while inflating or reading
@@ -93,7 +94,6 @@ class GzipSource final : public ByteSource {
   mutable uint64_t frontier_ = 0;                    // decompressed bytes the pass has produced
   mutable bool complete_ = false;                    // checkpoints_ cover the whole layer
   mutable Status failure_;                           // the pass's error, if it failed
-  mutable bool pass_started_ = false;
   mutable bool pass_finished_ = false;               // RunPass has returned (index saved)
   // The span the pass is producing (from checkpoints_[open_span_index_].out to
   // frontier_), while it fits the segment cache; readers copy from it.
@@ -109,7 +109,7 @@ class GzipSource final : public ByteSource {
   // index was loaded): no span need be inflated whole to learn them.
   mutable std::atomic<bool> zeros_complete_{false};
   mutable std::vector<bool> scanned_spans_;  // guarded by mu_; see SpanScannedLocked
-  mutable std::thread pass_;                         // started once; joined by the destructor
+  mutable BackgroundPass pass_;  // last: cancelled and waited for first (RunPass uses the members above)
 };
 
 }  // namespace ocifs

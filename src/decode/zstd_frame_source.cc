@@ -9,11 +9,13 @@
 
 namespace ocifs {
 
-ZstdFrameSource::ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes)
+ZstdFrameSource::ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes,
+                                 std::shared_ptr<Scheduler> scheduler)
     : compressed_(std::move(compressed)),
       frames_(std::move(frames)),
       size_(frames_.empty() ? 0 : frames_.back().out_offset + frames_.back().out_size),
-      cache_(cache_bytes, 4) {}
+      cache_(cache_bytes, 4),
+      scheduler_(scheduler ? std::move(scheduler) : Scheduler::Shared()) {}
 
 Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
   const ZstdFrame& f = frames_[index];
@@ -62,7 +64,7 @@ Result<size_t> ZstdFrameSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) 
   while (last + 1 < frames_.size() && frames_[last + 1].out_offset < end) ++last;
   // The frames of one read decode side by side.
   std::vector<SegmentCache::Buffer> decoded(last - first + 1);
-  OCIFS_RETURN_IF_ERROR(WorkerPool::Decode().ParallelFor(decoded.size(), [&](size_t k) -> Status {
+  OCIFS_RETURN_IF_ERROR(scheduler_->decode_pool().ParallelFor(decoded.size(), [&](size_t k) -> Status {
     if (frames_[first + k].out_size == 0) return Status::Ok();
     OCIFS_ASSIGN_OR_RETURN(decoded[k], DecodeFrame(first + k));
     return Status::Ok();

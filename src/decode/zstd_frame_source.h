@@ -1,6 +1,6 @@
 // ZstdFrameSource: a zstd blob of independently compressed frames with known
 // sizes as a random-access ByteSource; a read decompresses only the frames it
-// overlaps, side by side on WorkerPool::Decode() when there are several.
+// overlaps, side by side on the scheduler's decode pool when there are several.
 #pragma once
 
 #include <memory>
@@ -10,6 +10,7 @@
 #include "decode/segment_cache.h"
 #include "decode/zstd_frames.h"
 #include "ocifs/byte_source.h"
+#include "sched/scheduler.h"
 
 namespace ocifs {
 
@@ -20,7 +21,9 @@ class ZstdFrameSource final : public ByteSource {
  public:
   // `frames` sorted, contiguous in out offsets starting at 0 (from
   // ReadZstdSeekTable or ScanZstdFrames); each in range within `compressed`.
-  ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes);
+  // scheduler: lends the decode pool; null: Scheduler::Shared().
+  ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes,
+                  std::shared_ptr<Scheduler> scheduler = nullptr);
 
   uint64_t size() const override { return size_; }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
@@ -37,6 +40,7 @@ class ZstdFrameSource final : public ByteSource {
   const std::vector<ZstdFrame> frames_;
   const uint64_t size_;
   mutable SegmentCache cache_;
+  const std::shared_ptr<Scheduler> scheduler_;
 };
 
 }  // namespace ocifs

@@ -11,27 +11,26 @@
 namespace ocifs {
 
 ZstdStreamSource::ZstdStreamSource(ByteSourcePtr compressed, std::shared_ptr<DecodedChunkStore> store,
-                                   uint64_t known_size, uint64_t cache_bytes)
+                                   uint64_t known_size, uint64_t cache_bytes, std::shared_ptr<Scheduler> scheduler)
     : compressed_(std::move(compressed)),
       store_(std::move(store)),
       chunk_size_(std::max<uint32_t>(store_->chunk_size(), 1)),
       size_(known_size),
-      cache_(cache_bytes, static_cast<size_t>(std::max<uint64_t>(2, cache_bytes / chunk_size_))) {}
-
-ZstdStreamSource::~ZstdStreamSource() {
-  cancel_.store(true);
-  if (pass_.joinable()) pass_.join();
+      cache_(cache_bytes, static_cast<size_t>(std::max<uint64_t>(2, cache_bytes / chunk_size_))),
+      pass_(std::move(scheduler), "zstd pass of " + compressed_->Describe(), [this] { RunPass(); }) {
+  pass_.OnCancel([this] { OnPassCancelled(); });
 }
 
-void ZstdStreamSource::StartPass() const {
+ZstdStreamSource::~ZstdStreamSource() = default;
+
+void ZstdStreamSource::OnPassCancelled() const {
   std::lock_guard lock(mu_);
-  if (pass_started_) return;
-  pass_started_ = true;
-  pass_ = std::thread([this] { RunPass(); });
+  if (!complete_ && failure_.ok()) failure_ = Cancelled("zstd pass over " + Describe() + " cancelled");
+  cv_.notify_all();
 }
 
 Status ZstdStreamSource::WaitUntilDecoded() const {
-  StartPass();
+  pass_.Need();
   std::unique_lock lock(mu_);
   cv_.wait(lock, [&] { return complete_ || !failure_.ok(); });
   return failure_;
@@ -50,7 +49,7 @@ Result<uint64_t> ZstdStreamSource::Decode(uint64_t stop_after, const ChunkFn& on
   uint64_t index = 0, total = 0;
   size_t last_ret = 1;  // 0 = at a frame boundary; nothing decoded yet counts as truncated
   for (;;) {
-    if (cancel_.load(std::memory_order_relaxed)) return Cancelled("zstd pass over " + Describe() + " cancelled");
+    if (pass_.cancelled().load(std::memory_order_relaxed)) return Cancelled("zstd pass over " + Describe() + " cancelled");
     OCIFS_ASSIGN_OR_RETURN(auto in, reader.Next());
     if (in.empty()) break;
     ZSTD_inBuffer ib{in.data(), in.size(), 0};
@@ -151,11 +150,9 @@ Result<size_t> ZstdStreamSource::ReadAt(uint64_t offset, std::span<uint8_t> buf)
   {
     std::unique_lock lock(mu_);
     if (!complete_ && failure_.ok() && stored_ < end) {
-      if (!pass_started_) {
-        lock.unlock();
-        StartPass();
-        lock.lock();
-      }
+      lock.unlock();
+      pass_.Need();
+      lock.lock();
       cv_.wait(lock, [&] { return complete_ || !failure_.ok() || stored_ >= end; });
     }
     if (!failure_.ok()) return failure_;

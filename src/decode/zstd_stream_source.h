@@ -11,9 +11,9 @@
 #include <mutex>
 #include <span>
 #include <string>
-#include <thread>
 
 #include "base/decoded_store.h"
+#include "decode/background_pass.h"
 #include "decode/segment_cache.h"
 #include "ocifs/byte_source.h"
 
@@ -23,17 +23,19 @@ namespace ocifs {
 // ahead of it wait. A chunk missing from the store (evicted) is decompressed
 // again from the start of the blob by one restart at a time. size() is
 // `known_size` (a single frame's content size) or kUnknownSize until the pass
-// ends. After the pass fails, every read returns its error.
+// ends. After the pass fails, every read returns its error; once it is
+// cancelled (the scheduler stops), reads it has not reached return kCancelled.
+// The pass is a BackgroundPass on `scheduler` (null: Scheduler::Shared()).
 // Thread safety: all methods safe for concurrent use. The destructor cancels
-// the pass and joins its thread. Ownership: shares `compressed` and `store`.
+// the pass and waits for it. Ownership: shares `compressed` and `store`.
 class ZstdStreamSource final : public ByteSource {
  public:
   ZstdStreamSource(ByteSourcePtr compressed, std::shared_ptr<DecodedChunkStore> store, uint64_t known_size,
-                   uint64_t cache_bytes);
+                   uint64_t cache_bytes, std::shared_ptr<Scheduler> scheduler = nullptr);
   ~ZstdStreamSource() override;
 
-  // Starts the pass on a background thread (idempotent).
-  void StartPass() const;
+  // Starts the pass in the background (idempotent).
+  void StartPass() const { pass_.Start(); }
   // Blocks until the pass ends; returns its status.
   [[nodiscard]] Status WaitUntilDecoded() const;
 
@@ -49,6 +51,7 @@ class ZstdStreamSource final : public ByteSource {
   // may be short), stopping after chunk `stop_after`. Returns the bytes decoded.
   [[nodiscard]] Result<uint64_t> Decode(uint64_t stop_after, const ChunkFn& on_chunk) const;
   void RunPass() const;
+  void OnPassCancelled() const;
   [[nodiscard]] Result<SegmentCache::Buffer> Chunk(uint64_t index, size_t length, uint64_t last_index) const;
   [[nodiscard]] Result<SegmentCache::Buffer> Restart(uint64_t index, size_t length, uint64_t last_index) const;
 
@@ -56,7 +59,6 @@ class ZstdStreamSource final : public ByteSource {
   const std::shared_ptr<DecodedChunkStore> store_;
   const uint32_t chunk_size_;
   mutable std::atomic<uint64_t> size_;
-  mutable std::atomic<bool> cancel_{false};
   mutable std::atomic<uint64_t> restarts_{0};
   mutable SegmentCache cache_;
   mutable std::mutex restart_mu_;  // held by the one restart running; taken before mu_, never inside it
@@ -66,8 +68,7 @@ class ZstdStreamSource final : public ByteSource {
   mutable uint64_t stored_ = 0;  // decompressed bytes handed to the store (whole chunks; all when complete_)
   mutable bool complete_ = false;
   mutable Status failure_;
-  mutable bool pass_started_ = false;
-  mutable std::thread pass_;
+  mutable BackgroundPass pass_;  // last: cancelled and waited for first (RunPass uses the members above)
 };
 
 }  // namespace ocifs

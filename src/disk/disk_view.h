@@ -7,10 +7,13 @@
 
 #include "base/decoded_store.h"
 #include "ocifs/byte_source.h"
+#include "sched/scheduler.h"
 
 namespace ocifs {
 
 struct DiskViewOptions {
+  // Lends the decode pool (a read's compressed clusters inflate side by side); null: Scheduler::Shared().
+  std::shared_ptr<Scheduler> scheduler;
   // Decompressed qcow2 clusters kept in memory (bytes, LRU), so a guest reading
   // a compressed cluster in small pieces decompresses it once.
   uint64_t memory_cache_bytes = 8ull << 20;

@@ -72,7 +72,8 @@ Qcow2Source::Qcow2Source(ByteSourcePtr file, Qcow2Header header, std::vector<uin
       header_(std::move(header)),
       l1_(std::move(l1)),
       l2_cache_(options.l2_cache_bytes),
-      clusters_(options.memory_cache_bytes) {
+      clusters_(options.memory_cache_bytes),
+      scheduler_(options.scheduler ? options.scheduler : Scheduler::Shared()) {
   if (options.cluster_store) {
     cluster_store_ = options.cluster_store(header_.cluster_size);
     if (cluster_store_ && cluster_store_->chunk_size() != header_.cluster_size) cluster_store_.reset();
@@ -315,7 +316,7 @@ Result<size_t> Qcow2Source::ReadAt(uint64_t offset, std::span<uint8_t> buf) cons
     if (!inflated[k]) to_inflate.push_back(k);
   }
   if (to_inflate.size() >= 2) {
-    OCIFS_RETURN_IF_ERROR(WorkerPool::Decode().ParallelFor(to_inflate.size(), [&](size_t k) -> Status {
+    OCIFS_RETURN_IF_ERROR(scheduler_->decode_pool().ParallelFor(to_inflate.size(), [&](size_t k) -> Status {
       const Run& r = plan[to_inflate[k]];
       OCIFS_ASSIGN_OR_RETURN(inflated[to_inflate[k]], Decompressed(r.l2_entry, r.guest & ~(header_.cluster_size - 1)));
       return Status::Ok();

@@ -29,7 +29,7 @@ namespace ocifs {
 // Trust: every offset read from the image is bounded before use; a bad one
 // gives kCorrupt naming the guest offset and the field, never a wild read.
 // Read cost: the compressed clusters of one read that are not in memory
-// inflate side by side on WorkerPool::Decode().
+// inflate side by side on the scheduler's decode pool.
 class Qcow2Source final : public ByteSource {
  public:
   [[nodiscard]] static Result<std::shared_ptr<Qcow2Source>> Open(ByteSourcePtr file,
@@ -107,6 +107,7 @@ class Qcow2Source final : public ByteSource {
   mutable ClusterCache l2_cache_;  // key: L2 table host offset
   mutable ClusterCache clusters_;  // key: compressed L2 entry; value: one decompressed cluster
   std::shared_ptr<DecodedChunkStore> cluster_store_;  // null: memory only
+  const std::shared_ptr<Scheduler> scheduler_;        // lends the decode pool
   mutable std::atomic<uint64_t> decompressions_{0}, stored_cluster_reads_{0};
 };
 

@@ -11,7 +11,8 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <thread>
+
+#include "sched/task_group.h"
 
 namespace ocifs {
 
@@ -22,6 +23,7 @@ struct FuseServer::State {
   bool mounted = false;
   bool signals_set = false;
   std::string mountpoint;
+  std::unique_ptr<TaskGroup> timers;  // last: its task reads mountpoint and options
 };
 
 namespace {
@@ -80,10 +82,10 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
   // The kernel sets the mount's readahead from this INIT's reply; raise it
   // just after (the reply is sent when this callback returns).
   if (state->options.readahead_kib > 0) {
-    std::thread([mountpoint = state->mountpoint, kib = state->options.readahead_kib] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      RaiseReadahead(mountpoint, kib);
-    }).detach();
+    state->timers->Post(
+        TaskClass::kHousekeeping,
+        [state] { RaiseReadahead(state->mountpoint, state->options.readahead_kib); },
+        Scheduler::Clock::now() + std::chrono::milliseconds(100));
   }
 }
 
@@ -276,6 +278,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<const FsMo
   state->model = std::move(model);
   state->options = options;
   state->mountpoint = mountpoint;
+  state->timers = std::make_unique<TaskGroup>(options.scheduler, "fuse timers");
 
   std::string opts = "ro,default_permissions,subtype=oci-fs,fsname=" + EscapeOptionValue(options.fsname) +
                      ",max_read=" + std::to_string(options.max_read);
@@ -303,6 +306,7 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<const FsMo
 }
 
 FuseServer::~FuseServer() {
+  state_->timers.reset();  // cancelled, or waited for if it runs
   if (state_->session == nullptr) return;
   if (state_->signals_set) fuse_remove_signal_handlers(state_->session);
   if (state_->mounted) fuse_session_unmount(state_->session);

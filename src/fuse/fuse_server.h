@@ -10,12 +10,16 @@
 
 #include "fuse/fs_model.h"
 #include "ocifs/status.h"
+#include "sched/scheduler.h"
 
 struct fuse_session;
 
 namespace ocifs {
 
 struct FuseServerOptions {
+  // Runs the server's one timer (raising the mount's kernel readahead after
+  // INIT) as a housekeeping task; null: Scheduler::Shared().
+  std::shared_ptr<Scheduler> scheduler;
   bool allow_other = false;          // let other users (qemu as uid 107) read the mount
   unsigned max_threads = 16;         // FUSE worker threads
   unsigned max_read = 1u << 20;      // bytes per FUSE read request

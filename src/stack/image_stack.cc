@@ -4,10 +4,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <thread>
 
 #include "base/slice_source.h"
-#include "base/write_behind_store.h"
+#include "cache/kept_piece_file.h"
 #include "cache/cached_source.h"
 #include "decode/decoder.h"
 #include "disk/disk_format.h"
@@ -25,6 +24,12 @@ namespace ocifs {
 Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const StackOptions& options) {
   std::unique_ptr<ImageStack> stack(new ImageStack());
   stack->options_ = options;
+  stack->scheduler_ = options.scheduler;
+  if (!stack->scheduler_) {
+    stack->scheduler_ = std::make_shared<Scheduler>();
+    stack->owns_scheduler_ = true;
+  }
+  stack->checks_ = std::make_unique<TaskGroup>(stack->scheduler_, "index check");
   if (!options.cache_dir.empty()) {
     ChunkCacheOptions cache_options;
     cache_options.dir = options.cache_dir;
@@ -71,6 +76,11 @@ bool IsDiskCandidate(const TarEntry& e, const std::string& disk_path) {
 
 }  // namespace
 
+ImageStack::~ImageStack() {
+  if (owns_scheduler_) scheduler_->Stop();  // cancels the passes the index check may wait for
+  checks_.reset();
+}
+
 Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_disk) const {
   LayerView view;
   view.descriptor = layer;
@@ -81,6 +91,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
     // (and overshoot its bound by the fetches in flight): keep the window to a
     // 16th of the cache, and none below two chunks.
     CachedSourceOptions reads = options_.blob_reads;
+    reads.scheduler = scheduler_;
     reads.readahead.max = std::min<uint64_t>(reads.readahead.max, options_.cache_bytes / 16);
     // The run sizes are in chunks of 1 MiB: smaller chunks make longer runs, the same bytes per request.
     const size_t scale = std::max<size_t>(1, (1u << 20) / cache_->chunk_size());
@@ -112,6 +123,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   }
 
   DecoderOptions decoder_options;
+  decoder_options.scheduler = scheduler_;
   if (cache_) {
     decoder_options.index_path = cache_->SidePath(layer.digest, "gzidx");
     decoder_options.frame_table_path = cache_->SidePath(layer.digest, "zstdframes");
@@ -187,57 +199,40 @@ Result<AccessProfile> ImageStack::StartShippedProfile() const {
   return profile;
 }
 
-std::shared_ptr<ChunkCache> ImageStack::CacheOfChunkSize(uint32_t chunk_size) const {
-  if (!cache_ || !ChunkCache::ValidChunkSize(chunk_size)) return nullptr;
-  std::lock_guard lock(cluster_caches_mu_);
-  auto it = cluster_caches_.find(chunk_size);
-  if (it != cluster_caches_.end()) return it->second;
-  ChunkCacheOptions cache_options;
-  cache_options.dir = options_.cache_dir;
-  cache_options.max_bytes = options_.cache_bytes;
-  cache_options.chunk_size = chunk_size;
-  cache_options.track_verified = false;  // clusters are read whole (Lookup), never in part
-  cache_options.scan_at_open = false;    // cache_'s open scanned every chunk size just now
-  auto cache = ChunkCache::Open(cache_options);
-  if (!cache.ok()) spdlog::warn("not keeping decompressed clusters on disk: {}", cache.status().ToString());
-  return cluster_caches_[chunk_size] = cache.ok() ? *cache : nullptr;
-}
-
 ImageStack::ClusterCacheStats ImageStack::cluster_cache_stats() const {
   ClusterCacheStats sum;
-  std::lock_guard lock(cluster_caches_mu_);
-  for (const auto& [size, cache] : cluster_caches_) {
-    if (cache) sum.hits += cache->stats().hits;
+  std::lock_guard lock(kept_files_mu_);
+  for (const auto& file : kept_files_) {
+    KeptPieceFile::Stats s = file->stats();
+    sum.hits += s.hits;
+    sum.dropped += s.failed;
   }
-  for (const auto& store : cluster_stores_) sum.dropped += store->dropped();
   return sum;
 }
 
 void ImageStack::FlushClusterCache() const {
-  std::vector<std::shared_ptr<WriteBehindStore>> stores;
-  {
-    std::lock_guard lock(cluster_caches_mu_);
-    stores = cluster_stores_;
-  }
-  for (const auto& store : stores) store->Flush();
+  // Nothing is queued: a piece is in its kept file's page cache once its Put returns.
 }
 
 std::shared_ptr<DecodedChunkStore> ImageStack::KeptStore(const std::string& key, uint32_t chunk_size) const {
-  std::shared_ptr<ChunkCache> cache = CacheOfChunkSize(chunk_size);
-  if (!cache) return nullptr;
-  // Written behind the reads by one thread: no reader waits for a file to be
-  // created, and the readers do not contend on the key's directory.
-  auto store = std::make_shared<WriteBehindStore>(std::make_shared<CacheDecodedStore>(std::move(cache), key),
-                                                  kClusterWriteBehindBytes);
-  std::lock_guard lock(cluster_caches_mu_);
-  cluster_stores_.push_back(store);
-  return store;
+  if (!cache_ || !ChunkCache::ValidChunkSize(chunk_size)) return nullptr;
+  // One sparse file per disk: keeping a piece is two pwrites, cheap enough
+  // for the reader that decompressed it (no queue, nothing dropped under load).
+  auto file = KeptPieceFile::Open(cache_, key, chunk_size);
+  if (!file.ok()) {
+    spdlog::warn("not keeping decompressed disk data on disk: {}", file.status().ToString());
+    return nullptr;
+  }
+  std::lock_guard lock(kept_files_mu_);
+  kept_files_.push_back(*file);
+  return *file;
 }
 
 Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, options_.disk_path));
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
   DiskViewOptions disk_options;
+  disk_options.scheduler = scheduler_;
   disk_options.memory_cache_bytes = options_.memory_cache_bytes;
   const bool keep_decoded = cache_ && options_.cluster_cache;
   // The disk is one file of one immutable layer: what is kept of it is named
@@ -288,13 +283,17 @@ void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedS
   const LayerView& top = layers_[partial];
   std::string index_path = cache_ ? cache_->SidePath(top.descriptor.digest, "tarindex") : "";
   std::string what = "layer " + top.descriptor.digest;
-  // Detached: it holds what it reads (shared ownership) and may outlive the
-  // stack; a process that exits simply ends it.
-  std::thread([decoded = top.decoded, file = std::move(file), lower = std::move(lower), upper = std::move(upper),
+  // A task of checks_: the stack's destructor waits for it (after the
+  // scheduler's Stop, which cancels the pass it reads through).
+  checks_->Post(TaskClass::kFirstPass, [decoded = top.decoded, file = std::move(file), lower = std::move(lower), upper = std::move(upper),
                index_path, what, disk = std::move(disk),
                disk_path = options_.disk_path, layer = served.layer, offset = served.entry.data_offset,
                size = served.entry.size] {
     auto full = TarIndex::Build(*decoded);
+    if (!full.ok() && full.status().code() == Code::kCancelled) {
+      spdlog::debug("{}: index check cancelled: {}", what, full.status().ToString());
+      return;
+    }
     if (!full.ok()) {
       spdlog::error("{}: indexing the rest of the layer failed; the disk's reads fail from now on: {}", what,
                     full.status().ToString());
@@ -327,7 +326,7 @@ void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedS
       return;
     }
     spdlog::info("{}: index complete; the disk is confirmed", what);
-  }).detach();
+  });
 }
 
 }  // namespace ocifs

@@ -7,6 +7,11 @@
 // hands out are safe for concurrent use. The stack owns the registry session,
 // the cache handle and the layer sources; sources handed out keep what they
 // need alive (shared ownership).
+// Background work: every stage's tasks (first passes, fetches, the index
+// check) run on one Scheduler: StackOptions::scheduler, or one the stack
+// makes and stops in its destructor. A caller that passes its own stops it
+// before destroying the stack (a mount does, at unmount): the index check
+// otherwise waits for its layer's pass to end.
 #pragma once
 
 #include <map>
@@ -25,10 +30,13 @@
 #include "registry/image_source.h"
 #include "registry/reference.h"
 #include "registry/registry_options.h"
+#include "sched/task_group.h"
 
 namespace ocifs {
 
 struct StackOptions {
+  // Runs every background task of the stack's stages; null: the stack makes its own.
+  std::shared_ptr<Scheduler> scheduler;
   RegistryOptions registry;
   std::string cache_dir;                    // "" = no on-disk cache (indexes are not kept either)
   uint64_t cache_bytes = 10ull << 30;       // bound of the on-disk cache
@@ -68,6 +76,11 @@ class ImageStack {
   // index from the cache when there is one), then merges the layers.
   [[nodiscard]] static Result<std::unique_ptr<ImageStack>> Open(const Reference& ref,
                                                                 const StackOptions& options);
+  ~ImageStack();
+  ImageStack(const ImageStack&) = delete;
+  ImageStack& operator=(const ImageStack&) = delete;
+
+  Scheduler& scheduler() const { return *scheduler_; }
 
   const ResolvedImage& image() const { return image_; }
   const MergedTree& tree() const { return *tree_; }
@@ -76,12 +89,12 @@ class ImageStack {
   // Counters of the cluster cache (StackOptions::cluster_cache) of the disks
   // opened so far; zeros when there is none.
   struct ClusterCacheStats {
-    uint64_t hits = 0;     // clusters read back from disk
-    uint64_t dropped = 0;  // inflated clusters not kept: the write-behind queue was full
+    uint64_t hits = 0;     // clusters (and raw pieces) read back from disk
+    uint64_t dropped = 0;  // decompressed pieces not kept: writing them failed (disk full, I/O error)
   };
   ClusterCacheStats cluster_cache_stats() const;
-  // Writes the decompressed clusters still queued for the cluster cache
-  // (at most kClusterWriteBehindBytes): call before the process exits.
+  // Kept for callers from when pieces were written behind the reads: does
+  // nothing now, a piece is written (to the page cache) before its read returns.
   void FlushClusterCache() const;
 
   // The bytes of a regular file of the merged tree.
@@ -98,8 +111,6 @@ class ImageStack {
   [[nodiscard]] Result<AccessProfile> StartShippedProfile() const;
   static constexpr std::string_view kShippedProfilePath = ".oci-fs/profile";
   static constexpr uint64_t kMaxShippedProfileBytes = 16ull << 20;
-  // Decompressed clusters queued for the cluster cache at most (memory).
-  static constexpr uint64_t kClusterWriteBehindBytes = 1ull << 20;
   // Chunk size of what is kept of a raw disk in a compressed layer (StoredChunkSource).
   static constexpr uint32_t kRawChunkBytes = 64u << 10;
   // A layer read that misses also fetches the rest of its aligned group of
@@ -111,29 +122,28 @@ class ImageStack {
  private:
   ImageStack() = default;
   [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer, bool stop_at_disk) const;
-  // Completes layer `partial`'s index in a detached thread and poisons `disk`
+  // Completes layer `partial`'s index in a kFirstPass task and poisons `disk`
   // if the complete image locates another disk (or none).
   void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk, ByteSourcePtr file,
                           size_t partial) const;
 
-  // The cache directory opened with a qcow2 cluster size (or kRawChunkBytes) as chunk size (a
-  // ChunkCache of its own, also when the size equals cache()'s, so its
-  // counters are its own), opened on first use and kept; nullptr when that
-  // size cannot be.
-  std::shared_ptr<ChunkCache> CacheOfChunkSize(uint32_t chunk_size) const;
-  // A store of decompressed disk data under `key` in that cache, written
-  // behind the reads, flushed by FlushClusterCache; nullptr without one.
+  // A store of decompressed disk data under `key`, pieces of `chunk_size`
+  // bytes (a qcow2 cluster size or kRawChunkBytes): the cache's kept-piece
+  // file for that key (KeptPieceFile); nullptr without a cache or when that
+  // size is outside 64 KiB..16 MiB.
   std::shared_ptr<class DecodedChunkStore> KeptStore(const std::string& key, uint32_t chunk_size) const;
 
+  std::shared_ptr<Scheduler> scheduler_;
+  bool owns_scheduler_ = false;  // made here: stopped by the destructor
   StackOptions options_;
   std::unique_ptr<ImageSource> source_;
   std::shared_ptr<ChunkCache> cache_;
-  mutable std::mutex cluster_caches_mu_;
-  mutable std::map<uint32_t, std::shared_ptr<ChunkCache>> cluster_caches_;  // guarded by cluster_caches_mu_
-  mutable std::vector<std::shared_ptr<class WriteBehindStore>> cluster_stores_;  // guarded by cluster_caches_mu_
+  mutable std::mutex kept_files_mu_;
+  mutable std::vector<std::shared_ptr<class KeptPieceFile>> kept_files_;  // guarded by kept_files_mu_
   ResolvedImage image_;
   std::vector<LayerView> layers_;
   std::optional<MergedTree> tree_;
+  std::unique_ptr<TaskGroup> checks_;  // the index check of a stack ready at the disk's entry; last
 };
 
 }  // namespace ocifs

@@ -98,10 +98,3 @@ TEST_CASE("many callers share one pool") {
   REQUIRE(failures.load() == 0);
   REQUIRE(sum.load() == 6u * 50u * 15u);
 }
-
-TEST_CASE("the decode pool takes its size from SetDecodeThreads before first use") {
-  WorkerPool::SetDecodeThreads(3);
-  REQUIRE(WorkerPool::Decode().threads() == 3);
-  WorkerPool::SetDecodeThreads(5);  // too late: the pool exists
-  REQUIRE(WorkerPool::Decode().threads() == 3);
-}

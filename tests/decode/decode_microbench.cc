@@ -50,10 +50,21 @@ std::vector<uint8_t> Deflate(std::span<const uint8_t> in, int window_bits) {
 
 constexpr size_t kLayer = 32u << 20;
 
+// The benchmarks' scheduler: its decode pool has OCIFS_DECODE_THREADS threads (default one per core).
+std::shared_ptr<Scheduler> BenchScheduler() {
+  static const std::shared_ptr<Scheduler> scheduler = [] {
+    SchedulerOptions o;
+    if (const char* threads = std::getenv("OCIFS_DECODE_THREADS")) o.decode_threads = std::strtoul(threads, nullptr, 10);
+    return std::make_shared<Scheduler>(o);
+  }();
+  return scheduler;
+}
+
 void BM_GzipIndexedRead(benchmark::State& state) {
   static std::shared_ptr<GzipSource> gzip = [] {
     auto data = Data(kLayer);
     DecoderOptions o;
+    o.scheduler = BenchScheduler();
     o.segment_cache_bytes = 0;  // every read inflates from its checkpoint
     auto src = *GzipSource::Open(std::make_shared<MemorySource>(Deflate(data, 31)), o);
     (void)src->WaitUntilIndexed();
@@ -82,7 +93,8 @@ void BM_ZstdFrameRead(benchmark::State& state) {
       frames.push_back({blob.size(), c, at, frame});
       blob.insert(blob.end(), out.begin(), out.begin() + static_cast<ptrdiff_t>(c));
     }
-    return std::make_shared<ZstdFrameSource>(std::make_shared<MemorySource>(std::move(blob)), std::move(frames), 0);
+    return std::make_shared<ZstdFrameSource>(std::make_shared<MemorySource>(std::move(blob)), std::move(frames), 0,
+                                             BenchScheduler());
   }();
   const size_t n = static_cast<size_t>(state.range(0));
   std::vector<uint8_t> buf(n);
@@ -117,9 +129,6 @@ BENCHMARK(BM_Qcow2Cluster)->Arg(0)->Arg(1);
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (const char* threads = std::getenv("OCIFS_DECODE_THREADS")) {
-    WorkerPool::SetDecodeThreads(std::strtoul(threads, nullptr, 10));
-  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

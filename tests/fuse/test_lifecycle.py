@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,15 @@ def assert_ended_cleanly(m: Mount, pid: int) -> None:
     assert processes.wait_pid_gone(pid, 10), "the daemon did not exit"
     assert not is_mounted(m.dir)
     assert os.listdir(m.dir) == []  # a plain directory again, no ENOTCONN
+
+
+def wait_mounted(proc: subprocess.Popen, mnt: Path, timeout: float = 60) -> None:
+    """Waits until the foreground mount `proc` serves `mnt`; fails if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not is_mounted(mnt):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"no mount after {timeout}s"
+        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("how", [["umount"], ["fusermount3", "-u"]])
@@ -62,11 +72,7 @@ def test_foreground_mode_serves_until_unmounted_then_exits_0(ocifs, disk, workdi
     proc = processes.spawn([processes.ocifs_bin(), "mount", "-f", TLS, "--cache-dir", workdir / "cache", ref, mnt],
                            env=processes.isolated_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 60
-        while not is_mounted(mnt):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no mount after 60s"
-            time.sleep(0.05)
+        wait_mounted(proc, mnt)
         assert_same_bytes((mnt / "disk.img").read_bytes(), data)
         time.sleep(1)
         assert proc.poll() is None, "the foreground mount exited while mounted"
@@ -210,3 +216,47 @@ def test_sigusr1_writes_the_stats_file_and_keeps_serving(ocifs, disk, workdir):
         assert is_mounted(m.dir)
         with open(m.dir / "disk.img", "rb") as f:  # still served
             assert f.read(4096) == data[:4096]
+
+
+# --------------------------------------------------------------------------- a clean stop
+
+def sanitized_build() -> bool:
+    """Whether the binary under test is the ASan/UBSan build (OCIFS_SANITIZE in its CMake cache)."""
+    build = os.environ.get("OCIFS_BUILD_DIR")
+    cache = Path(build) / "CMakeCache.txt" if build else None
+    return bool(cache and cache.exists() and "OCIFS_SANITIZE:BOOL=ON" in cache.read_text())
+
+
+@pytest.mark.parametrize("how", ["fusermount3", "sigterm"])
+def test_a_foreground_mount_stops_every_task_and_exits_through_its_destructors(how, ocifs, disk, workdir):
+    """No _exit: the process ends through its destructors while background work
+    (the gzip pass, prefetch-all, the stats timer) is stopped, so in the ASan
+    build LeakSanitizer examines the daemon path and finds nothing."""
+    ref, data = disk
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    env = processes.isolated_env({"ASAN_OPTIONS": "detect_leaks=1:exitcode=23:abort_on_error=0"})
+    if sanitized_build():
+        ldd = subprocess.run(["ldd", processes.ocifs_bin()], capture_output=True, text=True).stdout
+        assert "libasan" in ldd, "the sanitized build's binary has no ASan runtime: LeakSanitizer would not run"
+    stats = workdir / "stats.json"
+    proc = processes.spawn([processes.ocifs_bin(), "mount", "-f", TLS, "--cache-dir", workdir / "cache",
+                            "--prefetch-all", "--prefetch-rate", "64K", "--stats-file", stats, ref, mnt],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_mounted(proc, mnt)
+        assert_same_bytes((mnt / "disk.img").read_bytes(), data)
+        if how == "sigterm":
+            os.kill(proc.pid, signal.SIGTERM)
+        else:
+            assert processes.unmount(mnt)
+        out, err = proc.communicate(timeout=60)
+        err = err.decode(errors="replace")
+        assert "LeakSanitizer" not in err, err[-4000:]
+        assert "AddressSanitizer" not in err and "runtime error" not in err, err[-4000:]
+        assert proc.returncode == 0, err[-4000:]
+        assert not is_mounted(mnt)
+        assert json.loads(stats.read_text())["blob_bytes"] > 0  # written on the way out
+    finally:
+        processes.unmount(mnt)
+        processes.stop(proc)
