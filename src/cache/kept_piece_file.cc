@@ -47,10 +47,16 @@ size_t PreadFull(int fd, std::span<uint8_t> out, uint64_t offset) {
 // Returns whether this call created it.
 Result<bool> CreateWithHeader(const std::string& path, const KeptHeader& header) {
   static std::atomic<uint64_t> counter{0};
-  const std::string tmp = path.substr(0, path.rfind('/') + 1) + ".tmp-" + std::to_string(::getpid()) + "-" +
-                          std::to_string(counter.fetch_add(1));
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  if (!fd.valid()) return ErrnoError("create " + tmp, errno);
+  std::string tmp;
+  UniqueFd fd;
+  // EEXIST: a crashed process with our pid left this name; take the next.
+  for (int attempt = 0; attempt < 8 && !fd.valid(); ++attempt) {
+    tmp = path.substr(0, path.rfind('/') + 1) + ".tmp-" + std::to_string(::getpid()) + "-" +
+          std::to_string(counter.fetch_add(1));
+    fd.reset(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid() && errno != EEXIST) return ErrnoError("create " + tmp, errno);
+  }
+  if (!fd.valid()) return IoError("create a temp file beside " + path + ": gave up");
   std::array<uint8_t, kKeptHeaderSize> bytes;
   EncodeKeptHeader(header, bytes);
   Status st = PwriteFull(fd.get(), bytes, 0, tmp);
