@@ -139,7 +139,7 @@ TEST_CASE("tar index applies pax path, linkpath, size, uid, gid and mtime") {
   TarWriter w;
   w.Pax({{"path", long_name}, {"uid", "3000000000"}, {"gid", "42"}, {"mtime", "1600000000.75"}});
   uint64_t off = w.File("short", "hello");
-  w.Pax({{"linkpath", "/" + std::string(300, 'y')}});
+  w.Pax({{"linkpath", std::string("/").append(300, 'y')}});
   w.Symlink("sym", "short-target");
   // The header says 0 bytes; pax says 3000: the data must be skipped by the pax size.
   w.Pax({{"size", "3000"}});
@@ -154,7 +154,7 @@ TEST_CASE("tar index applies pax path, linkpath, size, uid, gid and mtime") {
   REQUIRE(e.gid == 42);
   REQUIRE(e.mtime == 1600000000);
   REQUIRE(e.data_offset == off);
-  REQUIRE(index->entries()[1].link_target == "/" + std::string(300, 'y'));
+  REQUIRE(index->entries()[1].link_target == std::string("/").append(300, 'y'));
   REQUIRE(index->entries()[2].size == 3000);
   REQUIRE(index->entries()[2].data_offset == big);
   REQUIRE(index->entries()[3].path == "after");
@@ -315,7 +315,7 @@ TEST_CASE("tar index jumps over file data without reading it") {
 
 TEST_CASE("tar index stops early when on_entry returns false") {
   TarWriter w;
-  for (int i = 0; i < 10; ++i) w.File("f" + std::to_string(i), "x");
+  for (int i = 0; i < 10; ++i) w.File(std::string("f").append(std::to_string(i)), "x");
   int calls = 0;
   TarIndexOptions options;
   options.on_entry = [&](const TarEntry& e) {
