@@ -2,46 +2,77 @@
 // ByteSource, via a checkpoint index (zlib's zran technique).
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
+#include <span>
 #include <string>
-#include <vector>
 
-#include "decode/background_pass.h"
 #include "decode/decoder.h"
-#include "decode/gzip_index.h"
+#include "decode/gzip_checkpoints.h"
+#include "decode/gzip_first_pass.h"
+#include "decode/gzip_saved_index.h"
+#include "decode/pass_progress.h"
 #include "decode/segment_cache.h"
 #include "decode/zero_ranges.h"
 #include "ocifs/byte_source.h"
 
 namespace ocifs {
 
-// Until the index is complete, a sequential pass (GzipIndexer, a
-// BackgroundPass on the mount's scheduler) inflates the layer, verifying CRCs and recording
-// checkpoints; reads behind its frontier decompress from the nearest
-// checkpoint, reads ahead of it wait. A valid saved index makes the source
-// random-access at once. size() is kUnknownSize until the index is complete.
+// How much of a checkpoint span a read inflates: all of it, or from its
+// checkpoint up to the read's end.
+enum class SpanLoad { kWhole, kToReadEnd };
+
+// What the rule below knows about a span.
+struct SpanFacts {
+  uint64_t bytes = 0;          // its length: to the next checkpoint, or to the frontier
+  bool closed = false;         // its end is final (a checkpoint follows, or the index is complete)
+  uint64_t cache_bytes = 0;    // the segment cache's capacity
+  bool zeros_unknown = false;  // its runs of zeros are still to be learnt (a version 1 index, Version1Zeros)
+};
+
+// The rule. A closed span is inflated whole, so the segment cache can serve
+// the span's other reads: the next read nearby would otherwise inflate from
+// the checkpoint again. A span still growing (the pass is producing it) has
+// no end yet: only up to the read's end. A span larger than the cache would
+// not be kept (a deflate block of zeros spans megabytes), so it too is
+// inflated only up to the read's end, once its runs of zeros are known
+// (reads of them are then zeros without inflating); until then (after a
+// version 1 index was loaded) it is inflated whole once to learn them.
+SpanLoad ChooseSpanLoad(const SpanFacts& span);
+
+// Until the index is complete, a sequential pass (GzipFirstPass, a
+// BackgroundPass on the mount's scheduler) inflates the layer, verifying CRCs
+// and recording checkpoints; reads behind its frontier decompress from the
+// nearest checkpoint (or copy from the span the pass is producing), reads
+// ahead of it wait. A valid saved index makes the source random-access at
+// once. size() is kUnknownSize until the index is complete.
 //
 // Read cost: a read decompresses each checkpoint span it touches, from the
-// span's checkpoint to the read's end or the span's end (spacing + at most one
-// deflate block), unless the span is in the segment cache. The spans of one
-// read inflate in parallel on the scheduler's decode pool (the caller takes part).
+// span's checkpoint to the read's end or the span's end (ChooseSpanLoad),
+// unless the span is in the segment cache or the bytes are known zeros. The
+// spans of one read inflate in parallel on the scheduler's decode pool (the
+// caller takes part). A read takes the checkpoint table's lock once, and no
+// lock for the progress once the index is complete.
 // After the pass fails (kCorrupt), every read returns that error; once it is
 // cancelled (the scheduler stops), reads it has not reached return kCancelled.
+//
+// Locks: the checkpoint table's (GzipCheckpoints), the progress's
+// (PassProgress), the open span's (GzipFirstPass), the zero ranges' and the
+// segment cache's are all leaf locks: none is held while another is taken,
+// nor while inflating or reading.
 // Thread safety: all methods safe for concurrent use. The destructor cancels
 // the pass and waits for it (at most one compressed range read later).
 // Ownership: shares `compressed`.
 class GzipSource final : public ByteSource {
  public:
+  // The one way to make one: loads the index saved at options.index_path if
+  // it was built for this blob; otherwise starts the first pass (at once if
+  // options.background_pass, else when a read needs it).
   [[nodiscard]] static Result<std::shared_ptr<GzipSource>> Open(ByteSourcePtr compressed,
                                                                 const DecoderOptions& options);
-  GzipSource(ByteSourcePtr compressed, const DecoderOptions& options);
-  ~GzipSource() override;
+  ~GzipSource() override = default;
 
-  uint64_t size() const override { return size_.load(std::memory_order_acquire); }
+  uint64_t size() const override { return progress_.size(); }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   // Once the index is complete: forwards the compressed range of the
   // checkpoint spans [offset, offset + length) overlaps. Before: nothing
@@ -55,61 +86,42 @@ class GzipSource final : public ByteSource {
 
   // Blocks until the index is complete (and saved, if options.index_path is
   // set) or the pass failed; returns the pass's status.
-  [[nodiscard]] Status WaitUntilIndexed() const;
+  [[nodiscard]] Status WaitUntilIndexed() const { return progress_.WaitUntilFinished(); }
   // True if the index was loaded from options.index_path (no pass ran).
-  bool loaded_from_file() const { return loaded_from_file_; }
-  size_t checkpoint_count() const;
+  bool loaded_from_file() const { return !pass_; }
+  size_t checkpoint_count() const { return checkpoints_.count(); }
 
  private:
-  // The part [from, to) of a read that lies in checkpoint span `index`.
+  // The part [from, to) of a read that lies in one checkpoint span.
   struct Piece {
-    size_t index = 0;
-    uint64_t out = 0;  // where its span starts (its checkpoint's out)
+    GzipCheckpoints::Span span;
     uint64_t from = 0, to = 0;
     size_t need = 0;  // decompressed bytes from the checkpoint up to `to`
-    size_t load = 0;  // bytes to inflate: the whole span once it is closed (see PieceAtLocked)
-    bool whole = false;  // load is the whole span
-    uint64_t compressed_hint = 0;
+    SpanLoad load = SpanLoad::kToReadEnd;
   };
-  Piece PieceAtLocked(uint64_t pos, uint64_t end) const;
-  bool TryLoadIndex();
-  void RunPass() const;
-  // The pass's cancel hook: readers waiting for what it will not produce fail.
-  void OnPassCancelled() const;
-  void FinishPass(Result<uint64_t> result) const;
+
+  GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, std::optional<GzipIndex> index);
+  Piece MakePiece(const GzipCheckpoints::Span& span, uint64_t from, uint64_t to, bool complete) const;
+  // Serves p into `out` without inflating if it can: known zeros, or the span
+  // the pass is producing.
+  bool ServeWithoutInflating(const Piece& p, bool complete, std::span<uint8_t> out) const;
   // The decompressed span of p (at least p.need bytes), from the segment cache or inflated.
   [[nodiscard]] Result<SegmentCache::Buffer> Segment(const Piece& p) const;
-  // Whether span `index` was inflated whole since the index was loaded (its zeros are known). Needs mu_.
-  bool SpanScannedLocked(size_t index) const;
 
   const ByteSourcePtr compressed_;
-  const DecoderOptions options_;
-  bool loaded_from_file_ = false;
-  mutable std::atomic<uint64_t> size_{kUnknownSize};
+  const DecoderOptions options_;  // checkpoint_spacing bounded by max_checkpoints
+  const std::shared_ptr<Scheduler> scheduler_;  // its decode pool inflates the spans of a read
   mutable SegmentCache cache_;
-
-  mutable std::mutex mu_;  // guards the fields below; never held while inflating or reading
-  mutable std::condition_variable cv_;
-  mutable std::vector<GzipCheckpoint> checkpoints_;  // append-only, sorted by out
-  mutable uint64_t frontier_ = 0;                    // decompressed bytes the pass has produced
-  mutable bool complete_ = false;                    // checkpoints_ cover the whole layer
-  mutable Status failure_;                           // the pass's error, if it failed
-  mutable bool pass_finished_ = false;               // RunPass has returned (index saved)
-  // The span the pass is producing (from checkpoints_[open_span_index_].out to
-  // frontier_), while it fits the segment cache; readers copy from it.
-  mutable std::vector<uint8_t> open_span_;
-  mutable size_t open_span_index_ = 0;
-  mutable bool open_span_valid_ = false;
+  GzipCheckpoints checkpoints_;
+  PassProgress progress_;
   // Runs of zeros in the output (a raw disk's empty space), found by the
-  // pass, or by inflating whole spans after an index was loaded: reads of
-  // them are zeros without inflating (a deflate block of zeros spans
-  // megabytes, more than the segment cache holds).
+  // pass, kept in the index or learnt (v1_zeros_): reads of them are zeros
+  // without inflating (a deflate block of zeros spans megabytes, more than
+  // the segment cache holds).
   mutable ZeroRanges zeros_;
-  // zeros_ holds every run of the layer (the pass finished, or a version 2
-  // index was loaded): no span need be inflated whole to learn them.
-  mutable std::atomic<bool> zeros_complete_{false};
-  mutable std::vector<bool> scanned_spans_;  // guarded by mu_; see SpanScannedLocked
-  mutable BackgroundPass pass_;  // last: cancelled and waited for first (RunPass uses the members above)
+  mutable Version1Zeros v1_zeros_{zeros_};
+  // Null when the index was loaded. Last: cancelled and waited for first (it fills the members above).
+  std::unique_ptr<GzipFirstPass> pass_;
 };
 
 }  // namespace ocifs

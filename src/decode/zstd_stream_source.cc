@@ -17,24 +17,12 @@ ZstdStreamSource::ZstdStreamSource(ByteSourcePtr compressed, std::shared_ptr<Dec
       chunk_size_(std::max<uint32_t>(store_->chunk_size(), 1)),
       size_(known_size),
       cache_(cache_bytes, static_cast<size_t>(std::max<uint64_t>(2, cache_bytes / chunk_size_))),
+      progress_("zstd pass over zstd(" + compressed_->Describe() + ")"),
       pass_(std::move(scheduler), "zstd pass of " + compressed_->Describe(), [this] { RunPass(); }) {
-  pass_.OnCancel([this] { OnPassCancelled(); });
+  progress_.Follow(pass_);
 }
 
 ZstdStreamSource::~ZstdStreamSource() = default;
-
-void ZstdStreamSource::OnPassCancelled() const {
-  std::lock_guard lock(mu_);
-  if (!complete_ && failure_.ok()) failure_ = Cancelled("zstd pass over " + Describe() + " cancelled");
-  cv_.notify_all();
-}
-
-Status ZstdStreamSource::WaitUntilDecoded() const {
-  pass_.Need();
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return complete_ || !failure_.ok(); });
-  return failure_;
-}
 
 Result<uint64_t> ZstdStreamSource::Decode(uint64_t stop_after, const ChunkFn& on_chunk) const {
   auto corrupt = [&](uint64_t at, const std::string& why) {
@@ -88,26 +76,22 @@ void ZstdStreamSource::RunPass() const {
     }
     cache_.Put(index, std::make_shared<const std::vector<uint8_t>>(data.begin(), data.end()));
     if (data.size() < chunk_size_) return;  // the short last chunk counts once the pass is complete
-    std::lock_guard lock(mu_);
-    stored_ = (index + 1) * chunk_size_;
-    cv_.notify_all();
+    progress_.Advance((index + 1) * chunk_size_);
   });
-  std::lock_guard lock(mu_);
+  const uint64_t known = size_.load();
   if (!result.ok()) {
-    failure_ = result.status();
-    if (failure_.code() != Code::kCancelled) spdlog::error("zstd pass over {} failed: {}", Describe(), failure_.ToString());
-  } else {
-    uint64_t known = size_.load();
-    if (known != kUnknownSize && known != *result) {
-      failure_ = Corrupt("zstd data of " + compressed_->Describe() + " decompressed to " +
-                         std::to_string(*result) + " bytes, its frame header says " + std::to_string(known));
-    } else {
-      complete_ = true;
-      stored_ = *result;
-      size_.store(*result, std::memory_order_release);
+    if (result.status().code() != Code::kCancelled) {
+      spdlog::error("zstd pass over {} failed: {}", Describe(), result.status().ToString());
     }
+    progress_.Fail(result.status());
+  } else if (known != kUnknownSize && known != *result) {
+    progress_.Fail(Corrupt("zstd data of " + compressed_->Describe() + " decompressed to " + std::to_string(*result) +
+                           " bytes, its frame header says " + std::to_string(known)));
+  } else {
+    size_.store(*result, std::memory_order_release);
+    progress_.Complete(*result);
   }
-  cv_.notify_all();
+  progress_.Finish();
 }
 
 Result<SegmentCache::Buffer> ZstdStreamSource::Restart(uint64_t index, size_t length, uint64_t last_index) const {
@@ -145,20 +129,9 @@ Result<SegmentCache::Buffer> ZstdStreamSource::Chunk(uint64_t index, size_t leng
 Result<size_t> ZstdStreamSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (buf.empty()) return size_t{0};
   uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
-  uint64_t limit;
-  bool complete;
-  {
-    std::unique_lock lock(mu_);
-    if (!complete_ && failure_.ok() && stored_ < end) {
-      lock.unlock();
-      pass_.Need();
-      lock.lock();
-      cv_.wait(lock, [&] { return complete_ || !failure_.ok() || stored_ >= end; });
-    }
-    if (!failure_.ok()) return failure_;
-    limit = stored_;
-    complete = complete_;
-  }
+  OCIFS_ASSIGN_OR_RETURN(const PassProgress::Produced produced, progress_.WaitFor(end));
+  const uint64_t limit = produced.bytes;  // the size once complete
+  const bool complete = produced.complete;
   end = std::min(end, limit);
   if (offset >= end) return size_t{0};
   uint64_t first = offset / chunk_size_, last = (end - 1) / chunk_size_;

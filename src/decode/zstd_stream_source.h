@@ -4,7 +4,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,6 +13,7 @@
 
 #include "base/decoded_store.h"
 #include "decode/background_pass.h"
+#include "decode/pass_progress.h"
 #include "decode/segment_cache.h"
 #include "ocifs/byte_source.h"
 
@@ -37,7 +37,7 @@ class ZstdStreamSource final : public ByteSource {
   // Starts the pass in the background (idempotent).
   void StartPass() const { pass_.Start(); }
   // Blocks until the pass ends; returns its status.
-  [[nodiscard]] Status WaitUntilDecoded() const;
+  [[nodiscard]] Status WaitUntilDecoded() const { return progress_.WaitUntilFinished(); }
 
   uint64_t size() const override { return size_.load(std::memory_order_acquire); }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
@@ -51,7 +51,6 @@ class ZstdStreamSource final : public ByteSource {
   // may be short), stopping after chunk `stop_after`. Returns the bytes decoded.
   [[nodiscard]] Result<uint64_t> Decode(uint64_t stop_after, const ChunkFn& on_chunk) const;
   void RunPass() const;
-  void OnPassCancelled() const;
   [[nodiscard]] Result<SegmentCache::Buffer> Chunk(uint64_t index, size_t length, uint64_t last_index) const;
   [[nodiscard]] Result<SegmentCache::Buffer> Restart(uint64_t index, size_t length, uint64_t last_index) const;
 
@@ -61,13 +60,12 @@ class ZstdStreamSource final : public ByteSource {
   mutable std::atomic<uint64_t> size_;
   mutable std::atomic<uint64_t> restarts_{0};
   mutable SegmentCache cache_;
-  mutable std::mutex restart_mu_;  // held by the one restart running; taken before mu_, never inside it
-
-  mutable std::mutex mu_;  // guards the fields below; never held while decompressing
-  mutable std::condition_variable cv_;
-  mutable uint64_t stored_ = 0;  // decompressed bytes handed to the store (whole chunks; all when complete_)
-  mutable bool complete_ = false;
-  mutable Status failure_;
+  // Held by the one restart running; taken before the progress's lock, never
+  // inside it (the progress's, the cache's and the store's are leaf locks).
+  mutable std::mutex restart_mu_;
+  // Decompressed bytes handed to the store (whole chunks; all once complete),
+  // the pass's failure or cancellation (kCancelled).
+  mutable PassProgress progress_;
   mutable BackgroundPass pass_;  // last: cancelled and waited for first (RunPass uses the members above)
 };
 

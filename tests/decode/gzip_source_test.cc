@@ -507,3 +507,20 @@ TEST_CASE("destroying a gzip source stops its pass promptly") {
   auto took = std::chrono::steady_clock::now() - start;
   CHECK(took < std::chrono::milliseconds(600));
 }
+
+TEST_CASE("a closed span is inflated whole unless it outgrows the segment cache and its zeros are known") {
+  const uint64_t cache = 8 << 20;
+  // Closed and small enough to keep: whole, so the cache serves its other reads.
+  CHECK(ChooseSpanLoad({.bytes = 1 << 20, .closed = true, .cache_bytes = cache}) == SpanLoad::kWhole);
+  CHECK(ChooseSpanLoad({.bytes = cache, .closed = true, .cache_bytes = cache}) == SpanLoad::kWhole);
+  // Still growing behind the pass: no end to inflate to.
+  CHECK(ChooseSpanLoad({.bytes = 1 << 20, .closed = false, .cache_bytes = cache}) == SpanLoad::kToReadEnd);
+  CHECK(ChooseSpanLoad({.bytes = 1 << 20, .closed = false, .cache_bytes = cache, .zeros_unknown = true}) ==
+        SpanLoad::kToReadEnd);
+  // Too big to keep: only up to the read's end, once its zeros are known;
+  // whole once while they are not (a version 1 index).
+  CHECK(ChooseSpanLoad({.bytes = cache + 1, .closed = true, .cache_bytes = cache}) == SpanLoad::kToReadEnd);
+  CHECK(ChooseSpanLoad({.bytes = cache + 1, .closed = true, .cache_bytes = cache, .zeros_unknown = true}) ==
+        SpanLoad::kWhole);
+  CHECK(ChooseSpanLoad({.bytes = 1, .closed = true, .cache_bytes = 0}) == SpanLoad::kToReadEnd);
+}

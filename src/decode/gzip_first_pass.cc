@@ -1,0 +1,107 @@
+#include "decode/gzip_first_pass.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <memory>
+#include <utility>
+
+#include "decode/gzip_indexer.h"
+
+namespace ocifs {
+
+GzipFirstPass::GzipFirstPass(const Target& target)
+    : t_(target), pass_(target.options.scheduler, "gzip pass of " + target.compressed.Describe(), [this] { Run(); }) {
+  t_.progress.Follow(pass_);
+}
+
+bool GzipFirstPass::CopyFromOpenSpan(size_t index, uint64_t from, std::span<uint8_t> out) const {
+  std::lock_guard lock(span_mu_);
+  if (!open_valid_ || open_index_ != index || from + out.size() > open_span_.size()) return false;
+  std::copy_n(open_span_.begin() + static_cast<ptrdiff_t>(from), out.size(), out.begin());
+  return true;
+}
+
+std::pair<size_t, SegmentCache::Buffer> GzipFirstPass::CloseSpanLocked() {
+  std::pair<size_t, SegmentCache::Buffer> closed{open_index_, nullptr};
+  if (open_valid_) closed.second = std::make_shared<const std::vector<uint8_t>>(std::move(open_span_));
+  open_span_ = {};
+  open_valid_ = false;
+  return closed;
+}
+
+void GzipFirstPass::OnCheckpoint(GzipCheckpoint checkpoint) {
+  // The span being produced (open_span_) is read by readers following the
+  // pass, and handed to the segment cache when it closes, so they never
+  // inflate it again (a reader right behind the frontier would otherwise
+  // inflate its span from the checkpoint once per read). The table grows
+  // first: a reader who sees the new checkpoint still finds the closed span here.
+  const size_t index = t_.checkpoints.Append(std::move(checkpoint));
+  std::pair<size_t, SegmentCache::Buffer> closed{0, nullptr};
+  {
+    std::lock_guard lock(span_mu_);
+    if (index > 0) closed = CloseSpanLocked();
+    open_index_ = index;
+    open_valid_ = true;
+    // Room for a span up front: grown by doubling, it would hold twice what the cache counts.
+    open_span_.reserve(std::min<uint64_t>(t_.options.checkpoint_spacing / 4 * 5, t_.options.segment_cache_bytes));
+  }
+  if (closed.second) t_.cache.Put(closed.first, std::move(closed.second));
+}
+
+void GzipFirstPass::OnOutput(uint64_t out, std::span<const uint8_t> data) {
+  {
+    std::lock_guard lock(span_mu_);
+    if (open_valid_ && open_span_.size() + data.size() <= t_.options.segment_cache_bytes) {
+      open_span_.insert(open_span_.end(), data.begin(), data.end());
+    } else if (open_valid_) {
+      open_span_ = {};  // too big to cache: its readers inflate their part
+      open_valid_ = false;
+    }
+  }
+  t_.progress.Advance(out + data.size());
+}
+
+void GzipFirstPass::Run() {
+  GzipIndexer indexer(t_.compressed, t_.compressed.Describe(), t_.options.checkpoint_spacing);
+  ZeroRunTracker zero_runs(t_.zeros);
+  GzipIndexer::Callbacks cb;
+  cb.on_checkpoint = [&](GzipCheckpoint cp) { OnCheckpoint(std::move(cp)); };
+  cb.on_output = [&](uint64_t out, std::span<const uint8_t> data) {
+    zero_runs.Feed(out, data);  // before the frontier moves: readers then find them known
+    OnOutput(out, data);
+  };
+  Result<uint64_t> result = indexer.Run(cb, pass_.cancelled());
+  std::pair<size_t, SegmentCache::Buffer> closed{0, nullptr};
+  {
+    std::lock_guard lock(span_mu_);
+    closed = CloseSpanLocked();
+  }
+  if (result.ok()) {
+    zero_runs.Finish(*result);
+    if (closed.second) t_.cache.Put(closed.first, std::move(closed.second));
+    t_.progress.Complete(*result);
+    SaveIndex(*result);
+  } else {
+    if (result.status().code() != Code::kCancelled) {
+      spdlog::error("gzip pass over {} failed: {}", t_.compressed.Describe(), result.status().ToString());
+    }
+    t_.progress.Fail(result.status());
+  }
+  t_.progress.Finish();
+}
+
+void GzipFirstPass::SaveIndex(uint64_t size) {
+  GzipIndex index;
+  index.compressed_size = t_.compressed.size();
+  if (t_.options.index_path.empty() || index.compressed_size == ByteSource::kUnknownSize) return;
+  index.decompressed_size = size;
+  index.spacing = t_.options.checkpoint_spacing;
+  index.zero_runs = t_.zeros.Ranges();
+  index.tail.resize(std::min<uint64_t>(GzipIndex::kMaxTail, index.compressed_size));
+  Status s = ReadExactly(t_.compressed, index.compressed_size - index.tail.size(), index.tail);
+  if (s.ok()) s = t_.checkpoints.SaveComplete(index, t_.options.index_path);
+  if (!s.ok()) spdlog::warn("could not save the gzip index of {}: {}", t_.compressed.Describe(), s.ToString());
+}
+
+}  // namespace ocifs

@@ -1,0 +1,78 @@
+// GzipFirstPass: the first sequential pass over a gzip layer whose index is
+// not saved yet. It inflates the layer in order (GzipIndexer: CRCs verified,
+// a checkpoint about every spacing bytes) as a BackgroundPass on the mount's
+// scheduler, and fills its GzipSource's state as it goes: the checkpoint
+// table, the pass's progress (readers behind it read, readers ahead wait), the
+// runs of zeros it sees, and the segment cache (each span it closes). When it
+// completes, it saves the index (if DecoderOptions::index_path is set).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "decode/background_pass.h"
+#include "decode/decoder.h"
+#include "decode/gzip_checkpoints.h"
+#include "decode/pass_progress.h"
+#include "decode/segment_cache.h"
+#include "decode/zero_ranges.h"
+#include "ocifs/byte_source.h"
+
+namespace ocifs {
+
+// Thread safety: safe for concurrent use. Locks: span_mu_ (the open span) is
+// a leaf; the pass never holds it while taking the checkpoint table's,
+// the progress's, the zero ranges' or the segment cache's lock, and readers
+// call CopyFromOpenSpan holding none of them.
+// Ownership: borrows everything in Target, which must outlive the pass. The
+// destructor cancels the pass (the progress fails with kCancelled if it was
+// not complete) and waits for it (at most one compressed range read later).
+class GzipFirstPass {
+ public:
+  // The GzipSource's state the pass fills in.
+  struct Target {
+    const ByteSource& compressed;
+    const DecoderOptions& options;  // checkpoint_spacing, segment_cache_bytes, index_path, scheduler
+    GzipCheckpoints& checkpoints;
+    PassProgress& progress;  // followed: it starts the pass for a reader who must wait
+    ZeroRanges& zeros;
+    SegmentCache& cache;
+  };
+
+  explicit GzipFirstPass(const Target& target);
+  GzipFirstPass(const GzipFirstPass&) = delete;
+  GzipFirstPass& operator=(const GzipFirstPass&) = delete;
+
+  // Posts the pass on the scheduler (idempotent).
+  void Start() { pass_.Start(); }
+
+  // Copies bytes [from, from + out.size()) of span `index` (offsets in the
+  // span) into `out` if the pass is producing that span, holds those bytes
+  // and the span fits the segment cache; false otherwise. Readers right behind
+  // the frontier read them here, not inflating their span again per read.
+  bool CopyFromOpenSpan(size_t index, uint64_t from, std::span<uint8_t> out) const;
+
+ private:
+  void Run();
+  // The pass's checkpoint: the previous span closes, this one opens.
+  void OnCheckpoint(GzipCheckpoint checkpoint);
+  void OnOutput(uint64_t out, std::span<const uint8_t> data);
+  // Closes the open span (needs span_mu_); returns it, to cache, if it was kept.
+  std::pair<size_t, SegmentCache::Buffer> CloseSpanLocked();
+  // The pass completed: the layer is `size` bytes. Saves the index.
+  void SaveIndex(uint64_t size);
+
+  const Target t_;
+  mutable std::mutex span_mu_;  // guards the open span: a leaf lock
+  // The span the pass is producing (from its checkpoint's out to the
+  // frontier), while it fits the segment cache.
+  std::vector<uint8_t> open_span_;
+  size_t open_index_ = 0;
+  bool open_valid_ = false;
+  BackgroundPass pass_;  // last: cancelled and waited for first (Run uses the members above)
+};
+
+}  // namespace ocifs
