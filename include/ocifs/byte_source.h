@@ -62,6 +62,18 @@ class ByteSource {
 
   // A short human name for logs and errors, e.g. "layer sha256:ab12..".
   virtual std::string Describe() const { return "byte source"; }
+
+  // How the source is read, for the stage that assembles the path (which
+  // must not ask what it built by casting):
+  // - kRandom: any offset at once.
+  // - kStream: a sequential pass produces the bytes; a read ahead of it waits
+  //   (a gzip layer before its index exists, a single-frame zstd layer).
+  enum class Access { kRandom, kStream };
+  virtual Access access() const { return Access::kRandom; }
+  // Whether the source keeps the decompressed bytes it produced itself, so
+  // a stage above need not keep them again (a single-frame zstd layer's
+  // decoded store). Default: false.
+  virtual bool KeepsDecoded() const { return false; }
 };
 
 using ByteSourcePtr = std::shared_ptr<const ByteSource>;

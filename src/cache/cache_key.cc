@@ -1,5 +1,7 @@
 #include "cache/cache_key.h"
 
+#include <cstdio>
+
 #include <string>
 
 namespace ocifs {
@@ -83,6 +85,19 @@ uint64_t CacheKeyHash(std::string_view key) {
     h *= 0x100000001b3ull;
   }
   return h;
+}
+
+std::string DerivedCacheKey(std::string_view digest, std::string_view part) {
+  std::string key(digest);
+  key += ':';
+  key += part;
+  return key;
+}
+
+std::string DerivedCacheKey(std::string_view digest, std::string_view part, uint64_t offset) {
+  char hex[24];
+  std::snprintf(hex, sizeof hex, "-%llx", static_cast<unsigned long long>(offset));
+  return DerivedCacheKey(digest, part) + hex;
 }
 
 }  // namespace ocifs

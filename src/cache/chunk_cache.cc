@@ -1,7 +1,8 @@
 #include "cache/chunk_cache.h"
 
 #include <cstring>
-#include <thread>
+#include <filesystem>
+#include <map>
 #include <spdlog/spdlog.h>
 
 #include "cache/cache_key.h"
@@ -41,6 +42,27 @@ Result<std::shared_ptr<ChunkCache>> ChunkCache::Open(const ChunkCacheOptions& op
     OCIFS_ASSIGN_OR_RETURN(uint64_t evicted, cache->reclaimer_->Rescan());
     cache->evictions_ += evicted;
   }
+  return cache;
+}
+
+Result<std::shared_ptr<ChunkCache>> ChunkCache::OpenShared(const ChunkCacheOptions& options) {
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::weakly_canonical(options.dir, ec);
+  const std::string name = ec ? options.dir : dir.string();
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<ChunkCache>> open;  // guarded by mu
+  std::lock_guard lock(mu);
+  if (auto it = open.find(name); it != open.end()) {
+    if (auto cache = it->second.lock()) {
+      if (cache->chunk_size() != options.chunk_size) {
+        return InvalidArgument("cache directory " + options.dir + " is already open in this process with chunk size " +
+                               std::to_string(cache->chunk_size()) + ", not " + std::to_string(options.chunk_size));
+      }
+      return cache;
+    }
+  }
+  OCIFS_ASSIGN_OR_RETURN(std::shared_ptr<ChunkCache> cache, Open(options));
+  open[name] = cache;
   return cache;
 }
 

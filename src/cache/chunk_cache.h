@@ -75,6 +75,11 @@ class ChunkCache {
   // crashed writer's temp files (older than a minute), counts the usage and
   // evicts if over the bound.
   [[nodiscard]] static Result<std::shared_ptr<ChunkCache>> Open(const ChunkCacheOptions& options);
+  // The process's one ChunkCache of options.dir: the one already open (while
+  // anyone holds it), else Open(options). kInvalidArgument if the open one
+  // has another chunk size. What the read path uses; Open is for tests that
+  // play several processes.
+  [[nodiscard]] static Result<std::shared_ptr<ChunkCache>> OpenShared(const ChunkCacheOptions& options);
   ~ChunkCache();
   ChunkCache(const ChunkCache&) = delete;
   ChunkCache& operator=(const ChunkCache&) = delete;

@@ -79,6 +79,8 @@ class GzipSource final : public ByteSource {
   // (the pass reads the layer in order anyway).
   void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return "gzip(" + compressed_->Describe() + ")"; }
+  // kStream while a pass builds the index (a read ahead of it waits); kRandom with a loaded index.
+  Access access() const override { return pass_ ? Access::kStream : Access::kRandom; }
   // Runs of zeros known so far (>= 64 KiB, found by the pass or kept in the
   // index) are holes; the rest is data. A hole is reported only where the
   // bytes are known zeros: zeros not (yet) known are reported as data.

@@ -42,6 +42,8 @@ class ZstdStreamSource final : public ByteSource {
   uint64_t size() const override { return size_.load(std::memory_order_acquire); }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   std::string Describe() const override { return "zstd(" + compressed_->Describe() + ")"; }
+  Access access() const override { return Access::kStream; }
+  bool KeepsDecoded() const override { return true; }  // its decoded store
   // How many times a missing chunk made decompression restart from the start.
   uint64_t restart_count() const { return restarts_.load(); }
 

@@ -7,6 +7,7 @@
 
 #include "base/slice_source.h"
 #include "cache/kept_piece_file.h"
+#include "cache/cache_key.h"
 #include "cache/cached_source.h"
 #include "decode/decoder.h"
 #include "disk/disk_format.h"
@@ -16,8 +17,6 @@
 #include "image/sparse_file_source.h"
 #include "stack/cache_decoded_store.h"
 #include "stack/guarded_source.h"
-#include "decode/gzip_source.h"
-#include "decode/zstd_stream_source.h"
 
 namespace ocifs {
 
@@ -29,13 +28,13 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
     stack->scheduler_ = std::make_shared<Scheduler>();
     stack->owns_scheduler_ = true;
   }
-  stack->checks_ = std::make_unique<TaskGroup>(stack->scheduler_, "index check");
+  stack->tasks_ = std::make_unique<TaskGroup>(stack->scheduler_, "image stack");
   if (!options.cache_dir.empty()) {
     ChunkCacheOptions cache_options;
     cache_options.dir = options.cache_dir;
     cache_options.max_bytes = options.cache_bytes;
     cache_options.chunk_size = options.chunk_size;
-    OCIFS_ASSIGN_OR_RETURN(stack->cache_, ChunkCache::Open(cache_options));
+    OCIFS_ASSIGN_OR_RETURN(stack->cache_, ChunkCache::OpenShared(cache_options));
   }
   RegistryOptions registry = options.registry;
   if (stack->cache_ && registry.small_blob_dir.empty()) registry.small_blob_dir = options.cache_dir + "/configs";
@@ -61,10 +60,7 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
 namespace {
 
 // True when reading `decoded` far ahead means waiting for a sequential pass.
-bool IsStream(const ByteSource& decoded) {
-  if (auto* gzip = dynamic_cast<const GzipSource*>(&decoded)) return !gzip->loaded_from_file();
-  return dynamic_cast<const ZstdStreamSource*>(&decoded) != nullptr;
-}
+bool IsStream(const ByteSource& decoded) { return decoded.access() == ByteSource::Access::kStream; }
 
 // Whether `e` is an entry LocateDisk could pick: `disk_path`, or a file (or a
 // link to one) directly under disk/.
@@ -78,7 +74,7 @@ bool IsDiskCandidate(const TarEntry& e, const std::string& disk_path) {
 
 ImageStack::~ImageStack() {
   if (owns_scheduler_) scheduler_->Stop();  // cancels the passes the index check may wait for
-  checks_.reset();
+  tasks_.reset();
 }
 
 Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_disk) const {
@@ -87,28 +83,12 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   std::string what = "layer " + layer.digest;
   OCIFS_ASSIGN_OR_RETURN(view.blob, source_->OpenBlob(layer));
   if (cache_) {
-    // Fetching ahead into a small cache would evict chunks before they are read
-    // (and overshoot its bound by the fetches in flight): keep the window to a
-    // 16th of the cache, and none below two chunks.
-    CachedSourceOptions reads = options_.blob_reads;
+    FetchPolicy reads = options_.blob_reads;
     reads.scheduler = scheduler_;
-    reads.readahead.max = std::min<uint64_t>(reads.readahead.max, options_.cache_bytes / 16);
-    // The run sizes are in chunks of 1 MiB: smaller chunks make longer runs, the same bytes per request.
-    const size_t scale = std::max<size_t>(1, (1u << 20) / cache_->chunk_size());
-    reads.max_run_chunks *= scale;
-    reads.prefetch_all_run_chunks *= scale;
     reads.miss_group_bytes = kMissGroupBytes;
-    // A profile of small chunks is many short requests, each a round trip:
-    // more of them in flight (8 at 1 MiB, up to 32), in runs that keep the
-    // bytes in flight to 8 MiB.
-    const auto more = static_cast<unsigned>(std::max<size_t>(1, scale / 2));
-    reads.profile_threads = std::min<unsigned>(32, reads.profile_threads * more);
-    reads.profile_run_chunks = std::max<size_t>(1, (8u << 20) / reads.profile_threads / cache_->chunk_size());
-    if (reads.readahead.max < 2ull * cache_->chunk_size()) {
-      reads.readahead.max = 0;
-      reads.prefetch_all = false;
-    }
-    view.blob = std::make_shared<CachedSource>(view.blob, cache_, layer.digest, reads);
+    view.cached = std::make_shared<CachedSource>(view.blob, cache_, layer.digest,
+                                                 FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
+    view.blob = view.cached;
   }
 
   // The bytes decide the compression; the media type only has to agree.
@@ -127,7 +107,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   if (cache_) {
     decoder_options.index_path = cache_->SidePath(layer.digest, "gzidx");
     decoder_options.frame_table_path = cache_->SidePath(layer.digest, "zstdframes");
-    decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, layer.digest + ":decoded");
+    decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, DerivedCacheKey(layer.digest, "decoded"));
   }
   auto decoded = OpenDecoded(view.blob, view.compression, decoder_options);
   if (!decoded.ok()) return decoded.status().WithContext(what);
@@ -194,7 +174,7 @@ Result<AccessProfile> ImageStack::StartShippedProfile() const {
       ReadExactly(*content, 0, std::span(reinterpret_cast<uint8_t*>(text.data()), text.size())).WithContext(what));
   OCIFS_ASSIGN_OR_RETURN(AccessProfile profile, ParseAccessProfile(text, what));
   for (const LayerView& layer : layers_) {
-    if (auto cached = std::dynamic_pointer_cast<const CachedSource>(layer.blob)) cached->StartProfile(profile);
+    if (layer.cached) layer.cached->StartProfile(profile);
   }
   return profile;
 }
@@ -208,10 +188,6 @@ ImageStack::ClusterCacheStats ImageStack::cluster_cache_stats() const {
     sum.dropped += s.failed;
   }
   return sum;
-}
-
-void ImageStack::FlushClusterCache() const {
-  // Nothing is queued: a piece is in its kept file's page cache once its Put returns.
 }
 
 std::shared_ptr<DecodedChunkStore> ImageStack::KeptStore(const std::string& key, uint32_t chunk_size) const {
@@ -237,10 +213,8 @@ Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   const bool keep_decoded = cache_ && options_.cluster_cache;
   // The disk is one file of one immutable layer: what is kept of it is named
   // by the layer's digest and where the file's data starts in the layer's tar.
-  auto key_of = [&](const char* kind) {
-    char part[64];
-    std::snprintf(part, sizeof part, ":%s-%llx", kind, static_cast<unsigned long long>(node->entry.data_offset));
-    return layers_[node->layer].descriptor.digest + part;
+  auto key_of = [&](std::string_view kind) {
+    return DerivedCacheKey(layers_[node->layer].descriptor.digest, kind, node->entry.data_offset);
   };
   if (keep_decoded) {
     // Called within OpenDiskView below, while `this` is certainly alive.
@@ -256,7 +230,7 @@ Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   // (not for a single-frame zstd layer: its decoder keeps the whole stream).
   const LayerView& layer = layers_[node->layer];
   if (keep_decoded && *view == file && layer.compression != Compression::kNone &&
-      dynamic_cast<const ZstdStreamSource*>(layer.decoded.get()) == nullptr && file->size() != ByteSource::kUnknownSize) {
+      !layer.decoded->KeepsDecoded() && file->size() != ByteSource::kUnknownSize) {
     if (auto store = KeptStore(key_of("raw-chunks"), kRawChunkBytes)) {
       *view = std::make_shared<StoredChunkSource>(*view, std::move(store));
     }
@@ -283,9 +257,9 @@ void ImageStack::VerifyInBackground(const Node& served, std::shared_ptr<GuardedS
   const LayerView& top = layers_[partial];
   std::string index_path = cache_ ? cache_->SidePath(top.descriptor.digest, "tarindex") : "";
   std::string what = "layer " + top.descriptor.digest;
-  // A task of checks_: the stack's destructor waits for it (after the
+  // A task of tasks_: the stack's destructor waits for it (after the
   // scheduler's Stop, which cancels the pass it reads through).
-  checks_->Post(TaskClass::kFirstPass, [decoded = top.decoded, file = std::move(file), lower = std::move(lower), upper = std::move(upper),
+  tasks_->Post(TaskClass::kFirstPass, [decoded = top.decoded, file = std::move(file), lower = std::move(lower), upper = std::move(upper),
                index_path, what, disk = std::move(disk),
                disk_path = options_.disk_path, layer = served.layer, offset = served.entry.data_offset,
                size = served.entry.size] {

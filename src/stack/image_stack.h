@@ -50,7 +50,7 @@ struct StackOptions {
   // access, background fetch threads, and prefetch_all (fetch the whole blob
   // in idle time, yielding to reads). The window is clamped to cache_bytes / 16,
   // and read-ahead and prefetch_all are off when that is under two chunks.
-  CachedSourceOptions blob_reads;
+  FetchPolicy blob_reads;
   // Disk mode: when a layer can only be read as a stream (a gzip layer
   // with no index yet, a single-frame zstd layer), stop indexing it at the
   // disk's entry so the mount is ready at once (the lowest such layer with a
@@ -65,6 +65,7 @@ struct LayerView {
   Descriptor descriptor;
   Compression compression = Compression::kNone;
   ByteSourcePtr blob;     // the compressed blob, through the cache when there is one
+  std::shared_ptr<CachedSource> cached;  // that cache stage (blob), or null without a cache dir
   ByteSourcePtr decoded;  // the layer's tar stream
   std::shared_ptr<const TarIndex> index;
   bool index_partial = false;  // stopped at the disk's entry (ready_at_disk_entry)
@@ -93,9 +94,6 @@ class ImageStack {
     uint64_t dropped = 0;  // decompressed pieces not kept: writing them failed (disk full, I/O error)
   };
   ClusterCacheStats cluster_cache_stats() const;
-  // Kept for callers from when pieces were written behind the reads: does
-  // nothing now, a piece is written (to the page cache) before its read returns.
-  void FlushClusterCache() const;
 
   // The bytes of a regular file of the merged tree.
   [[nodiscard]] Result<ByteSourcePtr> FileContent(const Node& node) const;
@@ -114,7 +112,7 @@ class ImageStack {
   // Chunk size of what is kept of a raw disk in a compressed layer (StoredChunkSource).
   static constexpr uint32_t kRawChunkBytes = 64u << 10;
   // A layer read that misses also fetches the rest of its aligned group of
-  // this many bytes (CachedSourceOptions::miss_group_bytes): with chunks
+  // this many bytes (FetchPolicy::miss_group_bytes): with chunks
   // smaller than this, a miss still brings its neighbourhood, as 1 MiB
   // chunks do, while a profile fetches only the small chunks it names.
   static constexpr uint64_t kMissGroupBytes = 1ull << 20;
@@ -143,7 +141,8 @@ class ImageStack {
   ResolvedImage image_;
   std::vector<LayerView> layers_;
   std::optional<MergedTree> tree_;
-  std::unique_ptr<TaskGroup> checks_;  // the index check of a stack ready at the disk's entry; last
+  // The stack's own tasks: the index check of a stack ready at the disk's entry (kFirstPass). Last.
+  std::unique_ptr<TaskGroup> tasks_;
 };
 
 }  // namespace ocifs

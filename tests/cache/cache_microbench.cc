@@ -29,7 +29,7 @@ struct Warm {
     std::mt19937_64 rng(1);
     for (auto& b : bytes) b = static_cast<uint8_t>(rng());
     cache = *ChunkCache::Open({.dir = dir});
-    CachedSourceOptions o;
+    FetchPolicy o;
     o.prefetch_threads = 0;
     source = std::make_unique<CachedSource>(std::make_shared<MemorySource>(std::move(bytes)), cache,
                                             "sha256:" + std::string(64, 'b'), o);

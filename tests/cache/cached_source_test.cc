@@ -25,8 +25,8 @@ std::shared_ptr<ChunkCache> OpenCache(const std::string& dir) {
   return *cache;
 }
 
-CachedSourceOptions Options(unsigned threads, size_t run = 4, bool all = false, size_t all_run = 2) {
-  CachedSourceOptions o;
+FetchPolicy Options(unsigned threads, size_t run = 4, bool all = false, size_t all_run = 2) {
+  FetchPolicy o;
   o.prefetch_threads = threads;
   o.max_run_chunks = run;
   o.prefetch_all = all;
@@ -147,7 +147,7 @@ TEST_CASE("cached source: a small miss fetches its own bytes and the whole chunk
   const std::vector<uint8_t> blob = Blob(4 * kChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto cache = OpenCache(tmp.path());
-  CachedSourceOptions o = Options(2);
+  FetchPolicy o = Options(2);
   o.exact_small_misses = true;
   {
     CachedSource src(counting, cache, kKey, o);
@@ -179,7 +179,7 @@ TEST_CASE("cached source: a small miss that fails returns the error naming the b
   const std::vector<uint8_t> blob = Blob(2 * kChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   counting->fail = true;
-  CachedSourceOptions o = Options(1);
+  FetchPolicy o = Options(1);
   o.exact_small_misses = true;
   CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
   std::vector<uint8_t> buf(10);
@@ -228,7 +228,7 @@ TEST_CASE("cached source reads ahead on sequential access, growing the window, a
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(64 * kChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSourceOptions options = Options(2, 2);
+  FetchPolicy options = Options(2, 2);
   options.readahead = {.initial = kChunk, .max = 4 * kChunk, .min_run = 2 * kChunk};
   CachedSource src(counting, OpenCache(tmp.path()), kKey, options);
   std::vector<uint8_t> buf(kChunk / 2);
@@ -293,7 +293,7 @@ TEST_CASE("cached source paces prefetch_all to its rate cap") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(8 * kChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSourceOptions o = Options(2, 4, true, 2);
+  FetchPolicy o = Options(2, 4, true, 2);
   o.prefetch_all_rate = 2 * kChunk * 10;  // 10 steps of 2 chunks a second: 100 ms a step
   const auto start = std::chrono::steady_clock::now();
   CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
@@ -325,7 +325,7 @@ TEST_CASE("cached source fetches a profile's chunks ahead, in runs, and reads of
   profile->chunk_size = kChunk;
   profile->blobs[kKey] = {6, 7, 2, 10, 99};  // 99: past the end, skipped
   profile->blobs[Digest('b')] = {0, 1};      // another blob's: not this source's business
-  CachedSourceOptions o = Options(0);
+  FetchPolicy o = Options(0);
   o.profile = profile;
   o.profile_threads = 2;
   o.profile_run_chunks = 2;
@@ -369,7 +369,7 @@ TEST_CASE("cached source fetches a profile of other chunk sizes as its own chunk
   auto profile = std::make_shared<AccessProfile>();
   profile->chunk_size = kChunk / 4;  // finer: units 9 and 10 are both in chunk 2, 28 in chunk 7
   profile->blobs[kKey] = {9, 28, 10};
-  CachedSourceOptions o = Options(0);
+  FetchPolicy o = Options(0);
   o.profile = profile;
   o.profile_run_chunks = 1;
   auto cache = OpenCache(tmp.path());
@@ -395,7 +395,7 @@ TEST_CASE("cached source with a miss group fetches a missed read's whole group w
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(10 * kChunk + 99);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSourceOptions o = Options(2, 4);
+  FetchPolicy o = Options(2, 4);
   o.readahead.max = 0;
   o.miss_group_bytes = 4 * kChunk;
   auto cache = OpenCache(tmp.path());
@@ -420,7 +420,7 @@ TEST_CASE("cached source with a miss group and exact small misses reads its byte
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(8 * kChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSourceOptions o = Options(2, 4);
+  FetchPolicy o = Options(2, 4);
   o.readahead.max = 0;
   o.exact_small_misses = true;
   o.miss_group_bytes = 4 * kChunk;
@@ -439,7 +439,7 @@ TEST_CASE("cached source records the chunks its reads touch, not its read-ahead"
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(40 * kChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSourceOptions o = Options(3, 4);
+  FetchPolicy o = Options(3, 4);
   o.readahead = {.initial = kChunk, .max = 8 * kChunk, .min_run = 2 * kChunk, .min_reads = 2};
   o.recorder = std::make_shared<AccessRecorder>(kChunk);
   CachedSource src(counting, OpenCache(tmp.path()), kKey, o);

@@ -634,7 +634,7 @@ def test_a_qcow2_mount_fetches_only_metadata_for_a_hole_and_about_a_chunk_for_a_
                    for c in range((data_off + off) // CHUNK, (data_off + off + n - 1) // CHUNK + 1)}
     meta_chunks |= {0, (data_off + len(disk)) // CHUNK, (data_off + len(disk) + 1023) // CHUNK}  # tar headers, end
     # ... plus the bytes of the small reads themselves: a small miss fetches its own bytes
-    # first, its chunk beside it (CachedSourceOptions::exact_small_misses).
+    # first, its chunk beside it (MissStrategy, --miss-fetch exact).
     allowed = sum(min(CHUNK, layer.size - c * CHUNK) for c in meta_chunks) + 64 * KiB
     assert layer.size > 16 * MiB
 

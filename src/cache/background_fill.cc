@@ -1,0 +1,96 @@
+#include "cache/background_fill.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace ocifs {
+
+ProfilePrefetch::ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks)
+    : fetcher_(std::move(fetcher)),
+      threads_(std::max(1u, threads)),
+      run_chunks_(std::max<size_t>(1, run_chunks)),
+      tasks_(fetcher_->scheduler(), "profile of " + fetcher_->key()) {}
+
+bool ProfilePrefetch::StartProfile(const AccessProfile& profile) {
+  uint64_t skipped = 0;
+  const std::vector<uint64_t> chunks =
+      profile.ChunksOf(fetcher_->key(), fetcher_->chunk_size(), fetcher_->chunk_count(), &skipped);
+  if (chunks.empty()) return false;
+  if (started_.exchange(true)) return false;
+  if (skipped) spdlog::warn("{}: the profile names {} chunks past the blob's end; skipped", fetcher_->Describe(), skipped);
+  for (uint64_t index : chunks) {
+    if (!runs_.empty() && runs_.back().first + runs_.back().second == index && runs_.back().second < run_chunks_) {
+      ++runs_.back().second;
+    } else {
+      runs_.emplace_back(index, 1);
+    }
+  }
+  spdlog::info("{}: prefetching the profile's {} chunks in {} runs", fetcher_->Describe(), chunks.size(), runs_.size());
+  {
+    std::lock_guard lock(mu_);
+    running_ = threads_;
+  }
+  for (unsigned i = 0; i < threads_; ++i) {
+    if (tasks_.Post(TaskClass::kProfilePrefetch, [this] { Worker(); }) == 0) {
+      std::lock_guard lock(mu_);  // refused (stopping): this worker never runs
+      if (--running_ == 0) done_cv_.notify_all();
+    }
+  }
+  return true;
+}
+
+void ProfilePrefetch::Worker() {
+  const auto start = std::chrono::steady_clock::now();
+  while (!tasks_.cancelled()) {
+    const size_t i = next_.fetch_add(1);
+    if (i >= runs_.size()) break;
+    Status st = fetcher_->Fetch(runs_[i].first, runs_[i].second, run_chunks_).status();
+    if (!st.ok()) spdlog::warn("{}: profile prefetch of chunk {}: {}", fetcher_->Describe(), runs_[i].first, st.ToString());
+  }
+  std::lock_guard lock(mu_);
+  if (--running_ == 0) {
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    spdlog::info("{}: profile prefetch done in {:.2f} s", fetcher_->Describe(), seconds);
+    done_cv_.notify_all();
+  }
+}
+
+void ProfilePrefetch::Wait() {
+  std::unique_lock lock(mu_);
+  done_cv_.wait(lock, [this] { return running_ == 0; });
+}
+
+PrefetchAll::PrefetchAll(std::shared_ptr<const BlobFetcher> fetcher, size_t run_chunks, uint64_t rate)
+    : fetcher_(std::move(fetcher)),
+      run_chunks_(std::max<size_t>(1, run_chunks)),
+      rate_(rate),
+      tasks_(fetcher_->scheduler(), "prefetch-all of " + fetcher_->key()) {
+  if (fetcher_->chunk_count() > 0) tasks_.Post(TaskClass::kPrefetchAll, [this] { Step(); });
+}
+
+void PrefetchAll::Step() {
+  const uint64_t chunks = fetcher_->chunk_count();
+  const uint64_t next = next_.load();
+  if (next >= chunks) return;
+  const uint64_t count = std::min<uint64_t>(run_chunks_, chunks - next);
+  next_.store(next + count);
+  Result<uint64_t> fetched = fetcher_->Fetch(next, count, run_chunks_);
+  if (!fetched.ok()) {
+    spdlog::warn("{}: background fetch of the whole blob stopped at chunk {}: {}", fetcher_->Describe(), next,
+                 fetched.status().ToString());
+    return;
+  }
+  if (next + count >= chunks) return;
+  Scheduler::Clock::time_point not_before{};
+  if (rate_ > 0 && *fetched > 0) {
+    // Pace to the cap: the next step waits as long as these bytes take at that rate.
+    const double seconds = static_cast<double>(*fetched * fetcher_->chunk_size()) / static_cast<double>(rate_);
+    not_before = Scheduler::Clock::now() +
+                 std::chrono::duration_cast<Scheduler::Clock::duration>(std::chrono::duration<double>(seconds));
+  }
+  tasks_.Post(TaskClass::kPrefetchAll, [this] { Step(); }, not_before);
+}
+
+}  // namespace ocifs

@@ -1,0 +1,70 @@
+// BlobFetcher: fetches chunks of one blob into the chunk cache, now on the
+// calling thread or as background tasks on the mount's Scheduler. The
+// mechanism every FetchStrategy of the blob shares: policy decides what to
+// fetch, this only fetches (deduplicated with reads by the cache's single
+// flight).
+//
+// Thread safety: safe for concurrent use. Ownership: shares inner, the cache
+// and the scheduler. The destructor cancels the queued fetches and waits for
+// the running ones.
+// Units: chunk indexes of the cache's chunk size; bytes of the blob.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "cache/chunk_cache.h"
+#include "ocifs/byte_source.h"
+#include "sched/task_group.h"
+
+namespace ocifs {
+
+class BlobFetcher {
+ public:
+  // inner's size must be known. background_fetches: the blob's queued
+  // fetches (Queue, Post) running at once at most (>= 1).
+  BlobFetcher(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache, std::string key,
+              std::shared_ptr<Scheduler> scheduler, unsigned background_fetches);
+  BlobFetcher(const BlobFetcher&) = delete;
+  BlobFetcher& operator=(const BlobFetcher&) = delete;
+
+  const std::string& key() const { return key_; }
+  const ChunkCache& cache() const { return *cache_; }
+  const std::shared_ptr<Scheduler>& scheduler() const { return scheduler_; }
+  std::string Describe() const { return inner_->Describe(); }
+  uint64_t size() const { return size_; }
+  uint32_t chunk_size() const { return cache_->chunk_size(); }
+  uint64_t chunk_count() const { return chunk_count_; }
+
+  // Fetches (and stores) the chunks of [first, first + count) that are
+  // neither on disk nor in flight, max_run per range request, on the calling
+  // thread. Returns how many it fetched.
+  [[nodiscard]] Result<uint64_t> Fetch(uint64_t first, uint64_t count, size_t max_run) const;
+  // Queues the fetch of chunks [first, end) as tasks of class `cls`, `run`
+  // chunks each; false if some were refused (kMaxQueued wait already, or stopping).
+  bool Queue(TaskClass cls, uint64_t first, uint64_t end, size_t run) const;
+  // Whether none of chunks [first, last] is on disk or in flight (a hint).
+  bool AllMissing(uint64_t first, uint64_t last) const;
+  // Reads buf from the blob itself, around the cache (a read's own bytes
+  // while its chunks come behind it); counted as a miss of the cache.
+  [[nodiscard]] Status ReadAround(uint64_t offset, std::span<uint8_t> buf) const;
+  // Blocks until no queued fetch waits or runs (tests, benchmarks).
+  void Wait() const { tasks_.Wait(); }
+
+  static constexpr size_t kMaxQueued = 64;
+
+ private:
+  const ByteSourcePtr inner_;
+  const std::shared_ptr<ChunkCache> cache_;
+  const std::string key_;
+  const std::shared_ptr<Scheduler> scheduler_;
+  const uint64_t size_;
+  const uint64_t chunk_count_;
+  mutable TaskGroup tasks_;  // last: cancelled and waited for first
+};
+
+}  // namespace ocifs

@@ -1,0 +1,47 @@
+#include "cache/readahead_strategy.h"
+
+namespace ocifs {
+
+void ReadaheadStrategy::OnRead(const BlobRead& read) {
+  auto ahead = policy_.OnRead(read.offset, read.length, fetcher_->size());
+  if (!ahead) return;
+  const uint64_t chunk_size = fetcher_->chunk_size();
+  fetcher_->Queue(TaskClass::kReadahead, ahead->offset / chunk_size,
+                  (ahead->offset + ahead->length + chunk_size - 1) / chunk_size, run_chunks_);
+}
+
+std::pair<uint64_t, uint64_t> MissStrategy::Group(uint64_t first, uint64_t last) const {
+  return {first - first % group_chunks_, std::min(fetcher_->chunk_count(), (last / group_chunks_ + 1) * group_chunks_)};
+}
+
+Result<bool> MissStrategy::OnMiss(const BlobRead& read, std::span<uint8_t> buf) {
+  const auto [group_first, group_end] = Group(read.first, read.last);
+  // Small next to what a miss brings (its chunk, or its group): its own bytes
+  // first. The whole chunks (with their group: one range, as one large chunk)
+  // are queued first, so their transfer starts beside this read's; with the
+  // queue full, the read takes the whole-chunk path so they still get cached.
+  if (exact_ && read.length <= group_chunks_ * fetcher_->chunk_size() / 4) {
+    const bool queued = group_chunks_ > 1 ? fetcher_->Queue(TaskClass::kReadahead, group_first, group_end,
+                                                            group_end - group_first)
+                                          : fetcher_->Queue(TaskClass::kReadahead, read.first, read.last + 1, run_chunks_);
+    if (queued) {
+      Status st = fetcher_->ReadAround(read.offset, buf.first(read.length));
+      if (!st.ok()) {
+        return st.WithContext("cached " + fetcher_->Describe() + " bytes " + std::to_string(read.offset) + ".." +
+                              std::to_string(read.offset + read.length));
+      }
+      return true;
+    }
+  }
+  // A larger miss fetches its group with one range, then reads its chunks from disk.
+  if (group_chunks_ > 1) {
+    Status st = fetcher_->Fetch(group_first, group_end - group_first, group_end - group_first).status();
+    if (!st.ok()) {
+      return st.WithContext("cached " + fetcher_->Describe() + " chunks " + std::to_string(group_first) + ".." +
+                            std::to_string(group_end - 1));
+    }
+  }
+  return false;
+}
+
+}  // namespace ocifs
