@@ -464,8 +464,9 @@ class Ocifs(Disk):
 
 def keep_only_gzip_index(cache: Path) -> None:
     """Leaves the gzip checkpoint index of a cache dir (side/<key>.gzidx, docs/cache-format.md)
-    and drops every cached chunk, so the next mount has the index but no data."""
+    and drops every cached chunk and kept piece, so the next mount has the index but no data."""
     shutil.rmtree(cache / "chunks", ignore_errors=True)
+    shutil.rmtree(cache / "kept", ignore_errors=True)  # decompressed clusters would serve the reads
     if not list((cache / "side").glob("*.gzidx")):
         raise RuntimeError(f"no gzip index in {cache}/side after a full read")
 
