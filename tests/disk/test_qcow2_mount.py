@@ -821,7 +821,11 @@ def test_a_disk_the_complete_image_contradicts_fails_every_read_even_of_clusters
         fd = os.open(path, os.O_RDONLY)
         try:
             try:
-                assert os.pread(fd, 2 * MiB, 0) == want[:2 * MiB]  # its clusters are now inflated
+                # Its clusters are now inflated. The kernel splits this read into several
+                # requests: if the background pass poisons the disk between them, the read
+                # is short, and what it returned must still be the disk's bytes.
+                got = os.pread(fd, 2 * MiB, 0)
+                assert 0 < len(got) <= 2 * MiB and got == want[:len(got)], len(got)
             except OSError as e:  # the background pass was quicker: poisoned already
                 assert e.errno == errno.EIO
             deadline = time.monotonic() + 30
