@@ -33,7 +33,6 @@ class BlobFetcher {
   BlobFetcher& operator=(const BlobFetcher&) = delete;
 
   const std::string& key() const { return key_; }
-  const ChunkCache& cache() const { return *cache_; }
   const std::shared_ptr<Scheduler>& scheduler() const { return scheduler_; }
   std::string Describe() const { return inner_->Describe(); }
   uint64_t size() const { return size_; }
