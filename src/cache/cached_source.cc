@@ -145,7 +145,7 @@ Status CachedSource::ReadWholeChunks(const BlobRead& read, std::span<uint8_t> bu
     }
   }
   auto fetch = [&](uint64_t index, std::span<uint8_t> out) { return ReadExactly(*inner_, index * chunk_size, out); };
-  Status st = cache_->ReadChunks(key_, read.first, outs, fetch, &fetcher_->scheduler()->decode_pool());
+  Status st = cache_->ReadChunks(key_, read.first, outs, fetch, &fetcher_->scheduler()->fetch_pool());
   if (st.ok()) {
     if (head) {
       const size_t in_chunk = static_cast<size_t>(read.offset - read.first * chunk_size);

@@ -38,6 +38,11 @@ WorkerPool& Scheduler::decode_pool() {
   return *decode_pool_;
 }
 
+WorkerPool& Scheduler::fetch_pool() {
+  std::call_once(fetch_once_, [this] { fetch_pool_ = std::make_unique<WorkerPool>(kFetchHelpers); });
+  return *fetch_pool_;
+}
+
 Scheduler::Foreground::Foreground(Scheduler& s) : s_(&s) { s_->foreground_.fetch_add(1, std::memory_order_relaxed); }
 
 Scheduler::Foreground::~Foreground() {

@@ -111,6 +111,13 @@ class Scheduler {
 
   // The decompression helpers of foreground reads; created on first use.
   WorkerPool& decode_pool();
+  // The helpers that fetch the extra runs of missing chunks of one foreground
+  // read (ChunkCache::ReadChunks): they wait on the network, not the CPU, so
+  // they are apart from decode_pool(), whose threads may be the readers
+  // waiting for them (a zstd frame or gzip span decoded in parallel reads its
+  // compressed bytes). kFetchHelpers threads; created on first use.
+  WorkerPool& fetch_pool();
+  static constexpr size_t kFetchHelpers = 8;
 
   struct Stats {
     size_t threads = 0;                                 // task threads started
@@ -175,6 +182,8 @@ class Scheduler {
 
   std::once_flag decode_once_;
   std::unique_ptr<WorkerPool> decode_pool_;
+  std::once_flag fetch_once_;
+  std::unique_ptr<WorkerPool> fetch_pool_;
 };
 
 }  // namespace ocifs
