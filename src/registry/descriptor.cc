@@ -53,6 +53,11 @@ Result<Descriptor> DescriptorFromJson(const nlohmann::json& j, std::string_view 
   }
   d.size = static_cast<uint64_t>(size->get<int64_t>());
   if (d.size > (uint64_t{1} << 50)) return Corrupt(w + ": implausible size " + std::to_string(d.size));
+  auto artifact = j.find("artifactType");
+  if (artifact != j.end()) {
+    if (!artifact->is_string()) return Corrupt(w + ": artifactType is not a string");
+    d.artifact_type = artifact->get<std::string>();
+  }
   auto ann = j.find("annotations");
   if (ann != j.end() && ann->is_object()) {
     for (const auto& [k, v] : ann->items()) {
@@ -72,6 +77,21 @@ Result<Descriptor> DescriptorFromJson(const nlohmann::json& j, std::string_view 
     d.platform = p;
   }
   return d;
+}
+
+nlohmann::json DescriptorToJson(const Descriptor& d) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!d.media_type.empty()) j["mediaType"] = d.media_type;
+  j["digest"] = d.digest;
+  j["size"] = d.size;
+  if (!d.artifact_type.empty()) j["artifactType"] = d.artifact_type;
+  if (!d.annotations.empty()) j["annotations"] = d.annotations;
+  if (d.platform) {
+    nlohmann::json p = {{"architecture", d.platform->architecture}, {"os", d.platform->os}};
+    if (!d.platform->variant.empty()) p["variant"] = d.platform->variant;
+    j["platform"] = std::move(p);
+  }
+  return j;
 }
 
 }  // namespace ocifs

@@ -28,12 +28,14 @@ inline constexpr std::string_view kOciConfig = "application/vnd.oci.image.config
 inline constexpr std::string_view kDockerConfig = "application/vnd.docker.container.image.v1+json";
 }  // namespace media_type
 
-// Plain value type.
+// Plain value type. Every member has a default, so designated initializers
+// may name only some ({.digest = d, .size = n}) without -Wextra warnings.
 struct Descriptor {
-  std::string media_type, digest;
+  std::string media_type{}, digest{};
   uint64_t size = 0;  // bytes
-  std::map<std::string, std::string> annotations;
-  std::optional<Platform> platform;
+  std::map<std::string, std::string> annotations{};
+  std::optional<Platform> platform{};
+  std::string artifact_type{};  // OCI 1.1 "artifactType" (artifacts, referrers lists); "" = none
 };
 
 enum class LayerCompression { kNone, kGzip, kZstd, kUnknown };  // from the layer media type
@@ -45,5 +47,9 @@ std::string_view LayerCompressionName(LayerCompression c);  // "none","gzip","zs
 // Parses a descriptor object; validates the digest and bounds the size.
 // `what` names it in errors ("layer 2 of manifest sha256:..").
 Result<Descriptor> DescriptorFromJson(const nlohmann::json& j, std::string_view what);
+
+// The JSON object of a descriptor: mediaType, digest, size, and artifactType,
+// annotations, platform when set. DescriptorFromJson reads it back unchanged.
+nlohmann::json DescriptorToJson(const Descriptor& d);
 
 }  // namespace ocifs

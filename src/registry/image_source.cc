@@ -5,6 +5,10 @@
 
 namespace ocifs {
 
+Result<ReferrerList> ImageSource::ListReferrers(const std::string& subject_digest, const std::string&) {
+  return Unsupported("referrers of " + subject_digest + ": only a registry lists referrers");
+}
+
 Result<Platform> WantedPlatform(const RegistryOptions& options) {
   if (options.platform.empty()) return Platform::Host();
   return Platform::Parse(options.platform);

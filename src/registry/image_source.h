@@ -15,6 +15,7 @@
 #include "registry/descriptor.h"
 #include "registry/platform.h"
 #include "registry/reference.h"
+#include "registry/referrers.h"
 #include "registry/registry_options.h"
 
 namespace ocifs {
@@ -47,6 +48,12 @@ class ImageSource {
   [[nodiscard]] virtual Result<ByteSourcePtr> OpenBlob(const Descriptor& blob) = 0;
   // The whole blob (at most 64 MiB), digest-verified; for configs.
   [[nodiscard]] virtual Result<std::vector<uint8_t>> FetchBlob(const Descriptor& blob) = 0;
+  // The referrers of the manifest `subject_digest` whose artifactType is
+  // `artifact_type` ("" = all): the registry's referrers API, else its
+  // fallback tag, asked at once (referrers.h ListReferrers). kUnsupported
+  // where there is no registry (oci: layouts).
+  [[nodiscard]] virtual Result<ReferrerList> ListReferrers(const std::string& subject_digest,
+                                                           const std::string& artifact_type);
 };
 
 // A RegistryClient for docker:// references, an OciLayoutSource for oci:.

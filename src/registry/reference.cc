@@ -30,19 +30,6 @@ bool ValidComponent(std::string_view c) {
   return true;
 }
 
-// [\w][\w.-]{0,127}
-bool ValidTag(std::string_view t) {
-  if (t.empty() || t.size() > 128) return false;
-  auto word = [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-  };
-  if (!word(t[0])) return false;
-  for (char c : t) {
-    if (!word(c) && c != '.' && c != '-') return false;
-  }
-  return true;
-}
-
 // host[:port] or [v6]:port
 bool ValidRegistry(std::string_view r) {
   if (r.empty()) return false;
@@ -109,6 +96,18 @@ Result<Reference> ParseOciLayout(std::string_view full, std::string_view rest) {
 
 }  // namespace
 
+bool IsValidTag(std::string_view t) {
+  if (t.empty() || t.size() > 128) return false;
+  auto word = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+  };
+  if (!word(t[0])) return false;
+  for (char c : t) {
+    if (!word(c) && c != '.' && c != '-') return false;
+  }
+  return true;
+}
+
 Result<Reference> Reference::Parse(std::string_view text) {
   std::string_view rest = text;
   if (rest.empty()) return Bad(text, "empty");
@@ -141,7 +140,7 @@ Result<Reference> Reference::Parse(std::string_view text) {
   if (colon != std::string_view::npos && (last_slash == std::string_view::npos || colon > last_slash)) {
     ref.tag = std::string(rest.substr(colon + 1));
     rest = rest.substr(0, colon);
-    if (!ValidTag(ref.tag)) {
+    if (!IsValidTag(ref.tag)) {
       return Bad(text, "invalid tag \"" + ref.tag + "\" (letters, digits, '_', '.', '-'; at most 128)");
     }
   }

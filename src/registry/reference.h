@@ -34,4 +34,7 @@ struct Reference {
   std::string ManifestRef() const { return digest.empty() ? tag : digest; }
 };
 
+// A tag as the distribution spec allows: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}.
+bool IsValidTag(std::string_view tag);
+
 }  // namespace ocifs

@@ -10,6 +10,7 @@
 namespace ocifs {
 
 std::string PullScope(std::string_view repository) { return "repository:" + std::string(repository) + ":pull"; }
+std::string PushScope(std::string_view repository) { return PullScope(repository) + ",push"; }
 
 RegistryAuth::RegistryAuth(std::string registry, std::optional<Credentials> creds, const HttpClient* http)
     : registry_(std::move(registry)), creds_(std::move(creds)), http_(http) {}
@@ -22,6 +23,15 @@ Status RegistryAuth::RefusedError(const std::string& scope) const {
   if (creds_) return Unauthenticated("registry " + registry_ + " refused the credentials for " + scope + " (401)");
   return Unauthenticated("registry " + registry_ + " requires authentication for " + scope +
                          " (401); give --creds or --authfile");
+}
+
+Status RegistryAuth::PushRefusedError(std::string_view repository, const std::string& scope, long http_status,
+                                      std::string_view detail) const {
+  std::string who = creds_ ? "these credentials" : "anonymous access";
+  std::string msg = "registry " + registry_ + " refused to let " + who + " push to " + std::string(repository) +
+                    " (scope " + scope + "): " + std::string(detail);
+  if (!creds_ && detail.find("give --creds") == std::string_view::npos) msg += "; give --creds or --authfile";
+  return Status(http_status == 403 ? Code::kPermissionDenied : Code::kUnauthenticated, std::move(msg));
 }
 
 Result<std::string> RegistryAuth::Authorization(const std::string& scope) {

@@ -17,6 +17,8 @@ namespace ocifs {
 
 // "repository:<repo>:pull"
 std::string PullScope(std::string_view repository);
+// "repository:<repo>:pull,push"
+std::string PushScope(std::string_view repository);
 
 // Thread safety: safe for concurrent use. Lock order: fetch_mu_ before mu_.
 // Holds credentials and tokens: never logs them, and no message contains them.
@@ -39,6 +41,13 @@ class RegistryAuth {
   bool has_credentials() const { return creds_.has_value(); }
   // The error for a 401 that persists after OnUnauthorized.
   Status RefusedError(const std::string& scope) const;
+  // The error for a push operation the registry (or its token server)
+  // refused: kPermissionDenied for 403, else kUnauthenticated, "registry R
+  // refused to let these credentials push to REPO (scope S): <detail>" (or
+  // "anonymous access ...; give --creds or --authfile"). `detail` must hold no
+  // secret (a status line, the registry's error text).
+  Status PushRefusedError(std::string_view repository, const std::string& scope, long http_status,
+                          std::string_view detail) const;
 
  private:
   Result<std::string> FetchToken(const AuthChallenge& challenge, const std::string& scope);

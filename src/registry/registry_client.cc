@@ -4,6 +4,7 @@
 #include "registry/digest.h"
 #include "registry/image_resolver.h"
 #include "registry/manifest.h"
+#include "registry/referrers.h"
 
 namespace ocifs {
 
@@ -42,6 +43,11 @@ Result<std::vector<uint8_t>> RegistryClient::FetchBlob(const Descriptor& blob) {
   OCIFS_RETURN_IF_ERROR(VerifyDigest(bytes, blob.digest, "blob " + blob.digest + " of " + session_->Name()));
   small_blobs_.Put(blob, bytes);
   return bytes;
+}
+
+Result<ReferrerList> RegistryClient::ListReferrers(const std::string& subject_digest,
+                                                   const std::string& artifact_type) {
+  return ocifs::ListReferrers(*session_, subject_digest, artifact_type);
 }
 
 }  // namespace ocifs

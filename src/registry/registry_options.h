@@ -19,6 +19,9 @@ struct RegistryOptions {
   // Where FetchBlob keeps the small blobs it fetched whole (image configs),
   // one file per digest, verified on every use; empty = not kept.
   std::string small_blob_dir;
+  // Ask for push access too (scope "repository:<repo>:pull,push"), for
+  // RegistryWriter; reading needs only pull.
+  bool push = false;
 };
 
 }  // namespace ocifs

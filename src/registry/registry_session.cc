@@ -83,7 +83,7 @@ Result<std::shared_ptr<RegistrySession>> RegistrySession::Create(const Reference
 RegistrySession::RegistrySession(Reference ref, const RegistryOptions& options, std::unique_ptr<HttpClient> http,
                                  std::optional<Credentials> creds)
     : ref_(std::move(ref)),
-      scope_(PullScope(ref_.repository)),
+      scope_(options.push ? PushScope(ref_.repository) : PullScope(ref_.repository)),
       tls_verify_(options.tls_verify),
       http_(std::move(http)),
       auth_(ref_.registry, std::move(creds), http_.get()) {}
@@ -116,21 +116,43 @@ Result<HttpResponse> RegistrySession::SendToRegistry(HttpRequest req) {
   const std::string path = req.url;
   const size_t base_headers = req.headers.size();
   req.peer = "registry";
-  for (int round = 0; round < 2; ++round) {
+  for (int round = 0;; ++round) {
     OCIFS_ASSIGN_OR_RETURN(std::string authorization, auth_.Authorization(scope_));
     req.headers.resize(base_headers);
     if (!authorization.empty()) req.headers.push_back("Authorization: " + authorization);
     OCIFS_ASSIGN_OR_RETURN(HttpResponse resp, SendWithScheme(req, path));
-    if (resp.status != 401) return resp;
-    if (round == 1) break;
+    if (resp.status != 401 || round == 1) return resp;  // a second 401: StatusError says refused
     OCIFS_RETURN_IF_ERROR(auth_.OnUnauthorized(resp.headers, scope_));
   }
-  return auth_.RefusedError(scope_);
+}
+
+Result<HttpResponse> RegistrySession::Send(HttpRequest req) {
+  if (req.url.starts_with("/")) return SendToRegistry(std::move(req));
+  size_t scheme_end = req.url.find("://");
+  if (!req.url.starts_with("https://") && !req.url.starts_with("http://")) {
+    return Unavailable("registry " + ref_.registry + " named a URL that is not http(s): " +
+                       HttpClient::Redact(req.url).substr(0, 200));
+  }
+  if (HttpClient::HostPort(req.url) == ref_.ApiHost()) {
+    size_t path = req.url.find('/', scheme_end + 3);
+    req.url = path == std::string::npos ? "/" : req.url.substr(path);
+    return SendToRegistry(std::move(req));
+  }
+  req.peer = "registry upload location";  // another host: never the registry's Authorization
+  return http_->Perform(req);
+}
+
+std::string RegistrySession::DescribeResponse(const HttpResponse& resp) {
+  std::string detail = RegistryErrorText(resp.body);
+  return "HTTP " + std::to_string(resp.status) + (detail.empty() ? "" : ": " + detail);
+}
+
+Status RegistrySession::PushRefused(long http_status, std::string_view detail) const {
+  return auth_.PushRefusedError(ref_.repository, scope_, http_status, detail);
 }
 
 Status RegistrySession::StatusError(const HttpResponse& resp, const std::string& what) const {
-  std::string detail = RegistryErrorText(resp.body);
-  std::string suffix = " (HTTP " + std::to_string(resp.status) + (detail.empty() ? "" : ": " + detail) + ")";
+  std::string suffix = " (" + DescribeResponse(resp) + ")";
   switch (resp.status) {
     case 401: return auth_.RefusedError(scope_);
     case 403: return PermissionDenied("registry " + ref_.registry + " denied access to " + what + suffix);

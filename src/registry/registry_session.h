@@ -10,6 +10,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "ocifs/status.h"
 #include "registry/descriptor.h"
@@ -40,8 +41,30 @@ class RegistrySession {
   // "blob sha256:.. unknown in <registry>/<repo>".
   [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf);
 
+  // Sends `req` to the registry with auth (retrying once after a 401
+  // challenge) and returns its response, whatever its status (a 401 that
+  // persists is a response too). req.url is a path ("/v2/..", maybe with a
+  // query), or an absolute URL a registry answer named (an upload Location):
+  // on the registry's host:port it is sent as its path, with auth; on any
+  // other host without the registry's Authorization. Errors: the transport's
+  // (HttpClient::Perform), kUnauthenticated when no usable challenge or token.
+  [[nodiscard]] Result<HttpResponse> Send(HttpRequest req);
+
+  // A non-2xx response as a Status; `what` names the object ("blob sha256:..").
+  // 401 kUnauthenticated, 403 kPermissionDenied, 404 kNotFound, else kUnavailable.
+  [[nodiscard]] Status StatusError(const HttpResponse& resp, const std::string& what) const;
+  // The refusal of a push operation (RegistryAuth::PushRefusedError) for this
+  // repository and scope; `detail` holds no secret.
+  [[nodiscard]] Status PushRefused(long http_status, std::string_view detail) const;
+  // "HTTP 404" plus the registry's own error text ("HTTP 404: MANIFEST_UNKNOWN: ..").
+  static std::string DescribeResponse(const HttpResponse& resp);
+
   // "registry/repo" for messages.
   std::string Name() const { return ref_.registry + "/" + ref_.repository; }
+  const Reference& reference() const { return ref_; }
+  // The scope asked for: "repository:<repo>:pull", or ":pull,push" for a
+  // session opened with RegistryOptions::push.
+  const std::string& scope() const { return scope_; }
 
   RegistrySession(Reference ref, const RegistryOptions& options, std::unique_ptr<HttpClient> http,
                   std::optional<Credentials> creds);
@@ -49,12 +72,10 @@ class RegistrySession {
  private:
   enum Scheme { kUnknown = 0, kHttps = 1, kHttp = 2 };
   // Sends `req` whose url is a path ("/v2/..") to the registry, with auth
-  // (retrying once after a 401 challenge). Chooses https, or http when
-  // tls_verify is off and https fails.
+  // (retrying once after a 401 challenge; a second 401 is the response).
+  // Chooses https, or http when tls_verify is off and https fails.
   Result<HttpResponse> SendToRegistry(HttpRequest req);
   Result<HttpResponse> SendWithScheme(HttpRequest req, const std::string& path);
-  // A non-2xx response as a Status; `what` names the object ("blob sha256:..").
-  Status StatusError(const HttpResponse& resp, const std::string& what) const;
 
   const Reference ref_;
   const std::string scope_;

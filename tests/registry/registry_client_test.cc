@@ -2,14 +2,6 @@
 // image pushed through the registry HTTP API, then Resolve() and range reads.
 #include "registry/registry_client.h"
 
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -21,100 +13,19 @@
 #include "registry/fetch_stats.h"
 #include "registry/http_client.h"
 #include "registry/image_source.h"
+#include "testing/registry_clients.h"
+#include "testing/registry_process.h"
 #include "testing/temp_dir.h"
 #include <nlohmann/json.hpp>
 
-extern char** environ;
-
 using namespace ocifs;
 namespace fs = std::filesystem;
+using ocifs::testing::ChildProcess;
+using ocifs::testing::FreePort;
+using ocifs::testing::RegistryProcess;
 using ocifs::testing::TempDir;
 
 namespace {
-
-constexpr const char* kRegistryBin = "/usr/bin/docker-registry";
-
-
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool Run(const std::string& cmd) { return std::system(cmd.c_str()) == 0; }
-
-// A child process listening on a 127.0.0.1 port; killed (and reaped) when
-// this goes away, also when a REQUIRE fails.
-class ChildProcess {
- public:
-  ChildProcess(const std::vector<std::string>& args, const fs::path& log, int port) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    int rc = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    REQUIRE(rc == 0);
-    for (int i = 0; i < 200; ++i) {  // wait until it listens
-      int fd = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in addr{};
-      addr.sin_family = AF_INET;
-      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      addr.sin_port = htons(static_cast<uint16_t>(port));
-      bool up = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-      close(fd);
-      if (up) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    FAIL(args[0] << " did not start listening on port " << port);
-  }
-  ~ChildProcess() {
-    if (pid_ <= 0) return;
-    kill(pid_, SIGTERM);
-    for (int i = 0; i < 50; ++i) {
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
-  ChildProcess(const ChildProcess&) = delete;
-  ChildProcess& operator=(const ChildProcess&) = delete;
-
- private:
-  pid_t pid_ = -1;
-};
-
-// docker-registry with filesystem storage under dir; `http_extra` is added to
-// its http: section (tls:), `extra` to the config (auth:).
-class RegistryProcess {
- public:
-  RegistryProcess(const fs::path& dir, const std::string& http_extra = "", const std::string& extra = "")
-      : port_(FreePort()), child_(Start(dir, port_, http_extra, extra), dir / "registry.log", port_) {}
-  std::string host() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  static std::vector<std::string> Start(const fs::path& dir, int port, const std::string& http_extra,
-                                        const std::string& extra) {
-    fs::create_directories(dir / "data");
-    std::ofstream(dir / "config.yml") << "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
-                                      << "storage:\n  filesystem:\n    rootdirectory: " << (dir / "data").string()
-                                      << "\nhttp:\n  addr: 127.0.0.1:" << port << "\n"
-                                      << http_extra << extra;
-    return {kRegistryBin, "serve", (dir / "config.yml").string()};
-  }
-  int port_;
-  ChildProcess child_;
-};
 
 // Pushes through the registry HTTP API v2 with our own HttpClient.
 class Pusher {
@@ -143,7 +54,7 @@ class Pusher {
     REQUIRE(done.ok());
     INFO(done->body);
     REQUIRE(done->status == 201);
-    return Descriptor{media_type, digest, bytes.size(), {}, std::nullopt};
+    return Descriptor{.media_type = media_type, .digest = digest, .size = bytes.size()};
   }
 
   std::string Manifest(const std::string& repo, const std::string& ref, const std::string& media_type,
@@ -201,12 +112,7 @@ PushedImage PushImage(Pusher& p, const std::string& repo, const std::string& tag
 }
 
 std::unique_ptr<ImageSource> Open(const std::string& ref_text, const RegistryOptions& o) {
-  auto ref = Reference::Parse(ref_text);
-  REQUIRE(ref.ok());
-  auto src = OpenImageSource(*ref, o);
-  INFO(src.status().ToString());
-  REQUIRE(src.ok());
-  return std::move(src).value();
+  return ocifs::testing::OpenImage(ref_text, o);
 }
 
 }  // namespace
@@ -321,7 +227,9 @@ TEST_CASE("registry client resolves and range-reads an image from a real docker-
     REQUIRE_FALSE(missing.ok());
     CHECK(missing.status().code() == Code::kNotFound);
     CHECK_THAT(missing.status().message(), Catch::Contains(registry.host() + "/disk:nope"));
-    Descriptor ghost{"application/vnd.oci.image.layer.v1.tar", "sha256:" + std::string(64, 'b'), 10, {}, {}};
+    Descriptor ghost{.media_type = "application/vnd.oci.image.layer.v1.tar",
+                     .digest = "sha256:" + std::string(64, 'b'),
+                     .size = 10};
     auto gb = src->OpenBlob(ghost);
     REQUIRE(gb.ok());
     std::vector<uint8_t> b(5);
@@ -370,22 +278,8 @@ TEST_CASE("registry client names unreachable and unresolvable registries") {
 TEST_CASE("registry client authenticates with basic auth over TLS with a private CA") {
   TempDir dir;
   fs::path p = dir.path();
-  fs::create_directories(p / "certs");
-  std::string q = " >/dev/null 2>&1";
-  REQUIRE(Run("cd " + p.string() +
-              " && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key"
-              " -out certs/ca.crt -subj /CN=ocifs-test-ca -days 2" + q));
-  std::ofstream(p / "san.ext") << "subjectAltName=IP:127.0.0.1\n";
-  REQUIRE(Run("cd " + p.string() +
-              " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key"
-              " -out server.csr -subj /CN=127.0.0.1" + q +
-              " && openssl x509 -req -in server.csr -CA certs/ca.crt -CAkey ca.key -CAcreateserial"
-              " -out server.crt -days 2 -extfile san.ext" + q));
-  REQUIRE(Run("htpasswd -Bbn alice 's3cret:pw' > " + (p / "htpasswd").string()));
-  std::string tls = "  tls:\n    certificate: " + (p / "server.crt").string() + "\n    key: " +
-                    (p / "server.key").string() + "\n";
-  std::string auth = "auth:\n  htpasswd:\n    realm: ocifs-test\n    path: " + (p / "htpasswd").string() + "\n";
-  RegistryProcess registry(p / "reg", tls, auth);
+  auto secure = ocifs::testing::MakeTlsHtpasswd(p, "alice", "s3cret:pw");
+  RegistryProcess registry(p / "reg", secure.http_extra, secure.extra);
 
   auto ca = TlsConfig::Load((p / "certs").string(), registry.host(), true);
   REQUIRE(ca.ok());
@@ -504,12 +398,7 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 )PY";
 
 nlohmann::json FakeStats(int port) {
-  HttpClient http({});
-  HttpRequest get;
-  get.url = "http://127.0.0.1:" + std::to_string(port) + "/stats";
-  auto resp = http.Perform(get);
-  REQUIRE(resp.ok());
-  return nlohmann::json::parse(resp->body);
+  return nlohmann::json::parse(ocifs::testing::GetOk("http://127.0.0.1:" + std::to_string(port) + "/stats"));
 }
 
 }  // namespace
