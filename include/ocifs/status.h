@@ -24,6 +24,7 @@ enum class Code {
   kAlreadyExists,
   kCancelled,
   kInternal,
+  kDataLoss,          // bytes failed a checksum that vouches for them (a wrong gzip index)
 };
 
 std::string_view CodeName(Code code);
@@ -62,6 +63,7 @@ inline Status IoError(std::string m) { return {Code::kIoError, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {Code::kAlreadyExists, std::move(m)}; }
 inline Status Cancelled(std::string m) { return {Code::kCancelled, std::move(m)}; }
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+inline Status DataLoss(std::string m) { return {Code::kDataLoss, std::move(m)}; }
 // IoError with strerror(err) appended: "open /x: No such file or directory".
 Status ErrnoError(std::string what, int err);
 

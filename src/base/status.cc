@@ -18,6 +18,7 @@ std::string_view CodeName(Code code) {
     case Code::kAlreadyExists: return "already exists";
     case Code::kCancelled: return "cancelled";
     case Code::kInternal: return "internal error";
+    case Code::kDataLoss: return "data loss";
   }
   return "unknown";
 }

@@ -17,6 +17,7 @@ grpc::Status ToGrpcStatus(const Status& status) {
     case Code::kAlreadyExists: code = grpc::StatusCode::ALREADY_EXISTS; break;
     case Code::kCancelled: code = grpc::StatusCode::CANCELLED; break;
     case Code::kInternal: code = grpc::StatusCode::INTERNAL; break;
+    case Code::kDataLoss: code = grpc::StatusCode::DATA_LOSS; break;
   }
   return grpc::Status(code, status.message());
 }

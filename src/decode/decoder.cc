@@ -8,6 +8,7 @@
 #include <array>
 
 #include "decode/gzip_source.h"
+#include "decode/index_fallback_source.h"
 #include "decode/zstd_frame_file.h"
 #include "decode/zstd_frame_source.h"
 #include "decode/zstd_frames.h"
@@ -83,8 +84,15 @@ Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compress
     case Compression::kNone:
       return compressed;
     case Compression::kGzip: {
-      OCIFS_ASSIGN_OR_RETURN(std::shared_ptr<GzipSource> gzip, GzipSource::Open(std::move(compressed), options));
-      return ByteSourcePtr(std::move(gzip));
+      OCIFS_ASSIGN_OR_RETURN(std::shared_ptr<GzipSource> gzip, GzipSource::Open(compressed, options));
+      if (!gzip->loaded_from_file()) return ByteSourcePtr(std::move(gzip));
+      // The loaded index may prove wrong: then a first pass reads the layer and saves a new one over it.
+      return ByteSourcePtr(std::make_shared<IndexFallbackSource>(
+          std::move(gzip), [compressed = std::move(compressed), options]() -> Result<ByteSourcePtr> {
+            OCIFS_ASSIGN_OR_RETURN(std::shared_ptr<GzipSource> rebuilt,
+                                   GzipSource::Open(compressed, options, GzipSource::SavedIndex::kRebuild));
+            return ByteSourcePtr(std::move(rebuilt));
+          }));
     }
     case Compression::kZstd:
       return OpenZstd(std::move(compressed), options);

@@ -17,8 +17,10 @@ struct DecoderOptions {
   // Runs the first pass and lends the decode pool; null: Scheduler::Shared().
   std::shared_ptr<Scheduler> scheduler;
   // gzip: load the checkpoint index from here if present and valid for this
-  // blob; save it here (atomically: temp file + fsync + rename) once the first
-  // pass completes. "" = keep it in memory only.
+  // blob; save it here (atomically: temp file + fsync + rename, version 3
+  // with block checksums) once the first pass completes. "" = keep it in
+  // memory only. An index loaded with checksums has its reads verified, and
+  // one that proves wrong is rebuilt (OpenDecoded).
   std::string index_path;
   // zstd of several frames without a seek table: load its frame table from
   // here if present and valid for this blob (its frames are then not walked,
@@ -44,7 +46,9 @@ struct DecoderOptions {
   uint64_t segment_cache_bytes = 8ull << 20;
 };
 
-// kNone returns `compressed` itself. kGzip: a GzipSource; kZstd: a
+// kNone returns `compressed` itself. kGzip: a GzipSource; one whose index
+// was loaded from options.index_path inside an IndexFallbackSource (a wrong
+// index falls back to a first pass, which saves a new one there). kZstd: a
 // ZstdFrameSource when the frames can be located (seek table, or >= 2 frames
 // of <= 32 MiB with content sizes), else a ZstdStreamSource.
 // Errors: kCorrupt if the blob's structure is malformed where open looks at it.

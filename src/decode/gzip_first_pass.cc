@@ -6,6 +6,7 @@
 #include <memory>
 #include <utility>
 
+#include "decode/block_checksums.h"
 #include "decode/gzip_indexer.h"
 
 namespace ocifs {
@@ -65,10 +66,12 @@ void GzipFirstPass::OnOutput(uint64_t out, std::span<const uint8_t> data) {
 void GzipFirstPass::Run() {
   GzipIndexer indexer(t_.compressed, t_.compressed.Describe(), t_.options.checkpoint_spacing);
   ZeroRunTracker zero_runs(t_.zeros);
+  BlockCrcBuilder block_crcs(GzipIndex::kDefaultBlockSize);  // the saved index's checksums
   GzipIndexer::Callbacks cb;
   cb.on_checkpoint = [&](GzipCheckpoint cp) { OnCheckpoint(std::move(cp)); };
   cb.on_output = [&](uint64_t out, std::span<const uint8_t> data) {
     zero_runs.Feed(out, data);  // before the frontier moves: readers then find them known
+    block_crcs.Feed(data);
     OnOutput(out, data);
   };
   Result<uint64_t> result = indexer.Run(cb, pass_.cancelled());
@@ -81,7 +84,7 @@ void GzipFirstPass::Run() {
     zero_runs.Finish(*result);
     if (closed.second) t_.cache.Put(closed.first, std::move(closed.second));
     t_.progress.Complete(*result);
-    SaveIndex(*result);
+    SaveIndex(*result, block_crcs.block_size(), block_crcs.Finish());
   } else {
     if (result.status().code() != Code::kCancelled) {
       spdlog::error("gzip pass over {} failed: {}", t_.compressed.Describe(), result.status().ToString());
@@ -91,13 +94,15 @@ void GzipFirstPass::Run() {
   t_.progress.Finish();
 }
 
-void GzipFirstPass::SaveIndex(uint64_t size) {
+void GzipFirstPass::SaveIndex(uint64_t size, uint32_t block_size, std::vector<uint32_t> block_crcs) {
   GzipIndex index;
   index.compressed_size = t_.compressed.size();
   if (t_.options.index_path.empty() || index.compressed_size == ByteSource::kUnknownSize) return;
   index.decompressed_size = size;
   index.spacing = t_.options.checkpoint_spacing;
   index.zero_runs = t_.zeros.Ranges();
+  index.block_size = block_size;
+  index.block_crcs = std::move(block_crcs);
   index.tail.resize(std::min<uint64_t>(GzipIndex::kMaxTail, index.compressed_size));
   Status s = ReadExactly(t_.compressed, index.compressed_size - index.tail.size(), index.tail);
   if (s.ok()) s = t_.checkpoints.SaveComplete(index, t_.options.index_path);

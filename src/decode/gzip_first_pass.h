@@ -3,8 +3,10 @@
 // a checkpoint about every spacing bytes) as a BackgroundPass on the mount's
 // scheduler, and fills its GzipSource's state as it goes: the checkpoint
 // table, the pass's progress (readers behind it read, readers ahead wait), the
-// runs of zeros it sees, and the segment cache (each span it closes). When it
-// completes, it saves the index (if DecoderOptions::index_path is set).
+// runs of zeros it sees, and the segment cache (each span it closes). It also
+// computes the CRC-32 of each 64 KiB block of the output, for the index's
+// checksums. When it completes, it saves the index (if
+// DecoderOptions::index_path is set).
 #pragma once
 
 #include <cstddef>
@@ -62,8 +64,9 @@ class GzipFirstPass {
   void OnOutput(uint64_t out, std::span<const uint8_t> data);
   // Closes the open span (needs span_mu_); returns it, to cache, if it was kept.
   std::pair<size_t, SegmentCache::Buffer> CloseSpanLocked();
-  // The pass completed: the layer is `size` bytes. Saves the index.
-  void SaveIndex(uint64_t size);
+  // The pass completed: the layer is `size` bytes, with these checksums of
+  // its blocks. Saves the index (version 3).
+  void SaveIndex(uint64_t size, uint32_t block_size, std::vector<uint32_t> block_crcs);
 
   const Target t_;
   mutable std::mutex span_mu_;  // guards the open span: a leaf lock

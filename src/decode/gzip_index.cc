@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -17,7 +18,10 @@ namespace ocifs {
 namespace {
 
 constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'G', 'Z', 'I'};
-constexpr uint32_t kVersion = 2;  // 1: no zero-run section (still read)
+// 3: with block checksums; 2: without (still read, and written for an index
+// without checksums); 1: without zero runs either.
+constexpr uint32_t kVersion = 3;
+constexpr uint32_t kFlagLearnZeroRuns = 1;  // version 3: the file gives no zero runs; learn them
 constexpr size_t kHeaderSize = 68;
 constexpr size_t kRecordSize = 28;  // without the compressed window
 constexpr uint64_t kMaxIndexFile = 1ull << 30;
@@ -35,6 +39,13 @@ uint64_t Get64(const uint8_t* p) {
 }
 uint32_t Get32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+// Whether `out` bytes of output from `in` compressed bytes (from a
+// checkpoint, which may start in the byte before) pass deflate's limit: a
+// 258-byte match costs at least 2 bits, 1032 bytes per byte.
+bool MoreThanDeflateMakes(uint64_t out, uint64_t in) {
+  constexpr uint64_t kMaxRatio = 1032;
+  return in < UINT64_MAX / 2 && out / kMaxRatio > in + 4;
 }
 uint32_t Crc(std::span<const uint8_t> b) {
   return static_cast<uint32_t>(crc32(crc32(0, nullptr, 0), b.data(), static_cast<uInt>(b.size())));
@@ -91,9 +102,21 @@ Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
   return Status::Ok();
 }
 
+bool GzipIndex::ValidBlockSize(uint32_t size) {
+  return size == 0 || (size >= kMinBlockSize && size <= kMaxBlockSize && (size & (size - 1)) == 0);
+}
+
 Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
                        const std::function<Status(std::span<const uint8_t>)>& sink,
                        std::vector<WindowPlace>* windows) const {
+  if (!ValidBlockSize(block_size) ||
+      (has_checksums() &&
+       block_crcs.size() != decompressed_size / block_size + (decompressed_size % block_size != 0 ? 1 : 0))) {
+    return InvalidArgument("gzip index: " + std::to_string(block_crcs.size()) + " checksums of " +
+                           std::to_string(block_size) + "-byte blocks do not fit " +
+                           std::to_string(decompressed_size) + " decompressed bytes");
+  }
+  const uint32_t version = has_checksums() ? kVersion : zero_runs_known ? 2 : 1;
   uLong crc = crc32(0, nullptr, 0);
   std::vector<uint8_t> b;
   uint64_t emitted = 0;  // bytes handed to sink so far
@@ -106,8 +129,8 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
   };
   if (windows) windows->assign(cps.size(), {});
   b.assign(kMagic, kMagic + 8);
-  Put32(b, kVersion);
-  Put32(b, 0);  // flags
+  Put32(b, version);
+  Put32(b, version == kVersion && !zero_runs_known ? kFlagLearnZeroRuns : 0);
   Put64(b, compressed_size);
   Put64(b, decompressed_size);
   Put64(b, spacing);
@@ -130,11 +153,23 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
     b.insert(b.end(), z.begin(), z.end());
     if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
   }
-  Put64(b, zero_runs.size());
-  for (const auto& [start, end] : zero_runs) {
-    Put64(b, start);
-    Put64(b, end - start);
-    if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
+  if (version >= 2) {
+    const std::span<const std::pair<uint64_t, uint64_t>> runs =
+        zero_runs_known ? std::span(zero_runs) : std::span<const std::pair<uint64_t, uint64_t>>();
+    Put64(b, runs.size());
+    for (const auto& [start, end] : runs) {
+      Put64(b, start);
+      Put64(b, end - start);
+      if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
+    }
+  }
+  if (version >= 3) {
+    Put32(b, block_size);
+    Put64(b, block_crcs.size());
+    for (uint32_t block_crc : block_crcs) {
+      Put32(b, block_crc);
+      if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
+    }
   }
   OCIFS_RETURN_IF_ERROR(flush());
   Put32(b, static_cast<uint32_t>(crc));
@@ -166,21 +201,47 @@ Status GzipIndex::ParseZeroRuns(std::span<const uint8_t> body, size_t& pos, Gzip
     }
     index.zero_runs.emplace_back(start, start + length);
   }
-  index.zero_runs_known = true;
+  return Status::Ok();
+}
+
+Status GzipIndex::ParseChecksums(std::span<const uint8_t> body, size_t& pos, GzipIndex& index) {
+  if (body.size() - pos < 12) return Corrupt("block checksums truncated");
+  const uint32_t size = Get32(body.data() + pos);
+  const uint64_t count = Get64(body.data() + pos + 4);
+  pos += 12;
+  if (size == 0 || !ValidBlockSize(size)) {
+    return Corrupt("bad checksum block size " + std::to_string(size) + " (a power of two from 4 KiB to 16 MiB)");
+  }
+  const uint64_t expected = index.decompressed_size / size + (index.decompressed_size % size != 0 ? 1 : 0);
+  if (count != expected) {
+    return Corrupt(std::to_string(count) + " block checksums for " + std::to_string(index.decompressed_size) +
+                   " decompressed bytes in blocks of " + std::to_string(size) + " (" + std::to_string(expected) +
+                   " expected)");
+  }
+  if (count > (body.size() - pos) / 4) return Corrupt("block checksums truncated");
+  index.block_size = size;
+  index.block_crcs.resize(static_cast<size_t>(count));
+  for (uint32_t& block_crc : index.block_crcs) {
+    block_crc = Get32(body.data() + pos);
+    pos += 4;
+  }
   return Status::Ok();
 }
 
 Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::string& what) {
   auto bad = [&](const std::string& why) { return Corrupt("gzip index " + what + ": " + why); };
   if (bytes.size() < kHeaderSize + 4) return bad("too short (" + std::to_string(bytes.size()) + " bytes)");
+  if (bytes.size() > kMaxIndexFile) return bad("too large (" + std::to_string(bytes.size()) + " bytes)");
   if (std::memcmp(bytes.data(), kMagic, 8) != 0) return bad("bad magic");
   size_t body = bytes.size() - 4;
   if (Crc(bytes.first(body)) != Get32(bytes.data() + body)) return bad("checksum mismatch");
   const uint8_t* p = bytes.data();
   const uint32_t version = Get32(p + 8);
-  if (version != 1 && version != kVersion) return bad("unsupported version " + std::to_string(version));
-  if (Get32(p + 12) != 0) return bad("unknown flags");
+  if (version < 1 || version > kVersion) return bad("unsupported version " + std::to_string(version));
+  const uint32_t flags = Get32(p + 12);
+  if (flags & ~(version >= 3 ? kFlagLearnZeroRuns : 0)) return bad("unknown flags " + std::to_string(flags));
   GzipIndex index;
+  index.zero_runs_known = version >= 2 && !(flags & kFlagLearnZeroRuns);
   index.compressed_size = Get64(p + 16);
   index.decompressed_size = Get64(p + 24);
   index.spacing = Get64(p + 32);
@@ -188,6 +249,9 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
   uint32_t tail_len = Get32(p + 48);
   if (tail_len > kMaxTail || tail_len > index.compressed_size) return bad("bad tail length");
   index.tail.assign(p + 52, p + 52 + tail_len);
+  if (std::any_of(p + 52 + tail_len, p + 52 + kMaxTail, [](uint8_t b) { return b != 0; })) {
+    return bad("bytes after the tail are not zero");
+  }
   if (count == 0 || count > (body - kHeaderSize) / kRecordSize) return bad("bad checkpoint count");
   index.checkpoints.reserve(static_cast<size_t>(count));
   size_t pos = kHeaderSize;
@@ -216,6 +280,9 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
         (cp.window_size == 0) != (zlen == 0)) {
       return bad(at + ": field out of range");
     }
+    if (i > 0 && MoreThanDeflateMakes(cp.out - index.checkpoints.back().out, cp.in - index.checkpoints.back().in)) {
+      return bad(at + ": more output than deflate makes of its compressed bytes");
+    }
     cp.zwindow.assign(p + pos, p + pos + zlen);
     cp.zwindow_offset = pos;
     cp.zwindow_length = zlen;
@@ -223,8 +290,15 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
     OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, std::span(window).first(cp.window_size)).WithContext("gzip index " + what));
     index.checkpoints.push_back(std::move(cp));
   }
+  if (MoreThanDeflateMakes(index.decompressed_size - index.checkpoints.back().out,
+                           index.compressed_size - index.checkpoints.back().in)) {
+    return bad("decompressed size " + std::to_string(index.decompressed_size) +
+               ": more output than deflate makes of its compressed bytes");
+  }
   if (version >= 2) OCIFS_RETURN_IF_ERROR(ParseZeroRuns(bytes.first(body), pos, index).WithContext("gzip index " + what));
-  if (pos != body) return bad(version >= 2 ? "trailing bytes after the zero runs" : "trailing bytes after the last checkpoint");
+  if (!index.zero_runs_known && !index.zero_runs.empty()) return bad("zero runs given, but its flags say they are not");
+  if (version >= 3) OCIFS_RETURN_IF_ERROR(ParseChecksums(bytes.first(body), pos, index).WithContext("gzip index " + what));
+  if (pos != body) return bad("trailing bytes after the last section");
   return index;
 }
 

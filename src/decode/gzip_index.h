@@ -66,6 +66,11 @@ struct GzipIndex {
     uint32_t length = 0;  // 0: no window
   };
 
+  // The checksum blocks of version 3: a power of two in [kMinBlockSize, kMaxBlockSize].
+  static constexpr uint32_t kDefaultBlockSize = 65536;
+  static constexpr uint32_t kMinBlockSize = 4096;
+  static constexpr uint32_t kMaxBlockSize = 16u << 20;
+
   uint64_t compressed_size = 0;
   uint64_t decompressed_size = 0;
   uint64_t spacing = 0;              // checkpoint_spacing used to build it
@@ -73,12 +78,25 @@ struct GzipIndex {
   std::vector<GzipCheckpoint> checkpoints;  // sorted by out; [0] = {out 0, member start, in 0}
   // Runs of zeros in the decompressed layer as {start, end}: sorted, disjoint,
   // non-empty, within decompressed_size (a raw disk's empty space; version 2).
-  // zero_runs_known: the file had them (a version 1 file has none), so bytes
-  // outside every run are known not to be zero runs of >= 64 KiB.
+  // zero_runs_known: the index gives them, so bytes outside every run are
+  // known not to be zero runs of >= 64 KiB. False: a mount learns them as it
+  // inflates (Version1Zeros); the runs are then neither written nor read (a
+  // version 1 file, or a version 3 file with flag bit 0 set).
   std::vector<std::pair<uint64_t, uint64_t>> zero_runs;
-  bool zero_runs_known = false;
+  bool zero_runs_known = true;
+  // Checksums of the decompressed layer (version 3): the CRC-32 (zlib crc32)
+  // of each block_size bytes from offset 0, the last block possibly short;
+  // block_crcs.size() == ceil(decompressed_size / block_size). block_size 0:
+  // none (a version 1 or 2 file), and the index is written as version 2 (or
+  // 1 when !zero_runs_known).
+  uint32_t block_size = 0;
+  std::vector<uint32_t> block_crcs;
+  bool has_checksums() const { return block_size != 0; }
+  // Whether block_size is acceptable (0, or a power of two in [kMinBlockSize, kMaxBlockSize]).
+  static bool ValidBlockSize(uint32_t size);
 
-  // Fails only if a window kept in its file cannot be read back.
+  // Fails if a window kept in its file cannot be read back, or (kInvalidArgument)
+  // if the checksums do not fit decompressed_size.
   [[nodiscard]] Result<std::vector<uint8_t>> Serialize() const;
 
  private:
@@ -91,6 +109,9 @@ struct GzipIndex {
   // The version 2 section at body[pos] (count, then {start, length} each) into
   // index.zero_runs; advances pos. kCorrupt if it is inconsistent.
   [[nodiscard]] static Status ParseZeroRuns(std::span<const uint8_t> body, size_t& pos, GzipIndex& index);
+  // The version 3 section at body[pos] (block size, count, CRCs) into
+  // index.block_size and block_crcs; advances pos. kCorrupt if it is inconsistent.
+  [[nodiscard]] static Status ParseChecksums(std::span<const uint8_t> body, size_t& pos, GzipIndex& index);
 
   // Writes the file (see Save); with `windows` and `keep`, also where the
   // windows went and the written file, open for reading.
@@ -98,8 +119,9 @@ struct GzipIndex {
                              std::vector<WindowPlace>* windows, UniqueFd* keep) const;
 
  public:
-  // Parses and validates bytes written by Serialize(); `what` names the file
-  // in errors. kCorrupt on any inconsistency (checksum, bounds, ordering).
+  // Parses and validates bytes written by Serialize() (version 1, 2 or 3);
+  // `what` names the file in errors. kCorrupt on any inconsistency (file
+  // checksum, size, bounds, ordering, counts that do not fit the sizes).
   [[nodiscard]] static Result<GzipIndex> Parse(std::span<const uint8_t> bytes, const std::string& what);
 
   // Writes path.tmp.<pid>.<n>, fsyncs it, renames it over `path`, fsyncs the folder.

@@ -1,10 +1,38 @@
 #include "decode/gzip_saved_index.h"
 
 #include <spdlog/spdlog.h>
+#include <zlib.h>
 
+#include <algorithm>
 #include <vector>
 
 namespace ocifs {
+
+namespace {
+
+// Whether a whole checksum block inside one of `index`'s zero runs has
+// another checksum than zeros': its runs and its checksums contradict each
+// other (a run's edge blocks, part data, cannot be checked without inflating).
+bool ZeroRunsContradictChecksums(const GzipIndex& index) {
+  if (!index.has_checksums() || index.zero_runs.empty()) return false;
+  const uint64_t size = index.block_size;
+  const std::vector<uint8_t> zeros(size, 0);
+  auto zeros_crc = [&](uint64_t n) {
+    return static_cast<uint32_t>(crc32(crc32(0, nullptr, 0), zeros.data(), static_cast<uInt>(n)));
+  };
+  const uint32_t whole = zeros_crc(size);
+  for (const auto& [start, end] : index.zero_runs) {
+    for (uint64_t block = (start + size - 1) / size; block < index.block_crcs.size(); ++block) {
+      const uint64_t block_end = std::min((block + 1) * size, index.decompressed_size);
+      if (block_end > end) break;
+      const uint64_t n = block_end - block * size;
+      if (index.block_crcs[block] != (n == size ? whole : zeros_crc(n))) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
 
 std::optional<GzipIndex> LoadGzipIndexFor(const ByteSource& compressed, const std::string& path) {
   if (path.empty()) return std::nullopt;
@@ -27,7 +55,45 @@ std::optional<GzipIndex> LoadGzipIndexFor(const ByteSource& compressed, const st
     spdlog::warn("ignoring gzip index {}: it was built for another blob than {}", path, compressed.Describe());
     return std::nullopt;
   }
+  if (ZeroRunsContradictChecksums(*index)) {
+    spdlog::warn("ignoring gzip index {} of {} and rebuilding it: its runs of zeros contradict its checksums", path,
+                 compressed.Describe());
+    return std::nullopt;
+  }
   return std::move(*index);
+}
+
+namespace {
+
+// `index` (parsed from `what`) as an untrusted index keeps it: with checksums, without zero runs.
+Status MakeUntrusted(GzipIndex& index, const std::string& what) {
+  if (!index.has_checksums()) {
+    return Unsupported("gzip index " + what +
+                       " has no block checksums (version 1 or 2): an index from elsewhere must carry them "
+                       "(version 3) to be verified, so it is not used");
+  }
+  index.zero_runs.clear();
+  index.zero_runs_known = false;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<GzipIndex> UntrustedGzipIndex(std::span<const uint8_t> bytes, const std::string& what) {
+  OCIFS_ASSIGN_OR_RETURN(GzipIndex index, GzipIndex::Parse(bytes, what));
+  OCIFS_RETURN_IF_ERROR(MakeUntrusted(index, what));
+  return index;
+}
+
+Status SaveUntrustedGzipIndex(std::span<const uint8_t> bytes, const std::string& what, const std::string& out_path) {
+  OCIFS_ASSIGN_OR_RETURN(GzipIndex index, UntrustedGzipIndex(bytes, what));
+  return index.Save(out_path);
+}
+
+Status RewriteWithoutZeroRuns(const std::string& in_path, const std::string& out_path) {
+  OCIFS_ASSIGN_OR_RETURN(GzipIndex index, GzipIndex::Load(in_path));
+  OCIFS_RETURN_IF_ERROR(MakeUntrusted(index, in_path));
+  return index.Save(out_path);  // its windows are read from in_path's file, open since Load
 }
 
 void Version1Zeros::Start(size_t span_count) {

@@ -16,9 +16,29 @@
 
 namespace ocifs {
 
+// An index from elsewhere (an acceleration artifact from a registry), made
+// fit for a cache's side path: it may be wrong (truncated, for another blob,
+// tampered with), so only what reads can verify is kept. It must be a valid
+// index carrying block checksums (version 3): kUnsupported if it has none
+// (version 1 or 2: unverifiable), kCorrupt if it does not parse. Its zero
+// runs are dropped (they would be served without inflating, so unchecked)
+// and flag bit 0 set: the mount learns them from verified blocks instead.
+// `what` names it in errors.
+[[nodiscard]] Result<GzipIndex> UntrustedGzipIndex(std::span<const uint8_t> bytes, const std::string& what);
+// UntrustedGzipIndex, saved atomically at `out_path` (temp file, fsync, rename).
+[[nodiscard]] Status SaveUntrustedGzipIndex(std::span<const uint8_t> bytes, const std::string& what,
+                                            const std::string& out_path);
+// The same for an index already in a file: loads `in_path`, checks it as
+// UntrustedGzipIndex does and writes it without zero runs to `out_path`
+// (which may be `in_path`). kNotFound if `in_path` does not exist.
+[[nodiscard]] Status RewriteWithoutZeroRuns(const std::string& in_path, const std::string& out_path);
+
 // The index saved at `path` if it is valid and was built for `compressed`
-// (same size and tail: one small range read); nullopt otherwise: no file,
-// an invalid one or another blob's (both logged as warnings), or an empty path.
+// (same size and tail: one small range read) and, with checksums, its runs
+// of zeros agree with them (every whole block inside a run has the checksum
+// of zeros); nullopt otherwise: no file, an invalid or inconsistent one or
+// another blob's (logged as warnings), or an empty path. Its reads verify the
+// rest (GzipSource).
 [[nodiscard]] std::optional<GzipIndex> LoadGzipIndexFor(const ByteSource& compressed, const std::string& path);
 
 // Version 1 compatibility. A version 1 index knows no runs of zeros, so a
@@ -40,6 +60,8 @@ class Version1Zeros {
 
   // A version 1 index of `span_count` spans was loaded: its zeros are unknown.
   void Start(size_t span_count);
+  // Whether runs are being learnt (Start was called).
+  bool active() const { return span_count_ > 0; }
   // Whether span `index`'s runs of zeros are still to be learnt.
   bool Learning(size_t index) const {
     return index < span_count_ && !scanned_[index].load(std::memory_order_acquire);

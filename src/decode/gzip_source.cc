@@ -26,11 +26,18 @@ DecoderOptions BoundedSpacing(DecoderOptions options, uint64_t compressed_size) 
   return options;
 }
 
+// The most a read inflates from one checkpoint of an index with checksums
+// (one that may be wrong): a first pass makes spans of its spacing plus one
+// deflate block, so a longer one is a wrong index, not an allocation to try.
+uint64_t MaxVerifiedInflate(uint64_t spacing) { return std::max<uint64_t>(256ull << 20, 4 * spacing); }
+
 }  // namespace
 
-Result<std::shared_ptr<GzipSource>> GzipSource::Open(ByteSourcePtr compressed, const DecoderOptions& options) {
+Result<std::shared_ptr<GzipSource>> GzipSource::Open(ByteSourcePtr compressed, const DecoderOptions& options,
+                                                     SavedIndex saved) {
   if (!compressed) return InvalidArgument("gzip decoder: no compressed source");
-  std::optional<GzipIndex> index = LoadGzipIndexFor(*compressed, options.index_path);
+  std::optional<GzipIndex> index;
+  if (saved == SavedIndex::kLoad) index = LoadGzipIndexFor(*compressed, options.index_path);
   std::shared_ptr<GzipSource> source(new GzipSource(std::move(compressed), options, std::move(index)));
   if (source->pass_ && options.background_pass) source->pass_->Start();
   return source;
@@ -51,6 +58,10 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
   }
   for (const auto& [start, end] : index->zero_runs) zeros_.Add(start, end);
   if (!index->zero_runs_known) v1_zeros_.Start(index->checkpoints.size());
+  if (index->has_checksums()) {
+    checks_ = std::make_unique<const BlockChecksums>(index->block_size, std::move(index->block_crcs),
+                                                     index->decompressed_size, compressed_->Describe());
+  }
   checkpoints_.Reset(std::move(index->checkpoints));
   progress_.Complete(index->decompressed_size);
   progress_.Finish();
@@ -58,19 +69,53 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
 
 Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {
   const size_t load = p.load == SpanLoad::kWhole ? static_cast<size_t>(p.span.end - p.span.out) : p.need;
+  if (checks_ && load > MaxVerifiedInflate(options_.checkpoint_spacing)) {
+    return DataLoss("gzip index of " + compressed_->Describe() + " is wrong: its span at decompressed offset " +
+                    std::to_string(p.span.out) + " is " + std::to_string(p.span.end - p.span.out) +
+                    " bytes, longer than a first pass makes");
+  }
+  // Checked, the layer's last span inflated to its end asks for one byte
+  // more: a stream that goes on is longer than the index says.
+  const bool to_end = checks_ && !p.span.has_next && p.span.out + load == p.span.end;
   return cache_.GetOrLoad(p.span.index, p.need, [&]() -> Result<SegmentCache::Buffer> {
     // Copied (its window may be in memory) only when it is needed.
     const GzipCheckpoint checkpoint = checkpoints_.At(p.span.index);
-    OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, InflateFromCheckpoint(*compressed_, checkpoint, load,
-                                                                             p.span.compressed_hint, Describe()));
+    OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
+                           InflateFromCheckpoint(*compressed_, checkpoint, load + (to_end ? 1 : 0),
+                                                 p.span.compressed_hint, Describe()));
     if (bytes.size() < load) {
       return Corrupt("gzip data of " + compressed_->Describe() + " ends at decompressed offset " +
                      std::to_string(p.span.out + bytes.size()) + ", before its index says (" +
                      std::to_string(p.span.out + load) + ")");
     }
-    if (p.load == SpanLoad::kWhole) v1_zeros_.Learn(p.span.index, p.span.out, bytes);
+    if (bytes.size() > load) {
+      return DataLoss("gzip index of " + compressed_->Describe() + " is wrong: the layer goes on past its " +
+                      std::to_string(p.span.end) + " decompressed bytes");
+    }
+    OCIFS_RETURN_IF_ERROR(CheckInflated(p, bytes));
     return std::make_shared<const std::vector<uint8_t>>(std::move(bytes));
   });
+}
+
+Status GzipSource::CheckInflated(const Piece& p, std::vector<uint8_t>& bytes) const {
+  const bool whole = p.load == SpanLoad::kWhole;
+  if (!checks_) {
+    if (whole) v1_zeros_.Learn(p.span.index, p.span.out, bytes);
+    return Status::Ok();
+  }
+  // The same bytes as a read of known zeros gets, so a block reads the same
+  // whichever way; then each of its whole blocks is checked once.
+  zeros_.ZeroFill(p.span.out, bytes);
+  OCIFS_RETURN_IF_ERROR(checks_->Check(p.span.out, bytes));
+  if (whole) {
+    // Zeros are learnt from verified blocks only: the span's whole blocks (its
+    // edge blocks are shared with its neighbours: learnt when a read checks them).
+    const auto [from, to] = checks_->WholeBlocks(p.span.out, p.span.out + bytes.size());
+    v1_zeros_.Learn(p.span.index, from,
+                    std::span<const uint8_t>(bytes).subspan(static_cast<size_t>(from - p.span.out),
+                                                            static_cast<size_t>(to - from)));
+  }
+  return Status::Ok();
 }
 
 void GzipSource::Prefetch(uint64_t offset, uint64_t length) const {
@@ -116,6 +161,34 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
   uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
   OCIFS_ASSIGN_OR_RETURN(const PassProgress::Produced produced, progress_.WaitFor(end));
   end = std::min(end, produced.bytes);  // produced.bytes is the size once complete
+  if (end <= offset) return size_t{0};
+  const std::span<uint8_t> out = buf.first(static_cast<size_t>(end - offset));
+  OCIFS_RETURN_IF_ERROR(checks_ ? ReadVerified(offset, end, produced, out) : ReadSpans(offset, end, produced, out));
+  return out.size();
+}
+
+Status GzipSource::ReadVerified(uint64_t from, uint64_t to, const PassProgress::Produced& produced,
+                                std::span<uint8_t> out) const {
+  // Blocks a read verifies here are those its spans' inflates could not
+  // (shared by two spans) or did not (served as zeros): while zero runs are
+  // learnt, theirs are learnt here, so runs are not cut at span edges.
+  BlockChecksums::OnVerified learn;
+  if (v1_zeros_.active()) learn = [this](uint64_t at, std::span<const uint8_t> block) { zeros_.AddFrom(at, block); };
+  const auto [wide_from, wide_to] = checks_->Widen(from, to);
+  if (wide_from == from && wide_to == to) {
+    OCIFS_RETURN_IF_ERROR(ReadSpans(from, to, produced, out));
+    return checks_->Check(from, out, learn);
+  }
+  // An edge block not verified yet: read all of it, check it, return the part asked for.
+  std::vector<uint8_t> wide(static_cast<size_t>(wide_to - wide_from));
+  OCIFS_RETURN_IF_ERROR(ReadSpans(wide_from, wide_to, produced, wide));
+  OCIFS_RETURN_IF_ERROR(checks_->Check(wide_from, wide, learn));
+  std::copy_n(wide.begin() + static_cast<ptrdiff_t>(from - wide_from), out.size(), out.begin());
+  return Status::Ok();
+}
+
+Status GzipSource::ReadSpans(uint64_t offset, uint64_t end, const PassProgress::Produced& produced,
+                             std::span<uint8_t> buf) const {
   std::vector<Piece> pieces;
   checkpoints_.ForEachSpan(offset, end, produced.bytes, [&](const GzipCheckpoints::Span& span) {
     pieces.push_back(MakePiece(span, offset, end, produced.complete));
@@ -135,7 +208,7 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
     std::copy(spans[k]->begin() + static_cast<ptrdiff_t>(p.from - p.span.out),
               spans[k]->begin() + static_cast<ptrdiff_t>(p.need), buf.begin() + static_cast<ptrdiff_t>(p.from - offset));
   }
-  return static_cast<size_t>(std::max(end, offset) - offset);
+  return Status::Ok();
 }
 
 }  // namespace ocifs

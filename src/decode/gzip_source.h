@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 
+#include "decode/block_checksums.h"
 #include "decode/decoder.h"
 #include "decode/gzip_checkpoints.h"
 #include "decode/gzip_first_pass.h"
@@ -56,6 +57,20 @@ SpanLoad ChooseSpanLoad(const SpanFacts& span);
 // After the pass fails (kCorrupt), every read returns that error; once it is
 // cancelled (the scheduler stops), reads it has not reached return kCancelled.
 //
+// A loaded index with block checksums (version 3) may be wrong (one from a
+// registry, or built for another blob of the same size and tail), so its
+// reads are verified: every inflate from a checkpoint checks the blocks it
+// produced whole that are not verified yet (BlockChecksums: once right, a
+// block is not checked again), and a read widens to the bounds of its edge
+// blocks that are not verified yet, so it returns bytes of verified blocks
+// only. Known zeros are served as zeros whichever way a block is read (an
+// inflated span is zero-filled there), so a block's bytes are the same each
+// time. A mismatch is kDataLoss ("gzip index of <blob> is wrong: block N at
+// decompressed offset M does not match its checksum"), nothing is cached, and
+// the caller (IndexFallbackSource) stops using the index. Zero runs are learnt
+// (Version1Zeros) only from verified blocks, so a hole is never reported for
+// bytes that were not checked. A loaded index without checksums is trusted.
+//
 // Locks: the checkpoint table's (GzipCheckpoints), the progress's
 // (PassProgress), the open span's (GzipFirstPass), the zero ranges' and the
 // segment cache's are all leaf locks: none is held while another is taken,
@@ -65,11 +80,17 @@ SpanLoad ChooseSpanLoad(const SpanFacts& span);
 // Ownership: shares `compressed`.
 class GzipSource final : public ByteSource {
  public:
+  // What Open does with the index saved at options.index_path.
+  enum class SavedIndex {
+    kLoad,     // use it if it was built for this blob
+    kRebuild,  // ignore it: the first pass rebuilds it and saves over it
+  };
   // The one way to make one: loads the index saved at options.index_path if
-  // it was built for this blob; otherwise starts the first pass (at once if
-  // options.background_pass, else when a read needs it).
+  // it was built for this blob (and `saved` is kLoad); otherwise starts the
+  // first pass (at once if options.background_pass, else when a read needs it).
   [[nodiscard]] static Result<std::shared_ptr<GzipSource>> Open(ByteSourcePtr compressed,
-                                                                const DecoderOptions& options);
+                                                                const DecoderOptions& options,
+                                                                SavedIndex saved = SavedIndex::kLoad);
   ~GzipSource() override = default;
 
   uint64_t size() const override { return progress_.size(); }
@@ -91,6 +112,8 @@ class GzipSource final : public ByteSource {
   [[nodiscard]] Status WaitUntilIndexed() const { return progress_.WaitUntilFinished(); }
   // True if the index was loaded from options.index_path (no pass ran).
   bool loaded_from_file() const { return !pass_; }
+  // True if reads are verified against the loaded index's block checksums.
+  bool verifies_reads() const { return checks_ != nullptr; }
   size_t checkpoint_count() const { return checkpoints_.count(); }
 
  private:
@@ -103,6 +126,16 @@ class GzipSource final : public ByteSource {
   };
 
   GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, std::optional<GzipIndex> index);
+  // Bytes [from, to) (produced) into `out` (to - from bytes), span by span.
+  [[nodiscard]] Status ReadSpans(uint64_t from, uint64_t to, const PassProgress::Produced& produced,
+                                 std::span<uint8_t> out) const;
+  // With checks_: bytes [from, to) into `out`, every block they touch verified.
+  [[nodiscard]] Status ReadVerified(uint64_t from, uint64_t to, const PassProgress::Produced& produced,
+                                    std::span<uint8_t> out) const;
+  // The inflated bytes of span p (at decompressed offset p.span.out), checked:
+  // zero-filled where zeros are known, its whole blocks verified, its zero
+  // runs learnt (a version 1 index: from verified blocks only).
+  [[nodiscard]] Status CheckInflated(const Piece& p, std::vector<uint8_t>& bytes) const;
   Piece MakePiece(const GzipCheckpoints::Span& span, uint64_t from, uint64_t to, bool complete) const;
   // Serves p into `out` without inflating if it can: known zeros, or the span
   // the pass is producing.
@@ -122,6 +155,8 @@ class GzipSource final : public ByteSource {
   // the segment cache holds).
   mutable ZeroRanges zeros_;
   mutable Version1Zeros v1_zeros_{zeros_};
+  // The loaded index's block checksums (version 3); null otherwise.
+  std::unique_ptr<const BlockChecksums> checks_;
   // Null when the index was loaded. Last: cancelled and waited for first (it fills the members above).
   std::unique_ptr<GzipFirstPass> pass_;
 };

@@ -45,6 +45,17 @@ bool ZeroRanges::Contains(uint64_t from, uint64_t to) const {
   return it != ranges_.begin() && std::prev(it)->second >= to;
 }
 
+void ZeroRanges::ZeroFill(uint64_t offset, std::span<uint8_t> bytes) const {
+  const uint64_t end = offset + bytes.size();
+  std::lock_guard lock(mu_);
+  auto it = ranges_.upper_bound(offset);
+  if (it != ranges_.begin()) --it;
+  for (; it != ranges_.end() && it->first < end; ++it) {
+    const uint64_t from = std::max(it->first, offset), to = std::min(it->second, end);
+    if (from < to) std::fill_n(bytes.begin() + static_cast<ptrdiff_t>(from - offset), to - from, uint8_t{0});
+  }
+}
+
 Extent ZeroRanges::ExtentAt(uint64_t pos, uint64_t limit) const {
   std::lock_guard lock(mu_);
   auto next = ranges_.upper_bound(pos);

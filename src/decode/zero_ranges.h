@@ -29,6 +29,9 @@ class ZeroRanges {
   void Add(uint64_t from, uint64_t to);
   // Whether all of [from, to) is known zeros (false for an empty range).
   bool Contains(uint64_t from, uint64_t to) const;
+  // Sets to zero the bytes of `bytes` (the stream at `offset`) that lie in a
+  // known range, so they are the same bytes a read of known zeros serves.
+  void ZeroFill(uint64_t offset, std::span<uint8_t> bytes) const;
   // The known run holding `pos`, from pos to its end, as a hole; otherwise
   // data from pos to the start of the next known run (at most `limit`).
   Extent ExtentAt(uint64_t pos, uint64_t limit) const;

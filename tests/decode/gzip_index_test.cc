@@ -1,11 +1,14 @@
 #include "decode/gzip_index.h"
 
+#include <zlib.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <random>
 
 #include "testing/gzip_index_v1.h"
+#include "testing/temp_dir.h"
 
 using namespace ocifs;
 
@@ -189,4 +192,188 @@ TEST_CASE("a compressed window takes the memory of its compressed size, not of t
   std::vector<uint8_t> z = CompressWindow(zeros);
   CHECK(z.size() < 200);
   CHECK(z.capacity() < 1024);
+}
+
+namespace {
+
+// SampleIndex with version 3's checksums: 5000 bytes in blocks of 4 KiB.
+GzipIndex SampleIndexV3() {
+  GzipIndex index = SampleIndex();
+  index.zero_runs = {{100, 1100}};
+  index.block_size = 4096;
+  index.block_crcs = {0x12345678, 0x9abcdef0};
+  return index;
+}
+
+uint32_t At32(const std::vector<uint8_t>& b, size_t at) {
+  return uint32_t{b[at]} | uint32_t{b[at + 1]} << 8 | uint32_t{b[at + 2]} << 16 | uint32_t{b[at + 3]} << 24;
+}
+
+// `bytes` with their CRC-32 trailer recomputed, so only the parser's other checks see a change.
+std::vector<uint8_t> Rechecksummed(std::vector<uint8_t> bytes) {
+  if (bytes.size() < 4) return bytes;
+  const size_t body = bytes.size() - 4;
+  const uint32_t crc = static_cast<uint32_t>(crc32(0, bytes.data(), static_cast<uInt>(body)));
+  for (int i = 0; i < 4; ++i) bytes[body + static_cast<size_t>(i)] = static_cast<uint8_t>(crc >> (8 * i));
+  return bytes;
+}
+
+// The position of the checksum section (block size, count, CRCs) in a serialized SampleIndexV3.
+size_t ChecksumSection(const std::vector<uint8_t>& bytes, size_t blocks) { return bytes.size() - 4 - 12 - 4 * blocks; }
+
+}  // namespace
+
+TEST_CASE("gzip index v3 carries block checksums of the decoded layer and round-trips") {
+  const GzipIndex index = SampleIndexV3();
+  const std::vector<uint8_t> bytes = *index.Serialize();
+  CHECK(At32(bytes, 8) == 3);   // version
+  CHECK(At32(bytes, 12) == 0);  // flags
+  const size_t section = ChecksumSection(bytes, 2);
+  CHECK(At32(bytes, section) == 4096);
+  auto parsed = GzipIndex::Parse(bytes, "v3");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->has_checksums());
+  CHECK(parsed->block_size == 4096);
+  CHECK(parsed->block_crcs == index.block_crcs);
+  CHECK(parsed->zero_runs_known);
+  CHECK(parsed->zero_runs == index.zero_runs);
+  CHECK(parsed->checkpoints.size() == 3);
+  CHECK(*parsed->Serialize() == bytes);
+  // Saved and loaded (windows left in the file): the same bytes again.
+  ocifs::testing::TempDir dir("ocifs-gzi3");
+  REQUIRE(index.Save(dir / "i").ok());
+  auto loaded = GzipIndex::Load(dir / "i");
+  REQUIRE(loaded.ok());
+  CHECK(loaded->block_crcs == index.block_crcs);
+  CHECK(*loaded->Serialize() == bytes);
+}
+
+TEST_CASE("gzip index v3 with flag bit 0 gives no zero runs: they are to be learnt") {
+  GzipIndex index = SampleIndexV3();
+  index.zero_runs_known = false;  // the runs it still holds are not written
+  const std::vector<uint8_t> bytes = *index.Serialize();
+  CHECK(At32(bytes, 8) == 3);
+  CHECK(At32(bytes, 12) == 1);
+  auto parsed = GzipIndex::Parse(bytes, "flagged");
+  REQUIRE(parsed.ok());
+  CHECK_FALSE(parsed->zero_runs_known);
+  CHECK(parsed->zero_runs.empty());
+  CHECK(parsed->block_crcs == index.block_crcs);
+  // Without checksums and runs it is version 1; without checksums, version 2.
+  index.block_size = 0;
+  index.block_crcs.clear();
+  CHECK(At32(*index.Serialize(), 8) == 1);
+  index.zero_runs_known = true;
+  CHECK(At32(*index.Serialize(), 8) == 2);
+}
+
+TEST_CASE("gzip index v3 checksums that do not fit the decompressed size are refused on both sides") {
+  GzipIndex index = SampleIndexV3();
+  index.block_crcs.push_back(7);  // 3 for 5000 bytes in 4 KiB blocks
+  CHECK(index.Serialize().status().code() == Code::kInvalidArgument);
+  index = SampleIndexV3();
+  index.block_size = 4097;
+  CHECK(index.Serialize().status().code() == Code::kInvalidArgument);
+  CHECK(GzipIndex::ValidBlockSize(4096));
+  CHECK(GzipIndex::ValidBlockSize(16u << 20));
+  CHECK_FALSE(GzipIndex::ValidBlockSize(2048));
+  CHECK_FALSE(GzipIndex::ValidBlockSize(32u << 20));
+  CHECK_FALSE(GzipIndex::ValidBlockSize(65535));
+
+  // The file's fields changed by hand (its checksum recomputed).
+  const std::vector<uint8_t> good = *SampleIndexV3().Serialize();
+  const size_t section = ChecksumSection(good, 2);
+  auto with32 = [&](size_t at, uint32_t v) {
+    std::vector<uint8_t> b = good;
+    for (int i = 0; i < 4; ++i) b[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
+    return Rechecksummed(b);
+  };
+  struct Bad {
+    std::vector<uint8_t> bytes;
+    std::string why;
+  };
+  const std::vector<Bad> bad = {
+      {with32(section, 2048), "block size"},
+      {with32(section, 1u << 25), "block size"},
+      {with32(section, 6000), "block size"},
+      {with32(section, 0), "block size"},
+      {with32(section, 8192), "block checksums for 5000"},  // 1 block of 8 KiB, not 2
+      {with32(section + 4, 3), "block checksums for 5000"},
+      {with32(section + 4, 1), "block checksums for 5000"},
+      {with32(12, 2), "unknown flags"},
+      {with32(12, 1), "zero runs given"},  // the flag with runs in the file
+      {with32(8, 4), "unsupported version"},
+      {with32(8, 2), "trailing bytes"},  // a version 2 file does not end with checksums
+  };
+  for (const Bad& b : bad) {
+    auto parsed = GzipIndex::Parse(b.bytes, "hand-made");
+    INFO(b.why);
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.status().code() == Code::kCorrupt);
+    CHECK(parsed.status().message().find(b.why) != std::string::npos);
+  }
+  // Flags on a version 2 file.
+  GzipIndex v2 = SampleIndex();
+  std::vector<uint8_t> v2_bytes = *v2.Serialize();
+  v2_bytes[12] = 1;
+  auto parsed = GzipIndex::Parse(Rechecksummed(v2_bytes), "v2 flagged");
+  REQUIRE_FALSE(parsed.ok());
+  CHECK(parsed.status().message().find("unknown flags") != std::string::npos);
+}
+
+TEST_CASE("gzip index v3: every truncation fails cleanly, with or without a recomputed checksum") {
+  const std::vector<uint8_t> bytes = *SampleIndexV3().Serialize();
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
+    for (const auto& candidate : {cut, Rechecksummed(cut)}) {
+      auto parsed = GzipIndex::Parse(candidate, "truncated");
+      INFO("length " << n);
+      REQUIRE_FALSE(parsed.ok());
+      REQUIRE(parsed.status().code() == Code::kCorrupt);
+      REQUIRE(parsed.status().message().rfind("gzip index truncated", 0) == 0);
+    }
+  }
+}
+
+TEST_CASE("gzip index v3: random bit flips fail cleanly, or, with a recomputed checksum, load what the file says") {
+  const std::vector<uint8_t> bytes = *SampleIndexV3().Serialize();
+  std::mt19937 rng(17);
+  int loaded = 0, refused = 0;
+  for (int i = 0; i < 400; ++i) {
+    std::vector<uint8_t> bad = bytes;
+    const size_t bit = rng() % (bad.size() * 8);
+    bad[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    INFO("bit " << bit);
+    auto raw = GzipIndex::Parse(bad, "flipped");  // the file checksum catches every single flip
+    REQUIRE_FALSE(raw.ok());
+    REQUIRE(raw.status().code() == Code::kCorrupt);
+    if (bit / 8 >= bad.size() - 4) continue;
+    const std::vector<uint8_t> rechecked = Rechecksummed(bad);
+    auto parsed = GzipIndex::Parse(rechecked, "flipped");
+    if (parsed.ok()) {
+      ++loaded;  // a field the parser cannot judge (a size, a checksum, a window's byte): read as written
+      REQUIRE(*parsed->Serialize() == rechecked);
+    } else {
+      ++refused;
+      REQUIRE(parsed.status().code() == Code::kCorrupt);
+      REQUIRE(parsed.status().message().rfind("gzip index flipped", 0) == 0);
+    }
+  }
+  CHECK(loaded > 0);
+  CHECK(refused > 0);
+}
+
+TEST_CASE("gzip index whose sizes need more than deflate's 1032:1 is corrupt") {
+  GzipIndex index = SampleIndex();
+  index.decompressed_size = 1033ull * 1000 * 10;  // past the last checkpoint: 200 compressed bytes
+  auto parsed = GzipIndex::Parse(*index.Serialize(), "inflated");
+  REQUIRE_FALSE(parsed.ok());
+  CHECK(parsed.status().message().find("more output than deflate makes") != std::string::npos);
+  index = SampleIndex();
+  index.checkpoints[1].out = 1040 * 404 + 1;  // 400 compressed bytes after checkpoint 0
+  index.checkpoints[2].out = index.checkpoints[1].out + 1;
+  index.decompressed_size = index.checkpoints[2].out + 10;
+  parsed = GzipIndex::Parse(*index.Serialize(), "inflated");
+  REQUIRE_FALSE(parsed.ok());
+  CHECK(parsed.status().message().find("more output than deflate makes") != std::string::npos);
 }

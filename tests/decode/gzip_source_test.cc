@@ -19,7 +19,9 @@
 #include "decode/gzip_index.h"
 #include "testing/concurrent_reads.h"
 #include "testing/counting_source.h"
-#include "testing/gzip_index_v1.h"
+#include "testing/gzip_index_tamper.h"
+#include "testing/layer_test_data.h"
+#include "testing/temp_dir.h"
 
 using namespace ocifs;
 using ocifs::testing::ConcurrentReadMismatches;
@@ -27,34 +29,12 @@ using ocifs::testing::CountingSource;
 
 namespace {
 
-// Random, text-like and zero runs, so deflate emits stored, fixed and dynamic blocks.
-std::vector<uint8_t> MakeData(size_t size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> d(size);
-  const std::string words = "disk qcow2 layer tar entry checkpoint window member frame ";
-  for (size_t i = 0; i < size;) {
-    size_t run = std::min<size_t>(size - i, 1000 + rng() % 70000);
-    int kind = rng() % 3;
-    for (size_t j = 0; j < run; ++j) {
-      d[i + j] = kind == 0 ? static_cast<uint8_t>(rng()) : kind == 1 ? words[(i + j) % words.size()] : 0;
-    }
-    i += run;
-  }
-  return d;
-}
+std::vector<uint8_t> MakeData(size_t size, uint32_t seed) { return ocifs::testing::MakeLayerData(size, seed); }
 
 std::vector<uint8_t> Gzip(std::span<const uint8_t> data, int level = 6) {
-  z_stream s{};
-  REQUIRE(deflateInit2(&s, level, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::vector<uint8_t> out(deflateBound(&s, data.size()) + 64);
-  s.next_in = const_cast<Bytef*>(data.data());
-  s.avail_in = static_cast<uInt>(data.size());
-  s.next_out = out.data();
-  s.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&s, Z_FINISH) == Z_STREAM_END);
-  out.resize(s.total_out);
-  deflateEnd(&s);
-  return out;
+  std::vector<uint8_t> gz = ocifs::testing::GzipMember(data, level);
+  REQUIRE_FALSE(gz.empty());
+  return gz;
 }
 
 // Blocks reads that reach past `open_until` until Open() is called.
@@ -209,10 +189,16 @@ TEST_CASE("a reader following the first pass reads the span being produced from 
   auto slow = std::make_shared<SlowSource>(std::make_shared<MemorySource>(compressed), std::chrono::milliseconds(3));
   DecoderOptions options;
   options.checkpoint_spacing = 1 << 20;
+  // Room for every span: the pass reads this blob in one 4 MiB piece and then
+  // only inflates, so it may end before the reader gets far (a warm heap, a
+  // busy machine); the spans it closed must then come from the cache, not be
+  // evicted and inflated again.
+  options.segment_cache_bytes = 64 << 20;
   auto gz = OpenGzip(slow, options);
   std::vector<uint8_t> got(data.size()), buf(64 << 10);
   for (uint64_t at = 0; at < data.size(); at += buf.size()) {
     auto n = gz->ReadAt(at, buf);
+
     REQUIRE(n.ok());
     std::copy_n(buf.begin(), *n, got.begin() + static_cast<long>(at));
   }
@@ -291,12 +277,14 @@ TEST_CASE("spans of zeros larger than the segment cache are read as zeros, not i
   REQUIRE(saved->zero_runs_known);
   REQUIRE_FALSE(saved->zero_runs.empty());
   {
-    std::vector<uint8_t> v2(std::filesystem::file_size(options.index_path));
-    std::ifstream(options.index_path, std::ios::binary).read(reinterpret_cast<char*>(v2.data()),
-                                                             static_cast<std::streamsize>(v2.size()));
-    const std::vector<uint8_t> v1 = ocifs::testing::AsGzipIndexVersion1(v2, saved->zero_runs.size());
-    std::ofstream(options.index_path, std::ios::binary | std::ios::trunc)
-        .write(reinterpret_cast<const char*>(v1.data()), static_cast<std::streamsize>(v1.size()));
+    GzipIndex v1 = std::move(*saved);  // without zero runs and checksums, it is written as version 1
+    v1.zero_runs_known = false;
+    v1.block_size = 0;
+    v1.block_crcs.clear();
+    REQUIRE(v1.Save(options.index_path).ok());
+    std::vector<uint8_t> head(12);
+    std::ifstream(options.index_path, std::ios::binary).read(reinterpret_cast<char*>(head.data()), 12);
+    REQUIRE(head[8] == 1);
   }
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
   auto gz = OpenGzip(counted, options);
@@ -523,4 +511,195 @@ TEST_CASE("a closed span is inflated whole unless it outgrows the segment cache 
   CHECK(ChooseSpanLoad({.bytes = cache + 1, .closed = true, .cache_bytes = cache, .zeros_unknown = true}) ==
         SpanLoad::kWhole);
   CHECK(ChooseSpanLoad({.bytes = 1, .closed = true, .cache_bytes = 0}) == SpanLoad::kToReadEnd);
+}
+
+namespace {
+
+uint32_t Crc32(std::span<const uint8_t> bytes) {
+  return static_cast<uint32_t>(crc32(0, bytes.data(), static_cast<uInt>(bytes.size())));
+}
+
+// The layer's bytes [offset, offset + length) read through `gz`, or its error.
+Result<std::vector<uint8_t>> ReadRange(const ByteSource& gz, uint64_t offset, size_t length) {
+  std::vector<uint8_t> buf(length);
+  OCIFS_ASSIGN_OR_RETURN(size_t n, gz.ReadAt(offset, buf));
+  buf.resize(n);
+  return buf;
+}
+
+}  // namespace
+
+TEST_CASE("the first pass saves a version 3 index whose block checksums are the CRC-32s of the data") {
+  for (const size_t size : {size_t{(3 << 20) + 12345}, size_t{4 << 20}, size_t{100}, size_t{0}}) {
+    ocifs::testing::TempDir dir("ocifs-gzv3");
+    const std::vector<uint8_t> data = MakeData(size, 90);
+    DecoderOptions options;
+    options.checkpoint_spacing = 256 << 10;
+    options.index_path = dir / "layer.gzidx";
+    REQUIRE(OpenGzip(std::make_shared<MemorySource>(Gzip(data)), options)->WaitUntilIndexed().ok());
+    std::vector<uint8_t> head(16);
+    std::ifstream(options.index_path, std::ios::binary).read(reinterpret_cast<char*>(head.data()), 16);
+    CHECK(head[8] == 3);   // version
+    CHECK(head[12] == 0);  // flags: the runs of zeros are given
+    auto saved = GzipIndex::Load(options.index_path);
+    REQUIRE(saved.ok());
+    REQUIRE(saved->block_size == 65536);
+    REQUIRE(saved->block_crcs.size() == (size + 65535) / 65536);
+    for (size_t b = 0; b < saved->block_crcs.size(); ++b) {
+      const size_t from = b * 65536, to = std::min(size, from + 65536);
+      INFO("block " << b);
+      REQUIRE(saved->block_crcs[b] == Crc32(std::span(data).subspan(from, to - from)));
+    }
+    // The next open loads it and checks its reads.
+    auto loaded = OpenGzip(std::make_shared<MemorySource>(Gzip(data)), options);
+    CHECK(loaded->loaded_from_file());
+    CHECK(loaded->verifies_reads());
+    if (size > 0) CheckRandomReads(*loaded, data, 40, 91);
+  }
+}
+
+TEST_CASE("a checked read through an index with a flipped window byte is kDataLoss naming the block") {
+  ocifs::testing::TempDir dir("ocifs-gzflip");
+  ocifs::testing::IndexedGzipLayer layer(dir / "layer.gzidx", ocifs::testing::MakeTextData(4 << 20, 92), "layer-w");
+  auto& [data, blob, options, index] = layer;
+  const size_t changed = ocifs::testing::FlipWindowByteThatMatters(index, *blob, data);
+  REQUIRE(changed > 0);
+  REQUIRE(index.Save(options.index_path).ok());  // its file checksum recomputed: it loads
+  const uint64_t span_from = index.checkpoints[changed].out;
+  const uint64_t span_to =
+      changed + 1 < index.checkpoints.size() ? index.checkpoints[changed + 1].out : index.decompressed_size;
+
+  auto gz = OpenGzip(blob, options);
+  REQUIRE(gz->loaded_from_file());
+  REQUIRE(gz->verifies_reads());
+  // Bytes well before the changed span read right.
+  const uint64_t before = span_from / 65536 * 65536 - std::min<uint64_t>(65536, span_from / 65536 * 65536);
+  if (before > 0) {
+    auto head = ReadRange(*gz, 0, static_cast<size_t>(before));
+    REQUIRE(head.ok());
+    CHECK(std::equal(head->begin(), head->end(), data.begin()));
+  }
+  // Every read of the changed span fails (nothing is cached), with the block that did not match.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto got = ReadRange(*gz, span_from, static_cast<size_t>(span_to - span_from));
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.status().code() == Code::kDataLoss);
+    const std::string& m = got.status().message();
+    INFO(m);
+    REQUIRE(m.rfind("gzip index of layer-w is wrong: block ", 0) == 0);
+    const uint64_t block = std::stoull(m.substr(std::string("gzip index of layer-w is wrong: block ").size()));
+    CHECK(m.find(" at decompressed offset " + std::to_string(block * 65536) + " does not match its checksum") !=
+          std::string::npos);
+    CHECK(block * 65536 + 65536 > span_from);
+    CHECK(block * 65536 < span_to);
+  }
+}
+
+TEST_CASE("a checked index with a wrong block checksum fails the reads that inflate that block; other spans read right") {
+  ocifs::testing::TempDir dir("ocifs-gzcrc");
+  ocifs::testing::IndexedGzipLayer layer(dir / "layer.gzidx", MakeData(2 << 20, 93), "layer-c", 1 << 20);
+  auto& [data, blob, options, index] = layer;
+  const uint64_t k = ocifs::testing::DataBlock(data, 65536, 5);  // not in a run of zeros, or the index is refused
+  REQUIRE(k < 30);
+  index.block_crcs[k] ^= 1;
+  REQUIRE(index.Save(options.index_path).ok());
+  auto gz = OpenGzip(blob, options);
+  REQUIRE(gz->verifies_reads());
+  // A read of 10 bytes inside block k checks all of block k first.
+  auto bad = ReadRange(*gz, k * 65536 + 1000, 10);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().code() == Code::kDataLoss);
+  CHECK(bad.status().message() == "gzip index of layer-c is wrong: block " + std::to_string(k) +
+                                      " at decompressed offset " + std::to_string(k * 65536) +
+                                      " does not match its checksum");
+  // A read that ends in block k fails too: its last block is checked whole before its bytes are returned.
+  CHECK(ReadRange(*gz, (k - 1) * 65536, 65537).status().code() == Code::kDataLoss);
+  // Every inflate checks the whole blocks it made: reads of block k's span fail; of other spans, not.
+  auto span_of = [&](uint64_t pos) {
+    size_t i = 0;
+    while (i + 1 < index.checkpoints.size() && index.checkpoints[i + 1].out <= pos) ++i;
+    return i;
+  };
+  const size_t first_bad = span_of(k * 65536), last_bad = span_of(k * 65536 + 65535);
+  int good_blocks = 0;
+  for (uint64_t block = 0; block < 32; ++block) {
+    if (span_of(block * 65536 + 65535) >= first_bad && span_of(block * 65536) <= last_bad) continue;
+    auto good = ReadRange(*gz, block * 65536 + 7, 65536 - 14);
+    REQUIRE(good.ok());
+    CHECK(std::equal(good->begin(), good->end(), data.begin() + static_cast<ptrdiff_t>(block * 65536 + 7)));
+    ++good_blocks;
+  }
+  CHECK(good_blocks > 0);
+}
+
+TEST_CASE("a checked index whose layer goes on past its decompressed size is wrong") {
+  ocifs::testing::TempDir dir("ocifs-gzshort");
+  ocifs::testing::IndexedGzipLayer layer(dir / "layer.gzidx", MakeData(3 << 20, 94), "layer-s");
+  auto& [data, blob, options, index] = layer;
+  // Claims the first 2 MiB are the whole layer, its checksums consistent with that.
+  const uint64_t claimed = 2 << 20;
+  std::erase_if(index.checkpoints, [&](const GzipCheckpoint& cp) { return cp.out >= claimed; });
+  index.decompressed_size = claimed;
+  index.block_crcs.resize(claimed / 65536);
+  index.zero_runs.clear();
+  REQUIRE(index.Save(options.index_path).ok());
+  auto gz = OpenGzip(blob, options);
+  REQUIRE(gz->loaded_from_file());
+  CHECK(gz->size() == claimed);
+  CHECK(ReadRange(*gz, 0, 1000).ok());  // far from the end: right bytes
+  auto end = ReadRange(*gz, claimed - 100, 100);
+  REQUIRE_FALSE(end.ok());
+  CHECK(end.status().code() == Code::kDataLoss);
+  CHECK(end.status().message().find("goes on past its 2097152 decompressed bytes") != std::string::npos);
+}
+
+TEST_CASE("reads through a loaded index with random bit flips return the right bytes or an error, never wrong bytes") {
+  ocifs::testing::TempDir dir("ocifs-gzfuzz");
+  const ocifs::testing::IndexedGzipLayer layer(dir / "layer.gzidx", MakeData(1 << 20, 95), "layer-f", 64 << 10);
+  const auto& [data, blob, options, index] = layer;
+  std::vector<uint8_t> good(std::filesystem::file_size(options.index_path));
+  std::ifstream(options.index_path, std::ios::binary)
+      .read(reinterpret_cast<char*>(good.data()), static_cast<std::streamsize>(good.size()));
+  // Flips land in the fields (header, records, runs, checksums) and one time in ten in a window.
+  std::vector<bool> in_window(good.size(), false);
+  for (const GzipCheckpoint& cp : index.checkpoints) {
+    std::fill_n(in_window.begin() + static_cast<ptrdiff_t>(cp.zwindow_offset), cp.zwindow_length, true);
+  }
+  std::vector<size_t> fields, windows;
+  for (size_t i = 0; i + 4 < good.size(); ++i) (in_window[i] ? windows : fields).push_back(i);
+  std::mt19937 rng(96);
+  int loaded = 0, caught = 0;
+  for (int i = 0; i < 200; ++i) {
+    std::vector<uint8_t> bad = good;
+    const std::vector<size_t>& where = i % 10 == 9 ? windows : fields;
+    const size_t bit = where[rng() % where.size()] * 8 + rng() % 8;
+    bad[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    const uint32_t crc = static_cast<uint32_t>(crc32(0, bad.data(), static_cast<uInt>(bad.size() - 4)));
+    for (int k = 0; k < 4; ++k) bad[bad.size() - 4 + static_cast<size_t>(k)] = static_cast<uint8_t>(crc >> (8 * k));
+    std::ofstream(options.index_path, std::ios::binary | std::ios::trunc)
+        .write(reinterpret_cast<const char*>(bad.data()), static_cast<std::streamsize>(bad.size()));
+    DecoderOptions no_pass = options;
+    no_pass.background_pass = false;
+    auto gz = OpenGzip(blob, no_pass);
+    if (!gz->loaded_from_file()) continue;  // refused at open: a pass would read it
+    ++loaded;
+    INFO("bit " << bit);
+    bool failed = false;
+    for (uint64_t at = 0; at < gz->size(); at += 100000) {
+      std::vector<uint8_t> buf(100000);
+      auto n = gz->ReadAt(at, buf);
+      if (!n.ok()) {
+        REQUIRE((n.status().code() == Code::kDataLoss || n.status().code() == Code::kCorrupt));
+        failed = true;
+        continue;
+      }
+      REQUIRE(at < data.size());
+      REQUIRE(*n == std::min<uint64_t>(buf.size(), gz->size() - at));
+      REQUIRE(at + *n <= data.size());
+      REQUIRE(std::equal(buf.begin(), buf.begin() + static_cast<ptrdiff_t>(*n), data.begin() + static_cast<ptrdiff_t>(at)));
+    }
+    caught += failed ? 1 : 0;
+  }
+  CHECK(loaded > 0);
+  CHECK(caught > 0);
 }

@@ -13,6 +13,7 @@
 #include "decode/zstd_stream_source.h"
 #include "testing/concurrent_reads.h"
 #include "testing/counting_source.h"
+#include "testing/layer_test_data.h"
 #include "testing/temp_dir.h"
 
 using namespace ocifs;
@@ -22,18 +23,7 @@ using ocifs::testing::CountingSource;
 namespace {
 
 std::vector<uint8_t> MakeData(size_t size, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> d(size);
-  const std::string words = "zstd frame block seek table skippable chunk store ";
-  for (size_t i = 0; i < size;) {
-    size_t run = std::min<size_t>(size - i, 1000 + rng() % 70000);
-    int kind = rng() % 3;
-    for (size_t j = 0; j < run; ++j) {
-      d[i + j] = kind == 0 ? static_cast<uint8_t>(rng()) : kind == 1 ? words[(i + j) % words.size()] : 0;
-    }
-    i += run;
-  }
-  return d;
+  return ocifs::testing::MakeLayerData(size, seed, "zstd frame block seek table skippable chunk store ");
 }
 
 void Append32(std::vector<uint8_t>& b, uint32_t v) {
