@@ -74,6 +74,12 @@ class ByteSource {
   // a stage above need not keep them again (a single-frame zstd layer's
   // decoded store). Default: false.
   virtual bool KeepsDecoded() const { return false; }
+  // Blocks until what the source builds in the background about its bytes
+  // (a gzip layer's checkpoint index) is complete and saved where it is
+  // kept, or has failed (that status). Ok at once for a source that builds
+  // nothing. For callers that want the index itself (`oci-fs accelerate`):
+  // reading the last byte is not enough, the pass saves after it.
+  [[nodiscard]] virtual Status WaitUntilIndexed() const { return Status::Ok(); }
 };
 
 using ByteSourcePtr = std::shared_ptr<const ByteSource>;

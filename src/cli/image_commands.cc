@@ -7,6 +7,9 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
+#include "accel/accel_loader.h"
 #include "stack/image_stack.h"
 
 namespace ocifs {
@@ -21,6 +24,17 @@ Result<std::unique_ptr<ImageStack>> OpenStack(const ImageCommandFlags& flags) {
   return ImageStack::Open(ref, options);
 }
 
+nlohmann::json AccelJson(const FoundAccel& a) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& g : a.manifest.gzip_indexes) {
+    layers.push_back({{"layer", g.layer_digest}, {"digest", g.blob.digest}, {"size", g.blob.size}});
+  }
+  nlohmann::json profiles = nlohmann::json::array();
+  for (const auto& p : a.manifest.profiles) profiles.push_back({{"digest", p.digest}, {"size", p.size}});
+  return {{"reference", a.reference}, {"created", a.manifest.created}, {"gzipIndexes", layers},
+          {"profiles", profiles}};
+}
+
 std::string CompressionOf(const Descriptor& layer) {
   return std::string(LayerCompressionName(CompressionOfMediaType(layer.media_type)));
 }
@@ -31,6 +45,13 @@ Status RunInspect(const ImageCommandFlags& flags) {
   OCIFS_ASSIGN_OR_RETURN(RegistryOptions options, ToRegistryOptions(flags.common));
   OCIFS_ASSIGN_OR_RETURN(auto source, OpenImageSource(ref, options));
   OCIFS_ASSIGN_OR_RETURN(ResolvedImage image, source->Resolve());
+  // An artifact that cannot be read is reported, not fatal: the image is.
+  std::optional<FoundAccel> accel;
+  if (auto found = FindAccel(*source, image); found.ok()) {
+    accel = std::move(found).value();
+  } else {
+    spdlog::warn("cannot read the acceleration artifact: {}", found.status().ToString());
+  }
   if (flags.json) {
     nlohmann::json j;
     j["reference"] = image.reference.ToString();
@@ -46,6 +67,7 @@ Status RunInspect(const ImageCommandFlags& flags) {
                              {"mediaType", layer.media_type},
                              {"compression", CompressionOf(layer)}});
     }
+    j["accel"] = accel ? AccelJson(*accel) : nlohmann::json(nullptr);
     std::cout << j.dump(2) << std::endl;
     return Status::Ok();
   }
@@ -58,6 +80,12 @@ Status RunInspect(const ImageCommandFlags& flags) {
             << "Layers:\n";
   for (const auto& layer : image.layers) {
     std::cout << "  " << layer.digest << " " << layer.size << " " << CompressionOf(layer) << "\n";
+  }
+  if (accel) {
+    std::cout << "Accel: " << accel->reference << " (" << accel->manifest.gzip_indexes.size() << " gzip indexes, "
+              << accel->manifest.profiles.size() << " profiles, created " << accel->manifest.created << ")\n";
+  } else {
+    std::cout << "Accel: none\n";
   }
   std::cout.flush();
   return Status::Ok();

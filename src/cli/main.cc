@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/accel_command.h"
 #include "cli/image_commands.h"
 #include "cli/mount_command.h"
 #ifdef OCIFS_WITH_CSI
@@ -16,7 +17,7 @@ namespace {
 // a first argument that is no subcommand means "mount".
 std::vector<std::string> Arguments(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
-  static const char* kCommands[] = {"inspect", "ls", "cat", "mount", "csi", "version"};
+  static const char* kCommands[] = {"inspect", "ls", "cat", "mount", "accelerate", "csi", "version"};
   if (args.size() >= 3 && args[1][0] != '-' &&
       std::find_if(std::begin(kCommands), std::end(kCommands),
                    [&](const char* c) { return args[1] == c; }) == std::end(kCommands)) {
@@ -37,6 +38,8 @@ int main(int argc, char** argv) {
   ocifs::AddLsCommand(&app, &image_flags, &exit_code);
   ocifs::AddCatCommand(&app, &image_flags, &exit_code);
   ocifs::AddMountCommand(&app, &mount_flags, &exit_code);
+  ocifs::AccelerateFlags accelerate_flags;
+  ocifs::AddAccelerateCommand(&app, &accelerate_flags, &exit_code);
 #ifdef OCIFS_WITH_CSI
   ocifs::CsiOptions csi_options;
   std::string csi_tls_verify = "true";

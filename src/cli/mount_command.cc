@@ -159,8 +159,9 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
   auto stack = ImageStack::Open(*ref, options);
   StopAtExit stop_background{scheduler.get()};  // declared after the stack: runs before its destructor
   if (!stack.ok()) return fail(stack.status());
-  if (config.profile == ProfileSource::kImage) {
-    // A profile is a hint: a malformed one is reported, not fatal.
+  if (config.profile == ProfileSource::kImage && !(*stack)->accel().profile) {
+    // A profile is a hint: a malformed one is reported, not fatal. The
+    // acceleration artifact's, started at Open, comes first.
     auto shipped = (*stack)->StartShippedProfile();
     if (shipped.ok()) {
       spdlog::info("prefetching the access profile the image ships ({} chunks)", shipped->ChunkCount());
@@ -306,6 +307,8 @@ Result<StackOptions> ToStackOptions(const MountConfig& config) {
   if (!config.record_profile.empty()) options.blob_reads.recorder = std::make_shared<AccessRecorder>();
   options.disk_path = config.disk_path;
   options.ready_at_disk_entry = config.mode == MountMode::kDisk;
+  OCIFS_ASSIGN_OR_RETURN(options.accel, AccelChoice::Parse(config.accel));
+  options.accel_profile = config.profile == ProfileSource::kImage;
   return options;
 }
 

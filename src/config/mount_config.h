@@ -58,6 +58,9 @@ struct MountConfig {
   ProfileSource profile = ProfileSource::kImage;
   std::string profile_file;    // absolute, when profile == kFile
   std::string record_profile;  // absolute; "" = do not record
+  // The acceleration artifact (docs/accel-format.md): "auto" (look it up next
+  // to the image), "off", or a pinned one, "REGISTRY/REPO@sha256:..".
+  std::string accel = "auto";
   std::string stats_file;      // absolute; "" = none
   bool allow_other = false;
   std::vector<std::string> fuse_options;  // -o options forwarded to FUSE (nodev, noatime, ...)

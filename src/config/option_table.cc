@@ -4,6 +4,7 @@
 #include <charconv>
 
 #include "base/size_text.h"
+#include "registry/reference.h"
 
 namespace ocifs {
 namespace {
@@ -133,6 +134,17 @@ std::string FormatProfile(const Cfg& c) {
   return "";
 }
 
+// auto, off, or REGISTRY/REPO@DIGEST (an artifact pinned by digest).
+std::string_view ParseAccel(std::string_view v, Spelling, Cfg* c) {
+  constexpr std::string_view rule = "{auto}, {off} or an artifact REGISTRY/REPO@sha256:DIGEST";
+  if (v != "auto" && v != "off") {
+    auto ref = Reference::Parse(v);
+    if (!ref.ok() || ref->digest.empty() || ref->transport != Reference::Transport::kDocker) return rule;
+  }
+  c->accel = std::string(v);
+  return kOk;
+}
+
 constexpr auto R = OptionGroup::kRegistry;
 constexpr auto L = OptionGroup::kLogging;
 constexpr auto M = OptionGroup::kMount;
@@ -195,6 +207,10 @@ const MountOption kOptions[] = {
      "fetch the chunks an access profile names ahead, in its order (docs/profile-format.md; default: the one "
      "the image ships, if any; none: no profile)",
      ParseProfile, FormatProfile, &Cfg::profile_file},
+    {"accel", "accel", "accel", "auto|off|REF@DIGEST", M, false,
+     "the acceleration artifact (docs/accel-format.md): auto (default) finds the one pushed next to the image "
+     "by `oci-fs accelerate`, off uses none, REGISTRY/REPO@sha256:.. names one",
+     ParseAccel, FormatText<&Cfg::accel>, nullptr},
     {"cluster-cache", "cluster_cache", "clusterCache", "on|off", M, false,
      "keep decompressed qcow2 clusters in the cache directory too, so refills and later mounts do not "
      "inflate them again: on (default) or off",

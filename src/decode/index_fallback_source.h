@@ -46,6 +46,7 @@ class IndexFallbackSource final : public ByteSource {
   std::string Describe() const override { return primary_->Describe(); }
   Access access() const override { return Current()->access(); }
   bool KeepsDecoded() const override { return Current()->KeepsDecoded(); }
+  Status WaitUntilIndexed() const override { return Current()->WaitUntilIndexed(); }
 
   // Whether reads went over to the fallback.
   bool fell_back() const { return switched_.load(std::memory_order_acquire); }

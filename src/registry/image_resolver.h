@@ -11,11 +11,6 @@
 namespace ocifs {
 
 // Manifest bytes as fetched; digest already verified (or computed, for a tag).
-struct FetchedManifest {
-  std::string media_type;  // Content-Type or descriptor mediaType
-  std::string digest;
-  std::string bytes;
-};
 
 using FetchManifestFn = std::function<Result<FetchedManifest>(const Descriptor&)>;  // by digest, verified
 using FetchBlobFn = std::function<Result<std::vector<uint8_t>>(const Descriptor&)>;  // verified

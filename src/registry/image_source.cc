@@ -9,6 +9,10 @@ Result<ReferrerList> ImageSource::ListReferrers(const std::string& subject_diges
   return Unsupported("referrers of " + subject_digest + ": only a registry lists referrers");
 }
 
+Result<FetchedManifest> ImageSource::FetchManifest(const Descriptor& manifest) {
+  return Unsupported("manifest " + manifest.digest + ": only a registry serves artifacts by digest");
+}
+
 Result<Platform> WantedPlatform(const RegistryOptions& options) {
   if (options.platform.empty()) return Platform::Host();
   return Platform::Parse(options.platform);

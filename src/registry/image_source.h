@@ -20,11 +20,19 @@
 
 namespace ocifs {
 
+// A manifest as a registry served it. Plain value type.
+struct FetchedManifest {
+  std::string media_type;  // Content-Type or descriptor mediaType
+  std::string digest;
+  std::string bytes;
+};
+
 struct ResolvedImage {
   Reference reference;            // as given, with .digest filled in (pinned: the digest the tag
                                   // pointed to — the index's when there is one)
   std::string manifest_digest;    // digest of the image manifest (not the index)
   std::string manifest_media_type;
+  uint64_t manifest_size = 0;     // its bytes (an artifact's subject descriptor carries it)
   std::string index_digest;       // when resolved through an index/manifest list, else empty
   Platform platform;              // from the config (else the index entry)
   Descriptor config;
@@ -54,6 +62,10 @@ class ImageSource {
   // where there is no registry (oci: layouts).
   [[nodiscard]] virtual Result<ReferrerList> ListReferrers(const std::string& subject_digest,
                                                            const std::string& artifact_type);
+  // A manifest of this repository by digest (`manifest.digest`; at most 4
+  // MiB), digest-verified: an artifact a referrers list named. kUnsupported
+  // where there is no registry (oci: layouts).
+  [[nodiscard]] virtual Result<FetchedManifest> FetchManifest(const Descriptor& manifest);
 };
 
 // A RegistryClient for docker:// references, an OciLayoutSource for oci:.

@@ -45,6 +45,11 @@ Result<std::vector<uint8_t>> RegistryClient::FetchBlob(const Descriptor& blob) {
   return bytes;
 }
 
+Result<FetchedManifest> RegistryClient::FetchManifest(const Descriptor& manifest) {
+  OCIFS_RETURN_IF_ERROR(ValidateDigest(manifest.digest));
+  return session_->GetManifest(manifest.digest);  // by digest: verified
+}
+
 Result<ReferrerList> RegistryClient::ListReferrers(const std::string& subject_digest,
                                                    const std::string& artifact_type) {
   return ocifs::ListReferrers(*session_, subject_digest, artifact_type);

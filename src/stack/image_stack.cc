@@ -40,6 +40,16 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
   if (stack->cache_ && registry.small_blob_dir.empty()) registry.small_blob_dir = options.cache_dir + "/configs";
   OCIFS_ASSIGN_OR_RETURN(stack->source_, OpenImageSource(ref, registry));
   OCIFS_ASSIGN_OR_RETURN(stack->image_, stack->source_->Resolve());
+  if (stack->cache_) {
+    // Before the layers open: their decoders load the gzip indexes it installs.
+    OCIFS_ASSIGN_OR_RETURN(stack->accel_,
+                           ApplyAccel(options.accel, *stack->source_, stack->image_, registry, *stack->cache_));
+    if (stack->accel_.profile && options.accel_profile && !options.blob_reads.profile) {
+      spdlog::info("prefetching the access profile of {} ({} chunks)", stack->accel_.artifact,
+                   stack->accel_.profile->ChunkCount());
+      stack->options_.blob_reads.profile = stack->accel_.profile;
+    }
+  }
   std::vector<const TarIndex*> indexes;
   // One stream layer at most may stop at the disk's entry: the lowest one
   // holding a disk candidate (the layers above it are small in a containerDisk
@@ -157,6 +167,13 @@ Result<ByteSourcePtr> ImageStack::FileContent(const Node& node) const {
   }
   OCIFS_ASSIGN_OR_RETURN(auto slice, SliceSource::Make(layer.decoded, node.entry.data_offset, node.entry.size, name));
   return ByteSourcePtr(std::move(slice));
+}
+
+Status ImageStack::WaitUntilIndexed() const {
+  for (const LayerView& layer : layers_) {
+    OCIFS_RETURN_IF_ERROR(layer.decoded->WaitUntilIndexed().WithContext("layer " + layer.descriptor.digest));
+  }
+  return Status::Ok();
 }
 
 Result<AccessProfile> ImageStack::StartShippedProfile() const {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cache/cached_source.h"
+#include "accel/accel_loader.h"
 #include "cache/chunk_cache.h"
 #include "decode/compression.h"
 #include "image/merged_tree.h"
@@ -59,6 +60,11 @@ struct StackOptions {
   // (a second file under disk/, say), the disk's reads fail from then on.
   bool ready_at_disk_entry = false;
   std::string disk_path;  // as --disk-path; "" = the one file under disk/
+  // The acceleration artifact to use (docs/accel-format.md); needs cache_dir.
+  // Its profile, if it has one, is prefetched from the start unless
+  // blob_reads.profile is set or accel_profile is false.
+  AccelChoice accel;
+  bool accel_profile = true;
 };
 
 struct LayerView {
@@ -84,6 +90,11 @@ class ImageStack {
   Scheduler& scheduler() const { return *scheduler_; }
 
   const ResolvedImage& image() const { return image_; }
+  // Blocks until every layer's background index (a gzip layer's first pass)
+  // is complete and saved; the first failure. ByteSource::WaitUntilIndexed.
+  [[nodiscard]] Status WaitUntilIndexed() const;
+  // What the stack took from an acceleration artifact (empty: none).
+  const AccelUse& accel() const { return accel_; }
   const MergedTree& tree() const { return *tree_; }
   const std::vector<LayerView>& layers() const { return layers_; }
   const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
@@ -139,6 +150,7 @@ class ImageStack {
   mutable std::mutex kept_files_mu_;
   mutable std::vector<std::shared_ptr<class KeptPieceFile>> kept_files_;  // guarded by kept_files_mu_
   ResolvedImage image_;
+  AccelUse accel_;
   std::vector<LayerView> layers_;
   std::optional<MergedTree> tree_;
   // The stack's own tasks: the index check of a stack ready at the disk's entry (kFirstPass). Last.

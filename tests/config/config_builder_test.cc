@@ -129,6 +129,10 @@ TEST_CASE("each invalid value is refused naming the option as spelled") {
        "volume attribute prefetchAll must be \"true\" or \"false\", not \"yes\""},
       {Spelling::kVolumeAttribute, "prefetch-profile", "/node/file",
        "volume attribute profile must be \"image\" or \"none\", not \"/node/file\""},
+      {Spelling::kFlag, "accel", "yes",
+       "--accel must be auto, off or an artifact REGISTRY/REPO@sha256:DIGEST, not 'yes'"},
+      {Spelling::kVolumeAttribute, "accel", "r.io/a:tag",
+       "volume attribute accel must be \"auto\", \"off\" or an artifact REGISTRY/REPO@sha256:DIGEST, not \"r.io/a:tag\""},
   };
   for (const auto& [how, name, value, message] : cases) {
     const MountOption& o = *FindOption(name);
@@ -189,7 +193,8 @@ TEST_CASE("a config spelled back by ToArgs parses to the same config, and never 
            {"log-level", "info"}, {"cache-dir", "/c"}, {"mode", "tree"}, {"disk-path", "disk/a b.img"},
            {"cache-size", "20G"}, {"memory-cache", "1536K"}, {"chunk-size", "64K"}, {"readahead", "0"},
            {"miss-fetch", "chunk"}, {"decode-threads", "0"}, {"prefetch-all", "true"}, {"prefetch-rate", "8M"},
-           {"prefetch-profile", "/p"}, {"cluster-cache", "off"}, {"record-profile", "/r"},
+           {"prefetch-profile", "/p"}, {"accel", "127.0.0.1:5000/a/b@sha256:" + std::string(64, 'a')},
+           {"cluster-cache", "off"}, {"record-profile", "/r"},
            {"stats-file", "/s"}, {"allow-other", "true"}}) {
     REQUIRE(b.SetFlag(flag, value).ok());
   }
@@ -207,6 +212,7 @@ TEST_CASE("a config spelled back by ToArgs parses to the same config, and never 
   CHECK(back.profile_file == "/p");
   CHECK(back.fuse_options == c.fuse_options);
   CHECK(back.disk_path == "disk/a b.img");
+  CHECK(back.accel == "127.0.0.1:5000/a/b@sha256:" + std::string(64, 'a'));
 }
 
 TEST_CASE("ToArgs leaves out the defaults and, for inspect, the mount's own options") {
@@ -223,5 +229,5 @@ TEST_CASE("ToArgs leaves out the defaults and, for inspect, the mount's own opti
 
 TEST_CASE("the volume attributes are the table's") {
   CHECK(VolumeAttributeNames() ==
-        "tlsVerify, platform, mode, diskPath, prefetchAll, prefetchRate, profile, clusterCache");
+        "tlsVerify, platform, mode, diskPath, prefetchAll, prefetchRate, profile, accel, clusterCache");
 }

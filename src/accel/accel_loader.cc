@@ -1,0 +1,230 @@
+#include "accel/accel_loader.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "accel/accel_manifest.h"
+#include "base/whole_file.h"
+#include "cache/chunk_cache.h"
+#include "decode/gzip_saved_index.h"
+#include "registry/digest.h"
+
+namespace ocifs {
+namespace {
+
+constexpr uint64_t kMaxManifestBytes = uint64_t{4} << 20;
+
+// An artifact manifest as fetched: where from, and its bytes (digest-verified).
+struct FetchedArtifact {
+  std::string reference;  // REGISTRY/REPO@DIGEST
+  std::string bytes;
+};
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// The record of the artifact a mount of `subject` used: side/<subject>.accel,
+// "<artifact reference>\n<its manifest bytes>" (docs/cache-format.md).
+std::string RecordPath(ChunkCache& cache, const std::string& subject) { return cache.SidePath(subject, "accel"); }
+
+std::optional<FetchedArtifact> ReadRecord(ChunkCache& cache, const std::string& subject) {
+  const std::string path = RecordPath(cache, subject);
+  if (!Exists(path)) return std::nullopt;
+  auto text = ReadWholeFile(path, kMaxManifestBytes + 4096, "acceleration record");
+  if (!text.ok()) {
+    spdlog::warn("ignoring {}: {}", path, text.status().ToString());
+    return std::nullopt;
+  }
+  const size_t nl = text->find('\n');
+  if (nl != std::string::npos) {
+    FetchedArtifact a{text->substr(0, nl), text->substr(nl + 1)};
+    auto ref = Reference::Parse(a.reference);
+    const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(a.bytes.data()), a.bytes.size());
+    if (ref.ok() && !ref->digest.empty() && Sha256Digest(bytes) == ref->digest) return a;
+  }
+  spdlog::warn("ignoring {}: not an acceleration record, or its manifest does not match its digest", path);
+  return std::nullopt;
+}
+
+// The newest descriptor: the latest created annotation, the last listed on a tie.
+const Descriptor* Newest(const std::vector<Descriptor>& list) {
+  const Descriptor* best = nullptr;
+  auto created = [](const Descriptor& d) {
+    auto it = d.annotations.find(std::string(accel::kCreatedAnnotation));
+    return it == d.annotations.end() ? std::string() : it->second;
+  };
+  for (const Descriptor& d : list) {
+    if (best == nullptr || created(d) >= created(*best)) best = &d;
+  }
+  return best;
+}
+
+Result<FetchedArtifact> FetchArtifact(ImageSource& source, const Reference& repo, const Descriptor& desc) {
+  OCIFS_ASSIGN_OR_RETURN(FetchedManifest m, source.FetchManifest(desc));
+  Reference at = repo;
+  at.tag.clear();
+  at.digest = m.digest;
+  return FetchedArtifact{at.ToString(), std::move(m.bytes)};
+}
+
+// Looks the artifact up next to the image; nullopt if there is none.
+Result<std::optional<FetchedArtifact>> LookUp(ImageSource& source, const ResolvedImage& image) {
+  OCIFS_ASSIGN_OR_RETURN(ReferrerList found,
+                         source.ListReferrers(image.manifest_digest, std::string(accel::kArtifactType)));
+  spdlog::debug("{} acceleration artifacts for {} (through the {})", found.manifests.size(), image.manifest_digest,
+                ReferrerSourceName(found.source));
+  const Descriptor* newest = Newest(found.manifests);
+  if (newest == nullptr) return std::optional<FetchedArtifact>();
+  OCIFS_ASSIGN_OR_RETURN(FetchedArtifact a, FetchArtifact(source, image.reference, *newest));
+  return std::optional<FetchedArtifact>(std::move(a));
+}
+
+std::string_view AsText(const std::vector<uint8_t>& v) {
+  return std::string_view(reinterpret_cast<const char*>(v.data()), v.size());
+}
+
+// Writes one gzip index piece as the layer's side file, runs of zeros dropped.
+Status InstallGzipIndex(ImageSource& pieces, const Descriptor& piece, const std::string& path) {
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, pieces.FetchBlob(piece));
+  return SaveUntrustedGzipIndex(bytes, "gzip index " + piece.digest, path);
+}
+
+Result<std::shared_ptr<const AccessProfile>> LoadProfile(ImageSource& pieces, const Descriptor& piece,
+                                                         ChunkCache& cache, const std::string& what) {
+  const std::string path = cache.SidePath(piece.digest, "profile");
+  std::string text;
+  if (auto kept = ReadWholeFile(path, accel::kMaxPieceBytes, "profile"); kept.ok() &&
+      Sha256Digest(std::span(reinterpret_cast<const uint8_t*>(kept->data()), kept->size())) == piece.digest) {
+    text = std::move(kept).value();
+  } else {
+    OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, pieces.FetchBlob(piece));
+    text.assign(AsText(bytes));
+    if (Status s = WriteFileAtomically(path, text); !s.ok()) spdlog::warn("not keeping {}: {}", what, s.ToString());
+  }
+  OCIFS_ASSIGN_OR_RETURN(AccessProfile profile, ParseAccessProfile(text, what));
+  return std::make_shared<const AccessProfile>(std::move(profile));
+}
+
+// Checks `artifact` against `image` and installs what it carries.
+Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, const ResolvedImage& image,
+                         ChunkCache& cache) {
+  const std::string what = "acceleration artifact " + artifact.reference;
+  OCIFS_ASSIGN_OR_RETURN(AccelManifest m, ParseAccelManifest(artifact.bytes, what));
+  if (m.subject.digest != image.manifest_digest) {
+    return InvalidArgument(what + " is for the image manifest " + m.subject.digest + ", not " +
+                           image.manifest_digest + " (" + image.reference.ToString() + ")");
+  }
+  AccelUse use;
+  use.artifact = artifact.reference;
+  for (const AccelManifest::GzipIndex& g : m.gzip_indexes) {
+    auto layer = std::find_if(image.layers.begin(), image.layers.end(),
+                              [&](const Descriptor& d) { return d.digest == g.layer_digest; });
+    if (layer == image.layers.end() || layer->size != g.layer_size) {
+      spdlog::warn("{}: its gzip index names layer {} ({} bytes), which the image does not have; skipped", what,
+                   g.layer_digest, g.layer_size);
+      continue;
+    }
+    const std::string path = cache.SidePath(g.layer_digest, "gzidx");
+    if (!Exists(path)) {
+      Status s = InstallGzipIndex(pieces, g.blob, path);
+      if (!s.ok()) {
+        spdlog::warn("{}: not using its gzip index of layer {}: {}", what, g.layer_digest, s.ToString());
+        continue;
+      }
+      spdlog::info("{}: installed the gzip index of layer {} ({} bytes)", what, g.layer_digest, g.blob.size);
+    }
+    use.gzip_layers.push_back(g.layer_digest);
+  }
+  for (const Descriptor& p : m.profiles) {
+    auto profile = LoadProfile(pieces, p, cache, what + " profile " + p.digest);
+    if (profile.ok()) {
+      use.profile = std::move(profile).value();
+      break;
+    }
+    spdlog::warn("{}: not using its profile {}: {}", what, p.digest, profile.status().ToString());
+  }
+  return use;
+}
+
+Result<AccelUse> ApplyPinned(const Reference& pinned, const ResolvedImage& image, const RegistryOptions& registry,
+                             ChunkCache& cache) {
+  OCIFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageSource> source, OpenImageSource(pinned, registry));
+  Descriptor desc;
+  desc.digest = pinned.digest;
+  desc.media_type = std::string(media_type::kOciManifest);
+  OCIFS_ASSIGN_OR_RETURN(FetchedArtifact artifact, FetchArtifact(*source, pinned, desc));
+  return Install(*source, artifact, image, cache);
+}
+
+}  // namespace
+
+Result<std::optional<FoundAccel>> FindAccel(ImageSource& source, const ResolvedImage& image) {
+  OCIFS_ASSIGN_OR_RETURN(std::optional<FetchedArtifact> artifact, LookUp(source, image));
+  if (!artifact) return std::optional<FoundAccel>();
+  OCIFS_ASSIGN_OR_RETURN(AccelManifest m,
+                         ParseAccelManifest(artifact->bytes, "acceleration artifact " + artifact->reference));
+  return std::optional<FoundAccel>(FoundAccel{artifact->reference, std::move(m)});
+}
+
+Result<AccelChoice> AccelChoice::Parse(std::string_view text) {
+  AccelChoice c;
+  if (text == "auto" || text.empty()) return c;
+  if (text == "off") {
+    c.mode = Mode::kOff;
+    return c;
+  }
+  auto ref = Reference::Parse(text);
+  if (!ref.ok() || ref->digest.empty() || ref->transport != Reference::Transport::kDocker) {
+    return InvalidArgument("--accel must be auto, off or an artifact REGISTRY/REPO@sha256:DIGEST, not '" +
+                           std::string(text) + "'");
+  }
+  c.mode = Mode::kPinned;
+  c.pinned = std::move(ref).value();
+  return c;
+}
+
+Result<AccelUse> ApplyAccel(const AccelChoice& choice, ImageSource& source, const ResolvedImage& image,
+                            const RegistryOptions& registry, ChunkCache& cache) {
+  switch (choice.mode) {
+    case AccelChoice::Mode::kOff:
+      return AccelUse{};
+    case AccelChoice::Mode::kPinned: {
+      auto use = ApplyPinned(choice.pinned, image, registry, cache);
+      if (!use.ok()) return use.status().WithContext("--accel " + choice.pinned.ToString());
+      return use;
+    }
+    case AccelChoice::Mode::kAuto:
+      break;
+  }
+  if (image.reference.transport != Reference::Transport::kDocker) return AccelUse{};
+  std::optional<FetchedArtifact> artifact = ReadRecord(cache, image.manifest_digest);
+  if (!artifact) {
+    auto found = LookUp(source, image);
+    if (!found.ok()) {
+      spdlog::warn("no acceleration artifact: looking it up failed: {}", found.status().ToString());
+      return AccelUse{};
+    }
+    if (!found->has_value()) {
+      spdlog::debug("no acceleration artifact for {}", image.manifest_digest);
+      return AccelUse{};
+    }
+    artifact = std::move(**found);
+  }
+  auto use = Install(source, *artifact, image, cache);
+  if (!use.ok()) {
+    spdlog::warn("not using {}: {}", artifact->reference, use.status().ToString());
+    return AccelUse{};
+  }
+  if (Status s = WriteFileAtomically(RecordPath(cache, image.manifest_digest),
+                                     artifact->reference + "\n" + artifact->bytes);
+      !s.ok()) {
+    spdlog::warn("not keeping the acceleration record: {}", s.ToString());
+  }
+  return use;
+}
+
+}  // namespace ocifs

@@ -1,0 +1,65 @@
+// AccelLoader: a mount's use of an acceleration artifact (docs/accel-format.md):
+// finds it next to the image (or fetches the one pinned), checks it against
+// the image, and installs its gzip indexes as the layers' side files in the
+// cache directory, where the layers' decoders load (and verify) them.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "accel/accel_manifest.h"
+#include "cache/access_profile.h"
+#include "ocifs/status.h"
+#include "registry/image_source.h"
+#include "registry/reference.h"
+#include "registry/registry_options.h"
+
+namespace ocifs {
+
+class ChunkCache;
+
+// Which artifact a mount uses (--accel, the CSI attribute accel).
+struct AccelChoice {
+  enum class Mode { kAuto, kOff, kPinned };
+  Mode mode = Mode::kAuto;
+  Reference pinned;  // kPinned: REGISTRY/REPO@DIGEST
+  // "auto", "off" or a reference with a digest; kInvalidArgument otherwise.
+  [[nodiscard]] static Result<AccelChoice> Parse(std::string_view text);
+};
+
+// What a mount took from its artifact. Plain value type.
+struct AccelUse {
+  std::string artifact;                   // "REGISTRY/REPO@sha256:.."; "" = no artifact used
+  std::vector<std::string> gzip_layers;   // layers whose index came from it (installed now or earlier)
+  std::shared_ptr<const AccessProfile> profile;  // its first profile that parsed; null if none
+};
+
+// An artifact found next to an image. Plain value type.
+struct FoundAccel {
+  std::string reference;  // REGISTRY/REPO@sha256:..
+  AccelManifest manifest;
+};
+
+// Looks up the newest artifact of `image` in its repository (one round trip
+// when there is none), and parses it; nullopt if there is none. Installs
+// nothing. For `oci-fs inspect`.
+[[nodiscard]] Result<std::optional<FoundAccel>> FindAccel(ImageSource& source, const ResolvedImage& image);
+
+// Finds the artifact (kAuto: one lookup, docs/accel-format.md "Finding it";
+// a later mount of the same image reads the record it kept instead), checks
+// it, and writes the gzip index of each layer that has none yet into `cache`
+// (runs of zeros dropped: docs/accel-format.md "Trust"). `source` is the
+// image's own source (the artifact's repository for kAuto).
+//
+// kAuto never fails the mount: a lookup or artifact that fails is logged as a
+// warning and the result is empty. kPinned fails on anything that prevents
+// using the artifact named. kOff returns an empty result at once.
+// Blocking (registry round trips); call before the layers are opened.
+[[nodiscard]] Result<AccelUse> ApplyAccel(const AccelChoice& choice, ImageSource& source,
+                                          const ResolvedImage& image, const RegistryOptions& registry,
+                                          ChunkCache& cache);
+
+}  // namespace ocifs

@@ -1,0 +1,59 @@
+// AccelManifest: an acceleration artifact's manifest (docs/accel-format.md):
+// what `oci-fs accelerate` pushes next to an image, and what a mount reads
+// back. Building the JSON and parsing it, with every check that does not need
+// the image's layers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ocifs/status.h"
+#include "registry/descriptor.h"
+
+namespace ocifs {
+
+namespace accel {
+inline constexpr std::string_view kArtifactType = "application/vnd.oci-fs.accel.v1";
+inline constexpr std::string_view kGzipIndexMediaType = "application/vnd.oci-fs.gzip-index.v3";
+inline constexpr std::string_view kProfileMediaType = "application/vnd.oci-fs.profile.v1";
+inline constexpr std::string_view kEmptyMediaType = "application/vnd.oci.empty.v1+json";
+inline constexpr std::string_view kEmptyDigest =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";  // of "{}"
+inline constexpr std::string_view kLayerDigestAnnotation = "org.oci-fs.layer.digest";
+inline constexpr std::string_view kLayerSizeAnnotation = "org.oci-fs.layer.size";
+inline constexpr std::string_view kVersionAnnotation = "org.oci-fs.accel.version";
+inline constexpr std::string_view kCreatedAnnotation = "org.opencontainers.image.created";
+inline constexpr size_t kMaxPieces = 64;
+inline constexpr uint64_t kMaxPieceBytes = uint64_t{64} << 20;  // = kMaxFetchBlobBytes
+}  // namespace accel
+
+// Plain value type.
+struct AccelManifest {
+  // A gzip layer's checkpoint index (version 3), and the layer it describes.
+  struct GzipIndex {
+    Descriptor blob;
+    std::string layer_digest;
+    uint64_t layer_size = 0;  // compressed bytes
+  };
+  Descriptor subject;  // the image manifest (one platform's)
+  std::vector<GzipIndex> gzip_indexes;
+  std::vector<Descriptor> profiles;
+  std::string created;  // RFC 3339, or ""
+};
+
+// The artifact manifest's JSON (OCI image manifest, artifact form).
+std::string SerializeAccelManifest(const AccelManifest& m);
+
+// Parses and checks an artifact manifest: its artifactType, subject, config,
+// piece descriptors (digests, sizes within accel::kMaxPieceBytes, at most
+// kMaxPieces, one gzip index per layer, layer annotations). Pieces of unknown
+// media types are skipped. kCorrupt naming `what` and the fault, or
+// kUnsupported for another artifact type.
+[[nodiscard]] Result<AccelManifest> ParseAccelManifest(std::string_view json, std::string_view what);
+
+// "2026-12-05T10:00:00Z" for now (UTC).
+std::string Rfc3339Now();
+
+}  // namespace ocifs

@@ -1,0 +1,145 @@
+#include "cli/accel_command.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+
+#include "accel/accel_manifest.h"
+#include "base/whole_file.h"
+#include "cache/access_profile.h"
+#include "registry/digest.h"
+#include "registry/referrers.h"
+#include "registry/registry_writer.h"
+#include "stack/accel_builder.h"
+
+namespace ocifs {
+namespace {
+
+// Prints read progress on stderr: a bar redrawn in place on a terminal,
+// else a line every few seconds. Called from one thread at a time.
+class ProgressPrinter {
+ public:
+  ProgressPrinter() : tty_(::isatty(STDERR_FILENO) == 1) {}
+  ~ProgressPrinter() {
+    if (tty_ && drawn_) std::fputc('\n', stderr);
+  }
+  void Report(uint64_t done, uint64_t total) {
+    const double mib = 1024.0 * 1024.0;
+    const auto now = std::chrono::steady_clock::now();
+    if (tty_) {
+      const int width = 30;
+      const int filled = total == 0 ? 0 : static_cast<int>(std::min<uint64_t>(done, total) * width / total);
+      std::fprintf(stderr, "\rreading layers [%.*s%*s] %.1f / %.1f MiB", filled, "##############################",
+                   width - filled, "", static_cast<double>(done) / mib, static_cast<double>(total) / mib);
+      drawn_ = true;
+    } else if (now - last_ >= std::chrono::seconds(5) || (total != 0 && done >= total && !finished_)) {
+      finished_ = total != 0 && done >= total;
+      std::fprintf(stderr, "oci-fs accelerate: read %.1f of %.1f MiB\n", static_cast<double>(done) / mib,
+                   static_cast<double>(total) / mib);
+      last_ = now;
+    }
+    std::fflush(stderr);
+  }
+
+ private:
+  const bool tty_;
+  bool drawn_ = false;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+std::span<const uint8_t> Bytes(std::string_view s) {
+  return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+
+Status RunAccelerate(const AccelerateFlags& flags) {
+  OCIFS_RETURN_IF_ERROR(ConfigureLogging(flags.common));
+  OCIFS_ASSIGN_OR_RETURN(Reference ref, Reference::Parse(flags.reference));
+  if (ref.transport != Reference::Transport::kDocker) {
+    return InvalidArgument("accelerate pushes to a registry: " + flags.reference + " is not a docker:// reference");
+  }
+  OCIFS_ASSIGN_OR_RETURN(RegistryOptions registry, ToRegistryOptions(flags.common));
+  Reference target = ref;
+  if (!flags.to.empty()) {
+    OCIFS_ASSIGN_OR_RETURN(Reference to, Reference::Parse(flags.to));
+    if (to.transport != Reference::Transport::kDocker) return InvalidArgument("--to must name a registry repository");
+    target = to;
+  }
+  target.tag.clear();
+  target.digest.clear();
+  // Profiles are checked before any layer is read.
+  std::vector<std::string> profiles;
+  for (const std::string& file : flags.profiles) {
+    OCIFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(file, accel::kMaxPieceBytes, "profile"));
+    OCIFS_RETURN_IF_ERROR(ParseAccessProfile(text, file).status().WithContext("--profile"));
+    profiles.push_back(std::move(text));
+  }
+  // So is the right to push: a pull-only credential fails here, naming the scope.
+  RegistryOptions push = registry;
+  push.push = true;
+  OCIFS_ASSIGN_OR_RETURN(std::unique_ptr<RegistryWriter> writer, RegistryWriter::Open(target, push));
+
+  AccelBuildOptions build;
+  build.registry = registry;
+  build.work_dir = flags.work_dir;
+  ProgressPrinter printer;
+  build.progress = [&](uint64_t done, uint64_t total) { printer.Report(done, total); };
+  OCIFS_ASSIGN_OR_RETURN(AccelPieces pieces, BuildAccelPieces(ref, build));
+  for (const std::string& why : pieces.unindexed) spdlog::warn("layer {} gets no index", why);
+
+  AccelManifest m;
+  m.subject.media_type = pieces.image.manifest_media_type;
+  m.subject.digest = pieces.image.manifest_digest;
+  m.subject.size = pieces.image.manifest_size;
+  m.created = Rfc3339Now();
+  OCIFS_RETURN_IF_ERROR(writer->PushBlob(std::string(accel::kEmptyMediaType), Bytes("{}")).status());
+  for (const AccelPieces::GzipIndex& g : pieces.gzip_indexes) {
+    OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer->PushBlob(std::string(accel::kGzipIndexMediaType), Bytes(g.bytes)));
+    m.gzip_indexes.push_back({std::move(blob), g.layer_digest, g.layer_size});
+  }
+  for (const std::string& text : profiles) {
+    OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer->PushBlob(std::string(accel::kProfileMediaType), Bytes(text)));
+    m.profiles.push_back(std::move(blob));
+  }
+  const std::string body = SerializeAccelManifest(m);
+  const std::string digest = Sha256Digest(Bytes(body));
+  OCIFS_ASSIGN_OR_RETURN(PutManifestResult put,
+                         writer->PutManifest(digest, std::string(media_type::kOciManifest), body));
+  if (!put.subject_processed()) {
+    // No referrers API: the artifact is listed in the subject's fallback tag.
+    Descriptor listed;
+    listed.media_type = std::string(media_type::kOciManifest);
+    listed.digest = digest;
+    listed.size = body.size();
+    listed.artifact_type = std::string(accel::kArtifactType);
+    listed.annotations[std::string(accel::kCreatedAnnotation)] = m.created;
+    OCIFS_RETURN_IF_ERROR(writer->AddToFallbackTag(m.subject.digest, listed));
+  }
+  target.digest = digest;
+  spdlog::info("pushed {} ({} gzip indexes, {} profiles) for {}", target.ToString(), m.gzip_indexes.size(),
+               m.profiles.size(), pieces.image.manifest_digest);
+  std::cout << target.ToString() << std::endl;
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddAccelerateCommand(CLI::App* app, AccelerateFlags* flags, int* exit_code) {
+  CLI::App* sub = app->add_subcommand(
+      "accelerate", "build an image's acceleration artifact and push it next to the image (docs/accel-format.md)");
+  sub->add_option("REF", flags->reference, "image reference")->required();
+  sub->add_option("--profile", flags->profiles, "attach this access profile (--record-profile output); repeatable");
+  sub->add_option("--to", flags->to, "push the artifact to this repository instead (REGISTRY/REPO)");
+  sub->add_option("--work-dir", flags->work_dir,
+                  "keep the layers being read here, in a temporary directory (default /var/tmp)");
+  AddCommonFlags(sub, &flags->common);
+  sub->callback([flags, exit_code] {
+    Status s = RunAccelerate(*flags);
+    if (!s.ok()) *exit_code = Fail(s);
+  });
+}
+
+}  // namespace ocifs

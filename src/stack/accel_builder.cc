@@ -1,0 +1,135 @@
+#include "stack/accel_builder.h"
+
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "base/whole_file.h"
+#include "decode/gzip_index.h"
+#include "registry/fetch_stats.h"
+#include "stack/image_stack.h"
+
+namespace ocifs {
+namespace {
+
+// A directory made by mkdtemp, removed with everything in it when destroyed.
+class TempDirectory {
+ public:
+  static Result<TempDirectory> Make(const std::string& parent) {
+    std::string pattern = parent + "/oci-fs-accelerate.XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) return ErrnoError("cannot make a directory in " + parent, errno);
+    return TempDirectory(std::move(pattern));
+  }
+  TempDirectory(TempDirectory&& o) noexcept : path_(std::exchange(o.path_, {})) {}
+  TempDirectory& operator=(TempDirectory&&) = delete;
+  ~TempDirectory() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+    if (ec) spdlog::warn("could not remove {}: {}", path_, ec.message());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempDirectory(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// Calls `report` twice a second from its own thread until destroyed.
+class ProgressTicker {
+ public:
+  explicit ProgressTicker(std::function<void()> report) : report_(std::move(report)) {
+    if (report_) thread_ = std::thread([this] { Run(); });
+  }
+  ~ProgressTicker() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Run() {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(500), [this] { return done_; })) {
+      lock.unlock();
+      report_();
+      lock.lock();
+    }
+  }
+  std::function<void()> report_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace
+
+Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptions& options) {
+  OCIFS_ASSIGN_OR_RETURN(TempDirectory work, TempDirectory::Make(options.work_dir));
+  StackOptions stack_options;
+  stack_options.registry = options.registry;
+  stack_options.cache_dir = work.path();
+  // The pass reads each layer once, in order: a small cache suffices, and
+  // bounds the disk this takes whatever the layers' size.
+  stack_options.cache_bytes = uint64_t{512} << 20;
+  stack_options.cluster_cache = false;
+  stack_options.blob_reads.readahead.max = uint64_t{16} << 20;
+  stack_options.accel.mode = AccelChoice::Mode::kOff;
+  stack_options.ready_at_disk_entry = false;  // index every layer to its end
+
+  AccelPieces pieces;
+  struct Layer {
+    Compression compression = Compression::kNone;
+    std::string index_path;  // where its gzip index is saved
+  };
+  std::vector<Layer> layers;
+  {
+    const uint64_t start = GlobalFetchStats().blob_bytes.load();
+    std::atomic<uint64_t> total{0};
+    ProgressTicker ticker(options.progress ? std::function<void()>([&] {
+      options.progress(GlobalFetchStats().blob_bytes.load() - start, total.load());
+    })
+                                           : nullptr);
+    // Open reads every layer's tar to its end: each gzip layer's pass runs
+    // through, and saves its index.
+    auto stack = ImageStack::Open(ref, stack_options);
+    if (!stack.ok()) return stack.status();
+    pieces.image = (*stack)->image();
+    for (const LayerView& v : (*stack)->layers()) {
+      layers.push_back({v.compression, (*stack)->cache()->SidePath(v.descriptor.digest, "gzidx")});
+      total += v.descriptor.size;
+    }
+    OCIFS_RETURN_IF_ERROR((*stack)->WaitUntilIndexed());
+    if (options.progress) options.progress(GlobalFetchStats().blob_bytes.load() - start, total.load());
+  }
+
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const Descriptor& layer = pieces.image.layers[i];
+    const std::string& digest = layer.digest;
+    switch (layers[i].compression) {
+      case Compression::kNone:
+        pieces.plain_layers.push_back(digest);
+        break;
+      case Compression::kZstd:
+        pieces.unindexed.push_back(digest + " (zstd: not in this version of the artifact)");
+        break;
+      case Compression::kGzip: {
+        auto bytes = ReadWholeFile(layers[i].index_path, uint64_t{64} << 20, "gzip index");
+        if (!bytes.ok()) return bytes.status().WithContext("layer " + digest + ": its gzip index was not built");
+        pieces.gzip_indexes.push_back({digest, layer.size, std::move(bytes).value()});
+        break;
+      }
+    }
+  }
+  return pieces;
+}
+
+}  // namespace ocifs

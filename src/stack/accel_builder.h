@@ -1,0 +1,46 @@
+// AccelBuilder: what `oci-fs accelerate` learns about an image by reading
+// each layer once, streaming: for each gzip layer its checkpoint index
+// (version 3, with the checksums of the decoded layer; docs/accel-format.md).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "ocifs/status.h"
+#include "registry/image_source.h"
+#include "registry/reference.h"
+#include "registry/registry_options.h"
+
+namespace ocifs {
+
+struct AccelBuildOptions {
+  RegistryOptions registry;
+  // Where the layers are kept while they are read (a temporary directory is
+  // made in it and removed at the end): room for the compressed layers.
+  std::string work_dir = "/var/tmp";
+  // Called about twice a second from another thread while layers are read:
+  // compressed bytes read so far, and of how many.
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+// Plain value type.
+struct AccelPieces {
+  ResolvedImage image;
+  struct GzipIndex {
+    std::string layer_digest;
+    uint64_t layer_size = 0;
+    std::string bytes;  // the index file (docs/gzip-index-format.md, version 3)
+  };
+  std::vector<GzipIndex> gzip_indexes;
+  std::vector<std::string> plain_layers;  // layers that need no index (uncompressed)
+  std::vector<std::string> unindexed;     // layers it cannot index yet (zstd): "digest (why)"
+};
+
+// Resolves `ref` (one platform: registry.platform, else the host's) and reads
+// every layer through a temporary cache, building the indexes a mount builds
+// on its first pass. Blocking; kCancelled-free. Errors name the layer.
+[[nodiscard]] Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptions& options);
+
+}  // namespace ocifs

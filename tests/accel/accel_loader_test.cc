@@ -1,0 +1,272 @@
+// A mount's use of an acceleration artifact, against an ImageSource fake that
+// serves referrers, manifests and blobs from memory and counts what is asked.
+#include "accel/accel_loader.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <map>
+#include <random>
+
+#include "accel/accel_manifest.h"
+#include "base/memory_source.h"
+#include "base/whole_file.h"
+#include "cache/chunk_cache.h"
+#include "decode/decoder.h"
+#include "decode/gzip_index.h"
+#include "registry/digest.h"
+#include "testing/layer_test_data.h"
+#include "testing/temp_dir.h"
+
+using namespace ocifs;
+using namespace ocifs::testing;
+
+namespace {
+
+std::string Digest(std::string_view s) {
+  return Sha256Digest({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
+}
+
+// A gzip layer and the index its first pass saves (version 3).
+struct GzipLayer {
+  std::string data, gz, index;
+  explicit GzipLayer(uint32_t seed) {
+    std::mt19937 rng(seed);
+    data.resize(3 << 20);
+    for (size_t i = 0; i < data.size(); ++i) data[i] = (i / 65536) % 3 == 0 ? '\0' : static_cast<char>(rng() % 7);
+    const std::vector<uint8_t> member = GzipMember(std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+    gz.assign(member.begin(), member.end());
+    TempDir dir("accel-index");
+    DecoderOptions o;
+    o.index_path = dir.path() + "/i.gzidx";
+    o.checkpoint_spacing = 256 << 10;
+    {
+      auto decoded = OpenDecoded(MemorySource::FromString(gz), Compression::kGzip, o);
+      REQUIRE(decoded.ok());
+      std::vector<uint8_t> all(data.size());
+      REQUIRE(ReadExactly(**decoded, 0, all).ok());
+      REQUIRE((*decoded)->WaitUntilIndexed().ok());
+    }
+    auto saved = ReadWholeFile(o.index_path, 64 << 20, "index");
+    INFO(saved.status().ToString());
+    REQUIRE(saved.ok());
+    index = *saved;
+  }
+};
+
+// Serves one repository from memory.
+class FakeSource final : public ImageSource {
+ public:
+  std::map<std::string, std::string> blobs;  // digest -> bytes (manifests too)
+  std::vector<Descriptor> referrers;
+  int referrer_calls = 0, manifest_fetches = 0, blob_fetches = 0;
+
+  Result<ResolvedImage> Resolve() override { return Internal("not used"); }
+  Result<ByteSourcePtr> OpenBlob(const Descriptor&) override { return Internal("not used"); }
+  Result<std::vector<uint8_t>> FetchBlob(const Descriptor& d) override {
+    ++blob_fetches;
+    auto it = blobs.find(d.digest);
+    if (it == blobs.end()) return NotFound("blob " + d.digest);
+    return std::vector<uint8_t>(it->second.begin(), it->second.end());
+  }
+  Result<ReferrerList> ListReferrers(const std::string&, const std::string& type) override {
+    ++referrer_calls;
+    ReferrerList l;
+    l.source = ReferrerList::Source::kFallbackTag;
+    for (const Descriptor& d : referrers) {
+      if (d.artifact_type == type) l.manifests.push_back(d);
+    }
+    return l;
+  }
+  Result<FetchedManifest> FetchManifest(const Descriptor& d) override {
+    ++manifest_fetches;
+    auto it = blobs.find(d.digest);
+    if (it == blobs.end()) return NotFound("manifest " + d.digest);
+    return FetchedManifest{std::string(media_type::kOciManifest), d.digest, it->second};
+  }
+
+  Descriptor Put(std::string bytes) {
+    Descriptor d{"", Digest(bytes), bytes.size(), {}, {}, {}};
+    blobs[d.digest] = std::move(bytes);
+    return d;
+  }
+  // Pushes an artifact manifest and lists it as a referrer; returns its digest.
+  std::string Publish(const AccelManifest& m, const std::string& created = "2026-12-05T10:00:00Z") {
+    Descriptor d = Put(SerializeAccelManifest(m));
+    d.media_type = std::string(media_type::kOciManifest);
+    d.artifact_type = std::string(accel::kArtifactType);
+    d.annotations[std::string(accel::kCreatedAnnotation)] = created;
+    referrers.push_back(d);
+    return d.digest;
+  }
+};
+
+ResolvedImage Image(const GzipLayer& layer) {
+  ResolvedImage image;
+  auto ref = Reference::Parse("registry.test/a/disk:v1");
+  REQUIRE(ref.ok());
+  image.reference = *ref;
+  image.manifest_digest = Digest("the image manifest");
+  image.manifest_media_type = std::string(media_type::kOciManifest);
+  image.layers.push_back({"application/vnd.oci.image.layer.v1.tar+gzip", Digest(layer.gz), layer.gz.size(), {}, {}, {}});
+  return image;
+}
+
+AccelManifest ArtifactFor(const ResolvedImage& image, FakeSource& src, const std::string& index_bytes) {
+  AccelManifest m;
+  m.subject = {image.manifest_media_type, image.manifest_digest, 18, {}, {}, {}};
+  m.gzip_indexes.push_back({src.Put(index_bytes), image.layers[0].digest, image.layers[0].size});
+  return m;
+}
+
+struct Cache {
+  TempDir dir{"accel-cache"};
+  std::shared_ptr<ChunkCache> cache;
+  Cache() {
+    ChunkCacheOptions o;
+    o.dir = dir.path();
+    auto c = ChunkCache::OpenShared(o);
+    REQUIRE(c.ok());
+    cache = *c;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("auto: the artifact's gzip index is installed without its zero runs, and a later mount asks nothing") {
+  GzipLayer layer(1);
+  ResolvedImage image = Image(layer);
+  FakeSource src;
+  src.Publish(ArtifactFor(image, src, layer.index));
+  Cache c;
+  auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(use.ok());
+  CHECK(use->artifact.rfind("registry.test/a/disk@sha256:", 0) == 0);
+  CHECK(use->gzip_layers == std::vector<std::string>{image.layers[0].digest});
+  CHECK(src.referrer_calls == 1);
+
+  const std::string side = c.cache->SidePath(image.layers[0].digest, "gzidx");
+  auto installed = ReadWholeFile(side, 64 << 20, "index");
+  REQUIRE(installed.ok());
+  auto parsed = GzipIndex::Parse({reinterpret_cast<const uint8_t*>(installed->data()), installed->size()}, "i");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->has_checksums());
+  CHECK_FALSE(parsed->zero_runs_known);
+  CHECK(parsed->zero_runs.empty());
+  auto original = GzipIndex::Parse({reinterpret_cast<const uint8_t*>(layer.index.data()), layer.index.size()}, "o");
+  REQUIRE(original.ok());
+  CHECK_FALSE(original->zero_runs.empty());  // the layer has runs: the install dropped them
+  CHECK(parsed->checkpoints.size() == original->checkpoints.size());
+
+  // The installed index serves the layer exactly.
+  DecoderOptions o;
+  o.index_path = side;
+  auto decoded = OpenDecoded(MemorySource::FromString(layer.gz), Compression::kGzip, o);
+  REQUIRE(decoded.ok());
+  std::vector<uint8_t> tail(4096);
+  REQUIRE(ReadExactly(**decoded, layer.data.size() - tail.size(), tail).ok());
+  CHECK(std::equal(tail.begin(), tail.end(), layer.data.end() - static_cast<ptrdiff_t>(tail.size())));
+
+  // Again: the record answers, nothing is asked.
+  const int fetches = src.manifest_fetches + src.blob_fetches;
+  auto again = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(again.ok());
+  CHECK(again->artifact == use->artifact);
+  CHECK(src.referrer_calls == 1);
+  CHECK(src.manifest_fetches + src.blob_fetches == fetches);
+}
+
+TEST_CASE("auto: the newest artifact is used, and its profile") {
+  GzipLayer layer(2);
+  ResolvedImage image = Image(layer);
+  FakeSource src;
+  src.Publish(ArtifactFor(image, src, layer.index), "2026-01-01T00:00:00Z");
+  AccelManifest newer = ArtifactFor(image, src, layer.index);
+  const std::string profile = "oci-fs-profile 1\nchunk-size 65536\nblob " + image.layers[0].digest + " 2\n0\n5\n";
+  newer.profiles.push_back(src.Put(profile));
+  const std::string newest = src.Publish(newer, "2026-06-01T00:00:00Z");
+  src.Publish(ArtifactFor(image, src, layer.index), "2025-01-01T00:00:00Z");
+  Cache c;
+  auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(use.ok());
+  CHECK(use->artifact.ends_with(newest));
+  REQUIRE(use->profile);
+  CHECK(use->profile->ChunkCount() == 2);
+}
+
+TEST_CASE("auto: no artifact, another image's, or a bad index: the mount goes on without, nothing installed") {
+  GzipLayer layer(3);
+  ResolvedImage image = Image(layer);
+  Cache c;
+  const std::string side = c.cache->SidePath(image.layers[0].digest, "gzidx");
+
+  FakeSource none;
+  auto use = ApplyAccel(AccelChoice{}, none, image, {}, *c.cache);
+  REQUIRE(use.ok());
+  CHECK(use->artifact.empty());
+  CHECK(none.referrer_calls == 1);
+
+  FakeSource other;
+  AccelManifest m = ArtifactFor(image, other, layer.index);
+  m.subject.digest = Digest("another image");
+  other.Publish(m);
+  use = ApplyAccel(AccelChoice{}, other, image, {}, *c.cache);
+  REQUIRE(use.ok());
+  CHECK(use->artifact.empty());
+  CHECK_FALSE(std::filesystem::exists(side));
+
+  SECTION("an index for a layer the image does not have is skipped") {
+    FakeSource src;
+    AccelManifest wrong = ArtifactFor(image, src, layer.index);
+    wrong.gzip_indexes[0].layer_size += 1;
+    src.Publish(wrong);
+    use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(use.ok());
+    CHECK(use->gzip_layers.empty());
+    CHECK_FALSE(std::filesystem::exists(side));
+  }
+  SECTION("an index without checksums (version 2) is refused") {
+    auto v3 = GzipIndex::Parse({reinterpret_cast<const uint8_t*>(layer.index.data()), layer.index.size()}, "i");
+    REQUIRE(v3.ok());
+    GzipIndex v2 = *v3;
+    v2.block_size = 0;
+    v2.block_crcs.clear();
+    auto bytes = v2.Serialize();
+    REQUIRE(bytes.ok());
+    FakeSource src;
+    src.Publish(ArtifactFor(image, src, std::string(bytes->begin(), bytes->end())));
+    use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(use.ok());
+    CHECK(use->gzip_layers.empty());
+    CHECK_FALSE(std::filesystem::exists(side));
+  }
+  SECTION("garbage in place of the index is refused") {
+    FakeSource src;
+    src.Publish(ArtifactFor(image, src, "OCIFSGZI not really an index"));
+    use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(use.ok());
+    CHECK(use->gzip_layers.empty());
+    CHECK_FALSE(std::filesystem::exists(side));
+  }
+}
+
+TEST_CASE("off asks nothing; a pinned choice parses, and a bad one is refused") {
+  GzipLayer layer(4);
+  ResolvedImage image = Image(layer);
+  FakeSource src;
+  src.Publish(ArtifactFor(image, src, layer.index));
+  Cache c;
+  auto off = AccelChoice::Parse("off");
+  REQUIRE(off.ok());
+  auto use = ApplyAccel(*off, src, image, {}, *c.cache);
+  REQUIRE(use.ok());
+  CHECK(use->artifact.empty());
+  CHECK(src.referrer_calls == 0);
+
+  auto pinned = AccelChoice::Parse("registry.test/other/repo@" + Digest("x"));
+  REQUIRE(pinned.ok());
+  CHECK(pinned->mode == AccelChoice::Mode::kPinned);
+  CHECK(pinned->pinned.repository == "other/repo");
+  CHECK(AccelChoice::Parse("registry.test/a:tag").status().code() == Code::kInvalidArgument);
+  CHECK(AccelChoice::Parse("oci:/x@" + Digest("x")).status().code() == Code::kInvalidArgument);
+  CHECK(AccelChoice::Parse("auto")->mode == AccelChoice::Mode::kAuto);
+}

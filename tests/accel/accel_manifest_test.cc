@@ -1,0 +1,124 @@
+#include "accel/accel_manifest.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <random>
+
+using namespace ocifs;
+
+namespace {
+
+std::string Digest(char c) { return "sha256:" + std::string(64, c); }
+
+AccelManifest Sample() {
+  AccelManifest m;
+  m.subject = {std::string(media_type::kOciManifest), Digest('a'), 1234, {}, {}, {}};
+  m.gzip_indexes.push_back({{"", Digest('b'), 81234, {}, {}, {}}, Digest('c'), 376012345});
+  m.gzip_indexes.push_back({{"", Digest('d'), 99, {}, {}, {}}, Digest('e'), 1000});
+  m.profiles.push_back({"", Digest('f'), 9876, {}, {}, {}});
+  m.created = "2026-12-05T10:00:00Z";
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("an artifact manifest round-trips, in the OCI artifact form") {
+  const std::string json = SerializeAccelManifest(Sample());
+  auto j = nlohmann::json::parse(json);
+  CHECK(j["artifactType"] == accel::kArtifactType);
+  CHECK(j["mediaType"] == media_type::kOciManifest);
+  CHECK(j["config"]["digest"] == accel::kEmptyDigest);
+  CHECK(j["subject"]["digest"] == Digest('a'));
+  CHECK(j["layers"].size() == 3);
+  CHECK(j["layers"][0]["mediaType"] == accel::kGzipIndexMediaType);
+  CHECK(j["layers"][0]["annotations"][std::string(accel::kLayerSizeAnnotation)] == "376012345");
+  CHECK(j["annotations"][std::string(accel::kVersionAnnotation)] == "1");
+
+  auto back = ParseAccelManifest(json, "artifact");
+  REQUIRE(back.ok());
+  CHECK(back->subject.digest == Digest('a'));
+  CHECK(back->subject.size == 1234);
+  REQUIRE(back->gzip_indexes.size() == 2);
+  CHECK(back->gzip_indexes[0].layer_digest == Digest('c'));
+  CHECK(back->gzip_indexes[0].layer_size == 376012345);
+  CHECK(back->gzip_indexes[0].blob.digest == Digest('b'));
+  CHECK(back->gzip_indexes[1].layer_size == 1000);
+  REQUIRE(back->profiles.size() == 1);
+  CHECK(back->profiles[0].digest == Digest('f'));
+  CHECK(back->created == "2026-12-05T10:00:00Z");
+}
+
+TEST_CASE("pieces of unknown media types are skipped, so a later version's artifact still reads") {
+  auto j = nlohmann::json::parse(SerializeAccelManifest(Sample()));
+  j["layers"].push_back({{"mediaType", "application/vnd.oci-fs.zstd-checkpoints.v9"}, {"digest", Digest('9')},
+                         {"size", 5}});
+  auto m = ParseAccelManifest(j.dump(), "artifact");
+  REQUIRE(m.ok());
+  CHECK(m->gzip_indexes.size() == 2);
+  CHECK(m->profiles.size() == 1);
+}
+
+TEST_CASE("a malformed artifact manifest is refused, naming what is wrong") {
+  const nlohmann::json good = nlohmann::json::parse(SerializeAccelManifest(Sample()));
+  struct Case {
+    std::function<void(nlohmann::json&)> spoil;
+    Code code;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {[](nlohmann::json& j) { j["artifactType"] = "application/vnd.example.sbom"; }, Code::kUnsupported,
+       "artifactType application/vnd.example.sbom"},
+      {[](nlohmann::json& j) { j.erase("artifactType"); }, Code::kUnsupported, "has no artifactType"},
+      {[](nlohmann::json& j) { j.erase("subject"); }, Code::kCorrupt, "has no subject"},
+      {[](nlohmann::json& j) { j["subject"]["digest"] = "sha256:xyz"; }, Code::kCorrupt, "subject"},
+      {[](nlohmann::json& j) { j["layers"] = 3; }, Code::kCorrupt, "layers is not an array"},
+      {[](nlohmann::json& j) { j["layers"][0]["annotations"].erase(std::string(accel::kLayerDigestAnnotation)); },
+       Code::kCorrupt, "piece 0: a gzip index without the annotations"},
+      {[](nlohmann::json& j) { j["layers"][1]["annotations"][std::string(accel::kLayerSizeAnnotation)] = "12x"; },
+       Code::kCorrupt, "piece 1: annotation org.oci-fs.layer.size is not a byte count"},
+      {[](nlohmann::json& j) { j["layers"][1]["annotations"][std::string(accel::kLayerDigestAnnotation)] = Digest('c'); },
+       Code::kCorrupt, "a second gzip index for layer"},
+      {[](nlohmann::json& j) { j["layers"][0]["size"] = (uint64_t{64} << 20) + 1; }, Code::kCorrupt,
+       "more than 67108864"},
+      {[](nlohmann::json& j) {
+         for (int i = 0; i < 70; ++i) j["layers"].push_back(j["layers"][2]);
+       },
+       Code::kCorrupt, "more than 64"},
+      {[](nlohmann::json& j) { j["mediaType"] = "application/vnd.oci.image.index.v1+json"; }, Code::kCorrupt,
+       "mediaType is not"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json j = good;
+    c.spoil(j);
+    auto m = ParseAccelManifest(j.dump(), "artifact r/x@sha256:..");
+    INFO(j.dump());
+    REQUIRE_FALSE(m.ok());
+    CHECK(m.status().code() == c.code);
+    CHECK_THAT(m.status().message(), Catch::Contains(c.says));
+    CHECK_THAT(m.status().message(), Catch::StartsWith("artifact r/x@sha256:.."));
+  }
+  CHECK(ParseAccelManifest("{not json", "a").status().code() == Code::kCorrupt);
+  CHECK(ParseAccelManifest("[]", "a").status().code() == Code::kCorrupt);
+}
+
+TEST_CASE("random truncations and byte flips of an artifact manifest never crash") {
+  const std::string json = SerializeAccelManifest(Sample());
+  for (size_t n = 0; n < json.size(); ++n) {
+    auto m = ParseAccelManifest(std::string_view(json).substr(0, n), "artifact");
+    CHECK_FALSE(m.ok());
+  }
+  std::mt19937 rng(7);
+  for (int round = 0; round < 2000; ++round) {
+    std::string spoiled = json;
+    for (int flips = 1 + static_cast<int>(rng() % 4); flips > 0; --flips) {
+      spoiled[rng() % spoiled.size()] ^= static_cast<char>(1u << (rng() % 8));
+    }
+    auto m = ParseAccelManifest(spoiled, "artifact");
+    if (m.ok()) {  // a flip inside a string can leave it valid: then it says what the bytes say
+      CHECK(m->gzip_indexes.size() <= 2);
+      CHECK(m->profiles.size() <= 1);
+    } else {
+      CHECK_FALSE(m.status().message().empty());
+    }
+  }
+}

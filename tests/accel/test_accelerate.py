@@ -1,0 +1,220 @@
+"""The acceleration artifact (docs/accel-format.md): `oci-fs accelerate` pushes a
+gzip layer's checkpoint index next to the image, and a mount on a fresh cache
+uses it from its first read instead of reading the layer from its start.
+
+Fetches are counted by the registry's request log. Every read is compared with
+the disk's bytes: an artifact changes what is fetched, never what is read.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+import zlib
+
+import pytest
+
+from support import images
+from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan
+from support.images import Image, sha256
+from support.processes import Mount
+
+TLS = "--tls-verify=false"
+ARTIFACT_TYPE = "application/vnd.oci-fs.accel.v1"
+GZIP_INDEX = "application/vnd.oci-fs.gzip-index.v3"
+
+
+def layer_bytes(registry, img: Image) -> int:
+    """Bytes the registry served for the image's layer blobs so far."""
+    digests = {l.digest for l in img.layers}
+    return sum(r.written for r in registry.blob_gets() if r.digest in digests)
+
+
+def accelerate(ocifs, ref: str, *args: str) -> str:
+    """Runs `oci-fs accelerate`; returns the artifact reference it prints."""
+    out = ocifs("accelerate", TLS, ref, *args, timeout=300).stdout.decode().strip()
+    assert "@sha256:" in out, out
+    return out.splitlines()[-1]
+
+
+def fallback_index(registry, repo: str, subject: str) -> dict:
+    r = registry.client().get_manifest(repo, subject.replace(":", "-"), accept="application/vnd.oci.image.index.v1+json")
+    assert r.status == 200, r.status
+    return r.json()
+
+
+def test_a_first_mount_with_the_artifact_reads_the_end_of_a_gzip_disk_without_the_whole_layer(
+        ocifs, registry, repo, workdir):
+    data = disk_bytes(64 * MiB, seed=61)
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    layer = img.layers[0]
+
+    # Without an artifact, a fresh mount reads the layer from its start to reach its end.
+    before = layer_bytes(registry, img)
+    with Mount(ref, workdir / "plain", TLS, "--accel=off", cache_dir=workdir / "cache-plain") as m:
+        assert_reads_match(m.dir / "disk.img", data, [(len(data) - MiB, MiB)])
+    without = layer_bytes(registry, img) - before
+    assert without >= layer.size * 9 // 10, (without, layer.size)
+
+    artifact = accelerate(ocifs, ref)
+    assert artifact.startswith(f"{registry.host}/{repo}@sha256:")
+    digest = artifact.split("@", 1)[1]
+    listed = fallback_index(registry, repo, img.digest)["manifests"]
+    assert [d["digest"] for d in listed] == [digest]
+    assert listed[0]["artifactType"] == ARTIFACT_TYPE
+
+    before = layer_bytes(registry, img)
+    with Mount(ref, workdir / "accel", TLS, cache_dir=workdir / "cache", stats=True) as m:
+        assert_reads_match(m.dir / "disk.img", data, [(len(data) - MiB, MiB)])
+        first_read = layer_bytes(registry, img) - before
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=62, random_reads=20))
+    # The last MiB: its checkpoint span and the chunks around it, not the layer.
+    assert first_read <= 8 * MiB, (first_read, layer.size)
+    assert first_read * 4 < without
+
+
+def test_the_artifact_is_kept_in_the_cache_and_a_second_mount_asks_the_registry_nothing(
+        ocifs, registry, repo, workdir):
+    data = disk_bytes(8 * MiB, seed=63)
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    accelerate(ocifs, ref)
+    cache = workdir / "cache"
+    with Mount(ref, workdir / "m1", TLS, cache_dir=cache) as m:
+        assert_reads_match(m.dir / "disk.img", data, [(5 * MiB, 4096)])
+    log_before = len(registry.request_log())
+    with Mount(ref, workdir / "m2", TLS, cache_dir=cache) as m:
+        assert_reads_match(m.dir / "disk.img", data, [(5 * MiB, 4096)])
+    asked = [r.uri for r in registry.request_log()[log_before:]]
+    assert not [u for u in asked if "referrers" in u or "sha256-" in u], asked
+
+
+def test_inspect_shows_the_artifact(ocifs, registry, repo):
+    data = disk_bytes(2 * MiB, seed=64)
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    out = ocifs("inspect", TLS, ref).stdout.decode()
+    assert "Accel: none" in out
+    artifact = accelerate(ocifs, ref)
+    out = ocifs("inspect", TLS, ref).stdout.decode()
+    assert f"Accel: {artifact} (1 gzip indexes, 0 profiles" in out
+    j = json.loads(ocifs("inspect", TLS, "--json", ref).stdout)
+    assert j["accel"]["reference"] == artifact
+    assert j["accel"]["gzipIndexes"][0]["layer"] == img.layers[0].digest
+
+
+def phrase_disk(size: int, seed: int) -> bytes:
+    """A compressible disk: 32 random 700-byte phrases in random order, so deflate
+    refers back to them everywhere, across its checkpoints (into their windows)."""
+    rng = random.Random(seed)
+    phrases = [rng.randbytes(700) for _ in range(32)]
+    out = bytearray()
+    while len(out) < size:
+        out += phrases[rng.randrange(32)]
+    return bytes(out[:size])
+
+
+def with_file_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def spoil_a_window(index: bytes) -> bytes:
+    """The index (docs/gzip-index-format.md) with its second checkpoint's window
+    changed and the file's CRC made right again: it inflates to other bytes
+    without any zlib error; only the checksums of the decoded layer can tell."""
+    count = struct.unpack_from("<Q", index, 40)[0]
+    assert count >= 2
+    pos = 68
+    for i in range(count):
+        wlen, zlen = struct.unpack_from("<II", index, pos + 20)
+        if i >= 1 and wlen:
+            window = bytearray(zlib.decompress(index[pos + 28:pos + 28 + zlen]))
+            for k in range(0, len(window), 97):
+                window[k] ^= 0x5A
+            z = zlib.compress(bytes(window))
+            return with_file_crc(index[:pos + 24] + struct.pack("<I", len(z)) + z + index[pos + 28 + zlen:-4])
+        pos += 28 + zlen
+    raise AssertionError("no checkpoint with a window")
+
+
+def spoil_a_checksum(index: bytes) -> bytes:
+    """The index with the CRC of decoded block 20 changed (the table of version 3
+    ends the file, before its own CRC), the file's CRC made right again."""
+    decompressed = struct.unpack_from("<Q", index, 24)[0]
+    blocks = -(-decompressed // 65536)
+    table = len(index) - 4 - 4 * blocks
+    assert struct.unpack_from("<IQ", index, table - 12) == (65536, blocks)
+    body = bytearray(index[:-4])
+    body[table + 4 * 20] ^= 0xFF
+    return with_file_crc(bytes(body))
+
+
+def push_artifact_like(registry, repo: str, artifact_ref: str, spoil) -> str:
+    """Pushes a copy of an artifact whose gzip index is spoil(index), listed in the
+    fallback tag as the newest; returns its digest."""
+    client = registry.client()
+    digest = artifact_ref.split("@", 1)[1]
+    manifest = json.loads(client.get_manifest(repo, digest).body)
+    piece = next(p for p in manifest["layers"] if p["mediaType"] == GZIP_INDEX)
+    index = client.get_blob(repo, piece["digest"]).body
+    bad = spoil(index)
+    piece["digest"] = client.put_blob(repo, bad)
+    piece["size"] = len(bad)
+    manifest["annotations"]["org.opencontainers.image.created"] = "2099-01-01T00:00:00Z"
+    body = json.dumps(manifest).encode()
+    new_digest = client.put_manifest(repo, sha256(body), body, manifest["mediaType"])
+    subject = manifest["subject"]["digest"]
+    tag = subject.replace(":", "-")
+    index_doc = json.loads(client.get_manifest(repo, tag).body)
+    index_doc["manifests"].append({"mediaType": manifest["mediaType"], "digest": new_digest, "size": len(body),
+                                   "artifactType": ARTIFACT_TYPE,
+                                   "annotations": {"org.opencontainers.image.created": "2099-01-01T00:00:00Z"}})
+    client.put_manifest(repo, tag, json.dumps(index_doc).encode(), "application/vnd.oci.image.index.v1+json")
+    return new_digest
+
+
+@pytest.mark.parametrize("spoil", [spoil_a_window, spoil_a_checksum], ids=["window", "checksum"])
+def test_a_tampered_index_still_reads_exact_bytes_and_is_logged_once(spoil, ocifs, registry, repo, workdir):
+    data = phrase_disk(8 * MiB, seed=65)
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    artifact = accelerate(ocifs, ref)
+    push_artifact_like(registry, repo, artifact, spoil)
+    log = workdir / "mount.log"
+    cache = workdir / "cache"
+    with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=66, random_reads=30))
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    text = log.read_text()
+    assert "installed the gzip index" in text, text  # the spoilt artifact was the one used
+    wrong = [l for l in text.splitlines() if "gzip index of" in l and "is wrong" in l]
+    assert len(wrong) == 1, text
+    # The mount's own first pass saved a good index in its place: a second mount reads it quietly.
+    log.write_text("")
+    with Mount(ref, workdir / "m2", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    assert "is wrong" not in log.read_text()
+
+
+def test_an_artifact_of_another_image_is_ignored(ocifs, registry, repo, workdir):
+    data_a = disk_bytes(4 * MiB, seed=67)
+    data_b = disk_bytes(4 * MiB, seed=68)
+    ref_a, img_a = images.push_containerdisk(registry, repo, data_a, "gzip", tag="a")
+    ref_b, img_b = images.push_containerdisk(registry, repo, data_b, "gzip", tag="b")
+    artifact_a = accelerate(ocifs, ref_a)
+    # B's fallback tag lists A's artifact (a registry or a client that got it wrong).
+    client = registry.client()
+    digest_a = artifact_a.split("@", 1)[1]
+    body = client.get_manifest(repo, digest_a).body
+    index_doc = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest_a,
+                                "size": len(body), "artifactType": ARTIFACT_TYPE}]}
+    client.put_manifest(repo, img_b.digest.replace(":", "-"), json.dumps(index_doc).encode(),
+                        "application/vnd.oci.image.index.v1+json")
+    log = workdir / "mount.log"
+    with Mount(ref_b, workdir / "m", TLS, f"--log-file={log}", cache_dir=workdir / "cache") as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data_b)
+    assert f"is for the image manifest {img_a.digest}, not {img_b.digest}" in log.read_text()
+    # Pinned, it is an error that says so.
+    r = ocifs("mount", TLS, f"--accel={artifact_a}", f"--cache-dir={workdir / 'cache2'}", ref_b,
+              workdir / "m", check=False)
+    assert r.returncode != 0
+    assert f"is for the image manifest {img_a.digest}" in r.stderr
