@@ -23,7 +23,8 @@ namespace ocifs {
 // (version 1 or 2: unverifiable), kCorrupt if it does not parse. Its zero
 // runs are dropped (they would be served without inflating, so unchecked)
 // and flag bit 0 set: the mount learns them from verified blocks instead.
-// `what` names it in errors.
+// `what` names it in errors, which begin "gzip index <what>" (so `what` is
+// e.g. "sha256:ab.. of layer sha256:cd..", not "gzip index ...").
 [[nodiscard]] Result<GzipIndex> UntrustedGzipIndex(std::span<const uint8_t> bytes, const std::string& what);
 // UntrustedGzipIndex, saved atomically at `out_path` (temp file, fsync, rename).
 [[nodiscard]] Status SaveUntrustedGzipIndex(std::span<const uint8_t> bytes, const std::string& what,

@@ -109,7 +109,7 @@ class GzipSource final : public ByteSource {
 
   // Blocks until the index is complete (and saved, if options.index_path is
   // set) or the pass failed; returns the pass's status.
-  [[nodiscard]] Status WaitUntilIndexed() const { return progress_.WaitUntilFinished(); }
+  [[nodiscard]] Status WaitUntilIndexed() const override { return progress_.WaitUntilFinished(); }
   // True if the index was loaded from options.index_path (no pass ran).
   bool loaded_from_file() const { return !pass_; }
   // True if reads are verified against the loaded index's block checksums.

@@ -24,7 +24,8 @@ namespace ocifs {
 // before the switch was wrong. If the factory fails, every later read
 // returns its error.
 //
-// size(), access(), ExtentAt and Prefetch are the primary's until the switch,
+// size(), access(), KeepsDecoded, ExtentAt, Prefetch and WaitUntilIndexed
+// (at once for the primary, which builds nothing) are the primary's until the switch,
 // then the fallback's: its size is kUnknownSize until its pass completes
 // (a streaming decoder's exception to a constant size, ByteSource::size),
 // and it is read as a stream (kStream) until then.

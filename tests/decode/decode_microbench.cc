@@ -145,7 +145,7 @@ void BM_GzipLoadedScan(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kLayer));
 }
-BENCHMARK(BM_GzipLoadedScan)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GzipLoadedScan)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // Random 4 KiB reads through a loaded index (arg as for BM_GzipLoadedScan, 1
 // and 2 alike: one source, whose blocks get checked on their first read).
@@ -159,7 +159,7 @@ void BM_GzipLoadedRandomRead(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * buf.size()));
 }
-BENCHMARK(BM_GzipLoadedRandomRead)->Arg(0)->Arg(1);
+BENCHMARK(BM_GzipLoadedRandomRead)->Arg(0)->Arg(1)->UseRealTime();
 
 // zlib's crc32 alone, over 64 KiB blocks: the cost of checking a block once.
 void BM_Crc32(benchmark::State& state) {

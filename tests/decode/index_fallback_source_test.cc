@@ -1,7 +1,6 @@
 #include "decode/index_fallback_source.h"
 
 #include <catch2/catch.hpp>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -71,15 +70,6 @@ void RequireExactReads(const ByteSource& source, const std::vector<uint8_t>& dat
   for (int i = 0; i < 60; ++i) read(rng() % data.size(), 200000);
 }
 
-// Waits (up to 60 s) until the file at `path` holds `bytes`: the fallback's pass saved its index.
-bool WaitForFile(const std::string& path, const std::vector<uint8_t>& bytes) {
-  for (int i = 0; i < 600; ++i) {
-    if (FileBytes(path) == bytes) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE("an index with a flipped window byte: every read is exact, one error is logged, the index is rebuilt") {
@@ -101,7 +91,8 @@ TEST_CASE("an index with a flipped window byte: every read is exact, one error i
     CHECK(log.Count(spdlog::level::err, kSwitchLog) == 1);
     CHECK(log.Count(spdlog::level::err, "is wrong: block ") == 1);  // the reason, in the same message
     // The new pass saved its index over the wrong one: the same file a first pass makes.
-    CHECK(WaitForFile(layer.options.index_path, layer.good_file));
+    REQUIRE(source->WaitUntilIndexed().ok());
+    CHECK(FileBytes(layer.options.index_path) == layer.good_file);
     CHECK(source->size() == layer.data.size());
     RequireExactReads(*source, layer.data, 202);
     CHECK(log.Count(spdlog::level::err, kSwitchLog) == 1);
@@ -152,9 +143,11 @@ TEST_CASE("an index with a flipped block checksum falls back the same way") {
   bad.block_crcs[ocifs::testing::DataBlock(layer.data, bad.block_size, bad.block_crcs.size() / 2)] ^= 0x80000000u;
   REQUIRE(bad.Save(layer.options.index_path).ok());
   ByteSourcePtr source = layer.Open();
+  CHECK(source->WaitUntilIndexed().ok());  // the primary builds nothing
   RequireExactReads(*source, layer.data, 221);
   CHECK(log.Count(spdlog::level::err, kSwitchLog) == 1);
-  CHECK(WaitForFile(layer.options.index_path, layer.good_file));
+  REQUIRE(source->WaitUntilIndexed().ok());  // the fallback's pass, saved
+  CHECK(FileBytes(layer.options.index_path) == layer.good_file);
 }
 
 TEST_CASE("an index whose checkpoint makes inflate fail falls back; a layer that is itself corrupt still fails") {
@@ -207,7 +200,8 @@ TEST_CASE("concurrent reads while a wrong index is dropped all see the layer's b
     CHECK(dynamic_cast<const IndexFallbackSource&>(*source).fell_back());
     CHECK(log.Count(spdlog::level::err, kSwitchLog) == round + 1);
     // Its pass may still run: let it finish before the next round rewrites the file.
-    REQUIRE(WaitForFile(layer.options.index_path, layer.good_file));
+    REQUIRE(source->WaitUntilIndexed().ok());
+    CHECK(FileBytes(layer.options.index_path) == layer.good_file);
   }
 }
 
