@@ -90,7 +90,7 @@ std::string_view AsText(const std::vector<uint8_t>& v) {
 // Writes one gzip index piece as the layer's side file, runs of zeros dropped.
 Status InstallGzipIndex(ImageSource& pieces, const Descriptor& piece, const std::string& path) {
   OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, pieces.FetchBlob(piece));
-  return SaveUntrustedGzipIndex(bytes, "gzip index " + piece.digest, path);
+  return SaveUntrustedGzipIndex(bytes, piece.digest, path);
 }
 
 Result<std::shared_ptr<const AccessProfile>> LoadProfile(ImageSource& pieces, const Descriptor& piece,
