@@ -81,6 +81,7 @@ Status RunAccelerate(const AccelerateFlags& flags) {
   RegistryOptions push = registry;
   push.push = true;
   OCIFS_ASSIGN_OR_RETURN(std::unique_ptr<RegistryWriter> writer, RegistryWriter::Open(target, push));
+  OCIFS_RETURN_IF_ERROR(writer->CheckPushAccess());
 
   AccelBuildOptions build;
   build.registry = registry;

@@ -82,9 +82,15 @@ Result<Descriptor> RegistryWriter::PushBlob(std::string media_type, std::span<co
   }
   if (present.status != 404) return PushError(present, "check of blob " + d.digest);
 
+  OCIFS_RETURN_IF_ERROR(Upload(d, bytes));
+  return d;
+}
+
+Status RegistryWriter::Upload(const Descriptor& d, std::span<const uint8_t> bytes) {
+  const std::string uploads = "/v2/" + session_->reference().repository + "/blobs/uploads/";
   HttpRequest post;
   post.method = "POST";
-  post.url = repo_path + "/blobs/uploads/";
+  post.url = uploads;
   OCIFS_ASSIGN_OR_RETURN(HttpResponse started, SendPush(std::move(post)));
   if (started.status != 202) return PushError(started, "upload of blob " + d.digest);
   std::string location = started.headers.Get("location");
@@ -93,7 +99,7 @@ Result<Descriptor> RegistryWriter::PushBlob(std::string media_type, std::span<co
                        " without a Location");
   }
   if (!location.starts_with("/") && !location.starts_with("https://") && !location.starts_with("http://")) {
-    location = repo_path + "/blobs/uploads/" + location;  // relative to the POST's URL
+    location = uploads + location;  // relative to the POST's URL
   }
   HttpRequest put;
   put.method = "PUT";
@@ -106,7 +112,18 @@ Result<Descriptor> RegistryWriter::PushBlob(std::string media_type, std::span<co
   OCIFS_RETURN_IF_ERROR(CheckContentDigest(done, d.digest, "blob"));
   blobs_uploaded_.fetch_add(1, std::memory_order_relaxed);
   spdlog::debug("registry {}: pushed blob {} ({} bytes)", Name(), d.digest, d.size);
-  return d;
+  return Status::Ok();
+}
+
+Status RegistryWriter::CheckPushAccess() {
+  // A whole upload, even when the registry has the blob: a HEAD needs only
+  // pull, and cancelling an upload (DELETE) needs the delete action.
+  static constexpr std::string_view kEmptyJson = "{}";
+  const std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(kEmptyJson.data()), kEmptyJson.size());
+  Descriptor d;
+  d.digest = Sha256Digest(bytes);
+  d.size = bytes.size();
+  return Upload(d, bytes);
 }
 
 Result<PutManifestResult> RegistryWriter::PutManifest(const std::string& tag_or_digest, const std::string& media_type,

@@ -61,6 +61,12 @@ class RegistryWriter {
   RegistryWriter(const RegistryWriter&) = delete;
   RegistryWriter& operator=(const RegistryWriter&) = delete;
 
+  // Proves push access now, before any work whose result would be pushed:
+  // uploads the 2-byte blob "{}" (the OCI empty descriptor's, every
+  // artifact's config), even when the registry has it. Fails as a push does
+  // (see above) when the credentials may only pull.
+  [[nodiscard]] Status CheckPushAccess();
+
   // Pushes `bytes` (in memory; small blobs: index files, configs) as a blob:
   // HEAD first and no upload when the registry has it, else POST an upload
   // and PUT the bytes in one request. Returns the descriptor (media_type,
@@ -100,6 +106,8 @@ class RegistryWriter {
   // Send() of a push operation: a refusal of the credentials becomes the
   // push refusal naming the scope.
   Result<HttpResponse> SendPush(HttpRequest req);
+  // POST /v2/<repo>/blobs/uploads/, then PUT `bytes` (of digest d.digest) there.
+  Status Upload(const Descriptor& d, std::span<const uint8_t> bytes);
   // A non-2xx answer to a push operation on `what` ("upload of blob sha256:..").
   Status PushError(const HttpResponse& resp, const std::string& what) const;
   // Checks a Docker-Content-Digest answer against `digest`.

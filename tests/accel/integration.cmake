@@ -1,3 +1,7 @@
 # `oci-fs accelerate` against a docker-registry the tests start, then mounts
 # that use the artifact (docs/accel-format.md).
 ocifs_add_py_test(integration.accel accel/test_accelerate.py TIMEOUT 900)
+# The same against token auth with a pull-only credential, a registry with the
+# referrers API (tests/support/referrers_proxy.py), the CSI node plugin, and
+# artifacts that are wrong.
+ocifs_add_py_test(integration.accel_registries accel/test_accelerate_registries.py TIMEOUT 600)

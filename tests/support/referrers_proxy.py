@@ -21,7 +21,9 @@ Test controls (no auth):
                                       (Link rel="next" pages), wait_for_tag=1 (hold a
                                       referrers answer until the fallback tag of its digest
                                       is asked for, at most 20 s: proves the two are sent
-                                      at once)
+                                      at once), garbage_tags=1 (a GET of a fallback tag,
+                                      manifests/sha256-<hex>, answers 200 with bytes that
+                                      are not JSON)
 
 --token USER:PASSWORD:ACTIONS turns on Bearer token auth: 401 challenges naming
 http://127.0.0.1:PORT/token, which grants USER (Basic auth) the asked actions
@@ -48,7 +50,8 @@ USERS = {}  # user -> (password, set of actions)
 INDEX = "application/vnd.oci.image.index.v1+json"
 lock = threading.Condition()
 state = {"log": [], "scopes": [], "referrers_asked": [], "tags_asked": set(),
-         "ignore_filter": False, "no_api": False, "page_size": 0, "wait_for_tag": False}
+         "ignore_filter": False, "no_api": False, "page_size": 0, "wait_for_tag": False,
+         "garbage_tags": False}
 referrers = {}  # (name, subject digest) -> {manifest digest: descriptor}
 tokens = {}  # token -> (user, {(name, action)})
 
@@ -163,6 +166,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with lock:
                 state["tags_asked"].add((name, ref))
                 lock.notify_all()
+                garbage = state["garbage_tags"] and ref.startswith("sha256-")
+            if garbage:
+                return self.send(200, b"\x00\xffnot json {[", [("Content-Type", INDEX)])
         if kind == "referrers":
             return self.list_referrers(name, ref)
         return self.forward()

@@ -6,11 +6,13 @@
   GET  /token?service=S&scope=repository:NAME:pull,push   [Authorization: Basic ...]
   POST /token  (OAuth2 form: grant_type=password, username, password, service, scope)
 
-Known user, right password: every requested action is granted. No credentials
-and anonymous=True: only `pull` is granted. Wrong credentials, or none while
-anonymous=False: 401. The reply is {"token", "access_token", "expires_in",
-"issued_at"}; the token is an RS256 JWT with the signing certificate in `x5c`
-(distribution 2.8 verifies it against `rootcertbundle`, i.e. pki.token_cert_path).
+Known user, right password: every requested action is granted, or only those
+`limits[user]` lists when set (`ts.limits["reader"] = {"pull"}`: a pull-only
+credential). No credentials and anonymous=True: only `pull` is granted. Wrong
+credentials, or none while anonymous=False: 401. The reply is {"token",
+"access_token", "expires_in", "issued_at"}; the token is an RS256 JWT with the
+signing certificate in `x5c` (distribution 2.8 verifies it against
+`rootcertbundle`, i.e. pki.token_cert_path).
 
 `issued` lists every token handed out (user, scopes), so tests can see caching.
 """
@@ -67,6 +69,7 @@ class TokenServer:
         self.service = service
         self.issuer = issuer
         self.expires_in = expires_in
+        self.limits: dict[str, set[str]] = {}  # user -> the only actions granted to them
         self.issued: list[Issued] = []
         self.refused: list[Refused] = []
         self._lock = threading.Lock()
@@ -169,7 +172,10 @@ class TokenServer:
             if len(parts) < 3:
                 continue
             typ, name, actions = parts[0], ":".join(parts[1:-1]), parts[-1].split(",")
-            allowed = [a for a in actions if user is not None or a == "pull"]
+            if user is None:
+                allowed = [a for a in actions if a == "pull"]
+            else:
+                allowed = [a for a in actions if user not in self.limits or a in self.limits[user]]
             access.append({"type": typ, "name": name, "actions": allowed})
         now = int(time.time())
         token = self.make_jwt({"iss": self.issuer, "sub": user or "", "aud": service or self.service,
