@@ -72,9 +72,12 @@ Status RunAccelerate(const AccelerateFlags& flags) {
   target.digest.clear();
   // Profiles are checked before any layer is read.
   std::vector<std::string> profiles;
+  AccelBuildOptions build;
   for (const std::string& file : flags.profiles) {
     OCIFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(file, accel::kMaxPieceBytes, "profile"));
-    OCIFS_RETURN_IF_ERROR(ParseAccessProfile(text, file).status().WithContext("--profile"));
+    Result<AccessProfile> parsed = ParseAccessProfile(text, file);
+    if (!parsed.ok()) return parsed.status().WithContext("--profile");
+    build.profiles.push_back(std::move(parsed).value());  // checkpoints before the regions it names
     profiles.push_back(std::move(text));
   }
   // So is the right to push: a pull-only credential fails here, naming the scope.
@@ -83,7 +86,6 @@ Status RunAccelerate(const AccelerateFlags& flags) {
   OCIFS_ASSIGN_OR_RETURN(std::unique_ptr<RegistryWriter> writer, RegistryWriter::Open(target, push));
   OCIFS_RETURN_IF_ERROR(writer->CheckPushAccess());
 
-  AccelBuildOptions build;
   build.registry = registry;
   build.work_dir = flags.work_dir;
   ProgressPrinter printer;

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "decode/compression.h"
 #include "base/decoded_store.h"
@@ -35,6 +37,23 @@ struct DecoderOptions {
   // windows take (up to 32 KiB each for incompressible data): 16 MiB at 512,
   // whatever the layer's size. Larger layers pay with longer spans per read.
   uint64_t max_checkpoints = 512;
+  // gzip, first pass: ranges [first, second) of the compressed blob a
+  // workload is known to read (an access profile's chunks; `oci-fs
+  // accelerate --profile`), any order. The index gets, besides the regular
+  // checkpoints, one just before each range (at the last deflate block
+  // boundary or member start whose output is at or before the start of the
+  // 64 KiB checksum block there), one every checkpoint_target_gap inside it,
+  // and one at the first restart point after it, so a read there inflates and
+  // fetches little beyond its own bytes (GzipTargetPlacer). Ranges closer
+  // than checkpoint_target_gap compressed bytes merge; a target that close
+  // after a checkpoint needs none; at most max_target_checkpoints are placed
+  // (the gap widens to fit), whose compressed windows take at most
+  // max_target_window_bytes (an index in an acceleration artifact must stay
+  // under 64 MiB). Empty: none (a mount's first pass).
+  std::vector<std::pair<uint64_t, uint64_t>> checkpoint_targets;
+  uint64_t checkpoint_target_gap = 256ull << 10;
+  uint64_t max_target_checkpoints = 3584;  // with max_checkpoints' 512: about 4096 in all
+  uint64_t max_target_window_bytes = 24ull << 20;
   // Start the first sequential pass in a background thread at open. If false,
   // the first read that needs it starts it.
   bool background_pass = true;

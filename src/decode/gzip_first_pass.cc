@@ -37,13 +37,26 @@ void GzipFirstPass::OnCheckpoint(GzipCheckpoint checkpoint) {
   // inflate it again (a reader right behind the frontier would otherwise
   // inflate its span from the checkpoint once per read). The table grows
   // first: a reader who sees the new checkpoint still finds the closed span here.
+  // A checkpoint placed for a target lies behind the frontier: the open
+  // span's bytes past it are the new span's first bytes.
+  const uint64_t at = checkpoint.out;
   const size_t index = t_.checkpoints.Append(std::move(checkpoint));
   std::pair<size_t, SegmentCache::Buffer> closed{0, nullptr};
   {
     std::lock_guard lock(span_mu_);
+    std::vector<uint8_t> carried;
+    bool valid = at == frontier_;
+    if (index > 0 && open_valid_ && at >= open_out_ && at - open_out_ <= open_span_.size()) {
+      const auto split = open_span_.begin() + static_cast<ptrdiff_t>(at - open_out_);
+      carried.assign(split, open_span_.end());
+      open_span_.erase(split, open_span_.end());
+      valid = true;
+    }
     if (index > 0) closed = CloseSpanLocked();
     open_index_ = index;
-    open_valid_ = true;
+    open_out_ = at;
+    open_valid_ = valid;  // else the bytes from `at` are gone: its readers inflate their part
+    open_span_ = std::move(carried);
     // Room for a span up front: grown by doubling, it would hold twice what the cache counts.
     open_span_.reserve(std::min<uint64_t>(t_.options.checkpoint_spacing / 4 * 5, t_.options.segment_cache_bytes));
   }
@@ -53,6 +66,7 @@ void GzipFirstPass::OnCheckpoint(GzipCheckpoint checkpoint) {
 void GzipFirstPass::OnOutput(uint64_t out, std::span<const uint8_t> data) {
   {
     std::lock_guard lock(span_mu_);
+    frontier_ = out + data.size();
     if (open_valid_ && open_span_.size() + data.size() <= t_.options.segment_cache_bytes) {
       open_span_.insert(open_span_.end(), data.begin(), data.end());
     } else if (open_valid_) {
@@ -65,6 +79,18 @@ void GzipFirstPass::OnOutput(uint64_t out, std::span<const uint8_t> data) {
 
 void GzipFirstPass::Run() {
   GzipIndexer indexer(t_.compressed, t_.compressed.Describe(), t_.options.checkpoint_spacing);
+  if (!t_.options.checkpoint_targets.empty()) {
+    GzipTargetPlacer::Limits limits;
+    limits.gap = t_.options.checkpoint_target_gap;
+    limits.budget = static_cast<size_t>(t_.options.max_target_checkpoints);
+    limits.max_window_bytes = t_.options.max_target_window_bytes;
+    limits.align = GzipIndex::kDefaultBlockSize;  // the saved index's checksum blocks
+    std::vector<GzipTargetPlacer::Point> points =
+        GzipTargetPlacer::Plan(t_.options.checkpoint_targets, limits.gap, limits.budget);
+    spdlog::debug("gzip pass over {}: {} checkpoint targets for {} ranges", t_.compressed.Describe(), points.size(),
+                  t_.options.checkpoint_targets.size());
+    indexer.SetTargets(std::move(points), limits);
+  }
   ZeroRunTracker zero_runs(t_.zeros);
   BlockCrcBuilder block_crcs(GzipIndex::kDefaultBlockSize);  // the saved index's checksums
   GzipIndexer::Callbacks cb;

@@ -5,8 +5,9 @@
 // table, the pass's progress (readers behind it read, readers ahead wait), the
 // runs of zeros it sees, and the segment cache (each span it closes). It also
 // computes the CRC-32 of each 64 KiB block of the output, for the index's
-// checksums. When it completes, it saves the index (if
-// DecoderOptions::index_path is set).
+// checksums. With DecoderOptions::checkpoint_targets it places extra
+// checkpoints before them (GzipTargetPlacer). When it completes, it saves
+// the index (if DecoderOptions::index_path is set).
 #pragma once
 
 #include <cstddef>
@@ -74,6 +75,8 @@ class GzipFirstPass {
   // frontier), while it fits the segment cache.
   std::vector<uint8_t> open_span_;
   size_t open_index_ = 0;
+  uint64_t open_out_ = 0;   // where the open span starts (its checkpoint's out)
+  uint64_t frontier_ = 0;   // output produced so far
   bool open_valid_ = false;
   BackgroundPass pass_;  // last: cancelled and waited for first (Run uses the members above)
 };

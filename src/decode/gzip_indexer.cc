@@ -23,6 +23,20 @@ Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& 
   cb.on_checkpoint(GzipCheckpoint{.out = 0, .member_start = true});
   uint64_t out_total = 0;
   uint64_t last_cp = 0;
+  GzipTargetPlacer placer(targets_, target_limits_);
+  placer.Recorded(0, 0);
+  // Records a checkpoint (regular, or placed for a target).
+  auto record = [&](GzipCheckpoint cp) {
+    last_cp = std::max(last_cp, cp.out);
+    placer.Recorded(cp.out, cp.in);
+    cb.on_checkpoint(std::move(cp));
+  };
+  // A restart point the placer may keep: first the checkpoints it places, if any.
+  auto restart_point = [&](const GzipCheckpoint& at, std::span<const uint8_t> window) {
+    if (!placer.active()) return;
+    for (GzipCheckpoint& placed : placer.Restart(at, window)) record(std::move(placed));
+  };
+  restart_point(GzipCheckpoint{.out = 0, .member_start = true}, {});
   // buf[0, pos) is recent output; the window of a checkpoint is its last 32 KiB.
   std::vector<uint8_t> buf(kWin + kOutChunk);
   size_t pos = 0;
@@ -35,6 +49,7 @@ Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& 
       return corrupt(reader.position(), "unexpected end of data (truncated)");
     }
     if (pos == buf.size()) {
+      placer.Preserve();  // the windows of its recent restart points may be in the bytes dropped here
       std::memmove(buf.data(), buf.data() + pos - kWin, kWin);
       pos = kWin;
     }
@@ -57,10 +72,10 @@ Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& 
       member_has_input = false;
       OCIFS_RETURN_IF_ERROR(z.Init(31));
       OCIFS_ASSIGN_OR_RETURN(auto more, reader.Peek(1));
-      if (!more.empty() && out_total - last_cp >= spacing_) {
-        cb.on_checkpoint(GzipCheckpoint{.out = out_total, .member_start = true, .in = reader.position()});
-        last_cp = out_total;
-      }
+      if (more.empty()) continue;
+      const GzipCheckpoint member{.out = out_total, .member_start = true, .in = reader.position()};
+      restart_point(member, {});
+      if (out_total - last_cp >= spacing_) record(member);
       continue;
     }
     if (ret != Z_OK && ret != Z_BUF_ERROR) return corrupt(reader.position(), z.Message("inflate failed"));
@@ -69,18 +84,20 @@ Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& 
     }
     // At a block boundary that is not after the last block: a checkpoint here
     // needs the unused bits of the last byte and the 32 KiB window.
-    if ((z->data_type & 128) && !(z->data_type & 64) && out_total - last_cp >= spacing_) {
-      size_t wsize = std::min<size_t>(pos, kWin);
-      GzipCheckpoint cp{.out = out_total,
-                        .in = reader.position(),
-                        .bits = static_cast<uint8_t>(z->data_type & 7),
-                        .window_size = static_cast<uint32_t>(wsize)};
-      cp.zwindow = CompressWindow(std::span<const uint8_t>(buf.data() + pos - wsize, wsize));
+    if (!(z->data_type & 128) || (z->data_type & 64)) continue;
+    const size_t wsize = std::min<size_t>(pos, kWin);
+    const std::span<const uint8_t> window(buf.data() + pos - wsize, wsize);
+    GzipCheckpoint cp{.out = out_total, .in = reader.position(), .bits = static_cast<uint8_t>(z->data_type & 7)};
+    restart_point(cp, window);
+    if (out_total - last_cp >= spacing_) {
+      cp.window_size = static_cast<uint32_t>(wsize);
+      cp.zwindow = CompressWindow(window);
       if (cp.zwindow.empty() && wsize > 0) return Internal("compressing a gzip window failed");
-      cb.on_checkpoint(std::move(cp));
-      last_cp = out_total;
+      record(std::move(cp));
     }
   }
+  // Targets past the last restart point: the checkpoint before them.
+  for (GzipCheckpoint& placed : placer.Finish()) record(std::move(placed));
   return out_total;
 }
 

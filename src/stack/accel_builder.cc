@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -70,6 +71,19 @@ class ProgressTicker {
   std::thread thread_;
 };
 
+// The compressed byte ranges of the chunks `profiles` name, per blob digest.
+std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>, std::less<>> CheckpointTargets(
+    const std::vector<AccessProfile>& profiles) {
+  std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>, std::less<>> targets;
+  for (const AccessProfile& profile : profiles) {
+    for (const auto& [digest, chunks] : profile.blobs) {
+      auto& ranges = targets[digest];
+      for (uint64_t chunk : chunks) ranges.emplace_back(chunk * profile.chunk_size, (chunk + 1) * profile.chunk_size);
+    }
+  }
+  return targets;
+}
+
 }  // namespace
 
 Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptions& options) {
@@ -84,6 +98,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
   stack_options.blob_reads.readahead.max = uint64_t{16} << 20;
   stack_options.accel.mode = AccelChoice::Mode::kOff;
   stack_options.ready_at_disk_entry = false;  // index every layer to its end
+  stack_options.gzip_checkpoint_targets = CheckpointTargets(options.profiles);
 
   AccelPieces pieces;
   struct Layer {

@@ -1,6 +1,7 @@
 // AccelBuilder: what `oci-fs accelerate` learns about an image by reading
 // each layer once, streaming: for each gzip layer its checkpoint index
-// (version 3, with the checksums of the decoded layer; docs/accel-format.md).
+// (version 3, with the checksums of the decoded layer; docs/accel-format.md),
+// with extra checkpoints before the regions its access profiles name.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/access_profile.h"
 #include "ocifs/status.h"
 #include "registry/image_source.h"
 #include "registry/reference.h"
@@ -20,6 +22,11 @@ struct AccelBuildOptions {
   // Where the layers are kept while they are read (a temporary directory is
   // made in it and removed at the end): room for the compressed layers.
   std::string work_dir = "/var/tmp";
+  // Access profiles to be shipped with the index: each gzip layer's index
+  // gets an extra checkpoint just before each region they name of it
+  // (DecoderOptions::checkpoint_targets), so a mount that uses both inflates
+  // and fetches little beyond what the recorded workload reads.
+  std::vector<AccessProfile> profiles;
   // Called about twice a second from another thread while layers are read:
   // compressed bytes read so far, and of how many.
   std::function<void(uint64_t done, uint64_t total)> progress;

@@ -119,6 +119,10 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
     decoder_options.frame_table_path = cache_->SidePath(layer.digest, "zstdframes");
     decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, DerivedCacheKey(layer.digest, "decoded"));
   }
+  if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);
+      targets != options_.gzip_checkpoint_targets.end()) {
+    decoder_options.checkpoint_targets = targets->second;
+  }
   auto decoded = OpenDecoded(view.blob, view.compression, decoder_options);
   if (!decoded.ok()) return decoded.status().WithContext(what);
   view.decoded = *decoded;

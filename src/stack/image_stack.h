@@ -65,6 +65,10 @@ struct StackOptions {
   // blob_reads.profile is set or accel_profile is false.
   AccelChoice accel;
   bool accel_profile = true;
+  // Per gzip layer (by blob digest): compressed ranges its first pass
+  // places extra checkpoints around (DecoderOptions::checkpoint_targets; the
+  // chunks of an access profile, for `oci-fs accelerate`). Empty for a mount.
+  std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>, std::less<>> gzip_checkpoint_targets;
 };
 
 struct LayerView {
