@@ -218,3 +218,39 @@ def test_an_artifact_of_another_image_is_ignored(ocifs, registry, repo, workdir)
               workdir / "m", check=False)
     assert r.returncode != 0
     assert f"is for the image manifest {img_a.digest}" in r.stderr
+
+
+def index_checkpoint_ins(registry, repo: str, artifact: str) -> list[int]:
+    """The compressed offsets (`in`) of the checkpoints of the artifact's gzip index."""
+    client = registry.client()
+    manifest = client.get_manifest(repo, artifact.split("@", 1)[1]).json()
+    [piece] = [l for l in manifest["layers"] if l["mediaType"] == GZIP_INDEX]
+    index = client.get_blob(repo, piece["digest"]).body
+    count, pos, ins = struct.unpack_from("<Q", index, 40)[0], 68, []
+    for _ in range(count):
+        ins.append(struct.unpack_from("<Q", index, pos + 8)[0])
+        pos += 28 + struct.unpack_from("<I", index, pos + 24)[0]
+    return ins
+
+
+def test_a_profile_given_to_accelerate_adds_checkpoints_around_its_regions(ocifs, registry, repo, workdir):
+    data = disk_bytes(32 * MiB, seed=71)
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    layer = img.layers[0]
+    plain = index_checkpoint_ins(registry, repo, accelerate(ocifs, ref))
+    profile = workdir / "boot.profile"
+    profile.write_text(f"oci-fs-profile 1\nchunk-size 65536\nblob {layer.digest} 6\n100\n40-42\n200\n300\n")
+    artifact = accelerate(ocifs, ref, "--profile", str(profile))
+    ins = index_checkpoint_ins(registry, repo, artifact)
+    assert len(ins) > len(plain), (len(ins), len(plain))
+    chunk = 65536
+    for first, last in [(40, 42), (100, 100), (200, 200), (300, 300)]:
+        start, end = first * chunk, (last + 1) * chunk
+        # Just before the region (at most a 64 KiB checksum block of output and a deflate
+        # block earlier), and at the first block boundary after it.
+        assert [i for i in ins if start - 3 * chunk < i <= start], (start, ins)
+        assert [i for i in ins if end <= i < end + 2 * chunk], (end, ins)
+    # A fresh node reads through it exactly.
+    with Mount(ref, workdir / "m", TLS, "--prefetch-profile=none", cache_dir=workdir / "cache") as m:
+        regions = [(c * chunk - 4096, 3 * chunk) for c in (40, 100, 200, 300)]
+        assert_reads_match(m.dir / "disk.img", data, regions + read_plan(len(data), seed=72, random_reads=20))
