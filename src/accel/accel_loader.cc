@@ -202,7 +202,8 @@ Result<AccelUse> ApplyAccel(const AccelChoice& choice, ImageSource& source, cons
   }
   if (image.reference.transport != Reference::Transport::kDocker) return AccelUse{};
   std::optional<FetchedArtifact> artifact = ReadRecord(cache, image.manifest_digest);
-  if (!artifact) {
+  const bool recorded = artifact.has_value();
+  if (!recorded) {
     auto found = LookUp(source, image);
     if (!found.ok()) {
       spdlog::warn("no acceleration artifact: looking it up failed: {}", found.status().ToString());
@@ -219,6 +220,7 @@ Result<AccelUse> ApplyAccel(const AccelChoice& choice, ImageSource& source, cons
     spdlog::warn("not using {}: {}", artifact->reference, use.status().ToString());
     return AccelUse{};
   }
+  if (recorded) return use;  // the record says so already: no rewrite (and fsync) at every mount
   if (Status s = WriteFileAtomically(RecordPath(cache, image.manifest_digest),
                                      artifact->reference + "\n" + artifact->bytes);
       !s.ok()) {
