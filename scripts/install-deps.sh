@@ -11,7 +11,7 @@ pkgs=(
   docker-registry skopeo qemu-utils nbdkit openssl apache2-utils
   libbenchmark-dev qemu-system-common time python3-matplotlib
   e2fsprogs zstd gzip pigz python3 python3-pytest python3-cryptography python3-grpcio python3-protobuf yamllint
-  curl tar
+  curl tar buildah
 )
 missing=()
 for p in "${pkgs[@]}"; do
