@@ -1,6 +1,7 @@
-// IndexFallbackSource: a gzip layer read through an index loaded from a file,
-// which may prove wrong (an index from a registry, or built for another blob
-// of the same size and tail), with the way back to a local first pass.
+// IndexFallbackSource: a layer read through an index loaded from a file (a
+// gzip checkpoint index, a zstd frame table with CRCs), which may prove wrong
+// (an index from a registry, or built for another blob of the same size and
+// tail), with the way back to what the node finds itself (a first pass).
 #pragma once
 
 #include <atomic>
@@ -14,7 +15,8 @@
 
 namespace ocifs {
 
-// Reads go to `primary` (a GzipSource over the loaded index) until one of its
+// Reads go to `primary` (a GzipSource over the loaded index, a ZstdFrameSource
+// over a loaded frame table) until one of its
 // reads proves the index wrong (ProvesIndexWrong: a block that does not match
 // its checksum, an inflate from a checkpoint that fails or ends short). Then
 // it logs one error, makes the fallback once (the factory: a GzipSource that

@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/whole_file.h"
@@ -9,8 +10,10 @@
 namespace ocifs {
 namespace {
 
-constexpr size_t kHeaderBytes = 8 + 4 + 4 + 8;  // magic, version, frame count, blob size
+constexpr size_t kHeaderBytesV1 = 8 + 4 + 4 + 8;      // magic, version, frame count, blob size
+constexpr size_t kHeaderBytesV2 = kHeaderBytesV1 + 4;  // + flags
 constexpr size_t kFrameBytes = 4 * 8;
+constexpr size_t kCrcBytes = 4;
 
 void Put(std::string& out, uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -30,15 +33,19 @@ uint32_t Crc(std::string_view data) {
 }  // namespace
 
 std::string ZstdFrameFile::Encode(uint64_t blob_size, const std::vector<ZstdFrame>& frames) {
+  const bool crcs = !frames.empty() && std::all_of(frames.begin(), frames.end(),
+                                                   [](const ZstdFrame& f) { return f.crc32.has_value(); });
   std::string out(kMagic, sizeof kMagic);
   Put(out, kVersion, 4);
   Put(out, frames.size(), 4);
   Put(out, blob_size, 8);
+  Put(out, crcs ? kHasCrcs : 0, 4);
   for (const ZstdFrame& f : frames) {
     Put(out, f.in_offset, 8);
     Put(out, f.in_size, 8);
     Put(out, f.out_offset, 8);
     Put(out, f.out_size, 8);
+    if (crcs) Put(out, *f.crc32, 4);
   }
   Put(out, Crc(out), 4);
   return out;
@@ -47,13 +54,20 @@ std::string ZstdFrameFile::Encode(uint64_t blob_size, const std::vector<ZstdFram
 Result<std::vector<ZstdFrame>> ZstdFrameFile::Decode(std::string_view bytes, uint64_t blob_size,
                                                      std::string_view name) {
   auto corrupt = [&](const std::string& why) { return Corrupt("zstd frame table " + std::string(name) + ": " + why); };
-  if (bytes.size() < kHeaderBytes + 4 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
+  if (bytes.size() < kHeaderBytesV1 + 4 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
     return corrupt("not a frame table");
   }
   if (Crc(bytes.substr(0, bytes.size() - 4)) != Get(bytes, bytes.size() - 4, 4)) return corrupt("CRC mismatch");
-  if (Get(bytes, 8, 4) != kVersion) return corrupt("version " + std::to_string(Get(bytes, 8, 4)) + ", not 1");
+  const uint64_t version = Get(bytes, 8, 4);
+  if (version != 1 && version != 2) return corrupt("version " + std::to_string(version) + ", not 1 or 2");
+  if (version == 2 && bytes.size() < kHeaderBytesV2 + 4) return corrupt("truncated header");
+  const uint64_t flags = version == 2 ? Get(bytes, kHeaderBytesV1, 4) : 0;
+  if ((flags & ~uint64_t{kHasCrcs}) != 0) return corrupt("unknown flags " + std::to_string(flags));
+  const bool crcs = (flags & kHasCrcs) != 0;
+  const size_t header = version == 2 ? kHeaderBytesV2 : kHeaderBytesV1;
+  const size_t frame_bytes = kFrameBytes + (crcs ? kCrcBytes : 0);
   const uint64_t count = Get(bytes, 12, 4);
-  if (bytes.size() != kHeaderBytes + count * kFrameBytes + 4) return corrupt("length does not match its frame count");
+  if (bytes.size() != header + count * frame_bytes + 4) return corrupt("length does not match its frame count");
   if (Get(bytes, 16, 8) != blob_size) {
     return corrupt("made for a blob of " + std::to_string(Get(bytes, 16, 8)) + " bytes, not " +
                    std::to_string(blob_size));
@@ -62,8 +76,9 @@ Result<std::vector<ZstdFrame>> ZstdFrameFile::Decode(std::string_view bytes, uin
   frames.reserve(count);
   uint64_t in_end = 0, out_end = 0;
   for (uint64_t i = 0; i < count; ++i) {
-    const size_t at = kHeaderBytes + i * kFrameBytes;
+    const size_t at = header + i * frame_bytes;
     ZstdFrame f{Get(bytes, at, 8), Get(bytes, at + 8, 8), Get(bytes, at + 16, 8), Get(bytes, at + 24, 8)};
+    if (crcs) f.crc32 = static_cast<uint32_t>(Get(bytes, at + kFrameBytes, 4));
     // Frames in order, not overlapping, inside the blob; outputs back to back from 0.
     if (f.in_offset < in_end || f.in_size == 0 || f.in_offset > blob_size || f.in_size > blob_size - f.in_offset ||
         f.out_offset != out_end || f.out_size > (uint64_t{1} << 62) - out_end) {

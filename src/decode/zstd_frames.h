@@ -12,10 +12,19 @@ namespace ocifs {
 
 // One zstd frame. Units: bytes; in_* compressed, out_* decompressed.
 struct ZstdFrame {
+  ZstdFrame() = default;
+  ZstdFrame(uint64_t in_off, uint64_t in_len, uint64_t out_off, uint64_t out_len,
+            std::optional<uint32_t> crc = std::nullopt)
+      : in_offset(in_off), in_size(in_len), out_offset(out_off), out_size(out_len), crc32(crc) {}
+
   uint64_t in_offset = 0;
   uint64_t in_size = 0;
   uint64_t out_offset = 0;
   uint64_t out_size = 0;
+  // CRC-32 (zlib's) of the frame's decoded bytes, when a frame table carries
+  // one (an acceleration artifact's); ZstdFrameSource then checks every
+  // decode against it.
+  std::optional<uint32_t> crc32;
 };
 
 struct ZstdFrameScan {

@@ -1,5 +1,7 @@
 #include "decode/zstd_frame_file.h"
 
+#include <zlib.h>
+
 #include <catch2/catch.hpp>
 
 #include "testing/temp_dir.h"
@@ -31,6 +33,43 @@ TEST_CASE("a zstd frame table round-trips through its file") {
   REQUIRE(got.ok());
   CHECK(Same(*got, Frames()));
   CHECK(ZstdFrameFile::Read(tmp.path() + "/none", 100).status().code() == Code::kNotFound);
+}
+
+TEST_CASE("a zstd frame table keeps its frames' CRCs when every frame has one") {
+  auto frames = Frames();
+  for (size_t i = 0; i < frames.size(); ++i) frames[i].crc32 = 0xA0000000u + static_cast<uint32_t>(i);
+  auto got = ZstdFrameFile::Decode(ZstdFrameFile::Encode(100, frames), 100, "F");
+  REQUIRE(got.ok());
+  REQUIRE(Same(*got, frames));
+  for (size_t i = 0; i < frames.size(); ++i) CHECK((*got)[i].crc32 == frames[i].crc32);
+  // One frame without: none are written.
+  frames[1].crc32.reset();
+  got = ZstdFrameFile::Decode(ZstdFrameFile::Encode(100, frames), 100, "F");
+  REQUIRE(got.ok());
+  for (const ZstdFrame& f : *got) CHECK_FALSE(f.crc32.has_value());
+}
+
+TEST_CASE("a version 1 zstd frame table file is still read") {
+  // Version 1: no flags word, no CRCs (what earlier versions of oci-fs saved).
+  std::string v1 = "OCIFSZFT";
+  auto put = [&](uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) v1.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(1, 4);
+  put(2, 4);
+  put(100, 8);
+  for (const ZstdFrame& f : {ZstdFrame{0, 30, 0, 1000}, ZstdFrame{40, 25, 1000, 500}}) {
+    put(f.in_offset, 8);
+    put(f.in_size, 8);
+    put(f.out_offset, 8);
+    put(f.out_size, 8);
+  }
+  put(crc32(crc32(0, nullptr, 0), reinterpret_cast<const Bytef*>(v1.data()), static_cast<uInt>(v1.size())), 4);
+  auto got = ZstdFrameFile::Decode(v1, 100, "F");
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 2);
+  CHECK((*got)[1].out_offset == 1000);
+  CHECK_FALSE((*got)[1].crc32.has_value());
 }
 
 TEST_CASE("a zstd frame table file that is damaged, of another version or of another blob is corrupt") {
