@@ -1,0 +1,55 @@
+// Building a zstd checkpoint index (docs/zstd-checkpoint-format.md) in one
+// sequential pass over a zstd blob: `oci-fs accelerate` does it once, and
+// mounts elsewhere read any range from the nearest checkpoint before it
+// (ZstdCheckpointSource). Every checkpoint is proven before it is kept: its
+// segment is decoded from its dictionary and compared with the real output.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "decode/zstd_checkpoint_index.h"
+#include "ocifs/byte_source.h"
+
+namespace ocifs {
+
+struct ZstdCheckpointOptions {
+  // A checkpoint at the first block boundary after this many decoded bytes
+  // since the previous one.
+  uint64_t spacing = 1ull << 20;
+  // Ranges [first, second) of the compressed blob a workload reads (as
+  // DecoderOptions::checkpoint_targets): a checkpoint at the block holding
+  // each range's start and at the first block at or after its end.
+  std::vector<std::pair<uint64_t, uint64_t>> targets;
+  // A checkpoint whose segment refers further back than this (or needs a
+  // repeat offset larger) is not kept: its dictionary would be that large.
+  uint64_t max_reach = 32ull << 20;
+  // Level at which dictionaries are compressed into the index.
+  int dict_level = 6;
+};
+
+// What a build found. Units: counts, bytes.
+struct ZstdCheckpointStats {
+  uint64_t frames = 0;
+  uint64_t checkpoints = 0;      // kept, frame starts included
+  uint64_t dropped_reach = 0;    // too far back (max_reach)
+  uint64_t dropped_verify = 0;   // did not decode to the real output
+  uint64_t dict_bytes = 0;       // uncompressed dictionaries kept
+};
+
+// Reads `blob` (known size) from start to end in 4 MiB pieces. Memory: about
+// min(window, max_reach) + 2 segments of output, plus the compressed bytes
+// of one segment. kCorrupt names the offset of malformed data; kUnsupported
+// for frames that need an external dictionary.
+[[nodiscard]] Result<ZstdCheckpointIndex> BuildZstdCheckpoints(const ByteSource& blob,
+                                                               const ZstdCheckpointOptions& options,
+                                                               ZstdCheckpointStats* stats = nullptr);
+
+// The same, as the index file's bytes (ZstdCheckpointIndex::Serialize).
+[[nodiscard]] Result<std::string> BuildZstdCheckpointIndex(const ByteSource& blob,
+                                                           const ZstdCheckpointOptions& options,
+                                                           ZstdCheckpointStats* stats = nullptr);
+
+}  // namespace ocifs

@@ -1,0 +1,131 @@
+#define ZSTD_STATIC_LINKING_ONLY
+#include "decode/zstd_checkpoint_dict.h"
+
+#include <algorithm>
+#include <string>
+
+#include "decode/zstd_util.h"
+
+namespace ocifs {
+namespace {
+
+void Put32(std::vector<uint8_t>& b, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
+}
+
+std::vector<uint8_t> TableDescription(const ZstdTableState& t, ZstdSeqTable which) {
+  switch (t.mode) {
+    case ZstdTableState::Mode::kFse:
+      return t.description;
+    case ZstdTableState::Mode::kRle: {
+      // One symbol with the whole (smallest) table: not read like an RLE
+      // table by a following "repeat" block; the build's check drops such a
+      // checkpoint.
+      ZstdNormCounts nc;
+      nc.accuracy_log = 5;
+      nc.counts.assign(t.rle_symbol + 1u, 0);
+      nc.counts[t.rle_symbol] = 32;
+      return WriteZstdNormCounts(nc);
+    }
+    default:
+      return WriteZstdNormCounts(ZstdPredefined(which));
+  }
+}
+
+}  // namespace
+
+std::vector<uint8_t> MakeZstdCheckpointDict(const ZstdEntropyState& state, const std::array<uint32_t, 3>& reps,
+                                            std::span<const uint8_t> content) {
+  std::vector<uint8_t> d;
+  Put32(d, 0xEC30A437);  // dictionary magic
+  Put32(d, 0x4F434946);  // dictionary ID: never written into a frame, never checked
+  if (state.huffman.empty()) {
+    d.insert(d.end(), {0x81, 0x10});  // any valid tree: no block uses it before defining its own
+  } else {
+    d.insert(d.end(), state.huffman.begin(), state.huffman.end());
+  }
+  for (ZstdSeqTable t : {ZstdSeqTable::kOffset, ZstdSeqTable::kMatchLength, ZstdSeqTable::kLiteralLength}) {
+    std::vector<uint8_t> desc = TableDescription(state.tables[static_cast<size_t>(t)], t);
+    d.insert(d.end(), desc.begin(), desc.end());
+  }
+  for (uint32_t r : reps) Put32(d, r);
+  d.insert(d.end(), content.begin(), content.end());
+  return d;
+}
+
+Result<ZstdDDictPtr> LoadZstdCheckpointDict(std::span<const uint8_t> dict) {
+  ZstdDDictPtr d(ZSTD_createDDict_advanced(dict.data(), dict.size(), ZSTD_dlm_byCopy, ZSTD_dct_fullDict,
+                                           ZSTD_defaultCMem));
+  if (!d) return Corrupt("zstd checkpoint dictionary rejected by libzstd");
+  return d;
+}
+
+Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, std::span<const uint8_t> blocks,
+                        uint64_t skip, std::span<uint8_t> out) {
+  const uint64_t total = skip + out.size();
+  // Find the blocks: up to a last block or the end of the bytes.
+  size_t end = 0, last_header = 0;
+  bool ended = false;
+  while (!ended && end + 3 <= blocks.size()) {
+    const uint32_t h = blocks[end] | (blocks[end + 1] << 8) | (static_cast<uint32_t>(blocks[end + 2]) << 16);
+    const uint32_t type = (h >> 1) & 3, size = h >> 3;
+    if (type == 3) return Corrupt("zstd block of reserved type");
+    const size_t len = 3 + (type == 1 ? 1 : size);
+    if (end + len > blocks.size()) break;
+    last_header = end;
+    ended = (h & 1) != 0;
+    end += len;
+  }
+  if (end == 0) return total == 0 ? Status::Ok() : Corrupt("no whole zstd block where the checkpoint says");
+  // A frame header: no checksum or dictionary ID, the window, the content size.
+  std::vector<uint8_t> header = {0x28, 0xB5, 0x2F, 0xFD, 0xC0, static_cast<uint8_t>((window_log - 10) << 3)};
+  for (int i = 0; i < 8; ++i) header.push_back(static_cast<uint8_t>(total >> (8 * i)));
+  uint8_t last[3] = {static_cast<uint8_t>(blocks[last_header] | 1), blocks[last_header + 1],
+                     blocks[last_header + 2]};
+  const std::span<const uint8_t> pieces[] = {header, blocks.first(last_header), last,
+                                             blocks.subspan(last_header + 3, end - last_header - 3)};
+  ZstdDCtxPtr dctx(ZSTD_createDCtx());
+  if (!dctx) return Internal("ZSTD_createDCtx failed");
+  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, ZSTD_WINDOWLOG_MAX);
+  if (ddict) {
+    const size_t r = ZSTD_DCtx_refDDict(dctx.get(), ddict);
+    if (ZSTD_isError(r)) return Internal(std::string("ZSTD_DCtx_refDDict: ") + ZSTD_getErrorName(r));
+  }
+  std::vector<uint8_t> chunk(std::min<uint64_t>(total, 1 << 20) + 1);
+  uint64_t produced = 0;
+  size_t ret = 1;
+  // One decoder call; copies what falls after `skip` to `out`.
+  auto step = [&](ZSTD_inBuffer& in) -> Result<size_t> {
+    ZSTD_outBuffer ob{chunk.data(), chunk.size(), 0};
+    ret = ZSTD_decompressStream(dctx.get(), &ob, &in);
+    if (ZSTD_isError(ret)) return Corrupt(std::string("zstd blocks from a checkpoint: ") + ZSTD_getErrorName(ret));
+    if (produced + ob.pos > total) return Corrupt("zstd blocks from a checkpoint decode to more bytes than expected");
+    const uint64_t from = std::max(produced, skip), to = produced + ob.pos;
+    if (to > from) {
+      std::copy(chunk.begin() + static_cast<ptrdiff_t>(from - produced),
+                chunk.begin() + static_cast<ptrdiff_t>(to - produced),
+                out.begin() + static_cast<ptrdiff_t>(from - skip));
+    }
+    produced = to;
+    return ob.pos;
+  };
+  for (std::span<const uint8_t> piece : pieces) {
+    ZSTD_inBuffer in{piece.data(), piece.size(), 0};
+    while (in.pos < in.size) {
+      OCIFS_RETURN_IF_ERROR(step(in).status());
+      if (ret == 0 && in.pos < in.size) return Corrupt("zstd frame ended before its blocks");
+    }
+  }
+  while (ret != 0) {
+    ZSTD_inBuffer none{nullptr, 0, 0};
+    OCIFS_ASSIGN_OR_RETURN(size_t n, step(none));
+    if (n == 0) break;
+  }
+  if (ret != 0 || produced != total) {
+    return Corrupt("zstd blocks from a checkpoint decode to " + std::to_string(produced) + " bytes, expected " +
+                   std::to_string(total));
+  }
+  return Status::Ok();
+}
+
+}  // namespace ocifs

@@ -1,0 +1,154 @@
+#include "decode/zstd_checkpoint_index.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+
+namespace ocifs {
+namespace {
+
+constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'Z', 'C', 'I'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kHeaderSize = 56;
+constexpr size_t kRecordSize = 28;
+
+void Put(std::string& s, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) s.push_back(static_cast<char>(v >> (8 * i)));
+}
+
+uint32_t Crc(std::span<const uint8_t> b) {
+  return static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), b.data(), b.size()));
+}
+
+// Reads fields in order; every read is bounded by the bytes left.
+class Reader {
+ public:
+  explicit Reader(std::span<const uint8_t> b) : b_(b) {}
+  bool Get(uint64_t* v, int bytes) {
+    if (left() < static_cast<size_t>(bytes)) return false;
+    *v = 0;
+    for (int i = 0; i < bytes; ++i) *v |= static_cast<uint64_t>(b_[pos_ + i]) << (8 * i);
+    pos_ += bytes;
+    return true;
+  }
+  bool Bytes(std::vector<uint8_t>* out, size_t n) {
+    if (left() < n) return false;
+    out->assign(b_.begin() + static_cast<ptrdiff_t>(pos_), b_.begin() + static_cast<ptrdiff_t>(pos_ + n));
+    pos_ += n;
+    return true;
+  }
+  size_t left() const { return b_.size() - pos_; }
+
+ private:
+  std::span<const uint8_t> b_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+std::string ZstdCheckpointIndex::Serialize() const {
+  std::string s(kMagic, sizeof(kMagic));
+  Put(s, kVersion, 4);
+  Put(s, 0, 4);  // flags
+  Put(s, blob_size, 8);
+  Put(s, decoded_size, 8);
+  Put(s, window_log, 4);
+  Put(s, crc_block_size, 4);
+  Put(s, spacing, 8);
+  Put(s, checkpoints.size(), 8);
+  for (const ZstdCheckpoint& c : checkpoints) {
+    Put(s, c.in, 8);
+    Put(s, c.out, 8);
+    Put(s, static_cast<uint8_t>(c.kind), 1);
+    Put(s, 0, 3);
+    Put(s, c.dict_size, 4);
+    Put(s, c.zdict.size(), 4);
+    s.append(c.zdict.begin(), c.zdict.end());
+  }
+  for (uint32_t crc : crcs) Put(s, crc, 4);
+  Put(s, Crc({reinterpret_cast<const uint8_t*>(s.data()), s.size()}), 4);
+  return s;
+}
+
+Result<ZstdCheckpointIndex> ZstdCheckpointIndex::Parse(std::span<const uint8_t> bytes) {
+  auto bad = [](const std::string& what) { return Corrupt("zstd checkpoint index: " + what); };
+  if (bytes.size() < kHeaderSize + 4) return bad("truncated header");
+  if (!std::equal(kMagic, kMagic + 8, bytes.begin())) return bad("bad magic");
+  Reader r(bytes.first(bytes.size() - 4));
+  uint64_t magic = 0, version = 0, flags = 0, window_log = 0, block_size = 0, count = 0, file_crc = 0;
+  ZstdCheckpointIndex x;
+  (void)r.Get(&magic, 8);
+  (void)r.Get(&version, 4);
+  if (version != kVersion) return bad("unsupported version " + std::to_string(version));
+  Reader tail(bytes.last(4));
+  (void)tail.Get(&file_crc, 4);
+  if (Crc(bytes.first(bytes.size() - 4)) != file_crc) return bad("file checksum mismatch (truncated or damaged)");
+  (void)r.Get(&flags, 4);
+  if (flags != 0) return bad("unknown flags " + std::to_string(flags));
+  (void)r.Get(&x.blob_size, 8);
+  (void)r.Get(&x.decoded_size, 8);
+  (void)r.Get(&window_log, 4);
+  (void)r.Get(&block_size, 4);
+  (void)r.Get(&x.spacing, 8);
+  (void)r.Get(&count, 8);
+  if (window_log < 10 || window_log > 31) return bad("window log " + std::to_string(window_log) + " out of range");
+  if (block_size < 4096 || block_size > (16u << 20) || (block_size & (block_size - 1)) != 0) {
+    return bad("checksum block size " + std::to_string(block_size) + " invalid");
+  }
+  x.window_log = static_cast<uint32_t>(window_log);
+  x.crc_block_size = static_cast<uint32_t>(block_size);
+  if (count > r.left() / kRecordSize) return bad("checkpoint count " + std::to_string(count) + " exceeds the file");
+  if ((count == 0) != (x.decoded_size == 0)) return bad("checkpoint count 0 with output, or checkpoints without");
+  bool frame_seen = false;
+  x.checkpoints.resize(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    ZstdCheckpoint& c = x.checkpoints[i];
+    const std::string at = "checkpoint " + std::to_string(i) + ": ";
+    uint64_t kind = 0, reserved = 0, dict_size = 0, zsize = 0;
+    if (!r.Get(&c.in, 8) || !r.Get(&c.out, 8) || !r.Get(&kind, 1) || !r.Get(&reserved, 3) ||
+        !r.Get(&dict_size, 4) || !r.Get(&zsize, 4)) {
+      return bad(at + "truncated");
+    }
+    if (kind > 2) return bad(at + "unknown kind " + std::to_string(kind));
+    if (reserved != 0) return bad(at + "reserved bytes set");
+    c.kind = static_cast<ZstdCheckpoint::Kind>(kind);
+    if (c.in >= x.blob_size || c.out >= x.decoded_size) return bad(at + "offset past the end of the blob or output");
+    if (i == 0 ? c.out != 0 : (c.out <= x.checkpoints[i - 1].out || c.in <= x.checkpoints[i - 1].in)) {
+      return bad(at + "offsets out of order");
+    }
+    if (c.kind == ZstdCheckpoint::Kind::kFrameStart) frame_seen = true;
+    if (!frame_seen) return bad(at + "no frame start before it");
+    const bool has_dict = c.kind == ZstdCheckpoint::Kind::kDictionary;
+    if (has_dict != (dict_size > 0) || has_dict != (zsize > 0)) return bad(at + "dictionary present on the wrong kind");
+    if (dict_size > kMaxDictSize) return bad(at + "dictionary size " + std::to_string(dict_size) + " too large");
+    c.dict_size = static_cast<uint32_t>(dict_size);
+    if (!r.Bytes(&c.zdict, zsize)) return bad(at + "dictionary truncated");
+  }
+  const uint64_t blocks = (x.decoded_size + block_size - 1) / block_size;
+  if (blocks != r.left() / 4 || r.left() % 4 != 0) return bad("checksum count does not match the output size");
+  x.crcs.resize(blocks);
+  for (uint32_t& crc : x.crcs) {
+    uint64_t v = 0;
+    (void)r.Get(&v, 4);
+    crc = static_cast<uint32_t>(v);
+  }
+  return x;
+}
+
+size_t ZstdCheckpointIndex::SegmentAt(uint64_t out) const {
+  auto it = std::upper_bound(checkpoints.begin(), checkpoints.end(), out,
+                             [](uint64_t o, const ZstdCheckpoint& c) { return o < c.out; });
+  return static_cast<size_t>(it - checkpoints.begin()) - 1;
+}
+
+uint64_t ZstdCheckpointIndex::SegmentEnd(size_t i) const {
+  return i + 1 < checkpoints.size() ? checkpoints[i + 1].out : decoded_size;
+}
+
+size_t ZstdCheckpointIndex::RestartOf(size_t i) const {
+  if (checkpoints[i].kind != ZstdCheckpoint::Kind::kFromFrameStart) return i;
+  while (checkpoints[i].kind != ZstdCheckpoint::Kind::kFrameStart) --i;  // Parse ensures one exists
+  return i;
+}
+
+}  // namespace ocifs

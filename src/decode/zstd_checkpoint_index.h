@@ -1,0 +1,55 @@
+// ZstdCheckpointIndex: where a single-frame (or any) zstd blob can restart
+// decoding, and the CRC-32 of each 64 KiB block of its output; the file
+// format of docs/zstd-checkpoint-format.md (serialize, parse).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ocifs/status.h"
+
+namespace ocifs {
+
+// A place to restart: the block header at compressed offset `in` starts
+// decoded offset `out`. Its segment runs to the next checkpoint's `out` (or
+// the end of the output). Units: bytes.
+struct ZstdCheckpoint {
+  enum class Kind : uint8_t {
+    kDictionary = 0,     // decode from here with the dictionary
+    kFrameStart = 1,     // the first block of a frame: decode from here, no dictionary
+    kFromFrameStart = 2  // no proven state here: the segment is decoded from the
+                         // nearest kFrameStart before it, skipping its output
+  };
+  uint64_t in = 0;
+  uint64_t out = 0;
+  Kind kind = Kind::kFrameStart;
+  uint32_t dict_size = 0;      // kDictionary: the dictionary's size
+  std::vector<uint8_t> zdict;  // kDictionary: the dictionary, zstd-compressed
+};
+
+// Value type.
+struct ZstdCheckpointIndex {
+  static constexpr uint32_t kMaxDictSize = 48u << 20;
+  uint64_t blob_size = 0;
+  uint64_t decoded_size = 0;
+  uint32_t window_log = 10;  // the synthesized frame header's window: 2^window_log bytes
+  uint64_t spacing = 0;      // informational: the spacing it was built with
+  std::vector<ZstdCheckpoint> checkpoints;
+  uint32_t crc_block_size = 64 * 1024;
+  std::vector<uint32_t> crcs;  // ceil(decoded_size / crc_block_size) of them
+
+  // The index's bytes (docs/zstd-checkpoint-format.md).
+  std::string Serialize() const;
+  // Parses and checks bytes from Serialize; kCorrupt names the field at fault
+  // (any truncation, bit flip or bound out of range).
+  [[nodiscard]] static Result<ZstdCheckpointIndex> Parse(std::span<const uint8_t> bytes);
+  // The checkpoint whose segment holds decoded offset `out` (< decoded_size).
+  size_t SegmentAt(uint64_t out) const;
+  // The segment's end (decoded), and the checkpoint a segment is decoded from.
+  uint64_t SegmentEnd(size_t i) const;
+  size_t RestartOf(size_t i) const;
+};
+
+}  // namespace ocifs

@@ -1,0 +1,73 @@
+// ZstdCheckpointSource: a zstd blob (typically one frame, which libzstd can
+// only stream) read at random through a checkpoint index built beforehand
+// (BuildZstdCheckpointIndex, docs/zstd-checkpoint-format.md). A read decodes
+// only the segments it overlaps, each from its checkpoint (a dictionary that
+// restores libzstd's state there), and fetches only their compressed bytes.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <utility>
+
+#include "decode/block_checksums.h"
+#include "decode/segment_cache.h"
+#include "decode/zstd_checkpoint_dict.h"
+#include "decode/zstd_checkpoint_index.h"
+#include "ocifs/byte_source.h"
+#include "sched/scheduler.h"
+
+namespace ocifs {
+
+// Every byte returned is in a 64 KiB block that matched the index's CRC-32;
+// a block that does not, or a segment libzstd will not decode from its
+// checkpoint, fails the read with kDataLoss (the index is wrong for this
+// blob, or the blob is damaged): IndexFallbackSource then falls back.
+// Thread safety: all methods safe for concurrent use. Memory: cache_bytes of
+// decoded segments (about 1 MiB each at the default spacing), a few digested
+// dictionaries, the index (its dictionaries compressed).
+// Ownership: shares `compressed`.
+class ZstdCheckpointSource final : public ByteSource {
+ public:
+  // `index` from ZstdCheckpointIndex::Parse; its blob size must be
+  // compressed->size(). scheduler: lends the decode pool; null: Scheduler::Shared().
+  ZstdCheckpointSource(ByteSourcePtr compressed, ZstdCheckpointIndex index, uint64_t cache_bytes,
+                       std::shared_ptr<Scheduler> scheduler = nullptr);
+
+  // Parses `index_bytes` and checks that they describe a blob of
+  // compressed->size() bytes (kCorrupt otherwise).
+  [[nodiscard]] static Result<std::shared_ptr<ZstdCheckpointSource>> Open(
+      ByteSourcePtr compressed, std::span<const uint8_t> index_bytes, uint64_t cache_bytes,
+      std::shared_ptr<Scheduler> scheduler = nullptr);
+
+  uint64_t size() const override { return index_.decoded_size; }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  // Forwards the compressed range the segments of [offset, offset + length) need.
+  void Prefetch(uint64_t offset, uint64_t length) const override;
+  std::string Describe() const override { return "zstd(" + compressed_->Describe() + ")"; }
+  size_t checkpoint_count() const { return index_.checkpoints.size(); }
+
+ private:
+  // Segment i's decoded bytes, its whole checksum blocks checked.
+  [[nodiscard]] Result<SegmentCache::Buffer> Segment(size_t i) const;
+  [[nodiscard]] Result<SegmentCache::Buffer> DecodeSegment(size_t i) const;
+  [[nodiscard]] Result<std::shared_ptr<const ZSTD_DDict>> DictOf(size_t i) const;
+  // [first, last] segments holding [from, to); from < to <= size().
+  std::pair<size_t, size_t> Segments(uint64_t from, uint64_t to) const;
+  Status Wrong(const std::string& why) const {
+    return DataLoss("zstd checkpoint index of " + compressed_->Describe() + " is wrong: " + why);
+  }
+
+  const ByteSourcePtr compressed_;
+  const ZstdCheckpointIndex index_;
+  const BlockChecksums checks_;
+  mutable SegmentCache cache_;
+  const std::shared_ptr<Scheduler> scheduler_;
+  mutable std::mutex dict_mu_;  // guards dicts_ (a leaf lock)
+  mutable std::list<std::pair<size_t, std::shared_ptr<const ZSTD_DDict>>> dicts_;  // front: most recent
+};
+
+}  // namespace ocifs
