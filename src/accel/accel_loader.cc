@@ -9,6 +9,7 @@
 #include "base/whole_file.h"
 #include "cache/chunk_cache.h"
 #include "decode/gzip_saved_index.h"
+#include "decode/zstd_frame_file.h"
 #include "registry/digest.h"
 
 namespace ocifs {
@@ -87,10 +88,38 @@ std::string_view AsText(const std::vector<uint8_t>& v) {
   return std::string_view(reinterpret_cast<const char*>(v.data()), v.size());
 }
 
-// Writes one gzip index piece as the layer's side file, runs of zeros dropped.
-Status InstallGzipIndex(ImageSource& pieces, const Descriptor& piece, const std::string& path) {
-  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, pieces.FetchBlob(piece));
-  return SaveUntrustedGzipIndex(bytes, piece.digest, path);
+// The layer's side file (docs/cache-format.md) an index of `kind` is kept in.
+std::string IndexSidePath(ChunkCache& cache, const AccelManifest::LayerIndex& index) {
+  switch (index.kind) {
+    case LayerIndexKind::kGzipIndex: return cache.SidePath(index.layer_digest, "gzidx");
+    case LayerIndexKind::kZstdFrames: return cache.SidePath(index.layer_digest, "zstdframes");
+    case LayerIndexKind::kZstdCheckpoints: return cache.SidePath(index.layer_digest, "zstdckpt");
+  }
+  return {};
+}
+
+// A zstd frame table from an artifact is kept only if it is well formed for
+// the layer and every frame has a CRC (what makes its reads checkable).
+Status SaveUntrustedZstdFrames(const std::vector<uint8_t>& bytes, const AccelManifest::LayerIndex& index,
+                               const std::string& path) {
+  OCIFS_ASSIGN_OR_RETURN(std::vector<ZstdFrame> frames,
+                         ZstdFrameFile::Decode(AsText(bytes), index.layer_size, index.blob.digest));
+  if (frames.size() < 2 || !std::all_of(frames.begin(), frames.end(), [](const ZstdFrame& f) { return f.crc32; })) {
+    return Corrupt("zstd frame table " + index.blob.digest + ": not a table of several frames, each with its CRC-32");
+  }
+  return WriteFileAtomically(path, std::string(AsText(bytes)));
+}
+
+// Writes one index piece as the layer's side file: checked as far as it can
+// be without the layer, a gzip index's runs of zeros dropped.
+Status InstallIndex(ImageSource& pieces, const AccelManifest::LayerIndex& index, const std::string& path) {
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, pieces.FetchBlob(index.blob));
+  switch (index.kind) {
+    case LayerIndexKind::kGzipIndex: return SaveUntrustedGzipIndex(bytes, index.blob.digest, path);
+    case LayerIndexKind::kZstdFrames: return SaveUntrustedZstdFrames(bytes, index, path);
+    case LayerIndexKind::kZstdCheckpoints: break;
+  }
+  return Unsupported("a " + std::string(LayerIndexName(index.kind)) + " is not used by this version");
 }
 
 Result<std::shared_ptr<const AccessProfile>> LoadProfile(ImageSource& pieces, const Descriptor& piece,
@@ -120,24 +149,25 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
   }
   AccelUse use;
   use.artifact = artifact.reference;
-  for (const AccelManifest::GzipIndex& g : m.gzip_indexes) {
+  for (const AccelManifest::LayerIndex& g : m.layer_indexes) {
+    const std::string_view name = LayerIndexName(g.kind);
     auto layer = std::find_if(image.layers.begin(), image.layers.end(),
                               [&](const Descriptor& d) { return d.digest == g.layer_digest; });
     if (layer == image.layers.end() || layer->size != g.layer_size) {
-      spdlog::warn("{}: its gzip index names layer {} ({} bytes), which the image does not have; skipped", what,
+      spdlog::warn("{}: its {} names layer {} ({} bytes), which the image does not have; skipped", what, name,
                    g.layer_digest, g.layer_size);
       continue;
     }
-    const std::string path = cache.SidePath(g.layer_digest, "gzidx");
+    const std::string path = IndexSidePath(cache, g);
     if (!Exists(path)) {
-      Status s = InstallGzipIndex(pieces, g.blob, path);
+      Status s = InstallIndex(pieces, g, path);
       if (!s.ok()) {
-        spdlog::warn("{}: not using its gzip index of layer {}: {}", what, g.layer_digest, s.ToString());
+        spdlog::warn("{}: not using its {} of layer {}: {}", what, name, g.layer_digest, s.ToString());
         continue;
       }
-      spdlog::info("{}: installed the gzip index of layer {} ({} bytes)", what, g.layer_digest, g.blob.size);
+      spdlog::info("{}: installed the {} of layer {} ({} bytes)", what, name, g.layer_digest, g.blob.size);
     }
-    use.gzip_layers.push_back(g.layer_digest);
+    use.indexed_layers.push_back(g.layer_digest);
   }
   for (const Descriptor& p : m.profiles) {
     auto profile = LoadProfile(pieces, p, cache, what + " profile " + p.digest);

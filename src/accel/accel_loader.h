@@ -1,7 +1,8 @@
 // AccelLoader: a mount's use of an acceleration artifact (docs/accel-format.md):
 // finds it next to the image (or fetches the one pinned), checks it against
-// the image, and installs its gzip indexes as the layers' side files in the
-// cache directory, where the layers' decoders load (and verify) them.
+// the image, and installs its layer indexes (gzip checkpoint indexes, zstd
+// frame tables) as the layers' side files in the cache directory, where the
+// layers' decoders load (and verify) them.
 #pragma once
 
 #include <memory>
@@ -33,7 +34,7 @@ struct AccelChoice {
 // What a mount took from its artifact. Plain value type.
 struct AccelUse {
   std::string artifact;                   // "REGISTRY/REPO@sha256:.."; "" = no artifact used
-  std::vector<std::string> gzip_layers;   // layers whose index came from it (installed now or earlier)
+  std::vector<std::string> indexed_layers;  // layers whose index came from it (installed now or earlier)
   std::shared_ptr<const AccessProfile> profile;  // its first profile that parsed; null if none
 };
 
@@ -50,8 +51,8 @@ struct FoundAccel {
 
 // Finds the artifact (kAuto: one lookup, docs/accel-format.md "Finding it";
 // a later mount of the same image reads the record it kept instead), checks
-// it, and writes the gzip index of each layer that has none yet into `cache`
-// (runs of zeros dropped: docs/accel-format.md "Trust"). `source` is the
+// it, and writes the index of each layer that has none yet into `cache`
+// (a gzip index's runs of zeros dropped: docs/accel-format.md "Trust"). `source` is the
 // image's own source (the artifact's repository for kAuto).
 //
 // kAuto never fails the mount: a lookup or artifact that fails is logged as a

@@ -27,13 +27,34 @@ Result<uint64_t> ParseSizeAnnotation(const std::string& text, const std::string&
   return v;
 }
 
+constexpr LayerIndexKind kKinds[] = {LayerIndexKind::kGzipIndex, LayerIndexKind::kZstdFrames,
+                                     LayerIndexKind::kZstdCheckpoints};
+
 }  // namespace
+
+std::string_view LayerIndexMediaType(LayerIndexKind kind) {
+  switch (kind) {
+    case LayerIndexKind::kGzipIndex: return accel::kGzipIndexMediaType;
+    case LayerIndexKind::kZstdFrames: return accel::kZstdFramesMediaType;
+    case LayerIndexKind::kZstdCheckpoints: return accel::kZstdCheckpointsMediaType;
+  }
+  return {};
+}
+
+std::string_view LayerIndexName(LayerIndexKind kind) {
+  switch (kind) {
+    case LayerIndexKind::kGzipIndex: return "gzip index";
+    case LayerIndexKind::kZstdFrames: return "zstd frame table";
+    case LayerIndexKind::kZstdCheckpoints: return "zstd checkpoint index";
+  }
+  return {};
+}
 
 std::string SerializeAccelManifest(const AccelManifest& m) {
   nlohmann::json layers = nlohmann::json::array();
-  for (const AccelManifest::GzipIndex& g : m.gzip_indexes) {
+  for (const AccelManifest::LayerIndex& g : m.layer_indexes) {
     Descriptor d = g.blob;
-    d.media_type = std::string(accel::kGzipIndexMediaType);
+    d.media_type = std::string(LayerIndexMediaType(g.kind));
     d.annotations[std::string(accel::kLayerDigestAnnotation)] = g.layer_digest;
     d.annotations[std::string(accel::kLayerSizeAnnotation)] = std::to_string(g.layer_size);
     layers.push_back(DescriptorJson(d));
@@ -98,22 +119,28 @@ Result<AccelManifest> ParseAccelManifest(std::string_view text, std::string_view
       return Corrupt(piece_what + ": " + std::to_string(d.size) + " bytes, more than " +
                      std::to_string(accel::kMaxPieceBytes));
     }
-    if (d.media_type == accel::kGzipIndexMediaType) {
-      AccelManifest::GzipIndex g;
+    const LayerIndexKind* kind = nullptr;
+    for (const LayerIndexKind& k : kKinds) {
+      if (d.media_type == LayerIndexMediaType(k)) kind = &k;
+    }
+    if (kind != nullptr) {
+      AccelManifest::LayerIndex g;
+      g.kind = *kind;
+      const std::string name(LayerIndexName(*kind));
       auto layer = d.annotations.find(std::string(accel::kLayerDigestAnnotation));
       auto size = d.annotations.find(std::string(accel::kLayerSizeAnnotation));
       if (layer == d.annotations.end() || size == d.annotations.end()) {
-        return Corrupt(piece_what + ": a gzip index without the annotations " +
+        return Corrupt(piece_what + ": a " + name + " without the annotations " +
                        std::string(accel::kLayerDigestAnnotation) + " and " + std::string(accel::kLayerSizeAnnotation));
       }
       g.layer_digest = layer->second;
       if (Status s = ValidateDigest(g.layer_digest); !s.ok()) return Corrupt(piece_what + ": layer " + s.message());
       OCIFS_ASSIGN_OR_RETURN(g.layer_size, ParseSizeAnnotation(size->second, piece_what));
       if (!indexed.insert(g.layer_digest).second) {
-        return Corrupt(piece_what + ": a second gzip index for layer " + g.layer_digest);
+        return Corrupt(piece_what + ": a second index for layer " + g.layer_digest);
       }
       g.blob = std::move(d);
-      m.gzip_indexes.push_back(std::move(g));
+      m.layer_indexes.push_back(std::move(g));
     } else if (d.media_type == accel::kProfileMediaType) {
       m.profiles.push_back(std::move(d));
     }  // else: a piece of a later version; skipped

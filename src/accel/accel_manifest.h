@@ -17,6 +17,8 @@ namespace ocifs {
 namespace accel {
 inline constexpr std::string_view kArtifactType = "application/vnd.oci-fs.accel.v1";
 inline constexpr std::string_view kGzipIndexMediaType = "application/vnd.oci-fs.gzip-index.v3";
+inline constexpr std::string_view kZstdFramesMediaType = "application/vnd.oci-fs.zstd-frames.v2";
+inline constexpr std::string_view kZstdCheckpointsMediaType = "application/vnd.oci-fs.zstd-checkpoints.v1";
 inline constexpr std::string_view kProfileMediaType = "application/vnd.oci-fs.profile.v1";
 inline constexpr std::string_view kEmptyMediaType = "application/vnd.oci.empty.v1+json";
 inline constexpr std::string_view kEmptyDigest =
@@ -29,16 +31,27 @@ inline constexpr size_t kMaxPieces = 64;
 inline constexpr uint64_t kMaxPieceBytes = uint64_t{64} << 20;  // = kMaxFetchBlobBytes
 }  // namespace accel
 
+// What kind of random-access index of one layer a piece is.
+enum class LayerIndexKind {
+  kGzipIndex,        // a gzip checkpoint index, version 3 (docs/gzip-index-format.md)
+  kZstdFrames,       // a zstd frame table with frame CRCs, version 2 (docs/zstd-frames-format.md)
+  kZstdCheckpoints,  // a single-frame zstd checkpoint index (docs/zstd-checkpoint-format.md)
+};
+std::string_view LayerIndexMediaType(LayerIndexKind kind);
+// "gzip index", "zstd frame table", "zstd checkpoint index".
+std::string_view LayerIndexName(LayerIndexKind kind);
+
 // Plain value type.
 struct AccelManifest {
-  // A gzip layer's checkpoint index (version 3), and the layer it describes.
-  struct GzipIndex {
+  // One layer's index, and the layer it describes.
+  struct LayerIndex {
+    LayerIndexKind kind = LayerIndexKind::kGzipIndex;
     Descriptor blob;
     std::string layer_digest;
     uint64_t layer_size = 0;  // compressed bytes
   };
   Descriptor subject;  // the image manifest (one platform's)
-  std::vector<GzipIndex> gzip_indexes;
+  std::vector<LayerIndex> layer_indexes;  // at most one per layer
   std::vector<Descriptor> profiles;
   std::string created;  // RFC 3339, or ""
 };
@@ -48,7 +61,7 @@ std::string SerializeAccelManifest(const AccelManifest& m);
 
 // Parses and checks an artifact manifest: its artifactType, subject, config,
 // piece descriptors (digests, sizes within accel::kMaxPieceBytes, at most
-// kMaxPieces, one gzip index per layer, layer annotations). Pieces of unknown
+// kMaxPieces, one index of any kind per layer, layer annotations). Pieces of unknown
 // media types are skipped. kCorrupt naming `what` and the fault, or
 // kUnsupported for another artifact type.
 [[nodiscard]] Result<AccelManifest> ParseAccelManifest(std::string_view json, std::string_view what);

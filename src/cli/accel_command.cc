@@ -99,9 +99,9 @@ Status RunAccelerate(const AccelerateFlags& flags) {
   m.subject.size = pieces.image.manifest_size;
   m.created = Rfc3339Now();
   OCIFS_RETURN_IF_ERROR(writer->PushBlob(std::string(accel::kEmptyMediaType), Bytes("{}")).status());
-  for (const AccelPieces::GzipIndex& g : pieces.gzip_indexes) {
-    OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer->PushBlob(std::string(accel::kGzipIndexMediaType), Bytes(g.bytes)));
-    m.gzip_indexes.push_back({std::move(blob), g.layer_digest, g.layer_size});
+  for (const AccelPieces::LayerIndex& g : pieces.layer_indexes) {
+    OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer->PushBlob(std::string(LayerIndexMediaType(g.kind)), Bytes(g.bytes)));
+    m.layer_indexes.push_back({g.kind, std::move(blob), g.layer_digest, g.layer_size});
   }
   for (const std::string& text : profiles) {
     OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer->PushBlob(std::string(accel::kProfileMediaType), Bytes(text)));
@@ -122,7 +122,7 @@ Status RunAccelerate(const AccelerateFlags& flags) {
     OCIFS_RETURN_IF_ERROR(writer->AddToFallbackTag(m.subject.digest, listed));
   }
   target.digest = digest;
-  spdlog::info("pushed {} ({} gzip indexes, {} profiles) for {}", target.ToString(), m.gzip_indexes.size(),
+  spdlog::info("pushed {} ({} layer indexes, {} profiles) for {}", target.ToString(), m.layer_indexes.size(),
                m.profiles.size(), pieces.image.manifest_digest);
   std::cout << target.ToString() << std::endl;
   return Status::Ok();

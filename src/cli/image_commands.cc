@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -26,12 +27,14 @@ Result<std::unique_ptr<ImageStack>> OpenStack(const ImageCommandFlags& flags) {
 
 nlohmann::json AccelJson(const FoundAccel& a) {
   nlohmann::json layers = nlohmann::json::array();
-  for (const auto& g : a.manifest.gzip_indexes) {
-    layers.push_back({{"layer", g.layer_digest}, {"digest", g.blob.digest}, {"size", g.blob.size}});
+  for (const auto& g : a.manifest.layer_indexes) {
+    layers.push_back({{"layer", g.layer_digest}, {"kind", std::string(LayerIndexName(g.kind))},
+                      {"mediaType", std::string(LayerIndexMediaType(g.kind))}, {"digest", g.blob.digest},
+                      {"size", g.blob.size}});
   }
   nlohmann::json profiles = nlohmann::json::array();
   for (const auto& p : a.manifest.profiles) profiles.push_back({{"digest", p.digest}, {"size", p.size}});
-  return {{"reference", a.reference}, {"created", a.manifest.created}, {"gzipIndexes", layers},
+  return {{"reference", a.reference}, {"created", a.manifest.created}, {"indexes", layers},
           {"profiles", profiles}};
 }
 
@@ -82,8 +85,13 @@ Status RunInspect(const ImageCommandFlags& flags) {
     std::cout << "  " << layer.digest << " " << layer.size << " " << CompressionOf(layer) << "\n";
   }
   if (accel) {
-    std::cout << "Accel: " << accel->reference << " (" << accel->manifest.gzip_indexes.size() << " gzip indexes, "
-              << accel->manifest.profiles.size() << " profiles, created " << accel->manifest.created << ")\n";
+    std::map<std::string_view, size_t> kinds;
+    for (const auto& g : accel->manifest.layer_indexes) ++kinds[LayerIndexName(g.kind)];
+    std::cout << "Accel: " << accel->reference << " (";
+    for (const auto& [name, count] : kinds) {
+      std::cout << count << " " << name << (count == 1 ? "" : name.ends_with('x') ? "es" : "s") << ", ";
+    }
+    std::cout << accel->manifest.profiles.size() << " profiles, created " << accel->manifest.created << ")\n";
   } else {
     std::cout << "Accel: none\n";
   }

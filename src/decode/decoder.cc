@@ -5,7 +5,9 @@
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
 
+#include <algorithm>
 #include <array>
+#include <optional>
 
 #include "decode/gzip_source.h"
 #include "decode/index_fallback_source.h"
@@ -30,39 +32,66 @@ bool Seekable(const std::vector<ZstdFrame>& frames) {
   return true;
 }
 
-Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& options) {
+bool HasCrcs(const std::vector<ZstdFrame>& frames) {
+  return std::all_of(frames.begin(), frames.end(), [](const ZstdFrame& f) { return f.crc32.has_value(); });
+}
+
+// Where a blob's frames were found, if it can be read frame by frame.
+struct LocatedFrames {
+  std::optional<std::vector<ZstdFrame>> frames;  // nullopt: read it as a stream
+  bool walked = false;                           // found by walking the whole blob
+  uint64_t stream_size = ByteSource::kUnknownSize;  // a stream's size when the walk learnt it
+};
+
+Result<LocatedFrames> Locate(const ByteSource& compressed) {
+  LocatedFrames located;
+  OCIFS_ASSIGN_OR_RETURN(std::optional<std::vector<ZstdFrame>> table, ReadZstdSeekTable(compressed));
+  if (table && Seekable(*table)) {
+    located.frames = std::move(table);
+    return located;
+  }
+  OCIFS_ASSIGN_OR_RETURN(ZstdFrameScan scan, ScanZstdFrames(compressed, kMaxFrameBytes));
+  if (scan.complete && Seekable(scan.frames)) {
+    located.frames = std::move(scan.frames);
+    located.walked = true;
+    return located;
+  }
+  if (scan.complete && scan.frames.size() == 1) located.stream_size = scan.frames[0].out_size;
+  if (scan.complete && scan.frames.empty()) located.stream_size = 0;
+  return located;
+}
+
+Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& options, bool use_saved) {
   const std::string& saved_path = options.frame_table_path;
-  if (!saved_path.empty() && compressed->size() != ByteSource::kUnknownSize) {
+  if (use_saved && !saved_path.empty() && compressed->size() != ByteSource::kUnknownSize) {
     auto saved = ZstdFrameFile::Read(saved_path, compressed->size());
     if (saved.ok() && Seekable(*saved)) {
       spdlog::debug("zstd layer {}: {} frames from {}", compressed->Describe(), saved->size(), saved_path);
-      return ByteSourcePtr(
-          std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*saved), options.segment_cache_bytes,
-                                          options.scheduler));
+      const bool vouched = HasCrcs(*saved);
+      ByteSourcePtr frames = std::make_shared<ZstdFrameSource>(compressed, std::move(*saved),
+                                                               options.segment_cache_bytes, options.scheduler);
+      if (!vouched) return frames;  // a table this node found itself
+      // A table from an acceleration artifact: a frame that fails its CRC
+      // (or does not decode) proves it wrong, and the blob is located anew.
+      return ByteSourcePtr(std::make_shared<IndexFallbackSource>(
+          std::move(frames), [compressed, options]() { return OpenZstd(compressed, options, false); },
+          "zstd frame table"));
     }
     if (!saved.ok() && saved.status().code() != Code::kNotFound) {
       spdlog::warn("zstd layer {}: ignoring its saved frame table: {}", compressed->Describe(),
                    saved.status().ToString());
     }
   }
-  OCIFS_ASSIGN_OR_RETURN(std::optional<std::vector<ZstdFrame>> table, ReadZstdSeekTable(*compressed));
-  if (table && Seekable(*table)) {
-    return ByteSourcePtr(
-        std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*table), options.segment_cache_bytes,
-                                          options.scheduler));
-  }
-  OCIFS_ASSIGN_OR_RETURN(ZstdFrameScan scan, ScanZstdFrames(*compressed, kMaxFrameBytes));
-  if (scan.complete && Seekable(scan.frames)) {
-    if (!saved_path.empty()) {
-      Status st = ZstdFrameFile::Write(saved_path, compressed->size(), scan.frames);
+  OCIFS_ASSIGN_OR_RETURN(LocatedFrames located, Locate(*compressed));
+  if (located.frames) {
+    if (located.walked && !saved_path.empty()) {
+      Status st = ZstdFrameFile::Write(saved_path, compressed->size(), *located.frames);
       if (!st.ok()) spdlog::warn("zstd layer {}: cannot save its frame table: {}", compressed->Describe(), st.ToString());
     }
-    return ByteSourcePtr(std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(scan.frames),
+    return ByteSourcePtr(std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*located.frames),
                                                            options.segment_cache_bytes, options.scheduler));
   }
-  uint64_t known = ByteSource::kUnknownSize;
-  if (scan.complete && scan.frames.size() == 1) known = scan.frames[0].out_size;
-  if (scan.complete && scan.frames.empty()) known = 0;
+  const uint64_t known = located.stream_size;
   if (known == ByteSource::kUnknownSize && compressed->size() != ByteSource::kUnknownSize) {
     // A single frame too large to walk at open: its header may still carry the size,
     // which is the layer's size if the frame reaches the end of the blob. We cannot
@@ -94,10 +123,16 @@ Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compress
             return ByteSourcePtr(std::move(rebuilt));
           }));
     }
-    case Compression::kZstd:
-      return OpenZstd(std::move(compressed), options);
+    case Compression::kZstd: {
+      return OpenZstd(std::move(compressed), options, /*use_saved=*/true);
+    }
   }
   return InvalidArgument("OpenDecoded: unknown compression");
+}
+
+Result<std::optional<std::vector<ZstdFrame>>> LocateZstdFrames(const ByteSource& compressed) {
+  OCIFS_ASSIGN_OR_RETURN(LocatedFrames located, Locate(compressed));
+  return std::move(located.frames);
 }
 
 }  // namespace ocifs

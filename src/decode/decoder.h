@@ -3,12 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "decode/compression.h"
+#include "decode/zstd_frames.h"
 #include "base/decoded_store.h"
 #include "ocifs/byte_source.h"
 #include "sched/scheduler.h"
@@ -24,10 +27,12 @@ struct DecoderOptions {
   // memory only. An index loaded with checksums has its reads verified, and
   // one that proves wrong is rebuilt (OpenDecoded).
   std::string index_path;
-  // zstd of several frames without a seek table: load its frame table from
-  // here if present and valid for this blob (its frames are then not walked,
-  // which reads the whole blob); save it here after a walk found the frames.
-  // "" = walk at every open.
+  // zstd of several frames: load its frame table from here if present and
+  // valid for this blob (its frames are then not located: no seek-table read,
+  // no walk, which reads the whole blob); save it here after a walk found the
+  // frames. "" = locate them at every open. A table with CRCs (installed from
+  // an acceleration artifact) has every frame checked, and one that proves
+  // wrong is replaced by the frames located anew.
   std::string frame_table_path;
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).
@@ -63,6 +68,14 @@ struct DecoderOptions {
   // Bytes of decompressed segments (gzip checkpoint spans, zstd frames) kept
   // in memory per decoder for neighbouring reads.
   uint64_t segment_cache_bytes = 8ull << 20;
+  // zstd: the layer descriptor's annotations. A zstd:chunked layer's TOC
+  // position and checksum there let it be read at random through its TOC
+  // (OpenZstdChunked, docs/zstd-chunked.md). Empty: none.
+  std::map<std::string, std::string> layer_annotations;
+  // zstd:chunked: keep the layer's compressed TOC here (checked against the
+  // checksum annotation when loaded), so a later open does not fetch it; its
+  // frame table goes to frame_table_path. "" = fetch it at every open.
+  std::string zstd_chunked_toc_path;
 };
 
 // kNone returns `compressed` itself. kGzip: a GzipSource; one whose index
@@ -73,5 +86,10 @@ struct DecoderOptions {
 // Errors: kCorrupt if the blob's structure is malformed where open looks at it.
 [[nodiscard]] Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compression,
                                                 const DecoderOptions& options);
+
+// The frames by which OpenDecoded reads a zstd blob at random (a seek table,
+// or >= 2 frames of <= 32 MiB with content sizes, found by walking it all),
+// without CRCs; nullopt if it reads it as a stream. For `oci-fs accelerate`.
+[[nodiscard]] Result<std::optional<std::vector<ZstdFrame>>> LocateZstdFrames(const ByteSource& compressed);
 
 }  // namespace ocifs

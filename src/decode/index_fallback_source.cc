@@ -6,8 +6,8 @@
 
 namespace ocifs {
 
-IndexFallbackSource::IndexFallbackSource(ByteSourcePtr primary, Factory fallback)
-    : primary_(std::move(primary)), factory_(std::move(fallback)) {}
+IndexFallbackSource::IndexFallbackSource(ByteSourcePtr primary, Factory fallback, std::string index_name)
+    : primary_(std::move(primary)), factory_(std::move(fallback)), index_name_(std::move(index_name)) {}
 
 bool IndexFallbackSource::ProvesIndexWrong(const Status& status) {
   return status.code() == Code::kDataLoss || status.code() == Code::kCorrupt;
@@ -22,8 +22,8 @@ ByteSourcePtr IndexFallbackSource::Current() const {
 Result<ByteSourcePtr> IndexFallbackSource::Fallback(const Status& why) const {
   std::lock_guard lock(mu_);
   if (!switched_.load(std::memory_order_relaxed)) {
-    spdlog::error("the gzip index of {} proved wrong; reading the layer with a new first pass, which rebuilds it: {}",
-                  primary_->Describe(), why.ToString());
+    spdlog::error("the {} of {} proved wrong; reading the layer without it (its own pass rebuilds it): {}",
+                  index_name_, primary_->Describe(), why.ToString());
     Result<ByteSourcePtr> made = factory_();
     if (made.ok() && *made) {
       fallback_ = std::move(made).value();

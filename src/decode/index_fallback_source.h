@@ -40,7 +40,8 @@ class IndexFallbackSource final : public ByteSource {
  public:
   using Factory = std::function<Result<ByteSourcePtr>()>;
 
-  IndexFallbackSource(ByteSourcePtr primary, Factory fallback);
+  // index_name: what the loaded index is, for the log ("gzip index").
+  IndexFallbackSource(ByteSourcePtr primary, Factory fallback, std::string index_name = "gzip index");
 
   uint64_t size() const override { return Current()->size(); }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
@@ -67,6 +68,7 @@ class IndexFallbackSource final : public ByteSource {
 
   const ByteSourcePtr primary_;
   const Factory factory_;
+  const std::string index_name_;
   mutable std::atomic<bool> switched_{false};  // set once, under mu_, once the fallback was made or failed
   mutable std::mutex mu_;              // guards the fields below and the factory's one call
   mutable ByteSourcePtr fallback_;

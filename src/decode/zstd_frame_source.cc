@@ -5,17 +5,26 @@
 #include "base/worker_pool.h"
 #include "decode/zstd_util.h"
 
+#include <zlib.h>
 #include <zstd_errors.h>
 
 namespace ocifs {
+namespace {
+
+uint32_t Crc32(const std::vector<uint8_t>& data) {
+  return static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), data.data(), data.size()));
+}
+
+}  // namespace
 
 ZstdFrameSource::ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes,
-                                 std::shared_ptr<Scheduler> scheduler)
+                                 std::shared_ptr<Scheduler> scheduler, FrameCheck check)
     : compressed_(std::move(compressed)),
       frames_(std::move(frames)),
       size_(frames_.empty() ? 0 : frames_.back().out_offset + frames_.back().out_size),
       cache_(cache_bytes, 4),
-      scheduler_(scheduler ? std::move(scheduler) : Scheduler::Shared()) {}
+      scheduler_(scheduler ? std::move(scheduler) : Scheduler::Shared()),
+      check_(std::move(check)) {}
 
 Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
   const ZstdFrame& f = frames_[index];
@@ -37,6 +46,10 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
     if (n != f.out_size) {
       return corrupt("decompressed to " + std::to_string(n) + " bytes, the frame table says " +
                      std::to_string(f.out_size));
+    }
+    if (f.crc32 && Crc32(*out) != *f.crc32) {
+      return DataLoss("zstd frame table of " + compressed_->Describe() + " is wrong: frame " + std::to_string(index) +
+                      "'s decoded bytes do not match its CRC-32");
     }
     return SegmentCache::Buffer(std::move(out));
   });

@@ -1,9 +1,13 @@
 // ZstdFrameSource: a zstd blob of independently compressed frames with known
 // sizes as a random-access ByteSource; a read decompresses only the frames it
 // overlaps, side by side on the scheduler's decode pool when there are several.
+// A frame with a CRC-32 (ZstdFrame::crc32) is checked at every decode: one
+// that does not match fails the read with kDataLoss, never returning its bytes.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -19,11 +23,16 @@ namespace ocifs {
 // Ownership: shares `compressed`.
 class ZstdFrameSource final : public ByteSource {
  public:
+  // Vets frame `index`'s decoded bytes before any read sees them (a
+  // zstd:chunked TOC's digests); its error fails the read. Called
+  // concurrently from the decode pool.
+  using FrameCheck = std::function<Status(size_t index, std::span<const uint8_t> decoded)>;
+
   // `frames` sorted, contiguous in out offsets starting at 0 (from
   // ReadZstdSeekTable or ScanZstdFrames); each in range within `compressed`.
   // scheduler: lends the decode pool; null: Scheduler::Shared().
   ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes,
-                  std::shared_ptr<Scheduler> scheduler = nullptr);
+                  std::shared_ptr<Scheduler> scheduler = nullptr, FrameCheck check = nullptr);
 
   uint64_t size() const override { return size_; }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
@@ -41,6 +50,7 @@ class ZstdFrameSource final : public ByteSource {
   const uint64_t size_;
   mutable SegmentCache cache_;
   const std::shared_ptr<Scheduler> scheduler_;
+  const FrameCheck check_;
 };
 
 }  // namespace ocifs

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <zlib.h>
 
 #include <condition_variable>
 #include <filesystem>
@@ -10,7 +11,9 @@
 #include <thread>
 
 #include "base/whole_file.h"
+#include "decode/decoder.h"
 #include "decode/gzip_index.h"
+#include "decode/zstd_frame_file.h"
 #include "registry/fetch_stats.h"
 #include "stack/image_stack.h"
 
@@ -84,6 +87,21 @@ std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>, std::less<>> C
   return targets;
 }
 
+// The frame table of a zstd layer read at random by frames, each frame with
+// the CRC-32 of its decoded bytes (read through `decoded`, the layer's
+// decoder); nullopt for a layer read as a stream.
+Result<std::optional<std::string>> ZstdFrameTable(const LayerView& layer) {
+  OCIFS_ASSIGN_OR_RETURN(std::optional<std::vector<ZstdFrame>> frames, LocateZstdFrames(*layer.blob));
+  if (!frames) return std::optional<std::string>();
+  std::vector<uint8_t> buf;
+  for (ZstdFrame& f : *frames) {
+    buf.resize(static_cast<size_t>(f.out_size));
+    OCIFS_RETURN_IF_ERROR(ReadExactly(*layer.decoded, f.out_offset, buf));
+    f.crc32 = static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), buf.data(), buf.size()));
+  }
+  return std::optional<std::string>(ZstdFrameFile::Encode(layer.blob->size(), *frames));
+}
+
 }  // namespace
 
 Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptions& options) {
@@ -103,7 +121,8 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
   AccelPieces pieces;
   struct Layer {
     Compression compression = Compression::kNone;
-    std::string index_path;  // where its gzip index is saved
+    std::string index_path;                // where its gzip index is saved
+    std::optional<std::string> zstd_frames;  // its frame table, if read by frames
   };
   std::vector<Layer> layers;
   {
@@ -119,10 +138,16 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     if (!stack.ok()) return stack.status();
     pieces.image = (*stack)->image();
     for (const LayerView& v : (*stack)->layers()) {
-      layers.push_back({v.compression, (*stack)->cache()->SidePath(v.descriptor.digest, "gzidx")});
+      layers.push_back({v.compression, (*stack)->cache()->SidePath(v.descriptor.digest, "gzidx"), std::nullopt});
       total += v.descriptor.size;
     }
     OCIFS_RETURN_IF_ERROR((*stack)->WaitUntilIndexed());
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (layers[i].compression != Compression::kZstd) continue;
+      auto table = ZstdFrameTable((*stack)->layers()[i]);
+      if (!table.ok()) return table.status().WithContext("layer " + pieces.image.layers[i].digest);
+      layers[i].zstd_frames = std::move(table).value();
+    }
     if (options.progress) options.progress(GlobalFetchStats().blob_bytes.load() - start, total.load());
   }
 
@@ -134,12 +159,16 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         pieces.plain_layers.push_back(digest);
         break;
       case Compression::kZstd:
-        pieces.unindexed.push_back(digest + " (zstd: not in this version of the artifact)");
+        if (layers[i].zstd_frames) {
+          pieces.layer_indexes.push_back({LayerIndexKind::kZstdFrames, digest, layer.size, *layers[i].zstd_frames});
+        } else {
+          pieces.unindexed.push_back(digest + " (a single zstd frame: not in this version of the artifact)");
+        }
         break;
       case Compression::kGzip: {
         auto bytes = ReadWholeFile(layers[i].index_path, uint64_t{64} << 20, "gzip index");
         if (!bytes.ok()) return bytes.status().WithContext("layer " + digest + ": its gzip index was not built");
-        pieces.gzip_indexes.push_back({digest, layer.size, std::move(bytes).value()});
+        pieces.layer_indexes.push_back({LayerIndexKind::kGzipIndex, digest, layer.size, std::move(bytes).value()});
         break;
       }
     }

@@ -1,7 +1,8 @@
 // AccelBuilder: what `oci-fs accelerate` learns about an image by reading
 // each layer once, streaming: for each gzip layer its checkpoint index
 // (version 3, with the checksums of the decoded layer; docs/accel-format.md),
-// with extra checkpoints before the regions its access profiles name.
+// with extra checkpoints before the regions its access profiles name; for
+// each zstd layer of several frames its frame table with a CRC per frame.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "accel/accel_manifest.h"
 #include "cache/access_profile.h"
 #include "ocifs/status.h"
 #include "registry/image_source.h"
@@ -35,14 +37,15 @@ struct AccelBuildOptions {
 // Plain value type.
 struct AccelPieces {
   ResolvedImage image;
-  struct GzipIndex {
+  struct LayerIndex {
+    LayerIndexKind kind = LayerIndexKind::kGzipIndex;
     std::string layer_digest;
     uint64_t layer_size = 0;
-    std::string bytes;  // the index file (docs/gzip-index-format.md, version 3)
+    std::string bytes;  // the index file in its format (LayerIndexKind)
   };
-  std::vector<GzipIndex> gzip_indexes;
+  std::vector<LayerIndex> layer_indexes;
   std::vector<std::string> plain_layers;  // layers that need no index (uncompressed)
-  std::vector<std::string> unindexed;     // layers it cannot index yet (zstd): "digest (why)"
+  std::vector<std::string> unindexed;     // layers it cannot index: "digest (why)"
 };
 
 // Resolves `ref` (one platform: registry.platform, else the host's) and reads

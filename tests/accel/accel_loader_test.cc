@@ -114,7 +114,7 @@ ResolvedImage Image(const GzipLayer& layer) {
 AccelManifest ArtifactFor(const ResolvedImage& image, FakeSource& src, const std::string& index_bytes) {
   AccelManifest m;
   m.subject = {image.manifest_media_type, image.manifest_digest, 18, {}, {}, {}};
-  m.gzip_indexes.push_back({src.Put(index_bytes), image.layers[0].digest, image.layers[0].size});
+  m.layer_indexes.push_back({LayerIndexKind::kGzipIndex, src.Put(index_bytes), image.layers[0].digest, image.layers[0].size});
   return m;
 }
 
@@ -141,7 +141,7 @@ TEST_CASE("auto: the artifact's gzip index is installed without its zero runs, a
   auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
   REQUIRE(use.ok());
   CHECK(use->artifact.rfind("registry.test/a/disk@sha256:", 0) == 0);
-  CHECK(use->gzip_layers == std::vector<std::string>{image.layers[0].digest});
+  CHECK(use->indexed_layers == std::vector<std::string>{image.layers[0].digest});
   CHECK(src.referrer_calls == 1);
 
   const std::string side = c.cache->SidePath(image.layers[0].digest, "gzidx");
@@ -217,11 +217,11 @@ TEST_CASE("auto: no artifact, another image's, or a bad index: the mount goes on
   SECTION("an index for a layer the image does not have is skipped") {
     FakeSource src;
     AccelManifest wrong = ArtifactFor(image, src, layer.index);
-    wrong.gzip_indexes[0].layer_size += 1;
+    wrong.layer_indexes[0].layer_size += 1;
     src.Publish(wrong);
     use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
     REQUIRE(use.ok());
-    CHECK(use->gzip_layers.empty());
+    CHECK(use->indexed_layers.empty());
     CHECK_FALSE(std::filesystem::exists(side));
   }
   SECTION("an index without checksums (version 2) is refused") {
@@ -236,7 +236,7 @@ TEST_CASE("auto: no artifact, another image's, or a bad index: the mount goes on
     src.Publish(ArtifactFor(image, src, std::string(bytes->begin(), bytes->end())));
     use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
     REQUIRE(use.ok());
-    CHECK(use->gzip_layers.empty());
+    CHECK(use->indexed_layers.empty());
     CHECK_FALSE(std::filesystem::exists(side));
   }
   SECTION("garbage in place of the index is refused") {
@@ -244,7 +244,7 @@ TEST_CASE("auto: no artifact, another image's, or a bad index: the mount goes on
     src.Publish(ArtifactFor(image, src, "OCIFSGZI not really an index"));
     use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
     REQUIRE(use.ok());
-    CHECK(use->gzip_layers.empty());
+    CHECK(use->indexed_layers.empty());
     CHECK_FALSE(std::filesystem::exists(side));
   }
 }

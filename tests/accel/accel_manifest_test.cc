@@ -13,8 +13,8 @@ std::string Digest(char c) { return "sha256:" + std::string(64, c); }
 AccelManifest Sample() {
   AccelManifest m;
   m.subject = {std::string(media_type::kOciManifest), Digest('a'), 1234, {}, {}, {}};
-  m.gzip_indexes.push_back({{"", Digest('b'), 81234, {}, {}, {}}, Digest('c'), 376012345});
-  m.gzip_indexes.push_back({{"", Digest('d'), 99, {}, {}, {}}, Digest('e'), 1000});
+  m.layer_indexes.push_back({LayerIndexKind::kGzipIndex, {"", Digest('b'), 81234, {}, {}, {}}, Digest('c'), 376012345});
+  m.layer_indexes.push_back({LayerIndexKind::kZstdFrames, {"", Digest('d'), 99, {}, {}, {}}, Digest('e'), 1000});
   m.profiles.push_back({"", Digest('f'), 9876, {}, {}, {}});
   m.created = "2026-12-05T10:00:00Z";
   return m;
@@ -31,6 +31,7 @@ TEST_CASE("an artifact manifest round-trips, in the OCI artifact form") {
   CHECK(j["subject"]["digest"] == Digest('a'));
   CHECK(j["layers"].size() == 3);
   CHECK(j["layers"][0]["mediaType"] == accel::kGzipIndexMediaType);
+  CHECK(j["layers"][1]["mediaType"] == accel::kZstdFramesMediaType);
   CHECK(j["layers"][0]["annotations"][std::string(accel::kLayerSizeAnnotation)] == "376012345");
   CHECK(j["annotations"][std::string(accel::kVersionAnnotation)] == "1");
 
@@ -38,11 +39,13 @@ TEST_CASE("an artifact manifest round-trips, in the OCI artifact form") {
   REQUIRE(back.ok());
   CHECK(back->subject.digest == Digest('a'));
   CHECK(back->subject.size == 1234);
-  REQUIRE(back->gzip_indexes.size() == 2);
-  CHECK(back->gzip_indexes[0].layer_digest == Digest('c'));
-  CHECK(back->gzip_indexes[0].layer_size == 376012345);
-  CHECK(back->gzip_indexes[0].blob.digest == Digest('b'));
-  CHECK(back->gzip_indexes[1].layer_size == 1000);
+  REQUIRE(back->layer_indexes.size() == 2);
+  CHECK(back->layer_indexes[0].layer_digest == Digest('c'));
+  CHECK(back->layer_indexes[0].layer_size == 376012345);
+  CHECK(back->layer_indexes[0].blob.digest == Digest('b'));
+  CHECK(back->layer_indexes[0].kind == LayerIndexKind::kGzipIndex);
+  CHECK(back->layer_indexes[1].layer_size == 1000);
+  CHECK(back->layer_indexes[1].kind == LayerIndexKind::kZstdFrames);
   REQUIRE(back->profiles.size() == 1);
   CHECK(back->profiles[0].digest == Digest('f'));
   CHECK(back->created == "2026-12-05T10:00:00Z");
@@ -54,7 +57,7 @@ TEST_CASE("pieces of unknown media types are skipped, so a later version's artif
                          {"size", 5}});
   auto m = ParseAccelManifest(j.dump(), "artifact");
   REQUIRE(m.ok());
-  CHECK(m->gzip_indexes.size() == 2);
+  CHECK(m->layer_indexes.size() == 2);
   CHECK(m->profiles.size() == 1);
 }
 
@@ -77,7 +80,7 @@ TEST_CASE("a malformed artifact manifest is refused, naming what is wrong") {
       {[](nlohmann::json& j) { j["layers"][1]["annotations"][std::string(accel::kLayerSizeAnnotation)] = "12x"; },
        Code::kCorrupt, "piece 1: annotation org.oci-fs.layer.size is not a byte count"},
       {[](nlohmann::json& j) { j["layers"][1]["annotations"][std::string(accel::kLayerDigestAnnotation)] = Digest('c'); },
-       Code::kCorrupt, "a second gzip index for layer"},
+       Code::kCorrupt, "a second index for layer"},
       {[](nlohmann::json& j) { j["layers"][0]["size"] = (uint64_t{64} << 20) + 1; }, Code::kCorrupt,
        "more than 67108864"},
       {[](nlohmann::json& j) {
@@ -115,7 +118,7 @@ TEST_CASE("random truncations and byte flips of an artifact manifest never crash
     }
     auto m = ParseAccelManifest(spoiled, "artifact");
     if (m.ok()) {  // a flip inside a string can leave it valid: then it says what the bytes say
-      CHECK(m->gzip_indexes.size() <= 2);
+      CHECK(m->layer_indexes.size() <= 2);
       CHECK(m->profiles.size() <= 1);
     } else {
       CHECK_FALSE(m.status().message().empty());

@@ -5,3 +5,5 @@ ocifs_add_py_test(integration.accel accel/test_accelerate.py TIMEOUT 900)
 # referrers API (tests/support/referrers_proxy.py), the CSI node plugin, and
 # artifacts that are wrong.
 ocifs_add_py_test(integration.accel_registries accel/test_accelerate_registries.py TIMEOUT 600)
+# zstd layers: a multi-frame layer's frame table with frame CRCs.
+ocifs_add_py_test(integration.accel_zstd accel/test_accelerate_zstd.py TIMEOUT 600)

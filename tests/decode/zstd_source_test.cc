@@ -1,3 +1,4 @@
+#include <zlib.h>
 #include <zstd.h>
 
 #include <atomic>
@@ -9,6 +10,8 @@
 #include "base/memory_source.h"
 #include "decode/compression.h"
 #include "decode/decoder.h"
+#include "decode/index_fallback_source.h"
+#include "decode/zstd_frame_file.h"
 #include "decode/zstd_frame_source.h"
 #include "decode/zstd_stream_source.h"
 #include "testing/concurrent_reads.h"
@@ -188,6 +191,68 @@ TEST_CASE("multi-frame zstd without a seek table walks its frames once, then ope
   auto other_source = OpenZstd(std::make_shared<MemorySource>(other.blob, "other"), options);
   CHECK(other_source->size() == (1u << 20));
   CheckRandomReads(*other_source, MakeData(1 << 20, 23), 20, 24);
+}
+
+// The frame table of `m` (made by CompressFrames of `data`), every frame with its CRC-32.
+std::vector<ZstdFrame> FramesWithCrcs(const MultiFrame& m, const std::vector<uint8_t>& data) {
+  std::vector<ZstdFrame> frames;
+  uint64_t in = 0, out = 0;
+  for (size_t i = 0; i < m.in_sizes.size(); ++i) {
+    ZstdFrame f{in, m.in_sizes[i], out, m.out_sizes[i]};
+    f.crc32 = static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), data.data() + out, m.out_sizes[i]));
+    frames.push_back(f);
+    in += m.in_sizes[i];
+    out += m.out_sizes[i];
+  }
+  return frames;
+}
+
+TEST_CASE("a saved frame table with CRCs is used without a walk, and every frame it decodes is checked") {
+  ocifs::testing::TempDir tmp;
+  auto data = MakeData(3 << 20, 31);
+  MultiFrame m = CompressFrames(data, 200000);
+  DecoderOptions options;
+  options.frame_table_path = tmp.path() + "/layer.zstdframes";
+  REQUIRE(ZstdFrameFile::Write(options.frame_table_path, m.blob.size(), FramesWithCrcs(m, data)).ok());
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
+  auto source = OpenZstd(counted, options);
+  CHECK(counted->returned.load() <= 4);  // the magic check: no walk, no seek-table read
+  CHECK(source->size() == data.size());
+  CheckRandomReads(*source, data, 60, 32);
+  auto fallback = std::dynamic_pointer_cast<const IndexFallbackSource>(source);
+  REQUIRE(fallback != nullptr);
+  CHECK_FALSE(fallback->fell_back());
+}
+
+TEST_CASE("a saved frame table whose CRC is wrong falls back to walking the blob, reads stay exact") {
+  ocifs::testing::TempDir tmp;
+  auto data = MakeData(3 << 20, 33);
+  MultiFrame m = CompressFrames(data, 200000);
+  DecoderOptions options;
+  options.frame_table_path = tmp.path() + "/layer.zstdframes";
+  auto frames = FramesWithCrcs(m, data);
+  *frames[4].crc32 ^= 0x10;
+  REQUIRE(ZstdFrameFile::Write(options.frame_table_path, m.blob.size(), frames).ok());
+  auto source = OpenZstd(std::make_shared<MemorySource>(m.blob, "blob"), options);
+  // Frame 0 is right: read through the table.
+  std::vector<uint8_t> buf(1000);
+  REQUIRE(source->ReadAt(10, buf).ok());
+  CHECK(std::equal(buf.begin(), buf.end(), data.begin() + 10));
+  auto fallback = std::dynamic_pointer_cast<const IndexFallbackSource>(source);
+  REQUIRE(fallback != nullptr);
+  CHECK_FALSE(fallback->fell_back());
+  // Frame 4 fails its CRC: the read is served by the walked frames, exact.
+  buf.assign(300000, 0);
+  auto n = source->ReadAt(4 * 200000 - 1000, buf);
+  REQUIRE(n.ok());
+  CHECK(std::equal(buf.begin(), buf.end(), data.begin() + 4 * 200000 - 1000));
+  CHECK(fallback->fell_back());
+  CheckRandomReads(*source, data, 40, 34);
+  // The walk saved its own table (no CRCs) over the wrong one.
+  auto saved = ZstdFrameFile::Read(options.frame_table_path, m.blob.size());
+  REQUIRE(saved.ok());
+  CHECK(saved->size() == m.in_sizes.size());
+  CHECK_FALSE((*saved)[4].crc32.has_value());
 }
 
 TEST_CASE("zstd seekable format is opened from its seek table with one read at the end") {

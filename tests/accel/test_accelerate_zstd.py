@@ -1,0 +1,84 @@
+"""The acceleration artifact for zstd layers (docs/accel-format.md): a zstd layer
+of several frames without a seek table gets its frame table, with a CRC-32 of
+every frame's decoded bytes, so a fresh node neither walks the whole layer to
+find its frames nor trusts the table for the bytes it returns.
+
+Fetches are counted by the registry's request log; every read is compared with
+the disk's bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+from support import images
+from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan
+from support.images import sha256
+from support.processes import Mount
+
+from test_accelerate import ARTIFACT_TYPE, TLS, accelerate
+
+ZSTD_FRAMES = "application/vnd.oci-fs.zstd-frames.v2"
+
+
+def test_inspect_shows_a_zstd_frame_table(ocifs, registry, repo):
+    # The first mount's use of it: test_accelerate.py, the test of the end of a compressed disk.
+    ref, _ = images.push_containerdisk(registry, repo, disk_bytes(4 * MiB, seed=81), "zstd-multiframe")
+    artifact = accelerate(ocifs, ref)
+    out = ocifs("inspect", TLS, ref).stdout.decode()
+    assert f"Accel: {artifact} (1 zstd frame table, 0 profiles" in out, out
+    j = json.loads(ocifs("inspect", TLS, "--json", ref).stdout)
+    assert j["accel"]["indexes"][0]["mediaType"] == ZSTD_FRAMES
+    assert j["accel"]["indexes"][0]["kind"] == "zstd frame table"
+
+
+def spoil_a_frame_crc(table: bytes) -> bytes:
+    """The frame table (docs/zstd-frames-format.md, version 2 with CRCs) with frame
+    10's CRC changed and the file's CRC made right again."""
+    version, count, _blob, flags = struct.unpack_from("<IIQI", table, 8)
+    assert (version, flags) == (2, 1) and count > 10
+    body = bytearray(table[:-4])
+    body[28 + 10 * 36 + 32] ^= 0xFF
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+def push_spoilt_copy(registry, repo: str, artifact_ref: str) -> str:
+    """Pushes a copy of the artifact with a spoilt frame table, listed as the newest."""
+    client = registry.client()
+    manifest = json.loads(client.get_manifest(repo, artifact_ref.split("@", 1)[1]).body)
+    piece = next(p for p in manifest["layers"] if p["mediaType"] == ZSTD_FRAMES)
+    bad = spoil_a_frame_crc(client.get_blob(repo, piece["digest"]).body)
+    piece["digest"] = client.put_blob(repo, bad)
+    piece["size"] = len(bad)
+    manifest["annotations"]["org.opencontainers.image.created"] = "2099-01-01T00:00:00Z"
+    body = json.dumps(manifest).encode()
+    digest = client.put_manifest(repo, sha256(body), body, manifest["mediaType"])
+    tag = manifest["subject"]["digest"].replace(":", "-")
+    index_doc = json.loads(client.get_manifest(repo, tag).body)
+    index_doc["manifests"].append({"mediaType": manifest["mediaType"], "digest": digest, "size": len(body),
+                                   "artifactType": ARTIFACT_TYPE,
+                                   "annotations": {"org.opencontainers.image.created": "2099-01-01T00:00:00Z"}})
+    client.put_manifest(repo, tag, json.dumps(index_doc).encode(), "application/vnd.oci.image.index.v1+json")
+    return digest
+
+
+def test_a_frame_table_with_a_wrong_crc_still_reads_exact_bytes_and_is_logged_once(ocifs, registry, repo, workdir):
+    data = disk_bytes(24 * MiB, seed=83)
+    ref, img = images.push_containerdisk(registry, repo, data, "zstd-multiframe")
+    push_spoilt_copy(registry, repo, accelerate(ocifs, ref))
+    log = workdir / "mount.log"
+    cache = workdir / "cache"
+    with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=84, random_reads=30))
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    text = log.read_text()
+    assert "installed the zstd frame table" in text, text  # the spoilt artifact was the one used
+    wrong = [l for l in text.splitlines() if "zstd frame table of" in l and "is wrong" in l and "proved wrong" in l]
+    assert len(wrong) == 1, text
+    # The mount located the frames itself and saved them in its place: a second mount reads quietly.
+    log.write_text("")
+    with Mount(ref, workdir / "m2", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    assert "is wrong" not in log.read_text()
