@@ -53,6 +53,10 @@ class Pass {
   [[nodiscard]] Status Finish(uint64_t in_end);
   void Start(uint64_t in, bool frame_start);
   bool TargetAt(uint64_t off, uint64_t len);
+  bool WithinBudget(uint64_t off) const {
+    return static_cast<double>(zdict_bytes_ + last_zdict_) <=
+           static_cast<double>(o_.max_dict_bytes) * static_cast<double>(off) / static_cast<double>(blob_.size());
+  }
   Status Bad(uint64_t off, const std::string& why) const {
     return Corrupt("zstd blob " + blob_.Describe() + " at compressed offset " + std::to_string(off) + ": " + why);
   }
@@ -71,6 +75,8 @@ class Pass {
   uint64_t out_ = 0;          // decoded bytes so far
   uint64_t frame_out_ = 0;    // decoded offset of the current frame
   uint64_t keep_back_ = 0;    // decoded bytes kept before the open checkpoint
+  uint64_t zdict_bytes_ = 0;  // compressed dictionaries so far
+  uint64_t last_zdict_ = 0;   // the last one: what the next may take
   std::optional<Open> open_;
   std::vector<uint64_t> starts_, ends_;
   size_t next_start_ = 0, next_end_ = 0;
@@ -163,7 +169,9 @@ Status Pass::Finish(uint64_t in_end) {
     const size_t n = ZSTD_compress(cp.zdict.data(), cp.zdict.size(), dict.data(), dict.size(), o_.dict_level);
     if (ZSTD_isError(n)) return Internal(std::string("compressing a checkpoint dictionary: ") + ZSTD_getErrorName(n));
     cp.zdict.resize(n);
-    if (stats_) stats_->dict_bytes += dict.size();
+    zdict_bytes_ += n;
+    last_zdict_ = n;
+    if (stats_) stats_->dict_bytes += dict.size(), stats_->zdict_bytes += n;
   }
   if (c.frame_start) cp.kind = ZstdCheckpoint::Kind::kFrameStart;
   if (stats_ && cp.kind != ZstdCheckpoint::Kind::kFromFrameStart) ++stats_->checkpoints;
@@ -192,9 +200,9 @@ Result<ZstdCheckpointIndex> Pass::Run() {
     const size_t r = ZSTD_getFrameHeader(&fh, head.data(), head.size());
     if (ZSTD_isError(r) || r != 0) return Bad(off, "no zstd frame header");
     if (fh.frameType == ZSTD_skippableFrame) {
-      const uint64_t len = ZSTD_SKIPPABLEHEADERSIZE + uint64_t{fh.frameContentSize};  // headerSize is 0 here
-      OCIFS_RETURN_IF_ERROR(Ensure(off, len));
-      OCIFS_RETURN_IF_ERROR(FeedReal(off, len));
+      // Skipped unread (the real decoder need not see it). headerSize is 0 here.
+      const uint64_t len = ZSTD_SKIPPABLEHEADERSIZE + uint64_t{fh.frameContentSize};
+      if (len > size - off) return Bad(off, "skippable frame past the end of the blob");
       off += len;
       continue;
     }
@@ -223,8 +231,12 @@ Result<ZstdCheckpointIndex> Pass::Run() {
       if (first) {
         Start(off, true);
       } else if (out_ - open_->out >= o_.spacing || target) {
-        OCIFS_RETURN_IF_ERROR(Finish(off));
-        Start(off, false);
+        if (WithinBudget(off)) {
+          OCIFS_RETURN_IF_ERROR(Finish(off));
+          Start(off, false);
+        } else if (stats_) {
+          ++stats_->skipped_budget;
+        }
       }
       first = false;
       uint64_t decoded = bsize;

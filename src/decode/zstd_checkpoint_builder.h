@@ -26,6 +26,13 @@ struct ZstdCheckpointOptions {
   // A checkpoint whose segment refers further back than this (or needs a
   // repeat offset larger) is not kept: its dictionary would be that large.
   uint64_t max_reach = 32ull << 20;
+  // The compressed dictionaries take about this much at most (an index in an
+  // acceleration artifact must stay under 64 MiB): a checkpoint is placed
+  // only while those so far, and one more the size of the last, take less
+  // than the budget's share of the blob read so far (budget * offset / blob
+  // size); else the open segment goes on. The last segment's may go over.
+  // A large window (level 19: 8 MiB) makes a checkpoint's dictionary large.
+  uint64_t max_dict_bytes = 40ull << 20;
   // Level at which dictionaries are compressed into the index.
   int dict_level = 6;
 };
@@ -37,6 +44,8 @@ struct ZstdCheckpointStats {
   uint64_t dropped_reach = 0;    // too far back (max_reach)
   uint64_t dropped_verify = 0;   // did not decode to the real output
   uint64_t dict_bytes = 0;       // uncompressed dictionaries kept
+  uint64_t zdict_bytes = 0;      // the same, compressed (as in the index)
+  uint64_t skipped_budget = 0;   // checkpoints not placed for max_dict_bytes
 };
 
 // Reads `blob` (known size) from start to end in 4 MiB pieces. Memory: about

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdlib>
 #include <random>
 
 #include "base/memory_source.h"
@@ -163,4 +164,64 @@ TEST_CASE("zstd checkpoint build rejects a truncated or damaged blob with kCorru
   CHECK(r.status().code() == Code::kCorrupt);
   MemorySource garbage(std::vector<uint8_t>(1000, 0x55));
   CHECK(BuildZstdCheckpoints(garbage, {}).status().code() == Code::kCorrupt);
+}
+
+// Figures for docs and reviews, not a check: `decode_test "[.bench]" -s`.
+TEST_CASE("bench: size and build time of a checkpoint index over zstd, by kind of data", "[.bench]") {
+  const std::pair<ZstdDataKind, const char*> kinds[] = {{ZstdDataKind::kRandom, "random"},
+                                                        {ZstdDataKind::kText, "text"},
+                                                        {ZstdDataKind::kZeros, "zeros"},
+                                                        {ZstdDataKind::kFarRepeats, "far repeats"}};
+  for (int level : {3, 19}) {
+    for (const auto& [kind, name] : kinds) {
+      const std::vector<uint8_t> data = MakeZstdTestData(kind, 8 << 20, 21);
+      auto blob = std::make_shared<MemorySource>(CompressZstdFrame(data, {.level = level, .checksum = true}));
+      ZstdCheckpointStats stats;
+      const auto t0 = std::chrono::steady_clock::now();
+      ZstdCheckpointOptions o;
+      if (const char* e = std::getenv("ZCKPT_DICT_LEVEL")) o.dict_level = std::atoi(e);
+      if (const char* e = std::getenv("ZCKPT_SPACING")) o.spacing = std::strtoull(e, nullptr, 10);
+      auto bytes = BuildZstdCheckpointIndex(*blob, o, &stats);
+      const auto t1 = std::chrono::steady_clock::now();
+      REQUIRE(bytes.ok());
+      // Cold 4 KiB reads: a fresh source each, so each decodes its segment.
+      auto index = ZstdCheckpointIndex::Parse({reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()});
+      REQUIRE(index.ok());
+      std::mt19937 rng(1);
+      const auto t2 = std::chrono::steady_clock::now();
+      for (int k = 0; k < 20; ++k) {
+        ZstdCheckpointSource source(blob, *index, 4 << 20);
+        std::vector<uint8_t> got(4096);
+        REQUIRE(source.ReadAt(rng() % (data.size() - 4096), got).ok());
+      }
+      const auto t3 = std::chrono::steady_clock::now();
+      auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+      WARN("level " << level << " " << name << ": 8 MiB -> " << blob->size() << " B compressed; index "
+                    << bytes->size() << " B (" << stats.checkpoints << " checkpoints, dictionaries "
+                    << stats.dict_bytes << " B raw), dropped " << stats.dropped_verify << " by the check, "
+                    << stats.dropped_reach << " by reach; build " << ms(t1 - t0) << " ms; cold 4 KiB read "
+                    << ms(t3 - t2) / 20 << " ms");
+    }
+  }
+}
+
+TEST_CASE("zstd checkpoints: the dictionaries stay within their budget, spread over the blob") {
+  const std::vector<uint8_t> data = MakeZstdTestData(ZstdDataKind::kText, 4 << 20, 12);
+  auto blob = std::make_shared<MemorySource>(CompressZstdFrame(data, {.level = 19, .content_size = false}));
+  ZstdCheckpointOptions o;
+  o.spacing = 256 << 10;
+  ZstdCheckpointStats all;
+  REQUIRE(BuildZstdCheckpoints(*blob, o, &all).ok());
+  o.max_dict_bytes = all.zdict_bytes / 4;
+  ZstdCheckpointStats stats;
+  auto index = BuildZstdCheckpoints(*blob, o, &stats);
+  REQUIRE(index.ok());
+  INFO("all " << all.zdict_bytes << " B in " << all.checkpoints << ", budget: " << stats.zdict_bytes << " B in "
+              << stats.checkpoints);
+  CHECK(stats.skipped_budget > 0);
+  CHECK(stats.checkpoints >= 3);
+  // The last segment's dictionary may go over: it is made when the blob ends.
+  CHECK(stats.zdict_bytes <= o.max_dict_bytes * 3 / 2);
+  CHECK(index->checkpoints.back().out > data.size() / 2);
+  CheckServes(Built{blob, std::move(index).value(), stats}, data);
 }
