@@ -180,14 +180,31 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
   return use;
 }
 
+// The record of the artifact a mount of `image` used, kept in the cache.
+Status KeepRecord(ChunkCache& cache, const ResolvedImage& image, const FetchedArtifact& artifact) {
+  return WriteFileAtomically(RecordPath(cache, image.manifest_digest), artifact.reference + "\n" + artifact.bytes);
+}
+
+// A pinned artifact the cache's record holds (a CSI volume's remount, say)
+// is not fetched again: no round trip, and no failure if it was deleted.
 Result<AccelUse> ApplyPinned(const Reference& pinned, const ResolvedImage& image, const RegistryOptions& registry,
                              ChunkCache& cache) {
   OCIFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageSource> source, OpenImageSource(pinned, registry));
-  Descriptor desc;
-  desc.digest = pinned.digest;
-  desc.media_type = std::string(media_type::kOciManifest);
-  OCIFS_ASSIGN_OR_RETURN(FetchedArtifact artifact, FetchArtifact(*source, pinned, desc));
-  return Install(*source, artifact, image, cache);
+  std::optional<FetchedArtifact> artifact = ReadRecord(cache, image.manifest_digest);
+  const bool recorded = artifact && artifact->reference == pinned.ToString();
+  if (!recorded) {
+    Descriptor desc;
+    desc.digest = pinned.digest;
+    desc.media_type = std::string(media_type::kOciManifest);
+    OCIFS_ASSIGN_OR_RETURN(artifact, FetchArtifact(*source, pinned, desc));
+  }
+  OCIFS_ASSIGN_OR_RETURN(AccelUse use, Install(*source, *artifact, image, cache));
+  if (!recorded) {
+    if (Status s = KeepRecord(cache, image, *artifact); !s.ok()) {
+      spdlog::warn("not keeping the acceleration record: {}", s.ToString());
+    }
+  }
+  return use;
 }
 
 }  // namespace
@@ -251,9 +268,7 @@ Result<AccelUse> ApplyAccel(const AccelChoice& choice, ImageSource& source, cons
     return AccelUse{};
   }
   if (recorded) return use;  // the record says so already: no rewrite (and fsync) at every mount
-  if (Status s = WriteFileAtomically(RecordPath(cache, image.manifest_digest),
-                                     artifact->reference + "\n" + artifact->bytes);
-      !s.ok()) {
+  if (Status s = KeepRecord(cache, image, *artifact); !s.ok()) {
     spdlog::warn("not keeping the acceleration record: {}", s.ToString());
   }
   return use;

@@ -13,6 +13,11 @@
 #include "csi/subprocess.h"
 
 namespace ocifs {
+namespace {
+
+bool AccelIsAuto(const MountConfig& config) { return config.accel.empty() || config.accel == "auto"; }
+
+}  // namespace
 
 Result<MountConfig> MountLauncher::VolumeConfig(const VolumeRecord& record) const {
   MountConfigBuilder builder(config_.defaults);
@@ -23,6 +28,7 @@ Result<MountConfig> MountLauncher::VolumeConfig(const VolumeRecord& record) cons
   }
   OCIFS_ASSIGN_OR_RETURN(MountConfig config, builder.Build("/"));
   if (!record.auth_file.empty()) config.authfile = record.auth_file;
+  if (!record.accel.empty() && AccelIsAuto(config)) config.accel = record.accel;
   return config;
 }
 
@@ -44,7 +50,7 @@ Result<std::vector<std::string>> MountLauncher::MountArgv(const VolumeRecord& re
   return argv;
 }
 
-Result<std::string> MountLauncher::ResolveDigest(const VolumeRecord& record) const {
+Result<MountLauncher::Pinned> MountLauncher::Resolve(const VolumeRecord& record) const {
   const std::string what = "resolve " + record.spec.image;
   OCIFS_ASSIGN_OR_RETURN(std::vector<std::string> argv, InspectArgv(record));
   OCIFS_ASSIGN_OR_RETURN(ProcessResult run, RunProcess({std::move(argv), config_.timeout, false}));
@@ -54,11 +60,21 @@ Result<std::string> MountLauncher::ResolveDigest(const VolumeRecord& record) con
       !json["digest"].is_string()) {
     return Internal(what + ": `oci-fs inspect --json` printed no \"digest\"");
   }
-  std::string digest = json["digest"].get<std::string>();
-  if (digest.rfind("sha256:", 0) != 0 && digest.rfind("sha512:", 0) != 0) {
-    return Internal(what + ": unexpected digest \"" + digest + "\"");
+  Pinned pinned;
+  pinned.digest = json["digest"].get<std::string>();
+  if (pinned.digest.rfind("sha256:", 0) != 0 && pinned.digest.rfind("sha512:", 0) != 0) {
+    return Internal(what + ": unexpected digest \"" + pinned.digest + "\"");
   }
-  return digest;
+  // The artifact inspect found (docs/cli.md): pinned, so that a remount of
+  // this volume reads with the index it was published with.
+  OCIFS_ASSIGN_OR_RETURN(MountConfig config, VolumeConfig(record));
+  auto accel = json.find("accel");
+  if (AccelIsAuto(config) && accel != json.end() && accel->is_object() && accel->contains("reference") &&
+      (*accel)["reference"].is_string()) {
+    const std::string ref = (*accel)["reference"].get<std::string>();
+    if (ref.find("@sha256:") != std::string::npos) pinned.accel = ref;
+  }
+  return pinned;
 }
 
 Status MountLauncher::Mount(const VolumeRecord& record) const {

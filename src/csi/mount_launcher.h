@@ -39,18 +39,25 @@ class MountLauncher {
  public:
   explicit MountLauncher(LauncherConfig config) : config_(std::move(config)) {}
 
-  // The manifest digest ("sha256:...") `record.spec.image` resolves to now.
-  Result<std::string> ResolveDigest(const VolumeRecord& record) const;
+  // What `record.spec.image` resolves to now: its manifest digest, and the
+  // acceleration artifact next to it if the volume's accel is auto.
+  struct Pinned {
+    std::string digest;  // "sha256:..."
+    std::string accel;   // REGISTRY/REPO@sha256:.., or "" (none, or accel is not auto)
+  };
+  Result<Pinned> Resolve(const VolumeRecord& record) const;
 
-  // Mounts record.PinnedRef() at the record's target (which must exist) and
-  // returns once the mount answers. On failure no mount is left behind.
+  // Mounts record.PinnedRef() at the record's target (which must exist),
+  // with the artifact record.accel when there is one, and returns once the
+  // mount answers. On failure no mount is left behind.
   Status Mount(const VolumeRecord& record) const;
 
   // Unmounts `target` if anything is mounted there (a dead mount too).
   Status Unmount(const std::string& target) const;
 
   // The configuration of `record`'s mount: the node's defaults, its
-  // attributes, its credentials file. kInvalidArgument for a bad attribute.
+  // attributes, its pinned artifact, its credentials file.
+  // kInvalidArgument for a bad attribute.
   Result<MountConfig> VolumeConfig(const VolumeRecord& record) const;
 
   // The argv of each step; exposed for tests (they check no secret leaks in).

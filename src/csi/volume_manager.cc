@@ -89,9 +89,10 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
     spdlog::warn("csi: publish {} at {}: {}", spec.volume_id, target, s.ToString());
     return s;
   };
-  auto digest = launcher_->ResolveDigest(record);
-  if (!digest.ok()) return fail(digest.status());
-  record.digest = *digest;
+  auto pinned = launcher_->Resolve(record);
+  if (!pinned.ok()) return fail(pinned.status());
+  record.digest = pinned->digest;
+  record.accel = pinned->accel;
   if (Status s = launcher_->Mount(record); !s.ok()) return fail(s);
   record.mount_pid = FindMountProcess(target).value_or(0);
   if (Status s = store_->Save(record); !s.ok()) {

@@ -79,6 +79,7 @@ std::string RecordToJson(const VolumeRecord& r) {
       {"attributes", r.spec.attributes},
       {"authFile", r.auth_file},
       {"mountPid", r.mount_pid},
+      {"accel", r.accel},
   };
   return j.dump(2) + "\n";
 }
@@ -101,6 +102,7 @@ Result<VolumeRecord> RecordFromJson(const std::string& text) {
     r.spec.ephemeral = j.value("ephemeral", false);
     r.auth_file = j.value("authFile", "");
     r.mount_pid = j.value("mountPid", 0);
+    r.accel = j.value("accel", "");
     if (r.spec.volume_id.empty() || r.spec.target_path.empty() || r.spec.image.empty() ||
         r.digest.empty()) {
       return Corrupt("volume record lacks volumeId, targetPath, image or digest");

@@ -7,7 +7,8 @@
 //   {"version": 1, "volumeId": "...", "targetPath": "/var/lib/kubelet/...",
 //    "image": "reg/disk:v1", "digest": "sha256:...", "ephemeral": true,
 //    "attributes": {"mode": "tree", "prefetchRate": "20M", ...},
-//    "authFile": "" | "STATE_DIR/secrets/<key>.json", "mountPid": 1234}
+//    "authFile": "" | "STATE_DIR/secrets/<key>.json", "mountPid": 1234,
+//    "accel": "" | "reg/disk@sha256:..."}
 // "attributes" are the volume's mount attributes as published. Records
 // written before it (typed diskPath, mode, platform, tlsVerify, prefetchAll,
 // prefetchRate, imageProfile, clusterCache) are read as those attributes.
@@ -29,6 +30,10 @@ namespace ocifs {
 struct VolumeRecord {
   VolumeSpec spec;
   std::string digest;     // the manifest digest pinned at publish ("sha256:...")
+  // The acceleration artifact pinned at publish (REGISTRY/REPO@sha256:..,
+  // docs/accel-format.md): the one found next to the image when the volume's
+  // `accel` attribute was auto. "" = none (none found, or not auto).
+  std::string accel;
   std::string auth_file;  // this volume's credentials, or ""
   pid_t mount_pid = 0;    // the `oci-fs mount` daemon, 0 if unknown
 

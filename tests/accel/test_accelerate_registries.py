@@ -10,6 +10,8 @@ disk's bytes.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import random
 import subprocess
 import sys
@@ -221,6 +223,15 @@ def test_a_pinned_artifact_that_does_not_exist_fails_the_mount_naming_it(ocifs, 
 # --------------------------------------------------------------------------- a CSI volume
 
 
+def records(plugin) -> dict:
+    """The plugin's volume records (docs/kubernetes.md, "State directory"), by volume id."""
+    out = {}
+    for p in (plugin.state_dir / "volumes").glob("*.json"):
+        r = json.loads(p.read_text())
+        out[r["volumeId"]] = r
+    return out
+
+
 def test_a_csi_volume_uses_the_artifact_and_the_accel_attribute_is_honoured(ocifs, registry, repo, workdir):
     if str(TESTS / "csi") not in sys.path:
         sys.path.insert(0, str(TESTS / "csi"))
@@ -255,6 +266,33 @@ def test_a_csi_volume_uses_the_artifact_and_the_accel_attribute_is_honoured(ocif
         auto = publish("pod-auto", ref_a)
         assert_reads_match(auto / "disk.img", data_a, last_mib(data_a))
         assert_small_fetch(layer_bytes(registry, img_a) - before, img_a.layers[0].size)
+        # The record pins the artifact found at publish, and the mount was given it.
+        assert f"--accel={artifact_a}" in mount_argv(auto)
+        assert records(plugin)["csi-pod-auto"]["accel"] == artifact_a
+
+        # A newer artifact appears; the volume's mount dies and the plugin remounts it
+        # with the artifact it was published with.
+        newer = accelerate(ocifs, ref_a)
+        assert newer != artifact_a
+        [(_, _, old_pid)] = [p for p in published if p[0] == "csi-pod-auto"]
+        os.kill(old_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        remounted = []
+        while time.monotonic() < deadline and not remounted:
+            time.sleep(0.5)
+            remounted = [p for p in processes.find_processes(processes.ocifs_bin(), str(auto)) if p != old_pid]
+        assert remounted, "the plugin did not remount the volume"
+        argv = Path(f"/proc/{remounted[0]}/cmdline").read_text().split("\0")
+        assert f"--accel={artifact_a}" in argv and f"--accel={newer}" not in argv, argv
+        published[:] = [p if p[0] != "csi-pod-auto" else (p[0], p[1], remounted[0]) for p in published]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                assert_reads_match(auto / "disk.img", data_a, last_mib(data_a))
+                break
+            except OSError:
+                time.sleep(0.5)  # the remount is on its way
+        assert_same_bytes((auto / "disk.img").read_bytes(), data_a)
 
         before = layer_bytes(registry, img_b)
         off = publish("pod-off", ref_b, accel="off")
@@ -266,8 +304,10 @@ def test_a_csi_volume_uses_the_artifact_and_the_accel_attribute_is_honoured(ocif
         pinned = publish("pod-pinned", ref_a, accel=artifact_a)
         assert f"--accel={artifact_a}" in mount_argv(pinned)
         assert_same_bytes((pinned / "disk.img").read_bytes(), data_a)
-        assert {json.loads(p.read_text())["attributes"].get("accel")
-                for p in (plugin.state_dir / "volumes").glob("*.json")} == {None, "off", artifact_a}
+        assert {r["attributes"].get("accel") for r in records(plugin).values()} == {None, "off", artifact_a}
+        # Only a volume whose accel is auto pins what it found.
+        assert records(plugin)["csi-pod-off"]["accel"] == ""
+        assert records(plugin)["csi-pod-pinned"]["accel"] == ""
 
         with pytest.raises(grpc.RpcError) as refused:
             publish("pod-bad", ref_a, accel="sometimes")

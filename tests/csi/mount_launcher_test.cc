@@ -2,7 +2,12 @@
 
 #include <algorithm>
 
+#include <sys/stat.h>
+
+#include <fstream>
+
 #include "csi/mount_launcher.h"
+#include "testing/temp_dir.h"
 
 using namespace ocifs;
 
@@ -85,7 +90,43 @@ TEST_CASE("a failing oci-fs becomes a Status with its message") {
   LauncherConfig c = Config();
   c.oci_fs_binary = "/bin/false";
   MountLauncher launcher(c);
-  auto digest = launcher.ResolveDigest(Record());
+  auto digest = launcher.Resolve(Record());
   REQUIRE_FALSE(digest.ok());
   CHECK(digest.status().message().find("resolve reg:5000/disk:v1") != std::string::npos);
+}
+
+TEST_CASE("the artifact pinned at publish goes to the mount when the volume's accel is auto") {
+  MountLauncher launcher(Config());
+  VolumeRecord r = Record();
+  r.accel = "reg:5000/disk@sha256:bb";
+  auto argv = launcher.MountArgv(r);
+  REQUIRE(argv.ok());
+  CHECK(std::count(argv->begin(), argv->end(), "--accel=reg:5000/disk@sha256:bb") == 1);
+  r.spec.attributes = {{"accel", "off"}};
+  argv = launcher.MountArgv(r);
+  REQUIRE(argv.ok());
+  CHECK(std::count(argv->begin(), argv->end(), "--accel=reg:5000/disk@sha256:bb") == 0);
+  CHECK(std::count(argv->begin(), argv->end(), "--accel=off") == 1);
+}
+
+TEST_CASE("resolving a volume pins the digest and the artifact inspect found, if accel is auto") {
+  ocifs::testing::TempDir tmp;
+  const std::string fake = tmp.path() + "/oci-fs";
+  {
+    std::ofstream f(fake);
+    f << "#!/bin/sh\necho '{\"digest\": \"sha256:aa\", \"accel\": {\"reference\": \"reg:5000/disk@sha256:bb\"}}'\n";
+  }
+  REQUIRE(::chmod(fake.c_str(), 0755) == 0);
+  LauncherConfig c = Config();
+  c.oci_fs_binary = fake;
+  MountLauncher launcher(c);
+  auto pinned = launcher.Resolve(Record());
+  REQUIRE(pinned.ok());
+  CHECK(pinned->digest == "sha256:aa");
+  CHECK(pinned->accel == "reg:5000/disk@sha256:bb");
+  VolumeRecord off = Record();
+  off.spec.attributes = {{"accel", "off"}};
+  pinned = launcher.Resolve(off);
+  REQUIRE(pinned.ok());
+  CHECK(pinned->accel.empty());
 }

@@ -25,6 +25,7 @@ VolumeRecord Sample(std::string target) {
   r.digest = "sha256:abcd";
   r.auth_file = "/state/secrets/x.json";
   r.mount_pid = 42;
+  r.accel = "127.0.0.1:5000/disk@sha256:ef01";
   return r;
 }
 }  // namespace
@@ -38,6 +39,7 @@ TEST_CASE("a volume record survives a JSON round trip") {
   CHECK(back->digest == r.digest);
   CHECK(back->auth_file == r.auth_file);
   CHECK(back->mount_pid == 42);
+  CHECK(back->accel == r.accel);
   CHECK(r.PinnedRef() == "127.0.0.1:5000/disk:v1@sha256:abcd");
 }
 
