@@ -11,6 +11,7 @@
 
 #include "decode/gzip_source.h"
 #include "decode/index_fallback_source.h"
+#include "decode/zstd_chunked_open.h"
 #include "decode/zstd_frame_file.h"
 #include "decode/zstd_frame_source.h"
 #include "decode/zstd_frames.h"
@@ -124,6 +125,10 @@ Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compress
           }));
     }
     case Compression::kZstd: {
+      // A zstd:chunked layer's TOC locates its frames; without one, or with one unusable, as any zstd blob.
+      OCIFS_ASSIGN_OR_RETURN(std::optional<ByteSourcePtr> chunked,
+                             OpenZstdChunked(compressed, options, kMaxFrameBytes));
+      if (chunked) return std::move(*chunked);
       return OpenZstd(std::move(compressed), options, /*use_saved=*/true);
     }
   }

@@ -17,6 +17,24 @@ namespace {
 
 constexpr uint64_t kReadSize = 4ull << 20;
 
+// The compressed bytes the pass holds, at their offsets in the blob.
+class SpanSource final : public ByteSource {
+ public:
+  SpanSource(std::span<const uint8_t> bytes, uint64_t base) : bytes_(bytes), base_(base) {}
+  uint64_t size() const override { return base_ + bytes_.size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    if (offset < base_) return Internal("zstd checkpoint build: bytes no longer held");
+    if (offset >= size()) return size_t{0};
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(buf.size(), size() - offset));
+    std::copy_n(bytes_.begin() + static_cast<ptrdiff_t>(offset - base_), n, buf.begin());
+    return n;
+  }
+
+ private:
+  const std::span<const uint8_t> bytes_;
+  const uint64_t base_;
+};
+
 // One sequential pass: the block tracker and libzstd's own streaming decoder
 // side by side, block by block, so that the real output of every block is at
 // hand when a checkpoint's segment ends. Thread safety: none.
@@ -156,7 +174,8 @@ Status Pass::Finish(uint64_t in_end) {
   }
   if (usable) {
     std::vector<uint8_t> got(out_ - c.out);
-    Status s = DecodeZstdBlocks(ddict.get(), index_.window_log, Compressed(c.in, in_end - c.in), 0, got);
+    const SpanSource held(cbuf_, cbase_);
+    Status s = DecodeZstdBlocks(ddict.get(), index_.window_log, held, c.in, in_end, 0, got);
     auto want = Decoded(c.out, out_);
     usable = s.ok() && std::equal(got.begin(), got.end(), want.begin());
     if (!usable && c.frame_start) return Internal("zstd checkpoint build: a frame start does not decode: " + s.ToString());
@@ -231,7 +250,8 @@ Result<ZstdCheckpointIndex> Pass::Run() {
       if (first) {
         Start(off, true);
       } else if (out_ - open_->out >= o_.spacing || target) {
-        if (WithinBudget(off)) {
+        // A segment is never let grow past a quarter of what an index may hold.
+        if (WithinBudget(off) || out_ - open_->out >= ZstdCheckpointIndex::kMaxSegment / 4) {
           OCIFS_RETURN_IF_ERROR(Finish(off));
           Start(off, false);
         } else if (stats_) {
@@ -244,7 +264,10 @@ Result<ZstdCheckpointIndex> Pass::Run() {
         Status match_error;
         Open& c = *open_;
         auto on_match = [&](const ZstdBlockTracker::Match& m) {
-          if (m.offset > m.pos - frame_out_) match_error = Bad(off, "match before the frame's start");
+          if (m.offset > m.pos - frame_out_) {
+            match_error = Bad(off, "match before the frame's start");
+            return;
+          }
           const uint64_t src = m.pos - m.offset;
           if (src >= c.out) return;
           c.refs.emplace_back(src, std::min(src + m.length, c.out));

@@ -60,30 +60,15 @@ Result<ZstdDDictPtr> LoadZstdCheckpointDict(std::span<const uint8_t> dict) {
   return d;
 }
 
-Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, std::span<const uint8_t> blocks,
-                        uint64_t skip, std::span<uint8_t> out) {
+Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, const ByteSource& blob, uint64_t in,
+                        uint64_t in_end, uint64_t skip, std::span<uint8_t> out) {
   const uint64_t total = skip + out.size();
-  // Find the blocks: up to a last block or the end of the bytes.
-  size_t end = 0, last_header = 0;
-  bool ended = false;
-  while (!ended && end + 3 <= blocks.size()) {
-    const uint32_t h = blocks[end] | (blocks[end + 1] << 8) | (static_cast<uint32_t>(blocks[end + 2]) << 16);
-    const uint32_t type = (h >> 1) & 3, size = h >> 3;
-    if (type == 3) return Corrupt("zstd block of reserved type");
-    const size_t len = 3 + (type == 1 ? 1 : size);
-    if (end + len > blocks.size()) break;
-    last_header = end;
-    ended = (h & 1) != 0;
-    end += len;
-  }
-  if (end == 0) return total == 0 ? Status::Ok() : Corrupt("no whole zstd block where the checkpoint says");
-  // A frame header: no checksum or dictionary ID, the window, the content size.
+  if (total == 0) return Status::Ok();
+  // A frame header: no checksum or dictionary ID, the window, the content
+  // size (which bounds the decoder's buffer). The original blocks follow; the
+  // decode stops once it has `total` bytes, whether a last block came or not.
   std::vector<uint8_t> header = {0x28, 0xB5, 0x2F, 0xFD, 0xC0, static_cast<uint8_t>((window_log - 10) << 3)};
   for (int i = 0; i < 8; ++i) header.push_back(static_cast<uint8_t>(total >> (8 * i)));
-  uint8_t last[3] = {static_cast<uint8_t>(blocks[last_header] | 1), blocks[last_header + 1],
-                     blocks[last_header + 2]};
-  const std::span<const uint8_t> pieces[] = {header, blocks.first(last_header), last,
-                                             blocks.subspan(last_header + 3, end - last_header - 3)};
   ZstdDCtxPtr dctx(ZSTD_createDCtx());
   if (!dctx) return Internal("ZSTD_createDCtx failed");
   ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, ZSTD_WINDOWLOG_MAX);
@@ -91,39 +76,37 @@ Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, std::span<
     const size_t r = ZSTD_DCtx_refDDict(dctx.get(), ddict);
     if (ZSTD_isError(r)) return Internal(std::string("ZSTD_DCtx_refDDict: ") + ZSTD_getErrorName(r));
   }
-  std::vector<uint8_t> chunk(std::min<uint64_t>(total, 1 << 20) + 1);
+  std::vector<uint8_t> chunk(static_cast<size_t>(std::min<uint64_t>(total, 1 << 20)));
   uint64_t produced = 0;
-  size_t ret = 1;
-  // One decoder call; copies what falls after `skip` to `out`.
-  auto step = [&](ZSTD_inBuffer& in) -> Result<size_t> {
-    ZSTD_outBuffer ob{chunk.data(), chunk.size(), 0};
-    ret = ZSTD_decompressStream(dctx.get(), &ob, &in);
-    if (ZSTD_isError(ret)) return Corrupt(std::string("zstd blocks from a checkpoint: ") + ZSTD_getErrorName(ret));
-    if (produced + ob.pos > total) return Corrupt("zstd blocks from a checkpoint decode to more bytes than expected");
-    const uint64_t from = std::max(produced, skip), to = produced + ob.pos;
-    if (to > from) {
-      std::copy(chunk.begin() + static_cast<ptrdiff_t>(from - produced),
-                chunk.begin() + static_cast<ptrdiff_t>(to - produced),
-                out.begin() + static_cast<ptrdiff_t>(from - skip));
+  // Feeds `piece` until it is used up or the output is complete.
+  auto feed = [&](std::span<const uint8_t> piece) -> Status {
+    ZSTD_inBuffer ib{piece.data(), piece.size(), 0};
+    while (produced < total) {
+      ZSTD_outBuffer ob{chunk.data(), static_cast<size_t>(std::min<uint64_t>(chunk.size(), total - produced)), 0};
+      const size_t ret = ZSTD_decompressStream(dctx.get(), &ob, &ib);
+      if (ZSTD_isError(ret)) return Corrupt(std::string("zstd blocks from a checkpoint: ") + ZSTD_getErrorName(ret));
+      const uint64_t from = std::max(produced, skip), to = produced + ob.pos;
+      if (to > from) {
+        std::copy(chunk.begin() + static_cast<ptrdiff_t>(from - produced),
+                  chunk.begin() + static_cast<ptrdiff_t>(to - produced),
+                  out.begin() + static_cast<ptrdiff_t>(from - skip));
+      }
+      produced = to;
+      if (ret == 0 && produced < total) return Corrupt("zstd blocks from a checkpoint end early");
+      if (ib.pos == ib.size && ob.pos < ob.size) break;  // wants more input
     }
-    produced = to;
-    return ob.pos;
+    return Status::Ok();
   };
-  for (std::span<const uint8_t> piece : pieces) {
-    ZSTD_inBuffer in{piece.data(), piece.size(), 0};
-    while (in.pos < in.size) {
-      OCIFS_RETURN_IF_ERROR(step(in).status());
-      if (ret == 0 && in.pos < in.size) return Corrupt("zstd frame ended before its blocks");
+  OCIFS_RETURN_IF_ERROR(feed(header));
+  std::vector<uint8_t> buf;
+  for (uint64_t at = in; produced < total; at += buf.size()) {
+    if (at >= in_end) {
+      return Corrupt("zstd blocks from a checkpoint decode to " + std::to_string(produced) + " bytes, expected " +
+                     std::to_string(total));
     }
-  }
-  while (ret != 0) {
-    ZSTD_inBuffer none{nullptr, 0, 0};
-    OCIFS_ASSIGN_OR_RETURN(size_t n, step(none));
-    if (n == 0) break;
-  }
-  if (ret != 0 || produced != total) {
-    return Corrupt("zstd blocks from a checkpoint decode to " + std::to_string(produced) + " bytes, expected " +
-                   std::to_string(total));
+    buf.resize(static_cast<size_t>(std::min<uint64_t>(in_end - at, 4 << 20)));
+    OCIFS_RETURN_IF_ERROR(ReadExactly(blob, at, buf));
+    OCIFS_RETURN_IF_ERROR(feed(buf));
   }
   return Status::Ok();
 }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "decode/zstd_block_tracker.h"
+#include "ocifs/byte_source.h"
 #include "ocifs/status.h"
 
 namespace ocifs {
@@ -31,13 +32,14 @@ using ZstdDDictPtr = std::unique_ptr<ZSTD_DDict, ZstdDDictDeleter>;
 // Digests a checkpoint dictionary; kCorrupt if libzstd rejects it.
 [[nodiscard]] Result<ZstdDDictPtr> LoadZstdCheckpointDict(std::span<const uint8_t> dict);
 
-// Decodes the whole blocks at the start of `blocks` (a block header first),
-// up to a last block or the end of `blocks`, as the continuation of a frame
-// with window 2^window_log whose state `ddict` restores (null: a frame start).
-// The first `skip` decoded bytes are dropped, the next out.size() written to
-// `out`; the blocks must decode to exactly skip + out.size() bytes.
-// kCorrupt (naming the cause) otherwise. Thread safety: reentrant.
-[[nodiscard]] Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, std::span<const uint8_t> blocks,
-                                      uint64_t skip, std::span<uint8_t> out);
+// Decodes the blocks of `blob` from `in` (a block header) on, as the
+// continuation of a frame with window 2^window_log whose state `ddict`
+// restores (null: a frame start), until skip + out.size() bytes are decoded:
+// the first `skip` are dropped, the rest written to `out`. Reads [in, in_end)
+// in order, 4 MiB at a time, and no further than it needs. kCorrupt (naming
+// the cause) if the blocks do not decode to that many bytes; a read's error
+// as it is. Thread safety: reentrant.
+[[nodiscard]] Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, const ByteSource& blob,
+                                      uint64_t in, uint64_t in_end, uint64_t skip, std::span<uint8_t> out);
 
 }  // namespace ocifs

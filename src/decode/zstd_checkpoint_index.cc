@@ -116,6 +116,7 @@ Result<ZstdCheckpointIndex> ZstdCheckpointIndex::Parse(std::span<const uint8_t> 
     if (i == 0 ? c.out != 0 : (c.out <= x.checkpoints[i - 1].out || c.in <= x.checkpoints[i - 1].in)) {
       return bad(at + "offsets out of order");
     }
+    if (c.out - (i == 0 ? 0 : x.checkpoints[i - 1].out) > kMaxSegment) return bad(at + "segment before it too long");
     if (c.kind == ZstdCheckpoint::Kind::kFrameStart) frame_seen = true;
     if (!frame_seen) return bad(at + "no frame start before it");
     const bool has_dict = c.kind == ZstdCheckpoint::Kind::kDictionary;
@@ -124,6 +125,7 @@ Result<ZstdCheckpointIndex> ZstdCheckpointIndex::Parse(std::span<const uint8_t> 
     c.dict_size = static_cast<uint32_t>(dict_size);
     if (!r.Bytes(&c.zdict, zsize)) return bad(at + "dictionary truncated");
   }
+  if (count > 0 && x.decoded_size - x.checkpoints.back().out > kMaxSegment) return bad("last segment too long");
   const uint64_t blocks = (x.decoded_size + block_size - 1) / block_size;
   if (blocks != r.left() / 4 || r.left() % 4 != 0) return bad("checksum count does not match the output size");
   x.crcs.resize(blocks);

@@ -32,6 +32,7 @@ struct ZstdCheckpoint {
 // Value type.
 struct ZstdCheckpointIndex {
   static constexpr uint32_t kMaxDictSize = 48u << 20;
+  static constexpr uint64_t kMaxSegment = 1ull << 30;  // decoded bytes between two checkpoints
   uint64_t blob_size = 0;
   uint64_t decoded_size = 0;
   uint32_t window_log = 10;  // the synthesized frame header's window: 2^window_log bytes

@@ -62,17 +62,16 @@ Result<std::shared_ptr<const ZSTD_DDict>> ZstdCheckpointSource::DictOf(size_t i)
 Result<SegmentCache::Buffer> ZstdCheckpointSource::DecodeSegment(size_t i) const {
   const auto& cps = index_.checkpoints;
   const size_t r = index_.RestartOf(i);
-  const uint64_t in_from = cps[r].in;
   const uint64_t in_to = i + 1 < cps.size() ? cps[i + 1].in : index_.blob_size;
-  std::vector<uint8_t> in(static_cast<size_t>(in_to - in_from));
-  OCIFS_RETURN_IF_ERROR(ReadExactly(*compressed_, in_from, in));
   std::shared_ptr<const ZSTD_DDict> ddict;
   if (cps[r].kind == ZstdCheckpoint::Kind::kDictionary) {
     OCIFS_ASSIGN_OR_RETURN(ddict, DictOf(r));
   }
   auto out = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(index_.SegmentEnd(i) - cps[i].out));
-  Status s = DecodeZstdBlocks(ddict.get(), index_.window_log, in, cps[i].out - cps[r].out, *out);
-  if (!s.ok()) return Wrong("segment " + std::to_string(i) + " does not decode: " + s.message());
+  Status s = DecodeZstdBlocks(ddict.get(), index_.window_log, *compressed_, cps[r].in, in_to, cps[i].out - cps[r].out,
+                              *out);
+  if (s.code() == Code::kCorrupt) return Wrong("segment " + std::to_string(i) + " does not decode: " + s.message());
+  OCIFS_RETURN_IF_ERROR(s);
   OCIFS_RETURN_IF_ERROR(checks_.Check(cps[i].out, *out));
   return SegmentCache::Buffer(std::move(out));
 }

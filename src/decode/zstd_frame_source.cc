@@ -51,6 +51,7 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
       return DataLoss("zstd frame table of " + compressed_->Describe() + " is wrong: frame " + std::to_string(index) +
                       "'s decoded bytes do not match its CRC-32");
     }
+    if (check_) OCIFS_RETURN_IF_ERROR(check_(index, *out));
     return SegmentCache::Buffer(std::move(out));
   });
 }

@@ -114,9 +114,11 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
 
   DecoderOptions decoder_options;
   decoder_options.scheduler = scheduler_;
+  decoder_options.layer_annotations = layer.annotations;  // a zstd:chunked layer's TOC position
   if (cache_) {
     decoder_options.index_path = cache_->SidePath(layer.digest, "gzidx");
     decoder_options.frame_table_path = cache_->SidePath(layer.digest, "zstdframes");
+    decoder_options.zstd_chunked_toc_path = cache_->SidePath(layer.digest, "zstdtoc");
     decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, DerivedCacheKey(layer.digest, "decoded"));
   }
   if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);

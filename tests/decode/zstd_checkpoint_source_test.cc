@@ -121,3 +121,15 @@ TEST_CASE("zstd checkpoint source: a changed compressed byte gives kDataLoss, an
   REQUIRE(fresh->ReadAt(0, all).ok());
   CHECK(all == f.data);
 }
+
+TEST_CASE("zstd checkpoint source passes a failed fetch on as it is, not as a wrong index") {
+  Fixture f;
+  auto counting = std::make_shared<CountingSource>(f.blob);
+  counting->fail = true;
+  ZstdCheckpointSource source(counting, f.index, 4 << 20);
+  std::vector<uint8_t> got(4096);
+  CHECK(source.ReadAt(0, got).status().code() == Code::kUnavailable);
+  counting->fail = false;
+  REQUIRE(source.ReadAt(0, got).ok());
+  CHECK(std::equal(got.begin(), got.end(), f.data.begin()));
+}
