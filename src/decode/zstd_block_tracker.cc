@@ -79,6 +79,7 @@ Status ZstdBlockTracker::ReadTable(ZstdSeqTable t, uint32_t mode, std::span<cons
     }
     default:
       if (ts.mode == ZstdTableState::Mode::kNone) return Corrupt("sequences section: repeat mode without a table");
+      reused_table_ = true;
       return Status::Ok();
   }
 }
@@ -86,6 +87,8 @@ Status ZstdBlockTracker::ReadTable(ZstdSeqTable t, uint32_t mode, std::span<cons
 Result<uint64_t> ZstdBlockTracker::CompressedBlock(std::span<const uint8_t> in, uint64_t out_pos,
                                                    const OnMatch& on_match) {
   if (in.empty()) return Corrupt("compressed block: empty");
+  reused_huffman_ = (in[0] & 3) == 3;
+  reused_table_ = false;
   // Literals section header.
   const uint8_t b0 = in[0];
   const uint32_t type = b0 & 3;

@@ -60,6 +60,10 @@ class ZstdBlockTracker {
                                                  const OnMatch& on_match);
 
   const ZstdEntropyState& state() const { return state_; }
+  // What the last compressed block took from the blocks before it: treeless
+  // literals (the Huffman table), a sequence table in "repeat" mode.
+  bool last_reused_huffman() const { return reused_huffman_; }
+  bool last_reused_table() const { return reused_table_; }
 
  private:
   [[nodiscard]] Status ReadTable(ZstdSeqTable t, uint32_t mode, std::span<const uint8_t> in, size_t* pos);
@@ -69,6 +73,8 @@ class ZstdBlockTracker {
   ZstdEntropyState state_;
   std::array<uint8_t, 3> origin_ = {0, 1, 2};  // per rep slot: the marked slot it came from, 3 = newer
   uint32_t used_reps_ = 0;
+  bool reused_huffman_ = false;
+  bool reused_table_ = false;
 };
 
 }  // namespace ocifs

@@ -54,9 +54,11 @@ class Pass {
  private:
   // An open checkpoint: its state and the earlier bytes its segment refers to.
   struct Open {
-    uint64_t in, out;
-    bool frame_start;
+    uint64_t in = 0, out = 0;
+    bool frame_start = false;
     ZstdEntropyState state;
+    int blocks = 0;  // compressed blocks seen
+    bool first_treeless = false, first_repeat = false;
     std::vector<std::pair<uint64_t, uint64_t>> refs;  // [from, to) before `out`
     uint64_t reach = 0;
   };
@@ -127,7 +129,11 @@ Status Pass::FeedReal(uint64_t off, uint64_t n) {
 }
 
 void Pass::Start(uint64_t in, bool frame_start) {
-  open_ = Open{in, out_, frame_start, tracker_.state(), {}, 0};
+  open_.emplace();
+  open_->in = in;
+  open_->out = out_;
+  open_->frame_start = frame_start;
+  open_->state = tracker_.state();
   tracker_.MarkReps();
   // Drop output no segment from here on may refer to (amortized).
   const uint64_t keep_from = out_ - std::min(out_ - hbase_, keep_back_);
@@ -188,6 +194,7 @@ Status Pass::Finish(uint64_t in_end) {
     const size_t n = ZSTD_compress(cp.zdict.data(), cp.zdict.size(), dict.data(), dict.size(), o_.dict_level);
     if (ZSTD_isError(n)) return Internal(std::string("compressing a checkpoint dictionary: ") + ZSTD_getErrorName(n));
     cp.zdict.resize(n);
+    if (stats_) stats_->first_treeless += c.first_treeless, stats_->first_repeat += c.first_repeat;
     zdict_bytes_ += n;
     last_zdict_ = n;
     if (stats_) stats_->dict_bytes += dict.size(), stats_->zdict_bytes += n;
@@ -277,6 +284,10 @@ Result<ZstdCheckpointIndex> Pass::Run() {
         if (!n.ok()) return Bad(off, n.status().message());
         OCIFS_RETURN_IF_ERROR(match_error);
         decoded = *n;
+        if (c.blocks++ == 0) {
+          c.first_treeless = tracker_.last_reused_huffman();
+          c.first_repeat = tracker_.last_reused_table();
+        }
       }
       OCIFS_RETURN_IF_ERROR(FeedReal(off, len));
       if (hbase_ + hist_.size() != out_ + decoded) {

@@ -46,6 +46,10 @@ struct ZstdCheckpointStats {
   uint64_t dict_bytes = 0;       // uncompressed dictionaries kept
   uint64_t zdict_bytes = 0;      // the same, compressed (as in the index)
   uint64_t skipped_budget = 0;   // checkpoints not placed for max_dict_bytes
+  // Kept checkpoints whose first block reuses the dictionary's Huffman table
+  // (treeless literals) or a sequence table (repeat mode).
+  uint64_t first_treeless = 0;
+  uint64_t first_repeat = 0;
 };
 
 // Reads `blob` (known size) from start to end in 4 MiB pieces. Memory: about
