@@ -16,6 +16,7 @@ struct AccelerateFlags {
   std::vector<std::string> profiles;  // --profile FILE, attached in order
   std::string to;                     // --to REPO: push there instead of next to the image
   std::string work_dir = "/var/tmp";  // --work-dir
+  bool all_platforms = false;         // --all-platforms: one artifact per platform of an index
 };
 
 // Registers the subcommand; its callback stores the exit status in *exit_code.

@@ -13,6 +13,10 @@ Result<FetchedManifest> ImageSource::FetchManifest(const Descriptor& manifest) {
   return Unsupported("manifest " + manifest.digest + ": only a registry serves artifacts by digest");
 }
 
+Result<std::vector<Platform>> ImageSource::ListPlatforms() {
+  return Unsupported("listing an image's platforms: only a registry does");
+}
+
 Result<Platform> WantedPlatform(const RegistryOptions& options) {
   if (options.platform.empty()) return Platform::Host();
   return Platform::Parse(options.platform);

@@ -66,6 +66,11 @@ class ImageSource {
   // MiB), digest-verified: an artifact a referrers list named. kUnsupported
   // where there is no registry (oci: layouts).
   [[nodiscard]] virtual Result<FetchedManifest> FetchManifest(const Descriptor& manifest);
+  // The platforms of the image index (or manifest list) the reference names,
+  // in index order, entries of an unknown platform (attestations) left out;
+  // empty if it names one image manifest. One manifest fetch. kUnsupported
+  // where there is no registry (oci: layouts).
+  [[nodiscard]] virtual Result<std::vector<Platform>> ListPlatforms();
 };
 
 // A RegistryClient for docker:// references, an OciLayoutSource for oci:.

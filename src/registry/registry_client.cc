@@ -1,5 +1,7 @@
 #include "registry/registry_client.h"
 
+#include <algorithm>
+
 #include "registry/blob_source.h"
 #include "registry/digest.h"
 #include "registry/image_resolver.h"
@@ -48,6 +50,20 @@ Result<std::vector<uint8_t>> RegistryClient::FetchBlob(const Descriptor& blob) {
 Result<FetchedManifest> RegistryClient::FetchManifest(const Descriptor& manifest) {
   OCIFS_RETURN_IF_ERROR(ValidateDigest(manifest.digest));
   return session_->GetManifest(manifest.digest);  // by digest: verified
+}
+
+Result<std::vector<Platform>> RegistryClient::ListPlatforms() {
+  OCIFS_ASSIGN_OR_RETURN(FetchedManifest top, session_->GetManifest(ref_.ManifestRef()));
+  OCIFS_ASSIGN_OR_RETURN(ParsedManifest parsed,
+                         ParseManifest(top.bytes, top.media_type, "manifest of " + ref_.ToString()));
+  std::vector<Platform> platforms;
+  if (!parsed.is_index) return platforms;
+  for (const Descriptor& d : parsed.manifests) {
+    if (!d.platform || d.platform->os == "unknown" || d.platform->architecture == "unknown") continue;
+    if (std::find(platforms.begin(), platforms.end(), *d.platform) == platforms.end()) platforms.push_back(*d.platform);
+  }
+  if (platforms.empty()) return NotFound("the image index " + ref_.ToString() + " lists no platform");
+  return platforms;
 }
 
 Result<ReferrerList> RegistryClient::ListReferrers(const std::string& subject_digest,

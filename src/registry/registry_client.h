@@ -21,6 +21,7 @@ class RegistryClient final : public ImageSource {
   Result<std::vector<uint8_t>> FetchBlob(const Descriptor& blob) override;
   Result<ReferrerList> ListReferrers(const std::string& subject_digest, const std::string& artifact_type) override;
   Result<FetchedManifest> FetchManifest(const Descriptor& manifest) override;
+  Result<std::vector<Platform>> ListPlatforms() override;
 
   RegistryClient(Reference ref, Platform platform, std::shared_ptr<RegistrySession> session,
                  std::string small_blob_dir)

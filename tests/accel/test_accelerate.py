@@ -257,3 +257,29 @@ def test_a_profile_given_to_accelerate_adds_checkpoints_around_its_regions(ocifs
     with Mount(ref, workdir / "m", TLS, "--prefetch-profile=none", cache_dir=workdir / "cache") as m:
         regions = [(c * chunk - 4096, 3 * chunk) for c in (40, 100, 200, 300)]
         assert_reads_match(m.dir / "disk.img", data, regions + read_plan(len(data), seed=72, random_reads=20))
+
+
+def test_all_platforms_pushes_one_artifact_per_platform_of_an_index(ocifs, registry, repo, workdir):
+    data = {p: disk_bytes(24 * MiB, seed=s) for p, s in (("linux/amd64", 91), ("linux/arm64", 92))}
+    imgs = {p: images.containerdisk(d, "gzip", platform=p) for p, d in data.items()}
+    images.push(registry, repo, "multi", images.Index([imgs["linux/arm64"], imgs["linux/amd64"]]))
+    ref = registry.ref(repo, "multi")
+    out = ocifs("accelerate", TLS, "--all-platforms", ref, timeout=300).stdout.decode().split()
+    artifacts = [line for line in out if "@sha256:" in line]
+    assert len(artifacts) == 2, out  # in index order: arm64, then amd64
+    for platform, artifact in zip(["linux/arm64", "linux/amd64"], artifacts):
+        img = imgs[platform]
+        # Each artifact's subject is its platform's manifest, listed in that manifest's fallback tag.
+        listed = fallback_index(registry, repo, img.digest)["manifests"]
+        assert [d["digest"] for d in listed] == [artifact.split("@", 1)[1]]
+        # A mount of that platform on a fresh node uses it: the end of the disk without the layer.
+        before = layer_bytes(registry, img)
+        name = platform.replace("/", "-")
+        log = workdir / f"{name}.log"
+        with Mount(ref, workdir / name, TLS, f"--platform={platform}", "--log-level=info", f"--log-file={log}",
+                   cache_dir=workdir / f"cache-{name}") as m:
+            assert_reads_match(m.dir / "disk.img", data[platform], [(len(data[platform]) - MiB, MiB)])
+        assert f"installed the gzip index of layer {img.layers[0].digest}" in log.read_text()
+        assert layer_bytes(registry, img) - before < img.layers[0].size // 3
+    r = ocifs("accelerate", TLS, "--all-platforms", "--platform=linux/amd64", ref, check=False)
+    assert r.returncode != 0 and "exclude each other" in r.stderr, r.describe()
