@@ -9,6 +9,7 @@
 #include "base/whole_file.h"
 #include "cache/chunk_cache.h"
 #include "decode/gzip_saved_index.h"
+#include "decode/zstd_checkpoint_index.h"
 #include "decode/zstd_frame_file.h"
 #include "registry/digest.h"
 
@@ -110,6 +111,18 @@ Status SaveUntrustedZstdFrames(const std::vector<uint8_t>& bytes, const AccelMan
   return WriteFileAtomically(path, std::string(AsText(bytes)));
 }
 
+// A zstd checkpoint index from an artifact is kept only if it parses and
+// describes a blob of the layer's size (its reads are verified on use).
+Status SaveUntrustedZstdCheckpoints(const std::vector<uint8_t>& bytes, const AccelManifest::LayerIndex& index,
+                                    const std::string& path) {
+  OCIFS_ASSIGN_OR_RETURN(ZstdCheckpointIndex parsed, ZstdCheckpointIndex::Parse(bytes));
+  if (parsed.blob_size != index.layer_size) {
+    return Corrupt("zstd checkpoint index " + index.blob.digest + ": made for a blob of " +
+                   std::to_string(parsed.blob_size) + " bytes, not " + std::to_string(index.layer_size));
+  }
+  return WriteFileAtomically(path, std::string(AsText(bytes)));
+}
+
 // Writes one index piece as the layer's side file: checked as far as it can
 // be without the layer, a gzip index's runs of zeros dropped.
 Status InstallIndex(ImageSource& pieces, const AccelManifest::LayerIndex& index, const std::string& path) {
@@ -117,7 +130,7 @@ Status InstallIndex(ImageSource& pieces, const AccelManifest::LayerIndex& index,
   switch (index.kind) {
     case LayerIndexKind::kGzipIndex: return SaveUntrustedGzipIndex(bytes, index.blob.digest, path);
     case LayerIndexKind::kZstdFrames: return SaveUntrustedZstdFrames(bytes, index, path);
-    case LayerIndexKind::kZstdCheckpoints: break;
+    case LayerIndexKind::kZstdCheckpoints: return SaveUntrustedZstdCheckpoints(bytes, index, path);
   }
   return Unsupported("a " + std::string(LayerIndexName(index.kind)) + " is not used by this version");
 }

@@ -1,6 +1,7 @@
 #include "decode/decoder.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #define ZSTD_STATIC_LINKING_ONLY
 #include <zstd.h>
@@ -10,7 +11,9 @@
 #include <optional>
 
 #include "decode/gzip_source.h"
+#include "base/whole_file.h"
 #include "decode/index_fallback_source.h"
+#include "decode/zstd_checkpoint_source.h"
 #include "decode/zstd_chunked_open.h"
 #include "decode/zstd_frame_file.h"
 #include "decode/zstd_frame_source.h"
@@ -62,7 +65,51 @@ Result<LocatedFrames> Locate(const ByteSource& compressed) {
   return located;
 }
 
+// What a checkpoint index that proved wrong is replaced with: the side file
+// stays (so the artifact's index is not installed again), and is not used.
+constexpr std::string_view kWrongIndexMark = "oci-fs: this zstd checkpoint index proved wrong\n";
+
+// A single-frame layer's checkpoint index from an acceleration artifact,
+// if one is kept for it; its reads are verified, and one that proves the
+// index wrong drops it (marking the file) for the streaming decoder.
+std::optional<ByteSourcePtr> OpenZstdCheckpoints(const ByteSourcePtr& compressed, const DecoderOptions& options) {
+  const std::string& path = options.zstd_checkpoint_path;
+  if (path.empty() || compressed->size() == ByteSource::kUnknownSize || ::access(path.c_str(), F_OK) != 0) {
+    return std::nullopt;
+  }
+  auto bytes = ReadWholeFile(path, uint64_t{64} << 20, "zstd checkpoint index");
+  if (bytes.ok() && *bytes == kWrongIndexMark) {
+    spdlog::debug("zstd layer {}: its checkpoint index proved wrong before; streaming it", compressed->Describe());
+    return std::nullopt;
+  }
+  Result<std::shared_ptr<ZstdCheckpointSource>> source =
+      bytes.ok() ? ZstdCheckpointSource::Open(compressed,
+                                              std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()),
+                                              options.segment_cache_bytes, options.scheduler)
+                 : Result<std::shared_ptr<ZstdCheckpointSource>>(bytes.status());
+  if (!source.ok()) {
+    spdlog::warn("zstd layer {}: ignoring its checkpoint index {}: {}", compressed->Describe(), path,
+                 source.status().ToString());
+    return std::nullopt;
+  }
+  spdlog::debug("zstd layer {}: {} checkpoints from {}", compressed->Describe(), (*source)->checkpoint_count(), path);
+  DecoderOptions without = options;
+  without.zstd_checkpoint_path.clear();
+  return ByteSourcePtr(std::make_shared<IndexFallbackSource>(
+      std::move(source).value(),
+      [compressed, without, path]() -> Result<ByteSourcePtr> {
+        if (Status s = WriteFileAtomically(path, std::string(kWrongIndexMark)); !s.ok()) {
+          spdlog::warn("cannot mark {} wrong: {}", path, s.ToString());
+        }
+        return OpenDecoded(compressed, Compression::kZstd, without);
+      },
+      "zstd checkpoint index"));
+}
+
 Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& options, bool use_saved) {
+  if (use_saved) {
+    if (std::optional<ByteSourcePtr> checkpoints = OpenZstdCheckpoints(compressed, options)) return *checkpoints;
+  }
   const std::string& saved_path = options.frame_table_path;
   if (use_saved && !saved_path.empty() && compressed->size() != ByteSource::kUnknownSize) {
     auto saved = ZstdFrameFile::Read(saved_path, compressed->size());

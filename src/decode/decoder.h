@@ -34,6 +34,12 @@ struct DecoderOptions {
   // an acceleration artifact) has every frame checked, and one that proves
   // wrong is replaced by the frames located anew.
   std::string frame_table_path;
+  // zstd read as a stream (one frame): load a checkpoint index from here if
+  // present and valid for this blob (installed from an acceleration
+  // artifact; docs/zstd-checkpoint-format.md): reads are then served at
+  // random, verified; an index that proves wrong is replaced by a mark (so
+  // it is not installed again) and the layer is streamed. "" = none.
+  std::string zstd_checkpoint_path;
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).
   uint64_t checkpoint_spacing = 1ull << 20;

@@ -13,6 +13,7 @@
 #include "base/whole_file.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
+#include "decode/zstd_checkpoint_builder.h"
 #include "decode/zstd_frame_file.h"
 #include "registry/fetch_stats.h"
 #include "stack/image_stack.h"
@@ -123,6 +124,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     Compression compression = Compression::kNone;
     std::string index_path;                // where its gzip index is saved
     std::optional<std::string> zstd_frames;  // its frame table, if read by frames
+    std::optional<std::string> zstd_checkpoints;  // its checkpoint index, if read as a stream
   };
   std::vector<Layer> layers;
   {
@@ -138,15 +140,36 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     if (!stack.ok()) return stack.status();
     pieces.image = (*stack)->image();
     for (const LayerView& v : (*stack)->layers()) {
-      layers.push_back({v.compression, (*stack)->cache()->SidePath(v.descriptor.digest, "gzidx"), std::nullopt});
+      layers.push_back({v.compression, (*stack)->cache()->SidePath(v.descriptor.digest, "gzidx"), std::nullopt,
+                        std::nullopt});
       total += v.descriptor.size;
     }
     OCIFS_RETURN_IF_ERROR((*stack)->WaitUntilIndexed());
     for (size_t i = 0; i < layers.size(); ++i) {
       if (layers[i].compression != Compression::kZstd) continue;
-      auto table = ZstdFrameTable((*stack)->layers()[i]);
-      if (!table.ok()) return table.status().WithContext("layer " + pieces.image.layers[i].digest);
+      const LayerView& view = (*stack)->layers()[i];
+      const std::string& digest = pieces.image.layers[i].digest;
+      auto table = ZstdFrameTable(view);
+      if (!table.ok()) return table.status().WithContext("layer " + digest);
       layers[i].zstd_frames = std::move(table).value();
+      if (layers[i].zstd_frames) continue;
+      // Read as a stream: checkpoints that restore the decoder's state.
+      ZstdCheckpointOptions checkpoint_options;
+      if (auto it = stack_options.gzip_checkpoint_targets.find(digest);
+          it != stack_options.gzip_checkpoint_targets.end()) {
+        checkpoint_options.targets = it->second;
+      }
+      ZstdCheckpointStats stats;
+      auto index = BuildZstdCheckpointIndex(*view.blob, checkpoint_options, &stats);
+      if (!index.ok() && index.status().code() == Code::kUnsupported) {
+        pieces.unindexed.push_back(digest + " (" + index.status().message() + ")");
+        continue;
+      }
+      if (!index.ok()) return index.status().WithContext("layer " + digest + ": its zstd checkpoints");
+      spdlog::info("layer {}: {} zstd checkpoints ({} dropped: {} too far back, {} not decoding exactly), {} bytes",
+                   digest, stats.checkpoints, stats.dropped_reach + stats.dropped_verify, stats.dropped_reach,
+                   stats.dropped_verify, index->size());
+      layers[i].zstd_checkpoints = std::move(index).value();
     }
     if (options.progress) options.progress(GlobalFetchStats().blob_bytes.load() - start, total.load());
   }
@@ -161,8 +184,9 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
       case Compression::kZstd:
         if (layers[i].zstd_frames) {
           pieces.layer_indexes.push_back({LayerIndexKind::kZstdFrames, digest, layer.size, *layers[i].zstd_frames});
-        } else {
-          pieces.unindexed.push_back(digest + " (a single zstd frame: not in this version of the artifact)");
+        } else if (layers[i].zstd_checkpoints) {
+          pieces.layer_indexes.push_back(
+              {LayerIndexKind::kZstdCheckpoints, digest, layer.size, *layers[i].zstd_checkpoints});
         }
         break;
       case Compression::kGzip: {

@@ -118,6 +118,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   if (cache_) {
     decoder_options.index_path = cache_->SidePath(layer.digest, "gzidx");
     decoder_options.frame_table_path = cache_->SidePath(layer.digest, "zstdframes");
+    decoder_options.zstd_checkpoint_path = cache_->SidePath(layer.digest, "zstdckpt");
     decoder_options.zstd_chunked_toc_path = cache_->SidePath(layer.digest, "zstdtoc");
     decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, DerivedCacheKey(layer.digest, "decoded"));
   }

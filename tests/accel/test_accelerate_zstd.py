@@ -1,7 +1,10 @@
 """The acceleration artifact for zstd layers (docs/accel-format.md): a zstd layer
 of several frames without a seek table gets its frame table, with a CRC-32 of
 every frame's decoded bytes, so a fresh node neither walks the whole layer to
-find its frames nor trusts the table for the bytes it returns.
+find its frames nor trusts the table for the bytes it returns; a single-frame
+layer gets a checkpoint index (docs/zstd-checkpoint-format.md), with a CRC-32
+of every 64 KiB of the decoded layer. How a fresh mount reads the end of such
+a disk without the whole layer: test_accelerate.py.
 
 Fetches are counted by the registry's request log; every read is compared with
 the disk's bytes.
@@ -13,6 +16,8 @@ import json
 import struct
 import zlib
 
+import pytest
+
 from support import images
 from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan
 from support.images import sha256
@@ -21,17 +26,20 @@ from support.processes import Mount
 from test_accelerate import ARTIFACT_TYPE, TLS, accelerate
 
 ZSTD_FRAMES = "application/vnd.oci-fs.zstd-frames.v2"
+ZSTD_CHECKPOINTS = "application/vnd.oci-fs.zstd-checkpoints.v1"
 
 
-def test_inspect_shows_a_zstd_frame_table(ocifs, registry, repo):
-    # The first mount's use of it: test_accelerate.py, the test of the end of a compressed disk.
-    ref, _ = images.push_containerdisk(registry, repo, disk_bytes(4 * MiB, seed=81), "zstd-multiframe")
+@pytest.mark.parametrize("compression,kind,media_type", [
+    ("zstd-multiframe", "zstd frame table", ZSTD_FRAMES),
+    ("zstd", "zstd checkpoint index", ZSTD_CHECKPOINTS)])
+def test_inspect_shows_the_zstd_index(compression, kind, media_type, ocifs, registry, repo):
+    ref, _ = images.push_containerdisk(registry, repo, disk_bytes(4 * MiB, seed=81), compression)
     artifact = accelerate(ocifs, ref)
     out = ocifs("inspect", TLS, ref).stdout.decode()
-    assert f"Accel: {artifact} (1 zstd frame table, 0 profiles" in out, out
+    assert f"Accel: {artifact} (1 {kind}, 0 profiles" in out, out
     j = json.loads(ocifs("inspect", TLS, "--json", ref).stdout)
-    assert j["accel"]["indexes"][0]["mediaType"] == ZSTD_FRAMES
-    assert j["accel"]["indexes"][0]["kind"] == "zstd frame table"
+    assert j["accel"]["indexes"][0]["mediaType"] == media_type
+    assert j["accel"]["indexes"][0]["kind"] == kind
 
 
 def spoil_a_frame_crc(table: bytes) -> bytes:
@@ -44,12 +52,26 @@ def spoil_a_frame_crc(table: bytes) -> bytes:
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
-def push_spoilt_copy(registry, repo: str, artifact_ref: str) -> str:
-    """Pushes a copy of the artifact with a spoilt frame table, listed as the newest."""
+def spoil_a_block_crc(index: bytes) -> bytes:
+    """The checkpoint index (docs/zstd-checkpoint-format.md) with the CRC of decoded
+    block 20 changed (the table ends the file, before its own CRC), the file's CRC
+    made right again."""
+    assert index[:8] == b"OCIFSZCI"
+    decoded, = struct.unpack_from("<Q", index, 24)
+    block, = struct.unpack_from("<I", index, 36)
+    blocks = -(-decoded // block)
+    assert blocks > 20
+    body = bytearray(index[:-4])
+    body[len(body) - 4 * blocks + 4 * 20] ^= 0xFF
+    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+
+
+def push_spoilt_copy(registry, repo: str, artifact_ref: str, media_type: str, spoil) -> str:
+    """Pushes a copy of the artifact with its index spoilt, listed as the newest."""
     client = registry.client()
     manifest = json.loads(client.get_manifest(repo, artifact_ref.split("@", 1)[1]).body)
-    piece = next(p for p in manifest["layers"] if p["mediaType"] == ZSTD_FRAMES)
-    bad = spoil_a_frame_crc(client.get_blob(repo, piece["digest"]).body)
+    piece = next(p for p in manifest["layers"] if p["mediaType"] == media_type)
+    bad = spoil(client.get_blob(repo, piece["digest"]).body)
     piece["digest"] = client.put_blob(repo, bad)
     piece["size"] = len(bad)
     manifest["annotations"]["org.opencontainers.image.created"] = "2099-01-01T00:00:00Z"
@@ -64,21 +86,27 @@ def push_spoilt_copy(registry, repo: str, artifact_ref: str) -> str:
     return digest
 
 
-def test_a_frame_table_with_a_wrong_crc_still_reads_exact_bytes_and_is_logged_once(ocifs, registry, repo, workdir):
+@pytest.mark.parametrize("compression,kind,media_type,spoil", [
+    ("zstd-multiframe", "zstd frame table", ZSTD_FRAMES, spoil_a_frame_crc),
+    ("zstd", "zstd checkpoint index", ZSTD_CHECKPOINTS, spoil_a_block_crc)], ids=["frames", "checkpoints"])
+def test_a_zstd_index_with_a_wrong_crc_still_reads_exact_bytes_and_is_logged_once(
+        compression, kind, media_type, spoil, ocifs, registry, repo, workdir):
     data = disk_bytes(24 * MiB, seed=83)
-    ref, img = images.push_containerdisk(registry, repo, data, "zstd-multiframe")
-    push_spoilt_copy(registry, repo, accelerate(ocifs, ref))
+    ref, img = images.push_containerdisk(registry, repo, data, compression)
+    push_spoilt_copy(registry, repo, accelerate(ocifs, ref), media_type, spoil)
     log = workdir / "mount.log"
     cache = workdir / "cache"
     with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
         assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=84, random_reads=30))
         assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
     text = log.read_text()
-    assert "installed the zstd frame table" in text, text  # the spoilt artifact was the one used
-    wrong = [l for l in text.splitlines() if "zstd frame table of" in l and "is wrong" in l and "proved wrong" in l]
+    assert f"installed the {kind}" in text, text  # the spoilt artifact was the one used
+    wrong = [l for l in text.splitlines() if f"{kind} of" in l and "is wrong" in l and "proved wrong" in l]
     assert len(wrong) == 1, text
-    # The mount located the frames itself and saved them in its place: a second mount reads quietly.
+    # The mount dropped the index (a frame table: saved the frames it located in its place;
+    # a checkpoint index: deleted it, streaming the layer): a second mount reads quietly.
     log.write_text("")
     with Mount(ref, workdir / "m2", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
         assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
-    assert "is wrong" not in log.read_text()
+    text = log.read_text()
+    assert "is wrong" not in text and f"installed the {kind}" not in text, text
