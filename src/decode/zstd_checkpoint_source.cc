@@ -9,7 +9,7 @@
 namespace ocifs {
 namespace {
 
-constexpr size_t kDictsKept = 8;
+constexpr size_t kDictsKept = 4;  // up to max_reach (32 MiB) of content each
 
 }  // namespace
 

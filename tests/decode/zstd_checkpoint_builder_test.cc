@@ -234,3 +234,30 @@ TEST_CASE("zstd checkpoints: the dictionaries stay within their budget, spread o
   CHECK(index->checkpoints.back().out > data.size() / 2);
   CheckServes(Built{blob, std::move(index).value(), stats}, data);
 }
+
+TEST_CASE("zstd checkpoint build over damaged blobs fails cleanly or builds an index that reads true") {
+  // The pass parses what a registry sent: flipped bits anywhere must give an
+  // error, or (a byte libzstd also accepts) an index whose reads never return
+  // bytes other than libzstd's.
+  const std::vector<uint8_t> data = MakeZstdTestData(ZstdDataKind::kText, 300 << 10, 13);
+  const std::vector<uint8_t> z = CompressZstdFrame(data, {.level = 19, .checksum = false});
+  std::mt19937 rng(31);
+  int failed = 0;
+  for (int i = 0; i < 60; ++i) {
+    std::vector<uint8_t> bad = z;
+    for (int k = 0; k < 1 + i % 3; ++k) bad[rng() % bad.size()] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    auto blob = std::make_shared<MemorySource>(bad);
+    ZstdCheckpointOptions o;
+    o.spacing = 64 << 10;
+    auto index = BuildZstdCheckpoints(*blob, o);
+    if (!index.ok()) {
+      ++failed;
+      CHECK((index.status().code() == Code::kCorrupt || index.status().code() == Code::kUnsupported));
+      continue;
+    }
+    std::vector<uint8_t> want(ZSTD_getFrameContentSize(bad.data(), bad.size()));
+    REQUIRE(ZSTD_decompress(want.data(), want.size(), bad.data(), bad.size()) == want.size());
+    CheckServes(Built{blob, std::move(index).value(), {}}, want);
+  }
+  CHECK(failed > 30);
+}
