@@ -33,9 +33,10 @@ def test_quick_benchmark_runs_every_available_scenario(tmp_path):
                     and r["scenario"].endswith("profile)")]
         assert {r["layer"] for r in profiled} >= {"none", "zstd-seekable", "gzip"}, profiled
         assert all(r["read_bytes"] == lazy[0]["read_bytes"] for r in profiled)  # the same trace, all of it
-        # A fresh node with the gzip layer's acceleration artifact reads the whole trace.
+        # A fresh node with a compressed layer's acceleration artifact reads the whole trace (the
+        # quick trace spans most of its small disk: what it saves shows in the full run only).
         artifact = [r for r in rows if r["subject"] == "oci-fs" and r["scenario"] == "cold trace (artifact)"]
-        assert {r["layer"] for r in artifact} == {"gzip"}, artifact
+        assert {r["layer"] for r in artifact} == {"gzip", "zstd", "zstd-seekable"}, artifact
         assert all(r["read_bytes"] == lazy[0]["read_bytes"] for r in artifact)
         # A remount on the same node reads the whole trace from its cache dir, not the registry.
         remounts = [r for r in rows if r["subject"] == "oci-fs" and r["scenario"] == "remount trace"]
