@@ -34,7 +34,7 @@ struct ZstdCheckpointOptions {
   // A large window (level 19: 8 MiB) makes a checkpoint's dictionary large.
   uint64_t max_dict_bytes = 40ull << 20;
   // Level at which dictionaries are compressed into the index.
-  int dict_level = 6;
+  int dict_level = 3;  // 1: ~2x faster builds at level 19, ~5% larger; 6: ~7% smaller, ~1.7x slower
 };
 
 // What a build found. Units: counts, bytes.

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <random>
 
 #include "base/memory_source.h"
@@ -174,15 +175,24 @@ TEST_CASE("zstd checkpoint build rejects a truncated or damaged blob with kCorru
   CHECK(BuildZstdCheckpoints(garbage, {}).status().code() == Code::kCorrupt);
 }
 
-// Figures for docs and reviews, not a check: `decode_test "[.bench]" -s`.
+// Figures for docs and reviews, not a check: `decode_test "[.bench]" -s`;
+// ZCKPT_DICT_LEVEL, ZCKPT_SPACING set the options, ZCKPT_FILE the data.
 TEST_CASE("bench: size and build time of a checkpoint index over zstd, by kind of data", "[.bench]") {
   const std::pair<ZstdDataKind, const char*> kinds[] = {{ZstdDataKind::kRandom, "random"},
                                                         {ZstdDataKind::kText, "text"},
                                                         {ZstdDataKind::kZeros, "zeros"},
                                                         {ZstdDataKind::kFarRepeats, "far repeats"}};
+  // ZCKPT_FILE=path: that file's bytes instead (a real disk image, say).
+  const char* file = std::getenv("ZCKPT_FILE");
+  std::vector<uint8_t> file_bytes;
+  if (file) {
+    std::ifstream in(file, std::ios::binary);
+    file_bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   for (int level : {3, 19}) {
     for (const auto& [kind, name] : kinds) {
-      const std::vector<uint8_t> data = MakeZstdTestData(kind, 8 << 20, 21);
+      if (file && kind != ZstdDataKind::kRandom) continue;
+      const std::vector<uint8_t> data = file ? file_bytes : MakeZstdTestData(kind, 8 << 20, 21);
       auto blob = std::make_shared<MemorySource>(CompressZstdFrame(data, {.level = level, .checksum = true}));
       ZstdCheckpointStats stats;
       const auto t0 = std::chrono::steady_clock::now();
@@ -204,7 +214,7 @@ TEST_CASE("bench: size and build time of a checkpoint index over zstd, by kind o
       }
       const auto t3 = std::chrono::steady_clock::now();
       auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
-      WARN("level " << level << " " << name << ": 8 MiB -> " << blob->size() << " B compressed; index "
+      WARN("level " << level << " " << (file ? file : name) << ": " << data.size() << " B -> " << blob->size() << " B compressed; index "
                     << bytes->size() << " B (" << stats.checkpoints << " checkpoints, dictionaries "
                     << stats.dict_bytes << " B raw; first blocks treeless " << stats.first_treeless
                     << ", repeat " << stats.first_repeat << "), dropped " << stats.dropped_verify << " by the check, "
