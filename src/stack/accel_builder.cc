@@ -155,6 +155,11 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
       if (layers[i].zstd_frames) continue;
       // Read as a stream: checkpoints that restore the decoder's state.
       ZstdCheckpointOptions checkpoint_options;
+      // A read fetches and decodes at most about this much beyond its own bytes (the
+      // index's dictionary budget keeps it bounded where matches reach far back).
+      // Bench, cold boot trace with the artifact: 1 MiB 10.1 s / 137 MiB, 256 KiB
+      // 7.7 s / 120 MiB (docs/benchmarks.md, ninth session).
+      checkpoint_options.spacing = 256u << 10;
       if (auto it = stack_options.gzip_checkpoint_targets.find(digest);
           it != stack_options.gzip_checkpoint_targets.end()) {
         checkpoint_options.targets = it->second;
