@@ -133,3 +133,17 @@ TEST_CASE("zstd checkpoint source passes a failed fetch on as it is, not as a wr
   REQUIRE(source.ReadAt(0, got).ok());
   CHECK(std::equal(got.begin(), got.end(), f.data.begin()));
 }
+
+TEST_CASE("zstd checkpoint index of an empty frame has no checkpoints and reads as empty") {
+  auto blob = std::make_shared<MemorySource>(
+      ocifs::testing::CompressZstdFrame(std::span<const uint8_t>(), {.level = 3, .checksum = true}));
+  auto bytes = BuildZstdCheckpointIndex(*blob, {});
+  REQUIRE(bytes.ok());
+  auto source = ZstdCheckpointSource::Open(blob, {reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()},
+                                           1 << 20);
+  REQUIRE(source.ok());
+  CHECK((*source)->size() == 0);
+  CHECK((*source)->checkpoint_count() == 0);
+  std::vector<uint8_t> buf(10);
+  CHECK(*(*source)->ReadAt(0, buf) == 0);
+}
