@@ -77,6 +77,10 @@ class Pass {
     return static_cast<double>(zdict_bytes_ + last_zdict_) <=
            static_cast<double>(o_.max_dict_bytes) * static_cast<double>(off) / static_cast<double>(blob_.size());
   }
+  Status CannotFollow(uint64_t off, const std::string& why) const {
+    return Unsupported("zstd checkpoints cannot follow the block of " + blob_.Describe() + " at compressed offset " +
+                       std::to_string(off) + " (libzstd decodes it): " + why);
+  }
   Status Bad(uint64_t off, const std::string& why) const {
     return Corrupt("zstd blob " + blob_.Describe() + " at compressed offset " + std::to_string(off) + ": " + why);
   }
@@ -266,13 +270,16 @@ Result<ZstdCheckpointIndex> Pass::Run() {
         }
       }
       first = false;
+      // libzstd decodes the block first: what it refuses is corrupt; what it
+      // takes and the tracker cannot follow is a limit of ours (no index).
+      OCIFS_RETURN_IF_ERROR(FeedReal(off, len));
       uint64_t decoded = bsize;
       if (type == 2) {
         Status match_error;
         Open& c = *open_;
         auto on_match = [&](const ZstdBlockTracker::Match& m) {
           if (m.offset > m.pos - frame_out_) {
-            match_error = Bad(off, "match before the frame's start");
+            match_error = Corrupt("a match before the frame's start");
             return;
           }
           const uint64_t src = m.pos - m.offset;
@@ -281,17 +288,16 @@ Result<ZstdCheckpointIndex> Pass::Run() {
           c.reach = std::max(c.reach, c.out - src);
         };
         auto n = tracker_.CompressedBlock(Compressed(off + 3, bsize), out_, on_match);
-        if (!n.ok()) return Bad(off, n.status().message());
-        OCIFS_RETURN_IF_ERROR(match_error);
+        if (n.ok() && !match_error.ok()) n = match_error;
+        if (!n.ok()) return CannotFollow(off, n.status().message());
         decoded = *n;
         if (c.blocks++ == 0) {
           c.first_treeless = tracker_.last_reused_huffman();
           c.first_repeat = tracker_.last_reused_table();
         }
       }
-      OCIFS_RETURN_IF_ERROR(FeedReal(off, len));
       if (hbase_ + hist_.size() != out_ + decoded) {
-        return Bad(off, "block decodes to " + std::to_string(hbase_ + hist_.size() - out_) +
+        return CannotFollow(off, "block decodes to " + std::to_string(hbase_ + hist_.size() - out_) +
                             " bytes, its sequences say " + std::to_string(decoded));
       }
       crcs_.Feed(Decoded(out_, out_ + decoded));

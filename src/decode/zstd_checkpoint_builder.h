@@ -54,8 +54,9 @@ struct ZstdCheckpointStats {
 
 // Reads `blob` (known size) from start to end in 4 MiB pieces. Memory: about
 // min(window, max_reach) + 2 segments of output, plus the compressed bytes
-// of one segment. kCorrupt names the offset of malformed data; kUnsupported
-// for frames that need an external dictionary.
+// of one segment. kCorrupt names the offset of data libzstd refuses;
+// kUnsupported for frames that need an external dictionary, and for a block
+// libzstd decodes but the pass cannot follow (a stream to read without index).
 [[nodiscard]] Result<ZstdCheckpointIndex> BuildZstdCheckpoints(const ByteSource& blob,
                                                                const ZstdCheckpointOptions& options,
                                                                ZstdCheckpointStats* stats = nullptr);
