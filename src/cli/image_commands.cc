@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "accel/accel_loader.h"
+#include "decode/zstd_chunked_toc.h"
 #include "stack/image_stack.h"
 
 namespace ocifs {
@@ -69,6 +70,7 @@ Status RunInspect(const ImageCommandFlags& flags) {
                              {"size", layer.size},
                              {"mediaType", layer.media_type},
                              {"compression", CompressionOf(layer)}});
+      if (HasZstdChunkedToc(layer.annotations)) j["layers"].back()["toc"] = "zstd:chunked";
     }
     j["accel"] = accel ? AccelJson(*accel) : nlohmann::json(nullptr);
     std::cout << j.dump(2) << std::endl;
@@ -82,7 +84,8 @@ Status RunInspect(const ImageCommandFlags& flags) {
             << "Config: " << image.config.digest << "\n"
             << "Layers:\n";
   for (const auto& layer : image.layers) {
-    std::cout << "  " << layer.digest << " " << layer.size << " " << CompressionOf(layer) << "\n";
+    std::cout << "  " << layer.digest << " " << layer.size << " " << CompressionOf(layer)
+              << (HasZstdChunkedToc(layer.annotations) ? " (zstd:chunked TOC)" : "") << "\n";
   }
   if (accel) {
     std::map<std::string_view, size_t> kinds;

@@ -84,6 +84,10 @@ std::string Sha256Of(std::span<const uint8_t> bytes) {
   return out;
 }
 
+bool HasZstdChunkedToc(const std::map<std::string, std::string>& annotations) {
+  return Find(annotations, kPositionKeys) != nullptr;
+}
+
 Result<std::optional<ZstdChunkedPosition>> ZstdChunkedPositionOf(const std::map<std::string, std::string>& annotations,
                                                                  uint64_t blob_size, std::string_view name) {
   const std::string* text = Find(annotations, kPositionKeys);

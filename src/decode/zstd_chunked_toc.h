@@ -57,6 +57,9 @@ inline constexpr size_t kMaxZstdChunkedTocEntries = 4u << 20;
 [[nodiscard]] Result<std::optional<ZstdChunkedPosition>> ZstdChunkedPositionOf(
     const std::map<std::string, std::string>& annotations, uint64_t blob_size, std::string_view name);
 
+// Whether the annotations name a zstd:chunked TOC at all (either spelling).
+bool HasZstdChunkedToc(const std::map<std::string, std::string>& annotations);
+
 // `framed` = the blob's bytes [position.offset - 8, position.offset +
 // position.length): the skippable frame header and the compressed TOC.
 // Checks the header, the checksum, decompresses (bounded by

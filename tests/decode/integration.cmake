@@ -1,0 +1,3 @@
+# zstd:chunked layers pushed by buildah itself, read through their TOC
+# (docs/zstd-chunked.md); skipped without buildah, qemu-img or root.
+ocifs_add_py_test(integration.zstd_chunked decode/test_zstd_chunked.py TIMEOUT 900)
