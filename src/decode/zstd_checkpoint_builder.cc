@@ -170,14 +170,13 @@ Status Pass::Finish(uint64_t in_end) {
     if (len > o_.max_reach || c.reach > c.out - hbase_) {
       if (stats_) ++stats_->dropped_reach;
     } else {
-      std::vector<uint8_t> content(len);
-      std::sort(c.refs.begin(), c.refs.end());
+      // The content's bytes that matches copy; the dictionary ends with them.
+      dict = MakeZstdCheckpointDict(c.state, reps, len);
       for (const auto& [from, to] : c.refs) {
         auto src = Decoded(from, to);
-        std::copy(src.begin(), src.end(), content.end() - static_cast<ptrdiff_t>(c.out - from));
+        std::copy(src.begin(), src.end(), dict.end() - static_cast<ptrdiff_t>(c.out - from));
       }
-      dict = MakeZstdCheckpointDict(c.state, reps, content);
-      auto loaded = LoadZstdCheckpointDict(dict);
+      auto loaded = LoadZstdCheckpointDict(dict, /*by_ref=*/true);
       usable = loaded.ok();
       if (usable) ddict = std::move(loaded).value();
     }

@@ -35,7 +35,7 @@ std::vector<uint8_t> TableDescription(const ZstdTableState& t, ZstdSeqTable whic
 }  // namespace
 
 std::vector<uint8_t> MakeZstdCheckpointDict(const ZstdEntropyState& state, const std::array<uint32_t, 3>& reps,
-                                            std::span<const uint8_t> content) {
+                                            size_t content_size) {
   std::vector<uint8_t> d;
   Put32(d, 0xEC30A437);  // dictionary magic
   Put32(d, 0x4F434946);  // dictionary ID: never written into a frame, never checked
@@ -49,13 +49,13 @@ std::vector<uint8_t> MakeZstdCheckpointDict(const ZstdEntropyState& state, const
     d.insert(d.end(), desc.begin(), desc.end());
   }
   for (uint32_t r : reps) Put32(d, r);
-  d.insert(d.end(), content.begin(), content.end());
+  d.resize(d.size() + content_size);
   return d;
 }
 
-Result<ZstdDDictPtr> LoadZstdCheckpointDict(std::span<const uint8_t> dict) {
-  ZstdDDictPtr d(ZSTD_createDDict_advanced(dict.data(), dict.size(), ZSTD_dlm_byCopy, ZSTD_dct_fullDict,
-                                           ZSTD_defaultCMem));
+Result<ZstdDDictPtr> LoadZstdCheckpointDict(std::span<const uint8_t> dict, bool by_ref) {
+  ZstdDDictPtr d(ZSTD_createDDict_advanced(dict.data(), dict.size(), by_ref ? ZSTD_dlm_byRef : ZSTD_dlm_byCopy,
+                                           ZSTD_dct_fullDict, ZSTD_defaultCMem));
   if (!d) return Corrupt("zstd checkpoint dictionary rejected by libzstd");
   return d;
 }

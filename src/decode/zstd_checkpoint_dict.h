@@ -19,18 +19,20 @@
 namespace ocifs {
 
 // The dictionary that puts a decoder in `state` with `reps` as its repeat
-// offsets (each in 1..content.size()) and `content` as the output before the
-// checkpoint (its last byte is the byte just before it).
+// offsets (each in 1..content_size), ending in `content_size` zero bytes: the
+// content, which stands for the output before the checkpoint (its last byte
+// is the byte just before it), for the caller to fill where matches copy.
 std::vector<uint8_t> MakeZstdCheckpointDict(const ZstdEntropyState& state, const std::array<uint32_t, 3>& reps,
-                                            std::span<const uint8_t> content);
+                                            size_t content_size);
 
 struct ZstdDDictDeleter {
   void operator()(ZSTD_DDict* d) const { ZSTD_freeDDict(d); }
 };
 // Owns a digested dictionary; thread safety: immutable, shareable by decoders.
 using ZstdDDictPtr = std::unique_ptr<ZSTD_DDict, ZstdDDictDeleter>;
-// Digests a checkpoint dictionary; kCorrupt if libzstd rejects it.
-[[nodiscard]] Result<ZstdDDictPtr> LoadZstdCheckpointDict(std::span<const uint8_t> dict);
+// Digests a checkpoint dictionary; kCorrupt if libzstd rejects it. by_ref:
+// the result refers to `dict`'s content, which must outlive it (no copy).
+[[nodiscard]] Result<ZstdDDictPtr> LoadZstdCheckpointDict(std::span<const uint8_t> dict, bool by_ref = false);
 
 // Decodes the blocks of `blob` from `in` (a block header) on, as the
 // continuation of a frame with window 2^window_log whose state `ddict`

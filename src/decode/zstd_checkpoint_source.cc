@@ -45,14 +45,21 @@ Result<std::shared_ptr<const ZSTD_DDict>> ZstdCheckpointSource::DictOf(size_t i)
   }
   // Two readers of one checkpoint may both digest it: harmless.
   const ZstdCheckpoint& c = index_.checkpoints[i];
-  std::vector<uint8_t> dict(c.dict_size);
-  const size_t n = ZSTD_decompress(dict.data(), dict.size(), c.zdict.data(), c.zdict.size());
-  if (ZSTD_isError(n) || n != dict.size()) {
+  // The digested dictionary refers to the bytes it was made from: one owner for both.
+  struct Held {
+    std::vector<uint8_t> bytes;
+    ZstdDDictPtr ddict;
+  };
+  auto held = std::make_shared<Held>();
+  held->bytes.resize(c.dict_size);
+  const size_t n = ZSTD_decompress(held->bytes.data(), held->bytes.size(), c.zdict.data(), c.zdict.size());
+  if (ZSTD_isError(n) || n != held->bytes.size()) {
     return Wrong("the dictionary of checkpoint " + std::to_string(i) + " does not decompress to its size");
   }
-  auto loaded = LoadZstdCheckpointDict(dict);
+  auto loaded = LoadZstdCheckpointDict(held->bytes, /*by_ref=*/true);
   if (!loaded.ok()) return Wrong("checkpoint " + std::to_string(i) + ": " + loaded.status().message());
-  std::shared_ptr<const ZSTD_DDict> ddict(std::move(loaded).value());
+  held->ddict = std::move(loaded).value();
+  std::shared_ptr<const ZSTD_DDict> ddict(held, held->ddict.get());
   std::lock_guard<std::mutex> lock(dict_mu_);
   dicts_.emplace_front(i, ddict);
   if (dicts_.size() > kDictsKept) dicts_.pop_back();

@@ -271,3 +271,37 @@ TEST_CASE("zstd checkpoint build over damaged blobs fails cleanly or builds an i
   }
   CHECK(failed > 30);
 }
+
+// A blob some other tool wrote (ZCKPT_BLOB=path: a layer pushed by buildah or
+// skopeo, whose encoder is not libzstd's): the index builds, and reading it
+// all through the checkpoints gives what libzstd streams.
+TEST_CASE("bench: a checkpoint index over a zstd blob from elsewhere", "[.bench]") {
+  const char* path = std::getenv("ZCKPT_BLOB");
+  if (!path) return;
+  std::ifstream in(path, std::ios::binary);
+  auto blob = std::make_shared<MemorySource>(
+      std::vector<uint8_t>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()));
+  std::vector<uint8_t> want;
+  ZSTD_DCtx* d = ZSTD_createDCtx();
+  ZSTD_inBuffer ib{blob->bytes().data(), blob->bytes().size(), 0};
+  std::vector<uint8_t> chunk(1 << 20);
+  while (ib.pos < ib.size) {
+    ZSTD_outBuffer ob{chunk.data(), chunk.size(), 0};
+    REQUIRE(!ZSTD_isError(ZSTD_decompressStream(d, &ob, &ib)));
+    want.insert(want.end(), chunk.begin(), chunk.begin() + static_cast<ptrdiff_t>(ob.pos));
+  }
+  ZSTD_freeDCtx(d);
+  ZstdCheckpointStats stats;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto index = BuildZstdCheckpoints(*blob, {}, &stats);
+  const auto t1 = std::chrono::steady_clock::now();
+  INFO(index.status().ToString());
+  REQUIRE(index.ok());
+  const double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+  WARN(path << ": " << want.size() << " B -> " << blob->size() << " B, window log " << index->window_log << "; "
+            << stats.frames << " frames, " << stats.checkpoints << " checkpoints (first blocks treeless "
+            << stats.first_treeless << ", repeat " << stats.first_repeat << "), dropped " << stats.dropped_verify
+            << " by the check, " << stats.dropped_reach << " by reach; index " << index->Serialize().size()
+            << " B; build " << ms << " ms");
+  CheckServes(Built{blob, std::move(index).value(), stats}, want);
+}
