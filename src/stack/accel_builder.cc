@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <map>
@@ -88,12 +89,22 @@ std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>, std::less<>> C
   return targets;
 }
 
-// The frame table of a zstd layer read at random by frames, each frame with
-// the CRC-32 of its decoded bytes (read through `decoded`, the layer's
-// decoder); nullopt for a layer read as a stream.
+// Frames up to this size are read whole: the layer gets its frame table. A
+// layer of larger frames (the zstd seekable format's 4 MiB, say) gets
+// checkpoints inside them, as a single frame does, so a small read neither
+// fetches nor decodes a whole frame.
+constexpr uint64_t kMaxWholeFrameBytes = 1ull << 20;
+
+// The frame table of a zstd layer read at random by frames of at most
+// kMaxWholeFrameBytes, each frame with the CRC-32 of its decoded bytes (read
+// through `decoded`, the layer's decoder); nullopt for a layer read as a
+// stream or of larger frames.
 Result<std::optional<std::string>> ZstdFrameTable(const LayerView& layer) {
   OCIFS_ASSIGN_OR_RETURN(std::optional<std::vector<ZstdFrame>> frames, LocateZstdFrames(*layer.blob));
-  if (!frames) return std::optional<std::string>();
+  if (!frames || std::any_of(frames->begin(), frames->end(),
+                             [](const ZstdFrame& f) { return f.out_size > kMaxWholeFrameBytes; })) {
+    return std::optional<std::string>();
+  }
   std::vector<uint8_t> buf;
   for (ZstdFrame& f : *frames) {
     buf.resize(static_cast<size_t>(f.out_size));
@@ -153,7 +164,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
       if (!table.ok()) return table.status().WithContext("layer " + digest);
       layers[i].zstd_frames = std::move(table).value();
       if (layers[i].zstd_frames) continue;
-      // Read as a stream: checkpoints that restore the decoder's state.
+      // Read as a stream, or of large frames: checkpoints that restore the decoder's state.
       ZstdCheckpointOptions checkpoint_options;
       // A read fetches and decodes at most about this much beyond its own bytes (the
       // index's dictionary budget keeps it bounded where matches reach far back).

@@ -2,9 +2,10 @@
 // each layer once, streaming: for each gzip layer its checkpoint index
 // (version 3, with the checksums of the decoded layer; docs/accel-format.md),
 // with extra checkpoints before the regions its access profiles name; for
-// each zstd layer of several frames its frame table with a CRC per frame;
-// for a zstd layer read as a stream (one frame) its checkpoint index
-// (docs/zstd-checkpoint-format.md), with checkpoints at the profiles' regions.
+// each zstd layer of several frames of at most 1 MiB its frame table with a
+// CRC per frame; for any other zstd layer (one frame, frames without sizes or
+// larger) its checkpoint index (docs/zstd-checkpoint-format.md), with
+// checkpoints every 256 KiB and at the profiles' regions.
 #pragma once
 
 #include <cstdint>

@@ -29,11 +29,14 @@ ZSTD_FRAMES = "application/vnd.oci-fs.zstd-frames.v2"
 ZSTD_CHECKPOINTS = "application/vnd.oci-fs.zstd-checkpoints.v1"
 
 
-@pytest.mark.parametrize("compression,kind,media_type", [
-    ("zstd-multiframe", "zstd frame table", ZSTD_FRAMES),
-    ("zstd", "zstd checkpoint index", ZSTD_CHECKPOINTS)])
-def test_inspect_shows_the_zstd_index(compression, kind, media_type, ocifs, registry, repo):
-    ref, _ = images.push_containerdisk(registry, repo, disk_bytes(4 * MiB, seed=81), compression)
+@pytest.mark.parametrize("compression,frame_size,kind,media_type", [
+    ("zstd-multiframe", MiB, "zstd frame table", ZSTD_FRAMES),
+    # Frames over 1 MiB get checkpoints inside them, as one frame does.
+    ("zstd-multiframe", 3 * MiB, "zstd checkpoint index", ZSTD_CHECKPOINTS),
+    ("zstd", 0, "zstd checkpoint index", ZSTD_CHECKPOINTS)])
+def test_inspect_shows_the_zstd_index(compression, frame_size, kind, media_type, ocifs, registry, repo):
+    sizing = {"frame_size": frame_size} if frame_size else {}
+    ref, _ = images.push_containerdisk(registry, repo, disk_bytes(8 * MiB, seed=81), compression, **sizing)
     artifact = accelerate(ocifs, ref)
     out = ocifs("inspect", TLS, ref).stdout.decode()
     assert f"Accel: {artifact} (1 {kind}, 0 profiles" in out, out
