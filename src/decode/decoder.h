@@ -87,8 +87,10 @@ struct DecoderOptions {
 // kNone returns `compressed` itself. kGzip: a GzipSource; one whose index
 // was loaded from options.index_path inside an IndexFallbackSource (a wrong
 // index falls back to a first pass, which saves a new one there). kZstd: a
-// ZstdFrameSource when the frames can be located (seek table, or >= 2 frames
-// of <= 32 MiB with content sizes), else a ZstdStreamSource.
+// zstd:chunked layer (options.layer_annotations) through its TOC
+// (OpenZstdChunked); else a ZstdFrameSource when the frames can be located
+// (seek table, or >= 2 frames of <= 32 MiB with content sizes), else a
+// ZstdStreamSource.
 // Errors: kCorrupt if the blob's structure is malformed where open looks at it.
 [[nodiscard]] Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compression,
                                                 const DecoderOptions& options);

@@ -8,6 +8,8 @@
 #include "decode/decoder.h"
 #include "decode/zstd_chunked_frames.h"
 #include "decode/zstd_chunked_toc.h"
+#include "decode/zstd_frame_file.h"
+#include "base/whole_file.h"
 #include "testing/counting_source.h"
 #include "testing/layer_test_data.h"
 #include "testing/log_capture.h"
@@ -309,6 +311,27 @@ TEST_CASE("OpenDecoded reads a zstd:chunked layer at random through its TOC, sav
   CHECK(again_counted->bytes == 0);
   REQUIRE(ReadExactly(**again, 0, all).ok());
   CHECK(all == b.decoded);
+}
+
+TEST_CASE("a saved zstd:chunked TOC or frame table that is not this layer's is fetched and built again") {
+  ChunkedBlob b = MakeBlob();
+  b.Finish();
+  ocifs::testing::TempDir tmp;
+  DecoderOptions options;
+  options.layer_annotations = b.annotations;
+  options.zstd_chunked_toc_path = tmp.path() + "/layer.zstdtoc";
+  options.frame_table_path = tmp.path() + "/layer.zstdframes";
+  REQUIRE(WriteFileAtomically(options.zstd_chunked_toc_path, std::string(100, 'x')).ok());
+  REQUIRE(ZstdFrameFile::Write(options.frame_table_path, b.blob.size(), {ZstdFrame(0, 10, 0, 10)}).ok());
+  auto decoded = OpenDecoded(std::make_shared<MemorySource>(b.blob), Compression::kZstd, options);
+  REQUIRE(decoded.ok());
+  std::vector<uint8_t> all(b.decoded.size());
+  REQUIRE(ReadExactly(**decoded, 0, all).ok());
+  CHECK(all == b.decoded);
+  // Both were replaced by this layer's: the next open reads nothing.
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(b.blob));
+  REQUIRE(OpenDecoded(counted, Compression::kZstd, options).ok());
+  CHECK(counted->bytes == 0);
 }
 
 TEST_CASE("a zstd:chunked chunk whose bytes do not match its TOC digest fails with kDataLoss, logged once") {
