@@ -134,6 +134,15 @@ std::tuple<ChunkedBlob, ZstdChunkedPosition, ZstdChunkedToc> SealedBlob() {
   return {std::move(b), p, std::move(*toc)};
 }
 
+// Options that open `b` as a zstd:chunked layer, its TOC and frame table saved in `tmp`.
+DecoderOptions SavingOptions(const ChunkedBlob& b, const ocifs::testing::TempDir& tmp) {
+  DecoderOptions options;
+  options.layer_annotations = b.annotations;
+  options.zstd_chunked_toc_path = tmp.path() + "/layer.zstdtoc";
+  options.frame_table_path = tmp.path() + "/layer.zstdframes";
+  return options;
+}
+
 Result<ZstdChunkedToc> Parse(const nlohmann::json& toc, uint64_t data_end = 1 << 30) {
   return ParseZstdChunkedToc(toc.dump(), data_end, "layer L");
 }
@@ -284,10 +293,7 @@ TEST_CASE("OpenDecoded reads a zstd:chunked layer at random through its TOC, sav
   ChunkedBlob b = MakeBlob();
   b.Finish();
   ocifs::testing::TempDir tmp;
-  DecoderOptions options;
-  options.layer_annotations = b.annotations;
-  options.zstd_chunked_toc_path = tmp.path() + "/layer.zstdtoc";
-  options.frame_table_path = tmp.path() + "/layer.zstdframes";
+  DecoderOptions options = SavingOptions(b, tmp);
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(b.blob));
   auto decoded = OpenDecoded(counted, Compression::kZstd, options);
   REQUIRE(decoded.ok());
@@ -317,10 +323,7 @@ TEST_CASE("a saved zstd:chunked TOC or frame table that is not this layer's is f
   ChunkedBlob b = MakeBlob();
   b.Finish();
   ocifs::testing::TempDir tmp;
-  DecoderOptions options;
-  options.layer_annotations = b.annotations;
-  options.zstd_chunked_toc_path = tmp.path() + "/layer.zstdtoc";
-  options.frame_table_path = tmp.path() + "/layer.zstdframes";
+  DecoderOptions options = SavingOptions(b, tmp);
   REQUIRE(WriteFileAtomically(options.zstd_chunked_toc_path, std::string(100, 'x')).ok());
   REQUIRE(ZstdFrameFile::Write(options.frame_table_path, b.blob.size(), {ZstdFrame(0, 10, 0, 10)}).ok());
   auto decoded = OpenDecoded(std::make_shared<MemorySource>(b.blob), Compression::kZstd, options);
