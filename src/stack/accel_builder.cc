@@ -15,6 +15,7 @@
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
 #include "decode/zstd_checkpoint_builder.h"
+#include "decode/zstd_chunked_toc.h"
 #include "decode/zstd_frame_file.h"
 #include "registry/fetch_stats.h"
 #include "stack/image_stack.h"
@@ -160,6 +161,11 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
       if (layers[i].compression != Compression::kZstd) continue;
       const LayerView& view = (*stack)->layers()[i];
       const std::string& digest = pieces.image.layers[i].digest;
+      if (HasZstdChunkedToc(view.descriptor.annotations)) {
+        // Its own table of contents makes it random-access on any node (docs/zstd-chunked.md).
+        layers[i].compression = Compression::kNone;  // listed with the layers that need no index
+        continue;
+      }
       auto table = ZstdFrameTable(view);
       if (!table.ok()) return table.status().WithContext("layer " + digest);
       layers[i].zstd_frames = std::move(table).value();

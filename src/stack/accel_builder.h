@@ -47,7 +47,7 @@ struct AccelPieces {
     std::string bytes;  // the index file in its format (LayerIndexKind)
   };
   std::vector<LayerIndex> layer_indexes;
-  std::vector<std::string> plain_layers;  // layers that need no index (uncompressed)
+  std::vector<std::string> plain_layers;  // layers that need no index (uncompressed; zstd:chunked, its own TOC)
   std::vector<std::string> unindexed;     // layers it cannot index: "digest (why)"
 };
 

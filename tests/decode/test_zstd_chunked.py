@@ -191,3 +191,13 @@ def test_a_toc_whose_chunk_digest_lies_fails_that_chunk_with_eio_never_wrong_byt
         finally:
             os.close(fd)
     assert errors >= 1 and good >= 1, (errors, good)
+
+
+def test_accelerate_leaves_a_zstd_chunked_layer_to_its_own_toc(ocifs, registry, repo, workdir, chunked_image):
+    ref, want, layer = chunked_image
+    out = ocifs("accelerate", TLS, "--work-dir", str(workdir), ref, timeout=300)
+    artifact = out.text.strip().splitlines()[-1]
+    manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()
+    assert manifest["layers"] == [], manifest  # no index: the TOC is one already
+    with Mount(ref, workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
+        assert_reads_match(m.dir / "disk.img", want, [(len(want) - MiB, MiB)])
