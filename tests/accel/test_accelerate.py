@@ -152,13 +152,13 @@ def spoil_a_checksum(index: bytes) -> bytes:
     return with_file_crc(bytes(body))
 
 
-def push_artifact_like(registry, repo: str, artifact_ref: str, spoil) -> str:
-    """Pushes a copy of an artifact whose gzip index is spoil(index), listed in the
-    fallback tag as the newest; returns its digest."""
+def push_artifact_like(registry, repo: str, artifact_ref: str, spoil, media_type: str = GZIP_INDEX) -> str:
+    """Pushes a copy of an artifact whose index piece of `media_type` is spoil(index),
+    listed in the fallback tag as the newest; returns its digest."""
     client = registry.client()
     digest = artifact_ref.split("@", 1)[1]
     manifest = json.loads(client.get_manifest(repo, digest).body)
-    piece = next(p for p in manifest["layers"] if p["mediaType"] == GZIP_INDEX)
+    piece = next(p for p in manifest["layers"] if p["mediaType"] == media_type)
     index = client.get_blob(repo, piece["digest"]).body
     bad = spoil(index)
     piece["digest"] = client.put_blob(repo, bad)

@@ -20,10 +20,9 @@ import pytest
 
 from support import images
 from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan
-from support.images import sha256
 from support.processes import Mount
 
-from test_accelerate import ARTIFACT_TYPE, TLS, accelerate
+from test_accelerate import TLS, accelerate, push_artifact_like
 
 ZSTD_FRAMES = "application/vnd.oci-fs.zstd-frames.v2"
 ZSTD_CHECKPOINTS = "application/vnd.oci-fs.zstd-checkpoints.v1"
@@ -69,26 +68,6 @@ def spoil_a_block_crc(index: bytes) -> bytes:
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
-def push_spoilt_copy(registry, repo: str, artifact_ref: str, media_type: str, spoil) -> str:
-    """Pushes a copy of the artifact with its index spoilt, listed as the newest."""
-    client = registry.client()
-    manifest = json.loads(client.get_manifest(repo, artifact_ref.split("@", 1)[1]).body)
-    piece = next(p for p in manifest["layers"] if p["mediaType"] == media_type)
-    bad = spoil(client.get_blob(repo, piece["digest"]).body)
-    piece["digest"] = client.put_blob(repo, bad)
-    piece["size"] = len(bad)
-    manifest["annotations"]["org.opencontainers.image.created"] = "2099-01-01T00:00:00Z"
-    body = json.dumps(manifest).encode()
-    digest = client.put_manifest(repo, sha256(body), body, manifest["mediaType"])
-    tag = manifest["subject"]["digest"].replace(":", "-")
-    index_doc = json.loads(client.get_manifest(repo, tag).body)
-    index_doc["manifests"].append({"mediaType": manifest["mediaType"], "digest": digest, "size": len(body),
-                                   "artifactType": ARTIFACT_TYPE,
-                                   "annotations": {"org.opencontainers.image.created": "2099-01-01T00:00:00Z"}})
-    client.put_manifest(repo, tag, json.dumps(index_doc).encode(), "application/vnd.oci.image.index.v1+json")
-    return digest
-
-
 @pytest.mark.parametrize("compression,kind,media_type,spoil", [
     ("zstd-multiframe", "zstd frame table", ZSTD_FRAMES, spoil_a_frame_crc),
     ("zstd", "zstd checkpoint index", ZSTD_CHECKPOINTS, spoil_a_block_crc)], ids=["frames", "checkpoints"])
@@ -96,7 +75,7 @@ def test_a_zstd_index_with_a_wrong_crc_still_reads_exact_bytes_and_is_logged_onc
         compression, kind, media_type, spoil, ocifs, registry, repo, workdir):
     data = disk_bytes(24 * MiB, seed=83)
     ref, img = images.push_containerdisk(registry, repo, data, compression)
-    push_spoilt_copy(registry, repo, accelerate(ocifs, ref), media_type, spoil)
+    push_artifact_like(registry, repo, accelerate(ocifs, ref), spoil, media_type)
     log = workdir / "mount.log"
     cache = workdir / "cache"
     with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
