@@ -20,6 +20,7 @@ import threading
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -624,6 +625,8 @@ def run_parts(ctx: Ctx, parts: set[str]) -> None:
     for name, plan in PARTS.items():
         if name in parts:
             for session in plan(ctx):
+                if ctx.a.sessions and not any(re.fullmatch(ctx.a.sessions, st.scenario) for st in session.steps):
+                    continue
                 run_session(ctx, session, broken)
 
 
@@ -952,6 +955,10 @@ def parser() -> argparse.ArgumentParser:
                     "(e.g. --ocifs-args=--prefetch-all)")
     ap.add_argument("--nbdqsd-scenarios", default="trace,random,seq",
                     help="cold scenarios of the nbdkit+qsd peer (its full read takes ~8 min)")
+    ap.add_argument("--sessions", default="", metavar="REGEX",
+                    help="run only the sessions with a step whose name fully matches REGEX, e.g. "
+                    "'cold trace.*' (a session that needs an earlier one's profile or index is skipped "
+                    "when that one is filtered out)")
     ap.add_argument("--only", default="", help="comma list of parts: local,import,floor,nbdqsd,ocifs,boot")
     ap.add_argument("--peer-timeout", type=float, default=900, help="seconds for one peer scenario")
     ap.add_argument("--boot-timeout", type=float, default=900)

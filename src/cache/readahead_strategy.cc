@@ -1,13 +1,19 @@
 #include "cache/readahead_strategy.h"
 
+#include <algorithm>
+
 namespace ocifs {
 
 void ReadaheadStrategy::OnRead(const BlobRead& read) {
   auto ahead = policy_.OnRead(read.offset, read.length, fetcher_->size());
   if (!ahead) return;
   const uint64_t chunk_size = fetcher_->chunk_size();
-  fetcher_->Queue(TaskClass::kReadahead, ahead->offset / chunk_size,
-                  (ahead->offset + ahead->length + chunk_size - 1) / chunk_size, run_chunks_);
+  const uint64_t first = ahead->offset / chunk_size;
+  const uint64_t end = (ahead->offset + ahead->length + chunk_size - 1) / chunk_size;
+  // A wide window is a fast stream: half a window per request (at most
+  // kMaxRunBytes), so the link is not idle a round trip per run_chunks_.
+  const size_t wide = static_cast<size_t>(std::min<uint64_t>((end - first) / 2, kMaxRunBytes / chunk_size));
+  fetcher_->Queue(TaskClass::kReadahead, first, end, std::max(run_chunks_, wide));
 }
 
 std::pair<uint64_t, uint64_t> MissStrategy::Group(uint64_t first, uint64_t last) const {

@@ -21,6 +21,8 @@ class ReadaheadStrategy final : public FetchStrategy {
   void OnRead(const BlobRead& read) override;
   void Wait() override { fetcher_->Wait(); }
 
+  static constexpr uint64_t kMaxRunBytes = 8ull << 20;
+
  private:
   const std::shared_ptr<const BlobFetcher> fetcher_;
   ReadaheadPolicy policy_;

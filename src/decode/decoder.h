@@ -69,8 +69,11 @@ struct DecoderOptions {
   // the first read that needs it starts it.
   bool background_pass = true;
   // Single-frame zstd: where decompressed chunks go (default: a memory store
-  // with 4 MiB chunks).
+  // with 4 MiB chunks). gzip, first pass: where its output is kept for the
+  // reads behind its frontier (PassOutputKeeper) if keep_pass_output; none
+  // when null.
   std::shared_ptr<DecodedChunkStore> decoded_store;
+  bool keep_pass_output = true;
   // Bytes of decompressed segments (gzip checkpoint spans, zstd frames) kept
   // in memory per decoder for neighbouring reads.
   uint64_t segment_cache_bytes = 8ull << 20;

@@ -98,6 +98,7 @@ void GzipFirstPass::Run() {
   cb.on_output = [&](uint64_t out, std::span<const uint8_t> data) {
     zero_runs.Feed(out, data);  // before the frontier moves: readers then find them known
     block_crcs.Feed(data);
+    if (t_.keeper) t_.keeper->Feed(out, data);
     OnOutput(out, data);
   };
   Result<uint64_t> result = indexer.Run(cb, pass_.cancelled());
@@ -109,6 +110,11 @@ void GzipFirstPass::Run() {
   if (result.ok()) {
     zero_runs.Finish(*result);
     if (closed.second) t_.cache.Put(closed.first, std::move(closed.second));
+    if (t_.keeper) {
+      t_.keeper->Finish(*result);
+      spdlog::debug("gzip pass over {}: kept {} decompressed chunks", t_.compressed.Describe(),
+                    t_.keeper->stored_chunks());
+    }
     t_.progress.Complete(*result);
     SaveIndex(*result, block_crcs.block_size(), block_crcs.Finish());
   } else {

@@ -19,6 +19,7 @@
 #include "decode/background_pass.h"
 #include "decode/decoder.h"
 #include "decode/gzip_checkpoints.h"
+#include "decode/pass_output_keeper.h"
 #include "decode/pass_progress.h"
 #include "decode/segment_cache.h"
 #include "decode/zero_ranges.h"
@@ -43,6 +44,7 @@ class GzipFirstPass {
     PassProgress& progress;  // followed: it starts the pass for a reader who must wait
     ZeroRanges& zeros;
     SegmentCache& cache;
+    PassOutputKeeper* keeper = nullptr;  // keeps the output for reads behind the frontier; null: none
   };
 
   explicit GzipFirstPass(const Target& target);

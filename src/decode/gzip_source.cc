@@ -52,8 +52,11 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
                  2, options_.segment_cache_bytes / std::max<uint64_t>(options_.checkpoint_spacing, 1)))),
       progress_("gzip pass over " + compressed_->Describe()) {
   if (!index) {
+    if (options_.decoded_store && options_.keep_pass_output) {
+      keeper_ = std::make_unique<PassOutputKeeper>(options_.decoded_store);
+    }
     pass_ = std::make_unique<GzipFirstPass>(GzipFirstPass::Target{
-        *compressed_, options_, checkpoints_, progress_, zeros_, cache_});
+        *compressed_, options_, checkpoints_, progress_, zeros_, cache_, keeper_.get()});
     return;
   }
   for (const auto& [start, end] : index->zero_runs) zeros_.Add(start, end);
@@ -78,6 +81,11 @@ Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {
   // more: a stream that goes on is longer than the index says.
   const bool to_end = checks_ && !p.span.has_next && p.span.out + load == p.span.end;
   return cache_.GetOrLoad(p.span.index, p.need, [&]() -> Result<SegmentCache::Buffer> {
+    // The pass kept this span's bytes: a copy from the cache, not an inflate.
+    if (keeper_) {
+      std::vector<uint8_t> kept(load);
+      if (keeper_->Copy(p.span.out, kept)) return std::make_shared<const std::vector<uint8_t>>(std::move(kept));
+    }
     // Copied (its window may be in memory) only when it is needed.
     const GzipCheckpoint checkpoint = checkpoints_.At(p.span.index);
     OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,

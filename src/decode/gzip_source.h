@@ -140,7 +140,8 @@ class GzipSource final : public ByteSource {
   // Serves p into `out` without inflating if it can: known zeros, or the span
   // the pass is producing.
   bool ServeWithoutInflating(const Piece& p, bool complete, std::span<uint8_t> out) const;
-  // The decompressed span of p (at least p.need bytes), from the segment cache or inflated.
+  // The decompressed span of p (at least p.need bytes), from the segment
+  // cache, else copied from what the pass kept (keeper_), else inflated.
   [[nodiscard]] Result<SegmentCache::Buffer> Segment(const Piece& p) const;
 
   const ByteSourcePtr compressed_;
@@ -157,6 +158,10 @@ class GzipSource final : public ByteSource {
   mutable Version1Zeros v1_zeros_{zeros_};
   // The loaded index's block checksums (version 3); null otherwise.
   std::unique_ptr<const BlockChecksums> checks_;
+  // The pass's output in options.decoded_store's chunks, for reads behind its
+  // frontier; null when the index was loaded, or without a store or
+  // options.keep_pass_output.
+  std::unique_ptr<PassOutputKeeper> keeper_;
   // Null when the index was loaded. Last: cancelled and waited for first (it fills the members above).
   std::unique_ptr<GzipFirstPass> pass_;
 };

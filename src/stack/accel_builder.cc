@@ -129,6 +129,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
   stack_options.blob_reads.readahead.max = uint64_t{16} << 20;
   stack_options.accel.mode = AccelChoice::Mode::kOff;
   stack_options.ready_at_disk_entry = false;  // index every layer to its end
+  stack_options.keep_pass_output = false;     // nothing reads behind the passes
   stack_options.gzip_checkpoint_targets = CheckpointTargets(options.profiles);
 
   AccelPieces pieces;

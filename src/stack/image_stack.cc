@@ -121,6 +121,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
     decoder_options.zstd_checkpoint_path = cache_->SidePath(layer.digest, "zstdckpt");
     decoder_options.zstd_chunked_toc_path = cache_->SidePath(layer.digest, "zstdtoc");
     decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, DerivedCacheKey(layer.digest, "decoded"));
+    decoder_options.keep_pass_output = options_.keep_pass_output;
   }
   if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);
       targets != options_.gzip_checkpoint_targets.end()) {

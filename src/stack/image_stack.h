@@ -59,6 +59,10 @@ struct StackOptions {
   // indexed in the background and, should it contradict the disk chosen
   // (a second file under disk/, say), the disk's reads fail from then on.
   bool ready_at_disk_entry = false;
+  // A gzip layer's first pass keeps its output in the cache ("<digest>:decoded"
+  // chunks, DecoderOptions::keep_pass_output), so the reads behind it are
+  // copies, not inflates from a checkpoint. Needs cache_dir.
+  bool keep_pass_output = true;
   std::string disk_path;  // as --disk-path; "" = the one file under disk/
   // The acceleration artifact to use (docs/accel-format.md); needs cache_dir.
   // Its profile, if it has one, is prefetched from the start unless

@@ -208,6 +208,36 @@ TEST_CASE("a reader following the first pass reads the span being produced from 
   CHECK(slow->returned.load() < compressed.size() + compressed.size() / 4);
 }
 
+TEST_CASE("reads behind the first pass copy what it kept instead of inflating; without a store they inflate") {
+  auto data = MakeData(8 << 20, 33);
+  auto compressed = Gzip(data);
+  for (bool keep : {true, false}) {
+    auto counted = std::make_shared<testing::CountingSource>(std::make_shared<MemorySource>(compressed));
+    DecoderOptions options;
+    options.checkpoint_spacing = 1 << 20;
+    options.segment_cache_bytes = 1 << 20;  // one span: reads all over would inflate again
+    options.decoded_store = MakeMemoryDecodedStore(256 << 10);
+    options.keep_pass_output = keep;
+    auto gz = OpenGzip(counted, options);
+    REQUIRE(gz->WaitUntilIndexed().ok());
+    const uint64_t after_pass = counted->returned.load();
+    std::mt19937 rng(5);
+    std::vector<uint8_t> buf(40000);
+    for (int i = 0; i < 200; ++i) {
+      const uint64_t at = rng() % (data.size() - buf.size());
+      auto n = gz->ReadAt(at, buf);
+      REQUIRE(n.ok());
+      REQUIRE(*n == buf.size());
+      REQUIRE(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<long>(at)));
+    }
+    if (keep) {
+      CHECK(counted->returned.load() == after_pass);  // every read a copy of kept chunks
+    } else {
+      CHECK(counted->returned.load() > after_pass + compressed.size());  // inflated from checkpoints
+    }
+  }
+}
+
 TEST_CASE("spans of zeros larger than the segment cache are read as zeros, not inflated per read") {
   // A raw disk's empty space: one deflate block of zeros spans megabytes.
   std::vector<uint8_t> data = MakeData(2 << 20, 41);
