@@ -267,20 +267,20 @@ Status ChunkCache::FetchRun(std::string_view key, uint64_t first, size_t begin, 
     total += outs[i].size();
     if (i > begin && outs[i].data() != outs[i - 1].data() + outs[i - 1].size()) contiguous = false;
   }
-  std::vector<uint8_t> temp;
+  std::unique_ptr<uint8_t[]> temp;  // not zero-filled: fetched into
   std::span<uint8_t> dst;
   if (contiguous) {
     dst = std::span<uint8_t>(outs[begin].data(), total);
   } else {
-    temp.resize(total);
-    dst = temp;
+    temp = std::make_unique_for_overwrite<uint8_t[]>(total);
+    dst = std::span<uint8_t>(temp.get(), total);
   }
   Status st = fetch_run(first + begin, dst);
   if (st.ok()) {
     fetched_bytes_ += total;
     size_t at = 0;
     for (size_t i = begin; i < end; ++i) {
-      if (!contiguous) std::memcpy(outs[i].data(), temp.data() + at, outs[i].size());
+      if (!contiguous) std::memcpy(outs[i].data(), temp.get() + at, outs[i].size());
       at += outs[i].size();
       Status stored = StoreChecked(key, first + i, outs[i]);
       if (!stored.ok()) spdlog::warn("chunk cache {}: not stored: {}", dir_, stored.ToString());
@@ -330,11 +330,12 @@ Result<uint64_t> ChunkCache::FetchMissing(std::string_view key, uint64_t first, 
     const size_t begin = i - count;
     size_t total = 0;
     for (size_t k = begin; k < i; ++k) total += lengths[k];
-    std::vector<uint8_t> buf(total);
+    // Not zero-filled: every byte is fetched into (or the run fails).
+    auto buf = std::make_unique_for_overwrite<uint8_t[]>(total);
     std::vector<std::span<uint8_t>> outs;
     size_t at = 0;
     for (size_t k = begin; k < i; ++k) {
-      outs.emplace_back(buf.data() + at, lengths[k]);
+      outs.emplace_back(buf.get() + at, lengths[k]);
       at += lengths[k];
     }
     Status st = FetchRun(key, first + begin, 0, count, outs, flights, fetch_run);
