@@ -259,6 +259,8 @@ void Keeper::OnControlConnection() {
 
 void Keeper::SendResend() {
   if (!fuse_fd_.valid()) return;
+  // Tests stand for a kernel before 6.9 with this (tests/fuse/test_keeper.py).
+  if (std::getenv("OCIFS_KEEPER_NO_RESEND") != nullptr) return;
   fuse_out_header h{};
   h.len = sizeof h;
   h.error = kNotifyResend;

@@ -70,15 +70,22 @@ def mount_id(mnt: Path) -> str | None:
 
 
 def abort_connection(mnt: Path) -> None:
-    """Ends a FUSE connection whatever its processes do (so a hung reader returns)."""
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        f = line.split()
-        if processes._unescape_mountinfo(f[4]) == str(mnt):
-            minor = f[2].split(":")[1]
+    """Ends a FUSE connection whatever its processes do, so that hung readers
+    return: every holder of its /dev/fuse descriptor is killed (fusectl's
+    abort file is not mounted everywhere)."""
+    for s in status(mnt, check=False):
+        for pid in (s["keeper_pid"], s["server_pid"]):
             try:
-                Path(f"/sys/fs/fuse/connections/{minor}/abort").write_text("1")
-            except OSError:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
+    bin_ = processes.ocifs_bin()
+    for pid in processes.find_processes(bin_, str(mnt)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    processes.unmount(mnt, lazy=True)
 
 
 class Readers:
@@ -89,6 +96,7 @@ class Readers:
         self.stop_event = threading.Event()
         self.errors: list[str] = []
         self.reads: list[tuple[float, float]] = []  # (start, end), time.monotonic()
+        self.in_flight: dict[int, float] = {}  # reader -> start of its unfinished read
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
     def __enter__(self) -> "Readers":
@@ -121,13 +129,16 @@ class Readers:
                 n = rng.choice([4096, 65536, 300_000, MiB])
                 os.posix_fadvise(fd, off - off % 4096, n + 8192, os.POSIX_FADV_DONTNEED)
                 start = time.monotonic()
+                self.in_flight[seed] = start
                 try:
                     got = os.pread(fd, n, off)
                 except OSError as e:
+                    self.in_flight.pop(seed, None)
                     self.errors.append(f"pread({n} at {off}): {e}")
                     if len(self.errors) > 20:
                         return
                     continue
+                self.in_flight.pop(seed, None)
                 self.reads.append((start, time.monotonic()))
                 if got != self.data[off:off + n]:
                     self.errors.append(f"wrong bytes: {n} at {off}")
@@ -319,3 +330,66 @@ def test_status_lists_every_kept_mount(ocifs, disk, workdir):
         text = ocifs("status").stdout.decode()
         assert str(a.dir.resolve()) in text and f"server:    {s['server_pid']}" in text
         assert (b.dir / "disk.img").read_bytes()[:4096] == data[:4096]
+
+
+def test_without_resend_the_reads_in_flight_at_a_crash_wait_until_the_connection_ends(ocifs, disk, workdir):
+    """What docs/keeper.md says of kernels before 6.9, shown by a keeper that
+    skips FUSE_NOTIFY_RESEND: reads the dead process had taken stay unanswered
+    (the new process serves every other read) until the connection is aborted."""
+    ref, data = disk
+    env = {"OCIFS_KEEPER_NO_RESEND": "1"}
+    with Mount(ref, workdir / "mnt", TLS, cache_dir=workdir / "cache", env=env) as m:
+        mnt = m.dir.resolve()
+        first = status(mnt)[0]
+        readers = Readers(mnt / "disk.img", data)
+        try:
+            readers.__enter__()
+            readers.wait_reads(50)
+            # SIGSTOP first: the requests its threads had taken stay taken;
+            # 8 readers then wait for them or queue behind them.
+            os.kill(first["server_pid"], signal.SIGSTOP)
+            time.sleep(0.5)
+            t = time.monotonic()
+            os.kill(first["server_pid"], signal.SIGKILL)
+            wait_new_server(mnt, first["server_pid"])
+            time.sleep(3)
+            stuck = [s for s in list(readers.in_flight.values()) if s < t]
+            served_after = sum(1 for start, _ in list(readers.reads) if start > t + 1)
+            print(f"\nwithout resend: {len(stuck)} of 8 readers stuck in reads begun before the crash; "
+                  f"{served_after} later reads served")
+            assert stuck, "no read was in flight at the crash (nothing to show)"
+            assert time.monotonic() - max(stuck) > 3
+        finally:
+            readers.stop_event.set()
+            abort_connection(mnt)  # what ends them: the stuck reads fail (ECONNABORTED)
+            for th in readers.threads:
+                th.join(30)
+            assert not any(th.is_alive() for th in readers.threads)
+        hung = [e for e in readers.errors if "pread" in e]
+        print(f"after the connection was aborted: {len(hung)} reads failed ({hung[:1]})")
+
+
+def test_requests_the_dead_process_had_taken_are_resent_to_the_next(ocifs, disk, workdir):
+    """The counterpart of the test above with FUSE_NOTIFY_RESEND (Linux 6.9+):
+    a serving process stopped with requests taken, then killed, loses none."""
+    ref, data = disk
+    with Mount(ref, workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
+        mnt = m.dir.resolve()
+        server = status(mnt)[0]["server_pid"]
+        stalls = []
+        with Readers(mnt / "disk.img", data) as readers:
+            readers.wait_reads(50)
+            for _ in range(2):
+                os.kill(server, signal.SIGSTOP)
+                time.sleep(0.5)
+                t = time.monotonic()
+                taken = [s for s in list(readers.in_flight.values()) if s < t]
+                os.kill(server, signal.SIGKILL)
+                server = wait_new_server(mnt, server)["server_pid"]
+                readers.wait_reads(100)
+                stalls.append(readers.stall_after(t, time.monotonic()))
+                assert taken, "no read was in flight"
+                assert not readers.errors, readers.errors[:5]
+            readers.stop()
+        assert not readers.errors, readers.errors[:5]
+        print(f"\nresent after SIGSTOP+SIGKILL: stalls {[round(s * 1000) for s in stalls]} ms after the kill")
