@@ -57,6 +57,7 @@ class Request:
     written: int  # response body bytes
     repo: str | None  # repository name, from the URI
     digest: str | None  # the blob or manifest digest in the URI, if any
+    useragent: str = ""  # the client's User-Agent ("" for oci-fs, which sends none)
 
     @property
     def is_blob(self) -> bool:
@@ -73,7 +74,7 @@ class Registry:
     def __init__(self, directory: Path | str, pki: Pki | None = None, tls: bool = False,
                  auth: str | None = None, users: dict[str, str] | None = None,
                  anonymous: bool = False, client_cert: bool = False,
-                 start_timeout: float = 10):
+                 start_timeout: float = 10, proxy_remote: str | None = None):
         if auth not in (None, "htpasswd", "token"):
             raise ValueError(f"auth must be None, 'htpasswd' or 'token', not {auth!r}")
         if auth == "htpasswd" and not tls:
@@ -89,6 +90,7 @@ class Registry:
         self.anonymous = anonymous
         self.client_cert = client_cert
         self.start_timeout = start_timeout
+        self.proxy_remote = proxy_remote  # a pull-through cache of this registry URL
         self.storage_dir = self.dir / "storage"
         self.log_path = self.dir / "registry.log"
         self.config_path = self.dir / "config.yml"
@@ -232,6 +234,8 @@ class Registry:
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": {"addr": self.host, "secret": secrets.token_hex(16)},
         }
+        if self.proxy_remote:
+            cfg["proxy"] = {"remoteurl": self.proxy_remote}
         if self.tls:
             cfg["http"]["tls"] = {"certificate": str(self.pki.server_cert_path),
                                   "key": str(self.pki.server_key_path)}
@@ -284,7 +288,8 @@ class Registry:
                                int(e.get("http.response.status", 0)),
                                int(e.get("http.response.written", 0)),
                                m.group("name") if m else None,
-                               m.group("ref") if m and m.group("ref").startswith("sha256:") else None))
+                               m.group("ref") if m and m.group("ref").startswith("sha256:") else None,
+                               e.get("http.request.useragent", "")))
         return out
 
     def blob_gets(self, repo: str | None = None) -> list[Request]:
