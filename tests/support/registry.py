@@ -4,6 +4,7 @@
     with Registry(tmp_dir, pki=pki, tls=True) as reg:        # https, CA in pki.cert_dir
     with Registry(tmp_dir, pki=pki, tls=True, auth="htpasswd", users={"u": "p"}) as reg:
     with Registry(tmp_dir, pki=pki, auth="token", users={"u": "p"}, anonymous=False) as reg:
+    with Registry(tmp_dir, proxy_remote=upstream.url) as mirror:  # a pull-through cache
 
 The registry listens on a free 127.0.0.1 port (`reg.host` = "127.0.0.1:PORT"),
 stores blobs under `reg.storage_dir` (filesystem driver) and logs JSON lines
@@ -11,7 +12,8 @@ to `reg.log_path`. It runs in its own process group and is stopped on exit
 (SIGTERM, then SIGKILL), also when the test fails; see processes.cleanup_all.
 
 `reg.request_log()` parses the "response completed" lines (method, uri,
-status, bytes written); `blob_gets()` / `blob_bytes()` count blob downloads,
+status, bytes written, user agent: a mirror's requests upstream carry one,
+oci-fs' none); `blob_gets()` / `blob_bytes()` count blob downloads,
 e.g. to prove that a second mount fetches nothing. `reg.client()` is a
 RegistryClient with the right TLS trust and credentials.
 """
