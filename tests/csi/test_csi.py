@@ -412,3 +412,35 @@ def _parent_of(pid: int) -> int | None:
         return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def test_a_plugin_of_another_version_restarts_the_volumes_it_adopts(make_plugin, backend, workdir):
+    """The plugin restarted with a version other than the one that published a
+    volume hands the volume to a serving process of its own (`oci-fs restart`):
+    the pod's open disk.img reads on, the keeper stays. The older version is
+    stood for by editing the record while the plugin is down."""
+    plugin = make_plugin()
+    ref = backend.image("upgrade")
+    target = target_of(workdir, "pod-upgrade")
+    publish(plugin, target, ref)
+    [record] = plugin.records()
+    assert record["ocifsVersion"]
+    [keeper] = _mount_pids(target)
+    state = json.loads(processes.run_ocifs("status", "--json", target).stdout)[0]
+    expected = backend.expected(ref)
+    with open(target / "disk.img", "rb") as f:
+        assert f.read() == expected
+        plugin.kill9()
+        [path] = (plugin.state_dir / "volumes").glob("*.json")
+        path.write_text(json.dumps(dict(record, ocifsVersion="0.0.1-old")))
+        plugin = make_plugin()
+        assert "oci-fs 0.0.1-old -> " in plugin.log_text()
+        new = json.loads(processes.run_ocifs("status", "--json", target).stdout)[0]
+        assert new["server_pid"] != state["server_pid"] and new["takeovers"] == 1
+        assert new["keeper_pid"] == keeper
+        assert plugin.records()[0]["ocifsVersion"] == record["ocifsVersion"]
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        f.seek(0)
+        assert f.read() == expected
+    unpublish(plugin, target)
+    assert_clean(plugin, target)
