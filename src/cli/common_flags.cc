@@ -15,6 +15,14 @@ void AddCommonFlags(CLI::App* app, CommonFlags* flags) {
   app->add_option("--tls-verify", flags->tls_verify,
                   "false: accept an unverified certificate or plain HTTP (default true)");
   app->add_option("--platform", flags->platform, "OS/ARCH[/VARIANT] to pick from a multi-platform image");
+  app->add_option("--registries-conf", flags->registries_conf,
+                  "containers-registries.conf(5): mirrors, rewrites, blocked registries");
+  app->add_option("--stall-timeout", flags->stall_timeout,
+                  "seconds without a byte before a request is retried on a fresh connection (default 10)")
+      ->check(CLI::Range(1, 3600));
+  app->add_option("--registry-timeout", flags->registry_timeout,
+                  "seconds one registry request, retries included, may wait without progress (default 20)")
+      ->check(CLI::Range(1, 3600));
   app->add_option("--log-level", flags->log_level, "trace, debug, info, warn (default), error, off");
   app->add_option("--log-file", flags->log_file, "write logs to this file instead of stderr");
 }
@@ -35,6 +43,9 @@ Result<RegistryOptions> ToRegistryOptions(const CommonFlags& flags) {
   options.cert_dir = flags.cert_dir;
   OCIFS_ASSIGN_OR_RETURN(options.tls_verify, ParseBool(flags.tls_verify, "--tls-verify"));
   options.platform = flags.platform;
+  options.registries_conf = flags.registries_conf;
+  options.stall_timeout_seconds = flags.stall_timeout;
+  options.registry_timeout_seconds = flags.registry_timeout;
   return options;
 }
 

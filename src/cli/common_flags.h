@@ -17,12 +17,16 @@ struct CommonFlags {
   std::string cert_dir;
   std::string tls_verify = "true";
   std::string platform;
+  std::string registries_conf;
+  long stall_timeout = 10;     // seconds
+  long registry_timeout = 20;  // seconds
   std::string log_level = "warn";
   std::string log_file;
 };
 
 // Registers --creds, --authfile, --cert-dir, --tls-verify, --platform,
-// --log-level and --log-file on `app`.
+// --registries-conf, --stall-timeout, --registry-timeout, --log-level and
+// --log-file on `app`.
 void AddCommonFlags(CLI::App* app, CommonFlags* flags);
 
 [[nodiscard]] Result<RegistryOptions> ToRegistryOptions(const CommonFlags& flags);

@@ -6,6 +6,7 @@
 
 #include "cli/accel_command.h"
 #include "cli/image_commands.h"
+#include "cli/keeper_commands.h"
 #include "cli/mount_command.h"
 #ifdef OCIFS_WITH_CSI
 #include "csi/csi_command.h"
@@ -17,7 +18,8 @@ namespace {
 // a first argument that is no subcommand means "mount".
 std::vector<std::string> Arguments(int argc, char** argv) {
   std::vector<std::string> args(argv, argv + argc);
-  static const char* kCommands[] = {"inspect", "ls", "cat", "mount", "accelerate", "csi", "version"};
+  static const char* kCommands[] = {"inspect", "ls", "cat", "mount", "accelerate", "csi", "version",
+                                    "keeper", "status", "restart"};
   if (args.size() >= 3 && args[1][0] != '-' &&
       std::find_if(std::begin(kCommands), std::end(kCommands),
                    [&](const char* c) { return args[1] == c; }) == std::end(kCommands)) {
@@ -29,6 +31,8 @@ std::vector<std::string> Arguments(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::vector<std::string> args = Arguments(argc, argv);
+  if (args.size() >= 2 && args[1] == "keeper") return ocifs::RunKeeperCommand(args);  // docs/keeper.md
   CLI::App app{"oci-fs: mount VM disk images from OCI registries, lazily"};
   app.require_subcommand(1);
   int exit_code = 0;
@@ -37,7 +41,10 @@ int main(int argc, char** argv) {
   ocifs::AddInspectCommand(&app, &image_flags, &exit_code);
   ocifs::AddLsCommand(&app, &image_flags, &exit_code);
   ocifs::AddCatCommand(&app, &image_flags, &exit_code);
+  mount_flags.argv = args;  // a kept mount's servers run the same command line
   ocifs::AddMountCommand(&app, &mount_flags, &exit_code);
+  ocifs::AddStatusCommand(&app, &exit_code);
+  ocifs::AddRestartCommand(&app, &exit_code);
   ocifs::AccelerateFlags accelerate_flags;
   ocifs::AddAccelerateCommand(&app, &accelerate_flags, &exit_code);
 #ifdef OCIFS_WITH_CSI
@@ -66,7 +73,6 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "oci-fs " OCIFS_VERSION, "print the version and exit");
   app.add_subcommand("version", "print the version")->callback([] { std::cout << "oci-fs " OCIFS_VERSION "\n"; });
 
-  std::vector<std::string> args = Arguments(argc, argv);
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
   try {

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <csignal>
 #include <ctime>
@@ -20,6 +21,8 @@
 #include "base/unique_fd.h"
 #include "cache/access_profile.h"
 #include "cache/chunk_cache.h"
+#include "cli/keeper_commands.h"
+#include "cli/keeper_link.h"
 #include "fuse/fuse_server.h"
 #include "registry/fetch_stats.h"
 #include "sched/task_group.h"
@@ -122,9 +125,24 @@ class StatsTimer {
   TaskGroup tasks_;  // last: cancelled and waited for first
 };
 
-// Runs the mount in this process; `ready_fd` (or -1) learns when it is ready.
-int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
+// Mounts `model` (or takes the connection over when the keeper says so).
+Result<std::unique_ptr<FuseServer>> ServeModel(std::shared_ptr<FsModel> model, const std::string& mountpoint,
+                                               const FuseServerOptions& fuse, KeeperLink* keeper) {
+  if (keeper == nullptr) return FuseServer::Mount(std::move(model), mountpoint, fuse);
+  OCIFS_ASSIGN_OR_RETURN(KeeperMessage role, keeper->ReceiveRole());
+  if (role.tag == 'T') return FuseServer::Adopt(std::move(model), std::move(role.fd), role.payload, mountpoint, fuse);
+  OCIFS_ASSIGN_OR_RETURN(auto server, FuseServer::Mount(std::move(model), mountpoint, fuse));
+  OCIFS_ASSIGN_OR_RETURN(std::string init, server->CompleteInit());
+  OCIFS_RETURN_IF_ERROR(keeper->SendConnection(server->fd(), init));
+  server->ReleaseMount();  // the keeper holds the connection now
+  return server;
+}
+
+// Runs the mount in this process; `ready_fd` (or -1) learns when it is ready;
+// `keeper` (or null) is the keeper this process serves for.
+int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd, KeeperLink* keeper) {
   auto fail = [&](const Status& s) {
+    if (keeper != nullptr) keeper->SendError(s);
     if (ready_fd >= 0) {
       Report(ready_fd, s);
       return 1;
@@ -186,10 +204,14 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
   fuse.allow_other = config.allow_other;
   fuse.fsname = (*ref).ToString();
   fuse.extra_options = config.fuse_options;
-  auto server = FuseServer::Mount(model, flags.mountpoint, fuse);
+  auto server = ServeModel(model, flags.mountpoint, fuse, keeper);
   if (!server.ok()) return fail(server.status());
   spdlog::info("mounted {} ({}) at {}", (*stack)->image().reference.ToString(), (*stack)->image().manifest_digest,
                flags.mountpoint);
+  if (keeper != nullptr) {
+    if (Status s = keeper->SendServing((*stack)->image().manifest_digest); !s.ok()) return fail(s);
+    keeper->Watch(scheduler, flags.mountpoint);
+  }
   if (ready_fd >= 0) {
     Report(ready_fd, Status::Ok());
     DetachStdio();
@@ -201,6 +223,7 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd) {
   if (!config.stats_file.empty()) stats_timer.emplace(scheduler, config.stats_file, **stack);
   Status run = (*server)->Run();
   server->reset();
+  if (keeper != nullptr) keeper->StopWatching();  // before the scheduler stops
   stats_timer.reset();
   scheduler->Stop();
   WriteStats(config.stats_file, **stack);
@@ -233,9 +256,15 @@ int Daemonize(const MountFlags& flags, const MountConfig& config, bool* in_child
   if (pid == 0) {
     ::close(fds[0]);
     ::setsid();
-    if (::chdir("/") != 0) {}
     *in_child = true;  // returns through main, and the process ends through its destructors
-    return RunMount(flags, config, fds[1]);
+    if (!flags.no_keeper) {  // the keeper stays in the caller's directory: the arguments may name relative paths
+      DetachStdio();         // the keeper and its servers hold no caller's stdio; errors go through fds[1]
+      ExecKeeper(flags.argv, flags.reference, flags.mountpoint, config.log_level, config.log_file, fds[1]);
+      Report(fds[1], Internal("cannot start the keeper"));
+      return 1;
+    }
+    if (::chdir("/") != 0) {}
+    return RunMount(flags, config, fds[1], nullptr);
   }
   ::close(fds[1]);
   std::string msg;
@@ -317,6 +346,7 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->add_option("REF", flags->reference, "image reference")->required();
   sub->add_option("DIR", flags->mountpoint, "mount point (an existing directory)")->required();
   sub->add_flag("-f,--foreground", flags->foreground, "stay in the foreground");
+  sub->add_flag("--no-keeper", flags->no_keeper, "serve in one process, without a keeper (docs/keeper.md)");
   AddMountOptions(sub, flags);
   sub->callback([flags, exit_code] {
     std::error_code ec;
@@ -327,17 +357,33 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
       *exit_code = 2;  // a usage error
       return;
     }
+    if (auto keeper = KeeperLink::FromEnvironment(); keeper != nullptr) {
+      // A keeper's serving process: DIR is absolute and may be the mount it
+      // takes over, which nobody answers yet; not even stat() it.
+      *exit_code = RunMount(*flags, *config, -1, keeper.get());
+      return;
+    }
     struct stat st;
     if (::stat(flags->mountpoint.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       *exit_code = Fail(InvalidArgument("mount point " + flags->mountpoint + " is not a directory"));
       return;
     }
+    const std::string given = flags->mountpoint;
     if (char* real = ::realpath(flags->mountpoint.c_str(), nullptr); real != nullptr) {
       flags->mountpoint = real;
       std::free(real);
     }
+    // A keeper's servers get the same command line, with DIR absolute.
+    if (auto it = std::find(flags->argv.rbegin(), flags->argv.rend(), given); it != flags->argv.rend()) {
+      *it = flags->mountpoint;
+    }
     if (flags->foreground) {
-      *exit_code = RunMount(*flags, *config, -1);
+      if (!flags->no_keeper) {  // this process becomes the keeper
+        *exit_code = ExecKeeper(flags->argv, flags->reference, flags->mountpoint, config->log_level,
+                                config->log_file, -1);
+        return;
+      }
+      *exit_code = RunMount(*flags, *config, -1, nullptr);
       return;
     }
     bool in_child = false;

@@ -20,6 +20,8 @@ struct MountFlags {
   std::string reference;
   std::string mountpoint;
   bool foreground = false;
+  bool no_keeper = false;          // serve in this process, without a keeper (docs/keeper.md)
+  std::vector<std::string> argv;   // the whole command line, for the keeper's servers
   // The table's flags as given on the command line, and the -o lists.
   std::vector<std::pair<const MountOption*, std::string>> given;
   std::vector<std::string> options;

@@ -58,6 +58,9 @@ RegistryOptions ToRegistryOptions(const MountConfig& config) {
   options.cert_dir = config.cert_dir;
   options.tls_verify = config.tls_verify;
   options.platform = config.platform;
+  options.registries_conf = config.registries_conf;
+  options.stall_timeout_seconds = config.stall_timeout;
+  options.registry_timeout_seconds = config.registry_timeout;
   return options;
 }
 

@@ -39,6 +39,9 @@ struct MountConfig {
   std::string cert_dir;  // absolute; "" = none
   bool tls_verify = true;
   std::string platform;  // "os/arch[/variant]"; "" = the host's
+  std::string registries_conf;    // absolute; "" = /etc/containers/registries.conf (+ .d)
+  long stall_timeout = 10;        // seconds without a byte before a request is retried
+  long registry_timeout = 20;     // seconds one registry operation may wait without progress
   // Logging.
   std::string log_level = "warn";
   std::string log_file;  // absolute; "" = stderr

@@ -45,6 +45,22 @@ std::string FormatSizeOf(const Cfg& c) {
   return FormatSize(c.*F);
 }
 
+// Whole seconds, 1 to 3600 (registry timeouts).
+template <long Cfg::*F>
+std::string_view Seconds(std::string_view v, Spelling, Cfg* c) {
+  long n = 0;
+  auto [ptr, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (v.empty() || ec != std::errc() || ptr != v.data() + v.size() || n < 1 || n > 3600) {
+    return "a number of seconds from 1 to 3600";
+  }
+  c->*F = n;
+  return kOk;
+}
+template <long Cfg::*F>
+std::string FormatSeconds(const Cfg& c) {
+  return std::to_string(c.*F);
+}
+
 // A switch: present on the command line; "true"/"false" as a volume attribute.
 template <bool Cfg::*F>
 std::string_view Switch(std::string_view v, Spelling how, Cfg* c) {
@@ -162,6 +178,15 @@ const MountOption kOptions[] = {
     {"platform", "platform", "platform", "OS/ARCH[/VARIANT]", R, false,
      "which image of a multi-platform index (default: the host's)", Text<&Cfg::platform>,
      FormatText<&Cfg::platform>, nullptr},
+    {"registries-conf", "registries_conf", "", "FILE", R, false,
+     "containers-registries.conf(5): mirrors, rewrites, blocked registries (default /etc/containers/registries.conf)",
+     Text<&Cfg::registries_conf>, FormatText<&Cfg::registries_conf>, &Cfg::registries_conf},
+    {"stall-timeout", "stall_timeout", "", "SECONDS", R, false,
+     "a request that receives nothing for this long is retried on a fresh connection (default 10)",
+     Seconds<&Cfg::stall_timeout>, FormatSeconds<&Cfg::stall_timeout>, nullptr},
+    {"registry-timeout", "registry_timeout", "", "SECONDS", R, false,
+     "how long one registry request, retries included, may wait without progress (default 20)",
+     Seconds<&Cfg::registry_timeout>, FormatSeconds<&Cfg::registry_timeout>, nullptr},
     {"log-level", "log_level", "", "LEVEL", L, false, "trace, debug, info, warn (default), error, off",
      Text<&Cfg::log_level>, FormatText<&Cfg::log_level>, nullptr},
     {"log-file", "log_file", "", "FILE", L, false, "write logs to this file instead of stderr",

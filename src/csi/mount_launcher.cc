@@ -113,4 +113,11 @@ Status MountLauncher::Unmount(const std::string& target) const {
   return Status::Ok();
 }
 
+Status MountLauncher::Restart(const std::string& target) const {
+  auto run = RunProcess({{config_.oci_fs_binary, "restart", target}, std::chrono::minutes(2), false});
+  if (!run.ok()) return run.status();
+  if (!run->ok()) return StatusFromProcessFailure("oci-fs restart " + target, *run);
+  return Status::Ok();
+}
+
 }  // namespace ocifs

@@ -55,6 +55,10 @@ class MountLauncher {
   // Unmounts `target` if anything is mounted there (a dead mount too).
   Status Unmount(const std::string& target) const;
 
+  // `oci-fs restart TARGET`: a serving process of this plugin's oci-fs takes
+  // the kept mount at `target` over (docs/keeper.md).
+  Status Restart(const std::string& target) const;
+
   // The configuration of `record`'s mount: the node's defaults, its
   // attributes, its pinned artifact, its credentials file.
   // kInvalidArgument for a bad attribute.

@@ -97,6 +97,7 @@ MountState ProbeMount(const std::string& path) {
 
 std::optional<pid_t> FindMountProcess(const std::string& target) {
   const std::string want = Normalize(target);
+  std::optional<pid_t> mount;  // an `oci-fs mount` process: a kept mount's server, or a --no-keeper daemon
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
     const std::string name = entry.path().filename().string();
@@ -111,10 +112,11 @@ std::optional<pid_t> FindMountProcess(const std::string& target) {
       args.emplace_back(cmdline.substr(pos, end - pos));
       pos = end + 1;
     }
-    if (args.size() < 3 || args[1] != "mount") continue;
-    if (Normalize(args.back()) == want) return static_cast<pid_t>(std::stol(name));
+    if (args.size() < 3 || Normalize(args.back()) != want) continue;
+    if (args[1] == "keeper") return static_cast<pid_t>(std::stol(name));  // a kept mount's daemon
+    if (args[1] == "mount" && !mount) mount = static_cast<pid_t>(std::stol(name));
   }
-  return std::nullopt;
+  return mount;
 }
 
 }  // namespace ocifs

@@ -30,8 +30,9 @@ MountState ProbeMount(const std::string& path);
 // decoded); `fstype` receives its filesystem type (e.g. "fuse.oci-fs").
 bool IsMountPoint(const std::string& path, std::string* fstype = nullptr);
 
-// The pid of a running `... mount ... TARGET` process whose last argument is
-// `target` (the `oci-fs mount` daemon of that target), found in /proc.
+// The pid of the daemon of `target`, found in /proc: its keeper (`oci-fs
+// keeper ... TARGET`, docs/keeper.md), else a `... mount ... TARGET` process
+// (a mount without a keeper). Both end in the target.
 std::optional<pid_t> FindMountProcess(const std::string& target);
 
 }  // namespace ocifs

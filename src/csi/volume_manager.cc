@@ -12,6 +12,10 @@
 #include "csi/auth_file.h"
 #include "csi/mount_probe.h"
 
+#ifndef OCIFS_VERSION
+#define OCIFS_VERSION "0.0.0"
+#endif
+
 namespace ocifs {
 namespace {
 
@@ -95,6 +99,7 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
   record.accel = pinned->accel;
   if (Status s = launcher_->Mount(record); !s.ok()) return fail(s);
   record.mount_pid = FindMountProcess(target).value_or(0);
+  record.ocifs_version = OCIFS_VERSION;
   if (Status s = store_->Save(record); !s.ok()) {
     (void)launcher_->Unmount(target);
     return fail(s.WithContext("record volume " + spec.volume_id));
@@ -148,6 +153,7 @@ Status VolumeManager::Repair(VolumeRecord record) {
   OCIFS_RETURN_IF_ERROR(EnsureDir(target));
   OCIFS_RETURN_IF_ERROR(launcher_->Mount(record));
   record.mount_pid = FindMountProcess(target).value_or(0);
+  record.ocifs_version = OCIFS_VERSION;
   OCIFS_RETURN_IF_ERROR(store_->Save(record));
   Put(record);
   spdlog::info("csi: remounted {} ({}) at {}, pid {}", record.spec.volume_id, record.PinnedRef(),
@@ -201,6 +207,7 @@ void VolumeManager::Recover() {
       spdlog::info("csi: dropped stale record of {} ({} is gone)", record.spec.volume_id, target);
     } else if (state == MountState::kHealthy) {
       ++adopted;
+      if (record.ocifs_version != OCIFS_VERSION) Upgrade(record);
     } else if (Status s = Repair(record); s.ok()) {
       ++repaired;
     } else {
@@ -210,6 +217,20 @@ void VolumeManager::Recover() {
   ready_ = true;
   spdlog::info("csi: recovery done: {} adopted, {} remounted, {} dropped", adopted, repaired,
                dropped);
+}
+
+void VolumeManager::Upgrade(VolumeRecord record) {
+  const std::string& target = record.spec.target_path;
+  if (Status s = launcher_->Restart(target); !s.ok()) {
+    spdlog::warn("csi: {} at {} stays on oci-fs {}: {}", record.spec.volume_id, target,
+                 record.ocifs_version.empty() ? "(unknown)" : record.ocifs_version, s.ToString());
+    return;
+  }
+  spdlog::info("csi: restarted {} at {}: oci-fs {} -> {}", record.spec.volume_id, target,
+               record.ocifs_version.empty() ? "(unknown)" : record.ocifs_version, OCIFS_VERSION);
+  record.ocifs_version = OCIFS_VERSION;
+  if (Status s = store_->Save(record); !s.ok()) spdlog::warn("csi: {}", s.ToString());
+  Put(record);
 }
 
 void VolumeManager::RepairDead() {

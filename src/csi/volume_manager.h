@@ -62,6 +62,9 @@ class VolumeManager {
   void Erase(const std::string& target);
   // Brings the mount of `record` back at its target; target mutex held.
   Status Repair(VolumeRecord record);
+  // A healthy mount served by another oci-fs version: `oci-fs restart` hands
+  // it to a serving process of this one; target mutex held. Logged, not fatal.
+  void Upgrade(VolumeRecord record);
   // Unmounts and forgets `target`; target mutex held.
   Status Teardown(const std::string& target, const std::optional<VolumeRecord>& record,
                   bool remove_dir);

@@ -80,6 +80,7 @@ std::string RecordToJson(const VolumeRecord& r) {
       {"authFile", r.auth_file},
       {"mountPid", r.mount_pid},
       {"accel", r.accel},
+      {"ocifsVersion", r.ocifs_version},
   };
   return j.dump(2) + "\n";
 }
@@ -103,6 +104,7 @@ Result<VolumeRecord> RecordFromJson(const std::string& text) {
     r.auth_file = j.value("authFile", "");
     r.mount_pid = j.value("mountPid", 0);
     r.accel = j.value("accel", "");
+    r.ocifs_version = j.value("ocifsVersion", "");
     if (r.spec.volume_id.empty() || r.spec.target_path.empty() || r.spec.image.empty() ||
         r.digest.empty()) {
       return Corrupt("volume record lacks volumeId, targetPath, image or digest");

@@ -36,6 +36,9 @@ struct VolumeRecord {
   std::string accel;
   std::string auth_file;  // this volume's credentials, or ""
   pid_t mount_pid = 0;    // the `oci-fs mount` daemon, 0 if unknown
+  // The oci-fs version whose serving process serves the volume (set at
+  // publish, remount and restart; "" in records of earlier versions).
+  std::string ocifs_version;
 
   // REF@DIGEST: the image reference pinned to the digest.
   std::string PinnedRef() const;

@@ -1,10 +1,12 @@
 #define FUSE_USE_VERSION 312
 #include "fuse/fuse_server.h"
 
+#include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
@@ -267,14 +269,25 @@ std::string EscapeOptionValue(const std::string& v) {
   return out;
 }
 
-}  // namespace
+// The kernel's request header (<linux/fuse.h> fuse_in_header, which clashes
+// with libfuse's headers): the INIT is told apart by its opcode.
+struct KernelInHeader {
+  uint32_t len, opcode;
+  uint64_t unique, nodeid;
+  uint32_t uid, gid, pid;
+  uint16_t total_extlen, padding;
+};
+static_assert(sizeof(KernelInHeader) == 40);
+constexpr uint32_t kOpcodeInit = 26;
+// A read of the device must offer room for the largest request: libfuse's
+// own buffer, 256 pages of data and a page of headers.
+const size_t kDeviceReadBuffer = 257 * static_cast<size_t>(::getpagesize());
 
-FuseServer::FuseServer(std::unique_ptr<State> state) : state_(std::move(state)) {}
-
-Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<const FsModel> model,
+// A session for `model` (not mounted yet), or the error.
+Result<std::unique_ptr<FuseServer::State>> NewSession(std::shared_ptr<const FsModel> model,
                                                       const std::string& mountpoint,
                                                       const FuseServerOptions& options) {
-  auto state = std::make_unique<State>();
+  auto state = std::make_unique<FuseServer::State>();
   state->model = std::move(model);
   state->options = options;
   state->mountpoint = mountpoint;
@@ -294,6 +307,17 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<const FsMo
   if (state->session == nullptr) {
     return InvalidArgument("cannot create the FUSE session (options: " + opts + ")");
   }
+  return state;
+}
+
+}  // namespace
+
+FuseServer::FuseServer(std::unique_ptr<State> state) : state_(std::move(state)) {}
+
+Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<const FsModel> model,
+                                                      const std::string& mountpoint,
+                                                      const FuseServerOptions& options) {
+  OCIFS_ASSIGN_OR_RETURN(std::unique_ptr<State> state, NewSession(std::move(model), mountpoint, options));
   if (fuse_session_mount(state->session, mountpoint.c_str()) != 0) {
     fuse_session_destroy(state->session);
     state->session = nullptr;
@@ -304,6 +328,60 @@ Result<std::unique_ptr<FuseServer>> FuseServer::Mount(std::shared_ptr<const FsMo
   state->mounted = true;
   return std::unique_ptr<FuseServer>(new FuseServer(std::move(state)));
 }
+
+Result<std::unique_ptr<FuseServer>> FuseServer::Adopt(std::shared_ptr<const FsModel> model, UniqueFd fuse_fd,
+                                                      const std::string& init_request,
+                                                      const std::string& mountpoint,
+                                                      const FuseServerOptions& options) {
+  if (init_request.size() < sizeof(KernelInHeader) + 16) {  // + major, minor, max_readahead, flags
+    return InvalidArgument("the recorded FUSE_INIT is " + std::to_string(init_request.size()) + " bytes, too short");
+  }
+  OCIFS_ASSIGN_OR_RETURN(std::unique_ptr<State> state, NewSession(std::move(model), mountpoint, options));
+  auto server = std::unique_ptr<FuseServer>(new FuseServer(std::move(state)));
+  // libfuse takes "/dev/fd/N" as an already mounted descriptor. N is
+  // /dev/null while the INIT is replayed (its reply must not reach the
+  // kernel, which answered the real INIT long ago), then becomes the device.
+  UniqueFd null(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  if (!null.valid()) return ErrnoError("open /dev/null", errno);
+  std::string path = "/dev/fd/" + std::to_string(null.get());
+  if (fuse_session_mount(server->state_->session, path.c_str()) != 0) {
+    return IoError("libfuse refused the descriptor " + path);
+  }
+  int n = null.release();  // the session's now
+  std::vector<char> init(init_request.begin(), init_request.end());
+  fuse_buf buf{};
+  buf.mem = init.data();
+  buf.size = init.size();
+  fuse_session_process_buf(server->state_->session, &buf);
+  if (fuse_session_exited(server->state_->session)) return IoError("libfuse rejected the recorded FUSE_INIT");
+  if (::dup3(fuse_fd.get(), n, O_CLOEXEC) < 0) return ErrnoError("dup3 of the /dev/fuse descriptor", errno);
+  return server;
+}
+
+Result<std::string> FuseServer::CompleteInit() {
+  int fd = fuse_session_fd(state_->session);
+  std::vector<char> buf(kDeviceReadBuffer);
+  ssize_t n;
+  do {
+    n = ::read(fd, buf.data(), buf.size());
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return ErrnoError("reading FUSE_INIT from /dev/fuse", errno);
+  if (static_cast<size_t>(n) < sizeof(KernelInHeader)) return IoError("short FUSE_INIT from the kernel");
+  KernelInHeader header;
+  std::memcpy(&header, buf.data(), sizeof header);
+  if (header.opcode != kOpcodeInit) {
+    return IoError("the first FUSE request is opcode " + std::to_string(header.opcode) + ", not INIT");
+  }
+  std::string raw(buf.data(), static_cast<size_t>(n));
+  fuse_buf fb{};
+  fb.mem = buf.data();
+  fb.size = static_cast<size_t>(n);
+  fuse_session_process_buf(state_->session, &fb);
+  if (fuse_session_exited(state_->session)) return IoError("libfuse could not complete FUSE_INIT");
+  return raw;
+}
+
+void FuseServer::ReleaseMount() { state_->mounted = false; }
 
 FuseServer::~FuseServer() {
   state_->timers.reset();  // cancelled, or waited for if it runs
@@ -322,7 +400,7 @@ Status FuseServer::Run() {
   fuse_loop_cfg_set_clone_fd(config, 0);
   int rc = fuse_session_loop_mt(state_->session, config);
   fuse_loop_cfg_destroy(config);
-  fuse_session_unmount(state_->session);
+  if (state_->mounted) fuse_session_unmount(state_->session);
   state_->mounted = false;
   if (rc != 0 && rc != SIGTERM && rc != SIGINT && rc != SIGHUP) {
     return IoError("FUSE loop of " + state_->mountpoint + " ended with error " + std::to_string(rc));

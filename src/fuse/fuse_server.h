@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "fuse/fs_model.h"
 #include "ocifs/status.h"
 #include "sched/scheduler.h"
@@ -38,6 +39,24 @@ class FuseServer {
   [[nodiscard]] static Result<std::unique_ptr<FuseServer>> Mount(std::shared_ptr<const FsModel> model,
                                                                  const std::string& mountpoint,
                                                                  const FuseServerOptions& options);
+
+  // Takes over a connection whose FUSE_INIT another process answered
+  // (docs/keeper.md): `fuse_fd` is that connection's /dev/fuse descriptor and
+  // `init_request` the kernel's raw INIT, which libfuse is fed again (its reply
+  // goes to /dev/null) so the session negotiates exactly what the kernel
+  // already agreed to. The server never unmounts: the keeper owns the mount.
+  [[nodiscard]] static Result<std::unique_ptr<FuseServer>> Adopt(std::shared_ptr<const FsModel> model,
+                                                                 UniqueFd fuse_fd, const std::string& init_request,
+                                                                 const std::string& mountpoint,
+                                                                 const FuseServerOptions& options);
+
+  // After Mount, before Run: reads the kernel's FUSE_INIT from the device,
+  // answers it through libfuse, and returns its raw bytes for later Adopts.
+  [[nodiscard]] Result<std::string> CompleteInit();
+
+  // The mount is no longer this process's to end: Run and the destructor do
+  // not unmount (a keeper holds the connection).
+  void ReleaseMount();
   FuseServer(const FuseServer&) = delete;
   FuseServer& operator=(const FuseServer&) = delete;
   ~FuseServer();

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "registry/base64.h"
+#include "registry/credential_helper.h"
 
 namespace ocifs {
 namespace {
@@ -34,6 +35,26 @@ std::string NormalizeKey(std::string_view key) {
 std::vector<std::string> HostAliases(std::string_view registry) {
   if (registry == "docker.io") return {"docker.io", "index.docker.io", "registry-1.docker.io"};
   return {std::string(registry)};
+}
+
+// The credential helper an auth file names for `registry`: its "credHelpers"
+// entry, else its "credsStore"; "" for none.
+Result<std::string> HelperFor(const nlohmann::json& j, const std::string& path, std::string_view registry) {
+  if (auto helpers = j.find("credHelpers"); helpers != j.end()) {
+    if (!helpers->is_object()) return Corrupt("authfile " + path + ": \"credHelpers\" is not an object");
+    for (const auto& host : HostAliases(registry)) {
+      for (const auto& [key, name] : helpers->items()) {
+        if (NormalizeKey(key) != host) continue;
+        if (!name.is_string()) return Corrupt("authfile " + path + ": credHelpers \"" + key + "\" is not a string");
+        return name.get<std::string>();
+      }
+    }
+  }
+  if (auto store = j.find("credsStore"); store != j.end()) {
+    if (!store->is_string()) return Corrupt("authfile " + path + ": \"credsStore\" is not a string");
+    return store->get<std::string>();
+  }
+  return std::string();
 }
 
 }  // namespace
@@ -67,6 +88,13 @@ Result<std::optional<Credentials>> LookupAuthFile(const std::string& path, std::
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   // Never quote the parser's message: it shows the text around the error.
   if (j.is_discarded() || !j.is_object()) return Corrupt("authfile " + path + " is not a JSON object");
+  OCIFS_ASSIGN_OR_RETURN(std::string helper, HelperFor(j, path, registry));
+  if (!helper.empty()) {
+    auto found = RunCredentialHelper(helper, CredentialHelperServerUrl(registry));
+    if (!found.ok() && found.status().code() != Code::kNotFound) return found.status();
+    if (!found.ok()) spdlog::warn("authfile {}: {}; reading its \"auths\"", path, found.status().message());
+    if (found.ok() && *found) return found;  // else: the "auths" entries, as docker does
+  }
   auto auths = j.find("auths");
   if (auths == j.end()) return std::optional<Credentials>();
   if (!auths->is_object()) return Corrupt("authfile " + path + ": \"auths\" is not an object");

@@ -28,7 +28,10 @@ std::vector<std::string> DefaultAuthFiles();
 // The entry of `path` for `registry`/`repository`: the "auths" keys are tried
 // longest first (host/repo/path, host/repo, ..., host); keys written as URLs
 // ("https://host/v1/") count as the host. docker.io also matches
-// index.docker.io. nullopt if the file has no matching entry. kCorrupt for a
+// index.docker.io. A "credHelpers" entry for the registry, else a
+// "credsStore", is asked first (`docker-credential-NAME get`,
+// RunCredentialHelper); when it has nothing, "auths" is read. nullopt if
+// nothing matches. kCorrupt for a
 // malformed file (the message never quotes its contents); kIoError if unreadable.
 Result<std::optional<Credentials>> LookupAuthFile(const std::string& path, std::string_view registry,
                                                   std::string_view repository);

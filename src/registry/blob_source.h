@@ -6,16 +6,17 @@
 
 #include "ocifs/byte_source.h"
 #include "registry/descriptor.h"
-#include "registry/registry_session.h"
+#include "registry/pull_endpoints.h"
 
 namespace ocifs {
 
 // Thread safety: safe for concurrent ReadAt from many threads (each read is
-// its own request on its own pooled connection). Shares the session.
+// its own request on its own pooled connection). Shares the endpoints
+// (mirrors, then the registry).
 // Units: bytes; size() is the descriptor's size. No caching here (src/cache).
 class BlobSource final : public ByteSource {
  public:
-  BlobSource(std::shared_ptr<RegistrySession> session, Descriptor blob)
+  BlobSource(std::shared_ptr<PullEndpoints> session, Descriptor blob)
       : session_(std::move(session)), blob_(std::move(blob)) {}
 
   uint64_t size() const override { return blob_.size; }
@@ -23,7 +24,7 @@ class BlobSource final : public ByteSource {
   std::string Describe() const override;
 
  private:
-  std::shared_ptr<RegistrySession> session_;
+  std::shared_ptr<PullEndpoints> session_;
   Descriptor blob_;
 };
 

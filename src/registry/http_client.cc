@@ -3,8 +3,10 @@
 #include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -192,6 +194,9 @@ int SslCtxCallback(CURL*, void* ssl_ctx, void* user) {
 HttpClient::HttpClient(HttpClientOptions options) : options_(std::move(options)) {
   GlobalInit();
   pool_ = std::make_unique<Pool>();
+  const char* lower = std::getenv("http_proxy");
+  const char* upper = std::getenv("HTTP_PROXY");
+  if ((lower == nullptr || *lower == '\0') && upper != nullptr) upper_http_proxy_ = upper;
 }
 
 HttpClient::~HttpClient() = default;
@@ -227,7 +232,7 @@ std::string HttpClient::Escape(std::string_view s) {
   return out;
 }
 
-HttpClient::Attempt HttpClient::PerformOnce(const HttpRequest& req) const {
+HttpClient::Attempt HttpClient::PerformOnce(const HttpRequest& req, bool fresh, long stall_seconds) const {
   Attempt a;
   a.response.url = req.url;
   // One easy handle borrowed for one scope.
@@ -269,9 +274,14 @@ HttpClient::Attempt HttpClient::PerformOnce(const HttpRequest& req) const {
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_SHARE, pool_->share);
   curl_easy_setopt(c, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, options_.connect_timeout_seconds);
+  stall_seconds = std::max(1L, stall_seconds);
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, std::min(options_.connect_timeout_seconds, stall_seconds));
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, options_.low_speed_timeout_seconds);
+  curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall_seconds);
+  if (fresh) curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+  if (!upper_http_proxy_.empty() && req.url.starts_with("http://")) {
+    curl_easy_setopt(c, CURLOPT_PROXY, upper_http_proxy_.c_str());  // NO_PROXY still applies
+  }
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &HeaderCallback);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &WriteCallback);
@@ -345,10 +355,30 @@ HttpClient::Attempt HttpClient::PerformOnce(const HttpRequest& req) const {
                               (a.os_errno ? std::string(std::strerror(static_cast<int>(a.os_errno))) : a.error));
       a.kind = AttemptFailure::kConnection;
       return a;
-    case CURLE_OPERATION_TIMEDOUT:
-      a.failure = Unavailable(req.peer + " " + host + " timed out: " + a.error);
+    case CURLE_OPERATION_TIMEDOUT: {
+      curl_off_t connected = 0, tls_done = 0, received = 0;
+      long header_bytes = 0;
+      curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &connected);
+      curl_easy_getinfo(c, CURLINFO_APPCONNECT_TIME_T, &tls_done);
+      curl_easy_getinfo(c, CURLINFO_SIZE_DOWNLOAD_T, &received);
+      curl_easy_getinfo(c, CURLINFO_HEADER_SIZE, &header_bytes);
+      std::string what = req.method + " " + Redact(req.url);
+      std::string limit = std::to_string(stall_seconds) + " s";
+      std::string detail;
+      if (connected == 0) {
+        detail = std::string(req.url.starts_with("https://") ? "connecting (TCP, then the TLS handshake)" : "connecting") +
+                 " timed out after " + std::to_string(std::min(options_.connect_timeout_seconds, stall_seconds)) + " s";
+      } else if (req.url.starts_with("https://") && tls_done == 0) {
+        detail = "TLS handshake for " + what + " got no answer in " + limit;
+      } else if (header_bytes == 0 && received == 0) {
+        detail = what + " got no answer in " + limit;
+      } else {
+        detail = what + " stalled: no data for " + limit + " after " + std::to_string(received) + " bytes";
+      }
+      a.failure = Unavailable(req.peer + " " + host + ": " + detail);
       a.kind = AttemptFailure::kConnection;
       return a;
+    }
     case CURLE_SEND_ERROR:
     case CURLE_RECV_ERROR:
     case CURLE_GOT_NOTHING:
@@ -376,22 +406,37 @@ HttpClient::Attempt HttpClient::PerformOnce(const HttpRequest& req) const {
 }
 
 Result<HttpResponse> HttpClient::Perform(const HttpRequest& req) const {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto deadline = req.deadline.value_or(start + std::chrono::seconds(options_.total_timeout_seconds));
+  RetryPolicy policy = options_.retry;
+  if (req.max_retries) policy.max_retries = *req.max_retries;
+  bool fresh = false;
   for (int retry = 0;; ++retry) {
-    Attempt a = PerformOnce(req);
+    auto left = std::chrono::ceil<std::chrono::seconds>(deadline - Clock::now()).count();
+    Attempt a = PerformOnce(req, fresh, std::min<long>(options_.stall_timeout_seconds, std::max<long>(1, left)));
     spdlog::debug("http: {} {} -> {} {}", req.method, Redact(req.url), a.response.status,
                   a.failure.ok() ? "" : a.failure.message());
-    if (!options_.retry.ShouldRetry(a.kind, retry)) {
+    bool again = policy.ShouldRetry(a.kind, retry);
+    std::chrono::milliseconds delay{0};
+    if (again) {
+      std::optional<std::chrono::seconds> retry_after;
+      if (a.kind == AttemptFailure::kStatus) retry_after = ParseRetryAfter(a.response.headers.Get("retry-after"));
+      delay = policy.Delay(retry, Jitter(), retry_after);
+      again = Clock::now() + delay < deadline;  // no attempt starts past the deadline
+    }
+    if (!again) {
       if (!a.failure.ok()) {
         if (retry > 0 && a.kind == AttemptFailure::kConnection) {
-          return Status(a.failure.code(), a.failure.message() + " (after " + std::to_string(retry) + " retries)");
+          auto took = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start).count();
+          return Status(a.failure.code(), a.failure.message() + " (" + std::to_string(retry + 1) + " attempts in " +
+                                              std::to_string(took) + " s)");
         }
         return a.failure;
       }
       return std::move(a.response);
     }
-    std::optional<std::chrono::seconds> retry_after;
-    if (a.kind == AttemptFailure::kStatus) retry_after = ParseRetryAfter(a.response.headers.Get("retry-after"));
-    auto delay = options_.retry.Delay(retry, Jitter(), retry_after);
+    fresh = a.kind == AttemptFailure::kConnection;  // a stalled or broken connection is not reused
     spdlog::debug("http: retrying {} {} in {} ms", req.method, Redact(req.url), delay.count());
     std::this_thread::sleep_for(delay);
   }

@@ -3,8 +3,10 @@
 // timeouts, and the retry policy. Never follows redirects by itself.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <span>
 #include <string>
@@ -52,12 +54,24 @@ struct HttpRequest {
   size_t max_body = 1 << 20;              // a longer buffered body is kCorrupt
   BodySink* sink = nullptr;               // takes 2xx bodies; not owned
   std::string peer = "host";              // for messages: "<peer> <host:port> unreachable: ..."
+  // When the operation this request belongs to stops retrying; unset = now +
+  // HttpClientOptions::total_timeout_seconds. Shared by the requests of one
+  // operation (scheme probe, auth round, redirects).
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  std::optional<int> max_retries;         // overrides the policy's (0: one attempt, a probe)
 };
 
 struct HttpClientOptions {
   std::shared_ptr<const TlsConfig> tls;  // null: verify with the system CAs only
   long connect_timeout_seconds = 10;
-  long low_speed_timeout_seconds = 30;
+  // An attempt that receives no byte for this long is abandoned (libcurl's
+  // low-speed limit: under 1 byte/s for this many seconds); the retry goes
+  // out on a fresh connection. Also caps the connect timeout.
+  long stall_timeout_seconds = 10;
+  // No retry starts after this long, and the last attempt's stall and connect
+  // timeouts are cut to what is left: a request waits at most about this
+  // long without progress. A transfer that keeps receiving is never cut.
+  long total_timeout_seconds = 20;
   RetryPolicy retry;
 };
 
@@ -71,10 +85,12 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   // Sends the request; retries (jittered exponential backoff, Retry-After)
-  // on connection errors, 429 and 5xx as the policy allows, then returns the
-  // last response. Every HTTP status is a response; transport failures are
-  // errors: kUnavailable ("cannot resolve host h: ..", "<peer> h:p unreachable:
-  // Connection refused", timeouts, TLS verification), kCorrupt (body too long).
+  // on connection errors, stalls, 429 and 5xx as the policy and the deadline
+  // allow, then returns the last response. Every HTTP status is a response;
+  // transport failures are errors: kUnavailable ("cannot resolve host h: ..",
+  // "<peer> h:p unreachable: Connection refused", "<peer> h:p: GET URL got no
+  // answer in 10 s", TLS verification), kCorrupt (body too long). A failure
+  // after retries says how many attempts it made and for how long.
   [[nodiscard]] Result<HttpResponse> Perform(const HttpRequest& request) const;
 
   // "host:port" of a URL (the port only if written), for messages.
@@ -87,10 +103,16 @@ class HttpClient {
  private:
   struct Attempt;
   struct Pool;
-  Attempt PerformOnce(const HttpRequest& request) const;
+  // One attempt; `fresh` opens a new connection, `stall_seconds` is its
+  // stall (and connect) timeout.
+  Attempt PerformOnce(const HttpRequest& request, bool fresh, long stall_seconds) const;
 
   HttpClientOptions options_;
   std::unique_ptr<Pool> pool_;
+  // $HTTP_PROXY when $http_proxy is unset: libcurl reads only the lower-case
+  // name for plain HTTP (a CGI precaution); Go's clients, and so Dragonfly's
+  // instructions, use the upper-case one. HTTPS_PROXY, NO_PROXY: libcurl's own.
+  std::string upper_http_proxy_;
 };
 
 }  // namespace ocifs

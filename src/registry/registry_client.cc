@@ -13,7 +13,7 @@ namespace ocifs {
 Result<std::unique_ptr<RegistryClient>> RegistryClient::Open(const Reference& ref, const RegistryOptions& options) {
   if (ref.transport != Reference::Transport::kDocker) return InvalidArgument("not a docker:// reference: " + ref.ToString());
   OCIFS_ASSIGN_OR_RETURN(Platform platform, WantedPlatform(options));
-  OCIFS_ASSIGN_OR_RETURN(auto session, RegistrySession::Create(ref, options));
+  OCIFS_ASSIGN_OR_RETURN(auto session, PullEndpoints::Open(ref, options));
   return std::make_unique<RegistryClient>(ref, std::move(platform), std::move(session),
                                           options.small_blob_dir);
 }
@@ -68,7 +68,7 @@ Result<std::vector<Platform>> RegistryClient::ListPlatforms() {
 
 Result<ReferrerList> RegistryClient::ListReferrers(const std::string& subject_digest,
                                                    const std::string& artifact_type) {
-  return ocifs::ListReferrers(*session_, subject_digest, artifact_type);
+  return ocifs::ListReferrers(session_->primary(), subject_digest, artifact_type);
 }
 
 }  // namespace ocifs

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "registry/image_source.h"
-#include "registry/registry_session.h"
+#include "registry/pull_endpoints.h"
 #include "registry/small_blob_store.h"
 
 namespace ocifs {
@@ -12,7 +12,8 @@ namespace ocifs {
 // Thread safety: safe for concurrent use (state lives in the shared session).
 class RegistryClient final : public ImageSource {
  public:
-  // Validates options and loads credentials/TLS files; contacts nothing.
+  // Validates options, loads registries.conf and credentials/TLS files;
+  // contacts nothing. A reference registries.conf blocks is kPermissionDenied.
   [[nodiscard]] static Result<std::unique_ptr<RegistryClient>> Open(const Reference& ref,
                                                                     const RegistryOptions& options);
 
@@ -23,15 +24,15 @@ class RegistryClient final : public ImageSource {
   Result<FetchedManifest> FetchManifest(const Descriptor& manifest) override;
   Result<std::vector<Platform>> ListPlatforms() override;
 
-  RegistryClient(Reference ref, Platform platform, std::shared_ptr<RegistrySession> session,
+  RegistryClient(Reference ref, Platform platform, std::shared_ptr<PullEndpoints> endpoints,
                  std::string small_blob_dir)
-      : ref_(std::move(ref)), platform_(std::move(platform)), session_(std::move(session)),
+      : ref_(std::move(ref)), platform_(std::move(platform)), session_(std::move(endpoints)),
         small_blobs_(std::move(small_blob_dir)) {}
 
  private:
   const Reference ref_;
   const Platform platform_;
-  std::shared_ptr<RegistrySession> session_;
+  std::shared_ptr<PullEndpoints> session_;  // mirrors (registries.conf), then the registry
   SmallBlobStore small_blobs_;
 };
 

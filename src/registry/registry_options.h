@@ -15,7 +15,17 @@ struct RegistryOptions {
   std::string platform;              // "os/arch[/variant]"; empty = host
   int max_retries = 4;               // retries after the first attempt
   long connect_timeout_seconds = 10;
-  long low_speed_timeout_seconds = 30;  // abort a transfer stalled this long (no hangs)
+  // --stall-timeout: an attempt that receives no byte for this long (seconds)
+  // is abandoned and retried on a fresh connection.
+  long stall_timeout_seconds = 10;
+  // --registry-timeout: how long one registry operation (a manifest, one blob
+  // range, with its retries, scheme probe and mirror) may wait without
+  // progress before it fails, in seconds. A transfer that makes progress is
+  // never cut.
+  long registry_timeout_seconds = 20;
+  // --registries-conf: a containers-registries.conf(5) file; empty = the
+  // system's (/etc/containers/registries.conf and registries.conf.d/).
+  std::string registries_conf;
   // Where FetchBlob keeps the small blobs it fetched whole (image configs),
   // one file per digest, verified on every use; empty = not kept.
   std::string small_blob_dir;

@@ -74,7 +74,8 @@ Result<std::shared_ptr<RegistrySession>> RegistrySession::Create(const Reference
   HttpClientOptions http;
   http.tls = std::move(tls);
   http.connect_timeout_seconds = options.connect_timeout_seconds;
-  http.low_speed_timeout_seconds = options.low_speed_timeout_seconds;
+  http.stall_timeout_seconds = options.stall_timeout_seconds;
+  http.total_timeout_seconds = options.registry_timeout_seconds;
   http.retry.max_retries = std::max(0, options.max_retries);
   return std::make_shared<RegistrySession>(ref, options, std::make_unique<HttpClient>(std::move(http)),
                                            std::move(creds));
@@ -85,6 +86,7 @@ RegistrySession::RegistrySession(Reference ref, const RegistryOptions& options, 
     : ref_(std::move(ref)),
       scope_(options.push ? PushScope(ref_.repository) : PullScope(ref_.repository)),
       tls_verify_(options.tls_verify),
+      timeout_seconds_(options.registry_timeout_seconds),
       http_(std::move(http)),
       auth_(ref_.registry, std::move(creds), http_.get()) {}
 
@@ -98,15 +100,22 @@ Result<HttpResponse> RegistrySession::SendWithScheme(HttpRequest req, const std:
     req.url = "http://" + ref_.ApiHost() + path;
     return http_->Perform(req);
   }
-  req.url = "https://" + ref_.ApiHost() + path;
-  auto https = http_->Perform(req);
+  // The probe: one https attempt, then plain HTTP with the retries.
+  HttpRequest probe = req;
+  probe.url = "https://" + ref_.ApiHost() + path;
+  probe.max_retries = 0;
+  auto https = http_->Perform(probe);
   if (https.ok()) {
     scheme_.store(kHttps);
     return https;
   }
   req.url = "http://" + ref_.ApiHost() + path;
   auto plain = http_->Perform(req);
-  if (!plain.ok()) return https.status();
+  if (!plain.ok()) {
+    // Both failed: say what each did, plain HTTP's first (a plain server's
+    // answer to TLS is "wrong version number", which hides why HTTP failed).
+    return Status(plain.status().code(), plain.status().message() + "; over https: " + https.status().message());
+  }
   spdlog::info("registry {}: using plain HTTP (https failed and --tls-verify=false)", ref_.registry);
   scheme_.store(kHttp);
   return plain;
@@ -116,6 +125,7 @@ Result<HttpResponse> RegistrySession::SendToRegistry(HttpRequest req) {
   const std::string path = req.url;
   const size_t base_headers = req.headers.size();
   req.peer = "registry";
+  if (!req.deadline) req.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds_);
   for (int round = 0;; ++round) {
     OCIFS_ASSIGN_OR_RETURN(std::string authorization, auth_.Authorization(scope_));
     req.headers.resize(base_headers);
@@ -209,6 +219,7 @@ Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, s
   HttpRequest req;
   req.headers.push_back("Range: " + RangeHeaderValue(offset, buf.size()));
   req.sink = &sink;
+  req.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds_);
   auto& stats = GlobalFetchStats();
 
   // A storage URL the registry redirected to earlier, until it fails.

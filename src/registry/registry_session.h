@@ -80,6 +80,7 @@ class RegistrySession {
   const Reference ref_;
   const std::string scope_;
   const bool tls_verify_;
+  const long timeout_seconds_;  // RegistryOptions::registry_timeout_seconds
   std::unique_ptr<HttpClient> http_;
   RegistryAuth auth_;
   std::atomic<int> scheme_{kUnknown};

@@ -96,20 +96,33 @@ def make_plugin(backend, workdir):
     # Whatever a failing test left mounted: unmount and kill its daemons.
     for target in processes.mounts_under(workdir):
         for pid in _mount_pids(target):
-            os.kill(pid, signal.SIGKILL)
+            _kill_mount(pid)
         processes.unmount(target, lazy=True)
 
 
 def _mount_pids(target) -> list[int]:
-    pids = []
+    """The daemon of `target`: its keeper (docs/keeper.md), or an `oci-fs mount` without one."""
+    keepers, mounts = [], []
     for d in Path("/proc").glob("[0-9]*"):
         try:
             argv = (d / "cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         except OSError:
             continue
-        if len(argv) > 2 and argv[1] == b"mount" and argv[-1] == str(target).encode():
-            pids.append(int(d.name))
-    return pids
+        if len(argv) > 2 and argv[-1] == str(target).encode():
+            if argv[1] == b"keeper":
+                keepers.append(int(d.name))
+            elif argv[1] == b"mount":
+                mounts.append(int(d.name))
+    return keepers or mounts
+
+
+def _kill_mount(pid: int) -> None:
+    """SIGKILL to a mount's daemon and its serving process (its process group):
+    a kept mount dies only with both."""
+    try:
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def target_of(workdir: Path, name: str) -> Path:
@@ -328,10 +341,10 @@ def test_plugin_restart_adopts_repairs_and_drops(make_plugin, backend, workdir):
 
     # While the plugin is down: one mount process dies, one target vanishes.
     [pid] = _mount_pids(died)
-    os.kill(pid, signal.SIGKILL)
+    _kill_mount(pid)
     assert processes.wait_pid_gone(pid, 10)
     [gone_pid] = _mount_pids(gone)
-    os.kill(gone_pid, signal.SIGKILL)
+    _kill_mount(gone_pid)
     processes.unmount(gone, lazy=True)
     gone.rmdir()
 
@@ -354,7 +367,7 @@ def test_a_killed_mount_process_is_repaired(make_plugin, backend, workdir):
     [record] = plugin.records()
     [pid] = _mount_pids(target)
     assert record["mountPid"] == pid
-    os.kill(pid, signal.SIGKILL)
+    _kill_mount(pid)
     processes.wait_pid_gone(pid, 10)
     wait_until(lambda: read_disk(target) == backend.expected(ref), timeout=30,
                what="the plugin to remount the volume")
@@ -363,5 +376,71 @@ def test_a_killed_mount_process_is_repaired(make_plugin, backend, workdir):
                what="the plugin to record the new mount process")
     [record] = plugin.records()
     assert record["mountPid"] == _mount_pids(target)[0]
+    unpublish(plugin, target)
+    assert_clean(plugin, target)
+
+
+def test_a_killed_serving_process_is_taken_over_without_a_remount(make_plugin, backend, workdir):
+    """A volume is a kept mount (docs/keeper.md): SIGKILL to its serving process
+    is a takeover, invisible to a reader holding disk.img open and to the plugin."""
+    plugin = make_plugin()
+    ref = backend.image("takeover")
+    target = target_of(workdir, "pod-takeover")
+    publish(plugin, target, ref)
+    [record] = plugin.records()
+    [keeper] = _mount_pids(target)
+    assert record["mountPid"] == keeper
+    expected = backend.expected(ref)
+    with open(target / "disk.img", "rb") as f:
+        assert f.read() == expected
+        for _ in range(2):
+            servers = [int(p.name) for p in Path("/proc").glob("[0-9]*")
+                       if (p / "stat").exists() and _parent_of(int(p.name)) == keeper]
+            assert len(servers) == 1, servers
+            os.kill(servers[0], signal.SIGKILL)
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            f.seek(0)
+            assert f.read() == expected  # the same open file, served by the next process
+    assert _mount_pids(target) == [keeper]
+    assert plugin.records()[0]["mountPid"] == keeper
+    unpublish(plugin, target)
+    assert_clean(plugin, target)
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def test_a_plugin_of_another_version_restarts_the_volumes_it_adopts(make_plugin, backend, workdir):
+    """The plugin restarted with a version other than the one that published a
+    volume hands the volume to a serving process of its own (`oci-fs restart`):
+    the pod's open disk.img reads on, the keeper stays. The older version is
+    stood for by editing the record while the plugin is down."""
+    plugin = make_plugin()
+    ref = backend.image("upgrade")
+    target = target_of(workdir, "pod-upgrade")
+    publish(plugin, target, ref)
+    [record] = plugin.records()
+    assert record["ocifsVersion"]
+    [keeper] = _mount_pids(target)
+    state = json.loads(processes.run_ocifs("status", "--json", target).stdout)[0]
+    expected = backend.expected(ref)
+    with open(target / "disk.img", "rb") as f:
+        assert f.read() == expected
+        plugin.kill9()
+        [path] = (plugin.state_dir / "volumes").glob("*.json")
+        path.write_text(json.dumps(dict(record, ocifsVersion="0.0.1-old")))
+        plugin = make_plugin()
+        assert "oci-fs 0.0.1-old -> " in plugin.log_text()
+        new = json.loads(processes.run_ocifs("status", "--json", target).stdout)[0]
+        assert new["server_pid"] != state["server_pid"] and new["takeovers"] == 1
+        assert new["keeper_pid"] == keeper
+        assert plugin.records()[0]["ocifsVersion"] == record["ocifsVersion"]
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        f.seek(0)
+        assert f.read() == expected
     unpublish(plugin, target)
     assert_clean(plugin, target)

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "registry/base64.h"
+#include "registry/credential_helper.h"
 #include "testing/temp_dir.h"
 
 using namespace ocifs;
@@ -143,4 +144,79 @@ TEST_CASE("default authfiles are searched in order: REGISTRY_AUTH_FILE, XDG_RUNT
   EnvGuard e5("XDG_RUNTIME_DIR", (dir / "missing").c_str());
   CHECK((*FindCredentials(o, "a:1", "r")) == std::nullopt);
   CHECK((*FindCredentials(o, "b:1", "r"))->username == "home");
+}
+
+namespace {
+
+// A docker credential helper as a shell script, docker-credential-test, in
+// dir/bin: it knows one server, stalls for "slow", prints junk for "junk".
+void WriteTestHelper(const TempDir& dir) {
+  std::string path = dir.Write("bin/docker-credential-test", R"(#!/bin/sh
+read server
+case "$server" in
+  h:1) printf '{"ServerURL":"%s","Username":"helper-user","Secret":"helper-S3cret"}\n' "$server" ;;
+  https://index.docker.io/v1/) printf '{"ServerURL":"%s","Username":"hub","Secret":"hub-S3cret"}\n' "$server" ;;
+  slow) sleep 5 ;;
+  junk) echo "helper-S3cret is not json" ;;
+  token) printf '{"ServerURL":"token","Username":"<token>","Secret":"t"}\n' ;;
+  *) echo "credentials not found in native keychain"; exit 1 ;;
+esac
+)");
+  fs::permissions(path, fs::perms::owner_all);
+}
+
+// The test helper in a fresh directory at the front of PATH, for one scope.
+struct HelperOnPath {
+  TempDir dir;
+  EnvGuard path{"PATH", (dir / "bin" + ":/usr/bin:/bin").c_str()};
+  HelperOnPath() { WriteTestHelper(dir); }
+};
+
+}  // namespace
+
+TEST_CASE("a docker credential helper is asked with the server URL on stdin") {
+  HelperOnPath helper;
+  auto c = RunCredentialHelper("test", "h:1");
+  REQUIRE(c.ok());
+  REQUIRE(*c);
+  CHECK((*c)->username == "helper-user");
+  CHECK((*c)->password == "helper-S3cret");
+  CHECK(CredentialHelperServerUrl("docker.io") == "https://index.docker.io/v1/");
+  CHECK((*RunCredentialHelper("test", CredentialHelperServerUrl("docker.io")))->username == "hub");
+  // No credentials for the server: nothing, not an error.
+  auto none = RunCredentialHelper("test", "other:1");
+  REQUIRE(none.ok());
+  CHECK_FALSE(*none);
+}
+
+TEST_CASE("a credential helper's failures are errors that never quote its output") {
+  HelperOnPath helper;
+  auto junk = RunCredentialHelper("test", "junk");
+  REQUIRE_FALSE(junk.ok());
+  CHECK(junk.status().code() == Code::kUnavailable);
+  CHECK_THAT(junk.status().message(), Catch::Contains("docker-credential-test") && !Catch::Contains("S3cret"));
+  auto slow = RunCredentialHelper("test", "slow", std::chrono::milliseconds(300));
+  REQUIRE_FALSE(slow.ok());
+  CHECK_THAT(slow.status().message(), Catch::Contains("did not answer"));
+  CHECK(RunCredentialHelper("test", "token").status().code() == Code::kUnsupported);
+  CHECK(RunCredentialHelper("missing", "h:1").status().code() == Code::kNotFound);
+  CHECK(RunCredentialHelper("../evil", "h:1").status().code() == Code::kInvalidArgument);
+}
+
+TEST_CASE("credHelpers and credsStore in an auth file come before its auths") {
+  HelperOnPath helper;
+  const TempDir& dir = helper.dir;
+  std::string per_host = dir.Write("per-host.json", R"({"credHelpers": {"h:1": "test"}, "auths": {"h:1": )" +
+                                                        Entry("file", "1") + R"(, "o:1": )" + Entry("file", "2") + "}}");
+  CHECK((*LookupAuthFile(per_host, "h:1", "r"))->username == "helper-user");
+  CHECK((*LookupAuthFile(per_host, "o:1", "r"))->username == "file");
+  std::string store = dir.Write("store.json", R"({"credsStore": "test", "auths": {"o:1": )" + Entry("file", "2") + "}}");
+  CHECK((*LookupAuthFile(store, "h:1", "r"))->username == "helper-user");
+  CHECK((*LookupAuthFile(store, "o:1", "r"))->username == "file");  // the helper has none
+  CHECK_FALSE(*LookupAuthFile(store, "x:1", "r"));
+  std::string missing = dir.Write("missing.json", R"({"credsStore": "desktop", "auths": {"o:1": )" +
+                                                      Entry("file", "2") + "}}");
+  CHECK((*LookupAuthFile(missing, "o:1", "r"))->username == "file");  // no such helper: a warning
+  std::string bad = dir.Write("bad.json", R"({"credHelpers": ["test"]})");
+  CHECK(LookupAuthFile(bad, "h:1", "r").status().code() == Code::kCorrupt);
 }

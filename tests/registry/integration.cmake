@@ -3,3 +3,6 @@
 ocifs_add_py_test(integration.harness support/test_harness.py TIMEOUT 120)
 ocifs_add_py_test(integration.registry registry/test_registry.py TIMEOUT 300)
 ocifs_add_py_test(integration.registry_auth registry/test_registry_auth.py TIMEOUT 300)
+ocifs_add_py_test(integration.registry_mirrors registry/test_mirrors.py TIMEOUT 400)
+ocifs_add_py_test(integration.registry_timeouts registry/test_timeouts.py TIMEOUT 400)
+ocifs_add_py_test(integration.registry_credential_helpers registry/test_credential_helpers.py TIMEOUT 300)

@@ -120,21 +120,42 @@ def mountinfo_has(path: Path | str) -> bool:
     return processes.is_mounted(path)
 
 
+def _children_of(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def ocifs_pids_for(directory: Path | str) -> list[int]:
-    """oci-fs processes whose argv names `directory` (not zombies)."""
+    """The oci-fs daemons whose argv names `directory` (not zombies): a kept
+    mount's serving process (docs/keeper.md) counts through its keeper, its parent."""
     bin_ = processes.ocifs_bin()
     pids = set(processes.find_processes(bin_, str(directory)))
     pids |= set(processes.find_processes(bin_, os.path.realpath(directory)))
-    return sorted(p for p in pids if not processes._is_zombie(p))
+    live = {p for p in pids if not processes._is_zombie(p)}
+    served = {c for p in live for c in _children_of(p)}
+    return sorted(live - served)
 
 
 def daemon_io(pid: int) -> dict[str, int]:
-    """/proc/PID/io counters (rchar, wchar, ...): a FUSE daemon writes every read
-    reply to /dev/fuse, so `wchar` grows by at least the bytes the kernel asked for."""
-    out = {}
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        k, _, v = line.partition(":")
-        out[k.strip()] = int(v)
+    """/proc/PID/io counters (rchar, wchar, ...) of a daemon and its children (a
+    kept mount's serving process): a FUSE daemon writes every read reply to
+    /dev/fuse, so `wchar` grows by at least the bytes the kernel asked for."""
+    out: dict[str, int] = {}
+    for p in [pid, *_children_of(pid)]:
+        try:
+            text = Path(f"/proc/{p}/io").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            k, _, v = line.partition(":")
+            out[k.strip()] = out.get(k.strip(), 0) + int(v)
     return out
 
 

@@ -302,13 +302,14 @@ def ocifs_bin() -> str:
 def isolated_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for oci-fs: no auth file, docker config or cache of the host.
 
-    HOME, XDG_RUNTIME_DIR and XDG_CACHE_HOME point into the test root;
+    HOME, XDG_RUNTIME_DIR, XDG_CACHE_HOME and OCIFS_RUN_DIR point into the test root;
     REGISTRY_AUTH_FILE and DOCKER_CONFIG are removed. `extra` overrides.
     """
     root = test_root()
     env = {k: v for k, v in os.environ.items()
            if k not in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "OCIFS_BIN")}
-    for name, sub in (("HOME", "home"), ("XDG_RUNTIME_DIR", "run"), ("XDG_CACHE_HOME", "cache")):
+    for name, sub in (("HOME", "home"), ("XDG_RUNTIME_DIR", "run"), ("XDG_CACHE_HOME", "cache"),
+                      ("OCIFS_RUN_DIR", "mounts")):  # kept mounts' state files (docs/mount-state-format.md)
         d = root / "env" / sub
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         env[name] = str(d)

@@ -4,6 +4,7 @@
     with Registry(tmp_dir, pki=pki, tls=True) as reg:        # https, CA in pki.cert_dir
     with Registry(tmp_dir, pki=pki, tls=True, auth="htpasswd", users={"u": "p"}) as reg:
     with Registry(tmp_dir, pki=pki, auth="token", users={"u": "p"}, anonymous=False) as reg:
+    with Registry(tmp_dir, proxy_remote=upstream.url) as mirror:  # a pull-through cache
 
 The registry listens on a free 127.0.0.1 port (`reg.host` = "127.0.0.1:PORT"),
 stores blobs under `reg.storage_dir` (filesystem driver) and logs JSON lines
@@ -11,7 +12,8 @@ to `reg.log_path`. It runs in its own process group and is stopped on exit
 (SIGTERM, then SIGKILL), also when the test fails; see processes.cleanup_all.
 
 `reg.request_log()` parses the "response completed" lines (method, uri,
-status, bytes written); `blob_gets()` / `blob_bytes()` count blob downloads,
+status, bytes written, user agent: a mirror's requests upstream carry one,
+oci-fs' none); `blob_gets()` / `blob_bytes()` count blob downloads,
 e.g. to prove that a second mount fetches nothing. `reg.client()` is a
 RegistryClient with the right TLS trust and credentials.
 """
@@ -57,6 +59,7 @@ class Request:
     written: int  # response body bytes
     repo: str | None  # repository name, from the URI
     digest: str | None  # the blob or manifest digest in the URI, if any
+    useragent: str = ""  # the client's User-Agent ("" for oci-fs, which sends none)
 
     @property
     def is_blob(self) -> bool:
@@ -73,7 +76,7 @@ class Registry:
     def __init__(self, directory: Path | str, pki: Pki | None = None, tls: bool = False,
                  auth: str | None = None, users: dict[str, str] | None = None,
                  anonymous: bool = False, client_cert: bool = False,
-                 start_timeout: float = 10):
+                 start_timeout: float = 10, proxy_remote: str | None = None):
         if auth not in (None, "htpasswd", "token"):
             raise ValueError(f"auth must be None, 'htpasswd' or 'token', not {auth!r}")
         if auth == "htpasswd" and not tls:
@@ -89,6 +92,7 @@ class Registry:
         self.anonymous = anonymous
         self.client_cert = client_cert
         self.start_timeout = start_timeout
+        self.proxy_remote = proxy_remote  # a pull-through cache of this registry URL
         self.storage_dir = self.dir / "storage"
         self.log_path = self.dir / "registry.log"
         self.config_path = self.dir / "config.yml"
@@ -232,6 +236,8 @@ class Registry:
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": {"addr": self.host, "secret": secrets.token_hex(16)},
         }
+        if self.proxy_remote:
+            cfg["proxy"] = {"remoteurl": self.proxy_remote}
         if self.tls:
             cfg["http"]["tls"] = {"certificate": str(self.pki.server_cert_path),
                                   "key": str(self.pki.server_key_path)}
@@ -284,7 +290,8 @@ class Registry:
                                int(e.get("http.response.status", 0)),
                                int(e.get("http.response.written", 0)),
                                m.group("name") if m else None,
-                               m.group("ref") if m and m.group("ref").startswith("sha256:") else None))
+                               m.group("ref") if m and m.group("ref").startswith("sha256:") else None,
+                               e.get("http.request.useragent", "")))
         return out
 
     def blob_gets(self, repo: str | None = None) -> list[Request]:

@@ -1,0 +1,95 @@
+#include "registry/pull_endpoints.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "registry/registries_conf.h"
+
+namespace ocifs {
+namespace {
+
+constexpr std::chrono::milliseconds kFirstBackoff{5000};
+constexpr std::chrono::milliseconds kMaxBackoff{300000};
+
+const Status& StatusOf(const Status& s) { return s; }
+template <typename T>
+const Status& StatusOf(const Result<T>& r) {
+  return r.status();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<PullEndpoints>> PullEndpoints::Open(const Reference& ref, const RegistryOptions& options) {
+  OCIFS_ASSIGN_OR_RETURN(RegistriesConf conf, RegistriesConf::Load(options.registries_conf));
+  OCIFS_ASSIGN_OR_RETURN(std::vector<PullSource> sources, conf.PullSources(ref));
+  std::vector<Endpoint> endpoints;
+  for (const PullSource& source : sources) {
+    RegistryOptions o = options;
+    if (source.insecure) o.tls_verify = false;
+    if (source.mirror) o.max_retries = 0;  // a failing mirror falls through to the next
+    OCIFS_ASSIGN_OR_RETURN(auto session, RegistrySession::Create(source.ref, o));
+    if (source.mirror || source.ref.registry != ref.registry || source.ref.repository != ref.repository) {
+      spdlog::info("registry: {} is pulled {} {}", ref.ToString(), source.mirror ? "through mirror" : "from",
+                   source.ref.registry + "/" + source.ref.repository);
+    }
+    endpoints.push_back(Endpoint{std::move(session), source.mirror});
+  }
+  return std::make_shared<PullEndpoints>(std::move(endpoints));
+}
+
+bool PullEndpoints::Usable(Endpoint& e) {
+  if (!e.mirror) return true;
+  std::lock_guard lock(mu_);
+  return std::chrono::steady_clock::now() >= e.skip_until;
+}
+
+void PullEndpoints::Failed(Endpoint& e, const Status& status, const std::string& what) {
+  if (status.code() != Code::kUnavailable) {
+    spdlog::info("registry: mirror {} has no {} ({}); trying the next", e.session->Name(), what, status.message());
+    return;  // it answered: not a sick mirror
+  }
+  std::chrono::milliseconds backoff;
+  {
+    std::lock_guard lock(mu_);
+    e.backoff = e.backoff.count() == 0 ? kFirstBackoff : std::min(kMaxBackoff, e.backoff * 2);
+    e.skip_until = std::chrono::steady_clock::now() + e.backoff;
+    backoff = e.backoff;
+  }
+  spdlog::warn("registry: mirror {} failed for {} ({}); falling back, and skipping it for {} s", e.session->Name(),
+               what, status.message(), backoff.count() / 1000);
+}
+
+void PullEndpoints::Answered(Endpoint& e) {
+  if (!e.mirror) return;
+  std::lock_guard lock(mu_);
+  e.backoff = std::chrono::milliseconds(0);
+}
+
+template <typename T, typename Ask>
+T PullEndpoints::FirstThatAnswers(const std::string& what, Ask ask) {
+  for (Endpoint& e : endpoints_) {
+    if (!Usable(e)) continue;
+    T result = ask(*e.session);
+    if (!e.mirror) return result;
+    Status status = StatusOf(result);
+    if (status.ok()) {
+      Answered(e);
+      return result;
+    }
+    Failed(e, status, what);
+  }
+  return ask(primary());  // unreachable: the primary is always usable and last
+}
+
+Result<FetchedManifest> PullEndpoints::GetManifest(const std::string& tag_or_digest) {
+  return FirstThatAnswers<Result<FetchedManifest>>(
+      "manifest " + tag_or_digest, [&](RegistrySession& s) { return s.GetManifest(tag_or_digest); });
+}
+
+Status PullEndpoints::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {
+  return FirstThatAnswers<Status>("blob " + blob.digest.substr(0, 19),
+                                  [&](RegistrySession& s) { return s.ReadBlobRange(blob, offset, buf); });
+}
+
+}  // namespace ocifs

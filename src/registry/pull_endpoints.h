@@ -1,0 +1,68 @@
+// PullEndpoints: the registries one pull reads from — the mirrors
+// registries.conf names for the reference, in order, then the primary
+// location — each a RegistrySession. A manifest or a blob range is asked of
+// each in turn until one answers with the bytes; a mirror that fails
+// (unreachable, stalled, 5xx) is skipped for a backoff (5 s, doubling up to
+// 5 min, reset when it answers) and then tried again.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ocifs/status.h"
+#include "registry/descriptor.h"
+#include "registry/image_resolver.h"
+#include "registry/reference.h"
+#include "registry/registry_options.h"
+#include "registry/registry_session.h"
+
+namespace ocifs {
+
+// Thread safety: safe for concurrent use. Shared (shared_ptr) by the
+// RegistryClient and every BlobSource opened from it. mu_ is a leaf lock.
+class PullEndpoints {
+ public:
+  // Loads registries.conf (RegistryOptions::registries_conf) and opens one
+  // session per endpoint; contacts nothing. A blocked reference is
+  // kPermissionDenied saying so; a malformed registries.conf kInvalidArgument.
+  // Mirrors are asked once per request (no retries): a failure falls through.
+  [[nodiscard]] static Result<std::shared_ptr<PullEndpoints>> Open(const Reference& ref,
+                                                                   const RegistryOptions& options);
+
+  // As RegistrySession::GetManifest, from the first endpoint that has it.
+  [[nodiscard]] Result<FetchedManifest> GetManifest(const std::string& tag_or_digest);
+  // As RegistrySession::ReadBlobRange: exactly the range, from the first
+  // endpoint that serves all of it (a failed attempt starts over).
+  [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf);
+
+  // The primary location's session (referrers, messages).
+  RegistrySession& primary() const { return *endpoints_.back().session; }
+  // "registry/repo" of the primary, for messages.
+  std::string Name() const { return primary().Name(); }
+
+  struct Endpoint {
+    std::shared_ptr<RegistrySession> session;
+    bool mirror = false;
+    std::chrono::steady_clock::time_point skip_until{};  // guarded by mu_
+    std::chrono::milliseconds backoff{0};               // guarded by mu_
+  };
+  explicit PullEndpoints(std::vector<Endpoint> endpoints) : endpoints_(std::move(endpoints)) {}
+
+ private:
+  // Runs `ask` on each usable endpoint in order until one succeeds; returns
+  // the primary's result (or its error) when every mirror failed.
+  template <typename T, typename Ask>
+  T FirstThatAnswers(const std::string& what, Ask ask);
+  bool Usable(Endpoint& e);
+  void Failed(Endpoint& e, const Status& status, const std::string& what);
+  void Answered(Endpoint& e);
+
+  std::mutex mu_;
+  std::vector<Endpoint> endpoints_;  // mirrors in order, then the primary (never empty)
+};
+
+}  // namespace ocifs

@@ -1,0 +1,96 @@
+"""Honest timeouts (docs/cli.md, "Timeouts"): a registry that stalls is given up
+on in a bounded time, the error says which request timed out and after how
+long, and a stalled request is retried on a fresh connection. The faults come
+from a proxy in front of a real docker-registry (tests/support/fault_proxy.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from support import images
+from support.fault_proxy import FaultProxy
+from support.processes import Mount
+
+QUIET = ("--readahead", "0", "--accel", "off", "--prefetch-profile", "none", "--miss-fetch", "chunk")
+
+
+@pytest.fixture
+def pushed(registry, repo):
+    disk = os.urandom(3 * 1024 * 1024 + 4321)
+    ref, _ = images.push_containerdisk(registry, repo, disk, compression="none")
+    return ref, repo, disk
+
+
+@pytest.fixture
+def proxy(registry):
+    with FaultProxy(("127.0.0.1", registry.port)) as p:
+        yield p
+
+
+def through(proxy, repo: str) -> str:
+    return f"{proxy.host}/{repo}:v1"
+
+
+def test_a_registry_that_never_answers_fails_within_the_timeout_naming_the_request(ocifs, proxy, pushed):
+    _, repo, _ = pushed
+    proxy.fault("stall", count=1000)
+    res = ocifs("inspect", "--tls-verify=false", "--stall-timeout", "2", "--registry-timeout", "6",
+                through(proxy, repo), check=False, timeout=60)
+    assert res.returncode == 1
+    assert res.seconds < 20, res.describe()
+    # The plain-HTTP request's stall comes first, not the TLS probe's error.
+    assert re.search(rf"GET http://{proxy.host}/v2/{repo}/manifests/v1 got no answer in [12] s", res.stderr), \
+        res.stderr
+    assert "attempts in" in res.stderr, res.stderr
+    assert not res.stderr.startswith("oci-fs: TLS"), res.stderr
+
+
+def test_the_default_bound_is_well_under_a_minute(ocifs, proxy, pushed):
+    _, repo, _ = pushed
+    proxy.fault("stall", count=1000)
+    res = ocifs("inspect", "--tls-verify=false", through(proxy, repo), check=False, timeout=120)
+    assert res.returncode == 1
+    assert res.seconds < 40, res.describe()
+    assert "got no answer in" in res.stderr, res.stderr
+
+
+def test_a_stalled_request_is_retried_on_a_fresh_connection(ocifs, proxy, pushed):
+    _, repo, _ = pushed
+    proxy.fault("stall", count=1, match="/manifests/v1")
+    connections_before = proxy.connections
+    res = ocifs("inspect", "--tls-verify=false", "--stall-timeout", "2", through(proxy, repo), timeout=60)
+    assert proxy.faults == [f"stall GET /v2/{repo}/manifests/v1 HTTP/1.1"]
+    assert len(proxy.requests_matching("/manifests/v1")) >= 2, proxy.requests
+    assert proxy.connections - connections_before >= 3  # the https probe, the stalled one, the fresh one
+    assert res.seconds >= 2
+
+
+def test_5xx_answers_are_retried(ocifs, proxy, pushed):
+    _, repo, _ = pushed
+    proxy.fault("503", count=2, match="/manifests/v1")
+    ocifs("inspect", "--tls-verify=false", through(proxy, repo), timeout=60)
+    assert len(proxy.faults) == 2
+
+
+def test_a_fuse_read_of_a_stalled_registry_fails_within_the_bound_and_a_later_one_succeeds(proxy, pushed, workdir):
+    _, repo, disk = pushed
+    with Mount(through(proxy, repo), workdir / "m", "--tls-verify=false", "--stall-timeout", "2",
+               "--registry-timeout", "5", *QUIET, cache_dir=workdir / "cache") as m:
+        fd = os.open(m.dir / "disk.img", os.O_RDONLY)
+        try:
+            proxy.fault("stall", count=1000, match="/blobs/")
+            start = time.monotonic()
+            with pytest.raises(OSError):
+                os.pread(fd, 4096, 2 * 1024 * 1024)
+            took = time.monotonic() - start
+            assert took < 20, f"a read waited {took:.1f}s"
+            proxy.clear()
+            proxy.fault("stall", count=1, match="/blobs/")  # one stall, then the retry answers
+            assert os.pread(fd, 4096, 2 * 1024 * 1024) == disk[2 * 1024 * 1024:2 * 1024 * 1024 + 4096]
+        finally:
+            os.close(fd)
