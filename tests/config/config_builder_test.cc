@@ -123,6 +123,9 @@ TEST_CASE("each invalid value is refused naming the option as spelled") {
       {Spelling::kMountOption, "decode-threads", "many",
        "-o decode_threads must be auto or a number from 0 to 64, not 'many'"},
       {Spelling::kFlag, "tls-verify", "maybe", "--tls-verify must be true or false, not 'maybe'"},
+      {Spelling::kFlag, "stall-timeout", "0", "--stall-timeout must be a number of seconds from 1 to 3600, not '0'"},
+      {Spelling::kMountOption, "registry-timeout", "20s",
+       "-o registry_timeout must be a number of seconds from 1 to 3600, not '20s'"},
       {Spelling::kVolumeAttribute, "tls-verify", "yes", "volume attribute tlsVerify must be \"true\" or \"false\", not \"yes\""},
       {Spelling::kMountOption, "prefetch-all", "some", "-o prefetch must be all or none, not 'some'"},
       {Spelling::kVolumeAttribute, "prefetch-all", "yes",
@@ -194,7 +197,8 @@ TEST_CASE("a config spelled back by ToArgs parses to the same config, and never 
            {"cache-size", "20G"}, {"memory-cache", "1536K"}, {"chunk-size", "64K"}, {"readahead", "0"},
            {"miss-fetch", "chunk"}, {"decode-threads", "0"}, {"prefetch-all", "true"}, {"prefetch-rate", "8M"},
            {"prefetch-profile", "/p"}, {"accel", "127.0.0.1:5000/a/b@sha256:" + std::string(64, 'a')},
-           {"cluster-cache", "off"}, {"record-profile", "/r"},
+           {"cluster-cache", "off"}, {"record-profile", "/r"}, {"registries-conf", "/etc/r.conf"},
+           {"stall-timeout", "3"}, {"registry-timeout", "45"},
            {"stats-file", "/s"}, {"allow-other", "true"}}) {
     REQUIRE(b.SetFlag(flag, value).ok());
   }
@@ -213,6 +217,9 @@ TEST_CASE("a config spelled back by ToArgs parses to the same config, and never 
   CHECK(back.fuse_options == c.fuse_options);
   CHECK(back.disk_path == "disk/a b.img");
   CHECK(back.accel == "127.0.0.1:5000/a/b@sha256:" + std::string(64, 'a'));
+  CHECK(ToRegistryOptions(back).registries_conf == "/etc/r.conf");
+  CHECK(ToRegistryOptions(back).stall_timeout_seconds == 3);
+  CHECK(ToRegistryOptions(back).registry_timeout_seconds == 45);
 }
 
 TEST_CASE("ToArgs leaves out the defaults and, for inspect, the mount's own options") {

@@ -175,3 +175,25 @@ def test_https_proxy_tunnels_tls_with_connect(ocifs, make_registry, repo):
     with FaultProxy(("127.0.0.1", tls.port)) as proxy:
         ocifs("inspect", "--cert-dir", tls.cert_dir, ref, env={"HTTPS_PROXY": proxy.url, "NO_PROXY": ""})
         assert proxy.requests_matching("CONNECT 127.0.0.1:"), proxy.requests
+
+
+def test_a_mirror_that_failed_is_skipped_for_a_backoff_then_asked_again(ocifs, upstream, mirror, pushed, repo,
+                                                                        workdir):
+    ref, disk = pushed
+    mib = 1 << 20
+    with FaultProxy(("127.0.0.1", mirror.port)) as proxy:
+        conf = mirror_conf(workdir, upstream.host, proxy.host)
+        with Mount(ref, workdir / "m", "--registries-conf", conf, *QUIET, cache_dir=workdir / "cache") as m:
+            fd = os.open(m.dir / "disk.img", os.O_RDONLY)
+            try:
+                proxy.fault("503", count=1, match="/blobs/")
+                assert os.pread(fd, 4096, 2 * mib) == disk[2 * mib:2 * mib + 4096]
+                assert len(proxy.faults) == 1
+                asked = len(proxy.requests_matching("/blobs/"))
+                assert os.pread(fd, 4096, 3 * mib) == disk[3 * mib:3 * mib + 4096]
+                assert len(proxy.requests_matching("/blobs/")) == asked, "the mirror was asked during its backoff"
+                time.sleep(6)  # the first backoff is 5 s
+                assert os.pread(fd, 4096, 4 * mib) == disk[4 * mib:4 * mib + 4096]
+                assert len(proxy.requests_matching("/blobs/")) > asked, "the mirror was not asked again"
+            finally:
+                os.close(fd)
