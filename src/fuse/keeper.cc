@@ -67,6 +67,16 @@ struct Keeper::Server {
   }
 };
 
+std::string PinnedReference(std::string_view reference, std::string_view digest) {
+  if (digest.empty() || reference.find('@') != std::string_view::npos || reference.starts_with("oci:")) {
+    return std::string(reference);
+  }
+  const size_t slash = reference.rfind('/');
+  const size_t colon = reference.rfind(':');
+  const bool tagged = colon != std::string_view::npos && (slash == std::string_view::npos || colon > slash);
+  return std::string(tagged ? reference.substr(0, colon) : reference) + "@" + std::string(digest);
+}
+
 Keeper::Keeper(KeeperOptions options) : options_(std::move(options)) {
   state_.mountpoint = options_.mountpoint;
   state_.reference = options_.reference;
@@ -86,6 +96,12 @@ Status Keeper::StartServer(bool takeover, const std::string& binary) {
   OCIFS_ASSIGN_OR_RETURN(auto pair, KeeperSocketPair());
   std::vector<std::string> args = {binary};
   args.insert(args.end(), options_.server_args.begin(), options_.server_args.end());
+  if (takeover && !state_.digest.empty()) {
+    // The kernel knows this image's sizes and bytes: a tag moved since must not change them.
+    for (auto& a : args) {
+      if (a == options_.reference) a = PinnedReference(a, state_.digest);
+    }
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

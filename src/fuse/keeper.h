@@ -20,6 +20,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/unique_fd.h"
@@ -37,6 +38,12 @@ struct KeeperOptions {
   int ready_fd = -1;                     // learns 'R' or 'E<message>' once the first server serves or fails
   std::chrono::seconds give_up_after{25};  // without a server this long, end the mount (readers get an error)
 };
+
+// `reference` pinned to the manifest `digest` the first server resolved
+// ("reg/repo:tag" -> "reg/repo@sha256:..."), so a takeover serves the same
+// image even if the tag moved; unchanged when it has a digest already, is
+// an oci: layout, or digest is empty.
+std::string PinnedReference(std::string_view reference, std::string_view digest);
 
 class Keeper {
  public:
