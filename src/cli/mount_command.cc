@@ -217,6 +217,11 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd, K
   if (keeper != nullptr) {
     if (Status s = keeper->SendServing((*stack)->image().manifest_digest); !s.ok()) return fail(s);
     keeper->Watch(scheduler, flags.mountpoint);
+    // The first server of a daemonized mount held the caller's stderr for its startup messages.
+    if (std::getenv("OCIFS_KEEPER_DETACH") != nullptr) {
+      ::unsetenv("OCIFS_KEEPER_DETACH");
+      DetachStdio();
+    }
   }
   if (ready_fd >= 0) {
     Report(ready_fd, Status::Ok());
@@ -264,7 +269,13 @@ int Daemonize(const MountFlags& flags, const MountConfig& config, bool* in_child
     ::setsid();
     *in_child = true;  // returns through main, and the process ends through its destructors
     if (!flags.no_keeper) {  // the keeper stays in the caller's directory: the arguments may name relative paths
-      DetachStdio();         // the keeper and its servers hold no caller's stdio; errors go through fds[1]
+      // Until the mount is ready the keeper and its first server keep the
+      // caller's stderr (startup warnings), then let it go; never stdin or stdout.
+      if (int null = ::open("/dev/null", O_RDWR | O_CLOEXEC); null >= 0) {
+        ::dup2(null, STDIN_FILENO);
+        ::dup2(null, STDOUT_FILENO);
+        ::close(null);
+      }
       ExecKeeper(flags.argv, flags.reference, flags.mountpoint, config.log_level, config.log_file, fds[1]);
       Report(fds[1], Internal("cannot start the keeper"));
       return 1;

@@ -333,6 +333,14 @@ void Keeper::ReportReady(const Status& status) {
   (void)ignored;
   ::close(options_.ready_fd);
   options_.ready_fd = -1;
+  // The caller may read our stderr to its end: it must not wait for the unmount.
+  ::unsetenv("OCIFS_KEEPER_DETACH");
+  if (int null = ::open("/dev/null", O_RDWR | O_CLOEXEC); null >= 0) {
+    ::dup2(null, STDIN_FILENO);
+    ::dup2(null, STDOUT_FILENO);
+    ::dup2(null, STDERR_FILENO);
+    ::close(null);
+  }
 }
 
 int Keeper::Run() {
@@ -342,6 +350,10 @@ int Keeper::Run() {
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   signal_fd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   ::setenv("OCIFS_KEEPER_FD", "3", 1);
+  // Daemonized: the first server keeps the caller's stderr (its startup
+  // warnings reach the user) until it serves, then lets it go, as this
+  // process does once it reported ready.
+  if (options_.ready_fd >= 0) ::setenv("OCIFS_KEEPER_DETACH", "1", 1);
   std::error_code ec;
   std::filesystem::create_directories(options_.state_dir, ec);
   auto control = ListenKeeper(state_.socket);
