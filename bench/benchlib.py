@@ -206,8 +206,13 @@ class Proxy:
 
 
 class PeakRss:
-    """Peak RSS in KiB of a set of processes (and their children): the sum of their VmHWM
-    (the kernel's own per-process peak), sampled every 50 ms and at exit, maximum kept.
+    """Peak memory in KiB of a set of processes (and their children), sampled every 50 ms
+    and at exit, maximum kept: the sum of their proportional set sizes (Pss in
+    /proc/PID/smaps_rollup), so pages two processes share (the binary's and its
+    libraries' text, a keeper's and its server's) count once, split between them.
+    A kept mount is two processes of one binary; summing their VmHWM counted the
+    shared pages twice. `peak_hwm_kib` is the largest single process's VmHWM (the
+    kernel's own peak, which catches a spike between two samples).
 
     Sampling only sees processes that live for at least one tick; for short-lived
     commands use run_timed (GNU time's maximum resident set size).
@@ -216,6 +221,7 @@ class PeakRss:
     def __init__(self, pids_fn):
         self.pids_fn = pids_fn
         self.peak_kib = 0
+        self.peak_hwm_kib = 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
 
@@ -232,12 +238,23 @@ class PeakRss:
         total = 0
         for pid in self.pids_fn():
             for p in [pid] + descendants(pid):
-                total += vm_hwm_kib(p)
+                total += pss_kib(p)
+                self.peak_hwm_kib = max(self.peak_hwm_kib, vm_hwm_kib(p))
         self.peak_kib = max(self.peak_kib, total)
 
     def _run(self):
         while not self._stop.wait(0.05):
             self.sample()
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def vm_hwm_kib(pid: int) -> int:
