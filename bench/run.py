@@ -45,7 +45,7 @@ class Ctx:
         self.rows: list[dict] = []
         self.proxy: b.Proxy | None = None
         self.disk_mib = (data / "disk.raw").stat().st_size / 2**20
-        self.scratch = data / "scratch"
+        self.scratch = args.scratch or data / "scratch"
         self.scratch.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -437,8 +437,8 @@ def ocifs_available() -> str | None:
 class Ocifs(Disk):
     """One `oci-fs mount` of a layer through the proxy; a fresh cache dir unless given one."""
 
-    def __init__(self, ctx: Ctx, layer: str, cache: Path | None = None, extra=()):
-        self.dir = ctx.scratch / f"mnt-{layer}"
+    def __init__(self, ctx: Ctx, layer: str, cache: Path | None = None, extra=(), name: str = ""):
+        self.dir = ctx.scratch / f"mnt-{layer}{name}"
         self.cache = cache or ctx.scratch / f"cache-{layer}"
         if cache is None:
             shutil.rmtree(self.cache, ignore_errors=True)
@@ -611,6 +611,121 @@ def boot_plan(ctx: Ctx) -> list[Session]:
     return plan
 
 
+# ----------------------------------------------------------------------------- concurrent mounts
+
+class OcifsPool(Disk):
+    """n `oci-fs mount`s of one layer started at once over one fresh cache dir (as n VMs of one
+    image on a node), each on its own mount point; file is the first one's disk."""
+
+    def __init__(self, ctx: Ctx, layer: str, n: int):
+        self.cache = ctx.scratch / f"cache-{layer}-x{n}"
+        shutil.rmtree(self.cache, ignore_errors=True)
+        self.cache.mkdir(parents=True)
+        no_accel = ("--accel=off",) if ocifs_knows_accel() else ()
+        self.mounts: list[Ocifs | None] = [None] * n
+        errors: list[BaseException] = []
+
+        def start(i: int) -> None:
+            try:
+                self.mounts[i] = Ocifs(ctx, layer, self.cache, no_accel, name=f"-x{n}-{i}")
+            except BaseException as e:  # noqa: BLE001 (raised below, after the others are up)
+                errors.append(e)
+        threads = [threading.Thread(target=start, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.close()
+            raise errors[0]
+
+    @property
+    def files(self) -> list[Path]:
+        return [m.file for m in self.mounts if m]
+
+    @property
+    def file(self) -> Path:
+        return self.files[0]
+
+    def pids(self):
+        return [p for m in self.mounts if m for p in m.pids()]
+
+    def pss_mib(self) -> float:
+        """The summed PSS (/proc/PID/smaps_rollup) of the mounts' processes and their children."""
+        total = 0
+        for pid in self.pids():
+            for p in [pid] + b.descendants(pid):
+                try:
+                    for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1])
+                except OSError:
+                    pass
+        return round(total / 1024, 1)
+
+    def close(self) -> dict:
+        stats = [m.close() for m in self.mounts if m]
+        self.mounts = []
+        return {"ocifs_stats": [s.get("ocifs_stats") for s in stats]}
+
+
+def concurrent_replays(ctx: Ctx, slot: Slot) -> dict:
+    """The boot trace replayed on every mount of the pool at once (the pool opens first, inside the
+    timed step: bytes and time include the mounts). seconds: the slowest trace; trace_seconds: each."""
+    t0 = time.monotonic()
+    pool = slot.get()
+    mounted = time.monotonic() - t0
+    results: list[dict | BaseException | None] = [None] * len(pool.files)
+
+    def one(i: int, f: Path) -> None:
+        try:
+            results[i] = replay(f, *replay_args(ctx, "trace"), timeout=ctx.a.peer_timeout)
+        except BaseException as e:  # noqa: BLE001
+            results[i] = e
+    threads = [threading.Thread(target=one, args=(i, f)) for i, f in enumerate(pool.files)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    secs = [r["seconds"] for r in results]
+    return {"seconds": round(mounted + max(secs), 4), "mount_seconds": round(mounted, 3),
+            "trace_seconds": [round(x, 3) for x in secs], "read_bytes": sum(r["read_bytes"] for r in results),
+            "mounts": len(secs), "pss_mib": pool.pss_mib()}
+
+
+def concurrent_plan(ctx: Ctx) -> list[Session]:
+    """N = 1, 3, 8 concurrent cold mounts of one layer (the first of --concurrent-layers) over one
+    cache dir, each replaying the boot trace: the cross-process single flight of the chunk cache."""
+    plan = []
+    for layer in ctx.a.concurrent_layers:
+        for n in ctx.a.concurrent:
+            plan.append(Session("oci-fs", layer, [Step(f"concurrent {n} trace", lambda slot: concurrent_replays(ctx, slot))],
+                                lambda layer=layer, n=n: OcifsPool(ctx, layer, n), group=f"concurrent {layer}"))
+    return plan
+
+
+def concurrent_lines(ctx: Ctx) -> list[str]:
+    """The concurrent part's table: bytes and trace times as ratios against N = 1 of the same run."""
+    lines = []
+    for layer in ctx.a.concurrent_layers:
+        rows = {r["mounts"]: r for r in ctx.rows if r["layer"] == layer and "mounts" in r and "error" not in r}
+        one = rows.get(1)
+        if not one:
+            continue
+        lines += ["", f"Concurrent cold mounts of {layer} over one cache dir (ratios against N = 1 of this run):", "",
+                  "| N | fetched MiB | bytes / N=1 | mount s | trace s (each) | slowest trace / N=1 | PSS MiB (all) |",
+                  "|---:|---:|---:|---:|---|---:|---:|"]
+        base_t = max(one["trace_seconds"])
+        for n, r in sorted(rows.items()):
+            lines.append(f"| {n} | {r['fetched_bytes'] / 2**20:.1f} | {r['fetched_bytes'] / max(1, one['fetched_bytes']):.2f} | "
+                         f"{r['mount_seconds']:.1f} | {', '.join(f'{x:.1f}' for x in r['trace_seconds'])} | "
+                         f"{max(r['trace_seconds']) / base_t:.2f} | {r['pss_mib']:.0f} |")
+    return lines
+
+
 # The parts of a run (--only), in the order they run: each plans its sessions when its turn comes.
 PARTS: dict[str, Callable[[Ctx], list[Session]]] = {
     "local": local_plan,
@@ -619,6 +734,7 @@ PARTS: dict[str, Callable[[Ctx], list[Session]]] = {
     "nbdqsd": nbdqsd_plan,
     "ocifs": lambda ctx: [s for layer in ctx.a.layers for s in ocifs_plan(ctx, layer)],
     "boot": boot_plan,
+    "concurrent": concurrent_plan,  # only when asked for (--only concurrent)
 }
 
 
@@ -661,6 +777,7 @@ def write_markdown(ctx: Ctx, m: dict | None = None) -> str:
             s += f" ({r['resident_mib_before']:.0f} MiB cached before)"
         lines.append(f"| {r['subject']} | {r['layer']} | {r['scenario']} | {s} | "
                      f"{r['fetched_bytes'] / 2**20:.1f} | {r['requests']} | {r.get('rss_mib') or '-'} |")
+    lines += concurrent_lines(ctx)
     lines += ["", *targets(ctx)]
     text = "\n".join(lines) + "\n"
     (ctx.out / "results.md").write_text(text)
@@ -962,10 +1079,15 @@ def parser() -> argparse.ArgumentParser:
                     help="run only the sessions with a step whose name fully matches REGEX, e.g. "
                     "'cold trace.*' (a session that needs an earlier one's profile or index is skipped "
                     "when that one is filtered out)")
-    ap.add_argument("--only", default="", help="comma list of parts: local,import,floor,nbdqsd,ocifs,boot")
+    ap.add_argument("--only", default="", help="comma list of parts: local,import,floor,nbdqsd,ocifs,boot,"
+                    "concurrent (the last runs only when named)")
+    ap.add_argument("--concurrent", default="1,3,8", help="the concurrent part's numbers of mounts")
+    ap.add_argument("--concurrent-layers", default="gzip", help="the concurrent part's layers")
     ap.add_argument("--peer-timeout", type=float, default=900, help="seconds for one peer scenario")
     ap.add_argument("--boot-timeout", type=float, default=900)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--scratch", type=Path, help="mount points and cache dirs (default bench/work/<data>/scratch; "
+                    "removed at the end)")
     ap.add_argument("--replot", type=Path, metavar="DIR", help="redraw results.md and the plot of DIR")
     return ap
 
@@ -977,6 +1099,9 @@ def finish_args(a: argparse.Namespace) -> argparse.Namespace:
     a.boot_layers = [x for x in a.boot_layers.split(",") if x]
     a.ocifs_args = a.ocifs_args.split()
     a.nbdqsd_scenarios = [x for x in a.nbdqsd_scenarios.split(",") if x]
+    a.concurrent = [int(x) for x in str(a.concurrent).split(",") if x] if isinstance(a.concurrent, str) else a.concurrent
+    a.concurrent_layers = ([x for x in a.concurrent_layers.split(",") if x]
+                           if isinstance(a.concurrent_layers, str) else a.concurrent_layers)
     return a
 
 
@@ -985,7 +1110,7 @@ def main() -> int:
     if a.replot:
         return replot(a.replot)
     a = finish_args(a)
-    parts = set(a.only.split(",")) if a.only else set(PARTS)
+    parts = set(a.only.split(",")) if a.only else set(PARTS) - {"concurrent"}
     if a.skip_peers:
         parts -= {"import", "floor", "nbdqsd"}
     if a.skip_ocifs:
@@ -999,10 +1124,10 @@ def main() -> int:
     if not trace.exists():
         b.log(f"no boot trace at {trace}: run bench/run.sh --record-trace first")
         return 1
-    ocifs = ocifs_available() if "ocifs" in parts or "boot" in parts else None
+    ocifs = ocifs_available() if parts & {"ocifs", "boot", "concurrent"} else None
     if not ocifs:
         b.log("oci-fs mount not available: oci-fs scenarios skipped")
-        parts.discard("ocifs")
+        parts -= {"ocifs", "concurrent"}
     layout = data / "oci"
     b.write_oci_layout(layout, {c: data / b.LAYERS[c].file for c in a.layers})
     ctx = Ctx(a, data, a.out, trace, bool(ocifs))

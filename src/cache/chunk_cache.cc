@@ -37,7 +37,11 @@ Result<std::shared_ptr<ChunkCache>> ChunkCache::Open(const ChunkCacheOptions& op
   OCIFS_RETURN_IF_ERROR(CheckOptions(options));
   OCIFS_ASSIGN_OR_RETURN(auto store, ChunkStore::Open(options.dir, options.chunk_size, options.fsync));
   OCIFS_ASSIGN_OR_RETURN(auto usage, SharedUsage::Open(options.dir));
-  std::shared_ptr<ChunkCache> cache(new ChunkCache(options, std::move(store), std::move(usage)));
+  std::unique_ptr<FetchLeases> leases;
+  if (options.lease_wait_ms > 0) {
+    OCIFS_ASSIGN_OR_RETURN(leases, FetchLeases::Open(options.dir));
+  }
+  std::shared_ptr<ChunkCache> cache(new ChunkCache(options, std::move(store), std::move(usage), std::move(leases)));
   if (options.scan_at_open) {
     OCIFS_ASSIGN_OR_RETURN(uint64_t evicted, cache->reclaimer_->Rescan());
     cache->evictions_ += evicted;
@@ -67,7 +71,7 @@ Result<std::shared_ptr<ChunkCache>> ChunkCache::OpenShared(const ChunkCacheOptio
 }
 
 ChunkCache::ChunkCache(const ChunkCacheOptions& o, std::unique_ptr<ChunkStore> store,
-                       std::unique_ptr<SharedUsage> usage)
+                       std::unique_ptr<SharedUsage> usage, std::unique_ptr<FetchLeases> leases)
     : dir_(o.dir),
       chunk_size_(o.chunk_size),
       touch_interval_ms_(o.touch_interval_ms),
@@ -76,6 +80,8 @@ ChunkCache::ChunkCache(const ChunkCacheOptions& o, std::unique_ptr<ChunkStore> s
       lru_(std::make_unique<LruPolicy>(std::min(kMaxTrackedChunks, 2 * (o.max_bytes / o.chunk_size) + 1024),
                                        int64_t{o.touch_interval_ms} * 1'000'000)),
       reclaimer_(std::make_unique<Reclaimer>(*store_, *usage_, *lru_, o.max_bytes, o.max_bytes / 10 * 9)),
+      leases_(std::move(leases)),
+      lease_wait_(o.lease_wait_ms),
       track_verified_(o.track_verified) {}
 
 ChunkCache::~ChunkCache() = default;
@@ -219,12 +225,25 @@ Status ChunkCache::ReadChunks(std::string_view key, uint64_t first, std::span<co
       leader[i] = inserted ? 1 : 0;
     }
   }
-  // Another process, or a flight that ended since our miss, may have stored it.
+  // Each leader chunk's fetch lease, taken without waiting: a chunk whose
+  // lease another process holds (leader 3) is waited for after our own runs,
+  // holding no lease then (see fetch_lease.h: no deadlock).
+  std::vector<FetchLeases::Lease> leases(leases_ ? n : 0);
   for (size_t i = 0; i < n; ++i) {
-    if (leader[i] == 1 && LoadFromDisk(key, first + i, outs[i])) {
+    if (leader[i] != 1) continue;
+    if (leases_) {
+      leases[i] = leases_->TryAcquire(key, first + i);
+      if (!leases[i].held()) {
+        leader[i] = 3;
+        continue;
+      }
+    }
+    // Another process, or a flight that ended since our miss, may have stored it.
+    if (LoadFromDisk(key, first + i, outs[i])) {
       Finish(FlightKey{std::string(key), first + i}, *flights[i], Status::Ok(), outs[i]);
       flights[i] = nullptr;
       leader[i] = 0;
+      if (leases_) leases[i].Release();
     }
   }
   // Runs of consecutive leader chunks: the first on this thread, the others beside it.
@@ -240,7 +259,13 @@ Status ChunkCache::ReadChunks(std::string_view key, uint64_t first, std::span<co
     i = j;
   }
   // Every run is fetched (each ends its flights) even when another fails: ParallelFor runs them all.
-  auto fetch_one = [&](size_t r) { return FetchRun(key, first, runs[r].first, runs[r].second, outs, flights, fetch_run); };
+  auto fetch_one = [&](size_t r) {
+    Status one = FetchRun(key, first, runs[r].first, runs[r].second, outs, flights, fetch_run);
+    if (leases_) {
+      for (size_t i = runs[r].first; i < runs[r].second; ++i) leases[i].Release();
+    }
+    return one;
+  };
   Status st;
   if (helpers != nullptr && runs.size() > 1) {
     st = helpers->ParallelFor(runs.size(), fetch_one);
@@ -249,6 +274,11 @@ Status ChunkCache::ReadChunks(std::string_view key, uint64_t first, std::span<co
       Status one = fetch_one(r);
       if (st.ok() && !one.ok()) st = one;
     }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (leader[i] != 3) continue;
+    Status one = AwaitLeaseThenFetch(key, first, i, outs, flights, fetch_run);
+    if (st.ok() && !one.ok()) st = one;
   }
   for (size_t i = 0; i < n; ++i) {
     if (leader[i] != 0 || !flights[i]) continue;
@@ -290,6 +320,33 @@ Status ChunkCache::FetchRun(std::string_view key, uint64_t first, size_t begin, 
   return st;
 }
 
+FetchLeases::Lease ChunkCache::WaitForLease(std::string_view key, uint64_t index) {
+  if (!leases_) return {};
+  bool waited = false;
+  FetchLeases::Lease lease = leases_->Acquire(key, index, lease_wait_, &waited);
+  if (waited) {
+    ++lease_waits_;
+    if (!lease.held()) {
+      ++lease_timeouts_;
+      spdlog::warn("chunk cache {}: chunk {} of {}: another fetch held its lease for over {} ms; fetching it here",
+                   dir_, index, key, lease_wait_.count());
+    }
+  }
+  return lease;
+}
+
+Status ChunkCache::AwaitLeaseThenFetch(std::string_view key, uint64_t first, size_t i,
+                                       std::span<const std::span<uint8_t>> outs,
+                                       std::span<const std::shared_ptr<Flight>> flights,
+                                       const FetchRunFn& fetch_run) {
+  FetchLeases::Lease lease = WaitForLease(key, first + i);
+  if (LoadFromDisk(key, first + i, outs[i])) {
+    Finish(FlightKey{std::string(key), first + i}, *flights[i], Status::Ok(), outs[i]);
+    return Status::Ok();
+  }
+  return FetchRun(key, first, i, i + 1, outs, flights, fetch_run);  // ends the flight; the lease after it
+}
+
 std::vector<uint64_t> ChunkCache::StoredIndexes(std::string_view key) const {
   if (!ValidateCacheKey(key).ok()) return {};
   return store_->ListIndexes(key);
@@ -311,14 +368,23 @@ Result<uint64_t> ChunkCache::FetchMissing(std::string_view key, uint64_t first, 
   for (size_t i = 0; i < lengths.size();) {
     // Claim up to max_run consecutive chunks that are neither stored nor in flight.
     std::vector<std::shared_ptr<Flight>> flights;
+    std::vector<FetchLeases::Lease> leases;  // held until the run is stored
     {
       std::lock_guard lock(flights_mu_);
       while (i < lengths.size() && flights.size() < max_run) {
-        if (store_->Exists(key, first + i) || flights_.contains(FlightKey{std::string(key), first + i})) {
+        // A chunk whose lease another process holds is being fetched there: skipped like one in flight.
+        FetchLeases::Lease lease;
+        bool skip = flights_.contains(FlightKey{std::string(key), first + i});
+        if (!skip && leases_) {
+          lease = leases_->TryAcquire(key, first + i);
+          skip = !lease.held();
+        }
+        if (skip || store_->Exists(key, first + i)) {
           if (!flights.empty()) break;  // the run ends here
           ++i;
           continue;
         }
+        leases.push_back(std::move(lease));
         auto flight = std::make_shared<Flight>();
         flights_.emplace(FlightKey{std::string(key), first + i}, flight);
         flights.push_back(std::move(flight));
@@ -349,6 +415,9 @@ Status ChunkCache::FetchAsLeader(std::string_view key, uint64_t index, std::span
                                  const FetchFn& fetch) {
   // Another process, or a flight that ended since our miss, may have stored it.
   if (LoadFromDisk(key, index, out)) return Status::Ok();
+  // Held until the chunk is stored: another process's miss then finds it on disk.
+  FetchLeases::Lease lease = WaitForLease(key, index);
+  if (leases_ && LoadFromDisk(key, index, out)) return Status::Ok();
   Status st = fetch(out);
   if (!st.ok()) return st;
   fetched_bytes_ += out.size();
@@ -391,13 +460,19 @@ std::string ChunkCache::SidePath(std::string_view key, std::string_view suffix) 
   return store_->SidePath(key, suffix);
 }
 
+std::string ChunkCache::LeasePath(std::string_view key, std::string_view suffix) const {
+  if (!leases_ || !ValidateCacheKey(key).ok() || !ValidateSideSuffix(suffix).ok()) return {};
+  return dir_ + "/leases/" + std::string(key) + "." + std::string(suffix);
+}
+
 std::string ChunkCache::KeptPath(std::string_view key) const {
   if (!ValidateCacheKey(key).ok()) return {};
   return store_->KeptPath(key);
 }
 
 ChunkCacheStats ChunkCache::stats() const {
-  return {hits_.load(), misses_.load(), fetched_bytes_.load(), evictions_.load(), corrupt_dropped_.load()};
+  return {hits_.load(),           misses_.load(),      fetched_bytes_.load(),  evictions_.load(),
+          corrupt_dropped_.load(), lease_waits_.load(), lease_timeouts_.load()};
 }
 
 }  // namespace ocifs

@@ -7,7 +7,8 @@
 //   LruPolicy    recency and the choice of victims (policy)
 //   SharedUsage  the usage counter and lock shared between processes
 //   Reclaimer    eviction under the lock (reclaim)
-// plus single-flight: concurrent misses of one chunk in this process share one fetch.
+// plus single-flight: concurrent misses of one chunk in this process share one
+// fetch, and FetchLeases extends that to every process sharing the dir.
 //
 // Thread safety: safe for concurrent use by any number of threads, and by any
 // number of processes opening the same dir. No lock is held during I/O; a
@@ -18,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -31,6 +33,7 @@
 #include <tsl/robin_map.h>
 
 #include "base/worker_pool.h"
+#include "cache/fetch_lease.h"
 #include "ocifs/status.h"
 
 namespace ocifs {
@@ -59,6 +62,11 @@ struct ChunkCacheOptions {
   // opened the same directory with another chunk size may skip it: the scan
   // covers every chunk size.
   bool scan_at_open = true;
+  // Cross-process single flight (FetchLeases, docs/cache-format.md "Fetch
+  // leases"): a miss whose chunk another process is fetching waits up to this
+  // long for that fetch, then reads the chunk from disk (fetching it itself
+  // only if it is still missing). 0: no leases (each process fetches its misses).
+  uint32_t lease_wait_ms = 20'000;
 };
 
 struct ChunkCacheStats {
@@ -67,6 +75,8 @@ struct ChunkCacheStats {
   uint64_t fetched_bytes = 0;    // bytes returned by successful fetch callbacks
   uint64_t evictions = 0;        // chunk files this process evicted
   uint64_t corrupt_dropped = 0;  // chunk files that failed a check and were unlinked
+  uint64_t lease_waits = 0;      // misses that waited for another process's (or cache's) fetch lease
+  uint64_t lease_timeouts = 0;   // of those, waits that gave up after lease_wait_ms
 };
 
 class ChunkCache {
@@ -155,6 +165,12 @@ class ChunkCache {
   // expensive to rebuild (a gzip index costs a read of the whole blob).
   std::string SidePath(std::string_view key, std::string_view suffix) const;
 
+  // dir/leases/<key>.<suffix>: a lease file for work on a blob other than
+  // chunk fetches (TryLockFile, base/file_lock.h; docs/cache-format.md "Fetch
+  // leases"), e.g. LeasePath(digest, "gzpass"). Empty if key or suffix is
+  // invalid or the cache has no leases (lease_wait_ms == 0).
+  std::string LeasePath(std::string_view key, std::string_view suffix) const;
+
   // dir/kept/<key>: the file of a KeptPieceFile (decompressed pieces of one
   // disk, docs/cache-format.md "Kept pieces"); its parent exists. Counted in
   // max_bytes by its allocated blocks and evicted whole, like a chunk file.
@@ -189,7 +205,7 @@ class ChunkCache {
   };
 
   ChunkCache(const ChunkCacheOptions& options, std::unique_ptr<ChunkStore> store,
-             std::unique_ptr<SharedUsage> usage);
+             std::unique_ptr<SharedUsage> usage, std::unique_ptr<FetchLeases> leases);
   // A checked read from disk with recency bookkeeping; no stats.
   bool LoadFromDisk(std::string_view key, uint64_t index, std::span<uint8_t> out);
   Status StoreChecked(std::string_view key, uint64_t index, std::span<const uint8_t> data);
@@ -201,6 +217,13 @@ class ChunkCache {
   Status FetchRun(std::string_view key, uint64_t first, size_t begin, size_t end,
                   std::span<const std::span<uint8_t>> outs, std::span<const std::shared_ptr<Flight>> flights,
                   const FetchRunFn& fetch_run);
+  // Fetches chunk first + i of a ReadChunks call whose lease another process
+  // held: waits for the lease, then reads the chunk from disk, or fetches it
+  // (a run of one) if it is still missing. Ends the chunk's flight.
+  Status AwaitLeaseThenFetch(std::string_view key, uint64_t first, size_t i, std::span<const std::span<uint8_t>> outs,
+                             std::span<const std::shared_ptr<Flight>> flights, const FetchRunFn& fetch_run);
+  // Waits for the lease of a chunk (counting the wait); unheld without leases.
+  FetchLeases::Lease WaitForLease(std::string_view key, uint64_t index);
   // Waits for a flight led by another caller and copies its chunk into out.
   Status Await(const FlightKey& fk, Flight& flight, std::span<uint8_t> out);
   // Ends the flight: unregisters it, hands waiters the status (and the data).
@@ -213,6 +236,8 @@ class ChunkCache {
   const std::unique_ptr<SharedUsage> usage_;
   const std::unique_ptr<LruPolicy> lru_;
   const std::unique_ptr<Reclaimer> reclaimer_;
+  const std::unique_ptr<FetchLeases> leases_;  // null: lease_wait_ms == 0
+  const std::chrono::milliseconds lease_wait_;
 
   mutable std::mutex flights_mu_;
   tsl::robin_map<FlightKey, std::shared_ptr<Flight>, FlightKeyHash> flights_;  // guarded by flights_mu_
@@ -236,6 +261,7 @@ class ChunkCache {
   void MarkVerified(std::string_view key, uint64_t index);
 
   std::atomic<uint64_t> hits_{0}, misses_{0}, fetched_bytes_{0}, evictions_{0}, corrupt_dropped_{0};
+  std::atomic<uint64_t> lease_waits_{0}, lease_timeouts_{0};
 };
 
 }  // namespace ocifs

@@ -55,6 +55,8 @@ void WriteStats(const std::string& path, const ImageStack& stack) {
     j["cache_misses"] = c.misses;
     j["cache_evictions"] = c.evictions;
     j["cache_corrupt_dropped"] = c.corrupt_dropped;
+    j["cache_lease_waits"] = c.lease_waits;
+    j["cache_lease_timeouts"] = c.lease_timeouts;
     ImageStack::ClusterCacheStats clusters = stack.cluster_cache_stats();
     j["cluster_cache_hits"] = clusters.hits;
     j["cluster_cache_dropped"] = clusters.dropped;

@@ -27,6 +27,13 @@ struct DecoderOptions {
   // memory only. An index loaded with checksums has its reads verified, and
   // one that proves wrong is rebuilt (OpenDecoded).
   std::string index_path;
+  // gzip, with index_path: the first pass holds flock(LOCK_EX) on this file
+  // while it streams the layer (docs/cache-format.md "Fetch leases"). A pass
+  // that finds it held (another process streams the same layer) waits until
+  // it is free, then adopts the index that process saved at index_path (its
+  // reads verified as a loaded index's), and streams the layer itself only
+  // if there is none (that process died or failed). "" = no lease.
+  std::string pass_lease_path;
   // zstd of several frames: load its frame table from here if present and
   // valid for this blob (its frames are then not located: no seek-table read,
   // no walk, which reads the whole blob); save it here after a walk found the

@@ -1,11 +1,16 @@
 #include "decode/gzip_first_pass.h"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
+#include <thread>
 #include <utility>
 
+#include "base/file_lock.h"
 #include "decode/block_checksums.h"
 #include "decode/gzip_indexer.h"
 
@@ -77,7 +82,50 @@ void GzipFirstPass::OnOutput(uint64_t out, std::span<const uint8_t> data) {
   t_.progress.Advance(out + data.size());
 }
 
+bool GzipFirstPass::FollowOtherPass(UniqueFd* lease) {
+  const std::string& path = t_.options.pass_lease_path;
+  bool waited = false;
+  for (;;) {
+    bool failed = false;
+    *lease = TryLockFile(path, &failed);
+    if (lease->valid()) break;
+    if (failed) {
+      spdlog::warn("gzip pass over {}: cannot use the pass lease {}; streaming the layer", t_.compressed.Describe(),
+                   path);
+      return false;
+    }
+    if (!waited) {
+      spdlog::info("gzip pass over {}: another process streams this layer; using its index when it is done",
+                   t_.compressed.Describe());
+    }
+    waited = true;
+    if (pass_.cancelled()) {
+      t_.progress.Fail(Cancelled("gzip pass over " + t_.compressed.Describe() + " cancelled"));
+      t_.progress.Finish();
+      return true;
+    }
+    // Polled: a pass takes seconds, so 20 ms costs nothing, and the wait stays cancellable.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // The lease is ours. An index saved meanwhile (by the pass we waited for,
+  // or one that ended between our open and now) makes streaming needless.
+  if (!t_.adopt_saved_index || (!waited && ::access(t_.options.index_path.c_str(), F_OK) != 0)) return false;
+  std::optional<uint64_t> size = t_.adopt_saved_index();
+  if (!size) {
+    if (waited) spdlog::info("gzip pass over {}: no index from the other process; streaming the layer here",
+                             t_.compressed.Describe());
+    return false;
+  }
+  spdlog::debug("gzip pass over {}: adopted the index another process saved", t_.compressed.Describe());
+  lease->reset();
+  t_.progress.Complete(*size);
+  t_.progress.Finish();
+  return true;
+}
+
 void GzipFirstPass::Run() {
+  UniqueFd lease;  // held until the index is saved: followers then adopt it
+  if (!t_.options.pass_lease_path.empty() && !t_.options.index_path.empty() && FollowOtherPass(&lease)) return;
   GzipIndexer indexer(t_.compressed, t_.compressed.Describe(), t_.options.checkpoint_spacing);
   if (!t_.options.checkpoint_targets.empty()) {
     GzipTargetPlacer::Limits limits;

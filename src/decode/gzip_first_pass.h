@@ -8,14 +8,25 @@
 // checksums. With DecoderOptions::checkpoint_targets it places extra
 // checkpoints before them (GzipTargetPlacer). When it completes, it saves
 // the index (if DecoderOptions::index_path is set).
+//
+// With DecoderOptions::pass_lease_path, the pass streams the layer only while
+// it holds that lease (TryLockFile): when another process holds it (it
+// streams the same layer into the same cache dir), the pass waits for it
+// and then adopts the index that process saved (Target::adopt_saved_index)
+// instead of streaming: N mounts of one layer inflate it once. If there is
+// no index then (that process died or failed), this pass takes the lease and
+// streams the layer itself.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
+#include "base/unique_fd.h"
 #include "decode/background_pass.h"
 #include "decode/decoder.h"
 #include "decode/gzip_checkpoints.h"
@@ -45,6 +56,11 @@ class GzipFirstPass {
     ZeroRanges& zeros;
     SegmentCache& cache;
     PassOutputKeeper* keeper = nullptr;  // keeps the output for reads behind the frontier; null: none
+    // Installs the index saved at options.index_path in the source if it is
+    // valid for this blob and returns the stream's size; nullopt if not
+    // (nothing installed). Called on the pass's thread before any output,
+    // while readers wait on the progress. Null: never adopt.
+    std::function<std::optional<uint64_t>()> adopt_saved_index;
   };
 
   explicit GzipFirstPass(const Target& target);
@@ -62,6 +78,11 @@ class GzipFirstPass {
 
  private:
   void Run();
+  // With a pass lease: takes it, waiting while another process holds it, and
+  // adopts that process's saved index. True if the pass is over (adopted, or
+  // cancelled while waiting: the progress then says so); false to stream,
+  // holding *lease (invalid if the lease file cannot be used).
+  bool FollowOtherPass(UniqueFd* lease);
   // The pass's checkpoint: the previous span closes, this one opens.
   void OnCheckpoint(GzipCheckpoint checkpoint);
   void OnOutput(uint64_t out, std::span<const uint8_t> data);

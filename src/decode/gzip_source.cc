@@ -38,12 +38,15 @@ Result<std::shared_ptr<GzipSource>> GzipSource::Open(ByteSourcePtr compressed, c
   if (!compressed) return InvalidArgument("gzip decoder: no compressed source");
   std::optional<GzipIndex> index;
   if (saved == SavedIndex::kLoad) index = LoadGzipIndexFor(*compressed, options.index_path);
-  std::shared_ptr<GzipSource> source(new GzipSource(std::move(compressed), options, std::move(index)));
+  // kRebuild: the saved index proved wrong, so the pass must not adopt it either.
+  std::shared_ptr<GzipSource> source(
+      new GzipSource(std::move(compressed), options, std::move(index), saved == SavedIndex::kLoad));
   if (source->pass_ && options.background_pass) source->pass_->Start();
   return source;
 }
 
-GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, std::optional<GzipIndex> index)
+GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, std::optional<GzipIndex> index,
+                       bool may_adopt)
     : compressed_(std::move(compressed)),
       options_(BoundedSpacing(options, compressed_->size())),
       scheduler_(options.scheduler ? options.scheduler : Scheduler::Shared()),
@@ -55,19 +58,39 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
     if (options_.decoded_store && options_.keep_pass_output) {
       keeper_ = std::make_unique<PassOutputKeeper>(options_.decoded_store);
     }
-    pass_ = std::make_unique<GzipFirstPass>(GzipFirstPass::Target{
-        *compressed_, options_, checkpoints_, progress_, zeros_, cache_, keeper_.get()});
+    std::function<std::optional<uint64_t>()> adopt;
+    if (may_adopt) adopt = [this] { return AdoptSavedIndex(); };
+    GzipFirstPass::Target target{*compressed_, options_, checkpoints_, progress_, zeros_, cache_, keeper_.get(),
+                                 std::move(adopt)};
+    pass_ = std::make_unique<GzipFirstPass>(target);
     return;
   }
-  for (const auto& [start, end] : index->zero_runs) zeros_.Add(start, end);
-  if (!index->zero_runs_known) v1_zeros_.Start(index->checkpoints.size());
-  if (index->has_checksums()) {
-    checks_ = std::make_unique<const BlockChecksums>(index->block_size, std::move(index->block_crcs),
-                                                     index->decompressed_size, compressed_->Describe());
-  }
-  checkpoints_.Reset(std::move(index->checkpoints));
-  progress_.Complete(index->decompressed_size);
+  const uint64_t size = index->decompressed_size;
+  InstallIndex(std::move(*index));
+  progress_.Complete(size);
   progress_.Finish();
+}
+
+void GzipSource::InstallIndex(GzipIndex index) {
+  for (const auto& [start, end] : index.zero_runs) zeros_.Add(start, end);
+  if (!index.zero_runs_known) v1_zeros_.Start(index.checkpoints.size());
+  if (index.has_checksums()) {
+    checks_ = std::make_unique<const BlockChecksums>(index.block_size, std::move(index.block_crcs),
+                                                     index.decompressed_size, compressed_->Describe());
+  }
+  checkpoints_.Reset(std::move(index.checkpoints));
+}
+
+std::optional<uint64_t> GzipSource::AdoptSavedIndex() {
+  std::optional<GzipIndex> index = LoadGzipIndexFor(*compressed_, options_.index_path);
+  // Only one a first pass saved (zero runs known: an index installed from an
+  // artifact has them dropped, gzip_saved_index.h) with checksums: its reads
+  // are verified as a loaded one's, though without IndexFallbackSource's way
+  // back (a mismatch is EIO): the pass we waited for saved it from this blob.
+  if (!index || !index->zero_runs_known || !index->has_checksums()) return std::nullopt;
+  const uint64_t size = index->decompressed_size;
+  InstallIndex(std::move(*index));
+  return size;
 }
 
 Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {

@@ -125,7 +125,18 @@ class GzipSource final : public ByteSource {
     SpanLoad load = SpanLoad::kToReadEnd;
   };
 
-  GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, std::optional<GzipIndex> index);
+  // may_adopt: the pass may adopt an index another process saves meanwhile
+  // (DecoderOptions::pass_lease_path).
+  GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, std::optional<GzipIndex> index,
+             bool may_adopt);
+  // Makes `index` this source's: its checkpoints, zero runs and checksums
+  // (reads then verified). The constructor's, or the pass's before any
+  // output while every reader waits on the progress (which orders these
+  // writes before their reads of checks_ and the rest).
+  void InstallIndex(GzipIndex index);
+  // The pass's Target::adopt_saved_index: the index saved at
+  // options_.index_path, if valid for this blob and with checksums, installed.
+  std::optional<uint64_t> AdoptSavedIndex();
   // Bytes [from, to) (produced) into `out` (to - from bytes), span by span.
   [[nodiscard]] Status ReadSpans(uint64_t from, uint64_t to, const PassProgress::Produced& produced,
                                  std::span<uint8_t> out) const;
@@ -156,7 +167,8 @@ class GzipSource final : public ByteSource {
   // the segment cache holds).
   mutable ZeroRanges zeros_;
   mutable Version1Zeros v1_zeros_{zeros_};
-  // The loaded index's block checksums (version 3); null otherwise.
+  // The loaded (or adopted) index's block checksums (version 3); null
+  // otherwise. Set before the progress completes, read only after it has.
   std::unique_ptr<const BlockChecksums> checks_;
   // The pass's output in options.decoded_store's chunks, for reads behind its
   // frontier; null when the index was loaded, or without a store or

@@ -117,6 +117,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   decoder_options.layer_annotations = layer.annotations;  // a zstd:chunked layer's TOC position
   if (cache_) {
     decoder_options.index_path = cache_->SidePath(layer.digest, "gzidx");
+    decoder_options.pass_lease_path = cache_->LeasePath(layer.digest, "gzpass");
     decoder_options.frame_table_path = cache_->SidePath(layer.digest, "zstdframes");
     decoder_options.zstd_checkpoint_path = cache_->SidePath(layer.digest, "zstdckpt");
     decoder_options.zstd_chunked_toc_path = cache_->SidePath(layer.digest, "zstdtoc");

@@ -24,6 +24,9 @@ absolute-form request line (GET http://host/path) is forwarded as it is
 piped as it is. `requests` lists every request line seen (CONNECT included),
 `faults` the ones a fault hit.
 
+rate: if given, each connection's answers are paced to at most `rate` bytes a
+second (a slow link: concurrent clients then overlap in time).
+
 A context manager: __exit__ closes every socket and joins every thread.
 """
 
@@ -35,8 +38,9 @@ import time
 
 
 class FaultProxy:
-    def __init__(self, upstream: tuple[str, int]):
+    def __init__(self, upstream: tuple[str, int], rate: float | None = None):
         self.upstream = upstream
+        self.rate = rate
         self.requests: list[str] = []
         self.faults: list[str] = []
         self.connections = 0
@@ -185,7 +189,7 @@ class FaultProxy:
                     return
                 if upstream is None:
                     upstream = self._connect_upstream(client)
-                    self._spawn(self._copy, upstream, client)
+                    self._spawn(self._copy, upstream, client, self.rate)
                 upstream.sendall(request)
         except OSError:
             return
@@ -209,12 +213,14 @@ class FaultProxy:
         self._copy(a, b)
 
     @staticmethod
-    def _copy(src: socket.socket, dst: socket.socket) -> None:
+    def _copy(src: socket.socket, dst: socket.socket, rate: float | None = None) -> None:
         try:
             while True:
-                data = src.recv(65536)
+                data = src.recv(16384 if rate else 65536)
                 if not data:
                     break
+                if rate:
+                    time.sleep(len(data) / rate)
                 dst.sendall(data)
         except OSError:
             pass

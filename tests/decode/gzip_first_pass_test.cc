@@ -1,0 +1,163 @@
+// The gzip first pass's lease (DecoderOptions::pass_lease_path): a second
+// source of the same layer whose pass finds the lease held adopts the index
+// the holder saves instead of streaming the layer; when the holder dies
+// without one, it streams the layer itself.
+#include "decode/gzip_first_pass.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "base/file_lock.h"
+#include "base/memory_source.h"
+#include "decode/decoder.h"
+#include "decode/gzip_source.h"
+#include "testing/counting_source.h"
+#include "testing/layer_test_data.h"
+#include "testing/temp_dir.h"
+
+using namespace ocifs;
+using ocifs::testing::CountingSource;
+
+namespace {
+
+// Blocks reads that reach past `open_until` until Open() is called.
+class GatedSource final : public ByteSource {
+ public:
+  GatedSource(ByteSourcePtr inner, uint64_t open_until) : inner_(std::move(inner)), open_until_(open_until) {}
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return open_ || offset + buf.size() <= open_until_; });
+    lock.unlock();
+    return inner_->ReadAt(offset, buf);
+  }
+  void Open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  ByteSourcePtr inner_;
+  uint64_t open_until_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool open_ = false;
+};
+
+std::shared_ptr<GzipSource> OpenGzip(ByteSourcePtr blob, const DecoderOptions& options) {
+  auto source = GzipSource::Open(std::move(blob), options);
+  REQUIRE(source.ok());
+  return *source;
+}
+
+// Waits until someone else holds the lease at `path` (generous: a busy machine).
+void WaitUntilHeld(const std::string& path) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    bool failed = false;
+    UniqueFd fd = TryLockFile(path, &failed);
+    REQUIRE_FALSE(failed);
+    if (!fd.valid()) return;
+    fd.reset();  // ours for a moment: the holder-to-be retries
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+void CheckReads(const ByteSource& source, const std::vector<uint8_t>& data, int reads, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> buf(4096);
+  for (int i = 0; i < reads; ++i) {
+    uint64_t offset = rng() % (data.size() - buf.size());
+    auto n = source.ReadAt(offset, buf);
+    REQUIRE(n.ok());
+    REQUIRE(*n == buf.size());
+    REQUIRE(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
+  }
+}
+
+DecoderOptions LeaseOptions(const ocifs::testing::TempDir& dir) {
+  DecoderOptions options;
+  options.checkpoint_spacing = 256 << 10;
+  options.index_path = dir.path() + "/layer.gzidx";
+  options.pass_lease_path = dir.path() + "/layer.gzpass";
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("a gzip pass that finds the lease held adopts the holder's index instead of streaming the layer") {
+  ocifs::testing::TempDir dir;
+  const auto data = ocifs::testing::MakeLayerData(6 << 20, 31);
+  const auto compressed = ocifs::testing::GzipMember(data, 6);
+  const DecoderOptions options = LeaseOptions(dir);
+  // The holder: its pass streams until the gate opens.
+  auto gate = std::make_shared<GatedSource>(std::make_shared<MemorySource>(compressed), 64 << 10);
+  auto holder = OpenGzip(gate, options);
+  WaitUntilHeld(options.pass_lease_path);
+  // The follower: its pass waits for the lease; a read waits for the pass.
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+  auto follower = OpenGzip(counted, options);
+  std::vector<uint8_t> first(4096);
+  Result<size_t> first_read = size_t{0};
+  std::thread reader([&] { first_read = follower->ReadAt(data.size() - 10000, first); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(counted->returned.load() == 0);  // not streaming: waiting for the holder
+  gate->Open();
+  reader.join();
+  REQUIRE(first_read.ok());
+  REQUIRE(*first_read == first.size());
+  CHECK(std::equal(first.begin(), first.end(), data.end() - 10000));
+  REQUIRE(holder->WaitUntilIndexed().ok());
+  REQUIRE(follower->WaitUntilIndexed().ok());
+  CHECK(follower->size() == data.size());
+  CHECK(follower->verifies_reads());  // the adopted index's checksums check the follower's reads
+  CheckReads(*follower, data, 20, 32);
+  INFO("compressed bytes the follower read: " << counted->returned.load() << " of " << compressed.size());
+  CHECK(counted->returned.load() < compressed.size() / 2);  // spans for its reads, not the layer
+}
+
+TEST_CASE("a gzip pass whose lease holder dies without an index streams the layer itself") {
+  ocifs::testing::TempDir dir;
+  const auto data = ocifs::testing::MakeLayerData(3 << 20, 33);
+  const auto compressed = ocifs::testing::GzipMember(data, 6);
+  const DecoderOptions options = LeaseOptions(dir);
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    bool failed = false;
+    UniqueFd held = TryLockFile(options.pass_lease_path, &failed);
+    char c = held.valid() ? 1 : 0;
+    if (::write(fds[1], &c, 1) != 1) ::_exit(4);
+    for (;;) ::pause();
+  }
+  ::close(fds[1]);
+  char c = 0;
+  REQUIRE(::read(fds[0], &c, 1) == 1);
+  ::close(fds[0]);
+  REQUIRE(c == 1);
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+  auto follower = OpenGzip(counted, options);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(counted->returned.load() == 0);  // waiting for the holder
+  ::kill(child, SIGKILL);
+  int wstatus = 0;
+  REQUIRE(::waitpid(child, &wstatus, 0) == child);
+  REQUIRE(follower->WaitUntilIndexed().ok());  // took the lease over and streamed
+  CHECK(counted->returned.load() >= compressed.size());
+  CHECK(follower->size() == data.size());
+  CHECK(std::filesystem::exists(options.index_path));
+  CheckReads(*follower, data, 20, 34);
+}
