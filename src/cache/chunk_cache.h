@@ -106,7 +106,9 @@ class ChunkCache {
   // length (chunk_size; the blob's last chunk shorter). On a miss calls
   // fetch(out), which must fill all of out, stores the result and returns it.
   // Concurrent callers for the same missing chunk in this process wait for one
-  // fetch; a failed fetch is returned to all of them and not stored. A failure
+  // fetch; a failed fetch is returned to all of them and not stored. A caller
+  // in another process sharing the dir waits on the chunk's fetch lease
+  // (FetchLeases, up to lease_wait_ms) and then reads what this one stored. A failure
   // to store is logged, not returned. On error out's content is unspecified.
   // kInvalidArgument: bad key (see cache_key.h) or out.size() not 1..chunk_size.
   [[nodiscard]] Status Read(std::string_view key, uint64_t index, std::span<uint8_t> out,
@@ -117,7 +119,9 @@ class ChunkCache {
   // Read for the consecutive chunks [first, first + outs.size()): outs[i]
   // receives chunk first + i (its whole length, as Read's out). Hits come
   // from disk; chunks another flight of this process is fetching are waited
-  // for; the other misses are fetched by this call, each maximal run of
+  // for; chunks whose fetch lease another process holds are waited for after
+  // this call's own fetches, one at a time, then read from disk (or fetched
+  // if still missing); the other misses are fetched by this call, each maximal run of
   // consecutive ones with ONE fetch_run call (one HTTP range); with
   // `helpers`, the runs are spread over the caller and the pool's idle
   // threads (non-adjacent runs in parallel), else fetched one after another.
@@ -128,7 +132,8 @@ class ChunkCache {
                                   const FetchRunFn& fetch_run, WorkerPool* helpers = nullptr);
   // For read-ahead: fetches and stores those of the chunks [first, first +
   // lengths.size()) (lengths[i]: chunk first + i's length) that are neither
-  // on disk nor being fetched by a flight of this process, in runs of at most
+  // on disk nor being fetched by a flight of this process or under another
+  // process's fetch lease (never waits for one), in runs of at most
   // max_run consecutive chunks with one fetch_run each, one after another on
   // the calling thread. Readers of those chunks meanwhile wait for these
   // flights. Counts neither hits nor misses. Returns the number of chunks
