@@ -159,7 +159,10 @@ void AddRestartCommand(CLI::App* app, int* exit_code) {
       *exit_code = 2;
       return;
     }
-    std::string binary = flags->binary.empty() ? "" : Absolute(flags->binary);
+    // Absolute but not resolved: /proc/PID/root/... must reach the keeper as
+    // written (it names a binary in another mount namespace).
+    std::string binary =
+        flags->binary.empty() ? "" : std::filesystem::absolute(flags->binary).lexically_normal().string();
     auto socket = ConnectKeeper(state->socket);
     if (!socket.ok()) {
       *exit_code = Fail(socket.status());

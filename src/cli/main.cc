@@ -68,6 +68,8 @@ int main(int argc, char** argv) {
   csi->add_option("--authfile", csi_options.authfile, "node-wide --authfile for every mount");
   csi->add_option("--tls-verify", csi_tls_verify, "node-wide --tls-verify for every mount");
   csi->add_option("--oci-fs", csi_options.oci_fs_binary, "the oci-fs executable to launch (default: this one)");
+  csi->add_option("--mount-cgroup", csi_options.mount_cgroup,
+                  "cgroup v2 directory for the volumes' mount processes, outside the plugin's own");
   csi->callback([&] {
     if (csi_tls_verify != "true" && csi_tls_verify != "false") {
       std::cerr << "oci-fs: --tls-verify must be true or false\n";

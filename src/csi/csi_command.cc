@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "csi/identity_service.h"
+#include "csi/mount_cgroup.h"
 #include "csi/mount_launcher.h"
 #include "csi/mount_watcher.h"
 #include "csi/node_service.h"
@@ -61,7 +62,11 @@ int RunCsiCommand(const CsiOptions& options) {
   VolumeStore store(options.state_dir);
   if (Status s = store.Init(); !s.ok()) return Fail("csi: state dir: " + s.ToString());
 
+  MountCgroups cgroups(options.mount_cgroup);
+  if (Status s = cgroups.Init(); !s.ok()) return Fail("csi: " + s.message());
+
   LauncherConfig config;
+  config.cgroups = &cgroups;
   config.oci_fs_binary = options.oci_fs_binary.empty() ? SelfExe() : options.oci_fs_binary;
   config.defaults.cache_dir = options.cache_dir;
   config.defaults.cert_dir = options.cert_dir;
@@ -93,8 +98,9 @@ int RunCsiCommand(const CsiOptions& options) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server) return Fail("csi: cannot listen on " + options.endpoint);
   ::chmod(socket_path.c_str(), 0660);
-  spdlog::info("csi: {} serving on {} as node {} (state {}, oci-fs {})", kDriverName,
-               options.endpoint, options.node_id, options.state_dir, config.oci_fs_binary);
+  spdlog::info("csi: {} serving on {} as node {} (state {}, oci-fs {}, mounts in {})", kDriverName,
+               options.endpoint, options.node_id, options.state_dir, config.oci_fs_binary,
+               cgroups.enabled() ? cgroups.root() : "the plugin's cgroup");
 
   std::thread recovery([&manager] { manager.Recover(); });
   std::thread signal_thread([&signals, &server] {

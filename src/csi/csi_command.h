@@ -16,6 +16,9 @@ struct CsiOptions {
   std::string state_dir = "/var/lib/oci-fs/csi";
   std::string cache_dir;  // "" = oci-fs mount's default
   std::string oci_fs_binary;  // the oci-fs executable to launch: "" = /proc/self/exe
+  // A cgroup v2 directory for the volumes' mount processes, outside the
+  // plugin's cgroup (mount_cgroup.h); "" = they stay in the plugin's.
+  std::string mount_cgroup;
   // Node-wide registry defaults for every volume.
   std::string cert_dir, authfile;
   bool tls_verify = true;

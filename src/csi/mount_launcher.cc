@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <nlohmann/json.hpp>
@@ -81,7 +82,14 @@ Status MountLauncher::Mount(const VolumeRecord& record) const {
   const std::string& target = record.spec.target_path;
   const std::string what = "mount " + record.PinnedRef() + " at " + target;
   OCIFS_ASSIGN_OR_RETURN(std::vector<std::string> argv, MountArgv(record));
-  OCIFS_ASSIGN_OR_RETURN(ProcessResult run, RunProcess({std::move(argv), config_.timeout, /*new_session=*/true}));
+  ProcessSpec spec{std::move(argv), config_.timeout, /*new_session=*/true};
+  if (config_.cgroups && config_.cgroups->enabled()) {
+    OCIFS_RETURN_IF_ERROR(config_.cgroups->Create(target));
+    MountCgroups::ChildMove move = config_.cgroups->MoveFor(target);
+    spec.cgroup_procs = move.procs_path;
+    spec.cgroup_ns_fd = move.cgroup_ns_fd;
+  }
+  OCIFS_ASSIGN_OR_RETURN(ProcessResult run, RunProcess(spec));
   if (!run.ok()) {
     // oci-fs leaves no mount behind on failure; make sure (timeouts).
     if (IsMountPoint(target)) (void)Unmount(target);
@@ -113,8 +121,23 @@ Status MountLauncher::Unmount(const std::string& target) const {
   return Status::Ok();
 }
 
+Status MountLauncher::ReleaseCgroup(const std::string& target) const {
+  if (!config_.cgroups) return Status::Ok();
+  return config_.cgroups->Remove(target);
+}
+
+int MountLauncher::RemoveOrphanCgroups(const std::vector<std::string>& live_targets) const {
+  return config_.cgroups ? config_.cgroups->RemoveOrphans(live_targets) : 0;
+}
+
 Status MountLauncher::Restart(const std::string& target) const {
-  auto run = RunProcess({{config_.oci_fs_binary, "restart", target}, std::chrono::minutes(2), false});
+  // The keeper execs PATH in its own mount namespace, which is the one of the
+  // container that started it, not necessarily ours (docs/kubernetes.md,
+  // "Rollout"): name our binary through our root, which any process of the
+  // host's PID namespace can reach.
+  const std::string binary = "/proc/" + std::to_string(::getpid()) + "/root" + config_.oci_fs_binary;
+  auto run = RunProcess({{config_.oci_fs_binary, "restart", "--binary", binary, target},
+                         std::chrono::minutes(2), false});
   if (!run.ok()) return run.status();
   if (!run->ok()) return StatusFromProcessFailure("oci-fs restart " + target, *run);
   return Status::Ok();

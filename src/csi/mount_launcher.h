@@ -1,7 +1,9 @@
 // MountLauncher: the plugin's only way to touch images and mounts. It runs
 // the `oci-fs` executable: `inspect --json` to pin a tag to a digest, and
 // `mount` (which daemonizes and exits 0 once the mount is ready) in its own
-// session, so mounts outlive a restart of the plugin. It unmounts with
+// session, so mounts outlive a restart of the plugin, and, with
+// LauncherConfig::cgroups, in the volume's own cgroup outside the plugin's,
+// so they outlive a restart of its container too (mount_cgroup.h). It unmounts with
 // `fusermount3 -u`, falling back to umount2(MNT_DETACH).
 //
 // What each mount is asked to do is one MountConfig: the node's defaults
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "config/mount_config.h"
+#include "csi/mount_cgroup.h"
 #include "csi/volume_store.h"
 #include "ocifs/status.h"
 
@@ -33,6 +36,9 @@ struct LauncherConfig {
     return c;
   }();
   std::chrono::milliseconds timeout{std::chrono::minutes(3)};
+  // Where each volume's mount processes live (borrowed, outlives the
+  // launcher); nullptr or disabled = the plugin's own cgroup.
+  const MountCgroups* cgroups = nullptr;
 };
 
 class MountLauncher {
@@ -55,8 +61,16 @@ class MountLauncher {
   // Unmounts `target` if anything is mounted there (a dead mount too).
   Status Unmount(const std::string& target) const;
 
-  // `oci-fs restart TARGET`: a serving process of this plugin's oci-fs takes
-  // the kept mount at `target` over (docs/keeper.md).
+  // After `target` is unmounted for good: ends what is left of its mount
+  // processes and removes its cgroup (MountCgroups::Remove); OK without one.
+  Status ReleaseCgroup(const std::string& target) const;
+  // MountCgroups::RemoveOrphans; 0 without cgroups.
+  int RemoveOrphanCgroups(const std::vector<std::string>& live_targets) const;
+
+  // `oci-fs restart --binary /proc/<our pid>/root<oci-fs> TARGET`: a serving
+  // process of this plugin's oci-fs takes the kept mount at `target` over
+  // (docs/keeper.md), even when the keeper runs in an older container's mount
+  // namespace.
   Status Restart(const std::string& target) const;
 
   // The configuration of `record`'s mount: the node's defaults, its

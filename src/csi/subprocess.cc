@@ -1,12 +1,14 @@
 #include "csi/subprocess.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "base/unique_fd.h"
@@ -71,6 +73,30 @@ std::string ReadAll(int fd) {
   return s;
 }
 
+// In the forked child (async-signal-safe calls only): joins `ns_fd`'s cgroup
+// namespace if >= 0, then writes "0" (itself) to `procs`; exits 126 on failure.
+void MoveSelfToCgroup(const char* procs, int ns_fd) {
+  const char* failed = nullptr;
+  if (ns_fd >= 0 && ::setns(ns_fd, CLONE_NEWCGROUP) != 0) failed = "join PID 1's cgroup namespace";
+  if (!failed) {
+    int fd = ::open(procs, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) failed = "move into its cgroup";
+    if (fd >= 0) ::close(fd);
+  }
+  if (!failed) return;
+  const int saved = errno;
+  static const char kPrefix[] = "oci-fs csi: cannot ";
+  [[maybe_unused]] ssize_t w = ::write(2, kPrefix, sizeof kPrefix - 1);
+  w = ::write(2, failed, ::strlen(failed));
+  w = ::write(2, " ", 1);
+  w = ::write(2, procs, ::strlen(procs));
+  w = ::write(2, ": ", 2);
+  const char* reason = ::strerrordesc_np(saved);
+  if (reason) w = ::write(2, reason, ::strlen(reason));
+  w = ::write(2, "\n", 1);
+  ::_exit(126);
+}
+
 }  // namespace
 
 Result<ProcessResult> RunProcess(const ProcessSpec& spec) {
@@ -95,6 +121,7 @@ Result<ProcessResult> RunProcess(const ProcessSpec& spec) {
     ::dup2(null.get(), 0);
     ::dup2(out.get(), 1);
     ::dup2(err.get(), 2);
+    if (!spec.cgroup_procs.empty()) MoveSelfToCgroup(spec.cgroup_procs.c_str(), spec.cgroup_ns_fd);
     ::execvp(argv[0], argv.data());
     static const char kMsg[] = "oci-fs csi: exec failed\n";
     [[maybe_unused]] ssize_t w = ::write(2, kMsg, sizeof kMsg - 1);

@@ -24,6 +24,12 @@ struct ProcessSpec {
   std::vector<std::string> argv;  // argv[0] is an absolute path or a name on $PATH
   std::chrono::milliseconds timeout{std::chrono::minutes(2)};
   bool new_session = false;
+  // If set, the child moves itself into this cgroup (the path of its
+  // cgroup.procs) before exec, after joining the cgroup namespace
+  // `cgroup_ns_fd` if that is >= 0 (mount_cgroup.h). A failed move fails
+  // the child: exit 126, the reason on its stderr.
+  std::string cgroup_procs = {};
+  int cgroup_ns_fd = -1;
 };
 
 struct ProcessResult {

@@ -89,6 +89,7 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
   }
   auto fail = [&](const Status& s) {
     RemoveAuthFile(record.auth_file);
+    (void)launcher_->ReleaseCgroup(target);  // whatever a failed mount left
     ::rmdir(target.c_str());  // only if empty: we made it
     spdlog::warn("csi: publish {} at {}: {}", spec.volume_id, target, s.ToString());
     return s;
@@ -120,6 +121,7 @@ Status VolumeManager::Teardown(const std::string& target, const std::optional<Vo
     }
     OCIFS_RETURN_IF_ERROR(launcher_->Unmount(target));
   }
+  if (Status s = launcher_->ReleaseCgroup(target); !s.ok()) spdlog::warn("csi: {}", s.ToString());
   if (record) {
     OCIFS_RETURN_IF_ERROR(store_->Remove(target));
     RemoveAuthFile(record->auth_file);
@@ -213,6 +215,14 @@ void VolumeManager::Recover() {
     } else {
       spdlog::error("csi: cannot remount {} at {}: {}", record.spec.volume_id, target, s.ToString());
     }
+  }
+  std::vector<std::string> live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [target, unused] : volumes_) live.push_back(target);
+  }
+  if (int n = launcher_->RemoveOrphanCgroups(live); n > 0) {
+    spdlog::info("csi: removed {} empty mount cgroups of volumes no longer published", n);
   }
   ready_ = true;
   spdlog::info("csi: recovery done: {} adopted, {} remounted, {} dropped", adopted, repaired,

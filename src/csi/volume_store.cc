@@ -18,17 +18,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// FNV-1a 64: a stable file name for a target path.
-std::string KeyOf(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string KeyOf(const std::string& s) { return TargetKey(s); }
 
 Status WriteFileAtomic(const std::string& path, const std::string& content) {
   std::string tmp = path + ".tmp";
@@ -62,6 +52,18 @@ std::map<std::string, std::string> LegacyAttributes(const nlohmann::json& j) {
 }
 
 }  // namespace
+
+// FNV-1a 64: a stable file name for a target path.
+std::string TargetKey(const std::string& target) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : target) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
 
 std::string VolumeRecord::PinnedRef() const {
   if (spec.image.find('@') != std::string::npos) return spec.image;

@@ -27,6 +27,10 @@
 
 namespace ocifs {
 
+// The name of `target`'s files (16 hex digits, a hash of the path); also the
+// name of its mount cgroup (mount_cgroup.h).
+std::string TargetKey(const std::string& target);
+
 struct VolumeRecord {
   VolumeSpec spec;
   std::string digest;     // the manifest digest pinned at publish ("sha256:...")

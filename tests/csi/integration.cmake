@@ -4,5 +4,6 @@
 # They need the oci-fs target (module cli) for OCIFS_BIN.
 if(TARGET oci-fs)
   ocifs_add_py_test(integration.csi csi/test_csi.py TIMEOUT 600)
+  ocifs_add_py_test(integration.csi_cgroup csi/test_csi_cgroup.py TIMEOUT 300)
   ocifs_add_py_test(integration.csi_manifests csi/test_manifests.py TIMEOUT 120)
 endif()

@@ -36,3 +36,13 @@ TEST_CASE("a missing program exits 127") {
   REQUIRE(r.ok());
   CHECK(r->exit_code == 127);
 }
+
+TEST_CASE("a child that cannot move into its cgroup does not run, and says why") {
+  ProcessSpec spec{{"/bin/sh", "-c", "echo ran"}, 5s, false};
+  spec.cgroup_procs = "/nonexistent/cgroup/cgroup.procs";
+  auto r = RunProcess(spec);
+  REQUIRE(r.ok());
+  CHECK(r->exit_code == 126);
+  CHECK(r->out.empty());
+  CHECK(r->err.find("cannot move into its cgroup /nonexistent/cgroup/cgroup.procs") != std::string::npos);
+}

@@ -62,6 +62,25 @@ def test_daemonset_plugin_container():
     assert plugin["livenessProbe"]["httpGet"]["port"] == "healthz"
 
 
+def test_daemonset_mounts_outlive_the_plugin_container():
+    """A container restart kills its cgroup and, with a private PID namespace,
+    everything in it: the mounts run in the host's PID namespace and in a
+    cgroup of the host's cgroupfs (docs/kubernetes.md)."""
+    pod = one("daemonset.yaml", "DaemonSet")["spec"]["template"]["spec"]
+    assert pod["hostPID"] is True
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    plugin = {c["name"]: c for c in pod["containers"]}["oci-fs"]
+    [flag] = [a for a in plugin["args"] if a.startswith("--mount-cgroup=")]
+    cgroup_dir = flag.split("=", 1)[1]
+    [mount] = [m for m in plugin["volumeMounts"] if cgroup_dir.startswith(m["mountPath"] + "/")]
+    assert volumes[mount["name"]]["hostPath"]["path"] == "/sys/fs/cgroup"
+    assert not mount.get("readOnly", False)
+    # The keepers' state files and control sockets (docs/keeper.md), which the
+    # next container's `oci-fs restart` and `status` must find.
+    run = {m["mountPath"]: m for m in plugin["volumeMounts"]}["/run/oci-fs"]
+    assert volumes[run["name"]]["hostPath"]["path"] == "/run/oci-fs"
+
+
 def test_daemonset_sidecars_share_the_socket():
     pod = one("daemonset.yaml", "DaemonSet")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
