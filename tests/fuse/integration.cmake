@@ -8,3 +8,4 @@ ocifs_add_py_test(integration.mount_lifecycle fuse/test_lifecycle.py TIMEOUT 600
 ocifs_add_py_test(integration.mount_profile fuse/test_profile.py TIMEOUT 600)
 ocifs_add_py_test(integration.mount_keeper fuse/test_keeper.py TIMEOUT 600)
 ocifs_add_py_test(integration.mount_keeper_boot fuse/test_keeper_boot.py TIMEOUT 600)
+ocifs_add_py_test(integration.mount_keeper_failures fuse/test_keeper_failures.py TIMEOUT 300)
