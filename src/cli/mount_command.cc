@@ -32,6 +32,29 @@
 namespace ocifs {
 namespace {
 
+// `-o nokeeper` (mount(8)'s spelling of --no-keeper): taken out of the option
+// lists, which go to the option table; true if any list had it.
+bool TakeNoKeeperOption(std::vector<std::string>* lists) {
+  bool found = false;
+  for (std::string& list : *lists) {
+    std::string kept;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t end = std::min(list.find(',', start), list.size());
+      std::string item = list.substr(start, end - start);
+      if (item == "nokeeper") {
+        found = true;
+      } else if (!item.empty()) {
+        kept += (kept.empty() ? "" : ",") + item;
+      }
+      start = end + 1;
+    }
+    list = kept;
+  }
+  std::erase_if(*lists, [](const std::string& l) { return l.empty(); });
+  return found;
+}
+
 int64_t CreatedTime(const ResolvedImage& image) {
   if (image.config_json.is_object() && image.config_json.contains("created") &&
       image.config_json["created"].is_string()) {
@@ -368,6 +391,7 @@ void AddMountCommand(CLI::App* app, MountFlags* flags, int* exit_code) {
   sub->add_flag("--no-keeper", flags->no_keeper, "serve in one process, without a keeper (docs/keeper.md)");
   AddMountOptions(sub, flags);
   sub->callback([flags, exit_code] {
+    if (TakeNoKeeperOption(&flags->options)) flags->no_keeper = true;
     std::error_code ec;
     // The daemon works from "/": every path it keeps is made absolute here.
     auto config = BuildMountConfig(*flags, std::filesystem::current_path(ec).string());

@@ -5,6 +5,8 @@ ends the mount, so that readers fail instead of hanging; none waits 30 s.
 Every new serving process must resolve the pinned image in the registry; the
 registry sits behind tests/support/fault_proxy.py, which resets every
 connection once the first serving process is killed.
+
+Also `-o nokeeper`, mount(8)'s spelling of --no-keeper.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import errno
 import os
 import signal
 import time
+from pathlib import Path
 
 from support import processes
 from support.fault_proxy import FaultProxy
@@ -71,3 +74,23 @@ def test_a_keeper_whose_replacements_keep_dying_gives_up_and_readers_fail_within
                     except ProcessLookupError:
                         pass
                 processes.unmount(mnt, lazy=True)
+
+
+def test_o_nokeeper_is_mount8s_spelling_of_no_keeper(ocifs, disk, workdir):  # noqa: F811
+    """`mount -t fuse.oci-fs REF DIR -o ro,nokeeper` runs `oci-fs REF DIR -o ro,nokeeper`:
+    one process, no keeper, no state file."""
+    ref, data = disk
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    before = {s["mountpoint"] for s in status()}
+    r = ocifs(ref, mnt, "-o", f"ro,nokeeper,tls_verify=false,cache_dir={workdir / 'cache'}", check=False)
+    assert r.returncode == 0, r.describe()
+    try:
+        assert (mnt / "disk.img").read_bytes()[:65536] == data[:65536]
+        assert {s["mountpoint"] for s in status()} == before  # no state file: no keeper
+        bin_ = processes.ocifs_bin()
+        pids = processes.find_processes(bin_, str(mnt.resolve()))
+        assert len(pids) == 1, pids
+        assert Path(f"/proc/{pids[0]}/cmdline").read_bytes().split(b"\0")[1] != b"keeper"
+    finally:
+        processes.unmount(mnt)
