@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +16,14 @@
 
 namespace ocifs {
 namespace {
+
+// Whether both paths name one inode (namespace files: the same namespace).
+// Unknown (either missing) counts as the same.
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return true;
+  return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
 
 bool AccelIsAuto(const MountConfig& config) { return config.accel.empty() || config.accel == "auto"; }
 
@@ -130,14 +139,18 @@ int MountLauncher::RemoveOrphanCgroups(const std::vector<std::string>& live_targ
   return config_.cgroups ? config_.cgroups->RemoveOrphans(live_targets) : 0;
 }
 
-Status MountLauncher::Restart(const std::string& target) const {
-  // The keeper execs PATH in its own mount namespace, which is the one of the
-  // container that started it, not necessarily ours (docs/kubernetes.md,
-  // "Rollout"): name our binary through our root, which any process of the
-  // host's PID namespace can reach.
-  const std::string binary = "/proc/" + std::to_string(::getpid()) + "/root" + config_.oci_fs_binary;
-  auto run = RunProcess({{config_.oci_fs_binary, "restart", "--binary", binary, target},
-                         std::chrono::minutes(2), false});
+Status MountLauncher::Restart(const std::string& target, pid_t keeper_pid) const {
+  std::vector<std::string> argv{config_.oci_fs_binary, "restart"};
+  // The keeper execs PATH in its own mount namespace, the one of the
+  // container that started it (docs/kubernetes.md, "Rollout"). If that is not
+  // ours, name our binary through our root, which a process of the host's
+  // PID namespace can reach; else the keeper's default (the mount's binary
+  // path, i.e. what is on disk there now) is ours already.
+  if (keeper_pid > 0 && !SameFile("/proc/self/ns/mnt", "/proc/" + std::to_string(keeper_pid) + "/ns/mnt")) {
+    argv.insert(argv.end(), {"--binary", "/proc/" + std::to_string(::getpid()) + "/root" + config_.oci_fs_binary});
+  }
+  argv.push_back(target);
+  auto run = RunProcess({std::move(argv), std::chrono::minutes(2), false});
   if (!run.ok()) return run.status();
   if (!run->ok()) return StatusFromProcessFailure("oci-fs restart " + target, *run);
   return Status::Ok();

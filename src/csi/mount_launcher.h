@@ -15,6 +15,8 @@
 // Thread-safe: no mutable state; calls block for up to `timeout`.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <string>
 #include <vector>
@@ -67,11 +69,11 @@ class MountLauncher {
   // MountCgroups::RemoveOrphans; 0 without cgroups.
   int RemoveOrphanCgroups(const std::vector<std::string>& live_targets) const;
 
-  // `oci-fs restart --binary /proc/<our pid>/root<oci-fs> TARGET`: a serving
-  // process of this plugin's oci-fs takes the kept mount at `target` over
-  // (docs/keeper.md), even when the keeper runs in an older container's mount
-  // namespace.
-  Status Restart(const std::string& target) const;
+  // `oci-fs restart TARGET`: a serving process of this plugin's oci-fs takes
+  // the kept mount at `target` over (docs/keeper.md). When the keeper
+  // `keeper_pid` runs in another mount namespace (an older container's), with
+  // `--binary /proc/<our pid>/root<our oci-fs>`.
+  Status Restart(const std::string& target, pid_t keeper_pid = 0) const;
 
   // The configuration of `record`'s mount: the node's defaults, its
   // attributes, its pinned artifact, its credentials file.

@@ -231,7 +231,7 @@ void VolumeManager::Recover() {
 
 void VolumeManager::Upgrade(VolumeRecord record) {
   const std::string& target = record.spec.target_path;
-  if (Status s = launcher_->Restart(target); !s.ok()) {
+  if (Status s = launcher_->Restart(target, record.mount_pid); !s.ok()) {
     spdlog::warn("csi: {} at {} stays on oci-fs {}: {}", record.spec.volume_id, target,
                  record.ocifs_version.empty() ? "(unknown)" : record.ocifs_version, s.ToString());
     return;
