@@ -36,6 +36,8 @@ def test_a_keeper_whose_replacements_keep_dying_gives_up_and_readers_fail_within
                    cache_dir=workdir / "cache") as m:
             mnt = m.dir.resolve()
             first = status(mnt)[0]
+            # Every byte fetched first: errors after the fault come from the takeovers only.
+            assert (mnt / "disk.img").read_bytes() == data
             try:
                 readers = Readers(mnt / "disk.img", data)
                 with readers:
