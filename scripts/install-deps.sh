@@ -6,7 +6,7 @@ if [ "$(id -u)" -ne 0 ]; then echo "install-deps.sh: run as root" >&2; exit 1; f
 pkgs=(
   build-essential cmake pkg-config git ca-certificates
   libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev libzstd-dev zlib1g-dev
-  robin-map-dev libspdlog-dev catch2 nlohmann-json3-dev libcli11-dev libtomlplusplus-dev
+  robin-map-dev libspdlog-dev catch2 nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libyaml-cpp-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   docker-registry skopeo qemu-utils nbdkit openssl apache2-utils
   libbenchmark-dev qemu-system-common time python3-matplotlib

@@ -70,6 +70,16 @@ int main(int argc, char** argv) {
   csi->add_option("--oci-fs", csi_options.oci_fs_binary, "the oci-fs executable to launch (default: this one)");
   csi->add_option("--mount-cgroup", csi_options.mount_cgroup,
                   "cgroup v2 directory for the volumes' mount processes, outside the plugin's own");
+  csi->add_option("--registries-conf", csi_options.registries_conf, "node-wide --registries-conf for every mount");
+  csi->add_option("--stall-timeout", csi_options.stall_timeout, "node-wide --stall-timeout for every mount (seconds)")
+      ->check(CLI::PositiveNumber);
+  csi->add_option("--registry-timeout", csi_options.registry_timeout,
+                  "node-wide --registry-timeout for every mount (seconds)")
+      ->check(CLI::PositiveNumber);
+  csi->add_option("--image-credential-provider-config", csi_options.image_credential_provider_config,
+                  "kubelet CredentialProviderConfig (YAML or JSON): provider plugins for volumes without a secret");
+  csi->add_option("--image-credential-provider-bin-dir", csi_options.image_credential_provider_bin_dir,
+                  "directory of the credential provider plugins");
   csi->callback([&] {
     if (csi_tls_verify != "true" && csi_tls_verify != "false") {
       std::cerr << "oci-fs: --tls-verify must be true or false\n";

@@ -17,6 +17,7 @@
 #include "csi/mount_launcher.h"
 #include "csi/mount_watcher.h"
 #include "csi/node_service.h"
+#include "csi/volume_credentials.h"
 #include "csi/volume_manager.h"
 #include "csi/volume_store.h"
 
@@ -72,10 +73,23 @@ int RunCsiCommand(const CsiOptions& options) {
   config.defaults.cert_dir = options.cert_dir;
   config.defaults.authfile = options.authfile;
   config.defaults.tls_verify = options.tls_verify;
+  config.defaults.registries_conf = options.registries_conf;
+  if (options.stall_timeout > 0) config.defaults.stall_timeout = options.stall_timeout;
+  if (options.registry_timeout > 0) config.defaults.registry_timeout = options.registry_timeout;
   std::error_code cwd_error;
   MakePathsAbsolute(&config.defaults, std::filesystem::current_path(cwd_error).string());
   MountLauncher launcher(config);
-  VolumeManager manager(&store, &launcher);
+  std::unique_ptr<CredentialProviders> providers;
+  if (!options.image_credential_provider_config.empty()) {
+    auto loaded = CredentialProviders::Load(options.image_credential_provider_config,
+                                            options.image_credential_provider_bin_dir);
+    if (!loaded.ok()) return Fail("csi: " + loaded.status().message());
+    providers = std::move(loaded).value();
+  } else if (!options.image_credential_provider_bin_dir.empty()) {
+    return Fail("csi: --image-credential-provider-bin-dir needs --image-credential-provider-config");
+  }
+  VolumeCredentials credentials(&store, providers.get());
+  VolumeManager manager(&store, &launcher, &credentials);
   IdentityService identity(&manager);
   NodeService node(&manager, options.node_id);
 

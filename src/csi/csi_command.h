@@ -22,6 +22,13 @@ struct CsiOptions {
   // Node-wide registry defaults for every volume.
   std::string cert_dir, authfile;
   bool tls_verify = true;
+  // Node-wide registries.conf and timeouts of every mount ("" and 0: oci-fs
+  // mount's defaults).
+  std::string registries_conf;
+  long stall_timeout = 0, registry_timeout = 0;  // seconds
+  // Kubelet credential provider plugins for volumes without a secret
+  // (docs/kubernetes.md); "" = none.
+  std::string image_credential_provider_config, image_credential_provider_bin_dir;
 };
 
 int RunCsiCommand(const CsiOptions& options);

@@ -26,8 +26,8 @@ Status EnsureDir(const std::string& path) {
 
 }  // namespace
 
-VolumeManager::VolumeManager(const VolumeStore* store, const MountLauncher* launcher)
-    : store_(store), launcher_(launcher) {}
+VolumeManager::VolumeManager(const VolumeStore* store, const MountLauncher* launcher, VolumeCredentials* credentials)
+    : store_(store), launcher_(launcher), credentials_(credentials) {}
 
 std::shared_ptr<std::mutex> VolumeManager::TargetLock(const std::string& target) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -70,6 +70,7 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
                            existing->spec.volume_id + " (image " + existing->spec.image +
                            "), published with other attributes");
     }
+    if (credentials_) OCIFS_RETURN_IF_ERROR(credentials_->Republish(*existing, docker_config));
     if (ProbeMount(target) == MountState::kHealthy) return Status::Ok();
     spdlog::warn("csi: volume {} at {} is not answering; remounting", spec.volume_id, target);
     return Repair(*existing);
@@ -81,8 +82,16 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
   OCIFS_RETURN_IF_ERROR(EnsureDir(target));
   VolumeRecord record;
   record.spec = spec;
-  if (docker_config) {
+  if (credentials_) {
+    if (Status s = credentials_->Prepare(&record, docker_config); !s.ok()) {
+      RemoveAuthFile(store_->AuthFilePath(target));
+      credentials_->Forget(target);
+      ::rmdir(target.c_str());
+      return s;
+    }
+  } else if (docker_config) {
     record.auth_file = store_->AuthFilePath(target);
+    record.auth_source = "secret";
     if (Status s = WriteAuthFile(record.auth_file, *docker_config); !s.ok()) {
       return s.WithContext("volume " + spec.volume_id + ": credentials");
     }
@@ -90,6 +99,7 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
   auto fail = [&](const Status& s) {
     RemoveAuthFile(record.auth_file);
     (void)launcher_->ReleaseCgroup(target);  // whatever a failed mount left
+    if (credentials_) credentials_->Forget(target);
     ::rmdir(target.c_str());  // only if empty: we made it
     spdlog::warn("csi: publish {} at {}: {}", spec.volume_id, target, s.ToString());
     return s;
@@ -127,6 +137,7 @@ Status VolumeManager::Teardown(const std::string& target, const std::optional<Vo
     RemoveAuthFile(record->auth_file);
   }
   RemoveAuthFile(store_->AuthFilePath(target));
+  if (credentials_) credentials_->Forget(target);
   Erase(target);
   if (remove_dir && ::rmdir(target.c_str()) != 0 && errno != ENOENT) {
     spdlog::warn("csi: cannot remove target {}: {}", target, std::strerror(errno));
@@ -255,6 +266,7 @@ void VolumeManager::RepairDead() {
     if (!lock.owns_lock()) continue;  // being published or unpublished right now
     auto record = Find(target);
     if (!record) continue;
+    if (credentials_) credentials_->Refresh(*record);
     MountState state = ProbeMount(target);
     if (state == MountState::kHealthy || state == MountState::kMissing) continue;
     spdlog::warn("csi: mount of {} at {} is {}; remounting", record->spec.volume_id, target,

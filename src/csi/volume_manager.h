@@ -9,7 +9,8 @@
 //  - Recover: after a restart, adopts recorded mounts that answer, replaces
 //    dead ones (same target, same pinned digest), drops records whose target
 //    is gone. Until it has run, ready() is false.
-//  - RepairDead: the watcher's periodic pass over live volumes.
+//  - RepairDead: the watcher's periodic pass over live volumes (remounts
+//    dead ones, refreshes credentials from providers).
 //
 // Thread-safe. Locking: a per-target mutex serializes all work on one target
 // (slow: runs processes); `mu_` guards the tables and is held only briefly.
@@ -24,6 +25,7 @@
 #include <string>
 
 #include "csi/mount_launcher.h"
+#include "csi/volume_credentials.h"
 #include "csi/volume_spec.h"
 #include "csi/volume_store.h"
 #include "ocifs/status.h"
@@ -39,12 +41,15 @@ struct VolumeStats {
 
 class VolumeManager {
  public:
-  // Borrows both; they must outlive the manager.
-  VolumeManager(const VolumeStore* store, const MountLauncher* launcher);
+  // Borrows all; they must outlive the manager. `credentials` may be null:
+  // volumes then use their secret only, never rotated.
+  VolumeManager(const VolumeStore* store, const MountLauncher* launcher, VolumeCredentials* credentials = nullptr);
   VolumeManager(const VolumeManager&) = delete;
   VolumeManager& operator=(const VolumeManager&) = delete;
 
-  // `docker_config`: this volume's credentials (JSON text), if any.
+  // `docker_config`: this volume's secret (JSON text), if any; without one a
+  // credential provider's may be used (VolumeCredentials). A repeated publish
+  // with a changed secret rewrites the volume's credentials file.
   Status Publish(const VolumeSpec& spec, const std::optional<std::string>& docker_config);
   Status Unpublish(const std::string& volume_id, const std::string& target);
   // NotFound if nothing of ours is published at `path` for `volume_id`.
@@ -71,6 +76,7 @@ class VolumeManager {
 
   const VolumeStore* store_;
   const MountLauncher* launcher_;
+  VolumeCredentials* credentials_;
   std::atomic<bool> ready_{false};
 
   mutable std::mutex mu_;

@@ -80,6 +80,7 @@ std::string RecordToJson(const VolumeRecord& r) {
       {"ephemeral", r.spec.ephemeral},
       {"attributes", r.spec.attributes},
       {"authFile", r.auth_file},
+      {"authSource", r.auth_source},
       {"mountPid", r.mount_pid},
       {"accel", r.accel},
       {"ocifsVersion", r.ocifs_version},
@@ -104,6 +105,7 @@ Result<VolumeRecord> RecordFromJson(const std::string& text) {
     }
     r.spec.ephemeral = j.value("ephemeral", false);
     r.auth_file = j.value("authFile", "");
+    r.auth_source = j.value("authSource", "");
     r.mount_pid = j.value("mountPid", 0);
     r.accel = j.value("accel", "");
     r.ocifs_version = j.value("ocifsVersion", "");

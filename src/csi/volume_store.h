@@ -7,7 +7,8 @@
 //   {"version": 1, "volumeId": "...", "targetPath": "/var/lib/kubelet/...",
 //    "image": "reg/disk:v1", "digest": "sha256:...", "ephemeral": true,
 //    "attributes": {"mode": "tree", "prefetchRate": "20M", ...},
-//    "authFile": "" | "STATE_DIR/secrets/<key>.json", "mountPid": 1234,
+//    "authFile": "" | "STATE_DIR/secrets/<key>.json",
+//    "authSource": "" | "secret" | "provider", "mountPid": 1234,
 //    "accel": "" | "reg/disk@sha256:..."}
 // "attributes" are the volume's mount attributes as published. Records
 // written before it (typed diskPath, mode, platform, tlsVerify, prefetchAll,
@@ -39,6 +40,10 @@ struct VolumeRecord {
   // `accel` attribute was auto. "" = none (none found, or not auto).
   std::string accel;
   std::string auth_file;  // this volume's credentials, or ""
+  // Where auth_file's credentials came from: "secret" (nodePublishSecretRef),
+  // "provider" (a kubelet credential provider plugin), "" (no file, or a
+  // record of an earlier version: a secret).
+  std::string auth_source;
   pid_t mount_pid = 0;    // the `oci-fs mount` daemon, 0 if unknown
   // The oci-fs version whose serving process serves the volume (set at
   // publish, remount and restart; "" in records of earlier versions).

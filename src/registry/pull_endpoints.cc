@@ -82,14 +82,20 @@ T PullEndpoints::FirstThatAnswers(const std::string& what, Ask ask) {
   return ask(primary());  // unreachable: the primary is always usable and last
 }
 
+std::chrono::steady_clock::time_point PullEndpoints::Deadline() const {
+  return std::chrono::steady_clock::now() + std::chrono::seconds(primary().timeout_seconds());
+}
+
 Result<FetchedManifest> PullEndpoints::GetManifest(const std::string& tag_or_digest) {
+  const auto deadline = Deadline();
   return FirstThatAnswers<Result<FetchedManifest>>(
-      "manifest " + tag_or_digest, [&](RegistrySession& s) { return s.GetManifest(tag_or_digest); });
+      "manifest " + tag_or_digest, [&](RegistrySession& s) { return s.GetManifest(tag_or_digest, deadline); });
 }
 
 Status PullEndpoints::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {
+  const auto deadline = Deadline();
   return FirstThatAnswers<Status>("blob " + blob.digest.substr(0, 19),
-                                  [&](RegistrySession& s) { return s.ReadBlobRange(blob, offset, buf); });
+                                  [&](RegistrySession& s) { return s.ReadBlobRange(blob, offset, buf, deadline); });
 }
 
 }  // namespace ocifs

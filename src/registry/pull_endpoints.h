@@ -33,6 +33,9 @@ class PullEndpoints {
   [[nodiscard]] static Result<std::shared_ptr<PullEndpoints>> Open(const Reference& ref,
                                                                    const RegistryOptions& options);
 
+  // One --registry-timeout (the primary's) bounds each of these whole: the
+  // mirrors asked, the primary, their token requests and retries share one
+  // deadline, so a failing mirror does not add its wait to the primary's.
   // As RegistrySession::GetManifest, from the first endpoint that has it.
   [[nodiscard]] Result<FetchedManifest> GetManifest(const std::string& tag_or_digest);
   // As RegistrySession::ReadBlobRange: exactly the range, from the first
@@ -58,6 +61,8 @@ class PullEndpoints {
   template <typename T, typename Ask>
   T FirstThatAnswers(const std::string& what, Ask ask);
   bool Usable(Endpoint& e);
+  // now + the primary's --registry-timeout.
+  std::chrono::steady_clock::time_point Deadline() const;
   void Failed(Endpoint& e, const Status& status, const std::string& what);
   void Answered(Endpoint& e);
 

@@ -88,7 +88,13 @@ RegistrySession::RegistrySession(Reference ref, const RegistryOptions& options, 
       tls_verify_(options.tls_verify),
       timeout_seconds_(options.registry_timeout_seconds),
       http_(std::move(http)),
-      auth_(ref_.registry, std::move(creds), http_.get()) {}
+      // On a refusal the credentials are looked up again as at the start: a
+      // rewritten auth file (a CSI volume's rotated secret) or a helper's new
+      // answer is used from then on. --creds never changes.
+      auth_(ref_.registry, std::move(creds), http_.get(),
+            [options, registry = ref_.registry, repository = ref_.repository] {
+              return FindCredentials(options, registry, repository);
+            }) {}
 
 Result<HttpResponse> RegistrySession::SendWithScheme(HttpRequest req, const std::string& path) {
   int scheme = scheme_.load();
@@ -126,12 +132,29 @@ Result<HttpResponse> RegistrySession::SendToRegistry(HttpRequest req) {
   const size_t base_headers = req.headers.size();
   req.peer = "registry";
   if (!req.deadline) req.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds_);
+  // Round 0 sends what is known; a 401 teaches the challenge (or drops a
+  // token the registry no longer takes) for round 1. A refusal after that, by
+  // the registry or its token server, reads the credentials again once: when
+  // they changed (a rotated secret) there is one more round with them.
+  bool reloaded = false;
   for (int round = 0;; ++round) {
-    OCIFS_ASSIGN_OR_RETURN(std::string authorization, auth_.Authorization(scope_));
+    auto authorization = auth_.Authorization(scope_, req.deadline);
+    if (!authorization.ok()) {
+      if (authorization.status().code() == Code::kUnauthenticated && !reloaded) {
+        reloaded = true;
+        if (auth_.ReloadCredentials()) continue;
+      }
+      return authorization.status();
+    }
     req.headers.resize(base_headers);
-    if (!authorization.empty()) req.headers.push_back("Authorization: " + authorization);
+    if (!authorization->empty()) req.headers.push_back("Authorization: " + *authorization);
     OCIFS_ASSIGN_OR_RETURN(HttpResponse resp, SendWithScheme(req, path));
-    if (resp.status != 401 || round == 1) return resp;  // a second 401: StatusError says refused
+    if (resp.status != 401) return resp;
+    if (round >= 1) {
+      if (reloaded) return resp;  // refused again: StatusError says so
+      reloaded = true;
+      if (!auth_.ReloadCredentials()) return resp;
+    }
     OCIFS_RETURN_IF_ERROR(auth_.OnUnauthorized(resp.headers, scope_));
   }
 }
@@ -175,12 +198,14 @@ Status RegistrySession::StatusError(const HttpResponse& resp, const std::string&
   }
 }
 
-Result<FetchedManifest> RegistrySession::GetManifest(const std::string& tag_or_digest) {
+Result<FetchedManifest> RegistrySession::GetManifest(const std::string& tag_or_digest,
+                                                     std::optional<std::chrono::steady_clock::time_point> deadline) {
   bool by_digest = tag_or_digest.starts_with("sha256:");
   HttpRequest req;
   req.url = "/v2/" + ref_.repository + "/manifests/" + tag_or_digest;
   req.headers.push_back("Accept: " + ManifestAcceptHeader());
   req.max_body = kMaxManifestBytes;
+  req.deadline = deadline;
   GlobalFetchStats().manifest_requests.fetch_add(1, std::memory_order_relaxed);
   std::string what = "manifest " + tag_or_digest;
   auto sent = SendToRegistry(std::move(req));
@@ -212,14 +237,15 @@ Result<FetchedManifest> RegistrySession::GetManifest(const std::string& tag_or_d
   return m;
 }
 
-Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {
+Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf,
+                                      std::optional<std::chrono::steady_clock::time_point> deadline) {
   const std::string what = "blob " + blob.digest;
   RangeSink range(buf, offset, blob.size, what + " of " + Name());
   CountingRangeSink sink(&range);
   HttpRequest req;
   req.headers.push_back("Range: " + RangeHeaderValue(offset, buf.size()));
   req.sink = &sink;
-  req.deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds_);
+  req.deadline = deadline.value_or(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds_));
   auto& stats = GlobalFetchStats();
 
   // A storage URL the registry redirected to earlier, until it fails.
@@ -263,7 +289,7 @@ Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, s
     // The registry's Authorization is never sent to another host.
     next.peer = Origin(next.url) == Origin(from) ? "registry" : "blob storage";
     if (next.peer == "registry") {
-      OCIFS_ASSIGN_OR_RETURN(std::string authorization, auth_.Authorization(scope_));
+      OCIFS_ASSIGN_OR_RETURN(std::string authorization, auth_.Authorization(scope_, req.deadline));
       if (!authorization.empty()) next.headers.push_back("Authorization: " + authorization);
     }
     stats.blob_requests.fetch_add(1, std::memory_order_relaxed);

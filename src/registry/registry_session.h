@@ -34,12 +34,19 @@ class RegistrySession {
   // GET /v2/<repo>/manifests/<tag or digest>, at most 4 MiB. A digest is
   // verified; for a tag the digest is computed (and checked against
   // Docker-Content-Digest). 404 is kNotFound naming the image.
-  [[nodiscard]] Result<FetchedManifest> GetManifest(const std::string& tag_or_digest);
+  // `deadline`, for this and ReadBlobRange: the operation's, shared with
+  // other endpoints asked before (PullEndpoints); default now +
+  // --registry-timeout. No attempt (token requests included) starts after it.
+  [[nodiscard]] Result<FetchedManifest> GetManifest(
+      const std::string& tag_or_digest, std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
 
   // Reads exactly [offset, offset + buf.size()) of the blob (buf non-empty,
   // inside blob.size) into buf; never writes past buf. 404 is kNotFound
   // "blob sha256:.. unknown in <registry>/<repo>".
-  [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf);
+  [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf,
+                                     std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
+  // --registry-timeout, in seconds.
+  long timeout_seconds() const { return timeout_seconds_; }
 
   // Sends `req` to the registry with auth (retrying once after a 401
   // challenge) and returns its response, whatever its status (a 401 that

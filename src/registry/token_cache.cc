@@ -24,4 +24,9 @@ void TokenCache::Invalidate(const std::string& scope) {
   entries_.erase(scope);
 }
 
+void TokenCache::Clear() {
+  std::lock_guard lock(mu_);
+  entries_.clear();
+}
+
 }  // namespace ocifs

@@ -23,6 +23,8 @@ class TokenCache {
            Clock::time_point now = Clock::now());
   // Forgets the token of `scope` (the registry refused it).
   void Invalidate(const std::string& scope);
+  // Forgets every token (the credentials they were issued for changed).
+  void Clear();
 
  private:
   struct Entry {

@@ -39,6 +39,7 @@ def test_csidriver():
     assert d["spec"]["attachRequired"] is False
     assert d["spec"]["podInfoOnMount"] is True
     assert sorted(d["spec"]["volumeLifecycleModes"]) == ["Ephemeral", "Persistent"]
+    assert d["spec"]["requiresRepublish"] is True  # rotated secrets reach the mounts
 
 
 def test_daemonset_plugin_container():
@@ -60,6 +61,9 @@ def test_daemonset_plugin_container():
     assert "hostPath" in volumes[cache["name"]]
     assert "--cache-dir=/var/cache/oci-fs" in plugin["args"]
     assert plugin["livenessProbe"]["httpGet"]["port"] == "healthz"
+    conf = mounts["/etc/containers"]  # the node's registries.conf (docs/operations.md)
+    assert conf["readOnly"] is True
+    assert volumes[conf["name"]]["hostPath"]["path"] == "/etc/containers"
 
 
 def test_daemonset_mounts_outlive_the_plugin_container():

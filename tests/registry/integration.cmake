@@ -6,3 +6,4 @@ ocifs_add_py_test(integration.registry_auth registry/test_registry_auth.py TIMEO
 ocifs_add_py_test(integration.registry_mirrors registry/test_mirrors.py TIMEOUT 400)
 ocifs_add_py_test(integration.registry_timeouts registry/test_timeouts.py TIMEOUT 400)
 ocifs_add_py_test(integration.registry_credential_helpers registry/test_credential_helpers.py TIMEOUT 300)
+ocifs_add_py_test(integration.registry_token_expiry registry/test_token_expiry.py TIMEOUT 400)

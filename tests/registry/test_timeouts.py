@@ -94,3 +94,33 @@ def test_a_fuse_read_of_a_stalled_registry_fails_within_the_bound_and_a_later_on
             assert os.pread(fd, 4096, 2 * 1024 * 1024) == disk[2 * 1024 * 1024:2 * 1024 * 1024 + 4096]
         finally:
             os.close(fd)
+
+
+def test_a_read_through_a_stalled_mirror_and_upstream_waits_one_registry_timeout(registry, pushed, workdir):
+    """The mirror asked first and the upstream after it share one --registry-timeout:
+    the read fails after about 10 s, not the mirror's 8 s stall plus the upstream's 10."""
+    _, repo, disk = pushed
+    with FaultProxy(("127.0.0.1", registry.port)) as upstream, \
+            FaultProxy(("127.0.0.1", registry.port)) as mirror:
+        conf = workdir / "registries.conf"
+        conf.write_text(f'[[registry]]\nlocation = "{upstream.host}"\ninsecure = true\n\n'
+                        f'[[registry.mirror]]\nlocation = "{mirror.host}"\ninsecure = true\n')
+        with Mount(through(upstream, repo), workdir / "m", "--registries-conf", conf, "--stall-timeout", "8",
+                   "--registry-timeout", "10", *QUIET, cache_dir=workdir / "cache") as m:
+            fd = os.open(m.dir / "disk.img", os.O_RDONLY)
+            try:
+                mirror.fault("stall", count=1000, match="/blobs/")
+                upstream.fault("stall", count=1000, match="/blobs/")
+                start = time.monotonic()
+                with pytest.raises(OSError):
+                    os.pread(fd, 4096, 2 * 1024 * 1024)
+                took = time.monotonic() - start
+                assert mirror.faults and upstream.faults, "both endpoints were asked"
+                # 8 + 10 s before the budget was shared; 10 s (and a second of slack for
+                # the last attempt's rounding) now, with room for a busy machine.
+                assert took < 15, f"a read waited {took:.1f}s"
+                mirror.clear()
+                upstream.clear()
+                assert os.pread(fd, 4096, 2 * 1024 * 1024) == disk[2 * 1024 * 1024:2 * 1024 * 1024 + 4096]
+            finally:
+                os.close(fd)

@@ -5,6 +5,8 @@
     with Registry(tmp_dir, pki=pki, tls=True, auth="htpasswd", users={"u": "p"}) as reg:
     with Registry(tmp_dir, pki=pki, auth="token", users={"u": "p"}, anonymous=False) as reg:
     with Registry(tmp_dir, proxy_remote=upstream.url) as mirror:  # a pull-through cache
+    with Registry(tmp_dir, pki=pki, auth="token", token_expires_in=5, token_valid_for=5) as reg:
+                                                             # tokens refused 5 s after issue
 
 The registry listens on a free 127.0.0.1 port (`reg.host` = "127.0.0.1:PORT"),
 stores blobs under `reg.storage_dir` (filesystem driver) and logs JSON lines
@@ -76,7 +78,8 @@ class Registry:
     def __init__(self, directory: Path | str, pki: Pki | None = None, tls: bool = False,
                  auth: str | None = None, users: dict[str, str] | None = None,
                  anonymous: bool = False, client_cert: bool = False,
-                 start_timeout: float = 10, proxy_remote: str | None = None):
+                 start_timeout: float = 10, proxy_remote: str | None = None,
+                 token_expires_in: int = 300, token_valid_for: int | None = None):
         if auth not in (None, "htpasswd", "token"):
             raise ValueError(f"auth must be None, 'htpasswd' or 'token', not {auth!r}")
         if auth == "htpasswd" and not tls:
@@ -93,6 +96,10 @@ class Registry:
         self.client_cert = client_cert
         self.start_timeout = start_timeout
         self.proxy_remote = proxy_remote  # a pull-through cache of this registry URL
+        # auth="token": the lifetime tokens announce, and how long the registry
+        # takes them (TokenServer's expires_in and valid_for).
+        self.token_expires_in = token_expires_in
+        self.token_valid_for = token_valid_for
         self.storage_dir = self.dir / "storage"
         self.log_path = self.dir / "registry.log"
         self.config_path = self.dir / "config.yml"
@@ -163,7 +170,9 @@ class Registry:
             if self.tls:
                 server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 server_ctx.load_cert_chain(str(self.pki.server_cert_path), str(self.pki.server_key_path))
-            self.token_server = TokenServer(self.pki, self.users, self.anonymous, server_ctx)
+            self.token_server = TokenServer(self.pki, self.users, self.anonymous, server_ctx,
+                                            expires_in=self.token_expires_in,
+                                            valid_for=self.token_valid_for)
             self.token_server.start()
         if self.auth == "htpasswd":
             self._write_htpasswd()

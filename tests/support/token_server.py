@@ -15,6 +15,15 @@ signing certificate in `x5c` (distribution 2.8 verifies it against
 `rootcertbundle`, i.e. pki.token_cert_path).
 
 `issued` lists every token handed out (user, scopes), so tests can see caching.
+
+Short-lived tokens: `expires_in` is the lifetime the reply announces;
+`valid_for` (seconds) is how long the registry accepts a token after it was
+issued, default the announced lifetime plus distribution's leeway. distribution
+2.8 accepts a token until 60 s (`REGISTRY_LEEWAY`) past its `exp` claim, so with
+`valid_for` set the claim is backdated by that leeway: the registry refuses
+the token `valid_for` seconds after issue (`TokenServer(pki, users,
+expires_in=5, valid_for=5)`). `valid_for` longer than `expires_in` is a
+server that under-announces, shorter one that revokes early.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from .pki import Pki
 
 SERVICE = "oci-fs-test-registry"
+REGISTRY_LEEWAY = 60  # seconds distribution 2.8 accepts a token past its exp claim
 ISSUER = "oci-fs-test-token-issuer"
 
 
@@ -62,13 +72,14 @@ class TokenServer:
 
     def __init__(self, pki: Pki, users: dict[str, str] | None = None, anonymous: bool = False,
                  ssl_context: ssl.SSLContext | None = None, service: str = SERVICE,
-                 issuer: str = ISSUER, expires_in: int = 300):
+                 issuer: str = ISSUER, expires_in: int = 300, valid_for: int | None = None):
         self.pki = pki
         self.users = dict(users or {})
         self.anonymous = anonymous
         self.service = service
         self.issuer = issuer
         self.expires_in = expires_in
+        self.valid_for = valid_for
         self.limits: dict[str, set[str]] = {}  # user -> the only actions granted to them
         self.issued: list[Issued] = []
         self.refused: list[Refused] = []
@@ -178,8 +189,11 @@ class TokenServer:
                 allowed = [a for a in actions if user not in self.limits or a in self.limits[user]]
             access.append({"type": typ, "name": name, "actions": allowed})
         now = int(time.time())
+        exp = now + self.expires_in
+        if self.valid_for is not None:
+            exp = now + self.valid_for - REGISTRY_LEEWAY
         token = self.make_jwt({"iss": self.issuer, "sub": user or "", "aud": service or self.service,
-                               "exp": now + self.expires_in, "nbf": now - 10, "iat": now,
+                               "exp": exp, "nbf": now - 10, "iat": now,
                                "jti": secrets.token_hex(16), "access": access})
         with self._lock:
             self.issued.append(Issued(user, list(scopes), access, token))
