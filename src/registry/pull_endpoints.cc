@@ -93,9 +93,24 @@ Result<FetchedManifest> PullEndpoints::GetManifest(const std::string& tag_or_dig
 }
 
 Status PullEndpoints::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {
+  {
+    std::lock_guard lock(mu_);
+    auto it = exhausted_.find(blob.digest);
+    if (it != exhausted_.end()) {
+      if (std::chrono::steady_clock::now() - it->second.at < kFailureHold) return it->second.status;
+      exhausted_.erase(it);
+    }
+  }
   const auto deadline = Deadline();
-  return FirstThatAnswers<Status>("blob " + blob.digest.substr(0, 19),
-                                  [&](RegistrySession& s) { return s.ReadBlobRange(blob, offset, buf, deadline); });
+  Status status = FirstThatAnswers<Status>(
+      "blob " + blob.digest.substr(0, 19),
+      [&](RegistrySession& s) { return s.ReadBlobRange(blob, offset, buf, deadline); });
+  const auto now = std::chrono::steady_clock::now();
+  if (status.code() == Code::kUnavailable && now >= deadline) {
+    std::lock_guard lock(mu_);
+    exhausted_[blob.digest] = Exhausted{now, status};
+  }
+  return status;
 }
 
 }  // namespace ocifs

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -39,7 +40,11 @@ class PullEndpoints {
   // As RegistrySession::GetManifest, from the first endpoint that has it.
   [[nodiscard]] Result<FetchedManifest> GetManifest(const std::string& tag_or_digest);
   // As RegistrySession::ReadBlobRange: exactly the range, from the first
-  // endpoint that serves all of it (a failed attempt starts over).
+  // endpoint that serves all of it (a failed attempt starts over). A range
+  // of a blob whose last read failed unavailable after its whole budget less
+  // than kFailureHold ago fails at once with that error: the kernel asks a
+  // failed FUSE read again at once (its readahead, then the page), and that
+  // must not wait a second budget.
   [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf);
 
   // The primary location's session (referrers, messages).
@@ -66,8 +71,15 @@ class PullEndpoints {
   void Failed(Endpoint& e, const Status& status, const std::string& what);
   void Answered(Endpoint& e);
 
+  static constexpr std::chrono::milliseconds kFailureHold{1000};
+
   std::mutex mu_;
   std::vector<Endpoint> endpoints_;  // mirrors in order, then the primary (never empty)
+  struct Exhausted {
+    std::chrono::steady_clock::time_point at;
+    Status status;
+  };
+  std::map<std::string, Exhausted> exhausted_;  // blob digest -> its last budget-long failure; guarded by mu_
 };
 
 }  // namespace ocifs
