@@ -12,13 +12,15 @@
 
 #include "accel/accel_loader.h"
 #include "decode/zstd_chunked_toc.h"
+#include "disk/disk_format.h"
 #include "stack/image_stack.h"
 
 namespace ocifs {
 namespace {
 
-Result<std::unique_ptr<ImageStack>> OpenStack(const ImageCommandFlags& flags) {
-  OCIFS_RETURN_IF_ERROR(ConfigureLogging(flags.common));
+// `configure_logging`: false when the caller configured it already (it can be done once).
+Result<std::unique_ptr<ImageStack>> OpenStack(const ImageCommandFlags& flags, bool configure_logging = true) {
+  if (configure_logging) OCIFS_RETURN_IF_ERROR(ConfigureLogging(flags.common));
   OCIFS_ASSIGN_OR_RETURN(Reference ref, Reference::Parse(flags.reference));
   StackOptions options;
   OCIFS_ASSIGN_OR_RETURN(options.registry, ToRegistryOptions(flags.common));
@@ -43,12 +45,59 @@ std::string CompressionOf(const Descriptor& layer) {
   return std::string(LayerCompressionName(CompressionOfMediaType(layer.media_type)));
 }
 
+// What inspect and ls tell of a bare disk layer: its format and the size the
+// guest sees, as far as they are known without reading its whole stream.
+struct DiskFacts {
+  std::string format = "unknown";
+  std::optional<uint64_t> size;  // nullopt: known only at the end of its stream
+};
+
+DiskFacts FactsOf(const ImageStack& stack, const BareDiskLayer& disk) {
+  DiskFacts facts;
+  const ByteSourcePtr& decoded = stack.layers()[disk.layer].decoded;
+  auto format = DetectDiskFormat(*decoded, /*check_trailer=*/false);
+  if (!format.ok()) {
+    spdlog::warn("disk {}: {}", disk.name, format.status().ToString());
+    return facts;
+  }
+  facts.format = std::string(DiskFormatName(*format));
+  auto view = *format == DiskFormat::kQcow2 ? stack.OpenBareDisk(disk) : stack.BareDiskFile(disk, false);
+  if (!view.ok()) {
+    spdlog::warn("disk {}: {}", disk.name, view.status().ToString());
+  } else if ((*view)->size() != ByteSource::kUnknownSize) {
+    facts.size = (*view)->size();
+  }
+  return facts;
+}
+
+// The bare disk `path` names: its name, NAME.img or its title; null if none.
+const BareDiskLayer* FindDisk(const ImageStack& stack, std::string_view path) {
+  for (const BareDiskLayer& d : stack.disks()) {
+    if (path == d.name || path == d.name + ".img" || (!d.title.empty() && path == d.title)) return &d;
+  }
+  return nullptr;
+}
+
+// Whether the manifest has a layer its descriptor calls a disk (inspect then opens the layers).
+bool HasDiskLayers(const ResolvedImage& image) {
+  for (size_t i = 0; i < image.layers.size(); ++i) {
+    auto disk = ClassifyLayer(image.layers[i], i);
+    if (!disk.ok() || *disk) return true;  // a bad one is reported by the stack
+  }
+  return false;
+}
+
 Status RunInspect(const ImageCommandFlags& flags) {
   OCIFS_RETURN_IF_ERROR(ConfigureLogging(flags.common));
   OCIFS_ASSIGN_OR_RETURN(Reference ref, Reference::Parse(flags.reference));
   OCIFS_ASSIGN_OR_RETURN(RegistryOptions options, ToRegistryOptions(flags.common));
   OCIFS_ASSIGN_OR_RETURN(auto source, OpenImageSource(ref, options));
   OCIFS_ASSIGN_OR_RETURN(ResolvedImage image, source->Resolve());
+  // An artifact of disk layers: their names, formats and sizes need the layers' first bytes.
+  std::unique_ptr<ImageStack> stack;
+  if (HasDiskLayers(image)) {
+    OCIFS_ASSIGN_OR_RETURN(stack, OpenStack(flags, /*configure_logging=*/false));
+  }
   // An artifact that cannot be read is reported, not fatal: the image is.
   std::optional<FoundAccel> accel;
   if (auto found = FindAccel(*source, image); found.ok()) {
@@ -61,9 +110,14 @@ Status RunInspect(const ImageCommandFlags& flags) {
     j["reference"] = image.reference.ToString();
     j["digest"] = image.manifest_digest;
     j["mediaType"] = image.manifest_media_type;
+    if (!image.artifact_type.empty()) j["artifactType"] = image.artifact_type;
     if (!image.index_digest.empty()) j["indexDigest"] = image.index_digest;
     j["platform"] = image.platform.ToString();
-    j["config"] = {{"digest", image.config.digest}, {"size", image.config.size}};
+    j["config"] = {{"digest", image.config.digest}, {"size", image.config.size},
+                   {"mediaType", image.config.media_type}};
+    if (image.config.media_type == bare_disk::kKubevirtConfig) {
+      j["vmConfig"] = {{"digest", image.config.digest}, {"mediaType", image.config.media_type}};
+    }
     j["layers"] = nlohmann::json::array();
     for (const auto& layer : image.layers) {
       j["layers"].push_back({{"digest", layer.digest},
@@ -72,6 +126,15 @@ Status RunInspect(const ImageCommandFlags& flags) {
                              {"compression", CompressionOf(layer)}});
       if (HasZstdChunkedToc(layer.annotations)) j["layers"].back()["toc"] = "zstd:chunked";
     }
+    if (stack) {
+      j["disks"] = nlohmann::json::array();
+      for (const BareDiskLayer& d : stack->disks()) {
+        DiskFacts facts = FactsOf(*stack, d);
+        j["disks"].push_back({{"name", d.name}, {"title", d.title}, {"layer", d.digest},
+                              {"compression", std::string(CompressionName(d.compression))}, {"format", facts.format},
+                              {"size", facts.size ? nlohmann::json(*facts.size) : nlohmann::json(nullptr)}});
+      }
+    }
     j["accel"] = accel ? AccelJson(*accel) : nlohmann::json(nullptr);
     std::cout << j.dump(2) << std::endl;
     return Status::Ok();
@@ -79,6 +142,7 @@ Status RunInspect(const ImageCommandFlags& flags) {
   std::cout << "Reference: " << image.reference.ToString() << "\n"
             << "Digest: " << image.manifest_digest << "\n";
   if (!image.index_digest.empty()) std::cout << "IndexDigest: " << image.index_digest << "\n";
+  if (!image.artifact_type.empty()) std::cout << "ArtifactType: " << image.artifact_type << "\n";
   std::cout << "MediaType: " << image.manifest_media_type << "\n"
             << "Platform: " << image.platform.ToString() << "\n"
             << "Config: " << image.config.digest << "\n"
@@ -86,6 +150,16 @@ Status RunInspect(const ImageCommandFlags& flags) {
   for (const auto& layer : image.layers) {
     std::cout << "  " << layer.digest << " " << layer.size << " " << CompressionOf(layer)
               << (HasZstdChunkedToc(layer.annotations) ? " (zstd:chunked TOC)" : "") << "\n";
+  }
+  if (stack) {
+    std::cout << "Disks:\n";
+    for (const BareDiskLayer& d : stack->disks()) {
+      DiskFacts facts = FactsOf(*stack, d);
+      std::cout << "  " << d.name << " " << facts.format << " "
+                << (facts.size ? std::to_string(*facts.size) : std::string("size-unknown")) << " "
+                << CompressionName(d.compression) << " " << d.digest
+                << (d.title.empty() ? "" : " (" + d.title + ")") << "\n";
+    }
   }
   if (accel) {
     std::map<std::string_view, size_t> kinds;
@@ -143,24 +217,52 @@ void PrintNode(const MergedTree& tree, const Node& node, bool recurse) {
 Status RunLs(const ImageCommandFlags& flags) {
   OCIFS_ASSIGN_OR_RETURN(auto stack, OpenStack(flags));
   std::string path = NormalizePath(flags.path);
+  if (const BareDiskLayer* disk = FindDisk(*stack, path); disk != nullptr && stack->tree().Lookup(path) == nullptr) {
+    path.clear();  // a disk of the artifact: list the root, which shows it
+  }
   const Node* node = stack->tree().Lookup(path);
   if (node == nullptr) return NotFound("/" + path + ": no such file or directory in the image");
   PrintNode(stack->tree(), *node, true);
+  if (path.empty()) {
+    // Bare disk layers, as `mount --mode tree` shows them (the size is the guest's).
+    for (const BareDiskLayer& d : stack->disks()) {
+      DiskFacts facts = FactsOf(*stack, d);
+      std::cout << ModeString(S_IFREG | 0444) << " " << (facts.size ? std::to_string(*facts.size) : std::string("?"))
+                << " /" << d.name << ".img (" << facts.format << " disk, layer " << d.digest << ")\n";
+    }
+  }
   std::cout.flush();
   return Status::Ok();
 }
 
+Status WriteOut(const ByteSource& content, uint64_t size);
+
 Status RunCat(const ImageCommandFlags& flags) {
   OCIFS_ASSIGN_OR_RETURN(auto stack, OpenStack(flags));
   std::string path = NormalizePath(flags.path);
+  if (const BareDiskLayer* disk = FindDisk(*stack, path); disk != nullptr && stack->tree().Lookup(path) == nullptr) {
+    // The disk's bytes as stored, decompressed (a qcow2 stays qcow2); to its end when its size is unknown.
+    OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr content, stack->BareDiskFile(*disk, /*need_size=*/false));
+    return WriteOut(*content, content->size());
+  }
   OCIFS_ASSIGN_OR_RETURN(const Node* node, stack->tree().Resolve(path));
   if (node->entry.type != EntryType::kFile) return InvalidArgument("/" + path + " is not a regular file");
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr content, stack->FileContent(*node));
+  return WriteOut(*content, node->entry.size);
+}
+
+// Writes `size` bytes of `content` to stdout (kUnknownSize: to its end).
+Status WriteOut(const ByteSource& content, uint64_t size) {
   std::vector<uint8_t> buf(1 << 20);
   uint64_t offset = 0;
-  while (offset < node->entry.size) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), node->entry.size - offset));
-    OCIFS_RETURN_IF_ERROR(ReadExactly(*content, offset, std::span<uint8_t>(buf.data(), want)));
+  while (offset < size) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset));
+    if (size == ByteSource::kUnknownSize) {
+      OCIFS_ASSIGN_OR_RETURN(want, content.ReadAt(offset, std::span<uint8_t>(buf.data(), want)));
+      if (want == 0) break;
+    } else {
+      OCIFS_RETURN_IF_ERROR(ReadExactly(content, offset, std::span<uint8_t>(buf.data(), want)));
+    }
     size_t done = 0;
     while (done < want) {
       ssize_t n = ::write(STDOUT_FILENO, buf.data() + done, want - done);
@@ -225,7 +327,7 @@ void AddLsCommand(CLI::App* app, ImageCommandFlags* flags, int* exit_code) {
 
 void AddCatCommand(CLI::App* app, ImageCommandFlags* flags, int* exit_code) {
   CLI::App* sub = AddImageSubcommand(app, "cat", "write one file of the image to stdout", flags);
-  sub->add_option("PATH", flags->path, "file inside the image")->required();
+  sub->add_option("PATH", flags->path, "file inside the image, or the name of a disk layer")->required();
   sub->callback([flags, exit_code] {
     Status s = RunCat(*flags);
     *exit_code = s.ok() ? 0 : Fail(s);

@@ -377,6 +377,7 @@ Result<StackOptions> ToStackOptions(const MountConfig& config) {
   }
   if (!config.record_profile.empty()) options.blob_reads.recorder = std::make_shared<AccessRecorder>();
   options.disk_path = config.disk_path;
+  options.disk_name = config.disk_name;
   options.ready_at_disk_entry = config.mode == MountMode::kDisk;
   OCIFS_ASSIGN_OR_RETURN(options.accel, AccelChoice::Parse(config.accel));
   options.accel_profile = config.profile == ProfileSource::kImage;

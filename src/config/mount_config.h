@@ -48,6 +48,7 @@ struct MountConfig {
   // The mount.
   MountMode mode = MountMode::kDisk;
   std::string disk_path;  // inside the image; "" = the one file under disk/
+  std::string disk_name;  // a bare disk layer's name or title (--disk); "" = the only one
   std::string cache_dir;  // absolute; "" = DefaultCacheDir()
   uint64_t cache_size = 10ull << 30;   // bytes
   uint64_t memory_cache = 8ull << 20;  // bytes of inflated qcow2 clusters in memory

@@ -198,6 +198,10 @@ const MountOption kOptions[] = {
     {"disk-path", "disk_path", "diskPath", "PATH", M, false,
      "the disk file inside the image (default: the one file under disk/)", Text<&Cfg::disk_path>,
      FormatText<&Cfg::disk_path>, nullptr},
+    {"disk", "disk", "disk", "NAME", M, false,
+     "which disk of an artifact whose layers are disks (KubeVirt VM export, ORAS): its io.kubevirt.disk.name or "
+     "title (default: the only one)",
+     Text<&Cfg::disk_name>, FormatText<&Cfg::disk_name>, nullptr},
     {"cache-size", "cache_size", "", "SIZE", M, false, "bound of the chunk cache (default 10G)",
      Size<&Cfg::cache_size>, FormatSizeOf<&Cfg::cache_size>, nullptr},
     {"memory-cache", "memory_cache", "", "SIZE", M, false, "decompressed qcow2 clusters kept in memory (default 8M)",

@@ -8,7 +8,7 @@
 //  - pre-provisioned PV: the image is volume_context["image"] if set, else the
 //    volume_handle (volume_id). Only read-only access modes are accepted.
 // Optional attributes for both: the mount option table's volume attributes
-// (config/option_table.h: diskPath, mode, platform, tlsVerify, prefetchAll,
+// (config/option_table.h: diskPath, disk, mode, platform, tlsVerify, prefetchAll,
 // prefetchRate, profile, clusterCache), each checked by the table's parser.
 // Keys under "csi.storage.k8s.io/" are kubelet's and ignored; any other key
 // is refused, so that a typo is not silently ignored.

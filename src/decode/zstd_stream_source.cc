@@ -68,7 +68,9 @@ Result<uint64_t> ZstdStreamSource::Decode(uint64_t stop_after, const ChunkFn& on
 
 void ZstdStreamSource::RunPass() const {
   bool warned = false;
+  ZeroRunTracker zero_runs(zeros_);
   Result<uint64_t> result = Decode(UINT64_MAX, [&](uint64_t index, std::span<const uint8_t> data) {
+    zero_runs.Feed(index * chunk_size_, data);  // before the frontier moves: readers then find them known
     Status s = store_->Put(index, data);
     if (!s.ok() && !warned) {
       spdlog::warn("decoded chunk store refused chunk {} of {}: {}", index, Describe(), s.ToString());
@@ -88,6 +90,7 @@ void ZstdStreamSource::RunPass() const {
     progress_.Fail(Corrupt("zstd data of " + compressed_->Describe() + " decompressed to " + std::to_string(*result) +
                            " bytes, its frame header says " + std::to_string(known)));
   } else {
+    zero_runs.Finish(*result);
     size_.store(*result, std::memory_order_release);
     progress_.Complete(*result);
   }

@@ -15,6 +15,7 @@
 #include "decode/background_pass.h"
 #include "decode/pass_progress.h"
 #include "decode/segment_cache.h"
+#include "decode/zero_ranges.h"
 #include "ocifs/byte_source.h"
 
 namespace ocifs {
@@ -41,6 +42,9 @@ class ZstdStreamSource final : public ByteSource {
 
   uint64_t size() const override { return size_.load(std::memory_order_acquire); }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  // Holes: the runs of zeros (ZeroRanges::kMinRun or longer) the pass has
+  // seen so far (a raw disk's empty space); everything else is data.
+  Result<Extent> ExtentAt(uint64_t offset) const override { return zeros_.ExtentAt(offset, size()); }
   std::string Describe() const override { return "zstd(" + compressed_->Describe() + ")"; }
   Access access() const override { return Access::kStream; }
   bool KeepsDecoded() const override { return true; }  // its decoded store
@@ -62,6 +66,7 @@ class ZstdStreamSource final : public ByteSource {
   mutable std::atomic<uint64_t> size_;
   mutable std::atomic<uint64_t> restarts_{0};
   mutable SegmentCache cache_;
+  mutable ZeroRanges zeros_;  // found by the pass, before its frontier passes them
   // Held by the one restart running; taken before the progress's lock, never
   // inside it (the progress's, the cache's and the store's are leaf locks).
   mutable std::mutex restart_mu_;

@@ -55,6 +55,19 @@ Result<FsModel> BuildTreeModel(const ImageStack& stack, int64_t default_mtime) {
     model.root().mtime = root->entry.mtime;
   }
   OCIFS_RETURN_IF_ERROR(AddChildren(stack, "", 1, &model, 0));
+  // Bare disk layers (KubeVirt VM exports, ORAS-pushed disks): each as NAME.img at the root.
+  for (const BareDiskLayer& disk : stack.disks()) {
+    const std::string name = disk.name + ".img";
+    if (stack.tree().Lookup(name) != nullptr) {
+      return Corrupt("disk " + disk.name + " of layer " + disk.digest + ": the image already has a file /" + name);
+    }
+    FsNode node;
+    node.mode = S_IFREG | 0444;
+    node.mtime = model.root().mtime;
+    OCIFS_ASSIGN_OR_RETURN(node.content, stack.OpenBareDisk(disk));
+    node.size = node.content->size();
+    model.Add(1, name, std::move(node));
+  }
   model.Seal();
   return model;
 }

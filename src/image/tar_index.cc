@@ -69,6 +69,13 @@ Status ApplyPax(const std::map<std::string, std::string>& pax, TarHeader& h, std
 
 }  // namespace
 
+TarIndex TarIndex::Empty(std::string source_name) {
+  TarIndex index;
+  index.complete_ = true;
+  index.source_name_ = std::move(source_name);
+  return index;
+}
+
 Result<TarIndex> TarIndex::Build(const ByteSource& layer, const TarIndexOptions& options) {
   TarIndex index;
   index.source_name_ = layer.Describe();

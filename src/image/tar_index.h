@@ -52,6 +52,9 @@ class TarIndex {
   // Reads an index written by Save. kNotFound if the file does not exist;
   // kCorrupt for a wrong magic or version, a bad checksum, or a malformed body.
   [[nodiscard]] static Result<TarIndex> Load(const std::string& path);
+  // A complete index with no entries: the place of a layer that is no tar
+  // (a bare disk layer, image/bare_disk.h) in a merged tree.
+  static TarIndex Empty(std::string source_name);
 
  private:
   friend class TarIndexFile;

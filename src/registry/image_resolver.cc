@@ -25,6 +25,7 @@ Result<ResolvedImage> ResolveImage(const Reference& ref, FetchedManifest top, co
   }
   out.manifest_digest = current.digest;
   out.manifest_media_type = parsed.media_type;
+  out.artifact_type = parsed.artifact_type;
   out.manifest_size = current.bytes.size();
   out.config = parsed.config;
   out.layers = std::move(parsed.layers);

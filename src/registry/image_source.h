@@ -32,6 +32,7 @@ struct ResolvedImage {
                                   // pointed to — the index's when there is one)
   std::string manifest_digest;    // digest of the image manifest (not the index)
   std::string manifest_media_type;
+  std::string artifact_type;      // the manifest's OCI 1.1 artifactType; "" = none (an image)
   uint64_t manifest_size = 0;     // its bytes (an artifact's subject descriptor carries it)
   std::string index_digest;       // when resolved through an index/manifest list, else empty
   Platform platform;              // from the config (else the index entry)

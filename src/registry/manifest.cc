@@ -64,6 +64,7 @@ Result<ParsedManifest> ParseManifest(std::string_view bytes, std::string_view co
     return Unsupported(w + " has media type \"" + m.media_type.substr(0, 200) +
                        "\", which is not an image manifest or index");
   }
+  if (auto at = j.find("artifactType"); at != j.end() && at->is_string()) m.artifact_type = at->get<std::string>();
   auto config = j.find("config");
   if (config == j.end()) return Corrupt(w + ": image manifest without a config");
   OCIFS_ASSIGN_OR_RETURN(m.config, DescriptorFromJson(*config, w + ": config"));

@@ -23,6 +23,7 @@ bool IsImageManifestMediaType(std::string_view media_type);
 struct ParsedManifest {
   bool is_index = false;
   std::string media_type;            // from the document, else the Content-Type, else inferred
+  std::string artifact_type;         // OCI 1.1 "artifactType" of an image manifest; "" = none
   Descriptor config;                 // image manifests
   std::vector<Descriptor> layers;    // image manifests, bottom to top
   std::vector<Descriptor> manifests; // indexes

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 
 #include "base/slice_source.h"
 #include "cache/kept_piece_file.h"
@@ -57,10 +58,12 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
   bool stopped = false;
   for (size_t i = 0; i < stack->image_.layers.size(); ++i) {
     OCIFS_ASSIGN_OR_RETURN(LayerView view,
-                           stack->OpenLayer(stack->image_.layers[i], options.ready_at_disk_entry && !stopped));
+                           stack->OpenLayer(stack->image_.layers[i], i, options.ready_at_disk_entry && !stopped));
     stopped = stopped || view.index_partial;
+    if (view.bare) stack->disks_.push_back(*view.bare);
     stack->layers_.push_back(std::move(view));
   }
+  OCIFS_RETURN_IF_ERROR(CheckDiskNames(stack->disks_).WithContext(ref.ToString()));
   for (const LayerView& view : stack->layers_) indexes.push_back(view.index.get());
   OCIFS_ASSIGN_OR_RETURN(MergedTree tree, MergedTree::Build(indexes));
   stack->tree_.emplace(std::move(tree));
@@ -87,10 +90,11 @@ ImageStack::~ImageStack() {
   tasks_.reset();
 }
 
-Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_disk) const {
+Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position, bool stop_at_disk) const {
   LayerView view;
   view.descriptor = layer;
   std::string what = "layer " + layer.digest;
+  OCIFS_ASSIGN_OR_RETURN(view.bare, ClassifyLayer(layer, position));
   OCIFS_ASSIGN_OR_RETURN(view.blob, source_->OpenBlob(layer));
   if (cache_) {
     FetchPolicy reads = options_.blob_reads;
@@ -99,17 +103,6 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
     view.cached = std::make_shared<CachedSource>(view.blob, cache_, layer.digest,
                                                  FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
     view.blob = view.cached;
-  }
-
-  // The bytes decide the compression; the media type only has to agree.
-  auto detected = DetectCompression(*view.blob);
-  if (!detected.ok()) return detected.status().WithContext(what);
-  view.compression = *detected;
-  LayerCompression declared = CompressionOfMediaType(layer.media_type);
-  if (declared != LayerCompression::kUnknown &&
-      LayerCompressionName(declared) != CompressionName(view.compression)) {
-    spdlog::warn("{}: media type {} says {}, the bytes say {}; going by the bytes", what, layer.media_type,
-                 LayerCompressionName(declared), CompressionName(view.compression));
   }
 
   DecoderOptions decoder_options;
@@ -127,6 +120,20 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
   if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);
       targets != options_.gzip_checkpoint_targets.end()) {
     decoder_options.checkpoint_targets = targets->second;
+  }
+  if (view.bare) {
+    OCIFS_RETURN_IF_ERROR(OpenBareLayer(view, decoder_options));
+    return view;
+  }
+  // The bytes decide the compression; the media type only has to agree.
+  auto detected = DetectCompression(*view.blob);
+  if (!detected.ok()) return detected.status().WithContext(what);
+  view.compression = *detected;
+  LayerCompression declared = CompressionOfMediaType(layer.media_type);
+  if (declared != LayerCompression::kUnknown &&
+      LayerCompressionName(declared) != CompressionName(view.compression)) {
+    spdlog::warn("{}: media type {} says {}, the bytes say {}; going by the bytes", what, layer.media_type,
+                 LayerCompressionName(declared), CompressionName(view.compression));
   }
   auto decoded = OpenDecoded(view.blob, view.compression, decoder_options);
   if (!decoded.ok()) return decoded.status().WithContext(what);
@@ -147,6 +154,27 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, bool stop_at_di
       spdlog::warn("{}: ignoring the saved tar index {}: {}", what, index_path,
                    loaded.ok() ? std::string("incomplete") : loaded.status().ToString());
     }
+  }
+  // A layer that is no tar but a qcow2 disk by itself (an ORAS-pushed file
+  // with neither a disk media type nor a title): told by its first bytes.
+  std::array<uint8_t, 512> head{};
+  auto head_read = view.decoded->ReadAt(0, head);
+  if (!head_read.ok()) return head_read.status().WithContext(what);
+  if (LooksLikeBareQcow2(std::span<const uint8_t>(head.data(), *head_read))) {
+    OCIFS_ASSIGN_OR_RETURN(view.bare, ClassifyLayer(Descriptor{.media_type = "application/vnd.oci.image.layer.v1.tar",
+                                                               .digest = layer.digest,
+                                                               .annotations = layer.annotations},
+                                                    position));
+    if (!view.bare) {
+      view.bare = BareDiskLayer{.layer = position, .digest = layer.digest};
+      view.bare->name = "disk-" + layer.digest.substr(layer.digest.find(':') + 1, 12);
+    }
+    view.bare->media_type = layer.media_type;
+    view.bare->compression = view.compression;
+    view.bare->reason = "its bytes (qcow2, no tar)";
+    view.index = std::make_shared<TarIndex>(TarIndex::Empty(view.decoded->Describe()));
+    spdlog::info("{}: a qcow2 disk by itself, not a tar", what);
+    return view;
   }
   TarIndexOptions index_options;
   if (stop_at_disk && IsStream(*view.decoded)) {
@@ -231,8 +259,32 @@ std::shared_ptr<DecodedChunkStore> ImageStack::KeptStore(const std::string& key,
 }
 
 Result<ByteSourcePtr> ImageStack::OpenDisk() const {
+  if (!disks_.empty() && options_.disk_path.empty()) {
+    OCIFS_ASSIGN_OR_RETURN(const BareDiskLayer* disk, PickDisk(disks_, options_.disk_name));
+    return OpenBareDisk(*disk);
+  }
+  if (!options_.disk_name.empty()) {
+    return InvalidArgument("--disk " + options_.disk_name +
+                           ": the image has no bare disk layers (a file inside a containerDisk is chosen with --disk-path)");
+  }
   OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, options_.disk_path));
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
+  auto partial = std::find_if(layers_.begin(), layers_.end(), [](const LayerView& l) { return l.index_partial; });
+  // The verifier checks the trailer once the pass is there.
+  OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr view, ViewOfFile(file, node->layer, node->entry.data_offset,
+                                                        partial == layers_.end(), "disk /" + node->entry.path));
+  if (partial != layers_.end()) {
+    // Over everything the disk's reads may be served from (memory, the kept
+    // chunks and clusters, the layer), so a poison fails them all.
+    auto guarded = std::make_shared<GuardedSource>(view);
+    VerifyInBackground(*node, guarded, file, static_cast<size_t>(partial - layers_.begin()));
+    view = guarded;
+  }
+  return view;
+}
+
+Result<ByteSourcePtr> ImageStack::ViewOfFile(ByteSourcePtr file, size_t layer_index, uint64_t data_offset,
+                                             bool check_trailer, const std::string& what) const {
   DiskViewOptions disk_options;
   disk_options.scheduler = scheduler_;
   disk_options.memory_cache_bytes = options_.memory_cache_bytes;
@@ -240,7 +292,7 @@ Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   // The disk is one file of one immutable layer: what is kept of it is named
   // by the layer's digest and where the file's data starts in the layer's tar.
   auto key_of = [&](std::string_view kind) {
-    return DerivedCacheKey(layers_[node->layer].descriptor.digest, kind, node->entry.data_offset);
+    return DerivedCacheKey(layers_[layer_index].descriptor.digest, kind, data_offset);
   };
   if (keep_decoded) {
     // Called within OpenDiskView below, while `this` is certainly alive.
@@ -248,25 +300,17 @@ Result<ByteSourcePtr> ImageStack::OpenDisk() const {
       return KeptStore(key, cluster_size);
     };
   }
-  auto partial = std::find_if(layers_.begin(), layers_.end(), [](const LayerView& l) { return l.index_partial; });
-  if (partial != layers_.end()) disk_options.check_trailer = false;  // the verifier checks it once the pass is there
+  disk_options.check_trailer = check_trailer;
   auto view = OpenDiskView(file, disk_options);
-  if (!view.ok()) return view.status().WithContext("disk /" + node->entry.path);
+  if (!view.ok()) return view.status().WithContext(what);
   // A raw disk in a compressed layer: keep the chunks its reads decompress
   // (not for a single-frame zstd layer: its decoder keeps the whole stream).
-  const LayerView& layer = layers_[node->layer];
+  const LayerView& layer = layers_[layer_index];
   if (keep_decoded && *view == file && layer.compression != Compression::kNone &&
       !layer.decoded->KeepsDecoded() && file->size() != ByteSource::kUnknownSize) {
     if (auto store = KeptStore(key_of("raw-chunks"), kRawChunkBytes)) {
       *view = std::make_shared<StoredChunkSource>(*view, std::move(store));
     }
-  }
-  if (partial != layers_.end()) {
-    // Over everything the disk's reads may be served from (memory, the kept
-    // chunks and clusters, the layer), so a poison fails them all.
-    auto guarded = std::make_shared<GuardedSource>(*view);
-    VerifyInBackground(*node, guarded, file, static_cast<size_t>(partial - layers_.begin()));
-    *view = guarded;
   }
   return view;
 }

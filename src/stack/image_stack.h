@@ -25,6 +25,7 @@
 #include "accel/accel_loader.h"
 #include "cache/chunk_cache.h"
 #include "decode/compression.h"
+#include "image/bare_disk.h"
 #include "image/merged_tree.h"
 #include "image/tar_index.h"
 #include "ocifs/byte_source.h"
@@ -64,6 +65,9 @@ struct StackOptions {
   // copies, not inflates from a checkpoint. Needs cache_dir.
   bool keep_pass_output = true;
   std::string disk_path;  // as --disk-path; "" = the one file under disk/
+  // As --disk: the bare disk layer to serve, by io.kubevirt.disk.name or
+  // title; "" = the only one (image/bare_disk.h PickDisk).
+  std::string disk_name;
   // The acceleration artifact to use (docs/accel-format.md); needs cache_dir.
   // Its profile, if it has one, is prefetched from the start unless
   // blob_reads.profile is set or accel_profile is false.
@@ -83,6 +87,9 @@ struct LayerView {
   ByteSourcePtr decoded;  // the layer's tar stream
   std::shared_ptr<const TarIndex> index;
   bool index_partial = false;  // stopped at the disk's entry (ready_at_disk_entry)
+  // A layer that is a disk by itself (no tar; `decoded` is the disk file and
+  // `index` is empty): by its media type, title or bytes (image/bare_disk.h).
+  std::optional<BareDiskLayer> bare;
 };
 
 class ImageStack {
@@ -119,7 +126,18 @@ class ImageStack {
 
   // The VM disk (KubeVirt's contract: the one regular file under disk/, or
   // options.disk_path), as raw bytes: qcow2 is translated, anything else is raw.
+  // An image with bare disk layers (disks()) serves one of those instead
+  // (options.disk_name, or the only one), unless options.disk_path is set.
   [[nodiscard]] Result<ByteSourcePtr> OpenDisk() const;
+  // The bare disk layers, bottom to top; their names are unique (Open checks).
+  const std::vector<BareDiskLayer>& disks() const { return disks_; }
+  // `disk` as the guest sees it (raw; qcow2 translated), with the cache,
+  // kept pieces and holes a containerDisk's disk gets (bare_disk_stack.cc).
+  [[nodiscard]] Result<ByteSourcePtr> OpenBareDisk(const BareDiskLayer& disk) const;
+  // The decompressed bytes of `disk`'s layer, as stored (qcow2 not translated;
+  // `oci-fs cat`), sized as BareDiskSource says (need_size: wait for a
+  // stream of unknown size to end rather than leave the size unknown).
+  [[nodiscard]] Result<ByteSourcePtr> BareDiskFile(const BareDiskLayer& disk, bool need_size) const;
   // An access profile shipped inside the image (docs/profile-format.md):
   // the regular file kShippedProfilePath of the merged tree, typically a
   // small layer added on top of the containerDisk. Loads it and starts
@@ -138,7 +156,14 @@ class ImageStack {
 
  private:
   ImageStack() = default;
-  [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer, bool stop_at_disk) const;
+  [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer, size_t position, bool stop_at_disk) const;
+  // OpenLayer's part for a layer classified as a bare disk (`view.bare`):
+  // checks the blob holds what its descriptor says and opens its decoder.
+  [[nodiscard]] Status OpenBareLayer(LayerView& view, const struct DecoderOptions& decoder_options) const;
+  // The disk view over `file`, the data at `data_offset` of layer `layer`:
+  // OpenDiskView with the kept clusters and pieces keyed by that place.
+  [[nodiscard]] Result<ByteSourcePtr> ViewOfFile(ByteSourcePtr file, size_t layer, uint64_t data_offset,
+                                                 bool check_trailer, const std::string& what) const;
   // Completes layer `partial`'s index in a kFirstPass task and poisons `disk`
   // if the complete image locates another disk (or none).
   void VerifyInBackground(const Node& served, std::shared_ptr<class GuardedSource> disk, ByteSourcePtr file,
@@ -161,6 +186,7 @@ class ImageStack {
   AccelUse accel_;
   std::vector<LayerView> layers_;
   std::optional<MergedTree> tree_;
+  std::vector<BareDiskLayer> disks_;
   // The stack's own tasks: the index check of a stack ready at the disk's entry (kFirstPass). Last.
   std::unique_ptr<TaskGroup> tasks_;
 };

@@ -236,5 +236,5 @@ TEST_CASE("ToArgs leaves out the defaults and, for inspect, the mount's own opti
 
 TEST_CASE("the volume attributes are the table's") {
   CHECK(VolumeAttributeNames() ==
-        "tlsVerify, platform, mode, diskPath, prefetchAll, prefetchRate, profile, accel, clusterCache");
+        "tlsVerify, platform, mode, diskPath, disk, prefetchAll, prefetchRate, profile, accel, clusterCache");
 }

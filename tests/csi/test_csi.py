@@ -444,3 +444,37 @@ def test_a_plugin_of_another_version_restarts_the_volumes_it_adopts(make_plugin,
         assert f.read() == expected
     unpublish(plugin, target)
     assert_clean(plugin, target)
+
+
+def test_a_disk_of_a_kubevirt_vm_export_by_its_disk_attribute(make_plugin, backend, workdir):
+    """A VM export artifact (docs/bare-disks.md): disk layers without a tar; `disk` picks one."""
+    registry, repo = backend.registry, "csi/vm-export"
+    disks = {"rootdisk": disk_bytes("root", 2 << 20), "datadisk": disk_bytes("data", 1 << 20)}
+    config = images.Blob(json.dumps({"kind": "VirtualMachine"}).encode(),
+                         "application/vnd.kubevirt.virtualmachine.config.v1+json")
+    layers = [images.Blob(images.compress(data, "zstd"), "application/vnd.kubevirt.disk.raw+zstd",
+                          {"io.kubevirt.disk.name": name, "io.kubevirt.disk.size": f"{len(data) >> 10}Ki",
+                           "org.opencontainers.image.title": f"{name}.raw.zst"})
+              for name, data in disks.items()]
+    client = registry.client(None)
+    for blob in [config, *layers]:
+        client.put_blob(repo, blob.data, blob.digest)
+    manifest = {"schemaVersion": 2, "mediaType": images.OCI_MANIFEST,
+                "artifactType": "application/vnd.kubevirt.virtualmachine.v1",
+                "config": config.descriptor(), "layers": [layer.descriptor() for layer in layers]}
+    client.put_manifest(repo, "v1", json.dumps(manifest).encode(), images.OCI_MANIFEST)
+    ref = registry.ref(repo, "v1")
+
+    plugin = make_plugin()
+    target = target_of(workdir, "vm-export")
+    publish(plugin, target, ref, context=dict(EPHEMERAL, image=ref, disk="rootdisk"))
+    assert os.listdir(target) == ["disk.img"]
+    assert read_disk(target) == disks["rootdisk"]
+    [record] = plugin.records()
+    assert record["attributes"]["disk"] == "rootdisk"
+    unpublish(plugin, target)
+    assert_clean(plugin, target)
+    # Two disks and no choice: refused, listing them.
+    other = target_of(workdir, "vm-export-2")
+    err = rpc_error(publish, plugin, other, ref)
+    assert "rootdisk" in err.details() and "datadisk" in err.details(), err.details()

@@ -319,6 +319,30 @@ TEST_CASE("zstd without content sizes has an unknown size until its pass ends") 
   CHECK(source->size() == data.size());
 }
 
+TEST_CASE("a single-frame zstd stream reports the runs of zeros its pass saw as holes") {
+  auto data = MakeData(2 << 20, 13);
+  std::fill(data.begin() + (256 << 10), data.begin() + (1 << 20), 0);  // 768 KiB of zeros
+  DecoderOptions options;
+  options.decoded_store = MakeMemoryDecodedStore(100000);  // chunks that do not line up with the run
+  auto source = OpenZstd(std::make_shared<MemorySource>(CompressOneFrame(data, true)), options);
+  auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
+  REQUIRE(stream != nullptr);
+  REQUIRE(stream->WaitUntilDecoded().ok());
+  auto before = source->ExtentAt(0);
+  REQUIRE(before.ok());
+  CHECK_FALSE(before->hole);
+  CHECK(before->length == 256 << 10);
+  auto hole = source->ExtentAt(300 << 10);
+  REQUIRE(hole.ok());
+  CHECK(hole->hole);
+  CHECK(hole->offset + hole->length == 1 << 20);
+  auto after = source->ExtentAt(1 << 20);
+  REQUIRE(after.ok());
+  CHECK_FALSE(after->hole);
+  CHECK(after->offset + after->length == data.size());
+  CheckRandomReads(*source, data, 30, 14);
+}
+
 TEST_CASE("a chunk missing from the store is decompressed again from the start") {
   auto data = MakeData(4 << 20, 11);
   DecoderOptions options;
