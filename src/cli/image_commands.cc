@@ -113,8 +113,7 @@ Status RunInspect(const ImageCommandFlags& flags) {
     if (!image.artifact_type.empty()) j["artifactType"] = image.artifact_type;
     if (!image.index_digest.empty()) j["indexDigest"] = image.index_digest;
     j["platform"] = image.platform.ToString();
-    j["config"] = {{"digest", image.config.digest}, {"size", image.config.size},
-                   {"mediaType", image.config.media_type}};
+    j["config"] = {{"digest", image.config.digest}, {"size", image.config.size}};
     if (image.config.media_type == bare_disk::kKubevirtConfig) {
       j["vmConfig"] = {{"digest", image.config.digest}, {"mediaType", image.config.media_type}};
     }

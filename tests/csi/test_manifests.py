@@ -135,5 +135,13 @@ def test_examples_use_the_driver():
     vm = one("examples/kubevirt-vm.yaml", "VirtualMachine")
     [vol] = vm["spec"]["template"]["spec"]["volumes"]
     assert vol["ephemeral"]["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+    # A VM export artifact (docs/bare-disks.md): its PV names the disk; the VM boots from its claim.
+    export_pv = one("examples/kubevirt-vm-export.yaml", "PersistentVolume")
+    assert export_pv["spec"]["csi"]["driver"] == DRIVER and export_pv["spec"]["accessModes"] == ["ReadOnlyMany"]
+    assert export_pv["spec"]["csi"]["volumeAttributes"]["disk"] == "rootdisk"
+    export_pvc = one("examples/kubevirt-vm-export.yaml", "PersistentVolumeClaim")
+    assert export_pvc["spec"]["volumeName"] == export_pv["metadata"]["name"]
+    [export_vol] = one("examples/kubevirt-vm-export.yaml", "VirtualMachine")["spec"]["template"]["spec"]["volumes"]
+    assert export_vol["ephemeral"]["persistentVolumeClaim"]["claimName"] == export_pvc["metadata"]["name"]
     assert sorted(p.name for p in ex.glob("*.yaml")) == [
-        "inline-volume-pod.yaml", "kubevirt-vm.yaml", "private-image.yaml", "pv-pvc.yaml"]
+        "inline-volume-pod.yaml", "kubevirt-vm-export.yaml", "kubevirt-vm.yaml", "private-image.yaml", "pv-pvc.yaml"]
