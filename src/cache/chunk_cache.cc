@@ -75,6 +75,7 @@ ChunkCache::ChunkCache(const ChunkCacheOptions& o, std::unique_ptr<ChunkStore> s
     : dir_(o.dir),
       chunk_size_(o.chunk_size),
       touch_interval_ms_(o.touch_interval_ms),
+      max_bytes_(o.max_bytes),
       store_(std::move(store)),
       usage_(std::move(usage)),
       lru_(std::make_unique<LruPolicy>(std::min(kMaxTrackedChunks, 2 * (o.max_bytes / o.chunk_size) + 1024),
@@ -469,6 +470,8 @@ std::string ChunkCache::KeptPath(std::string_view key) const {
   if (!ValidateCacheKey(key).ok()) return {};
   return store_->KeptPath(key);
 }
+
+uint64_t ChunkCache::used_bytes() const { return usage_->Get(); }
 
 ChunkCacheStats ChunkCache::stats() const {
   return {hits_.load(),           misses_.load(),      fetched_bytes_.load(),  evictions_.load(),

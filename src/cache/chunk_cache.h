@@ -187,6 +187,10 @@ class ChunkCache {
   uint32_t touch_interval_ms() const { return touch_interval_ms_; }
 
   ChunkCacheStats stats() const;
+  // Bytes the directory's files take now, by the usage counter every process
+  // of the directory shares; and the bound this handle was opened with.
+  uint64_t used_bytes() const;
+  uint64_t max_bytes() const { return max_bytes_; }
 
  private:
   // One fetch in progress; shared by its leader and waiters.
@@ -237,6 +241,7 @@ class ChunkCache {
   const std::string dir_;
   const uint32_t chunk_size_;
   const uint32_t touch_interval_ms_;
+  const uint64_t max_bytes_;
   const std::unique_ptr<ChunkStore> store_;
   const std::unique_ptr<SharedUsage> usage_;
   const std::unique_ptr<LruPolicy> lru_;

@@ -10,9 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/common_flags.h"
+#include "cli/status_stats.h"
 #include "fuse/keeper.h"
 #include "fuse/keeper_channel.h"
 #include "fuse/mount_state.h"
+#include "fuse/mount_stats.h"
 
 namespace ocifs {
 namespace {
@@ -125,7 +127,13 @@ void AddStatusCommand(CLI::App* app, int* exit_code) {
       }
     }
     nlohmann::json all = nlohmann::json::array();
-    for (const MountState& s : states) all.push_back(StatusJson(s, CheckMountHealth(s)));
+    for (const MountState& s : states) {
+      nlohmann::json j = StatusJson(s, CheckMountHealth(s));
+      // What its serving processes published (docs/mount-stats-format.md); null if nothing yet.
+      auto stats = SumMountStats(LoadMountStats(dir, s.mountpoint));
+      j["stats"] = stats.ok() ? StatusStatsJson(*stats) : nlohmann::json(nullptr);
+      all.push_back(std::move(j));
+    }
     if (flags->json) {
       std::cout << all.dump() << "\n";
       return;
@@ -137,6 +145,7 @@ void AddStatusCommand(CLI::App* app, int* exit_code) {
                 << "  server:    " << j["server_pid"] << (j["server_alive"].get<bool>() ? "" : " (gone)") << "\n"
                 << "  takeovers: " << j["takeovers"] << "\n"
                 << "  uptime:    " << j["uptime_seconds"] << " s\n";
+      if (!j["stats"].is_null()) std::cout << StatusStatsText(j["stats"], ::isatty(STDOUT_FILENO) == 1);
     }
   });
 }

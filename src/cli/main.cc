@@ -80,6 +80,7 @@ int main(int argc, char** argv) {
                   "kubelet CredentialProviderConfig (YAML or JSON): provider plugins for volumes without a secret");
   csi->add_option("--image-credential-provider-bin-dir", csi_options.image_credential_provider_bin_dir,
                   "directory of the credential provider plugins");
+  csi->add_option("--metrics-address", csi_options.metrics_address, "serve Prometheus /metrics on HOST:PORT");
   csi->callback([&] {
     if (csi_tls_verify != "true" && csi_tls_verify != "false") {
       std::cerr << "oci-fs: --tls-verify must be true or false\n";

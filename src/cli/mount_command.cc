@@ -23,6 +23,8 @@
 #include "cache/chunk_cache.h"
 #include "cli/keeper_commands.h"
 #include "cli/keeper_link.h"
+#include "cli/mount_stats_publisher.h"
+#include "fuse/mount_state.h"
 #include "fuse/fuse_server.h"
 #include "registry/fetch_stats.h"
 #include "sched/task_group.h"
@@ -257,10 +259,16 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd, K
   // counters now; they are also written every second and at the end.
   std::optional<StatsTimer> stats_timer;
   if (!config.stats_file.empty()) stats_timer.emplace(scheduler, config.stats_file, **stack);
+  // A kept mount's serving process publishes its counters beside the state file.
+  std::optional<MountStatsPublisher> published;
+  if (keeper != nullptr) {
+    published.emplace(scheduler, MountStateDir(), flags.mountpoint, flags.reference, config.prefetch_all, **stack);
+  }
   Status run = (*server)->Run();
   server->reset();
   if (keeper != nullptr) keeper->StopWatching();  // before the scheduler stops
   stats_timer.reset();
+  published.reset();
   scheduler->Stop();
   WriteStats(config.stats_file, **stack);
   spdlog::info("unmounted {}", flags.mountpoint);

@@ -9,11 +9,14 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
 #include "csi/identity_service.h"
 #include "csi/mount_cgroup.h"
+#include "csi/metrics_registry.h"
+#include "csi/metrics_server.h"
 #include "csi/mount_launcher.h"
 #include "csi/mount_watcher.h"
 #include "csi/node_service.h"
@@ -25,6 +28,15 @@ namespace ocifs {
 namespace {
 
 constexpr auto kWatchInterval = std::chrono::seconds(3);
+
+// The watcher's period: kWatchInterval, or OCIFS_CSI_WATCH_SECONDS (tests
+// that must see a dead mount before the watcher repairs it set it high).
+std::chrono::seconds WatchInterval() {
+  const char* text = std::getenv("OCIFS_CSI_WATCH_SECONDS");
+  if (text == nullptr || *text == '\0') return kWatchInterval;
+  long seconds = std::strtol(text, nullptr, 10);
+  return seconds > 0 ? std::chrono::seconds(seconds) : kWatchInterval;
+}
 
 std::string SelfExe() {
   char buf[PATH_MAX];
@@ -90,6 +102,19 @@ int RunCsiCommand(const CsiOptions& options) {
   }
   VolumeCredentials credentials(&store, providers.get());
   VolumeManager manager(&store, &launcher, &credentials);
+  // /metrics: the volumes' published counters, read at each scrape.
+  MetricsRegistry metrics;
+  std::unique_ptr<MetricsServer> metrics_server;
+  if (!options.metrics_address.empty()) {
+    auto address = ParseMetricsAddress(options.metrics_address);
+    if (!address.ok()) return Fail("csi: " + address.status().message());
+    auto started = MetricsServer::Start(*address, [&metrics, &manager] {
+      return metrics.Render(manager.Samples(), PluginSample{manager.remounts()});
+    });
+    if (!started.ok()) return Fail("csi: " + started.status().message());
+    metrics_server = std::move(started).value();
+    spdlog::info("csi: serving /metrics on {}", options.metrics_address);
+  }
   IdentityService identity(&manager);
   NodeService node(&manager, options.node_id);
 
@@ -124,7 +149,7 @@ int RunCsiCommand(const CsiOptions& options) {
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(10));
   });
   {
-    MountWatcher watcher(&manager, kWatchInterval);
+    MountWatcher watcher(&manager, WatchInterval());
     server->Wait();
     recovery.join();
   }

@@ -29,6 +29,7 @@ struct CsiOptions {
   // Kubelet credential provider plugins for volumes without a secret
   // (docs/kubernetes.md); "" = none.
   std::string image_credential_provider_config, image_credential_provider_bin_dir;
+  std::string metrics_address;  // HOST:PORT serving /metrics (docs/metrics.md); "" = none
 };
 
 int RunCsiCommand(const CsiOptions& options);

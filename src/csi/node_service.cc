@@ -78,6 +78,9 @@ grpc::Status NodeService::NodeGetCapabilities(grpc::ServerContext*,
                                               csi::v1::NodeGetCapabilitiesResponse* resp) {
   resp->add_capabilities()->mutable_rpc()->set_type(
       csi::v1::NodeServiceCapability::RPC::GET_VOLUME_STATS);
+  // kubelet shows a volume's condition (an event on its pod) only when asked to.
+  resp->add_capabilities()->mutable_rpc()->set_type(
+      csi::v1::NodeServiceCapability::RPC::VOLUME_CONDITION);
   return grpc::Status::OK;
 }
 

@@ -1,5 +1,7 @@
 #include "csi/volume_manager.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -169,6 +171,7 @@ Status VolumeManager::Repair(VolumeRecord record) {
   record.ocifs_version = OCIFS_VERSION;
   OCIFS_RETURN_IF_ERROR(store_->Save(record));
   Put(record);
+  remounts_.fetch_add(1);
   spdlog::info("csi: remounted {} ({}) at {}, pid {}", record.spec.volume_id, record.PinnedRef(),
                target, record.mount_pid);
   return Status::Ok();
@@ -186,7 +189,15 @@ Result<VolumeStats> VolumeManager::Stats(const std::string& volume_id, const std
   if (state != MountState::kHealthy) {
     stats.abnormal = true;
     stats.condition = "mount at " + path + " is " + std::string(MountStateName(state)) +
+                      (state == MountState::kDisconnected ? " (its serving process is gone: reads fail with ENOTCONN)"
+                                                          : "") +
                       "; the plugin remounts it";
+    return stats;
+  }
+  PublishedMount published = ReadPublished(PublishedStateDir(), path, NowMs());
+  if (!published.state.empty()) {
+    stats.abnormal = true;
+    stats.condition = "mount at " + path + " is " + published.problem;
     return stats;
   }
   struct statvfs vfs;
@@ -199,6 +210,29 @@ Result<VolumeStats> VolumeManager::Stats(const std::string& volume_id, const std
   stats.available_inodes = static_cast<int64_t>(vfs.f_favail);
   stats.used_inodes = static_cast<int64_t>(vfs.f_files - vfs.f_ffree);
   return stats;
+}
+
+std::vector<VolumeSample> VolumeManager::Samples() const {
+  std::vector<VolumeRecord> records;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [target, r] : volumes_) records.push_back(r);
+  }
+  std::vector<VolumeSample> out;
+  const std::string dir = PublishedStateDir();
+  const int64_t now = NowMs();
+  for (const VolumeRecord& r : records) {
+    VolumeSample v;
+    v.volume_id = r.spec.volume_id;
+    v.target = r.spec.target_path;
+    v.published = ReadPublished(dir, v.target, now);
+    MountState state = ProbeMount(v.target);
+    v.state = state == MountState::kHealthy ? (v.published.state.empty() ? "healthy" : v.published.state)
+                                            : std::string(MountStateName(state));
+    std::replace(v.state.begin(), v.state.end(), ' ', '_');
+    out.push_back(std::move(v));
+  }
+  return out;
 }
 
 void VolumeManager::Recover() {

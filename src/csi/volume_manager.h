@@ -23,7 +23,9 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "csi/metrics_registry.h"
 #include "csi/mount_launcher.h"
 #include "csi/volume_credentials.h"
 #include "csi/volume_spec.h"
@@ -55,6 +57,10 @@ class VolumeManager {
   // NotFound if nothing of ours is published at `path` for `volume_id`.
   Result<VolumeStats> Stats(const std::string& volume_id, const std::string& path);
 
+  // Every published volume, probed now (a stat of each target), with what its mount published.
+  std::vector<VolumeSample> Samples() const;
+  uint64_t remounts() const { return remounts_.load(); }
+
   void Recover();
   void RepairDead();
   bool ready() const { return ready_.load(); }
@@ -78,6 +84,7 @@ class VolumeManager {
   const MountLauncher* launcher_;
   VolumeCredentials* credentials_;
   std::atomic<bool> ready_{false};
+  std::atomic<uint64_t> remounts_{0};  // successful Repair calls
 
   mutable std::mutex mu_;
   std::map<std::string, VolumeRecord> volumes_;                   // guarded by mu_

@@ -1,6 +1,7 @@
 #define FUSE_USE_VERSION 312
 #include "fuse/fuse_server.h"
 
+#include <chrono>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
 #include <spdlog/spdlog.h>
@@ -17,6 +18,25 @@
 #include "sched/task_group.h"
 
 namespace ocifs {
+
+void FuseReadStats::RecordError(const std::string& message) {
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  std::lock_guard lock(mu_);
+  last_error_ = message.substr(0, 300);
+  last_error_ms_ = now;
+}
+
+std::pair<std::string, int64_t> FuseReadStats::LastError() const {
+  std::lock_guard lock(mu_);
+  return {last_error_, last_error_ms_};
+}
+
+FuseReadStats& GlobalFuseReadStats() {
+  static FuseReadStats stats;
+  return stats;
+}
+
 
 struct FuseServer::State {
   std::shared_ptr<const FsModel> model;
@@ -154,12 +174,19 @@ void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_in
   if (off < 0) return (void)fuse_reply_err(req, EINVAL);
   thread_local ReadBuffer buffer;
   uint8_t* buf = buffer.Get(size);
+  FuseReadStats& stats = GlobalFuseReadStats();
+  const auto start = std::chrono::steady_clock::now();
   auto got = n->content->ReadAt(static_cast<uint64_t>(off), std::span<uint8_t>(buf, size));
+  stats.latency.Observe(std::chrono::steady_clock::now() - start);
+  stats.reads.fetch_add(1, std::memory_order_relaxed);
   if (!got.ok()) {
+    stats.read_errors.fetch_add(1, std::memory_order_relaxed);
+    stats.RecordError(got.status().ToString());
     spdlog::error("read of {} bytes at {} from {} failed: {}", size, off, n->content->Describe(),
                   got.status().ToString());
     return (void)fuse_reply_err(req, EIO);
   }
+  stats.read_bytes.fetch_add(*got, std::memory_order_relaxed);
   fuse_reply_buf(req, reinterpret_cast<const char*>(buf), *got);
 }
 

@@ -4,10 +4,14 @@
 // EIO (and logged with its cause), a write attempt EROFS.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
+#include <utility>
 #include <string>
 #include <vector>
 
+#include "base/latency_histogram.h"
 #include "base/unique_fd.h"
 #include "fuse/fs_model.h"
 #include "ocifs/status.h"
@@ -16,6 +20,24 @@
 struct fuse_session;
 
 namespace ocifs {
+
+// What this process's FUSE reads did (docs/mount-stats-format.md): reads
+// answered, those answered with an error (EIO), bytes returned, and each
+// read's latency from the request to the reply. Thread safety: atomics.
+struct FuseReadStats {
+  std::atomic<uint64_t> reads{0}, read_errors{0}, read_bytes{0};
+  LatencyHistogram latency;
+
+  // The last failed read's error and when (ms since the epoch); "" / 0 if none.
+  void RecordError(const std::string& message);
+  std::pair<std::string, int64_t> LastError() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::string last_error_;     // guarded by mu_
+  int64_t last_error_ms_ = 0;  // guarded by mu_
+};
+FuseReadStats& GlobalFuseReadStats();
 
 struct FuseServerOptions {
   // Runs the server's one timer (raising the mount's kernel readahead after

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "fuse/keeper_channel.h"
+#include "fuse/mount_stats.h"
 
 namespace ocifs {
 namespace {
@@ -319,6 +320,7 @@ void Keeper::EndMount(int exit_code) {
   current_.reset();
   ::unlink(MountStatePath(options_.state_dir, options_.mountpoint, ".json").c_str());
   ::unlink(state_.socket.c_str());
+  RemoveMountStats(options_.state_dir, options_.mountpoint);  // every serving process has ended
 }
 
 void Keeper::Publish() {

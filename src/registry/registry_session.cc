@@ -247,6 +247,18 @@ Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, s
   req.sink = &sink;
   req.deadline = deadline.value_or(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds_));
   auto& stats = GlobalFetchStats();
+  // Counts the range read and its latency on every way out; `fetched` is set where it succeeds.
+  bool fetched = false;
+  struct FetchTimer {
+    FetchStats& stats;
+    const bool& fetched;
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    ~FetchTimer() {
+      stats.fetch_latency.Observe(std::chrono::steady_clock::now() - start);
+      stats.blob_fetches.fetch_add(1, std::memory_order_relaxed);
+      if (!fetched) stats.blob_fetch_errors.fetch_add(1, std::memory_order_relaxed);
+    }
+  } timer{stats, fetched};
 
   // A storage URL the registry redirected to earlier, until it fails.
   std::optional<std::string> cached;
@@ -266,7 +278,10 @@ Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, s
     req.peer = "blob storage";
     stats.blob_requests.fetch_add(1, std::memory_order_relaxed);
     auto resp = http_->Perform(req);
-    if (resp.ok() && resp->status / 100 == 2) return Status::Ok();
+    if (resp.ok() && resp->status / 100 == 2) {
+      fetched = true;
+      return Status::Ok();
+    }
     spdlog::debug("registry {}: stored location of {} failed ({}); asking the registry again", ref_.registry,
                   blob.digest, resp.ok() ? "HTTP " + std::to_string(resp->status) : resp.status().message());
     std::lock_guard lock(locations_mu_);
@@ -300,7 +315,10 @@ Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, s
       locations_[blob.digest] = Location{from, std::chrono::steady_clock::now()};
     }
   }
-  if (resp.status / 100 == 2) return Status::Ok();
+  if (resp.status / 100 == 2) {
+    fetched = true;
+    return Status::Ok();
+  }
   if (resp.status == 416) {
     return Corrupt(what + " of " + Name() + " is shorter than its descriptor says (" + std::to_string(blob.size) +
                    " bytes): range " + std::to_string(offset) + "+" + std::to_string(buf.size()) + " not satisfiable");

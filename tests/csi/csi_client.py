@@ -87,6 +87,7 @@ class Plugin:
         self.cache_dir = workdir / "cache"
         self.log_path = workdir / "plugin.log"
         self.extra_args = list(extra_args)
+        self.env_extra: dict[str, str] = {}  # more environment for the plugin (and its mounts)
         self.proc: subprocess.Popen | None = None
         self.client: CsiClient | None = None
 
@@ -97,7 +98,7 @@ class Plugin:
         self.socket.unlink(missing_ok=True)  # a killed plugin's stale socket
         self.log = open(self.log_path, "ab")
         self.proc = processes.spawn(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                    env=processes.isolated_env())
+                                    env=processes.isolated_env(self.env_extra))
         deadline = time.monotonic() + 20
         while not self.socket.exists():
             assert self.proc.poll() is None, f"plugin exited: {self.log_text()}"

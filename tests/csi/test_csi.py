@@ -85,8 +85,9 @@ def plugin_command(backend) -> list[str]:
 def make_plugin(backend, workdir):
     started = []
 
-    def make(wait_ready=True) -> Plugin:
+    def make(wait_ready=True, env=None) -> Plugin:
         p = Plugin(plugin_command(backend), workdir, backend.plugin_extra)
+        p.env_extra = dict(env or {})
         started.append(p)
         return p.start(wait_ready)
 
@@ -191,7 +192,7 @@ def test_identity_and_node_info_rpcs(make_plugin):
     assert c.node("NodeGetInfo").node_id == "node-1"
     node_caps = c.node("NodeGetCapabilities")
     rpc = pb2().NodeServiceCapability.RPC
-    assert [cap.rpc.type for cap in node_caps.capabilities] == [rpc.GET_VOLUME_STATS]
+    assert [cap.rpc.type for cap in node_caps.capabilities] == [rpc.GET_VOLUME_STATS, rpc.VOLUME_CONDITION]
     err = rpc_error(c.node, "NodeGetVolumeStats", volume_id="nope", volume_path="/nonexistent")
     assert err.code() == grpc.StatusCode.NOT_FOUND
 

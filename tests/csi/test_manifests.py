@@ -85,6 +85,16 @@ def test_daemonset_mounts_outlive_the_plugin_container():
     assert volumes[run["name"]]["hostPath"]["path"] == "/run/oci-fs"
 
 
+def test_daemonset_exposes_metrics_with_the_usual_annotations():
+    ds = one("daemonset.yaml", "DaemonSet")
+    annotations = ds["spec"]["template"]["metadata"]["annotations"]
+    plugin = {c["name"]: c for c in ds["spec"]["template"]["spec"]["containers"]}["oci-fs"]
+    port = next(p["containerPort"] for p in plugin["ports"] if p["name"] == "metrics")
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert annotations["prometheus.io/port"] == str(port)
+    assert f"--metrics-address=0.0.0.0:{port}" in plugin["args"]
+
+
 def test_daemonset_sidecars_share_the_socket():
     pod = one("daemonset.yaml", "DaemonSet")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}

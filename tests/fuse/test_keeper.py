@@ -332,6 +332,46 @@ def test_status_lists_every_kept_mount(ocifs, disk, workdir):
         assert (b.dir / "disk.img").read_bytes()[:4096] == data[:4096]
 
 
+def test_status_reports_what_the_mount_fetched_cached_and_failed(ocifs, disk, registry, workdir):
+    """`status --json` carries the counters the serving process publishes
+    (docs/mount-stats-format.md); they agree with the registry's log."""
+    ref, data = disk
+    layer = images.containerdisk(data, "gzip").layers[0]
+    before = len(registry.request_log())
+    with Mount(ref, workdir / "st", TLS, cache_dir=workdir / "st-cache") as m:  # a cache of its own: cold
+        mnt = m.dir.resolve()
+        assert (m.dir / "disk.img").read_bytes() == data
+
+        def caught_up():
+            stats = status(mnt)[0]["stats"]
+            gets = [r for r in registry.request_log()[before:] if r.method == "GET" and r.digest == layer.digest]
+            if stats and stats["disk_layer_cached"] == 1.0 and stats["requests"] == len(gets) \
+                    and stats["bytes_fetched"] == sum(r.written for r in gets):
+                return stats, gets
+            return None
+        stats, gets = wait_for("status agreeing with the registry log", caught_up)
+        assert gets and stats["bytes_fetched"] >= layer.size
+        assert stats["disk_layer"] == layer.digest and stats["disk_layer_bytes"] == layer.size
+        assert stats["cached"] == 1.0 and stats["reads"] > 0
+        assert stats["errors"] == {"fuse_read": 0, "blob_fetch": 0, "cache_corrupt": 0}
+        assert stats["background_fetch"]["enabled"] is False
+        assert stats["background_fetch"]["chunks"] == stats["background_fetch"]["total_chunks"] > 0
+        assert stats["serving_processes"] == 1
+        text = ocifs("status", str(mnt)).stdout.decode()  # not a terminal: no bar
+        assert "cached:    100.0% of the disk's layer" in text and "[" not in text.split("cached:")[1].split("\n")[0]
+
+        # A takeover: the new serving process counts from zero, the sum goes on.
+        old = status(mnt)[0]["server_pid"]
+        os.kill(old, signal.SIGKILL)
+        wait_new_server(mnt, old)
+        after = wait_for("stats of two serving processes",
+                         lambda: (lambda s: s if s and s["serving_processes"] == 2 else None)(status(mnt)[0]["stats"]))
+        assert after["requests"] >= stats["requests"] and after["bytes_fetched"] >= stats["bytes_fetched"]
+    left = [p for p in (processes.test_root() / "env" / "mounts").glob("*.stats")
+            if json.loads(p.read_text())["mountpoint"] == str(mnt)]
+    assert left == []  # the keeper removed them with the mount
+
+
 def test_without_resend_the_reads_in_flight_at_a_crash_wait_until_the_connection_ends(ocifs, disk, workdir):
     """What docs/keeper.md says of kernels before 6.9, shown by a keeper that
     skips FUSE_NOTIFY_RESEND: reads the dead process had taken stay unanswered
