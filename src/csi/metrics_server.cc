@@ -39,7 +39,7 @@ Result<std::unique_ptr<MetricsServer>> MetricsServer::Start(const MetricsAddress
   if (address.host.find(':') != std::string::npos) server.set_address_family(AF_INET6);
   // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, which would
   // let a second plugin bind the same port and take half of the scrapes.
-  server.set_socket_options([](httplib::socket_t sock) {
+  server.set_socket_options([](socket_t sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });

@@ -336,20 +336,29 @@ def test_status_reports_what_the_mount_fetched_cached_and_failed(ocifs, disk, re
     """`status --json` carries the counters the serving process publishes
     (docs/mount-stats-format.md); they agree with the registry's log."""
     ref, data = disk
-    layer = images.containerdisk(data, "gzip").layers[0]
+    image = images.containerdisk(data, "gzip")
+    layer = image.layers[0]
+    blobs = {layer.digest, image.config.digest}  # a mount reads the config through the same blob path
     before = len(registry.request_log())
     with Mount(ref, workdir / "st", TLS, cache_dir=workdir / "st-cache") as m:  # a cache of its own: cold
         mnt = m.dir.resolve()
         assert (m.dir / "disk.img").read_bytes() == data
 
+        seen = []
+
         def caught_up():
             stats = status(mnt)[0]["stats"]
-            gets = [r for r in registry.request_log()[before:] if r.method == "GET" and r.digest == layer.digest]
-            if stats and stats["disk_layer_cached"] == 1.0 and stats["requests"] == len(gets) \
+            gets = [r for r in registry.request_log()[before:] if r.method == "GET" and r.digest in blobs]
+            seen.append((stats, len(gets), sum(r.written for r in gets)))
+            # reads > 0: a file written after our read (the first is written when the mount serves).
+            if stats and stats["disk_layer_cached"] == 1.0 and stats["reads"] > 0 and stats["requests"] == len(gets) \
                     and stats["bytes_fetched"] == sum(r.written for r in gets):
                 return stats, gets
             return None
-        stats, gets = wait_for("status agreeing with the registry log", caught_up)
+        try:
+            stats, gets = wait_for("status agreeing with the registry log", caught_up)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last seen (stats, GETs, bytes): {seen[-1:]}") from None
         assert gets and stats["bytes_fetched"] >= layer.size
         assert stats["disk_layer"] == layer.digest and stats["disk_layer_bytes"] == layer.size
         assert stats["cached"] == 1.0 and stats["reads"] > 0
