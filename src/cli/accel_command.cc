@@ -9,6 +9,7 @@
 
 #include "accel/accel_manifest.h"
 #include "base/whole_file.h"
+#include "cli/progress_printer.h"
 #include "cache/access_profile.h"
 #include "registry/digest.h"
 #include "registry/image_source.h"
@@ -19,39 +20,6 @@
 namespace ocifs {
 namespace {
 
-// Prints read progress on stderr: a bar redrawn in place on a terminal,
-// else a line every few seconds. Called from one thread at a time.
-class ProgressPrinter {
- public:
-  ProgressPrinter() : tty_(::isatty(STDERR_FILENO) == 1) {}
-  ~ProgressPrinter() {
-    if (tty_ && drawn_) std::fputc('\n', stderr);
-  }
-  void Report(uint64_t done, uint64_t total) {
-    const double mib = 1024.0 * 1024.0;
-    const auto now = std::chrono::steady_clock::now();
-    if (tty_) {
-      const int width = 30;
-      const int filled = total == 0 ? 0 : static_cast<int>(std::min<uint64_t>(done, total) * width / total);
-      std::fprintf(stderr, "\rreading layers [%.*s%*s] %.1f / %.1f MiB", filled, "##############################",
-                   width - filled, "", static_cast<double>(done) / mib, static_cast<double>(total) / mib);
-      drawn_ = true;
-    } else if (now - last_ >= std::chrono::seconds(5) || (total != 0 && done >= total && !finished_)) {
-      finished_ = total != 0 && done >= total;
-      std::fprintf(stderr, "oci-fs accelerate: read %.1f of %.1f MiB\n", static_cast<double>(done) / mib,
-                   static_cast<double>(total) / mib);
-      last_ = now;
-    }
-    std::fflush(stderr);
-  }
-
- private:
-  const bool tty_;
-  bool drawn_ = false;
-  bool finished_ = false;
-  std::chrono::steady_clock::time_point last_{};
-};
-
 std::span<const uint8_t> Bytes(std::string_view s) {
   return std::span(reinterpret_cast<const uint8_t*>(s.data()), s.size());
 }
@@ -59,7 +27,7 @@ std::span<const uint8_t> Bytes(std::string_view s) {
 // Builds the artifact of one platform's image and pushes it; prints its reference.
 Status BuildAndPush(const Reference& ref, AccelBuildOptions build, const std::vector<std::string>& profiles,
                     RegistryWriter& writer, Reference target) {
-  ProgressPrinter printer;
+  ProgressPrinter printer("reading layers", "oci-fs accelerate", /*lines=*/true);
   build.progress = [&](uint64_t done, uint64_t total) { printer.Report(done, total); };
   OCIFS_ASSIGN_OR_RETURN(AccelPieces pieces, BuildAccelPieces(ref, build));
   for (const std::string& why : pieces.unindexed) spdlog::warn("layer {} gets no index", why);

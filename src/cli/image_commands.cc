@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "accel/accel_loader.h"
+#include "cli/progress_printer.h"
 #include "decode/zstd_chunked_toc.h"
 #include "disk/disk_format.h"
 #include "stack/image_stack.h"
@@ -234,7 +235,7 @@ Status RunLs(const ImageCommandFlags& flags) {
   return Status::Ok();
 }
 
-Status WriteOut(const ByteSource& content, uint64_t size);
+Status WriteOut(const ByteSource& content, uint64_t size, const std::string& label);
 
 Status RunCat(const ImageCommandFlags& flags) {
   OCIFS_ASSIGN_OR_RETURN(auto stack, OpenStack(flags));
@@ -242,18 +243,20 @@ Status RunCat(const ImageCommandFlags& flags) {
   if (const BareDiskLayer* disk = FindDisk(*stack, path); disk != nullptr && stack->tree().Lookup(path) == nullptr) {
     // The disk's bytes as stored, decompressed (a qcow2 stays qcow2); to its end when its size is unknown.
     OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr content, stack->BareDiskFile(*disk, /*need_size=*/false));
-    return WriteOut(*content, content->size());
+    return WriteOut(*content, content->size(), "/" + path);
   }
   OCIFS_ASSIGN_OR_RETURN(const Node* node, stack->tree().Resolve(path));
   if (node->entry.type != EntryType::kFile) return InvalidArgument("/" + path + " is not a regular file");
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr content, stack->FileContent(*node));
-  return WriteOut(*content, node->entry.size);
+  return WriteOut(*content, node->entry.size, "/" + path);
 }
 
-// Writes `size` bytes of `content` to stdout (kUnknownSize: to its end).
-Status WriteOut(const ByteSource& content, uint64_t size) {
+// Writes `size` bytes of `content` to stdout (kUnknownSize: to its end), with
+// a progress bar labelled `label` on a terminal's stderr (nothing otherwise).
+Status WriteOut(const ByteSource& content, uint64_t size, const std::string& label) {
   std::vector<uint8_t> buf(1 << 20);
   uint64_t offset = 0;
+  ProgressPrinter progress(label, "oci-fs cat", /*lines=*/false);
   while (offset < size) {
     size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset));
     if (size == ByteSource::kUnknownSize) {
@@ -272,6 +275,7 @@ Status WriteOut(const ByteSource& content, uint64_t size) {
       done += static_cast<size_t>(n);
     }
     offset += want;
+    if (size != ByteSource::kUnknownSize) progress.Report(offset, size);
   }
   return Status::Ok();
 }
