@@ -13,18 +13,16 @@ import random
 import signal
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from concurrent.futures import ThreadPoolExecutor
-
-import pytest  # noqa: F401
 from prometheus_client.parser import text_string_to_metric_families
 
 from support import images, processes
 from support.registry import free_port
 from csi_client import capability, pb2
-from test_csi import EPHEMERAL, _kill_mount, _mount_pids, target_of  # noqa: F401  (fixtures below)
-from test_csi import backend, make_plugin  # noqa: F401  pytest fixtures
+from test_csi import EPHEMERAL, _kill_mount, _mount_pids, target_of
+from test_csi import backend, make_plugin  # noqa: F401  (pytest fixtures used by name)
 
 DISK_BYTES = 5 << 20
 
