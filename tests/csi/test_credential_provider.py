@@ -25,7 +25,8 @@ import pytest
 
 from support import images, processes
 from csi_client import Plugin
-from test_csi import _kill_mount, _mount_pids, assert_clean, publish, rpc_error, target_of, unpublish, wait_until
+from test_csi import (assert_clean, publish, rpc_error, target_of, unmount_leftovers,
+                      unpublish, wait_until)
 
 MIB = 1 << 20
 DISK_SIZE = 24 * MIB
@@ -114,10 +115,7 @@ def plugins(workdir):
     yield make
     for p in started:
         p.stop()
-    for target in processes.mounts_under(workdir):
-        for pid in _mount_pids(target):
-            _kill_mount(pid)
-        processes.unmount(target, lazy=True)
+    unmount_leftovers(workdir)
 
 
 def _dockerconfig(reg, user, password) -> str:

@@ -81,6 +81,14 @@ def plugin_command(backend) -> list[str]:
     return [backend.binary, "csi"]
 
 
+def unmount_leftovers(workdir: Path) -> None:
+    """Whatever a failing test left mounted under `workdir`: unmount it and kill its daemons."""
+    for target in processes.mounts_under(workdir):
+        for pid in _mount_pids(target):
+            _kill_mount(pid)
+        processes.unmount(target, lazy=True)
+
+
 @pytest.fixture
 def make_plugin(backend, workdir):
     started = []
@@ -94,11 +102,7 @@ def make_plugin(backend, workdir):
     yield make
     for p in started:
         p.stop()
-    # Whatever a failing test left mounted: unmount and kill its daemons.
-    for target in processes.mounts_under(workdir):
-        for pid in _mount_pids(target):
-            _kill_mount(pid)
-        processes.unmount(target, lazy=True)
+    unmount_leftovers(workdir)
 
 
 def _mount_pids(target) -> list[int]:

@@ -21,38 +21,15 @@
 #include "decode/decoder.h"
 #include "decode/gzip_source.h"
 #include "testing/counting_source.h"
+#include "testing/gated_source.h"
 #include "testing/layer_test_data.h"
 #include "testing/temp_dir.h"
 
 using namespace ocifs;
 using ocifs::testing::CountingSource;
+using ocifs::testing::GatedSource;
 
 namespace {
-
-// Blocks reads that reach past `open_until` until Open() is called.
-class GatedSource final : public ByteSource {
- public:
-  GatedSource(ByteSourcePtr inner, uint64_t open_until) : inner_(std::move(inner)), open_until_(open_until) {}
-  uint64_t size() const override { return inner_->size(); }
-  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [&] { return open_ || offset + buf.size() <= open_until_; });
-    lock.unlock();
-    return inner_->ReadAt(offset, buf);
-  }
-  void Open() {
-    std::lock_guard lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  ByteSourcePtr inner_;
-  uint64_t open_until_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  bool open_ = false;
-};
 
 std::shared_ptr<GzipSource> OpenGzip(ByteSourcePtr blob, const DecoderOptions& options) {
   auto source = GzipSource::Open(std::move(blob), options);

@@ -140,10 +140,17 @@ class Readers:
                     continue
                 self.in_flight.pop(seed, None)
                 self.reads.append((start, time.monotonic()))
-                if got != self.data[off:off + n]:
+                # A short read (a page the kernel still had, then a dead
+                # connection) is a failure too, but only wrong bytes are a lie.
+                if got != self.data[off:off + len(got)]:
                     self.errors.append(f"wrong bytes: {n} at {off}")
+                elif len(got) < min(n, size - off):
+                    self.errors.append(f"short read: {len(got)} of {n} at {off}")
         finally:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:  # the connection is gone
+                pass
 
     def wait_reads(self, count: int) -> None:
         target = len(self.reads) + count

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 import signal
 import time
 from pathlib import Path
@@ -25,44 +24,6 @@ from support.processes import Mount, is_mounted
 from test_keeper import TLS, Readers, disk, status, wait_for  # noqa: F401 (fixture)
 
 GIVE_UP = 25  # seconds without a serving process (docs/keeper.md)
-
-
-class ShortReadAwareReaders(Readers):
-    """Readers that tell a short read (a page the kernel still had, then the
-    dead connection) from wrong bytes: after the give-up both are failures,
-    only wrong bytes would be a lie."""
-
-    def _run(self, seed: int) -> None:
-
-        rng = random.Random(seed)
-        size = len(self.data)
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            while not self.stop_event.is_set():
-                off = rng.randrange(size)
-                n = rng.choice([4096, 65536, 300_000, 1 << 20])
-                os.posix_fadvise(fd, off - off % 4096, n + 8192, os.POSIX_FADV_DONTNEED)
-                start = time.monotonic()
-                self.in_flight[seed] = start
-                try:
-                    got = os.pread(fd, n, off)
-                except OSError as e:
-                    self.in_flight.pop(seed, None)
-                    self.errors.append(f"pread({n} at {off}): {e}")
-                    if len(self.errors) > 20:
-                        return
-                    continue
-                self.in_flight.pop(seed, None)
-                self.reads.append((start, time.monotonic()))
-                if got != self.data[off:off + len(got)]:
-                    self.errors.append(f"wrong bytes: {n} at {off}")
-                elif len(got) < min(n, size - off):
-                    self.errors.append(f"short read: {len(got)} of {n} at {off}")
-        finally:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def test_a_keeper_whose_replacements_keep_dying_gives_up_and_readers_fail_within_30s(
@@ -78,7 +39,7 @@ def test_a_keeper_whose_replacements_keep_dying_gives_up_and_readers_fail_within
             # Every byte fetched first: errors after the fault come from the takeovers only.
             assert (mnt / "disk.img").read_bytes() == data
             try:
-                readers = ShortReadAwareReaders(mnt / "disk.img", data)
+                readers = Readers(mnt / "disk.img", data)
                 with readers:
                     readers.wait_reads(30)
                     proxy.fault("reset", count=100000)  # the registry is gone for good
