@@ -1,52 +1,22 @@
 #include "registry/credential_provider.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <csignal>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "base/unique_fd.h"
 #include "registry/base64.h"
-
-extern char** environ;
+#include "registry/piped_command.h"
 
 namespace ocifs {
 namespace {
 
 constexpr size_t kMaxOut = 1 << 20;
 constexpr size_t kMaxErr = 64 << 10;
-
-// Frees posix_spawn_file_actions_t on scope exit.
-struct FileActions {
-  posix_spawn_file_actions_t actions;
-  FileActions() { posix_spawn_file_actions_init(&actions); }
-  ~FileActions() { posix_spawn_file_actions_destroy(&actions); }
-  FileActions(const FileActions&) = delete;
-  FileActions& operator=(const FileActions&) = delete;
-};
-
-// Our environment with `extra` set over it.
-std::vector<std::string> MergedEnv(const std::vector<std::pair<std::string, std::string>>& extra) {
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view entry(*e);
-    std::string_view name = entry.substr(0, entry.find('='));
-    bool replaced = std::any_of(extra.begin(), extra.end(), [&](const auto& kv) { return kv.first == name; });
-    if (!replaced) env.emplace_back(entry);
-  }
-  for (const auto& [name, value] : extra) env.push_back(name + "=" + value);
-  return env;
-}
 
 std::string LastLine(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
@@ -73,76 +43,21 @@ Result<PluginRun> RunPlugin(const PluginInvocation& inv) {
   if (!S_ISREG(st.st_mode) || ::access(inv.program.c_str(), X_OK) != 0) {
     return PermissionDenied("credential provider " + inv.program + " is not an executable file");
   }
-  int in_pipe[2], out_pipe[2], err_pipe[2];
-  if (::pipe2(in_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
-  UniqueFd in_read(in_pipe[0]), in_write(in_pipe[1]);
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
-  UniqueFd out_read(out_pipe[0]), out_write(out_pipe[1]);
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return ErrnoError("pipe", errno);
-  UniqueFd err_read(err_pipe[0]), err_write(err_pipe[1]);
-  FileActions fa;
-  posix_spawn_file_actions_adddup2(&fa.actions, in_read.get(), 0);
-  posix_spawn_file_actions_adddup2(&fa.actions, out_write.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa.actions, err_write.get(), 2);
-  std::vector<std::string> args{inv.program};
-  args.insert(args.end(), inv.args.begin(), inv.args.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env = MergedEnv(inv.env);
-  std::vector<char*> envp;
-  for (auto& e : env) envp.push_back(e.data());
-  envp.push_back(nullptr);
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, inv.program.c_str(), &fa.actions, nullptr, argv.data(), envp.data());
-  if (rc != 0) return ErrnoError("start credential provider " + inv.program, rc);
-  in_read.reset();
-  out_write.reset();
-  err_write.reset();
-  // The request is a few hundred bytes: it fits a pipe's buffer, so this
-  // never blocks. A plugin that exits without reading it must not SIGPIPE us.
-  sigset_t pipe_signal, old_mask;
-  sigemptyset(&pipe_signal);
-  sigaddset(&pipe_signal, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_signal, &old_mask);
-  if (::write(in_write.get(), inv.input.data(), inv.input.size()) < 0 && errno == EPIPE) {
-    timespec zero{0, 0};
-    sigtimedwait(&pipe_signal, nullptr, &zero);
-  }
-  pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
-  in_write.reset();
-
+  PipedCommand cmd;
+  cmd.program = inv.program;
+  cmd.args = inv.args;
+  cmd.env = inv.env;
+  cmd.input = inv.input;
+  cmd.timeout = inv.timeout;
+  cmd.max_out = kMaxOut;
+  cmd.max_err = kMaxErr;
+  cmd.what = "credential provider " + inv.program;
+  OCIFS_ASSIGN_OR_RETURN(PipedResult piped, RunPiped(cmd));
   PluginRun run;
-  const auto deadline = std::chrono::steady_clock::now() + inv.timeout;
-  bool out_open = true, err_open = true;
-  char buf[4096];
-  while (out_open || err_open) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      run.timed_out = true;
-      break;
-    }
-    pollfd p[2] = {{out_open ? out_read.get() : -1, POLLIN, 0}, {err_open ? err_read.get() : -1, POLLIN, 0}};
-    int n = ::poll(p, 2, static_cast<int>(left.count()));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) continue;  // the loop ends at the deadline
-    for (int i = 0; i < 2; ++i) {
-      if (p[i].fd < 0 || p[i].revents == 0) continue;
-      ssize_t got = ::read(p[i].fd, buf, sizeof buf);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        (i == 0 ? out_open : err_open) = false;
-        continue;
-      }
-      std::string& sink = i == 0 ? run.out : run.err;
-      if (sink.size() < (i == 0 ? kMaxOut : kMaxErr)) sink.append(buf, static_cast<size_t>(got));
-    }
-  }
-  if (run.timed_out) ::kill(pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.exit_code = piped.exit_code;
+  run.timed_out = piped.timed_out;
+  run.out = std::move(piped.out);
+  run.err = std::move(piped.err);
   return run;
 }
 
