@@ -80,8 +80,10 @@ def plugins(backend, workdir):  # noqa: F811 (fixture)
     """Starts `oci-fs csi` in a cgroup: a shell moves itself there and execs the plugin."""
     started: list[Plugin] = []
 
-    def start(cg: Path, *extra: str) -> Plugin:
-        command = ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cg / "cgroup.procs"), backend.binary, "csi"]
+    def start(cg: Path, *extra: str, wrapper: list[str] | None = None) -> Plugin:
+        """`wrapper`: the command that moves itself to `cg` and execs its arguments."""
+        command = (wrapper or ["sh", "-c", 'echo $$ > "$0" && exec "$@"', str(cg / "cgroup.procs")]) \
+            + [backend.binary, "csi"]
         p = Plugin(command, workdir, backend.plugin_extra + list(extra))
         started.append(p)
         return p.start()
@@ -217,3 +219,115 @@ def test_without_a_mount_cgroup_the_kill_ends_the_mounts_and_the_plugin_remounts
         assert f.read() == expected
     unpublish(plugin, target)
     assert_clean(plugin, target)
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of `pid` (every thread's children)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return kids
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += _children(p)
+    return out
+
+
+def _ns(pid: int | str, kind: str) -> str:
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
+def _assert_volume_in_its_cgroup(target: Path, mounts_cg: Path) -> tuple[int, str]:
+    """The keeper of `target` and the serving processes it started all run in
+    mounts_cg/<key> (as the root cgroup namespace names it); returns (keeper, path)."""
+    [keeper] = _mount_pids(target)
+    volume_cg = _cgroup_of(keeper)
+    assert volume_cg.startswith(f"/{mounts_cg.name}/"), volume_cg
+    key = volume_cg.rsplit("/", 1)[1]
+    assert len(key) == 16 and (mounts_cg / key).is_dir(), volume_cg
+    tree = _tree(keeper)
+    assert len(tree) >= 2, f"the keeper {keeper} serves with no child process: {tree}"
+    assert {p: _cgroup_of(p) for p in tree} == {p: volume_cg for p in tree}
+    procs = {int(p) for p in (mounts_cg / key / "cgroup.procs").read_text().split()}
+    assert procs == set(tree), (procs, tree)
+    return keeper, volume_cg
+
+
+def test_a_plugin_in_its_own_cgroup_namespace_puts_mounts_in_their_cgroups(
+        plugins, backend, workdir, cgroups):  # noqa: F811
+    """containerd's default on cgroup v2: the plugin's container has a private
+    cgroup namespace whose root is the container's cgroup. --mount-cgroup names
+    a directory of the host's hierarchy; the volume's processes must land in
+    DIR/<key> as the host sees it, not in a path relative to the plugin's
+    namespace root (which would be a cgroup under the plugin's own)."""
+    plugin_cg, mounts_cg = cgroups
+    command = ["sh", "-c", 'echo $$ > "$0" && exec unshare --cgroup "$@"', str(plugin_cg / "cgroup.procs")]
+    p = plugins(plugin_cg, "--mount-cgroup", str(mounts_cg), wrapper=command)
+    assert _ns(p.proc.pid, "cgroup") != _ns("self", "cgroup"), "the plugin is not in its own cgroup namespace"
+    assert _cgroup_of(p.proc.pid) == "/" + plugin_cg.name
+    ref = backend.image("cgroup-ns")
+    target = target_of(workdir, "pod-cgroup-ns")
+    publish(p, target, ref)
+    keeper, volume_cg = _assert_volume_in_its_cgroup(target, mounts_cg)
+    assert _ns(keeper, "cgroup") == _ns(p.proc.pid, "cgroup")  # (nothing joined: /proc/1/ns is unreadable here)
+    assert [c for c in plugin_cg.iterdir() if c.is_dir()] == []  # nothing made under the plugin's cgroup
+    assert (target / "disk.img").read_bytes() == backend.expected(ref)
+    unpublish(p, target)
+    assert_clean(p, target)
+    assert not (UNIFIED / volume_cg.lstrip("/")).exists(), "the volume's cgroup was not removed"
+    assert [c for c in mounts_cg.iterdir() if c.is_dir()] == []
+
+
+def _mounted_in(pid: int, target: Path) -> bool:
+    """Whether `target` is a mount point in the mount namespace of `pid`."""
+    for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines():
+        if line.split()[4] == str(target):
+            return True
+    return False
+
+
+def test_a_plugin_in_its_own_cgroup_namespace_joins_pid_1s_before_the_move(
+        plugins, backend, workdir, cgroups):  # noqa: F811
+    """The branch for a cgroup namespace that is not PID 1's: the launched child
+    joins PID 1's cgroup namespace (setns) before it writes itself into the
+    volume's cgroup. On this machine /proc/1/ns is unreadable even to root (the
+    VM's init), so PID 1 is played by a stand-in: the plugin runs in a private
+    mount namespace whose /proc/1 is a bind mount of /proc/<a sleep> that stays
+    in the test's (root) cgroup namespace, as the host's init does for a
+    container with hostPID. The mount is then visible only in the plugin's
+    mount namespace: the test reads it through /proc/<keeper>/root."""
+    plugin_cg, mounts_cg = cgroups
+    inner = 'sleep 100000 & mount --bind /proc/$! /proc/1 && exec unshare --cgroup "$@"'
+    command = ["sh", "-c", 'echo $$ > "$0" && inner="$1" && shift && '
+               'exec unshare --mount --propagation private sh -c "$inner" sh "$@"',
+               str(plugin_cg / "cgroup.procs"), inner]
+    # (the stand-in sleep runs in plugin_cg: the fixture's cgroup.kill ends it)
+    p = plugins(plugin_cg, "--mount-cgroup", str(mounts_cg), wrapper=command)
+    root_ns = _ns("self", "cgroup")
+    plugin_ns = _ns(p.proc.pid, "cgroup")
+    assert plugin_ns != root_ns, "the plugin is not in its own cgroup namespace"
+    assert _ns(p.proc.pid, "mnt") != _ns("self", "mnt")
+    ref = backend.image("cgroup-ns-join")
+    target = target_of(workdir, "pod-cgroup-ns-join")
+    publish(p, target, ref)
+    keeper, volume_cg = _assert_volume_in_its_cgroup(target, mounts_cg)
+    # The keeper and its servers joined the stand-in's (root) cgroup namespace.
+    assert {_ns(q, "cgroup") for q in _tree(keeper)} == {root_ns}
+    assert not processes.is_mounted(target)  # not in the test's mount namespace ...
+    assert _mounted_in(keeper, target)  # ... in the plugin's
+    data = Path(f"/proc/{keeper}/root{target}/disk.img").read_bytes()
+    assert data == backend.expected(ref)
+    unpublish(p, target)
+    assert not _mounted_in(p.proc.pid, target)
+    assert processes.wait_pid_gone(keeper, 20), "the keeper did not exit after the unmount"
+    assert not (UNIFIED / volume_cg.lstrip("/")).exists(), "the volume's cgroup was not removed"
+    assert [c for c in mounts_cg.iterdir() if c.is_dir()] == []
