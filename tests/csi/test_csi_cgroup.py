@@ -14,7 +14,9 @@ whatever happens.
 from __future__ import annotations
 
 import errno
+import json
 import os
+import subprocess
 import threading
 import time
 import uuid
@@ -330,4 +332,83 @@ def test_a_plugin_in_its_own_cgroup_namespace_joins_pid_1s_before_the_move(
     assert not _mounted_in(p.proc.pid, target)
     assert processes.wait_pid_gone(keeper, 20), "the keeper did not exit after the unmount"
     assert not (UNIFIED / volume_cg.lstrip("/")).exists(), "the volume's cgroup was not removed"
+    assert [c for c in mounts_cg.iterdir() if c.is_dir()] == []
+
+
+@pytest.fixture
+def shared_workdir(workdir):
+    """`workdir` bind-mounted on itself and made a shared mount (like kubelet's
+    /var/lib/kubelet with Bidirectional propagation): mounts made below it in
+    a mount namespace copied with `unshare --mount --propagation unchanged`
+    appear in the test's namespace and in every other such copy."""
+    subprocess.run(["mount", "--bind", str(workdir), str(workdir)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(workdir)], check=True)
+        yield workdir
+    finally:
+        for mp in processes.mounts_under(workdir):  # deepest first; the bind itself last
+            subprocess.run(["umount", "-l", mp], check=False)
+
+
+def test_a_plugin_in_another_mount_namespace_restarts_a_volume_with_its_own_binary(
+        shared_workdir, plugins, backend, workdir, cgroups):  # noqa: F811
+    """A DaemonSet update: the new plugin's container has a mount namespace of
+    its own, the volume's keeper stays in the old container's. The new plugin,
+    of another version, runs `oci-fs restart --binary /proc/<its pid>/root/<its
+    binary>` (mount_launcher.cc): the keeper must exec the new plugin's binary,
+    which exists only in the new plugin's mount namespace (a tmpfs there
+    holding a copy), so nothing but the path through /proc/<pid>/root reaches it.
+    The old version is stood for by editing the record while no plugin runs."""
+    plugin_cg, mounts_cg = cgroups
+    procs = str(plugin_cg / "cgroup.procs")
+    old = plugins(plugin_cg, "--mount-cgroup", str(mounts_cg), wrapper=[
+        "sh", "-c", 'echo $$ > "$0" && exec unshare --mount --propagation unchanged "$@"', procs])
+    old_mnt = _ns(old.proc.pid, "mnt")
+    assert old_mnt != _ns("self", "mnt")
+    ref = backend.image("mount-ns-restart")
+    target = target_of(workdir, "pod-mount-ns")
+    publish(old, target, ref)
+    assert processes.is_mounted(target), "the plugin's mount did not propagate to the test's namespace"
+    keeper, _ = _assert_volume_in_its_cgroup(target, mounts_cg)
+    assert _ns(keeper, "mnt") == old_mnt
+    [record] = old.records()
+    state = json.loads(processes.run_ocifs("status", "--json", str(target)).stdout)[0]
+    original = os.stat(backend.binary)
+    assert os.stat(f"/proc/{state['server_pid']}/exe").st_ino == original.st_ino
+    expected = backend.expected(ref)
+
+    bin_dir = workdir.parent / f"{workdir.name}-newbin"  # outside the shared mount: private
+    bin_dir.mkdir()
+    with open(target / "disk.img", "rb") as f:
+        assert f.read() == expected
+        _kill_cgroup(plugin_cg)  # the runtime stops the old container
+        assert old.proc.wait(20) == -9
+        old.stop()
+        assert _mount_pids(target) == [keeper] and _ns(keeper, "mnt") == old_mnt
+        [path] = (old.state_dir / "volumes").glob("*.json")
+        path.write_text(json.dumps(dict(record, ocifsVersion="0.0.1-old")))
+
+        inner = 'mount -t tmpfs ocifs-test-bin "$0" && cp "$1" "$0/oci-fs" && shift && exec "$0/oci-fs" "$@"'
+        new = plugins(plugin_cg, "--mount-cgroup", str(mounts_cg), wrapper=[
+            "sh", "-c", 'echo $$ > "$0" && inner="$1" && dir="$2" && shift 2 && '
+            'exec unshare --mount --propagation unchanged sh -c "$inner" "$dir" "$@"', procs, inner, str(bin_dir)])
+        assert _ns(new.proc.pid, "mnt") not in (old_mnt, _ns("self", "mnt"))
+        new_bin = f"/proc/{new.proc.pid}/root{bin_dir}/oci-fs"
+        copy = os.stat(new_bin)
+        assert copy.st_ino != original.st_ino
+        assert not Path(f"/proc/{keeper}/root{bin_dir}/oci-fs").exists()  # not in the keeper's namespace
+        wait_until(lambda: "1 adopted, 0 remounted, 0 dropped" in new.log_text(), 60, "recovery")
+        assert "oci-fs 0.0.1-old -> " in new.log_text(), new.log_text()
+        now = json.loads(processes.run_ocifs("status", "--json", str(target)).stdout)[0]
+        assert now["keeper_pid"] == keeper and now["server_pid"] != state["server_pid"]
+        assert now["takeovers"] == 1
+        exe = os.stat(f"/proc/{now['server_pid']}/exe")
+        assert (exe.st_dev, exe.st_ino) == (copy.st_dev, copy.st_ino), "the server does not run the new binary"
+        assert _ns(now["server_pid"], "mnt") == old_mnt  # it stays in the keeper's namespace
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        f.seek(0)
+        assert f.read() == expected
+    assert new.records()[0]["ocifsVersion"] == record["ocifsVersion"]
+    unpublish(new, target)
+    assert_clean(new, target)
     assert [c for c in mounts_cg.iterdir() if c.is_dir()] == []
