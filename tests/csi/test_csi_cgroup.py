@@ -1,14 +1,16 @@
 """The plugin's container restarted the way a container runtime does it: every
 process of the container's cgroup killed at once (`cgroup.kill`).
 
-The test makes cgroups under the cgroup v2 hierarchy /sys/fs/cgroup/unified:
+The tests make cgroups under the cgroup v2 hierarchy /sys/fs/cgroup/unified:
 one stands for the plugin container's cgroup (the plugin is started in it),
 one is the plugin's `--mount-cgroup` (docs/kubernetes.md). A reader holds the
 published volume's disk.img open and compares every byte while the plugin's
 cgroup is killed and the plugin started again. The control case, without
 --mount-cgroup, shows what the kill does to mounts that live in the plugin's
-cgroup. Every cgroup the test makes is removed (its processes killed first),
-whatever happens.
+cgroup. The namespace tests start the plugin in a cgroup namespace of its own
+(`unshare --cgroup`) and in mount namespaces of its own (`unshare --mount`).
+Every cgroup the tests make is removed (its processes killed first), and every
+mount they make unmounted, whatever happens.
 """
 
 from __future__ import annotations
