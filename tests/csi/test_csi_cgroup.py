@@ -375,7 +375,7 @@ def test_a_plugin_in_another_mount_namespace_restarts_a_volume_with_its_own_bina
     target = target_of(workdir, "pod-mount-ns")
     publish(old, target, ref)
     assert processes.is_mounted(target), "the plugin's mount did not propagate to the test's namespace"
-    keeper, _ = _assert_volume_in_its_cgroup(target, mounts_cg)
+    keeper, volume_cg = _assert_volume_in_its_cgroup(target, mounts_cg)
     assert _ns(keeper, "mnt") == old_mnt
     [record] = old.records()
     state = json.loads(processes.run_ocifs("status", "--json", str(target)).stdout)[0]
@@ -411,6 +411,7 @@ def test_a_plugin_in_another_mount_namespace_restarts_a_volume_with_its_own_bina
         exe = os.stat(f"/proc/{now['server_pid']}/exe")
         assert (exe.st_dev, exe.st_ino) == (copy.st_dev, copy.st_ino), "the server does not run the new binary"
         assert _ns(now["server_pid"], "mnt") == old_mnt  # it stays in the keeper's namespace
+        assert _cgroup_of(now["server_pid"]) == volume_cg  # and in the volume's cgroup
         os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         f.seek(0)
         assert f.read() == expected
