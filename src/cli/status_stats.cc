@@ -12,7 +12,10 @@ double Fraction(uint64_t part, uint64_t whole) {
 
 std::string Bar(double fraction, int width) {
   const int full = static_cast<int>(std::clamp(fraction, 0.0, 1.0) * width + 0.5);
-  return "[" + std::string(static_cast<size_t>(full), '#') + std::string(static_cast<size_t>(width - full), '.') + "]";
+  return std::string("[")
+      .append(static_cast<size_t>(full), '#')
+      .append(static_cast<size_t>(width - full), '.')
+      .append("]");
 }
 
 std::string Percent(double fraction) {

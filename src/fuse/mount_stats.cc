@@ -146,7 +146,7 @@ Result<MountStats> MountStats::FromJson(const std::string& text) {
 }
 
 std::string MountStatsPath(const std::string& dir, const std::string& mountpoint, pid_t pid) {
-  return MountStatePath(dir, mountpoint, "." + std::to_string(pid) + ".stats");
+  return MountStatePath(dir, mountpoint, std::string(".").append(std::to_string(pid)).append(".stats"));
 }
 
 Status SaveMountStats(const std::string& dir, const MountStats& stats) {

@@ -65,7 +65,7 @@ bool DiskMediaType(std::string_view mt) {
 }  // namespace
 
 Result<uint64_t> ParseQuantity(std::string_view text) {
-  const std::string shown = "'" + std::string(text.substr(0, 64)) + "'";
+  const std::string shown = std::string("'").append(text.substr(0, 64)).append("'");
   size_t i = 0;
   unsigned __int128 mantissa = 0, scale = 1;
   size_t digits = 0;

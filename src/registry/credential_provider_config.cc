@@ -130,7 +130,7 @@ Result<CredentialProviderSpec> ParseProvider(const YAML::Node& node, size_t inde
 }  // namespace
 
 Result<std::chrono::milliseconds> ParseGoDuration(std::string_view text) {
-  const std::string quoted = "\"" + std::string(text.substr(0, 60)) + "\"";
+  const std::string quoted = std::string("\"").append(text.substr(0, 60)).append("\"");
   auto bad = [&] { return InvalidArgument(quoted + " is not a duration such as 12h, 30m or 1h30m"); };
   if (text == "0") return std::chrono::milliseconds(0);
   if (text.empty()) return bad();
