@@ -12,6 +12,7 @@
 #   layer.tar.gz   gzip -6 (what docker/buildah/skopeo write)
 #   layer.tar.zst  zstd -3, one frame (what the zstd CLI and skopeo write)
 #   layer.tar.seekable.zst  zstd in 4 MiB frames + a seek table (zstd seekable format)
+#   disk.raw.zst   (BENCH_KUBEVIRT_LAYER=1) the raw disk as one streamed zstd frame: a KubeVirt VM export's layer
 # --quick, in bench/work/quick/: a 64 MiB disk.raw that is a bare ext4 (mkfs.ext4 -d from a
 #   few generated files, no debootstrap, no bootloader), then the same qcow2 and layers.
 #
@@ -158,5 +159,13 @@ if [[ ${BENCH_RAW_LAYER:-0} == 1 && ! -f raw.tar.gz ]]; then
   [[ -f raw.tar ]] || pack_disk disk.raw raw.tar
   log "gzip (raw disk)"
   gzip -6 -n -c raw.tar >raw.tar.gz.tmp && mv raw.tar.gz.tmp raw.tar.gz
+fi
+# A KubeVirt VM export's disk (--layers kubevirt): the raw disk as one zstd frame from a
+# streaming encoder (no content size: zstd reads a pipe), as KubeVirt's export writes it;
+# pushed as the layer of a VM artifact, no tar (docs/bare-disks.md). Only when a run asks
+# for it (run.sh sets BENCH_KUBEVIRT_LAYER).
+if [[ ${BENCH_KUBEVIRT_LAYER:-0} == 1 && ! -f disk.raw.zst ]]; then
+  log "zstd (raw disk, one streamed frame)"
+  cat disk.raw | zstd -q -3 -c >disk.raw.zst.tmp && mv disk.raw.zst.tmp disk.raw.zst
 fi
 ls -l disk.raw disk.qcow2 layer.tar* >&2

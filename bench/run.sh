@@ -34,6 +34,8 @@ fi
 mkdir -p "$here/work"
 # The raw disk's layer (--layers ...raw-gzip...) is built only for a run that uses it.
 if [[ " $* " == *raw-gzip* ]]; then export BENCH_RAW_LAYER=1; fi
+# So is the KubeVirt VM export's disk (--layers ...kubevirt...): the raw disk as one zstd frame.
+if [[ " $* " == *kubevirt* ]]; then export BENCH_KUBEVIRT_LAYER=1; fi
 if [[ $quick == 1 ]]; then "$here/make-disk.sh" --quick; else "$here/make-disk.sh"; fi
 if [[ ! -x $here/work/replay || $here/replay.cc -nt $here/work/replay ]]; then
   g++ -O2 -std=c++20 -pthread -Wall "$here/replay.cc" -o "$here/work/replay"

@@ -181,6 +181,57 @@ def test_inspect_ls_and_cat_describe_a_vm_export(ocifs, kubevirt, registry, repo
     assert ocifs("cat", TLS, ref, "datadisk.img").stdout == disks["datadisk"][0]
 
 
+def test_accelerate_makes_a_single_frame_vm_export_disk_random_access_from_the_first_read(
+        ocifs, registry, repo, workdir):
+    """`oci-fs accelerate` on a VM export: the raw+zstd layer (one streamed frame) gets its
+    zstd checkpoints (no tar index: the layer is the disk), and a mount on a fresh node reads
+    the disk's last MiB fetching a small part of the layer, where one without the artifact
+    streams the layer to it."""
+    rng = random.Random(14)
+    raw = bytearray(rng.randbytes(24 * MiB))  # incompressible: the layer is about the disk's size
+    raw[4 * MiB:6 * MiB] = bytes(2 * MiB)      # and a run of zeros
+    raw = bytes(raw)
+    layer = kubevirt_disk("rootdisk", raw, zstd_streamed(raw))
+    push_artifact(registry, repo, "vm", [layer], vm_config(), KUBEVIRT_VM)
+    ref = registry.ref(repo, "vm")
+
+    def fetched() -> int:
+        return sum(r.written for r in registry.blob_gets(repo) if r.digest == layer.digest)
+
+    def read_last_mib(mnt: Path) -> None:
+        fd = os.open(mnt / "disk.img", os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            assert os.pread(fd, MiB, len(raw) - MiB) == raw[-MiB:]
+        finally:
+            os.close(fd)
+
+    before = fetched()
+    with Mount(ref, workdir / "plain", TLS, "--accel=off", cache_dir=workdir / "cache-plain") as m:
+        read_last_mib(m.dir)
+    without = fetched() - before
+    assert without >= layer.size * 9 // 10, (without, layer.size)
+
+    out = ocifs("accelerate", TLS, ref, timeout=300).stdout.decode().strip()
+    artifact = out.splitlines()[-1]
+    assert artifact.startswith(f"{registry.host}/{repo}@sha256:"), out
+    shown = ocifs("inspect", TLS, ref).text
+    assert f"Accel: {artifact} (1 zstd checkpoint index, 0 profiles" in shown, shown
+
+    log = workdir / "mount.log"
+    before = fetched()
+    with Mount(ref, workdir / "accel", TLS, "--log-level=info", f"--log-file={log}",
+               cache_dir=workdir / "cache") as m:
+        read_last_mib(m.dir)
+        first_read = fetched() - before
+        # Whole, with its zeros; the artifact changes what is fetched, never what is read.
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), raw)
+    assert "installed the zstd checkpoint index" in log.read_text(), log.read_text()
+    # The last MiB: its checkpoint span and the chunks around it, not the layer.
+    assert first_read <= 8 * MiB, (first_read, layer.size)
+    assert first_read * 3 < without, (first_read, without)
+
+
 # --------------------------------------------------------------------------- ORAS-pushed files
 
 
