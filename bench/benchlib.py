@@ -35,9 +35,12 @@ class Layer:
     tar: str = "layer.tar"   # its uncompressed tar (diff_id): the qcow2 disk's, or (raw-gzip) the raw disk's
     seekable: bool = False   # read at any offset from a first mount (an access profile helps that mount)
     imports_as: str = ""     # the layer whose full import it shares (zstd-seekable: zstd's); "": its own
+    bare: bool = False       # no tar: the layer of a KubeVirt VM export artifact (docs/bare-disks.md)
 
     @property
     def media(self) -> str:
+        if self.bare:
+            return "application/vnd.kubevirt.disk.raw+zstd"
         return "application/vnd.oci.image.layer.v1.tar" + ("" if self.decoder == "none" else "+" + self.decoder)
 
     @property
@@ -69,7 +72,13 @@ LAYERS = {layer.kind: layer for layer in (
     Layer("zstd-seekable", "zstd", "layer.tar.seekable.zst", seekable=True, imports_as="zstd"),
     Layer("gzip", "gzip", "layer.tar.gz"),
     Layer("raw-gzip", "gzip", "raw.tar.gz", tar="raw.tar"),
+    # A KubeVirt VM export (--layers kubevirt): the raw disk as one streamed zstd frame, no tar;
+    # no import of its own (CDI's would fetch and decompress the same bytes as zstd's).
+    Layer("kubevirt", "zstd", "disk.raw.zst", tar="disk.raw", imports_as="zstd", bare=True),
 )}
+
+KUBEVIRT_VM = "application/vnd.kubevirt.virtualmachine.v1"
+KUBEVIRT_CONFIG = "application/vnd.kubevirt.virtualmachine.config.v1+json"
 
 
 def log(msg: str) -> None:
@@ -113,16 +122,28 @@ def write_oci_layout(layout: Path, layers: dict[str, Path]) -> None:
                 os.link(path, dst)
             except OSError:
                 subprocess.run(["cp", "--reflink=auto", str(path), str(dst)], check=True)
-        diff_id = sha256_file(path.with_name(LAYERS[tag].tar))
-        config = json.dumps({"architecture": "amd64", "os": "linux",
-                             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-                             "config": {}}, sort_keys=True).encode()
+        layer = {"mediaType": LAYERS[tag].media, "digest": digest, "size": path.stat().st_size}
+        extra = {}
+        if LAYERS[tag].bare:
+            # A KubeVirt VM export artifact: the VM's spec as config, the disk's layer annotated.
+            config = json.dumps({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+                                 "metadata": {"name": "bench"}, "spec": {"runStrategy": "Halted"}},
+                                sort_keys=True).encode()
+            config_type, extra = KUBEVIRT_CONFIG, {"artifactType": KUBEVIRT_VM}
+            size = path.with_name(LAYERS[tag].tar).stat().st_size
+            layer["annotations"] = {"io.kubevirt.disk.name": "rootdisk", "io.kubevirt.disk.size": f"{size >> 10}Ki",
+                                    "org.opencontainers.image.title": "rootdisk.raw.zst"}
+        else:
+            diff_id = sha256_file(path.with_name(LAYERS[tag].tar))
+            config = json.dumps({"architecture": "amd64", "os": "linux",
+                                 "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                                 "config": {}}, sort_keys=True).encode()
+            config_type = "application/vnd.oci.image.config.v1+json"
         cd = put(config)
         manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": cd, "size": len(config)},
-            "layers": [{"mediaType": LAYERS[tag].media, "digest": digest, "size": path.stat().st_size}],
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", **extra,
+            "config": {"mediaType": config_type, "digest": cd, "size": len(config)},
+            "layers": [layer],
         }, sort_keys=True).encode()
         md = put(manifest)
         manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
