@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "accel/accel_loader.h"
+#include "decode/compression.h"
 #include "cli/progress_printer.h"
 #include "decode/zstd_chunked_toc.h"
 #include "disk/disk_format.h"
@@ -88,6 +90,27 @@ bool HasDiskLayers(const ResolvedImage& image) {
   return false;
 }
 
+// Whether a layer that no descriptor calls a disk is a qcow2 by its bytes
+// (LooksLikeBareQcow2): one ranged read of the blob's head, decompressed as
+// its magic says. A layer that cannot be read is no disk here (a mount says why).
+bool QcowByItsBytes(ImageSource& source, const Descriptor& layer) {
+  constexpr uint64_t kHeadBytes = 136u << 10;  // holds the first zstd block or deflate stored block
+  auto blob = source.OpenBlob(layer);
+  if (!blob.ok()) {
+    spdlog::warn("layer {}: {}", layer.digest, blob.status().ToString());
+    return false;
+  }
+  std::vector<uint8_t> head(static_cast<size_t>(std::min(kHeadBytes, layer.size)));
+  auto n = (*blob)->ReadAt(0, head);
+  if (!n.ok()) {
+    spdlog::warn("layer {}: {}", layer.digest, n.status().ToString());
+    return false;
+  }
+  head.resize(*n);
+  auto first = DecompressHead(head, CompressionOfMagic(head), 512);
+  return first.ok() && LooksLikeBareQcow2(*first);
+}
+
 Status RunInspect(const ImageCommandFlags& flags) {
   OCIFS_RETURN_IF_ERROR(ConfigureLogging(flags.common));
   OCIFS_ASSIGN_OR_RETURN(Reference ref, Reference::Parse(flags.reference));
@@ -96,7 +119,9 @@ Status RunInspect(const ImageCommandFlags& flags) {
   OCIFS_ASSIGN_OR_RETURN(ResolvedImage image, source->Resolve());
   // An artifact of disk layers: their names, formats and sizes need the layers' first bytes.
   std::unique_ptr<ImageStack> stack;
-  if (HasDiskLayers(image)) {
+  bool bare = HasDiskLayers(image);
+  for (size_t i = 0; i < image.layers.size() && !bare; ++i) bare = QcowByItsBytes(*source, image.layers[i]);
+  if (bare) {
     OCIFS_ASSIGN_OR_RETURN(stack, OpenStack(flags, /*configure_logging=*/false));
   }
   // An artifact that cannot be read is reported, not fatal: the image is.
@@ -134,6 +159,10 @@ Status RunInspect(const ImageCommandFlags& flags) {
                               {"compression", std::string(CompressionName(d.compression))}, {"format", facts.format},
                               {"size", facts.size ? nlohmann::json(*facts.size) : nlohmann::json(nullptr)}});
       }
+      j["files"] = nlohmann::json::array();
+      for (const ArtifactFile& f : stack->files()) {
+        j["files"].push_back({{"title", f.title}, {"layer", f.digest}, {"mediaType", f.media_type}, {"size", f.size}});
+      }
     }
     j["accel"] = accel ? AccelJson(*accel) : nlohmann::json(nullptr);
     std::cout << j.dump(2) << std::endl;
@@ -159,6 +188,10 @@ Status RunInspect(const ImageCommandFlags& flags) {
                 << (facts.size ? std::to_string(*facts.size) : std::string("size-unknown")) << " "
                 << CompressionName(d.compression) << " " << d.digest
                 << (d.title.empty() ? "" : " (" + d.title + ")") << "\n";
+    }
+    if (!stack->files().empty()) std::cout << "Files:\n";
+    for (const ArtifactFile& f : stack->files()) {
+      std::cout << "  " << f.title << " " << f.size << " " << f.media_type << " " << f.digest << "\n";
     }
   }
   if (accel) {

@@ -1,7 +1,10 @@
 // Compression: which codec a layer blob uses, detected from its magic bytes.
 #pragma once
 
+#include <cstddef>
+#include <span>
 #include <string_view>
+#include <vector>
 
 #include "ocifs/byte_source.h"
 
@@ -17,5 +20,16 @@ std::string_view CompressionName(Compression compression);
 // shorter than the magic) = kNone. Fails only if the read fails.
 // Thread safety: as safe as `blob`.
 [[nodiscard]] Result<Compression> DetectCompression(const ByteSource& blob);
+// The same test on bytes already read (the first bytes of a blob).
+Compression CompressionOfMagic(std::span<const uint8_t> head);
+
+// The first `want` bytes (at most) of what `head`, the first bytes of a blob
+// compressed as `compression`, decompresses to: fewer when `head` ends first
+// (a short blob, or a head cut before that much output). For a small look at a
+// layer's content with one ranged read (a zstd block is at most 128 KiB, a
+// deflate stored block 64 KiB: 136 KiB of head always yield the first bytes).
+// kCorrupt if the bytes are no stream of that compression. Pure function.
+[[nodiscard]] Result<std::vector<uint8_t>> DecompressHead(std::span<const uint8_t> head, Compression compression,
+                                                          size_t want);
 
 }  // namespace ocifs

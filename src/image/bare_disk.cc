@@ -180,6 +180,19 @@ bool LooksLikeBareQcow2(std::span<const uint8_t> head) {
   return head.size() >= 4 && std::memcmp(head.data(), "QFI\xfb", 4) == 0 && !IsTarHeader(head);
 }
 
+bool IsArtifactFile(const Descriptor& layer, std::span<const uint8_t> head) {
+  auto title = layer.annotations.find(std::string(bare_disk::kTitleAnnotation));
+  if (title == layer.annotations.end() || title->second.empty()) return false;
+  if (auto unpack = layer.annotations.find(std::string(bare_disk::kOrasUnpackAnnotation));
+      unpack != layer.annotations.end() && Lower(unpack->second) == "true") {
+    return false;
+  }
+  if (IsTarHeader(head)) return false;
+  const bool zero_block = head.size() >= 512 && std::all_of(head.begin(), head.begin() + 512,
+                                                            [](uint8_t b) { return b == 0; });
+  return !zero_block;
+}
+
 Status CheckDiskNames(const std::vector<BareDiskLayer>& disks) {
   for (size_t i = 0; i < disks.size(); ++i) {
     for (size_t j = i + 1; j < disks.size(); ++j) {

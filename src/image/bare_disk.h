@@ -25,6 +25,8 @@ inline constexpr std::string_view kKubevirtRawZstd = "application/vnd.kubevirt.d
 inline constexpr std::string_view kNameAnnotation = "io.kubevirt.disk.name";
 inline constexpr std::string_view kSizeAnnotation = "io.kubevirt.disk.size";
 inline constexpr std::string_view kTitleAnnotation = "org.opencontainers.image.title";
+// ORAS marks a pushed directory (a tar, maybe gzipped) with "true".
+inline constexpr std::string_view kOrasUnpackAnnotation = "io.deis.oras.content.unpack";
 }  // namespace bare_disk
 
 // What the descriptor of a bare disk layer says about it. Plain value type;
@@ -61,6 +63,24 @@ bool LooksLikeBareQcow2(std::span<const uint8_t> head);
 // Whether the 512 bytes are a tar header: "ustar" at 257, or a checksum
 // field that matches the block (v7 headers). Fewer than 512 bytes: false.
 bool IsTarHeader(std::span<const uint8_t> head);
+
+// A file of an ORAS-style artifact that is neither a disk nor a tar (a
+// README.md or a JSON file pushed beside disk.qcow2): listed by inspect, not
+// served. Plain value type.
+struct ArtifactFile {
+  size_t layer = 0;       // index in the manifest's layers, bottom = 0
+  std::string digest{};   // the layer blob's
+  std::string title{};    // org.opencontainers.image.title, as given (never used as a path)
+  std::string media_type{};
+  uint64_t size = 0;      // the blob's, bytes
+};
+
+// Whether `layer`, not a disk by its descriptor nor by its bytes, is such a
+// file: it has a title (as ORAS gives every pushed file), is not a directory
+// ORAS packed (kOrasUnpackAnnotation "true"), and `head`, its first decoded
+// bytes (512 or all there are), is no tar header and no empty archive's zero
+// block. Told by what the bytes are, never by a tar parse that failed.
+bool IsArtifactFile(const Descriptor& layer, std::span<const uint8_t> head);
 
 // A Kubernetes resource quantity as bytes: "10Gi", "512Mi", "1G", "1500k",
 // "1.5Gi", "4096"; binary (Ki, Mi, Gi, Ti, Pi, Ei) and decimal (k, M, G, T,

@@ -61,6 +61,7 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
                            stack->OpenLayer(stack->image_.layers[i], i, options.ready_at_disk_entry && !stopped));
     stopped = stopped || view.index_partial;
     if (view.bare) stack->disks_.push_back(*view.bare);
+    if (view.file) stack->files_.push_back(*view.file);
     stack->layers_.push_back(std::move(view));
   }
   OCIFS_RETURN_IF_ERROR(CheckDiskNames(stack->disks_).WithContext(ref.ToString()));
@@ -174,6 +175,18 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     view.bare->reason = "its bytes (qcow2, no tar)";
     view.index = std::make_shared<TarIndex>(TarIndex::Empty(view.decoded->Describe()));
     spdlog::info("{}: a qcow2 disk by itself, not a tar", what);
+    return view;
+  }
+  // A file pushed beside the disk (a README.md, a JSON file): titled, and its bytes are no tar.
+  if (IsArtifactFile(layer, std::span<const uint8_t>(head.data(), *head_read))) {
+    view.file = ArtifactFile{.layer = position,
+                             .digest = layer.digest,
+                             .title = layer.annotations.at(std::string(bare_disk::kTitleAnnotation)),
+                             .media_type = layer.media_type,
+                             .size = layer.size};
+    view.index = std::make_shared<TarIndex>(TarIndex::Empty(view.decoded->Describe()));
+    spdlog::info("{}: '{}', a file of the artifact, neither a disk nor a tar: not served", what,
+                 view.file->title.substr(0, 200));
     return view;
   }
   TarIndexOptions index_options;

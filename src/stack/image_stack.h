@@ -90,6 +90,9 @@ struct LayerView {
   // A layer that is a disk by itself (no tar; `decoded` is the disk file and
   // `index` is empty): by its media type, title or bytes (image/bare_disk.h).
   std::optional<BareDiskLayer> bare;
+  // A file of an ORAS-style artifact, neither a disk nor a tar (`index` is
+  // empty; image/bare_disk.h IsArtifactFile): not served.
+  std::optional<ArtifactFile> file;
 };
 
 class ImageStack {
@@ -131,6 +134,8 @@ class ImageStack {
   [[nodiscard]] Result<ByteSourcePtr> OpenDisk() const;
   // The bare disk layers, bottom to top; their names are unique (Open checks).
   const std::vector<BareDiskLayer>& disks() const { return disks_; }
+  // The layers that are other files of the artifact (LayerView::file), bottom to top.
+  const std::vector<ArtifactFile>& files() const { return files_; }
   // `disk` as the guest sees it (raw; qcow2 translated), with the cache,
   // kept pieces and holes a containerDisk's disk gets (bare_disk_stack.cc).
   [[nodiscard]] Result<ByteSourcePtr> OpenBareDisk(const BareDiskLayer& disk) const;
@@ -187,6 +192,7 @@ class ImageStack {
   std::vector<LayerView> layers_;
   std::optional<MergedTree> tree_;
   std::vector<BareDiskLayer> disks_;
+  std::vector<ArtifactFile> files_;
   // The stack's own tasks: the index check of a stack ready at the disk's entry (kFirstPass). Last.
   std::unique_ptr<TaskGroup> tasks_;
 };

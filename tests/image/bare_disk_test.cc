@@ -133,6 +133,27 @@ TEST_CASE("a tar header is told from a qcow2 disk's first bytes") {
   CHECK_FALSE(LooksLikeBareQcow2(std::vector<uint8_t>{'Q', 'F', 'I'}));
 }
 
+TEST_CASE("a titled layer whose bytes are no tar is a file of the artifact; a tar stays a tar") {
+  const std::string readme_text = "# My VM\n\nBoot it with virtctl.\n";
+  std::vector<uint8_t> readme(readme_text.begin(), readme_text.end());
+  CHECK(IsArtifactFile(Layer(kTar, {{"org.opencontainers.image.title", "README.md"}}), readme));
+  CHECK(IsArtifactFile(Layer("application/json", {{"org.opencontainers.image.title", "vm.json"}}),
+                       std::vector<uint8_t>{'{', '}'}));
+  // No title: not known to be a file (a mount reads it as a tar, and says so if it is none).
+  CHECK_FALSE(IsArtifactFile(Layer(kTar), readme));
+  // A tar, titled or not, and a directory ORAS packed, are tars.
+  std::vector<uint8_t> ustar(512, 'a');
+  std::memcpy(ustar.data() + 257, "ustar", 5);
+  CHECK_FALSE(IsArtifactFile(Layer(kTar, {{"org.opencontainers.image.title", "files"}}), ustar));
+  CHECK_FALSE(IsArtifactFile(Layer(kTar, {{"org.opencontainers.image.title", "files"},
+                                          {"io.deis.oras.content.unpack", "true"}}),
+                             readme));
+  // An empty archive's zero block is a tar.
+  CHECK_FALSE(IsArtifactFile(Layer(kTar, {{"org.opencontainers.image.title", "empty"}}), std::vector<uint8_t>(512, 0)));
+  // An empty file is a file.
+  CHECK(IsArtifactFile(Layer(kTar, {{"org.opencontainers.image.title", "EMPTY"}}), std::vector<uint8_t>{}));
+}
+
 TEST_CASE("disks are picked by name or title; several without a choice are listed") {
   std::vector<BareDiskLayer> disks = {{.layer = 0, .digest = "sha256:a", .name = "rootdisk", .title = "rootdisk.raw.zst"},
                                       {.layer = 1, .digest = "sha256:b", .name = "datadisk", .title = "data.raw.zst"}};

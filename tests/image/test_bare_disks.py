@@ -290,6 +290,26 @@ def test_a_qcow2_file_with_neither_disk_media_type_nor_title_is_known_by_its_byt
         assert_same_bytes((m.dir / "disk.img").read_bytes(), raw)
 
 
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_inspect_and_ls_tell_a_qcow2_by_its_bytes(ocifs, registry, repo, workdir, compression):
+    """No disk media type, no title: inspect finds the qcow2 from one small read of the blob's head."""
+    qcow2, raw = make_qcow2(workdir, 4 * MiB, seed=15)
+    blob = {"none": qcow2, "gzip": gzip.compress(qcow2, mtime=0), "zstd": zstd_sized(qcow2)}[compression]
+    media = "application/vnd.oci.image.layer.v1.tar" + ("" if compression == "none" else "+" + compression)
+    layer = Blob(blob, media)
+    push_artifact(registry, repo, "v1", [layer], empty_config(), None)
+    ref = registry.ref(repo, "v1")
+    name = "disk-" + layer.digest.split(":", 1)[1][:12]
+    shown = json.loads(ocifs("inspect", "--json", TLS, ref).stdout)
+    assert [(d["name"], d["format"], d["size"], d["compression"], d["layer"]) for d in shown["disks"]] == \
+        [(name, "qcow2", 4 * MiB, compression, layer.digest)], shown
+    text = ocifs("inspect", TLS, ref).text
+    assert f"Disks:\n  {name} qcow2 {4 * MiB} {compression} {layer.digest}" in text, text
+    listing = ocifs("ls", TLS, ref).text
+    assert f"{4 * MiB} /{name}.img (qcow2 disk, layer {layer.digest})" in listing, listing
+    assert ocifs("cat", TLS, ref, name).stdout == qcow2
+
+
 def test_a_gzip_compressed_bare_raw_disk(ocifs, registry, repo, workdir):
     raw = sparse_disk(3 * MiB, [(0, 128 * KiB), (2 * MiB, 2 * MiB + 64 * KiB)], seed=5)
     layer = Blob(gzip.compress(raw, mtime=0), "application/vnd.oci.image.layer.v1.tar+gzip", {TITLE: "disk.img.gz"})
@@ -304,6 +324,44 @@ def test_an_lfedge_raw_disk_layer(ocifs, registry, repo, workdir):
     raw = sparse_disk(MiB, [(0, 64 * KiB)], seed=6)
     layer = Blob(raw, "application/vnd.lfedge.disk.layer.v1+raw")
     push_artifact(registry, repo, "v1", [layer], empty_config(), None)
+    with Mount(registry.ref(repo, "v1"), workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), raw)
+
+
+@pytest.mark.parametrize("found_by", ["title", "bytes", "media type"])
+def test_an_oras_artifact_with_other_files_beside_the_disk(ocifs, registry, repo, workdir, found_by):
+    """A README.md and a JSON file pushed with the disk (each titled, ORAS's default media type):
+    neither is parsed as a tar; the disk is found by its title, its bytes or its media type,
+    and inspect lists the others as files."""
+    qcow2, raw = make_qcow2(workdir, 8 * MiB, seed=16)
+    disk = Blob(qcow2, *{"title": ("application/vnd.oci.image.layer.v1.tar", {TITLE: "disk.qcow2"}),
+                        "bytes": ("application/vnd.oci.image.layer.v1.tar", {}),
+                        "media type": ("application/vnd.lfedge.disk.layer.v1+qcow2", {})}[found_by])
+    readme = Blob(b"# A VM disk\n\nBoot it with virtctl.\n", "application/vnd.oci.image.layer.v1.tar",
+                  {TITLE: "README.md"})
+    spec = Blob(canonical_json({"cpus": 2, "memory": "2Gi"}) * 20, "application/json", {TITLE: "vm.json"})
+    push_artifact(registry, repo, "v1", [readme, disk, spec], empty_config(), ORAS_UNKNOWN)
+    ref = registry.ref(repo, "v1")
+    with Mount(ref, workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), raw)
+    with Mount(ref, workdir / "tree", TLS, "--mode", "tree", cache_dir=workdir / "cache") as m:
+        assert len(os.listdir(m.dir)) == 1 and os.listdir(m.dir)[0].endswith(".img"), os.listdir(m.dir)
+    shown = json.loads(ocifs("inspect", "--json", TLS, ref).stdout)
+    assert [(d["format"], d["layer"]) for d in shown["disks"]] == [("qcow2", disk.digest)], shown
+    assert [(f["title"], f["layer"], f["size"]) for f in shown["files"]] == \
+        [("README.md", readme.digest, readme.size), ("vm.json", spec.digest, spec.size)], shown
+    text = ocifs("inspect", TLS, ref).text
+    assert f"Files:\n  README.md {readme.size} application/vnd.oci.image.layer.v1.tar {readme.digest}\n" \
+        f"  vm.json {spec.size} application/json {spec.digest}" in text, text
+
+
+def test_a_titled_layer_that_is_a_tar_stays_a_tar(ocifs, registry, repo, workdir):
+    """A directory ORAS packed (titled, a tar) is merged as a tar: a containerDisk's disk/ in it is served."""
+    raw = sparse_disk(MiB, [(0, 64 * KiB)], seed=17)
+    tar = Blob(gzip.compress(images.make_tar([images.File("disk/disk.img", raw)]), mtime=0),
+               "application/vnd.oci.image.layer.v1.tar+gzip", {TITLE: "vmdir", "io.deis.oras.content.unpack": "true"})
+    readme = Blob(b"notes\n", "application/vnd.oci.image.layer.v1.tar", {TITLE: "README.md"})
+    push_artifact(registry, repo, "v1", [tar, readme], empty_config(), ORAS_UNKNOWN)
     with Mount(registry.ref(repo, "v1"), workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
         assert_same_bytes((m.dir / "disk.img").read_bytes(), raw)
 
