@@ -12,8 +12,8 @@
 #include <spdlog/spdlog.h>
 
 #include "accel/accel_loader.h"
-#include "decode/compression.h"
 #include "cli/progress_printer.h"
+#include "decode/compression.h"
 #include "decode/zstd_chunked_toc.h"
 #include "disk/disk_format.h"
 #include "stack/image_stack.h"
