@@ -108,7 +108,7 @@ Status MountLauncher::Mount(const VolumeRecord& record) const {
   for (int i = 0; i < 100; ++i) {
     MountState state = ProbeMount(target);
     if (state == MountState::kHealthy) return Status::Ok();
-    if (state == MountState::kDisconnected) break;
+    if (state == MountState::kDisconnected || state == MountState::kStalled) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   (void)Unmount(target);

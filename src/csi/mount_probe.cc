@@ -2,11 +2,18 @@
 
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 namespace ocifs {
@@ -41,6 +48,63 @@ std::string Normalize(const std::string& path) {
   return p;
 }
 
+// What stat(2) and statfs(2) of a path saw, as the probing child's exit code.
+enum Saw : int { kSawAnswer = 0, kSawMissing = 1, kSawNotConnected = 2, kSawOtherError = 3 };
+
+// Only system calls: safe in a child forked from a threaded process.
+int StatPath(const char* path) {
+  struct stat st;
+  if (::stat(path, &st) != 0) {
+    if (errno == ENOTCONN || errno == ECONNABORTED) return kSawNotConnected;
+    return errno == ENOENT ? kSawMissing : kSawOtherError;
+  }
+  // stat may be answered from cached attributes; statfs always reaches the
+  // FUSE daemon, so a dead one shows here.
+  struct statvfs vfs;
+  if (::statvfs(path, &vfs) != 0 && (errno == ENOTCONN || errno == ECONNABORTED)) return kSawNotConnected;
+  return kSawAnswer;
+}
+
+// Children killed at their timeout that had not exited yet (blocked in a
+// FUSE request a wedged daemon had already taken): reaped by later probes.
+std::mutex g_unreaped_mu;
+std::vector<pid_t> g_unreaped;  // guarded by g_unreaped_mu
+
+void ReapLeftovers() {
+  std::lock_guard<std::mutex> lock(g_unreaped_mu);
+  std::erase_if(g_unreaped, [](pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) != 0; });
+}
+
+// Waits for `pid` up to `ms`; its exit code, or nullopt if it is still running.
+std::optional<int> WaitChild(pid_t pid, int ms) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : kSawOtherError;
+    if (r < 0 && errno != EINTR) return kSawOtherError;  // not our child any more
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// StatPath in a child process, so that a daemon that never answers cannot
+// block the caller; nullopt if the child did not finish within `timeout_ms`.
+std::optional<int> StatPathWithin(const std::string& path, int timeout_ms) {
+  ReapLeftovers();
+  const char* p = path.c_str();
+  pid_t pid = ::fork();
+  if (pid == 0) ::_exit(StatPath(p));
+  if (pid < 0) return StatPath(p);  // no child (out of processes): ask in this thread
+  if (auto saw = WaitChild(pid, timeout_ms)) return saw;
+  ::kill(pid, SIGKILL);  // a request still queued is dropped; one the daemon took is not
+  if (!WaitChild(pid, 1000)) {
+    std::lock_guard<std::mutex> lock(g_unreaped_mu);
+    g_unreaped.push_back(pid);
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string_view MountStateName(MountState state) {
@@ -49,6 +113,7 @@ std::string_view MountStateName(MountState state) {
     case MountState::kNotMounted: return "not mounted";
     case MountState::kHealthy: return "mounted";
     case MountState::kDisconnected: return "disconnected";
+    case MountState::kStalled: return "stalled";
   }
   return "unknown";
 }
@@ -75,24 +140,15 @@ bool IsMountPoint(const std::string& path, std::string* fstype) {
   return found;
 }
 
-MountState ProbeMount(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    if (errno == ENOTCONN || errno == ECONNABORTED) return MountState::kDisconnected;
-    if (errno == ENOENT) {
-      // A dead mount on a missing path cannot exist; a missing parent can.
-      return MountState::kMissing;
-    }
-    return IsMountPoint(path) ? MountState::kDisconnected : MountState::kMissing;
+MountState ProbeMount(const std::string& path, int timeout_ms) {
+  std::optional<int> saw = StatPathWithin(path, timeout_ms);
+  if (!saw) return IsMountPoint(path) ? MountState::kStalled : MountState::kMissing;
+  switch (*saw) {
+    case kSawAnswer: return IsMountPoint(path) ? MountState::kHealthy : MountState::kNotMounted;
+    case kSawNotConnected: return MountState::kDisconnected;
+    case kSawMissing: return MountState::kMissing;  // a dead mount on a missing path cannot exist
+    default: return IsMountPoint(path) ? MountState::kDisconnected : MountState::kMissing;
   }
-  if (!IsMountPoint(path)) return MountState::kNotMounted;
-  // stat may be answered from cached attributes; statfs always reaches the
-  // FUSE daemon, so a dead one shows here.
-  struct statvfs vfs;
-  if (::statvfs(path.c_str(), &vfs) != 0 && (errno == ENOTCONN || errno == ECONNABORTED)) {
-    return MountState::kDisconnected;
-  }
-  return MountState::kHealthy;
 }
 
 std::optional<pid_t> FindMountProcess(const std::string& target) {

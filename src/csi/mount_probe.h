@@ -3,7 +3,10 @@
 //
 // A FUSE mount whose daemon died stays in the mount table; every stat or
 // read of it fails with ENOTCONN ("Transport endpoint is not connected").
-// That is how a dead `oci-fs mount` is recognised. All functions are
+// That is how a dead `oci-fs mount` is recognised. A FUSE daemon that is
+// stopped (SIGSTOP) or wedged never answers: a stat(2) of its mount blocks
+// until it does, so ProbeMount makes its calls that reach the daemon in a
+// child process and gives up after kProbeTimeoutMs. All functions are
 // thread-safe; they read /proc and stat(2) the path.
 #pragma once
 
@@ -20,11 +23,16 @@ enum class MountState {
   kNotMounted,    // a plain directory
   kHealthy,       // a mount point that answers
   kDisconnected,  // a FUSE mount whose daemon is gone (ENOTCONN)
+  kStalled,       // a mount point whose daemon did not answer within the probe's timeout
 };
+
+// How long ProbeMount waits for stat(2) and statfs(2) of the path (ms).
+inline constexpr int kProbeTimeoutMs = 5000;
 
 std::string_view MountStateName(MountState state);
 
-MountState ProbeMount(const std::string& path);
+// Blocks at most about `timeout_ms` (+1 s to reap the child it kills).
+MountState ProbeMount(const std::string& path, int timeout_ms = kProbeTimeoutMs);
 
 // Whether /proc/self/mountinfo lists `path` as a mount point (octal escapes
 // decoded); `fstype` receives its filesystem type (e.g. "fuse.oci-fs").

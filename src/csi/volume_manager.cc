@@ -73,7 +73,12 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
                            "), published with other attributes");
     }
     if (credentials_) OCIFS_RETURN_IF_ERROR(credentials_->Republish(*existing, docker_config));
-    if (ProbeMount(target) == MountState::kHealthy) return Status::Ok();
+    MountState state = ProbeMount(target);
+    if (state == MountState::kHealthy) return Status::Ok();
+    if (state == MountState::kStalled) {  // mounted: a remount would not reach the files already open
+      spdlog::warn("csi: volume {} at {} is stalled; leaving it", spec.volume_id, target);
+      return Status::Ok();
+    }
     spdlog::warn("csi: volume {} at {} is not answering; remounting", spec.volume_id, target);
     return Repair(*existing);
   }
@@ -186,6 +191,13 @@ Result<VolumeStats> VolumeManager::Stats(const std::string& volume_id, const std
   }
   VolumeStats stats;
   MountState state = ProbeMount(path);
+  if (state == MountState::kStalled) {
+    stats.abnormal = true;
+    stats.condition = "mount at " + path + " is stalled: it did not answer stat/statfs within " +
+                      std::to_string(kProbeTimeoutMs / 1000) +
+                      " s (its serving process is stopped, or every FUSE thread is stuck)";
+    return stats;
+  }
   if (state != MountState::kHealthy) {
     stats.abnormal = true;
     stats.condition = "mount at " + path + " is " + std::string(MountStateName(state)) +
@@ -252,7 +264,7 @@ void VolumeManager::Recover() {
       (void)Teardown(target, record, /*remove_dir=*/false);
       ++dropped;
       spdlog::info("csi: dropped stale record of {} ({} is gone)", record.spec.volume_id, target);
-    } else if (state == MountState::kHealthy) {
+    } else if (state == MountState::kHealthy || state == MountState::kStalled) {
       ++adopted;
       if (record.ocifs_version != OCIFS_VERSION) Upgrade(record);
     } else if (Status s = Repair(record); s.ok()) {
@@ -302,7 +314,8 @@ void VolumeManager::RepairDead() {
     if (!record) continue;
     if (credentials_) credentials_->Refresh(*record);
     MountState state = ProbeMount(target);
-    if (state == MountState::kHealthy || state == MountState::kMissing) continue;
+    // A stalled mount is reported (Stats), not remounted: its VM's open files stay on it.
+    if (state == MountState::kHealthy || state == MountState::kMissing || state == MountState::kStalled) continue;
     spdlog::warn("csi: mount of {} at {} is {}; remounting", record->spec.volume_id, target,
                  MountStateName(state));
     if (Status s = Repair(*record); !s.ok()) {

@@ -7,6 +7,7 @@ the page counts is checked against the registry's own request log.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -16,6 +17,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from support import images, processes
@@ -200,3 +202,106 @@ def test_a_dead_mount_is_reported_abnormal_with_the_reason(make_plugin, backend,
     message = stats.volume_condition.message
     assert "disconnected" in message and "serving process is gone" in message, message
     assert not stats.usage  # no numbers for a mount that does not answer
+
+
+def wait_condition(plugin, volume_id: str, target: Path, abnormal: bool, timeout: float):
+    """NodeGetVolumeStats until its volume_condition.abnormal is `abnormal` (or the deadline); the last answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = plugin.client.node("NodeGetVolumeStats", volume_id=volume_id, volume_path=str(target))
+        if stats.volume_condition.abnormal == abnormal or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.2)
+
+
+def test_a_stopped_serving_process_is_reported_stalled_until_it_continues(make_plugin, backend, workdir):
+    # The watcher runs every second: it must leave a stalled mount alone.
+    port = free_port()
+    backend.plugin_extra = backend.plugin_extra + ["--metrics-address", f"127.0.0.1:{port}"]
+    plugin = make_plugin(env={"OCIFS_CSI_WATCH_SECONDS": "1"})
+    ref = backend.image("stalled")
+    target = target_of(workdir, "pod-stalled")
+    publish(plugin, target, ref, "vol-stalled")
+    assert (target / "disk.img").read_bytes() == backend.expected(ref)
+    assert wait_condition(plugin, "vol-stalled", target, False, 5).volume_condition.abnormal is False
+
+    # The serving process stops: FUSE requests queue and nobody answers them.
+    server = mount_state(target)["server_pid"]
+    os.kill(server, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        stats = wait_condition(plugin, "vol-stalled", target, True, 60)
+        took = time.monotonic() - started
+        families = scrape(port)
+        watched = mount_state(target)["server_pid"]
+    finally:
+        os.kill(server, signal.SIGCONT)
+    assert stats.volume_condition.abnormal is True
+    message = stats.volume_condition.message
+    assert "is stalled" in message and "did not answer stat/statfs" in message, message
+    assert not stats.usage
+    assert took < 55, f"NodeGetVolumeStats blocked on the stopped mount for {took:.0f} s"
+    assert value(families, "ocifs_volumes", "ocifs_volumes", state="stalled") == 1
+    assert watched == server, "the watcher replaced a stalled mount's server"
+
+    # Continued, it answers again: normal, with usage, the same bytes.
+    stats = wait_condition(plugin, "vol-stalled", target, False, 60)
+    assert stats.volume_condition.abnormal is False, stats.volume_condition.message
+    assert stats.usage
+    assert (target / "disk.img").read_bytes() == backend.expected(ref)
+    assert value(scrape(port), "ocifs_volumes", "ocifs_volumes", state="healthy") == 1
+
+
+def read_tail_within(path: Path, n: int, timeout: float) -> bytes:
+    """The last `n` bytes of `path`, read again after each EIO until the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with path.open("rb") as f:
+                f.seek(-n, os.SEEK_END)
+                return f.read(n)
+        except OSError as e:
+            if e.errno != errno.EIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_failing_reads_are_reported_abnormal_until_a_minute_without_one(make_plugin, backend, workdir):
+    registry = backend.registry
+    # A registry that does not answer makes a read fail after about 4 s.
+    backend.plugin_extra = backend.plugin_extra + ["--stall-timeout", "2", "--registry-timeout", "4"]
+    plugin = make_plugin()
+    # Uncompressed: no first pass streams the layer in the background, so
+    # its end is fetched only when read.
+    data = random.Random("failing").randbytes(32 << 20)
+    images.push(registry, "failing", "v1", images.containerdisk(data, "none"), creds=None)
+    target = target_of(workdir, "pod-failing")
+    publish(plugin, target, registry.ref("failing", "v1"), "vol-failing")
+    disk = target / "disk.img"
+    with disk.open("rb") as f:
+        assert f.read(4096) == data[:4096]
+    assert wait_condition(plugin, "vol-failing", target, False, 5).volume_condition.abnormal is False
+
+    # The registry stops answering; the disk's end, not fetched yet, cannot be read.
+    with registry.paused():
+        with disk.open("rb") as f:
+            f.seek(len(data) - 4096)
+            with pytest.raises(OSError) as failed:
+                f.read(4096)
+        assert failed.value.errno == errno.EIO
+        stats = wait_condition(plugin, "vol-failing", target, True, 30)
+    assert stats.volume_condition.abnormal is True
+    message = stats.volume_condition.message
+    assert "reads fail" in message and "FUSE reads failed" in message and registry.host in message, message
+    assert not stats.usage
+
+    # The registry answers again: the same read succeeds, with the pushed
+    # bytes (a read that joins a fetch begun during the outage shares its
+    # failure, so for up to --registry-timeout it may still fail), but the
+    # failure is reported for a minute after it happened.
+    failed_at = time.monotonic()
+    assert read_tail_within(disk, 4096, 30) == data[-4096:]
+    stats = wait_condition(plugin, "vol-failing", target, False, 120)
+    assert stats.volume_condition.abnormal is False, stats.volume_condition.message
+    assert time.monotonic() - failed_at > 30, "the failure was forgotten long before its minute"
+    assert stats.usage

@@ -17,15 +17,19 @@ to `reg.log_path`. It runs in its own process group and is stopped on exit
 status, bytes written, user agent: a mirror's requests upstream carry one,
 oci-fs' none); `blob_gets()` / `blob_bytes()` count blob downloads,
 e.g. to prove that a second mount fetches nothing. `reg.client()` is a
-RegistryClient with the right TLS trust and credentials.
+RegistryClient with the right TLS trust and credentials. `with reg.paused():`
+stops the process (SIGSTOP: connections are accepted by the kernel, nothing
+answers) and continues it on exit, also when the body fails.
 """
 
 from __future__ import annotations
 
 import hashlib
+import contextlib
 import json
 import re
 import secrets
+import signal
 import socket
 import ssl
 import subprocess
@@ -194,6 +198,15 @@ class Registry:
             if "address already in use" not in last:
                 break
         raise RuntimeError(f"docker-registry did not start; log:\n{last}")
+
+    @contextlib.contextmanager
+    def paused(self):
+        assert self._proc is not None, "the registry is not running"
+        self._proc.send_signal(signal.SIGSTOP)
+        try:
+            yield self
+        finally:
+            self._proc.send_signal(signal.SIGCONT)
 
     def stop(self) -> None:
         if self._proc is not None:
