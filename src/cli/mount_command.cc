@@ -24,6 +24,7 @@
 #include "cli/keeper_commands.h"
 #include "cli/keeper_link.h"
 #include "cli/mount_stats_publisher.h"
+#include "cli/prefetch_progress.h"
 #include "fuse/mount_state.h"
 #include "fuse/fuse_server.h"
 #include "registry/fetch_stats.h"
@@ -264,9 +265,13 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd, K
   if (keeper != nullptr) {
     published.emplace(scheduler, MountStateDir(), flags.mountpoint, flags.reference, config.prefetch_all, **stack);
   }
+  // A foreground mount shows how far --prefetch-all got on its stderr.
+  std::optional<PrefetchProgress> prefetch_progress;
+  if (flags.foreground && config.prefetch_all) prefetch_progress.emplace(scheduler, **stack);
   Status run = (*server)->Run();
   server->reset();
   if (keeper != nullptr) keeper->StopWatching();  // before the scheduler stops
+  prefetch_progress.reset();
   stats_timer.reset();
   published.reset();
   scheduler->Stop();

@@ -20,6 +20,22 @@ int64_t NowMs() {
 
 }  // namespace
 
+std::vector<LayerCacheStats> CountCachedLayers(const ImageStack& stack) {
+  std::vector<LayerCacheStats> out;
+  const auto& cache = stack.cache();
+  if (!cache) return out;
+  const uint64_t chunk = cache->chunk_size();
+  for (const LayerView& layer : stack.layers()) {
+    LayerCacheStats l;
+    l.digest = layer.descriptor.digest;
+    l.size = layer.descriptor.size;
+    l.chunks = (l.size + chunk - 1) / chunk;
+    for (uint64_t index : cache->StoredIndexes(l.digest)) l.cached_chunks += index < l.chunks ? 1 : 0;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
 MountStatsPublisher::MountStatsPublisher(std::shared_ptr<Scheduler> scheduler, std::string dir,
                                          std::string mountpoint, std::string reference, bool prefetch_all,
                                          const ImageStack& stack)
@@ -72,16 +88,7 @@ MountStats MountStatsPublisher::Collect(bool count_layers) {
     s.cluster_cache_hits = clusters.hits;
     s.cluster_cache_dropped = clusters.dropped;
     if (count_layers) {
-      s.layers.clear();
-      const uint64_t chunk = cache->chunk_size();
-      for (const LayerView& layer : stack_.layers()) {
-        LayerCacheStats l;
-        l.digest = layer.descriptor.digest;
-        l.size = layer.descriptor.size;
-        l.chunks = (l.size + chunk - 1) / chunk;
-        for (uint64_t index : cache->StoredIndexes(l.digest)) l.cached_chunks += index < l.chunks ? 1 : 0;
-        s.layers.push_back(std::move(l));
-      }
+      s.layers = CountCachedLayers(stack_);
       base_.layers = s.layers;
     }
   }

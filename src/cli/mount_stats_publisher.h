@@ -15,12 +15,17 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "fuse/mount_stats.h"
 #include "sched/task_group.h"
 #include "stack/image_stack.h"
 
 namespace ocifs {
+
+// What is stored in the stack's cache of each layer blob (a directory
+// listing per layer); empty without a cache. Thread-safe.
+std::vector<LayerCacheStats> CountCachedLayers(const ImageStack& stack);
 
 class MountStatsPublisher {
  public:

@@ -13,8 +13,12 @@ ProgressPrinter::ProgressPrinter(std::string label, std::string command, bool li
       out_(out),
       tty_(tty >= 0 ? tty == 1 : ::isatty(::fileno(out)) == 1) {}
 
-ProgressPrinter::~ProgressPrinter() {
+ProgressPrinter::~ProgressPrinter() { EndBar(); }
+
+void ProgressPrinter::EndBar() {
   if (tty_ && drawn_) std::fputc('\n', out_);
+  drawn_ = false;
+  std::fflush(out_);
 }
 
 void ProgressPrinter::Report(uint64_t done, uint64_t total) {

@@ -23,6 +23,9 @@ class ProgressPrinter {
   ProgressPrinter& operator=(const ProgressPrinter&) = delete;
 
   void Report(uint64_t done, uint64_t total);
+  // Ends the bar's line on a terminal (once drawn), so that what is printed
+  // next starts a line of its own; a later Report draws a new bar.
+  void EndBar();
 
  private:
   const std::string label_, command_;

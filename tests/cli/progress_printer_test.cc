@@ -46,3 +46,14 @@ TEST_CASE("off a terminal: lines only when asked for, and the end once") {
   });
   CHECK(lines == "oci-fs cat: read 0.0 of 2.0 MiB\noci-fs cat: read 2.0 of 2.0 MiB\n");
 }
+
+TEST_CASE("EndBar ends the bar's line once, so what follows has a line of its own") {
+  std::string text = Printed(false, 1, [](ProgressPrinter& p) {
+    p.Report(1 << 20, 1 << 20);
+    p.EndBar();
+    p.EndBar();  // nothing drawn since: no second newline
+  });
+  CHECK(text == "\r/disk/disk.img [##############################] 1.0 / 1.0 MiB\n");
+  std::string quiet = Printed(true, 0, [](ProgressPrinter& p) { p.EndBar(); });
+  CHECK(quiet.empty());  // no bar off a terminal: no newline either
+}

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
+import subprocess
+import time
 
 import pytest
 
@@ -76,3 +81,96 @@ def test_a_second_mount_from_a_warm_cache_fetches_no_layer_bytes(ocifs, registry
     with Mount(ref, workdir / "m2", "--tls-verify=false", cache_dir=cache, stats=True) as m:
         assert (m.dir / "disk.img").read_bytes() == disk
     assert layer_bytes() == before, json.dumps(m.stats)
+
+
+def _prefetch_mount(registry, repo, workdir, stderr):
+    """`oci-fs mount -f --prefetch-all` of a 12 MiB uncompressed disk (no gzip first pass streams it),
+    paced to 4 MiB/s (about 3 s), with stderr to `stderr`; (proc, mnt, disk)."""
+    disk = os.urandom(12 << 20)
+    images.push(registry, repo, "v1", images.containerdisk(disk, "none"))
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    proc = processes.spawn([processes.ocifs_bin(), "mount", "-f", "--prefetch-all", "--prefetch-rate", "4M",
+                            "--tls-verify=false", "--cache-dir", workdir / "cache", registry.ref(repo, "v1"), mnt],
+                           stdout=subprocess.DEVNULL, stderr=stderr, env=processes.isolated_env())
+    return proc, mnt, disk
+
+
+def _read_until(fd: int, marker: bytes, timeout: float) -> bytes:
+    """Bytes read from `fd` until `marker` and the end of its line, EOF or the deadline."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # a pty whose other end closed
+            break
+        if not chunk:
+            break
+        out += chunk
+        at = out.find(marker)
+        if at >= 0 and b"\n" in out[at:]:
+            break
+    return out
+
+
+def _end_mount(proc, mnt) -> None:
+    try:
+        if is_mounted(mnt):
+            processes.unmount(mnt)
+        proc.wait(timeout=30)
+    finally:
+        processes.stop(proc)
+        if is_mounted(mnt):
+            processes.unmount(mnt, lazy=True)
+
+
+def _check_prefetched(text: str, mnt, disk: bytes, registry, repo: str) -> None:
+    end = re.search(r"oci-fs mount: prefetched ([0-9.]+) MiB in ([0-9.]+) s\n", text)
+    assert end, text
+    assert 12.0 <= float(end.group(1)) < 12.2, text  # the layer: a tar of the 12 MiB disk
+    assert text.count("oci-fs mount: prefetched") == 1, text
+    fetched = registry.blob_bytes(repo)
+    assert fetched >= 12 << 20
+    assert (mnt / "disk.img").read_bytes() == disk
+    assert registry.blob_bytes(repo) == fetched  # the whole layer was in the cache
+
+
+def test_a_foreground_prefetch_all_mount_reports_progress_in_lines(ocifs, registry, repo, workdir):
+    read_end, write_end = os.pipe()
+    proc, mnt, disk = _prefetch_mount(registry, repo, workdir, write_end)
+    os.close(write_end)
+    try:
+        text = _read_until(read_end, b"prefetched", 120).decode(errors="replace")
+        _check_prefetched(text, mnt, disk, registry, repo)
+        lines = re.findall(r"oci-fs mount: prefetch: read ([0-9.]+) of ([0-9.]+) MiB\n", text)
+        assert lines, text
+        done = [float(d) for d, _ in lines]
+        assert done == sorted(done) and done[-1] == float(lines[-1][1]), text  # it grows, and ends whole
+        assert len(lines) <= 1 + 120 // 5 + 1, text  # sparse: every 5 s and the last
+        assert "\r" not in text  # no bar into a pipe
+        assert text.index("prefetch: read") < text.index("prefetched")
+    finally:
+        _end_mount(proc, mnt)
+        os.close(read_end)
+    assert proc.returncode == 0
+
+
+def test_a_foreground_prefetch_all_mount_draws_a_bar_on_a_terminal(ocifs, registry, repo, workdir):
+    master, slave = pty.openpty()
+    proc, mnt, disk = _prefetch_mount(registry, repo, workdir, slave)
+    os.close(slave)
+    try:
+        text = _read_until(master, b"prefetched", 120).decode(errors="replace")
+        _check_prefetched(text.replace("\r\n", "\n"), mnt, disk, registry, repo)
+        bars = re.findall(r"\rprefetching layers \[([# ]{30})\] ([0-9.]+) / ([0-9.]+) MiB", text)
+        assert bars, repr(text)
+        assert bars[-1][0] == "#" * 30 and bars[-1][1] == bars[-1][2], repr(text)
+        assert "prefetch: read" not in text  # the bar, not lines
+    finally:
+        _end_mount(proc, mnt)
+        os.close(master)
+    assert proc.returncode == 0
