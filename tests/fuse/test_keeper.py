@@ -69,22 +69,29 @@ def mount_id(mnt: Path) -> str | None:
     return None
 
 
+def kill_all(pids) -> None:
+    """SIGKILL to each of `pids` that still exists."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def kill_kept_mount(state: dict, mnt: Path) -> None:
+    """A test's cleanup: SIGKILL to the keeper and server of `state` (a
+    `status` entry), then a lazy unmount of `mnt`."""
+    kill_all((state["keeper_pid"], state["server_pid"]))
+    processes.unmount(mnt, lazy=True)
+
+
 def abort_connection(mnt: Path) -> None:
     """Ends a FUSE connection whatever its processes do, so that hung readers
     return: every holder of its /dev/fuse descriptor is killed (fusectl's
     abort file is not mounted everywhere)."""
     for s in status(mnt, check=False):
-        for pid in (s["keeper_pid"], s["server_pid"]):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-    bin_ = processes.ocifs_bin()
-    for pid in processes.find_processes(bin_, str(mnt)):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_all((s["keeper_pid"], s["server_pid"]))
+    kill_all(processes.find_processes(processes.ocifs_bin(), str(mnt)))
     processes.unmount(mnt, lazy=True)
 
 
@@ -307,12 +314,7 @@ def test_the_keeper_killed_leaves_the_server_serving_until_it_ends(ocifs, disk, 
                     f.read(4096)
             assert e.value.errno in (errno.ENOTCONN, errno.ECONNABORTED), e.value
         finally:
-            for pid in (first["keeper_pid"], first["server_pid"]):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            processes.unmount(mnt, lazy=True)
+            kill_kept_mount(first, mnt)
 
 
 def test_restart_of_what_is_not_a_kept_mount_is_a_usage_error(ocifs, workdir):

@@ -21,7 +21,7 @@ from support import processes
 from support.fault_proxy import FaultProxy
 from support.processes import Mount, is_mounted
 
-from test_keeper import TLS, Readers, disk, status, wait_for  # noqa: F401 (fixture)
+from test_keeper import TLS, Readers, disk, kill_kept_mount, status, wait_for  # noqa: F401 (fixture)
 
 GIVE_UP = 25  # seconds without a serving process (docs/keeper.md)
 
@@ -70,12 +70,7 @@ def test_a_keeper_whose_replacements_keep_dying_gives_up_and_readers_fail_within
                       f"waited was {longest_wait:.1f} s; {len(readers.errors)} reads failed "
                       f"({readers.errors[0] if readers.errors else ''})")
             finally:
-                for pid in (first["keeper_pid"], first["server_pid"]):
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                processes.unmount(mnt, lazy=True)
+                kill_kept_mount(first, mnt)
 
 
 def test_o_nokeeper_is_mount8s_spelling_of_no_keeper(ocifs, disk, workdir):  # noqa: F811
