@@ -4,6 +4,7 @@ and the daemon ends at unmount. (Deeper FUSE tests live in tests/fuse.)"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -139,13 +140,26 @@ def _check_prefetched(text: str, mnt, disk: bytes, registry, repo: str) -> None:
     assert registry.blob_bytes(repo) == fetched  # the whole layer was in the cache
 
 
-def test_a_foreground_prefetch_all_mount_reports_progress_in_lines(ocifs, registry, repo, workdir):
-    read_end, write_end = os.pipe()
+@contextlib.contextmanager
+def _prefetching(registry, repo, workdir, terminal: bool):
+    """Runs _prefetch_mount with stderr to a pipe or a terminal (a pty) and
+    yields what it printed up to its "prefetched" line, checked by
+    _check_prefetched; then unmounts, and the mount exits 0."""
+    read_end, write_end = pty.openpty() if terminal else os.pipe()
     proc, mnt, disk = _prefetch_mount(registry, repo, workdir, write_end)
     os.close(write_end)
     try:
         text = _read_until(read_end, b"prefetched", 120).decode(errors="replace")
-        _check_prefetched(text, mnt, disk, registry, repo)
+        _check_prefetched(text.replace("\r\n", "\n"), mnt, disk, registry, repo)
+        yield text
+    finally:
+        _end_mount(proc, mnt)
+        os.close(read_end)
+    assert proc.returncode == 0
+
+
+def test_a_foreground_prefetch_all_mount_reports_progress_in_lines(ocifs, registry, repo, workdir):
+    with _prefetching(registry, repo, workdir, terminal=False) as text:
         lines = re.findall(r"oci-fs mount: prefetch: read ([0-9.]+) of ([0-9.]+) MiB\n", text)
         assert lines, text
         done = [float(d) for d, _ in lines]
@@ -153,24 +167,11 @@ def test_a_foreground_prefetch_all_mount_reports_progress_in_lines(ocifs, regist
         assert len(lines) <= 1 + 120 // 5 + 1, text  # sparse: every 5 s and the last
         assert "\r" not in text  # no bar into a pipe
         assert text.index("prefetch: read") < text.index("prefetched")
-    finally:
-        _end_mount(proc, mnt)
-        os.close(read_end)
-    assert proc.returncode == 0
 
 
 def test_a_foreground_prefetch_all_mount_draws_a_bar_on_a_terminal(ocifs, registry, repo, workdir):
-    master, slave = pty.openpty()
-    proc, mnt, disk = _prefetch_mount(registry, repo, workdir, slave)
-    os.close(slave)
-    try:
-        text = _read_until(master, b"prefetched", 120).decode(errors="replace")
-        _check_prefetched(text.replace("\r\n", "\n"), mnt, disk, registry, repo)
+    with _prefetching(registry, repo, workdir, terminal=True) as text:
         bars = re.findall(r"\rprefetching layers \[([# ]{30})\] ([0-9.]+) / ([0-9.]+) MiB", text)
         assert bars, repr(text)
         assert bars[-1][0] == "#" * 30 and bars[-1][1] == bars[-1][2], repr(text)
         assert "prefetch: read" not in text  # the bar, not lines
-    finally:
-        _end_mount(proc, mnt)
-        os.close(master)
-    assert proc.returncode == 0
