@@ -36,6 +36,11 @@ class Page {
   void Line(const std::string& name, const std::string& labels, uint64_t value) {
     out_ += name + (labels.empty() ? "" : "{" + labels + "}") + " " + std::to_string(value) + "\n";
   }
+  // A metric with one unlabelled sample.
+  void Single(const std::string& name, const char* type, const char* help, uint64_t value) {
+    Head(name, type, help);
+    Line(name, "", value);
+  }
   void Histogram(const std::string& name, const char* help, const HistogramCounts& h) {
     Head(name, "histogram", help);
     uint64_t cumulative = 0;
@@ -139,21 +144,14 @@ std::string MetricsRegistry::Render(const std::vector<VolumeSample>& volumes, co
   by_registry("ocifs_manifest_requests_total", "Manifest requests sent by the volumes' mounts", manifests);
   p.Histogram("ocifs_registry_fetch_duration_seconds", "Time of one blob range read, first request to last byte",
               fetch_latency);
-  p.Head("ocifs_fuse_reads_total", "counter", "FUSE read requests answered by the volumes' mounts");
-  p.Line("ocifs_fuse_reads_total", "", reads);
-  p.Head("ocifs_fuse_read_bytes_total", "counter", "Bytes returned by FUSE reads");
-  p.Line("ocifs_fuse_read_bytes_total", "", read_bytes);
+  p.Single("ocifs_fuse_reads_total", "counter", "FUSE read requests answered by the volumes' mounts", reads);
+  p.Single("ocifs_fuse_read_bytes_total", "counter", "Bytes returned by FUSE reads", read_bytes);
   p.Histogram("ocifs_fuse_read_duration_seconds", "Time of one FUSE read, request to reply", fuse_latency);
-  p.Head("ocifs_cache_hits_total", "counter", "Chunk cache lookups served from disk");
-  p.Line("ocifs_cache_hits_total", "", hits);
-  p.Head("ocifs_cache_misses_total", "counter", "Chunk cache lookups that found no usable chunk");
-  p.Line("ocifs_cache_misses_total", "", misses);
-  p.Head("ocifs_cache_evictions_total", "counter", "Chunk files the volumes' mounts evicted");
-  p.Line("ocifs_cache_evictions_total", "", evictions);
-  p.Head("ocifs_cache_used_bytes", "gauge", "Bytes the chunk cache directory holds");
-  p.Line("ocifs_cache_used_bytes", "", cache_used);
-  p.Head("ocifs_cache_bound_bytes", "gauge", "The chunk cache's bound, bytes");
-  p.Line("ocifs_cache_bound_bytes", "", cache_bound);
+  p.Single("ocifs_cache_hits_total", "counter", "Chunk cache lookups served from disk", hits);
+  p.Single("ocifs_cache_misses_total", "counter", "Chunk cache lookups that found no usable chunk", misses);
+  p.Single("ocifs_cache_evictions_total", "counter", "Chunk files the volumes' mounts evicted", evictions);
+  p.Single("ocifs_cache_used_bytes", "gauge", "Bytes the chunk cache directory holds", cache_used);
+  p.Single("ocifs_cache_bound_bytes", "gauge", "The chunk cache's bound, bytes", cache_bound);
   p.Head("ocifs_errors_total", "counter", "Errors by kind");
   p.Line("ocifs_errors_total", "kind=\"fuse_read\"", err_read);
   p.Line("ocifs_errors_total", "kind=\"blob_fetch\"", err_fetch);
@@ -161,12 +159,10 @@ std::string MetricsRegistry::Render(const std::vector<VolumeSample>& volumes, co
   p.Line("ocifs_errors_total", "kind=\"cluster_cache_write\"", err_cluster);
   p.Head("ocifs_volumes", "gauge", "Volumes published on this node, by the state of their mount");
   for (const auto& [state, n] : states) p.Line("ocifs_volumes", "state=\"" + Escape(state) + "\"", n);
-  p.Head("ocifs_volumes_accelerated", "gauge", "Volumes whose mount uses an acceleration artifact");
-  p.Line("ocifs_volumes_accelerated", "", accelerated);
-  p.Head("ocifs_takeovers_total", "counter", "Serving processes a volume's keeper started after the first");
-  p.Line("ocifs_takeovers_total", "", takeovers);
-  p.Head("ocifs_remounts_total", "counter", "Dead volume mounts the plugin mounted again");
-  p.Line("ocifs_remounts_total", "", plugin.remounts);
+  p.Single("ocifs_volumes_accelerated", "gauge", "Volumes whose mount uses an acceleration artifact", accelerated);
+  p.Single("ocifs_takeovers_total", "counter", "Serving processes a volume's keeper started after the first",
+           takeovers);
+  p.Single("ocifs_remounts_total", "counter", "Dead volume mounts the plugin mounted again", plugin.remounts);
   return p.Take();
 }
 
