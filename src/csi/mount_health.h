@@ -6,7 +6,10 @@
 // A mount that answers stat(2) may still be of no use to its VM:
 //  - stalled: its newest serving process has not rewritten its counters for
 //    kStalledAfter (they are written every second by a housekeeping task, so
-//    the process is stopped, or its scheduler is starved or wedged);
+//    the process is stopped, or its scheduler is starved or wedged; the
+//    plugin also calls a mount stalled when it does not answer stat/statfs
+//    within kProbeTimeoutMs, csi/mount_probe.h, which catches a stopped
+//    process at once);
 //  - failing: a FUSE read failed within kFailingFor (a poisoned disk, a
 //    registry that refuses the blob, a corrupt layer), with the error.
 //
