@@ -927,6 +927,19 @@ def _warm_target(scenario: str) -> Target:
                         "cached_local": row("local", scenario, "resident_mib_before", layer="raw")})
 
 
+def _profiled_label(kind: b.Layer) -> str:
+    """The session of a layer kind that has all the help a first mount can get: the artifact and
+    its profile (a compressed layer), or the profile (the uncompressed layer, which needs no index)."""
+    return " (artifact, profile)" if kind.decoder != "none" else (kind.profile_label or " (profile)")
+
+
+def _vs_floor(v: dict) -> str:
+    got = f", {v['mib'] / 2**20:.1f} MiB fetched" if v.get("mib") else ""
+    return (f"{v['name']}, {v['layer']}{_profiled_label(v['L'])}: mount + trace {v['num']:.2f} s{got}, "
+            f"{v['ratio']:.2f}x the floor ({v['den']['needed_bytes'] / 2**20:.1f} MiB, {v['den']['in_flight']} at once, "
+            f"{v['den']['seconds']:.2f} s) (target <= {v['goal']}x)")
+
+
 # The issue's targets as ratios of this run: (the layers a group covers, its targets); the lines
 # come layer by layer within a group.
 TARGETS: list[tuple[Callable[[Ctx], list[str]], list[Target]]] = [
@@ -955,6 +968,16 @@ TARGETS: list[tuple[Callable[[Ctx], list[str]], list[Target]]] = [
                "(target <= 1.2x)"),
         Target("boot trace", total("import", "cold trace"), total("oci-fs", "cold trace", " (artifact, profile)"),
                "{name}, {layer} on a fresh node with the artifact and its profile: {ratio:.1f}x the full import")]),
+    # The issue: with the artifact and its profile, each layer kind within 1.5x of its floor, the
+    # bytes it needs at link rate. The floor measured is the uncompressed layer's (the qcow2's
+    # compressed clusters the trace needs, fetched all at once); a gzip or zstd layer of this disk
+    # needs at least about as many bytes (its clusters are compressed already: the layer's
+    # compression saves 2%), plus the rest of the spans its reads inflate.
+    (table_layers(), [
+        Target("profile vs floor", total("oci-fs", "cold trace", _profiled_label),
+               lambda ctx, layer: fastest("floor")(ctx, "none"), _vs_floor, goal=1.5,
+               also={"mib": lambda ctx, layer: row("oci-fs", "cold trace" + _profiled_label(b.LAYERS[layer]),
+                                                     "fetched_bytes")(ctx, layer)})]),
     (table_layers(lambda kind: kind.profile_label), [
         Target("boot trace", total("import", "cold trace"),
                total("oci-fs", "cold trace", lambda kind: kind.profile_label),

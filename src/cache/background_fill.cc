@@ -5,15 +5,48 @@
 #include <algorithm>
 #include <chrono>
 
+#include "cache/cache_key.h"
+
 namespace ocifs {
 
-ProfilePrefetch::ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks)
+ProfilePrefetch::ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks,
+                                 unsigned piece_threads, RangePlanOptions pieces)
     : fetcher_(std::move(fetcher)),
       threads_(std::max(1u, threads)),
       run_chunks_(std::max<size_t>(1, run_chunks)),
+      piece_threads_(piece_threads),
+      piece_plan_(pieces),
       tasks_(fetcher_->scheduler(), "profile of " + fetcher_->key()) {}
 
+std::unique_ptr<ProfilePieces> ProfilePrefetch::PlanPieces(const AccessProfile& profile) const {
+  const uint32_t piece_size = std::max(profile.chunk_size, AccessRecorder::kDefaultUnit);
+  if (piece_threads_ == 0 || piece_size >= fetcher_->chunk_size() || !ChunkCache::ValidChunkSize(piece_size)) {
+    return nullptr;
+  }
+  const uint64_t piece_count = (fetcher_->size() + piece_size - 1) / piece_size;
+  uint64_t skipped = 0;
+  const std::vector<uint64_t> units = profile.ChunksOf(fetcher_->key(), piece_size, piece_count, &skipped);
+  if (units.empty()) return nullptr;
+  if (skipped) spdlog::warn("{}: the profile names {} chunks past the blob's end; skipped", fetcher_->Describe(), skipped);
+  auto store = KeptPieceFile::Open(fetcher_->cache(), DerivedCacheKey(fetcher_->key(), "profile-pieces"), piece_size);
+  if (!store.ok()) {
+    spdlog::warn("{}: fetching the profile's whole chunks: {}", fetcher_->Describe(), store.status().ToString());
+    return nullptr;
+  }
+  return std::make_unique<ProfilePieces>(fetcher_, std::move(*store), units, piece_plan_);
+}
+
 bool ProfilePrefetch::StartProfile(const AccessProfile& profile) {
+  if (started_.load()) return false;
+  if (auto pieces = PlanPieces(profile)) {
+    if (started_.exchange(true)) return false;
+    spdlog::info("{}: prefetching the profile's {} pieces ({:.1f} MiB) in {} requests", fetcher_->Describe(),
+                 profile.ChunksOf(fetcher_->key()).size(), pieces->planned_bytes() / 1048576.0, pieces->run_count());
+    pieces_owner_ = std::move(pieces);
+    pieces_.store(pieces_owner_.get(), std::memory_order_release);
+    StartWorkers(piece_threads_);
+    return true;
+  }
   uint64_t skipped = 0;
   const std::vector<uint64_t> chunks =
       profile.ChunksOf(fetcher_->key(), fetcher_->chunk_size(), fetcher_->chunk_count(), &skipped);
@@ -28,22 +61,35 @@ bool ProfilePrefetch::StartProfile(const AccessProfile& profile) {
     }
   }
   spdlog::info("{}: prefetching the profile's {} chunks in {} runs", fetcher_->Describe(), chunks.size(), runs_.size());
+  StartWorkers(threads_);
+  return true;
+}
+
+void ProfilePrefetch::StartWorkers(unsigned threads) {
   {
     std::lock_guard lock(mu_);
-    running_ = threads_;
+    running_ = threads;
   }
-  for (unsigned i = 0; i < threads_; ++i) {
+  for (unsigned i = 0; i < threads; ++i) {
     if (tasks_.Post(TaskClass::kProfilePrefetch, [this] { Worker(); }) == 0) {
       std::lock_guard lock(mu_);  // refused (stopping): this worker never runs
       if (--running_ == 0) done_cv_.notify_all();
     }
   }
-  return true;
+}
+
+Result<bool> ProfilePrefetch::Serve(const BlobRead& read, std::span<uint8_t> buf) {
+  ProfilePieces* pieces = pieces_.load(std::memory_order_acquire);
+  if (pieces == nullptr) return false;
+  return pieces->Serve(read.offset, buf.first(read.length));
 }
 
 void ProfilePrefetch::Worker() {
   const auto start = std::chrono::steady_clock::now();
-  while (!tasks_.cancelled()) {
+  ProfilePieces* pieces = pieces_.load(std::memory_order_acquire);
+  while (pieces && !tasks_.cancelled() && pieces->FetchNext()) {
+  }
+  while (!pieces && !tasks_.cancelled()) {
     const size_t i = next_.fetch_add(1);
     if (i >= runs_.size()) break;
     Status st = fetcher_->Fetch(runs_[i].first, runs_[i].second, run_chunks_).status();
@@ -52,7 +98,13 @@ void ProfilePrefetch::Worker() {
   std::lock_guard lock(mu_);
   if (--running_ == 0) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    spdlog::info("{}: profile prefetch done in {:.2f} s", fetcher_->Describe(), seconds);
+    if (pieces) {
+      const ProfilePieces::Stats s = pieces->stats();
+      spdlog::info("{}: profile prefetch done in {:.2f} s: {:.1f} MiB in {} requests ({} of them by readers first)",
+                   fetcher_->Describe(), seconds, s.bytes_fetched / 1048576.0, s.runs_fetched, s.runs_by_readers);
+    } else {
+      spdlog::info("{}: profile prefetch done in {:.2f} s", fetcher_->Describe(), seconds);
+    }
     done_cv_.notify_all();
   }
 }

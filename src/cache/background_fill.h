@@ -1,11 +1,15 @@
 // The two strategies that fetch a blob ahead of any read, in the background.
 //
-// ProfilePrefetch: the chunks an access profile names (access_profile.h; a
-// profile of any chunk size is converted to the cache's), in its order, from
-// construction on (or from a later StartProfile, for a profile found after
-// the blob was opened). Adjacent chunks are coalesced into runs of at most
-// run_chunks; `threads` kProfilePrefetch tasks take the runs in order.
-// Only the first profile given is used.
+// ProfilePrefetch: what an access profile names (access_profile.h), in its
+// order, from construction on (or from a later StartProfile, for a profile
+// found after the blob was opened). Only the first profile given is used.
+//  - A profile finer than the cache's chunks (a recorded one: 64 KiB units,
+//    1 MiB chunks) is fetched piece by piece (ProfilePieces: the pieces
+//    alone, coalesced by a RangePlan, kept in the blob's kept-piece file and
+//    served from there by Serve), by `piece_threads` kProfilePrefetch tasks.
+//  - Otherwise (or if the kept-piece file cannot be opened) the cache chunks
+//    that hold the profile's, adjacent ones coalesced into runs of at most
+//    run_chunks, by `threads` tasks.
 //
 // PrefetchAll: the whole blob in idle time, one run of run_chunks per
 // kPrefetchAll task (which waits while a foreground read is in progress), the
@@ -25,23 +29,35 @@
 #include "cache/access_profile.h"
 #include "cache/blob_fetcher.h"
 #include "cache/fetch_strategy.h"
+#include "cache/profile_pieces.h"
+#include "cache/range_plan.h"
 
 namespace ocifs {
 
 class ProfilePrefetch final : public FetchStrategy {
  public:
-  ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks);
+  ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks,
+                  unsigned piece_threads = 0, RangePlanOptions pieces = {});
   std::string name() const override { return "profile"; }
   bool StartProfile(const AccessProfile& profile) override;
+  [[nodiscard]] Result<bool> Serve(const BlobRead& read, std::span<uint8_t> buf) override;
   void Wait() override;
 
  private:
+  // The pieces of `profile` for this blob if it is finer than the chunks and
+  // piece_threads_ > 0 (null otherwise: fetch chunks).
+  std::unique_ptr<ProfilePieces> PlanPieces(const AccessProfile& profile) const;
+  void StartWorkers(unsigned threads);
   void Worker();
 
   const std::shared_ptr<const BlobFetcher> fetcher_;
   const unsigned threads_;
   const size_t run_chunks_;
+  const unsigned piece_threads_;
+  const RangePlanOptions piece_plan_;
   std::atomic<bool> started_{false};
+  std::unique_ptr<ProfilePieces> pieces_owner_;     // set once by StartProfile, before pieces_
+  std::atomic<ProfilePieces*> pieces_{nullptr};     // published (release) once planned
   std::vector<std::pair<uint64_t, uint64_t>> runs_;  // (first chunk, count), in order; set once by StartProfile
   std::atomic<size_t> next_{0};                       // the next run a worker takes
   std::mutex mu_;

@@ -51,6 +51,12 @@ class BlobFetcher {
   // Reads buf from the blob itself, around the cache (a read's own bytes
   // while its chunks come behind it); counted as a miss of the cache.
   [[nodiscard]] Status ReadAround(uint64_t offset, std::span<uint8_t> buf) const;
+  // Reads buf from the blob itself, around the cache, counting nothing: bytes
+  // a strategy keeps elsewhere (a profile's pieces, profile_pieces.h).
+  [[nodiscard]] Status ReadRange(uint64_t offset, std::span<uint8_t> buf) const {
+    return ReadExactly(*inner_, offset, buf);
+  }
+  const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
   // Blocks until no queued fetch waits or runs (tests, benchmarks).
   void Wait() const { tasks_.Wait(); }
 

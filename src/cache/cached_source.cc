@@ -103,9 +103,7 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
   Scheduler::Foreground foreground(*fetcher_->scheduler());
   const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), size - offset));
   const uint64_t chunk_size = cache_->chunk_size();
-  const BlobRead read{offset, want, offset / chunk_size, (offset + want - 1) / chunk_size};
-  // Read-ahead (and the recorder) first, so its fetches run beside this read's own.
-  for (const auto& s : strategies_) s->OnRead(read);
+  BlobRead read{offset, want, offset / chunk_size, (offset + want - 1) / chunk_size};
   auto chunk_len = [&](uint64_t index) { return static_cast<size_t>(std::min(chunk_size, size - index * chunk_size)); };
   // Chunks this process has checked before: just the bytes asked for, no
   // chunk-sized copy or CRC (falls through to the whole-chunk path on any miss).
@@ -116,7 +114,13 @@ Result<size_t> CachedSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) con
     all = cache_->ReadPart(key_, index, chunk_len(index), static_cast<size_t>(start - index * chunk_size),
                            buf.subspan(static_cast<size_t>(start - offset), static_cast<size_t>(end - start)));
   }
-  if (all) return want;
+  // Bytes a strategy keeps apart from the chunks (a profile's pieces).
+  for (size_t i = 0; i < strategies_.size() && !all && !read.served; ++i) {
+    OCIFS_ASSIGN_OR_RETURN(read.served, strategies_[i]->Serve(read, buf.first(want)));
+  }
+  // Read-ahead (and the recorder) before this read's own fetches, so they run beside them.
+  for (const auto& s : strategies_) s->OnRead(read);
+  if (all || read.served) return want;
   OCIFS_ASSIGN_OR_RETURN(bool served, ServeMiss(read, buf));
   if (served) return want;
   OCIFS_RETURN_IF_ERROR(ReadWholeChunks(read, buf));

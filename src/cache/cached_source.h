@@ -10,6 +10,10 @@
 // partly covered chunk (at most the first and the last) goes through a pooled
 // scratch buffer (no allocation once the pool is warm).
 //
+// A read that is not such a hit is first offered to the strategies' Serve:
+// a profile's prefetch keeps the profile's pieces (64 KiB, finer than the
+// chunks) apart from the chunks, and serves the reads that fall in them.
+//
 // What is fetched beyond a read's own bytes is policy, not this stage's: the
 // FetchStrategy objects its FetchPolicy asks for (fetch_policy.h) see every
 // read, and fetch through the blob's BlobFetcher (read-ahead, the small miss,

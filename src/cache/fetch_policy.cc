@@ -59,7 +59,8 @@ std::vector<std::unique_ptr<FetchStrategy>> MakeFetchStrategies(const FetchPolic
     out.push_back(std::make_unique<MissStrategy>(fetcher, exact, group_chunks, p.max_run_chunks));
   }
   // Always present: a profile may be found after the blob was opened (StartProfile).
-  auto profile = std::make_unique<ProfilePrefetch>(fetcher, p.profile_threads, p.profile_run_chunks);
+  auto profile = std::make_unique<ProfilePrefetch>(fetcher, p.profile_threads, p.profile_run_chunks,
+                                                   p.profile_piece_threads, p.profile_piece_plan);
   if (p.profile) profile->StartProfile(*p.profile);
   out.push_back(std::move(profile));
   if (p.prefetch_all && background) {

@@ -16,6 +16,7 @@
 
 #include "cache/access_profile.h"
 #include "cache/fetch_strategy.h"
+#include "cache/range_plan.h"
 #include "cache/readahead_policy.h"
 #include "sched/scheduler.h"
 
@@ -40,6 +41,11 @@ struct FetchPolicy {
   uint64_t miss_group_bytes = 0;
   unsigned profile_threads = 8;    // profile runs in flight
   size_t profile_run_chunks = 1;   // chunks per profile run
+  // A profile finer than the chunks is fetched as its own pieces
+  // (profile_pieces.h): this many requests in flight (0: fetch whole chunks
+  // instead), runs planned with these options (range_plan.h).
+  unsigned profile_piece_threads = 16;
+  RangePlanOptions profile_piece_plan;
 
   // `tuned` (for 1 MiB chunks) adapted to a cache of `chunk_size` bytes per
   // chunk bounded by `cache_bytes`: read-ahead at most a 16th of the cache

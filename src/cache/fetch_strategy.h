@@ -31,6 +31,9 @@ struct BlobRead {
   size_t length = 0;
   uint64_t first = 0;
   uint64_t last = 0;
+  // Served by a strategy's Serve (from bytes it keeps apart from the chunks):
+  // strategies that fetch around reads (read-ahead) leave it alone.
+  bool served = false;
 };
 
 class FetchStrategy {
@@ -40,6 +43,11 @@ class FetchStrategy {
   virtual std::string name() const = 0;
   // Every foreground read, before it is served.
   virtual void OnRead(const BlobRead&) {}
+  // A read that was not a cheap chunk hit, before any chunk is fetched for it:
+  // true if the strategy served it from bytes it keeps itself (a profile's
+  // pieces, fetched finer than chunks), buf filled. May wait for a fetch of
+  // those bytes already in flight. Then OnRead sees it with served = true.
+  [[nodiscard]] virtual Result<bool> Serve(const BlobRead&, std::span<uint8_t> /*buf*/) { return false; }
   // Whether OnMiss wants reads none of whose chunks is on disk or in flight
   // (finding out costs a lookup per chunk).
   virtual bool WantsMisses() const { return false; }

@@ -5,6 +5,7 @@
 namespace ocifs {
 
 void ReadaheadStrategy::OnRead(const BlobRead& read) {
+  if (read.served) return;  // the profile's pieces: the profile fetches what comes next
   auto ahead = policy_.OnRead(read.offset, read.length, fetcher_->size());
   if (!ahead) return;
   const uint64_t chunk_size = fetcher_->chunk_size();

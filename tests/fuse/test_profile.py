@@ -49,14 +49,25 @@ def read_profile(path) -> tuple[int, dict[str, list[int]]]:
     return int(lines[1].split()[1]), blobs
 
 
+def profile_pieces(units: list[int], chunk: int) -> set[int]:
+    """What a mount with `chunk`-byte chunks fetches for a profile's 64 KiB `units`: the units
+    themselves when its chunks are larger (docs/profile-format.md), else the chunks holding them;
+    as indexes of pieces of that size (piece_size() below)."""
+    return {u * UNIT // piece_size(chunk) for u in units}
+
+
+def piece_size(chunk: int) -> int:
+    return UNIT if chunk > UNIT else chunk
+
+
 def wait_for_fetches(registry, img: Image, before: int, units: list[int], chunk: int = CHUNK) -> None:
-    """Waits (30 s at most) until the layer's GETs after the first `before` carried the bytes of
-    the cache chunks (of `chunk` bytes) that hold the profile's `units`."""
+    """Waits (30 s at most) until the layer's GETs after the first `before` carried the bytes
+    that a mount with `chunk`-byte chunks fetches for the profile's `units` (profile_pieces)."""
     deadline = time.monotonic() + 30
-    chunks = {u * UNIT // chunk for u in units}
-    want = sum(min(chunk, len(img.layers[0].data) - c * chunk) for c in chunks)
+    size = piece_size(chunk)
+    want = sum(min(size, len(img.layers[0].data) - p * size) for p in profile_pieces(units, chunk))
     while sum(r.written for r in layer_gets(registry, img)[before:]) < want:
-        assert time.monotonic() < deadline, "the profile's chunks were not fetched ahead"
+        assert time.monotonic() < deadline, "the profile's pieces were not fetched ahead"
         time.sleep(0.05)
 
 
@@ -137,6 +148,74 @@ def test_a_profile_is_fetched_ahead_by_a_mount_of_another_chunk_size(chunk, ocif
     # (tar headers, the disk's end), not the layer.
     got = sum(r.written for r in layer_gets(registry, img)[before:])
     assert got <= len({u * UNIT // size for u in units}) * size + 2 * max(size, MiB), got
+
+
+# Small reads far apart: each in its own MiB, so whole chunks would be 1 MiB per read.
+SCATTERED = [(1 * MiB + 4096, 4096), (9 * MiB + 70000, 300), (4 * MiB + 5, 8192), (17 * MiB + 3 * UNIT, 2 * UNIT),
+             (13 * MiB + 1000, 512)]
+
+
+def copy_side_files(src, dst) -> None:
+    """A cache dir with only `src`'s side files (its gzip index): a node that has the index, no data."""
+    (dst / "side").mkdir(parents=True)
+    for f in (src / "side").iterdir():
+        if f.is_file():
+            (dst / "side" / f.name).write_bytes(f.read_bytes())
+
+
+@pytest.mark.parametrize("kind", ["none", "gzip"])
+def test_a_small_profile_fetches_about_its_own_bytes_not_whole_chunks(kind, ocifs, registry, repo, workdir):
+    """A profile names 64 KiB units; a mount with 1 MiB chunks fetches those units (coalesced into
+    few ranges, kept apart from the chunks) rather than the chunks around them, and the reads they
+    cover reach no registry. For gzip: through the node's checkpoint index, the compressed spans
+    the reads inflate."""
+    data = disk_bytes(20 * MiB + 333, seed=67)
+    ref, img = images.push_containerdisk(registry, repo, data, kind)
+    profile = workdir / "boot.profile"
+    cache1 = workdir / "cache1"
+    record_cache = cache1
+    if kind == "gzip":  # the first mount streams the layer and saves its index; the next one reads at random
+        with Mount(ref, workdir / "m0", TLS, cache_dir=cache1) as m:
+            assert_reads_match(m.dir / "disk.img", data, [(len(data) - 10, 10)])
+            hexdigest = img.layers[0].digest.split(":")[1]
+            deadline = time.monotonic() + 60
+            while not list((cache1 / "side").glob(f"*{hexdigest}*gzidx*")):
+                assert time.monotonic() < deadline, "the gzip index was not saved"
+                time.sleep(0.05)
+        record_cache = workdir / "cache-record"
+        copy_side_files(cache1, record_cache)
+    with Mount(ref, workdir / "m1", TLS, "--record-profile", profile, "--readahead", "0",
+               cache_dir=record_cache) as m:
+        assert_reads_match(m.dir / "disk.img", data, SCATTERED)
+    units = read_profile(profile)[1][img.layers[0].digest]
+    unit_bytes = len(units) * UNIT
+    whole_chunks = len({u * UNIT // CHUNK for u in units}) * CHUNK
+    assert unit_bytes * 2 < whole_chunks, (units, "the reads are not scattered enough to tell")
+
+    cache2 = workdir / "cache2"
+    if kind == "gzip":
+        copy_side_files(cache1, cache2)
+    before = len(layer_gets(registry, img))
+    log = workdir / "m2.log"
+    with Mount(ref, workdir / "m2", TLS, "--prefetch-profile", profile, "--readahead", "0", "--log-level", "info",
+               "--log-file", log, cache_dir=cache2) as m:
+        wait_for_fetches(registry, img, before, units)
+        deadline = time.monotonic() + 30
+        while "profile prefetch done" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        gets = layer_gets(registry, img)[before:]
+        assert_reads_match(m.dir / "disk.img", data, SCATTERED)
+        assert len(layer_gets(registry, img)) - before == len(gets), "a profiled read went to the registry"
+    got = sum(r.written for r in gets)
+    # The units, plus the short gaps a run fills (at most 2 units per request): not the chunks.
+    assert unit_bytes <= got + UNIT, (got, unit_bytes)  # the last unit may be short
+    assert got <= unit_bytes + 2 * UNIT * len(gets), (got, unit_bytes, len(gets))
+    assert got * 2 < whole_chunks, (got, whole_chunks)
+    assert len(gets) < len(units) or len(units) <= 2, (len(gets), units)  # coalesced
+    assert "pieces" in log.read_text()
+    # The pieces are kept in the cache dir (docs/cache-format.md "Kept pieces"), not as chunks.
+    assert list((cache2 / "kept").glob("*profile-pieces*")), list((cache2 / "kept").iterdir())
 
 
 def with_shipped_profile(img: Image, profile: bytes, compression: str = "gzip") -> Image:
