@@ -78,6 +78,11 @@ void ProfilePrefetch::StartWorkers(unsigned threads) {
   }
 }
 
+bool ProfilePrefetch::Holds(uint64_t offset, uint64_t length) const {
+  const ProfilePieces* pieces = pieces_.load(std::memory_order_acquire);
+  return pieces != nullptr && pieces->Holds(offset, length);
+}
+
 Result<bool> ProfilePrefetch::Serve(const BlobRead& read, std::span<uint8_t> buf) {
   ProfilePieces* pieces = pieces_.load(std::memory_order_acquire);
   if (pieces == nullptr) return false;

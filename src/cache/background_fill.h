@@ -41,6 +41,7 @@ class ProfilePrefetch final : public FetchStrategy {
   std::string name() const override { return "profile"; }
   bool StartProfile(const AccessProfile& profile) override;
   [[nodiscard]] Result<bool> Serve(const BlobRead& read, std::span<uint8_t> buf) override;
+  bool Holds(uint64_t offset, uint64_t length) const override;
   void Wait() override;
 
  private:

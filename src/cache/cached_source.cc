@@ -81,8 +81,21 @@ void CachedSource::Prefetch(uint64_t offset, uint64_t length) const {
   if (offset >= size || length == 0) return;
   const uint64_t end = offset + std::min({length, size - offset, kMaxPrefetchBytes});
   const uint64_t chunk_size = cache_->chunk_size();
-  fetcher_->Queue(TaskClass::kReadahead, offset / chunk_size, (end + chunk_size - 1) / chunk_size,
-                  prefetch_run_chunks_);
+  // The chunks whose hinted bytes a strategy holds already (a profile's pieces) are left out.
+  auto held = [&](uint64_t index) {
+    const uint64_t from = std::max(offset, index * chunk_size);
+    const uint64_t to = std::min(end, (index + 1) * chunk_size);
+    return std::any_of(strategies_.begin(), strategies_.end(), [&](const auto& s) { return s->Holds(from, to - from); });
+  };
+  uint64_t index = offset / chunk_size;
+  const uint64_t stop = (end + chunk_size - 1) / chunk_size;
+  while (index < stop) {
+    while (index < stop && held(index)) ++index;
+    uint64_t run_end = index;
+    while (run_end < stop && !held(run_end)) ++run_end;
+    if (run_end > index) fetcher_->Queue(TaskClass::kReadahead, index, run_end, prefetch_run_chunks_);
+    index = run_end;
+  }
 }
 
 Result<bool> CachedSource::ServeMiss(const BlobRead& read, std::span<uint8_t> buf) const {

@@ -50,7 +50,8 @@ class CachedSource final : public ByteSource {
   uint64_t size() const override { return inner_->size(); }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   // Queues a background fetch of the chunks of [offset, offset + length)
-  // (at most kMaxPrefetchBytes) that are not cached.
+  // (at most kMaxPrefetchBytes) that are not cached, less those whose bytes
+  // there a strategy holds (FetchStrategy::Holds: a profile's pieces).
   void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return inner_->Describe(); }
 

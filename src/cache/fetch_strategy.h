@@ -48,6 +48,10 @@ class FetchStrategy {
   // pieces, fetched finer than chunks), buf filled. May wait for a fetch of
   // those bytes already in flight. Then OnRead sees it with served = true.
   [[nodiscard]] virtual Result<bool> Serve(const BlobRead&, std::span<uint8_t> /*buf*/) { return false; }
+  // Whether every byte of [offset, offset + length) is kept or being fetched
+  // by the strategy apart from the chunks (so a Prefetch hint of it needs no
+  // chunk). A hint; must not block.
+  virtual bool Holds(uint64_t /*offset*/, uint64_t /*length*/) const { return false; }
   // Whether OnMiss wants reads none of whose chunks is on disk or in flight
   // (finding out costs a lookup per chunk).
   virtual bool WantsMisses() const { return false; }

@@ -123,6 +123,17 @@ Result<bool> ProfilePieces::Serve(uint64_t offset, std::span<uint8_t> buf) {
   return true;
 }
 
+bool ProfilePieces::Holds(uint64_t offset, uint64_t length) const {
+  if (length == 0) return true;
+  const uint64_t last = (offset + length - 1) / piece_size_;
+  std::lock_guard lock(mu_);
+  for (uint64_t p = offset / piece_size_; p <= last; ++p) {
+    auto it = run_of_.find(p);
+    if (it != run_of_.end() ? state_[it->second] == State::kFailed : !store_->Contains(p)) return false;
+  }
+  return true;
+}
+
 ProfilePieces::Stats ProfilePieces::stats() const {
   return {runs_fetched_.load(), runs_by_readers_.load(), bytes_fetched_.load(), reads_served_.load()};
 }

@@ -54,6 +54,10 @@ class ProfilePieces {
   // piece did not read back (the caller then reads through the chunks).
   [[nodiscard]] Result<bool> Serve(uint64_t offset, std::span<uint8_t> buf);
 
+  // Whether every piece of [offset, offset + length) is planned (fetched,
+  // in flight or to come) or kept. Does not wait.
+  bool Holds(uint64_t offset, uint64_t length) const;
+
   struct Stats {
     uint64_t runs_fetched = 0;   // runs this object fetched (workers and readers)
     uint64_t runs_by_readers = 0;  // of those, runs a reader needed before a worker took them

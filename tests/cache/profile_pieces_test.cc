@@ -187,3 +187,23 @@ TEST_CASE("concurrent readers of a profile's pieces get the right bytes and each
   CHECK(wrong == 0);
   CHECK(counting->reads == static_cast<int>(units.size()));  // one request per piece, none twice
 }
+
+TEST_CASE("a prefetch hint of bytes the profile's pieces hold fetches no chunk for them") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Pattern(7, 16 * kPiece);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  auto cache = OpenCache(tmp.path());
+  FetchPolicy o = Policy(ProfileOf({4, 5, 6, 7}));  // chunk 1, whole
+  o.prefetch_threads = 1;
+  o.readahead.max = 0;
+  CachedSource src(counting, cache, kKey, o);
+  src.WaitForProfile();
+  REQUIRE(counting->reads == 1);
+  src.Prefetch(4 * kPiece + 10, 2 * kPiece);  // inside the pieces: nothing
+  src.WaitForPrefetches();
+  CHECK(counting->reads == 1);
+  src.Prefetch(6 * kPiece, 4 * kPiece);  // pieces 6-7 held, chunk 2 (pieces 8-11) not: that chunk only
+  src.WaitForPrefetches();
+  CHECK(counting->reads == 2);
+  CHECK(cache->StoredIndexes(kKey) == std::vector<uint64_t>{2});
+}
