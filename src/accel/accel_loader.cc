@@ -92,7 +92,8 @@ std::string_view AsText(const std::vector<uint8_t>& v) {
 // The layer's side file (docs/cache-format.md) an index of `kind` is kept in.
 std::string IndexSidePath(ChunkCache& cache, const AccelManifest::LayerIndex& index) {
   switch (index.kind) {
-    case LayerIndexKind::kGzipIndex: return cache.SidePath(index.layer_digest, "gzidx");
+    case LayerIndexKind::kGzipIndex:
+    case LayerIndexKind::kGzipIndexV4: return cache.SidePath(index.layer_digest, "gzidx");
     case LayerIndexKind::kZstdFrames: return cache.SidePath(index.layer_digest, "zstdframes");
     case LayerIndexKind::kZstdCheckpoints: return cache.SidePath(index.layer_digest, "zstdckpt");
   }
@@ -131,6 +132,7 @@ Status InstallIndex(ImageSource& pieces, const AccelManifest::LayerIndex& index,
     case LayerIndexKind::kGzipIndex: return SaveUntrustedGzipIndex(bytes, index.blob.digest, path);
     case LayerIndexKind::kZstdFrames: return SaveUntrustedZstdFrames(bytes, index, path);
     case LayerIndexKind::kZstdCheckpoints: return SaveUntrustedZstdCheckpoints(bytes, index, path);
+    case LayerIndexKind::kGzipIndexV4: break;  // not installed: read lazily (Install)
   }
   return Unsupported("a " + std::string(LayerIndexName(index.kind)) + " is not used by this version");
 }
@@ -172,7 +174,18 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
       continue;
     }
     const std::string path = IndexSidePath(cache, g);
-    if (!Exists(path)) {
+    if (g.kind == LayerIndexKind::kGzipIndexV4 && !Exists(path)) {
+      // Nothing fetched now: the layer's decoder reads its table at open and
+      // each window when a read needs it, through the chunk cache.
+      auto blob = pieces.OpenBlob(g.blob);
+      if (!blob.ok()) {
+        spdlog::warn("{}: not using its {} of layer {}: {}", what, name, g.layer_digest, blob.status().ToString());
+        continue;
+      }
+      use.lazy_gzip_indexes[g.layer_digest] = AccelUse::LazyIndex{g.blob.digest, std::move(blob).value()};
+      spdlog::info("{}: reading the {} of layer {} lazily ({} bytes: its table at open, windows on use)", what,
+                   name, g.layer_digest, g.blob.size);
+    } else if (!Exists(path)) {
       Status s = InstallIndex(pieces, g, path);
       if (!s.ok()) {
         spdlog::warn("{}: not using its {} of layer {}: {}", what, name, g.layer_digest, s.ToString());

@@ -5,6 +5,7 @@
 // layers' decoders load (and verify) them.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "accel/accel_manifest.h"
 #include "cache/access_profile.h"
+#include "ocifs/byte_source.h"
 #include "ocifs/status.h"
 #include "registry/image_source.h"
 #include "registry/reference.h"
@@ -36,6 +38,15 @@ struct AccelUse {
   std::string artifact;                   // "REGISTRY/REPO@sha256:.."; "" = no artifact used
   std::vector<std::string> indexed_layers;  // layers whose index came from it (installed now or earlier)
   std::shared_ptr<const AccessProfile> profile;  // its first profile that parsed; null if none
+  // Per layer digest, a version 4 gzip index (docs/gzip-index-format.md) to
+  // read lazily, for layers with no index in the cache yet: nothing of it is
+  // fetched by ApplyAccel; the stack reads it through the chunk cache
+  // (DecoderOptions::gzip_index_blob).
+  struct LazyIndex {
+    std::string digest;  // the index blob's, its key in the chunk cache
+    ByteSourcePtr blob;  // the index blob, straight from the registry
+  };
+  std::map<std::string, LazyIndex> lazy_gzip_indexes;
 };
 
 // An artifact found next to an image. Plain value type.
@@ -52,7 +63,8 @@ struct FoundAccel {
 // Finds the artifact (kAuto: one lookup, docs/accel-format.md "Finding it";
 // a later mount of the same image reads the record it kept instead), checks
 // it, and writes the index of each layer that has none yet into `cache`
-// (a gzip index's runs of zeros dropped: docs/accel-format.md "Trust"). `source` is the
+// (a gzip index's runs of zeros dropped: docs/accel-format.md "Trust"),
+// except a version 4 gzip index, which it only opens (AccelUse::lazy_gzip_indexes). `source` is the
 // image's own source (the artifact's repository for kAuto).
 //
 // kAuto never fails the mount: a lookup or artifact that fails is logged as a

@@ -27,14 +27,15 @@ Result<uint64_t> ParseSizeAnnotation(const std::string& text, const std::string&
   return v;
 }
 
-constexpr LayerIndexKind kKinds[] = {LayerIndexKind::kGzipIndex, LayerIndexKind::kZstdFrames,
-                                     LayerIndexKind::kZstdCheckpoints};
+constexpr LayerIndexKind kKinds[] = {LayerIndexKind::kGzipIndex, LayerIndexKind::kGzipIndexV4,
+                                     LayerIndexKind::kZstdFrames, LayerIndexKind::kZstdCheckpoints};
 
 }  // namespace
 
 std::string_view LayerIndexMediaType(LayerIndexKind kind) {
   switch (kind) {
     case LayerIndexKind::kGzipIndex: return accel::kGzipIndexMediaType;
+    case LayerIndexKind::kGzipIndexV4: return accel::kGzipIndexV4MediaType;
     case LayerIndexKind::kZstdFrames: return accel::kZstdFramesMediaType;
     case LayerIndexKind::kZstdCheckpoints: return accel::kZstdCheckpointsMediaType;
   }
@@ -43,7 +44,8 @@ std::string_view LayerIndexMediaType(LayerIndexKind kind) {
 
 std::string_view LayerIndexName(LayerIndexKind kind) {
   switch (kind) {
-    case LayerIndexKind::kGzipIndex: return "gzip index";
+    case LayerIndexKind::kGzipIndex:
+    case LayerIndexKind::kGzipIndexV4: return "gzip index";
     case LayerIndexKind::kZstdFrames: return "zstd frame table";
     case LayerIndexKind::kZstdCheckpoints: return "zstd checkpoint index";
   }

@@ -17,6 +17,7 @@ namespace ocifs {
 namespace accel {
 inline constexpr std::string_view kArtifactType = "application/vnd.oci-fs.accel.v1";
 inline constexpr std::string_view kGzipIndexMediaType = "application/vnd.oci-fs.gzip-index.v3";
+inline constexpr std::string_view kGzipIndexV4MediaType = "application/vnd.oci-fs.gzip-index.v4";
 inline constexpr std::string_view kZstdFramesMediaType = "application/vnd.oci-fs.zstd-frames.v2";
 inline constexpr std::string_view kZstdCheckpointsMediaType = "application/vnd.oci-fs.zstd-checkpoints.v1";
 inline constexpr std::string_view kProfileMediaType = "application/vnd.oci-fs.profile.v1";
@@ -33,12 +34,13 @@ inline constexpr uint64_t kMaxPieceBytes = uint64_t{64} << 20;  // = kMaxFetchBl
 
 // What kind of random-access index of one layer a piece is.
 enum class LayerIndexKind {
-  kGzipIndex,        // a gzip checkpoint index, version 3 (docs/gzip-index-format.md)
+  kGzipIndex,        // a gzip checkpoint index, version 3 (docs/gzip-index-format.md): fetched whole
+  kGzipIndexV4,      // a gzip checkpoint index, version 4, table first: read lazily by ranges
   kZstdFrames,       // a zstd frame table with frame CRCs, version 2 (docs/zstd-frames-format.md)
   kZstdCheckpoints,  // a single-frame zstd checkpoint index (docs/zstd-checkpoint-format.md)
 };
 std::string_view LayerIndexMediaType(LayerIndexKind kind);
-// "gzip index", "zstd frame table", "zstd checkpoint index".
+// "gzip index" (either version), "zstd frame table", "zstd checkpoint index".
 std::string_view LayerIndexName(LayerIndexKind kind);
 
 // Plain value type.

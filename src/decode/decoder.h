@@ -34,6 +34,13 @@ struct DecoderOptions {
   // reads verified as a loaded index's), and streams the layer itself only
   // if there is none (that process died or failed). "" = no lease.
   std::string pass_lease_path;
+  // gzip: a version 4 index of this blob from elsewhere (an acceleration
+  // artifact's piece, through the chunk cache; docs/gzip-index-format.md
+  // "Version 4: table first"), used when none is saved at index_path: its
+  // table is read at open, each checkpoint's window when a read first needs
+  // it. Untrusted (verified reads, IndexFallbackSource); a table that does
+  // not parse, or is for another blob, is ignored for a first pass. Null: none.
+  ByteSourcePtr gzip_index_blob;
   // zstd of several frames: load its frame table from here if present and
   // valid for this blob (its frames are then not located: no seek-table read,
   // no walk, which reads the whole blob); save it here after a walk found the

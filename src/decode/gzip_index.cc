@@ -66,6 +66,13 @@ std::vector<uint8_t> CompressWindow(std::span<const uint8_t> window) {
 
 Result<std::vector<uint8_t>> GzipWindowFile::Read(uint64_t offset, uint32_t length) const {
   std::vector<uint8_t> bytes(length);
+  if (blob_) {
+    if (offset > blob_->size() || length > blob_->size() - offset) {
+      return Corrupt("gzip index " + path_ + " ends before its window at " + std::to_string(offset));
+    }
+    OCIFS_RETURN_IF_ERROR(ReadExactly(*blob_, offset, bytes).WithContext("gzip index " + path_));
+    return bytes;
+  }
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t n = ::pread(fd_.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(offset + done));
@@ -83,6 +90,10 @@ namespace {
 Result<std::span<const uint8_t>> CompressedWindow(const GzipCheckpoint& cp, std::vector<uint8_t>* holder) {
   if (!cp.window_file) return std::span<const uint8_t>(cp.zwindow);
   OCIFS_ASSIGN_OR_RETURN(*holder, cp.window_file->Read(cp.zwindow_offset, cp.zwindow_length));
+  if (cp.zwindow_crc && Crc(*holder) != *cp.zwindow_crc) {
+    return Corrupt("gzip checkpoint window at decompressed offset " + std::to_string(cp.out) +
+                   " does not match its CRC-32");
+  }
   return std::span<const uint8_t>(*holder);
 }
 

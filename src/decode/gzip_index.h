@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "ocifs/byte_source.h"
 #include "ocifs/status.h"
 
 namespace ocifs {
@@ -35,19 +37,28 @@ struct GzipCheckpoint {
   std::shared_ptr<const class GzipWindowFile> window_file{};
   uint64_t zwindow_offset = 0;    // in window_file
   uint32_t zwindow_length = 0;
+  // The CRC-32 of the compressed window's bytes (version 4: the window is
+  // read from a blob that may be wrong); checked when read from window_file.
+  std::optional<uint32_t> zwindow_crc{};
 };
 
 // An index file whose checkpoint windows are read when a read needs them, so a
 // loaded index costs a few dozen bytes per checkpoint in memory, not up to
-// 32 KiB. Thread safety: Read is safe for concurrent use (pread).
+// 32 KiB: a local file, or a version 4 index blob read lazily through the
+// chunk cache (its windows fetched when a read needs their checkpoint).
+// Thread safety: Read is safe for concurrent use (pread, ByteSource::ReadAt).
 class GzipWindowFile {
  public:
   GzipWindowFile(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
-  // `length` bytes at `offset`; kCorrupt if the file ends first.
+  // Windows in `blob` (shared); `what` names it in errors.
+  GzipWindowFile(ByteSourcePtr blob, std::string what) : blob_(std::move(blob)), path_(std::move(what)) {}
+  // `length` bytes at `offset`; kCorrupt if the file ends first (a blob's
+  // fetch errors as they are: kUnavailable, kIoError, ...).
   [[nodiscard]] Result<std::vector<uint8_t>> Read(uint64_t offset, uint32_t length) const;
 
  private:
   UniqueFd fd_;
+  ByteSourcePtr blob_;  // set: read from it, not fd_
   std::string path_;
 };
 
@@ -59,6 +70,7 @@ std::vector<uint8_t> CompressWindow(std::span<const uint8_t> window);
 
 // A complete index of one gzip blob. A value type; no internal locking.
 struct GzipIndex {
+  friend class GzipIndexV4;  // the table-first layout (gzip_index_v4.h) shares the section parsers
   static constexpr size_t kMaxTail = 16;
   // Where a checkpoint's compressed window lies in an index file.
   struct WindowPlace {

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "decode/gzip_index_v4.h"
+
 namespace ocifs {
 
 namespace {
@@ -32,6 +34,18 @@ bool ZeroRunsContradictChecksums(const GzipIndex& index) {
   return false;
 }
 
+// Whether `index` was built for `compressed`: its size, and its last bytes (one small range read).
+bool BuiltFor(const ByteSource& compressed, const GzipIndex& index) {
+  const uint64_t csize = compressed.size();
+  std::vector<uint8_t> tail(index.tail.size());
+  bool same = csize == index.compressed_size;
+  if (same && !tail.empty()) {
+    Status s = ReadExactly(compressed, csize - tail.size(), tail);
+    same = s.ok() && tail == index.tail;
+  }
+  return same;
+}
+
 }  // namespace
 
 std::optional<GzipIndex> LoadGzipIndexFor(const ByteSource& compressed, const std::string& path) {
@@ -44,14 +58,7 @@ std::optional<GzipIndex> LoadGzipIndexFor(const ByteSource& compressed, const st
     }
     return std::nullopt;
   }
-  const uint64_t csize = compressed.size();
-  std::vector<uint8_t> tail(index->tail.size());
-  bool same = csize == index->compressed_size;
-  if (same && !tail.empty()) {
-    Status s = ReadExactly(compressed, csize - tail.size(), tail);
-    same = s.ok() && tail == index->tail;
-  }
-  if (!same) {
+  if (!BuiltFor(compressed, *index)) {
     spdlog::warn("ignoring gzip index {}: it was built for another blob than {}", path, compressed.Describe());
     return std::nullopt;
   }
@@ -78,6 +85,24 @@ Status MakeUntrusted(GzipIndex& index, const std::string& what) {
 }
 
 }  // namespace
+
+std::optional<GzipIndex> OpenLazyGzipIndexFor(const ByteSource& compressed, const ByteSourcePtr& index_blob) {
+  if (!index_blob) return std::nullopt;
+  const std::string what = index_blob->Describe();
+  Result<GzipIndex> index = GzipIndexV4::Open(index_blob, what);
+  Status usable = index.ok() ? MakeUntrusted(*index, what) : index.status();
+  if (!usable.ok()) {
+    spdlog::warn("not using the gzip index {} of {}: {}", what, compressed.Describe(), usable.ToString());
+    return std::nullopt;
+  }
+  if (!BuiltFor(compressed, *index)) {
+    spdlog::warn("not using the gzip index {}: it was built for another blob than {}", what, compressed.Describe());
+    return std::nullopt;
+  }
+  spdlog::debug("gzip layer {}: {} checkpoints from {}, windows read on use", compressed.Describe(),
+                index->checkpoints.size(), what);
+  return std::move(*index);
+}
 
 Result<GzipIndex> UntrustedGzipIndex(std::span<const uint8_t> bytes, const std::string& what) {
   OCIFS_ASSIGN_OR_RETURN(GzipIndex index, GzipIndex::Parse(bytes, what));

@@ -42,6 +42,17 @@ namespace ocifs {
 // rest (GzipSource).
 [[nodiscard]] std::optional<GzipIndex> LoadGzipIndexFor(const ByteSource& compressed, const std::string& path);
 
+// A version 4 index blob from elsewhere (an acceleration artifact's piece,
+// read through the chunk cache: DecoderOptions::gzip_index_blob), opened
+// lazily: its table is read now (GzipIndexV4::Open), its windows when reads
+// need them (each checked against its CRC-32, then inflated: kCorrupt if
+// wrong). Untrusted as UntrustedGzipIndex makes it (zero runs dropped, block
+// checksums required), and used only if it was built for `compressed` (size
+// and tail). nullopt otherwise (logged as a warning: a read failed, or the
+// table is wrong or for another blob), and the caller runs its own first pass.
+[[nodiscard]] std::optional<GzipIndex> OpenLazyGzipIndexFor(const ByteSource& compressed,
+                                                            const ByteSourcePtr& index_blob);
+
 // Version 1 compatibility. A version 1 index knows no runs of zeros, so a
 // mount that loaded one learns them as it goes: each span is inflated whole
 // once (ChooseSpanLoad, gzip_source.h: even one larger than the segment

@@ -86,7 +86,8 @@ class GzipSource final : public ByteSource {
     kRebuild,  // ignore it: the first pass rebuilds it and saves over it
   };
   // The one way to make one: loads the index saved at options.index_path if
-  // it was built for this blob (and `saved` is kLoad); otherwise starts the
+  // it was built for this blob (and `saved` is kLoad), else opens
+  // options.gzip_index_blob's (its table now, its windows on use); otherwise starts the
   // first pass (at once if options.background_pass, else when a read needs it).
   [[nodiscard]] static Result<std::shared_ptr<GzipSource>> Open(ByteSourcePtr compressed,
                                                                 const DecoderOptions& options,
@@ -110,7 +111,7 @@ class GzipSource final : public ByteSource {
   // Blocks until the index is complete (and saved, if options.index_path is
   // set) or the pass failed; returns the pass's status.
   [[nodiscard]] Status WaitUntilIndexed() const override { return progress_.WaitUntilFinished(); }
-  // True if the index was loaded from options.index_path (no pass ran).
+  // True if the index was loaded from options.index_path or gzip_index_blob (no pass ran).
   bool loaded_from_file() const { return !pass_; }
   // True if reads are verified against the loaded index's block checksums.
   bool verifies_reads() const { return checks_ != nullptr; }

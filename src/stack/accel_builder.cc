@@ -14,6 +14,7 @@
 #include "base/whole_file.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
+#include "decode/gzip_index_v4.h"
 #include "decode/zstd_checkpoint_builder.h"
 #include "decode/zstd_chunked_toc.h"
 #include "decode/zstd_frame_file.h"
@@ -213,9 +214,13 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         }
         break;
       case Compression::kGzip: {
-        auto bytes = ReadWholeFile(layers[i].index_path, uint64_t{64} << 20, "gzip index");
-        if (!bytes.ok()) return bytes.status().WithContext("layer " + digest + ": its gzip index was not built");
-        pieces.layer_indexes.push_back({LayerIndexKind::kGzipIndex, digest, layer.size, std::move(bytes).value()});
+        // Shipped table first (version 4), so a mount reads its windows lazily.
+        auto index = GzipIndex::Load(layers[i].index_path);
+        if (!index.ok()) return index.status().WithContext("layer " + digest + ": its gzip index was not built");
+        auto bytes = GzipIndexV4::Serialize(*index);
+        if (!bytes.ok()) return bytes.status().WithContext("layer " + digest + ": its gzip index");
+        pieces.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, digest, layer.size,
+                                        std::string(bytes->begin(), bytes->end())});
         break;
       }
     }

@@ -1,6 +1,7 @@
 // AccelBuilder: what `oci-fs accelerate` learns about an image by reading
 // each layer once, streaming: for each gzip layer its checkpoint index
-// (version 3, with the checksums of the decoded layer; docs/accel-format.md),
+// (version 4, table first, with the checksums of the decoded layer;
+// docs/accel-format.md),
 // with extra checkpoints before the regions its access profiles name; for
 // each zstd layer of several frames of at most 1 MiB its frame table with a
 // CRC per frame; for any other zstd layer (one frame, frames without sizes or

@@ -13,6 +13,7 @@
 #include "cache/chunk_cache.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
+#include "decode/gzip_index_v4.h"
 #include "registry/digest.h"
 #include "testing/layer_test_data.h"
 #include "testing/temp_dir.h"
@@ -61,7 +62,11 @@ class FakeSource final : public ImageSource {
   int referrer_calls = 0, manifest_fetches = 0, blob_fetches = 0;
 
   Result<ResolvedImage> Resolve() override { return Internal("not used"); }
-  Result<ByteSourcePtr> OpenBlob(const Descriptor&) override { return Internal("not used"); }
+  Result<ByteSourcePtr> OpenBlob(const Descriptor& d) override {
+    auto it = blobs.find(d.digest);
+    if (it == blobs.end()) return NotFound("blob " + d.digest);
+    return ByteSourcePtr(MemorySource::FromString(it->second));  // nothing fetched until read
+  }
   Result<std::vector<uint8_t>> FetchBlob(const Descriptor& d) override {
     ++blob_fetches;
     auto it = blobs.find(d.digest);
@@ -269,4 +274,45 @@ TEST_CASE("off asks nothing; a pinned choice parses, and a bad one is refused") 
   CHECK(AccelChoice::Parse("registry.test/a:tag").status().code() == Code::kInvalidArgument);
   CHECK(AccelChoice::Parse("oci:/x@" + Digest("x")).status().code() == Code::kInvalidArgument);
   CHECK(AccelChoice::Parse("auto")->mode == AccelChoice::Mode::kAuto);
+}
+
+TEST_CASE("auto: a version 4 gzip index is not fetched at mount; the layer's decoder reads it lazily") {
+  GzipLayer layer(5);
+  ResolvedImage image = Image(layer);
+  FakeSource src;
+  auto v3 = GzipIndex::Parse({reinterpret_cast<const uint8_t*>(layer.index.data()), layer.index.size()}, "v3");
+  REQUIRE(v3.ok());
+  auto v4 = GzipIndexV4::Serialize(*v3);
+  REQUIRE(v4.ok());
+  AccelManifest m;
+  m.subject = {image.manifest_media_type, image.manifest_digest, 18, {}, {}, {}};
+  const Descriptor piece = src.Put(std::string(v4->begin(), v4->end()));
+  m.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, piece, image.layers[0].digest, image.layers[0].size});
+  src.Publish(m);
+  Cache c;
+  auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(use.ok());
+  CHECK(src.blob_fetches == 0);
+  CHECK(use->indexed_layers == std::vector<std::string>{image.layers[0].digest});
+  REQUIRE(use->lazy_gzip_indexes.count(image.layers[0].digest) == 1);
+  const AccelUse::LazyIndex& lazy = use->lazy_gzip_indexes.at(image.layers[0].digest);
+  CHECK(lazy.digest == piece.digest);
+  CHECK_FALSE(std::filesystem::exists(c.cache->SidePath(image.layers[0].digest, "gzidx")));
+
+  // The layer's decoder opens it and reads the layer exactly.
+  DecoderOptions o;
+  o.gzip_index_blob = lazy.blob;
+  auto decoded = OpenDecoded(MemorySource::FromString(layer.gz), Compression::kGzip, o);
+  REQUIRE(decoded.ok());
+  CHECK((*decoded)->access() == ByteSource::Access::kRandom);
+  std::vector<uint8_t> all(layer.data.size());
+  REQUIRE(ReadExactly(**decoded, 0, all).ok());
+  CHECK(std::equal(all.begin(), all.end(), layer.data.begin(), [](uint8_t a, char b) { return a == static_cast<uint8_t>(b); }));
+
+  // With an index of the node's own in the cache, the artifact's is not used.
+  REQUIRE(WriteFileAtomically(c.cache->SidePath(image.layers[0].digest, "gzidx"), layer.index).ok());
+  auto again = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(again.ok());
+  CHECK(again->lazy_gzip_indexes.empty());
+  CHECK(again->indexed_layers == std::vector<std::string>{image.layers[0].digest});
 }

@@ -22,7 +22,9 @@ from support.processes import Mount
 
 TLS = "--tls-verify=false"
 ARTIFACT_TYPE = "application/vnd.oci-fs.accel.v1"
-GZIP_INDEX = "application/vnd.oci-fs.gzip-index.v3"
+GZIP_INDEX = "application/vnd.oci-fs.gzip-index.v4"  # what accelerate pushes: table first, read lazily
+GZIP_INDEX_V3 = "application/vnd.oci-fs.gzip-index.v3"  # what older versions pushed: fetched whole
+V4_HEADER, V4_RECORD = 76, 40
 
 
 def layer_bytes(registry, img: Image) -> int:
@@ -77,6 +79,53 @@ def test_a_first_mount_with_the_artifact_reads_the_end_of_a_compressed_disk_with
     assert first_read * 4 < without
 
 
+def blob_bytes_of(registry, digest: str) -> int:
+    return sum(r.written for r in registry.blob_gets() if r.digest == digest)
+
+
+def test_a_mount_with_the_artifact_fetches_the_index_table_and_the_windows_it_needs_not_the_whole_index(
+        ocifs, registry, repo, workdir):
+    data = disk_bytes(64 * MiB, seed=81)  # incompressible: every checkpoint's window is ~32 KiB
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    artifact = accelerate(ocifs, ref)
+    manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()
+    [piece] = [l for l in manifest["layers"] if l["mediaType"] == GZIP_INDEX]
+    index = registry.client().get_blob(repo, piece["digest"]).body
+    table = v4_table(index)
+    assert table * 8 < len(index), (table, len(index))  # the windows are most of it
+    before = blob_bytes_of(registry, piece["digest"])
+    log = workdir / "mount.log"
+    # 64 KiB chunks: the index blob is fetched by the chunk (the layer by its 1 MiB miss group).
+    with Mount(ref, workdir / "m", TLS, "--chunk-size=64K", "--log-level=info", f"--log-file={log}",
+               cache_dir=workdir / "cache", stats=True) as m:
+        at_mount = blob_bytes_of(registry, piece["digest"]) - before
+        assert_reads_match(m.dir / "disk.img", data, [(len(data) - 3 * MiB, 4096)])
+        first_read = blob_bytes_of(registry, piece["digest"]) - before
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=82, random_reads=20))
+    # The table (in the first chunk) at mount; a window or two (their chunks) for the first read.
+    assert table <= at_mount <= 256 * 1024, (at_mount, table, len(index))
+    assert first_read <= len(index) // 4, (first_read, len(index))
+    assert "lazily" in log.read_text()
+    assert not list((workdir / "cache").rglob("*.gzidx"))  # no first pass ran, so none saved its index
+
+
+def test_an_artifact_with_a_version_3_gzip_index_still_serves_exact_bytes(ocifs, registry, repo, workdir):
+    data = phrase_disk(8 * MiB, seed=83)
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    artifact = accelerate(ocifs, ref)
+    push_artifact_like(registry, repo, artifact, as_version_3, new_media_type=GZIP_INDEX_V3)
+    log = workdir / "mount.log"
+    layer_before = layer_bytes(registry, img)
+    with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=workdir / "cache") as m:
+        assert_reads_match(m.dir / "disk.img", data, [(len(data) - MiB, MiB)])
+        first_read = layer_bytes(registry, img) - layer_before
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=84, random_reads=20))
+    text = log.read_text()
+    assert "installed the gzip index" in text, text  # fetched whole, as before
+    assert "is wrong" not in text, text
+    assert first_read < img.layers[0].size // 2, (first_read, img.layers[0].size)
+
+
 def test_the_artifact_is_kept_in_the_cache_and_a_second_mount_asks_the_registry_nothing(
         ocifs, registry, repo, workdir):
     data = disk_bytes(8 * MiB, seed=63)
@@ -121,40 +170,72 @@ def with_file_crc(body: bytes) -> bytes:
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-def spoil_a_window(index: bytes) -> bytes:
-    """The index (docs/gzip-index-format.md) with its second checkpoint's window
-    changed and the file's CRC made right again: it inflates to other bytes
-    without any zlib error; only the checksums of the decoded layer can tell."""
+def v4_table(index: bytes) -> int:
+    """The length of a version 4 index's table (docs/gzip-index-format.md)."""
+    assert struct.unpack_from("<I", index, 8)[0] == 4
+    return struct.unpack_from("<Q", index, 68)[0]
+
+
+def v4_records(index: bytes):
+    """(position of the record, out, in, window_length, window offset, its length) per checkpoint."""
     count = struct.unpack_from("<Q", index, 40)[0]
-    assert count >= 2
-    pos = 68
     for i in range(count):
-        wlen, zlen = struct.unpack_from("<II", index, pos + 20)
+        pos = V4_HEADER + V4_RECORD * i
+        out, in_, _bits, _kind, wlen, zoff, zlen = struct.unpack_from("<QQBBxxIQI", index, pos)
+        yield pos, out, in_, wlen, zoff, zlen
+
+
+def with_table_crc(index: bytes) -> bytes:
+    table = v4_table(index)
+    return with_file_crc(index[:table - 4]) + index[table:]
+
+
+def spoil_a_window(index: bytes) -> bytes:
+    """The version 4 index with its second checkpoint's window changed, its CRC-32
+    and the table's made right again: it inflates to other bytes without any zlib
+    error; only the checksums of the decoded layer can tell."""
+    body = bytearray(index)
+    for i, (pos, _out, _in, wlen, zoff, zlen) in enumerate(v4_records(index)):
         if i >= 1 and wlen:
-            window = bytearray(zlib.decompress(index[pos + 28:pos + 28 + zlen]))
+            window = bytearray(zlib.decompress(index[zoff:zoff + zlen]))
             for k in range(0, len(window), 97):
                 window[k] ^= 0x5A
             z = zlib.compress(bytes(window))
-            return with_file_crc(index[:pos + 24] + struct.pack("<I", len(z)) + z + index[pos + 28 + zlen:-4])
-        pos += 28 + zlen
+            # Appended at the end, the record pointed at it.
+            struct.pack_into("<QII", body, pos + 24, len(body), len(z), zlib.crc32(z))
+            return with_table_crc(bytes(body) + z)
     raise AssertionError("no checkpoint with a window")
 
 
 def spoil_a_checksum(index: bytes) -> bytes:
-    """The index with the CRC of decoded block 20 changed (the table of version 3
-    ends the file, before its own CRC), the file's CRC made right again."""
+    """The version 4 index with the CRC of decoded block 20 changed (the checksums
+    end its table, before the table's own CRC), the table's CRC made right again."""
     decompressed = struct.unpack_from("<Q", index, 24)[0]
     blocks = -(-decompressed // 65536)
-    table = len(index) - 4 - 4 * blocks
-    assert struct.unpack_from("<IQ", index, table - 12) == (65536, blocks)
-    body = bytearray(index[:-4])
-    body[table + 4 * 20] ^= 0xFF
-    return with_file_crc(bytes(body))
+    section = v4_table(index) - 4 - 4 * blocks
+    assert struct.unpack_from("<IQ", index, section - 12) == (65536, blocks)
+    body = bytearray(index)
+    body[section + 4 * 20] ^= 0xFF
+    return with_table_crc(bytes(body))
 
 
-def push_artifact_like(registry, repo: str, artifact_ref: str, spoil, media_type: str = GZIP_INDEX) -> str:
-    """Pushes a copy of an artifact whose index piece of `media_type` is spoil(index),
-    listed in the fallback tag as the newest; returns its digest."""
+def as_version_3(index: bytes) -> bytes:
+    """A version 4 index in the version 3 layout (windows after their records), as
+    older oci-fs versions pushed it."""
+    header = bytearray(index[:68])
+    struct.pack_into("<I", header, 8, 3)
+    out = bytes(header)
+    records = list(v4_records(index))
+    for pos, _out, _in, wlen, zoff, zlen in records:
+        out += index[pos:pos + 24] + struct.pack("<I", zlen) + index[zoff:zoff + zlen]
+    rest = index[V4_HEADER + V4_RECORD * len(records):v4_table(index) - 4]  # zero runs, checksums
+    return with_file_crc(out + rest)
+
+
+def push_artifact_like(registry, repo: str, artifact_ref: str, spoil, media_type: str = GZIP_INDEX,
+                       new_media_type: str | None = None) -> str:
+    """Pushes a copy of an artifact whose index piece of `media_type` is spoil(index)
+    (of `new_media_type` if given), listed in the fallback tag as the newest; returns its digest."""
     client = registry.client()
     digest = artifact_ref.split("@", 1)[1]
     manifest = json.loads(client.get_manifest(repo, digest).body)
@@ -163,6 +244,8 @@ def push_artifact_like(registry, repo: str, artifact_ref: str, spoil, media_type
     bad = spoil(index)
     piece["digest"] = client.put_blob(repo, bad)
     piece["size"] = len(bad)
+    if new_media_type:
+        piece["mediaType"] = new_media_type
     manifest["annotations"]["org.opencontainers.image.created"] = "2099-01-01T00:00:00Z"
     body = json.dumps(manifest).encode()
     new_digest = client.put_manifest(repo, sha256(body), body, manifest["mediaType"])
@@ -188,7 +271,7 @@ def test_a_tampered_index_still_reads_exact_bytes_and_is_logged_once(spoil, ocif
         assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=66, random_reads=30))
         assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
     text = log.read_text()
-    assert "installed the gzip index" in text, text  # the spoilt artifact was the one used
+    assert "reading the gzip index of layer" in text, text  # the spoilt artifact was the one used
     wrong = [l for l in text.splitlines() if "gzip index of" in l and "is wrong" in l]
     assert len(wrong) == 1, text
     # The mount's own first pass saved a good index in its place: a second mount reads it quietly.
@@ -230,11 +313,7 @@ def index_checkpoint_ins(registry, repo: str, artifact: str) -> list[int]:
     manifest = client.get_manifest(repo, artifact.split("@", 1)[1]).json()
     [piece] = [l for l in manifest["layers"] if l["mediaType"] == GZIP_INDEX]
     index = client.get_blob(repo, piece["digest"]).body
-    count, pos, ins = struct.unpack_from("<Q", index, 40)[0], 68, []
-    for _ in range(count):
-        ins.append(struct.unpack_from("<Q", index, pos + 8)[0])
-        pos += 28 + struct.unpack_from("<I", index, pos + 24)[0]
-    return ins
+    return [in_ for _pos, _out, in_, _wlen, _zoff, _zlen in v4_records(index)]
 
 
 def test_a_profile_given_to_accelerate_adds_checkpoints_around_its_regions(ocifs, registry, repo, workdir):
