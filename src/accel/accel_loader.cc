@@ -182,7 +182,7 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
         spdlog::warn("{}: not using its {} of layer {}: {}", what, name, g.layer_digest, blob.status().ToString());
         continue;
       }
-      use.lazy_gzip_indexes[g.layer_digest] = AccelUse::LazyIndex{g.blob.digest, std::move(blob).value()};
+      use.lazy_gzip_indexes[g.layer_digest] = AccelUse::LazyIndex{g.blob.digest, std::move(blob).value(), what};
       spdlog::info("{}: reading the {} of layer {} lazily ({} bytes: its table at open, windows on use)", what,
                    name, g.layer_digest, g.blob.size);
     } else if (!Exists(path)) {

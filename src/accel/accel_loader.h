@@ -45,6 +45,7 @@ struct AccelUse {
   struct LazyIndex {
     std::string digest;  // the index blob's, its key in the chunk cache
     ByteSourcePtr blob;  // the index blob, straight from the registry
+    std::string from;    // "acceleration artifact REGISTRY/REPO@sha256:..", for logs
   };
   std::map<std::string, LazyIndex> lazy_gzip_indexes;
 };

@@ -41,6 +41,10 @@ struct DecoderOptions {
   // it. Untrusted (verified reads, IndexFallbackSource); a table that does
   // not parse, or is for another blob, is ignored for a first pass. Null: none.
   ByteSourcePtr gzip_index_blob;
+  // What names it in logs and errors: the index ("sha256:<its digest>"), and
+  // where it came from ("acceleration artifact REGISTRY/REPO@sha256:..").
+  std::string gzip_index_name;
+  std::string gzip_index_from;
   // zstd of several frames: load its frame table from here if present and
   // valid for this blob (its frames are then not located: no seek-table read,
   // no walk, which reads the whole blob); save it here after a walk found the

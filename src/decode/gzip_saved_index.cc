@@ -86,17 +86,20 @@ Status MakeUntrusted(GzipIndex& index, const std::string& what) {
 
 }  // namespace
 
-std::optional<GzipIndex> OpenLazyGzipIndexFor(const ByteSource& compressed, const ByteSourcePtr& index_blob) {
+std::optional<GzipIndex> OpenLazyGzipIndexFor(const ByteSource& compressed, const ByteSourcePtr& index_blob,
+                                              const std::string& name, const std::string& from) {
   if (!index_blob) return std::nullopt;
-  const std::string what = index_blob->Describe();
+  const std::string what = name.empty() ? index_blob->Describe() : name;
+  const std::string prefix = from.empty() ? "" : from + ": ";
   Result<GzipIndex> index = GzipIndexV4::Open(index_blob, what);
   Status usable = index.ok() ? MakeUntrusted(*index, what) : index.status();
   if (!usable.ok()) {
-    spdlog::warn("not using the gzip index {} of {}: {}", what, compressed.Describe(), usable.ToString());
+    spdlog::warn("{}not using its gzip index of {}: {}", prefix, compressed.Describe(), usable.ToString());
     return std::nullopt;
   }
   if (!BuiltFor(compressed, *index)) {
-    spdlog::warn("not using the gzip index {}: it was built for another blob than {}", what, compressed.Describe());
+    spdlog::warn("{}not using its gzip index {}: it was built for another blob than {}", prefix, what,
+                 compressed.Describe());
     return std::nullopt;
   }
   spdlog::debug("gzip layer {}: {} checkpoints from {}, windows read on use", compressed.Describe(),

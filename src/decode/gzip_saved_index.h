@@ -50,8 +50,12 @@ namespace ocifs {
 // checksums required), and used only if it was built for `compressed` (size
 // and tail). nullopt otherwise (logged as a warning: a read failed, or the
 // table is wrong or for another blob), and the caller runs its own first pass.
+// `name` names the index in errors ("" = index_blob->Describe()), `from`
+// where it came from in the warning ("" = nothing).
 [[nodiscard]] std::optional<GzipIndex> OpenLazyGzipIndexFor(const ByteSource& compressed,
-                                                            const ByteSourcePtr& index_blob);
+                                                            const ByteSourcePtr& index_blob,
+                                                            const std::string& name = "",
+                                                            const std::string& from = "");
 
 // Version 1 compatibility. A version 1 index knows no runs of zeros, so a
 // mount that loaded one learns them as it goes: each span is inflated whole

@@ -38,7 +38,10 @@ Result<std::shared_ptr<GzipSource>> GzipSource::Open(ByteSourcePtr compressed, c
   if (!compressed) return InvalidArgument("gzip decoder: no compressed source");
   std::optional<GzipIndex> index;
   if (saved == SavedIndex::kLoad) index = LoadGzipIndexFor(*compressed, options.index_path);
-  if (saved == SavedIndex::kLoad && !index) index = OpenLazyGzipIndexFor(*compressed, options.gzip_index_blob);
+  if (saved == SavedIndex::kLoad && !index) {
+    index = OpenLazyGzipIndexFor(*compressed, options.gzip_index_blob, options.gzip_index_name,
+                                 options.gzip_index_from);
+  }
   // kRebuild: the saved index proved wrong, so the pass must not adopt it either.
   std::shared_ptr<GzipSource> source(
       new GzipSource(std::move(compressed), options, std::move(index), saved == SavedIndex::kLoad));

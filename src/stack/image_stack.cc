@@ -127,6 +127,8 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
       decoder_options.gzip_index_blob = std::make_shared<CachedSource>(
           lazy->second.blob, cache_, lazy->second.digest,
           FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
+      decoder_options.gzip_index_name = lazy->second.digest;
+      decoder_options.gzip_index_from = lazy->second.from;
     }
   }
   if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);

@@ -84,7 +84,7 @@ def test_a_pull_only_credential_cannot_accelerate_and_a_pull_only_mount_uses_the
                f"--log-file={workdir / 'mount.log'}", cache_dir=workdir / "cache") as m:
         assert_reads_match(m.dir / "disk.img", data, last_mib(data))
         assert_small_fetch(layer_bytes(reg, img) - before, layer.size)
-    assert f"{artifact}: installed the gzip index of layer {layer.digest}" in (workdir / "mount.log").read_text()
+    assert f"{artifact}: reading the gzip index of layer {layer.digest} lazily" in (workdir / "mount.log").read_text()
 
 
 # --------------------------------------------------------------------------- the referrers API
@@ -169,7 +169,7 @@ def test_through_the_referrers_api_no_fallback_tag_is_written_and_a_mount_finds_
     assert [a["digest"] for a in proxy.log()["referrers_asked"][asked:]] == [img.digest]
     text = log.read_text()
     assert f"1 acceleration artifacts for {img.digest} (through the referrers API)" in text, text
-    assert f"{artifact}: installed the gzip index of layer {layer.digest}" in text, text
+    assert f"{artifact}: reading the gzip index of layer {layer.digest} lazily" in text, text
 
 
 # --------------------------------------------------------------------------- artifacts that are wrong
