@@ -24,6 +24,12 @@ class DecodedChunkStore {
   // Copies chunk `chunk_index` into `out`, whose size is the chunk's length.
   // false = not stored (never stored, dropped, or stored with another length).
   [[nodiscard]] virtual Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const = 0;
+  // Get, for a chunk another process may have stored since this store was
+  // made (a store that remembers what it saw on disk looks again). The
+  // default is Get.
+  [[nodiscard]] virtual Result<bool> GetStoredByAnyone(uint64_t chunk_index, std::span<uint8_t> out) const {
+    return Get(chunk_index, out);
+  }
   // Stores a copy of `data` (at most chunk_size() bytes) as chunk `chunk_index`.
   [[nodiscard]] virtual Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const = 0;
   // Put for a chunk the caller already holds in a shared immutable buffer: a

@@ -45,6 +45,12 @@ struct DecoderOptions {
   // where it came from ("acceleration artifact REGISTRY/REPO@sha256:..").
   std::string gzip_index_name;
   std::string gzip_index_from;
+  // gzip, with pass_lease_path and a decoded_store: the pass that holds the
+  // lease publishes here how far it kept its output in decoded_store
+  // (SharedPassProgress), and a mount that waits for another process's pass
+  // serves the reads behind that point from those chunks (PassOutputFollower)
+  // instead of waiting for the pass's end. "" = none.
+  std::string pass_progress_path;
   // zstd of several frames: load its frame table from here if present and
   // valid for this blob (its frames are then not located: no seek-table read,
   // no walk, which reads the whole blob); save it here after a walk found the

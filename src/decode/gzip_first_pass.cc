@@ -92,14 +92,17 @@ bool GzipFirstPass::FollowOtherPass(UniqueFd* lease) {
     if (failed) {
       spdlog::warn("gzip pass over {}: cannot use the pass lease {}; streaming the layer", t_.compressed.Describe(),
                    path);
+      role_.store(Role::kOwn, std::memory_order_release);
       return false;
     }
     if (!waited) {
+      role_.store(Role::kFollowing, std::memory_order_release);
       spdlog::info("gzip pass over {}: another process streams this layer; using its index when it is done",
                    t_.compressed.Describe());
     }
     waited = true;
     if (pass_.cancelled()) {
+      role_.store(Role::kOwn, std::memory_order_release);
       t_.progress.Fail(Cancelled("gzip pass over " + t_.compressed.Describe() + " cancelled"));
       t_.progress.Finish();
       return true;
@@ -107,7 +110,8 @@ bool GzipFirstPass::FollowOtherPass(UniqueFd* lease) {
     // Polled: a pass takes seconds, so 20 ms costs nothing, and the wait stays cancellable.
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  // The lease is ours. An index saved meanwhile (by the pass we waited for,
+  // The lease is ours (readers following the other pass go back to waiting
+  // on this one's progress). An index saved meanwhile (by the pass we waited for,
   // or one that ended between our open and now) makes streaming needless.
   if (!t_.adopt_saved_index || (!waited && ::access(t_.options.index_path.c_str(), F_OK) != 0)) return false;
   std::optional<uint64_t> size = t_.adopt_saved_index();
@@ -125,7 +129,11 @@ bool GzipFirstPass::FollowOtherPass(UniqueFd* lease) {
 
 void GzipFirstPass::Run() {
   UniqueFd lease;  // held until the index is saved: followers then adopt it
-  if (!t_.options.pass_lease_path.empty() && !t_.options.index_path.empty() && FollowOtherPass(&lease)) return;
+  const bool over =
+      !t_.options.pass_lease_path.empty() && !t_.options.index_path.empty() && FollowOtherPass(&lease);
+  role_.store(Role::kOwn, std::memory_order_release);
+  if (over) return;
+  if (t_.keeper) t_.keeper->Begin();  // before any output: followers elsewhere read what it publishes
   GzipIndexer indexer(t_.compressed, t_.compressed.Describe(), t_.options.checkpoint_spacing);
   if (!t_.options.checkpoint_targets.empty()) {
     GzipTargetPlacer::Limits limits;
@@ -167,6 +175,7 @@ void GzipFirstPass::Run() {
     SaveIndex(*result, block_crcs.block_size(), block_crcs.Finish());
   } else {
     if (result.status().code() != Code::kCancelled) {
+      if (t_.keeper) t_.keeper->Withdraw();  // a corrupt layer: nothing it kept may be read elsewhere
       spdlog::error("gzip pass over {} failed: {}", t_.compressed.Describe(), result.status().ToString());
     }
     t_.progress.Fail(result.status());

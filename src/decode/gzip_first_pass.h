@@ -15,9 +15,11 @@
 // and then adopts the index that process saved (Target::adopt_saved_index)
 // instead of streaming: N mounts of one layer inflate it once. If there is
 // no index then (that process died or failed), this pass takes the lease and
-// streams the layer itself.
+// streams the layer itself. While it waits, following() is true: the source
+// serves reads from what that process's pass publishes (PassOutputFollower).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -70,6 +72,13 @@ class GzipFirstPass {
   // Posts the pass on the scheduler (idempotent).
   void Start() { pass_.Start(); }
 
+  // Who runs the layer's pass: not known yet (the pass has not tried the
+  // lease), another process (this pass waits for its index), or this one
+  // (streaming, or the index is adopted or the pass is over).
+  enum class Role : uint8_t { kUndecided, kFollowing, kOwn };
+  Role role() const { return role_.load(std::memory_order_acquire); }
+  bool started() const { return pass_.started(); }
+
   // Copies bytes [from, from + out.size()) of span `index` (offsets in the
   // span) into `out` if the pass is producing that span, holds those bytes
   // and the span fits the segment cache; false otherwise. Readers right behind
@@ -101,6 +110,7 @@ class GzipFirstPass {
   uint64_t open_out_ = 0;   // where the open span starts (its checkpoint's out)
   uint64_t frontier_ = 0;   // output produced so far
   bool open_valid_ = false;
+  std::atomic<Role> role_{Role::kUndecided};
   BackgroundPass pass_;  // last: cancelled and waited for first (Run uses the members above)
 };
 

@@ -1,6 +1,10 @@
 #include "decode/gzip_source.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "base/worker_pool.h"
@@ -60,7 +64,18 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
       progress_("gzip pass over " + compressed_->Describe()) {
   if (!index) {
     if (options_.decoded_store && options_.keep_pass_output) {
-      keeper_ = std::make_unique<PassOutputKeeper>(options_.decoded_store);
+      if (may_adopt && !options_.pass_progress_path.empty() && !options_.pass_lease_path.empty() &&
+          !options_.index_path.empty()) {
+        Result<std::unique_ptr<SharedPassProgress>> shared = SharedPassProgress::Open(options_.pass_progress_path);
+        if (shared.ok()) {
+          shared_ = std::move(*shared);
+          follower_ = std::make_unique<PassOutputFollower>(*shared_, options_.decoded_store);
+        } else {
+          spdlog::warn("gzip pass over {}: no shared progress (mounts waiting for this pass wait for its end): {}",
+                       compressed_->Describe(), shared.status().ToString());
+        }
+      }
+      keeper_ = std::make_unique<PassOutputKeeper>(options_.decoded_store, shared_.get());
     }
     std::function<std::optional<uint64_t>()> adopt;
     if (may_adopt) adopt = [this] { return AdoptSavedIndex(); };
@@ -191,8 +206,41 @@ bool GzipSource::ServeWithoutInflating(const Piece& p, bool complete, std::span<
   return pass_ && !complete && pass_->CopyFromOpenSpan(p.span.index, p.from - p.span.out, out);
 }
 
+std::optional<size_t> GzipSource::ReadBehindOtherPass(uint64_t offset, std::span<uint8_t> buf) const {
+  auto pause = std::chrono::milliseconds(1);
+  // A pass not started yet (no background pass) is left to the progress's
+  // wait, which runs it; one started but undecided decides within moments.
+  int undecided_polls = 0;
+  for (;;) {
+    if (progress_.complete() || !progress_.failure().ok()) return std::nullopt;
+    const GzipFirstPass::Role role = pass_->role();
+    if (role == GzipFirstPass::Role::kOwn) return std::nullopt;
+    if (role == GzipFirstPass::Role::kUndecided && (!pass_->started() || ++undecided_polls > 200)) {
+      return std::nullopt;
+    }
+    if (role == GzipFirstPass::Role::kFollowing) {
+      switch (follower_->Copy(offset, buf)) {
+        case PassOutputFollower::Outcome::kServed:
+          return buf.size();
+        case PassOutputFollower::Outcome::kMissing:
+          return std::nullopt;
+        case PassOutputFollower::Outcome::kAhead:
+          break;
+      }
+    }
+    // Polled: the other process tells nothing but its shared progress. At
+    // most 20 ms late on a pass that publishes a chunk every few ms to
+    // a few hundred ms.
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+  }
+}
+
 Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (buf.empty()) return size_t{0};
+  if (follower_ && !progress_.complete()) {
+    if (std::optional<size_t> served = ReadBehindOtherPass(offset, buf)) return *served;
+  }
   uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
   OCIFS_ASSIGN_OR_RETURN(const PassProgress::Produced produced, progress_.WaitFor(end));
   end = std::min(end, produced.bytes);  // produced.bytes is the size once complete

@@ -12,7 +12,9 @@
 #include "decode/gzip_checkpoints.h"
 #include "decode/gzip_first_pass.h"
 #include "decode/gzip_saved_index.h"
+#include "decode/pass_output_follower.h"
 #include "decode/pass_progress.h"
+#include "decode/shared_pass_progress.h"
 #include "decode/segment_cache.h"
 #include "decode/zero_ranges.h"
 #include "ocifs/byte_source.h"
@@ -47,6 +49,14 @@ SpanLoad ChooseSpanLoad(const SpanFacts& span);
 // nearest checkpoint (or copy from the span the pass is producing), reads
 // ahead of it wait. A valid saved index makes the source random-access at
 // once. size() is kUnknownSize until the index is complete.
+//
+// When the pass finds another process streaming the same layer into the same
+// cache dir (DecoderOptions::pass_lease_path), it waits for that process's
+// index; meanwhile a read behind what that process's pass has kept and
+// published (DecoderOptions::pass_progress_path) is copied from its chunks
+// at once (PassOutputFollower), and a read ahead of it waits for it to get
+// there (polling every 1 to 20 ms), or for the index, or for this pass
+// taking over (that process died): then as above.
 //
 // Read cost: a read decompresses each checkpoint span it touches, from the
 // span's checkpoint to the read's end or the span's end (ChooseSpanLoad),
@@ -152,6 +162,11 @@ class GzipSource final : public ByteSource {
   // Serves p into `out` without inflating if it can: known zeros, or the span
   // the pass is producing.
   bool ServeWithoutInflating(const Piece& p, bool complete, std::span<uint8_t> out) const;
+  // While the pass follows another process's pass: buf served from what that
+  // pass published, waiting for it as long as it is followed; nullopt when
+  // it is no longer followed (or never was), or a chunk is missing: read as
+  // a reader of this pass then.
+  std::optional<size_t> ReadBehindOtherPass(uint64_t offset, std::span<uint8_t> buf) const;
   // The decompressed span of p (at least p.need bytes), from the segment
   // cache, else copied from what the pass kept (keeper_), else inflated.
   [[nodiscard]] Result<SegmentCache::Buffer> Segment(const Piece& p) const;
@@ -175,6 +190,11 @@ class GzipSource final : public ByteSource {
   // frontier; null when the index was loaded, or without a store or
   // options.keep_pass_output.
   std::unique_ptr<PassOutputKeeper> keeper_;
+  // The layer's shared pass progress (published by keeper_ when this pass
+  // streams; followed by follower_ while another process's pass streams);
+  // null without options.pass_progress_path, a keeper or a pass lease.
+  std::unique_ptr<SharedPassProgress> shared_;
+  std::unique_ptr<PassOutputFollower> follower_;
   // Null when the index was loaded. Last: cancelled and waited for first (it fills the members above).
   std::unique_ptr<GzipFirstPass> pass_;
 };

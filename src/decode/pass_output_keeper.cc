@@ -8,9 +8,17 @@
 
 namespace ocifs {
 
-PassOutputKeeper::PassOutputKeeper(std::shared_ptr<DecodedChunkStore> store)
-    : store_(std::move(store)), chunk_size_(store_->chunk_size()) {
+PassOutputKeeper::PassOutputKeeper(std::shared_ptr<DecodedChunkStore> store, SharedPassProgress* shared)
+    : store_(std::move(store)), shared_(shared), chunk_size_(store_->chunk_size()) {
   buffered_.reserve(static_cast<size_t>(chunk_size_));
+}
+
+void PassOutputKeeper::Begin() {
+  if (shared_) shared_->Restart(chunk_size_);
+}
+
+void PassOutputKeeper::Withdraw() {
+  if (shared_) shared_->Withdraw();
 }
 
 void PassOutputKeeper::Feed(uint64_t out, std::span<const uint8_t> data) {
@@ -51,6 +59,10 @@ void PassOutputKeeper::StoreChunk(uint64_t index) {
                    st.ToString());
     }
   }
+  // Published in order, full chunks only (a reader takes every published
+  // chunk as chunk_size_ bytes). One the store refused is published too: its
+  // readers find it missing and wait for the pass's end.
+  if (shared_ && buffered_.size() == chunk_size_) shared_->Publish(index, state == State::kZero);
   std::lock_guard lock(mu_);
   if (states_.size() <= index) states_.resize(index + 1, State::kNone);
   states_[index] = state;

@@ -10,7 +10,11 @@
 // (served as zeros). A chunk the store could not take, or dropped since (a
 // bounded cache), is simply not served: the caller decompresses as before.
 //
-// Thread safety: Feed and Finish belong to the pass's one thread; Copy is
+// With a SharedPassProgress, it also tells the other processes sharing the
+// cache dir which chunks it kept (Publish, in order), so that the mounts
+// following this pass serve their reads from them (PassOutputFollower).
+//
+// Thread safety: Begin, Feed, Finish and Withdraw belong to the pass's one thread; Copy is
 // safe from any thread, concurrently with them (mu_ guards the chunk states).
 // Ownership: shares the store.
 #pragma once
@@ -22,15 +26,22 @@
 #include <vector>
 
 #include "base/decoded_store.h"
+#include "decode/shared_pass_progress.h"
 
 namespace ocifs {
 
 class PassOutputKeeper {
  public:
-  explicit PassOutputKeeper(std::shared_ptr<DecodedChunkStore> store);
+  // shared: null, or where the kept chunks are published (borrowed: must outlive this).
+  explicit PassOutputKeeper(std::shared_ptr<DecodedChunkStore> store, SharedPassProgress* shared = nullptr);
   PassOutputKeeper(const PassOutputKeeper&) = delete;
   PassOutputKeeper& operator=(const PassOutputKeeper&) = delete;
 
+  // The pass starts streaming (it holds the layer's pass lease): what was
+  // published before is withdrawn; publishing starts again from chunk 0.
+  void Begin();
+  // The pass failed: what it published is withdrawn.
+  void Withdraw();
   // The pass produced `data` at decompressed offset `out`; calls come in
   // order, each starting where the last ended. A complete chunk is stored.
   void Feed(uint64_t out, std::span<const uint8_t> data);
@@ -55,6 +66,7 @@ class PassOutputKeeper {
   uint64_t LengthOf(uint64_t index) const;
 
   const std::shared_ptr<DecodedChunkStore> store_;
+  SharedPassProgress* const shared_;  // null: nothing published
   const uint64_t chunk_size_;
 
   // Pass thread only: the chunk being filled.

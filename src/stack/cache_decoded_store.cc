@@ -20,6 +20,15 @@ Result<bool> CacheDecodedStore::Get(uint64_t chunk_index, std::span<uint8_t> out
   return hit;
 }
 
+Result<bool> CacheDecodedStore::GetStoredByAnyone(uint64_t chunk_index, std::span<uint8_t> out) const {
+  Result<bool> hit = cache_->Lookup(key_, chunk_index, out);
+  if (hit.ok() && *hit) {
+    std::lock_guard lock(mu_);
+    known_.insert(chunk_index);
+  }
+  return hit;
+}
+
 Status CacheDecodedStore::Put(uint64_t chunk_index, std::span<const uint8_t> data) const {
   Status stored = cache_->Store(key_, chunk_index, data);
   if (stored.ok()) {

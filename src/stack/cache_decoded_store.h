@@ -24,6 +24,8 @@ class CacheDecodedStore final : public DecodedChunkStore {
 
   uint32_t chunk_size() const override { return cache_->chunk_size(); }
   [[nodiscard]] Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const override;
+  // Looks on disk whatever the list says (a chunk another process stored).
+  [[nodiscard]] Result<bool> GetStoredByAnyone(uint64_t chunk_index, std::span<uint8_t> out) const override;
   [[nodiscard]] Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const override;
   bool Contains(uint64_t chunk_index) const override;
 

@@ -112,6 +112,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
   if (cache_) {
     decoder_options.index_path = cache_->SidePath(layer.digest, "gzidx");
     decoder_options.pass_lease_path = cache_->LeasePath(layer.digest, "gzpass");
+    decoder_options.pass_progress_path = cache_->LeasePath(layer.digest, "gzprogress");
     decoder_options.frame_table_path = cache_->SidePath(layer.digest, "zstdframes");
     decoder_options.zstd_checkpoint_path = cache_->SidePath(layer.digest, "zstdckpt");
     decoder_options.zstd_chunked_toc_path = cache_->SidePath(layer.digest, "zstdtoc");

@@ -11,6 +11,8 @@ index); an uncompressed one by the chunk fetch leases.
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -19,7 +21,7 @@ import pytest
 from support import images
 from support.fault_proxy import FaultProxy
 from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan
-from support.processes import Mount
+from support.processes import Mount, wait_pid_gone
 
 TLS = "--tls-verify=false"
 
@@ -84,3 +86,68 @@ def test_three_concurrent_mounts_of_one_image_fetch_each_layer_byte_about_once(k
         assert max(s for s, _ in spans.values()) < min(e for _, e in spans.values()), spans
     else:  # read together: some chunks were waited for, not fetched again
         assert sum(s["cache_lease_waits"] for s in stats) > 0, stats
+
+
+def _read_range(path, offset: int, length: int) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def _push_slow_gzip(registry, repo, seed: int):
+    data = disk_bytes(16 * MiB + 777, seed=seed)
+    _, img = images.push_containerdisk(registry, repo, data, "gzip")
+    assert img.layers[0].size > 13 * MiB  # mostly incompressible: ~15 s to stream at 1 MiB/s
+    return data, img
+
+
+def test_a_mount_following_another_mounts_gzip_pass_reads_behind_it_before_the_pass_ends(ocifs, registry, repo,
+                                                                                        workdir):
+    """The second mount's pass finds the layer's pass lease held by the first, so it
+    does not stream the layer; its reads behind what the first mount's pass has kept
+    are copies of those chunks, served while that pass still runs (its index is not
+    saved yet), not after it ends."""
+    data, img = _push_slow_gzip(registry, repo, seed=1611)
+    cache = workdir / "cache"
+    index = cache / "side" / f"{img.layers[0].digest}.gzidx"
+    with FaultProxy(("127.0.0.1", registry.port), rate=1 * MiB) as proxy:
+        ref = f"{proxy.host}/{repo}:v1"
+        with Mount(ref, workdir / "owner", TLS, cache_dir=cache, timeout=120):
+            with Mount(ref, workdir / "follower", TLS, cache_dir=cache, timeout=120) as follower:
+                disk = follower.dir / "disk.img"
+                head = _read_range(disk, 0, 2 * MiB)
+                middle = _read_range(disk, 3 * MiB + 4321, 300_000)
+                pass_running = not index.exists()
+                assert_same_bytes(head, data[: 2 * MiB], "the follower's first 2 MiB")
+                assert_same_bytes(middle, data[3 * MiB + 4321: 3 * MiB + 4321 + 300_000], "the follower's middle read")
+                assert pass_running, "the follower's reads returned only after the owner's pass had saved its index"
+                # Then every byte, through the rest of the pass and the adopted index.
+                assert_same_bytes(disk.read_bytes(), data)
+                assert_reads_match(disk, data, read_plan(len(data), seed=11, random_reads=20))
+    assert index.exists()
+
+
+def test_a_mount_following_a_gzip_pass_whose_process_is_killed_takes_the_pass_over(ocifs, registry, repo, workdir):
+    """kill -9 of the mount that streams the layer mid-pass: the flock on its pass lease
+    goes with it, the following mount takes the lease, streams the layer itself and
+    every read returns exact bytes, before and after the kill."""
+    data, img = _push_slow_gzip(registry, repo, seed=1612)
+    cache = workdir / "cache"
+    index = cache / "side" / f"{img.layers[0].digest}.gzidx"
+    with FaultProxy(("127.0.0.1", registry.port), rate=1 * MiB) as proxy:
+        ref = f"{proxy.host}/{repo}:v1"
+        owner = Mount(ref, workdir / "owner", TLS, "--no-keeper", cache_dir=cache, timeout=120)
+        with owner:
+            assert owner.pid is not None
+            with Mount(ref, workdir / "follower", TLS, cache_dir=cache, timeout=120) as follower:
+                disk = follower.dir / "disk.img"
+                assert_same_bytes(_read_range(disk, 0, 1 * MiB), data[: 1 * MiB], "the follower's first MiB")
+                assert not index.exists(), "the owner's pass ended before it could be killed (too fast a link?)"
+                os.kill(owner.pid, signal.SIGKILL)
+                assert wait_pid_gone(owner.pid, 30)
+                assert_same_bytes(disk.read_bytes(), data)
+                assert_reads_match(disk, data, read_plan(len(data), seed=12, random_reads=20))
+            # The owner's mount is dead (its connection gone); leaving the block unmounts it.
+    assert index.exists()  # saved by the follower's pass, which took over

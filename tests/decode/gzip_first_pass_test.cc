@@ -20,6 +20,7 @@
 #include "base/memory_source.h"
 #include "decode/decoder.h"
 #include "decode/gzip_source.h"
+#include "decode/shared_pass_progress.h"
 #include "testing/counting_source.h"
 #include "testing/gated_source.h"
 #include "testing/layer_test_data.h"
@@ -140,4 +141,77 @@ TEST_CASE("a gzip pass whose lease holder dies without an index streams the laye
   CHECK(follower->size() == data.size());
   CHECK(std::filesystem::exists(options.index_path));
   CheckReads(*follower, data, 20, 34);
+}
+
+TEST_CASE("a gzip pass that follows another process's pass serves the reads behind it before that pass ends") {
+  ocifs::testing::TempDir dir;
+  const auto data = ocifs::testing::MakeLayerData(24 << 20, 35);
+  const auto compressed = ocifs::testing::GzipMember(data, 6);
+  REQUIRE(compressed.size() > (5 << 20));
+  DecoderOptions options = LeaseOptions(dir);
+  options.pass_progress_path = dir.path() + "/layer.gzprogress";
+  options.decoded_store = MakeMemoryDecodedStore(64 << 10);  // as the cache's <digest>:decoded chunks
+  // The holder: its pass streams the layer's first 4 MiB (one read), then waits at the gate.
+  auto gate = std::make_shared<GatedSource>(std::make_shared<MemorySource>(compressed), 4 << 20);
+  auto holder = OpenGzip(gate, options);
+  WaitUntilHeld(options.pass_lease_path);
+  auto progress = SharedPassProgress::Open(options.pass_progress_path);
+  REQUIRE(progress.ok());
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while ((*progress)->Load().count < 8) {  // 512 KiB published: the holder is past them
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+  auto follower = OpenGzip(counted, options);
+  // Behind the holder's progress: served while the holder's pass is held at the gate.
+  std::vector<uint8_t> behind(200000);
+  Result<size_t> n = follower->ReadAt(12345, behind);
+  REQUIRE(n.ok());
+  REQUIRE(*n == behind.size());
+  CHECK(std::equal(behind.begin(), behind.end(), data.begin() + 12345));
+  CHECK(counted->returned.load() == 0);  // copied from the holder's chunks, not inflated here
+  CHECK(holder->size() == ByteSource::kUnknownSize);  // its pass is still held at the gate
+  // Ahead of it (the layer's end): waits until the holder gets there.
+  std::vector<uint8_t> ahead(4096);
+  Result<size_t> ahead_read = size_t{0};
+  std::atomic<bool> ahead_done{false};
+  std::thread reader([&] {
+    ahead_read = follower->ReadAt(data.size() - 5000, ahead);
+    ahead_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK_FALSE(ahead_done.load());
+  gate->Open();
+  reader.join();
+  REQUIRE(ahead_read.ok());
+  REQUIRE(*ahead_read == ahead.size());
+  CHECK(std::equal(ahead.begin(), ahead.end(), data.end() - 5000));
+  REQUIRE(holder->WaitUntilIndexed().ok());
+  REQUIRE(follower->WaitUntilIndexed().ok());
+  CHECK(follower->verifies_reads());
+  CheckReads(*follower, data, 20, 36);
+}
+
+TEST_CASE("a gzip pass that streams the layer publishes its kept chunks, and withdraws them if it fails") {
+  ocifs::testing::TempDir dir;
+  const auto data = ocifs::testing::MakeLayerData((2 << 20) + 1000, 37);
+  auto compressed = ocifs::testing::GzipMember(data, 6);
+  DecoderOptions options = LeaseOptions(dir);
+  options.pass_progress_path = dir.path() + "/layer.gzprogress";
+  options.decoded_store = MakeMemoryDecodedStore(64 << 10);
+  auto progress = SharedPassProgress::Open(options.pass_progress_path);
+  REQUIRE(progress.ok());
+  {
+    auto source = OpenGzip(std::make_shared<MemorySource>(compressed), options);
+    REQUIRE(source->WaitUntilIndexed().ok());
+    // Every full chunk, in chunks of the store's size (the short last one is not published).
+    CHECK((*progress)->Load() == SharedPassProgress::Published{64 << 10, data.size() / (64 << 10)});
+  }
+  // The same layer with a wrong CRC in its trailer: the pass fails at the end.
+  std::filesystem::remove(options.index_path);
+  compressed[compressed.size() - 8] ^= 0xff;
+  auto source = OpenGzip(std::make_shared<MemorySource>(compressed), options);
+  CHECK_FALSE(source->WaitUntilIndexed().ok());
+  CHECK((*progress)->Load().count == 0);
 }
