@@ -99,7 +99,7 @@ def _read_range(path, offset: int, length: int) -> bytes:
 def _push_slow_gzip(registry, repo, seed: int):
     data = disk_bytes(16 * MiB + 777, seed=seed)
     _, img = images.push_containerdisk(registry, repo, data, "gzip")
-    assert img.layers[0].size > 13 * MiB  # mostly incompressible: ~15 s to stream at 1 MiB/s
+    assert img.layers[0].size > 12 * MiB  # mostly incompressible: over 12 s to stream at 1 MiB/s
     return data, img
 
 
