@@ -128,6 +128,16 @@ Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {
       std::vector<uint8_t> kept(load);
       if (keeper_->Copy(p.span.out, kept)) return std::make_shared<const std::vector<uint8_t>>(std::move(kept));
     }
+    // The index was adopted from another process's pass: the chunks it kept
+    // and published, if they are still there, checked against the index's
+    // checksums like an inflate's output (a mismatch: inflated instead).
+    if (follower_ && checks_) {
+      std::vector<uint8_t> copied(load);
+      if (follower_->Copy(p.span.out, copied) == PassOutputFollower::Outcome::kServed &&
+          CheckInflated(p, copied).ok()) {
+        return std::make_shared<const std::vector<uint8_t>>(std::move(copied));
+      }
+    }
     // Copied (its window may be in memory) only when it is needed.
     const GzipCheckpoint checkpoint = checkpoints_.At(p.span.index);
     OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
@@ -228,11 +238,11 @@ std::optional<size_t> GzipSource::ReadBehindOtherPass(uint64_t offset, std::span
           break;
       }
     }
-    // Polled: the other process tells nothing but its shared progress. At
-    // most 20 ms late on a pass that publishes a chunk every few ms to
-    // a few hundred ms.
+    // Polled: the other process tells nothing but its shared progress (one
+    // atomic load per poll). At most 5 ms late on a pass that publishes a
+    // chunk every few ms to a few hundred ms.
     std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(20));
+    pause = std::min(pause * 2, std::chrono::milliseconds(5));
   }
 }
 

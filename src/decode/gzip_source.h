@@ -55,8 +55,10 @@ SpanLoad ChooseSpanLoad(const SpanFacts& span);
 // index; meanwhile a read behind what that process's pass has kept and
 // published (DecoderOptions::pass_progress_path) is copied from its chunks
 // at once (PassOutputFollower), and a read ahead of it waits for it to get
-// there (polling every 1 to 20 ms), or for the index, or for this pass
-// taking over (that process died): then as above.
+// there (polling every 1 to 5 ms), or for the index, or for this pass
+// taking over (that process died): then as above. Once the index is adopted,
+// a span is copied from those chunks too if they are still there, verified
+// by the index's checksums (else inflated).
 //
 // Read cost: a read decompresses each checkpoint span it touches, from the
 // span's checkpoint to the read's end or the span's end (ChooseSpanLoad),
@@ -168,7 +170,8 @@ class GzipSource final : public ByteSource {
   // a reader of this pass then.
   std::optional<size_t> ReadBehindOtherPass(uint64_t offset, std::span<uint8_t> buf) const;
   // The decompressed span of p (at least p.need bytes), from the segment
-  // cache, else copied from what the pass kept (keeper_), else inflated.
+  // cache, else copied from what the pass kept (keeper_) or, with an index
+  // adopted, what the other process's pass published (follower_), else inflated.
   [[nodiscard]] Result<SegmentCache::Buffer> Segment(const Piece& p) const;
 
   const ByteSourcePtr compressed_;
