@@ -219,13 +219,16 @@ bool GzipSource::ServeWithoutInflating(const Piece& p, bool complete, std::span<
 std::optional<size_t> GzipSource::ReadBehindOtherPass(uint64_t offset, std::span<uint8_t> buf) const {
   auto pause = std::chrono::milliseconds(1);
   // A pass not started yet (no background pass) is left to the progress's
-  // wait, which runs it; one started but undecided decides within moments.
-  int undecided_polls = 0;
+  // wait, which runs it; one posted but undecided (its task waits for a
+  // thread: a busy machine) is given 10 s to take the lease or find it held,
+  // after which the progress's wait runs it here.
+  const auto undecided_until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
-    if (progress_.complete() || !progress_.failure().ok()) return std::nullopt;
     const GzipFirstPass::Role role = pass_->role();
     if (role == GzipFirstPass::Role::kOwn) return std::nullopt;
-    if (role == GzipFirstPass::Role::kUndecided && (!pass_->started() || ++undecided_polls > 200)) {
+    if (progress_.complete() || !progress_.failure().ok()) return std::nullopt;
+    if (role == GzipFirstPass::Role::kUndecided &&
+        (!pass_->started() || std::chrono::steady_clock::now() > undecided_until)) {
       return std::nullopt;
     }
     if (role == GzipFirstPass::Role::kFollowing) {
