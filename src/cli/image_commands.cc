@@ -14,6 +14,7 @@
 #include "accel/accel_loader.h"
 #include "cli/progress_printer.h"
 #include "decode/compression.h"
+#include "decode/estargz_toc.h"
 #include "decode/zstd_chunked_toc.h"
 #include "disk/disk_format.h"
 #include "stack/image_stack.h"
@@ -46,6 +47,11 @@ nlohmann::json AccelJson(const FoundAccel& a) {
 
 std::string CompressionOf(const Descriptor& layer) {
   return std::string(LayerCompressionName(CompressionOfMediaType(layer.media_type)));
+}
+
+// A gzip layer with an eStargz TOC digest annotation (docs/estargz.md).
+bool IsEstargz(const Descriptor& layer) {
+  return CompressionOf(layer) == "gzip" && EstargzTocDigest(layer.annotations).has_value();
 }
 
 // What inspect and ls tell of a bare disk layer: its format and the size the
@@ -150,6 +156,7 @@ Status RunInspect(const ImageCommandFlags& flags) {
                              {"mediaType", layer.media_type},
                              {"compression", CompressionOf(layer)}});
       if (HasZstdChunkedToc(layer.annotations)) j["layers"].back()["toc"] = "zstd:chunked";
+      if (IsEstargz(layer)) j["layers"].back()["toc"] = "estargz";
     }
     if (stack) {
       j["disks"] = nlohmann::json::array();
@@ -178,7 +185,8 @@ Status RunInspect(const ImageCommandFlags& flags) {
             << "Layers:\n";
   for (const auto& layer : image.layers) {
     std::cout << "  " << layer.digest << " " << layer.size << " " << CompressionOf(layer)
-              << (HasZstdChunkedToc(layer.annotations) ? " (zstd:chunked TOC)" : "") << "\n";
+              << (HasZstdChunkedToc(layer.annotations) ? " (zstd:chunked TOC)" : "")
+              << (IsEstargz(layer) ? " (eStargz TOC)" : "") << "\n";
   }
   if (stack) {
     std::cout << "Disks:\n";

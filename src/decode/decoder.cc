@@ -14,6 +14,7 @@
 #include "base/whole_file.h"
 #include "decode/index_fallback_source.h"
 #include "decode/zstd_checkpoint_source.h"
+#include "decode/estargz_open.h"
 #include "decode/zstd_chunked_open.h"
 #include "decode/zstd_frame_file.h"
 #include "decode/zstd_frame_source.h"
@@ -161,6 +162,10 @@ Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compress
     case Compression::kNone:
       return compressed;
     case Compression::kGzip: {
+      // An eStargz layer's TOC locates its chunks; without one, or with one unusable, as any gzip blob.
+      auto estargz = OpenEstargz(compressed, options, kMaxFrameBytes);
+      if (!estargz.ok()) return estargz.status();
+      if (estargz->has_value()) return estargz->value();
       OCIFS_ASSIGN_OR_RETURN(std::shared_ptr<GzipSource> gzip, GzipSource::Open(compressed, options));
       if (!gzip->loaded_from_file()) return ByteSourcePtr(std::move(gzip));
       // The loaded index may prove wrong: then a first pass reads the layer and saves a new one over it.

@@ -101,9 +101,10 @@ struct DecoderOptions {
   // Bytes of decompressed segments (gzip checkpoint spans, zstd frames) kept
   // in memory per decoder for neighbouring reads.
   uint64_t segment_cache_bytes = 8ull << 20;
-  // zstd: the layer descriptor's annotations. A zstd:chunked layer's TOC
+  // The layer descriptor's annotations. A zstd:chunked layer's TOC
   // position and checksum there let it be read at random through its TOC
-  // (OpenZstdChunked, docs/zstd-chunked.md). Empty: none.
+  // (OpenZstdChunked, docs/zstd-chunked.md); so does an eStargz layer's TOC
+  // digest (OpenEstargz, docs/estargz.md). Empty: none.
   std::map<std::string, std::string> layer_annotations;
   // zstd:chunked: keep the layer's compressed TOC here (checked against the
   // checksum annotation when loaded), so a later open does not fetch it; its
@@ -111,7 +112,8 @@ struct DecoderOptions {
   std::string zstd_chunked_toc_path;
 };
 
-// kNone returns `compressed` itself. kGzip: a GzipSource; one whose index
+// kNone returns `compressed` itself. kGzip: an eStargz layer
+// (options.layer_annotations) through its TOC (OpenEstargz); else a GzipSource; one whose index
 // was loaded from options.index_path inside an IndexFallbackSource (a wrong
 // index falls back to a first pass, which saves a new one there). kZstd: a
 // zstd:chunked layer (options.layer_annotations) through its TOC

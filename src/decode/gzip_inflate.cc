@@ -70,4 +70,38 @@ Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
   return out;
 }
 
+Result<std::vector<uint8_t>> InflateGzipMembers(std::span<const uint8_t> in, uint64_t max_out,
+                                                const std::string& what) {
+  std::vector<uint8_t> out;
+  ZInflateStream strm;
+  size_t pos = 0;
+  while (pos < in.size()) {  // one gzip member per turn
+    OCIFS_RETURN_IF_ERROR(strm.Init(31));
+    strm->next_in = const_cast<Bytef*>(in.data() + pos);
+    strm->avail_in = static_cast<uInt>(std::min<size_t>(in.size() - pos, 1u << 30));
+    int ret = Z_OK;
+    while (ret != Z_STREAM_END) {
+      if (out.size() == out.capacity()) out.reserve(std::max<size_t>(64 << 10, out.size() * 2));
+      const size_t before = out.size();
+      const size_t room = out.capacity() - before;
+      out.resize(out.capacity());
+      strm->next_out = out.data() + before;
+      strm->avail_out = static_cast<uInt>(std::min<size_t>(room, 1u << 30));
+      ret = inflate(strm.get(), Z_NO_FLUSH);
+      out.resize(before + (std::min<size_t>(room, 1u << 30) - strm->avail_out));
+      if (out.size() > max_out) {
+        return Corrupt(what + ": decodes to more than " + std::to_string(max_out) + " bytes");
+      }
+      if (ret == Z_BUF_ERROR && strm->avail_in == 0) return Corrupt(what + ": truncated gzip member");
+      if (ret != Z_OK && ret != Z_STREAM_END && ret != Z_BUF_ERROR) {
+        return Corrupt(what + ": " + strm.Message("inflate failed"));
+      }
+    }
+    const size_t used = static_cast<size_t>(strm->next_in - (in.data() + pos));
+    if (used == 0) return Corrupt(what + ": empty gzip member");
+    pos += used;
+  }
+  return out;
+}
+
 }  // namespace ocifs

@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -53,5 +54,13 @@ class ZInflateStream {
                                                                  const GzipCheckpoint& cp, size_t length,
                                                                  uint64_t compressed_hint,
                                                                  const std::string& layer);
+
+// Inflates `in`, which must be one or more whole gzip members back to back
+// (an eStargz chunk's members, docs/estargz.md), into its decoded bytes.
+// kCorrupt naming `what` if it is not whole members (truncated, trailing
+// bytes, bad data or CRC) or decodes to more than `max_out` bytes.
+// Thread safety: reentrant.
+[[nodiscard]] Result<std::vector<uint8_t>> InflateGzipMembers(std::span<const uint8_t> in, uint64_t max_out,
+                                                              const std::string& what);
 
 }  // namespace ocifs

@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
-
 #include "base/whole_file.h"
 #include "decode/zstd_chunked_frames.h"
 #include "decode/zstd_chunked_toc.h"
@@ -69,22 +67,6 @@ Result<ZstdChunkedFrames> LoadFrames(const ByteSource& blob, const ZstdChunkedTo
   return frames;
 }
 
-// Checks a payload frame's decoded bytes against the TOC's digest; logs the first mismatch.
-ZstdFrameSource::FrameCheck DigestCheck(std::vector<ZstdFrame> frames, std::vector<std::string> digests,
-                                        std::string name) {
-  auto logged = std::make_shared<std::atomic<bool>>(false);
-  return [frames = std::move(frames), digests = std::move(digests), name = std::move(name), logged](
-             size_t index, std::span<const uint8_t> decoded) -> Status {
-    if (index >= digests.size() || digests[index].empty()) return Status::Ok();
-    std::string got = Sha256Of(decoded);
-    if (got == digests[index]) return Status::Ok();
-    Status st = DataLoss(name + ": the chunk at compressed offset " + std::to_string(frames[index].in_offset) +
-                         " decodes to " + got + ", its TOC says " + digests[index]);
-    if (!logged->exchange(true)) spdlog::error("{} (later mismatches of this layer are not logged)", st.message());
-    return st;
-  };
-}
-
 }  // namespace
 
 Result<std::optional<ByteSourcePtr>> OpenZstdChunked(const ByteSourcePtr& compressed, const DecoderOptions& options,
@@ -105,7 +87,13 @@ Result<std::optional<ByteSourcePtr>> OpenZstdChunked(const ByteSourcePtr& compre
   auto frames = LoadFrames(*compressed, *toc, options.frame_table_path, max_frame_bytes, name);
   if (!frames.ok()) return fallback(frames.status());
   spdlog::debug("{}: {} frames, {} payload chunks from its TOC", name, frames->frames.size(), toc->spans.size());
-  auto check = DigestCheck(frames->frames, std::move(frames->digests), name);
+  std::vector<uint64_t> in_offsets;
+  std::vector<TocFrameDigest> digests;
+  for (size_t i = 0; i < frames->frames.size(); ++i) {
+    in_offsets.push_back(frames->frames[i].in_offset);
+    digests.push_back(TocFrameDigest{std::move(frames->digests[i]), 0});
+  }
+  auto check = TocDigestCheck(std::move(in_offsets), std::move(digests), name);
   return std::optional<ByteSourcePtr>(std::make_shared<ZstdFrameSource>(
       compressed, std::move(frames->frames), options.segment_cache_bytes, options.scheduler, std::move(check)));
 }

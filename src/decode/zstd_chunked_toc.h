@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "decode/toc_support.h"
 #include "ocifs/status.h"
 
 namespace ocifs {
@@ -76,8 +77,5 @@ bool HasZstdChunkedToc(const std::map<std::string, std::string>& annotations);
 // overlap (identical ones, as the same content twice, are kept once).
 [[nodiscard]] Result<ZstdChunkedToc> ParseZstdChunkedToc(std::string_view json, uint64_t data_end,
                                                        std::string_view name);
-
-// "sha256:<hex>" of the bytes (OpenSSL).
-std::string Sha256Of(std::span<const uint8_t> bytes);
 
 }  // namespace ocifs

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "base/worker_pool.h"
+#include "decode/gzip_inflate.h"
 #include "decode/zstd_util.h"
 
 #include <zlib.h>
@@ -18,23 +19,35 @@ uint32_t Crc32(const std::vector<uint8_t>& data) {
 }  // namespace
 
 ZstdFrameSource::ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes,
-                                 std::shared_ptr<Scheduler> scheduler, FrameCheck check)
+                                 std::shared_ptr<Scheduler> scheduler, FrameCheck check, FrameCodec codec)
     : compressed_(std::move(compressed)),
       frames_(std::move(frames)),
       size_(frames_.empty() ? 0 : frames_.back().out_offset + frames_.back().out_size),
       cache_(cache_bytes, 4),
       scheduler_(scheduler ? std::move(scheduler) : Scheduler::Shared()),
-      check_(std::move(check)) {}
+      check_(std::move(check)),
+      codec_(codec) {}
 
 Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
   const ZstdFrame& f = frames_[index];
   return cache_.GetOrLoad(index, static_cast<size_t>(f.out_size), [&]() -> Result<SegmentCache::Buffer> {
     auto corrupt = [&](const std::string& why) {
-      return Corrupt("zstd frame " + std::to_string(index) + " of " + compressed_->Describe() +
+      return Corrupt((codec_ == FrameCodec::kGzip ? "gzip frame " : "zstd frame ") + std::to_string(index) + " of " + compressed_->Describe() +
                      " corrupt at compressed offset " + std::to_string(f.in_offset) + ": " + why);
     };
     std::vector<uint8_t> in(static_cast<size_t>(f.in_size));
     OCIFS_RETURN_IF_ERROR(ReadExactly(*compressed_, f.in_offset, in));
+    if (codec_ == FrameCodec::kGzip) {
+      auto inflated = InflateGzipMembers(in, f.out_size, "gzip members");
+      if (!inflated.ok()) return corrupt(inflated.status().message());
+      if (inflated->size() != f.out_size) {
+        return corrupt("decompressed to " + std::to_string(inflated->size()) + " bytes, the frame table says " +
+                       std::to_string(f.out_size));
+      }
+      auto out = std::make_shared<std::vector<uint8_t>>(std::move(*inflated));
+      if (check_) OCIFS_RETURN_IF_ERROR(check_(index, *out));
+      return SegmentCache::Buffer(std::move(out));
+    }
     ZstdDCtxPtr dctx(ZSTD_createDCtx());
     if (!dctx) return Internal("ZSTD_createDCtx failed");
     auto out = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(f.out_size));

@@ -1,6 +1,8 @@
 // ZstdFrameSource: a zstd blob of independently compressed frames with known
 // sizes as a random-access ByteSource; a read decompresses only the frames it
 // overlaps, side by side on the scheduler's decode pool when there are several.
+// A "frame" may also be one or more whole gzip members (FrameCodec::kGzip, an
+// eStargz layer's chunks, docs/estargz.md).
 // A frame with a CRC-32 (ZstdFrame::crc32) is checked at every decode: one
 // that does not match fails the read with kDataLoss, never returning its bytes.
 #pragma once
@@ -18,6 +20,9 @@
 
 namespace ocifs {
 
+// How each frame's compressed bytes are decoded.
+enum class FrameCodec { kZstd, kGzip };
+
 // Thread safety: all methods safe for concurrent use. Memory: the last few
 // decompressed frames (cache_bytes, at least 4 frames' worth of slots).
 // Ownership: shares `compressed`.
@@ -32,14 +37,17 @@ class ZstdFrameSource final : public ByteSource {
   // ReadZstdSeekTable or ScanZstdFrames); each in range within `compressed`.
   // scheduler: lends the decode pool; null: Scheduler::Shared().
   ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes,
-                  std::shared_ptr<Scheduler> scheduler = nullptr, FrameCheck check = nullptr);
+                  std::shared_ptr<Scheduler> scheduler = nullptr, FrameCheck check = nullptr,
+                  FrameCodec codec = FrameCodec::kZstd);
 
   uint64_t size() const override { return size_; }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   // Forwards the compressed range of the frames [offset, offset + length)
   // overlaps (those not in the segment cache are all it costs).
   void Prefetch(uint64_t offset, uint64_t length) const override;
-  std::string Describe() const override { return "zstd(" + compressed_->Describe() + ")"; }
+  std::string Describe() const override {
+    return (codec_ == FrameCodec::kGzip ? "gzip(" : "zstd(") + compressed_->Describe() + ")";
+  }
   size_t frame_count() const { return frames_.size(); }
 
  private:
@@ -51,6 +59,7 @@ class ZstdFrameSource final : public ByteSource {
   mutable SegmentCache cache_;
   const std::shared_ptr<Scheduler> scheduler_;
   const FrameCheck check_;
+  const FrameCodec codec_;
 };
 
 }  // namespace ocifs

@@ -16,6 +16,7 @@
 #include "decode/gzip_index.h"
 #include "decode/gzip_index_v4.h"
 #include "decode/zstd_checkpoint_builder.h"
+#include "decode/estargz_toc.h"
 #include "decode/zstd_chunked_toc.h"
 #include "decode/zstd_frame_file.h"
 #include "registry/fetch_stats.h"
@@ -160,6 +161,13 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     }
     OCIFS_RETURN_IF_ERROR((*stack)->WaitUntilIndexed());
     for (size_t i = 0; i < layers.size(); ++i) {
+      if (layers[i].compression == Compression::kGzip &&
+          EstargzTocDigest((*stack)->layers()[i].descriptor.annotations) &&
+          !std::filesystem::exists(layers[i].index_path)) {
+        // Read through its own TOC, with no first pass (docs/estargz.md): it needs no index either.
+        layers[i].compression = Compression::kNone;
+        continue;
+      }
       if (layers[i].compression != Compression::kZstd) continue;
       const LayerView& view = (*stack)->layers()[i];
       const std::string& digest = pieces.image.layers[i].digest;

@@ -1,3 +1,6 @@
 # zstd:chunked layers pushed by buildah itself, read through their TOC
 # (docs/zstd-chunked.md); skipped without buildah, qemu-img or root.
 ocifs_add_py_test(integration.zstd_chunked decode/test_zstd_chunked.py TIMEOUT 900)
+# eStargz layers written by tests/support/estargz.py, read through their TOC
+# (docs/estargz.md); skipped without qemu-img or root.
+ocifs_add_py_test(integration.estargz decode/test_estargz.py TIMEOUT 900)
