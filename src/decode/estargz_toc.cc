@@ -94,17 +94,9 @@ Result<EstargzToc> DecodeEstargzToc(std::span<const uint8_t> members, uint64_t t
 
 Result<EstargzToc> ParseEstargzToc(std::string_view json, uint64_t toc_offset, std::string_view name) {
   auto bad = [&](const std::string& why) { return Corrupt(std::string(name) + ": eStargz TOC: " + why); };
-  if (JsonNestingDepth(json) > kMaxTocJsonDepth) return bad("JSON nested too deeply");
-  nlohmann::json doc = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
-  if (doc.is_discarded() || !doc.is_object()) return bad("not a JSON object");
-  auto version = doc.find("version");
-  if (version == doc.end() || !version->is_number_integer() || version->get<int64_t>() != 1) {
-    return Unsupported(std::string(name) + ": eStargz TOC: version " +
-                       (version == doc.end() ? std::string("missing") : version->dump()) + ", not 1");
-  }
-  auto entries = doc.find("entries");
-  if (entries == doc.end() || !entries->is_array()) return bad("no \"entries\" array");
-  if (entries->size() > kMaxEstargzTocEntries) return bad("too many entries");
+  OCIFS_ASSIGN_OR_RETURN(const nlohmann::json doc,
+                         ParseTocDocument(json, std::string(name) + ": eStargz TOC", kMaxEstargzTocEntries));
+  const nlohmann::json* entries = &doc.at("entries");
 
   EstargzToc toc;
   toc.toc_offset = toc_offset;

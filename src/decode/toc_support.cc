@@ -53,6 +53,21 @@ std::string TocText(const nlohmann::json& e, const char* key) {
   return it != e.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+Result<nlohmann::json> ParseTocDocument(std::string_view json, const std::string& what, size_t max_entries) {
+  if (JsonNestingDepth(json) > kMaxTocJsonDepth) return Corrupt(what + ": JSON nested too deeply");
+  nlohmann::json doc = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) return Corrupt(what + ": not a JSON object");
+  auto version = doc.find("version");
+  if (version == doc.end() || !version->is_number_integer() || version->get<int64_t>() != 1) {
+    return Unsupported(what + ": version " + (version == doc.end() ? std::string("missing") : version->dump()) +
+                       ", not 1");
+  }
+  auto entries = doc.find("entries");
+  if (entries == doc.end() || !entries->is_array()) return Corrupt(what + ": no \"entries\" array");
+  if (entries->size() > max_entries) return Corrupt(what + ": too many entries");
+  return doc;
+}
+
 std::string Sha256Of(std::span<const uint8_t> bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include "decode/zstd_frame_source.h"
 
@@ -35,6 +35,13 @@ std::optional<uint64_t> TocNumber(const nlohmann::json& entry, const char* key, 
 
 // entry[key] if it is a string, else "".
 std::string TocText(const nlohmann::json& entry, const char* key);
+
+// The TOC's JSON document: an object of "version": 1 and an "entries" array
+// of at most max_entries. kCorrupt "<what>: ..." (what: "<layer>: eStargz
+// TOC", say) if it is not; kUnsupported for another version. The document is
+// returned whole; its "entries" are checked to be an array.
+[[nodiscard]] Result<nlohmann::json> ParseTocDocument(std::string_view json, const std::string& what,
+                                                      size_t max_entries);
 
 // "sha256:<hex>" of the bytes (OpenSSL).
 std::string Sha256Of(std::span<const uint8_t> bytes);

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from support.estargz import FOOTER_SIZE, TOC_DIGEST, rewrite_toc, write_estargz
-from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan
+from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan, scan_reads
 from support.images import Image, push
 from support.processes import Mount
 
@@ -120,28 +120,10 @@ def test_a_damaged_chunk_fails_its_reads_with_eio_never_wrong_bytes(registry, re
     layer = write_estargz([("disk", None), ("disk/disk.img", want)], chunk_size=CHUNK, tamper_chunk=6)
     ref = push_estargz(registry, repo, "v1", layer)
     with Mount(ref, workdir / "mnt", TLS, "--accel=off", cache_dir=workdir / "cache") as m:
-        fd = os.open(m.dir / "disk.img", os.O_RDONLY)
-        try:
-            errors, good = [], 0
-            piece = 64 << 10  # within one FUSE read: a failed piece is EIO, not a short read
-            for off in range(0, len(want), piece):
-                try:
-                    got = os.pread(fd, piece, off)
-                except OSError as e:
-                    assert e.errno == 5, e  # EIO
-                    errors.append(off)
-                    continue
-                assert got == want[off:off + len(got)], f"wrong bytes at {off}"
-                if len(got) < len(want[off:off + piece]):  # the kernel's read-ahead met the bad chunk
-                    errors.append(off)
-                else:
-                    good += 1
-        finally:
-            os.close(fd)
+        errors, good = scan_reads(m.dir / "disk.img", want)
     assert errors and good, (errors, good)
     # Only around chunk 6 (bytes [3 MiB, 3.5 MiB)), with the kernel's read-ahead before it.
     assert all(3 * MiB - 1 * MiB <= off < 3 * MiB + CHUNK for off in errors), errors
-    assert "decodes to sha256:" in m.result.output, m.result.describe()
 
 
 @pytest.mark.parametrize("damage", ["annotation", "offset", "footer"])

@@ -93,6 +93,31 @@ def first_difference(a: bytes, b: bytes) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
+def scan_reads(path: Path | str, want: bytes, piece: int = 64 << 10) -> tuple[list[int], int]:
+    """pread()s `path` in pieces of `piece` bytes (within one FUSE read, so a failed
+    piece is EIO, not a short read); every byte returned must equal `want`'s.
+    Returns (offsets of the pieces that failed with EIO or came back short, count of
+    whole good pieces); any other error fails."""
+    fd = os.open(path, os.O_RDONLY)
+    errors, good = [], 0
+    try:
+        for off in range(0, len(want), piece):
+            try:
+                got = os.pread(fd, piece, off)
+            except OSError as e:
+                assert e.errno == errno.EIO, e
+                errors.append(off)
+                continue
+            assert got == want[off:off + len(got)], f"wrong bytes at {off}"
+            if len(got) < len(want[off:off + piece]):  # the kernel's read-ahead met a bad piece
+                errors.append(off)
+            else:
+                good += 1
+    finally:
+        os.close(fd)
+    return errors, good
+
+
 def assert_same_bytes(got: bytes, want: bytes, what: str = "disk.img") -> None:
     if got != want:
         raise AssertionError(f"{what}: {len(got)} bytes, want {len(want)}; "
