@@ -109,19 +109,23 @@ Status SaveUntrustedZstdFrames(const std::vector<uint8_t>& bytes, const AccelMan
   if (frames.size() < 2 || !std::all_of(frames.begin(), frames.end(), [](const ZstdFrame& f) { return f.crc32; })) {
     return Corrupt("zstd frame table " + index.blob.digest + ": not a table of several frames, each with its CRC-32");
   }
-  return WriteFileAtomically(path, std::string(AsText(bytes)));
+  return WriteFileAtomically(path, AsText(bytes));
 }
 
 // A zstd checkpoint index from an artifact is kept only if it parses and
 // describes a blob of the layer's size (its reads are verified on use).
+// Its dictionaries (most of its bytes) are checked but not copied: the mount
+// parses the kept file again, and each copy of tens of MiB costs a loaded
+// node seconds.
 Status SaveUntrustedZstdCheckpoints(const std::vector<uint8_t>& bytes, const AccelManifest::LayerIndex& index,
                                     const std::string& path) {
-  OCIFS_ASSIGN_OR_RETURN(ZstdCheckpointIndex parsed, ZstdCheckpointIndex::Parse(bytes));
+  OCIFS_ASSIGN_OR_RETURN(ZstdCheckpointIndex parsed,
+                         ZstdCheckpointIndex::Parse(bytes, ZstdCheckpointIndex::Dicts::kSkip));
   if (parsed.blob_size != index.layer_size) {
     return Corrupt("zstd checkpoint index " + index.blob.digest + ": made for a blob of " +
                    std::to_string(parsed.blob_size) + " bytes, not " + std::to_string(index.layer_size));
   }
-  return WriteFileAtomically(path, std::string(AsText(bytes)));
+  return WriteFileAtomically(path, AsText(bytes));
 }
 
 // Writes one index piece as the layer's side file: checked as far as it can

@@ -37,6 +37,11 @@ class Reader {
     pos_ += n;
     return true;
   }
+  bool Skip(size_t n) {
+    if (left() < n) return false;
+    pos_ += n;
+    return true;
+  }
   size_t left() const { return b_.size() - pos_; }
 
  private:
@@ -70,7 +75,7 @@ std::string ZstdCheckpointIndex::Serialize() const {
   return s;
 }
 
-Result<ZstdCheckpointIndex> ZstdCheckpointIndex::Parse(std::span<const uint8_t> bytes) {
+Result<ZstdCheckpointIndex> ZstdCheckpointIndex::Parse(std::span<const uint8_t> bytes, Dicts dicts) {
   auto bad = [](const std::string& what) { return Corrupt("zstd checkpoint index: " + what); };
   if (bytes.size() < kHeaderSize + 4) return bad("truncated header");
   if (!std::equal(kMagic, kMagic + 8, bytes.begin())) return bad("bad magic");
@@ -123,7 +128,7 @@ Result<ZstdCheckpointIndex> ZstdCheckpointIndex::Parse(std::span<const uint8_t> 
     if (has_dict != (dict_size > 0) || has_dict != (zsize > 0)) return bad(at + "dictionary present on the wrong kind");
     if (dict_size > kMaxDictSize) return bad(at + "dictionary size " + std::to_string(dict_size) + " too large");
     c.dict_size = static_cast<uint32_t>(dict_size);
-    if (!r.Bytes(&c.zdict, zsize)) return bad(at + "dictionary truncated");
+    if (!(dicts == Dicts::kCopy ? r.Bytes(&c.zdict, zsize) : r.Skip(zsize))) return bad(at + "dictionary truncated");
   }
   if (count > 0 && x.decoded_size - x.checkpoints.back().out > kMaxSegment) return bad("last segment too long");
   const uint64_t blocks = (x.decoded_size + block_size - 1) / block_size;

@@ -43,9 +43,14 @@ struct ZstdCheckpointIndex {
 
   // The index's bytes (docs/zstd-checkpoint-format.md).
   std::string Serialize() const;
+  // What Parse keeps of the dictionaries: kCopy, all of them; kSkip, none
+  // (every `zdict` left empty: an index only checked, e.g. before it is
+  // installed, without copying up to 64 MiB of dictionaries).
+  enum class Dicts { kCopy, kSkip };
   // Parses and checks bytes from Serialize; kCorrupt names the field at fault
-  // (any truncation, bit flip or bound out of range).
-  [[nodiscard]] static Result<ZstdCheckpointIndex> Parse(std::span<const uint8_t> bytes);
+  // (any truncation, bit flip or bound out of range). The checks are the same
+  // for both `dicts`.
+  [[nodiscard]] static Result<ZstdCheckpointIndex> Parse(std::span<const uint8_t> bytes, Dicts dicts = Dicts::kCopy);
   // The checkpoint whose segment holds decoded offset `out` (< decoded_size).
   size_t SegmentAt(uint64_t out) const;
   // The segment's end (decoded), and the checkpoint a segment is decoded from.

@@ -45,7 +45,7 @@ std::optional<std::vector<uint8_t>> SmallBlobStore::Get(const Descriptor& blob) 
 }
 
 void SmallBlobStore::Put(const Descriptor& blob, const std::vector<uint8_t>& bytes) const {
-  if (dir_.empty() || !ValidateDigest(blob.digest).ok()) return;
+  if (dir_.empty() || bytes.size() > kMaxKeptBytes || !ValidateDigest(blob.digest).ok()) return;
   ::mkdir(dir_.c_str(), 0700);
   std::string path = PathOf(blob);
   std::string tmp = path + ".tmp." + std::to_string(::getpid());

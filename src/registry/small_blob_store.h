@@ -19,7 +19,11 @@ class SmallBlobStore {
 
   // The blob's bytes if kept and intact.
   std::optional<std::vector<uint8_t>> Get(const Descriptor& blob) const;
-  // Keeps verified bytes; failures are logged and otherwise ignored.
+  // Blobs larger than this are not kept (an acceleration artifact's index,
+  // tens of MiB, is kept by its own side file: a second copy only costs a
+  // write of that size on the mount's path).
+  static constexpr uint64_t kMaxKeptBytes = uint64_t{4} << 20;
+  // Keeps verified bytes up to kMaxKeptBytes; failures are logged and otherwise ignored.
   void Put(const Descriptor& blob, const std::vector<uint8_t>& bytes) const;
 
  private:

@@ -63,6 +63,45 @@ TEST_CASE("zstd checkpoint index serializes and parses back to the same checkpoi
   CHECK(parsed->Serialize() == index.Serialize());
 }
 
+TEST_CASE("zstd checkpoint index: Dicts::kSkip checks the same but keeps no dictionary") {
+  const ZstdCheckpointIndex index = SampleIndex();
+  const std::vector<uint8_t> bytes = Bytes(index.Serialize());
+  auto skipped = ZstdCheckpointIndex::Parse(bytes, ZstdCheckpointIndex::Dicts::kSkip);
+  REQUIRE(skipped.ok());
+  CHECK(skipped->blob_size == index.blob_size);
+  CHECK(skipped->decoded_size == index.decoded_size);
+  CHECK(skipped->crcs == index.crcs);
+  REQUIRE(skipped->checkpoints.size() == index.checkpoints.size());
+  size_t with_dict = 0;
+  for (size_t i = 0; i < index.checkpoints.size(); ++i) {
+    CHECK(skipped->checkpoints[i].in == index.checkpoints[i].in);
+    CHECK(skipped->checkpoints[i].out == index.checkpoints[i].out);
+    CHECK(skipped->checkpoints[i].kind == index.checkpoints[i].kind);
+    CHECK(skipped->checkpoints[i].dict_size == index.checkpoints[i].dict_size);
+    CHECK(skipped->checkpoints[i].zdict.empty());
+    with_dict += index.checkpoints[i].zdict.empty() ? 0 : 1;
+  }
+  CHECK(with_dict > 0);  // the sample has dictionaries to skip
+  // Each truncation and bit flip refused by the copying parse is refused by the skipping one, with the same message.
+  std::mt19937 rng(5);
+  for (int i = 0; i < 300; ++i) {
+    std::vector<uint8_t> bad = bytes;
+    if (i % 3 == 0) {
+      bad.resize(rng() % bytes.size());
+    } else {
+      const size_t bit = rng() % (bad.size() * 8);
+      bad[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
+    }
+    for (const auto& candidate : {bad, Rechecksummed(bad)}) {
+      auto copied = ZstdCheckpointIndex::Parse(candidate);
+      auto checked = ZstdCheckpointIndex::Parse(candidate, ZstdCheckpointIndex::Dicts::kSkip);
+      INFO("case " << i);
+      REQUIRE(copied.ok() == checked.ok());
+      if (!copied.ok()) CHECK(checked.status().message() == copied.status().message());
+    }
+  }
+}
+
 TEST_CASE("zstd checkpoint index: every truncation fails as corrupt") {
   const std::vector<uint8_t> bytes = Bytes(SampleIndex().Serialize());
   for (size_t n = 0; n < bytes.size(); n += 1 + n / 64) {
