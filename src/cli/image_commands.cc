@@ -126,7 +126,14 @@ Status RunInspect(const ImageCommandFlags& flags) {
   // An artifact of disk layers: their names, formats and sizes need the layers' first bytes.
   std::unique_ptr<ImageStack> stack;
   bool bare = HasDiskLayers(image);
-  for (size_t i = 0; i < image.layers.size() && !bare; ++i) bare = QcowByItsBytes(*source, image.layers[i]);
+  // Only an artifact's layers are read for their bytes: a container image (an
+  // image config) has tar layers, and inspect of a containerDisk, which every
+  // CSI publish runs, fetches no layer bytes.
+  const bool container_image = image.config.media_type == media_type::kOciConfig ||
+                               image.config.media_type == media_type::kDockerConfig;
+  for (size_t i = 0; i < image.layers.size() && !bare && !container_image; ++i) {
+    bare = QcowByItsBytes(*source, image.layers[i]);
+  }
   if (bare) {
     OCIFS_ASSIGN_OR_RETURN(stack, OpenStack(flags, /*configure_logging=*/false));
   }
