@@ -7,6 +7,8 @@
 #include <array>
 #include <memory>
 
+#include "base/little_endian.h"
+
 namespace ocifs {
 
 std::string_view CompressionName(Compression compression) {
@@ -28,7 +30,7 @@ Compression CompressionOfMagic(std::span<const uint8_t> m) {
   const size_t n = m.size();
   if (n >= 2 && m[0] == 0x1f && m[1] == 0x8b) return Compression::kGzip;
   if (n < 4) return Compression::kNone;
-  uint32_t magic = uint32_t{m[0]} | uint32_t{m[1]} << 8 | uint32_t{m[2]} << 16 | uint32_t{m[3]} << 24;
+  const uint32_t magic = LoadLe<uint32_t>(m.data());
   if (magic == 0xFD2FB528u) return Compression::kZstd;               // zstd frame
   if ((magic & 0xFFFFFFF0u) == 0x184D2A50u) return Compression::kZstd;  // skippable frame
   return Compression::kNone;

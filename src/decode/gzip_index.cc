@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/little_endian.h"
 #include "base/unique_fd.h"
 
 namespace ocifs {
@@ -26,20 +27,6 @@ constexpr size_t kHeaderSize = 68;
 constexpr size_t kRecordSize = 28;  // without the compressed window
 constexpr uint64_t kMaxIndexFile = 1ull << 30;
 
-void Put64(std::vector<uint8_t>& b, uint64_t v) {
-  for (int i = 0; i < 8; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void Put32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-uint64_t Get64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-uint32_t Get32(const uint8_t* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
 // Whether `out` bytes of output from `in` compressed bytes (from a
 // checkpoint, which may start in the byte before) pass deflate's limit: a
 // 258-byte match costs at least 2 bits, 1032 bytes per byte.
@@ -140,26 +127,26 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
   };
   if (windows) windows->assign(cps.size(), {});
   b.assign(kMagic, kMagic + 8);
-  Put32(b, version);
-  Put32(b, version == kVersion && !zero_runs_known ? kFlagLearnZeroRuns : 0);
-  Put64(b, compressed_size);
-  Put64(b, decompressed_size);
-  Put64(b, spacing);
-  Put64(b, cps.size());
+  AppendLe<uint32_t>(b, version);
+  AppendLe<uint32_t>(b, version == kVersion && !zero_runs_known ? kFlagLearnZeroRuns : 0);
+  AppendLe<uint64_t>(b, compressed_size);
+  AppendLe<uint64_t>(b, decompressed_size);
+  AppendLe<uint64_t>(b, spacing);
+  AppendLe<uint64_t>(b, cps.size());
   size_t tail_len = std::min(tail.size(), kMaxTail);
-  Put32(b, static_cast<uint32_t>(tail_len));
+  AppendLe<uint32_t>(b, static_cast<uint32_t>(tail_len));
   for (size_t i = 0; i < kMaxTail; ++i) b.push_back(i < tail_len ? tail[i] : 0);
   for (const GzipCheckpoint& cp : cps) {
-    Put64(b, cp.out);
-    Put64(b, cp.in);
+    AppendLe<uint64_t>(b, cp.out);
+    AppendLe<uint64_t>(b, cp.in);
     b.push_back(cp.bits);
     b.push_back(cp.member_start ? 1 : 0);
     b.push_back(0);
     b.push_back(0);
-    Put32(b, cp.window_size);
+    AppendLe<uint32_t>(b, cp.window_size);
     std::vector<uint8_t> holder;
     OCIFS_ASSIGN_OR_RETURN(std::span<const uint8_t> z, CompressedWindow(cp, &holder));
-    Put32(b, static_cast<uint32_t>(z.size()));
+    AppendLe<uint32_t>(b, static_cast<uint32_t>(z.size()));
     if (windows) (*windows)[static_cast<size_t>(&cp - cps.data())] = {emitted + b.size(), static_cast<uint32_t>(z.size())};
     b.insert(b.end(), z.begin(), z.end());
     if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
@@ -167,23 +154,23 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
   if (version >= 2) {
     const std::span<const std::pair<uint64_t, uint64_t>> runs =
         zero_runs_known ? std::span(zero_runs) : std::span<const std::pair<uint64_t, uint64_t>>();
-    Put64(b, runs.size());
+    AppendLe<uint64_t>(b, runs.size());
     for (const auto& [start, end] : runs) {
-      Put64(b, start);
-      Put64(b, end - start);
+      AppendLe<uint64_t>(b, start);
+      AppendLe<uint64_t>(b, end - start);
       if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
     }
   }
   if (version >= 3) {
-    Put32(b, block_size);
-    Put64(b, block_crcs.size());
+    AppendLe<uint32_t>(b, block_size);
+    AppendLe<uint64_t>(b, block_crcs.size());
     for (uint32_t block_crc : block_crcs) {
-      Put32(b, block_crc);
+      AppendLe<uint32_t>(b, block_crc);
       if (b.size() >= (256u << 10)) OCIFS_RETURN_IF_ERROR(flush());
     }
   }
   OCIFS_RETURN_IF_ERROR(flush());
-  Put32(b, static_cast<uint32_t>(crc));
+  AppendLe<uint32_t>(b, static_cast<uint32_t>(crc));
   return sink(b);
 }
 
@@ -198,12 +185,12 @@ Result<std::vector<uint8_t>> GzipIndex::Serialize() const {
 
 Status GzipIndex::ParseZeroRuns(std::span<const uint8_t> body, size_t& pos, GzipIndex& index) {
   if (body.size() - pos < 8) return Corrupt("zero-run count truncated");
-  const uint64_t count = Get64(body.data() + pos);
+  const uint64_t count = LoadLe<uint64_t>(body.data() + pos);
   pos += 8;
   if (count > (body.size() - pos) / 16) return Corrupt("bad zero-run count " + std::to_string(count));
   index.zero_runs.reserve(static_cast<size_t>(count));
   for (uint64_t i = 0; i < count; ++i, pos += 16) {
-    const uint64_t start = Get64(body.data() + pos), length = Get64(body.data() + pos + 8);
+    const uint64_t start = LoadLe<uint64_t>(body.data() + pos), length = LoadLe<uint64_t>(body.data() + pos + 8);
     const uint64_t prev_end = index.zero_runs.empty() ? 0 : index.zero_runs.back().second;
     if (length == 0 || start < prev_end || start > index.decompressed_size ||
         length > index.decompressed_size - start) {
@@ -217,8 +204,8 @@ Status GzipIndex::ParseZeroRuns(std::span<const uint8_t> body, size_t& pos, Gzip
 
 Status GzipIndex::ParseChecksums(std::span<const uint8_t> body, size_t& pos, GzipIndex& index) {
   if (body.size() - pos < 12) return Corrupt("block checksums truncated");
-  const uint32_t size = Get32(body.data() + pos);
-  const uint64_t count = Get64(body.data() + pos + 4);
+  const uint32_t size = LoadLe<uint32_t>(body.data() + pos);
+  const uint64_t count = LoadLe<uint64_t>(body.data() + pos + 4);
   pos += 12;
   if (size == 0 || !ValidBlockSize(size)) {
     return Corrupt("bad checksum block size " + std::to_string(size) + " (a power of two from 4 KiB to 16 MiB)");
@@ -233,7 +220,7 @@ Status GzipIndex::ParseChecksums(std::span<const uint8_t> body, size_t& pos, Gzi
   index.block_size = size;
   index.block_crcs.resize(static_cast<size_t>(count));
   for (uint32_t& block_crc : index.block_crcs) {
-    block_crc = Get32(body.data() + pos);
+    block_crc = LoadLe<uint32_t>(body.data() + pos);
     pos += 4;
   }
   return Status::Ok();
@@ -245,19 +232,19 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
   if (bytes.size() > kMaxIndexFile) return bad("too large (" + std::to_string(bytes.size()) + " bytes)");
   if (std::memcmp(bytes.data(), kMagic, 8) != 0) return bad("bad magic");
   size_t body = bytes.size() - 4;
-  if (Crc(bytes.first(body)) != Get32(bytes.data() + body)) return bad("checksum mismatch");
+  if (Crc(bytes.first(body)) != LoadLe<uint32_t>(bytes.data() + body)) return bad("checksum mismatch");
   const uint8_t* p = bytes.data();
-  const uint32_t version = Get32(p + 8);
+  const uint32_t version = LoadLe<uint32_t>(p + 8);
   if (version < 1 || version > kVersion) return bad("unsupported version " + std::to_string(version));
-  const uint32_t flags = Get32(p + 12);
+  const uint32_t flags = LoadLe<uint32_t>(p + 12);
   if (flags & ~(version >= 3 ? kFlagLearnZeroRuns : 0)) return bad("unknown flags " + std::to_string(flags));
   GzipIndex index;
   index.zero_runs_known = version >= 2 && !(flags & kFlagLearnZeroRuns);
-  index.compressed_size = Get64(p + 16);
-  index.decompressed_size = Get64(p + 24);
-  index.spacing = Get64(p + 32);
-  uint64_t count = Get64(p + 40);
-  uint32_t tail_len = Get32(p + 48);
+  index.compressed_size = LoadLe<uint64_t>(p + 16);
+  index.decompressed_size = LoadLe<uint64_t>(p + 24);
+  index.spacing = LoadLe<uint64_t>(p + 32);
+  uint64_t count = LoadLe<uint64_t>(p + 40);
+  uint32_t tail_len = LoadLe<uint32_t>(p + 48);
   if (tail_len > kMaxTail || tail_len > index.compressed_size) return bad("bad tail length");
   index.tail.assign(p + 52, p + 52 + tail_len);
   if (std::any_of(p + 52 + tail_len, p + 52 + kMaxTail, [](uint8_t b) { return b != 0; })) {
@@ -271,13 +258,13 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
     if (body - pos < kRecordSize) return bad("checkpoint " + std::to_string(i) + " truncated");
     const uint8_t* r = p + pos;
     GzipCheckpoint cp;
-    cp.out = Get64(r);
-    cp.in = Get64(r + 8);
+    cp.out = LoadLe<uint64_t>(r);
+    cp.in = LoadLe<uint64_t>(r + 8);
     cp.bits = r[16];
     if (r[17] > 1 || r[18] != 0 || r[19] != 0) return bad("checkpoint " + std::to_string(i) + ": bad kind");
     cp.member_start = r[17] == 1;
-    cp.window_size = Get32(r + 20);
-    uint32_t zlen = Get32(r + 24);
+    cp.window_size = LoadLe<uint32_t>(r + 20);
+    uint32_t zlen = LoadLe<uint32_t>(r + 24);
     pos += kRecordSize;
     std::string at = "checkpoint " + std::to_string(i) + " (decompressed offset " + std::to_string(cp.out) + ")";
     if (zlen > body - pos) return bad(at + ": window extends past the end");

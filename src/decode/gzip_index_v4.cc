@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/little_endian.h"
+
 namespace ocifs {
 namespace {
 
@@ -13,20 +15,6 @@ constexpr uint32_t kFlagLearnZeroRuns = 1;
 // A compressed window is at most compressBound(32 KiB), a little over 32 KiB.
 constexpr uint32_t kMaxZWindow = 64u << 10;
 
-void Put64(std::vector<uint8_t>& b, uint64_t v) {
-  for (int i = 0; i < 8; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-void Put32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
-uint64_t Get64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-uint32_t Get32(const uint8_t* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
 uint32_t Crc(std::span<const uint8_t> b) {
   return static_cast<uint32_t>(crc32(crc32(0, nullptr, 0), b.data(), static_cast<uInt>(b.size())));
 }
@@ -48,43 +36,43 @@ Result<std::vector<uint8_t>> GzipIndexV4::Serialize(const GzipIndex& index) {
   std::vector<uint8_t> windows;  // the windows, in checkpoint order, after the table
   std::vector<uint8_t> b;
   b.assign(kMagic, kMagic + 8);
-  Put32(b, kVersion);
-  Put32(b, index.zero_runs_known ? 0 : kFlagLearnZeroRuns);
-  Put64(b, index.compressed_size);
-  Put64(b, index.decompressed_size);
-  Put64(b, index.spacing);
-  Put64(b, cps.size());
+  AppendLe<uint32_t>(b, kVersion);
+  AppendLe<uint32_t>(b, index.zero_runs_known ? 0 : kFlagLearnZeroRuns);
+  AppendLe<uint64_t>(b, index.compressed_size);
+  AppendLe<uint64_t>(b, index.decompressed_size);
+  AppendLe<uint64_t>(b, index.spacing);
+  AppendLe<uint64_t>(b, cps.size());
   const size_t tail_len = std::min(index.tail.size(), GzipIndex::kMaxTail);
-  Put32(b, static_cast<uint32_t>(tail_len));
+  AppendLe<uint32_t>(b, static_cast<uint32_t>(tail_len));
   for (size_t i = 0; i < GzipIndex::kMaxTail; ++i) b.push_back(i < tail_len ? index.tail[i] : 0);
-  Put64(b, table);
+  AppendLe<uint64_t>(b, table);
   for (const GzipCheckpoint& cp : cps) {
     std::vector<uint8_t> z = cp.zwindow;  // the compressed window: in memory, or read back from its file
     if (cp.window_file && cp.zwindow_length > 0) {
       OCIFS_ASSIGN_OR_RETURN(z, cp.window_file->Read(cp.zwindow_offset, cp.zwindow_length));
     }
     if ((cp.window_size == 0) != z.empty()) return InvalidArgument("gzip checkpoint without its window");
-    Put64(b, cp.out);
-    Put64(b, cp.in);
+    AppendLe<uint64_t>(b, cp.out);
+    AppendLe<uint64_t>(b, cp.in);
     b.push_back(cp.bits);
     b.push_back(cp.member_start ? 1 : 0);
     b.push_back(0);
     b.push_back(0);
-    Put32(b, cp.window_size);
-    Put64(b, z.empty() ? 0 : table + windows.size());
-    Put32(b, static_cast<uint32_t>(z.size()));
-    Put32(b, z.empty() ? 0 : Crc(z));
+    AppendLe<uint32_t>(b, cp.window_size);
+    AppendLe<uint64_t>(b, z.empty() ? 0 : table + windows.size());
+    AppendLe<uint32_t>(b, static_cast<uint32_t>(z.size()));
+    AppendLe<uint32_t>(b, z.empty() ? 0 : Crc(z));
     windows.insert(windows.end(), z.begin(), z.end());
   }
-  Put64(b, runs.size());
+  AppendLe<uint64_t>(b, runs.size());
   for (const auto& [start, end] : runs) {
-    Put64(b, start);
-    Put64(b, end - start);
+    AppendLe<uint64_t>(b, start);
+    AppendLe<uint64_t>(b, end - start);
   }
-  Put32(b, index.block_size);
-  Put64(b, index.block_crcs.size());
-  for (uint32_t block_crc : index.block_crcs) Put32(b, block_crc);
-  Put32(b, Crc(b));
+  AppendLe<uint32_t>(b, index.block_size);
+  AppendLe<uint64_t>(b, index.block_crcs.size());
+  for (uint32_t block_crc : index.block_crcs) AppendLe<uint32_t>(b, block_crc);
+  AppendLe<uint32_t>(b, Crc(b));
   if (b.size() != table) return Internal("version 4 gzip index: table length mismatch");
   b.insert(b.end(), windows.begin(), windows.end());
   return b;
@@ -95,9 +83,9 @@ Result<uint64_t> GzipIndexV4::TableLength(std::span<const uint8_t> header, uint6
   auto bad = [&](const std::string& why) { return Corrupt("gzip index " + what + ": " + why); };
   if (header.size() < kHeaderSize) return bad("too short (" + std::to_string(header.size()) + " bytes)");
   if (std::memcmp(header.data(), kMagic, 8) != 0) return bad("bad magic");
-  const uint32_t version = Get32(header.data() + 8);
+  const uint32_t version = LoadLe<uint32_t>(header.data() + 8);
   if (version != kVersion) return bad("version " + std::to_string(version) + ", not 4");
-  const uint64_t table = Get64(header.data() + 68);
+  const uint64_t table = LoadLe<uint64_t>(header.data() + 68);
   if (table < kHeaderSize + kRecordSize + 8 + 12 + 4 || table > file_size || table > kMaxTableBytes) {
     return bad("table length " + std::to_string(table) + " out of bounds (file of " + std::to_string(file_size) +
                " bytes)");
@@ -111,17 +99,17 @@ Result<GzipIndex> GzipIndexV4::ParseTable(std::span<const uint8_t> bytes, uint64
   OCIFS_ASSIGN_OR_RETURN(const uint64_t table, TableLength(bytes, file_size, what));
   if (bytes.size() != table) return bad("table of " + std::to_string(bytes.size()) + " bytes, not " + std::to_string(table));
   const size_t body = bytes.size() - 4;
-  if (Crc(bytes.first(body)) != Get32(bytes.data() + body)) return bad("table checksum mismatch");
+  if (Crc(bytes.first(body)) != LoadLe<uint32_t>(bytes.data() + body)) return bad("table checksum mismatch");
   const uint8_t* p = bytes.data();
-  const uint32_t flags = Get32(p + 12);
+  const uint32_t flags = LoadLe<uint32_t>(p + 12);
   if (flags & ~kFlagLearnZeroRuns) return bad("unknown flags " + std::to_string(flags));
   GzipIndex index;
   index.zero_runs_known = !(flags & kFlagLearnZeroRuns);
-  index.compressed_size = Get64(p + 16);
-  index.decompressed_size = Get64(p + 24);
-  index.spacing = Get64(p + 32);
-  const uint64_t count = Get64(p + 40);
-  const uint32_t tail_len = Get32(p + 48);
+  index.compressed_size = LoadLe<uint64_t>(p + 16);
+  index.decompressed_size = LoadLe<uint64_t>(p + 24);
+  index.spacing = LoadLe<uint64_t>(p + 32);
+  const uint64_t count = LoadLe<uint64_t>(p + 40);
+  const uint32_t tail_len = LoadLe<uint32_t>(p + 48);
   if (tail_len > GzipIndex::kMaxTail || tail_len > index.compressed_size) return bad("bad tail length");
   index.tail.assign(p + 52, p + 52 + tail_len);
   if (std::any_of(p + 52 + tail_len, p + 52 + GzipIndex::kMaxTail, [](uint8_t b) { return b != 0; })) {
@@ -133,15 +121,15 @@ Result<GzipIndex> GzipIndexV4::ParseTable(std::span<const uint8_t> bytes, uint64
   for (uint64_t i = 0; i < count; ++i, pos += kRecordSize) {
     const uint8_t* r = p + pos;
     GzipCheckpoint cp;
-    cp.out = Get64(r);
-    cp.in = Get64(r + 8);
+    cp.out = LoadLe<uint64_t>(r);
+    cp.in = LoadLe<uint64_t>(r + 8);
     cp.bits = r[16];
     if (r[17] > 1 || r[18] != 0 || r[19] != 0) return bad("checkpoint " + std::to_string(i) + ": bad kind");
     cp.member_start = r[17] == 1;
-    cp.window_size = Get32(r + 20);
-    const uint64_t zoffset = Get64(r + 24);
-    const uint32_t zlen = Get32(r + 32);
-    const uint32_t zcrc = Get32(r + 36);
+    cp.window_size = LoadLe<uint32_t>(r + 20);
+    const uint64_t zoffset = LoadLe<uint64_t>(r + 24);
+    const uint32_t zlen = LoadLe<uint32_t>(r + 32);
+    const uint32_t zcrc = LoadLe<uint32_t>(r + 36);
     const std::string at = "checkpoint " + std::to_string(i) + " (decompressed offset " + std::to_string(cp.out) + ")";
     if (i == 0 ? (cp.out != 0 || !cp.member_start || cp.in != 0)
                : cp.out <= index.checkpoints.back().out || cp.in < index.checkpoints.back().in) {

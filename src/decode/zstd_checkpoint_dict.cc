@@ -4,14 +4,11 @@
 #include <algorithm>
 #include <string>
 
+#include "base/little_endian.h"
 #include "decode/zstd_util.h"
 
 namespace ocifs {
 namespace {
-
-void Put32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
 
 std::vector<uint8_t> TableDescription(const ZstdTableState& t, ZstdSeqTable which) {
   switch (t.mode) {
@@ -37,8 +34,8 @@ std::vector<uint8_t> TableDescription(const ZstdTableState& t, ZstdSeqTable whic
 std::vector<uint8_t> MakeZstdCheckpointDict(const ZstdEntropyState& state, const std::array<uint32_t, 3>& reps,
                                             size_t content_size) {
   std::vector<uint8_t> d;
-  Put32(d, 0xEC30A437);  // dictionary magic
-  Put32(d, 0x4F434946);  // dictionary ID: never written into a frame, never checked
+  AppendLe<uint32_t>(d, 0xEC30A437);  // dictionary magic
+  AppendLe<uint32_t>(d, 0x4F434946);  // dictionary ID: never written into a frame, never checked
   if (state.huffman.empty()) {
     d.insert(d.end(), {0x81, 0x10});  // any valid tree: no block uses it before defining its own
   } else {
@@ -48,7 +45,7 @@ std::vector<uint8_t> MakeZstdCheckpointDict(const ZstdEntropyState& state, const
     std::vector<uint8_t> desc = TableDescription(state.tables[static_cast<size_t>(t)], t);
     d.insert(d.end(), desc.begin(), desc.end());
   }
-  for (uint32_t r : reps) Put32(d, r);
+  for (uint32_t r : reps) AppendLe<uint32_t>(d, r);
   d.resize(d.size() + content_size);
   return d;
 }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "base/little_endian.h"
+
 namespace ocifs {
 namespace {
 
@@ -11,10 +13,6 @@ constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'Z', 'C', 'I'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kHeaderSize = 56;
 constexpr size_t kRecordSize = 28;
-
-void Put(std::string& s, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) s.push_back(static_cast<char>(v >> (8 * i)));
-}
 
 uint32_t Crc(std::span<const uint8_t> b) {
   return static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), b.data(), b.size()));
@@ -26,8 +24,7 @@ class Reader {
   explicit Reader(std::span<const uint8_t> b) : b_(b) {}
   bool Get(uint64_t* v, int bytes) {
     if (left() < static_cast<size_t>(bytes)) return false;
-    *v = 0;
-    for (int i = 0; i < bytes; ++i) *v |= static_cast<uint64_t>(b_[pos_ + i]) << (8 * i);
+    *v = LoadLeN(b_.data() + pos_, static_cast<size_t>(bytes));
     pos_ += bytes;
     return true;
   }
@@ -53,25 +50,25 @@ class Reader {
 
 std::string ZstdCheckpointIndex::Serialize() const {
   std::string s(kMagic, sizeof(kMagic));
-  Put(s, kVersion, 4);
-  Put(s, 0, 4);  // flags
-  Put(s, blob_size, 8);
-  Put(s, decoded_size, 8);
-  Put(s, window_log, 4);
-  Put(s, crc_block_size, 4);
-  Put(s, spacing, 8);
-  Put(s, checkpoints.size(), 8);
+  AppendLeN(s, kVersion, 4);
+  AppendLeN(s, 0, 4);  // flags
+  AppendLeN(s, blob_size, 8);
+  AppendLeN(s, decoded_size, 8);
+  AppendLeN(s, window_log, 4);
+  AppendLeN(s, crc_block_size, 4);
+  AppendLeN(s, spacing, 8);
+  AppendLeN(s, checkpoints.size(), 8);
   for (const ZstdCheckpoint& c : checkpoints) {
-    Put(s, c.in, 8);
-    Put(s, c.out, 8);
-    Put(s, static_cast<uint8_t>(c.kind), 1);
-    Put(s, 0, 3);
-    Put(s, c.dict_size, 4);
-    Put(s, c.zdict.size(), 4);
+    AppendLeN(s, c.in, 8);
+    AppendLeN(s, c.out, 8);
+    AppendLeN(s, static_cast<uint8_t>(c.kind), 1);
+    AppendLeN(s, 0, 3);
+    AppendLeN(s, c.dict_size, 4);
+    AppendLeN(s, c.zdict.size(), 4);
     s.append(c.zdict.begin(), c.zdict.end());
   }
-  for (uint32_t crc : crcs) Put(s, crc, 4);
-  Put(s, Crc({reinterpret_cast<const uint8_t*>(s.data()), s.size()}), 4);
+  for (uint32_t crc : crcs) AppendLeN(s, crc, 4);
+  AppendLeN(s, Crc({reinterpret_cast<const uint8_t*>(s.data()), s.size()}), 4);
   return s;
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "base/little_endian.h"
 #include "decode/zstd_util.h"
 
 namespace ocifs {
@@ -51,9 +52,7 @@ Status WalkGap(const ByteSource& blob, uint64_t begin, uint64_t end, uint64_t ma
       return bad(begin + pos, "not whole zstd frames up to the next payload (" +
                                   std::string(ZSTD_isError(n) ? ZSTD_getErrorName(n) : "empty frame") + ")");
     }
-    const uint32_t magic = rest.size() >= 4 ? (uint32_t{rest[0]} | uint32_t{rest[1]} << 8 | uint32_t{rest[2]} << 16 |
-                                               uint32_t{rest[3]} << 24)
-                                            : 0;
+    const uint32_t magic = rest.size() >= 4 ? LoadLe<uint32_t>(rest.data()) : 0;
     if ((magic & kSkippableMask) != kSkippableStart) {
       auto size = DecodedSize(dctx, rest.first(n), max_frame_out);
       if (!size.ok()) return bad(begin + pos, size.status().message());

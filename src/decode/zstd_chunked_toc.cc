@@ -6,6 +6,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "base/little_endian.h"
 #include "decode/toc_support.h"
 
 namespace ocifs {
@@ -63,11 +64,7 @@ Result<ZstdChunkedToc> DecodeZstdChunkedToc(std::span<const uint8_t> framed, con
                                             std::string_view name) {
   auto bad = [&](const std::string& why) { return Corrupt(std::string(name) + ": zstd:chunked TOC: " + why); };
   if (framed.size() != position.length + 8) return bad("truncated");
-  uint32_t magic = 0, size = 0;
-  for (int i = 0; i < 4; ++i) {
-    magic |= uint32_t{framed[i]} << (8 * i);
-    size |= uint32_t{framed[4 + i]} << (8 * i);
-  }
+  const uint32_t magic = LoadLe<uint32_t>(framed.data()), size = LoadLe<uint32_t>(framed.data() + 4);
   if (magic != kSkippableMagic || size != position.length) {
     return bad("no skippable frame of " + std::to_string(position.length) + " bytes at offset " +
                std::to_string(position.offset - 8));

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/little_endian.h"
 #include "base/whole_file.h"
 
 namespace ocifs {
@@ -15,14 +16,8 @@ constexpr size_t kHeaderBytesV2 = kHeaderBytesV1 + 4;  // + flags
 constexpr size_t kFrameBytes = 4 * 8;
 constexpr size_t kCrcBytes = 4;
 
-void Put(std::string& out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-uint64_t Get(std::string_view in, size_t at, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<uint8_t>(in[at + static_cast<size_t>(i)])} << (8 * i);
-  return v;
+uint64_t Get(std::string_view in, size_t at, size_t bytes) {
+  return LoadLeN(reinterpret_cast<const uint8_t*>(in.data() + at), bytes);
 }
 
 uint32_t Crc(std::string_view data) {
@@ -36,18 +31,18 @@ std::string ZstdFrameFile::Encode(uint64_t blob_size, const std::vector<ZstdFram
   const bool crcs = !frames.empty() && std::all_of(frames.begin(), frames.end(),
                                                    [](const ZstdFrame& f) { return f.crc32.has_value(); });
   std::string out(kMagic, sizeof kMagic);
-  Put(out, kVersion, 4);
-  Put(out, frames.size(), 4);
-  Put(out, blob_size, 8);
-  Put(out, crcs ? kHasCrcs : 0, 4);
+  AppendLeN(out, kVersion, 4);
+  AppendLeN(out, frames.size(), 4);
+  AppendLeN(out, blob_size, 8);
+  AppendLeN(out, crcs ? kHasCrcs : 0, 4);
   for (const ZstdFrame& f : frames) {
-    Put(out, f.in_offset, 8);
-    Put(out, f.in_size, 8);
-    Put(out, f.out_offset, 8);
-    Put(out, f.out_size, 8);
-    if (crcs) Put(out, *f.crc32, 4);
+    AppendLeN(out, f.in_offset, 8);
+    AppendLeN(out, f.in_size, 8);
+    AppendLeN(out, f.out_offset, 8);
+    AppendLeN(out, f.out_size, 8);
+    if (crcs) AppendLeN(out, *f.crc32, 4);
   }
-  Put(out, Crc(out), 4);
+  AppendLeN(out, Crc(out), 4);
   return out;
 }
 

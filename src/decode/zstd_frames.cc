@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "base/little_endian.h"
 #include "decode/sequential_reader.h"
 
 namespace ocifs {
@@ -16,10 +17,6 @@ constexpr uint32_t kSeekableFooterMagic = 0x8F92EAB1;
 constexpr size_t kFooterSize = 9;
 constexpr uint32_t kMaxFrames = 0x8000000;
 
-uint32_t Le32(const uint8_t* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
-}
-
 }  // namespace
 
 Result<std::optional<std::vector<ZstdFrame>>> ReadZstdSeekTable(const ByteSource& blob) {
@@ -28,12 +25,12 @@ Result<std::optional<std::vector<ZstdFrame>>> ReadZstdSeekTable(const ByteSource
   std::vector<uint8_t> tail(static_cast<size_t>(std::min<uint64_t>(size, 64 << 10)));
   OCIFS_RETURN_IF_ERROR(ReadExactly(blob, size - tail.size(), tail));
   const uint8_t* footer = tail.data() + tail.size() - kFooterSize;
-  if (Le32(footer + 5) != kSeekableFooterMagic) return std::optional<std::vector<ZstdFrame>>();
+  if (LoadLe<uint32_t>(footer + 5) != kSeekableFooterMagic) return std::optional<std::vector<ZstdFrame>>();
   auto ignore = [&](const std::string& why) {
     spdlog::warn("ignoring the zstd seek table of {}: {}", blob.Describe(), why);
     return std::optional<std::vector<ZstdFrame>>();
   };
-  uint32_t count = Le32(footer);
+  uint32_t count = LoadLe<uint32_t>(footer);
   uint8_t descriptor = footer[4];
   if (descriptor & 0x7C) return ignore("reserved descriptor bits set");
   if (count > kMaxFrames) return ignore("too many frames (" + std::to_string(count) + ")");
@@ -45,7 +42,7 @@ Result<std::optional<std::vector<ZstdFrame>>> ReadZstdSeekTable(const ByteSource
     OCIFS_RETURN_IF_ERROR(ReadExactly(blob, size - frame_size, tail));
   }
   const uint8_t* table = tail.data() + tail.size() - frame_size;
-  if (Le32(table) != kSeekTableMagic || Le32(table + 4) != frame_size - 8) {
+  if (LoadLe<uint32_t>(table) != kSeekTableMagic || LoadLe<uint32_t>(table + 4) != frame_size - 8) {
     return ignore("bad skippable frame header");
   }
   std::vector<ZstdFrame> frames;
@@ -53,7 +50,7 @@ Result<std::optional<std::vector<ZstdFrame>>> ReadZstdSeekTable(const ByteSource
   uint64_t in = 0, out = 0;
   for (uint32_t i = 0; i < count; ++i) {
     const uint8_t* e = table + 8 + i * entry;
-    ZstdFrame f{in, Le32(e), out, Le32(e + 4)};
+    ZstdFrame f{in, LoadLe<uint32_t>(e), out, LoadLe<uint32_t>(e + 4)};
     in += f.in_size;
     out += f.out_size;
     if (f.in_size == 0) return ignore("frame " + std::to_string(i) + " has no bytes");
@@ -80,9 +77,9 @@ Result<ZstdFrameScan> ScanZstdFrames(const ByteSource& blob, uint64_t max_frame_
     const uint64_t start = reader.position();
     OCIFS_ASSIGN_OR_RETURN(auto head, reader.Peek(ZSTD_FRAMEHEADERSIZE_MAX));
     if (head.size() < 8) return corrupt(start, "truncated frame header");
-    uint32_t magic = Le32(head.data());
+    uint32_t magic = LoadLe<uint32_t>(head.data());
     if ((magic & ZSTD_MAGIC_SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START) {
-      reader.Skip(8 + uint64_t{Le32(head.data() + 4)});
+      reader.Skip(8 + uint64_t{LoadLe<uint32_t>(head.data() + 4)});
       if (reader.position() > size) return corrupt(start, "truncated skippable frame");
       continue;
     }

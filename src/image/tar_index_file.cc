@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/little_endian.h"
 #include "base/whole_file.h"
 #include "image/tar_header.h"
 
@@ -14,13 +15,8 @@ constexpr uint8_t kSparseBit = 0x80;
 constexpr size_t kHeaderSize = 8 + 4 + 4 + 8;  // magic, version, flags, body length
 constexpr uint32_t kFlagComplete = 1;
 
-void PutFixed(std::string& out, uint64_t v, int bytes) {
-  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-uint64_t GetFixed(std::string_view in, size_t pos, int bytes) {
-  uint64_t v = 0;
-  for (int i = 0; i < bytes; ++i) v |= uint64_t{static_cast<uint8_t>(in[pos + i])} << (8 * i);
-  return v;
+uint64_t GetFixed(std::string_view in, size_t pos, size_t bytes) {
+  return LoadLeN(reinterpret_cast<const uint8_t*>(in.data() + pos), bytes);
 }
 void PutVarint(std::string& out, uint64_t v) {
   while (v >= 0x80) {
@@ -122,11 +118,11 @@ std::string TarIndexFile::Encode(const TarIndex& index) {
     }
   }
   std::string out(kMagic, sizeof(kMagic));
-  PutFixed(out, kVersion, 4);
-  PutFixed(out, index.complete_ ? kFlagComplete : 0, 4);
-  PutFixed(out, body.size(), 8);
+  AppendLeN(out, kVersion, 4);
+  AppendLeN(out, index.complete_ ? kFlagComplete : 0, 4);
+  AppendLeN(out, body.size(), 8);
   out += body;
-  PutFixed(out, Crc32c(out), 4);
+  AppendLeN(out, Crc32c(out), 4);
   return out;
 }
 
