@@ -154,6 +154,16 @@ void ChunkCache::CountKeptBytes(uint64_t bytes) { AddUsageAndReclaim(bytes); }
 
 Status ChunkCache::Read(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch) {
   OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, out.size(), chunk_size_));
+  bool joined = false;
+  Status st = ReadOnce(key, index, out, fetch, &joined);
+  if (st.ok() || !joined || !RetryAfterJoining(st)) return st;
+  return ReadOnce(key, index, out, fetch, &joined);  // the fetch it joined failed: ask again, once
+}
+
+bool ChunkCache::RetryAfterJoining(const Status& status) { return status.code() == Code::kUnavailable; }
+
+Status ChunkCache::ReadOnce(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch,
+                            bool* joined) {
   if (LoadFromDisk(key, index, out)) {
     ++hits_;
     return Status::Ok();
@@ -178,6 +188,7 @@ Status ChunkCache::Read(std::string_view key, uint64_t index, std::span<uint8_t>
     Finish(fk, *flight, st, out);
     return st;
   }
+  *joined = true;
   return Await(fk, *flight, out);
 }
 
@@ -284,6 +295,11 @@ Status ChunkCache::ReadChunks(std::string_view key, uint64_t first, std::span<co
   for (size_t i = 0; i < n; ++i) {
     if (leader[i] != 0 || !flights[i]) continue;
     Status w = Await(FlightKey{std::string(key), first + i}, *flights[i], outs[i]);
+    if (!w.ok() && RetryAfterJoining(w)) {  // the fetch it joined failed: ask again, once
+      bool joined = false;
+      w = ReadOnce(key, first + i, outs[i], [&](std::span<uint8_t> out) { return fetch_run(first + i, out); },
+                   &joined);
+    }
     if (st.ok() && !w.ok()) st = w;
   }
   return st;

@@ -106,7 +106,11 @@ class ChunkCache {
   // length (chunk_size; the blob's last chunk shorter). On a miss calls
   // fetch(out), which must fill all of out, stores the result and returns it.
   // Concurrent callers for the same missing chunk in this process wait for one
-  // fetch; a failed fetch is returned to all of them and not stored. A caller
+  // fetch; a failed fetch is not stored, and a caller that joined it (rather
+  // than started it) asks again once if it failed kUnavailable: the fetch may
+  // have begun in a registry outage that has ended since (right after a
+  // failure the registry layer keeps that second ask short,
+  // registry/pull_endpoints.h). Other failures are returned to all of them. A caller
   // in another process sharing the dir waits on the chunk's fetch lease
   // (FetchLeases, up to lease_wait_ms) and then reads what this one stored. A failure
   // to store is logged, not returned. On error out's content is unspecified.
@@ -119,7 +123,7 @@ class ChunkCache {
   // Read for the consecutive chunks [first, first + outs.size()): outs[i]
   // receives chunk first + i (its whole length, as Read's out). Hits come
   // from disk; chunks another flight of this process is fetching are waited
-  // for; chunks whose fetch lease another process holds are waited for after
+  // for (and asked again once, as Read, if that flight fails kUnavailable); chunks whose fetch lease another process holds are waited for after
   // this call's own fetches, one at a time, then read from disk (or fetched
   // if still missing); the other misses are fetched by this call, each maximal run of
   // consecutive ones with ONE fetch_run call (one HTTP range); with
@@ -215,6 +219,10 @@ class ChunkCache {
 
   ChunkCache(const ChunkCacheOptions& options, std::unique_ptr<ChunkStore> store,
              std::unique_ptr<SharedUsage> usage, std::unique_ptr<FetchLeases> leases);
+  // Read without the second ask; *joined: the result is that of another caller's fetch.
+  Status ReadOnce(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch, bool* joined);
+  // Whether a failure of a fetch that a caller joined is worth asking again (kUnavailable).
+  static bool RetryAfterJoining(const Status& status);
   // A checked read from disk with recency bookkeeping; no stats.
   bool LoadFromDisk(std::string_view key, uint64_t index, std::span<uint8_t> out);
   Status StoreChecked(std::string_view key, uint64_t index, std::span<const uint8_t> data);

@@ -93,22 +93,32 @@ Result<FetchedManifest> PullEndpoints::GetManifest(const std::string& tag_or_dig
 }
 
 Status PullEndpoints::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {
+  bool held = false;  // a read of the blob failed unavailable just now: a short ask
   {
     std::lock_guard lock(mu_);
-    auto it = exhausted_.find(blob.digest);
-    if (it != exhausted_.end()) {
-      if (std::chrono::steady_clock::now() - it->second.at < kFailureHold) return it->second.status;
-      exhausted_.erase(it);
+    auto it = failed_.find(blob.digest);
+    if (it != failed_.end()) {
+      if (std::chrono::steady_clock::now() - it->second.at < kFailureHold) {
+        held = true;
+      } else {
+        failed_.erase(it);
+      }
     }
   }
-  const auto deadline = Deadline();
+  const auto deadline = held ? std::chrono::steady_clock::now() + kHeldBudget : Deadline();
   Status status = FirstThatAnswers<Status>(
       "blob " + blob.digest.substr(0, 19),
       [&](RegistrySession& s) { return s.ReadBlobRange(blob, offset, buf, deadline); });
-  const auto now = std::chrono::steady_clock::now();
-  if (status.code() == Code::kUnavailable && now >= deadline) {
-    std::lock_guard lock(mu_);
-    exhausted_[blob.digest] = Exhausted{now, status};
+  std::lock_guard lock(mu_);
+  if (status.ok()) {
+    failed_.erase(blob.digest);
+  } else if (status.code() == Code::kUnavailable) {
+    auto it = failed_.find(blob.digest);
+    if (!held) {
+      failed_[blob.digest] = Failure{std::chrono::steady_clock::now(), status};
+    } else if (it != failed_.end()) {
+      return it->second.status;  // the whole budget's failure says more than the short ask's
+    }
   }
   return status;
 }

@@ -41,10 +41,14 @@ class PullEndpoints {
   [[nodiscard]] Result<FetchedManifest> GetManifest(const std::string& tag_or_digest);
   // As RegistrySession::ReadBlobRange: exactly the range, from the first
   // endpoint that serves all of it (a failed attempt starts over). A range
-  // of a blob whose last read failed unavailable after its whole budget less
-  // than kFailureHold ago fails at once with that error: the kernel asks a
-  // failed FUSE read again at once (its readahead, then the page), and that
-  // must not wait a second budget.
+  // of a blob whose last read failed unavailable (after its retries) less
+  // than kFailureHold ago is asked with a budget of kHeldBudget only (an
+  // attempt whose stall timeout is cut to 1 s), and fails with that earlier
+  // error if it fails unavailable again: the kernel asks a failed FUSE read
+  // again at once (its readahead, then the page), and a reader that joined
+  // the failed fetch asks again too (cache/chunk_cache.h); neither must wait
+  // a second budget, but a registry that is back by then answers, and the
+  // read gets its bytes. A short ask that fails does not extend the hold.
   [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf);
 
   // The primary location's session (referrers, messages).
@@ -72,14 +76,15 @@ class PullEndpoints {
   void Answered(Endpoint& e);
 
   static constexpr std::chrono::milliseconds kFailureHold{1000};
+  static constexpr std::chrono::milliseconds kHeldBudget{1000};
 
   std::mutex mu_;
   std::vector<Endpoint> endpoints_;  // mirrors in order, then the primary (never empty)
-  struct Exhausted {
+  struct Failure {
     std::chrono::steady_clock::time_point at;
     Status status;
   };
-  std::map<std::string, Exhausted> exhausted_;  // blob digest -> its last budget-long failure; guarded by mu_
+  std::map<std::string, Failure> failed_;  // blob digest -> its last unavailable failure; guarded by mu_
 };
 
 }  // namespace ocifs

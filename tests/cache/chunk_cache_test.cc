@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <latch>
 #include <thread>
 
@@ -54,6 +55,39 @@ void SetMtime(const fs::path& p, int64_t seconds_ago) {
   ts[0].tv_sec -= seconds_ago;
   ts[1] = ts[0];
   REQUIRE(::utimensat(AT_FDCWD, p.c_str(), ts, 0) == 0);
+}
+
+// `outs.size()` readers of chunk `index` at once, reader t into outs[t]. The
+// first fetch waits until every reader has missed (and so joined its flight
+// or led it), then returns first_fetch(); later fetches fill the chunk with
+// Pattern(index), or fail kUnavailable at once if !later_succeed. Returns
+// each reader's status; *calls counts the fetches.
+std::vector<Status> ReadersOfOneFetch(ChunkCache& cache, uint64_t index, std::vector<std::vector<uint8_t>>& outs,
+                                      std::atomic<int>* calls, const std::function<Status()>& first_fetch,
+                                      bool later_succeed = true) {
+  const uint64_t misses_before = cache.stats().misses;
+  std::atomic<bool> gate{false};
+  std::vector<Status> results(outs.size());
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < outs.size(); ++t) {
+    threads.emplace_back([&, t] {
+      results[t] = cache.Read(kKey, index, outs[t], [&](std::span<uint8_t> out) {
+        if (++*calls > 1) {
+          if (!later_succeed) return Unavailable("registry still down");
+          auto p = Pattern(index, out.size());
+          std::copy(p.begin(), p.end(), out.begin());
+          return Status::Ok();
+        }
+        while (!gate) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        return first_fetch();
+      });
+    });
+  }
+  while (cache.stats().misses < misses_before + outs.size()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  gate = true;
+  for (auto& th : threads) th.join();
+  return results;
 }
 
 }  // namespace
@@ -115,36 +149,58 @@ TEST_CASE("chunk cache single-flight: eight readers of a missing chunk share one
   }
 }
 
-TEST_CASE("chunk cache returns a failed fetch to every waiter and stores nothing") {
+TEST_CASE("chunk cache returns a fetch refused for good to every waiter and stores nothing") {
   TempDir tmp;
   auto cache = OpenCache(tmp.path());
   std::atomic<int> calls{0};
-  std::atomic<bool> gate{false};
-  std::vector<Status> results(4);
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&, t] {
-      std::vector<uint8_t> out(kChunk);
-      results[t] = cache->Read(kKey, 1, out, [&](std::span<uint8_t>) {
-        ++calls;
-        while (!gate) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        return Unavailable("registry down");
-      });
-    });
-  }
-  // Every reader has missed (and so joined the flight or led it) before the fetch fails.
-  while (cache->stats().misses < 4) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  gate = true;
-  for (auto& th : threads) th.join();
+  std::vector<std::vector<uint8_t>> outs(4, std::vector<uint8_t>(kChunk));
+  auto results = ReadersOfOneFetch(*cache, 1, outs, &calls, [] { return PermissionDenied("registry refuses the blob"); });
   CHECK(calls == 1);
-  for (const auto& r : results) CHECK(r.code() == Code::kUnavailable);
+  for (const auto& r : results) CHECK(r.code() == Code::kPermissionDenied);
   CHECK_FALSE(fs::exists(ChunkPath(tmp.path(), kChunk, kKey, 1)));
   CHECK_FALSE(HasChunk(*cache, kKey, 1));
   std::vector<uint8_t> out(kChunk);
   REQUIRE(cache->Read(kKey, 1, out, CountingFetch{1, &calls}).ok());
   CHECK(calls == 2);
   CHECK(out == Pattern(1, kChunk));
+}
+
+// Readers that joined a fetch begun during a registry outage: the fetch
+// fails kUnavailable, the registry is back, and they ask again themselves.
+TEST_CASE("chunk cache: readers that joined a fetch that failed unavailable ask again and get the bytes") {
+  TempDir tmp;
+  auto cache = OpenCache(tmp.path());
+  std::atomic<int> calls{0};
+  std::vector<std::vector<uint8_t>> outs(4, std::vector<uint8_t>(kChunk));
+  auto results =
+      ReadersOfOneFetch(*cache, 2, outs, &calls, [] { return Unavailable("registry 127.0.0.1:5000: no answer in 4 s"); });
+  // The reader whose fetch failed gets its error; the three that joined it
+  // share one second fetch.
+  int failed = 0;
+  for (size_t t = 0; t < outs.size(); ++t) {
+    if (results[t].ok()) {
+      CHECK(outs[t] == Pattern(2, kChunk));
+    } else {
+      CHECK(results[t].code() == Code::kUnavailable);
+      ++failed;
+    }
+  }
+  CHECK(failed == 1);
+  CHECK(calls == 2);
+  CHECK(HasChunk(*cache, kKey, 2));
+}
+
+TEST_CASE("chunk cache: a reader that joined a failing fetch asks again only once") {
+  TempDir tmp;
+  auto cache = OpenCache(tmp.path());
+  std::atomic<int> calls{0};
+  std::vector<std::vector<uint8_t>> outs(2, std::vector<uint8_t>(kChunk));
+  // Every fetch fails: the first after the gate, the joined reader's at once.
+  auto results = ReadersOfOneFetch(
+      *cache, 4, outs, &calls, [] { return Unavailable("registry down"); }, /*later_succeed=*/false);
+  CHECK(calls == 2);  // the leader's fetch, and the joined reader's one more
+  for (const auto& r : results) CHECK(r.code() == Code::kUnavailable);
+  CHECK_FALSE(HasChunk(*cache, kKey, 4));
 }
 
 TEST_CASE("chunk cache drops a damaged chunk file and refetches instead of serving it") {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 
 import pytest
@@ -90,7 +91,9 @@ def test_a_fuse_read_of_a_stalled_registry_fails_within_the_bound_and_a_later_on
             took = time.monotonic() - start
             assert took < 20, f"a read waited {took:.1f}s"
             proxy.clear()
-            time.sleep(1.5)  # a blob that failed its whole budget fails at once for a second
+            # A blob that failed its whole budget is asked with a one-second
+            # budget for a second; this read's stall needs a whole budget.
+            time.sleep(1.5)
             proxy.fault("stall", count=1, match="/blobs/")  # one stall, then the retry answers
             assert os.pread(fd, 4096, 2 * 1024 * 1024) == disk[2 * 1024 * 1024:2 * 1024 * 1024 + 4096]
         finally:
@@ -124,7 +127,63 @@ def test_a_read_through_a_stalled_mirror_and_upstream_waits_one_registry_timeout
                 assert took < 15, f"a read waited {took:.1f}s"
                 mirror.clear()
                 upstream.clear()
-                time.sleep(1.5)  # the failed blob is asked again after a second
+                # At once: the upstream answers the short ask of a blob that
+                # just failed its budget (the mirror is skipped for its backoff).
                 assert os.pread(fd, 4096, 2 * 1024 * 1024) == disk[2 * 1024 * 1024:2 * 1024 * 1024 + 4096]
             finally:
                 os.close(fd)
+
+
+class _Readers:
+    """One thread per offset, each preading `n` bytes there at once; results: bytes or OSError."""
+
+    def __init__(self, fd: int, offsets: list, n: int = 4096):
+        self.results = [None] * len(offsets)
+
+        def read(i, offset):
+            try:
+                self.results[i] = os.pread(fd, n, offset)
+            except OSError as e:
+                self.results[i] = e
+
+        self.threads = [threading.Thread(target=read, args=(i, o)) for i, o in enumerate(offsets)]
+        for t in self.threads:
+            t.start()
+
+    def join(self) -> list:
+        for t in self.threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in self.threads), "a read never returned"
+        return self.results
+
+
+def test_reads_right_after_a_paused_registry_resumes_get_their_bytes(registry, pushed, workdir):
+    """Reads that fail in an outage do not poison the reads after it: reads of
+    a chunk whose fetch just failed its whole budget, issued right after the
+    registry continues, get the bytes (no failure remembered for them), and
+    readers that joined a fetch begun in the outage get theirs."""
+    _, repo, disk = pushed
+    # Pages of one chunk: concurrent FUSE reads that share one chunk fetch.
+    failing = [2 * 1024 * 1024 + k * 65536 for k in range(4)]
+    joining = [1024 * 1024 + k * 65536 for k in range(4)]
+    with Mount(registry.ref(repo, "v1"), workdir / "m", "--tls-verify=false", "--stall-timeout", "2",
+               "--registry-timeout", "10", *QUIET, cache_dir=workdir / "cache") as m:
+        fd = os.open(m.dir / "disk.img", os.O_RDONLY)
+        try:
+            assert os.pread(fd, 4096, 0) == disk[:4096]
+            with registry.paused():
+                failed = _Readers(fd, failing)
+                # A fetch that starts in the outage, 3 s into the other's 10 s
+                # budget: it is still asking when the registry continues.
+                time.sleep(3)
+                joined = _Readers(fd, joining)
+                for r in failed.join():
+                    assert isinstance(r, OSError), "a read succeeded from a stopped registry"
+            # Continued: at once, the pages that just failed are read again.
+            resumed = _Readers(fd, failing).join()
+            for offset, r in zip(failing, resumed):
+                assert r == disk[offset:offset + 4096], f"a read right after the registry resumed: {r!r:.200}"
+            for offset, r in zip(joining, joined.join()):
+                assert r == disk[offset:offset + 4096], f"a read of a fetch begun in the outage: {r!r:.200}"
+        finally:
+            os.close(fd)
