@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -66,43 +67,91 @@ int StatPath(const char* path) {
 }
 
 // Children killed at their timeout that had not exited yet (blocked in a
-// FUSE request a wedged daemon had already taken): reaped by later probes.
+// FUSE request a wedged daemon had already taken), with the path each
+// probes: reaped by later probes, and while one lingers its path is stalled.
+struct Unreaped {
+  pid_t pid;
+  std::string path;
+};
 std::mutex g_unreaped_mu;
-std::vector<pid_t> g_unreaped;  // guarded by g_unreaped_mu
+std::vector<Unreaped> g_unreaped;  // guarded by g_unreaped_mu
 
-void ReapLeftovers() {
+// Reaps the leftovers that have exited; the paths of those still blocked.
+std::vector<std::string> ReapLeftovers() {
   std::lock_guard<std::mutex> lock(g_unreaped_mu);
-  std::erase_if(g_unreaped, [](pid_t pid) { return ::waitpid(pid, nullptr, WNOHANG) != 0; });
+  std::erase_if(g_unreaped, [](const Unreaped& u) { return ::waitpid(u.pid, nullptr, WNOHANG) != 0; });
+  std::vector<std::string> blocked;
+  for (const Unreaped& u : g_unreaped) blocked.push_back(u.path);
+  return blocked;
 }
 
-// Waits for `pid` up to `ms`; its exit code, or nullopt if it is still running.
-std::optional<int> WaitChild(pid_t pid, int ms) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+// One probing child: its pid (0 once reaped, -1 if none was started), what
+// it saw, and whether it was killed at the deadline (then it saw no answer).
+struct Child {
+  pid_t pid = -1;
+  std::optional<int> saw;
+  bool killed = false;
+};
+
+// Polls every child until each has exited or `deadline` passes.
+void WaitChildren(std::vector<Child>& children, std::chrono::steady_clock::time_point deadline) {
   for (;;) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : kSawOtherError;
-    if (r < 0 && errno != EINTR) return kSawOtherError;  // not our child any more
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    bool running = false;
+    for (Child& c : children) {
+      if (c.pid <= 0) continue;
+      int status = 0;
+      pid_t r = ::waitpid(c.pid, &status, WNOHANG);
+      if (r == c.pid) {
+        c.saw = WIFEXITED(status) ? WEXITSTATUS(status) : kSawOtherError;
+        c.pid = 0;
+      } else if (r < 0 && errno != EINTR) {  // not our child any more
+        c.saw = kSawOtherError;
+        c.pid = 0;
+      } else {
+        running = true;
+      }
+    }
+    if (!running || std::chrono::steady_clock::now() >= deadline) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 }
 
-// StatPath in a child process, so that a daemon that never answers cannot
-// block the caller; nullopt if the child did not finish within `timeout_ms`.
-std::optional<int> StatPathWithin(const std::string& path, int timeout_ms) {
-  ReapLeftovers();
-  const char* p = path.c_str();
-  pid_t pid = ::fork();
-  if (pid == 0) ::_exit(StatPath(p));
-  if (pid < 0) return StatPath(p);  // no child (out of processes): ask in this thread
-  if (auto saw = WaitChild(pid, timeout_ms)) return saw;
-  ::kill(pid, SIGKILL);  // a request still queued is dropped; one the daemon took is not
-  if (!WaitChild(pid, 1000)) {
-    std::lock_guard<std::mutex> lock(g_unreaped_mu);
-    g_unreaped.push_back(pid);
+// StatPath of every path, each in a child process started at once, so that
+// daemons that never answer block the caller for one `timeout_ms` in all;
+// nullopt for a path whose child did not finish within it, and, without a
+// child, for a path where a child of an earlier probe is still blocked.
+std::vector<std::optional<int>> StatPathsWithin(const std::vector<std::string>& paths, int timeout_ms) {
+  const std::vector<std::string> blocked = ReapLeftovers();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  std::vector<Child> children(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (std::find(blocked.begin(), blocked.end(), paths[i]) != blocked.end()) continue;
+    const char* p = paths[i].c_str();
+    pid_t pid = ::fork();
+    if (pid == 0) ::_exit(StatPath(p));
+    if (pid < 0) {
+      children[i].saw = StatPath(p);  // no child (out of processes): ask in this thread
+    } else {
+      children[i].pid = pid;
+    }
   }
-  return std::nullopt;
+  WaitChildren(children, deadline);
+  bool killed = false;
+  for (Child& c : children) {
+    if (c.pid <= 0) continue;
+    ::kill(c.pid, SIGKILL);  // a request still queued is dropped; one the daemon took is not
+    c.killed = killed = true;
+  }
+  if (killed) {
+    WaitChildren(children, std::chrono::steady_clock::now() + std::chrono::milliseconds(kProbeReapMs));
+    std::lock_guard<std::mutex> lock(g_unreaped_mu);
+    for (size_t i = 0; i < paths.size(); ++i) {
+      if (children[i].pid > 0) g_unreaped.push_back(Unreaped{children[i].pid, paths[i]});
+    }
+  }
+  std::vector<std::optional<int>> out;
+  for (const Child& c : children) out.push_back(c.killed ? std::nullopt : c.saw);
+  return out;
 }
 
 }  // namespace
@@ -140,8 +189,9 @@ bool IsMountPoint(const std::string& path, std::string* fstype) {
   return found;
 }
 
-MountState ProbeMount(const std::string& path, int timeout_ms) {
-  std::optional<int> saw = StatPathWithin(path, timeout_ms);
+namespace {
+
+MountState StateOf(const std::string& path, const std::optional<int>& saw) {
   if (!saw) return IsMountPoint(path) ? MountState::kStalled : MountState::kMissing;
   switch (*saw) {
     case kSawAnswer: return IsMountPoint(path) ? MountState::kHealthy : MountState::kNotMounted;
@@ -149,6 +199,18 @@ MountState ProbeMount(const std::string& path, int timeout_ms) {
     case kSawMissing: return MountState::kMissing;  // a dead mount on a missing path cannot exist
     default: return IsMountPoint(path) ? MountState::kDisconnected : MountState::kMissing;
   }
+}
+
+}  // namespace
+
+MountState ProbeMount(const std::string& path, int timeout_ms) { return ProbeMounts({path}, timeout_ms)[0]; }
+
+std::vector<MountState> ProbeMounts(const std::vector<std::string>& paths, int timeout_ms) {
+  std::vector<std::optional<int>> saw = StatPathsWithin(paths, timeout_ms);
+  std::vector<MountState> out;
+  out.reserve(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) out.push_back(StateOf(paths[i], saw[i]));
+  return out;
 }
 
 std::optional<pid_t> FindMountProcess(const std::string& target) {

@@ -6,8 +6,10 @@
 // That is how a dead `oci-fs mount` is recognised. A FUSE daemon that is
 // stopped (SIGSTOP) or wedged never answers: a stat(2) of its mount blocks
 // until it does, so ProbeMount makes its calls that reach the daemon in a
-// child process and gives up after kProbeTimeoutMs. All functions are
-// thread-safe; they read /proc and stat(2) the path.
+// child process and gives up after kProbeTimeoutMs. ProbeMounts probes many
+// paths at once, one child each, under one deadline, so that a scrape of
+// every volume waits one timeout however many of them are stalled. All
+// functions are thread-safe; they read /proc and stat(2) the path.
 #pragma once
 
 #include <sys/types.h>
@@ -15,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ocifs {
 
@@ -31,8 +34,20 @@ inline constexpr int kProbeTimeoutMs = 5000;
 
 std::string_view MountStateName(MountState state);
 
-// Blocks at most about `timeout_ms` (+1 s to reap the child it kills).
+// How long a probe waits, after its deadline, for the children it killed
+// to exit (ms); one that has not (blocked in a request the daemon already
+// took) is reaped by a later probe.
+inline constexpr int kProbeReapMs = 500;
+
+// Blocks at most about `timeout_ms` + kProbeReapMs.
 MountState ProbeMount(const std::string& path, int timeout_ms = kProbeTimeoutMs);
+
+// ProbeMount of every path at once: the states in the order of `paths`.
+// Blocks at most about `timeout_ms` + kProbeReapMs whatever the number of
+// paths. A path whose child from an earlier probe is still blocked in the
+// mount (its daemon took that request and has not answered since) is
+// kStalled at once, with no second child.
+std::vector<MountState> ProbeMounts(const std::vector<std::string>& paths, int timeout_ms = kProbeTimeoutMs);
 
 // Whether /proc/self/mountinfo lists `path` as a mount point (octal escapes
 // decoded); `fstype` receives its filesystem type (e.g. "fuse.oci-fs").

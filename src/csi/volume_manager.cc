@@ -233,12 +233,17 @@ std::vector<VolumeSample> VolumeManager::Samples() const {
   std::vector<VolumeSample> out;
   const std::string dir = PublishedStateDir();
   const int64_t now = NowMs();
-  for (const VolumeRecord& r : records) {
+  std::vector<std::string> targets;
+  for (const VolumeRecord& r : records) targets.push_back(r.spec.target_path);
+  // All at once: a scrape waits one probe timeout however many mounts are stalled.
+  const std::vector<MountState> states = ProbeMounts(targets);
+  for (size_t i = 0; i < records.size(); ++i) {
+    const VolumeRecord& r = records[i];
     VolumeSample v;
     v.volume_id = r.spec.volume_id;
     v.target = r.spec.target_path;
     v.published = ReadPublished(dir, v.target, now);
-    MountState state = ProbeMount(v.target);
+    const MountState state = states[i];
     v.state = state == MountState::kHealthy ? (v.published.state.empty() ? "healthy" : v.published.state)
                                             : std::string(MountStateName(state));
     std::replace(v.state.begin(), v.state.end(), ' ', '_');
@@ -306,14 +311,19 @@ void VolumeManager::RepairDead() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [target, r] : volumes_) targets.push_back(target);
   }
-  for (const auto& target : targets) {
+  // All at once first: a pass waits one probe timeout however many mounts are stalled.
+  const std::vector<MountState> first = ProbeMounts(targets);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const std::string& target = targets[i];
     auto target_mu = TargetLock(target);
     std::unique_lock<std::mutex> lock(*target_mu, std::try_to_lock);
     if (!lock.owns_lock()) continue;  // being published or unpublished right now
     auto record = Find(target);
     if (!record) continue;
     if (credentials_) credentials_->Refresh(*record);
-    MountState state = ProbeMount(target);
+    // A mount seen dead is probed again under its lock (it may have been repaired meanwhile).
+    MountState state = first[i];
+    if (state == MountState::kDisconnected || state == MountState::kNotMounted) state = ProbeMount(target);
     // A stalled mount is reported (Stats), not remounted: its VM's open files stay on it.
     if (state == MountState::kHealthy || state == MountState::kMissing || state == MountState::kStalled) continue;
     spdlog::warn("csi: mount of {} at {} is {}; remounting", record->spec.volume_id, target,

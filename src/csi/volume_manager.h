@@ -57,7 +57,8 @@ class VolumeManager {
   // NotFound if nothing of ours is published at `path` for `volume_id`.
   Result<VolumeStats> Stats(const std::string& volume_id, const std::string& path);
 
-  // Every published volume, probed now (a stat of each target), with what its mount published.
+  // Every published volume, probed now (a stat of each target, all at once:
+  // at most about kProbeTimeoutMs + kProbeReapMs), with what its mount published.
   std::vector<VolumeSample> Samples() const;
   uint64_t remounts() const { return remounts_.load(); }
 

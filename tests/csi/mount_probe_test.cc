@@ -25,3 +25,16 @@ TEST_CASE("the root and /proc are mount points") {
 TEST_CASE("no mount process serves a directory that is not mounted") {
   CHECK_FALSE(FindMountProcess("/nonexistent/target").has_value());
 }
+
+TEST_CASE("probing many paths at once answers each in order") {
+  char tmpl[] = "/tmp/ocifs-csi-probe-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  std::vector<MountState> states = ProbeMounts({dir, "/proc", dir + "/nope", "/proc"});
+  REQUIRE(states.size() == 4);
+  CHECK(states[0] == MountState::kNotMounted);
+  CHECK(states[1] == MountState::kHealthy);
+  CHECK(states[2] == MountState::kMissing);
+  CHECK(states[3] == MountState::kHealthy);
+  CHECK(ProbeMounts({}).empty());
+  std::filesystem::remove(dir);
+}
