@@ -95,7 +95,8 @@ std::string IndexSidePath(ChunkCache& cache, const AccelManifest::LayerIndex& in
     case LayerIndexKind::kGzipIndex:
     case LayerIndexKind::kGzipIndexV4: return cache.SidePath(index.layer_digest, "gzidx");
     case LayerIndexKind::kZstdFrames: return cache.SidePath(index.layer_digest, "zstdframes");
-    case LayerIndexKind::kZstdCheckpoints: return cache.SidePath(index.layer_digest, "zstdckpt");
+    case LayerIndexKind::kZstdCheckpoints:
+    case LayerIndexKind::kZstdCheckpointsV2: return cache.SidePath(index.layer_digest, "zstdckpt");
   }
   return {};
 }
@@ -136,7 +137,8 @@ Status InstallIndex(ImageSource& pieces, const AccelManifest::LayerIndex& index,
     case LayerIndexKind::kGzipIndex: return SaveUntrustedGzipIndex(bytes, index.blob.digest, path);
     case LayerIndexKind::kZstdFrames: return SaveUntrustedZstdFrames(bytes, index, path);
     case LayerIndexKind::kZstdCheckpoints: return SaveUntrustedZstdCheckpoints(bytes, index, path);
-    case LayerIndexKind::kGzipIndexV4: break;  // not installed: read lazily (Install)
+    case LayerIndexKind::kGzipIndexV4:
+    case LayerIndexKind::kZstdCheckpointsV2: break;  // not installed: read lazily (Install)
   }
   return Unsupported("a " + std::string(LayerIndexName(index.kind)) + " is not used by this version");
 }
@@ -178,17 +180,21 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
       continue;
     }
     const std::string path = IndexSidePath(cache, g);
-    if (g.kind == LayerIndexKind::kGzipIndexV4 && !Exists(path)) {
+    const bool lazy = g.kind == LayerIndexKind::kGzipIndexV4 || g.kind == LayerIndexKind::kZstdCheckpointsV2;
+    if (lazy && !Exists(path)) {
       // Nothing fetched now: the layer's decoder reads its table at open and
-      // each window when a read needs it, through the chunk cache.
+      // each window (dictionary) when a read needs it, through the chunk cache.
+      // A side file there (a gzip first pass's index, the mark of a zstd index
+      // that proved wrong) wins.
       auto blob = pieces.OpenBlob(g.blob);
       if (!blob.ok()) {
         spdlog::warn("{}: not using its {} of layer {}: {}", what, name, g.layer_digest, blob.status().ToString());
         continue;
       }
-      use.lazy_gzip_indexes[g.layer_digest] = AccelUse::LazyIndex{g.blob.digest, std::move(blob).value(), what};
-      spdlog::info("{}: reading the {} of layer {} lazily ({} bytes: its table at open, windows on use)", what,
-                   name, g.layer_digest, g.blob.size);
+      use.lazy_indexes[g.layer_digest] = AccelUse::LazyIndex{g.kind, g.blob.digest, std::move(blob).value(), what};
+      spdlog::info("{}: reading the {} of layer {} lazily ({} bytes: its table at open, {} on use)", what, name,
+                   g.layer_digest, g.blob.size,
+                   g.kind == LayerIndexKind::kGzipIndexV4 ? "windows" : "dictionaries");
     } else if (!Exists(path)) {
       Status s = InstallIndex(pieces, g, path);
       if (!s.ok()) {

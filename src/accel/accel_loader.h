@@ -38,16 +38,18 @@ struct AccelUse {
   std::string artifact;                   // "REGISTRY/REPO@sha256:.."; "" = no artifact used
   std::vector<std::string> indexed_layers;  // layers whose index came from it (installed now or earlier)
   std::shared_ptr<const AccessProfile> profile;  // its first profile that parsed; null if none
-  // Per layer digest, a version 4 gzip index (docs/gzip-index-format.md) to
-  // read lazily, for layers with no index in the cache yet: nothing of it is
-  // fetched by ApplyAccel; the stack reads it through the chunk cache
-  // (DecoderOptions::gzip_index_blob).
+  // Per layer digest, a table-first index to read lazily (a version 4 gzip
+  // index, docs/gzip-index-format.md; a version 2 zstd checkpoint index,
+  // docs/zstd-checkpoint-format.md), for layers with no index in the cache
+  // yet: nothing of it is fetched by ApplyAccel; the stack reads it through
+  // the chunk cache (DecoderOptions::gzip_index_blob, zstd_checkpoint_blob).
   struct LazyIndex {
+    LayerIndexKind kind = LayerIndexKind::kGzipIndexV4;  // or kZstdCheckpointsV2
     std::string digest;  // the index blob's, its key in the chunk cache
     ByteSourcePtr blob;  // the index blob, straight from the registry
     std::string from;    // "acceleration artifact REGISTRY/REPO@sha256:..", for logs
   };
-  std::map<std::string, LazyIndex> lazy_gzip_indexes;
+  std::map<std::string, LazyIndex> lazy_indexes;
 };
 
 // An artifact found next to an image. Plain value type.
@@ -65,7 +67,7 @@ struct FoundAccel {
 // a later mount of the same image reads the record it kept instead), checks
 // it, and writes the index of each layer that has none yet into `cache`
 // (a gzip index's runs of zeros dropped: docs/accel-format.md "Trust"),
-// except a version 4 gzip index, which it only opens (AccelUse::lazy_gzip_indexes). `source` is the
+// except a table-first index, which it only opens (AccelUse::lazy_indexes). `source` is the
 // image's own source (the artifact's repository for kAuto).
 //
 // kAuto never fails the mount: a lookup or artifact that fails is logged as a

@@ -28,7 +28,8 @@ Result<uint64_t> ParseSizeAnnotation(const std::string& text, const std::string&
 }
 
 constexpr LayerIndexKind kKinds[] = {LayerIndexKind::kGzipIndex, LayerIndexKind::kGzipIndexV4,
-                                     LayerIndexKind::kZstdFrames, LayerIndexKind::kZstdCheckpoints};
+                                     LayerIndexKind::kZstdFrames, LayerIndexKind::kZstdCheckpoints,
+                                     LayerIndexKind::kZstdCheckpointsV2};
 
 }  // namespace
 
@@ -38,6 +39,7 @@ std::string_view LayerIndexMediaType(LayerIndexKind kind) {
     case LayerIndexKind::kGzipIndexV4: return accel::kGzipIndexV4MediaType;
     case LayerIndexKind::kZstdFrames: return accel::kZstdFramesMediaType;
     case LayerIndexKind::kZstdCheckpoints: return accel::kZstdCheckpointsMediaType;
+    case LayerIndexKind::kZstdCheckpointsV2: return accel::kZstdCheckpointsV2MediaType;
   }
   return {};
 }
@@ -47,7 +49,8 @@ std::string_view LayerIndexName(LayerIndexKind kind) {
     case LayerIndexKind::kGzipIndex:
     case LayerIndexKind::kGzipIndexV4: return "gzip index";
     case LayerIndexKind::kZstdFrames: return "zstd frame table";
-    case LayerIndexKind::kZstdCheckpoints: return "zstd checkpoint index";
+    case LayerIndexKind::kZstdCheckpoints:
+    case LayerIndexKind::kZstdCheckpointsV2: return "zstd checkpoint index";
   }
   return {};
 }

@@ -20,6 +20,7 @@ inline constexpr std::string_view kGzipIndexMediaType = "application/vnd.oci-fs.
 inline constexpr std::string_view kGzipIndexV4MediaType = "application/vnd.oci-fs.gzip-index.v4";
 inline constexpr std::string_view kZstdFramesMediaType = "application/vnd.oci-fs.zstd-frames.v2";
 inline constexpr std::string_view kZstdCheckpointsMediaType = "application/vnd.oci-fs.zstd-checkpoints.v1";
+inline constexpr std::string_view kZstdCheckpointsV2MediaType = "application/vnd.oci-fs.zstd-checkpoints.v2";
 inline constexpr std::string_view kProfileMediaType = "application/vnd.oci-fs.profile.v1";
 inline constexpr std::string_view kEmptyMediaType = "application/vnd.oci.empty.v1+json";
 inline constexpr std::string_view kEmptyDigest =
@@ -37,10 +38,11 @@ enum class LayerIndexKind {
   kGzipIndex,        // a gzip checkpoint index, version 3 (docs/gzip-index-format.md): fetched whole
   kGzipIndexV4,      // a gzip checkpoint index, version 4, table first: read lazily by ranges
   kZstdFrames,       // a zstd frame table with frame CRCs, version 2 (docs/zstd-frames-format.md)
-  kZstdCheckpoints,  // a single-frame zstd checkpoint index (docs/zstd-checkpoint-format.md)
+  kZstdCheckpoints,  // a single-frame zstd checkpoint index (docs/zstd-checkpoint-format.md): fetched whole
+  kZstdCheckpointsV2,  // the same, version 2, table first: read lazily by ranges
 };
 std::string_view LayerIndexMediaType(LayerIndexKind kind);
-// "gzip index" (either version), "zstd frame table", "zstd checkpoint index".
+// "gzip index", "zstd frame table", "zstd checkpoint index" (either version).
 std::string_view LayerIndexName(LayerIndexKind kind);
 
 // Plain value type.

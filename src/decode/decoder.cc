@@ -13,6 +13,7 @@
 #include "decode/gzip_source.h"
 #include "base/whole_file.h"
 #include "decode/index_fallback_source.h"
+#include "decode/zstd_checkpoint_index_v2.h"
 #include "decode/zstd_checkpoint_source.h"
 #include "decode/estargz_open.h"
 #include "decode/zstd_chunked_open.h"
@@ -70,36 +71,57 @@ Result<LocatedFrames> Locate(const ByteSource& compressed) {
 // stays (so the artifact's index is not installed again), and is not used.
 constexpr std::string_view kWrongIndexMark = "oci-fs: this zstd checkpoint index proved wrong\n";
 
-// A single-frame layer's checkpoint index from an acceleration artifact,
-// if one is kept for it; its reads are verified, and one that proves the
-// index wrong drops it (marking the file) for the streaming decoder.
+// The checkpoint index of a single-frame layer from an acceleration
+// artifact: the file kept at zstd_checkpoint_path (version 1), else the
+// version 2 blob read lazily; nullopt if there is none, or the file is the
+// mark of one that proved wrong.
+std::optional<Result<ZstdCheckpointIndex>> FindZstdCheckpoints(const ByteSource& compressed,
+                                                               const DecoderOptions& options, std::string* what) {
+  const std::string& path = options.zstd_checkpoint_path;
+  if (!path.empty() && ::access(path.c_str(), F_OK) == 0) {
+    *what = path;
+    auto bytes = ReadWholeFile(path, uint64_t{64} << 20, "zstd checkpoint index");
+    if (!bytes.ok()) return Result<ZstdCheckpointIndex>(bytes.status());
+    if (*bytes == kWrongIndexMark) {
+      spdlog::debug("zstd layer {}: its checkpoint index proved wrong before; streaming it", compressed.Describe());
+      return std::nullopt;
+    }
+    return ZstdCheckpointIndex::Parse(std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()));
+  }
+  if (!options.zstd_checkpoint_blob) return std::nullopt;
+  *what = options.zstd_checkpoint_blob->Describe();
+  if (!options.zstd_checkpoint_from.empty()) *what += " (" + options.zstd_checkpoint_from + ")";
+  return ZstdCheckpointIndexV2::Open(options.zstd_checkpoint_blob);
+}
+
+// A single-frame layer's checkpoint index, if there is one; its reads are
+// verified, and one that proves the index wrong drops it (marking the file)
+// for the streaming decoder.
 std::optional<ByteSourcePtr> OpenZstdCheckpoints(const ByteSourcePtr& compressed, const DecoderOptions& options) {
   const std::string& path = options.zstd_checkpoint_path;
-  if (path.empty() || compressed->size() == ByteSource::kUnknownSize || ::access(path.c_str(), F_OK) != 0) {
-    return std::nullopt;
-  }
-  auto bytes = ReadWholeFile(path, uint64_t{64} << 20, "zstd checkpoint index");
-  if (bytes.ok() && *bytes == kWrongIndexMark) {
-    spdlog::debug("zstd layer {}: its checkpoint index proved wrong before; streaming it", compressed->Describe());
-    return std::nullopt;
-  }
+  if (compressed->size() == ByteSource::kUnknownSize) return std::nullopt;
+  std::string what;
+  std::optional<Result<ZstdCheckpointIndex>> index = FindZstdCheckpoints(*compressed, options, &what);
+  if (!index) return std::nullopt;
   Result<std::shared_ptr<ZstdCheckpointSource>> source =
-      bytes.ok() ? ZstdCheckpointSource::Open(compressed,
-                                              std::span(reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()),
-                                              options.segment_cache_bytes, options.scheduler)
-                 : Result<std::shared_ptr<ZstdCheckpointSource>>(bytes.status());
+      index->ok() ? ZstdCheckpointSource::Open(compressed, std::move(*index).value(), options.segment_cache_bytes,
+                                               options.scheduler)
+                  : Result<std::shared_ptr<ZstdCheckpointSource>>(index->status());
   if (!source.ok()) {
-    spdlog::warn("zstd layer {}: ignoring its checkpoint index {}: {}", compressed->Describe(), path,
+    spdlog::warn("zstd layer {}: ignoring its checkpoint index {}: {}", compressed->Describe(), what,
                  source.status().ToString());
     return std::nullopt;
   }
-  spdlog::debug("zstd layer {}: {} checkpoints from {}", compressed->Describe(), (*source)->checkpoint_count(), path);
+  spdlog::debug("zstd layer {}: {} checkpoints from {}", compressed->Describe(), (*source)->checkpoint_count(), what);
   DecoderOptions without = options;
   without.zstd_checkpoint_path.clear();
+  without.zstd_checkpoint_blob.reset();
   return ByteSourcePtr(std::make_shared<IndexFallbackSource>(
       std::move(source).value(),
       [compressed, without, path]() -> Result<ByteSourcePtr> {
-        if (Status s = WriteFileAtomically(path, std::string(kWrongIndexMark)); !s.ok()) {
+        // The mark keeps a later mount from installing or reading the artifact's index again.
+        if (Status s = path.empty() ? Status::Ok() : WriteFileAtomically(path, std::string(kWrongIndexMark));
+            !s.ok()) {
           spdlog::warn("cannot mark {} wrong: {}", path, s.ToString());
         }
         return OpenDecoded(compressed, Compression::kZstd, without);

@@ -64,6 +64,17 @@ struct DecoderOptions {
   // random, verified; an index that proves wrong is replaced by a mark (so
   // it is not installed again) and the layer is streamed. "" = none.
   std::string zstd_checkpoint_path;
+  // zstd read as a stream: a version 2 checkpoint index of this blob from
+  // elsewhere (an acceleration artifact's piece, through the chunk cache;
+  // docs/zstd-checkpoint-format.md "Version 2: table first"), used when no
+  // file is at zstd_checkpoint_path: its table is read at open, each
+  // checkpoint's dictionary when a read first decodes from it. Verified as
+  // the file's; one that proves wrong leaves the mark at
+  // zstd_checkpoint_path. A table that does not parse, or is for another
+  // blob, is ignored (logged) for the stream. Null: none. `from` names where
+  // it came from in logs ("acceleration artifact REGISTRY/REPO@sha256:..").
+  ByteSourcePtr zstd_checkpoint_blob;
+  std::string zstd_checkpoint_from;
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).
   uint64_t checkpoint_spacing = 1ull << 20;

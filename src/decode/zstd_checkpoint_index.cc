@@ -93,15 +93,10 @@ Result<ZstdCheckpointIndex> ZstdCheckpointIndex::Parse(std::span<const uint8_t> 
   (void)r.Get(&block_size, 4);
   (void)r.Get(&x.spacing, 8);
   (void)r.Get(&count, 8);
-  if (window_log < 10 || window_log > 31) return bad("window log " + std::to_string(window_log) + " out of range");
-  if (block_size < 4096 || block_size > (16u << 20) || (block_size & (block_size - 1)) != 0) {
-    return bad("checksum block size " + std::to_string(block_size) + " invalid");
-  }
+  OCIFS_RETURN_IF_ERROR(CheckHeader(window_log, block_size));
   x.window_log = static_cast<uint32_t>(window_log);
   x.crc_block_size = static_cast<uint32_t>(block_size);
   if (count > r.left() / kRecordSize) return bad("checkpoint count " + std::to_string(count) + " exceeds the file");
-  if ((count == 0) != (x.decoded_size == 0)) return bad("checkpoint count 0 with output, or checkpoints without");
-  bool frame_seen = false;
   x.checkpoints.resize(count);
   for (uint64_t i = 0; i < count; ++i) {
     ZstdCheckpoint& c = x.checkpoints[i];
@@ -113,30 +108,63 @@ Result<ZstdCheckpointIndex> ZstdCheckpointIndex::Parse(std::span<const uint8_t> 
     }
     if (kind > 2) return bad(at + "unknown kind " + std::to_string(kind));
     if (reserved != 0) return bad(at + "reserved bytes set");
-    c.kind = static_cast<ZstdCheckpoint::Kind>(kind);
-    if (c.in >= x.blob_size || c.out >= x.decoded_size) return bad(at + "offset past the end of the blob or output");
-    if (i == 0 ? c.out != 0 : (c.out <= x.checkpoints[i - 1].out || c.in <= x.checkpoints[i - 1].in)) {
-      return bad(at + "offsets out of order");
-    }
-    if (c.out - (i == 0 ? 0 : x.checkpoints[i - 1].out) > kMaxSegment) return bad(at + "segment before it too long");
-    if (c.kind == ZstdCheckpoint::Kind::kFrameStart) frame_seen = true;
-    if (!frame_seen) return bad(at + "no frame start before it");
-    const bool has_dict = c.kind == ZstdCheckpoint::Kind::kDictionary;
-    if (has_dict != (dict_size > 0) || has_dict != (zsize > 0)) return bad(at + "dictionary present on the wrong kind");
     if (dict_size > kMaxDictSize) return bad(at + "dictionary size " + std::to_string(dict_size) + " too large");
+    c.kind = static_cast<ZstdCheckpoint::Kind>(kind);
     c.dict_size = static_cast<uint32_t>(dict_size);
+    OCIFS_RETURN_IF_ERROR(x.CheckCheckpoint(i, zsize));
     if (!(dicts == Dicts::kCopy ? r.Bytes(&c.zdict, zsize) : r.Skip(zsize))) return bad(at + "dictionary truncated");
   }
-  if (count > 0 && x.decoded_size - x.checkpoints.back().out > kMaxSegment) return bad("last segment too long");
-  const uint64_t blocks = (x.decoded_size + block_size - 1) / block_size;
-  if (blocks != r.left() / 4 || r.left() % 4 != 0) return bad("checksum count does not match the output size");
-  x.crcs.resize(blocks);
+  if (r.left() % 4 != 0) return bad("checksum count does not match the output size");
+  x.crcs.resize(r.left() / 4);
   for (uint32_t& crc : x.crcs) {
     uint64_t v = 0;
     (void)r.Get(&v, 4);
     crc = static_cast<uint32_t>(v);
   }
+  OCIFS_RETURN_IF_ERROR(x.CheckEnd());
   return x;
+}
+
+Status ZstdCheckpointIndex::CheckHeader(uint64_t window_log, uint64_t block_size) {
+  if (window_log < 10 || window_log > 31) {
+    return Corrupt("zstd checkpoint index: window log " + std::to_string(window_log) + " out of range");
+  }
+  if (block_size < 4096 || block_size > (16u << 20) || (block_size & (block_size - 1)) != 0) {
+    return Corrupt("zstd checkpoint index: checksum block size " + std::to_string(block_size) + " invalid");
+  }
+  return Status::Ok();
+}
+
+Status ZstdCheckpointIndex::CheckCheckpoint(size_t i, uint64_t zsize) const {
+  const ZstdCheckpoint& c = checkpoints[i];
+  auto bad = [&](const std::string& what) {
+    return Corrupt("zstd checkpoint index: checkpoint " + std::to_string(i) + ": " + what);
+  };
+  if (decoded_size == 0) return Corrupt("zstd checkpoint index: checkpoints without output");
+  if (c.in >= blob_size || c.out >= decoded_size) return bad("offset past the end of the blob or output");
+  if (i == 0 ? c.out != 0 : (c.out <= checkpoints[i - 1].out || c.in <= checkpoints[i - 1].in)) {
+    return bad("offsets out of order");
+  }
+  if (c.out - (i == 0 ? 0 : checkpoints[i - 1].out) > kMaxSegment) return bad("segment before it too long");
+  // The first checkpoint (at output 0) must be a frame start: every later one has one before it.
+  if (i == 0 && c.kind != ZstdCheckpoint::Kind::kFrameStart) return bad("no frame start before it");
+  const bool has_dict = c.kind == ZstdCheckpoint::Kind::kDictionary;
+  if (has_dict != (c.dict_size > 0) || has_dict != (zsize > 0)) return bad("dictionary present on the wrong kind");
+  if (c.dict_size > kMaxDictSize) return bad("dictionary size " + std::to_string(c.dict_size) + " too large");
+  return Status::Ok();
+}
+
+Status ZstdCheckpointIndex::CheckEnd() const {
+  if (checkpoints.empty() != (decoded_size == 0)) {
+    return Corrupt("zstd checkpoint index: checkpoint count 0 with output, or checkpoints without");
+  }
+  if (!checkpoints.empty() && decoded_size - checkpoints.back().out > kMaxSegment) {
+    return Corrupt("zstd checkpoint index: last segment too long");
+  }
+  if (crcs.size() != (decoded_size + crc_block_size - 1) / crc_block_size) {
+    return Corrupt("zstd checkpoint index: checksum count does not match the output size");
+  }
+  return Status::Ok();
 }
 
 size_t ZstdCheckpointIndex::SegmentAt(uint64_t out) const {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ocifs/byte_source.h"
 #include "ocifs/status.h"
 
 namespace ocifs {
@@ -26,7 +27,13 @@ struct ZstdCheckpoint {
   uint64_t out = 0;
   Kind kind = Kind::kFrameStart;
   uint32_t dict_size = 0;      // kDictionary: the dictionary's size
-  std::vector<uint8_t> zdict;  // kDictionary: the dictionary, zstd-compressed
+  std::vector<uint8_t> zdict;  // kDictionary: the dictionary, zstd-compressed (empty: in dict_blob)
+  // kDictionary of a version 2 index opened lazily (ZstdCheckpointIndexV2):
+  // where the compressed dictionary lies in the index's dict_blob, and its
+  // CRC-32 (checked when a read first needs it). 0 otherwise.
+  uint64_t zdict_offset = 0;
+  uint32_t zdict_length = 0;
+  uint32_t zdict_crc = 0;
 };
 
 // Value type.
@@ -40,6 +47,9 @@ struct ZstdCheckpointIndex {
   std::vector<ZstdCheckpoint> checkpoints;
   uint32_t crc_block_size = 64 * 1024;
   std::vector<uint32_t> crcs;  // ceil(decoded_size / crc_block_size) of them
+  // A version 2 index opened lazily: the index blob its dictionaries are read
+  // from (each checkpoint's zdict_offset, zdict_length). Null: in `zdict`.
+  ByteSourcePtr dict_blob;
 
   // The index's bytes (docs/zstd-checkpoint-format.md).
   std::string Serialize() const;
@@ -51,6 +61,13 @@ struct ZstdCheckpointIndex {
   // (any truncation, bit flip or bound out of range). The checks are the same
   // for both `dicts`.
   [[nodiscard]] static Result<ZstdCheckpointIndex> Parse(std::span<const uint8_t> bytes, Dicts dicts = Dicts::kCopy);
+  // The checks both versions share (kCorrupt naming the field): the header's
+  // window log and checksum block size; checkpoint i against the header and
+  // the checkpoints before it (`zsize`: its compressed dictionary's size);
+  // the last segment and the checksum count.
+  [[nodiscard]] static Status CheckHeader(uint64_t window_log, uint64_t block_size);
+  [[nodiscard]] Status CheckCheckpoint(size_t i, uint64_t zsize) const;
+  [[nodiscard]] Status CheckEnd() const;
   // The checkpoint whose segment holds decoded offset `out` (< decoded_size).
   size_t SegmentAt(uint64_t out) const;
   // The segment's end (decoded), and the checkpoint a segment is decoded from.

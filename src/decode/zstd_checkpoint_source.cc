@@ -2,17 +2,13 @@
 
 #include <zstd.h>
 
+#include <zlib.h>
+
 #include <algorithm>
 
 #include "base/worker_pool.h"
 
 namespace ocifs {
-namespace {
-
-constexpr size_t kDictsKept = 4;  // up to max_reach (32 MiB) of content each
-
-}  // namespace
-
 ZstdCheckpointSource::ZstdCheckpointSource(ByteSourcePtr compressed, ZstdCheckpointIndex index,
                                            uint64_t cache_bytes, std::shared_ptr<Scheduler> scheduler)
     : compressed_(std::move(compressed)),
@@ -26,6 +22,13 @@ Result<std::shared_ptr<ZstdCheckpointSource>> ZstdCheckpointSource::Open(ByteSou
                                                                          uint64_t cache_bytes,
                                                                          std::shared_ptr<Scheduler> scheduler) {
   OCIFS_ASSIGN_OR_RETURN(ZstdCheckpointIndex index, ZstdCheckpointIndex::Parse(index_bytes));
+  return Open(std::move(compressed), std::move(index), cache_bytes, std::move(scheduler));
+}
+
+Result<std::shared_ptr<ZstdCheckpointSource>> ZstdCheckpointSource::Open(ByteSourcePtr compressed,
+                                                                         ZstdCheckpointIndex index,
+                                                                         uint64_t cache_bytes,
+                                                                         std::shared_ptr<Scheduler> scheduler) {
   if (index.blob_size != compressed->size()) {
     return Corrupt("zstd checkpoint index is for a blob of " + std::to_string(index.blob_size) + " bytes, " +
                    compressed->Describe() + " has " + std::to_string(compressed->size()));
@@ -50,9 +53,21 @@ Result<std::shared_ptr<const ZSTD_DDict>> ZstdCheckpointSource::DictOf(size_t i)
     std::vector<uint8_t> bytes;
     ZstdDDictPtr ddict;
   };
+  std::vector<uint8_t> fetched;  // a lazy index's: read from its blob now
+  std::span<const uint8_t> zdict = c.zdict;
+  if (zdict.empty() && index_.dict_blob) {
+    fetched.resize(c.zdict_length);
+    // A failed fetch is the read's error (the index may be right); wrong bytes prove it wrong.
+    OCIFS_RETURN_IF_ERROR(ReadExactly(*index_.dict_blob, c.zdict_offset, fetched)
+                              .WithContext("the dictionary of zstd checkpoint " + std::to_string(i)));
+    if (crc32_z(crc32_z(0, nullptr, 0), fetched.data(), fetched.size()) != c.zdict_crc) {
+      return Wrong("the dictionary of checkpoint " + std::to_string(i) + " does not match its CRC-32");
+    }
+    zdict = fetched;
+  }
   auto held = std::make_shared<Held>();
   held->bytes.resize(c.dict_size);
-  const size_t n = ZSTD_decompress(held->bytes.data(), held->bytes.size(), c.zdict.data(), c.zdict.size());
+  const size_t n = ZSTD_decompress(held->bytes.data(), held->bytes.size(), zdict.data(), zdict.size());
   if (ZSTD_isError(n) || n != held->bytes.size()) {
     return Wrong("the dictionary of checkpoint " + std::to_string(i) + " does not decompress to its size");
   }

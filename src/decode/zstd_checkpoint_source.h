@@ -27,8 +27,14 @@ namespace ocifs {
 // checkpoint, fails the read with kDataLoss (the index is wrong for this
 // blob, or the blob is damaged): IndexFallbackSource then falls back.
 // Thread safety: all methods safe for concurrent use. Memory: cache_bytes of
-// decoded segments (about 1 MiB each at the default spacing), a few digested
-// dictionaries, the index (its dictionaries compressed).
+// decoded segments (about 1 MiB each at the default spacing); the index's
+// table (52 bytes a checkpoint plus 4 per 64 KiB of output); the
+// dictionaries: compressed in the index (version 1), or (a version 2 index
+// opened lazily: its dict_blob) read from the blob when a read first decodes
+// from their checkpoint, CRC-checked and decompressed; in both cases the
+// last kDictsKept digested dictionaries are kept (their decompressed bytes,
+// at most 4 x kMaxDictSize (48 MiB) = 192 MiB in the worst case, typically
+// a few hundred KiB each).
 // Ownership: shares `compressed`.
 class ZstdCheckpointSource final : public ByteSource {
  public:
@@ -37,11 +43,17 @@ class ZstdCheckpointSource final : public ByteSource {
   ZstdCheckpointSource(ByteSourcePtr compressed, ZstdCheckpointIndex index, uint64_t cache_bytes,
                        std::shared_ptr<Scheduler> scheduler = nullptr);
 
-  // Parses `index_bytes` and checks that they describe a blob of
-  // compressed->size() bytes (kCorrupt otherwise).
+  // Checks that `index` describes a blob of compressed->size() bytes
+  // (kCorrupt otherwise).
+  [[nodiscard]] static Result<std::shared_ptr<ZstdCheckpointSource>> Open(
+      ByteSourcePtr compressed, ZstdCheckpointIndex index, uint64_t cache_bytes,
+      std::shared_ptr<Scheduler> scheduler = nullptr);
+  // The same, parsing `index_bytes` (version 1) first.
   [[nodiscard]] static Result<std::shared_ptr<ZstdCheckpointSource>> Open(
       ByteSourcePtr compressed, std::span<const uint8_t> index_bytes, uint64_t cache_bytes,
       std::shared_ptr<Scheduler> scheduler = nullptr);
+
+  static constexpr size_t kDictsKept = 4;  // the LRU of digested dictionaries
 
   uint64_t size() const override { return index_.decoded_size; }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;

@@ -16,6 +16,7 @@
 #include "decode/gzip_index.h"
 #include "decode/gzip_index_v4.h"
 #include "decode/zstd_checkpoint_builder.h"
+#include "decode/zstd_checkpoint_index_v2.h"
 #include "decode/estargz_toc.h"
 #include "decode/zstd_chunked_toc.h"
 #include "decode/zstd_frame_file.h"
@@ -192,11 +193,14 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         checkpoint_options.targets = it->second;
       }
       ZstdCheckpointStats stats;
-      auto index = BuildZstdCheckpointIndex(*view.blob, checkpoint_options, &stats);
-      if (!index.ok() && index.status().code() == Code::kUnsupported) {
-        pieces.unindexed.push_back(digest + " (" + index.status().message() + ")");
+      auto built = BuildZstdCheckpoints(*view.blob, checkpoint_options, &stats);
+      if (!built.ok() && built.status().code() == Code::kUnsupported) {
+        pieces.unindexed.push_back(digest + " (" + built.status().message() + ")");
         continue;
       }
+      if (!built.ok()) return built.status().WithContext("layer " + digest + ": its zstd checkpoints");
+      // Shipped table first (version 2), so a mount reads its dictionaries lazily.
+      auto index = ZstdCheckpointIndexV2::Serialize(*built);
       if (!index.ok()) return index.status().WithContext("layer " + digest + ": its zstd checkpoints");
       spdlog::info("layer {}: {} zstd checkpoints ({} dropped: {} too far back, {} not decoding exactly), {} bytes",
                    digest, stats.checkpoints, stats.dropped_reach + stats.dropped_verify, stats.dropped_reach,
@@ -218,7 +222,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
           pieces.layer_indexes.push_back({LayerIndexKind::kZstdFrames, digest, layer.size, *layers[i].zstd_frames});
         } else if (layers[i].zstd_checkpoints) {
           pieces.layer_indexes.push_back(
-              {LayerIndexKind::kZstdCheckpoints, digest, layer.size, *layers[i].zstd_checkpoints});
+              {LayerIndexKind::kZstdCheckpointsV2, digest, layer.size, *layers[i].zstd_checkpoints});
         }
         break;
       case Compression::kGzip: {

@@ -118,18 +118,23 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     decoder_options.zstd_chunked_toc_path = cache_->SidePath(layer.digest, "zstdtoc");
     decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, DerivedCacheKey(layer.digest, "decoded"));
     decoder_options.keep_pass_output = options_.keep_pass_output;
-    if (auto lazy = accel_.lazy_gzip_indexes.find(layer.digest); lazy != accel_.lazy_gzip_indexes.end()) {
+    if (auto lazy = accel_.lazy_indexes.find(layer.digest); lazy != accel_.lazy_indexes.end()) {
       // The artifact's index, read by ranges through the cache like any blob
-      // (its windows kept on disk and shared by other mounts): read at
-      // random, so no read-ahead; a window's miss fetches its own bytes first.
+      // (its windows or dictionaries kept on disk and shared by other mounts):
+      // read at random, so no read-ahead; a miss fetches its own bytes first.
       FetchPolicy reads;
       reads.scheduler = scheduler_;
       reads.readahead.max = 0;
-      decoder_options.gzip_index_blob = std::make_shared<CachedSource>(
-          lazy->second.blob, cache_, lazy->second.digest,
-          FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
-      decoder_options.gzip_index_name = lazy->second.digest;
-      decoder_options.gzip_index_from = lazy->second.from;
+      auto blob = std::make_shared<CachedSource>(lazy->second.blob, cache_, lazy->second.digest,
+                                                 FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
+      if (lazy->second.kind == LayerIndexKind::kZstdCheckpointsV2) {
+        decoder_options.zstd_checkpoint_blob = std::move(blob);
+        decoder_options.zstd_checkpoint_from = lazy->second.from;
+      } else {
+        decoder_options.gzip_index_blob = std::move(blob);
+        decoder_options.gzip_index_name = lazy->second.digest;
+        decoder_options.gzip_index_from = lazy->second.from;
+      }
     }
   }
   if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);

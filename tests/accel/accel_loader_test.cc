@@ -294,8 +294,8 @@ TEST_CASE("auto: a version 4 gzip index is not fetched at mount; the layer's dec
   REQUIRE(use.ok());
   CHECK(src.blob_fetches == 0);
   CHECK(use->indexed_layers == std::vector<std::string>{image.layers[0].digest});
-  REQUIRE(use->lazy_gzip_indexes.count(image.layers[0].digest) == 1);
-  const AccelUse::LazyIndex& lazy = use->lazy_gzip_indexes.at(image.layers[0].digest);
+  REQUIRE(use->lazy_indexes.count(image.layers[0].digest) == 1);
+  const AccelUse::LazyIndex& lazy = use->lazy_indexes.at(image.layers[0].digest);
   CHECK(lazy.digest == piece.digest);
   CHECK_FALSE(std::filesystem::exists(c.cache->SidePath(image.layers[0].digest, "gzidx")));
 
@@ -313,6 +313,6 @@ TEST_CASE("auto: a version 4 gzip index is not fetched at mount; the layer's dec
   REQUIRE(WriteFileAtomically(c.cache->SidePath(image.layers[0].digest, "gzidx"), layer.index).ok());
   auto again = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
   REQUIRE(again.ok());
-  CHECK(again->lazy_gzip_indexes.empty());
+  CHECK(again->lazy_indexes.empty());
   CHECK(again->indexed_layers == std::vector<std::string>{image.layers[0].digest});
 }

@@ -22,10 +22,12 @@ from support import images
 from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan
 from support.processes import Mount
 
-from test_accelerate import TLS, accelerate, push_artifact_like
+from test_accelerate import TLS, accelerate, blob_bytes_of, layer_bytes, phrase_disk, push_artifact_like
 
 ZSTD_FRAMES = "application/vnd.oci-fs.zstd-frames.v2"
-ZSTD_CHECKPOINTS = "application/vnd.oci-fs.zstd-checkpoints.v1"
+ZSTD_CHECKPOINTS = "application/vnd.oci-fs.zstd-checkpoints.v2"  # what accelerate pushes: table first, read lazily
+ZSTD_CHECKPOINTS_V1 = "application/vnd.oci-fs.zstd-checkpoints.v1"  # what older versions pushed: fetched whole
+V2_HEADER, V2_RECORD = 64, 40
 
 
 @pytest.mark.parametrize("compression,frame_size,kind,media_type", [
@@ -54,18 +56,58 @@ def spoil_a_frame_crc(table: bytes) -> bytes:
     return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
 
 
+def v2_table(index: bytes) -> int:
+    """The length of a version 2 checkpoint index's table (docs/zstd-checkpoint-format.md)."""
+    assert index[:8] == b"OCIFSZCI" and struct.unpack_from("<I", index, 8)[0] == 2
+    return struct.unpack_from("<Q", index, 56)[0]
+
+
+def v2_records(index: bytes):
+    """(in, out, kind, dict_size, zdict_offset, zdict_length, zdict_crc) of each checkpoint."""
+    count, = struct.unpack_from("<Q", index, 48)
+    for i in range(count):
+        at = V2_HEADER + V2_RECORD * i
+        in_, out, kind = struct.unpack_from("<QQB", index, at)
+        yield (in_, out, kind) + struct.unpack_from("<IQII", index, at + 20)
+
+
+def with_crc(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
 def spoil_a_block_crc(index: bytes) -> bytes:
-    """The checkpoint index (docs/zstd-checkpoint-format.md) with the CRC of decoded
-    block 20 changed (the table ends the file, before its own CRC), the file's CRC
-    made right again."""
-    assert index[:8] == b"OCIFSZCI"
+    """The version 2 checkpoint index with the CRC of decoded block 20 changed (the
+    checksums end the table, before its own CRC), the table's CRC made right again."""
     decoded, = struct.unpack_from("<Q", index, 24)
     block, = struct.unpack_from("<I", index, 36)
     blocks = -(-decoded // block)
     assert blocks > 20
-    body = bytearray(index[:-4])
+    table = v2_table(index)
+    body = bytearray(index[:table - 4])
     body[len(body) - 4 * blocks + 4 * 20] ^= 0xFF
-    return bytes(body) + struct.pack("<I", zlib.crc32(bytes(body)))
+    return with_crc(bytes(body)) + index[table:]
+
+
+def spoil_the_last_dictionary(index: bytes) -> bytes:
+    """The version 2 checkpoint index with a byte of its last dictionary changed (the
+    one a read of the disk's end decodes from), its CRC-32 left as it was."""
+    last = [r for r in v2_records(index) if r[5] > 0][-1]
+    body = bytearray(index)
+    body[last[4] + last[5] // 2] ^= 0x40
+    return bytes(body)
+
+
+def as_version_1(index: bytes) -> bytes:
+    """A version 2 checkpoint index in the version 1 layout (each dictionary after its
+    record), as older oci-fs versions pushed it."""
+    header = bytearray(index[:56])
+    struct.pack_into("<I", header, 8, 1)
+    out = bytes(header)
+    records = list(v2_records(index))
+    for in_, o, kind, dict_size, zoff, zlen, _zcrc in records:
+        out += struct.pack("<QQB3xII", in_, o, kind, dict_size, zlen) + index[zoff:zoff + zlen]
+    out += index[V2_HEADER + V2_RECORD * len(records):v2_table(index) - 4]  # the block checksums
+    return with_crc(out)
 
 
 @pytest.mark.parametrize("compression,kind,media_type,spoil", [
@@ -82,7 +124,9 @@ def test_a_zstd_index_with_a_wrong_crc_still_reads_exact_bytes_and_is_logged_onc
         assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=84, random_reads=30))
         assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
     text = log.read_text()
-    assert f"installed the {kind}" in text, text  # the spoilt artifact was the one used
+    used = {"zstd frame table": "installed the zstd frame table",
+            "zstd checkpoint index": "reading the zstd checkpoint index of layer"}[kind]
+    assert used in text, text  # the spoilt artifact was the one used
     wrong = [l for l in text.splitlines() if f"{kind} of" in l and "is wrong" in l and "proved wrong" in l]
     assert len(wrong) == 1, text
     # The mount dropped the index (a frame table: saved the frames it located in its place;
@@ -91,4 +135,73 @@ def test_a_zstd_index_with_a_wrong_crc_still_reads_exact_bytes_and_is_logged_onc
     with Mount(ref, workdir / "m2", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
         assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
     text = log.read_text()
-    assert "is wrong" not in text and f"installed the {kind}" not in text, text
+    assert "is wrong" not in text and used not in text, text
+
+
+def test_a_mount_with_the_artifact_fetches_the_checkpoint_table_and_the_dictionary_it_needs_not_the_whole_index(
+        ocifs, registry, repo, workdir):
+    # Compressible, with matches reaching back across checkpoints: every dictionary holds content.
+    data = phrase_disk(64 * MiB, seed=85)
+    ref, img = images.push_containerdisk(registry, repo, data, "zstd")
+    artifact = accelerate(ocifs, ref)
+    manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()
+    [piece] = [l for l in manifest["layers"] if l["mediaType"] == ZSTD_CHECKPOINTS]
+    index = registry.client().get_blob(repo, piece["digest"]).body
+    table = v2_table(index)
+    dicts = [r for r in v2_records(index) if r[5] > 0]
+    assert len(dicts) > 50 and table * 4 < len(index), (len(dicts), table, len(index))
+    before = blob_bytes_of(registry, piece["digest"])
+    layer_before = layer_bytes(registry, img)
+    log = workdir / "mount.log"
+    # 64 KiB chunks: the index blob is fetched by the chunk (the layer by its 1 MiB miss group).
+    with Mount(ref, workdir / "m", TLS, "--chunk-size=64K", "--log-level=info", f"--log-file={log}",
+               cache_dir=workdir / "cache", stats=True) as m:
+        at_mount = blob_bytes_of(registry, piece["digest"]) - before
+        assert_reads_match(m.dir / "disk.img", data, [(len(data) - MiB, MiB)])
+        first_read = blob_bytes_of(registry, piece["digest"]) - before
+        first_layer = layer_bytes(registry, img) - layer_before
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=86, random_reads=20))
+    # The table (and the chunk it ends in) at mount.
+    assert table <= at_mount <= table + 2 * 65536, (at_mount, table, len(index))
+    # The last MiB: the dictionaries of its few segments (their chunks), not the rest.
+    biggest = max(r[5] for r in dicts)
+    assert first_read - at_mount <= 8 * (biggest + 2 * 65536), (first_read, at_mount, biggest, len(index))
+    assert first_read <= len(index) // 4, (first_read, len(index))
+    assert first_layer <= 8 * MiB, (first_layer, img.layers[0].size)
+    text = log.read_text()
+    assert "reading the zstd checkpoint index of layer" in text, text
+    assert "is wrong" not in text, text
+
+
+def test_a_tampered_zstd_dictionary_still_reads_exact_bytes_and_is_logged_once(ocifs, registry, repo, workdir):
+    data = phrase_disk(16 * MiB, seed=87)
+    ref, img = images.push_containerdisk(registry, repo, data, "zstd")
+    push_artifact_like(registry, repo, accelerate(ocifs, ref), spoil_the_last_dictionary, ZSTD_CHECKPOINTS)
+    log = workdir / "mount.log"
+    cache = workdir / "cache"
+    with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
+        assert_reads_match(m.dir / "disk.img", data, [(len(data) - MiB, MiB)])
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
+    text = log.read_text()
+    assert "reading the zstd checkpoint index of layer" in text, text
+    wrong = [l for l in text.splitlines() if "zstd checkpoint index of" in l and "is wrong" in l]
+    assert len(wrong) == 1, text
+    assert "does not match its CRC-32" in wrong[0], wrong
+
+
+def test_an_artifact_with_a_version_1_zstd_checkpoint_index_still_serves_exact_bytes(
+        ocifs, registry, repo, workdir):
+    data = phrase_disk(32 * MiB, seed=89)
+    ref, img = images.push_containerdisk(registry, repo, data, "zstd")
+    push_artifact_like(registry, repo, accelerate(ocifs, ref), as_version_1, ZSTD_CHECKPOINTS,
+                       new_media_type=ZSTD_CHECKPOINTS_V1)
+    log = workdir / "mount.log"
+    layer_before = layer_bytes(registry, img)
+    with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=workdir / "cache") as m:
+        assert_reads_match(m.dir / "disk.img", data, [(len(data) - MiB, MiB)])
+        first_read = layer_bytes(registry, img) - layer_before
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=90, random_reads=20))
+    text = log.read_text()
+    assert "installed the zstd checkpoint index" in text, text  # fetched whole, as before
+    assert "is wrong" not in text, text
+    assert first_read <= 8 * MiB, (first_read, img.layers[0].size)  # the last MiB's segments, not the layer
