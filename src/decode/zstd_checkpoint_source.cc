@@ -1,8 +1,7 @@
 #include "decode/zstd_checkpoint_source.h"
 
-#include <zstd.h>
-
 #include <zlib.h>
+#include <zstd.h>
 
 #include <algorithm>
 

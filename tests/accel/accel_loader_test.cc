@@ -297,6 +297,7 @@ TEST_CASE("auto: a version 4 gzip index is not fetched at mount; the layer's dec
   REQUIRE(use->lazy_indexes.count(image.layers[0].digest) == 1);
   const AccelUse::LazyIndex& lazy = use->lazy_indexes.at(image.layers[0].digest);
   CHECK(lazy.digest == piece.digest);
+  CHECK(lazy.kind == LayerIndexKind::kGzipIndexV4);
   CHECK_FALSE(std::filesystem::exists(c.cache->SidePath(image.layers[0].digest, "gzidx")));
 
   // The layer's decoder opens it and reads the layer exactly.
@@ -315,4 +316,30 @@ TEST_CASE("auto: a version 4 gzip index is not fetched at mount; the layer's dec
   REQUIRE(again.ok());
   CHECK(again->lazy_indexes.empty());
   CHECK(again->indexed_layers == std::vector<std::string>{image.layers[0].digest});
+}
+
+TEST_CASE("auto: a version 2 zstd checkpoint index is not fetched at mount, unless a mark says it proved wrong") {
+  GzipLayer layer(6);  // ApplyAccel matches the piece to the layer by digest and size only
+  ResolvedImage image = Image(layer);
+  FakeSource src;
+  AccelManifest m;
+  m.subject = {image.manifest_media_type, image.manifest_digest, 18, {}, {}, {}};
+  const Descriptor piece = src.Put("OCIFSZCI, read by the layer's decoder");
+  m.layer_indexes.push_back({LayerIndexKind::kZstdCheckpointsV2, piece, image.layers[0].digest, image.layers[0].size});
+  src.Publish(m);
+  Cache c;
+  auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(use.ok());
+  CHECK(src.blob_fetches == 0);
+  CHECK(use->indexed_layers == std::vector<std::string>{image.layers[0].digest});
+  REQUIRE(use->lazy_indexes.count(image.layers[0].digest) == 1);
+  CHECK(use->lazy_indexes.at(image.layers[0].digest).kind == LayerIndexKind::kZstdCheckpointsV2);
+  CHECK(use->lazy_indexes.at(image.layers[0].digest).digest == piece.digest);
+  // A side file (the mark a wrong index leaves) wins: nothing to read lazily.
+  REQUIRE(WriteFileAtomically(c.cache->SidePath(image.layers[0].digest, "zstdckpt"),
+                              "oci-fs: this zstd checkpoint index proved wrong\n").ok());
+  auto again = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(again.ok());
+  CHECK(again->lazy_indexes.empty());
+  CHECK(src.blob_fetches == 0);
 }
