@@ -11,6 +11,7 @@
 #include "decode/gzip_saved_index.h"
 #include "decode/zstd_checkpoint_index.h"
 #include "decode/zstd_frame_file.h"
+#include "image/tar_index_file.h"
 #include "registry/digest.h"
 
 namespace ocifs {
@@ -143,6 +144,32 @@ Status InstallIndex(ImageSource& pieces, const AccelManifest::LayerIndex& index,
   return Unsupported("a " + std::string(LayerIndexName(index.kind)) + " is not used by this version");
 }
 
+// Keeps a tar index piece as side/<layer>.tarindex-accel, checked as far as
+// it can be without the layer (docs/accel-format.md, "Trust"): it names a
+// layer of the image by digest and size, and parses strictly as a complete
+// version 2 index. Nothing is fetched when the layer has a walked index
+// (side/<layer>.tarindex, trusted) or the piece is kept already.
+Status InstallTarIndex(ImageSource& pieces, const AccelManifest::TarIndexPiece& t, const ResolvedImage& image,
+                       ChunkCache& cache) {
+  auto layer = std::find_if(image.layers.begin(), image.layers.end(),
+                            [&](const Descriptor& d) { return d.digest == t.layer_digest; });
+  if (layer == image.layers.end() || layer->size != t.layer_size) {
+    return InvalidArgument("it names layer " + t.layer_digest + " (" + std::to_string(t.layer_size) +
+                           " bytes), which the image does not have");
+  }
+  const std::string path = cache.SidePath(t.layer_digest, "tarindex-accel");
+  if (Exists(cache.SidePath(t.layer_digest, "tarindex")) || Exists(path)) return Status::Ok();
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, pieces.FetchBlob(t.blob));
+  OCIFS_ASSIGN_OR_RETURN(TarIndex index, TarIndexFile::Decode(AsText(bytes), t.blob.digest));
+  if (!index.has_header_offsets() || !index.complete()) {
+    return Corrupt("tar index " + t.blob.digest + ": not a complete index with header offsets (version 2)");
+  }
+  OCIFS_RETURN_IF_ERROR(WriteFileAtomically(path, AsText(bytes)));
+  spdlog::info("kept the tar index of layer {} ({} entries, {} bytes)", t.layer_digest, index.entries().size(),
+               bytes.size());
+  return Status::Ok();
+}
+
 Result<std::shared_ptr<const AccessProfile>> LoadProfile(ImageSource& pieces, const Descriptor& piece,
                                                          ChunkCache& cache, const std::string& what) {
   const std::string path = cache.SidePath(piece.digest, "profile");
@@ -204,6 +231,13 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
       spdlog::info("{}: installed the {} of layer {} ({} bytes)", what, name, g.layer_digest, g.blob.size);
     }
     use.indexed_layers.push_back(g.layer_digest);
+  }
+  for (const AccelManifest::TarIndexPiece& t : m.tar_indexes) {
+    if (Status s = InstallTarIndex(pieces, t, image, cache); !s.ok()) {
+      spdlog::warn("{}: not using its tar index of layer {}: {}", what, t.layer_digest, s.ToString());
+    } else if (!Exists(cache.SidePath(t.layer_digest, "tarindex"))) {
+      use.tar_indexed_layers.insert(t.layer_digest);
+    }
   }
   for (const Descriptor& p : m.profiles) {
     auto profile = LoadProfile(pieces, p, cache, what + " profile " + p.digest);

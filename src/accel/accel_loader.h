@@ -2,12 +2,14 @@
 // finds it next to the image (or fetches the one pinned), checks it against
 // the image, and installs its layer indexes (gzip checkpoint indexes, zstd
 // frame tables) as the layers' side files in the cache directory, where the
-// layers' decoders load (and verify) them.
+// layers' decoders load (and verify) them, and its tar indexes, which the
+// stack lists the layers from (checking each file on its first read).
 #pragma once
 
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +40,10 @@ struct AccelUse {
   std::string artifact;                   // "REGISTRY/REPO@sha256:.."; "" = no artifact used
   std::vector<std::string> indexed_layers;  // layers whose index came from it (installed now or earlier)
   std::shared_ptr<const AccessProfile> profile;  // its first profile that parsed; null if none
+  // Layers whose tar index the artifact gives, kept (checked as far as it
+  // can be without the layer) as side/<layer digest>.tarindex-accel; for
+  // layers with no walked tar index (side/<layer digest>.tarindex) yet.
+  std::set<std::string> tar_indexed_layers;
   // Per layer digest, a table-first index to read lazily (a version 4 gzip
   // index, docs/gzip-index-format.md; a version 2 zstd checkpoint index,
   // docs/zstd-checkpoint-format.md), for layers with no index in the cache

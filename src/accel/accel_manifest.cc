@@ -27,6 +27,29 @@ Result<uint64_t> ParseSizeAnnotation(const std::string& text, const std::string&
   return v;
 }
 
+// The layer a per-layer piece names by its annotations.
+Status ParseLayerAnnotations(const Descriptor& d, std::string_view name, const std::string& piece_what,
+                             std::string* digest, uint64_t* size) {
+  auto layer = d.annotations.find(std::string(accel::kLayerDigestAnnotation));
+  auto size_text = d.annotations.find(std::string(accel::kLayerSizeAnnotation));
+  if (layer == d.annotations.end() || size_text == d.annotations.end()) {
+    return Corrupt(piece_what + ": a " + std::string(name) + " without the annotations " +
+                   std::string(accel::kLayerDigestAnnotation) + " and " + std::string(accel::kLayerSizeAnnotation));
+  }
+  *digest = layer->second;
+  if (Status s = ValidateDigest(*digest); !s.ok()) return Corrupt(piece_what + ": layer " + s.message());
+  OCIFS_ASSIGN_OR_RETURN(*size, ParseSizeAnnotation(size_text->second, piece_what));
+  return Status::Ok();
+}
+
+nlohmann::json LayerPieceJson(Descriptor d, std::string_view media_type, const std::string& layer_digest,
+                              uint64_t layer_size) {
+  d.media_type = std::string(media_type);
+  d.annotations[std::string(accel::kLayerDigestAnnotation)] = layer_digest;
+  d.annotations[std::string(accel::kLayerSizeAnnotation)] = std::to_string(layer_size);
+  return DescriptorJson(d);
+}
+
 constexpr LayerIndexKind kKinds[] = {LayerIndexKind::kGzipIndex, LayerIndexKind::kGzipIndexV4,
                                      LayerIndexKind::kZstdFrames, LayerIndexKind::kZstdCheckpoints,
                                      LayerIndexKind::kZstdCheckpointsV2};
@@ -58,11 +81,10 @@ std::string_view LayerIndexName(LayerIndexKind kind) {
 std::string SerializeAccelManifest(const AccelManifest& m) {
   nlohmann::json layers = nlohmann::json::array();
   for (const AccelManifest::LayerIndex& g : m.layer_indexes) {
-    Descriptor d = g.blob;
-    d.media_type = std::string(LayerIndexMediaType(g.kind));
-    d.annotations[std::string(accel::kLayerDigestAnnotation)] = g.layer_digest;
-    d.annotations[std::string(accel::kLayerSizeAnnotation)] = std::to_string(g.layer_size);
-    layers.push_back(DescriptorJson(d));
+    layers.push_back(LayerPieceJson(g.blob, LayerIndexMediaType(g.kind), g.layer_digest, g.layer_size));
+  }
+  for (const AccelManifest::TarIndexPiece& t : m.tar_indexes) {
+    layers.push_back(LayerPieceJson(t.blob, accel::kTarIndexMediaType, t.layer_digest, t.layer_size));
   }
   for (Descriptor d : m.profiles) {
     d.media_type = std::string(accel::kProfileMediaType);
@@ -116,7 +138,7 @@ Result<AccelManifest> ParseAccelManifest(std::string_view text, std::string_view
     return Corrupt(what + ": " + std::to_string(layers->size()) + " pieces, more than " +
                    std::to_string(accel::kMaxPieces));
   }
-  std::set<std::string> indexed;
+  std::set<std::string> indexed, tar_indexed;
   for (size_t i = 0; i < layers->size(); ++i) {
     const std::string piece_what = what + " piece " + std::to_string(i);
     OCIFS_ASSIGN_OR_RETURN(Descriptor d, DescriptorFromJson((*layers)[i], piece_what));
@@ -131,21 +153,21 @@ Result<AccelManifest> ParseAccelManifest(std::string_view text, std::string_view
     if (kind != nullptr) {
       AccelManifest::LayerIndex g;
       g.kind = *kind;
-      const std::string name(LayerIndexName(*kind));
-      auto layer = d.annotations.find(std::string(accel::kLayerDigestAnnotation));
-      auto size = d.annotations.find(std::string(accel::kLayerSizeAnnotation));
-      if (layer == d.annotations.end() || size == d.annotations.end()) {
-        return Corrupt(piece_what + ": a " + name + " without the annotations " +
-                       std::string(accel::kLayerDigestAnnotation) + " and " + std::string(accel::kLayerSizeAnnotation));
-      }
-      g.layer_digest = layer->second;
-      if (Status s = ValidateDigest(g.layer_digest); !s.ok()) return Corrupt(piece_what + ": layer " + s.message());
-      OCIFS_ASSIGN_OR_RETURN(g.layer_size, ParseSizeAnnotation(size->second, piece_what));
+      OCIFS_RETURN_IF_ERROR(
+          ParseLayerAnnotations(d, LayerIndexName(*kind), piece_what, &g.layer_digest, &g.layer_size));
       if (!indexed.insert(g.layer_digest).second) {
         return Corrupt(piece_what + ": a second index for layer " + g.layer_digest);
       }
       g.blob = std::move(d);
       m.layer_indexes.push_back(std::move(g));
+    } else if (d.media_type == accel::kTarIndexMediaType) {
+      AccelManifest::TarIndexPiece t;
+      OCIFS_RETURN_IF_ERROR(ParseLayerAnnotations(d, "tar index", piece_what, &t.layer_digest, &t.layer_size));
+      if (!tar_indexed.insert(t.layer_digest).second) {
+        return Corrupt(piece_what + ": a second tar index for layer " + t.layer_digest);
+      }
+      t.blob = std::move(d);
+      m.tar_indexes.push_back(std::move(t));
     } else if (d.media_type == accel::kProfileMediaType) {
       m.profiles.push_back(std::move(d));
     }  // else: a piece of a later version; skipped

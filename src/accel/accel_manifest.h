@@ -21,6 +21,7 @@ inline constexpr std::string_view kGzipIndexV4MediaType = "application/vnd.oci-f
 inline constexpr std::string_view kZstdFramesMediaType = "application/vnd.oci-fs.zstd-frames.v2";
 inline constexpr std::string_view kZstdCheckpointsMediaType = "application/vnd.oci-fs.zstd-checkpoints.v1";
 inline constexpr std::string_view kZstdCheckpointsV2MediaType = "application/vnd.oci-fs.zstd-checkpoints.v2";
+inline constexpr std::string_view kTarIndexMediaType = "application/vnd.oci-fs.tar-index.v2";
 inline constexpr std::string_view kProfileMediaType = "application/vnd.oci-fs.profile.v1";
 inline constexpr std::string_view kEmptyMediaType = "application/vnd.oci.empty.v1+json";
 inline constexpr std::string_view kEmptyDigest =
@@ -54,8 +55,15 @@ struct AccelManifest {
     std::string layer_digest;
     uint64_t layer_size = 0;  // compressed bytes
   };
+  // One layer's tar index (docs/tar-index-format.md, version 2).
+  struct TarIndexPiece {
+    Descriptor blob;
+    std::string layer_digest;
+    uint64_t layer_size = 0;  // compressed bytes
+  };
   Descriptor subject;  // the image manifest (one platform's)
   std::vector<LayerIndex> layer_indexes;  // at most one per layer
+  std::vector<TarIndexPiece> tar_indexes;  // at most one per layer
   std::vector<Descriptor> profiles;
   std::string created;  // RFC 3339, or ""
 };
@@ -65,7 +73,8 @@ std::string SerializeAccelManifest(const AccelManifest& m);
 
 // Parses and checks an artifact manifest: its artifactType, subject, config,
 // piece descriptors (digests, sizes within accel::kMaxPieceBytes, at most
-// kMaxPieces, one index of any kind per layer, layer annotations). Pieces of unknown
+// kMaxPieces, one index of any kind per layer and one tar index per layer,
+// layer annotations). Pieces of unknown
 // media types are skipped. kCorrupt naming `what` and the fault, or
 // kUnsupported for another artifact type.
 [[nodiscard]] Result<AccelManifest> ParseAccelManifest(std::string_view json, std::string_view what);

@@ -31,6 +31,7 @@ Status BuildAndPush(const Reference& ref, AccelBuildOptions build, const std::ve
   build.progress = [&](uint64_t done, uint64_t total) { printer.Report(done, total); };
   OCIFS_ASSIGN_OR_RETURN(AccelPieces pieces, BuildAccelPieces(ref, build));
   for (const std::string& why : pieces.unindexed) spdlog::warn("layer {} gets no index", why);
+  for (const std::string& why : pieces.plain_layers) std::cerr << "layer " << why << " needs no index\n";
 
   AccelManifest m;
   m.subject.media_type = pieces.image.manifest_media_type;
@@ -41,6 +42,10 @@ Status BuildAndPush(const Reference& ref, AccelBuildOptions build, const std::ve
   for (const AccelPieces::LayerIndex& g : pieces.layer_indexes) {
     OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer.PushBlob(std::string(LayerIndexMediaType(g.kind)), Bytes(g.bytes)));
     m.layer_indexes.push_back({g.kind, std::move(blob), g.layer_digest, g.layer_size});
+  }
+  for (const AccelPieces::TarIndexBytes& t : pieces.tar_indexes) {
+    OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer.PushBlob(std::string(accel::kTarIndexMediaType), Bytes(t.bytes)));
+    m.tar_indexes.push_back({std::move(blob), t.layer_digest, t.layer_size});
   }
   for (const std::string& text : profiles) {
     OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer.PushBlob(std::string(accel::kProfileMediaType), Bytes(text)));
@@ -61,8 +66,8 @@ Status BuildAndPush(const Reference& ref, AccelBuildOptions build, const std::ve
     OCIFS_RETURN_IF_ERROR(writer.AddToFallbackTag(m.subject.digest, listed));
   }
   target.digest = digest;
-  spdlog::info("pushed {} ({} layer indexes, {} profiles) for {}", target.ToString(), m.layer_indexes.size(),
-               m.profiles.size(), pieces.image.manifest_digest);
+  spdlog::info("pushed {} ({} layer indexes, {} tar indexes, {} profiles) for {}", target.ToString(),
+               m.layer_indexes.size(), m.tar_indexes.size(), m.profiles.size(), pieces.image.manifest_digest);
   std::cout << target.ToString() << std::endl;
   return Status::Ok();
 }

@@ -39,10 +39,14 @@ nlohmann::json AccelJson(const FoundAccel& a) {
                       {"mediaType", std::string(LayerIndexMediaType(g.kind))}, {"digest", g.blob.digest},
                       {"size", g.blob.size}});
   }
+  nlohmann::json tar_indexes = nlohmann::json::array();
+  for (const auto& t : a.manifest.tar_indexes) {
+    tar_indexes.push_back({{"layer", t.layer_digest}, {"digest", t.blob.digest}, {"size", t.blob.size}});
+  }
   nlohmann::json profiles = nlohmann::json::array();
   for (const auto& p : a.manifest.profiles) profiles.push_back({{"digest", p.digest}, {"size", p.size}});
   return {{"reference", a.reference}, {"created", a.manifest.created}, {"indexes", layers},
-          {"profiles", profiles}};
+          {"tar_indexes", tar_indexes}, {"profiles", profiles}};
 }
 
 std::string CompressionOf(const Descriptor& layer) {
@@ -215,6 +219,9 @@ Status RunInspect(const ImageCommandFlags& flags) {
     std::cout << "Accel: " << accel->reference << " (";
     for (const auto& [name, count] : kinds) {
       std::cout << count << " " << name << (count == 1 ? "" : name.ends_with('x') ? "es" : "s") << ", ";
+    }
+    if (const size_t tars = accel->manifest.tar_indexes.size(); tars != 0) {
+      std::cout << tars << (tars == 1 ? " tar index, " : " tar indexes, ");
     }
     std::cout << accel->manifest.profiles.size() << " profiles, created " << accel->manifest.created << ")\n";
   } else {

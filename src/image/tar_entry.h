@@ -35,6 +35,12 @@ struct TarEntry {
   // Offset of the file's data in the decompressed layer. For a sparse file the
   // data runs are stored back to back from here, in `sparse_map` order.
   uint64_t data_offset = 0;
+  // Offset of the entry's first header in the decompressed layer: its own
+  // header, or the first of the extended headers (pax 'x', GNU 'L'/'K') that
+  // precede it. <= data_offset. Lets one entry be parsed again from its
+  // headers alone (TarIndexOptions::start_offset). 0 when unknown (a version
+  // 1 index file, docs/tar-index-format.md).
+  uint64_t header_offset = 0;
   // Symlink: the target exactly as stored (not normalized; resolved by MergedTree).
   // Hardlink: the normalized path of the target entry.
   std::string link_target;

@@ -86,7 +86,8 @@ Result<TarIndex> TarIndex::Build(const ByteSource& layer, const TarIndexOptions&
   bool meta_pending = false;   // extended headers read, their entry not yet
   uint64_t last_data_end = 0;  // end of the last entry's data: must exist
   std::string last_what;
-  uint64_t offset = 0;
+  uint64_t offset = options.start_offset;
+  uint64_t entry_start = offset;  // the first header of the entry being read
 
   while (true) {
     OCIFS_ASSIGN_OR_RETURN(bool got, reader.ReadBlock(offset));
@@ -113,6 +114,7 @@ Result<TarIndex> TarIndex::Build(const ByteSource& layer, const TarIndexOptions&
     const uint64_t data_offset = offset + kTarBlockSize;
     if (data_offset > kMaxTarSize) return Corrupt(where + ": archive too large");
 
+    if (!meta_pending) entry_start = offset;
     // Metadata headers: read their (bounded) data and apply them to the next entry.
     if (h.typeflag == 'L' || h.typeflag == 'K' || h.typeflag == 'x' || h.typeflag == 'g') {
       if (h.size > kMaxMetadataSize) {
@@ -164,6 +166,7 @@ Result<TarIndex> TarIndex::Build(const ByteSource& layer, const TarIndexOptions&
     e.mtime = h.mtime;
     e.dev_major = h.dev_major;
     e.dev_minor = h.dev_minor;
+    e.header_offset = entry_start;
     if (e.type == EntryType::kSymlink) e.link_target = raw_link;
     if (e.type == EntryType::kHardlink) e.link_target = NormalizePath(raw_link);
     const std::string what = "entry " + e.path + " (" + std::to_string(data_size) + " bytes at offset " +
@@ -189,7 +192,7 @@ Result<TarIndex> TarIndex::Build(const ByteSource& layer, const TarIndexOptions&
     }
     last_data_end = next - TarPadded(data_size) + data_size;
     last_what = what;
-    if (size_known) OCIFS_RETURN_IF_ERROR(reader.RequireEnd(last_data_end, what));
+    if (size_known && !options.single_entry) OCIFS_RETURN_IF_ERROR(reader.RequireEnd(last_data_end, what));
 
     pax.ClearLocals();
     long_name.reset();
@@ -197,7 +200,7 @@ Result<TarIndex> TarIndex::Build(const ByteSource& layer, const TarIndexOptions&
     meta_pending = false;
     offset = next;
     index.entries_.push_back(std::move(e));
-    if (options.on_entry && !options.on_entry(index.entries_.back())) {
+    if (options.single_entry || (options.on_entry && !options.on_entry(index.entries_.back()))) {
       index.complete_ = false;
       break;
     }

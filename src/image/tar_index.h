@@ -21,6 +21,13 @@ struct TarIndexOptions {
   // Called after each entry is parsed (and added); return false to stop early
   // (the index is then marked incomplete). Runs on the Build caller's thread.
   std::function<bool(const TarEntry&)> on_entry;
+  // Where to start reading (a multiple of 512): an entry's header_offset,
+  // to parse that one entry again (single_entry). Offsets stay the layer's.
+  uint64_t start_offset = 0;
+  // Parse one entry at start_offset and stop (the index is then incomplete,
+  // with that entry, or none if the archive ends there), without checking
+  // that its data exists (reads of it do): one read of its headers.
+  bool single_entry = false;
 };
 
 // Thread safety: immutable after Build/Load; safe for concurrent reads.
@@ -45,6 +52,9 @@ class TarIndex {
   bool complete() const { return complete_; }
   // layer.Describe() of the source it was built from (for messages).
   const std::string& source_name() const { return source_name_; }
+  // True if every entry's header_offset is known (built, or loaded from a
+  // version 2 file); false for a version 1 file.
+  bool has_header_offsets() const { return has_header_offsets_; }
 
   // Writes the index to `path` atomically (a temp file in the same directory,
   // fsync, rename). Format: docs/tar-index-format.md. kIoError on failure.
@@ -62,6 +72,7 @@ class TarIndex {
 
   std::vector<TarEntry> entries_;
   bool complete_ = false;
+  bool has_header_offsets_ = true;
   std::string source_name_;
 };
 

@@ -86,9 +86,9 @@ uint32_t Crc32c(std::string_view data) {
   return crc ^ 0xffffffffu;
 }
 
-std::string TarIndexFile::Encode(const TarIndex& index) {
+std::string TarIndexFile::Encode(const TarIndex& index, std::optional<std::string_view> source_name) {
   std::string body;
-  PutString(body, index.source_name_);
+  PutString(body, source_name.value_or(index.source_name_));
   PutVarint(body, index.entries_.size());
   std::string_view prev;
   for (const TarEntry& e : index.entries_) {
@@ -104,6 +104,7 @@ std::string TarIndexFile::Encode(const TarIndex& index) {
     PutVarint(body, (static_cast<uint64_t>(e.mtime) << 1) ^ static_cast<uint64_t>(e.mtime >> 63));  // zigzag
     PutVarint(body, e.size);
     PutVarint(body, e.data_offset);
+    PutVarint(body, e.header_offset <= e.data_offset ? e.data_offset - e.header_offset : 0);
     PutString(body, e.link_target);
     PutVarint(body, e.dev_major);
     PutVarint(body, e.dev_minor);
@@ -132,7 +133,7 @@ Result<TarIndex> TarIndexFile::Decode(std::string_view bytes, std::string_view n
     return corrupt("not a tar index (bad magic)");
   }
   uint64_t version = GetFixed(bytes, 8, 4);
-  if (version != kVersion) return corrupt("unsupported version " + std::to_string(version));
+  if (version != 1 && version != kVersion) return corrupt("unsupported version " + std::to_string(version));
   uint64_t flags = GetFixed(bytes, 12, 4);
   uint64_t body_size = GetFixed(bytes, 16, 8);
   if (body_size != bytes.size() - kHeaderSize - 4) return corrupt("length does not match the file size");
@@ -144,8 +145,10 @@ Result<TarIndex> TarIndexFile::Decode(std::string_view bytes, std::string_view n
   Decoder d(bytes.substr(kHeaderSize, body_size));
   TarIndex index;
   index.complete_ = flags & kFlagComplete;
+  index.has_header_offsets_ = version >= 2;
   index.source_name_ = std::string(d.Bytes(d.Varint()));
-  uint64_t count = d.Varint(d.remaining() / 12);  // an entry takes at least 12 bytes
+  const size_t min_entry = version >= 2 ? 13 : 12;
+  uint64_t count = d.Varint(d.remaining() / min_entry);  // an entry takes at least this many bytes
   index.entries_.reserve(count);
   std::string prev;
   for (uint64_t i = 0; i < count && d.ok(); ++i) {
@@ -165,6 +168,7 @@ Result<TarIndex> TarIndexFile::Decode(std::string_view bytes, std::string_view n
     e.mtime = static_cast<int64_t>((zz >> 1) ^ (~(zz & 1) + 1));
     e.size = d.Varint(kMaxTarSize);
     e.data_offset = d.Varint(kMaxTarSize);
+    if (version >= 2) e.header_offset = e.data_offset - d.Varint(e.data_offset);
     e.link_target = std::string(d.Bytes(d.Varint()));
     e.dev_major = static_cast<uint32_t>(d.Varint(UINT32_MAX));
     e.dev_minor = static_cast<uint32_t>(d.Varint(UINT32_MAX));

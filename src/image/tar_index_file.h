@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -15,11 +16,14 @@ namespace ocifs {
 class TarIndexFile {
  public:
   static constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'T', 'A', 'R'};
-  static constexpr uint32_t kVersion = 1;
+  // Written: 2 (each entry's header offset). Read: 1 and 2.
+  static constexpr uint32_t kVersion = 2;
   // Bound on the size of an index file Load will read.
   static constexpr uint64_t kMaxFileSize = uint64_t{1} << 30;
 
-  static std::string Encode(const TarIndex& index);
+  // `source_name`, if given, replaces the index's (an index shipped in an
+  // acceleration artifact names its layer, not the builder's source).
+  static std::string Encode(const TarIndex& index, std::optional<std::string_view> source_name = std::nullopt);
   // kCorrupt "<name>: ..." for anything but a well-formed file of this version.
   [[nodiscard]] static Result<TarIndex> Decode(std::string_view bytes, std::string_view name);
 

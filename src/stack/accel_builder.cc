@@ -20,6 +20,7 @@
 #include "decode/estargz_toc.h"
 #include "decode/zstd_chunked_toc.h"
 #include "decode/zstd_frame_file.h"
+#include "image/tar_index_file.h"
 #include "registry/fetch_stats.h"
 #include "stack/image_stack.h"
 
@@ -141,6 +142,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     std::string index_path;                // where its gzip index is saved
     std::optional<std::string> zstd_frames;  // its frame table, if read by frames
     std::optional<std::string> zstd_checkpoints;  // its checkpoint index, if read as a stream
+    std::string why_none = "uncompressed: read at random as it is";  // a layer that needs no index
   };
   std::vector<Layer> layers;
   {
@@ -156,6 +158,16 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     if (!stack.ok()) return stack.status();
     pieces.image = (*stack)->image();
     for (const LayerView& v : (*stack)->layers()) {
+      // Open walked every tar layer to its end (ready_at_disk_entry is off).
+      if (!v.bare && !v.file && v.index && v.index->complete()) {
+        std::string bytes = TarIndexFile::Encode(*v.index, "layer " + v.descriptor.digest);
+        if (bytes.size() <= accel::kMaxPieceBytes) {
+          pieces.tar_indexes.push_back({v.descriptor.digest, v.descriptor.size, std::move(bytes)});
+        } else {
+          pieces.unindexed.push_back(v.descriptor.digest + " (its tar index of " + std::to_string(bytes.size()) +
+                                     " bytes is over the 64 MiB a piece may hold)");
+        }
+      }
       layers.push_back({v.compression, (*stack)->cache()->SidePath(v.descriptor.digest, "gzidx"), std::nullopt,
                         std::nullopt});
       total += v.descriptor.size;
@@ -167,6 +179,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
           !std::filesystem::exists(layers[i].index_path)) {
         // Read through its own TOC, with no first pass (docs/estargz.md): it needs no index either.
         layers[i].compression = Compression::kNone;
+        layers[i].why_none = "eStargz: read at random through its own TOC on any node (docs/estargz.md)";
         continue;
       }
       if (layers[i].compression != Compression::kZstd) continue;
@@ -175,6 +188,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
       if (HasZstdChunkedToc(view.descriptor.annotations)) {
         // Its own table of contents makes it random-access on any node (docs/zstd-chunked.md).
         layers[i].compression = Compression::kNone;  // listed with the layers that need no index
+        layers[i].why_none = "zstd:chunked: read at random through its own TOC on any node (docs/zstd-chunked.md)";
         continue;
       }
       auto table = ZstdFrameTable(view);
@@ -215,7 +229,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     const std::string& digest = layer.digest;
     switch (layers[i].compression) {
       case Compression::kNone:
-        pieces.plain_layers.push_back(digest);
+        pieces.plain_layers.push_back(digest + " (" + layers[i].why_none + ")");
         break;
       case Compression::kZstd:
         if (layers[i].zstd_frames) {

@@ -6,7 +6,8 @@
 // each zstd layer of several frames of at most 1 MiB its frame table with a
 // CRC per frame; for any other zstd layer (one frame, frames without sizes or
 // larger) its checkpoint index (docs/zstd-checkpoint-format.md), with
-// checkpoints every 256 KiB and at the profiles' regions.
+// checkpoints every 256 KiB and at the profiles' regions; and for each tar
+// layer its tar index (docs/tar-index-format.md), built by the same pass.
 #pragma once
 
 #include <cstdint>
@@ -48,8 +49,19 @@ struct AccelPieces {
     std::string bytes;  // the index file in its format (LayerIndexKind)
   };
   std::vector<LayerIndex> layer_indexes;
-  std::vector<std::string> plain_layers;  // layers that need no index (uncompressed; zstd:chunked, its own TOC)
-  std::vector<std::string> unindexed;     // layers it cannot index: "digest (why)"
+  // Each tar layer's tar index (docs/tar-index-format.md, version 2), from
+  // the same pass; none for a layer that is no tar (a bare disk, a file).
+  struct TarIndexBytes {
+    std::string layer_digest;
+    uint64_t layer_size = 0;
+    std::string bytes;
+  };
+  std::vector<TarIndexBytes> tar_indexes;
+  // Layers that need no gzip or zstd index: "digest (why)" (uncompressed;
+  // eStargz and zstd:chunked, which carry their own TOC). Their tar index
+  // and the profiles still apply.
+  std::vector<std::string> plain_layers;
+  std::vector<std::string> unindexed;  // layers it cannot index: "digest (why)"
 };
 
 // Resolves `ref` (one platform: registry.platform, else the host's) and reads

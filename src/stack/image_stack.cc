@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <array>
 
-#include "base/slice_source.h"
 #include "cache/kept_piece_file.h"
 #include "cache/cache_key.h"
 #include "cache/cached_source.h"
@@ -15,7 +14,6 @@
 #include "disk/disk_view.h"
 #include "disk/stored_chunk_source.h"
 #include "image/disk_locator.h"
-#include "image/sparse_file_source.h"
 #include "stack/cache_decoded_store.h"
 #include "stack/guarded_source.h"
 
@@ -173,6 +171,18 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
       }
       spdlog::warn("{}: ignoring the saved tar index {}: {}", what, index_path,
                    loaded.ok() ? std::string("incomplete") : loaded.status().ToString());
+    } else if (accel_.tar_indexed_layers.count(layer.digest) != 0) {
+      // The artifact's, kept by ApplyAccel: no tar header is read now; each
+      // file is checked on its first read (docs/accel-format.md, "Trust").
+      auto accel_tar = AccelTarIndex::Load(cache_->SidePath(layer.digest, "tarindex-accel"), view.decoded,
+                                           index_path, what + " (" + accel_.artifact + ")");
+      if (accel_tar.ok()) {
+        view.accel_tar = *accel_tar;
+        view.index = (*accel_tar)->index();
+        spdlog::debug("{}: listed from the tar index of {}", what, accel_.artifact);
+        return view;
+      }
+      spdlog::warn("{}: not using the tar index of {}: {}", what, accel_.artifact, accel_tar.status().ToString());
     }
   }
   // A layer that is no tar but a qcow2 disk by itself (an ORAS-pushed file
@@ -230,12 +240,8 @@ Result<ByteSourcePtr> ImageStack::FileContent(const Node& node) const {
   if (node.entry.type != EntryType::kFile) return InvalidArgument("/" + node.entry.path + " is not a regular file");
   const LayerView& layer = layers_[node.layer];
   std::string name = "/" + node.entry.path + " in layer " + layer.descriptor.digest;
-  if (node.entry.sparse) {
-    OCIFS_ASSIGN_OR_RETURN(auto sparse, SparseFileSource::Make(layer.decoded, node.entry, name));
-    return ByteSourcePtr(std::move(sparse));
-  }
-  OCIFS_ASSIGN_OR_RETURN(auto slice, SliceSource::Make(layer.decoded, node.entry.data_offset, node.entry.size, name));
-  return ByteSourcePtr(std::move(slice));
+  if (layer.accel_tar) return layer.accel_tar->Content(node.entry, std::move(name));
+  return TarEntryContent(layer.decoded, node.entry, std::move(name));
 }
 
 Status ImageStack::WaitUntilIndexed() const {
@@ -299,8 +305,20 @@ Result<ByteSourcePtr> ImageStack::OpenDisk() const {
     return InvalidArgument("--disk " + options_.disk_name +
                            ": the image has no bare disk layers (a file inside a containerDisk is chosen with --disk-path)");
   }
-  OCIFS_ASSIGN_OR_RETURN(const Node* node, LocateDisk(*tree_, options_.disk_path));
-  OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
+  OCIFS_ASSIGN_OR_RETURN(const Node* located, LocateDisk(*tree_, options_.disk_path));
+  Node checked = *located;
+  const Node* node = &checked;
+  ByteSourcePtr file;
+  if (const auto& accel_tar = layers_[node->layer].accel_tar) {
+    // Checked now, not on the first read: what is kept of the disk is named
+    // by where its data starts, which must be the layer's, not the artifact's.
+    OCIFS_ASSIGN_OR_RETURN(checked.entry, accel_tar->Check(located->entry));
+    OCIFS_ASSIGN_OR_RETURN(file, TarEntryContent(layers_[node->layer].decoded, checked.entry,
+                                                 "/" + checked.entry.path + " in layer " +
+                                                     layers_[node->layer].descriptor.digest));
+  } else {
+    OCIFS_ASSIGN_OR_RETURN(file, FileContent(*node));
+  }
   auto partial = std::find_if(layers_.begin(), layers_.end(), [](const LayerView& l) { return l.index_partial; });
   // The verifier checks the trailer once the pass is there.
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr view, ViewOfFile(file, node->layer, node->entry.data_offset,

@@ -33,6 +33,7 @@
 #include "registry/reference.h"
 #include "registry/registry_options.h"
 #include "sched/task_group.h"
+#include "stack/accel_tar_index.h"
 
 namespace ocifs {
 
@@ -86,6 +87,9 @@ struct LayerView {
   std::shared_ptr<CachedSource> cached;  // that cache stage (blob), or null without a cache dir
   ByteSourcePtr decoded;  // the layer's tar stream
   std::shared_ptr<const TarIndex> index;
+  // Set when `index` is an acceleration artifact's: its files are checked
+  // entry by entry on their first read (stack/accel_tar_index.h).
+  std::shared_ptr<const AccelTarIndex> accel_tar;
   bool index_partial = false;  // stopped at the disk's entry (ready_at_disk_entry)
   // A layer that is a disk by itself (no tar; `decoded` is the disk file and
   // `index` is empty): by its media type, title or bytes (image/bare_disk.h).

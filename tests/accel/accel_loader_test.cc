@@ -14,6 +14,8 @@
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
 #include "decode/gzip_index_v4.h"
+#include "image/tar_index_file.h"
+#include "image/tar_writer.h"
 #include "registry/digest.h"
 #include "testing/layer_test_data.h"
 #include "testing/temp_dir.h"
@@ -342,4 +344,69 @@ TEST_CASE("auto: a version 2 zstd checkpoint index is not fetched at mount, unle
   REQUIRE(again.ok());
   CHECK(again->lazy_indexes.empty());
   CHECK(src.blob_fetches == 0);
+}
+
+TEST_CASE("auto: the artifact's tar index is kept, checked, beside the layer; a walked one wins; a bad one is skipped") {
+  GzipLayer layer(6);
+  ResolvedImage image = Image(layer);
+  const std::string& digest = image.layers[0].digest;
+  TarWriter w;
+  w.File("disk/disk.img", std::string(3000, 'd'));
+  auto built = TarIndex::Build(*Source(w.Finish()));
+  REQUIRE(built.ok());
+  const std::string good = TarIndexFile::Encode(*built, "layer " + digest);
+  auto publish = [&](FakeSource& src, const std::string& bytes, uint64_t layer_size) {
+    AccelManifest m = ArtifactFor(image, src, layer.index);
+    m.tar_indexes.push_back({src.Put(bytes), digest, layer_size});
+    src.Publish(m);
+  };
+  Cache c;
+  const std::string kept = c.cache->SidePath(digest, "tarindex-accel");
+
+  SECTION("a good one is kept, and a later mount fetches nothing more") {
+    FakeSource src;
+    publish(src, good, image.layers[0].size);
+    auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(use.ok());
+    CHECK(use->tar_indexed_layers == std::set<std::string>{digest});
+    CHECK(ReadWholeFile(kept, 1 << 20, "kept").value_or("") == good);
+    const int fetches = src.blob_fetches;
+    auto again = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(again.ok());
+    CHECK(again->tar_indexed_layers == std::set<std::string>{digest});
+    CHECK(src.blob_fetches == fetches);
+
+    // Once the node walked the layer itself, the artifact's is not used.
+    REQUIRE(built->Save(c.cache->SidePath(digest, "tarindex")).ok());
+    auto walked = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(walked.ok());
+    CHECK(walked->tar_indexed_layers.empty());
+  }
+  SECTION("a flipped byte, a truncation or an incomplete index: skipped, nothing kept, the rest still used") {
+    std::string flipped = good;
+    flipped[good.size() / 2] ^= 0x10;
+    TarIndexOptions stop;
+    stop.on_entry = [](const TarEntry&) { return false; };
+    auto partial = TarIndex::Build(*Source(w.Finish()), stop);
+    REQUIRE(partial.ok());
+    for (const std::string& bad : {flipped, good.substr(0, good.size() - 3), TarIndexFile::Encode(*partial)}) {
+      FakeSource src;
+      publish(src, bad, image.layers[0].size);
+      Cache fresh;
+      auto use = ApplyAccel(AccelChoice{}, src, image, {}, *fresh.cache);
+      REQUIRE(use.ok());
+      CHECK(use->tar_indexed_layers.empty());
+      CHECK(use->indexed_layers == std::vector<std::string>{digest});  // its gzip index still is
+      CHECK_FALSE(std::filesystem::exists(fresh.cache->SidePath(digest, "tarindex-accel")));
+    }
+  }
+  SECTION("one for a layer of another size is skipped, unfetched") {
+    FakeSource src;
+    publish(src, good, image.layers[0].size + 1);
+    auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(use.ok());
+    CHECK(use->tar_indexed_layers.empty());
+    CHECK(src.blob_fetches == 1);  // the gzip index only
+    CHECK_FALSE(std::filesystem::exists(kept));
+  }
 }

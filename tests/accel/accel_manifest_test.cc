@@ -125,3 +125,30 @@ TEST_CASE("random truncations and byte flips of an artifact manifest never crash
     }
   }
 }
+
+TEST_CASE("a tar index piece round-trips beside the layer's other index, one per layer") {
+  AccelManifest m = Sample();
+  m.tar_indexes.push_back({{"", Digest('7'), 4321, {}, {}, {}}, Digest('c'), 376012345});
+  const std::string json = SerializeAccelManifest(m);
+  auto j = nlohmann::json::parse(json);
+  REQUIRE(j["layers"].size() == 4);
+  CHECK(j["layers"][2]["mediaType"] == "application/vnd.oci-fs.tar-index.v2");
+  CHECK(j["layers"][2]["annotations"][std::string(accel::kLayerDigestAnnotation)] == Digest('c'));
+  auto back = ParseAccelManifest(json, "artifact");
+  REQUIRE(back.ok());
+  REQUIRE(back->tar_indexes.size() == 1);
+  CHECK(back->tar_indexes[0].blob.digest == Digest('7'));
+  CHECK(back->tar_indexes[0].layer_digest == Digest('c'));
+  CHECK(back->tar_indexes[0].layer_size == 376012345);
+  CHECK(back->layer_indexes.size() == 2);  // the gzip index of the same layer is no "second index"
+
+  auto second = j;
+  second["layers"].push_back(j["layers"][2]);
+  auto refused = ParseAccelManifest(second.dump(), "artifact");
+  CHECK(refused.status().code() == Code::kCorrupt);
+  CHECK_THAT(refused.status().message(), Catch::Contains("piece 4: a second tar index for layer " + Digest('c')));
+  auto bare = j;
+  bare["layers"][2].erase("annotations");
+  CHECK_THAT(ParseAccelManifest(bare.dump(), "artifact").status().message(),
+             Catch::Contains("piece 2: a tar index without the annotations"));
+}

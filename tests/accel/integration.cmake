@@ -7,3 +7,7 @@ ocifs_add_py_test(integration.accel accel/test_accelerate.py TIMEOUT 900)
 ocifs_add_py_test(integration.accel_registries accel/test_accelerate_registries.py TIMEOUT 600)
 # zstd layers: a multi-frame layer's frame table with frame CRCs.
 ocifs_add_py_test(integration.accel_zstd accel/test_accelerate_zstd.py TIMEOUT 600)
+# Tar indexes: a fresh mount lists a layer from the artifact's, checking each file on use.
+ocifs_add_py_test(integration.accel_tar accel/test_accelerate_tar.py TIMEOUT 600)
+# eStargz: no gzip index (its own TOC), but its tar index and the profiles.
+ocifs_add_py_test(integration.accel_estargz accel/test_accelerate_estargz.py TIMEOUT 300)

@@ -148,11 +148,12 @@ def test_inspect_shows_the_artifact(ocifs, registry, repo):
     assert "Accel: none" in out
     artifact = accelerate(ocifs, ref)
     out = ocifs("inspect", TLS, ref).stdout.decode()
-    assert f"Accel: {artifact} (1 gzip index, 0 profiles" in out
+    assert f"Accel: {artifact} (1 gzip index, 1 tar index, 0 profiles" in out
     j = json.loads(ocifs("inspect", TLS, "--json", ref).stdout)
     assert j["accel"]["reference"] == artifact
     assert j["accel"]["indexes"][0]["layer"] == img.layers[0].digest
     assert j["accel"]["indexes"][0]["kind"] == "gzip index"
+    assert j["accel"]["tar_indexes"][0]["layer"] == img.layers[0].digest
 
 
 def phrase_disk(size: int, seed: int) -> bytes:
@@ -235,15 +236,19 @@ def as_version_3(index: bytes) -> bytes:
 def push_artifact_like(registry, repo: str, artifact_ref: str, spoil, media_type: str = GZIP_INDEX,
                        new_media_type: str | None = None) -> str:
     """Pushes a copy of an artifact whose index piece of `media_type` is spoil(index)
-    (of `new_media_type` if given), listed in the fallback tag as the newest; returns its digest."""
+    (of `new_media_type` if given; dropped if spoil is None), listed in the fallback
+    tag as the newest; returns its digest."""
     client = registry.client()
     digest = artifact_ref.split("@", 1)[1]
     manifest = json.loads(client.get_manifest(repo, digest).body)
     piece = next(p for p in manifest["layers"] if p["mediaType"] == media_type)
-    index = client.get_blob(repo, piece["digest"]).body
-    bad = spoil(index)
-    piece["digest"] = client.put_blob(repo, bad)
-    piece["size"] = len(bad)
+    if spoil is None:
+        manifest["layers"].remove(piece)
+    else:
+        index = client.get_blob(repo, piece["digest"]).body
+        bad = spoil(index)
+        piece["digest"] = client.put_blob(repo, bad)
+        piece["size"] = len(bad)
     if new_media_type:
         piece["mediaType"] = new_media_type
     manifest["annotations"]["org.opencontainers.image.created"] = "2099-01-01T00:00:00Z"

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "image/tar_index_file.h"
@@ -475,4 +476,105 @@ TEST_CASE("tar index save reports a directory that does not exist") {
   Status s = index->Save("/nonexistent-ocifs-dir/layer.tix");
   REQUIRE(s.code() == Code::kIoError);
   REQUIRE_THAT(s.message(), Catch::Contains("/nonexistent-ocifs-dir/layer.tix"));
+}
+
+TEST_CASE("tar index records where each entry's headers start, extended headers included") {
+  TarWriter w;
+  w.File("a", "aaaa");                                                        // header at 0
+  w.Pax({{"path", "disk/" + std::string(120, 'p')}, {"size", "600"}}, 'x');   // header at 1024
+  w.Add({.name = "short"}, std::string(600, 'd'));
+  w.GnuLong('L', "gnu/" + std::string(110, 'g'));
+  w.Symlink("x", "y");
+  w.Pax({{"comment", "global"}}, 'g');  // belongs to no entry
+  w.File("b", "bb");
+  const std::string tar = w.Finish();
+  auto index = Index(tar);
+  REQUIRE(index.ok());
+  REQUIRE(index->has_header_offsets());
+  const auto& e = index->entries();
+  REQUIRE(e.size() == 4);
+  CHECK(e[0].header_offset == 0);
+  CHECK(e[1].header_offset == 1024);  // its pax header, not its own
+  CHECK(e[1].data_offset == 1024 + 3 * 512);
+  CHECK(e[2].header_offset == e[1].data_offset + 1024);  // its 'L' header
+  CHECK(e[3].header_offset == e[3].data_offset - 512);   // after the global header
+
+  // Each entry parses again, alone, from its header offset: one read at most.
+  auto source = Source(tar);
+  for (const TarEntry& entry : e) {
+    TarIndexOptions one;
+    one.start_offset = entry.header_offset;
+    one.single_entry = true;
+    auto again = TarIndex::Build(*source, one);
+    REQUIRE(again.ok());
+    REQUIRE(again->entries().size() == 1);
+    CHECK(again->entries()[0] == entry);
+    CHECK_FALSE(again->complete());
+  }
+  // Elsewhere: another entry, or no header at all.
+  TarIndexOptions inside;
+  inside.start_offset = e[1].header_offset + 512;  // the pax data block
+  inside.single_entry = true;
+  auto wrong = TarIndex::Build(*source, inside);
+  CHECK((!wrong.ok() || wrong->entries().empty() || !(wrong->entries()[0] == e[1])));
+}
+
+TEST_CASE("tar index files of version 2 keep header offsets; version 1 files still load, without them") {
+  TarWriter w;
+  w.Pax({{"path", "disk/" + std::string(120, 'p')}}, 'x');
+  w.File("short", "data");
+  auto built = Index(w.Finish());
+  REQUIRE(built.ok());
+  const std::string v2 = TarIndexFile::Encode(*built, "layer sha256:x");
+  REQUIRE(v2.substr(8, 4) == std::string("\x02\0\0\0", 4));
+  auto back = TarIndexFile::Decode(v2, "piece");
+  REQUIRE(back.ok());
+  CHECK(back->entries() == built->entries());
+  CHECK(back->source_name() == "layer sha256:x");
+  CHECK(back->has_header_offsets());
+
+  // A version 1 file, as written before (one entry "f", 1 byte at 512).
+  std::string body;
+  body += '\x01';
+  body += 'n';  // source name "n"
+  body += '\x01';  // one entry
+  body += std::string("\x00\x01" "f" "\x00", 4);  // shared 0, suffix "f", type file
+  body += std::string("\xa4\x03", 2);              // mode 0644
+  body += std::string("\x00\x00\x00\x01\x80\x04\x00\x00\x00", 9);  // uid gid mtime size=1 data_offset=512 link major minor
+  std::string v1("OCIFSTAR", 8);
+  v1 += std::string("\x01\0\0\0\x01\0\0\0", 8);
+  for (int i = 0; i < 8; ++i) v1 += static_cast<char>(body.size() >> (8 * i));
+  v1 += body;
+  const uint32_t crc = Crc32c(v1);
+  for (int i = 0; i < 4; ++i) v1 += static_cast<char>(crc >> (8 * i));
+  auto old = TarIndexFile::Decode(v1, "old");
+  INFO(old.status().ToString());
+  REQUIRE(old.ok());
+  CHECK_FALSE(old->has_header_offsets());
+  REQUIRE(old->entries().size() == 1);
+  CHECK(old->entries()[0].path == "f");
+  CHECK(old->entries()[0].data_offset == 512);
+  CHECK(old->entries()[0].mode == 0644);
+}
+
+TEST_CASE("a tar index piece refuses every truncation and bit flip, naming it") {
+  TarWriter w;
+  for (int i = 0; i < 20; ++i) w.File("etc/f" + std::to_string(i), std::string(i * 37, 'x'));
+  w.File("disk/disk.img", std::string(5000, 'd'));
+  auto built = Index(w.Finish());
+  REQUIRE(built.ok());
+  const std::string good = TarIndexFile::Encode(*built, "layer sha256:x");
+  REQUIRE(TarIndexFile::Decode(good, "piece").ok());
+  std::mt19937 rng(14);
+  for (size_t cut = 0; cut < good.size(); ++cut) {
+    auto r = TarIndexFile::Decode(good.substr(0, cut), "piece sha256:p");
+    REQUIRE(r.status().code() == Code::kCorrupt);
+    REQUIRE_THAT(r.status().message(), Catch::Contains("piece sha256:p"));
+  }
+  for (int i = 0; i < 2000; ++i) {
+    std::string bad = good;
+    bad[rng() % bad.size()] ^= static_cast<char>(1u << (rng() % 8));
+    auto r = TarIndexFile::Decode(bad, "piece sha256:p");
+    REQUIRE(r.status().code() == Code::kCorrupt);
+  }
 }
