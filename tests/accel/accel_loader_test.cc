@@ -369,7 +369,9 @@ TEST_CASE("auto: the artifact's tar index is kept, checked, beside the layer; a 
     auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
     REQUIRE(use.ok());
     CHECK(use->tar_indexed_layers == std::set<std::string>{digest});
-    CHECK(ReadWholeFile(kept, 1 << 20, "kept").value_or("") == good);
+    auto kept_bytes = ReadWholeFile(kept, 1 << 20, "kept");
+    REQUIRE(kept_bytes.ok());
+    CHECK(*kept_bytes == good);
     const int fetches = src.blob_fetches;
     auto again = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
     REQUIRE(again.ok());
