@@ -25,20 +25,25 @@ TAR_INDEX = "application/vnd.oci-fs.tar-index.v2"
 
 
 def many_files_image(disk: bytes, seed: int, swap: bool = False) -> tuple[Image, dict[str, bytes]]:
-    """A gzip containerDisk with 200 small files before disk/disk.img and 20 after it;
-    with swap, files 10 and 11 (of the same size) trade places in the tar."""
+    """A gzip containerDisk with 200 small files before disk/disk.img, 20 after it, then
+    two files half as large as the disk, each followed by 10 small ones (so that a walk
+    of the tar reads headers in the middle of the layer and at its end); with swap,
+    files 10 and 11 (of the same size) trade places in the tar."""
     rng = random.Random(seed)
     before = [File(f"etc/f{i:03d}", rng.randbytes(300 + (i // 2) * 7)) for i in range(200)]
     after = [File(f"z/after{i:02d}", rng.randbytes(900 + i)) for i in range(20)]
     if swap:
         before[10], before[11] = before[11], before[10]
     entries = [Dir("etc"), *before, Dir("disk"), File("disk/disk.img", disk, 0o644, 107, 107), Dir("z"), *after]
+    for big in range(2):
+        entries.append(File(f"z/big{big}.bin", rng.randbytes(len(disk) // 2)))
+        entries += [File(f"z/last{big}-{i:02d}", rng.randbytes(500 + i)) for i in range(10)]
     files = {e.path: e.data for e in entries if isinstance(e, File)}
     return Image([Layer.from_entries(entries, "gzip")]), files
 
 
 def layer_gets(registry, img: Image, since: int) -> tuple[int, int]:
-    """(requests, bytes) the registry served for the image's layer since request `since`."""
+    """(requests, bytes) the registry served for the image's layer since blob GET `since`."""
     digests = {l.digest for l in img.layers}
     gets = [r for r in registry.blob_gets()[since:] if r.digest in digests]
     return len(gets), sum(r.written for r in gets)
@@ -54,7 +59,9 @@ def check_tree(directory, files: dict[str, bytes]) -> None:
 def mount_and_read_all(registry, ref, img, files, directory, cache, log):
     """Mounts the tree on a fresh cache: layer (requests, bytes) fetched by the mount, before any read."""
     since = len(registry.blob_gets())
-    with Mount(ref, directory, TLS, "--mode", "tree", "--log-level=info", f"--log-file={log}",
+    # 64 KiB chunks: what the chunk cache fetches around a read in the background is small
+    # beside what a walk of the tar has to wait for.
+    with Mount(ref, directory, TLS, "--mode", "tree", "--chunk-size=64K", "--log-level=info", f"--log-file={log}",
                cache_dir=cache) as m:
         at_mount = layer_gets(registry, img, since)
         check_tree(m.dir, files)
@@ -63,7 +70,7 @@ def mount_and_read_all(registry, ref, img, files, directory, cache, log):
 
 def test_a_fresh_mount_lists_the_layer_from_the_artifacts_tar_index_and_reads_every_file_exact(
         ocifs, registry, repo, workdir):
-    img, files = many_files_image(disk_bytes(16 * MiB, seed=141), seed=142)
+    img, files = many_files_image(disk_bytes(8 * MiB, seed=141), seed=142)
     images.push(registry, repo, "v1", img)
     ref = registry.ref(repo, "v1")
     artifact = accelerate(ocifs, ref)
@@ -72,7 +79,7 @@ def test_a_fresh_mount_lists_the_layer_from_the_artifacts_tar_index_and_reads_ev
     assert piece["annotations"] == {"org.oci-fs.layer.digest": img.layers[0].digest,
                                     "org.oci-fs.layer.size": str(img.layers[0].size)}
 
-    # An artifact of before (no tar index): the mount walks the 222 headers, to the layer's end.
+    # An artifact of before (no tar index): the mount walks the 254 headers, to the layer's end.
     push_artifact_like(registry, repo, artifact, None, media_type=TAR_INDEX)
     old_log = workdir / "old.log"
     old = mount_and_read_all(registry, ref, img, files, workdir / "old", workdir / "cache-old", old_log)
@@ -85,9 +92,12 @@ def test_a_fresh_mount_lists_the_layer_from_the_artifacts_tar_index_and_reads_ev
     text = log.read_text()
     assert "kept the tar index of layer" in text, text
     assert "is wrong" not in text, text
-    # The walk read the headers after the disk, at the layer's end: chunks the listing no longer needs.
+    # The walk read the headers after the disk, in the middle of the layer: chunks the listing
+    # no longer needs. (Both read the layer's first bytes and its last chunk: its compression,
+    # and the gzip index's check of the layer's trailer.)
+    # Measured: 1.6 MB against 5.8 MB. What the cache fetches in the background (both)
+    # may still be on its way: the margin allows for it.
     assert new[1] + MiB <= old[1], (new, old)
-    assert new[0] < old[0], (new, old)
 
     # `oci-fs ls` and `cat` go through the same stack: listed and read exactly on a fresh cache.
     cache = workdir / "cache-cli"
