@@ -25,7 +25,8 @@ namespace ocifs {
 [[nodiscard]] Result<ByteSourcePtr> TarEntryContent(ByteSourcePtr layer, const TarEntry& entry, std::string name);
 
 // Thread safety: safe for concurrent use; mu_ guards what a mismatch changes.
-// Shared by the sources Content hands out, which keep it (and the layer) alive.
+// Shared by the sources Content hands out, which keep it (and the layer)
+// alive; a source's own lock is taken before mu_ (Check runs under it).
 class AccelTarIndex : public std::enable_shared_from_this<AccelTarIndex> {
  public:
   // Loads the piece kept at `path` (docs/tar-index-format.md) and checks it

@@ -102,7 +102,8 @@ struct LayerView {
 class ImageStack {
  public:
   // Resolves `ref`, opens every layer and indexes its tar (loading a saved
-  // index from the cache when there is one), then merges the layers.
+  // index from the cache when there is one, else the acceleration artifact's,
+  // checked file by file: LayerView::accel_tar), then merges the layers.
   [[nodiscard]] static Result<std::unique_ptr<ImageStack>> Open(const Reference& ref,
                                                                 const StackOptions& options);
   ~ImageStack();
