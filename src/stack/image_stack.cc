@@ -307,18 +307,13 @@ Result<ByteSourcePtr> ImageStack::OpenDisk() const {
   }
   OCIFS_ASSIGN_OR_RETURN(const Node* located, LocateDisk(*tree_, options_.disk_path));
   Node checked = *located;
-  const Node* node = &checked;
-  ByteSourcePtr file;
-  if (const auto& accel_tar = layers_[node->layer].accel_tar) {
+  if (const auto& accel_tar = layers_[checked.layer].accel_tar) {
     // Checked now, not on the first read: what is kept of the disk is named
     // by where its data starts, which must be the layer's, not the artifact's.
     OCIFS_ASSIGN_OR_RETURN(checked.entry, accel_tar->Check(located->entry));
-    OCIFS_ASSIGN_OR_RETURN(file, TarEntryContent(layers_[node->layer].decoded, checked.entry,
-                                                 "/" + checked.entry.path + " in layer " +
-                                                     layers_[node->layer].descriptor.digest));
-  } else {
-    OCIFS_ASSIGN_OR_RETURN(file, FileContent(*node));
   }
+  const Node* node = &checked;
+  OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr file, FileContent(*node));
   auto partial = std::find_if(layers_.begin(), layers_.end(), [](const LayerView& l) { return l.index_partial; });
   // The verifier checks the trailer once the pass is there.
   OCIFS_ASSIGN_OR_RETURN(ByteSourcePtr view, ViewOfFile(file, node->layer, node->entry.data_offset,

@@ -11,8 +11,9 @@ with the bytes put in the image.
 
 from __future__ import annotations
 
-import json
 import random
+
+import pytest
 
 from support import images
 from support.fuse_checks import MiB, assert_same_bytes, disk_bytes
@@ -24,16 +25,20 @@ from test_accelerate import TLS, accelerate, push_artifact_like
 TAR_INDEX = "application/vnd.oci-fs.tar-index.v2"
 
 
-def many_files_image(disk: bytes, seed: int, swap: bool = False) -> tuple[Image, dict[str, bytes]]:
+def many_files_image(disk: bytes, seed: int, swap: bool = False, grow: bool = False) -> tuple[Image, dict[str, bytes]]:
     """A gzip containerDisk with 200 small files before disk/disk.img, 20 after it, then
     two files half as large as the disk, each followed by 10 small ones (so that a walk
     of the tar reads headers in the middle of the layer and at its end); with swap,
-    files 10 and 11 (of the same size) trade places in the tar."""
+    files 10 and 11 (of the same size) trade places in the tar; with grow, file 0 has an
+    owner too large for its header, which takes a pax header, so that every later entry
+    (the disk too) is two blocks further on."""
     rng = random.Random(seed)
     before = [File(f"etc/f{i:03d}", rng.randbytes(300 + (i // 2) * 7)) for i in range(200)]
     after = [File(f"z/after{i:02d}", rng.randbytes(900 + i)) for i in range(20)]
     if swap:
         before[10], before[11] = before[11], before[10]
+    if grow:
+        before[0] = File(before[0].path, before[0].data, 0o644, 3_000_000, 0)
     entries = [Dir("etc"), *before, Dir("disk"), File("disk/disk.img", disk, 0o644, 107, 107), Dir("z"), *after]
     for big in range(2):
         entries.append(File(f"z/big{big}.bin", rng.randbytes(len(disk) // 2)))
@@ -107,15 +112,18 @@ def test_a_fresh_mount_lists_the_layer_from_the_artifacts_tar_index_and_reads_ev
     assert_same_bytes(out, files["etc/f150"])
 
 
-def test_a_tar_index_of_another_layout_still_reads_exact_bytes_and_is_logged_once(ocifs, registry, repo, workdir):
+@pytest.mark.parametrize("layout", ["swap", "grow"])
+def test_a_tar_index_of_another_layout_still_reads_exact_bytes_and_is_logged_once(
+        layout, ocifs, registry, repo, workdir):
     disk = disk_bytes(4 * MiB, seed=143)
     img, files = many_files_image(disk, seed=144)
     images.push(registry, repo, "v1", img)
     ref = registry.ref(repo, "v1")
     artifact = accelerate(ocifs, ref)
-    # The same files, 10 and 11 in each other's places: a well-formed tar index that lists
-    # etc/f010 at etc/f011's offset. It is pushed in place of the image's own.
-    other, _ = many_files_image(disk, seed=144, swap=True)
+    # The same files, 10 and 11 in each other's places (a well-formed tar index that lists
+    # etc/f010 at etc/f011's offset), or every entry after the first two blocks further on
+    # (the disk too). It is pushed in place of the image's own.
+    other, _ = many_files_image(disk, seed=144, swap=layout == "swap", grow=layout == "grow")
     images.push(registry, repo, "other", other)
     other_artifact = accelerate(ocifs, registry.ref(repo, "other"))
     manifest = registry.client().get_manifest(repo, other_artifact.split("@", 1)[1]).json()
@@ -130,6 +138,12 @@ def test_a_tar_index_of_another_layout_still_reads_exact_bytes_and_is_logged_onc
     assert "kept the tar index of layer" in text, text
     lines = [l for l in text.splitlines() if "tar index is wrong" in l]
     assert len(lines) == 1, text
+    # A disk mount on a fresh node checks the disk's entry as it opens it.
+    log.write_text("")
+    with Mount(ref, workdir / "d", TLS, "--log-level=info", f"--log-file={log}", cache_dir=workdir / "cache-d") as m:
+        assert_same_bytes((m.dir / "disk.img").read_bytes(), disk)
+    lines = [l for l in log.read_text().splitlines() if "tar index is wrong" in l]
+    assert len(lines) == (1 if layout == "grow" else 0), log.read_text()  # the swap leaves the disk in place
     # The layer's own walk is kept: a second mount lists from it, quietly.
     log.write_text("")
     with Mount(ref, workdir / "m2", TLS, "--mode", "tree", "--log-level=info", f"--log-file={log}",
