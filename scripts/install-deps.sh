@@ -12,6 +12,7 @@ pkgs=(
   libbenchmark-dev qemu-system-common time python3-matplotlib
   e2fsprogs zstd gzip pigz python3 python3-pytest python3-cryptography python3-grpcio python3-protobuf yamllint
   curl tar buildah
+  mold  # scripts/test.sh links with it: several times faster than ld.bfd
   libcpp-httplib-dev python3-prometheus-client
 )
 missing=()
