@@ -122,11 +122,20 @@ Result<TarEntry> AccelTarIndex::Check(const TarEntry& claimed) const {
       return one.status();  // a failed read proves nothing
     }
     if (one.ok() && one->entries().size() == 1 && one->entries()[0] == claimed) return claimed;
-    why = one.ok() ? (one->entries().empty() ? "no entry" : "entry " + one->entries()[0].path.substr(0, 200) +
-                                                                " (or other fields)")
-                   : one.status().ToString();
-    why = "/" + claimed.path.substr(0, 200) + " is listed with its headers at offset " +
-          std::to_string(claimed.header_offset) + ", where the layer has " + why;
+    std::string found_there;
+    if (!one.ok()) {
+      found_there = one.status().ToString();
+    } else if (one->entries().empty()) {
+      found_there = "no entry";
+    } else {
+      found_there = std::string("entry ").append(one->entries()[0].path.substr(0, 200)).append(" (or other fields)");
+    }
+    why = std::string("/")
+              .append(claimed.path.substr(0, 200))
+              .append(" is listed with its headers at offset ")
+              .append(std::to_string(claimed.header_offset))
+              .append(", where the layer has ")
+              .append(found_there);
   }
   OCIFS_ASSIGN_OR_RETURN(walked, Walked(why));
   const TarEntry* found = nullptr;
