@@ -378,7 +378,7 @@ Result<StackOptions> ToStackOptions(const MountConfig& config) {
   options.cache_bytes = config.cache_size;
   options.memory_cache_bytes = config.memory_cache;
   options.chunk_size = static_cast<uint32_t>(config.chunk_size);  // Validate: at most 16M
-  options.cluster_cache = config.cluster_cache == ClusterCache::kOn;
+  options.cluster_cache = config.cluster_cache == ClusterCacheMode::kOn;
   options.blob_reads.readahead.max = config.readahead;
   options.blob_reads.prefetch_all = config.prefetch_all;
   options.blob_reads.prefetch_all_rate = config.prefetch_rate;

@@ -21,7 +21,7 @@ namespace ocifs {
 
 enum class MountMode { kDisk, kTree };          // DIR/disk.img | the whole merged tree
 enum class MissFetch { kExact, kChunk };        // a small miss waits for its own bytes | its chunk
-enum class ClusterCache { kOn, kOff };          // keep inflated clusters in the cache dir
+enum class ClusterCacheMode { kOn, kOff };    // keep inflated clusters in the cache dir
 enum class ProfileSource { kImage, kNone, kFile };  // the image's own profile | none | profile_file
 
 // How the user wrote one option: "--chunk-size", "-o chunk_size" or
@@ -55,7 +55,7 @@ struct MountConfig {
   uint64_t chunk_size = 1ull << 20;    // bytes; a power of two, kMinChunkSize..kMaxChunkSize
   uint64_t readahead = 4ull << 20;     // largest read-ahead window, bytes; 0 = off
   MissFetch miss_fetch = MissFetch::kExact;
-  ClusterCache cluster_cache = ClusterCache::kOn;
+  ClusterCacheMode cluster_cache = ClusterCacheMode::kOn;
   std::optional<uint32_t> decode_threads;  // nullopt = auto (one per core); 0..kMaxDecodeThreads
   bool prefetch_all = false;
   uint64_t prefetch_rate = 0;  // bytes per second; 0 = no cap

@@ -101,7 +101,7 @@ std::string_view ParseMissFetch(std::string_view v, Spelling, Cfg* c) {
 
 std::string_view ParseClusterCache(std::string_view v, Spelling, Cfg* c) {
   if (v != "on" && v != "off") return "{on} or {off}";
-  c->cluster_cache = v == "on" ? ClusterCache::kOn : ClusterCache::kOff;
+  c->cluster_cache = v == "on" ? ClusterCacheMode::kOn : ClusterCacheMode::kOff;
   return kOk;
 }
 
@@ -244,7 +244,7 @@ const MountOption kOptions[] = {
      "keep decompressed qcow2 clusters in the cache directory too, so refills and later mounts do not "
      "inflate them again: on (default) or off",
      ParseClusterCache,
-     [](const Cfg& c) { return std::string(c.cluster_cache == ClusterCache::kOn ? "on" : "off"); }, nullptr},
+     [](const Cfg& c) { return std::string(c.cluster_cache == ClusterCacheMode::kOn ? "on" : "off"); }, nullptr},
     {"record-profile", "record_profile", "", "FILE", M, false,
      "write the chunks this mount read, first read first, to FILE at unmount", Text<&Cfg::record_profile>,
      FormatText<&Cfg::record_profile>, &Cfg::record_profile},

@@ -42,7 +42,7 @@ void JudgePublished(PublishedMount* published, int64_t now_ms);
 
 int64_t NowMs();
 // Where mounts publish (fuse/mount_state.h's MountStateDir()); for callers
-// that cannot include that header (csi/mount_probe.h's MountState clashes).
+// that cannot include that header (csi/mount_probe.h's names must not clash with it).
 std::string PublishedStateDir();
 
 }  // namespace ocifs

@@ -106,9 +106,9 @@ Status MountLauncher::Mount(const VolumeRecord& record) const {
   }
   // oci-fs returns once the mount is ready; confirm it answers.
   for (int i = 0; i < 100; ++i) {
-    MountState state = ProbeMount(target);
-    if (state == MountState::kHealthy) return Status::Ok();
-    if (state == MountState::kDisconnected || state == MountState::kStalled) break;
+    MountProbeState state = ProbeMount(target);
+    if (state == MountProbeState::kHealthy) return Status::Ok();
+    if (state == MountProbeState::kDisconnected || state == MountProbeState::kStalled) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   (void)Unmount(target);

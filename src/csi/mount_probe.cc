@@ -156,13 +156,13 @@ std::vector<std::optional<int>> StatPathsWithin(const std::vector<std::string>& 
 
 }  // namespace
 
-std::string_view MountStateName(MountState state) {
+std::string_view MountStateName(MountProbeState state) {
   switch (state) {
-    case MountState::kMissing: return "missing";
-    case MountState::kNotMounted: return "not mounted";
-    case MountState::kHealthy: return "mounted";
-    case MountState::kDisconnected: return "disconnected";
-    case MountState::kStalled: return "stalled";
+    case MountProbeState::kMissing: return "missing";
+    case MountProbeState::kNotMounted: return "not mounted";
+    case MountProbeState::kHealthy: return "mounted";
+    case MountProbeState::kDisconnected: return "disconnected";
+    case MountProbeState::kStalled: return "stalled";
   }
   return "unknown";
 }
@@ -191,23 +191,23 @@ bool IsMountPoint(const std::string& path, std::string* fstype) {
 
 namespace {
 
-MountState StateOf(const std::string& path, const std::optional<int>& saw) {
-  if (!saw) return IsMountPoint(path) ? MountState::kStalled : MountState::kMissing;
+MountProbeState StateOf(const std::string& path, const std::optional<int>& saw) {
+  if (!saw) return IsMountPoint(path) ? MountProbeState::kStalled : MountProbeState::kMissing;
   switch (*saw) {
-    case kSawAnswer: return IsMountPoint(path) ? MountState::kHealthy : MountState::kNotMounted;
-    case kSawNotConnected: return MountState::kDisconnected;
-    case kSawMissing: return MountState::kMissing;  // a dead mount on a missing path cannot exist
-    default: return IsMountPoint(path) ? MountState::kDisconnected : MountState::kMissing;
+    case kSawAnswer: return IsMountPoint(path) ? MountProbeState::kHealthy : MountProbeState::kNotMounted;
+    case kSawNotConnected: return MountProbeState::kDisconnected;
+    case kSawMissing: return MountProbeState::kMissing;  // a dead mount on a missing path cannot exist
+    default: return IsMountPoint(path) ? MountProbeState::kDisconnected : MountProbeState::kMissing;
   }
 }
 
 }  // namespace
 
-MountState ProbeMount(const std::string& path, int timeout_ms) { return ProbeMounts({path}, timeout_ms)[0]; }
+MountProbeState ProbeMount(const std::string& path, int timeout_ms) { return ProbeMounts({path}, timeout_ms)[0]; }
 
-std::vector<MountState> ProbeMounts(const std::vector<std::string>& paths, int timeout_ms) {
+std::vector<MountProbeState> ProbeMounts(const std::vector<std::string>& paths, int timeout_ms) {
   std::vector<std::optional<int>> saw = StatPathsWithin(paths, timeout_ms);
-  std::vector<MountState> out;
+  std::vector<MountProbeState> out;
   out.reserve(paths.size());
   for (size_t i = 0; i < paths.size(); ++i) out.push_back(StateOf(paths[i], saw[i]));
   return out;

@@ -21,7 +21,11 @@
 
 namespace ocifs {
 
-enum class MountState {
+// What a probe of a mount path found. (Not named MountState: that is the
+// keeper's published record, fuse/mount_state.h, and two types of one name in
+// one namespace break the one-definition rule: std::vector<MountState> of the
+// two shared one instantiation, which ASan caught as a stack overflow.)
+enum class MountProbeState {
   kMissing,       // the path does not exist
   kNotMounted,    // a plain directory
   kHealthy,       // a mount point that answers
@@ -32,7 +36,7 @@ enum class MountState {
 // How long ProbeMount waits for stat(2) and statfs(2) of the path (ms).
 inline constexpr int kProbeTimeoutMs = 5000;
 
-std::string_view MountStateName(MountState state);
+std::string_view MountStateName(MountProbeState state);
 
 // How long a probe waits, after its deadline, for the children it killed
 // to exit (ms); one that has not (blocked in a request the daemon already
@@ -40,14 +44,14 @@ std::string_view MountStateName(MountState state);
 inline constexpr int kProbeReapMs = 500;
 
 // Blocks at most about `timeout_ms` + kProbeReapMs.
-MountState ProbeMount(const std::string& path, int timeout_ms = kProbeTimeoutMs);
+MountProbeState ProbeMount(const std::string& path, int timeout_ms = kProbeTimeoutMs);
 
 // ProbeMount of every path at once: the states in the order of `paths`.
 // Blocks at most about `timeout_ms` + kProbeReapMs whatever the number of
 // paths. A path whose child from an earlier probe is still blocked in the
 // mount (its daemon took that request and has not answered since) is
 // kStalled at once, with no second child.
-std::vector<MountState> ProbeMounts(const std::vector<std::string>& paths, int timeout_ms = kProbeTimeoutMs);
+std::vector<MountProbeState> ProbeMounts(const std::vector<std::string>& paths, int timeout_ms = kProbeTimeoutMs);
 
 // Whether /proc/self/mountinfo lists `path` as a mount point (octal escapes
 // decoded); `fstype` receives its filesystem type (e.g. "fuse.oci-fs").

@@ -73,9 +73,9 @@ Status VolumeManager::Publish(const VolumeSpec& spec,
                            "), published with other attributes");
     }
     if (credentials_) OCIFS_RETURN_IF_ERROR(credentials_->Republish(*existing, docker_config));
-    MountState state = ProbeMount(target);
-    if (state == MountState::kHealthy) return Status::Ok();
-    if (state == MountState::kStalled) {  // mounted: a remount would not reach the files already open
+    MountProbeState state = ProbeMount(target);
+    if (state == MountProbeState::kHealthy) return Status::Ok();
+    if (state == MountProbeState::kStalled) {  // mounted: a remount would not reach the files already open
       spdlog::warn("csi: volume {} at {} is stalled; leaving it", spec.volume_id, target);
       return Status::Ok();
     }
@@ -190,18 +190,18 @@ Result<VolumeStats> VolumeManager::Stats(const std::string& volume_id, const std
     return NotFound("volume " + volume_id + " is not published at " + path);
   }
   VolumeStats stats;
-  MountState state = ProbeMount(path);
-  if (state == MountState::kStalled) {
+  MountProbeState state = ProbeMount(path);
+  if (state == MountProbeState::kStalled) {
     stats.abnormal = true;
     stats.condition = "mount at " + path + " is stalled: it did not answer stat/statfs within " +
                       std::to_string(kProbeTimeoutMs / 1000) +
                       " s (its serving process is stopped, or every FUSE thread is stuck)";
     return stats;
   }
-  if (state != MountState::kHealthy) {
+  if (state != MountProbeState::kHealthy) {
     stats.abnormal = true;
     stats.condition = "mount at " + path + " is " + std::string(MountStateName(state)) +
-                      (state == MountState::kDisconnected ? " (its serving process is gone: reads fail with ENOTCONN)"
+                      (state == MountProbeState::kDisconnected ? " (its serving process is gone: reads fail with ENOTCONN)"
                                                           : "") +
                       "; the plugin remounts it";
     return stats;
@@ -236,15 +236,15 @@ std::vector<VolumeSample> VolumeManager::Samples() const {
   std::vector<std::string> targets;
   for (const VolumeRecord& r : records) targets.push_back(r.spec.target_path);
   // All at once: a scrape waits one probe timeout however many mounts are stalled.
-  const std::vector<MountState> states = ProbeMounts(targets);
+  const std::vector<MountProbeState> states = ProbeMounts(targets);
   for (size_t i = 0; i < records.size(); ++i) {
     const VolumeRecord& r = records[i];
     VolumeSample v;
     v.volume_id = r.spec.volume_id;
     v.target = r.spec.target_path;
     v.published = ReadPublished(dir, v.target, now);
-    const MountState state = states[i];
-    v.state = state == MountState::kHealthy ? (v.published.state.empty() ? "healthy" : v.published.state)
+    const MountProbeState state = states[i];
+    v.state = state == MountProbeState::kHealthy ? (v.published.state.empty() ? "healthy" : v.published.state)
                                             : std::string(MountStateName(state));
     std::replace(v.state.begin(), v.state.end(), ' ', '_');
     out.push_back(std::move(v));
@@ -264,12 +264,12 @@ void VolumeManager::Recover() {
     auto target_mu = TargetLock(target);
     std::lock_guard<std::mutex> lock(*target_mu);
     if (!Find(target)) continue;  // unpublished meanwhile
-    MountState state = ProbeMount(target);
-    if (state == MountState::kMissing) {
+    MountProbeState state = ProbeMount(target);
+    if (state == MountProbeState::kMissing) {
       (void)Teardown(target, record, /*remove_dir=*/false);
       ++dropped;
       spdlog::info("csi: dropped stale record of {} ({} is gone)", record.spec.volume_id, target);
-    } else if (state == MountState::kHealthy || state == MountState::kStalled) {
+    } else if (state == MountProbeState::kHealthy || state == MountProbeState::kStalled) {
       ++adopted;
       if (record.ocifs_version != OCIFS_VERSION) Upgrade(record);
     } else if (Status s = Repair(record); s.ok()) {
@@ -312,7 +312,7 @@ void VolumeManager::RepairDead() {
     for (const auto& [target, r] : volumes_) targets.push_back(target);
   }
   // All at once first: a pass waits one probe timeout however many mounts are stalled.
-  const std::vector<MountState> first = ProbeMounts(targets);
+  const std::vector<MountProbeState> first = ProbeMounts(targets);
   for (size_t i = 0; i < targets.size(); ++i) {
     const std::string& target = targets[i];
     auto target_mu = TargetLock(target);
@@ -322,10 +322,10 @@ void VolumeManager::RepairDead() {
     if (!record) continue;
     if (credentials_) credentials_->Refresh(*record);
     // A mount seen dead is probed again under its lock (it may have been repaired meanwhile).
-    MountState state = first[i];
-    if (state == MountState::kDisconnected || state == MountState::kNotMounted) state = ProbeMount(target);
+    MountProbeState state = first[i];
+    if (state == MountProbeState::kDisconnected || state == MountProbeState::kNotMounted) state = ProbeMount(target);
     // A stalled mount is reported (Stats), not remounted: its VM's open files stay on it.
-    if (state == MountState::kHealthy || state == MountState::kMissing || state == MountState::kStalled) continue;
+    if (state == MountProbeState::kHealthy || state == MountProbeState::kMissing || state == MountProbeState::kStalled) continue;
     spdlog::warn("csi: mount of {} at {} is {}; remounting", record->spec.volume_id, target,
                  MountStateName(state));
     if (Status s = Repair(*record); !s.ok()) {

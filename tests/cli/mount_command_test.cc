@@ -121,7 +121,7 @@ TEST_CASE("the stack options come from the config in one place") {
   config.chunk_size = 256ull << 10;
   config.readahead = 0;
   config.miss_fetch = MissFetch::kChunk;
-  config.cluster_cache = ClusterCache::kOff;
+  config.cluster_cache = ClusterCacheMode::kOff;
   config.prefetch_all = true;
   config.prefetch_rate = 4ull << 20;
   config.record_profile = "/r.profile";

@@ -52,7 +52,7 @@ TEST_CASE("every spelling of an option lands in the same typed field") {
       {"platform", "linux/arm64", "linux/arm64", [](const MountConfig& c) { return c.platform == "linux/arm64"; }},
       {"tls-verify", "false", "false", [](const MountConfig& c) { return !c.tls_verify; }},
       {"prefetch-rate", "20M", "20M", [](const MountConfig& c) { return c.prefetch_rate == (20ull << 20); }},
-      {"cluster-cache", "off", "off", [](const MountConfig& c) { return c.cluster_cache == ClusterCache::kOff; }},
+      {"cluster-cache", "off", "off", [](const MountConfig& c) { return c.cluster_cache == ClusterCacheMode::kOff; }},
       {"prefetch-profile", "none", "none", [](const MountConfig& c) { return c.profile == ProfileSource::kNone; }},
       {"cache-size", "1G", "", [](const MountConfig& c) { return c.cache_size == (1ull << 30); }},
       {"memory-cache", "16M", "", [](const MountConfig& c) { return c.memory_cache == (16ull << 20); }},

@@ -14,7 +14,7 @@ TEST_CASE("the defaults are what docs/cli.md promises") {
   CHECK(c.chunk_size == (1ull << 20));
   CHECK(c.readahead == (4ull << 20));
   CHECK(c.miss_fetch == MissFetch::kExact);
-  CHECK(c.cluster_cache == ClusterCache::kOn);
+  CHECK(c.cluster_cache == ClusterCacheMode::kOn);
   CHECK_FALSE(c.decode_threads.has_value());
   CHECK_FALSE(c.prefetch_all);
   CHECK(c.prefetch_rate == 0);

@@ -8,9 +8,9 @@ using namespace ocifs;
 TEST_CASE("a plain directory is not mounted; a missing one is missing") {
   char tmpl[] = "/tmp/ocifs-csi-probe-XXXXXX";
   std::string dir = ::mkdtemp(tmpl);
-  CHECK(ProbeMount(dir) == MountState::kNotMounted);
+  CHECK(ProbeMount(dir) == MountProbeState::kNotMounted);
   CHECK_FALSE(IsMountPoint(dir));
-  CHECK(ProbeMount(dir + "/nope") == MountState::kMissing);
+  CHECK(ProbeMount(dir + "/nope") == MountProbeState::kMissing);
   std::filesystem::remove(dir);
 }
 
@@ -19,7 +19,7 @@ TEST_CASE("the root and /proc are mount points") {
   CHECK(IsMountPoint("/proc", &type));
   CHECK(type == "proc");
   CHECK(IsMountPoint("/proc/"));
-  CHECK(ProbeMount("/proc") == MountState::kHealthy);
+  CHECK(ProbeMount("/proc") == MountProbeState::kHealthy);
 }
 
 TEST_CASE("no mount process serves a directory that is not mounted") {
@@ -29,12 +29,12 @@ TEST_CASE("no mount process serves a directory that is not mounted") {
 TEST_CASE("probing many paths at once answers each in order") {
   char tmpl[] = "/tmp/ocifs-csi-probe-XXXXXX";
   std::string dir = ::mkdtemp(tmpl);
-  std::vector<MountState> states = ProbeMounts({dir, "/proc", dir + "/nope", "/proc"});
+  std::vector<MountProbeState> states = ProbeMounts({dir, "/proc", dir + "/nope", "/proc"});
   REQUIRE(states.size() == 4);
-  CHECK(states[0] == MountState::kNotMounted);
-  CHECK(states[1] == MountState::kHealthy);
-  CHECK(states[2] == MountState::kMissing);
-  CHECK(states[3] == MountState::kHealthy);
+  CHECK(states[0] == MountProbeState::kNotMounted);
+  CHECK(states[1] == MountProbeState::kHealthy);
+  CHECK(states[2] == MountProbeState::kMissing);
+  CHECK(states[3] == MountProbeState::kHealthy);
   CHECK(ProbeMounts({}).empty());
   std::filesystem::remove(dir);
 }
