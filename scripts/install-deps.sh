@@ -5,7 +5,7 @@ set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then echo "install-deps.sh: run as root" >&2; exit 1; fi
 pkgs=(
   build-essential cmake pkg-config git ca-certificates
-  libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev libzstd-dev zlib1g-dev
+  libfuse3-dev fuse3 libcurl4-openssl-dev libssl-dev libzstd-dev zlib1g-dev libdeflate-dev
   robin-map-dev libspdlog-dev catch2 nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libyaml-cpp-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   docker-registry skopeo qemu-utils nbdkit openssl apache2-utils

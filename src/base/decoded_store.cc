@@ -6,6 +6,16 @@
 #include <vector>
 
 namespace ocifs {
+
+Result<bool> DecodedChunkStore::GetPartStoredByAnyone(uint64_t chunk_index, size_t offset,
+                                                      std::span<uint8_t> out) const {
+  if (offset > chunk_size() || out.size() > chunk_size() - offset) return false;
+  std::vector<uint8_t> whole(chunk_size());
+  OCIFS_ASSIGN_OR_RETURN(const bool got, GetStoredByAnyone(chunk_index, whole));
+  if (got) std::memcpy(out.data(), whole.data() + offset, out.size());
+  return got;
+}
+
 namespace {
 
 class MemoryDecodedStore final : public DecodedChunkStore {

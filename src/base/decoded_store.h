@@ -30,6 +30,12 @@ class DecodedChunkStore {
   [[nodiscard]] virtual Result<bool> GetStoredByAnyone(uint64_t chunk_index, std::span<uint8_t> out) const {
     return Get(chunk_index, out);
   }
+  // Bytes [offset, offset + out.size()) of chunk `chunk_index`, a full chunk
+  // (chunk_size() bytes) another process may have stored: false = not
+  // stored. A store that checked the chunk whole before may read only those
+  // bytes. The default reads the chunk whole (GetStoredByAnyone) and copies.
+  [[nodiscard]] virtual Result<bool> GetPartStoredByAnyone(uint64_t chunk_index, size_t offset,
+                                                           std::span<uint8_t> out) const;
   // Stores a copy of `data` (at most chunk_size() bytes) as chunk `chunk_index`.
   [[nodiscard]] virtual Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const = 0;
   // Put for a chunk the caller already holds in a shared immutable buffer: a

@@ -1,6 +1,6 @@
 #include "cache/chunk_format.h"
+#include "base/crc32.h"
 
-#include <zlib.h>
 
 #include <cstring>
 #include <string>
@@ -21,8 +21,7 @@ Status Mismatch(const char* field, uint64_t got, uint64_t want) {
 }  // namespace
 
 uint32_t ChunkCrc32(std::span<const uint8_t> data) {
-  uLong crc = crc32(0L, Z_NULL, 0);
-  return static_cast<uint32_t>(crc32(crc, data.data(), static_cast<uInt>(data.size())));
+  return Crc32(data);
 }
 
 void EncodeChunkHeader(const ChunkHeader& h, std::span<uint8_t, kChunkHeaderSize> out) {

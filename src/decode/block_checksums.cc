@@ -1,6 +1,6 @@
 #include "decode/block_checksums.h"
+#include "base/crc32.h"
 
-#include <zlib.h>
 
 #include <algorithm>
 
@@ -8,13 +8,7 @@ namespace ocifs {
 namespace {
 
 uint32_t CrcOf(uint32_t crc, std::span<const uint8_t> bytes) {
-  // zlib's crc32 takes a uInt length: feed it in pieces (blocks are at most 16 MiB anyway).
-  while (!bytes.empty()) {
-    const size_t n = std::min<size_t>(bytes.size(), 1u << 30);
-    crc = static_cast<uint32_t>(crc32(crc, bytes.data(), static_cast<uInt>(n)));
-    bytes = bytes.subspan(n);
-  }
-  return crc;
+  return Crc32(crc, bytes);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
 #include "decode/gzip_index.h"
+#include "base/crc32.h"
 
 #include <functional>
 
@@ -35,7 +36,7 @@ bool MoreThanDeflateMakes(uint64_t out, uint64_t in) {
   return in < UINT64_MAX / 2 && out / kMaxRatio > in + 4;
 }
 uint32_t Crc(std::span<const uint8_t> b) {
-  return static_cast<uint32_t>(crc32(crc32(0, nullptr, 0), b.data(), static_cast<uInt>(b.size())));
+  return Crc32(std::span<const uint8_t>(b.data(), b.size()));
 }
 
 }  // namespace
@@ -115,11 +116,11 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
                            std::to_string(decompressed_size) + " decompressed bytes");
   }
   const uint32_t version = has_checksums() ? kVersion : zero_runs_known ? 2 : 1;
-  uLong crc = crc32(0, nullptr, 0);
+  uint32_t crc = 0;
   std::vector<uint8_t> b;
   uint64_t emitted = 0;  // bytes handed to sink so far
   auto flush = [&]() -> Status {
-    crc = crc32(crc, b.data(), static_cast<uInt>(b.size()));
+    crc = Crc32(crc, b);
     Status st = sink(b);
     emitted += b.size();
     b.clear();

@@ -1,6 +1,6 @@
 #include "decode/gzip_index_v4.h"
+#include "base/crc32.h"
 
-#include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
@@ -16,7 +16,7 @@ constexpr uint32_t kFlagLearnZeroRuns = 1;
 constexpr uint32_t kMaxZWindow = 64u << 10;
 
 uint32_t Crc(std::span<const uint8_t> b) {
-  return static_cast<uint32_t>(crc32(crc32(0, nullptr, 0), b.data(), static_cast<uInt>(b.size())));
+  return Crc32(std::span<const uint8_t>(b.data(), b.size()));
 }
 // As gzip_index.cc: more output than deflate makes of `in` compressed bytes (1032:1).
 bool MoreThanDeflateMakes(uint64_t out, uint64_t in) {

@@ -1,7 +1,7 @@
 #include "decode/gzip_saved_index.h"
+#include "base/crc32.h"
 
 #include <spdlog/spdlog.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <vector>
@@ -20,7 +20,7 @@ bool ZeroRunsContradictChecksums(const GzipIndex& index) {
   const uint64_t size = index.block_size;
   const std::vector<uint8_t> zeros(size, 0);
   auto zeros_crc = [&](uint64_t n) {
-    return static_cast<uint32_t>(crc32(crc32(0, nullptr, 0), zeros.data(), static_cast<uInt>(n)));
+    return Crc32(std::span<const uint8_t>(zeros.data(), static_cast<size_t>(n)));
   };
   const uint32_t whole = zeros_crc(size);
   for (const auto& [start, end] : index.zero_runs) {

@@ -217,13 +217,14 @@ bool GzipSource::ServeWithoutInflating(const Piece& p, bool complete, std::span<
 }
 
 std::optional<size_t> GzipSource::ReadBehindOtherPass(uint64_t offset, std::span<uint8_t> buf) const {
-  auto pause = std::chrono::milliseconds(1);
+  auto pause = std::chrono::microseconds(1000);
   // A pass not started yet (no background pass) is left to the progress's
   // wait, which runs it; one posted but undecided (its task waits for a
   // thread: a busy machine) is given 10 s to take the lease or find it held,
   // after which the progress's wait runs it here.
   const auto undecided_until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   for (;;) {
+    const uint32_t sequence = shared_->WakeSequence();  // before looking: see WaitForChange
     const GzipFirstPass::Role role = pass_->role();
     if (role == GzipFirstPass::Role::kOwn) return std::nullopt;
     if (progress_.complete() || !progress_.failure().ok()) return std::nullopt;
@@ -241,11 +242,11 @@ std::optional<size_t> GzipSource::ReadBehindOtherPass(uint64_t offset, std::span
           break;
       }
     }
-    // Polled: the other process tells nothing but its shared progress (one
-    // atomic load per poll). At most 5 ms late on a pass that publishes a
-    // chunk every few ms to a few hundred ms.
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(5));
+    // The holder wakes this wait with each chunk it publishes; the timeout
+    // (1 ms growing to 5 ms) rechecks the role, the progress and a holder
+    // that does not wake (an older build).
+    shared_->WaitForChange(sequence, pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(5000));
   }
 }
 

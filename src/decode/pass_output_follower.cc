@@ -7,23 +7,6 @@ namespace ocifs {
 PassOutputFollower::PassOutputFollower(const SharedPassProgress& shared, std::shared_ptr<DecodedChunkStore> store)
     : shared_(shared), store_(std::move(store)), chunk_size_(store_->chunk_size()) {}
 
-PassOutputFollower::Chunk PassOutputFollower::Get(uint64_t index) const {
-  {
-    std::lock_guard lock(mu_);
-    for (size_t k = 0; k < 2; ++k) {
-      if (kept_index_[k] == index) return kept_[k];
-    }
-  }
-  auto chunk = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(chunk_size_));
-  Result<bool> got = store_->GetStoredByAnyone(index, *chunk);
-  if (!got.ok() || !*got) return nullptr;
-  std::lock_guard lock(mu_);
-  kept_index_[next_slot_] = index;
-  kept_[next_slot_] = chunk;
-  next_slot_ ^= 1;
-  return chunk;
-}
-
 PassOutputFollower::Outcome PassOutputFollower::Copy(uint64_t from, std::span<uint8_t> out) const {
   if (out.empty()) return Outcome::kServed;
   const SharedPassProgress::Published published = shared_.Load();
@@ -40,9 +23,8 @@ PassOutputFollower::Outcome PassOutputFollower::Copy(uint64_t from, std::span<ui
       std::fill(part.begin(), part.end(), uint8_t{0});
       continue;
     }
-    Chunk chunk = Get(i);
-    if (!chunk) return Outcome::kMissing;
-    std::copy_n(chunk->begin() + static_cast<ptrdiff_t>(a - start), part.size(), part.begin());
+    Result<bool> got = store_->GetPartStoredByAnyone(i, static_cast<size_t>(a - start), part);
+    if (!got.ok() || !*got) return Outcome::kMissing;
   }
   // A zero bit read after a restart in chunks of another size meant another
   // chunk: then the published word changed too.

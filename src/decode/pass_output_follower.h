@@ -7,10 +7,11 @@
 // polls), as a read ahead of this process's own pass would.
 //
 // What is copied is what the other pass stored: each chunk checked by its CRC
-// in the cache, and all-zero chunks (not stored) by the pass's zero bits.
+// in the cache the first time this process reads it (later reads of it read
+// only their bytes: DecodedChunkStore::GetPartStoredByAnyone), and all-zero
+// chunks (not stored) by the pass's zero bits.
 //
-// Thread safety: safe for concurrent use. mu_ (the two chunks kept in memory)
-// is a leaf lock, not held while reading the store.
+// Thread safety: safe for concurrent use (mu_ guards a counter only).
 // Ownership: borrows `shared` (must outlive this), shares the store.
 #pragma once
 
@@ -18,7 +19,6 @@
 #include <memory>
 #include <mutex>
 #include <span>
-#include <vector>
 
 #include "base/decoded_store.h"
 #include "decode/shared_pass_progress.h"
@@ -43,17 +43,10 @@ class PassOutputFollower {
   uint64_t served() const;
 
  private:
-  using Chunk = std::shared_ptr<const std::vector<uint8_t>>;
-  // Stored chunk `index` (chunk_size_ bytes), from memory or the store; null if missing.
-  Chunk Get(uint64_t index) const;
-
   const SharedPassProgress& shared_;
   const std::shared_ptr<DecodedChunkStore> store_;
   const uint64_t chunk_size_;
-  mutable std::mutex mu_;           // guards the fields below; a leaf lock
-  mutable uint64_t kept_index_[2] = {UINT64_MAX, UINT64_MAX};
-  mutable Chunk kept_[2];           // the two chunks read last: a sequential reader's next reads
-  mutable size_t next_slot_ = 0;
+  mutable std::mutex mu_;  // guards served_; a leaf lock
   mutable uint64_t served_ = 0;
 };
 

@@ -1,12 +1,16 @@
 #include "decode/shared_pass_progress.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <algorithm>
+#include <climits>
 #include <cstring>
 
 #include "base/unique_fd.h"
@@ -20,6 +24,7 @@ constexpr uint32_t kVersion = 1;
 constexpr size_t kVersionAt = 8;
 constexpr size_t kPublishedAt = 16;  // (chunk size in KiB) << 40 | count
 constexpr size_t kCapacityAt = 24;
+constexpr size_t kWakeAt = 32;       // 32-bit sequence, bumped on every change of kPublishedAt
 constexpr size_t kBitmapAt = 64;
 constexpr size_t kWords = SharedPassProgress::kCapacity / 64;
 constexpr size_t kFileBytes = kBitmapAt + kWords * sizeof(uint64_t);
@@ -28,6 +33,12 @@ constexpr uint64_t kCountMask = (uint64_t{1} << kCountBits) - 1;
 constexpr uint64_t kMaxChunkKib = (uint64_t{1} << (64 - kCountBits)) - 1;
 
 std::atomic_ref<uint64_t> Ref(uint64_t* p) { return std::atomic_ref<uint64_t>(*p); }
+
+// A futex shared between processes (no FUTEX_PRIVATE_FLAG: the word is in a
+// MAP_SHARED file mapping, keyed by the file and offset).
+long Futex(uint32_t* word, int op, uint32_t value, const struct timespec* timeout) {
+  return ::syscall(SYS_futex, word, op, value, timeout, nullptr, 0);
+}
 
 }  // namespace
 
@@ -59,6 +70,7 @@ Result<std::unique_ptr<SharedPassProgress>> SharedPassProgress::Open(const std::
     return Corrupt("pass progress file " + path + " is not a version 1 oci-fs progress file");
   }
   static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
+  static_assert(std::atomic_ref<uint32_t>::is_always_lock_free);
   return shared;  // the mapping outlives fd
 }
 
@@ -78,17 +90,42 @@ void SharedPassProgress::Restart(uint64_t chunk_size) {
   }
   const uint64_t kib = chunk_size / 1024;
   chunk_kib_ = chunk_size % 1024 == 0 && kib > 0 && kib <= kMaxChunkKib ? kib : 0;
+  WakeReaders();
 }
 
 void SharedPassProgress::Publish(uint64_t index, bool zero) {
   if (chunk_kib_ == 0 || index >= kCapacity) return;
   if (zero) Ref(Word(kBitmapAt + index / 64 * sizeof(uint64_t))).fetch_or(uint64_t{1} << (index % 64));
   Ref(Word(kPublishedAt)).store(chunk_kib_ << kCountBits | (index + 1), std::memory_order_release);
+  WakeReaders();
 }
 
 void SharedPassProgress::Withdraw() {
   Ref(Word(kPublishedAt)).store(0);
   chunk_kib_ = 0;
+  WakeReaders();
+}
+
+uint32_t* SharedPassProgress::WakeWord() const { return reinterpret_cast<uint32_t*>(map_ + kWakeAt); }
+
+uint32_t SharedPassProgress::WakeSequence() const {
+  return std::atomic_ref<uint32_t>(*WakeWord()).load(std::memory_order_acquire);
+}
+
+void SharedPassProgress::WakeReaders() {
+  // One syscall per published chunk (a few hundred a second at most).
+  std::atomic_ref<uint32_t>(*WakeWord()).fetch_add(1, std::memory_order_acq_rel);
+  Futex(WakeWord(), FUTEX_WAKE, INT_MAX, nullptr);
+}
+
+void SharedPassProgress::WaitForChange(uint32_t seen_sequence, std::chrono::microseconds timeout) const {
+  if (timeout.count() <= 0) return;
+  struct timespec ts;
+  ts.tv_sec = static_cast<time_t>(timeout.count() / 1000000);
+  ts.tv_nsec = static_cast<long>(timeout.count() % 1000000 * 1000);
+  // Returns at once (EAGAIN) if the word moved since seen_sequence was read;
+  // EINTR and ETIMEDOUT are returns too: the caller looks again.
+  Futex(WakeWord(), FUTEX_WAIT, seen_sequence, &ts);
 }
 
 SharedPassProgress::Published SharedPassProgress::Load() const {

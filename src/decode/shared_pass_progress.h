@@ -23,6 +23,7 @@
 // Units: bytes for sizes, chunks for counts.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -65,7 +66,19 @@ class SharedPassProgress {
   // pass restarted), the bit meant another chunk.
   bool IsZero(uint64_t index) const;
 
+  // Waking readers at once. Every change of `published` (Restart, Publish,
+  // Withdraw) bumps a 32-bit sequence word and wakes the processes blocked on
+  // it (a shared futex on the mapped file). A reader takes WakeSequence()
+  // BEFORE it looks at what is published, then, if it must wait, calls
+  // WaitForChange with that value: it returns as soon as anything was
+  // published since, or after `timeout` (a holder of an older build does not
+  // bump the word: its readers then wait out the timeout, as they polled).
+  uint32_t WakeSequence() const;
+  void WaitForChange(uint32_t seen_sequence, std::chrono::microseconds timeout) const;
+
  private:
+  void WakeReaders();
+  uint32_t* WakeWord() const;  // the 32-bit sequence at offset 32
   explicit SharedPassProgress(uint8_t* map) : map_(map) {}
   uint64_t* Word(size_t offset) const;
 

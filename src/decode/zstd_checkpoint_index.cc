@@ -1,6 +1,6 @@
 #include "decode/zstd_checkpoint_index.h"
+#include "base/crc32.h"
 
-#include <zlib.h>
 
 #include <algorithm>
 
@@ -15,7 +15,7 @@ constexpr size_t kHeaderSize = 56;
 constexpr size_t kRecordSize = 28;
 
 uint32_t Crc(std::span<const uint8_t> b) {
-  return static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), b.data(), b.size()));
+  return Crc32(std::span<const uint8_t>(b.data(), b.size()));
 }
 
 // Reads fields in order; every read is bounded by the bytes left.

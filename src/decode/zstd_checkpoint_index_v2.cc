@@ -1,6 +1,6 @@
 #include "decode/zstd_checkpoint_index_v2.h"
+#include "base/crc32.h"
 
-#include <zlib.h>
 
 #include <cstring>
 #include <vector>
@@ -13,7 +13,7 @@ namespace {
 constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'Z', 'C', 'I'};
 
 uint32_t Crc(std::span<const uint8_t> b) {
-  return static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), b.data(), b.size()));
+  return Crc32(std::span<const uint8_t>(b.data(), b.size()));
 }
 Status Bad(const std::string& what) { return Corrupt("zstd checkpoint index: " + what); }
 

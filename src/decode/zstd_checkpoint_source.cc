@@ -1,6 +1,6 @@
 #include "decode/zstd_checkpoint_source.h"
+#include "base/crc32.h"
 
-#include <zlib.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -59,7 +59,7 @@ Result<std::shared_ptr<const ZSTD_DDict>> ZstdCheckpointSource::DictOf(size_t i)
     // A failed fetch is the read's error (the index may be right); wrong bytes prove it wrong.
     OCIFS_RETURN_IF_ERROR(ReadExactly(*index_.dict_blob, c.zdict_offset, fetched)
                               .WithContext("the dictionary of zstd checkpoint " + std::to_string(i)));
-    if (crc32_z(crc32_z(0, nullptr, 0), fetched.data(), fetched.size()) != c.zdict_crc) {
+    if (Crc32(std::span<const uint8_t>(fetched.data(), fetched.size())) != c.zdict_crc) {
       return Wrong("the dictionary of checkpoint " + std::to_string(i) + " does not match its CRC-32");
     }
     zdict = fetched;

@@ -1,6 +1,6 @@
 #include "decode/zstd_frame_file.h"
+#include "base/crc32.h"
 
-#include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
@@ -21,8 +21,7 @@ uint64_t Get(std::string_view in, size_t at, size_t bytes) {
 }
 
 uint32_t Crc(std::string_view data) {
-  return static_cast<uint32_t>(
-      crc32(crc32(0, nullptr, 0), reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+  return Crc32(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
 }
 
 }  // namespace

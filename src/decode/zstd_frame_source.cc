@@ -1,4 +1,5 @@
 #include "decode/zstd_frame_source.h"
+#include "base/crc32.h"
 
 #include <algorithm>
 
@@ -6,17 +7,9 @@
 #include "decode/gzip_inflate.h"
 #include "decode/zstd_util.h"
 
-#include <zlib.h>
 #include <zstd_errors.h>
 
 namespace ocifs {
-namespace {
-
-uint32_t Crc32(const std::vector<uint8_t>& data) {
-  return static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), data.data(), data.size()));
-}
-
-}  // namespace
 
 ZstdFrameSource::ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames, uint64_t cache_bytes,
                                  std::shared_ptr<Scheduler> scheduler, FrameCheck check, FrameCodec codec)

@@ -1,5 +1,6 @@
 #include "disk/qcow2_decompress.h"
 
+#include <libdeflate.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -12,7 +13,28 @@ namespace {
 
 constexpr int kZstdMaxWindowLog = 23;  // 8 MiB; qemu clusters are at most 2 MiB
 
+struct DecompressorFree {
+  void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
+};
+
+// The fast path: libdeflate inflates a whole cluster in one call, 2-3 times
+// zlib's speed. True only if the stream decoded completely to exactly the
+// cluster's size; anything else (a stream that ends short, runs past the
+// cluster or is malformed) is left to zlib, whose verdict and message stand.
+bool InflateWhole(std::span<const uint8_t> in, std::span<uint8_t> out) {
+  thread_local std::unique_ptr<libdeflate_decompressor, DecompressorFree> d;
+  if (!d) {
+    d.reset(libdeflate_alloc_decompressor());
+    if (!d) return false;
+  }
+  size_t in_used = 0, out_made = 0;
+  return libdeflate_deflate_decompress_ex(d.get(), in.data(), in.size(), out.data(), out.size(), &in_used,
+                                          &out_made) == LIBDEFLATE_SUCCESS &&
+         out_made == out.size();
+}
+
 Status Inflate(std::span<const uint8_t> in, std::span<uint8_t> out) {
+  if (InflateWhole(in, out)) return Status::Ok();
   if (in.size() > UINT_MAX || out.size() > UINT_MAX) return Corrupt("compressed cluster too large");
   z_stream zs{};
   if (inflateInit2(&zs, -12) != Z_OK) return Internal("inflateInit2 failed");

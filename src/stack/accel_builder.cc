@@ -1,8 +1,8 @@
 #include "stack/accel_builder.h"
+#include "base/crc32.h"
 
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -114,7 +114,7 @@ Result<std::optional<std::string>> ZstdFrameTable(const LayerView& layer) {
   for (ZstdFrame& f : *frames) {
     buf.resize(static_cast<size_t>(f.out_size));
     OCIFS_RETURN_IF_ERROR(ReadExactly(*layer.decoded, f.out_offset, buf));
-    f.crc32 = static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), buf.data(), buf.size()));
+    f.crc32 = Crc32(buf);
   }
   return std::optional<std::string>(ZstdFrameFile::Encode(layer.blob->size(), *frames));
 }

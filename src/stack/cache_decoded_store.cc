@@ -29,6 +29,12 @@ Result<bool> CacheDecodedStore::GetStoredByAnyone(uint64_t chunk_index, std::spa
   return hit;
 }
 
+Result<bool> CacheDecodedStore::GetPartStoredByAnyone(uint64_t chunk_index, size_t offset,
+                                                      std::span<uint8_t> out) const {
+  if (cache_->ReadPart(key_, chunk_index, cache_->chunk_size(), offset, out)) return true;
+  return DecodedChunkStore::GetPartStoredByAnyone(chunk_index, offset, out);  // whole, checked
+}
+
 Status CacheDecodedStore::Put(uint64_t chunk_index, std::span<const uint8_t> data) const {
   Status stored = cache_->Store(key_, chunk_index, data);
   if (stored.ok()) {

@@ -26,6 +26,10 @@ class CacheDecodedStore final : public DecodedChunkStore {
   [[nodiscard]] Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const override;
   // Looks on disk whatever the list says (a chunk another process stored).
   [[nodiscard]] Result<bool> GetStoredByAnyone(uint64_t chunk_index, std::span<uint8_t> out) const override;
+  // After this process has read (and so checked) the chunk whole once, reads
+  // only the bytes asked for (ChunkCache::ReadPart).
+  [[nodiscard]] Result<bool> GetPartStoredByAnyone(uint64_t chunk_index, size_t offset,
+                                                   std::span<uint8_t> out) const override;
   [[nodiscard]] Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const override;
   bool Contains(uint64_t chunk_index) const override;
 

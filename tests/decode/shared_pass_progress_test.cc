@@ -3,7 +3,10 @@
 #include "decode/shared_pass_progress.h"
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include <catch2/catch.hpp>
 
@@ -60,4 +63,51 @@ TEST_CASE("a progress file with another magic is refused with its path") {
   REQUIRE_FALSE(opened.ok());
   CHECK(opened.status().code() == Code::kCorrupt);
   CHECK_THAT(opened.status().ToString(), Catch::Contains(path));
+}
+
+TEST_CASE("a reader waiting in another process is woken by the publish, not by its timeout") {
+  ocifs::testing::TempDir dir;
+  const std::string path = dir.path() + "/x.gzprogress";
+  auto reader = SharedPassProgress::Open(path);
+  REQUIRE(reader.ok());
+  const uint32_t seen = (*reader)->WakeSequence();
+  // Nothing published: the wait lasts its timeout.
+  auto t0 = std::chrono::steady_clock::now();
+  (*reader)->WaitForChange(seen, std::chrono::milliseconds(100));
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(90));
+  // Another process (its own mapping) publishes after 200 ms; the reader waits up to 60 s.
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    auto owner = SharedPassProgress::Open(path);
+    if (!owner.ok()) ::_exit(1);
+    char c = 0;
+    if (::read(ready[0], &c, 1) != 1) ::_exit(2);
+    ::usleep(200 * 1000);
+    (*owner)->Restart(1 << 20);
+    (*owner)->Publish(0, false);
+    ::_exit(0);
+  }
+  ::close(ready[0]);
+  const uint32_t before = (*reader)->WakeSequence();
+  REQUIRE(::write(ready[1], "x", 1) == 1);
+  ::close(ready[1]);
+  t0 = std::chrono::steady_clock::now();
+  while ((*reader)->Load().count == 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60)) {
+    (*reader)->WaitForChange(before, std::chrono::seconds(60));
+  }
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK((*reader)->Load() == SharedPassProgress::Published{1 << 20, 1});
+  CHECK((*reader)->WakeSequence() != before);
+  CHECK(waited < std::chrono::seconds(30));  // woken, not timed out (60 s)
+  // A sequence already passed returns at once.
+  t0 = std::chrono::steady_clock::now();
+  (*reader)->WaitForChange(before, std::chrono::seconds(60));
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
 }
