@@ -258,13 +258,19 @@ void VolumeManager::Recover() {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& r : records) volumes_[r.spec.target_path] = r;
   }
+  // All targets are probed at once (one deadline for all: a node whose
+  // mounts all stalled recovers in one probe's time, not one per volume).
+  std::vector<std::string> targets;
+  for (const auto& r : records) targets.push_back(r.spec.target_path);
+  const std::vector<MountProbeState> states = ProbeMounts(targets);
   int adopted = 0, repaired = 0, dropped = 0;
-  for (const auto& record : records) {
+  for (size_t i = 0; i < records.size(); ++i) {
+    const VolumeRecord& record = records[i];
     const std::string& target = record.spec.target_path;
     auto target_mu = TargetLock(target);
     std::lock_guard<std::mutex> lock(*target_mu);
     if (!Find(target)) continue;  // unpublished meanwhile
-    MountProbeState state = ProbeMount(target);
+    const MountProbeState state = states[i];
     if (state == MountProbeState::kMissing) {
       (void)Teardown(target, record, /*remove_dir=*/false);
       ++dropped;
