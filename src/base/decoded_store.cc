@@ -16,6 +16,15 @@ Result<bool> DecodedChunkStore::GetPartStoredByAnyone(uint64_t chunk_index, size
   return got;
 }
 
+Result<bool> DecodedChunkStore::GetPart(uint64_t chunk_index, size_t length, size_t offset,
+                                        std::span<uint8_t> out) const {
+  if (offset > length || out.size() > length - offset) return false;
+  std::vector<uint8_t> chunk(length);
+  OCIFS_ASSIGN_OR_RETURN(bool found, Get(chunk_index, chunk));
+  if (found && !out.empty()) std::memcpy(out.data(), chunk.data() + offset, out.size());
+  return found;
+}
+
 namespace {
 
 class MemoryDecodedStore final : public DecodedChunkStore {
@@ -29,6 +38,16 @@ class MemoryDecodedStore final : public DecodedChunkStore {
     auto it = chunks_.find(chunk_index);
     if (it == chunks_.end() || it->second.size() != out.size()) return false;
     if (!out.empty()) std::memcpy(out.data(), it->second.data(), out.size());
+    return true;
+  }
+
+  Result<bool> GetPart(uint64_t chunk_index, size_t length, size_t offset, std::span<uint8_t> out) const override {
+    std::lock_guard lock(mu_);
+    auto it = chunks_.find(chunk_index);
+    if (it == chunks_.end() || it->second.size() != length || offset > length || out.size() > length - offset) {
+      return false;
+    }
+    if (!out.empty()) std::memcpy(out.data(), it->second.data() + offset, out.size());
     return true;
   }
 

@@ -24,6 +24,12 @@ class DecodedChunkStore {
   // Copies chunk `chunk_index` into `out`, whose size is the chunk's length.
   // false = not stored (never stored, dropped, or stored with another length).
   [[nodiscard]] virtual Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const = 0;
+  // Copies bytes [offset, offset + out.size()) of chunk `chunk_index`, whose
+  // length is `length`, into `out` (offset + out.size() <= length); false =
+  // not stored, as Get. The default reads the whole chunk (Get); a store may
+  // read only those bytes (a read behind a pass then costs what it asks for).
+  [[nodiscard]] virtual Result<bool> GetPart(uint64_t chunk_index, size_t length, size_t offset,
+                                             std::span<uint8_t> out) const;
   // Get, for a chunk another process may have stored since this store was
   // made (a store that remembers what it saw on disk looks again). The
   // default is Get.

@@ -171,7 +171,8 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
   }
   auto store = options.decoded_store ? options.decoded_store : MakeMemoryDecodedStore(kDefaultChunkSize);
   auto source = std::make_shared<ZstdStreamSource>(std::move(compressed), std::move(store), known,
-                                                   options.segment_cache_bytes, options.scheduler);
+                                                   options.segment_cache_bytes, options.scheduler,
+                                                   options.pass_read_ahead);
   if (options.background_pass) source->StartPass();
   return ByteSourcePtr(std::move(source));
 }

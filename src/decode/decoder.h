@@ -100,6 +100,11 @@ struct DecoderOptions {
   uint64_t checkpoint_target_gap = 256ull << 10;
   uint64_t max_target_checkpoints = 3584;  // with max_checkpoints' 512: about 4096 in all
   uint64_t max_target_window_bytes = 24ull << 20;
+  // First pass (gzip, single-frame zstd): compressed bytes kept hinted ahead
+  // of the pass (ByteSource::Prefetch; SequentialReader's `ahead`), so a
+  // cached blob has several range requests in flight while the pass
+  // decodes what arrived. 0: none (the pass reads one piece at a time).
+  uint64_t pass_read_ahead = 32ull << 20;
   // Start the first sequential pass in a background thread at open. If false,
   // the first read that needs it starts it.
   bool background_pass = true;

@@ -13,6 +13,7 @@
 #include "base/file_lock.h"
 #include "decode/block_checksums.h"
 #include "decode/gzip_indexer.h"
+#include "decode/sequential_reader.h"
 
 namespace ocifs {
 
@@ -135,6 +136,8 @@ void GzipFirstPass::Run() {
   if (over) return;
   if (t_.keeper) t_.keeper->Begin();  // before any output: followers elsewhere read what it publishes
   GzipIndexer indexer(t_.compressed, t_.compressed.Describe(), t_.options.checkpoint_spacing);
+  indexer.SetReadAhead(t_.options.pass_read_ahead);
+  const auto started = std::chrono::steady_clock::now();
   if (!t_.options.checkpoint_targets.empty()) {
     GzipTargetPlacer::Limits limits;
     limits.gap = t_.options.checkpoint_target_gap;
@@ -158,6 +161,8 @@ void GzipFirstPass::Run() {
     OnOutput(out, data);
   };
   Result<uint64_t> result = indexer.Run(cb, pass_.cancelled());
+  LogStreamPass("gzip pass over " + t_.compressed.Describe(), indexer.stats().compressed_bytes,
+                indexer.stats().read_time, started);
   std::pair<size_t, SegmentCache::Buffer> closed{0, nullptr};
   {
     std::lock_guard lock(span_mu_);

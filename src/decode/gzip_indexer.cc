@@ -17,7 +17,13 @@ Result<uint64_t> GzipIndexer::Run(const Callbacks& cb, const std::atomic<bool>& 
   auto corrupt = [&](uint64_t at, const std::string& why) {
     return Corrupt("gzip data of " + layer_ + " corrupt at compressed offset " + std::to_string(at) + ": " + why);
   };
-  SequentialReader reader(compressed_, 0);
+  SequentialReader reader(compressed_, 0, SequentialReader::kDefaultPiece, read_ahead_);
+  // The reader's counters, whatever way Run returns.
+  struct Count {
+    const SequentialReader& r;
+    Stats& s;
+    ~Count() { s = Stats{r.bytes_read(), r.read_time()}; }
+  } count{reader, stats_};
   ZInflateStream z;
   OCIFS_RETURN_IF_ERROR(z.Init(31));
   cb.on_checkpoint(GzipCheckpoint{.out = 0, .member_start = true});

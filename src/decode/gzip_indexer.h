@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -41,6 +42,18 @@ class GzipIndexer {
     target_limits_ = limits;
   }
 
+  // How far ahead of its reads the pass keeps the compressed source hinted
+  // (SequentialReader's `ahead`): several range requests stay in flight
+  // while it inflates. 0: none. Before Run.
+  void SetReadAhead(uint64_t bytes) { read_ahead_ = bytes; }
+
+  // What the last Run read, and how long it waited in the source's ReadAt.
+  struct Stats {
+    uint64_t compressed_bytes = 0;
+    std::chrono::steady_clock::duration read_time{};
+  };
+  const Stats& stats() const { return stats_; }
+
   // Inflates the whole blob. Returns the decompressed size; kCorrupt on bad or
   // truncated data ("gzip data of <layer> corrupt at compressed offset N: ..."),
   // kCancelled soon after `cancel` becomes true.
@@ -52,6 +65,8 @@ class GzipIndexer {
   const uint64_t spacing_;
   std::vector<GzipTargetPlacer::Point> targets_;
   GzipTargetPlacer::Limits target_limits_;
+  uint64_t read_ahead_ = 0;
+  Stats stats_;
 };
 
 }  // namespace ocifs

@@ -91,7 +91,6 @@ bool PassOutputKeeper::Copy(uint64_t from, std::span<uint8_t> out) const {
   for (uint64_t i = first; i <= last; ++i) {
     if (StateOf(i) == State::kNone) return false;
   }
-  std::vector<uint8_t> chunk;
   for (uint64_t i = first; i <= last; ++i) {
     const uint64_t start = i * chunk_size_;
     const uint64_t a = std::max(from, start);
@@ -101,10 +100,8 @@ bool PassOutputKeeper::Copy(uint64_t from, std::span<uint8_t> out) const {
       std::fill(part.begin(), part.end(), uint8_t{0});
       continue;
     }
-    chunk.resize(static_cast<size_t>(LengthOf(i)));
-    Result<bool> got = store_->Get(i, chunk);
+    Result<bool> got = store_->GetPart(i, static_cast<size_t>(LengthOf(i)), static_cast<size_t>(a - start), part);
     if (!got.ok() || !*got) return false;  // dropped since (a bounded cache), or unreadable
-    std::copy_n(chunk.begin() + static_cast<ptrdiff_t>(a - start), part.size(), part.begin());
   }
   return true;
 }

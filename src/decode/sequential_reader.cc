@@ -3,10 +3,23 @@
 #include <algorithm>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 namespace ocifs {
 
-SequentialReader::SequentialReader(const ByteSource& source, uint64_t start, size_t piece)
-    : source_(source), piece_(std::max<size_t>(piece, 64)), position_(start) {}
+SequentialReader::SequentialReader(const ByteSource& source, uint64_t start, size_t piece, uint64_t ahead)
+    : source_(source), piece_(std::max<size_t>(piece, 64)), position_(start), ahead_(ahead), hinted_(start) {}
+
+void SequentialReader::HintAhead(uint64_t read_end) {
+  const uint64_t from = std::max(hinted_, position_ + end_);
+  uint64_t to = read_end + ahead_;
+  const uint64_t size = source_.size();
+  if (size != ByteSource::kUnknownSize) to = std::min(to, size);
+  // In quarter-window steps (one hint queues a few range requests), and the last bytes at once.
+  if (to <= from || (to - from < ahead_ / 4 && to != size)) return;
+  source_.Prefetch(from, to - from);
+  hinted_ = to;
+}
 
 Result<std::span<const uint8_t>> SequentialReader::Next() {
   if (begin_ == end_) OCIFS_RETURN_IF_ERROR(Fill(1));
@@ -47,11 +60,24 @@ Status SequentialReader::Fill(size_t min_bytes) {
       }
       want = static_cast<size_t>(std::min<uint64_t>(want, size - at));
     }
+    if (ahead_ > 0) HintAhead(at + want);
+    const auto t0 = std::chrono::steady_clock::now();
     OCIFS_ASSIGN_OR_RETURN(size_t n, source_.ReadAt(at, std::span<uint8_t>(buf_.data() + end_, want)));
+    read_time_ += std::chrono::steady_clock::now() - t0;
+    bytes_read_ += n;
     if (n == 0) eof_ = true;
     end_ += n;
   }
   return Status::Ok();
+}
+
+void LogStreamPass(const std::string& name, uint64_t bytes, std::chrono::steady_clock::duration read_time,
+                   std::chrono::steady_clock::time_point started) {
+  using Seconds = std::chrono::duration<double>;
+  const double total = Seconds(std::chrono::steady_clock::now() - started).count();
+  spdlog::info("{}: read {:.1f} MiB in {:.2f} s ({:.1f} MiB/s), {:.2f} s of it waiting for the compressed bytes", name,
+               static_cast<double>(bytes) / (1 << 20), total,
+               total > 0 ? static_cast<double>(bytes) / (1 << 20) / total : 0.0, Seconds(read_time).count());
 }
 
 }  // namespace ocifs

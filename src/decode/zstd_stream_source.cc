@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
+#include <string>
 #include <vector>
 
 #include "decode/sequential_reader.h"
@@ -11,10 +13,12 @@
 namespace ocifs {
 
 ZstdStreamSource::ZstdStreamSource(ByteSourcePtr compressed, std::shared_ptr<DecodedChunkStore> store,
-                                   uint64_t known_size, uint64_t cache_bytes, std::shared_ptr<Scheduler> scheduler)
+                                   uint64_t known_size, uint64_t cache_bytes, std::shared_ptr<Scheduler> scheduler,
+                                   uint64_t read_ahead)
     : compressed_(std::move(compressed)),
       store_(std::move(store)),
       chunk_size_(std::max<uint32_t>(store_->chunk_size(), 1)),
+      read_ahead_(read_ahead),
       size_(known_size),
       cache_(cache_bytes, static_cast<size_t>(std::max<uint64_t>(2, cache_bytes / chunk_size_))),
       progress_("zstd pass over zstd(" + compressed_->Describe() + ")"),
@@ -24,14 +28,22 @@ ZstdStreamSource::ZstdStreamSource(ByteSourcePtr compressed, std::shared_ptr<Dec
 
 ZstdStreamSource::~ZstdStreamSource() = default;
 
-Result<uint64_t> ZstdStreamSource::Decode(uint64_t stop_after, const ChunkFn& on_chunk) const {
+Result<uint64_t> ZstdStreamSource::Decode(uint64_t stop_after, const ChunkFn& on_chunk, uint64_t ahead) const {
   auto corrupt = [&](uint64_t at, const std::string& why) {
     return Corrupt("zstd data of " + compressed_->Describe() + " corrupt at compressed offset " +
                    std::to_string(at) + ": " + why);
   };
   ZstdDCtxPtr dctx(ZSTD_createDCtx());
   if (!dctx) return Internal("ZSTD_createDCtx failed");
-  SequentialReader reader(*compressed_, 0);
+  SequentialReader reader(*compressed_, 0, SequentialReader::kDefaultPiece, ahead);
+  const auto started = std::chrono::steady_clock::now();
+  // Whether the pass waited for the network or decoded (debug log), whatever way it returns.
+  struct Log {
+    const SequentialReader& r;
+    std::chrono::steady_clock::time_point started;
+    std::string name;
+    ~Log() { LogStreamPass(name, r.bytes_read(), r.read_time(), started); }
+  } log{reader, started, Describe()};
   std::vector<uint8_t> chunk(chunk_size_);
   size_t fill = 0;
   uint64_t index = 0, total = 0;
@@ -79,7 +91,7 @@ void ZstdStreamSource::RunPass() const {
     cache_.Put(index, std::make_shared<const std::vector<uint8_t>>(data.begin(), data.end()));
     if (data.size() < chunk_size_) return;  // the short last chunk counts once the pass is complete
     progress_.Advance((index + 1) * chunk_size_);
-  });
+  }, read_ahead_);
   const uint64_t known = size_.load();
   if (!result.ok()) {
     if (result.status().code() != Code::kCancelled) {
@@ -141,8 +153,12 @@ Result<size_t> ZstdStreamSource::ReadAt(uint64_t offset, std::span<uint8_t> buf)
   for (uint64_t c = first; c <= last; ++c) {
     uint64_t c_start = c * chunk_size_;
     size_t length = complete ? static_cast<size_t>(std::min<uint64_t>(chunk_size_, limit - c_start)) : chunk_size_;
-    OCIFS_ASSIGN_OR_RETURN(SegmentCache::Buffer bytes, Chunk(c, length, last));
     uint64_t from = std::max(offset, c_start), to = std::min(end, c_start + length);
+    // Behind the pass, a stored chunk gives just the bytes asked for (no whole-chunk copy and check).
+    const std::span<uint8_t> part = buf.subspan(static_cast<size_t>(from - offset), static_cast<size_t>(to - from));
+    Result<bool> stored = store_->GetPart(c, length, static_cast<size_t>(from - c_start), part);
+    if (stored.ok() && *stored) continue;
+    OCIFS_ASSIGN_OR_RETURN(SegmentCache::Buffer bytes, Chunk(c, length, last));
     std::copy(bytes->begin() + static_cast<ptrdiff_t>(from - c_start),
               bytes->begin() + static_cast<ptrdiff_t>(to - c_start),
               buf.begin() + static_cast<ptrdiff_t>(from - offset));

@@ -26,13 +26,15 @@ namespace ocifs {
 // `known_size` (a single frame's content size) or kUnknownSize until the pass
 // ends. After the pass fails, every read returns its error; once it is
 // cancelled (the scheduler stops), reads it has not reached return kCancelled.
-// The pass is a BackgroundPass on `scheduler` (null: Scheduler::Shared()).
+// The pass is a BackgroundPass on `scheduler` (null: Scheduler::Shared()); it
+// keeps `read_ahead` compressed bytes hinted ahead of its reads
+// (DecoderOptions::pass_read_ahead; 0: none), restarts none.
 // Thread safety: all methods safe for concurrent use. The destructor cancels
 // the pass and waits for it. Ownership: shares `compressed` and `store`.
 class ZstdStreamSource final : public ByteSource {
  public:
   ZstdStreamSource(ByteSourcePtr compressed, std::shared_ptr<DecodedChunkStore> store, uint64_t known_size,
-                   uint64_t cache_bytes, std::shared_ptr<Scheduler> scheduler = nullptr);
+                   uint64_t cache_bytes, std::shared_ptr<Scheduler> scheduler = nullptr, uint64_t read_ahead = 0);
   ~ZstdStreamSource() override;
 
   // Starts the pass in the background (idempotent).
@@ -54,8 +56,9 @@ class ZstdStreamSource final : public ByteSource {
  private:
   using ChunkFn = std::function<void(uint64_t index, std::span<const uint8_t> data)>;
   // Decompresses from the start, calling on_chunk for each chunk (the last one
-  // may be short), stopping after chunk `stop_after`. Returns the bytes decoded.
-  [[nodiscard]] Result<uint64_t> Decode(uint64_t stop_after, const ChunkFn& on_chunk) const;
+  // may be short), stopping after chunk `stop_after`, with `ahead` bytes hinted
+  // ahead of its reads. Returns the bytes decoded.
+  [[nodiscard]] Result<uint64_t> Decode(uint64_t stop_after, const ChunkFn& on_chunk, uint64_t ahead = 0) const;
   void RunPass() const;
   [[nodiscard]] Result<SegmentCache::Buffer> Chunk(uint64_t index, size_t length, uint64_t last_index) const;
   [[nodiscard]] Result<SegmentCache::Buffer> Restart(uint64_t index, size_t length, uint64_t last_index) const;
@@ -63,6 +66,7 @@ class ZstdStreamSource final : public ByteSource {
   const ByteSourcePtr compressed_;
   const std::shared_ptr<DecodedChunkStore> store_;
   const uint32_t chunk_size_;
+  const uint64_t read_ahead_;
   mutable std::atomic<uint64_t> size_;
   mutable std::atomic<uint64_t> restarts_{0};
   mutable SegmentCache cache_;

@@ -20,6 +20,18 @@ Result<bool> CacheDecodedStore::Get(uint64_t chunk_index, std::span<uint8_t> out
   return hit;
 }
 
+Result<bool> CacheDecodedStore::GetPart(uint64_t chunk_index, size_t length, size_t offset,
+                                        std::span<uint8_t> out) const {
+  {
+    std::lock_guard lock(mu_);
+    if (!known_.contains(chunk_index)) return false;
+  }
+  if (offset <= length && out.size() <= length - offset && cache_->ReadPart(key_, chunk_index, length, offset, out)) {
+    return true;
+  }
+  return DecodedChunkStore::GetPart(chunk_index, length, offset, out);
+}
+
 Result<bool> CacheDecodedStore::GetStoredByAnyone(uint64_t chunk_index, std::span<uint8_t> out) const {
   Result<bool> hit = cache_->Lookup(key_, chunk_index, out);
   if (hit.ok() && *hit) {

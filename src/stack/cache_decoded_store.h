@@ -24,6 +24,10 @@ class CacheDecodedStore final : public DecodedChunkStore {
 
   uint32_t chunk_size() const override { return cache_->chunk_size(); }
   [[nodiscard]] Result<bool> Get(uint64_t chunk_index, std::span<uint8_t> out) const override;
+  // Only the bytes asked for (ChunkCache::ReadPart) for a chunk this process
+  // wrote or checked; otherwise the whole chunk, checked, as Get.
+  [[nodiscard]] Result<bool> GetPart(uint64_t chunk_index, size_t length, size_t offset,
+                                     std::span<uint8_t> out) const override;
   // Looks on disk whatever the list says (a chunk another process stored).
   [[nodiscard]] Result<bool> GetStoredByAnyone(uint64_t chunk_index, std::span<uint8_t> out) const override;
   // After this process has read (and so checked) the chunk whole once, reads

@@ -116,6 +116,8 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     decoder_options.zstd_chunked_toc_path = cache_->SidePath(layer.digest, "zstdtoc");
     decoder_options.decoded_store = std::make_shared<CacheDecodedStore>(cache_, DerivedCacheKey(layer.digest, "decoded"));
     decoder_options.keep_pass_output = options_.keep_pass_output;
+    // What a first pass fetches ahead must not evict what it reads next: a 16th of the cache, as read-ahead.
+    decoder_options.pass_read_ahead = std::min(decoder_options.pass_read_ahead, options_.cache_bytes / 16);
     if (auto lazy = accel_.lazy_indexes.find(layer.digest); lazy != accel_.lazy_indexes.end()) {
       // The artifact's index, read by ranges through the cache like any blob
       // (its windows or dictionaries kept on disk and shared by other mounts):

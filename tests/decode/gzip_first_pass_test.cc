@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -220,4 +221,44 @@ TEST_CASE("a gzip pass that streams the layer publishes its kept chunks, and wit
   auto source = OpenGzip(std::make_shared<MemorySource>(compressed), options);
   CHECK_FALSE(source->WaitUntilIndexed().ok());
   CHECK((*progress)->Load().count == 0);
+}
+
+namespace {
+
+// The union of the hints a source got, as the end of the run that starts at 0 (0: none).
+uint64_t HintedFromStart(const CountingSource& source) {
+  std::lock_guard lock(source.mu);
+  auto hints = source.prefetches;
+  std::sort(hints.begin(), hints.end());
+  uint64_t end = 0;
+  for (const auto& [offset, length] : hints) {
+    if (offset > end) break;
+    end = std::max(end, offset + length);
+  }
+  return end;
+}
+
+}  // namespace
+
+TEST_CASE("a gzip first pass keeps the compressed bytes ahead of it hinted, so they are fetched in flight") {
+  const auto data = ocifs::testing::MakeLayerData(6 << 20, 41);
+  const auto compressed = ocifs::testing::GzipMember(data, 6);
+  DecoderOptions options;
+  options.checkpoint_spacing = 256 << 10;
+  options.pass_read_ahead = 1 << 20;
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+  auto source = OpenGzip(counted, options);
+  REQUIRE(source->WaitUntilIndexed().ok());
+  // Every compressed byte was hinted (the cache stage fetches hinted bytes in the background).
+  CHECK(HintedFromStart(*counted) == compressed.size());
+  CheckReads(*source, data, 20, 42);
+
+  SECTION("none without read-ahead") {
+    options.pass_read_ahead = 0;
+    auto plain = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
+    auto unhinted = OpenGzip(plain, options);
+    REQUIRE(unhinted->WaitUntilIndexed().ok());
+    std::lock_guard lock(plain->mu);
+    CHECK(plain->prefetches.empty());
+  }
 }

@@ -303,6 +303,29 @@ TEST_CASE("single-frame zstd is read randomly through the decoded chunk store") 
   CHECK(stream->restart_count() == 0);
 }
 
+TEST_CASE("a single-frame zstd pass keeps the compressed bytes ahead of it hinted") {
+  auto data = MakeData(6 << 20, 17);
+  const auto blob = CompressOneFrame(data);
+  DecoderOptions options;
+  options.decoded_store = MakeMemoryDecodedStore(256 << 10);
+  options.pass_read_ahead = 1 << 20;
+  auto counted = std::make_shared<ocifs::testing::CountingSource>(std::make_shared<MemorySource>(blob));
+  auto source = OpenZstd(counted, options);
+  auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
+  REQUIRE(stream != nullptr);
+  REQUIRE(stream->WaitUntilDecoded().ok());
+  CheckRandomReads(*source, data, 20, 18);
+  // The hints run from the first byte to the last, in order, without a gap.
+  std::lock_guard lock(counted->mu);
+  REQUIRE(!counted->prefetches.empty());
+  uint64_t next = 0;
+  for (const auto& [offset, length] : counted->prefetches) {
+    CHECK(offset == next);
+    next = offset + length;
+  }
+  CHECK(next == blob.size());
+}
+
 TEST_CASE("zstd without content sizes has an unknown size until its pass ends") {
   auto data = MakeData(3 << 20, 9);
   auto blob = CompressOneFrame(std::span(data).first(1 << 20), true);

@@ -1,0 +1,97 @@
+// SequentialReader: reads a source front to back in pieces and, with `ahead`,
+// keeps the source told about the bytes past its reads (a first pass then has
+// range requests in flight while it decodes).
+#include "decode/sequential_reader.h"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "base/memory_source.h"
+#include "testing/counting_source.h"
+
+using namespace ocifs;
+using ocifs::testing::CountingSource;
+
+namespace {
+
+std::vector<uint8_t> RandomBytes(size_t size, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> data(size);
+  for (auto& b : data) b = static_cast<uint8_t>(rng());
+  return data;
+}
+
+// Reads the whole source through `reader`, checking the bytes; after each
+// refill, `check` sees the reader.
+template <typename Check>
+void ReadAll(SequentialReader& reader, const std::vector<uint8_t>& data, Check check) {
+  std::vector<uint8_t> got;
+  for (;;) {
+    auto in = reader.Next();
+    REQUIRE(in.ok());
+    if (in->empty()) break;
+    check(reader);
+    got.insert(got.end(), in->begin(), in->end());
+    reader.Skip(in->size());
+  }
+  CHECK(got == data);
+}
+
+uint64_t HintedEnd(const CountingSource& source) {
+  std::lock_guard lock(source.mu);
+  uint64_t end = 0;
+  for (const auto& [offset, length] : source.prefetches) end = std::max(end, offset + length);
+  return end;
+}
+
+}  // namespace
+
+TEST_CASE("a sequential reader keeps the bytes ahead of its reads hinted") {
+  const auto data = RandomBytes(10 << 20, 1);
+  CountingSource source(std::make_shared<MemorySource>(data));
+  const uint64_t ahead = 4 << 20;
+  SequentialReader reader(source, 0, 1 << 20, ahead);
+  ReadAll(reader, data, [&](const SequentialReader& r) {
+    // Past the piece just read, three quarters of a window at least (hints go in quarter steps).
+    CHECK(HintedEnd(source) >= std::min<uint64_t>(data.size(), r.position() + (1 << 20) + ahead / 4 * 3));
+  });
+  std::lock_guard lock(source.mu);
+  // Each byte hinted once, in order, from the first byte to the last: never past the end.
+  uint64_t next = 0;
+  for (const auto& [offset, length] : source.prefetches) {
+    CHECK(offset == next);
+    CHECK(length >= ahead / 4);
+    next = offset + length;
+  }
+  CHECK(next == data.size());
+  CHECK(source.prefetches.size() <= data.size() / (ahead / 4) + 1);
+  CHECK(reader.bytes_read() == data.size());
+}
+
+TEST_CASE("a sequential reader without read-ahead hints nothing") {
+  const auto data = RandomBytes(3 << 20, 2);
+  CountingSource source(std::make_shared<MemorySource>(data));
+  SequentialReader reader(source, 0, 1 << 20);
+  ReadAll(reader, data, [](const SequentialReader&) {});
+  std::lock_guard lock(source.mu);
+  CHECK(source.prefetches.empty());
+  CHECK(reader.bytes_read() == data.size());
+}
+
+TEST_CASE("a sequential reader that skips ahead hints from where it landed") {
+  const auto data = RandomBytes(8 << 20, 3);
+  CountingSource source(std::make_shared<MemorySource>(data));
+  SequentialReader reader(source, 0, 256 << 10, 1 << 20);
+  auto first = reader.Next();
+  REQUIRE(first.ok());
+  reader.Skip(5 << 20);  // past the buffer and past every hint so far
+  auto in = reader.Next();
+  REQUIRE(in.ok());
+  REQUIRE(!in->empty());
+  CHECK(std::equal(in->begin(), in->end(), data.begin() + (5 << 20)));
+  std::lock_guard lock(source.mu);
+  REQUIRE(source.prefetches.size() == 2);
+  // From where it landed: its read's bytes and a window past them, not the skipped bytes.
+  CHECK(source.prefetches[1] == std::pair<uint64_t, uint64_t>(5 << 20, (256 << 10) + (1 << 20)));
+}
