@@ -89,11 +89,15 @@ void CachedSource::Prefetch(uint64_t offset, uint64_t length) const {
   };
   uint64_t index = offset / chunk_size;
   const uint64_t stop = (end + chunk_size - 1) / chunk_size;
+  // A long hint is a stream's (a first pass's read-ahead): half of it per request, up to
+  // kMaxStreamRunBytes, so fewer round trips leave the link idle between requests.
+  const size_t run = std::max<size_t>(
+      prefetch_run_chunks_, static_cast<size_t>(std::min((end - offset) / 2, kMaxStreamRunBytes) / chunk_size));
   while (index < stop) {
     while (index < stop && held(index)) ++index;
     uint64_t run_end = index;
     while (run_end < stop && !held(run_end)) ++run_end;
-    if (run_end > index) fetcher_->Queue(TaskClass::kReadahead, index, run_end, prefetch_run_chunks_);
+    if (run_end > index) fetcher_->Queue(TaskClass::kReadahead, index, run_end, run);
     index = run_end;
   }
 }

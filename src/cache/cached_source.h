@@ -51,7 +51,9 @@ class CachedSource final : public ByteSource {
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   // Queues a background fetch of the chunks of [offset, offset + length)
   // (at most kMaxPrefetchBytes) that are not cached, less those whose bytes
-  // there a strategy holds (FetchStrategy::Holds: a profile's pieces).
+  // there a strategy holds (FetchStrategy::Holds: a profile's pieces): runs of
+  // FetchPolicy::max_run_chunks, or of half the hint up to
+  // kMaxStreamRunBytes if that is more (a first pass's read-ahead).
   void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return inner_->Describe(); }
 
@@ -70,6 +72,7 @@ class CachedSource final : public ByteSource {
   void WaitForProfile() const;
 
   static constexpr uint64_t kMaxPrefetchBytes = 64ull << 20;
+  static constexpr uint64_t kMaxStreamRunBytes = 8ull << 20;
 
  private:
   // A chunk-sized buffer from the pool (or new), and its return.
