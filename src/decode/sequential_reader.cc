@@ -10,9 +10,9 @@ namespace ocifs {
 SequentialReader::SequentialReader(const ByteSource& source, uint64_t start, size_t piece, uint64_t ahead)
     : source_(source), piece_(std::max<size_t>(piece, 64)), position_(start), ahead_(ahead), hinted_(start) {}
 
-void SequentialReader::HintAhead(uint64_t read_end) {
+void SequentialReader::HintAhead() {
   const uint64_t from = std::max(hinted_, position_ + end_);
-  uint64_t to = read_end + ahead_;
+  uint64_t to = position_ + end_ + ahead_;
   const uint64_t size = source_.size();
   if (size != ByteSource::kUnknownSize) to = std::min(to, size);
   // In quarter-window steps (one hint queues a few range requests), and the last bytes at once.
@@ -60,13 +60,14 @@ Status SequentialReader::Fill(size_t min_bytes) {
       }
       want = static_cast<size_t>(std::min<uint64_t>(want, size - at));
     }
-    if (ahead_ > 0) HintAhead(at + want);
     const auto t0 = std::chrono::steady_clock::now();
     OCIFS_ASSIGN_OR_RETURN(size_t n, source_.ReadAt(at, std::span<uint8_t>(buf_.data() + end_, want)));
     read_time_ += std::chrono::steady_clock::now() - t0;
     bytes_read_ += n;
     if (n == 0) eof_ = true;
     end_ += n;
+    // After the read: its own bytes had the link to themselves (a mount waits for the first ones).
+    if (ahead_ > 0 && n > 0) HintAhead();
   }
   return Status::Ok();
 }

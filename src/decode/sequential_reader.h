@@ -3,11 +3,12 @@
 // compressed source is read in MiB-sized ranges, never byte by byte).
 //
 // With `ahead` > 0 it also keeps the source told (ByteSource::Prefetch) about
-// the bytes it is about to read and the next `ahead` bytes past them, so a
-// cached blob fetches them with several range requests in flight while the
-// caller decodes what arrived: a first pass then streams at link rate, not one
-// round trip and one piece at a time. Hints go out before each read, in steps
-// of at least a quarter window, each for the bytes not hinted yet.
+// the next `ahead` bytes past what it has read, so a cached blob fetches them
+// with several range requests in flight while the caller decodes what
+// arrived: a first pass then streams at link rate, not one round trip and one
+// piece at a time. Hints go out after each read (the first read's bytes come
+// first, alone), in steps of at least a quarter window, each for the bytes not
+// hinted yet.
 #pragma once
 
 #include <chrono>
@@ -50,8 +51,8 @@ class SequentialReader {
   uint64_t bytes_read() const { return bytes_read_; }
 
  private:
-  // Hints the source about [position_ + end_, read_end + ahead_), less what was hinted.
-  void HintAhead(uint64_t read_end);
+  // Hints the source about [position_ + end_, + ahead_), less what was hinted.
+  void HintAhead();
 
   [[nodiscard]] Status Fill(size_t min_bytes);
 

@@ -57,8 +57,8 @@ TEST_CASE("a sequential reader keeps the bytes ahead of its reads hinted") {
     CHECK(HintedEnd(source) >= std::min<uint64_t>(data.size(), r.position() + (1 << 20) + ahead / 4 * 3));
   });
   std::lock_guard lock(source.mu);
-  // Each byte hinted once, in order, from the first byte to the last: never past the end.
-  uint64_t next = 0;
+  // Each byte past the first piece (read alone, first) hinted once, in order, to the last: never past the end.
+  uint64_t next = 1 << 20;
   for (const auto& [offset, length] : source.prefetches) {
     CHECK(offset == next);
     CHECK(length >= ahead / 4);
@@ -92,6 +92,7 @@ TEST_CASE("a sequential reader that skips ahead hints from where it landed") {
   CHECK(std::equal(in->begin(), in->end(), data.begin() + (5 << 20)));
   std::lock_guard lock(source.mu);
   REQUIRE(source.prefetches.size() == 2);
-  // From where it landed: its read's bytes and a window past them, not the skipped bytes.
-  CHECK(source.prefetches[1] == std::pair<uint64_t, uint64_t>(5 << 20, (256 << 10) + (1 << 20)));
+  // A window past the read where it landed, not the skipped bytes.
+  CHECK(source.prefetches[0] == std::pair<uint64_t, uint64_t>(256 << 10, 1 << 20));
+  CHECK(source.prefetches[1] == std::pair<uint64_t, uint64_t>((5 << 20) + (256 << 10), 1 << 20));
 }
