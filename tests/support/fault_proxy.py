@@ -22,7 +22,8 @@ answered 200 and tunnelled to the upstream whatever host it names, and an
 absolute-form request line (GET http://host/path) is forwarded as it is
 (docker-registry accepts it). A connection that starts with a TLS record is
 piped as it is. `requests` lists every request line seen (CONNECT included),
-`faults` the ones a fault hit.
+`faults` the ones a fault hit, `request_connections` each request line with the number
+(1, 2, ...) of the connection it came on.
 
 rate: if given, each connection's answers are paced to at most `rate` bytes a
 second (a slow link: concurrent clients then overlap in time).
@@ -42,6 +43,8 @@ class FaultProxy:
         self.upstream = upstream
         self.rate = rate
         self.requests: list[str] = []
+        # (connection number, request line) of each request: which requests shared a connection.
+        self.request_connections: list[tuple[int, str]] = []
         self.faults: list[str] = []
         self.connections = 0
         self._lock = threading.Lock()
@@ -124,13 +127,15 @@ class FaultProxy:
                 return
             with self._lock:
                 self.connections += 1
-            self._spawn(self._serve, client)
+                number = self.connections
+            self._spawn(self._serve, client, number)
 
     # ------------------------------------------------------------------ one connection
 
-    def _take_fault(self, line: str) -> str | None:
+    def _take_fault(self, line: str, connection: int = 0) -> str | None:
         with self._lock:
             self.requests.append(line)
+            self.request_connections.append((connection, line))
             for step in self._plan:
                 kind, left, match = step
                 if left > 0 and match in line:
@@ -139,7 +144,7 @@ class FaultProxy:
                     return kind
         return None
 
-    def _serve(self, client: socket.socket) -> None:
+    def _serve(self, client: socket.socket, connection: int = 0) -> None:
         upstream = None
         try:
             buf = b""
@@ -168,7 +173,7 @@ class FaultProxy:
                         return
                     buf += data
                 request, buf = buf[:end + 4 + length], buf[end + 4 + length:]
-                kind = self._take_fault(line)
+                kind = self._take_fault(line, connection)
                 if line.startswith("CONNECT "):
                     client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                     upstream = self._connect_upstream(client)

@@ -137,14 +137,18 @@ def make_tar(entries: Sequence[Entry], fmt: int = tarfile.PAX_FORMAT) -> bytes:
 
 
 def compress(data: bytes, kind: str, frame_size: int = 1 << 20, level: int = 3) -> bytes:
-    """kind: "none", "gzip", "zstd" or "zstd-multiframe" (independent zstd frames of
-    `frame_size` input bytes each, concatenated; a valid zstd stream)."""
+    """kind: "none", "gzip", "zstd", "zstd-unsized" (one frame without a content size, as a
+    streaming encoder writes: `cat F | zstd`) or "zstd-multiframe" (independent zstd frames
+    of `frame_size` input bytes each, concatenated; a valid zstd stream)."""
     if kind == "none":
         return data
     if kind == "gzip":
         return _gzip.compress(data, compresslevel=6, mtime=0)
     if kind == "zstd":
         return _zstd(data, level)
+    if kind == "zstd-unsized":
+        return subprocess.run(["zstd", "-q", "-c", f"-{level}", "--no-check"], input=data,
+                              capture_output=True, check=True).stdout
     if kind == "zstd-multiframe":
         if not data:
             return _zstd(b"", level)
