@@ -144,6 +144,10 @@ Result<AccessProfile> ParseAccessProfile(const std::string& text, const std::str
 }
 
 Status SaveAccessProfile(const std::string& path, const AccessProfile& profile) {
+  return WriteFileAtomically(path, FormatAccessProfile(profile));
+}
+
+std::string FormatAccessProfile(const AccessProfile& profile) {
   std::ostringstream out;
   out << "# which chunks of which blobs a mount read, first read first (docs/profile-format.md)\n"
       << kMagic << "\nchunk-size " << profile.chunk_size << "\n";
@@ -158,17 +162,23 @@ Status SaveAccessProfile(const std::string& path, const AccessProfile& profile) 
       i = j + 1;
     }
   }
-  return WriteFileAtomically(path, out.str());
+  return out.str();
 }
 
-void AccessRecorder::Touch(std::string_view key, uint64_t offset, uint64_t length) {
-  if (length == 0) return;
-  const uint64_t first = offset / unit_, last = (offset + length - 1) / unit_;
+void AccessRecorder::Touch(std::string_view key, uint64_t offset, uint64_t length) { Add(key, offset, length, false); }
+
+void AccessRecorder::TouchNeeded(std::string_view key, uint64_t offset, uint64_t length) {
+  Add(key, offset, length, true);
+}
+
+void AccessRecorder::Add(std::string_view key, uint64_t offset, uint64_t length, bool needed) {
   std::lock_guard lock(mu_);
   auto it = blobs_.find(key);
   if (it == blobs_.end()) it = blobs_.emplace(std::string(key), Blob{}).first;
   Blob& blob = it->second;
-  if (blob.excluded) return;
+  if (needed) blob.needed_only = true;
+  if (blob.excluded || length == 0 || (blob.needed_only && !needed)) return;
+  const uint64_t first = offset / unit_, last = (offset + length - 1) / unit_;
   for (uint64_t i = first; i <= last && total_ < max_units_; ++i) {
     if (blob.seen.insert(i).second) {
       blob.order.push_back(i);

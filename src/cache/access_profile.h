@@ -50,6 +50,8 @@ struct AccessProfile {
 [[nodiscard]] Result<AccessProfile> ParseAccessProfile(const std::string& text, const std::string& name);
 // Writes it atomically (a temp file beside it, then rename).
 [[nodiscard]] Status SaveAccessProfile(const std::string& path, const AccessProfile& profile);
+// Its text in the file's format.
+std::string FormatAccessProfile(const AccessProfile& profile);
 
 // Records first reads, per blob, in units of `unit` bytes (the chunk size of
 // the profile it makes, whatever the cache's: a fine unit names the bytes a
@@ -66,6 +68,12 @@ class AccessRecorder {
   uint32_t unit() const { return unit_; }
   // Bytes [offset, offset + length) of `key` were read (by a reader, not read-ahead); length > 0.
   void Touch(std::string_view key, uint64_t offset, uint64_t length);
+  // Bytes [offset, offset + length) of `key` were what a read needed, as its
+  // decoder reports them (DecoderOptions::record_compressed: a gzip layer
+  // read through an index inflates whole spans, more than a read needs).
+  // From the first such call on (length 0 just starts them), Touch of `key`
+  // is ignored: the decoder's reports replace the reads of its bytes.
+  void TouchNeeded(std::string_view key, uint64_t offset, uint64_t length);
   // Drops `key` and ignores it from now on: a blob read as a stream (gzip
   // without an index) is read whole, in order, and its record says nothing.
   void Exclude(std::string_view key);
@@ -77,7 +85,9 @@ class AccessRecorder {
     tsl::robin_set<uint64_t> seen;
     std::vector<uint64_t> order;
     bool excluded = false;
+    bool needed_only = false;  // TouchNeeded was called: Touch is ignored
   };
+  void Add(std::string_view key, uint64_t offset, uint64_t length, bool needed);
   const uint32_t unit_;
   const size_t max_units_;
   mutable std::mutex mu_;

@@ -25,7 +25,7 @@ std::span<const uint8_t> Bytes(std::string_view s) {
 }
 
 // Builds the artifact of one platform's image and pushes it; prints its reference.
-Status BuildAndPush(const Reference& ref, AccelBuildOptions build, const std::vector<std::string>& profiles,
+Status BuildAndPush(const Reference& ref, AccelBuildOptions build,
                     RegistryWriter& writer, Reference target) {
   ProgressPrinter printer("reading layers", "oci-fs accelerate", /*lines=*/true);
   build.progress = [&](uint64_t done, uint64_t total) { printer.Report(done, total); };
@@ -47,7 +47,9 @@ Status BuildAndPush(const Reference& ref, AccelBuildOptions build, const std::ve
     OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer.PushBlob(std::string(accel::kTarIndexMediaType), Bytes(t.bytes)));
     m.tar_indexes.push_back({std::move(blob), t.layer_digest, t.layer_size});
   }
-  for (const std::string& text : profiles) {
+  for (const AccessProfile& profile : pieces.profiles) {
+    // Fitted to the gzip indexes (AccelPieces::profiles), so not the files' own text.
+    const std::string text = FormatAccessProfile(profile);
     OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer.PushBlob(std::string(accel::kProfileMediaType), Bytes(text)));
     m.profiles.push_back(std::move(blob));
   }
@@ -88,14 +90,12 @@ Status RunAccelerate(const AccelerateFlags& flags) {
   target.tag.clear();
   target.digest.clear();
   // Profiles are checked before any layer is read.
-  std::vector<std::string> profiles;
   AccelBuildOptions build;
   for (const std::string& file : flags.profiles) {
     OCIFS_ASSIGN_OR_RETURN(std::string text, ReadWholeFile(file, accel::kMaxPieceBytes, "profile"));
     Result<AccessProfile> parsed = ParseAccessProfile(text, file);
     if (!parsed.ok()) return parsed.status().WithContext("--profile");
     build.profiles.push_back(std::move(parsed).value());  // checkpoints before the regions it names
-    profiles.push_back(std::move(text));
   }
   // So is the right to push: a pull-only credential fails here, naming the scope.
   RegistryOptions push = registry;
@@ -119,7 +119,7 @@ Status RunAccelerate(const AccelerateFlags& flags) {
   }
   for (const std::string& platform : platforms) {
     build.registry.platform = platform;
-    Status s = BuildAndPush(ref, build, profiles, *writer, target);
+    Status s = BuildAndPush(ref, build, *writer, target);
     if (!s.ok()) return platform.empty() ? s : s.WithContext("platform " + platform);
   }
   return Status::Ok();

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -75,6 +76,14 @@ struct DecoderOptions {
   // it came from in logs ("acceleration artifact REGISTRY/REPO@sha256:..").
   ByteSourcePtr zstd_checkpoint_blob;
   std::string zstd_checkpoint_from;
+  // gzip read through an index: where the compressed bytes each read needed
+  // go (`oci-fs mount --record-profile`): the part of each span it inflates
+  // that made the read's output (in kInputMarkBytes of output, gzip_inflate.h),
+  // not the whole span from its checkpoint, so a profile names what a boot
+  // needs whatever checkpoints the recording node had. Called once with
+  // length 0 when the source opens with an index (the reports start), then
+  // per read; concurrently. Null: none.
+  std::function<void(uint64_t offset, uint64_t length)> record_compressed;
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).
   uint64_t checkpoint_spacing = 1ull << 20;

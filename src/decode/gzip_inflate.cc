@@ -8,7 +8,8 @@ namespace ocifs {
 
 Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed, const GzipCheckpoint& cp,
                                                    size_t length, uint64_t compressed_hint,
-                                                   const std::string& layer) {
+                                                   const std::string& layer,
+                                                   std::vector<uint64_t>* input_marks) {
   auto corrupt = [&](uint64_t at, const std::string& why) {
     return Corrupt("gzip data of " + layer + " corrupt at compressed offset " + std::to_string(at) + ": " + why);
   };
@@ -39,6 +40,10 @@ Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
   }
   std::vector<uint8_t> out(length);
   size_t produced = 0;
+  if (input_marks) {
+    input_marks->clear();
+    input_marks->push_back(cp.in);
+  }
   while (produced < length) {
     OCIFS_ASSIGN_OR_RETURN(auto in, reader.Next());
     if (in.empty()) {
@@ -49,11 +54,17 @@ Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
     z->next_in = const_cast<Bytef*>(in.data());
     z->avail_in = static_cast<uInt>(std::min<size_t>(in.size(), UINT32_MAX));
     z->next_out = out.data() + produced;
-    z->avail_out = static_cast<uInt>(std::min<size_t>(length - produced, UINT32_MAX));
+    size_t room = length - produced;
+    // With marks: stop at the next multiple of kInputMarkBytes, to note the input there.
+    if (input_marks) room = std::min<size_t>(room, kInputMarkBytes - produced % kInputMarkBytes);
+    z->avail_out = static_cast<uInt>(std::min<size_t>(room, UINT32_MAX));
     uInt avail_in_before = z->avail_in, avail_out_before = z->avail_out;
     int ret = inflate(z.get(), Z_NO_FLUSH);
     produced += avail_out_before - z->avail_out;
     reader.Skip(avail_in_before - z->avail_in);
+    if (input_marks && produced % kInputMarkBytes == 0 && produced / kInputMarkBytes == input_marks->size()) {
+      input_marks->push_back(reader.position());
+    }
     if (ret == Z_BUF_ERROR && avail_in_before == z->avail_in && avail_out_before == z->avail_out) {
       return corrupt(reader.position(), "inflate made no progress");
     }
@@ -67,6 +78,7 @@ Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
     }
   }
   out.resize(produced);
+  if (input_marks && produced % kInputMarkBytes != 0) input_marks->push_back(reader.position());
   return out;
 }
 

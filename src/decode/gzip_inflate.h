@@ -49,11 +49,20 @@ class ZInflateStream {
 // many compressed bytes that takes (sizes the first range read; 0 = unknown).
 // Returns fewer bytes only at the end of the data. Errors: kCorrupt naming
 // `layer` and the compressed offset; errors of `compressed`.
+// `input_marks` (optional): set to where the compressed input stood when the
+// output reached each multiple of kInputMarkBytes from cp.out, and at its end:
+// mark k is the blob offset inflate had consumed up to (a few bytes of
+// zlib's look-ahead at most past the bytes that made output k *
+// kInputMarkBytes), so the compressed bytes output [a, b) took lie within
+// [marks[a / kInputMarkBytes], marks[ceil(b / kInputMarkBytes)]]; the last
+// mark is the end of the input consumed.
 // Thread safety: reentrant; `compressed` must be safe for concurrent use.
+inline constexpr uint64_t kInputMarkBytes = 64 << 10;
 [[nodiscard]] Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
                                                                  const GzipCheckpoint& cp, size_t length,
                                                                  uint64_t compressed_hint,
-                                                                 const std::string& layer);
+                                                                 const std::string& layer,
+                                                                 std::vector<uint64_t>* input_marks = nullptr);
 
 // Inflates `in`, which must be one or more whole gzip members back to back
 // (an eStargz chunk's members, docs/estargz.md), into its decoded bytes.

@@ -88,6 +88,7 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
   InstallIndex(std::move(*index));
   progress_.Complete(size);
   progress_.Finish();
+  if (options_.record_compressed) options_.record_compressed(0, 0);  // the reports start
 }
 
 void GzipSource::InstallIndex(GzipIndex index) {
@@ -140,9 +141,16 @@ Result<SegmentCache::Buffer> GzipSource::Segment(const Piece& p) const {
     }
     // Copied (its window may be in memory) only when it is needed.
     const GzipCheckpoint checkpoint = checkpoints_.At(p.span.index);
+    std::vector<uint64_t> marks;
     OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes,
                            InflateFromCheckpoint(*compressed_, checkpoint, load + (to_end ? 1 : 0),
-                                                 p.span.compressed_hint, Describe()));
+                                                 p.span.compressed_hint, Describe(),
+                                                 options_.record_compressed ? &marks : nullptr));
+    if (options_.record_compressed) {
+      std::lock_guard lock(marks_mu_);
+      std::vector<uint64_t>& kept = marks_[p.span.index];
+      if (marks.size() > kept.size()) kept = std::move(marks);
+    }
     if (bytes.size() < load) {
       return Corrupt("gzip data of " + compressed_->Describe() + " ends at decompressed offset " +
                      std::to_string(p.span.out + bytes.size()) + ", before its index says (" +
@@ -305,7 +313,28 @@ Status GzipSource::ReadSpans(uint64_t offset, uint64_t end, const PassProgress::
     std::copy(spans[k]->begin() + static_cast<ptrdiff_t>(p.from - p.span.out),
               spans[k]->begin() + static_cast<ptrdiff_t>(p.need), buf.begin() + static_cast<ptrdiff_t>(p.from - offset));
   }
+  if (options_.record_compressed) RecordNeeded(pieces);
   return Status::Ok();
+}
+
+void GzipSource::RecordNeeded(const std::vector<Piece>& pieces) const {
+  for (const Piece& p : pieces) {
+    const uint64_t a = (p.from - p.span.out) / kInputMarkBytes;
+    const uint64_t b = (p.to - p.span.out + kInputMarkBytes - 1) / kInputMarkBytes;
+    std::pair<uint64_t, uint64_t> range{0, 0};
+    {
+      std::lock_guard lock(marks_mu_);
+      if (auto it = marks_.find(p.span.index); it != marks_.end() && !it->second.empty()) {
+        const std::vector<uint64_t>& m = it->second;
+        range = {m[std::min<uint64_t>(a, m.size() - 1)], m[std::min<uint64_t>(b, m.size() - 1)]};
+      }
+    }
+    // Not inflated here (copied from a pass's output): the whole span.
+    if (range.second <= range.first) range = checkpoints_.CompressedRange(p.from, p.to, compressed_->size());
+    if (range.second > range.first && range.second != kUnknownSize) {
+      options_.record_compressed(range.first, range.second - range.first);
+    }
+  }
 }
 
 }  // namespace ocifs

@@ -21,7 +21,9 @@
 #include "decode/zstd_chunked_toc.h"
 #include "decode/zstd_frame_file.h"
 #include "image/tar_index_file.h"
+#include "registry/digest.h"
 #include "registry/fetch_stats.h"
+#include "stack/accel_profile.h"
 #include "stack/image_stack.h"
 
 namespace ocifs {
@@ -117,6 +119,20 @@ Result<std::optional<std::string>> ZstdFrameTable(const LayerView& layer) {
     f.crc32 = Crc32(buf);
   }
   return std::optional<std::string>(ZstdFrameFile::Encode(layer.blob->size(), *frames));
+}
+
+// Fits `profiles` to the version 4 gzip index `bytes` of layer `digest`
+// (FitProfileToGzipIndex): where its windows lie is read back from its table.
+Status FitProfiles(std::span<const uint8_t> bytes, const std::string& digest, uint64_t layer_size,
+                   std::vector<AccessProfile>& profiles) {
+  if (profiles.empty()) return Status::Ok();
+  const std::string what = "the gzip index of layer " + digest;
+  OCIFS_ASSIGN_OR_RETURN(uint64_t table, GzipIndexV4::TableLength(bytes, bytes.size(), what));
+  OCIFS_ASSIGN_OR_RETURN(GzipIndex index,
+                         GzipIndexV4::ParseTable(bytes.first(static_cast<size_t>(table)), bytes.size(), nullptr, what));
+  const ShippedGzipIndex shipped{digest, layer_size, &index, Sha256Digest(bytes)};
+  for (AccessProfile& profile : profiles) profile = FitProfileToGzipIndex(profile, shipped);
+  return Status::Ok();
 }
 
 }  // namespace
@@ -224,6 +240,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     if (options.progress) options.progress(GlobalFetchStats().blob_bytes.load() - start, total.load());
   }
 
+  pieces.profiles = options.profiles;
   for (size_t i = 0; i < layers.size(); ++i) {
     const Descriptor& layer = pieces.image.layers[i];
     const std::string& digest = layer.digest;
@@ -245,6 +262,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         if (!index.ok()) return index.status().WithContext("layer " + digest + ": its gzip index was not built");
         auto bytes = GzipIndexV4::Serialize(*index);
         if (!bytes.ok()) return bytes.status().WithContext("layer " + digest + ": its gzip index");
+        OCIFS_RETURN_IF_ERROR(FitProfiles(*bytes, digest, layer.size, pieces.profiles));
         pieces.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, digest, layer.size,
                                         std::string(bytes->begin(), bytes->end())});
         break;

@@ -62,6 +62,10 @@ struct AccelPieces {
   // and the profiles still apply.
   std::vector<std::string> plain_layers;
   std::vector<std::string> unindexed;  // layers it cannot index: "digest (why)"
+  // AccelBuildOptions::profiles as shipped: fitted to the gzip indexes above
+  // (FitProfileToGzipIndex: each span they need whole, and the index blob's
+  // windows of those spans).
+  std::vector<AccessProfile> profiles;
 };
 
 // Resolves `ref` (one platform: registry.platform, else the host's) and reads

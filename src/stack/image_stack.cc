@@ -125,6 +125,9 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
       FetchPolicy reads;
       reads.scheduler = scheduler_;
       reads.readahead.max = 0;
+      // A profile the artifact fitted to this index names the windows its
+      // spans need (docs/accel-format.md): they come with the layer's pieces.
+      reads.profile = options_.blob_reads.profile;
       auto blob = std::make_shared<CachedSource>(lazy->second.blob, cache_, lazy->second.digest,
                                                  FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
       if (lazy->second.kind == LayerIndexKind::kZstdCheckpointsV2) {
@@ -136,6 +139,13 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
         decoder_options.gzip_index_from = lazy->second.from;
       }
     }
+  }
+  if (const std::shared_ptr<AccessRecorder>& recorder = options_.blob_reads.recorder) {
+    // A gzip layer read through an index reports the compressed bytes each
+    // read needed, not the whole spans it inflated (docs/profile-format.md).
+    decoder_options.record_compressed = [recorder, key = layer.digest](uint64_t offset, uint64_t length) {
+      recorder->TouchNeeded(key, offset, length);
+    };
   }
   if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);
       targets != options_.gzip_checkpoint_targets.end()) {

@@ -144,3 +144,15 @@ TEST_CASE("malformed access profiles are refused, naming the line and what is wr
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.status().code() == Code::kNotFound);
 }
+
+TEST_CASE("a recorder takes a blob's needed bytes from its decoder once it reports them, not its raw reads") {
+  AccessRecorder recorder(65536);
+  recorder.Touch("sha256:a", 0, 100);            // before the decoder's reports: kept
+  recorder.TouchNeeded("sha256:a", 0, 0);         // the reports start
+  recorder.Touch("sha256:a", 10 << 20, 1 << 20);  // a whole span the decoder inflated: ignored
+  recorder.TouchNeeded("sha256:a", 5 * 65536 + 10, 100);
+  recorder.Touch("sha256:b", 65536, 1);           // another blob still records its reads
+  AccessProfile profile = recorder.Snapshot();
+  CHECK(profile.ChunksOf("sha256:a") == std::vector<uint64_t>{0, 5});
+  CHECK(profile.ChunksOf("sha256:b") == std::vector<uint64_t>{1});
+}

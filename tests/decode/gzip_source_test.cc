@@ -710,3 +710,47 @@ TEST_CASE("reads through a loaded index with random bit flips return the right b
   CHECK(loaded > 0);
   CHECK(caught > 0);
 }
+
+TEST_CASE("a read through an index reports the compressed bytes its output took, not its whole span") {
+  auto dir = TempDir("record");
+  // Random bytes: deflate stores them, so compressed offsets track decompressed ones.
+  std::vector<uint8_t> data(8 << 20);
+  std::mt19937 rng(5);
+  for (auto& b : data) b = static_cast<uint8_t>(rng());
+  auto compressed = Gzip(data);
+  DecoderOptions options;
+  options.checkpoint_spacing = 2 << 20;  // spans of 2 MiB
+  options.index_path = (dir / "layer.gzi").string();
+  {
+    auto gz = OpenGzip(std::make_shared<MemorySource>(compressed), options);
+    REQUIRE(gz->WaitUntilIndexed().ok());
+  }
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, uint64_t>> reports;
+  options.record_compressed = [&](uint64_t offset, uint64_t length) {
+    std::lock_guard lock(mu);
+    reports.emplace_back(offset, length);
+  };
+  auto gz = OpenGzip(std::make_shared<MemorySource>(compressed), options);
+  REQUIRE(gz->loaded_from_file());
+  REQUIRE(reports.size() == 1);  // the start of the reports
+  CHECK(reports[0].second == 0);
+  // 4 KiB in the middle of a 2 MiB span: inflated whole, reported as the 64 KiB of output around it.
+  const uint64_t offset = 3 * (1 << 20) + 100000;
+  std::vector<uint8_t> buf(4096);
+  REQUIRE(gz->ReadAt(offset, buf).ok());
+  CHECK(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
+  REQUIRE(reports.size() == 2);
+  const auto [at, length] = reports[1];
+  INFO("reported [" << at << ", " << at + length << ") for output [" << offset << ", " << offset + buf.size() << ")");
+  CHECK(at <= offset);
+  CHECK(at + length >= offset + buf.size());
+  CHECK(length <= 2 * 65536 + 1024);
+  // A second read of the same span (from the segment cache) is reported too.
+  REQUIRE(gz->ReadAt(offset + 500000, buf).ok());
+  REQUIRE(reports.size() == 3);
+  CHECK(reports[2].first <= offset + 500000);
+  CHECK(reports[2].first + reports[2].second >= offset + 500000 + buf.size());
+  CHECK(reports[2].second <= 2 * 65536 + 1024);
+  std::filesystem::remove_all(dir);
+}

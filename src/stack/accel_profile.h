@@ -1,0 +1,43 @@
+// AccelProfile: the access profile `oci-fs accelerate` ships, fitted to the
+// gzip indexes it ships with it (docs/accel-format.md, "Profiles fitted to
+// the index"). A recorded profile names the compressed bytes a boot's reads
+// needed; a mount with the artifact reads them through the artifact's index,
+// which inflates each span it touches whole, from its checkpoint, and needs
+// that checkpoint's window from the index blob. So for each gzip layer the
+// shipped profile names, in the recorded order:
+//
+//   * the layer's units of every span of the index that holds a unit the
+//     recording names (the bytes between a checkpoint and the recorded
+//     region, and to the span's end, come with the prefetch, not with a
+//     read's own round trip);
+//   * a section for the index blob itself: the units holding those spans'
+//     checkpoint windows, in the order their spans are first needed, so the
+//     mount fetches them with the layer's pieces rather than one window per
+//     read when a read first inflates from it.
+//
+// Stateless functions; safe for concurrent use.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "cache/access_profile.h"
+#include "decode/gzip_index.h"
+
+namespace ocifs {
+
+// A gzip layer's index as shipped: its checkpoints (with where each window
+// lies in the index blob: zwindow_offset, zwindow_length), the layer's
+// compressed size, and the index blob's digest.
+struct ShippedGzipIndex {
+  std::string layer_digest;
+  uint64_t layer_size = 0;
+  const GzipIndex* index = nullptr;  // checkpoints as GzipIndexV4::ParseTable gives them
+  std::string index_digest;
+};
+
+// `profile` with `gzip`'s layer fitted as above (a profile that does not name
+// the layer is returned as it is). The units stay profile.chunk_size bytes.
+AccessProfile FitProfileToGzipIndex(const AccessProfile& profile, const ShippedGzipIndex& gzip);
+
+}  // namespace ocifs

@@ -1,0 +1,75 @@
+#include "stack/accel_profile.h"
+
+#include <catch2/catch.hpp>
+
+using namespace ocifs;
+
+namespace {
+
+// Checkpoints at compressed offsets `ins` (no bits), each with a window of
+// 40000 bytes at 100000 + k * 40000 in the index blob (none for the first).
+GzipIndex IndexAt(const std::vector<uint64_t>& ins) {
+  GzipIndex index;
+  for (size_t k = 0; k < ins.size(); ++k) {
+    GzipCheckpoint cp;
+    cp.in = ins[k];
+    cp.out = ins[k];
+    if (k > 0) {
+      cp.window_size = 32768;
+      cp.zwindow_offset = 100000 + k * 40000;
+      cp.zwindow_length = 40000;
+    }
+    index.checkpoints.push_back(cp);
+  }
+  return index;
+}
+
+constexpr uint64_t kUnit = 65536;
+
+}  // namespace
+
+TEST_CASE("a profile fitted to a gzip index names whole spans and their windows, in the recorded order") {
+  // Spans [0, 10u), [10u, 12u + 100), [12u + 100, 30u), [30u, end 40u).
+  GzipIndex index = IndexAt({0, 10 * kUnit, 12 * kUnit + 100, 30 * kUnit});
+  AccessProfile profile;
+  profile.chunk_size = kUnit;
+  profile.blobs["sha256:layer"] = {11, 31, 12};
+  profile.blobs["sha256:other"] = {7};
+  ShippedGzipIndex shipped{"sha256:layer", 40 * kUnit, &index, "sha256:index"};
+  AccessProfile fitted = FitProfileToGzipIndex(profile, shipped);
+
+  // Unit 11: span 1 (units 10-12, its end byte 12u+100 is in unit 12); unit 31:
+  // span 3 (30-39); unit 12: spans 1 and 2 (12-30, the byte after span 2 holding
+  // its last bits).
+  std::vector<uint64_t> layer;
+  for (uint64_t u : {10, 11, 12}) layer.push_back(u);
+  for (uint64_t u = 30; u < 40; ++u) layer.push_back(u);
+  for (uint64_t u = 13; u < 30; ++u) layer.push_back(u);
+  CHECK(fitted.blobs.at("sha256:layer") == layer);
+  // Windows of spans 1, 3, 2: [140000, 180000) is units 2; [220000, 260000): 3;
+  // [180000, 220000): 2-3.
+  CHECK(fitted.blobs.at("sha256:index") == std::vector<uint64_t>{2, 3});
+  CHECK(fitted.blobs.at("sha256:other") == std::vector<uint64_t>{7});
+  CHECK(fitted.chunk_size == kUnit);
+}
+
+TEST_CASE("a profile that does not name the layer is shipped as it is") {
+  GzipIndex index = IndexAt({0, 10 * kUnit});
+  AccessProfile profile;
+  profile.chunk_size = kUnit;
+  profile.blobs["sha256:other"] = {1, 2};
+  AccessProfile fitted = FitProfileToGzipIndex(profile, {"sha256:layer", 20 * kUnit, &index, "sha256:index"});
+  CHECK(fitted.blobs == profile.blobs);
+}
+
+TEST_CASE("a fitted profile's unit in the first span takes no window, and one past the layer's end is dropped") {
+  GzipIndex index = IndexAt({0, 10 * kUnit});
+  AccessProfile profile;
+  profile.chunk_size = kUnit;
+  profile.blobs["sha256:layer"] = {3, 50};
+  AccessProfile fitted = FitProfileToGzipIndex(profile, {"sha256:layer", 20 * kUnit, &index, "sha256:index"});
+  std::vector<uint64_t> layer;
+  for (uint64_t u = 0; u <= 10; ++u) layer.push_back(u);  // span 0 ends at byte 10u (the next checkpoint's)
+  CHECK(fitted.blobs.at("sha256:layer") == layer);
+  CHECK(fitted.blobs.count("sha256:index") == 0);
+}
