@@ -11,3 +11,6 @@ ocifs_add_py_test(integration.accel_zstd accel/test_accelerate_zstd.py TIMEOUT 6
 ocifs_add_py_test(integration.accel_tar accel/test_accelerate_tar.py TIMEOUT 600)
 # eStargz: no gzip index (its own TOC), but its tar index and the profiles.
 ocifs_add_py_test(integration.accel_estargz accel/test_accelerate_estargz.py TIMEOUT 300)
+# gzip: a profile recorded as the bytes reads needed, fitted to the artifact's index
+# (whole spans, and the index blob's windows), prefetched by a fresh mount.
+ocifs_add_py_test(integration.accel_profile accel/test_accelerate_profile.py TIMEOUT 600)

@@ -1,0 +1,129 @@
+"""An access profile shipped in the acceleration artifact of a gzip layer
+(docs/accel-format.md, "Profiles fitted to the index"): a recording mount names
+the compressed bytes its reads needed, not the whole checkpoint spans it
+inflated; `oci-fs accelerate --profile` fits the profile to the index it pushes
+(whole spans, and the index blob's windows of those spans), and a fresh mount
+prefetches both, so its reads of the profiled regions fetch nothing more.
+
+Fetches are counted by the registry's request log; every read is compared with
+the disk's bytes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from support import images
+from support.fuse_checks import MiB, assert_reads_match, disk_bytes
+from support.processes import Mount
+
+TLS = "--tls-verify=false"
+GZIP_INDEX = "application/vnd.oci-fs.gzip-index.v4"
+PROFILE = "application/vnd.oci-fs.profile.v1"
+UNIT = 65536
+# Five 64 KiB reads spread over a 48 MiB disk, as a boot's scattered reads.
+REGIONS = [(o * MiB + 12345, 64 * 1024) for o in (3, 11, 20, 31, 44)]
+
+
+def accelerate(ocifs, ref: str, *args: str) -> str:
+    out = ocifs("accelerate", TLS, ref, *args, timeout=300).stdout.decode().strip()
+    assert "@sha256:" in out, out
+    return out.splitlines()[-1]
+
+
+def parse_profile(text: str) -> dict[str, list[int]]:
+    """blob digest -> its units, in order (docs/profile-format.md)."""
+    blobs: dict[str, list[int]] = {}
+    current = None
+    for line in text.splitlines():
+        if not line or line.startswith("#") or line.startswith("oci-fs-profile") or line.startswith("chunk-size"):
+            continue
+        if line.startswith("blob "):
+            current = blobs.setdefault(line.split()[1], [])
+            continue
+        first, _, last = line.partition("-")
+        current.extend(range(int(first), int(last or first) + 1))
+    return blobs
+
+
+def requests_for(registry, digest: str) -> list:
+    return [r for r in registry.blob_gets() if r.digest == digest]
+
+
+def wait_for_bytes(registry, digest: str, before: int, want: int, what: str) -> None:
+    """Waits (60 s at most) until the registry has served `want` bytes of `digest` since `before`."""
+    deadline = time.monotonic() + 60
+    while True:
+        got = sum(r.written for r in requests_for(registry, digest)) - before
+        if got >= want:
+            return
+        assert time.monotonic() < deadline, f"the profile's prefetch of {what} fetched {got} of {want} bytes"
+        time.sleep(0.05)
+
+
+def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_reads_need(
+        ocifs, registry, repo, workdir):
+    data = disk_bytes(48 * MiB, seed=141)  # incompressible: every window is ~32 KiB
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    layer = img.layers[0]
+    client = registry.client()
+
+    # A node with the artifact (no profile yet) records the reads: the bytes they needed.
+    accelerate(ocifs, ref)
+    recorded = workdir / "boot.profile"
+    with Mount(ref, workdir / "rec", TLS, "--prefetch-profile=none", f"--record-profile={recorded}",
+               cache_dir=workdir / "cache-rec") as m:
+        assert_reads_match(m.dir / "disk.img", data, REGIONS)
+    units = parse_profile(recorded.read_text())[layer.digest]
+    # Each read is 64 KiB (with the kernel's read-ahead, and the 64 KiB checksum blocks
+    # around it, a few units), plus the tar header's check: not the 1 MiB spans (16 units
+    # each) that were inflated.
+    assert len(units) <= 8 * len(REGIONS) + 2, units
+
+    artifact = accelerate(ocifs, ref, "--profile", str(recorded))
+    manifest = client.get_manifest(repo, artifact.split("@", 1)[1]).json()
+    [index_piece] = [l for l in manifest["layers"] if l["mediaType"] == GZIP_INDEX]
+    [profile_piece] = [l for l in manifest["layers"] if l["mediaType"] == PROFILE]
+    shipped = parse_profile(client.get_blob(repo, profile_piece["digest"]).body.decode())
+    index_digest = index_piece["digest"]
+    # Fitted: the layer's units cover the recorded ones (whole spans of the new index), and
+    # the index blob has a section: its windows of those spans.
+    assert set(units) <= set(shipped[layer.digest])
+    assert shipped.get(index_digest), shipped.keys()
+
+    def served(digest: str) -> int:
+        return sum(r.written for r in requests_for(registry, digest))
+
+    index_before, layer_before = served(index_digest), served(layer.digest)
+    index_size, layer_size = index_piece["size"], layer.size
+
+    def want(us: list[int], size: int) -> int:
+        return sum(min(size, (u + 1) * UNIT) - u * UNIT for u in us if u * UNIT < size)
+
+    # 64 KiB chunks: a window a read needed and the prefetch had not fetched would be a request of its own.
+    with Mount(ref, workdir / "m", TLS, "--chunk-size=64K", cache_dir=workdir / "cache") as m:
+        # The prefetch of the shipped profile (the artifact's): every unit it names, of both blobs.
+        wait_for_bytes(registry, index_digest, index_before, want(shipped[index_digest], index_size), "the index")
+        wait_for_bytes(registry, layer.digest, layer_before, want(shipped[layer.digest], layer_size), "the layer")
+        index_requests = len(requests_for(registry, index_digest))
+        layer_requests = len(requests_for(registry, layer.digest))
+        assert_reads_match(m.dir / "disk.img", data, REGIONS)
+        # The reads inflated from the index's checkpoints: their windows and spans were there.
+        assert len(requests_for(registry, index_digest)) == index_requests
+        assert len(requests_for(registry, layer.digest)) == layer_requests
+    # The profile's prefetch fetched what it names (the index: and its table's chunk), not the layer whole.
+    assert served(layer.digest) - layer_before < layer_size // 3
+    assert served(index_digest) - index_before <= want(shipped[index_digest], index_size) + 2 * UNIT
+
+
+def test_without_the_fitted_profile_the_same_reads_fetch_windows_as_they_go(ocifs, registry, repo, workdir):
+    """The control: the artifact without a profile, the same reads: each fetches its window then."""
+    data = disk_bytes(48 * MiB, seed=141)
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    artifact = accelerate(ocifs, ref)
+    manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()
+    [index_piece] = [l for l in manifest["layers"] if l["mediaType"] == GZIP_INDEX]
+    with Mount(ref, workdir / "m", TLS, "--chunk-size=64K", "--prefetch-profile=none", cache_dir=workdir / "cache") as m:
+        before = len(requests_for(registry, index_piece["digest"]))
+        assert_reads_match(m.dir / "disk.img", data, REGIONS)
+        assert len(requests_for(registry, index_piece["digest"])) > before
