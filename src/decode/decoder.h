@@ -84,6 +84,12 @@ struct DecoderOptions {
   // length 0 when the source opens with an index (the reports start), then
   // per read; concurrently. Null: none.
   std::function<void(uint64_t offset, uint64_t length)> record_compressed;
+  // gzip: called once, when the source opens with an index (its own, saved,
+  // or an artifact's), with each span's compressed bytes [first, second) in
+  // order (from the byte holding its checkpoint's first bits to the one
+  // holding the next's), so that a profile can be fitted to the spans reads
+  // will inflate whole (src/stack/accel_profile.h). Null: none.
+  std::function<void(const std::vector<std::pair<uint64_t, uint64_t>>& spans)> index_spans;
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).
   uint64_t checkpoint_spacing = 1ull << 20;

@@ -89,6 +89,16 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
   progress_.Complete(size);
   progress_.Finish();
   if (options_.record_compressed) options_.record_compressed(0, 0);  // the reports start
+  if (options_.index_spans) {
+    std::vector<std::pair<uint64_t, uint64_t>> spans;
+    const size_t n = checkpoints_.count();
+    for (size_t k = 0; k < n; ++k) {
+      const GzipCheckpoint cp = checkpoints_.At(k);
+      const uint64_t end = k + 1 < n ? checkpoints_.At(k + 1).in + 1 : compressed_->size();
+      spans.emplace_back(cp.in - (cp.bits > 0 ? 1 : 0), end);
+    }
+    options_.index_spans(spans);
+  }
 }
 
 void GzipSource::InstallIndex(GzipIndex index) {

@@ -20,6 +20,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cache/access_profile.h"
 #include "decode/gzip_index.h"
@@ -39,5 +41,15 @@ struct ShippedGzipIndex {
 // `profile` with `gzip`'s layer fitted as above (a profile that does not name
 // the layer is returned as it is). The units stay profile.chunk_size bytes.
 AccessProfile FitProfileToGzipIndex(const AccessProfile& profile, const ShippedGzipIndex& gzip);
+
+// The spans of an index as a mount has it (DecoderOptions::index_spans): each
+// span's compressed bytes [first, second), in order.
+using CompressedSpans = std::vector<std::pair<uint64_t, uint64_t>>;
+// `profile` with `layer_digest`'s units widened to the spans that hold them
+// (FitProfileToGzipIndex without the windows): a mount whose own index has
+// longer spans than the one the profile was fitted to (a node's own first
+// pass: about 1 MiB of output each) prefetches what its reads inflate.
+AccessProfile FitProfileToSpans(const AccessProfile& profile, const std::string& layer_digest, uint64_t layer_size,
+                                const CompressedSpans& spans);
 
 }  // namespace ocifs

@@ -14,6 +14,7 @@
 #include "disk/disk_view.h"
 #include "disk/stored_chunk_source.h"
 #include "image/disk_locator.h"
+#include "stack/accel_profile.h"
 #include "stack/cache_decoded_store.h"
 #include "stack/guarded_source.h"
 
@@ -95,10 +96,16 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
   std::string what = "layer " + layer.digest;
   OCIFS_ASSIGN_OR_RETURN(view.bare, ClassifyLayer(layer, position));
   OCIFS_ASSIGN_OR_RETURN(view.blob, source_->OpenBlob(layer));
+  // A gzip layer's profile waits for its decoder's index (index_spans below),
+  // so that it names the whole spans reads inflate, not only the bytes they
+  // needed (docs/profile-format.md "Fetching it"): at most the open's first read later.
+  const std::shared_ptr<const AccessProfile> profile = options_.blob_reads.profile;
+  const bool fit_profile = cache_ && profile && CompressionOfMediaType(layer.media_type) == LayerCompression::kGzip;
   if (cache_) {
     FetchPolicy reads = options_.blob_reads;
     reads.scheduler = scheduler_;
     reads.miss_group_bytes = kMissGroupBytes;
+    if (fit_profile) reads.profile = nullptr;
     view.cached = std::make_shared<CachedSource>(view.blob, cache_, layer.digest,
                                                  FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
     view.blob = view.cached;
@@ -147,12 +154,22 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
       recorder->TouchNeeded(key, offset, length);
     };
   }
+  if (fit_profile) {
+    decoder_options.index_spans = [cached = view.cached, profile, layer](const CompressedSpans& spans) {
+      cached->StartProfile(FitProfileToSpans(*profile, layer.digest, layer.size, spans));
+    };
+  }
+  // Without an index (a stream, another decoder), as it is; a no-op once started.
+  auto start_profile = [&] {
+    if (fit_profile) view.cached->StartProfile(*profile);
+  };
   if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);
       targets != options_.gzip_checkpoint_targets.end()) {
     decoder_options.checkpoint_targets = targets->second;
   }
   if (view.bare) {
     OCIFS_RETURN_IF_ERROR(OpenBareLayer(view, decoder_options));
+    start_profile();
     return view;
   }
   // The bytes decide the compression; the media type only has to agree.
@@ -168,6 +185,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
   auto decoded = OpenDecoded(view.blob, view.compression, decoder_options);
   if (!decoded.ok()) return decoded.status().WithContext(what);
   view.decoded = *decoded;
+  start_profile();
   // A layer read as a stream is read whole and in order: its record says nothing of the workload.
   if (options_.blob_reads.recorder && IsStream(*view.decoded)) options_.blob_reads.recorder->Exclude(layer.digest);
 

@@ -73,3 +73,17 @@ TEST_CASE("a fitted profile's unit in the first span takes no window, and one pa
   CHECK(fitted.blobs.at("sha256:layer") == layer);
   CHECK(fitted.blobs.count("sha256:index") == 0);
 }
+
+TEST_CASE("a profile fitted to a mount's own spans names every span its units touch, whole") {
+  // A node's own index: spans of about 1 MiB; the profile names a few bytes reads needed.
+  const CompressedSpans spans = {{0, 16 * kUnit + 1}, {16 * kUnit, 32 * kUnit + 1}, {32 * kUnit, 40 * kUnit}};
+  AccessProfile profile;
+  profile.chunk_size = kUnit;
+  profile.blobs["sha256:layer"] = {20, 3};
+  AccessProfile fitted = FitProfileToSpans(profile, "sha256:layer", 40 * kUnit, spans);
+  std::vector<uint64_t> layer;
+  for (uint64_t u = 16; u <= 32; ++u) layer.push_back(u);  // span 1, to the byte holding span 2's first bits
+  for (uint64_t u = 0; u < 16; ++u) layer.push_back(u);    // span 0 (unit 16 already named)
+  CHECK(fitted.blobs.at("sha256:layer") == layer);
+  CHECK(fitted.blobs.size() == 1);  // no index section without windows
+}
