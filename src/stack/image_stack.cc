@@ -99,8 +99,12 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
   // A gzip layer's profile waits for its decoder's index (index_spans below),
   // so that it names the whole spans reads inflate, not only the bytes they
   // needed (docs/profile-format.md "Fetching it"): at most the open's first read later.
+  // Not with the artifact's index: its profile is fitted to it already, and
+  // fitting again would add each region's neighbouring spans (the units at a
+  // span's edges touch the next span too).
   const std::shared_ptr<const AccessProfile> profile = options_.blob_reads.profile;
-  const bool fit_profile = cache_ && profile && CompressionOfMediaType(layer.media_type) == LayerCompression::kGzip;
+  const bool fit_profile = cache_ && profile && CompressionOfMediaType(layer.media_type) == LayerCompression::kGzip &&
+                           accel_.lazy_indexes.count(layer.digest) == 0;
   if (cache_) {
     FetchPolicy reads = options_.blob_reads;
     reads.scheduler = scheduler_;
