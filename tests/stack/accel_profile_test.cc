@@ -26,6 +26,20 @@ GzipIndex IndexAt(const std::vector<uint64_t>& ins) {
 
 constexpr uint64_t kUnit = 65536;
 
+// A profile of 64 KiB units naming `units` of `blob`.
+AccessProfile ProfileOf(const std::string& blob, std::vector<uint64_t> units) {
+  AccessProfile profile;
+  profile.chunk_size = kUnit;
+  profile.blobs[blob] = std::move(units);
+  return profile;
+}
+
+// `profile` fitted to an index with checkpoints at 0 and 10 units, of a 20-unit layer.
+AccessProfile FitToTwoSpans(const AccessProfile& profile) {
+  GzipIndex index = IndexAt({0, 10 * kUnit});
+  return FitProfileToGzipIndex(profile, {"sha256:layer", 20 * kUnit, &index, "sha256:index"});
+}
+
 }  // namespace
 
 TEST_CASE("a profile fitted to a gzip index names whole spans and their windows, in the recorded order") {
@@ -54,20 +68,12 @@ TEST_CASE("a profile fitted to a gzip index names whole spans and their windows,
 }
 
 TEST_CASE("a profile that does not name the layer is shipped as it is") {
-  GzipIndex index = IndexAt({0, 10 * kUnit});
-  AccessProfile profile;
-  profile.chunk_size = kUnit;
-  profile.blobs["sha256:other"] = {1, 2};
-  AccessProfile fitted = FitProfileToGzipIndex(profile, {"sha256:layer", 20 * kUnit, &index, "sha256:index"});
-  CHECK(fitted.blobs == profile.blobs);
+  const AccessProfile profile = ProfileOf("sha256:other", {1, 2});
+  CHECK(FitToTwoSpans(profile).blobs == profile.blobs);
 }
 
 TEST_CASE("a fitted profile's unit in the first span takes no window, and one past the layer's end is dropped") {
-  GzipIndex index = IndexAt({0, 10 * kUnit});
-  AccessProfile profile;
-  profile.chunk_size = kUnit;
-  profile.blobs["sha256:layer"] = {3, 50};
-  AccessProfile fitted = FitProfileToGzipIndex(profile, {"sha256:layer", 20 * kUnit, &index, "sha256:index"});
+  AccessProfile fitted = FitToTwoSpans(ProfileOf("sha256:layer", {3, 50}));
   std::vector<uint64_t> layer;
   for (uint64_t u = 0; u <= 10; ++u) layer.push_back(u);  // span 0 ends at byte 10u (the next checkpoint's)
   CHECK(fitted.blobs.at("sha256:layer") == layer);
