@@ -1,5 +1,6 @@
 #include "csi/mount_probe.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -53,7 +54,8 @@ std::string Normalize(const std::string& path) {
 enum Saw : int { kSawAnswer = 0, kSawMissing = 1, kSawNotConnected = 2, kSawOtherError = 3 };
 
 // Only system calls: safe in a child forked from a threaded process.
-int StatPath(const char* path) {
+// `usage` (may be null) receives statvfs's answer when there is one.
+int StatPath(const char* path, struct statvfs* usage) {
   struct stat st;
   if (::stat(path, &st) != 0) {
     if (errno == ENOTCONN || errno == ECONNABORTED) return kSawNotConnected;
@@ -62,7 +64,11 @@ int StatPath(const char* path) {
   // stat may be answered from cached attributes; statfs always reaches the
   // FUSE daemon, so a dead one shows here.
   struct statvfs vfs;
-  if (::statvfs(path, &vfs) != 0 && (errno == ENOTCONN || errno == ECONNABORTED)) return kSawNotConnected;
+  if (::statvfs(path, &vfs) != 0) {
+    if (errno == ENOTCONN || errno == ECONNABORTED) return kSawNotConnected;
+    return kSawAnswer;
+  }
+  if (usage) *usage = vfs;
   return kSawAnswer;
 }
 
@@ -93,6 +99,47 @@ struct Child {
   bool killed = false;
 };
 
+// What one path's probe saw: the exit code of its child (nullopt: no answer
+// within the deadline) and, when statvfs answered, its numbers.
+struct Seen {
+  std::optional<int> saw;
+  std::optional<struct statvfs> usage;
+};
+
+// One statvfs slot per child, shared with it (MAP_SHARED|MAP_ANONYMOUS made
+// before the fork): a child writes its slot and exits; the parent reads a
+// slot only after reaping its child, so the slots need no lock.
+class UsageSlots {
+ public:
+  explicit UsageSlots(size_t n) : bytes_(std::max<size_t>(n, 1) * sizeof(Slot)) {
+    void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    slots_ = p == MAP_FAILED ? nullptr : static_cast<Slot*>(p);  // zeroed: no answer
+  }
+  ~UsageSlots() {
+    if (slots_) ::munmap(slots_, bytes_);
+  }
+  UsageSlots(const UsageSlots&) = delete;
+  UsageSlots& operator=(const UsageSlots&) = delete;
+
+  // Where child i writes (null without a mapping: no usage is reported).
+  struct statvfs* For(size_t i) { return slots_ ? &slots_[i].vfs : nullptr; }
+  void MarkWritten(size_t i) {
+    if (slots_) slots_[i].written = 1;
+  }
+  std::optional<struct statvfs> Read(size_t i) const {
+    if (!slots_ || !slots_[i].written) return std::nullopt;
+    return slots_[i].vfs;
+  }
+
+ private:
+  struct Slot {
+    struct statvfs vfs;
+    int written;
+  };
+  size_t bytes_;
+  Slot* slots_ = nullptr;
+};
+
 // Polls every child until each has exited or `deadline` passes.
 void WaitChildren(std::vector<Child>& children, std::chrono::steady_clock::time_point deadline) {
   for (;;) {
@@ -120,17 +167,23 @@ void WaitChildren(std::vector<Child>& children, std::chrono::steady_clock::time_
 // daemons that never answer block the caller for one `timeout_ms` in all;
 // nullopt for a path whose child did not finish within it, and, without a
 // child, for a path where a child of an earlier probe is still blocked.
-std::vector<std::optional<int>> StatPathsWithin(const std::vector<std::string>& paths, int timeout_ms) {
+std::vector<Seen> StatPathsWithin(const std::vector<std::string>& paths, int timeout_ms) {
   const std::vector<std::string> blocked = ReapLeftovers();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   std::vector<Child> children(paths.size());
+  UsageSlots usage(paths.size());
   for (size_t i = 0; i < paths.size(); ++i) {
     if (std::find(blocked.begin(), blocked.end(), paths[i]) != blocked.end()) continue;
     const char* p = paths[i].c_str();
     pid_t pid = ::fork();
-    if (pid == 0) ::_exit(StatPath(p));
+    if (pid == 0) {
+      struct statvfs* slot = usage.For(i);
+      const int saw = StatPath(p, slot);
+      if (slot && saw == kSawAnswer && slot->f_frsize + slot->f_bsize != 0) usage.MarkWritten(i);
+      ::_exit(saw);
+    }
     if (pid < 0) {
-      children[i].saw = StatPath(p);  // no child (out of processes): ask in this thread
+      children[i].saw = StatPath(p, nullptr);  // no child (out of processes): ask in this thread
     } else {
       children[i].pid = pid;
     }
@@ -149,8 +202,13 @@ std::vector<std::optional<int>> StatPathsWithin(const std::vector<std::string>& 
       if (children[i].pid > 0) g_unreaped.push_back(Unreaped{children[i].pid, paths[i]});
     }
   }
-  std::vector<std::optional<int>> out;
-  for (const Child& c : children) out.push_back(c.killed ? std::nullopt : c.saw);
+  std::vector<Seen> out(paths.size());
+  for (size_t i = 0; i < paths.size(); ++i) {
+    const Child& c = children[i];
+    if (c.killed) continue;
+    out[i].saw = c.saw;
+    if (c.pid == 0 && c.saw == kSawAnswer) out[i].usage = usage.Read(i);  // reaped: its slot is final
+  }
   return out;
 }
 
@@ -205,11 +263,19 @@ MountProbeState StateOf(const std::string& path, const std::optional<int>& saw) 
 
 MountProbeState ProbeMount(const std::string& path, int timeout_ms) { return ProbeMounts({path}, timeout_ms)[0]; }
 
+MountProbe ProbeMountWithUsage(const std::string& path, int timeout_ms) {
+  const std::vector<Seen> seen = StatPathsWithin({path}, timeout_ms);
+  MountProbe probe;
+  probe.state = StateOf(path, seen[0].saw);
+  if (probe.state == MountProbeState::kHealthy) probe.usage = seen[0].usage;
+  return probe;
+}
+
 std::vector<MountProbeState> ProbeMounts(const std::vector<std::string>& paths, int timeout_ms) {
-  std::vector<std::optional<int>> saw = StatPathsWithin(paths, timeout_ms);
+  const std::vector<Seen> seen = StatPathsWithin(paths, timeout_ms);
   std::vector<MountProbeState> out;
   out.reserve(paths.size());
-  for (size_t i = 0; i < paths.size(); ++i) out.push_back(StateOf(paths[i], saw[i]));
+  for (size_t i = 0; i < paths.size(); ++i) out.push_back(StateOf(paths[i], seen[i].saw));
   return out;
 }
 

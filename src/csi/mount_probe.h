@@ -12,6 +12,7 @@
 // functions are thread-safe; they read /proc and stat(2) the path.
 #pragma once
 
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -45,6 +46,17 @@ inline constexpr int kProbeReapMs = 500;
 
 // Blocks at most about `timeout_ms` + kProbeReapMs.
 MountProbeState ProbeMount(const std::string& path, int timeout_ms = kProbeTimeoutMs);
+
+// ProbeMount, with the statvfs(2) numbers its child saw when the mount is
+// healthy: a caller that wants a mount's usage takes them from here rather
+// than calling statvfs itself, which would block for as long as the daemon
+// does not answer (a daemon that stops right after the probe). usage is
+// nullopt unless state is kHealthy (and then only if statvfs answered).
+struct MountProbe {
+  MountProbeState state = MountProbeState::kMissing;
+  std::optional<struct statvfs> usage;
+};
+MountProbe ProbeMountWithUsage(const std::string& path, int timeout_ms = kProbeTimeoutMs);
 
 // ProbeMount of every path at once: the states in the order of `paths`.
 // Blocks at most about `timeout_ms` + kProbeReapMs whatever the number of

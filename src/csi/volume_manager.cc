@@ -190,7 +190,8 @@ Result<VolumeStats> VolumeManager::Stats(const std::string& volume_id, const std
     return NotFound("volume " + volume_id + " is not published at " + path);
   }
   VolumeStats stats;
-  MountProbeState state = ProbeMount(path);
+  const MountProbe probe = ProbeMountWithUsage(path);
+  const MountProbeState state = probe.state;
   if (state == MountProbeState::kStalled) {
     stats.abnormal = true;
     stats.condition = "mount at " + path + " is stalled: it did not answer stat/statfs within " +
@@ -212,8 +213,10 @@ Result<VolumeStats> VolumeManager::Stats(const std::string& volume_id, const std
     stats.condition = "mount at " + path + " is " + published.problem;
     return stats;
   }
-  struct statvfs vfs;
-  if (::statvfs(path.c_str(), &vfs) != 0) return ErrnoError("statvfs " + path, errno);
+  // The probe's own statvfs: this thread never calls into the mount, so a
+  // daemon that stops after the probe cannot block the RPC.
+  if (!probe.usage) return Unavailable("statvfs of " + path + " gave no usage (the mount answered stat only)");
+  const struct statvfs& vfs = *probe.usage;
   const int64_t unit = static_cast<int64_t>(vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize);
   stats.total_bytes = static_cast<int64_t>(vfs.f_blocks) * unit;
   stats.available_bytes = static_cast<int64_t>(vfs.f_bavail) * unit;

@@ -1,3 +1,5 @@
+#include <sys/statvfs.h>
+
 #include <catch2/catch.hpp>
 #include <filesystem>
 
@@ -36,5 +38,26 @@ TEST_CASE("probing many paths at once answers each in order") {
   CHECK(states[2] == MountProbeState::kMissing);
   CHECK(states[3] == MountProbeState::kHealthy);
   CHECK(ProbeMounts({}).empty());
+  std::filesystem::remove(dir);
+}
+
+TEST_CASE("a healthy mount's probe carries its statvfs numbers; other states none") {
+  const MountProbe root = ProbeMountWithUsage("/");
+  REQUIRE(root.state == MountProbeState::kHealthy);
+  REQUIRE(root.usage.has_value());
+  struct statvfs here;
+  REQUIRE(::statvfs("/", &here) == 0);
+  CHECK(root.usage->f_blocks == here.f_blocks);
+  CHECK(root.usage->f_files == here.f_files);
+  CHECK((root.usage->f_frsize ? root.usage->f_frsize : root.usage->f_bsize) > 0);
+
+  char tmpl[] = "/tmp/ocifs-csi-probe-XXXXXX";
+  const std::string dir = ::mkdtemp(tmpl);
+  const MountProbe plain = ProbeMountWithUsage(dir);
+  CHECK(plain.state == MountProbeState::kNotMounted);
+  CHECK_FALSE(plain.usage.has_value());
+  const MountProbe missing = ProbeMountWithUsage(dir + "/nope");
+  CHECK(missing.state == MountProbeState::kMissing);
+  CHECK_FALSE(missing.usage.has_value());
   std::filesystem::remove(dir);
 }
