@@ -10,16 +10,16 @@
 namespace ocifs {
 namespace {
 
-constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'G', 'Z', 'I'};
-constexpr uint32_t kFlagLearnZeroRuns = 1;
+constexpr char kV4Magic[8] = {'O', 'C', 'I', 'F', 'S', 'G', 'Z', 'I'};
+constexpr uint32_t kV4FlagLearnZeroRuns = 1;
 // A compressed window is at most compressBound(32 KiB), a little over 32 KiB.
 constexpr uint32_t kMaxZWindow = 64u << 10;
 
-uint32_t Crc(std::span<const uint8_t> b) {
+uint32_t V4Crc(std::span<const uint8_t> b) {
   return Crc32(std::span<const uint8_t>(b.data(), b.size()));
 }
 // As gzip_index.cc: more output than deflate makes of `in` compressed bytes (1032:1).
-bool MoreThanDeflateMakes(uint64_t out, uint64_t in) {
+bool V4MoreThanDeflateMakes(uint64_t out, uint64_t in) {
   constexpr uint64_t kMaxRatio = 1032;
   return in < UINT64_MAX / 2 && out / kMaxRatio > in + 4;
 }
@@ -35,9 +35,9 @@ Result<std::vector<uint8_t>> GzipIndexV4::Serialize(const GzipIndex& index) {
                          4 * index.block_crcs.size() + 4;
   std::vector<uint8_t> windows;  // the windows, in checkpoint order, after the table
   std::vector<uint8_t> b;
-  b.assign(kMagic, kMagic + 8);
+  b.assign(kV4Magic, kV4Magic + 8);
   AppendLe<uint32_t>(b, kVersion);
-  AppendLe<uint32_t>(b, index.zero_runs_known ? 0 : kFlagLearnZeroRuns);
+  AppendLe<uint32_t>(b, index.zero_runs_known ? 0 : kV4FlagLearnZeroRuns);
   AppendLe<uint64_t>(b, index.compressed_size);
   AppendLe<uint64_t>(b, index.decompressed_size);
   AppendLe<uint64_t>(b, index.spacing);
@@ -61,7 +61,7 @@ Result<std::vector<uint8_t>> GzipIndexV4::Serialize(const GzipIndex& index) {
     AppendLe<uint32_t>(b, cp.window_size);
     AppendLe<uint64_t>(b, z.empty() ? 0 : table + windows.size());
     AppendLe<uint32_t>(b, static_cast<uint32_t>(z.size()));
-    AppendLe<uint32_t>(b, z.empty() ? 0 : Crc(z));
+    AppendLe<uint32_t>(b, z.empty() ? 0 : V4Crc(z));
     windows.insert(windows.end(), z.begin(), z.end());
   }
   AppendLe<uint64_t>(b, runs.size());
@@ -72,7 +72,7 @@ Result<std::vector<uint8_t>> GzipIndexV4::Serialize(const GzipIndex& index) {
   AppendLe<uint32_t>(b, index.block_size);
   AppendLe<uint64_t>(b, index.block_crcs.size());
   for (uint32_t block_crc : index.block_crcs) AppendLe<uint32_t>(b, block_crc);
-  AppendLe<uint32_t>(b, Crc(b));
+  AppendLe<uint32_t>(b, V4Crc(b));
   if (b.size() != table) return Internal("version 4 gzip index: table length mismatch");
   b.insert(b.end(), windows.begin(), windows.end());
   return b;
@@ -82,7 +82,7 @@ Result<uint64_t> GzipIndexV4::TableLength(std::span<const uint8_t> header, uint6
                                           const std::string& what) {
   auto bad = [&](const std::string& why) { return Corrupt("gzip index " + what + ": " + why); };
   if (header.size() < kHeaderSize) return bad("too short (" + std::to_string(header.size()) + " bytes)");
-  if (std::memcmp(header.data(), kMagic, 8) != 0) return bad("bad magic");
+  if (std::memcmp(header.data(), kV4Magic, 8) != 0) return bad("bad magic");
   const uint32_t version = LoadLe<uint32_t>(header.data() + 8);
   if (version != kVersion) return bad("version " + std::to_string(version) + ", not 4");
   const uint64_t table = LoadLe<uint64_t>(header.data() + 68);
@@ -99,12 +99,12 @@ Result<GzipIndex> GzipIndexV4::ParseTable(std::span<const uint8_t> bytes, uint64
   OCIFS_ASSIGN_OR_RETURN(const uint64_t table, TableLength(bytes, file_size, what));
   if (bytes.size() != table) return bad("table of " + std::to_string(bytes.size()) + " bytes, not " + std::to_string(table));
   const size_t body = bytes.size() - 4;
-  if (Crc(bytes.first(body)) != LoadLe<uint32_t>(bytes.data() + body)) return bad("table checksum mismatch");
+  if (V4Crc(bytes.first(body)) != LoadLe<uint32_t>(bytes.data() + body)) return bad("table checksum mismatch");
   const uint8_t* p = bytes.data();
   const uint32_t flags = LoadLe<uint32_t>(p + 12);
-  if (flags & ~kFlagLearnZeroRuns) return bad("unknown flags " + std::to_string(flags));
+  if (flags & ~kV4FlagLearnZeroRuns) return bad("unknown flags " + std::to_string(flags));
   GzipIndex index;
-  index.zero_runs_known = !(flags & kFlagLearnZeroRuns);
+  index.zero_runs_known = !(flags & kV4FlagLearnZeroRuns);
   index.compressed_size = LoadLe<uint64_t>(p + 16);
   index.decompressed_size = LoadLe<uint64_t>(p + 24);
   index.spacing = LoadLe<uint64_t>(p + 32);
@@ -145,7 +145,7 @@ Result<GzipIndex> GzipIndexV4::ParseTable(std::span<const uint8_t> bytes, uint64
       return bad(at + ": its window (" + std::to_string(zlen) + " bytes at " + std::to_string(zoffset) +
                  ") is not between the table and the end of the file");
     }
-    if (i > 0 && MoreThanDeflateMakes(cp.out - index.checkpoints.back().out, cp.in - index.checkpoints.back().in)) {
+    if (i > 0 && V4MoreThanDeflateMakes(cp.out - index.checkpoints.back().out, cp.in - index.checkpoints.back().in)) {
       return bad(at + ": more output than deflate makes of its compressed bytes");
     }
     if (zlen > 0) {
@@ -156,7 +156,7 @@ Result<GzipIndex> GzipIndexV4::ParseTable(std::span<const uint8_t> bytes, uint64
     }
     index.checkpoints.push_back(std::move(cp));
   }
-  if (MoreThanDeflateMakes(index.decompressed_size - index.checkpoints.back().out,
+  if (V4MoreThanDeflateMakes(index.decompressed_size - index.checkpoints.back().out,
                            index.compressed_size - index.checkpoints.back().in)) {
     return bad("decompressed size " + std::to_string(index.decompressed_size) +
                ": more output than deflate makes of its compressed bytes");
@@ -175,7 +175,7 @@ Result<GzipIndex> GzipIndexV4::Parse(std::span<const uint8_t> bytes, const std::
   for (GzipCheckpoint& cp : index.checkpoints) {
     if (cp.zwindow_length == 0) continue;
     const auto z = bytes.subspan(static_cast<size_t>(cp.zwindow_offset), cp.zwindow_length);
-    if (Crc(z) != *cp.zwindow_crc) {
+    if (V4Crc(z) != *cp.zwindow_crc) {
       return Corrupt("gzip index " + what + ": the window of its checkpoint at decompressed offset " +
                      std::to_string(cp.out) + " does not match its CRC-32");
     }

@@ -10,9 +10,9 @@
 namespace ocifs {
 namespace {
 
-constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'Z', 'C', 'I'};
+constexpr char kV2Magic[8] = {'O', 'C', 'I', 'F', 'S', 'Z', 'C', 'I'};
 
-uint32_t Crc(std::span<const uint8_t> b) {
+uint32_t V2Crc(std::span<const uint8_t> b) {
   return Crc32(std::span<const uint8_t>(b.data(), b.size()));
 }
 Status Bad(const std::string& what) { return Corrupt("zstd checkpoint index: " + what); }
@@ -21,7 +21,7 @@ Status Bad(const std::string& what) { return Corrupt("zstd checkpoint index: " +
 
 Result<std::string> ZstdCheckpointIndexV2::Serialize(const ZstdCheckpointIndex& index) {
   const uint64_t table = kHeaderSize + kRecordSize * index.checkpoints.size() + 4 * index.crcs.size() + 4;
-  std::string s(kMagic, sizeof(kMagic));
+  std::string s(kV2Magic, sizeof(kV2Magic));
   AppendLeN(s, kVersion, 4);
   AppendLeN(s, 0, 4);  // flags
   AppendLeN(s, index.blob_size, 8);
@@ -42,11 +42,11 @@ Result<std::string> ZstdCheckpointIndexV2::Serialize(const ZstdCheckpointIndex& 
     AppendLeN(s, c.dict_size, 4);
     AppendLeN(s, has_dict ? next : 0, 8);
     AppendLeN(s, c.zdict.size(), 4);
-    AppendLeN(s, has_dict ? Crc(c.zdict) : 0, 4);
+    AppendLeN(s, has_dict ? V2Crc(c.zdict) : 0, 4);
     next += c.zdict.size();
   }
   for (uint32_t crc : index.crcs) AppendLeN(s, crc, 4);
-  AppendLeN(s, Crc({reinterpret_cast<const uint8_t*>(s.data()), s.size()}), 4);
+  AppendLeN(s, V2Crc({reinterpret_cast<const uint8_t*>(s.data()), s.size()}), 4);
   if (s.size() != table) return Internal("version 2 zstd checkpoint index: table length mismatch");
   for (const ZstdCheckpoint& c : index.checkpoints) s.append(c.zdict.begin(), c.zdict.end());
   return s;
@@ -54,7 +54,7 @@ Result<std::string> ZstdCheckpointIndexV2::Serialize(const ZstdCheckpointIndex& 
 
 Result<uint64_t> ZstdCheckpointIndexV2::TableLength(std::span<const uint8_t> header, uint64_t file_size) {
   if (header.size() < kHeaderSize) return Bad("truncated header (" + std::to_string(header.size()) + " bytes)");
-  if (std::memcmp(header.data(), kMagic, 8) != 0) return Bad("bad magic");
+  if (std::memcmp(header.data(), kV2Magic, 8) != 0) return Bad("bad magic");
   const uint64_t version = LoadLeN(header.data() + 8, 4);
   if (version != kVersion) return Bad("version " + std::to_string(version) + ", not 2");
   const uint64_t table = LoadLeN(header.data() + 56, 8);
@@ -70,7 +70,7 @@ Result<ZstdCheckpointIndex> ZstdCheckpointIndexV2::ParseTable(std::span<const ui
   OCIFS_ASSIGN_OR_RETURN(const uint64_t table, TableLength(bytes, file_size));
   if (bytes.size() != table) return Bad("table of " + std::to_string(bytes.size()) + " bytes, not " + std::to_string(table));
   const size_t body = bytes.size() - 4;
-  if (Crc(bytes.first(body)) != LoadLeN(bytes.data() + body, 4)) return Bad("table checksum mismatch (truncated or damaged)");
+  if (V2Crc(bytes.first(body)) != LoadLeN(bytes.data() + body, 4)) return Bad("table checksum mismatch (truncated or damaged)");
   const uint8_t* p = bytes.data();
   if (const uint64_t flags = LoadLeN(p + 12, 4); flags != 0) return Bad("unknown flags " + std::to_string(flags));
   ZstdCheckpointIndex x;
@@ -126,7 +126,7 @@ Result<ZstdCheckpointIndex> ZstdCheckpointIndexV2::Parse(std::span<const uint8_t
     ZstdCheckpoint& c = x.checkpoints[i];
     if (c.zdict_length == 0) continue;
     const auto z = bytes.subspan(static_cast<size_t>(c.zdict_offset), c.zdict_length);
-    if (Crc(z) != c.zdict_crc) return Bad("checkpoint " + std::to_string(i) + ": its dictionary does not match its CRC-32");
+    if (V2Crc(z) != c.zdict_crc) return Bad("checkpoint " + std::to_string(i) + ": its dictionary does not match its CRC-32");
     c.zdict.assign(z.begin(), z.end());
   }
   return x;

@@ -20,7 +20,7 @@ constexpr uint64_t kSector = 512;
 constexpr uint64_t kMaxPrefetchGuestBytes = 256ull << 20;
 constexpr uint64_t kPrefetchReadBytes = 64 << 10;  // reads from this size up prefetch their host ranges
 
-std::string Hex(uint64_t v) {
+std::string SourceHex(uint64_t v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
   return buf;
@@ -84,7 +84,7 @@ Status Qcow2Source::CheckNotMetadata(uint64_t host, uint64_t length, const char*
   for (const HostRange& m : header_.metadata) {
     if (host < m.offset + m.length && m.offset < host + length) {
       return Corrupt(std::string("qcow2 ") + what + " for guest offset " + std::to_string(guest) +
-                     " points to host offset " + Hex(host) + ", inside " + m.what);
+                     " points to host offset " + SourceHex(host) + ", inside " + m.what);
     }
   }
   return Status::Ok();
@@ -94,17 +94,17 @@ Result<CachedBuffer> Qcow2Source::LoadL2(uint64_t l2_offset, uint64_t l1_index) 
   const uint64_t cs = header_.cluster_size;
   if (l2_offset % cs != 0) {
     return Corrupt("qcow2 L1 entry " + std::to_string(l1_index) + " has an unaligned L2 table offset " +
-                   Hex(l2_offset));
+                   SourceHex(l2_offset));
   }
   OCIFS_RETURN_IF_ERROR(CheckNotMetadata(l2_offset, cs, "L2 table", l1_index * (header_.l2_entries << header_.cluster_bits)));
   if (header_.file_size != kUnknownSize && (l2_offset > header_.file_size || cs > header_.file_size - l2_offset)) {
-    return Corrupt("qcow2 L1 entry " + std::to_string(l1_index) + " points to an L2 table at " + Hex(l2_offset) +
+    return Corrupt("qcow2 L1 entry " + std::to_string(l1_index) + " points to an L2 table at " + SourceHex(l2_offset) +
                    " past the end of the file (" + std::to_string(header_.file_size) + " bytes)");
   }
   return l2_cache_.GetOrLoad(l2_offset, [&]() -> Result<CachedBuffer> {
     auto table = std::make_shared<std::vector<uint8_t>>(cs);
     Status st = ReadExactly(*file_, l2_offset, *table);
-    if (!st.ok()) return st.WithContext("qcow2 L2 table at " + Hex(l2_offset));
+    if (!st.ok()) return st.WithContext("qcow2 L2 table at " + SourceHex(l2_offset));
     return CachedBuffer(std::move(table));
   });
 }
@@ -157,7 +157,7 @@ Status Qcow2Source::Walk(uint64_t start, uint64_t end, size_t max_tables, L2Mode
         zero = static_cast<uint32_t>(bitmap >> 32);
         if (alloc & zero) {
           return Corrupt("qcow2 L2 entry for guest offset " + std::to_string(cluster_start) +
-                         " marks subclusters both allocated and zero (bitmap " + Hex(bitmap) + ")");
+                         " marks subclusters both allocated and zero (bitmap " + SourceHex(bitmap) + ")");
         }
         if (alloc != 0 && host == 0) {
           return Corrupt("qcow2 L2 entry for guest offset " + std::to_string(cluster_start) +
@@ -171,7 +171,7 @@ Status Qcow2Source::Walk(uint64_t start, uint64_t end, size_t max_tables, L2Mode
       if (alloc != 0) {
         if (host % cs != 0) {
           return Corrupt("qcow2 L2 entry for guest offset " + std::to_string(cluster_start) +
-                         " has an unaligned host cluster offset " + Hex(host));
+                         " has an unaligned host cluster offset " + SourceHex(host));
         }
         OCIFS_RETURN_IF_ERROR(CheckNotMetadata(host, cs, "data cluster", cluster_start));
       }
@@ -203,14 +203,14 @@ Status Qcow2Source::CompressedRange(uint64_t l2_entry, uint64_t guest, uint64_t*
   const uint64_t sectors = ((l2_entry >> x) & ((uint64_t{1} << size_bits) - 1)) + 1;
   const uint64_t csize = sectors * kSector - (coffset & (kSector - 1));
   const std::string where = "qcow2 compressed cluster for guest offset " + std::to_string(guest);
-  if (coffset >= kQcow2MaxVirtualSize) return Corrupt(where + " has host offset " + Hex(coffset) + " beyond 2^56");
+  if (coffset >= kQcow2MaxVirtualSize) return Corrupt(where + " has host offset " + SourceHex(coffset) + " beyond 2^56");
   OCIFS_RETURN_IF_ERROR(CheckNotMetadata(coffset, csize, "compressed cluster", guest));
   uint64_t len = csize;
   if (header_.file_size != kUnknownSize) {
     // The size field counts whole sectors; at the end of the file the last
     // one may be partial (qemu reads what exists).
     if (coffset >= header_.file_size || csize - std::min(csize, header_.file_size - coffset) >= kSector) {
-      return Corrupt(where + " (" + std::to_string(csize) + " bytes at " + Hex(coffset) +
+      return Corrupt(where + " (" + std::to_string(csize) + " bytes at " + SourceHex(coffset) +
                      ") extends past the end of the file (" + std::to_string(header_.file_size) + " bytes)");
     }
     len = std::min(csize, header_.file_size - coffset);
@@ -251,7 +251,7 @@ Result<CachedBuffer> Qcow2Source::Inflate(uint64_t l2_entry, uint64_t guest) con
   // Only a partial last sector may be missing (when the file size was unknown).
   if (len - got >= kSector) {
     return Corrupt("qcow2 compressed cluster for guest offset " + std::to_string(guest) + " (" +
-                   std::to_string(len) + " bytes at " + Hex(coffset) + ") extends past the end of the file");
+                   std::to_string(len) + " bytes at " + SourceHex(coffset) + ") extends past the end of the file");
   }
   in.resize(got);
   auto out = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
@@ -263,8 +263,8 @@ Result<CachedBuffer> Qcow2Source::Inflate(uint64_t l2_entry, uint64_t guest) con
 
 Status Qcow2Source::ReadData(uint64_t host, std::span<uint8_t> out, uint64_t guest) const {
   if (header_.file_size != kUnknownSize && (host > header_.file_size || out.size() > header_.file_size - host)) {
-    return Corrupt("qcow2 guest offset " + std::to_string(guest) + " maps to host bytes " + Hex(host) + ".." +
-                   Hex(host + out.size()) + " past the end of the file (" + std::to_string(header_.file_size) +
+    return Corrupt("qcow2 guest offset " + std::to_string(guest) + " maps to host bytes " + SourceHex(host) + ".." +
+                   SourceHex(host + out.size()) + " past the end of the file (" + std::to_string(header_.file_size) +
                    " bytes)");
   }
   Status st = ReadExactly(*file_, host, out);

@@ -15,12 +15,12 @@ using namespace ocifs::testing;
 
 namespace {
 
-constexpr uint32_t kChunk = 64 << 10;
+constexpr uint32_t kSourceChunk = 64 << 10;
 
 std::vector<uint8_t> Blob(size_t n) { return Pattern(12345, n); }
 
-std::shared_ptr<ChunkCache> OpenCache(const std::string& dir) {
-  auto cache = ChunkCache::Open({.dir = dir, .chunk_size = kChunk});
+std::shared_ptr<ChunkCache> OpenSourceCache(const std::string& dir) {
+  auto cache = ChunkCache::Open({.dir = dir, .chunk_size = kSourceChunk});
   REQUIRE(cache.ok());
   return *cache;
 }
@@ -45,15 +45,15 @@ std::set<uint64_t> Stored(const ChunkCache& cache) {
 
 TEST_CASE("cached source reads equal the inner bytes at any offset and length") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(5 * kChunk + 1234);
+  const std::vector<uint8_t> blob = Blob(5 * kSourceChunk + 1234);
   auto inner = std::make_shared<MemorySource>(blob);
-  CachedSource src(inner, OpenCache(tmp.path()), kKey);
+  CachedSource src(inner, OpenSourceCache(tmp.path()), kKey);
   REQUIRE(src.size() == blob.size());
   std::mt19937_64 rng(7);
   for (int i = 0; i < 300; ++i) {
     uint64_t offset = rng() % (blob.size() + 100);
-    size_t len = rng() % (3 * kChunk);
-    if (i % 5 == 0) offset = (rng() % 6) * kChunk - (rng() % 2);  // around a boundary
+    size_t len = rng() % (3 * kSourceChunk);
+    if (i % 5 == 0) offset = (rng() % 6) * kSourceChunk - (rng() % 2);  // around a boundary
     if (offset > blob.size() + 100) offset = 0;
     std::vector<uint8_t> buf(len, 0xee);
     auto n = src.ReadAt(offset, buf);
@@ -67,8 +67,8 @@ TEST_CASE("cached source reads equal the inner bytes at any offset and length") 
 
 TEST_CASE("cached source reads the short last chunk and stops at the end") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(2 * kChunk + 10);
-  CachedSource src(std::make_shared<MemorySource>(blob), OpenCache(tmp.path()), kKey);
+  const std::vector<uint8_t> blob = Blob(2 * kSourceChunk + 10);
+  CachedSource src(std::make_shared<MemorySource>(blob), OpenSourceCache(tmp.path()), kKey);
   std::vector<uint8_t> buf(100);
   auto tail = src.ReadAt(blob.size() - 4, buf);
   REQUIRE(tail.ok());
@@ -84,19 +84,19 @@ TEST_CASE("cached source reads the short last chunk and stops at the end") {
 
 TEST_CASE("cached source fetches each chunk once, then serves repeats from the cache") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(3 * kChunk + 500);
+  const std::vector<uint8_t> blob = Blob(3 * kSourceChunk + 500);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   {
-    CachedSource src(counting, OpenCache(tmp.path()), kKey);
-    std::vector<uint8_t> buf(kChunk + 200);
-    REQUIRE(src.ReadAt(kChunk - 100, buf).ok());  // touches chunks 0, 1 and 2
+    CachedSource src(counting, OpenSourceCache(tmp.path()), kKey);
+    std::vector<uint8_t> buf(kSourceChunk + 200);
+    REQUIRE(src.ReadAt(kSourceChunk - 100, buf).ok());  // touches chunks 0, 1 and 2
     CHECK(counting->reads == 1);           // adjacent misses: one inner read
-    CHECK(counting->bytes == 3 * kChunk);  // whole chunks
-    REQUIRE(src.ReadAt(kChunk - 100, buf).ok());
+    CHECK(counting->bytes == 3 * kSourceChunk);  // whole chunks
+    REQUIRE(src.ReadAt(kSourceChunk - 100, buf).ok());
     CHECK(counting->reads == 1);
   }
   // A later mount (a new cache on the same dir) finds them too.
-  CachedSource again(counting, OpenCache(tmp.path()), kKey);
+  CachedSource again(counting, OpenSourceCache(tmp.path()), kKey);
   std::vector<uint8_t> all(blob.size());
   auto n = again.ReadAt(0, all);
   REQUIRE(n.ok());
@@ -106,9 +106,9 @@ TEST_CASE("cached source fetches each chunk once, then serves repeats from the c
 
 TEST_CASE("cached source returns inner errors and caches nothing from them") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(kChunk);
+  const std::vector<uint8_t> blob = Blob(kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  auto cache = OpenCache(tmp.path());
+  auto cache = OpenSourceCache(tmp.path());
   CachedSource src(counting, cache, kKey, Options(0));
   std::vector<uint8_t> buf(10);
   counting->fail = true;
@@ -120,165 +120,165 @@ TEST_CASE("cached source returns inner errors and caches nothing from them") {
   auto good = src.ReadAt(0, buf);
   REQUIRE(good.ok());
   CHECK(std::equal(buf.begin(), buf.end(), blob.begin()));
-  CHECK(cache->stats().fetched_bytes == kChunk);
+  CHECK(cache->stats().fetched_bytes == kSourceChunk);
 }
 
 TEST_CASE("cached source refuses an inner source shorter than it claims") {
   class Liar final : public ByteSource {
    public:
-    uint64_t size() const override { return 2 * kChunk; }
+    uint64_t size() const override { return 2 * kSourceChunk; }
     Result<size_t> ReadAt(uint64_t, std::span<uint8_t> buf) const override { return buf.size() / 2; }
   };
   TempDir tmp;
-  CachedSource src(std::make_shared<Liar>(), OpenCache(tmp.path()), kKey);
+  CachedSource src(std::make_shared<Liar>(), OpenSourceCache(tmp.path()), kKey);
   std::vector<uint8_t> buf(10);
   CHECK(src.ReadAt(0, buf).status().code() == Code::kCorrupt);
 }
 
 TEST_CASE("cached source with an invalid key fails every read") {
   TempDir tmp;
-  CachedSource src(MemorySource::FromString("abc"), OpenCache(tmp.path()), "sha256:../../etc");
+  CachedSource src(MemorySource::FromString("abc"), OpenSourceCache(tmp.path()), "sha256:../../etc");
   std::vector<uint8_t> buf(3);
   CHECK(src.ReadAt(0, buf).status().code() == Code::kInvalidArgument);
 }
 
 TEST_CASE("cached source: a small miss fetches its own bytes and the whole chunk follows") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(4 * kChunk);
+  const std::vector<uint8_t> blob = Blob(4 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  auto cache = OpenCache(tmp.path());
+  auto cache = OpenSourceCache(tmp.path());
   FetchPolicy o = Options(2);
   o.exact_small_misses = true;
   {
     CachedSource src(counting, cache, kKey, o);
     std::vector<uint8_t> buf(100);
-    REQUIRE(*src.ReadAt(2 * kChunk + 10, buf) == 100);
-    CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 2 * kChunk + 10));
+    REQUIRE(*src.ReadAt(2 * kSourceChunk + 10, buf) == 100);
+    CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 2 * kSourceChunk + 10));
     src.WaitForPrefetches();
     CHECK(counting->reads == 2);  // the 100 bytes, then chunk 2
-    CHECK(counting->bytes == 100 + kChunk);
-    std::vector<uint8_t> more(kChunk / 8);  // the chunk is there now
-    REQUIRE(src.ReadAt(2 * kChunk + 5000, more).ok());
-    CHECK(std::equal(more.begin(), more.end(), blob.begin() + 2 * kChunk + 5000));
+    CHECK(counting->bytes == 100 + kSourceChunk);
+    std::vector<uint8_t> more(kSourceChunk / 8);  // the chunk is there now
+    REQUIRE(src.ReadAt(2 * kSourceChunk + 5000, more).ok());
+    CHECK(std::equal(more.begin(), more.end(), blob.begin() + 2 * kSourceChunk + 5000));
     CHECK(counting->reads == 2);
-    std::vector<uint8_t> big(kChunk / 2);  // large reads take the whole-chunk path
-    REQUIRE(src.ReadAt(kChunk, big).ok());
+    std::vector<uint8_t> big(kSourceChunk / 2);  // large reads take the whole-chunk path
+    REQUIRE(src.ReadAt(kSourceChunk, big).ok());
     CHECK(counting->reads == 3);
-    CHECK(counting->bytes == 100 + 2 * kChunk);
+    CHECK(counting->bytes == 100 + 2 * kSourceChunk);
   }
   // Another process: chunk 2 is on disk, so a small read of it reads the file, not the blob.
-  CachedSource again(counting, OpenCache(tmp.path()), kKey, o);
+  CachedSource again(counting, OpenSourceCache(tmp.path()), kKey, o);
   std::vector<uint8_t> buf(10);
-  REQUIRE(again.ReadAt(2 * kChunk + 77, buf).ok());
-  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 2 * kChunk + 77));
+  REQUIRE(again.ReadAt(2 * kSourceChunk + 77, buf).ok());
+  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 2 * kSourceChunk + 77));
   CHECK(counting->reads == 3);
 }
 
 TEST_CASE("cached source: a small miss that fails returns the error naming the bytes") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(2 * kChunk);
+  const std::vector<uint8_t> blob = Blob(2 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   counting->fail = true;
   FetchPolicy o = Options(1);
   o.exact_small_misses = true;
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, o);
   std::vector<uint8_t> buf(10);
-  auto bad = src.ReadAt(kChunk + 3, buf);
+  auto bad = src.ReadAt(kSourceChunk + 3, buf);
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.status().message().find("bytes " + std::to_string(kChunk + 3)) != std::string::npos);
+  CHECK(bad.status().message().find("bytes " + std::to_string(kSourceChunk + 3)) != std::string::npos);
   src.WaitForPrefetches();
 }
 
 TEST_CASE("cached source fetches the missing runs around a cached chunk with one inner read each") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(5 * kChunk);
+  const std::vector<uint8_t> blob = Blob(5 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(0));
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, Options(0));
   std::vector<uint8_t> one(10);
-  REQUIRE(src.ReadAt(2 * kChunk + 5, one).ok());  // chunk 2 cached
+  REQUIRE(src.ReadAt(2 * kSourceChunk + 5, one).ok());  // chunk 2 cached
   CHECK(counting->reads == 1);
   std::vector<uint8_t> all(blob.size());
   REQUIRE(src.ReadAt(0, all).ok());
   CHECK(all == blob);
   CHECK(counting->reads == 3);  // chunks 0-1 and 3-4, one read each
-  CHECK(counting->bytes == 5 * kChunk);
+  CHECK(counting->bytes == 5 * kSourceChunk);
 }
 
 TEST_CASE("cached source fetches each chunk once when many threads read the same range at once") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  const std::vector<uint8_t> blob = Blob(8 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(0));
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, Options(0));
   std::vector<std::thread> threads;
   std::atomic<int> bad{0};
   for (int t = 0; t < 8; ++t) {
     threads.emplace_back([&, t] {
-      std::vector<uint8_t> buf(3 * kChunk);
-      const uint64_t at = (t % 6) * kChunk + 7;
+      std::vector<uint8_t> buf(3 * kSourceChunk);
+      const uint64_t at = (t % 6) * kSourceChunk + 7;
       auto n = src.ReadAt(at, buf);
       if (!n.ok() || !std::equal(buf.begin(), buf.begin() + *n, blob.begin() + at)) ++bad;
     });
   }
   for (auto& th : threads) th.join();
   CHECK(bad == 0);
-  CHECK(counting->bytes == 8 * kChunk);
+  CHECK(counting->bytes == 8 * kSourceChunk);
 }
 
 TEST_CASE("cached source reads ahead on sequential access, growing the window, and not on random access") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(64 * kChunk);
+  const std::vector<uint8_t> blob = Blob(64 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   FetchPolicy options = Options(2, 2);
-  options.readahead = {.initial = kChunk, .max = 4 * kChunk, .min_run = 2 * kChunk};
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, options);
-  std::vector<uint8_t> buf(kChunk / 2);
+  options.readahead = {.initial = kSourceChunk, .max = 4 * kSourceChunk, .min_run = 2 * kSourceChunk};
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, options);
+  std::vector<uint8_t> buf(kSourceChunk / 2);
   // Random: far-apart reads fetch only their own chunks.
   for (uint64_t c : {40, 10, 50, 20}) {
-    REQUIRE(src.ReadAt(c * kChunk, buf).ok());
+    REQUIRE(src.ReadAt(c * kSourceChunk, buf).ok());
     src.WaitForPrefetches();
   }
-  CHECK(counting->bytes == 4 * kChunk);
+  CHECK(counting->bytes == 4 * kSourceChunk);
   // Sequential from 0: the reads are served, and chunks past the last read were fetched ahead.
-  for (uint64_t at = 0; at < 4 * kChunk; at += buf.size()) {
+  for (uint64_t at = 0; at < 4 * kSourceChunk; at += buf.size()) {
     auto n = src.ReadAt(at, buf);
     REQUIRE(n.ok());
     REQUIRE(std::equal(buf.begin(), buf.end(), blob.begin() + at));
   }
   src.WaitForPrefetches();
   const uint64_t fetched = counting->bytes;
-  CHECK(fetched > 8 * kChunk);    // read 4 chunks, fetched ahead of them
-  CHECK(fetched <= 14 * kChunk);  // but within the largest window
+  CHECK(fetched > 8 * kSourceChunk);    // read 4 chunks, fetched ahead of them
+  CHECK(fetched <= 14 * kSourceChunk);  // but within the largest window
   const int reads = counting->reads;
-  for (uint64_t at = 4 * kChunk; at < 6 * kChunk; at += buf.size()) REQUIRE(src.ReadAt(at, buf).ok());
+  for (uint64_t at = 4 * kSourceChunk; at < 6 * kSourceChunk; at += buf.size()) REQUIRE(src.ReadAt(at, buf).ok());
   src.WaitForPrefetches();
   CHECK(counting->reads >= reads);  // (read-ahead may continue; the reads were hits or joined flights)
 }
 
 TEST_CASE("cached source Prefetch fetches in the background, and reads of it fetch nothing again") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(6 * kChunk + 77);
+  const std::vector<uint8_t> blob = Blob(6 * kSourceChunk + 77);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(3, 4));
-  src.Prefetch(kChunk + 1, 100 * kChunk);  // clamped to the blob: chunks 1..6
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, Options(3, 4));
+  src.Prefetch(kSourceChunk + 1, 100 * kSourceChunk);  // clamped to the blob: chunks 1..6
   src.WaitForPrefetches();
-  CHECK(counting->bytes == blob.size() - kChunk);
+  CHECK(counting->bytes == blob.size() - kSourceChunk);
   CHECK(counting->reads == 2);  // runs of at most 4 chunks
-  std::vector<uint8_t> buf(blob.size() - kChunk);
-  auto n = src.ReadAt(kChunk, buf);
+  std::vector<uint8_t> buf(blob.size() - kSourceChunk);
+  auto n = src.ReadAt(kSourceChunk, buf);
   REQUIRE(n.ok());
-  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + kChunk));
+  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + kSourceChunk));
   CHECK(counting->reads == 2);
 }
 
 TEST_CASE("cached source with prefetch_all fetches the whole blob in idle time") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(9 * kChunk + 3);
+  const std::vector<uint8_t> blob = Blob(9 * kSourceChunk + 3);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  auto cache = OpenCache(tmp.path());
+  auto cache = OpenSourceCache(tmp.path());
   {
     CachedSource src(counting, cache, kKey, Options(3, 4, true, 2));
     std::vector<uint8_t> buf(100);
-    REQUIRE(src.ReadAt(5 * kChunk, buf).ok());
+    REQUIRE(src.ReadAt(5 * kSourceChunk, buf).ok());
     src.WaitForPrefetches();
     CHECK(counting->bytes == blob.size());  // every chunk once
   }
@@ -291,14 +291,14 @@ TEST_CASE("cached source with prefetch_all fetches the whole blob in idle time")
 
 TEST_CASE("cached source paces prefetch_all to its rate cap") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  const std::vector<uint8_t> blob = Blob(8 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   FetchPolicy o = Options(2, 4, true, 2);
-  o.prefetch_all_rate = 2 * kChunk * 10;  // 10 steps of 2 chunks a second: 100 ms a step
+  o.prefetch_all_rate = 2 * kSourceChunk * 10;  // 10 steps of 2 chunks a second: 100 ms a step
   const auto start = std::chrono::steady_clock::now();
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, o);
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  CHECK(counting->bytes <= 4 * kChunk);  // 2 steps by now, not 4
+  CHECK(counting->bytes <= 4 * kSourceChunk);  // 2 steps by now, not 4
   src.WaitForPrefetches();
   CHECK(counting->bytes == blob.size());
   CHECK(std::chrono::steady_clock::now() - start >= std::chrono::milliseconds(300));  // 4 steps, 3 pauses
@@ -306,11 +306,11 @@ TEST_CASE("cached source paces prefetch_all to its rate cap") {
 
 TEST_CASE("cached source stops its background fetches when destroyed") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(32 * kChunk);
+  const std::vector<uint8_t> blob = Blob(32 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   {
-    CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(3, 4, true, 1));
-    src.Prefetch(0, 32 * kChunk);
+    CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, Options(3, 4, true, 1));
+    src.Prefetch(0, 32 * kSourceChunk);
   }  // joins; nothing runs after this
   const uint64_t bytes = counting->bytes;
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -319,39 +319,39 @@ TEST_CASE("cached source stops its background fetches when destroyed") {
 
 TEST_CASE("cached source fetches a profile's chunks ahead, in runs, and reads of them fetch nothing again") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(10 * kChunk + 5);
+  const std::vector<uint8_t> blob = Blob(10 * kSourceChunk + 5);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto profile = std::make_shared<AccessProfile>();
-  profile->chunk_size = kChunk;
+  profile->chunk_size = kSourceChunk;
   profile->blobs[kKey] = {6, 7, 2, 10, 99};  // 99: past the end, skipped
   profile->blobs[Digest('b')] = {0, 1};      // another blob's: not this source's business
   FetchPolicy o = Options(0);
   o.profile = profile;
   o.profile_threads = 2;
   o.profile_run_chunks = 2;
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, o);
   src.WaitForProfile();
   CHECK(counting->reads == 3);  // 6-7, 2, 10
-  CHECK(counting->bytes == 3 * kChunk + 5);
+  CHECK(counting->bytes == 3 * kSourceChunk + 5);
   for (uint64_t index : {2, 6, 7, 10}) {
-    std::vector<uint8_t> buf(index == 10 ? 5 : kChunk);
-    REQUIRE(src.ReadAt(index * kChunk, buf).ok());
-    CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + static_cast<long>(index * kChunk)));
+    std::vector<uint8_t> buf(index == 10 ? 5 : kSourceChunk);
+    REQUIRE(src.ReadAt(index * kSourceChunk, buf).ok());
+    CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + static_cast<long>(index * kSourceChunk)));
   }
   CHECK(counting->reads == 3);
 }
 
 TEST_CASE("cached source starts a profile given after construction, only the first one naming it") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  const std::vector<uint8_t> blob = Blob(8 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, Options(0));
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, Options(0));
   AccessProfile other;  // names another blob only: not started, and does not use up the one start
-  other.chunk_size = kChunk;
+  other.chunk_size = kSourceChunk;
   other.blobs[Digest('b')] = {0};
   CHECK_FALSE(src.StartProfile(other));
   AccessProfile profile;
-  profile.chunk_size = kChunk;
+  profile.chunk_size = kSourceChunk;
   profile.blobs[kKey] = {5, 1};
   CHECK(src.StartProfile(profile));
   AccessProfile later = profile;
@@ -359,32 +359,32 @@ TEST_CASE("cached source starts a profile given after construction, only the fir
   CHECK_FALSE(src.StartProfile(later));  // the first profile stands
   src.WaitForProfile();
   CHECK(counting->reads == 2);
-  CHECK(counting->bytes == 2 * kChunk);
+  CHECK(counting->bytes == 2 * kSourceChunk);
 }
 
 TEST_CASE("cached source fetches a profile of other chunk sizes as its own chunks") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  const std::vector<uint8_t> blob = Blob(8 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto profile = std::make_shared<AccessProfile>();
-  profile->chunk_size = kChunk / 4;  // finer: units 9 and 10 are both in chunk 2, 28 in chunk 7
+  profile->chunk_size = kSourceChunk / 4;  // finer: units 9 and 10 are both in chunk 2, 28 in chunk 7
   profile->blobs[kKey] = {9, 28, 10};
   FetchPolicy o = Options(0);
   o.profile = profile;
   o.profile_run_chunks = 1;
-  auto cache = OpenCache(tmp.path());
+  auto cache = OpenSourceCache(tmp.path());
   {
     CachedSource src(counting, cache, kKey, o);
     src.WaitForProfile();
   }
   CHECK(counting->reads == 2);
-  CHECK(counting->bytes == 2 * kChunk);
+  CHECK(counting->bytes == 2 * kSourceChunk);
   CHECK(Stored(*cache) == std::set<uint64_t>{2, 7});
 
   TempDir tmp2;
-  profile->chunk_size = kChunk * 2;  // coarser: chunk 1 is chunks 2 and 3
+  profile->chunk_size = kSourceChunk * 2;  // coarser: chunk 1 is chunks 2 and 3
   profile->blobs[kKey] = {1};
-  auto cache2 = OpenCache(tmp2.path());
+  auto cache2 = OpenSourceCache(tmp2.path());
   CachedSource src(counting, cache2, kKey, o);
   src.WaitForProfile();
   CHECK(counting->reads == 4);
@@ -393,62 +393,62 @@ TEST_CASE("cached source fetches a profile of other chunk sizes as its own chunk
 
 TEST_CASE("cached source with a miss group fetches a missed read's whole group with one range") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(10 * kChunk + 99);
+  const std::vector<uint8_t> blob = Blob(10 * kSourceChunk + 99);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   FetchPolicy o = Options(2, 4);
   o.readahead.max = 0;
-  o.miss_group_bytes = 4 * kChunk;
-  auto cache = OpenCache(tmp.path());
+  o.miss_group_bytes = 4 * kSourceChunk;
+  auto cache = OpenSourceCache(tmp.path());
   CachedSource src(counting, cache, kKey, o);
-  std::vector<uint8_t> buf(kChunk);
-  REQUIRE(src.ReadAt(5 * kChunk + 7, buf).ok());  // chunks 5 and 6 of the group 4..7
-  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 5 * kChunk + 7));
+  std::vector<uint8_t> buf(kSourceChunk);
+  REQUIRE(src.ReadAt(5 * kSourceChunk + 7, buf).ok());  // chunks 5 and 6 of the group 4..7
+  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + 5 * kSourceChunk + 7));
   CHECK(Stored(*cache) == std::set<uint64_t>{4, 5, 6, 7});  // before the read returned
   CHECK(counting->reads == 1);
   // A hit queues nothing; the last group is cut at the blob's end.
   const int reads = counting->reads;
-  REQUIRE(src.ReadAt(4 * kChunk, buf).ok());
+  REQUIRE(src.ReadAt(4 * kSourceChunk, buf).ok());
   src.WaitForPrefetches();
   CHECK(counting->reads == reads);
-  REQUIRE(src.ReadAt(10 * kChunk, std::span<uint8_t>(buf).first(99)).ok());
+  REQUIRE(src.ReadAt(10 * kSourceChunk, std::span<uint8_t>(buf).first(99)).ok());
   src.WaitForPrefetches();
   CHECK(Stored(*cache) == std::set<uint64_t>{4, 5, 6, 7, 8, 9, 10});
-  CHECK(counting->bytes == 6 * kChunk + 99);  // no chunk twice (10 is the 99-byte tail)
+  CHECK(counting->bytes == 6 * kSourceChunk + 99);  // no chunk twice (10 is the 99-byte tail)
 }
 
 TEST_CASE("cached source with a miss group and exact small misses reads its bytes and brings the group") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(8 * kChunk);
+  const std::vector<uint8_t> blob = Blob(8 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   FetchPolicy o = Options(2, 4);
   o.readahead.max = 0;
   o.exact_small_misses = true;
-  o.miss_group_bytes = 4 * kChunk;
-  auto cache = OpenCache(tmp.path());
+  o.miss_group_bytes = 4 * kSourceChunk;
+  auto cache = OpenSourceCache(tmp.path());
   CachedSource src(counting, cache, kKey, o);
   std::vector<uint8_t> buf(100);
-  REQUIRE(src.ReadAt(kChunk + 50, buf).ok());
-  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + kChunk + 50));
+  REQUIRE(src.ReadAt(kSourceChunk + 50, buf).ok());
+  CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + kSourceChunk + 50));
   src.WaitForPrefetches();
   CHECK(Stored(*cache) == std::set<uint64_t>{0, 1, 2, 3});
-  CHECK(counting->bytes == 4 * kChunk + 100);
+  CHECK(counting->bytes == 4 * kSourceChunk + 100);
   CHECK(counting->reads == 2);  // its bytes, and the group with one range
 }
 
 TEST_CASE("cached source records the chunks its reads touch, not its read-ahead") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Blob(40 * kChunk);
+  const std::vector<uint8_t> blob = Blob(40 * kSourceChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   FetchPolicy o = Options(3, 4);
-  o.readahead = {.initial = kChunk, .max = 8 * kChunk, .min_run = 2 * kChunk, .min_reads = 2};
-  o.recorder = std::make_shared<AccessRecorder>(kChunk);
-  CachedSource src(counting, OpenCache(tmp.path()), kKey, o);
-  std::vector<uint8_t> buf(kChunk / 2);
-  for (uint64_t off = 20 * kChunk; off < 24 * kChunk; off += buf.size()) REQUIRE(src.ReadAt(off, buf).ok());
-  std::vector<uint8_t> two(kChunk);
-  REQUIRE(src.ReadAt(3 * kChunk + 10, two).ok());  // spans chunks 3 and 4
+  o.readahead = {.initial = kSourceChunk, .max = 8 * kSourceChunk, .min_run = 2 * kSourceChunk, .min_reads = 2};
+  o.recorder = std::make_shared<AccessRecorder>(kSourceChunk);
+  CachedSource src(counting, OpenSourceCache(tmp.path()), kKey, o);
+  std::vector<uint8_t> buf(kSourceChunk / 2);
+  for (uint64_t off = 20 * kSourceChunk; off < 24 * kSourceChunk; off += buf.size()) REQUIRE(src.ReadAt(off, buf).ok());
+  std::vector<uint8_t> two(kSourceChunk);
+  REQUIRE(src.ReadAt(3 * kSourceChunk + 10, two).ok());  // spans chunks 3 and 4
   src.WaitForPrefetches();
-  CHECK(counting->bytes > 6 * kChunk);  // read-ahead fetched beyond chunk 23 ...
+  CHECK(counting->bytes > 6 * kSourceChunk);  // read-ahead fetched beyond chunk 23 ...
   auto profile = o.recorder->Snapshot();
   CHECK(profile.ChunksOf(kKey) == std::vector<uint64_t>{20, 21, 22, 23, 3, 4});  // ... but only reads count
 }

@@ -18,24 +18,24 @@ using namespace ocifs::testing;
 
 namespace {
 
-constexpr uint32_t kChunk = 64 << 10;
-constexpr uint64_t kChunks = 16;
+constexpr uint32_t kCrashChunk = 64 << 10;
+constexpr uint64_t kCrashChunks = 16;
 
 // Chunk `index` as written in generation `gen`: the generation in the first
 // 8 bytes, then Pattern(index, .., gen).
 std::vector<uint8_t> Versioned(uint64_t index, uint64_t gen) {
-  std::vector<uint8_t> v = Pattern(index, kChunk, gen);
+  std::vector<uint8_t> v = Pattern(index, kCrashChunk, gen);
   std::memcpy(v.data(), &gen, sizeof(gen));
   return v;
 }
 
 [[noreturn]] void WriteForever(const std::string& dir) {
-  auto cache = ChunkCache::Open({.dir = dir, .max_bytes = 12 * (kChunk + 64ull), .chunk_size = kChunk});
+  auto cache = ChunkCache::Open({.dir = dir, .max_bytes = 12 * (kCrashChunk + 64ull), .chunk_size = kCrashChunk});
   if (!cache.ok()) ::_exit(2);
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   for (uint64_t n = 0; std::chrono::steady_clock::now() < deadline; ++n) {
     // Overwrites and evictions happen too: 16 chunks do not fit in 12.
-    if (!(*cache)->Store(kKey, n % kChunks, Versioned(n % kChunks, n)).ok()) ::_exit(3);
+    if (!(*cache)->Store(kKey, n % kCrashChunks, Versioned(n % kCrashChunks, n)).ok()) ::_exit(3);
   }
   ::_exit(0);
 }
@@ -57,17 +57,17 @@ TEST_CASE("chunk cache killed mid-write serves every chunk whole or not at all")
     INFO("round " << round << ", child status " << wstatus);
     REQUIRE((WIFSIGNALED(wstatus) && WTERMSIG(wstatus) == SIGKILL));
 
-    auto cache = ChunkCache::Open({.dir = tmp.path(), .max_bytes = 12 * (kChunk + 64ull), .chunk_size = kChunk});
+    auto cache = ChunkCache::Open({.dir = tmp.path(), .max_bytes = 12 * (kCrashChunk + 64ull), .chunk_size = kCrashChunk});
     REQUIRE(cache.ok());
-    for (uint64_t i = 0; i < kChunks; ++i) {
-      std::vector<uint8_t> out(kChunk);
+    for (uint64_t i = 0; i < kCrashChunks; ++i) {
+      std::vector<uint8_t> out(kCrashChunk);
       auto hit = (*cache)->Lookup(kKey, i, out);
       REQUIRE(hit.ok());
       if (!*hit) continue;
       ++seen;
       uint64_t gen = 0;
       std::memcpy(&gen, out.data(), sizeof(gen));
-      CHECK(gen % kChunks == i);
+      CHECK(gen % kCrashChunks == i);
       CHECK(out == Versioned(i, gen));
     }
     CHECK((*cache)->stats().corrupt_dropped == 0);

@@ -23,7 +23,7 @@ namespace {
 constexpr uint32_t kPiece = 64 << 10;
 const std::string kDiskKey = Digest('d') + ":raw-chunks-400";
 
-std::shared_ptr<ChunkCache> OpenCache(const std::string& dir, uint64_t max_bytes = 1ull << 30) {
+std::shared_ptr<ChunkCache> OpenKeptCache(const std::string& dir, uint64_t max_bytes = 1ull << 30) {
   auto cache = ChunkCache::Open({.dir = dir, .max_bytes = max_bytes, .chunk_size = kPiece});
   REQUIRE(cache.ok());
   return *cache;
@@ -66,7 +66,7 @@ uint64_t SharedUsageBytes(const std::string& dir) {
 
 TEST_CASE("kept piece file: a kept piece reads back, and nothing else does") {
   TempDir dir;
-  auto file = OpenKept(OpenCache(dir.path()));
+  auto file = OpenKept(OpenKeptCache(dir.path()));
   Keep(*file, 3);
   Keep(*file, 300);                 // another group
   Keep(*file, 301, 5000);           // a short last piece
@@ -87,7 +87,7 @@ TEST_CASE("kept piece file: a kept piece reads back, and nothing else does") {
 
 TEST_CASE("kept piece file: one sparse file holds the pieces where the format says") {
   TempDir dir;
-  auto file = OpenKept(OpenCache(dir.path()));
+  auto file = OpenKept(OpenKeptCache(dir.path()));
   Keep(*file, 257);
   std::ifstream in(file->path(), std::ios::binary);
   std::vector<uint8_t> data(kPiece);
@@ -109,18 +109,18 @@ TEST_CASE("kept piece file: one sparse file holds the pieces where the format sa
 
 TEST_CASE("kept piece file: a second opener sees the pieces the first kept") {
   TempDir dir;
-  auto first = OpenKept(OpenCache(dir.path()));
+  auto first = OpenKept(OpenKeptCache(dir.path()));
   for (uint64_t i : {0, 1, 255, 256, 1000}) Keep(*first, i);
-  auto second = OpenKept(OpenCache(dir.path()));  // another process, as far as the file knows
+  auto second = OpenKept(OpenKeptCache(dir.path()));  // another process, as far as the file knows
   for (uint64_t i : {0, 1, 255, 256, 1000}) CHECK(Has(*second, i));
   CHECK_FALSE(second->Contains(2));
   Keep(*second, 2);
-  CHECK(Has(*OpenKept(OpenCache(dir.path())), 2));
+  CHECK(Has(*OpenKept(OpenKeptCache(dir.path())), 2));
 }
 
 TEST_CASE("kept piece file: a piece that fails its CRC is a miss and is forgotten") {
   TempDir dir;
-  auto file = OpenKept(OpenCache(dir.path()));
+  auto file = OpenKept(OpenKeptCache(dir.path()));
   Keep(*file, 7);
   Keep(*file, 8);
   Scribble(file->path(), KeptDataOffset(kPiece, 7) + 100, {0xde, 0xad});
@@ -129,7 +129,7 @@ TEST_CASE("kept piece file: a piece that fails its CRC is a miss and is forgotte
   CHECK(file->stats().corrupt_dropped == 1);
   CHECK(Has(*file, 8));
   // Its entry is cleared on disk: a later opener does not trust it either.
-  auto later = OpenKept(OpenCache(dir.path()));
+  auto later = OpenKept(OpenKeptCache(dir.path()));
   CHECK_FALSE(later->Contains(7));
   CHECK(later->Contains(8));
   Keep(*later, 7);  // and it can be kept again
@@ -139,39 +139,39 @@ TEST_CASE("kept piece file: a piece that fails its CRC is a miss and is forgotte
 TEST_CASE("kept piece file: a torn entry, a truncated file or a bad header is never served") {
   TempDir dir;
   {
-    auto file = OpenKept(OpenCache(dir.path()));
+    auto file = OpenKept(OpenKeptCache(dir.path()));
     for (uint64_t i = 0; i < 4; ++i) Keep(*file, i);
   }
   const std::string path = dir.path() + "/kept/" + kDiskKey;
   SECTION("a damaged table entry") {
     Scribble(path, KeptEntryOffset(kPiece, 1) + 4, {0x01});
-    auto file = OpenKept(OpenCache(dir.path()));
+    auto file = OpenKept(OpenKeptCache(dir.path()));
     CHECK_FALSE(file->Contains(1));
     CHECK(Has(*file, 0));
     CHECK(Has(*file, 2));
   }
   SECTION("a file cut in the middle of a piece") {
     REQUIRE(::truncate(path.c_str(), static_cast<off_t>(KeptDataOffset(kPiece, 3) + 10)) == 0);
-    auto file = OpenKept(OpenCache(dir.path()));
+    auto file = OpenKept(OpenKeptCache(dir.path()));
     CHECK_FALSE(Has(*file, 3));
     CHECK_FALSE(file->Contains(3));
     CHECK(Has(*file, 2));
   }
   SECTION("a damaged header: the file is replaced by an empty one") {
     Scribble(path, 0, {'X'});
-    auto file = OpenKept(OpenCache(dir.path()));
+    auto file = OpenKept(OpenKeptCache(dir.path()));
     for (uint64_t i = 0; i < 4; ++i) CHECK_FALSE(file->Contains(i));
     Keep(*file, 1);
-    CHECK(Has(*OpenKept(OpenCache(dir.path())), 1));
+    CHECK(Has(*OpenKept(OpenKeptCache(dir.path())), 1));
   }
   SECTION("a file of another piece size is replaced") {
-    auto file = OpenKept(OpenCache(dir.path()), 128 << 10);
+    auto file = OpenKept(OpenKeptCache(dir.path()), 128 << 10);
     CHECK_FALSE(file->Contains(0));
     CHECK(file->chunk_size() == (128u << 10));
   }
   SECTION("an empty file") {
     REQUIRE(::truncate(path.c_str(), 0) == 0);
-    auto file = OpenKept(OpenCache(dir.path()));
+    auto file = OpenKept(OpenKeptCache(dir.path()));
     CHECK_FALSE(file->Contains(0));
     Keep(*file, 0);
     CHECK(Has(*file, 0));
@@ -180,8 +180,8 @@ TEST_CASE("kept piece file: a torn entry, a truncated file or a bad header is ne
 
 TEST_CASE("kept piece file: threads keeping and reading pieces at once all see the right bytes") {
   TempDir dir;
-  auto file = OpenKept(OpenCache(dir.path()));
-  auto other = OpenKept(OpenCache(dir.path()));  // a second process keeping the same disk
+  auto file = OpenKept(OpenKeptCache(dir.path()));
+  auto other = OpenKept(OpenKeptCache(dir.path()));  // a second process keeping the same disk
   std::atomic<int> bad{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -202,7 +202,7 @@ TEST_CASE("kept piece file: threads keeping and reading pieces at once all see t
   CHECK(bad == 0);
   CHECK(file->stats().corrupt_dropped == 0);
   CHECK(other->stats().corrupt_dropped == 0);
-  auto later = OpenKept(OpenCache(dir.path()));
+  auto later = OpenKept(OpenKeptCache(dir.path()));
   for (uint64_t i = 0; i < 600; ++i) {
     if (later->Contains(i)) CHECK(Has(*later, i));
   }
@@ -211,13 +211,13 @@ TEST_CASE("kept piece file: threads keeping and reading pieces at once all see t
 TEST_CASE("kept piece file: its blocks count in the cache bound, and eviction takes it whole") {
   TempDir dir;
   const uint64_t max_bytes = 2ull << 20;
-  auto cache = OpenCache(dir.path(), max_bytes);
+  auto cache = OpenKeptCache(dir.path(), max_bytes);
   auto file = OpenKept(cache);
   for (uint64_t i = 0; i < 8; ++i) Keep(*file, i);
   const uint64_t kept_bytes = kKeptHeaderBlock + kKeptTableBlock + 8 * kPiece;
   CHECK(SharedUsageBytes(dir.path()) == kept_bytes);
   // A scan (another process opening the cache) counts the same from st_blocks.
-  auto rescanned = OpenCache(dir.path(), max_bytes);
+  auto rescanned = OpenKeptCache(dir.path(), max_bytes);
   CHECK(SharedUsageBytes(dir.path()) == kept_bytes);
 
   // Older than every chunk: the least recently used unit.
@@ -238,16 +238,16 @@ TEST_CASE("kept piece file: its blocks count in the cache bound, and eviction ta
   CHECK(std::filesystem::exists(file->path()));
   CHECK_FALSE(file->Contains(0));
   CHECK(Has(*file, 9));
-  CHECK(Has(*OpenKept(OpenCache(dir.path(), max_bytes)), 9));
+  CHECK(Has(*OpenKept(OpenKeptCache(dir.path(), max_bytes)), 9));
 }
 
 TEST_CASE("kept piece file: a crashed creator's temp file is removed by a later scan") {
   TempDir dir;
-  OpenCache(dir.path());
+  OpenKeptCache(dir.path());
   const std::string tmp = dir.path() + "/kept/.tmp-1-0";
   std::ofstream(tmp) << "x";
   struct timespec old[2] = {{1'000'000, 0}, {1'000'000, 0}};
   REQUIRE(::utimensat(AT_FDCWD, tmp.c_str(), old, 0) == 0);
-  OpenCache(dir.path());
+  OpenKeptCache(dir.path());
   CHECK_FALSE(std::filesystem::exists(tmp));
 }

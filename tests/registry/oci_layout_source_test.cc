@@ -11,7 +11,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string D(const std::string& s) {
+std::string LayoutDigest(const std::string& s) {
   return Sha256Digest({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
 }
 
@@ -25,20 +25,20 @@ struct Layout {
     dir = mkdtemp(tmpl);
     fs::create_directories(dir / "blobs/sha256");
     manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
-      "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" + D(config) + R"(","size":)" +
+      "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":")" + LayoutDigest(config) + R"(","size":)" +
                std::to_string(config.size()) + R"(},
-      "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":")" + D(layer) + R"(","size":16}]})";
+      "layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":")" + LayoutDigest(layer) + R"(","size":16}]})";
     for (const auto& b : {config, layer, manifest}) Blob(b);
     std::ofstream(dir / "oci-layout") << R"({"imageLayoutVersion":"1.0.0"})";
     Index({"v1"});
   }
   ~Layout() { fs::remove_all(dir); }
-  void Blob(const std::string& b) { std::ofstream(dir / "blobs/sha256" / D(b).substr(7)) << b; }
+  void Blob(const std::string& b) { std::ofstream(dir / "blobs/sha256" / LayoutDigest(b).substr(7)) << b; }
   void Index(const std::vector<std::string>& tags) {
     std::string entries;
     for (const auto& t : tags) {
       if (!entries.empty()) entries += ",";
-      entries += R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + D(manifest) +
+      entries += R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + LayoutDigest(manifest) +
                  R"(","size":)" + std::to_string(manifest.size()) +
                  R"(,"annotations":{"org.opencontainers.image.ref.name":")" + t + R"("}})";
     }
@@ -60,7 +60,7 @@ TEST_CASE("oci layout source resolves a tag and reads blobs from files") {
   auto src = l.Open(":v1");
   auto r = src->Resolve();
   REQUIRE(r.ok());
-  CHECK(r->manifest_digest == D(l.manifest));
+  CHECK(r->manifest_digest == LayoutDigest(l.manifest));
   CHECK(r->index_digest.empty());
   CHECK(r->platform.ToString() == "linux/amd64");
   REQUIRE(r->layers.size() == 1);
@@ -95,7 +95,7 @@ TEST_CASE("oci layout source catches blobs whose size or digest is wrong") {
   Descriptor wrong_size = r->layers[0];
   wrong_size.size = 17;
   CHECK(src->OpenBlob(wrong_size).status().code() == Code::kCorrupt);
-  std::ofstream(l.dir / "blobs/sha256" / D(l.config).substr(7)) << R"({"os":"linux","architecture":"arm64"})";
+  std::ofstream(l.dir / "blobs/sha256" / LayoutDigest(l.config).substr(7)) << R"({"os":"linux","architecture":"arm64"})";
   auto bad = src->Resolve();
   CHECK(bad.status().code() == Code::kCorrupt);
   auto missing = Reference::Parse("oci:/nonexistent/ocifs");

@@ -66,14 +66,14 @@ Descriptor PushImage(RegistryWriter& w, const std::string& tag) {
   return Descriptor{.media_type = std::string(media_type::kOciManifest), .digest = put->digest, .size = body.size()};
 }
 
-struct Artifact {
+struct PushedArtifact {
   Descriptor desc;  // with artifact_type and annotations, as a referrers list names it
   PutManifestResult put;
 };
 
 // An artifact manifest (empty config, one blob) of `artifact_type`; its
 // `subject` is `subject` unless that is null.
-Artifact PushArtifact(RegistryWriter& w, const Descriptor* subject, const std::string& artifact_type,
+PushedArtifact PushArtifact(RegistryWriter& w, const Descriptor* subject, const std::string& artifact_type,
                       const std::string& note) {
   auto empty = w.PushBlob("application/vnd.oci.empty.v1+json", Bytes("{}"));
   auto blob = w.PushBlob("application/octet-stream", Bytes("index bytes: " + note));
@@ -93,7 +93,7 @@ Artifact PushArtifact(RegistryWriter& w, const Descriptor* subject, const std::s
   INFO(put.status().ToString());
   REQUIRE(put.ok());
   CHECK(put->digest == digest);
-  Artifact a;
+  PushedArtifact a;
   a.desc = Descriptor{.media_type = std::string(media_type::kOciManifest),
                       .digest = digest,
                       .size = body.size(),
@@ -163,12 +163,12 @@ TEST_CASE("registry writer pushes blobs and manifests, and keeps the referrers f
   CHECK(resolved->manifest_digest == image.digest);
 
   // Three artifacts, two of them of our type; docker-registry has no referrers API.
-  Artifact a = PushArtifact(*writer, &image, kIndexType, "first");
+  PushedArtifact a = PushArtifact(*writer, &image, kIndexType, "first");
   CHECK_FALSE(a.put.subject_processed());
   REQUIRE(writer->AddToFallbackTag(image.digest, a.desc).ok());
-  Artifact sbom = PushArtifact(*writer, &image, kOtherType, "sbom");
+  PushedArtifact sbom = PushArtifact(*writer, &image, kOtherType, "sbom");
   REQUIRE(writer->AddToFallbackTag(image.digest, sbom.desc).ok());
-  Artifact c = PushArtifact(*writer, &image, kIndexType, "second");
+  PushedArtifact c = PushArtifact(*writer, &image, kIndexType, "second");
   REQUIRE(writer->AddToFallbackTag(image.digest, c.desc).ok());
 
   auto listed = reader->ListReferrers(image.digest, kIndexType);
@@ -270,12 +270,12 @@ TEST_CASE("registry writer and client use the referrers API of a registry that h
   auto reader = OpenImage(stub.host() + "/t/disk:v1", o);
   Descriptor image = PushImage(*writer, "v1");
 
-  Artifact a = PushArtifact(*writer, &image, kIndexType, "api");
+  PushedArtifact a = PushArtifact(*writer, &image, kIndexType, "api");
   CHECK(a.put.subject_processed());
   CHECK(a.put.oci_subject == image.digest);
-  Artifact sbom = PushArtifact(*writer, &image, kOtherType, "sbom");
+  PushedArtifact sbom = PushArtifact(*writer, &image, kOtherType, "sbom");
   // An entry only the fallback tag lists: the API's answer must win.
-  Artifact stale = PushArtifact(*writer, nullptr, kIndexType, "stale");
+  PushedArtifact stale = PushArtifact(*writer, nullptr, kIndexType, "stale");
   CHECK_FALSE(stale.put.subject_processed());
   REQUIRE(writer->AddToFallbackTag(image.digest, stale.desc).ok());
 
