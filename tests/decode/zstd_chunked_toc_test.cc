@@ -4,6 +4,7 @@
 #include <tuple>
 #include <nlohmann/json.hpp>
 
+#include "base/little_endian.h"
 #include "base/memory_source.h"
 #include "decode/decoder.h"
 #include "decode/zstd_chunked_frames.h"
@@ -22,10 +23,6 @@ namespace {
 
 constexpr const char* kPositionKey = "io.containers.zstd-chunked.manifest-position";
 constexpr const char* kChecksumKey = "io.containers.zstd-chunked.manifest-checksum";
-
-void Append32(std::vector<uint8_t>& b, uint32_t v) {
-  for (int i = 0; i < 4; ++i) b.push_back(static_cast<uint8_t>(v >> (8 * i)));
-}
 
 // One frame, as Go's zstd writer makes them: content size left out unless `sized`.
 std::vector<uint8_t> Frame(std::span<const uint8_t> data, bool sized) {
@@ -66,12 +63,12 @@ struct ChunkedBlob {
     if (json.empty()) json = toc.dump();
     std::vector<uint8_t> compressed(ZSTD_compressBound(json.size()));
     compressed.resize(ZSTD_compress(compressed.data(), compressed.size(), json.data(), json.size(), 3));
-    Append32(blob, 0x184D2A50);
-    Append32(blob, static_cast<uint32_t>(compressed.size()));
+    ocifs::AppendLe<uint32_t>(blob, 0x184D2A50);
+    ocifs::AppendLe<uint32_t>(blob, static_cast<uint32_t>(compressed.size()));
     const uint64_t offset = blob.size();
     blob.insert(blob.end(), compressed.begin(), compressed.end());
-    Append32(blob, 0x184D2A50);  // the footer: offsets we do not read
-    Append32(blob, 40);
+    ocifs::AppendLe<uint32_t>(blob, 0x184D2A50);  // the footer: offsets we do not read
+    ocifs::AppendLe<uint32_t>(blob, 40);
     blob.insert(blob.end(), 40, 0);
     annotations[kPositionKey] = std::to_string(offset) + ":" + std::to_string(compressed.size()) + ":" +
                                 std::to_string(json.size()) + ":1";
