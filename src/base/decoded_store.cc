@@ -7,22 +7,30 @@
 
 namespace ocifs {
 
+namespace {
+
+// The default partial reads: the whole chunk of `length` bytes read by
+// `get_whole`, then bytes [offset, offset + out.size()) copied out.
+template <class GetWhole>
+Result<bool> CopyPartOfWhole(size_t length, size_t offset, std::span<uint8_t> out, GetWhole get_whole) {
+  if (offset > length || out.size() > length - offset) return false;
+  std::vector<uint8_t> chunk(length);
+  OCIFS_ASSIGN_OR_RETURN(const bool found, get_whole(std::span<uint8_t>(chunk)));
+  if (found && !out.empty()) std::memcpy(out.data(), chunk.data() + offset, out.size());
+  return found;
+}
+
+}  // namespace
+
 Result<bool> DecodedChunkStore::GetPartStoredByAnyone(uint64_t chunk_index, size_t offset,
                                                       std::span<uint8_t> out) const {
-  if (offset > chunk_size() || out.size() > chunk_size() - offset) return false;
-  std::vector<uint8_t> whole(chunk_size());
-  OCIFS_ASSIGN_OR_RETURN(const bool got, GetStoredByAnyone(chunk_index, whole));
-  if (got) std::memcpy(out.data(), whole.data() + offset, out.size());
-  return got;
+  return CopyPartOfWhole(chunk_size(), offset, out,
+                         [&](std::span<uint8_t> whole) { return GetStoredByAnyone(chunk_index, whole); });
 }
 
 Result<bool> DecodedChunkStore::GetPart(uint64_t chunk_index, size_t length, size_t offset,
                                         std::span<uint8_t> out) const {
-  if (offset > length || out.size() > length - offset) return false;
-  std::vector<uint8_t> chunk(length);
-  OCIFS_ASSIGN_OR_RETURN(bool found, Get(chunk_index, chunk));
-  if (found && !out.empty()) std::memcpy(out.data(), chunk.data() + offset, out.size());
-  return found;
+  return CopyPartOfWhole(length, offset, out, [&](std::span<uint8_t> whole) { return Get(chunk_index, whole); });
 }
 
 namespace {
