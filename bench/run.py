@@ -777,13 +777,24 @@ def machine() -> dict:
     mem = next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
     return {"cpu": cpu, "cores": os.cpu_count(), "mem_gib": round(mem / 2**20, 1),
             "kernel": platform.release(), "loadavg": open("/proc/loadavg").read().split()[:3],
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+            "autogroup": autogroup(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def autogroup() -> bool | None:
+    """Whether the scheduler groups CPU time per session (kernel.sched_autogroup_enabled): then a
+    `nice`d build in another terminal still takes an equal share of the CPU from the bench, and
+    timings on a shared machine swing by 30% and more (a TCG boot: 35 s to 47 s)."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return None
 
 
 def write_markdown(ctx: Ctx, m: dict | None = None) -> str:
     m = m or machine()
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, Linux {m['kernel']}; "
-             f"{m['date']}; load average at the end {' '.join(m['loadavg'])}.",
+             f"{m['date']}; load average at the end {' '.join(m['loadavg'])}"
+             + ("; scheduler autogroups on (nice does not shield the bench)" if m.get("autogroup") else "") + ".",
              f"Network: {ctx.a.mbit:g} Mbit/s, {ctx.a.rtt_ms:g} ms RTT (bench/throttle_proxy.py). "
              f"Trace: {ctx.trace.name}; replay threads: {ctx.a.threads}.", "",
              "| subject | layer | scenario | seconds | fetched MiB | requests | peak RSS MiB |",
@@ -1201,6 +1212,10 @@ def main() -> int:
     if not trace.exists():
         b.log(f"no boot trace at {trace}: run bench/run.sh --record-trace first")
         return 1
+    if autogroup() and float(open("/proc/loadavg").read().split()[0]) > 1:
+        b.log("note: the machine is busy and kernel.sched_autogroup_enabled=1, so nice'd work elsewhere "
+              "still shares the CPU with this run; `echo 0 > /proc/sys/kernel/sched_autogroup_enabled` "
+              "lets nice shield it")
     ocifs = ocifs_available() if parts & {"ocifs", "boot", "concurrent"} else None
     if not ocifs:
         b.log("oci-fs mount not available: oci-fs scenarios skipped")
