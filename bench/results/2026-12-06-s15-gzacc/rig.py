@@ -1,7 +1,8 @@
 """Quick rig (fifteenth session, docs/benchmarks.md): run under flock /tmp/oci-fs-bench.lock with
 OCIFS_BIN set; env RUNS (artifact runs), ACCEL=1 (record a profile with --accel=off, then
 `oci-fs accelerate` it: the artifact every run then uses), NONE=1 (an uncompressed run too),
-EXTRA (more mount options). Each read's latency goes to $RIG_OUT/<label>.lat.json.
+EXTRA (more mount options), HT=1 (a foreground mount: with OCIFS_BIN a wrapper that runs
+`heaptrack oci-fs ... --no-keeper` for the artifact runs). Each read's latency goes to $RIG_OUT/<label>.lat.json.
 Quick rig: registry + throttled proxy; cold trace with --record-profile, accelerate, then
 N runs of the artifact cold trace (each a fresh cache). Prints time, fetched, requests, PSS."""
 import sys, time, json, shutil, os
@@ -37,7 +38,15 @@ def pyreplay(path, label):
     json.dump(lat, open(f"{OUT}/{label}.lat.json", "w"))
     return {"seconds": total}
 def one(layer, label, extra_args):
-    d = R.Ocifs(ctx, layer, None, extra_args + ("--log-level", "info", "--log-file", f"{OUT}/{label}.log"))
+    if os.environ.get("HT"):
+        class D: pass
+        d = D(); cache = ctx.scratch / "cache-ht"; shutil.rmtree(cache, ignore_errors=True); cache.mkdir(parents=True)
+        mnt = ctx.scratch / "mnt-ht"
+        d.m = b.processes.Mount(ctx.ref(layer), mnt, "--tls-verify=false", *extra_args, "--log-level", "info",
+                                "--log-file", f"{OUT}/{label}.log", cache_dir=cache, stats=True, timeout=300, foreground=True)
+        d.m.__enter__(); d.file = mnt / "disk.img"; d.pids = lambda: []; d.close = lambda: d.m.__exit__(None, None, None)
+    else:
+        d = R.Ocifs(ctx, layer, None, extra_args + ("--log-level", "info", "--log-file", f"{OUT}/{label}.log"))
     ctx.proxy.reset()
     with b.PeakRss(d.pids) as rss:
         t0 = time.monotonic()
