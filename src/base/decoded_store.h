@@ -42,6 +42,24 @@ class DecodedChunkStore {
   // bytes. The default reads the chunk whole (GetStoredByAnyone) and copies.
   [[nodiscard]] virtual Result<bool> GetPartStoredByAnyone(uint64_t chunk_index, size_t offset,
                                                            std::span<uint8_t> out) const;
+  // A claim to make one missing chunk (GetOrClaim); dropping it lets the
+  // others waiting for that chunk look again.
+  class MakeClaim {
+   public:
+    virtual ~MakeClaim() = default;
+  };
+  // For a chunk Get missed, before the caller makes it (decompresses it):
+  // waits, bounded, while another process or thread makes the same chunk, and
+  // copies the chunk into `out` (true) if it was stored meanwhile. false: the
+  // caller makes the chunk, Puts it, and then drops *claim (set when the store
+  // claimed the chunk for it, so that the others wait for that Put instead of
+  // making the chunk too; null otherwise). The default: GetStoredByAnyone,
+  // no claim.
+  [[nodiscard]] virtual Result<bool> GetOrClaim(uint64_t chunk_index, std::span<uint8_t> out,
+                                                std::unique_ptr<MakeClaim>* claim) const {
+    claim->reset();
+    return GetStoredByAnyone(chunk_index, out);
+  }
   // Stores a copy of `data` (at most chunk_size() bytes) as chunk `chunk_index`.
   [[nodiscard]] virtual Status Put(uint64_t chunk_index, std::span<const uint8_t> data) const = 0;
   // Put for a chunk the caller already holds in a shared immutable buffer: a

@@ -7,6 +7,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <spdlog/spdlog.h>
 
 #include "cache/cache_key.h"
@@ -113,6 +114,12 @@ Result<KeptPieceFile::HandlePtr> KeptPieceFile::OpenFile() const {
                                                                   : Corrupt("kept-piece header: truncated");
     if (bad.ok()) {
       auto handle = std::make_shared<Handle>();
+      Result<std::unique_ptr<PieceClaims>> claims = PieceClaims::Map(fd.get());
+      if (claims.ok()) {
+        handle->claims = std::move(*claims);
+      } else {
+        spdlog::debug("kept pieces: {}: no claims: {}", path_, claims.status().ToString());
+      }
       handle->fd = std::move(fd);
       return HandlePtr(std::move(handle));
     }
@@ -227,6 +234,62 @@ Status KeptPieceFile::Put(uint64_t index, std::span<const uint8_t> data) const {
   return Status::Ok();
 }
 
+bool KeptPieceFile::FindOnDisk(const HandlePtr& handle, uint64_t index, size_t length) const {
+  std::array<uint8_t, kKeptEntrySize> raw;
+  if (PreadFull(handle->fd.get(), raw, KeptEntryOffset(piece_size_, index)) != raw.size()) return false;
+  std::optional<KeptEntry> entry = DecodeKeptEntry(key_hash_, index, piece_size_, raw);
+  if (!entry || entry->length != length) return false;
+  std::lock_guard lock(mu_);
+  if (handle_ != handle) return false;
+  if (known_.insert_or_assign(index, *entry).second) ++found_later_;
+  groups_.insert(index / kKeptPiecesPerGroup);
+  return true;
+}
+
+Result<bool> KeptPieceFile::GetStoredByAnyone(uint64_t index, std::span<uint8_t> out) const {
+  OCIFS_ASSIGN_OR_RETURN(bool hit, Get(index, out));
+  if (hit || out.empty() || out.size() > piece_size_ || index >= kMaxPieces) return hit;
+  HandlePtr handle;
+  {
+    std::lock_guard lock(mu_);
+    handle = handle_;
+  }
+  if (!FindOnDisk(handle, index, out.size())) return false;
+  return Get(index, out);
+}
+
+namespace {
+// A claim handed to the caller, with the file (and its mapping) it lives in.
+struct HeldClaim final : DecodedChunkStore::MakeClaim {
+  HeldClaim(std::shared_ptr<const void> file, PieceClaims::Claim c) : handle(std::move(file)), claim(std::move(c)) {}
+  std::shared_ptr<const void> handle;
+  PieceClaims::Claim claim;  // destroyed first (members in reverse order): the mapping outlives it
+};
+}  // namespace
+
+Result<bool> KeptPieceFile::GetOrClaim(uint64_t index, std::span<uint8_t> out,
+                                       std::unique_ptr<MakeClaim>* claim) const {
+  claim->reset();
+  HandlePtr handle;
+  {
+    std::lock_guard lock(mu_);
+    handle = handle_;
+  }
+  if (!handle->claims || out.empty() || out.size() > piece_size_ || index >= kMaxPieces) {
+    return GetStoredByAnyone(index, out);
+  }
+  PieceClaims::Acquired got = handle->claims->Acquire(
+      index, [&] { return FindOnDisk(handle, index, out.size()); }, kClaimTimeout);
+  if (got.waited) ++claim_waits_;
+  if (got.outcome == PieceClaims::Outcome::kTimedOut) ++claim_timeouts_;
+  // Claimed: the piece may have been kept between the caller's miss and the
+  // claim; ready: read it (a piece that fails its check is made again).
+  Result<bool> hit = GetStoredByAnyone(index, out);
+  if (!hit.ok() || *hit) return hit;  // the claim, if any, is dropped here
+  if (got.claim.held()) *claim = std::make_unique<HeldClaim>(handle, std::move(got.claim));
+  return false;
+}
+
 bool KeptPieceFile::Contains(uint64_t index) const {
   std::lock_guard lock(mu_);
   return known_.contains(index);
@@ -254,7 +317,8 @@ void KeptPieceFile::MaybeTouch(const HandlePtr& handle) const {
 }
 
 KeptPieceFile::Stats KeptPieceFile::stats() const {
-  return {hits_.load(), kept_.load(), failed_.load(), corrupt_dropped_.load()};
+  return {hits_.load(),       kept_.load(),        failed_.load(),        corrupt_dropped_.load(),
+          found_later_.load(), claim_waits_.load(), claim_timeouts_.load()};
 }
 
 }  // namespace ocifs

@@ -13,7 +13,11 @@
 // are immutable (the key names a layer's bytes), so two processes writing one
 // piece write identical bytes and identical entries, and no lock is needed.
 // A process sees the pieces on disk when it opens the file, plus its own Puts;
-// pieces another process keeps later are found by the next open.
+// a piece another process keeps later is found by GetStoredByAnyone and
+// GetOrClaim, which read its entry on disk on a miss (one pread of 16 bytes).
+// Concurrent mounts of one disk: GetOrClaim takes the piece's claim word
+// (PieceClaims, in the file's header block), so one process makes a missing
+// piece and the others wait for its Put and read it (bounded waits).
 // Bound and eviction: the file's allocated blocks count in the cache's usage
 // like chunk files (Put adds an estimate, each scan counts st_blocks) and the
 // Reclaimer evicts the file whole, ranked by its mtime (refreshed by every Put,
@@ -25,6 +29,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -37,6 +42,7 @@
 #include "base/unique_fd.h"
 #include "cache/chunk_cache.h"
 #include "cache/kept_piece_format.h"
+#include "cache/piece_claims.h"
 
 namespace ocifs {
 
@@ -57,12 +63,28 @@ class KeptPieceFile final : public DecodedChunkStore {
   // An I/O error (disk full, say) is returned and counted in stats().failed.
   [[nodiscard]] Status Put(uint64_t index, std::span<const uint8_t> data) const override;
   bool Contains(uint64_t index) const override;
+  // Get, then, on a miss, the piece's entry read from the file (another
+  // process may have kept it since this one looked).
+  [[nodiscard]] Result<bool> GetStoredByAnyone(uint64_t index, std::span<uint8_t> out) const override;
+  // GetStoredByAnyone, waiting first (up to claim_timeout()) while another
+  // thread or process holds the piece's claim; on a miss *claim holds the
+  // claim (null if it could not be taken: the wait timed out, or the file
+  // has no claim words mapped).
+  [[nodiscard]] Result<bool> GetOrClaim(uint64_t index, std::span<uint8_t> out,
+                                        std::unique_ptr<MakeClaim>* claim) const override;
+  // How long GetOrClaim waits for another claimer (a claimer that died is
+  // taken over at once). Making a piece (reading its compressed bytes)
+  // takes milliseconds unless it waits for the network.
+  static constexpr std::chrono::milliseconds kClaimTimeout{2000};
 
   struct Stats {
     uint64_t hits = 0;             // Gets served
     uint64_t kept = 0;             // pieces written by Put
     uint64_t failed = 0;           // Puts that failed (I/O)
     uint64_t corrupt_dropped = 0;  // pieces that failed their CRC and were forgotten
+    uint64_t found_later = 0;      // pieces another process kept, found after this one opened the file
+    uint64_t claim_waits = 0;      // GetOrClaims that waited for another claimer
+    uint64_t claim_timeouts = 0;   // ... and gave up waiting (the piece was then made twice)
   };
   Stats stats() const;
   const std::string& path() const { return path_; }
@@ -75,6 +97,7 @@ class KeptPieceFile final : public DecodedChunkStore {
   // The open file; replaced whole when the file was evicted.
   struct Handle {
     UniqueFd fd;
+    std::unique_ptr<PieceClaims> claims;  // null if the mapping failed (no claims, only duplicates)
   };
   using HandlePtr = std::shared_ptr<const Handle>;
 
@@ -90,6 +113,9 @@ class KeptPieceFile final : public DecodedChunkStore {
   // Clears piece `index`'s entry (on disk and in known_) after a failed check.
   void Forget(const HandlePtr& handle, uint64_t index, const KeptEntry& entry) const;
   void MaybeTouch(const HandlePtr& handle) const;
+  // Reads piece `index`'s entry from `handle`'s file; if it names a piece of
+  // `length` bytes, makes it known (when `handle` is still current). Whether it did.
+  bool FindOnDisk(const HandlePtr& handle, uint64_t index, size_t length) const;
 
   const std::shared_ptr<ChunkCache> cache_;
   const std::string key_;
@@ -105,6 +131,7 @@ class KeptPieceFile final : public DecodedChunkStore {
   mutable std::unordered_set<uint64_t> groups_;             // guarded by mu_: groups with a table block
   mutable std::atomic<int64_t> last_touch_ns_{0};
   mutable std::atomic<uint64_t> hits_{0}, kept_{0}, failed_{0}, corrupt_dropped_{0};
+  mutable std::atomic<uint64_t> found_later_{0}, claim_waits_{0}, claim_timeouts_{0};
 };
 
 }  // namespace ocifs

@@ -4,7 +4,8 @@
 //
 // One sparse file per key. All integers are little-endian.
 //
-//   [0, 4096)                 the header block: a 32-byte header, then zeros
+//   [0, 4096)                 the header block: a 32-byte header, zeros, and
+//                             from byte 2048 the claim words (PieceClaims)
 //   group g (g = 0, 1, ...)   at kKeptHeaderBlock + g * GroupBytes(piece size):
 //     one table block         kKeptPiecesPerGroup entries of 16 bytes
 //     the group's pieces      slot s at + kKeptTableBlock + s * piece size
@@ -42,6 +43,12 @@ inline constexpr uint64_t kKeptHeaderBlock = 4096;  // the header's block; the f
 inline constexpr uint64_t kKeptEntrySize = 16;
 inline constexpr uint64_t kKeptPiecesPerGroup = 256;
 inline constexpr uint64_t kKeptTableBlock = kKeptEntrySize * kKeptPiecesPerGroup;  // 4096
+// The header block's bytes [kKeptClaimsOffset, kKeptHeaderBlock): 512 32-bit
+// claim words, changed only through a shared mapping (PieceClaims). Readers
+// of the header look only at its first 32 bytes, so the words need no new
+// format version: files of older builds have zeros there (no claims).
+inline constexpr uint64_t kKeptClaimsOffset = 2048;
+inline constexpr uint64_t kKeptClaimWords = (kKeptHeaderBlock - kKeptClaimsOffset) / 4;  // 512
 
 // Bytes of one group: its table block and its pieces.
 constexpr uint64_t KeptGroupBytes(uint32_t piece_size) {

@@ -86,6 +86,8 @@ void WriteStats(const std::string& path, const ImageStack& stack) {
     ImageStack::ClusterCacheStats clusters = stack.cluster_cache_stats();
     j["cluster_cache_hits"] = clusters.hits;
     j["cluster_cache_dropped"] = clusters.dropped;
+    j["cluster_cache_kept"] = clusters.kept;
+    j["cluster_cache_claim_waits"] = clusters.claim_waits;
   }
   std::string tmp = path + ".tmp";
   {

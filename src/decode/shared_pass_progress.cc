@@ -1,8 +1,6 @@
 #include "decode/shared_pass_progress.h"
 
 #include <fcntl.h>
-#include <linux/futex.h>
-#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,6 +11,7 @@
 #include <climits>
 #include <cstring>
 
+#include "base/shared_futex.h"
 #include "base/unique_fd.h"
 
 namespace ocifs {
@@ -33,12 +32,6 @@ constexpr uint64_t kCountMask = (uint64_t{1} << kCountBits) - 1;
 constexpr uint64_t kMaxChunkKib = (uint64_t{1} << (64 - kCountBits)) - 1;
 
 std::atomic_ref<uint64_t> Ref(uint64_t* p) { return std::atomic_ref<uint64_t>(*p); }
-
-// A futex shared between processes (no FUTEX_PRIVATE_FLAG: the word is in a
-// MAP_SHARED file mapping, keyed by the file and offset).
-long Futex(uint32_t* word, int op, uint32_t value, const struct timespec* timeout) {
-  return ::syscall(SYS_futex, word, op, value, timeout, nullptr, 0);
-}
 
 }  // namespace
 
@@ -115,17 +108,12 @@ uint32_t SharedPassProgress::WakeSequence() const {
 void SharedPassProgress::WakeReaders() {
   // One syscall per published chunk (a few hundred a second at most).
   std::atomic_ref<uint32_t>(*WakeWord()).fetch_add(1, std::memory_order_acq_rel);
-  Futex(WakeWord(), FUTEX_WAKE, INT_MAX, nullptr);
+  SharedFutexWakeAll(WakeWord());
 }
 
 void SharedPassProgress::WaitForChange(uint32_t seen_sequence, std::chrono::microseconds timeout) const {
-  if (timeout.count() <= 0) return;
-  struct timespec ts;
-  ts.tv_sec = static_cast<time_t>(timeout.count() / 1000000);
-  ts.tv_nsec = static_cast<long>(timeout.count() % 1000000 * 1000);
-  // Returns at once (EAGAIN) if the word moved since seen_sequence was read;
-  // EINTR and ETIMEDOUT are returns too: the caller looks again.
-  Futex(WakeWord(), FUTEX_WAIT, seen_sequence, &ts);
+  // Returns at once if the word moved since seen_sequence was read.
+  SharedFutexWait(WakeWord(), seen_sequence, timeout);
 }
 
 SharedPassProgress::Published SharedPassProgress::Load() const {

@@ -226,12 +226,17 @@ Result<CachedBuffer> Qcow2Source::Decompressed(uint64_t l2_entry, uint64_t guest
     const uint64_t index = guest / header_.cluster_size;
     auto stored = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
     Result<bool> hit = cluster_store_->Get(index, *stored);
+    // Missed: another mount of the disk may be inflating it (or have kept it
+    // since): wait for that instead of inflating it too.
+    std::unique_ptr<DecodedChunkStore::MakeClaim> claim;
+    if (hit.ok() && !*hit) hit = cluster_store_->GetOrClaim(index, *stored, &claim);
     if (hit.ok() && *hit) {
       stored_cluster_reads_.fetch_add(1, std::memory_order_relaxed);
       return CachedBuffer(std::move(stored));
     }
     OCIFS_ASSIGN_OR_RETURN(CachedBuffer inflated, Inflate(l2_entry, guest));
-    // A store that fails costs the next read an inflate, never the bytes.
+    // A store that fails costs the next read an inflate, never the bytes. The
+    // claim is dropped after the Put, so its waiters find the cluster.
     Status put = cluster_store_->PutShared(index, inflated);
     if (!put.ok()) spdlog::debug("qcow2: cannot keep the cluster at guest offset {}: {}", guest, put.ToString());
     return inflated;

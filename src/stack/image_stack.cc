@@ -312,6 +312,8 @@ ImageStack::ClusterCacheStats ImageStack::cluster_cache_stats() const {
     KeptPieceFile::Stats s = file->stats();
     sum.hits += s.hits;
     sum.dropped += s.failed;
+    sum.kept += s.kept;
+    sum.claim_waits += s.claim_waits;
   }
   return sum;
 }

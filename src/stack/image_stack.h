@@ -126,6 +126,8 @@ class ImageStack {
   struct ClusterCacheStats {
     uint64_t hits = 0;     // clusters (and raw pieces) read back from disk
     uint64_t dropped = 0;  // decompressed pieces not kept: writing them failed (disk full, I/O error)
+    uint64_t kept = 0;     // pieces this mount decompressed and kept
+    uint64_t claim_waits = 0;  // misses that waited for another mount making the same piece
   };
   ClusterCacheStats cluster_cache_stats() const;
 

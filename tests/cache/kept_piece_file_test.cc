@@ -1,11 +1,14 @@
 #include "cache/kept_piece_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <thread>
@@ -116,6 +119,85 @@ TEST_CASE("kept piece file: a second opener sees the pieces the first kept") {
   CHECK_FALSE(second->Contains(2));
   Keep(*second, 2);
   CHECK(Has(*OpenKept(OpenKeptCache(dir.path())), 2));
+}
+
+TEST_CASE("kept piece file: a piece another opener keeps later is found on disk after a miss") {
+  TempDir dir;
+  auto first = OpenKept(OpenKeptCache(dir.path()));
+  auto second = OpenKept(OpenKeptCache(dir.path()));  // opened before the piece was kept
+  Keep(*first, 300);
+  std::vector<uint8_t> out(kPiece);
+  auto hit = second->Get(300, out);
+  REQUIRE(hit.ok());
+  CHECK_FALSE(*hit);  // Get knows only what was there at open
+  hit = second->GetStoredByAnyone(300, out);
+  REQUIRE(hit.ok());
+  CHECK(*hit);
+  CHECK(out == Pattern(300, kPiece));
+  CHECK(second->stats().found_later == 1);
+  CHECK(Has(*second, 300));  // known from now on
+  std::unique_ptr<DecodedChunkStore::MakeClaim> claim;
+  hit = second->GetOrClaim(301, out, &claim);
+  REQUIRE(hit.ok());
+  CHECK_FALSE(*hit);
+  CHECK(claim != nullptr);  // the caller makes piece 301
+}
+
+TEST_CASE("kept piece file: processes making the same missing pieces at once make each one once") {
+  TempDir dir;
+  constexpr uint64_t kPieces = 64;
+  // Counts shared with the children: a piece is counted where it is made.
+  void* mem = ::mmap(nullptr, kPieces * sizeof(std::atomic<uint32_t>), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(mem != MAP_FAILED);
+  auto* made = new (mem) std::atomic<uint32_t>[kPieces]();
+  std::vector<pid_t> children;
+  for (int p = 0; p < 3; ++p) {
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      auto cache = ChunkCache::Open({.dir = dir.path(), .max_bytes = 1ull << 30, .chunk_size = kPiece});
+      if (!cache.ok()) ::_exit(2);
+      auto file = KeptPieceFile::Open(*cache, kDiskKey, kPiece);
+      if (!file.ok()) ::_exit(3);
+      // Two threads per process, all in the same order: every piece is wanted
+      // by six makers at about the same time, as by the mounts of one disk.
+      auto run = [&] {
+        std::vector<uint8_t> out(kPiece);
+        for (uint64_t i = 0; i < kPieces; ++i) {
+          std::unique_ptr<DecodedChunkStore::MakeClaim> claim;
+          auto hit = (*file)->Get(i, out);
+          if (hit.ok() && !*hit) hit = (*file)->GetOrClaim(i, out, &claim);
+          if (!hit.ok()) return false;
+          if (!*hit) {
+            made[i].fetch_add(1);
+            std::this_thread::sleep_for(std::chrono::milliseconds(3));  // decompressing
+            out = Pattern(i, kPiece);
+            if (!(*file)->Put(i, out).ok()) return false;
+          } else if (out != Pattern(i, kPiece)) {
+            return false;
+          }
+        }
+        return true;
+      };
+      bool ok2 = false;
+      std::thread other([&] { ok2 = run(); });
+      bool ok1 = run();
+      other.join();
+      ::_exit(ok1 && ok2 && (*file)->stats().claim_timeouts == 0 ? 0 : 1);
+    }
+    children.push_back(child);
+  }
+  for (pid_t child : children) {
+    int wstatus = 0;
+    REQUIRE(::waitpid(child, &wstatus, 0) == child);
+    CHECK((WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0));
+  }
+  for (uint64_t i = 0; i < kPieces; ++i) {
+    INFO("piece " << i);
+    CHECK(made[i].load() == 1);
+  }
+  ::munmap(mem, kPieces * sizeof(std::atomic<uint32_t>));
 }
 
 TEST_CASE("kept piece file: a piece that fails its CRC is a miss and is forgotten") {

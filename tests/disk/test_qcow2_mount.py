@@ -21,6 +21,7 @@ import shutil
 import struct
 import subprocess
 import tarfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -718,6 +719,36 @@ def test_a_later_mount_reads_compressed_clusters_from_the_cluster_cache_not_the_
         assert_same_bytes((m.dir / "disk.img").read_bytes(), want)
     assert not list(cache.glob("chunks/*/*:qcow2-clusters-*")) and not list(cache.glob("kept/*:qcow2-clusters-*"))
     assert m.stats["cluster_cache_hits"] == 0
+
+
+def test_two_concurrent_mounts_of_one_disk_inflate_each_compressed_cluster_once(ocifs, registry, repo, workdir):
+    """Two `oci-fs mount`s of one qcow2 disk over one cache dir, reading it whole at the same
+    time: each compressed cluster is inflated and kept by one of them, and the other waits for
+    it (the kept-piece file's claims, docs/cache-format.md "Claims") or finds it kept, instead
+    of inflating it too."""
+    disk, want = hex_compressed_qcow2(workdir, 64 * MiB, 64 * KiB, 192 * KiB, seed=6)
+    compressed = sum(1 for e in Qcow2.parse(disk).l2_entries() if e & (1 << 62))
+    assert compressed >= 96
+    ref, img = images.push_containerdisk(registry, repo, disk, "none")
+    cache = workdir / "cache"
+    mounts = [Mount(ref, workdir / f"m{i}", "--tls-verify=false", "--chunk-size", "64K",
+                    cache_dir=cache, stats=True) for i in range(2)]
+    with mounts[0], mounts[1]:
+        start = threading.Barrier(2, timeout=60)
+
+        def read_whole(m: Mount) -> bytes:
+            start.wait()  # both from the first byte, in step: every cluster is wanted by both at once
+            return (m.dir / "disk.img").read_bytes()
+        with ThreadPoolExecutor(2) as pool:
+            got = list(pool.map(read_whole, mounts))
+        for g in got:
+            assert_same_bytes(g, want)
+    stats = [m.stats for m in mounts]
+    assert all(s["cluster_cache_dropped"] == 0 for s in stats), stats
+    # Kept by exactly one of them each (the pieces counted where they were made).
+    assert sum(s["cluster_cache_kept"] for s in stats) == compressed, stats
+    kept = kept_pieces(cache, f"{img.layers[0].digest}:qcow2-clusters-*", piece_size=64 * KiB)
+    assert len(kept) == compressed, f"{len(kept)} clusters kept of {compressed} compressed ones read"
 
 
 # --------------------------------------------------------------------------- concurrency
