@@ -58,8 +58,11 @@ Result<bool> CreateWithHeader(const std::string& path, const KeptHeader& header)
     if (!fd.valid() && errno != EEXIST) return ErrnoError("create " + tmp, errno);
   }
   if (!fd.valid()) return IoError("create a temp file beside " + path + ": gave up");
-  std::array<uint8_t, kKeptHeaderSize> bytes;
-  EncodeKeptHeader(header, bytes);
+  // The whole header block: its claim words are inside the file from the start
+  // (a file of an older build may end after the header: its words are still
+  // shared, in the page cache page that holds the header, but not stored).
+  std::array<uint8_t, kKeptHeaderBlock> bytes{};
+  EncodeKeptHeader(header, std::span<uint8_t, kKeptHeaderSize>(bytes.data(), kKeptHeaderSize));
   Status st = PwriteFull(fd.get(), bytes, 0, tmp);
   bool created = false;
   if (st.ok()) {

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -141,6 +142,29 @@ TEST_CASE("kept piece file: a piece another opener keeps later is found on disk 
   REQUIRE(hit.ok());
   CHECK_FALSE(*hit);
   CHECK(claim != nullptr);  // the caller makes piece 301
+}
+
+TEST_CASE("kept piece file: a file an older build created (only its 32-byte header) opens and claims") {
+  TempDir dir;
+  auto cache = OpenKeptCache(dir.path());
+  const std::string path = cache->KeptPath(kDiskKey);
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  std::array<uint8_t, kKeptHeaderSize> header;
+  EncodeKeptHeader({kPiece, CacheKeyHash(kDiskKey)}, header);
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(header.data()), header.size());
+  }
+  auto file = OpenKept(cache);
+  std::vector<uint8_t> out(kPiece);
+  std::unique_ptr<DecodedChunkStore::MakeClaim> claim;
+  auto hit = file->GetOrClaim(9, out, &claim);
+  REQUIRE(hit.ok());
+  CHECK_FALSE(*hit);
+  CHECK(claim != nullptr);
+  Keep(*file, 9);
+  claim.reset();
+  CHECK(Has(*OpenKept(cache), 9));  // not replaced: the same file, with its piece
 }
 
 TEST_CASE("kept piece file: processes making the same missing pieces at once make each one once") {
