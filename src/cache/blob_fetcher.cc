@@ -16,7 +16,9 @@ BlobFetcher::BlobFetcher(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache,
       size_(inner_->size()),
       chunk_count_((size_ + cache_->chunk_size() - 1) / cache_->chunk_size()),
       tasks_(scheduler_, "fetches of " + key_,
-             {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}) {}
+             {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}),
+      owed_(scheduler_, "owed fetches of " + key_,
+            {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}) {}
 
 Result<uint64_t> BlobFetcher::Fetch(uint64_t first, uint64_t count, size_t max_run) const {
   const uint64_t chunk_size = cache_->chunk_size();
@@ -28,11 +30,15 @@ Result<uint64_t> BlobFetcher::Fetch(uint64_t first, uint64_t count, size_t max_r
   return cache_->FetchMissing(key_, first, lengths, max_run, fetch);
 }
 
-bool BlobFetcher::Queue(TaskClass cls, uint64_t first, uint64_t end, size_t run) const {
+bool BlobFetcher::QueueOwed(uint64_t first, uint64_t end, size_t run) const {
+  return Post(owed_, TaskClass::kReadahead, first, end, run);
+}
+
+bool BlobFetcher::Post(TaskGroup& group, TaskClass cls, uint64_t first, uint64_t end, size_t run) const {
   run = std::max<size_t>(1, run);
   for (uint64_t i = first; i < end; i += run) {
     const uint64_t count = std::min<uint64_t>(run, end - i);
-    const bool queued = tasks_.Post(cls, [this, cls, i, count, run] {
+    const bool queued = group.Post(cls, [this, cls, i, count, run] {
       Status st = Fetch(i, count, run).status();
       if (!st.ok()) spdlog::debug("{}: {} fetch of chunk {}: {}", Describe(), TaskClassName(cls), i, st.ToString());
     }) != 0;

@@ -6,7 +6,7 @@
 //
 // Thread safety: safe for concurrent use. Ownership: shares inner, the cache
 // and the scheduler. The destructor cancels the queued fetches and waits for
-// the running ones.
+// the running ones; a clean unmount first finishes the owed ones (QueueOwed).
 // Units: chunk indexes of the cache's chunk size; bytes of the blob.
 #pragma once
 
@@ -44,8 +44,17 @@ class BlobFetcher {
   // thread. Returns how many it fetched.
   [[nodiscard]] Result<uint64_t> Fetch(uint64_t first, uint64_t count, size_t max_run) const;
   // Queues the fetch of chunks [first, end) as tasks of class `cls`, `run`
-  // chunks each; false if some were refused (kMaxQueued wait already, or stopping).
-  bool Queue(TaskClass cls, uint64_t first, uint64_t end, size_t run) const;
+  // chunks each; false if some were refused (kMaxQueued wait already, or
+  // stopping). A hint: dropped when the scheduler stops.
+  bool Queue(TaskClass cls, uint64_t first, uint64_t end, size_t run) const { return Post(tasks_, cls, first, end, run); }
+  // Queue for chunks that reads already needed and were served around (the
+  // rest of an exact miss's chunks, readahead_strategy.h): not a hint, so
+  // FinishOwed waits for them, and a clean unmount stores them instead of
+  // dropping them with the scheduler's queue (a remount would fetch them again).
+  bool QueueOwed(uint64_t first, uint64_t end, size_t run) const;
+  // Blocks until no owed fetch waits or runs. Call before the scheduler
+  // stops (it drops what is queued), with no read in progress.
+  void FinishOwed() const { owed_.Wait(); }
   // Whether none of chunks [first, last] is on disk or in flight (a hint).
   bool AllMissing(uint64_t first, uint64_t last) const;
   // Reads buf from the blob itself, around the cache (a read's own bytes
@@ -57,19 +66,27 @@ class BlobFetcher {
     return ReadExactly(*inner_, offset, buf);
   }
   const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
-  // Blocks until no queued fetch waits or runs (tests, benchmarks).
-  void Wait() const { tasks_.Wait(); }
+  // Blocks until no queued fetch (hint or owed) waits or runs (tests, benchmarks).
+  void Wait() const {
+    tasks_.Wait();
+    owed_.Wait();
+  }
 
   static constexpr size_t kMaxQueued = 64;
 
  private:
+  bool Post(TaskGroup& group, TaskClass cls, uint64_t first, uint64_t end, size_t run) const;
+
   const ByteSourcePtr inner_;
   const std::shared_ptr<ChunkCache> cache_;
   const std::string key_;
   const std::shared_ptr<Scheduler> scheduler_;
   const uint64_t size_;
   const uint64_t chunk_count_;
-  mutable TaskGroup tasks_;  // last: cancelled and waited for first
+  // Queue's hints and QueueOwed's fetches, each capped as the constructor says.
+  // Last: cancelled and waited for first.
+  mutable TaskGroup tasks_;
+  mutable TaskGroup owed_;
 };
 
 }  // namespace ocifs

@@ -70,6 +70,11 @@ class CachedSource final : public ByteSource {
   void WaitForPrefetches() const;
   // Blocks until the profile's fetches are done; for tests and benchmarks.
   void WaitForProfile() const;
+  // Blocks until the fetches reads are owed (BlobFetcher::QueueOwed) are
+  // stored: at a clean unmount, after the last read, before the scheduler stops.
+  void FinishOwedFetches() const {
+    if (fetcher_) fetcher_->FinishOwed();
+  }
 
   static constexpr uint64_t kMaxPrefetchBytes = 64ull << 20;
   static constexpr uint64_t kMaxStreamRunBytes = 8ull << 20;

@@ -28,9 +28,8 @@ Result<bool> MissStrategy::OnMiss(const BlobRead& read, std::span<uint8_t> buf) 
   // are queued first, so their transfer starts beside this read's; with the
   // queue full, the read takes the whole-chunk path so they still get cached.
   if (exact_ && read.length <= group_chunks_ * fetcher_->chunk_size() / 4) {
-    const bool queued = group_chunks_ > 1 ? fetcher_->Queue(TaskClass::kReadahead, group_first, group_end,
-                                                            group_end - group_first)
-                                          : fetcher_->Queue(TaskClass::kReadahead, read.first, read.last + 1, run_chunks_);
+    const bool queued = group_chunks_ > 1 ? fetcher_->QueueOwed(group_first, group_end, group_end - group_first)
+                                          : fetcher_->QueueOwed(read.first, read.last + 1, run_chunks_);
     if (queued) {
       Status st = fetcher_->ReadAround(read.offset, buf.first(read.length));
       if (!st.ok()) {

@@ -34,7 +34,8 @@ class ReadaheadStrategy final : public FetchStrategy {
 //  - exact: a read of at most a quarter of what a miss brings (its chunk, or
 //    its group) fetches just its own bytes (one short range request) while
 //    its chunks (with their group) follow as a kReadahead fetch: a random read
-//    waits for a round trip, not for a chunk's transfer.
+//    waits for a round trip, not for a chunk's transfer. That fetch is owed
+//    (BlobFetcher::QueueOwed): a clean unmount finishes it.
 //  - group_chunks > 1: a miss fetches its aligned group of chunks with one
 //    range, as a chunk of the group's size would be fetched, so small chunks
 //    (a precise profile) keep the neighbourhood a large chunk brings.

@@ -276,6 +276,9 @@ int RunMount(const MountFlags& flags, const MountConfig& config, int ready_fd, K
   prefetch_progress.reset();
   stats_timer.reset();
   published.reset();
+  // Unmounted cleanly: no read comes any more; store what the reads were
+  // owed (the rest of the chunks they were served around), then drop the hints.
+  if (run.ok()) (*stack)->FinishOwedFetches();
   scheduler->Stop();
   WriteStats(config.stats_file, **stack);
   spdlog::info("unmounted {}", flags.mountpoint);

@@ -113,6 +113,8 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     view.cached = std::make_shared<CachedSource>(view.blob, cache_, layer.digest,
                                                  FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
     view.blob = view.cached;
+    std::lock_guard lock(cached_mu_);
+    cached_.push_back(view.cached);
   }
 
   DecoderOptions decoder_options;
@@ -141,6 +143,10 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
       reads.profile = options_.blob_reads.profile;
       auto blob = std::make_shared<CachedSource>(lazy->second.blob, cache_, lazy->second.digest,
                                                  FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
+      {
+        std::lock_guard lock(cached_mu_);
+        cached_.push_back(blob);
+      }
       if (lazy->second.kind == LayerIndexKind::kZstdCheckpointsV2) {
         decoder_options.zstd_checkpoint_blob = std::move(blob);
         decoder_options.zstd_checkpoint_from = lazy->second.from;
@@ -283,6 +289,11 @@ Status ImageStack::WaitUntilIndexed() const {
     OCIFS_RETURN_IF_ERROR(layer.decoded->WaitUntilIndexed().WithContext("layer " + layer.descriptor.digest));
   }
   return Status::Ok();
+}
+
+void ImageStack::FinishOwedFetches() const {
+  std::lock_guard lock(cached_mu_);
+  for (const auto& cached : cached_) cached->FinishOwedFetches();
 }
 
 Result<AccessProfile> ImageStack::StartShippedProfile() const {

@@ -116,6 +116,11 @@ class ImageStack {
   // Blocks until every layer's background index (a gzip layer's first pass)
   // is complete and saved; the first failure. ByteSource::WaitUntilIndexed.
   [[nodiscard]] Status WaitUntilIndexed() const;
+  // Blocks until every cache stage's owed fetches (the rest of the chunks
+  // reads were served around, CachedSource::FinishOwedFetches) are stored: a
+  // clean unmount calls it after the last read, before the scheduler stops,
+  // so a remount finds every chunk the reads needed.
+  void FinishOwedFetches() const;
   // What the stack took from an acceleration artifact (empty: none).
   const AccelUse& accel() const { return accel_; }
   const MergedTree& tree() const { return *tree_; }
@@ -192,6 +197,8 @@ class ImageStack {
   StackOptions options_;
   std::unique_ptr<ImageSource> source_;
   std::shared_ptr<ChunkCache> cache_;
+  mutable std::mutex cached_mu_;
+  mutable std::vector<std::shared_ptr<CachedSource>> cached_;  // every cache stage made; guarded by cached_mu_
   mutable std::mutex kept_files_mu_;
   mutable std::vector<std::shared_ptr<class KeptPieceFile>> kept_files_;  // guarded by kept_files_mu_
   ResolvedImage image_;

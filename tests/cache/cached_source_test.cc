@@ -1,6 +1,8 @@
 #include "cache/cached_source.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 #include <catch2/catch.hpp>
 #include <random>
@@ -187,6 +189,62 @@ TEST_CASE("cached source: a small miss that fails returns the error naming the b
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("bytes " + std::to_string(kSourceChunk + 3)) != std::string::npos);
   src.WaitForPrefetches();
+}
+
+namespace {
+
+// Holds every whole-chunk read (a fetch, not a small miss's own bytes) until Open.
+class GatedSource final : public ByteSource {
+ public:
+  explicit GatedSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    if (buf.size() >= kSourceChunk) {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [this] { return open_; });
+    }
+    return inner_->ReadAt(offset, buf);
+  }
+  std::string Describe() const override { return "gated " + inner_->Describe(); }
+  void Open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  ByteSourcePtr inner_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  bool open_ = false;  // guarded by mu_
+};
+
+}  // namespace
+
+TEST_CASE("cached source: a small miss's chunk is owed, so FinishOwedFetches stores it before the scheduler stops") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(4 * kSourceChunk);
+  auto gated = std::make_shared<GatedSource>(std::make_shared<MemorySource>(blob));
+  auto cache = OpenSourceCache(tmp.path());
+  auto scheduler = std::make_shared<Scheduler>();
+  FetchPolicy o = Options(1);  // one fetch at a time: the chunks after the first wait in the queue
+  o.exact_small_misses = true;
+  o.scheduler = scheduler;
+  o.readahead.max = 0;  // no hints: only the owed fetches
+  CachedSource src(gated, cache, kKey, o);
+  std::vector<uint8_t> buf(100);
+  for (uint64_t chunk : {0, 1, 2}) REQUIRE(*src.ReadAt(chunk * kSourceChunk + 10, buf) == 100);
+  std::atomic<bool> finished{false};
+  std::thread finish([&] {
+    src.FinishOwedFetches();
+    finished = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK_FALSE(finished);  // the fetches are held: it waits for them
+  gated->Open();
+  finish.join();
+  scheduler->Stop();  // would drop whatever were still queued
+  CHECK(Stored(*cache) == std::set<uint64_t>{0, 1, 2});
 }
 
 TEST_CASE("cached source fetches the missing runs around a cached chunk with one inner read each") {

@@ -15,7 +15,7 @@ to `reg.log_path`. It runs in its own process group and is stopped on exit
 
 `reg.request_log()` parses the "response completed" lines (method, uri,
 status, bytes written, user agent: a mirror's requests upstream carry one,
-oci-fs' none); `blob_gets()` / `blob_bytes()` count blob downloads,
+oci-fs' none; when the response completed); `blob_gets()` / `blob_bytes()` count blob downloads,
 e.g. to prove that a second mount fetches nothing. `reg.client()` is a
 RegistryClient with the right TLS trust and credentials. `with reg.paused():`
 stops the process (SIGSTOP: connections are accepted by the kernel, nothing
@@ -36,6 +36,7 @@ import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from . import processes
@@ -55,6 +56,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _log_time(text: str) -> float:
+    """A log line's RFC 3339 "time" (nanoseconds, "Z") in time.time() seconds; 0.0 if absent."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return 0.0
+
+
 @dataclass(frozen=True)
 class Request:
     """One request the registry answered."""
@@ -66,6 +75,7 @@ class Request:
     repo: str | None  # repository name, from the URI
     digest: str | None  # the blob or manifest digest in the URI, if any
     useragent: str = ""  # the client's User-Agent ("" for oci-fs, which sends none)
+    completed: float = 0.0  # when the response completed, in time.time() seconds
 
     @property
     def is_blob(self) -> bool:
@@ -313,7 +323,8 @@ class Registry:
                                int(e.get("http.response.written", 0)),
                                m.group("name") if m else None,
                                m.group("ref") if m and m.group("ref").startswith("sha256:") else None,
-                               e.get("http.request.useragent", "")))
+                               e.get("http.request.useragent", ""),
+                               _log_time(e.get("time", ""))))
         return out
 
     def blob_gets(self, repo: str | None = None) -> list[Request]:
