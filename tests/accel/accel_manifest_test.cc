@@ -8,14 +8,14 @@ using namespace ocifs;
 
 namespace {
 
-std::string Digest(char c) { return "sha256:" + std::string(64, c); }
+std::string ManifestDigest(char c) { return "sha256:" + std::string(64, c); }
 
 AccelManifest Sample() {
   AccelManifest m;
-  m.subject = {std::string(media_type::kOciManifest), Digest('a'), 1234, {}, {}, {}};
-  m.layer_indexes.push_back({LayerIndexKind::kGzipIndex, {"", Digest('b'), 81234, {}, {}, {}}, Digest('c'), 376012345});
-  m.layer_indexes.push_back({LayerIndexKind::kZstdFrames, {"", Digest('d'), 99, {}, {}, {}}, Digest('e'), 1000});
-  m.profiles.push_back({"", Digest('f'), 9876, {}, {}, {}});
+  m.subject = {std::string(media_type::kOciManifest), ManifestDigest('a'), 1234, {}, {}, {}};
+  m.layer_indexes.push_back({LayerIndexKind::kGzipIndex, {"", ManifestDigest('b'), 81234, {}, {}, {}}, ManifestDigest('c'), 376012345});
+  m.layer_indexes.push_back({LayerIndexKind::kZstdFrames, {"", ManifestDigest('d'), 99, {}, {}, {}}, ManifestDigest('e'), 1000});
+  m.profiles.push_back({"", ManifestDigest('f'), 9876, {}, {}, {}});
   m.created = "2026-12-05T10:00:00Z";
   return m;
 }
@@ -28,7 +28,7 @@ TEST_CASE("an artifact manifest round-trips, in the OCI artifact form") {
   CHECK(j["artifactType"] == accel::kArtifactType);
   CHECK(j["mediaType"] == media_type::kOciManifest);
   CHECK(j["config"]["digest"] == accel::kEmptyDigest);
-  CHECK(j["subject"]["digest"] == Digest('a'));
+  CHECK(j["subject"]["digest"] == ManifestDigest('a'));
   CHECK(j["layers"].size() == 3);
   CHECK(j["layers"][0]["mediaType"] == accel::kGzipIndexMediaType);
   CHECK(j["layers"][1]["mediaType"] == accel::kZstdFramesMediaType);
@@ -37,23 +37,23 @@ TEST_CASE("an artifact manifest round-trips, in the OCI artifact form") {
 
   auto back = ParseAccelManifest(json, "artifact");
   REQUIRE(back.ok());
-  CHECK(back->subject.digest == Digest('a'));
+  CHECK(back->subject.digest == ManifestDigest('a'));
   CHECK(back->subject.size == 1234);
   REQUIRE(back->layer_indexes.size() == 2);
-  CHECK(back->layer_indexes[0].layer_digest == Digest('c'));
+  CHECK(back->layer_indexes[0].layer_digest == ManifestDigest('c'));
   CHECK(back->layer_indexes[0].layer_size == 376012345);
-  CHECK(back->layer_indexes[0].blob.digest == Digest('b'));
+  CHECK(back->layer_indexes[0].blob.digest == ManifestDigest('b'));
   CHECK(back->layer_indexes[0].kind == LayerIndexKind::kGzipIndex);
   CHECK(back->layer_indexes[1].layer_size == 1000);
   CHECK(back->layer_indexes[1].kind == LayerIndexKind::kZstdFrames);
   REQUIRE(back->profiles.size() == 1);
-  CHECK(back->profiles[0].digest == Digest('f'));
+  CHECK(back->profiles[0].digest == ManifestDigest('f'));
   CHECK(back->created == "2026-12-05T10:00:00Z");
 }
 
 TEST_CASE("pieces of unknown media types are skipped, so a later version's artifact still reads") {
   auto j = nlohmann::json::parse(SerializeAccelManifest(Sample()));
-  j["layers"].push_back({{"mediaType", "application/vnd.oci-fs.zstd-checkpoints.v9"}, {"digest", Digest('9')},
+  j["layers"].push_back({{"mediaType", "application/vnd.oci-fs.zstd-checkpoints.v9"}, {"digest", ManifestDigest('9')},
                          {"size", 5}});
   auto m = ParseAccelManifest(j.dump(), "artifact");
   REQUIRE(m.ok());
@@ -79,7 +79,7 @@ TEST_CASE("a malformed artifact manifest is refused, naming what is wrong") {
        Code::kCorrupt, "piece 0: a gzip index without the annotations"},
       {[](nlohmann::json& j) { j["layers"][1]["annotations"][std::string(accel::kLayerSizeAnnotation)] = "12x"; },
        Code::kCorrupt, "piece 1: annotation org.oci-fs.layer.size is not a byte count"},
-      {[](nlohmann::json& j) { j["layers"][1]["annotations"][std::string(accel::kLayerDigestAnnotation)] = Digest('c'); },
+      {[](nlohmann::json& j) { j["layers"][1]["annotations"][std::string(accel::kLayerDigestAnnotation)] = ManifestDigest('c'); },
        Code::kCorrupt, "a second index for layer"},
       {[](nlohmann::json& j) { j["layers"][0]["size"] = (uint64_t{64} << 20) + 1; }, Code::kCorrupt,
        "more than 67108864"},
@@ -128,17 +128,17 @@ TEST_CASE("random truncations and byte flips of an artifact manifest never crash
 
 TEST_CASE("a tar index piece round-trips beside the layer's other index, one per layer") {
   AccelManifest m = Sample();
-  m.tar_indexes.push_back({{"", Digest('7'), 4321, {}, {}, {}}, Digest('c'), 376012345});
+  m.tar_indexes.push_back({{"", ManifestDigest('7'), 4321, {}, {}, {}}, ManifestDigest('c'), 376012345});
   const std::string json = SerializeAccelManifest(m);
   auto j = nlohmann::json::parse(json);
   REQUIRE(j["layers"].size() == 4);
   CHECK(j["layers"][2]["mediaType"] == "application/vnd.oci-fs.tar-index.v2");
-  CHECK(j["layers"][2]["annotations"][std::string(accel::kLayerDigestAnnotation)] == Digest('c'));
+  CHECK(j["layers"][2]["annotations"][std::string(accel::kLayerDigestAnnotation)] == ManifestDigest('c'));
   auto back = ParseAccelManifest(json, "artifact");
   REQUIRE(back.ok());
   REQUIRE(back->tar_indexes.size() == 1);
-  CHECK(back->tar_indexes[0].blob.digest == Digest('7'));
-  CHECK(back->tar_indexes[0].layer_digest == Digest('c'));
+  CHECK(back->tar_indexes[0].blob.digest == ManifestDigest('7'));
+  CHECK(back->tar_indexes[0].layer_digest == ManifestDigest('c'));
   CHECK(back->tar_indexes[0].layer_size == 376012345);
   CHECK(back->layer_indexes.size() == 2);  // the gzip index of the same layer is no "second index"
 
@@ -146,7 +146,7 @@ TEST_CASE("a tar index piece round-trips beside the layer's other index, one per
   second["layers"].push_back(j["layers"][2]);
   auto refused = ParseAccelManifest(second.dump(), "artifact");
   CHECK(refused.status().code() == Code::kCorrupt);
-  CHECK_THAT(refused.status().message(), Catch::Contains("piece 4: a second tar index for layer " + Digest('c')));
+  CHECK_THAT(refused.status().message(), Catch::Contains("piece 4: a second tar index for layer " + ManifestDigest('c')));
   auto bare = j;
   bare["layers"][2].erase("annotations");
   CHECK_THAT(ParseAccelManifest(bare.dump(), "artifact").status().message(),

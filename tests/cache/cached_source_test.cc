@@ -1,8 +1,6 @@
 #include "cache/cached_source.h"
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 #include <catch2/catch.hpp>
 #include <random>
@@ -11,6 +9,7 @@
 #include "base/memory_source.h"
 #include "cache/cache_test_util.h"
 #include "testing/counting_source.h"
+#include "testing/gated_source.h"
 
 using namespace ocifs;
 using namespace ocifs::testing;
@@ -191,40 +190,11 @@ TEST_CASE("cached source: a small miss that fails returns the error naming the b
   src.WaitForPrefetches();
 }
 
-namespace {
-
-// Holds every whole-chunk read (a fetch, not a small miss's own bytes) until Open.
-class GatedSource final : public ByteSource {
- public:
-  explicit GatedSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
-  uint64_t size() const override { return inner_->size(); }
-  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
-    if (buf.size() >= kSourceChunk) {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [this] { return open_; });
-    }
-    return inner_->ReadAt(offset, buf);
-  }
-  std::string Describe() const override { return "gated " + inner_->Describe(); }
-  void Open() {
-    std::lock_guard lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-
- private:
-  ByteSourcePtr inner_;
-  mutable std::mutex mu_;
-  mutable std::condition_variable cv_;
-  bool open_ = false;  // guarded by mu_
-};
-
-}  // namespace
-
 TEST_CASE("cached source: a small miss's chunk is owed, so FinishOwedFetches stores it before the scheduler stops") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(4 * kSourceChunk);
-  auto gated = std::make_shared<GatedSource>(std::make_shared<MemorySource>(blob));
+  // Whole-chunk reads (the fetches, not a small miss's own bytes) wait for Open.
+  auto gated = std::make_shared<GatedSource>(std::make_shared<MemorySource>(blob), blob.size(), kSourceChunk);
   auto cache = OpenSourceCache(tmp.path());
   auto scheduler = std::make_shared<Scheduler>();
   FetchPolicy o = Options(1);  // one fetch at a time: the chunks after the first wait in the queue

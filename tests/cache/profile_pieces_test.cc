@@ -14,18 +14,18 @@ using namespace ocifs::testing;
 
 namespace {
 
-constexpr uint32_t kChunk = 256 << 10;  // the cache's chunks: four pieces each
-constexpr uint32_t kPiece = 64 << 10;   // the profile's unit
+constexpr uint32_t kProfileChunk = 256 << 10;  // the cache's chunks: four pieces each
+constexpr uint32_t kProfilePiece = 64 << 10;   // the profile's unit
 
-std::shared_ptr<ChunkCache> OpenCache(const std::string& dir) {
-  auto cache = ChunkCache::Open({.dir = dir, .chunk_size = kChunk});
+std::shared_ptr<ChunkCache> ProfileOpenCache(const std::string& dir) {
+  auto cache = ChunkCache::Open({.dir = dir, .chunk_size = kProfileChunk});
   REQUIRE(cache.ok());
   return *cache;
 }
 
 std::shared_ptr<AccessProfile> ProfileOf(std::vector<uint64_t> units) {
   auto p = std::make_shared<AccessProfile>();
-  p->chunk_size = kPiece;
+  p->chunk_size = kProfilePiece;
   p->blobs[kKey] = std::move(units);
   return p;
 }
@@ -48,35 +48,35 @@ bool Equal(const std::vector<uint8_t>& blob, uint64_t offset, const std::vector<
 
 TEST_CASE("a profile finer than the chunks fetches its pieces alone, coalesced, and reads of them fetch nothing") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(1, 40 * kPiece + 777);
+  const std::vector<uint8_t> blob = Pattern(1, 40 * kProfilePiece + 777);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   // 9 and 10 adjacent, 12 one piece after (gap filled), 30 alone, 40 the short last piece, 99 past the end.
-  auto cache = OpenCache(tmp.path());
+  auto cache = ProfileOpenCache(tmp.path());
   CachedSource src(counting, cache, kKey, Policy(ProfileOf({30, 9, 10, 12, 40, 99})));
   src.WaitForProfile();
   CHECK(counting->reads == 3);                      // 9-12, 30, 40
-  CHECK(counting->bytes == 4 * kPiece + kPiece + 777);  // not the 3 chunks of 256 KiB around them
+  CHECK(counting->bytes == 4 * kProfilePiece + kProfilePiece + 777);  // not the 3 chunks of 256 KiB around them
   CHECK(cache->StoredIndexes(kKey).empty());        // kept as pieces, not chunks
   for (auto [offset, length] : std::vector<std::pair<uint64_t, size_t>>{
-           {9 * kPiece + 5, 1000}, {9 * kPiece, 2 * kPiece}, {30 * kPiece + kPiece - 10, 10}, {40 * kPiece, 777},
-           {11 * kPiece + 3, 100}}) {
+           {9 * kProfilePiece + 5, 1000}, {9 * kProfilePiece, 2 * kProfilePiece}, {30 * kProfilePiece + kProfilePiece - 10, 10}, {40 * kProfilePiece, 777},
+           {11 * kProfilePiece + 3, 100}}) {
     std::vector<uint8_t> buf(length);
     REQUIRE(src.ReadAt(offset, buf).ok());
     CHECK(Equal(blob, offset, buf));
   }
   CHECK(counting->reads == 3);
   // A read reaching past the pieces takes the chunk path: right bytes, its chunks fetched.
-  std::vector<uint8_t> buf(2 * kPiece);
-  REQUIRE(src.ReadAt(29 * kPiece + 100, buf).ok());
-  CHECK(Equal(blob, 29 * kPiece + 100, buf));
+  std::vector<uint8_t> buf(2 * kProfilePiece);
+  REQUIRE(src.ReadAt(29 * kProfilePiece + 100, buf).ok());
+  CHECK(Equal(blob, 29 * kProfilePiece + 100, buf));
   CHECK(counting->reads == 4);
 }
 
 TEST_CASE("kept profile pieces serve the next mount of the cache without a fetch") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(2, 20 * kPiece);
+  const std::vector<uint8_t> blob = Pattern(2, 20 * kProfilePiece);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  auto cache = OpenCache(tmp.path());
+  auto cache = ProfileOpenCache(tmp.path());
   {
     CachedSource src(counting, cache, kKey, Policy(ProfileOf({3, 17})));
     src.WaitForProfile();
@@ -85,89 +85,89 @@ TEST_CASE("kept profile pieces serve the next mount of the cache without a fetch
   CachedSource again(counting, cache, kKey, Policy(ProfileOf({3, 17, 5})));
   again.WaitForProfile();
   CHECK(counting->reads == 3);  // only 5 was missing
-  std::vector<uint8_t> buf(kPiece);
-  REQUIRE(again.ReadAt(17 * kPiece, buf).ok());
-  CHECK(Equal(blob, 17 * kPiece, buf));
+  std::vector<uint8_t> buf(kProfilePiece);
+  REQUIRE(again.ReadAt(17 * kProfilePiece, buf).ok());
+  CHECK(Equal(blob, 17 * kProfilePiece, buf));
   CHECK(counting->reads == 3);
 }
 
 TEST_CASE("a profile of the chunks' size or coarser still fetches whole chunks") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(3, 8 * kChunk);
+  const std::vector<uint8_t> blob = Pattern(3, 8 * kProfileChunk);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   auto profile = ProfileOf({1, 5});
-  profile->chunk_size = kChunk;
-  auto cache = OpenCache(tmp.path());
+  profile->chunk_size = kProfileChunk;
+  auto cache = ProfileOpenCache(tmp.path());
   CachedSource src(counting, cache, kKey, Policy(profile));
   src.WaitForProfile();
-  CHECK(counting->bytes == 2 * kChunk);
+  CHECK(counting->bytes == 2 * kProfileChunk);
   CHECK(cache->StoredIndexes(kKey).size() == 2);
 }
 
 TEST_CASE("a reader that needs a planned run before any worker fetches it itself, once") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(4, 16 * kPiece);
+  const std::vector<uint8_t> blob = Pattern(4, 16 * kProfilePiece);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  auto cache = OpenCache(tmp.path());
+  auto cache = ProfileOpenCache(tmp.path());
   auto fetcher = std::make_shared<BlobFetcher>(counting, cache, kKey, nullptr, 1);
-  auto store = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kPiece);
+  auto store = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kProfilePiece);
   REQUIRE(store.ok());
   const std::vector<uint64_t> units{2, 3, 8};
   ProfilePieces pieces(fetcher, *store, units, {.gap = 0, .max_run = 8, .window = 64});
   REQUIRE(pieces.run_count() == 2);
-  CHECK(pieces.planned_bytes() == 3 * kPiece);
+  CHECK(pieces.planned_bytes() == 3 * kProfilePiece);
   std::vector<uint8_t> buf(100);
-  auto served = pieces.Serve(3 * kPiece + 50, buf);  // in run 2-3: fetched by this reader
+  auto served = pieces.Serve(3 * kProfilePiece + 50, buf);  // in run 2-3: fetched by this reader
   REQUIRE(served.ok());
   CHECK(*served);
-  CHECK(Equal(blob, 3 * kPiece + 50, buf));
+  CHECK(Equal(blob, 3 * kProfilePiece + 50, buf));
   CHECK(counting->reads == 1);
-  CHECK(counting->bytes == 2 * kPiece);
+  CHECK(counting->bytes == 2 * kProfilePiece);
   CHECK(pieces.FetchNext());   // the worker skips 2-3 (taken) and fetches 8
   CHECK_FALSE(pieces.FetchNext());
   CHECK(counting->reads == 2);
   CHECK(pieces.stats().runs_by_readers == 1);
   // Bytes the profile does not name, and neither kept: not served here.
-  auto other = pieces.Serve(5 * kPiece, buf);
+  auto other = pieces.Serve(5 * kProfilePiece, buf);
   REQUIRE(other.ok());
   CHECK_FALSE(*other);
-  auto across = pieces.Serve(8 * kPiece + kPiece - 10, buf);  // 8 and 9: 9 is not the profile's
+  auto across = pieces.Serve(8 * kProfilePiece + kProfilePiece - 10, buf);  // 8 and 9: 9 is not the profile's
   REQUIRE(across.ok());
   CHECK_FALSE(*across);
 }
 
 TEST_CASE("a failed piece fetch leaves its reads to the chunk path") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(5, 16 * kPiece);
+  const std::vector<uint8_t> blob = Pattern(5, 16 * kProfilePiece);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  auto cache = OpenCache(tmp.path());
+  auto cache = ProfileOpenCache(tmp.path());
   auto fetcher = std::make_shared<BlobFetcher>(counting, cache, kKey, nullptr, 1);
-  auto store = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kPiece);
+  auto store = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kProfilePiece);
   REQUIRE(store.ok());
   const std::vector<uint64_t> units{4};
   ProfilePieces pieces(fetcher, *store, units, {});
   counting->fail = true;
   CHECK(pieces.FetchNext());
   std::vector<uint8_t> buf(10);
-  auto served = pieces.Serve(4 * kPiece, buf);
+  auto served = pieces.Serve(4 * kProfilePiece, buf);
   REQUIRE(served.ok());
   CHECK_FALSE(*served);
   // Through the cache stage the read then fetches its chunk, and fails as the registry does.
   CachedSource src(counting, cache, kKey, Policy(ProfileOf({4})));
   src.WaitForProfile();
-  CHECK_FALSE(src.ReadAt(4 * kPiece, buf).ok());
+  CHECK_FALSE(src.ReadAt(4 * kProfilePiece, buf).ok());
   counting->fail = false;
-  REQUIRE(src.ReadAt(4 * kPiece, buf).ok());
-  CHECK(Equal(blob, 4 * kPiece, buf));
+  REQUIRE(src.ReadAt(4 * kProfilePiece, buf).ok());
+  CHECK(Equal(blob, 4 * kProfilePiece, buf));
 }
 
 TEST_CASE("concurrent readers of a profile's pieces get the right bytes and each run is fetched once") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(6, 64 * kPiece + 3);
+  const std::vector<uint8_t> blob = Pattern(6, 64 * kProfilePiece + 3);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
   std::vector<uint64_t> units;
   for (uint64_t u = 0; u <= 64; u += 3) units.push_back(u);  // 0, 3, ..., 63: 22 separate pieces
-  auto cache = OpenCache(tmp.path());
+  auto cache = ProfileOpenCache(tmp.path());
   FetchPolicy o = Policy(ProfileOf(units), 3);
   o.profile_piece_plan = {.gap = 0, .max_run = 1, .window = 64};
   CachedSource src(counting, cache, kKey, o);
@@ -178,7 +178,7 @@ TEST_CASE("concurrent readers of a profile's pieces get the right bytes and each
       for (size_t i = 0; i < units.size(); ++i) {
         const uint64_t u = units[(i * 7 + static_cast<size_t>(t) * 5) % units.size()];
         std::vector<uint8_t> buf(1000);
-        if (!src.ReadAt(u * kPiece + 17, buf).ok() || !Equal(blob, u * kPiece + 17, buf)) ++wrong;
+        if (!src.ReadAt(u * kProfilePiece + 17, buf).ok() || !Equal(blob, u * kProfilePiece + 17, buf)) ++wrong;
       }
     });
   }
@@ -190,19 +190,19 @@ TEST_CASE("concurrent readers of a profile's pieces get the right bytes and each
 
 TEST_CASE("a prefetch hint of bytes the profile's pieces hold fetches no chunk for them") {
   TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(7, 16 * kPiece);
+  const std::vector<uint8_t> blob = Pattern(7, 16 * kProfilePiece);
   auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  auto cache = OpenCache(tmp.path());
+  auto cache = ProfileOpenCache(tmp.path());
   FetchPolicy o = Policy(ProfileOf({4, 5, 6, 7}));  // chunk 1, whole
   o.prefetch_threads = 1;
   o.readahead.max = 0;
   CachedSource src(counting, cache, kKey, o);
   src.WaitForProfile();
   REQUIRE(counting->reads == 1);
-  src.Prefetch(4 * kPiece + 10, 2 * kPiece);  // inside the pieces: nothing
+  src.Prefetch(4 * kProfilePiece + 10, 2 * kProfilePiece);  // inside the pieces: nothing
   src.WaitForPrefetches();
   CHECK(counting->reads == 1);
-  src.Prefetch(6 * kPiece, 4 * kPiece);  // pieces 6-7 held, chunk 2 (pieces 8-11) not: that chunk only
+  src.Prefetch(6 * kProfilePiece, 4 * kProfilePiece);  // pieces 6-7 held, chunk 2 (pieces 8-11) not: that chunk only
   src.WaitForPrefetches();
   CHECK(counting->reads == 2);
   CHECK(cache->StoredIndexes(kKey) == std::vector<uint64_t>{2});

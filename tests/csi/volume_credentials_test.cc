@@ -15,7 +15,7 @@ using ocifs::testing::TempDir;
 
 namespace {
 
-VolumeRecord Volume(const std::string& target) {
+VolumeRecord CredVolume(const std::string& target) {
   VolumeRecord r;
   r.spec.volume_id = "csi-1";
   r.spec.target_path = target;
@@ -65,7 +65,7 @@ TEST_CASE("a volume's secret is its credentials file, and a changed secret is wr
   VolumeStore store(dir.path() + "/state");
   REQUIRE(store.Init().ok());
   VolumeCredentials credentials(&store, nullptr);
-  VolumeRecord r = Volume(dir.path() + "/target");
+  VolumeRecord r = CredVolume(dir.path() + "/target");
   REQUIRE(credentials.Prepare(&r, std::string(R"({"auths":{}})")).ok());
   CHECK(r.auth_source == "secret");
   CHECK(r.auth_file == store.AuthFilePath(r.spec.target_path));
@@ -75,7 +75,7 @@ TEST_CASE("a volume's secret is its credentials file, and a changed secret is wr
   REQUIRE(credentials.Republish(r, std::nullopt).ok());  // no secret given: the file stays
   CHECK(ReadAuthFile(r.auth_file) == R"({"auths":{"x":{}}})");
 
-  VolumeRecord none = Volume(dir.path() + "/target-2");
+  VolumeRecord none = CredVolume(dir.path() + "/target-2");
   REQUIRE(credentials.Prepare(&none, std::nullopt).ok());
   CHECK(none.auth_file.empty());
   CHECK(none.auth_source.empty());
@@ -88,7 +88,7 @@ TEST_CASE("without a secret a provider's credentials are written, and refreshed 
   Provider fake;
   auto providers = fake.Make(1min);
   VolumeCredentials credentials(&store, providers.get());
-  VolumeRecord r = Volume(dir.path() + "/target");
+  VolumeRecord r = CredVolume(dir.path() + "/target");
   REQUIRE(credentials.Prepare(&r, std::nullopt).ok());
   CHECK(r.auth_source == "provider");
   CHECK(PasswordIn(r.auth_file) == "first");
@@ -106,7 +106,7 @@ TEST_CASE("without a secret a provider's credentials are written, and refreshed 
   CHECK(fake.runs == 2);
 
   // A secret wins over a provider.
-  VolumeRecord with_secret = Volume(dir.path() + "/target-2");
+  VolumeRecord with_secret = CredVolume(dir.path() + "/target-2");
   REQUIRE(credentials.Prepare(&with_secret, std::string("{}")).ok());
   CHECK(with_secret.auth_source == "secret");
   CHECK(fake.runs == 2);
@@ -119,7 +119,7 @@ TEST_CASE("a provider answering 0 s is asked again at most every 10 s") {
   Provider fake;
   auto providers = fake.Make(0s);
   VolumeCredentials credentials(&store, providers.get());
-  VolumeRecord r = Volume(dir.path() + "/target");
+  VolumeRecord r = CredVolume(dir.path() + "/target");
   REQUIRE(credentials.Prepare(&r, std::nullopt).ok());
   const auto now = VolumeCredentials::Clock::now();
   credentials.Refresh(r, now + 5s);

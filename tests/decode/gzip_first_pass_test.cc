@@ -34,7 +34,7 @@ using ocifs::testing::GatedSource;
 
 namespace {
 
-std::shared_ptr<GzipSource> OpenGzip(ByteSourcePtr blob, const DecoderOptions& options) {
+std::shared_ptr<GzipSource> FirstPassOpenGzip(ByteSourcePtr blob, const DecoderOptions& options) {
   auto source = GzipSource::Open(std::move(blob), options);
   REQUIRE(source.ok());
   return *source;
@@ -83,11 +83,11 @@ TEST_CASE("a gzip pass that finds the lease held adopts the holder's index inste
   const DecoderOptions options = LeaseOptions(dir);
   // The holder: its pass streams until the gate opens.
   auto gate = std::make_shared<GatedSource>(std::make_shared<MemorySource>(compressed), 64 << 10);
-  auto holder = OpenGzip(gate, options);
+  auto holder = FirstPassOpenGzip(gate, options);
   WaitUntilHeld(options.pass_lease_path);
   // The follower: its pass waits for the lease; a read waits for the pass.
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
-  auto follower = OpenGzip(counted, options);
+  auto follower = FirstPassOpenGzip(counted, options);
   std::vector<uint8_t> first(4096);
   Result<size_t> first_read = size_t{0};
   std::thread reader([&] { first_read = follower->ReadAt(data.size() - 10000, first); });
@@ -132,7 +132,7 @@ TEST_CASE("a gzip pass whose lease holder dies without an index streams the laye
   ::close(fds[0]);
   REQUIRE(c == 1);
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
-  auto follower = OpenGzip(counted, options);
+  auto follower = FirstPassOpenGzip(counted, options);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(counted->returned.load() == 0);  // waiting for the holder
   ::kill(child, SIGKILL);
@@ -155,7 +155,7 @@ TEST_CASE("a gzip pass that follows another process's pass serves the reads behi
   options.decoded_store = MakeMemoryDecodedStore(64 << 10);  // as the cache's <digest>:decoded chunks
   // The holder: its pass streams the layer's first 4 MiB (one read), then waits at the gate.
   auto gate = std::make_shared<GatedSource>(std::make_shared<MemorySource>(compressed), 4 << 20);
-  auto holder = OpenGzip(gate, options);
+  auto holder = FirstPassOpenGzip(gate, options);
   WaitUntilHeld(options.pass_lease_path);
   auto progress = SharedPassProgress::Open(options.pass_progress_path);
   REQUIRE(progress.ok());
@@ -165,7 +165,7 @@ TEST_CASE("a gzip pass that follows another process's pass serves the reads behi
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
-  auto follower = OpenGzip(counted, options);
+  auto follower = FirstPassOpenGzip(counted, options);
   // Behind the holder's progress: served while the holder's pass is held at the gate.
   std::vector<uint8_t> behind(200000);
   Result<size_t> n = follower->ReadAt(12345, behind);
@@ -211,7 +211,7 @@ TEST_CASE("a gzip pass that streams the layer publishes its kept chunks, and wit
   auto progress = SharedPassProgress::Open(options.pass_progress_path);
   REQUIRE(progress.ok());
   {
-    auto source = OpenGzip(std::make_shared<MemorySource>(compressed), options);
+    auto source = FirstPassOpenGzip(std::make_shared<MemorySource>(compressed), options);
     REQUIRE(source->WaitUntilIndexed().ok());
     // Every full chunk, in chunks of the store's size (the short last one is not published).
     CHECK((*progress)->Load() == SharedPassProgress::Published{64 << 10, data.size() / (64 << 10)});
@@ -219,7 +219,7 @@ TEST_CASE("a gzip pass that streams the layer publishes its kept chunks, and wit
   // The same layer with a wrong CRC in its trailer: the pass fails at the end.
   std::filesystem::remove(options.index_path);
   compressed[compressed.size() - 8] ^= 0xff;
-  auto source = OpenGzip(std::make_shared<MemorySource>(compressed), options);
+  auto source = FirstPassOpenGzip(std::make_shared<MemorySource>(compressed), options);
   CHECK_FALSE(source->WaitUntilIndexed().ok());
   CHECK((*progress)->Load().count == 0);
 }
@@ -249,7 +249,7 @@ TEST_CASE("a gzip first pass keeps the compressed bytes ahead of it hinted, so t
   options.checkpoint_spacing = 256 << 10;
   options.pass_read_ahead = 1 << 20;
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
-  auto source = OpenGzip(counted, options);
+  auto source = FirstPassOpenGzip(counted, options);
   REQUIRE(source->WaitUntilIndexed().ok());
   // The window past the first piece (read alone) was hinted, in one run: the cache stage
   // fetches hinted bytes in the background while the pass inflates.
@@ -260,7 +260,7 @@ TEST_CASE("a gzip first pass keeps the compressed bytes ahead of it hinted, so t
   SECTION("none without read-ahead") {
     options.pass_read_ahead = 0;
     auto plain = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
-    auto unhinted = OpenGzip(plain, options);
+    auto unhinted = FirstPassOpenGzip(plain, options);
     REQUIRE(unhinted->WaitUntilIndexed().ok());
     std::lock_guard lock(plain->mu);
     CHECK(plain->prefetches.empty());

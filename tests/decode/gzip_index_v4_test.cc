@@ -20,27 +20,27 @@ using ocifs::testing::TempDir;
 
 namespace {
 
-constexpr size_t kRecord = GzipIndexV4::kRecordSize;
+constexpr size_t kV4Record = GzipIndexV4::kRecordSize;
 
-uint64_t At64(const std::vector<uint8_t>& b, size_t at) {
+uint64_t V4At64(const std::vector<uint8_t>& b, size_t at) {
   uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = v << 8 | b[at + static_cast<size_t>(i)];
   return v;
 }
-uint32_t At32(const std::vector<uint8_t>& b, size_t at) {
+uint32_t V4At32(const std::vector<uint8_t>& b, size_t at) {
   return uint32_t{b[at]} | uint32_t{b[at + 1]} << 8 | uint32_t{b[at + 2]} << 16 | uint32_t{b[at + 3]} << 24;
 }
-void Set32(std::vector<uint8_t>& b, size_t at, uint32_t v) {
+void V4Set32(std::vector<uint8_t>& b, size_t at, uint32_t v) {
   for (int i = 0; i < 4; ++i) b[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
 }
-uint32_t Crc(std::span<const uint8_t> b) {
+uint32_t V4Crc(std::span<const uint8_t> b) {
   return static_cast<uint32_t>(crc32(0, b.data(), static_cast<uInt>(b.size())));
 }
 // `bytes` (a version 4 file) with its table's CRC-32 recomputed.
-std::vector<uint8_t> TableRechecksummed(std::vector<uint8_t> bytes) {
-  const size_t table = static_cast<size_t>(At64(bytes, 68));
+std::vector<uint8_t> V4TableRechecksummed(std::vector<uint8_t> bytes) {
+  const size_t table = static_cast<size_t>(V4At64(bytes, 68));
   if (table < 4 || table > bytes.size()) return bytes;
-  Set32(bytes, table - 4, Crc(std::span(bytes).first(table - 4)));
+  V4Set32(bytes, table - 4, V4Crc(std::span(bytes).first(table - 4)));
   return bytes;
 }
 
@@ -83,9 +83,9 @@ TEST_CASE("gzip index v4 puts the table first and parses back to the same index"
   TempDir dir("ocifs-gzi4");
   V4Layer layer(dir);
   const std::vector<uint8_t>& bytes = layer.v4;
-  CHECK(At32(bytes, 8) == 4);
-  const uint64_t table = At64(bytes, 68);
-  CHECK(table == GzipIndexV4::kHeaderSize + kRecord * layer.index.checkpoints.size() + 8 +
+  CHECK(V4At32(bytes, 8) == 4);
+  const uint64_t table = V4At64(bytes, 68);
+  CHECK(table == GzipIndexV4::kHeaderSize + kV4Record * layer.index.checkpoints.size() + 8 +
                      16 * layer.index.zero_runs.size() + 12 + 4 * layer.index.block_crcs.size() + 4);
   CHECK(table * 4 < bytes.size());  // the windows are most of it
   auto parsed = GzipIndexV4::Parse(bytes, "v4");
@@ -114,7 +114,7 @@ TEST_CASE("gzip index v4 puts the table first and parses back to the same index"
 TEST_CASE("a lazy v4 index reads only its table at open, and each window when a read needs it") {
   TempDir dir("ocifs-gzi4-lazy");
   V4Layer layer(dir);
-  const uint64_t table = At64(layer.v4, 68);
+  const uint64_t table = V4At64(layer.v4, 68);
   auto counted = std::make_shared<ocifs::testing::CountingSource>(std::make_shared<MemorySource>(layer.v4, "idx"));
   auto gz = GzipSource::Open(layer.blob, layer.LazyOptions(dir, counted));
   REQUIRE(gz.ok());
@@ -144,8 +144,8 @@ TEST_CASE("a lazy v4 index for another blob, or truncated anywhere, is not used:
   TempDir dir("ocifs-gzi4-cut");
   V4Layer layer(dir);
   std::mt19937 rng(43);
-  std::vector<size_t> cuts = {0, 10, GzipIndexV4::kHeaderSize, static_cast<size_t>(At64(layer.v4, 68)) - 1,
-                              static_cast<size_t>(At64(layer.v4, 68)), layer.v4.size() - 1};
+  std::vector<size_t> cuts = {0, 10, GzipIndexV4::kHeaderSize, static_cast<size_t>(V4At64(layer.v4, 68)) - 1,
+                              static_cast<size_t>(V4At64(layer.v4, 68)), layer.v4.size() - 1};
   for (int i = 0; i < 40; ++i) cuts.push_back(rng() % layer.v4.size());
   for (size_t n : cuts) {
     INFO("cut at " << n);
@@ -166,7 +166,7 @@ TEST_CASE("a lazy v4 index for another blob, or truncated anywhere, is not used:
 TEST_CASE("random bit flips of a lazy v4 index, table or windows, give a clean refusal or exact bytes, never wrong ones") {
   TempDir dir("ocifs-gzi4-flip");
   V4Layer layer(dir);
-  const size_t table = static_cast<size_t>(At64(layer.v4, 68));
+  const size_t table = static_cast<size_t>(V4At64(layer.v4, 68));
   std::mt19937 rng(45);
   int refused = 0, fell_back = 0, read_through = 0;
   for (int i = 0; i < 48; ++i) {
@@ -176,16 +176,16 @@ TEST_CASE("random bit flips of a lazy v4 index, table or windows, give a clean r
     const bool in_table = i % 2 == 0;
     const size_t byte = in_table ? rng() % table : table + rng() % (bad.size() - table);
     bad[byte] ^= static_cast<uint8_t>(1u << (rng() % 8));
-    if (in_table && i % 4 == 0) bad = TableRechecksummed(bad);
+    if (in_table && i % 4 == 0) bad = V4TableRechecksummed(bad);
     if (!in_table && i % 4 == 1) {
       // The window's own CRC made right too: only the layer's block checksums can tell.
       for (size_t r = 0; r < layer.index.checkpoints.size(); ++r) {
-        const size_t rec = GzipIndexV4::kHeaderSize + r * kRecord;
-        const uint64_t off = At64(bad, rec + 24);
-        const uint32_t len = At32(bad, rec + 32);
-        if (len > 0 && byte >= off && byte < off + len) Set32(bad, rec + 36, Crc(std::span(bad).subspan(off, len)));
+        const size_t rec = GzipIndexV4::kHeaderSize + r * kV4Record;
+        const uint64_t off = V4At64(bad, rec + 24);
+        const uint32_t len = V4At32(bad, rec + 32);
+        if (len > 0 && byte >= off && byte < off + len) V4Set32(bad, rec + 36, V4Crc(std::span(bad).subspan(off, len)));
       }
-      bad = TableRechecksummed(bad);
+      bad = V4TableRechecksummed(bad);
     }
     INFO("flip " << i << " at byte " << byte << (in_table ? " (table)" : " (windows)"));
     TempDir side("ocifs-gzi4-flip-side");

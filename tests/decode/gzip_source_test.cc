@@ -61,7 +61,7 @@ void CheckRandomReads(const ByteSource& source, const std::vector<uint8_t>& data
   }
 }
 
-std::filesystem::path TempDir(const std::string& name) {
+std::filesystem::path GzipTempDir(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() /
              ("ocifs-decode-" + name + "-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
@@ -224,7 +224,7 @@ TEST_CASE("spans of zeros larger than the segment cache are read as zeros, not i
   auto tail = MakeData(2 << 20, 42);
   data.insert(data.end(), tail.begin(), tail.end());
   auto compressed = Gzip(data);
-  auto dir = TempDir("zero-spans");
+  auto dir = GzipTempDir("zero-spans");
   DecoderOptions options;
   options.checkpoint_spacing = 1 << 20;
   options.segment_cache_bytes = 1 << 20;  // smaller than a span of zeros
@@ -333,7 +333,7 @@ TEST_CASE("gzip from pigz and from concatenated gzip files decodes") {
     WARN("pigz or gzip not installed; skipped");
     return;
   }
-  auto dir = TempDir("pigz");
+  auto dir = GzipTempDir("pigz");
   auto data = MakeData(5 << 20, 12);
   std::ofstream((dir / "a").string(), std::ios::binary)
       .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
@@ -359,7 +359,7 @@ TEST_CASE("gzip from pigz and from concatenated gzip files decodes") {
 }
 
 TEST_CASE("a saved gzip index gives random access on the next open without a pass") {
-  auto dir = TempDir("index");
+  auto dir = GzipTempDir("index");
   auto data = MakeData(8 << 20, 20);
   auto compressed = Gzip(data);
   DecoderOptions options;
@@ -392,7 +392,7 @@ TEST_CASE("a saved gzip index gives random access on the next open without a pas
 }
 
 TEST_CASE("a corrupted gzip index file is ignored and rebuilt") {
-  auto dir = TempDir("badindex");
+  auto dir = GzipTempDir("badindex");
   auto data = MakeData(3 << 20, 30);
   auto compressed = Gzip(data);
   DecoderOptions options;
@@ -414,7 +414,7 @@ TEST_CASE("a corrupted gzip index file is ignored and rebuilt") {
 }
 
 TEST_CASE("a gzip index built for another blob is ignored") {
-  auto dir = TempDir("otherindex");
+  auto dir = GzipTempDir("otherindex");
   auto data_a = MakeData(1 << 20, 40), data_b = MakeData(1 << 20, 41);
   DecoderOptions options;
   options.index_path = (dir / "layer.gzi").string();
@@ -712,7 +712,7 @@ TEST_CASE("reads through a loaded index with random bit flips return the right b
 }
 
 TEST_CASE("a read through an index reports the compressed bytes its output took, not its whole span") {
-  auto dir = TempDir("record");
+  auto dir = GzipTempDir("record");
   // Random bytes: deflate stores them, so compressed offsets track decompressed ones.
   std::vector<uint8_t> data(8 << 20);
   std::mt19937 rng(5);

@@ -89,14 +89,14 @@ Ranges RandomTargets(size_t count, uint64_t size, uint32_t seed) {
 }
 
 // A layer with `count` random target chunks: its index without and with them, and its block boundaries.
-struct Layer {
+struct PlacerLayer {
   std::vector<uint8_t> data, gz;
   Ranges targets;
   GzipIndex plain, index;
   std::vector<std::pair<uint64_t, uint64_t>> boundaries;
 };
-Layer BuildLayer(const ocifs::testing::TempDir& dir, std::vector<uint8_t> data, size_t count, uint32_t seed) {
-  Layer l;
+PlacerLayer BuildLayer(const ocifs::testing::TempDir& dir, std::vector<uint8_t> data, size_t count, uint32_t seed) {
+  PlacerLayer l;
   l.data = std::move(data);
   l.gz = ocifs::testing::GzipMember(l.data);
   l.targets = RandomTargets(count, l.gz.size(), seed);
@@ -106,7 +106,7 @@ Layer BuildLayer(const ocifs::testing::TempDir& dir, std::vector<uint8_t> data, 
   return l;
 }
 
-void CheckReads(const ByteSource& source, const std::vector<uint8_t>& data, int reads, uint32_t seed) {
+void PlacerCheckReads(const ByteSource& source, const std::vector<uint8_t>& data, int reads, uint32_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<uint8_t> buf;
   for (int i = 0; i < reads; ++i) {
@@ -139,7 +139,7 @@ TEST_CASE("Plan merges ranges closer than the gap, and places points before, ins
 
 TEST_CASE("with targets, the saved index has checkpoints shortly before and after each target, and reads through it are exact") {
   ocifs::testing::TempDir dir("ocifs-gztargets");
-  const Layer l = BuildLayer(dir, ocifs::testing::MakeLayerData(24 << 20, 7), 40, 8);
+  const PlacerLayer l = BuildLayer(dir, ocifs::testing::MakeLayerData(24 << 20, 7), 40, 8);
   const auto& [data, gz, targets, plain, index, boundaries] = l;
   CHECK(index.checkpoints.size() > plain.checkpoints.size());
   uint64_t plain_far = 0;
@@ -177,12 +177,12 @@ TEST_CASE("with targets, the saved index has checkpoints shortly before and afte
   REQUIRE(loaded->loaded_from_file());
   REQUIRE(loaded->verifies_reads());
   CHECK(loaded->checkpoint_count() == index.checkpoints.size());
-  CheckReads(*loaded, data, 200, 9);
+  PlacerCheckReads(*loaded, data, 200, 9);
 }
 
 TEST_CASE("a small read at a target fetches and inflates from just before it, far less than through the regular index") {
   ocifs::testing::TempDir dir("ocifs-gztargets-fetch");
-  const Layer l = BuildLayer(dir, ocifs::testing::MakeTextData(16 << 20, 11), 20, 12);
+  const PlacerLayer l = BuildLayer(dir, ocifs::testing::MakeTextData(16 << 20, 11), 20, 12);
   const auto& [data, gz, targets, plain, index, boundaries] = l;
   // Compressed bytes a verified 4 KiB read at decompressed offset `at` reads through the index at `path`.
   auto fetched = [&](const std::string& path, uint64_t at) {
@@ -259,7 +259,7 @@ TEST_CASE("targets across gzip members and at the blob's edges place valid check
   options.index_path = dir / "layer.gzidx";
   auto loaded = Open(std::make_shared<MemorySource>(gz), options);
   REQUIRE(loaded->loaded_from_file());
-  CheckReads(*loaded, data, 150, 32);
+  PlacerCheckReads(*loaded, data, 150, 32);
 }
 
 TEST_CASE("readers during a first pass with targets see the original bytes") {
@@ -280,5 +280,5 @@ TEST_CASE("readers during a first pass with targets see the original bytes") {
   auto plain = Open(std::make_shared<MemorySource>(gz), regular);
   REQUIRE(plain->WaitUntilIndexed().ok());
   CHECK(source->checkpoint_count() > plain->checkpoint_count() + 20);
-  CheckReads(*source, data, 100, 44);
+  PlacerCheckReads(*source, data, 100, 44);
 }

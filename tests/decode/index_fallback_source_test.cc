@@ -23,21 +23,21 @@ namespace {
 
 constexpr const char* kSwitchLog = "proved wrong";
 
-std::vector<uint8_t> FileBytes(const std::string& path) {
+std::vector<uint8_t> FallbackFileBytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
 }
 
 // A gzip layer with its good index (IndexedGzipLayer), as a mount opens it.
-struct Layer : ocifs::testing::IndexedGzipLayer {
+struct FallbackLayer : ocifs::testing::IndexedGzipLayer {
   std::vector<uint8_t> good_file;  // the good index's bytes
 
-  Layer(const TempDir& dir, std::vector<uint8_t> bytes, std::vector<uint8_t> compressed = {})
+  FallbackLayer(const TempDir& dir, std::vector<uint8_t> bytes, std::vector<uint8_t> compressed = {})
       : IndexedGzipLayer(dir / "layer.gzidx", std::move(bytes), "layer-fb", 256 << 10, std::move(compressed)),
-        good_file(FileBytes(options.index_path)) {
+        good_file(FallbackFileBytes(options.index_path)) {
     options.segment_cache_bytes = 1 << 20;
   }
-  Layer(const TempDir& dir, size_t size, uint32_t seed) : Layer(dir, ocifs::testing::MakeLayerData(size, seed)) {}
+  FallbackLayer(const TempDir& dir, size_t size, uint32_t seed) : FallbackLayer(dir, ocifs::testing::MakeLayerData(size, seed)) {}
   // Text (MakeTextData) with a run of zeros in its middle: its checkpoints' windows matter.
   static std::vector<uint8_t> Text(size_t size, uint32_t seed) {
     std::vector<uint8_t> data = ocifs::testing::MakeTextData(size, seed);
@@ -75,11 +75,11 @@ void RequireExactReads(const ByteSource& source, const std::vector<uint8_t>& dat
 TEST_CASE("an index with a flipped window byte: every read is exact, one error is logged, the index is rebuilt") {
   LogCapture log;  // first: outlives the sources that log
   TempDir dir("ocifs-fb-window");
-  Layer layer(dir, Layer::Text(4 << 20, 200));
+  FallbackLayer layer(dir, FallbackLayer::Text(4 << 20, 200));
   GzipIndex bad = layer.index;
   REQUIRE(ocifs::testing::FlipWindowByteThatMatters(bad, *layer.blob, layer.data) > 0);
   REQUIRE(bad.Save(layer.options.index_path).ok());
-  REQUIRE(FileBytes(layer.options.index_path) != layer.good_file);
+  REQUIRE(FallbackFileBytes(layer.options.index_path) != layer.good_file);
   {
     ByteSourcePtr source = layer.Open();
     auto* fallback = dynamic_cast<const IndexFallbackSource*>(source.get());
@@ -92,7 +92,7 @@ TEST_CASE("an index with a flipped window byte: every read is exact, one error i
     CHECK(log.Count(spdlog::level::err, "is wrong: block ") == 1);  // the reason, in the same message
     // The new pass saved its index over the wrong one: the same file a first pass makes.
     REQUIRE(source->WaitUntilIndexed().ok());
-    CHECK(FileBytes(layer.options.index_path) == layer.good_file);
+    CHECK(FallbackFileBytes(layer.options.index_path) == layer.good_file);
     CHECK(source->size() == layer.data.size());
     RequireExactReads(*source, layer.data, 202);
     CHECK(log.Count(spdlog::level::err, kSwitchLog) == 1);
@@ -122,7 +122,7 @@ TEST_CASE("an index for another blob of the same size and tail is caught by its 
   const std::vector<uint8_t> blob_a = blob_of(a), blob_b = blob_of(b);
   REQUIRE(blob_a.size() == blob_b.size());
   REQUIRE(std::equal(blob_a.end() - 16, blob_a.end(), blob_b.end() - 16));
-  Layer layer_a(dir, concat(a), blob_a);  // saves A's index at dir/layer.gzidx
+  FallbackLayer layer_a(dir, concat(a), blob_a);  // saves A's index at dir/layer.gzidx
   // B's mount finds A's index at its side path.
   auto blob = std::make_shared<MemorySource>(blob_b, "layer-b");
   REQUIRE(LoadGzipIndexFor(*blob, layer_a.options.index_path).has_value());  // size and tail agree
@@ -138,7 +138,7 @@ TEST_CASE("an index for another blob of the same size and tail is caught by its 
 TEST_CASE("an index with a flipped block checksum falls back the same way") {
   LogCapture log;
   TempDir dir("ocifs-fb-crc");
-  Layer layer(dir, 3 << 20, 220);
+  FallbackLayer layer(dir, 3 << 20, 220);
   GzipIndex bad = layer.index;
   bad.block_crcs[ocifs::testing::DataBlock(layer.data, bad.block_size, bad.block_crcs.size() / 2)] ^= 0x80000000u;
   REQUIRE(bad.Save(layer.options.index_path).ok());
@@ -147,13 +147,13 @@ TEST_CASE("an index with a flipped block checksum falls back the same way") {
   RequireExactReads(*source, layer.data, 221);
   CHECK(log.Count(spdlog::level::err, kSwitchLog) == 1);
   REQUIRE(source->WaitUntilIndexed().ok());  // the fallback's pass, saved
-  CHECK(FileBytes(layer.options.index_path) == layer.good_file);
+  CHECK(FallbackFileBytes(layer.options.index_path) == layer.good_file);
 }
 
 TEST_CASE("an index whose checkpoint makes inflate fail falls back; a layer that is itself corrupt still fails") {
   LogCapture log;
   TempDir dir("ocifs-fb-in");
-  Layer layer(dir, 3 << 20, 230);
+  FallbackLayer layer(dir, 3 << 20, 230);
   GzipIndex bad = layer.index;
   REQUIRE(bad.checkpoints.size() > 3);
   bad.checkpoints[2].in -= 7;  // inside the block before: bad codes, or wrong bytes
@@ -188,7 +188,7 @@ TEST_CASE("an index whose checkpoint makes inflate fail falls back; a layer that
 TEST_CASE("concurrent reads while a wrong index is dropped all see the layer's bytes; one error is logged") {
   LogCapture log;
   TempDir dir("ocifs-fb-threads");
-  Layer layer(dir, Layer::Text(6 << 20, 240));
+  FallbackLayer layer(dir, FallbackLayer::Text(6 << 20, 240));
   GzipIndex bad = layer.index;
   REQUIRE(ocifs::testing::FlipWindowByteThatMatters(bad, *layer.blob, layer.data) > 0);
   bad.block_crcs[ocifs::testing::DataBlock(layer.data, bad.block_size, bad.block_crcs.size() * 3 / 4)] ^= 1;  // a second wrong place
@@ -201,7 +201,7 @@ TEST_CASE("concurrent reads while a wrong index is dropped all see the layer's b
     CHECK(log.Count(spdlog::level::err, kSwitchLog) == round + 1);
     // Its pass may still run: let it finish before the next round rewrites the file.
     REQUIRE(source->WaitUntilIndexed().ok());
-    CHECK(FileBytes(layer.options.index_path) == layer.good_file);
+    CHECK(FallbackFileBytes(layer.options.index_path) == layer.good_file);
   }
 }
 

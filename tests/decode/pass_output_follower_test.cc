@@ -12,7 +12,7 @@ using Outcome = PassOutputFollower::Outcome;
 
 namespace {
 
-std::vector<uint8_t> Pattern(size_t n, uint8_t seed) {
+std::vector<uint8_t> FollowerPattern(size_t n, uint8_t seed) {
   std::vector<uint8_t> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = static_cast<uint8_t>(seed + i * 7);
   return v;
@@ -30,8 +30,8 @@ TEST_CASE("a follower serves published chunks, zero chunks as zeros, and nothing
   std::vector<uint8_t> out(1000);
   CHECK(follower.Copy(0, out) == Outcome::kAhead);  // nothing published yet
 
-  const auto c0 = Pattern(kChunk, 1);
-  const auto c2 = Pattern(kChunk, 2);
+  const auto c0 = FollowerPattern(kChunk, 1);
+  const auto c2 = FollowerPattern(kChunk, 2);
   (*shared)->Restart(kChunk);
   REQUIRE(store->Put(0, c0).ok());
   (*shared)->Publish(0, false);

@@ -10,7 +10,7 @@
 namespace ocifs {
 namespace {
 
-std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
+std::vector<uint8_t> KeeperRandomBytes(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<uint8_t> v(n);
   for (auto& b : v) b = static_cast<uint8_t>(rng() | 1);  // never a zero chunk
@@ -49,7 +49,7 @@ void FeedAll(PassOutputKeeper& keeper, const std::vector<uint8_t>& data, size_t 
 }
 
 TEST_CASE("a pass's kept output reads back exact, across chunks and in the short last chunk") {
-  auto data = RandomBytes((3 << 16) + 5000, 7);  // 3 chunks of 64 KiB and a short one
+  auto data = KeeperRandomBytes((3 << 16) + 5000, 7);  // 3 chunks of 64 KiB and a short one
   auto store = std::make_shared<ForgetfulStore>(64 << 10);
   PassOutputKeeper keeper(store);
   FeedAll(keeper, data, 10000);
@@ -78,7 +78,7 @@ TEST_CASE("all-zero chunks are noted, not stored, and read as zeros") {
 }
 
 TEST_CASE("a chunk the store refused or dropped is not served; the others are") {
-  auto data = RandomBytes(4 << 16, 8);
+  auto data = KeeperRandomBytes(4 << 16, 8);
   auto store = std::make_shared<ForgetfulStore>(64 << 10);
   store->refused = 1;
   PassOutputKeeper keeper(store);
@@ -94,7 +94,7 @@ TEST_CASE("a chunk the store refused or dropped is not served; the others are") 
 }
 
 TEST_CASE("output that is not contiguous stops the keeping, never stores a wrong chunk") {
-  auto data = RandomBytes(2 << 16, 9);
+  auto data = KeeperRandomBytes(2 << 16, 9);
   auto store = std::make_shared<ForgetfulStore>(64 << 10);
   PassOutputKeeper keeper(store);
   keeper.Feed(0, std::span(data).first(1000));

@@ -15,7 +15,7 @@ using ocifs::testing::CountingSource;
 
 namespace {
 
-std::vector<uint8_t> RandomBytes(size_t size, uint32_t seed) {
+std::vector<uint8_t> SequentialRandomBytes(size_t size, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<uint8_t> data(size);
   for (auto& b : data) b = static_cast<uint8_t>(rng());
@@ -48,7 +48,7 @@ uint64_t HintedEnd(const CountingSource& source) {
 }  // namespace
 
 TEST_CASE("a sequential reader keeps the bytes ahead of its reads hinted") {
-  const auto data = RandomBytes(10 << 20, 1);
+  const auto data = SequentialRandomBytes(10 << 20, 1);
   CountingSource source(std::make_shared<MemorySource>(data));
   const uint64_t ahead = 4 << 20;
   SequentialReader reader(source, 0, 1 << 20, ahead);
@@ -70,7 +70,7 @@ TEST_CASE("a sequential reader keeps the bytes ahead of its reads hinted") {
 }
 
 TEST_CASE("a sequential reader without read-ahead hints nothing") {
-  const auto data = RandomBytes(3 << 20, 2);
+  const auto data = SequentialRandomBytes(3 << 20, 2);
   CountingSource source(std::make_shared<MemorySource>(data));
   SequentialReader reader(source, 0, 1 << 20);
   ReadAll(reader, data, [](const SequentialReader&) {});
@@ -80,7 +80,7 @@ TEST_CASE("a sequential reader without read-ahead hints nothing") {
 }
 
 TEST_CASE("a sequential reader that skips ahead hints from where it landed") {
-  const auto data = RandomBytes(8 << 20, 3);
+  const auto data = SequentialRandomBytes(8 << 20, 3);
   CountingSource source(std::make_shared<MemorySource>(data));
   SequentialReader reader(source, 0, 256 << 10, 1 << 20);
   auto first = reader.Next();

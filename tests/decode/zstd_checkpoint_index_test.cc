@@ -13,7 +13,7 @@ using namespace ocifs;
 
 namespace {
 
-ZstdCheckpointIndex SampleIndex() {
+ZstdCheckpointIndex CkptSampleIndex() {
   static const ZstdCheckpointIndex index = [] {
     const auto data = ocifs::testing::MakeZstdTestData(ocifs::testing::ZstdDataKind::kText, 600 << 10, 3);
     MemorySource blob(ocifs::testing::CompressZstdFrame(data, {.level = 3}));
@@ -29,7 +29,7 @@ ZstdCheckpointIndex SampleIndex() {
 std::vector<uint8_t> Bytes(const std::string& s) { return {s.begin(), s.end()}; }
 
 // The same bytes with the trailing file checksum recomputed.
-std::vector<uint8_t> Rechecksummed(std::vector<uint8_t> b) {
+std::vector<uint8_t> CkptRechecksummed(std::vector<uint8_t> b) {
   if (b.size() < 4) return b;
   const uint32_t crc = static_cast<uint32_t>(crc32_z(crc32_z(0, nullptr, 0), b.data(), b.size() - 4));
   for (int i = 0; i < 4; ++i) b[b.size() - 4 + i] = static_cast<uint8_t>(crc >> (8 * i));
@@ -44,7 +44,7 @@ Status ParseStatus(const ZstdCheckpointIndex& index) {
 }  // namespace
 
 TEST_CASE("zstd checkpoint index serializes and parses back to the same checkpoints") {
-  const ZstdCheckpointIndex index = SampleIndex();
+  const ZstdCheckpointIndex index = CkptSampleIndex();
   REQUIRE(index.checkpoints.size() >= 4);
   const std::vector<uint8_t> bytes = Bytes(index.Serialize());
   auto parsed = ZstdCheckpointIndex::Parse(bytes);
@@ -64,7 +64,7 @@ TEST_CASE("zstd checkpoint index serializes and parses back to the same checkpoi
 }
 
 TEST_CASE("zstd checkpoint index: Dicts::kSkip checks the same but keeps no dictionary") {
-  const ZstdCheckpointIndex index = SampleIndex();
+  const ZstdCheckpointIndex index = CkptSampleIndex();
   const std::vector<uint8_t> bytes = Bytes(index.Serialize());
   auto skipped = ZstdCheckpointIndex::Parse(bytes, ZstdCheckpointIndex::Dicts::kSkip);
   REQUIRE(skipped.ok());
@@ -92,7 +92,7 @@ TEST_CASE("zstd checkpoint index: Dicts::kSkip checks the same but keeps no dict
       const size_t bit = rng() % (bad.size() * 8);
       bad[bit / 8] ^= static_cast<uint8_t>(1u << (bit % 8));
     }
-    for (const auto& candidate : {bad, Rechecksummed(bad)}) {
+    for (const auto& candidate : {bad, CkptRechecksummed(bad)}) {
       auto copied = ZstdCheckpointIndex::Parse(candidate);
       auto checked = ZstdCheckpointIndex::Parse(candidate, ZstdCheckpointIndex::Dicts::kSkip);
       INFO("case " << i);
@@ -103,10 +103,10 @@ TEST_CASE("zstd checkpoint index: Dicts::kSkip checks the same but keeps no dict
 }
 
 TEST_CASE("zstd checkpoint index: every truncation fails as corrupt") {
-  const std::vector<uint8_t> bytes = Bytes(SampleIndex().Serialize());
+  const std::vector<uint8_t> bytes = Bytes(CkptSampleIndex().Serialize());
   for (size_t n = 0; n < bytes.size(); n += 1 + n / 64) {
     const std::vector<uint8_t> cut(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(n));
-    for (const auto& candidate : {cut, Rechecksummed(cut)}) {
+    for (const auto& candidate : {cut, CkptRechecksummed(cut)}) {
       INFO("length " << n);
       auto parsed = ZstdCheckpointIndex::Parse(candidate);
       REQUIRE_FALSE(parsed.ok());
@@ -117,7 +117,7 @@ TEST_CASE("zstd checkpoint index: every truncation fails as corrupt") {
 }
 
 TEST_CASE("zstd checkpoint index: random bit flips fail as corrupt, or with a recomputed checksum load what the file says") {
-  const std::vector<uint8_t> bytes = Bytes(SampleIndex().Serialize());
+  const std::vector<uint8_t> bytes = Bytes(CkptSampleIndex().Serialize());
   std::mt19937 rng(23);
   int loaded = 0, refused = 0;
   for (int i = 0; i < 400; ++i) {
@@ -131,7 +131,7 @@ TEST_CASE("zstd checkpoint index: random bit flips fail as corrupt, or with a re
     REQUIRE_FALSE(raw.ok());
     REQUIRE(raw.status().code() == Code::kCorrupt);
     if (bit / 8 >= bad.size() - 4) continue;
-    const std::vector<uint8_t> rechecked = Rechecksummed(bad);
+    const std::vector<uint8_t> rechecked = CkptRechecksummed(bad);
     auto parsed = ZstdCheckpointIndex::Parse(rechecked);
     if (parsed.ok()) {
       ++loaded;  // a field the parser cannot judge (a checksum, a dictionary byte): read as written
@@ -152,31 +152,31 @@ TEST_CASE("zstd checkpoint index with a valid checksum but wrong fields names th
     REQUIRE(s.code() == Code::kCorrupt);
     CHECK(s.message().find(what) != std::string::npos);
   };
-  ZstdCheckpointIndex x = SampleIndex();
+  ZstdCheckpointIndex x = CkptSampleIndex();
   std::swap(x.checkpoints[1], x.checkpoints[2]);
   expect(x, "out of order");
-  x = SampleIndex();
+  x = CkptSampleIndex();
   x.window_log = 40;
   expect(x, "window log");
-  x = SampleIndex();
+  x = CkptSampleIndex();
   x.checkpoints[0].kind = ZstdCheckpoint::Kind::kFromFrameStart;
   expect(x, "no frame start");
-  x = SampleIndex();
+  x = CkptSampleIndex();
   x.checkpoints[1].kind = ZstdCheckpoint::Kind::kFrameStart;
   expect(x, "wrong kind");
-  x = SampleIndex();
+  x = CkptSampleIndex();
   x.checkpoints.back().out = x.decoded_size;
   expect(x, "past the end");
-  x = SampleIndex();
+  x = CkptSampleIndex();
   x.checkpoints[1].dict_size = ZstdCheckpointIndex::kMaxDictSize + 1;
   expect(x, "too large");
-  x = SampleIndex();
+  x = CkptSampleIndex();
   x.crcs.pop_back();
   expect(x, "checksum count");
-  x = SampleIndex();
+  x = CkptSampleIndex();
   x.crc_block_size = 1000;
   expect(x, "block size");
-  x = SampleIndex();
+  x = CkptSampleIndex();
   x.checkpoints.clear();
   expect(x, "checkpoint count 0");
 }

@@ -27,7 +27,7 @@ uint64_t At64(const std::vector<uint8_t>& b, size_t at) {
   for (int i = 7; i >= 0; --i) v = v << 8 | b[at + static_cast<size_t>(i)];
   return v;
 }
-uint32_t At32(const std::vector<uint8_t>& b, size_t at) { return static_cast<uint32_t>(At64(b, at) & 0xFFFFFFFFu); }
+uint32_t CkptV2At32(const std::vector<uint8_t>& b, size_t at) { return static_cast<uint32_t>(At64(b, at) & 0xFFFFFFFFu); }
 void Set32(std::vector<uint8_t>& b, size_t at, uint32_t v) {
   for (int i = 0; i < 4; ++i) b[at + static_cast<size_t>(i)] = static_cast<uint8_t>(v >> (8 * i));
 }
@@ -110,7 +110,7 @@ TEST_CASE("zstd checkpoint index v2 puts the table first and parses back to the 
   REQUIRE(layer.dicts() >= 4);
   const std::vector<uint8_t>& b = layer.v2;
   CHECK(std::string(b.begin(), b.begin() + 8) == "OCIFSZCI");
-  CHECK(At32(b, 8) == 2);
+  CHECK(CkptV2At32(b, 8) == 2);
   const size_t table = TableOf(b);
   CHECK(table == kHeader + kRecord * layer.index.checkpoints.size() + 4 * layer.index.crcs.size() + 4);
   CHECK(table * 4 < b.size());  // the dictionaries are most of it
@@ -221,7 +221,7 @@ TEST_CASE("random bit flips in a zstd checkpoint index v2 dictionary give kDataL
     for (size_t i = 0; i < layer.index.checkpoints.size(); ++i) {
       const size_t rec = kHeader + kRecord * i;
       const uint64_t off = At64(bytes, rec + 24);
-      const uint32_t len = At32(bytes, rec + 32);
+      const uint32_t len = CkptV2At32(bytes, rec + 32);
       if (len > 0 && at >= off && at < off + len) Set32(bytes, rec + 36, Crc(std::span(bytes).subspan(off, len)));
     }
     auto tampered = OpenLazily(layer, TableRechecksummed(bytes));

@@ -16,7 +16,7 @@ using ocifs::testing::CountingSource;
 
 namespace {
 
-ZstdCheckpointIndex Build(const ByteSource& blob) {
+ZstdCheckpointIndex CkptSourceBuild(const ByteSource& blob) {
   ZstdCheckpointOptions o;
   o.spacing = 256 << 10;
   auto built = BuildZstdCheckpoints(blob, o);
@@ -28,7 +28,7 @@ struct Fixture {
   std::vector<uint8_t> data = ocifs::testing::MakeZstdTestData(ocifs::testing::ZstdDataKind::kFarRepeats, 3 << 20, 8);
   std::shared_ptr<MemorySource> blob =
       std::make_shared<MemorySource>(ocifs::testing::CompressZstdFrame(data, {.level = 3, .checksum = true}), "blob");
-  ZstdCheckpointIndex index = Build(*blob);
+  ZstdCheckpointIndex index = CkptSourceBuild(*blob);
   // The first checkpoint with a dictionary.
   size_t DictCheckpoint() const {
     for (size_t i = 0; i < index.checkpoints.size(); ++i) {
@@ -39,7 +39,7 @@ struct Fixture {
   }
 };
 
-Status ReadAll(const ByteSource& source) {
+Status CkptSourceReadAll(const ByteSource& source) {
   std::vector<uint8_t> buf(source.size());
   return source.ReadAt(0, buf).status();
 }
@@ -82,7 +82,7 @@ TEST_CASE("zstd checkpoint source: a wrong checksum in the index fails the read 
   ZstdCheckpointIndex index = f.index;
   index.crcs[index.crcs.size() / 2] ^= 1;
   ZstdCheckpointSource source(f.blob, std::move(index), 4 << 20);
-  auto r = ReadAll(source);
+  auto r = CkptSourceReadAll(source);
   CHECK(r.code() == Code::kDataLoss);
 }
 
@@ -109,7 +109,7 @@ TEST_CASE("zstd checkpoint source: a changed compressed byte gives kDataLoss, an
   damaged[damaged.size() / 2] ^= 0x10;
   auto blob = std::make_shared<MemorySource>(std::move(damaged));
   auto primary = std::make_shared<ZstdCheckpointSource>(blob, f.index, 4 << 20);
-  CHECK(ReadAll(*primary).code() == Code::kDataLoss);
+  CHECK(CkptSourceReadAll(*primary).code() == Code::kDataLoss);
   auto fresh = std::make_shared<ZstdCheckpointSource>(f.blob, f.index, 4 << 20);
   const auto good = std::make_shared<MemorySource>(f.data);
   IndexFallbackSource fallback(std::make_shared<ZstdCheckpointSource>(blob, f.index, 4 << 20),

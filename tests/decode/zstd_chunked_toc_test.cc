@@ -76,18 +76,18 @@ struct ChunkedBlob {
   }
 };
 
-std::vector<uint8_t> Bytes(size_t n, uint32_t seed) {
+std::vector<uint8_t> TocBytes(size_t n, uint32_t seed) {
   return ocifs::testing::MakeLayerData(n, seed, "toc chunk frame digest offset ");
 }
 
 ChunkedBlob MakeBlob() {
   ChunkedBlob b;
-  b.Add(Bytes(1024, 1), false);  // two tar headers
-  auto c1 = Bytes(70000, 2), c2 = Bytes(100000, 3), c3 = std::vector<uint8_t>(1 << 20, 0);
+  b.Add(TocBytes(1024, 1), false);  // two tar headers
+  auto c1 = TocBytes(70000, 2), c2 = TocBytes(100000, 3), c3 = std::vector<uint8_t>(1 << 20, 0);
   uint64_t o1 = b.AddPayload(c1, false), o2 = b.AddPayload(c2, true), o3 = b.AddPayload(c3, false);
   const uint64_t file_end = b.blob.size();
-  b.Add(Bytes(976, 4), false);  // padding + the next header
-  auto small = Bytes(5000, 5);
+  b.Add(TocBytes(976, 4), false);  // padding + the next header
+  auto small = TocBytes(5000, 5);
   uint64_t os = b.AddPayload(small, false);
   const uint64_t small_end = b.blob.size();
   b.Add(std::vector<uint8_t>(1024 + 120, 0), false);  // padding + end of archive
@@ -336,7 +336,7 @@ TEST_CASE("a saved zstd:chunked TOC or frame table that is not this layer's is f
 
 TEST_CASE("a zstd:chunked chunk whose bytes do not match its TOC digest fails with kDataLoss, logged once") {
   ChunkedBlob b = MakeBlob();
-  b.toc["entries"][2]["chunkDigest"] = Sha256Of(Bytes(10, 9));
+  b.toc["entries"][2]["chunkDigest"] = Sha256Of(TocBytes(10, 9));
   b.Finish();
   ocifs::testing::LogCapture log;
   DecoderOptions options;

@@ -26,7 +26,7 @@ using ocifs::testing::CountingSource;
 
 namespace {
 
-std::vector<uint8_t> MakeData(size_t size, uint32_t seed) {
+std::vector<uint8_t> ZstdMakeData(size_t size, uint32_t seed) {
   return ocifs::testing::MakeLayerData(size, seed, "zstd frame block seek table skippable chunk store ");
 }
 
@@ -101,9 +101,9 @@ std::vector<uint8_t> SkippableFrame(size_t payload) {
 }
 
 // A store that forgets the chunks in `forget` (as an evicting cache would).
-class ForgetfulStore final : public DecodedChunkStore {
+class ZstdForgetfulStore final : public DecodedChunkStore {
  public:
-  ForgetfulStore(uint32_t chunk_size, std::set<uint64_t> forget)
+  ZstdForgetfulStore(uint32_t chunk_size, std::set<uint64_t> forget)
       : inner_(MakeMemoryDecodedStore(chunk_size)), forget_(std::move(forget)) {}
   uint32_t chunk_size() const override { return inner_->chunk_size(); }
   Result<bool> Get(uint64_t i, std::span<uint8_t> out) const override { return inner_->Get(i, out); }
@@ -131,7 +131,7 @@ ByteSourcePtr OpenZstd(ByteSourcePtr blob, DecoderOptions options = {}) {
   return *source;
 }
 
-void CheckRandomReads(const ByteSource& source, const std::vector<uint8_t>& data, int reads, uint32_t seed) {
+void ZstdCheckRandomReads(const ByteSource& source, const std::vector<uint8_t>& data, int reads, uint32_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<uint8_t> buf;
   for (int i = 0; i < reads; ++i) {
@@ -149,7 +149,7 @@ void CheckRandomReads(const ByteSource& source, const std::vector<uint8_t>& data
 }  // namespace
 
 TEST_CASE("multi-frame zstd is read randomly, a small read touching only its frame") {
-  auto data = MakeData(6 << 20, 1);
+  auto data = ZstdMakeData(6 << 20, 1);
   MultiFrame m = CompressFrames(data, 256 << 10);
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
   auto source = OpenZstd(counted);
@@ -166,12 +166,12 @@ TEST_CASE("multi-frame zstd is read randomly, a small read touching only its fra
   REQUIRE(*n == buf.size());
   CHECK(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
   CHECK(counted->returned.load() == m.in_sizes[10]);
-  CheckRandomReads(*source, data, 100, 2);
+  ZstdCheckRandomReads(*source, data, 100, 2);
 }
 
 TEST_CASE("multi-frame zstd without a seek table walks its frames once, then opens from the saved table") {
   ocifs::testing::TempDir tmp;
-  auto data = MakeData(3 << 20, 21);
+  auto data = ZstdMakeData(3 << 20, 21);
   MultiFrame m = CompressFrames(data, 200000);
   DecoderOptions options;
   options.frame_table_path = tmp.path() + "/layer.zstdframes";
@@ -186,12 +186,12 @@ TEST_CASE("multi-frame zstd without a seek table walks its frames once, then ope
   CHECK(frames->frame_count() == m.in_sizes.size());
   CHECK(counted->returned.load() <= 4);  // the magic check: no walk, no seek-table read
   CHECK(second->size() == data.size());
-  CheckRandomReads(*second, data, 60, 22);
+  ZstdCheckRandomReads(*second, data, 60, 22);
   // A table for another blob (or damaged) is ignored: walked again, and replaced.
-  MultiFrame other = CompressFrames(MakeData(1 << 20, 23), 100000);
+  MultiFrame other = CompressFrames(ZstdMakeData(1 << 20, 23), 100000);
   auto other_source = OpenZstd(std::make_shared<MemorySource>(other.blob, "other"), options);
   CHECK(other_source->size() == (1u << 20));
-  CheckRandomReads(*other_source, MakeData(1 << 20, 23), 20, 24);
+  ZstdCheckRandomReads(*other_source, ZstdMakeData(1 << 20, 23), 20, 24);
 }
 
 // The frame table of `m` (made by CompressFrames of `data`), every frame with its CRC-32.
@@ -210,7 +210,7 @@ std::vector<ZstdFrame> FramesWithCrcs(const MultiFrame& m, const std::vector<uin
 
 TEST_CASE("a saved frame table with CRCs is used without a walk, and every frame it decodes is checked") {
   ocifs::testing::TempDir tmp;
-  auto data = MakeData(3 << 20, 31);
+  auto data = ZstdMakeData(3 << 20, 31);
   MultiFrame m = CompressFrames(data, 200000);
   DecoderOptions options;
   options.frame_table_path = tmp.path() + "/layer.zstdframes";
@@ -219,7 +219,7 @@ TEST_CASE("a saved frame table with CRCs is used without a walk, and every frame
   auto source = OpenZstd(counted, options);
   CHECK(counted->returned.load() <= 4);  // the magic check: no walk, no seek-table read
   CHECK(source->size() == data.size());
-  CheckRandomReads(*source, data, 60, 32);
+  ZstdCheckRandomReads(*source, data, 60, 32);
   auto fallback = std::dynamic_pointer_cast<const IndexFallbackSource>(source);
   REQUIRE(fallback != nullptr);
   CHECK_FALSE(fallback->fell_back());
@@ -227,7 +227,7 @@ TEST_CASE("a saved frame table with CRCs is used without a walk, and every frame
 
 TEST_CASE("a saved frame table whose CRC is wrong falls back to walking the blob, reads stay exact") {
   ocifs::testing::TempDir tmp;
-  auto data = MakeData(3 << 20, 33);
+  auto data = ZstdMakeData(3 << 20, 33);
   MultiFrame m = CompressFrames(data, 200000);
   DecoderOptions options;
   options.frame_table_path = tmp.path() + "/layer.zstdframes";
@@ -248,7 +248,7 @@ TEST_CASE("a saved frame table whose CRC is wrong falls back to walking the blob
   REQUIRE(n.ok());
   CHECK(std::equal(buf.begin(), buf.end(), data.begin() + 4 * 200000 - 1000));
   CHECK(fallback->fell_back());
-  CheckRandomReads(*source, data, 40, 34);
+  ZstdCheckRandomReads(*source, data, 40, 34);
   // The walk saved its own table (no CRCs) over the wrong one.
   auto saved = ZstdFrameFile::Read(options.frame_table_path, m.blob.size());
   REQUIRE(saved.ok());
@@ -257,7 +257,7 @@ TEST_CASE("a saved frame table whose CRC is wrong falls back to walking the blob
 }
 
 TEST_CASE("zstd seekable format is opened from its seek table with one read at the end") {
-  auto data = MakeData(5 << 20, 3);
+  auto data = ZstdMakeData(5 << 20, 3);
   MultiFrame m = CompressFrames(data, 300000);
   AppendSeekTable(m);
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
@@ -269,11 +269,11 @@ TEST_CASE("zstd seekable format is opened from its seek table with one read at t
   std::vector<uint8_t> buf(10);
   REQUIRE(source->ReadAt(3 * 300000 + 1, buf).ok());
   CHECK(counted->returned.load() == m.in_sizes[3]);
-  CheckRandomReads(*source, data, 80, 4);
+  ZstdCheckRandomReads(*source, data, 80, 4);
 }
 
 TEST_CASE("zstd with a skippable frame in front and between frames reads correctly") {
-  auto data = MakeData(3 << 20, 5);
+  auto data = ZstdMakeData(3 << 20, 5);
   MultiFrame m = CompressFrames(data, 1 << 20);
   std::vector<uint8_t> blob = SkippableFrame(100);
   size_t second = m.in_sizes[0];
@@ -283,18 +283,18 @@ TEST_CASE("zstd with a skippable frame in front and between frames reads correct
   blob.insert(blob.end(), m.blob.begin() + static_cast<ptrdiff_t>(second), m.blob.end());
   auto source = OpenZstd(std::make_shared<MemorySource>(blob));
   REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(source) != nullptr);
-  CheckRandomReads(*source, data, 60, 6);
+  ZstdCheckRandomReads(*source, data, 60, 6);
 }
 
 TEST_CASE("single-frame zstd is read randomly through the decoded chunk store") {
-  auto data = MakeData(6 << 20, 7);
+  auto data = ZstdMakeData(6 << 20, 7);
   DecoderOptions options;
   options.decoded_store = MakeMemoryDecodedStore(256 << 10);
   auto source = OpenZstd(std::make_shared<MemorySource>(CompressOneFrame(data)), options);
   auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
   REQUIRE(stream != nullptr);
   CHECK(source->size() == data.size());  // from the frame header
-  CheckRandomReads(*source, data, 100, 8);
+  ZstdCheckRandomReads(*source, data, 100, 8);
   REQUIRE(stream->WaitUntilDecoded().ok());
   std::vector<uint8_t> chunk(256 << 10);
   auto stored = options.decoded_store->Get(5, chunk);
@@ -305,7 +305,7 @@ TEST_CASE("single-frame zstd is read randomly through the decoded chunk store") 
 }
 
 TEST_CASE("a single-frame zstd pass keeps the compressed bytes ahead of it hinted") {
-  auto data = MakeData(16 << 20, 17);
+  auto data = ZstdMakeData(16 << 20, 17);
   const auto blob = CompressOneFrame(data);
   REQUIRE(blob.size() > SequentialReader::kDefaultPiece);
   DecoderOptions options;
@@ -316,7 +316,7 @@ TEST_CASE("a single-frame zstd pass keeps the compressed bytes ahead of it hinte
   auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
   REQUIRE(stream != nullptr);
   REQUIRE(stream->WaitUntilDecoded().ok());
-  CheckRandomReads(*source, data, 20, 18);
+  ZstdCheckRandomReads(*source, data, 20, 18);
   // The hints run from the end of the first piece (read alone), in order, without a gap, a window past it.
   std::lock_guard lock(counted->mu);
   REQUIRE(!counted->prefetches.empty());
@@ -329,7 +329,7 @@ TEST_CASE("a single-frame zstd pass keeps the compressed bytes ahead of it hinte
 }
 
 TEST_CASE("zstd without content sizes has an unknown size until its pass ends") {
-  auto data = MakeData(3 << 20, 9);
+  auto data = ZstdMakeData(3 << 20, 9);
   auto blob = CompressOneFrame(std::span(data).first(1 << 20), true);
   auto rest = CompressOneFrame(std::span(data).subspan(1 << 20), true);
   blob.insert(blob.end(), rest.begin(), rest.end());
@@ -338,7 +338,7 @@ TEST_CASE("zstd without content sizes has an unknown size until its pass ends") 
   options.decoded_store = MakeMemoryDecodedStore(100000);
   auto source = OpenZstd(std::make_shared<MemorySource>(blob), options);
   CHECK(source->size() == ByteSource::kUnknownSize);
-  CheckRandomReads(*source, data, 50, 10);  // the first read starts the pass
+  ZstdCheckRandomReads(*source, data, 50, 10);  // the first read starts the pass
   auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
   REQUIRE(stream->WaitUntilDecoded().ok());
   CHECK(source->size() == data.size());
@@ -367,13 +367,13 @@ TEST_CASE("a single-frame zstd stream reports the runs of zeros its pass saw as 
   REQUIRE(after.ok());
   CHECK_FALSE(after->hole);
   CHECK(after->offset + after->length == data.size());
-  CheckRandomReads(*source, data, 30, 14);
+  ZstdCheckRandomReads(*source, data, 30, 14);
 }
 
 TEST_CASE("a chunk missing from the store is decompressed again from the start") {
-  auto data = MakeData(4 << 20, 11);
+  auto data = ZstdMakeData(4 << 20, 11);
   DecoderOptions options;
-  options.decoded_store = std::make_shared<ForgetfulStore>(128 << 10, std::set<uint64_t>{3, 20, 31});
+  options.decoded_store = std::make_shared<ZstdForgetfulStore>(128 << 10, std::set<uint64_t>{3, 20, 31});
   options.segment_cache_bytes = 256 << 10;  // two chunks: forces store reads
   auto source = OpenZstd(std::make_shared<MemorySource>(CompressOneFrame(data)), options);
   auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
@@ -388,11 +388,11 @@ TEST_CASE("a chunk missing from the store is decompressed again from the start")
                      data.begin() + static_cast<ptrdiff_t>(offset)));
   }
   CHECK(stream->restart_count() >= 2);
-  CheckRandomReads(*source, data, 40, 12);
+  ZstdCheckRandomReads(*source, data, 40, 12);
 }
 
 TEST_CASE("eight threads reading a single-frame zstd during its pass see the original") {
-  auto data = MakeData(8 << 20, 13);
+  auto data = ZstdMakeData(8 << 20, 13);
   DecoderOptions options;
   options.decoded_store = MakeMemoryDecodedStore(64 << 10);
   options.segment_cache_bytes = 512 << 10;
@@ -401,7 +401,7 @@ TEST_CASE("eight threads reading a single-frame zstd during its pass see the ori
 }
 
 TEST_CASE("corrupt single-frame zstd gives kCorrupt naming the layer and offset") {
-  auto data = MakeData(2 << 20, 14);
+  auto data = ZstdMakeData(2 << 20, 14);
   auto good = CompressOneFrame(data);
   std::mt19937 rng(15);
   for (int i = 0; i < 6; ++i) {
@@ -424,7 +424,7 @@ TEST_CASE("corrupt single-frame zstd gives kCorrupt naming the layer and offset"
 }
 
 TEST_CASE("truncated zstd and a corrupt frame of a multi-frame zstd give kCorrupt") {
-  auto data = MakeData(2 << 20, 16);
+  auto data = ZstdMakeData(2 << 20, 16);
   auto single = CompressOneFrame(data);
   single.resize(single.size() - 100);
   auto opened = OpenDecoded(std::make_shared<MemorySource>(single), Compression::kZstd, {});
@@ -452,7 +452,7 @@ TEST_CASE("truncated zstd and a corrupt frame of a multi-frame zstd give kCorrup
 }
 
 TEST_CASE("a zstd frame header pointing past the end of the blob is corrupt at open") {
-  auto data = MakeData(1 << 20, 17);
+  auto data = ZstdMakeData(1 << 20, 17);
   MultiFrame m = CompressFrames(data, 256 << 10);
   m.blob.resize(m.blob.size() - 1000);
   auto opened = OpenDecoded(std::make_shared<MemorySource>(m.blob, "layer-s"), Compression::kZstd, {});

@@ -14,7 +14,7 @@ using namespace ocifs::testing;
 
 namespace {
 
-constexpr uint64_t kMiB = 1 << 20;
+constexpr uint64_t kSourceMiB = 1 << 20;
 
 std::shared_ptr<Qcow2Source> OpenQcow2(const std::string& path, DiskViewOptions options = {}) {
   auto file = FileSource::Open(path);
@@ -57,7 +57,7 @@ std::pair<std::string, std::vector<uint8_t>> CompressedMixedImage(const TempDir&
 TEST_CASE("qcow2 v2 and v3 images of every cluster size read like qemu-img's raw conversion") {
   TempDir dir;
   std::string raw = dir / "mixed.raw";
-  MakeMixedRaw(raw, 8 * kMiB, 1);
+  MakeMixedRaw(raw, 8 * kSourceMiB, 1);
   for (std::string compat : {"0.10", "1.1"}) {
     for (std::string cluster : {"512", "4096", "65536", "2M"}) {
       DYNAMIC_SECTION("compat " << compat << ", cluster_size " << cluster) {
@@ -73,7 +73,7 @@ TEST_CASE("qcow2 v2 and v3 images of every cluster size read like qemu-img's raw
 TEST_CASE("deflate-compressed qcow2 images read like qemu-img's raw conversion") {
   TempDir dir;
   std::string raw = dir / "mixed.raw";
-  MakeMixedRaw(raw, 8 * kMiB, 2);
+  MakeMixedRaw(raw, 8 * kSourceMiB, 2);
   for (std::string opts : {"compat=0.10,cluster_size=4096", "compat=1.1,cluster_size=512",
                            "compat=1.1,cluster_size=65536", "compat=1.1,cluster_size=2M"}) {
     DYNAMIC_SECTION(opts) {
@@ -86,7 +86,7 @@ TEST_CASE("deflate-compressed qcow2 images read like qemu-img's raw conversion")
 TEST_CASE("zstd-compressed qcow2 images read like qemu-img's raw conversion") {
   TempDir dir;
   std::string raw = dir / "mixed.raw";
-  MakeMixedRaw(raw, 8 * kMiB, 3);
+  MakeMixedRaw(raw, 8 * kSourceMiB, 3);
   for (std::string cluster : {"512", "65536", "2M"}) {
     DYNAMIC_SECTION("cluster_size " << cluster) {
       auto img = Convert(dir, raw, "zstd.qcow2", "compression_type=zstd,cluster_size=" + cluster, true);
@@ -100,7 +100,7 @@ TEST_CASE("zstd-compressed qcow2 images read like qemu-img's raw conversion") {
 TEST_CASE("extended L2 images read per-subcluster data, zeros and unallocated ranges like qemu") {
   TempDir dir;
   std::string raw = dir / "mixed.raw";
-  MakeMixedRaw(raw, 8 * kMiB, 4);
+  MakeMixedRaw(raw, 8 * kSourceMiB, 4);
   for (std::string cluster : {"16384", "65536", "2M"}) {
     DYNAMIC_SECTION("cluster_size " << cluster) {
       auto img = Convert(dir, raw, "ext.qcow2", "extended_l2=on,cluster_size=" + cluster);
@@ -121,7 +121,7 @@ TEST_CASE("extended L2 images read per-subcluster data, zeros and unallocated ra
 TEST_CASE("zero clusters read as zeros and are holes") {
   TempDir dir;
   std::string raw = dir / "mixed.raw";
-  MakeMixedRaw(raw, 8 * kMiB, 5);
+  MakeMixedRaw(raw, 8 * kSourceMiB, 5);
   for (std::string compat : {"0.10", "1.1"}) {
     DYNAMIC_SECTION("compat " << compat) {
       auto img = Convert(dir, raw, "zero.qcow2", "compat=" + compat + ",cluster_size=65536");
@@ -129,10 +129,10 @@ TEST_CASE("zero clusters read as zeros and are holes") {
       RequireLikeQemu(img, dir);
       if (compat == "1.1") {
         auto src = OpenQcow2(img);
-        auto e = src->ExtentAt(3 * kMiB + 4096);
+        auto e = src->ExtentAt(3 * kSourceMiB + 4096);
         REQUIRE(e.ok());
         REQUIRE(e->hole);
-        REQUIRE(e->offset + e->length >= 3 * kMiB + 512 * 1024);
+        REQUIRE(e->offset + e->length >= 3 * kSourceMiB + 512 * 1024);
       }
     }
   }
@@ -167,7 +167,7 @@ TEST_CASE("an image with an internal snapshot reads the active L1 table") {
   RequireLikeQemu(img, dir);
   auto src = OpenQcow2(img);
   std::vector<uint8_t> b(1);
-  REQUIRE(src->ReadAt(1 * kMiB, b).ok());
+  REQUIRE(src->ReadAt(1 * kSourceMiB, b).ok());
   REQUIRE(b[0] == 0x02);
   REQUIRE(src->ReadAt(100000, b).ok());
   REQUIRE(b[0] == 0x01);
@@ -176,13 +176,13 @@ TEST_CASE("an image with an internal snapshot reads the active L1 table") {
 TEST_CASE("a virtual size that is not a multiple of the cluster size reads to its last byte") {
   TempDir dir;
   std::string raw = dir / "odd.raw";
-  MakeMixedRaw(raw, 8 * kMiB + 3 * 512, 6);
+  MakeMixedRaw(raw, 8 * kSourceMiB + 3 * 512, 6);
   for (bool compress : {false, true}) {
     DYNAMIC_SECTION("compressed " << compress) {
       auto img = Convert(dir, raw, "odd.qcow2", "cluster_size=65536", compress);
       RequireLikeQemu(img, dir);
       auto src = OpenQcow2(img);
-      REQUIRE(src->size() == 8 * kMiB + 3 * 512);
+      REQUIRE(src->size() == 8 * kSourceMiB + 3 * 512);
       std::vector<uint8_t> b(4096);
       auto n = src->ReadAt(src->size() - 100, b);
       REQUIRE(n.ok());
@@ -207,7 +207,7 @@ TEST_CASE("unallocated and zero clusters are read without reading the image file
   REQUIRE((*src)->ReadAt(128 * 1024, buf).ok());  // zero cluster, L2 cached
   REQUIRE(std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0; }));
   std::fill(buf.begin(), buf.end(), 0xff);
-  REQUIRE((*src)->ReadAt(40 * kMiB, buf).ok());  // no L2 table at all
+  REQUIRE((*src)->ReadAt(40 * kSourceMiB, buf).ok());  // no L2 table at all
   REQUIRE(std::all_of(buf.begin(), buf.end(), [](uint8_t b) { return b == 0; }));
   REQUIRE(counting->reads.load() == before);
   REQUIRE((*src)->l2_table_loads() == 1);
@@ -216,7 +216,7 @@ TEST_CASE("unallocated and zero clusters are read without reading the image file
 TEST_CASE("a compressed cluster read in 4 KiB pieces is decompressed once") {
   TempDir dir;
   std::string raw = dir / "r.raw";
-  MakeMixedRaw(raw, 4 * kMiB, 8);
+  MakeMixedRaw(raw, 4 * kSourceMiB, 8);
   Sh("base64 /dev/urandom | head -c 65536 | dd of='" + raw + "' conv=notrunc status=none");
   auto img = Convert(dir, raw, "c.qcow2", "cluster_size=65536", true);
   auto src = OpenQcow2(img);
@@ -255,7 +255,7 @@ TEST_CASE("concurrent readers of one compressed cluster decompress it once") {
 TEST_CASE("eight threads reading random ranges see the reference bytes") {
   TempDir dir;
   std::string raw = dir / "mixed.raw";
-  MakeMixedRaw(raw, 16 * kMiB, 9);
+  MakeMixedRaw(raw, 16 * kSourceMiB, 9);
   for (bool compress : {false, true}) {
     DYNAMIC_SECTION("compressed " << compress) {
       auto img = Convert(dir, raw, "t.qcow2", "cluster_size=4096", compress);
@@ -294,15 +294,15 @@ TEST_CASE("extents merge neighbouring clusters into large runs") {
   size_t count = 0;
   ExtentHoleSectors(*src, &count);
   REQUIRE(count == 5);  // hole, data, zero, data, hole
-  auto e = src->ExtentAt(1 * kMiB + 1);
+  auto e = src->ExtentAt(1 * kSourceMiB + 1);
   REQUIRE(e.ok());
   REQUIRE_FALSE(e->hole);
-  REQUIRE(e->offset == 1 * kMiB + 1);
-  REQUIRE(e->length == 1 * kMiB - 1);
-  auto tail = src->ExtentAt(10 * kMiB);
+  REQUIRE(e->offset == 1 * kSourceMiB + 1);
+  REQUIRE(e->length == 1 * kSourceMiB - 1);
+  auto tail = src->ExtentAt(10 * kSourceMiB);
   REQUIRE(tail.ok());
   REQUIRE(tail->hole);
-  REQUIRE(tail->offset + tail->length == 64 * kMiB);
+  REQUIRE(tail->offset + tail->length == 64 * kSourceMiB);
 }
 
 TEST_CASE("a large read of scattered clusters prefetches their host ranges, and Prefetch forwards them") {
@@ -354,11 +354,11 @@ TEST_CASE("OpenDiskView serves qcow2 through Qcow2Source and raw as the file its
   REQUIRE(file.ok());
   auto view = OpenDiskView(*file, {});
   REQUIRE(view.ok());
-  REQUIRE((*view)->size() == 8 * kMiB);
+  REQUIRE((*view)->size() == 8 * kSourceMiB);
   REQUIRE(dynamic_cast<const Qcow2Source*>(view->get()) != nullptr);
 
   std::string raw = dir / "v.raw";
-  MakeMixedRaw(raw, 1 * kMiB, 10);
+  MakeMixedRaw(raw, 1 * kSourceMiB, 10);
   auto raw_file = FileSource::Open(raw);
   REQUIRE(raw_file.ok());
   auto raw_view = OpenDiskView(*raw_file, {});
@@ -368,7 +368,7 @@ TEST_CASE("OpenDiskView serves qcow2 through Qcow2Source and raw as the file its
 
 TEST_CASE("clusters kept in a cluster store are read back by a later source without the image's bytes") {
   TempDir dir;
-  auto [img, ref] = CompressedMixedImage(dir, 4 * kMiB);
+  auto [img, ref] = CompressedMixedImage(dir, 4 * kSourceMiB);
   auto store = MakeMemoryDecodedStore(65536);
   DiskViewOptions options;
   int asked = 0;
@@ -408,7 +408,7 @@ TEST_CASE("clusters kept in a cluster store are read back by a later source with
 
 TEST_CASE("a cluster store of another chunk size is not used") {
   TempDir dir;
-  auto [img, ref] = CompressedMixedImage(dir, 2 * kMiB);
+  auto [img, ref] = CompressedMixedImage(dir, 2 * kSourceMiB);
   auto store = MakeMemoryDecodedStore(1 << 20);
   DiskViewOptions options;
   options.cluster_store = [&](uint32_t) { return store; };

@@ -13,7 +13,7 @@ using namespace ocifs;
 
 namespace {
 
-MountStats Sample(pid_t pid, int64_t started_ms) {
+MountStats StatsSample(pid_t pid, int64_t started_ms) {
   MountStats s;
   s.pid = pid;
   s.started_ms = started_ms;
@@ -40,7 +40,7 @@ MountStats Sample(pid_t pid, int64_t started_ms) {
   return s;
 }
 
-std::string TempDir() {
+std::string StatsTempDir() {
   std::string dir = std::filesystem::temp_directory_path().string() + "/mount-stats-test-" + std::to_string(::getpid());
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
@@ -50,7 +50,7 @@ std::string TempDir() {
 }  // namespace
 
 TEST_CASE("mount stats survive a round trip through their JSON") {
-  MountStats s = Sample(42, 1'700'000'000'000);
+  MountStats s = StatsSample(42, 1'700'000'000'000);
   auto back = MountStats::FromJson(s.ToJson());
   REQUIRE(back.ok());
   CHECK(back->pid == 42);
@@ -68,31 +68,31 @@ TEST_CASE("mount stats survive a round trip through their JSON") {
 }
 
 TEST_CASE("a stats file with a missing or wrong field is refused, naming it") {
-  nlohmann::json j = nlohmann::json::parse(Sample(1, 1).ToJson());
+  nlohmann::json j = nlohmann::json::parse(StatsSample(1, 1).ToJson());
   j.erase("blob_bytes");
   auto r = MountStats::FromJson(j.dump());
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message().find("blob_bytes") != std::string::npos);
-  j = nlohmann::json::parse(Sample(1, 1).ToJson());
+  j = nlohmann::json::parse(StatsSample(1, 1).ToJson());
   j["fetch_latency"]["counts"] = {1, 2};
   r = MountStats::FromJson(j.dump());
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message().find("fetch_latency.counts") != std::string::npos);
-  j = nlohmann::json::parse(Sample(1, 1).ToJson());
+  j = nlohmann::json::parse(StatsSample(1, 1).ToJson());
   j["layers"][0]["cached_chunks"] = 9;
   CHECK_FALSE(MountStats::FromJson(j.dump()).ok());
   CHECK_FALSE(MountStats::FromJson("not json").ok());
 }
 
 TEST_CASE("every serving process of a mount has its own file; the sum adds counters and keeps the newest gauges") {
-  const std::string dir = TempDir();
-  MountStats first = Sample(100, 1000);
-  MountStats second = Sample(200, 5000);
+  const std::string dir = StatsTempDir();
+  MountStats first = StatsSample(100, 1000);
+  MountStats second = StatsSample(200, 5000);
   second.cache_used_bytes = 2 << 20;
   second.layers[0].cached_chunks = 3;
   REQUIRE(SaveMountStats(dir, first).ok());
   REQUIRE(SaveMountStats(dir, second).ok());
-  MountStats other = Sample(300, 9000);
+  MountStats other = StatsSample(300, 9000);
   other.mountpoint = "/mnt/another";
   REQUIRE(SaveMountStats(dir, other).ok());
   // Neither a state file nor a half-written temporary is read as stats.

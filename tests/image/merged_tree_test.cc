@@ -10,8 +10,8 @@ using namespace ocifs::testing;
 namespace {
 
 // Indexes each writer's stream as one layer, bottom first.
-struct Image {
-  explicit Image(const std::vector<TarWriter>& layers) {
+struct TreeImage {
+  explicit TreeImage(const std::vector<TarWriter>& layers) {
     for (size_t i = 0; i < layers.size(); ++i) {
       auto index = TarIndex::Build(*Source(layers[i].Finish(), "layer " + std::to_string(i)));
       REQUIRE(index.ok());
@@ -40,7 +40,7 @@ TEST_CASE("merged tree takes a file replaced in an upper layer from that layer")
   lower.File("etc/os-release", "old");
   lower.File("etc/keep", "k");
   uint64_t off = upper.File("etc/os-release", "newer");
-  auto tree = Image({lower, upper}).Merge();
+  auto tree = TreeImage({lower, upper}).Merge();
   REQUIRE(tree.ok());
   const Node* n = tree->Lookup("etc/os-release");
   REQUIRE(n);
@@ -61,7 +61,7 @@ TEST_CASE("merged tree deletes whited-out files and directories of lower layers 
   upper.File(".wh.var", "");
   upper.File("b.txt", "same layer as its whiteout");
   upper.File(".wh.b.txt", "");
-  auto tree = Image({lower, upper}).Merge();
+  auto tree = TreeImage({lower, upper}).Merge();
   REQUIRE(tree.ok());
   REQUIRE(tree->Lookup("a.txt") == nullptr);
   REQUIRE(tree->Lookup("var") == nullptr);
@@ -82,7 +82,7 @@ TEST_CASE("merged tree hides every lower child of an opaque directory but keeps 
   upper.File("data/new", "n");  // before the marker in archive order: still kept
   upper.File("data/.wh..wh..opq", "");
   upper.File("data/.wh..wh.plnk", "");  // reserved names are never shown
-  auto tree = Image({lower, upper}).Merge();
+  auto tree = TreeImage({lower, upper}).Merge();
   REQUIRE(tree.ok());
   REQUIRE(Names(tree->Children("data")) == std::vector<std::string>{"new"});
   REQUIRE(tree->Lookup("data/sub/old2") == nullptr);
@@ -101,7 +101,7 @@ TEST_CASE("merged tree replaces a directory by a file and a file by a directory"
   upper.Dir("srv");
   upper.File("srv/index.html", "i");
   upper.Dir("usr", 0755);  // a directory over a directory keeps its children
-  auto tree = Image({lower, upper}).Merge();
+  auto tree = TreeImage({lower, upper}).Merge();
   REQUIRE(tree.ok());
   REQUIRE(tree->Lookup("opt/app")->entry.type == EntryType::kFile);
   REQUIRE(tree->Lookup("opt/app/bin") == nullptr);
@@ -116,7 +116,7 @@ TEST_CASE("merged tree creates missing parent directories with mode 0755") {
   TarWriter layer;
   layer.File("disk/nested/dir/disk.img", "d");
   layer.File("./", "a root entry that is not a directory is ignored");
-  auto tree = Image({layer}).Merge();
+  auto tree = TreeImage({layer}).Merge();
   REQUIRE(tree.ok());
   for (const char* dir : {"", "disk", "disk/nested", "disk/nested/dir"}) {
     INFO(dir);
@@ -133,7 +133,7 @@ TEST_CASE("merged tree takes the root's attributes from a ./ entry") {
   TarWriter layer;
   layer.Dir("./", 0700);
   layer.File("f", "x");
-  auto tree = Image({layer}).Merge();
+  auto tree = TreeImage({layer}).Merge();
   REQUIRE(tree.ok());
   REQUIRE(tree->Lookup("")->entry.mode == 0700);
   REQUIRE(Names(tree->Children("")) == std::vector<std::string>{"f"});
@@ -146,7 +146,7 @@ TEST_CASE("merged tree resolves a hardlink to its target's data and layer") {
   lower.Symlink("lnk", "disk");
   lower.Hardlink("lnk2", "lnk");
   upper.Hardlink("up.img", "disk/disk.img");  // target in a lower layer
-  auto tree = Image({lower, upper}).Merge();
+  auto tree = TreeImage({lower, upper}).Merge();
   REQUIRE(tree.ok());
   const Node* alias = tree->Lookup("disk/alias.img");
   REQUIRE(alias->entry.type == EntryType::kFile);
@@ -164,7 +164,7 @@ TEST_CASE("merged tree resolves a hardlink to its target's data and layer") {
 TEST_CASE("merged tree rejects a hardlink to a missing target, naming the layer") {
   TarWriter layer;
   layer.Hardlink("orphan", "nowhere");
-  auto tree = Image({layer}).Merge();
+  auto tree = TreeImage({layer}).Merge();
   REQUIRE(tree.status().code() == Code::kCorrupt);
   REQUIRE_THAT(tree.status().message(), Catch::Contains("layer 0") && Catch::Contains("orphan") &&
                                             Catch::Contains("nowhere"));
@@ -181,7 +181,7 @@ TEST_CASE("merged tree resolves symlinks inside the image") {
   layer.Symlink("loop1", "loop2");
   layer.Symlink("loop2", "/loop1");
   layer.Symlink("through-file", "usr/bin/ls/x");
-  auto tree = Image({layer}).Merge();
+  auto tree = TreeImage({layer}).Merge();
   REQUIRE(tree.ok());
   const Node* ls = tree->Lookup("usr/bin/ls");
   for (const char* path : {"usr/bin/ls", "bin/ls", "/bin/list", "etc/abs", "etc/up", "bin/../bin/ls"}) {
@@ -202,7 +202,7 @@ TEST_CASE("merged tree resolves symlinks inside the image") {
 TEST_CASE("merged tree lists children sorted by name") {
   TarWriter layer;
   for (const char* name : {"d/b", "d/a-b", "d/a", "d/a/x", "d/C", "d/a.b"}) layer.File(name, "x");
-  auto tree = Image({layer}).Merge();
+  auto tree = TreeImage({layer}).Merge();
   REQUIRE(tree.ok());
   REQUIRE(Names(tree->Children("d")) == std::vector<std::string>{"C", "a", "a-b", "a.b", "b"});
   REQUIRE(Names(tree->Children("d/a")) == std::vector<std::string>{"x"});

@@ -24,7 +24,7 @@ Descriptor Artifact(const std::string& digest, const std::string& type, const st
                     .artifact_type = type};
 }
 
-std::string Index(const std::string& manifests) {
+std::string ReferrersIndex(const std::string& manifests) {
   return R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":)" + manifests +
          "}";
 }
@@ -67,7 +67,7 @@ TEST_CASE("a referrers index parses to its descriptors, or names what is wrong")
   list += ",";
   list += DescriptorToJson(Artifact(kB, "t2", "b")).dump();
   list += "]";
-  std::string good = Index(list);
+  std::string good = ReferrersIndex(list);
   auto parsed = ParseReferrersIndex(good, "idx");
   REQUIRE(parsed.ok());
   REQUIRE(parsed->size() == 2);
@@ -83,10 +83,10 @@ TEST_CASE("a referrers index parses to its descriptors, or names what is wrong")
         "idx: mediaType is \"application/vnd.oci.image.manifest.v1+json\", not "
         "application/vnd.oci.image.index.v1+json");
   CHECK(error(R"({"schemaVersion":2,"manifests":{}})") == "idx: no \"manifests\" array");
-  CHECK(error(Index(R"([{"digest":")" + kA + R"(","size":1},{"size":2}])")) == "idx: manifests[1]: missing digest");
+  CHECK(error(ReferrersIndex(R"([{"digest":")" + kA + R"(","size":1},{"size":2}])")) == "idx: manifests[1]: missing digest");
   CHECK(ParseReferrersIndex(std::string(kMaxReferrersIndexBytes + 1, ' '), "idx").status().code() == Code::kCorrupt);
   // An entry of another digest algorithm is skipped, not an error.
-  auto other = ParseReferrersIndex(Index(R"([{"digest":"sha512:)" + std::string(128, 'a') + R"(","size":1}])"), "idx");
+  auto other = ParseReferrersIndex(ReferrersIndex(R"([{"digest":"sha512:)" + std::string(128, 'a') + R"(","size":1}])"), "idx");
   REQUIRE(other.ok());
   CHECK(other->empty());
 }

@@ -35,7 +35,7 @@ std::vector<std::string> Sources(const RegistriesConf& conf, const std::string& 
   return out;
 }
 
-const std::string kDigest = "sha256:" + std::string(64, 'a');
+const std::string kConfDigest = "sha256:" + std::string(64, 'a');
 
 }  // namespace
 
@@ -104,9 +104,9 @@ pull-from-mirror = "all"
   CHECK(Sources(conf, "example.com/disk:1") ==
         std::vector<std::string>{"mirror tags.example.net/disk:1", "mirror all.example.net/disk:1",
                                  "primary example.com/disk:1"});
-  CHECK(Sources(conf, "example.com/disk@" + kDigest) ==
-        std::vector<std::string>{"mirror digests.example.net/disk@" + kDigest, "mirror all.example.net/disk@" + kDigest,
-                                 "primary example.com/disk@" + kDigest});
+  CHECK(Sources(conf, "example.com/disk@" + kConfDigest) ==
+        std::vector<std::string>{"mirror digests.example.net/disk@" + kConfDigest, "mirror all.example.net/disk@" + kConfDigest,
+                                 "primary example.com/disk@" + kConfDigest});
 }
 
 TEST_CASE("registries.conf mirror-by-digest-only keeps tag pulls on the primary") {
@@ -118,7 +118,7 @@ mirror-by-digest-only = true
 location = "mirror.example.net"
 )");
   CHECK(Sources(conf, "example.com/disk:1") == std::vector<std::string>{"primary example.com/disk:1"});
-  CHECK(Sources(conf, "example.com/disk@" + kDigest).size() == 2);
+  CHECK(Sources(conf, "example.com/disk@" + kConfDigest).size() == 2);
 }
 
 TEST_CASE("registries.conf applies a wildcard prefix's settings without a rewrite") {

@@ -26,7 +26,7 @@ constexpr const char* kIndexType = "application/vnd.ocifs.test.index.v1";
 constexpr const char* kOtherType = "application/vnd.example.sbom.v1";
 constexpr const char* kLayerType = "application/vnd.oci.image.layer.v1.tar";
 
-std::span<const uint8_t> Bytes(const std::string& s) {
+std::span<const uint8_t> WriterBytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
@@ -48,11 +48,11 @@ std::unique_ptr<RegistryWriter> OpenWriter(const std::string& ref_text, const Re
 }
 
 // An image (config + one layer) pushed with the writer and tagged `tag`.
-Descriptor PushImage(RegistryWriter& w, const std::string& tag) {
+Descriptor WriterPushImage(RegistryWriter& w, const std::string& tag) {
   std::string config = R"({"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"tag":")" +
                        tag + "\"}";
-  auto c = w.PushBlob(std::string(media_type::kOciConfig), Bytes(config));
-  auto l = w.PushBlob(kLayerType, Bytes("layer of " + tag));
+  auto c = w.PushBlob(std::string(media_type::kOciConfig), WriterBytes(config));
+  auto l = w.PushBlob(kLayerType, WriterBytes("layer of " + tag));
   REQUIRE(c.ok());
   REQUIRE(l.ok());
   nlohmann::json m = {{"schemaVersion", 2},
@@ -75,8 +75,8 @@ struct PushedArtifact {
 // `subject` is `subject` unless that is null.
 PushedArtifact PushArtifact(RegistryWriter& w, const Descriptor* subject, const std::string& artifact_type,
                       const std::string& note) {
-  auto empty = w.PushBlob("application/vnd.oci.empty.v1+json", Bytes("{}"));
-  auto blob = w.PushBlob("application/octet-stream", Bytes("index bytes: " + note));
+  auto empty = w.PushBlob("application/vnd.oci.empty.v1+json", WriterBytes("{}"));
+  auto blob = w.PushBlob("application/octet-stream", WriterBytes("index bytes: " + note));
   REQUIRE(empty.ok());
   REQUIRE(blob.ok());
   std::map<std::string, std::string> annotations = {{"org.ocifs.test.note", note}};
@@ -88,7 +88,7 @@ PushedArtifact PushArtifact(RegistryWriter& w, const Descriptor* subject, const 
                       {"annotations", annotations}};
   if (subject) m["subject"] = DescriptorToJson(*subject);
   std::string body = m.dump();
-  std::string digest = Sha256Digest(Bytes(body));
+  std::string digest = Sha256Digest(WriterBytes(body));
   auto put = w.PutManifest(digest, std::string(media_type::kOciManifest), body);
   INFO(put.status().ToString());
   REQUIRE(put.ok());
@@ -141,14 +141,14 @@ TEST_CASE("registry writer pushes blobs and manifests, and keeps the referrers f
 
   std::string layer(200000, '\0');
   for (size_t i = 0; i < layer.size(); ++i) layer[i] = static_cast<char>((i * 131 + i / 977) & 0xff);
-  auto first = writer->PushBlob(kLayerType, Bytes(layer));
+  auto first = writer->PushBlob(kLayerType, WriterBytes(layer));
   INFO(first.status().ToString());
   REQUIRE(first.ok());
-  CHECK(first->digest == Sha256Digest(Bytes(layer)));
+  CHECK(first->digest == Sha256Digest(WriterBytes(layer)));
   CHECK(first->size == layer.size());
   CHECK(first->media_type == kLayerType);
   CHECK(writer->counts().blobs_uploaded == 1);
-  auto again = writer->PushBlob(kLayerType, Bytes(layer));
+  auto again = writer->PushBlob(kLayerType, WriterBytes(layer));
   REQUIRE(again.ok());
   CHECK(again->digest == first->digest);
   CHECK(writer->counts().blobs_uploaded == 1);  // the HEAD found it
@@ -157,7 +157,7 @@ TEST_CASE("registry writer pushes blobs and manifests, and keeps the referrers f
   REQUIRE(fetched.ok());
   CHECK(std::string(fetched->begin(), fetched->end()) == layer);
 
-  Descriptor image = PushImage(*writer, "v1");
+  Descriptor image = WriterPushImage(*writer, "v1");
   auto resolved = reader->Resolve();
   REQUIRE(resolved.ok());
   CHECK(resolved->manifest_digest == image.digest);
@@ -196,7 +196,7 @@ TEST_CASE("registry writer pushes blobs and manifests, and keeps the referrers f
   CHECK(writer->counts().manifests_put == 8);  // image, 3 artifacts, 4 fallback indexes
 
   SECTION("an image without referrers has none, and no fallback tag") {
-    Descriptor lone = PushImage(*writer, "lone");
+    Descriptor lone = WriterPushImage(*writer, "lone");
     auto none = reader->ListReferrers(lone.digest, kIndexType);
     REQUIRE(none.ok());
     CHECK(none->source == ReferrerList::Source::kNoFallbackTag);
@@ -204,7 +204,7 @@ TEST_CASE("registry writer pushes blobs and manifests, and keeps the referrers f
   }
 
   SECTION("a malformed fallback index is an error naming the field, and AddToFallbackTag leaves it alone") {
-    Descriptor other = PushImage(*writer, "other");
+    Descriptor other = WriterPushImage(*writer, "other");
     std::string fallback = *ReferrersTag(other.digest);
     // docker-registry 2.8 keeps fields it does not know, whatever their type.
     nlohmann::json bad = {{"schemaVersion", 2},
@@ -223,7 +223,7 @@ TEST_CASE("registry writer pushes blobs and manifests, and keeps the referrers f
   }
 
   SECTION("an image manifest at the fallback tag is not a referrers index") {
-    Descriptor other = PushImage(*writer, "other");
+    Descriptor other = WriterPushImage(*writer, "other");
     auto manifest = writer->GetManifest("other");
     REQUIRE(manifest.ok());
     REQUIRE(writer->PutManifest(*ReferrersTag(other.digest), std::string(media_type::kOciManifest), manifest->bytes)
@@ -268,7 +268,7 @@ TEST_CASE("registry writer and client use the referrers API of a registry that h
   RegistryOptions o = PlainHttp();
   auto writer = OpenWriter(stub.host() + "/t/disk", o);
   auto reader = OpenImage(stub.host() + "/t/disk:v1", o);
-  Descriptor image = PushImage(*writer, "v1");
+  Descriptor image = WriterPushImage(*writer, "v1");
 
   PushedArtifact a = PushArtifact(*writer, &image, kIndexType, "api");
   CHECK(a.put.subject_processed());
@@ -325,13 +325,13 @@ TEST_CASE("pushing with a pull-only token is refused naming the registry, reposi
   RegistryOptions o = PlainHttp();
   o.creds = "pusher:push-Secret2";
   auto writer = OpenWriter(stub.host() + "/t/disk", o);
-  Descriptor image = PushImage(*writer, "v1");
+  Descriptor image = WriterPushImage(*writer, "v1");
   CHECK(stub.Log()["scopes"][0] == "repository:t/disk:pull,push");
 
   RegistryOptions pull_only = o;
   pull_only.creds = "puller:pull-Secret1";
   auto refused = OpenWriter(stub.host() + "/t/disk", pull_only);
-  auto blob = refused->PushBlob(kLayerType, Bytes("not allowed"));
+  auto blob = refused->PushBlob(kLayerType, WriterBytes("not allowed"));
   REQUIRE_FALSE(blob.ok());
   CHECK(blob.status().code() == Code::kUnauthenticated);
   const std::string prefix = "registry " + stub.host() +
@@ -350,7 +350,7 @@ TEST_CASE("pushing with a pull-only token is refused naming the registry, reposi
 
   RegistryOptions anonymous = o;
   anonymous.creds.reset();
-  auto anon = OpenWriter(stub.host() + "/t/disk", anonymous)->PushBlob(kLayerType, Bytes("anon"));
+  auto anon = OpenWriter(stub.host() + "/t/disk", anonymous)->PushBlob(kLayerType, WriterBytes("anon"));
   REQUIRE_FALSE(anon.ok());
   CHECK(anon.status().code() == Code::kUnauthenticated);
   CHECK_THAT(anon.status().message(),
@@ -368,13 +368,13 @@ TEST_CASE("pushing to a Basic-auth registry: its user pushes, other credentials 
   o.cert_dir = secure.cert_dir;
   o.creds = "alice:s3cret:pw";
   o.max_retries = 0;
-  auto pushed = OpenWriter(registry.host() + "/secure/disk", o)->PushBlob(kLayerType, Bytes("alice's"));
+  auto pushed = OpenWriter(registry.host() + "/secure/disk", o)->PushBlob(kLayerType, WriterBytes("alice's"));
   INFO(pushed.status().ToString());
   REQUIRE(pushed.ok());
 
   RegistryOptions wrong = o;
   wrong.creds = "alice:wrong-Secret3";
-  auto bad = OpenWriter(registry.host() + "/secure/disk", wrong)->PushBlob(kLayerType, Bytes("mallory's"));
+  auto bad = OpenWriter(registry.host() + "/secure/disk", wrong)->PushBlob(kLayerType, WriterBytes("mallory's"));
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().code() == Code::kUnauthenticated);
   CHECK_THAT(bad.status().message(),
@@ -384,7 +384,7 @@ TEST_CASE("pushing to a Basic-auth registry: its user pushes, other credentials 
 
   RegistryOptions none = o;
   none.creds.reset();
-  auto anon = OpenWriter(registry.host() + "/secure/disk", none)->PushBlob(kLayerType, Bytes("anon"));
+  auto anon = OpenWriter(registry.host() + "/secure/disk", none)->PushBlob(kLayerType, WriterBytes("anon"));
   REQUIRE_FALSE(anon.ok());
   CHECK_THAT(anon.status().message(), Catch::Contains("anonymous access push to secure/disk"));
 }
