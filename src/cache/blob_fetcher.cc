@@ -30,6 +30,11 @@ Result<uint64_t> BlobFetcher::Fetch(uint64_t first, uint64_t count, size_t max_r
   return cache_->FetchMissing(key_, first, lengths, max_run, fetch);
 }
 
+void BlobFetcher::FinishOwed() const {
+  finishing_.store(true);
+  owed_.Wait();
+}
+
 bool BlobFetcher::QueueOwed(uint64_t first, uint64_t end, size_t run) const {
   return Post(owed_, TaskClass::kReadahead, first, end, run);
 }
@@ -38,9 +43,12 @@ bool BlobFetcher::Post(TaskGroup& group, TaskClass cls, uint64_t first, uint64_t
   run = std::max<size_t>(1, run);
   for (uint64_t i = first; i < end; i += run) {
     const uint64_t count = std::min<uint64_t>(run, end - i);
-    const bool queued = group.Post(cls, [this, cls, i, count, run] {
+    const bool queued = group.Post(cls, [this, &group, cls, i, count, run] {
       Status st = Fetch(i, count, run).status();
-      if (!st.ok()) spdlog::debug("{}: {} fetch of chunk {}: {}", Describe(), TaskClassName(cls), i, st.ToString());
+      if (st.ok()) return;
+      spdlog::debug("{}: {} fetch of chunk {}: {}", Describe(), TaskClassName(cls), i, st.ToString());
+      // Unmounting and the blob fails: the rest would fail too, each after its timeout.
+      if (&group == &owed_ && finishing_.load()) owed_.Cancel();
     }) != 0;
     if (!queued) return false;
   }

@@ -10,6 +10,7 @@
 // Units: chunk indexes of the cache's chunk size; bytes of the blob.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -53,8 +54,10 @@ class BlobFetcher {
   // dropping them with the scheduler's queue (a remount would fetch them again).
   bool QueueOwed(uint64_t first, uint64_t end, size_t run) const;
   // Blocks until no owed fetch waits or runs. Call before the scheduler
-  // stops (it drops what is queued), with no read in progress.
-  void FinishOwed() const { owed_.Wait(); }
+  // stops (it drops what is queued), with no read in progress. From then on
+  // the first owed fetch that fails drops the rest, so an unreachable
+  // registry costs one timeout, not one per queued fetch.
+  void FinishOwed() const;
   // Whether none of chunks [first, last] is on disk or in flight (a hint).
   bool AllMissing(uint64_t first, uint64_t last) const;
   // Reads buf from the blob itself, around the cache (a read's own bytes
@@ -83,6 +86,7 @@ class BlobFetcher {
   const std::shared_ptr<Scheduler> scheduler_;
   const uint64_t size_;
   const uint64_t chunk_count_;
+  mutable std::atomic<bool> finishing_{false};  // FinishOwed was called
   // Queue's hints and QueueOwed's fetches, each capped as the constructor says.
   // Last: cancelled and waited for first.
   mutable TaskGroup tasks_;

@@ -217,6 +217,29 @@ TEST_CASE("cached source: a small miss's chunk is owed, so FinishOwedFetches sto
   CHECK(Stored(*cache) == std::set<uint64_t>{0, 1, 2});
 }
 
+TEST_CASE("cached source: when finishing, the first owed fetch that fails drops the rest") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(4 * kSourceChunk);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  counting->fail = true;  // a registry that went away: each fetch would wait for its timeout
+  auto gated = std::make_shared<GatedSource>(counting, blob.size(), kSourceChunk);
+  auto scheduler = std::make_shared<Scheduler>();
+  FetchPolicy o = Options(1);
+  o.exact_small_misses = true;
+  o.scheduler = scheduler;
+  o.readahead.max = 0;
+  CachedSource src(gated, OpenSourceCache(tmp.path()), kKey, o);
+  std::vector<uint8_t> buf(100);
+  for (uint64_t chunk : {0, 1, 2}) CHECK_FALSE(src.ReadAt(chunk * kSourceChunk + 10, buf).ok());
+  CHECK(counting->reads == 3);  // the reads' own bytes; their chunks are owed, the first one held
+  std::thread finish([&] { src.FinishOwedFetches(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  gated->Open();
+  finish.join();
+  CHECK(counting->reads == 4);  // chunk 0 failed; chunks 1 and 2 were dropped, not tried
+  scheduler->Stop();
+}
+
 TEST_CASE("cached source fetches the missing runs around a cached chunk with one inner read each") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(5 * kSourceChunk);
