@@ -16,9 +16,17 @@ BlobFetcher::BlobFetcher(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache,
       size_(inner_->size()),
       chunk_count_((size_ + cache_->chunk_size() - 1) / cache_->chunk_size()),
       tasks_(scheduler_, "fetches of " + key_,
-             {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}),
-      owed_(scheduler_, "owed fetches of " + key_,
-            {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}) {}
+             {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}) {}
+
+BlobFetcher::OwedToken::OwedToken(const BlobFetcher& f) : fetcher(f) {
+  std::lock_guard lock(fetcher.owed_mu_);
+  ++fetcher.owed_;
+}
+
+BlobFetcher::OwedToken::~OwedToken() {
+  std::lock_guard lock(fetcher.owed_mu_);
+  if (--fetcher.owed_ == 0) fetcher.owed_cv_.notify_all();
+}
 
 Result<uint64_t> BlobFetcher::Fetch(uint64_t first, uint64_t count, size_t max_run) const {
   const uint64_t chunk_size = cache_->chunk_size();
@@ -32,23 +40,26 @@ Result<uint64_t> BlobFetcher::Fetch(uint64_t first, uint64_t count, size_t max_r
 
 void BlobFetcher::FinishOwed() const {
   finishing_.store(true);
-  owed_.Wait();
+  std::unique_lock lock(owed_mu_);
+  owed_cv_.wait(lock, [this] { return owed_ == 0; });
 }
 
 bool BlobFetcher::QueueOwed(uint64_t first, uint64_t end, size_t run) const {
-  return Post(owed_, TaskClass::kReadahead, first, end, run);
+  return Post(true, TaskClass::kReadahead, first, end, run);
 }
 
-bool BlobFetcher::Post(TaskGroup& group, TaskClass cls, uint64_t first, uint64_t end, size_t run) const {
+bool BlobFetcher::Post(bool owed, TaskClass cls, uint64_t first, uint64_t end, size_t run) const {
   run = std::max<size_t>(1, run);
   for (uint64_t i = first; i < end; i += run) {
     const uint64_t count = std::min<uint64_t>(run, end - i);
-    const bool queued = group.Post(cls, [this, &group, cls, i, count, run] {
+    auto token = owed ? std::make_shared<OwedToken>(*this) : nullptr;
+    const bool queued = tasks_.Post(cls, [this, token, cls, i, count, run] {
       Status st = Fetch(i, count, run).status();
       if (st.ok()) return;
       spdlog::debug("{}: {} fetch of chunk {}: {}", Describe(), TaskClassName(cls), i, st.ToString());
-      // Unmounting and the blob fails: the rest would fail too, each after its timeout.
-      if (&group == &owed_ && finishing_.load()) owed_.Cancel();
+      // Unmounting and the blob fails: the rest would fail too, each after its
+      // timeout. Drops the queued fetches (owed or not), whose tokens end with them.
+      if (token && finishing_.load()) tasks_.Cancel();
     }) != 0;
     if (!queued) return false;
   }

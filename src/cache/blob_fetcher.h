@@ -12,9 +12,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 
@@ -47,11 +49,12 @@ class BlobFetcher {
   // Queues the fetch of chunks [first, end) as tasks of class `cls`, `run`
   // chunks each; false if some were refused (kMaxQueued wait already, or
   // stopping). A hint: dropped when the scheduler stops.
-  bool Queue(TaskClass cls, uint64_t first, uint64_t end, size_t run) const { return Post(tasks_, cls, first, end, run); }
-  // Queue for chunks that reads already needed and were served around (the
-  // rest of an exact miss's chunks, readahead_strategy.h): not a hint, so
-  // FinishOwed waits for them, and a clean unmount stores them instead of
-  // dropping them with the scheduler's queue (a remount would fetch them again).
+  bool Queue(TaskClass cls, uint64_t first, uint64_t end, size_t run) const { return Post(false, cls, first, end, run); }
+  // Queue (kReadahead, the same queue and caps) for chunks that reads already
+  // needed and were served around (the rest of an exact miss's chunks,
+  // readahead_strategy.h): not a hint, so FinishOwed waits for them, and a
+  // clean unmount stores them instead of dropping them with the scheduler's
+  // queue (a remount would fetch them again).
   bool QueueOwed(uint64_t first, uint64_t end, size_t run) const;
   // Blocks until no owed fetch waits or runs. Call before the scheduler
   // stops (it drops what is queued), with no read in progress. From then on
@@ -70,15 +73,19 @@ class BlobFetcher {
   }
   const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
   // Blocks until no queued fetch (hint or owed) waits or runs (tests, benchmarks).
-  void Wait() const {
-    tasks_.Wait();
-    owed_.Wait();
-  }
+  void Wait() const { tasks_.Wait(); }
 
   static constexpr size_t kMaxQueued = 64;
 
  private:
-  bool Post(TaskGroup& group, TaskClass cls, uint64_t first, uint64_t end, size_t run) const;
+  // Counts one owed fetch from its queueing until its task is destroyed (run,
+  // refused or dropped: the scheduler destroys every task it was given).
+  struct OwedToken {
+    explicit OwedToken(const BlobFetcher& f);
+    ~OwedToken();
+    const BlobFetcher& fetcher;
+  };
+  bool Post(bool owed, TaskClass cls, uint64_t first, uint64_t end, size_t run) const;
 
   const ByteSourcePtr inner_;
   const std::shared_ptr<ChunkCache> cache_;
@@ -87,10 +94,10 @@ class BlobFetcher {
   const uint64_t size_;
   const uint64_t chunk_count_;
   mutable std::atomic<bool> finishing_{false};  // FinishOwed was called
-  // Queue's hints and QueueOwed's fetches, each capped as the constructor says.
-  // Last: cancelled and waited for first.
-  mutable TaskGroup tasks_;
-  mutable TaskGroup owed_;
+  mutable std::mutex owed_mu_;
+  mutable std::condition_variable owed_cv_;
+  mutable size_t owed_ = 0;  // owed fetches not ended; guarded by owed_mu_
+  mutable TaskGroup tasks_;  // last: cancelled and waited for first
 };
 
 }  // namespace ocifs
