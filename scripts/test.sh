@@ -10,7 +10,9 @@
 # link with mold when it is installed (install-deps.sh installs it), and are
 # unity builds (OCIFS_UNITY: 8 files a translation unit, libraries and test
 # programs), which parse the heavy headers (Catch2, spdlog, gRPC) once per
-# batch: about half the compile CPU. A plain cmake build stays file by file
+# batch (from scratch, no ccache, 2026-12-06: release 816 CPU s, ASan 961 CPU
+# s; the test programs' objects 410 -> 307 CPU s in release; linking with mold
+# ~5 s of either; Catch2's main alone 30 s). A plain cmake build stays file by file
 # (OCIFS_UNITY's default), so a unity-only problem (two files of one target
 # defining the same file-local name) fails here, not for a user.
 # The release tests run while the ASan build compiles, twice as many at once
