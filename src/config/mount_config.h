@@ -51,7 +51,7 @@ struct MountConfig {
   std::string disk_name;  // a bare disk layer's name or title (--disk); "" = the only one
   std::string cache_dir;  // absolute; "" = DefaultCacheDir()
   uint64_t cache_size = 10ull << 30;   // bytes
-  uint64_t memory_cache = 8ull << 20;  // bytes of inflated qcow2 clusters in memory
+  uint64_t memory_cache = 2ull << 20;  // bytes of inflated qcow2 clusters in memory (the kept-piece file holds the rest)
   uint64_t chunk_size = 1ull << 20;    // bytes; a power of two, kMinChunkSize..kMaxChunkSize
   uint64_t readahead = 4ull << 20;     // largest read-ahead window, bytes; 0 = off
   MissFetch miss_fetch = MissFetch::kExact;

@@ -204,7 +204,7 @@ const MountOption kOptions[] = {
      Text<&Cfg::disk_name>, FormatText<&Cfg::disk_name>, nullptr},
     {"cache-size", "cache_size", "", "SIZE", M, false, "bound of the chunk cache (default 10G)",
      Size<&Cfg::cache_size>, FormatSizeOf<&Cfg::cache_size>, nullptr},
-    {"memory-cache", "memory_cache", "", "SIZE", M, false, "decompressed qcow2 clusters kept in memory (default 8M)",
+    {"memory-cache", "memory_cache", "", "SIZE", M, false, "decompressed qcow2 clusters kept in memory (default 2M)",
      Size<&Cfg::memory_cache>, FormatSizeOf<&Cfg::memory_cache>, nullptr},
     {"chunk-size", "chunk_size", "", "SIZE", M, false,
      "bytes fetched and cached per chunk: a power of two, 64K..16M (default 1M)", Size<&Cfg::chunk_size>,

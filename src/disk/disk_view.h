@@ -16,7 +16,7 @@ struct DiskViewOptions {
   std::shared_ptr<Scheduler> scheduler;
   // Decompressed qcow2 clusters kept in memory (bytes, LRU), so a guest reading
   // a compressed cluster in small pieces decompresses it once.
-  uint64_t memory_cache_bytes = 8ull << 20;
+  uint64_t memory_cache_bytes = 2ull << 20;
   // qcow2 L2 tables kept in memory (bytes, LRU); one table is one cluster.
   uint64_t l2_cache_bytes = 32ull << 20;
   // Where decompressed qcow2 clusters are kept beyond memory (the on-disk

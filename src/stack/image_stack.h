@@ -44,7 +44,7 @@ struct StackOptions {
   std::string cache_dir;                    // "" = no on-disk cache (indexes are not kept either)
   uint64_t cache_bytes = 10ull << 30;       // bound of the on-disk cache
   uint32_t chunk_size = 1u << 20;           // the cache's chunk size (ChunkCacheOptions)
-  uint64_t memory_cache_bytes = 8ull << 20;  // decompressed qcow2 clusters kept in memory
+  uint64_t memory_cache_bytes = 2ull << 20;  // decompressed qcow2 clusters kept in memory
   // Keep decompressed qcow2 clusters in the on-disk cache too (chunks of the
   // cluster size, same directory and bound), so page-cache refills and later
   // mounts read them instead of inflating again. Needs cache_dir.

@@ -10,7 +10,7 @@ TEST_CASE("the defaults are what docs/cli.md promises") {
   MountConfig c;
   CHECK(c.mode == MountMode::kDisk);
   CHECK(c.cache_size == (10ull << 30));
-  CHECK(c.memory_cache == (8ull << 20));
+  CHECK(c.memory_cache == (2ull << 20));
   CHECK(c.chunk_size == (1ull << 20));
   CHECK(c.readahead == (4ull << 20));
   CHECK(c.miss_fetch == MissFetch::kExact);
