@@ -75,7 +75,11 @@ class PullEndpoints {
   void Failed(Endpoint& e, const Status& status, const std::string& what);
   void Answered(Endpoint& e);
 
-  static constexpr std::chrono::milliseconds kFailureHold{1000};
+  // Longer than a held ask itself: the kernel asks a failed page again after
+  // its readahead's ask failed (each up to kHeldBudget), and that second ask
+  // must still be held, or it waits a whole budget (measured: a read failed
+  // after two --registry-timeouts, 20 s for 10).
+  static constexpr std::chrono::milliseconds kFailureHold{3000};
   static constexpr std::chrono::milliseconds kHeldBudget{1000};
 
   std::mutex mu_;

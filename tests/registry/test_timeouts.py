@@ -92,8 +92,8 @@ def test_a_fuse_read_of_a_stalled_registry_fails_within_the_bound_and_a_later_on
             assert took < 20, f"a read waited {took:.1f}s"
             proxy.clear()
             # A blob that failed its whole budget is asked with a one-second
-            # budget for a second; this read's stall needs a whole budget.
-            time.sleep(1.5)
+            # budget for 3 s (kFailureHold); this read's stall needs a whole budget.
+            time.sleep(3.5)
             proxy.fault("stall", count=1, match="/blobs/")  # one stall, then the retry answers
             assert os.pread(fd, 4096, 2 * 1024 * 1024) == disk[2 * 1024 * 1024:2 * 1024 * 1024 + 4096]
         finally:
