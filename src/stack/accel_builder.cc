@@ -15,6 +15,7 @@
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
 #include "decode/gzip_index_v4.h"
+#include "decode/gzip_sparse_windows.h"
 #include "decode/zstd_checkpoint_builder.h"
 #include "decode/zstd_checkpoint_index_v2.h"
 #include "decode/estargz_toc.h"
@@ -158,6 +159,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     std::string index_path;                // where its gzip index is saved
     std::optional<std::string> zstd_frames;  // its frame table, if read by frames
     std::optional<std::string> zstd_checkpoints;  // its checkpoint index, if read as a stream
+    std::optional<GzipIndex> gzip_index;   // gzip: its index, windows made sparse
     std::string why_none = "uncompressed: read at random as it is";  // a layer that needs no index
   };
   std::vector<Layer> layers;
@@ -185,7 +187,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         }
       }
       layers.push_back({v.compression, (*stack)->cache()->SidePath(v.descriptor.digest, "gzidx"), std::nullopt,
-                        std::nullopt});
+                        std::nullopt, std::nullopt});
       total += v.descriptor.size;
     }
     OCIFS_RETURN_IF_ERROR((*stack)->WaitUntilIndexed());
@@ -198,9 +200,22 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         layers[i].why_none = "eStargz: read at random through its own TOC on any node (docs/estargz.md)";
         continue;
       }
-      if (layers[i].compression != Compression::kZstd) continue;
       const LayerView& view = (*stack)->layers()[i];
       const std::string& digest = pieces.image.layers[i].digest;
+      if (layers[i].compression == Compression::kGzip) {
+        auto index = GzipIndex::Load(layers[i].index_path);
+        if (!index.ok()) return index.status().WithContext("layer " + digest + ": its gzip index was not built");
+        // A mount fetches the windows its reads start from: only the bytes
+        // the data after each checkpoint copies from are shipped.
+        SparseWindowStats stats;
+        OCIFS_RETURN_IF_ERROR(SparsifyGzipWindows(*view.blob, *index, "layer " + digest, &stats));
+        spdlog::info("layer {}: {} of {} gzip windows sparse ({} of {} bytes referenced), {} -> {} bytes compressed",
+                     digest, stats.sparse, stats.checkpoints, stats.bytes_kept, stats.window_bytes,
+                     stats.zwindow_before, stats.zwindow_after);
+        layers[i].gzip_index = std::move(index).value();
+        continue;
+      }
+      if (layers[i].compression != Compression::kZstd) continue;
       if (HasZstdChunkedToc(view.descriptor.annotations)) {
         // Its own table of contents makes it random-access on any node (docs/zstd-chunked.md).
         layers[i].compression = Compression::kNone;  // listed with the layers that need no index
@@ -258,9 +273,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         break;
       case Compression::kGzip: {
         // Shipped table first (version 4), so a mount reads its windows lazily.
-        auto index = GzipIndex::Load(layers[i].index_path);
-        if (!index.ok()) return index.status().WithContext("layer " + digest + ": its gzip index was not built");
-        auto bytes = GzipIndexV4::Serialize(*index);
+        auto bytes = GzipIndexV4::Serialize(*layers[i].gzip_index);
         if (!bytes.ok()) return bytes.status().WithContext("layer " + digest + ": its gzip index");
         OCIFS_RETURN_IF_ERROR(FitProfiles(*bytes, digest, layer.size, pieces.profiles));
         pieces.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, digest, layer.size,
