@@ -1,5 +1,7 @@
 #include "decode/gzip_sparse_windows.h"
 
+#include <zlib.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -9,10 +11,18 @@ namespace ocifs {
 
 namespace {
 
-// cp with `window` (cp.window_size bytes) in memory in place of its own.
-GzipCheckpoint WithWindow(const GzipCheckpoint& cp, std::span<const uint8_t> window) {
+// cp with `window` (cp.window_size bytes) in memory in place of its own;
+// `stored`: zlib level 0 (a trial window, inflated once), else CompressWindow's.
+GzipCheckpoint WithWindow(const GzipCheckpoint& cp, std::span<const uint8_t> window, bool stored = false) {
   GzipCheckpoint trial = cp;
-  trial.zwindow = CompressWindow(window);
+  if (stored) {
+    uLongf len = compressBound(static_cast<uLong>(window.size()));
+    trial.zwindow.resize(len);
+    if (compress2(trial.zwindow.data(), &len, window.data(), static_cast<uLong>(window.size()), 0) != Z_OK) len = 0;
+    trial.zwindow.resize(len);
+  } else {
+    trial.zwindow = CompressWindow(window);
+  }
   trial.window_file = nullptr;
   trial.zwindow_offset = 0;
   trial.zwindow_length = 0;
@@ -20,10 +30,14 @@ GzipCheckpoint WithWindow(const GzipCheckpoint& cp, std::span<const uint8_t> win
   return trial;
 }
 
-// The window bytes the first `length` bytes of output after cp copy from
-// (directly or through earlier output), as a mask over the window.
-Result<std::vector<bool>> ReferencedBytes(const ByteSource& compressed, const GzipCheckpoint& cp, size_t length,
-                                          const std::string& layer) {
+// Which bytes of cp's window (`window`) the first `length` bytes of output
+// after cp copy from (directly or through earlier output), and that output.
+struct References {
+  std::vector<uint8_t> used;    // a flag per window byte
+  std::vector<uint8_t> output;  // the output with the real window
+};
+Result<References> ReferencedBytes(const ByteSource& compressed, const GzipCheckpoint& cp,
+                                   std::span<const uint8_t> window, size_t length, const std::string& layer) {
   const size_t n = cp.window_size;
   std::vector<uint8_t> a(n), b(n), c(n);
   for (size_t j = 0; j < n; ++j) {
@@ -33,58 +47,72 @@ Result<std::vector<bool>> ReferencedBytes(const ByteSource& compressed, const Gz
   }
   // A small first read: 32 KiB of output takes at most about that much input.
   constexpr uint64_t kHint = 1;
-  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_a, InflateFromCheckpoint(compressed, WithWindow(cp, a), length, kHint, layer));
-  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_b, InflateFromCheckpoint(compressed, WithWindow(cp, b), length, kHint, layer));
-  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_c, InflateFromCheckpoint(compressed, WithWindow(cp, c), length, kHint, layer));
-  std::vector<bool> used(n, false);
-  const size_t m = std::min({out_a.size(), out_b.size(), out_c.size()});
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_a,
+                         InflateFromCheckpoint(compressed, WithWindow(cp, a, true), length, kHint, layer));
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_b,
+                         InflateFromCheckpoint(compressed, WithWindow(cp, b, true), length, kHint, layer));
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_c,
+                         InflateFromCheckpoint(compressed, WithWindow(cp, c, true), length, kHint, layer));
+  References r;
+  r.used.assign(n, 0);
+  r.output = std::move(out_a);
+  const size_t m = std::min({r.output.size(), out_b.size(), out_c.size()});
+  r.output.resize(m);
   for (size_t k = 0; k < m; ++k) {
-    if (out_a[k] == out_c[k]) continue;  // a literal, or a copy of one
-    const size_t j = out_a[k] | (static_cast<size_t>(out_b[k]) << 8);
-    if (j < n) used[j] = true;
+    if (r.output[k] == out_c[k]) continue;  // a literal, or a copy of one
+    const size_t j = r.output[k] | (static_cast<size_t>(out_b[k]) << 8);
+    if (j >= n) return Internal("sparse gzip window: a copy from beyond the window");
+    r.used[j] = 1;
+    r.output[k] = window[j];
   }
-  return used;
+  return r;
 }
 
 }  // namespace
 
-Status SparsifyGzipWindows(const ByteSource& compressed, GzipIndex& index, const std::string& layer,
-                           SparseWindowStats* stats) {
+Result<bool> SparsifyGzipWindow(const ByteSource& compressed, GzipCheckpoint& cp, uint64_t decompressed_size,
+                                const std::string& layer, SparseWindowStats* stats) {
   SparseWindowStats local;
   SparseWindowStats& s = stats ? *stats : local;
+  if (cp.member_start || cp.window_size == 0 || cp.out >= decompressed_size) return false;
+  ++s.checkpoints;
+  s.window_bytes += cp.window_size;
+  std::vector<uint8_t> window(cp.window_size);
+  OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, window));
+  const uint64_t zbefore = cp.window_file ? cp.zwindow_length : cp.zwindow.size();
+  s.zwindow_before += zbefore;
+  // Only output within a window's reach of the checkpoint can copy from it.
+  const size_t length =
+      static_cast<size_t>(std::min<uint64_t>(GzipCheckpoint::kWindowSize, decompressed_size - cp.out));
+  OCIFS_ASSIGN_OR_RETURN(References refs, ReferencedBytes(compressed, cp, window, length, layer));
+  std::vector<uint8_t> sparse(cp.window_size, 0);
+  size_t kept = 0;
+  for (size_t j = 0; j < sparse.size(); ++j) {
+    if (refs.used[j]) {
+      sparse[j] = window[j];
+      ++kept;
+    }
+  }
+  GzipCheckpoint trial = WithWindow(cp, sparse);
+  // Checked: the sparse window must make the output the real one makes.
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> got, InflateFromCheckpoint(compressed, trial, length, 1, layer));
+  const std::vector<uint8_t>& want = refs.output;
+  if (got != want || trial.zwindow.empty() || trial.zwindow.size() >= zbefore) {
+    s.bytes_kept += cp.window_size;
+    s.zwindow_after += zbefore;
+    return false;
+  }
+  s.bytes_kept += kept;
+  s.zwindow_after += trial.zwindow.size();
+  ++s.sparse;
+  cp = std::move(trial);
+  return true;
+}
+
+Status SparsifyGzipWindows(const ByteSource& compressed, GzipIndex& index, const std::string& layer,
+                           SparseWindowStats* stats) {
   for (GzipCheckpoint& cp : index.checkpoints) {
-    if (cp.member_start || cp.window_size == 0 || cp.out >= index.decompressed_size) continue;
-    ++s.checkpoints;
-    s.window_bytes += cp.window_size;
-    std::vector<uint8_t> window(cp.window_size);
-    OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, window));
-    const uint64_t zbefore = cp.window_file ? cp.zwindow_length : cp.zwindow.size();
-    s.zwindow_before += zbefore;
-    // Only output within a window's reach of the checkpoint can copy from it.
-    const size_t length = static_cast<size_t>(
-        std::min<uint64_t>(GzipCheckpoint::kWindowSize, index.decompressed_size - cp.out));
-    OCIFS_ASSIGN_OR_RETURN(std::vector<bool> used, ReferencedBytes(compressed, cp, length, layer));
-    std::vector<uint8_t> sparse(cp.window_size, 0);
-    size_t kept = 0;
-    for (size_t j = 0; j < sparse.size(); ++j) {
-      if (used[j]) {
-        sparse[j] = window[j];
-        ++kept;
-      }
-    }
-    GzipCheckpoint trial = WithWindow(cp, sparse);
-    // Checked: the sparse window must make the same output as the real one.
-    OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> want, InflateFromCheckpoint(compressed, cp, length, 1, layer));
-    OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> got, InflateFromCheckpoint(compressed, trial, length, 1, layer));
-    if (got != want || trial.zwindow.empty() || trial.zwindow.size() >= zbefore) {
-      s.bytes_kept += cp.window_size;
-      s.zwindow_after += zbefore;
-      continue;
-    }
-    s.bytes_kept += kept;
-    s.zwindow_after += trial.zwindow.size();
-    ++s.sparse;
-    cp = std::move(trial);
+    OCIFS_RETURN_IF_ERROR(SparsifyGzipWindow(compressed, cp, index.decompressed_size, layer, stats).status());
   }
   return Status::Ok();
 }

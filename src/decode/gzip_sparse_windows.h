@@ -33,6 +33,13 @@ struct SparseWindowStats {
   uint64_t zwindow_after = 0;     // ... and after
 };
 
+// Makes cp's window sparse (as below), if that makes it smaller: true if it
+// did (cp's window is then in memory, GzipCheckpoint::zwindow). A member
+// start or a checkpoint without a window: false.
+[[nodiscard]] Result<bool> SparsifyGzipWindow(const ByteSource& compressed, GzipCheckpoint& cp,
+                                              uint64_t decompressed_size, const std::string& layer,
+                                              SparseWindowStats* stats = nullptr);
+
 // Makes every window of `index` (a complete index of `compressed`, windows in
 // memory or in their file) sparse: bytes no back-reference of the deflate data
 // after its checkpoint reaches are zeroed, and the window is compressed again

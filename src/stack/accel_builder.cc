@@ -14,6 +14,7 @@
 #include "base/whole_file.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
+#include "decode/gzip_dense_checkpoints.h"
 #include "decode/gzip_index_v4.h"
 #include "decode/gzip_sparse_windows.h"
 #include "decode/zstd_checkpoint_builder.h"
@@ -143,9 +144,12 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
   StackOptions stack_options;
   stack_options.registry = options.registry;
   stack_options.cache_dir = work.path();
-  // The pass reads each layer once, in order: a small cache suffices, and
-  // bounds the disk this takes whatever the layers' size.
-  stack_options.cache_bytes = uint64_t{512} << 20;
+  // The pass reads each layer once, in order; a gzip layer is then inflated
+  // again from what the cache kept (AddSparseCheckpoints). The bound keeps the
+  // usual containerDisk (a few hundred MB) whole and the disk this takes
+  // bounded whatever the layers' size: a larger layer's chunks evicted are
+  // fetched again.
+  stack_options.cache_bytes = uint64_t{2} << 30;
   stack_options.cluster_cache = false;
   stack_options.blob_reads.readahead.max = uint64_t{16} << 20;
   stack_options.accel.mode = AccelChoice::Mode::kOff;
@@ -212,6 +216,12 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         spdlog::info("layer {}: {} of {} gzip windows sparse ({} of {} bytes referenced), {} -> {} bytes compressed",
                      digest, stats.sparse, stats.checkpoints, stats.bytes_kept, stats.window_bytes,
                      stats.zwindow_before, stats.zwindow_after);
+        // Then checkpoints between them where their windows are small: a
+        // read fetches and inflates ~128 KiB, not a regular span.
+        DenseCheckpointStats dense;
+        OCIFS_RETURN_IF_ERROR(AddSparseCheckpoints(*view.blob, *index, "layer " + digest, {}, &dense));
+        spdlog::info("layer {}: {} gzip checkpoints added between them ({} candidates), {} bytes of windows",
+                     digest, dense.added, dense.candidates, dense.zwindow_bytes);
         layers[i].gzip_index = std::move(index).value();
         continue;
       }

@@ -1,0 +1,95 @@
+#include "decode/gzip_dense_checkpoints.h"
+
+#include <catch2/catch.hpp>
+#include <random>
+
+#include "base/memory_source.h"
+#include "decode/gzip_indexer.h"
+#include "decode/gzip_inflate.h"
+#include "testing/layer_test_data.h"
+
+using namespace ocifs;
+
+namespace {
+
+// A regular index of `blob` (checkpoints about `spacing` apart, windows whole).
+GzipIndex RegularIndex(const MemorySource& blob, size_t decompressed, uint64_t spacing) {
+  GzipIndex index;
+  index.compressed_size = blob.size();
+  index.decompressed_size = decompressed;
+  index.spacing = spacing;
+  GzipIndexer indexer(blob, "test layer", spacing);
+  std::atomic<bool> cancel{false};
+  GzipIndexer::Callbacks callbacks;
+  callbacks.on_checkpoint = [&](GzipCheckpoint cp) { index.checkpoints.push_back(std::move(cp)); };
+  callbacks.on_output = [](uint64_t, std::span<const uint8_t>) {};
+  REQUIRE(indexer.Run(callbacks, cancel).ok());
+  return index;
+}
+
+// Random bytes with a text run in the middle (windows there stay large).
+std::vector<uint8_t> MixedData() {
+  std::mt19937 rng(9);
+  std::vector<uint8_t> data(4 << 20);
+  for (auto& b : data) b = static_cast<uint8_t>(rng());
+  const std::vector<uint8_t> text = testing::MakeTextData(1 << 20, 4);
+  std::copy(text.begin(), text.end(), data.begin() + (2 << 20));
+  return data;
+}
+
+}  // namespace
+
+TEST_CASE("dense checkpoints are added where windows are sparse, and read exact") {
+  const std::vector<uint8_t> data = MixedData();
+  const MemorySource blob(testing::GzipMember(data), "layer");
+  GzipIndex index = RegularIndex(blob, data.size(), 1 << 20);
+  const size_t regular = index.checkpoints.size();
+  DenseCheckpointOptions options;
+  options.spacing = 128 << 10;
+  DenseCheckpointStats stats;
+  REQUIRE(AddSparseCheckpoints(blob, index, "layer", options, &stats).ok());
+  CHECK(stats.added > 10);
+  CHECK(index.checkpoints.size() == regular + stats.added);
+  CHECK(stats.zwindow_bytes <= stats.added * options.max_zwindow);
+  // Sorted, distinct, and every one restarts the stream exactly.
+  for (size_t k = 1; k < index.checkpoints.size(); ++k) {
+    REQUIRE(index.checkpoints[k - 1].out < index.checkpoints[k].out);
+  }
+  size_t in_text = 0;
+  for (const GzipCheckpoint& cp : index.checkpoints) {
+    if (cp.out > (2 << 20) + (64 << 10) && cp.out < (3 << 20)) ++in_text;
+    const size_t length = static_cast<size_t>(std::min<uint64_t>(data.size() - cp.out, 100000));
+    auto got = InflateFromCheckpoint(blob, cp, length, 0, "layer");
+    REQUIRE(got.ok());
+    INFO("checkpoint at " << cp.out);
+    REQUIRE(std::equal(got->begin(), got->end(), data.begin() + static_cast<ptrdiff_t>(cp.out)));
+  }
+  // The text run's windows are copied from throughout: no dense checkpoint there.
+  CHECK(in_text <= 1);
+}
+
+TEST_CASE("dense checkpoints respect their limits") {
+  const std::vector<uint8_t> data = MixedData();
+  const MemorySource blob(testing::GzipMember(data), "layer");
+  GzipIndex index = RegularIndex(blob, data.size(), 1 << 20);
+  const size_t regular = index.checkpoints.size();
+  DenseCheckpointOptions options;
+  options.spacing = 64 << 10;
+  options.max_added = 5;
+  DenseCheckpointStats stats;
+  REQUIRE(AddSparseCheckpoints(blob, index, "layer", options, &stats).ok());
+  CHECK(stats.added == 5);
+  CHECK(index.checkpoints.size() == regular + 5);
+}
+
+TEST_CASE("dense checkpoints of another blob's index: an error, the index unchanged") {
+  const std::vector<uint8_t> data = MixedData();
+  const MemorySource blob(testing::GzipMember(data), "layer");
+  GzipIndex index = RegularIndex(blob, data.size(), 1 << 20);
+  index.decompressed_size += 1;  // as if built for another blob
+  const size_t before = index.checkpoints.size();
+  Status st = AddSparseCheckpoints(blob, index, "other layer");
+  REQUIRE_FALSE(st.ok());
+  CHECK(st.ToString().find("other layer") != std::string::npos);
+  CHECK(index.checkpoints.size() == before);
+}
