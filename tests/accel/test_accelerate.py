@@ -16,7 +16,7 @@ import zlib
 import pytest
 
 from support import images
-from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, read_plan
+from support.fuse_checks import MiB, assert_reads_match, assert_same_bytes, disk_bytes, echo_disk, read_plan
 from support.images import Image, sha256
 from support.processes import Mount
 
@@ -85,7 +85,7 @@ def blob_bytes_of(registry, digest: str) -> int:
 
 def test_a_mount_with_the_artifact_fetches_the_index_table_and_the_windows_it_needs_not_the_whole_index(
         ocifs, registry, repo, workdir):
-    data = disk_bytes(64 * MiB, seed=81)  # incompressible: every checkpoint's window is ~32 KiB
+    data = echo_disk(64 * MiB, seed=81)  # the data after a checkpoint copies ~16 KiB of its window
     ref, img = images.push_containerdisk(registry, repo, data, "gzip")
     artifact = accelerate(ocifs, ref)
     manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()
@@ -107,6 +107,29 @@ def test_a_mount_with_the_artifact_fetches_the_index_table_and_the_windows_it_ne
     assert first_read <= len(index) // 4, (first_read, len(index))
     assert "lazily" in log.read_text()
     assert not list((workdir / "cache").rglob("*.gzidx"))  # no first pass ran, so none saved its index
+
+
+def test_incompressible_data_gets_sparse_windows_and_dense_checkpoints_so_a_read_fetches_little(
+        ocifs, registry, repo, workdir):
+    data = disk_bytes(48 * MiB, seed=85)  # gzip copies almost nothing: windows nearly empty
+    ref, img = images.push_containerdisk(registry, repo, data, "gzip")
+    artifact = accelerate(ocifs, ref)
+    manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()
+    [piece] = [l for l in manifest["layers"] if l["mediaType"] == GZIP_INDEX]
+    index = registry.client().get_blob(repo, piece["digest"]).body
+    records = list(v4_records(index))
+    windows = [r for r in records if r[3] > 0]
+    # A checkpoint about every 128 KiB of output (a regular index: every ~1 MiB).
+    assert len(records) >= 48 * MiB // (256 * 1024), len(records)
+    # Their 32 KiB windows, whole, would take ~32 KiB each; sparse, a few hundred bytes.
+    assert sum(r[5] for r in windows) < len(windows) * 2048, (sum(r[5] for r in windows), len(windows))
+    layer_before = layer_bytes(registry, img)
+    with Mount(ref, workdir / "m", TLS, cache_dir=workdir / "cache") as m:
+        assert_reads_match(m.dir / "disk.img", data, [(len(data) - 5 * MiB - 12345, 4096)])
+        first_read = layer_bytes(registry, img) - layer_before
+        assert_reads_match(m.dir / "disk.img", data, read_plan(len(data), seed=86, random_reads=20))
+    # One short span and the 1 MiB chunks around it (queued beside the read), not a regular span.
+    assert first_read <= 3 * MiB, first_read
 
 
 def test_an_artifact_with_a_version_3_gzip_index_still_serves_exact_bytes(ocifs, registry, repo, workdir):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 from support import images
-from support.fuse_checks import MiB, assert_reads_match, disk_bytes
+from support.fuse_checks import MiB, assert_reads_match, echo_disk
 from support.processes import Mount
 
 TLS = "--tls-verify=false"
@@ -63,7 +63,7 @@ def wait_for_bytes(registry, digest: str, before: int, want: int, what: str) -> 
 
 def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_reads_need(
         ocifs, registry, repo, workdir):
-    data = disk_bytes(48 * MiB, seed=141)  # incompressible: every window is ~32 KiB
+    data = echo_disk(48 * MiB, seed=141)  # reads copy from ~16 KiB of each window (a random disk's are sparse)
     ref, img = images.push_containerdisk(registry, repo, data, "gzip")
     layer = img.layers[0]
     client = registry.client()
@@ -118,7 +118,7 @@ def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_r
 
 def test_without_the_fitted_profile_the_same_reads_fetch_windows_as_they_go(ocifs, registry, repo, workdir):
     """The control: the artifact without a profile, the same reads: each fetches its window then."""
-    data = disk_bytes(48 * MiB, seed=141)
+    data = echo_disk(48 * MiB, seed=141)
     ref, img = images.push_containerdisk(registry, repo, data, "gzip")
     artifact = accelerate(ocifs, ref)
     manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()

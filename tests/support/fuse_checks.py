@@ -42,6 +42,19 @@ def disk_bytes(size: int, seed: int) -> bytes:
     return bytes(out)
 
 
+def echo_disk(size: int, seed: int) -> bytes:
+    """Random 16 KiB blocks, each followed by a copy of itself: gzip halves it, and
+    the data after a checkpoint copies from up to 16 KiB of its window, so
+    windows stay large (incompressible bytes that are referenced) where a
+    random disk's sparse ones are nearly empty."""
+    rng = random.Random(seed)
+    out = bytearray()
+    while len(out) < size:
+        block = rng.randbytes(16 * 1024)
+        out += block + block
+    return bytes(out[:size])
+
+
 def read_plan(size: int, seed: int, random_reads: int = 60) -> list[tuple[int, int]]:
     """(offset, length) pairs: every 1 MiB chunk boundary crossed, the first and last
     bytes, the last partial page, a read past the end, and random ranges."""
