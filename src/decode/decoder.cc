@@ -94,6 +94,29 @@ std::optional<Result<ZstdCheckpointIndex>> FindZstdCheckpoints(const ByteSource&
   return ZstdCheckpointIndexV2::Open(options.zstd_checkpoint_blob);
 }
 
+// A frame source over `frames` that reports what `options` ask for: the
+// compressed bytes each read needed (record_compressed), and its frames as
+// the spans a read decodes whole (index_spans).
+std::shared_ptr<ZstdFrameSource> MakeFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame> frames,
+                                                 const DecoderOptions& options) {
+  auto source = std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(frames), options.segment_cache_bytes,
+                                                  options.scheduler);
+  if (options.record_compressed) source->RecordNeeded(options.record_compressed);
+  if (options.index_spans) options.index_spans(source->FrameSpans());
+  return source;
+}
+
+// A checkpoint index's segments as compressed bytes, in order: from each
+// checkpoint's block to the next's (a segment decoded from an earlier frame
+// start also needs the bytes from there: not named, a rare case).
+std::vector<std::pair<uint64_t, uint64_t>> CheckpointSpans(const ZstdCheckpointIndex& index) {
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  for (size_t k = 0; k < index.checkpoints.size(); ++k) {
+    spans.emplace_back(index.checkpoints[k].in, index.SegmentInput(k).second);
+  }
+  return spans;
+}
+
 // A single-frame layer's checkpoint index, if there is one; its reads are
 // verified, and one that proves the index wrong drops it (marking the file)
 // for the streaming decoder.
@@ -113,6 +136,8 @@ std::optional<ByteSourcePtr> OpenZstdCheckpoints(const ByteSourcePtr& compressed
     return std::nullopt;
   }
   spdlog::debug("zstd layer {}: {} checkpoints from {}", compressed->Describe(), (*source)->checkpoint_count(), what);
+  if (options.index_spans) options.index_spans(CheckpointSpans((*source)->index()));
+  if (options.record_compressed) (*source)->RecordNeeded(options.record_compressed);
   DecoderOptions without = options;
   without.zstd_checkpoint_path.clear();
   without.zstd_checkpoint_blob.reset();
@@ -139,8 +164,7 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
     if (saved.ok() && Seekable(*saved)) {
       spdlog::debug("zstd layer {}: {} frames from {}", compressed->Describe(), saved->size(), saved_path);
       const bool vouched = HasCrcs(*saved);
-      ByteSourcePtr frames = std::make_shared<ZstdFrameSource>(compressed, std::move(*saved),
-                                                               options.segment_cache_bytes, options.scheduler);
+      ByteSourcePtr frames = MakeFrameSource(compressed, std::move(*saved), options);
       if (!vouched) return frames;  // a table this node found itself
       // A table from an acceleration artifact: a frame that fails its CRC
       // (or does not decode) proves it wrong, and the blob is located anew.
@@ -159,8 +183,7 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
       Status st = ZstdFrameFile::Write(saved_path, compressed->size(), *located.frames);
       if (!st.ok()) spdlog::warn("zstd layer {}: cannot save its frame table: {}", compressed->Describe(), st.ToString());
     }
-    return ByteSourcePtr(std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(*located.frames),
-                                                           options.segment_cache_bytes, options.scheduler));
+    return ByteSourcePtr(MakeFrameSource(std::move(compressed), std::move(*located.frames), options));
   }
   const uint64_t known = located.stream_size;
   if (known == ByteSource::kUnknownSize && compressed->size() != ByteSource::kUnknownSize) {

@@ -76,19 +76,21 @@ struct DecoderOptions {
   // it came from in logs ("acceleration artifact REGISTRY/REPO@sha256:..").
   ByteSourcePtr zstd_checkpoint_blob;
   std::string zstd_checkpoint_from;
-  // gzip read through an index: where the compressed bytes each read needed
-  // go (`oci-fs mount --record-profile`): the part of each span it inflates
-  // that made the read's output (in kInputMarkBytes of output, gzip_inflate.h),
+  // gzip read through an index, or zstd read by frames: where the compressed
+  // bytes each read needed go (`oci-fs mount --record-profile`): the part of
+  // each span (frame) it decodes that made the read's output (in
+  // kInputMarkBytes of output, gzip_inflate.h; ZstdFrameSource::RecordNeeded),
   // not the whole span from its checkpoint, so a profile names what a boot
   // needs whatever checkpoints the recording node had. Called once with
   // length 0 when the source opens with an index (the reports start), then
   // per read; concurrently. Null: none.
   std::function<void(uint64_t offset, uint64_t length)> record_compressed;
-  // gzip: called once, when the source opens with an index (its own, saved,
-  // or an artifact's), with each span's compressed bytes [first, second) in
-  // order (from the byte holding its checkpoint's first bits to the one
-  // holding the next's), so that a profile can be fitted to the spans reads
-  // will inflate whole (src/stack/accel_profile.h). Null: none.
+  // Called once, when the source opens with an index (gzip: its own, saved,
+  // or an artifact's, each span from the byte holding its checkpoint's first
+  // bits to the one holding the next's; zstd: its frames, or its checkpoint
+  // index's segments from their restart point), with each span's compressed
+  // bytes [first, second) in order, so that a profile can be fitted to the
+  // spans reads will decode whole (src/stack/accel_profile.h). Null: none.
   std::function<void(const std::vector<std::pair<uint64_t, uint64_t>>& spans)> index_spans;
   // gzip: bytes of decompressed output between checkpoints (also the unit of
   // read-side decompression).

@@ -177,6 +177,10 @@ uint64_t ZstdCheckpointIndex::SegmentEnd(size_t i) const {
   return i + 1 < checkpoints.size() ? checkpoints[i + 1].out : decoded_size;
 }
 
+std::pair<uint64_t, uint64_t> ZstdCheckpointIndex::SegmentInput(size_t i) const {
+  return {checkpoints[RestartOf(i)].in, i + 1 < checkpoints.size() ? checkpoints[i + 1].in : blob_size};
+}
+
 size_t ZstdCheckpointIndex::RestartOf(size_t i) const {
   if (checkpoints[i].kind != ZstdCheckpoint::Kind::kFromFrameStart) return i;
   while (checkpoints[i].kind != ZstdCheckpoint::Kind::kFrameStart) --i;  // Parse ensures one exists

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ocifs/byte_source.h"
@@ -73,6 +74,9 @@ struct ZstdCheckpointIndex {
   // The segment's end (decoded), and the checkpoint a segment is decoded from.
   uint64_t SegmentEnd(size_t i) const;
   size_t RestartOf(size_t i) const;
+  // The compressed bytes [first, second) a read of segment i decodes: from
+  // its restart checkpoint's block to the next checkpoint's (or the blob's end).
+  std::pair<uint64_t, uint64_t> SegmentInput(size_t i) const;
 };
 
 }  // namespace ocifs

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
 #include "decode/block_checksums.h"
@@ -61,6 +63,13 @@ class ZstdCheckpointSource final : public ByteSource {
   void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return "zstd(" + compressed_->Describe() + ")"; }
   size_t checkpoint_count() const { return index_.checkpoints.size(); }
+  const ZstdCheckpointIndex& index() const { return index_; }
+
+  // Reports, for every read from now on, the compressed bytes that made its
+  // output (`record(offset, length)`, concurrently), as
+  // ZstdFrameSource::RecordNeeded does, not the whole segments it decoded.
+  // Calls record(0, 0) now. Before any read; once.
+  void RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record);
 
  private:
   // Segment i's decoded bytes, its whole checksum blocks checked.
@@ -69,6 +78,8 @@ class ZstdCheckpointSource final : public ByteSource {
   [[nodiscard]] Result<std::shared_ptr<const ZSTD_DDict>> DictOf(size_t i) const;
   // [first, last] segments holding [from, to); from < to <= size().
   std::pair<size_t, size_t> Segments(uint64_t from, uint64_t to) const;
+  // With record_: the input that made decoded bytes [from, to) of segment i.
+  void ReportNeeded(size_t i, uint64_t from, uint64_t to) const;
   Status Wrong(const std::string& why) const {
     return DataLoss("zstd checkpoint index of " + compressed_->Describe() + " is wrong: " + why);
   }
@@ -80,6 +91,11 @@ class ZstdCheckpointSource final : public ByteSource {
   const std::shared_ptr<Scheduler> scheduler_;
   mutable std::mutex dict_mu_;  // guards dicts_ (a leaf lock)
   mutable std::list<std::pair<size_t, std::shared_ptr<const ZSTD_DDict>>> dicts_;  // front: most recent
+  std::function<void(uint64_t, uint64_t)> record_;  // set before reads (RecordNeeded)
+  // With record_: each decoded segment's input marks (DecodeZstdBlocks), by
+  // segment; a leaf lock. Memory: 8 bytes per 64 KiB decoded.
+  mutable std::mutex marks_mu_;
+  mutable std::unordered_map<size_t, std::vector<uint64_t>> marks_;  // guarded by marks_mu_
 };
 
 }  // namespace ocifs

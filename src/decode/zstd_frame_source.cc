@@ -41,17 +41,24 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
       if (check_) OCIFS_RETURN_IF_ERROR(check_(index, *out));
       return SegmentCache::Buffer(std::move(out));
     }
-    ZstdDCtxPtr dctx(ZSTD_createDCtx());
-    if (!dctx) return Internal("ZSTD_createDCtx failed");
     auto out = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(f.out_size));
-    size_t n = ZSTD_decompressDCtx(dctx.get(), out->data(), out->size(), in.data(), in.size());
-    if (ZSTD_isError(n)) {
-      if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall) return corrupt("more data than the frame table says");
-      return corrupt(ZSTD_getErrorName(n));
-    }
-    if (n != f.out_size) {
-      return corrupt("decompressed to " + std::to_string(n) + " bytes, the frame table says " +
-                     std::to_string(f.out_size));
+    if (record_) {
+      std::vector<uint64_t> marks;
+      OCIFS_RETURN_IF_ERROR(DecodeMarked(f, in, *out, marks));
+      std::lock_guard lock(marks_mu_);
+      marks_[index] = std::move(marks);
+    } else {
+      ZstdDCtxPtr dctx(ZSTD_createDCtx());
+      if (!dctx) return Internal("ZSTD_createDCtx failed");
+      size_t n = ZSTD_decompressDCtx(dctx.get(), out->data(), out->size(), in.data(), in.size());
+      if (ZSTD_isError(n)) {
+        if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall) return corrupt("more data than the frame table says");
+        return corrupt(ZSTD_getErrorName(n));
+      }
+      if (n != f.out_size) {
+        return corrupt("decompressed to " + std::to_string(n) + " bytes, the frame table says " +
+                       std::to_string(f.out_size));
+      }
     }
     if (f.crc32 && Crc32(*out) != *f.crc32) {
       return DataLoss("zstd frame table of " + compressed_->Describe() + " is wrong: frame " + std::to_string(index) +
@@ -60,6 +67,72 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
     if (check_) OCIFS_RETURN_IF_ERROR(check_(index, *out));
     return SegmentCache::Buffer(std::move(out));
   });
+}
+
+Status ZstdFrameSource::DecodeMarked(const ZstdFrame& f, std::span<const uint8_t> in, std::span<uint8_t> out,
+                                     std::vector<uint64_t>& marks) const {
+  auto corrupt = [&](const std::string& why) {
+    return Corrupt("zstd frame of " + compressed_->Describe() + " corrupt at compressed offset " +
+                   std::to_string(f.in_offset) + ": " + why);
+  };
+  ZstdDCtxPtr dctx(ZSTD_createDCtx());
+  if (!dctx) return Internal("ZSTD_createDCtx failed");
+  ZSTD_inBuffer input{in.data(), in.size(), 0};
+  ZSTD_outBuffer output{out.data(), 0, 0};
+  marks.push_back(f.in_offset);
+  size_t left = 1;  // ZSTD_decompressStream's hint: 0 once the frame is whole
+  while (output.pos < out.size()) {
+    output.size = std::min<size_t>(out.size(), (output.pos / kNeededMarkBytes + 1) * kNeededMarkBytes);
+    const size_t before_in = input.pos, before_out = output.pos;
+    left = ZSTD_decompressStream(dctx.get(), &output, &input);
+    if (ZSTD_isError(left)) return corrupt(ZSTD_getErrorName(left));
+    // Each step ends at the next multiple of kNeededMarkBytes at most: one mark per multiple reached.
+    if (output.pos > before_out && (output.pos % kNeededMarkBytes == 0 || output.pos == out.size())) {
+      marks.push_back(f.in_offset + input.pos);
+    }
+    if (left == 0 && output.pos < out.size()) {
+      return corrupt("decompressed to " + std::to_string(output.pos) + " bytes, the frame table says " +
+                     std::to_string(out.size()));
+    }
+    if (input.pos == before_in && output.pos == before_out) return corrupt("truncated");
+  }
+  if (left != 0) {
+    // All the table's bytes are out: the frame must end here, with no more output.
+    uint8_t extra = 0;
+    ZSTD_outBuffer probe{&extra, 1, 0};
+    left = ZSTD_decompressStream(dctx.get(), &probe, &input);
+    if (ZSTD_isError(left)) return corrupt(ZSTD_getErrorName(left));
+    if (probe.pos > 0) return corrupt("more data than the frame table says");
+    if (left != 0) return corrupt("truncated");
+  }
+  return Status::Ok();
+}
+
+void ZstdFrameSource::RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record) {
+  record_ = std::move(record);
+  if (record_) record_(0, 0);
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> ZstdFrameSource::FrameSpans() const {
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  spans.reserve(frames_.size());
+  for (const ZstdFrame& f : frames_) spans.emplace_back(f.in_offset, f.in_offset + f.in_size);
+  return spans;
+}
+
+void ZstdFrameSource::ReportNeeded(size_t index, uint64_t from, uint64_t to) const {
+  const ZstdFrame& f = frames_[index];
+  uint64_t first = f.in_offset, last = f.in_offset + f.in_size;  // not decoded here (a gzip frame): all of it
+  {
+    std::lock_guard lock(marks_mu_);
+    if (auto it = marks_.find(index); it != marks_.end() && !it->second.empty()) {
+      const std::vector<uint64_t>& m = it->second;
+      const uint64_t a = from / kNeededMarkBytes, b = (to + kNeededMarkBytes - 1) / kNeededMarkBytes;
+      first = m[std::min<uint64_t>(a < 2 ? 0 : a - 2, m.size() - 1)];
+      last = m[std::min<uint64_t>(b, m.size() - 1)];
+    }
+  }
+  if (last > first) record_(first, last - first);
 }
 
 void ZstdFrameSource::Prefetch(uint64_t offset, uint64_t length) const {
@@ -97,6 +170,7 @@ Result<size_t> ZstdFrameSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) 
     std::copy(decoded[k]->begin() + static_cast<ptrdiff_t>(from - f.out_offset),
               decoded[k]->begin() + static_cast<ptrdiff_t>(to - f.out_offset),
               buf.begin() + static_cast<ptrdiff_t>(from - offset));
+    if (record_) ReportNeeded(first + k, from - f.out_offset, to - f.out_offset);
   }
   return static_cast<size_t>(end - offset);
 }

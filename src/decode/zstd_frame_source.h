@@ -9,8 +9,11 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "decode/segment_cache.h"
@@ -49,9 +52,27 @@ class ZstdFrameSource final : public ByteSource {
     return (codec_ == FrameCodec::kGzip ? "gzip(" : "zstd(") + compressed_->Describe() + ")";
   }
   size_t frame_count() const { return frames_.size(); }
+  // Each frame's compressed bytes [first, second), in order.
+  std::vector<std::pair<uint64_t, uint64_t>> FrameSpans() const;
+
+  // Reports, for every read from now on, the compressed bytes that made its
+  // output (`record(offset, length)`, concurrently), not the whole frames it
+  // decoded: a zstd frame is decoded noting where its input stood every
+  // kNeededMarkBytes of output; a read's bytes [a, b) of a frame came from
+  // the input between the marks two before a's and the one at or after b
+  // (a zstd block holds up to 128 KiB of output). Calls record(0, 0) now (the
+  // reports start: docs/profile-format.md). Before any read; once.
+  void RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record);
+  static constexpr uint64_t kNeededMarkBytes = 64 << 10;
 
  private:
   [[nodiscard]] Result<SegmentCache::Buffer> DecodeFrame(size_t index) const;
+  // Frame f's bytes (`in`) decoded into `out` (f.out_size bytes) in steps of
+  // kNeededMarkBytes of output, the blob offset of the input consumed after
+  // each step appended to `marks` (the first: the frame's start).
+  [[nodiscard]] Status DecodeMarked(const ZstdFrame& f, std::span<const uint8_t> in, std::span<uint8_t> out,
+                                    std::vector<uint64_t>& marks) const;
+  void ReportNeeded(size_t index, uint64_t from, uint64_t to) const;
 
   const ByteSourcePtr compressed_;
   const std::vector<ZstdFrame> frames_;
@@ -60,6 +81,10 @@ class ZstdFrameSource final : public ByteSource {
   const std::shared_ptr<Scheduler> scheduler_;
   const FrameCheck check_;
   const FrameCodec codec_;
+  std::function<void(uint64_t, uint64_t)> record_;  // set before reads (RecordNeeded)
+  // With record_: each decoded frame's input marks, by frame; a leaf lock.
+  mutable std::mutex marks_mu_;
+  mutable std::unordered_map<size_t, std::vector<uint64_t>> marks_;  // guarded by marks_mu_
 };
 
 }  // namespace ocifs

@@ -137,6 +137,21 @@ Status FitProfiles(std::span<const uint8_t> bytes, const std::string& digest, ui
   return Status::Ok();
 }
 
+// Fits `profiles` to the version 2 zstd checkpoint index `bytes` of layer
+// `digest` (FitProfileToZstdCheckpoints): where its dictionaries lie is read
+// back from its table.
+Status FitZstdProfiles(std::string_view bytes, const std::string& digest, uint64_t layer_size,
+                       std::vector<AccessProfile>& profiles) {
+  if (profiles.empty()) return Status::Ok();
+  const auto data = std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  OCIFS_ASSIGN_OR_RETURN(uint64_t table, ZstdCheckpointIndexV2::TableLength(data, data.size()));
+  OCIFS_ASSIGN_OR_RETURN(ZstdCheckpointIndex index,
+                         ZstdCheckpointIndexV2::ParseTable(data.first(static_cast<size_t>(table)), data.size(), nullptr));
+  const ShippedZstdCheckpoints shipped{digest, layer_size, &index, Sha256Digest(data)};
+  for (AccessProfile& profile : profiles) profile = FitProfileToZstdCheckpoints(profile, shipped);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptions& options) {
@@ -277,6 +292,8 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         if (layers[i].zstd_frames) {
           pieces.layer_indexes.push_back({LayerIndexKind::kZstdFrames, digest, layer.size, *layers[i].zstd_frames});
         } else if (layers[i].zstd_checkpoints) {
+          Status fitted = FitZstdProfiles(*layers[i].zstd_checkpoints, digest, layer.size, pieces.profiles);
+          if (!fitted.ok()) return fitted.WithContext("layer " + digest + ": its zstd checkpoints");
           pieces.layer_indexes.push_back(
               {LayerIndexKind::kZstdCheckpointsV2, digest, layer.size, *layers[i].zstd_checkpoints});
         }

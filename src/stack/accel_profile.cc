@@ -16,12 +16,14 @@ void AddUnits(uint64_t first, uint64_t last, std::vector<uint64_t>& out, tsl::ro
 }
 
 
-// `profile` fitted to `spans` of layer `layer_digest`; with `windows` (one
-// per span: where its checkpoint's window lies in blob `index_digest`, length
-// 0 for none), the index blob's section too.
+// `profile` fitted to `spans` (sorted by their first byte) of layer
+// `layer_digest`; with `windows` (one per span: where its checkpoint's window
+// lies in blob `index_digest`, length 0 for none), the index blob's section
+// too; with `starts` (one per span, at or before its first byte: where a read
+// of it starts decoding), each span named from there.
 AccessProfile Fit(const AccessProfile& profile, const std::string& layer_digest, uint64_t layer_size,
                   const CompressedSpans& spans, const std::vector<GzipIndex::WindowPlace>* windows,
-                  const std::string& index_digest) {
+                  const std::string& index_digest, const std::vector<uint64_t>* starts = nullptr) {
   auto recorded = profile.blobs.find(layer_digest);
   if (recorded == profile.blobs.end() || spans.empty() || profile.chunk_size == 0) return profile;
   const uint64_t unit = profile.chunk_size;
@@ -37,8 +39,9 @@ AccessProfile Fit(const AccessProfile& profile, const std::string& layer_digest,
     size_t k = first == spans.begin() ? 0 : static_cast<size_t>(first - spans.begin()) - 1;
     for (; k < spans.size() && spans[k].first < to; ++k) {
       if (!spans_seen.insert(k).second) continue;
+      const uint64_t start = starts ? std::min((*starts)[k], spans[k].first) : spans[k].first;
       const uint64_t end = std::min(layer_size, spans[k].second);
-      if (end > spans[k].first) AddUnits(spans[k].first / unit, (end - 1) / unit, layer_units, layer_seen);
+      if (end > start) AddUnits(start / unit, (end - 1) / unit, layer_units, layer_seen);
       if (windows && (*windows)[k].length > 0) {
         const GzipIndex::WindowPlace& w = (*windows)[k];
         AddUnits(w.offset / unit, (w.offset + w.length - 1) / unit, index_units, index_seen);
@@ -66,6 +69,25 @@ AccessProfile FitProfileToGzipIndex(const AccessProfile& profile, const ShippedG
     windows.push_back({cps[k].zwindow_offset, cps[k].zwindow_length});
   }
   return Fit(profile, gzip.layer_digest, gzip.layer_size, spans, &windows, gzip.index_digest);
+}
+
+AccessProfile FitProfileToZstdCheckpoints(const AccessProfile& profile, const ShippedZstdCheckpoints& zstd) {
+  if (zstd.index == nullptr) return profile;
+  const ZstdCheckpointIndex& index = *zstd.index;
+  // A unit belongs to the segment whose own blocks hold it; a read of that
+  // segment decodes from its restart checkpoint, with that one's dictionary.
+  CompressedSpans spans;
+  std::vector<uint64_t> starts;
+  std::vector<GzipIndex::WindowPlace> dictionaries;
+  for (size_t k = 0; k < index.checkpoints.size(); ++k) {
+    const auto [from, to] = index.SegmentInput(k);
+    spans.emplace_back(index.checkpoints[k].in, to);
+    starts.push_back(from);
+    const ZstdCheckpoint& restart = index.checkpoints[index.RestartOf(k)];
+    const bool has = restart.kind == ZstdCheckpoint::Kind::kDictionary && restart.zdict_length > 0;
+    dictionaries.push_back({has ? restart.zdict_offset : 0, has ? restart.zdict_length : 0u});
+  }
+  return Fit(profile, zstd.layer_digest, zstd.layer_size, spans, &dictionaries, zstd.index_digest, &starts);
 }
 
 AccessProfile FitProfileToSpans(const AccessProfile& profile, const std::string& layer_digest, uint64_t layer_size,

@@ -25,6 +25,7 @@
 
 #include "cache/access_profile.h"
 #include "decode/gzip_index.h"
+#include "decode/zstd_checkpoint_index.h"
 
 namespace ocifs {
 
@@ -41,6 +42,20 @@ struct ShippedGzipIndex {
 // `profile` with `gzip`'s layer fitted as above (a profile that does not name
 // the layer is returned as it is). The units stay profile.chunk_size bytes.
 AccessProfile FitProfileToGzipIndex(const AccessProfile& profile, const ShippedGzipIndex& gzip);
+
+// A zstd layer's checkpoint index as shipped (version 2: each dictionary's
+// place in the index blob, zdict_offset and zdict_length).
+struct ShippedZstdCheckpoints {
+  std::string layer_digest;
+  uint64_t layer_size = 0;
+  const ZstdCheckpointIndex* index = nullptr;  // as ZstdCheckpointIndexV2::ParseTable gives it
+  std::string index_digest;
+};
+
+// `profile` with `zstd`'s layer fitted as a gzip layer's is: each segment that
+// holds a recorded unit, from its restart checkpoint (a read decodes it so),
+// and a section for the index blob naming those restart points' dictionaries.
+AccessProfile FitProfileToZstdCheckpoints(const AccessProfile& profile, const ShippedZstdCheckpoints& zstd);
 
 // The spans of an index as a mount has it (DecoderOptions::index_spans): each
 // span's compressed bytes [first, second), in order.

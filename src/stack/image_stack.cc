@@ -103,7 +103,10 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
   // fitting again would add each region's neighbouring spans (the units at a
   // span's edges touch the next span too).
   const std::shared_ptr<const AccessProfile> profile = options_.blob_reads.profile;
-  const bool fit_profile = cache_ && profile && CompressionOfMediaType(layer.media_type) == LayerCompression::kGzip &&
+  const LayerCompression declared_compression = CompressionOfMediaType(layer.media_type);
+  const bool fit_profile = cache_ && profile &&
+                           (declared_compression == LayerCompression::kGzip ||
+                            declared_compression == LayerCompression::kZstd) &&
                            accel_.lazy_indexes.count(layer.digest) == 0;
   if (cache_) {
     FetchPolicy reads = options_.blob_reads;
@@ -158,8 +161,9 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     }
   }
   if (const std::shared_ptr<AccessRecorder>& recorder = options_.blob_reads.recorder) {
-    // A gzip layer read through an index reports the compressed bytes each
-    // read needed, not the whole spans it inflated (docs/profile-format.md).
+    // A gzip layer read through an index, and a zstd layer read by frames,
+    // report the compressed bytes each read needed, not the whole spans
+    // they decoded (docs/profile-format.md).
     decoder_options.record_compressed = [recorder, key = layer.digest](uint64_t offset, uint64_t length) {
       recorder->TouchNeeded(key, offset, length);
     };

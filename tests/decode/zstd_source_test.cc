@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <mutex>
 #include <random>
 #include <set>
 #include <thread>
@@ -459,4 +460,43 @@ TEST_CASE("a zstd frame header pointing past the end of the blob is corrupt at o
   REQUIRE_FALSE(opened.ok());
   CHECK(opened.status().code() == Code::kCorrupt);
   CHECK(opened.status().message().find("layer-s") != std::string::npos);
+}
+
+TEST_CASE("zstd frames report the compressed bytes a read needed, not its whole frame") {
+  auto data = ZstdMakeData(8 << 20, 33);
+  MultiFrame m = CompressFrames(data, 4 << 20);  // two 4 MiB frames
+  auto source = OpenZstd(std::make_shared<MemorySource>(m.blob, "blob"));
+  auto frames = std::const_pointer_cast<ZstdFrameSource>(std::dynamic_pointer_cast<const ZstdFrameSource>(source));
+  REQUIRE(frames != nullptr);
+  REQUIRE(frames->frame_count() == 2);
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, uint64_t>> reported;
+  frames->RecordNeeded([&](uint64_t offset, uint64_t length) {
+    std::lock_guard lock(mu);
+    reported.emplace_back(offset, length);
+  });
+  REQUIRE(reported.size() == 1);
+  CHECK(reported[0] == std::pair<uint64_t, uint64_t>(0, 0));  // the reports start
+  // 4 KiB at 3 MiB into the second frame.
+  const uint64_t offset = (4 << 20) + (3 << 20);
+  std::vector<uint8_t> buf(4096);
+  REQUIRE(frames->ReadAt(offset, buf).ok());
+  CHECK(std::equal(buf.begin(), buf.end(), data.begin() + static_cast<ptrdiff_t>(offset)));
+  REQUIRE(reported.size() == 2);
+  const auto [at, length] = reported[1];
+  const uint64_t frame_in = m.in_sizes[0], frame_size = m.in_sizes[1];
+  // Inside the second frame, well short of all of it: the input around 3 MiB of its output.
+  CHECK(at > frame_in);
+  CHECK(at + length <= frame_in + frame_size);
+  CHECK(length < frame_size / 4);
+  // The same read again (the frame cached) reports the same bytes.
+  REQUIRE(frames->ReadAt(offset, buf).ok());
+  REQUIRE(reported.size() == 3);
+  CHECK(reported[2] == reported[1]);
+  // Frames as spans: each frame's compressed bytes.
+  const auto spans = frames->FrameSpans();
+  REQUIRE(spans.size() == 2);
+  CHECK(spans[0] == std::pair<uint64_t, uint64_t>(0, frame_in));
+  CHECK(spans[1] == std::pair<uint64_t, uint64_t>(frame_in, frame_in + frame_size));
+  ZstdCheckRandomReads(*source, data, 50, 3);
 }

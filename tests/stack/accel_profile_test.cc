@@ -93,3 +93,46 @@ TEST_CASE("a profile fitted to a mount's own spans names every span its units to
   CHECK(fitted.blobs.at("sha256:layer") == layer);
   CHECK(fitted.blobs.size() == 1);  // no index section without windows
 }
+
+TEST_CASE("a profile fitted to a zstd checkpoint index names segments from their restart, and their dictionaries") {
+  // Checkpoints: a frame start at 0, a dictionary one at 10u (its dictionary at
+  // [300000, 340000) of the index blob), one decoded from the frame start
+  // before it at 20u, and a frame start at 30u; the layer is 40 units.
+  ZstdCheckpointIndex index;
+  index.blob_size = 40 * kUnit;
+  auto add = [&](uint64_t in, ZstdCheckpoint::Kind kind) {
+    ZstdCheckpoint cp;
+    cp.in = in;
+    cp.out = in;
+    cp.kind = kind;
+    if (kind == ZstdCheckpoint::Kind::kDictionary) {
+      cp.zdict_offset = 300000;
+      cp.zdict_length = 40000;
+    }
+    index.checkpoints.push_back(cp);
+  };
+  add(0, ZstdCheckpoint::Kind::kFrameStart);
+  add(10 * kUnit, ZstdCheckpoint::Kind::kDictionary);
+  add(20 * kUnit, ZstdCheckpoint::Kind::kFromFrameStart);
+  add(30 * kUnit, ZstdCheckpoint::Kind::kFrameStart);
+  CHECK(index.SegmentInput(1) == std::pair<uint64_t, uint64_t>(10 * kUnit, 20 * kUnit));
+  CHECK(index.SegmentInput(2) == std::pair<uint64_t, uint64_t>(0, 30 * kUnit));  // from the frame start
+  CHECK(index.SegmentInput(3) == std::pair<uint64_t, uint64_t>(30 * kUnit, 40 * kUnit));
+
+  AccessProfile fitted = FitProfileToZstdCheckpoints(ProfileOf("sha256:layer", {12, 35}),
+                                                     {"sha256:layer", 40 * kUnit, &index, "sha256:index"});
+  std::vector<uint64_t> layer;
+  for (uint64_t u = 10; u < 20; ++u) layer.push_back(u);  // unit 12: segment 1 (its own blocks hold it)
+  for (uint64_t u = 30; u < 40; ++u) layer.push_back(u);  // unit 35: segment 3
+  CHECK(fitted.blobs.at("sha256:layer") == layer);
+  // Segment 1's dictionary ([300000, 340000): units 4-5); segment 3 restarts without one.
+  CHECK(fitted.blobs.at("sha256:index") == std::vector<uint64_t>{4, 5});
+
+  // Unit 25 lies in segment 2, decoded from the frame start at 0: units 0-29, no dictionary.
+  fitted = FitProfileToZstdCheckpoints(ProfileOf("sha256:layer", {25}),
+                                       {"sha256:layer", 40 * kUnit, &index, "sha256:index"});
+  layer.clear();
+  for (uint64_t u = 0; u < 30; ++u) layer.push_back(u);
+  CHECK(fitted.blobs.at("sha256:layer") == layer);
+  CHECK(fitted.blobs.count("sha256:index") == 0);
+}
