@@ -12,6 +12,7 @@ pkgs=(
   libbenchmark-dev qemu-system-common time python3-matplotlib
   e2fsprogs zstd gzip pigz python3 python3-pytest python3-cryptography python3-grpcio python3-protobuf yamllint
   curl tar buildah
+  containerd stargz-snapshotter  # ctr-remote converts test images to eStargz (tests/decode/test_estargz_real.py)
   mold  # scripts/test.sh links with it: several times faster than ld.bfd
   libcpp-httplib-dev python3-prometheus-client
 )
@@ -24,5 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-# The distribution registry package starts a system service; tests start their own.
-if command -v systemctl >/dev/null 2>&1; then systemctl disable --now docker-registry >/dev/null 2>&1 || true; fi
+# The distribution registry and containerd packages start system services; tests start their own.
+if command -v systemctl >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  systemctl disable --now containerd >/dev/null 2>&1 || true
+fi

@@ -4,9 +4,12 @@ of the chunks a read touches, each checked against the TOC's chunkDigest; a dama
 chunk is EIO, never wrong bytes; a TOC that cannot be used falls back to the plain
 gzip path with a warning, reading exact bytes.
 
-No Debian tool writes eStargz, so support/estargz.py writes the layers; the first
-test checks them against real readers (gzip, GNU tar). Fetches are counted by the
-test's docker-registry's request log; qemu-img is the byte reference.
+support/estargz.py writes the layers here, since damaging them (a chunk, the TOC,
+the footer) needs a writer we control; the first test checks them against real
+readers (gzip, GNU tar). Layers written by the reference implementation
+(stargz-snapshotter's `ctr-remote image convert --estargz`, a Debian package) are
+tested in test_estargz_real.py. Fetches are counted by the test's
+docker-registry's request log; qemu-img is the byte reference.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""A writer of eStargz layers, for the tests: no Debian package writes them.
+"""A writer of eStargz layers, for the tests that need layers they can damage (a
+chunk, the TOC, the footer). The reference writer, stargz-snapshotter's
+`ctr-remote image convert --estargz` (Debian package stargz-snapshotter), makes
+the layers of tests/decode/test_estargz_real.py.
 
 It follows containerd/stargz-snapshotter's estargz package (estargz.go,
 Writer.AppendTar and Close; gzip.go, gzipFooterBytes; docs/estargz.md there):
