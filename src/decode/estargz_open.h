@@ -8,6 +8,8 @@
 #include <optional>
 
 #include "decode/decoder.h"
+#include "decode/estargz_toc.h"
+#include "decode/zstd_frame_source.h"
 #include "ocifs/byte_source.h"
 
 namespace ocifs {
@@ -26,5 +28,18 @@ namespace ocifs {
 [[nodiscard]] Result<std::optional<ByteSourcePtr>> OpenEstargz(const ByteSourcePtr& compressed,
                                                                const DecoderOptions& options,
                                                                uint64_t max_frame_bytes);
+
+// The source of a layer laid out as the estargz package writes it, from its
+// parsed TOC: every chunk starts a compressed unit of its own, gzip members
+// (kGzip: eStargz) or zstd frames (kZstd: stargz-snapshotter's zstd:chunked,
+// whose TOC has toc_out_size 0: nothing after toc.toc_offset decodes to
+// anything). The units before the first chunk and from each file's last chunk
+// on (tar padding, the next headers) are fetched and decoded here to learn
+// their sizes. kCorrupt "<name>: ..." if they are not whole units up to the
+// next chunk, a chunk decodes to fewer bytes than its size, or a chunk is
+// larger than max_frame_bytes; errors reaching the blob as they are.
+[[nodiscard]] Result<ByteSourcePtr> OpenEstargzLayout(const ByteSourcePtr& compressed, const EstargzToc& toc,
+                                                      FrameCodec codec, const DecoderOptions& options,
+                                                      uint64_t max_frame_bytes, const std::string& name);
 
 }  // namespace ocifs

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include "base/whole_file.h"
+#include "decode/estargz_open.h"
+#include "decode/estargz_toc.h"
 #include "decode/zstd_chunked_frames.h"
 #include "decode/zstd_chunked_toc.h"
 #include "decode/zstd_frame_file.h"
@@ -16,14 +18,15 @@ bool IsTocProblem(const Status& s) {
   return s.code() == Code::kCorrupt || s.code() == Code::kUnsupported || s.code() == Code::kDataLoss;
 }
 
-// The TOC from the saved copy if it is the one the annotations vouch for, else from the blob (then saved).
-Result<ZstdChunkedToc> LoadToc(const ByteSource& blob, const ZstdChunkedPosition& position, const std::string& path,
-                               const std::string& name) {
+// The TOC's JSON from the saved copy if it is the one the annotations vouch for, else from the
+// blob (then saved).
+Result<std::string> LoadToc(const ByteSource& blob, const ZstdChunkedPosition& position, const std::string& path,
+                            const std::string& name) {
   if (!path.empty()) {
     auto saved = ReadWholeFile(path, kMaxZstdChunkedTocBytes + 8, "zstd:chunked TOC");
     if (saved.ok()) {
       std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(saved->data()), saved->size());
-      auto toc = DecodeZstdChunkedToc(bytes, position, name);
+      auto toc = DecompressZstdChunkedToc(bytes, position, name);
       if (toc.ok()) {
         spdlog::debug("{}: TOC loaded from {}", name, path);
         return toc;
@@ -35,7 +38,7 @@ Result<ZstdChunkedToc> LoadToc(const ByteSource& blob, const ZstdChunkedPosition
   }
   std::vector<uint8_t> framed(static_cast<size_t>(position.length + 8));
   OCIFS_RETURN_IF_ERROR(ReadExactly(blob, position.offset - 8, framed));
-  OCIFS_ASSIGN_OR_RETURN(ZstdChunkedToc toc, DecodeZstdChunkedToc(framed, position, name));
+  OCIFS_ASSIGN_OR_RETURN(std::string toc, DecompressZstdChunkedToc(framed, position, name));
   if (!path.empty()) {
     Status st = WriteFileAtomically(path, std::string_view(reinterpret_cast<const char*>(framed.data()), framed.size()));
     if (!st.ok()) spdlog::warn("{}: cannot save its TOC: {}", name, st.ToString());
@@ -82,7 +85,18 @@ Result<std::optional<ByteSourcePtr>> OpenZstdChunked(const ByteSourcePtr& compre
   auto position = ZstdChunkedPositionOf(options.layer_annotations, size, name);
   if (!position.ok()) return fallback(position.status());
   if (!*position) return std::optional<ByteSourcePtr>();
-  auto toc = LoadToc(*compressed, **position, options.zstd_chunked_toc_path, name);
+  auto json = LoadToc(*compressed, **position, options.zstd_chunked_toc_path, name);
+  if (!json.ok()) return fallback(json.status());
+  const uint64_t data_end = (*position)->offset - 8;
+  if (ZstdChunkedTocIsEstargz(*json)) {  // stargz-snapshotter's: laid out as eStargz, in zstd frames
+    auto estargz = ParseEstargzToc(*json, data_end, name);
+    auto source = estargz.ok() ? OpenEstargzLayout(compressed, *estargz, FrameCodec::kZstd, options,
+                                                   max_frame_bytes, name)
+                               : Result<ByteSourcePtr>(estargz.status());
+    if (!source.ok()) return fallback(source.status());
+    return std::optional<ByteSourcePtr>(std::move(*source));
+  }
+  auto toc = ParseZstdChunkedToc(*json, data_end, name);
   if (!toc.ok()) return fallback(toc.status());
   auto frames = LoadFrames(*compressed, *toc, options.frame_table_path, max_frame_bytes, name);
   if (!frames.ok()) return fallback(frames.status());

@@ -60,8 +60,8 @@ Result<std::optional<ZstdChunkedPosition>> ZstdChunkedPositionOf(const std::map<
   return std::optional<ZstdChunkedPosition>(ZstdChunkedPosition{v[0], v[1], v[2], *checksum});
 }
 
-Result<ZstdChunkedToc> DecodeZstdChunkedToc(std::span<const uint8_t> framed, const ZstdChunkedPosition& position,
-                                            std::string_view name) {
+Result<std::string> DecompressZstdChunkedToc(std::span<const uint8_t> framed, const ZstdChunkedPosition& position,
+                                             std::string_view name) {
   auto bad = [&](const std::string& why) { return Corrupt(std::string(name) + ": zstd:chunked TOC: " + why); };
   if (framed.size() != position.length + 8) return bad("truncated");
   const uint32_t magic = LoadLe<uint32_t>(framed.data()), size = LoadLe<uint32_t>(framed.data() + 4);
@@ -79,7 +79,24 @@ Result<ZstdChunkedToc> DecodeZstdChunkedToc(std::span<const uint8_t> framed, con
   if (n != json.size()) {
     return bad("decompressed to " + std::to_string(n) + " bytes, the annotation says " + std::to_string(json.size()));
   }
+  return json;
+}
+
+Result<ZstdChunkedToc> DecodeZstdChunkedToc(std::span<const uint8_t> framed, const ZstdChunkedPosition& position,
+                                            std::string_view name) {
+  OCIFS_ASSIGN_OR_RETURN(std::string json, DecompressZstdChunkedToc(framed, position, name));
   return ParseZstdChunkedToc(json, position.offset - 8, name);
+}
+
+bool ZstdChunkedTocIsEstargz(std::string_view json) {
+  auto doc = ParseTocDocument(json, "zstd:chunked TOC", kMaxZstdChunkedTocEntries);
+  if (!doc.ok()) return false;
+  std::string why;
+  for (const nlohmann::json& e : doc->at("entries")) {
+    if (!e.is_object() || TocText(e, "type") != "reg" || TocNumber(e, "size", why).value_or(0) == 0) continue;
+    return !e.contains("endOffset");
+  }
+  return false;
 }
 
 Result<ZstdChunkedToc> ParseZstdChunkedToc(std::string_view json, uint64_t data_end, std::string_view name) {

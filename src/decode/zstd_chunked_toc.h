@@ -63,11 +63,24 @@ bool HasZstdChunkedToc(const std::map<std::string, std::string>& annotations);
 
 // `framed` = the blob's bytes [position.offset - 8, position.offset +
 // position.length): the skippable frame header and the compressed TOC.
-// Checks the header, the checksum, decompresses (bounded by
-// position.uncompressed) and parses. kCorrupt "<name>: ..." naming what was
-// wrong; kUnsupported for a TOC version other than 1.
+// Checks the header, the checksum and decompresses (bounded by
+// position.uncompressed): the TOC's JSON. kCorrupt "<name>: ..." naming what
+// was wrong.
+[[nodiscard]] Result<std::string> DecompressZstdChunkedToc(std::span<const uint8_t> framed,
+                                                         const ZstdChunkedPosition& position, std::string_view name);
+
+// DecompressZstdChunkedToc, then ParseZstdChunkedToc with data_end =
+// position.offset - 8. kUnsupported for a TOC version other than 1.
 [[nodiscard]] Result<ZstdChunkedToc> DecodeZstdChunkedToc(std::span<const uint8_t> framed,
                                                         const ZstdChunkedPosition& position, std::string_view name);
+
+// Whether the TOC's JSON is the eStargz TOC (stargz-snapshotter's
+// zstd:chunked, `ctr-remote image convert --zstdchunked`) rather than
+// containers/storage's: its first regular file with content has no
+// "endOffset" (a chunk there ends where the next one starts, as in eStargz;
+// docs/zstd-chunked.md). False for JSON that does not parse or has no such
+// file: ParseZstdChunkedToc then says what is wrong.
+bool ZstdChunkedTocIsEstargz(std::string_view json);
 
 // The JSON TOC -> spans. Validates its shape: entries of known types; a
 // "reg" entry with content has offset < endOffset inside [0, data_end) and

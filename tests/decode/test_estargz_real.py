@@ -1,9 +1,12 @@
 """eStargz layers made by the reference implementation (docs/estargz.md): a qcow2
 containerDisk pushed as a plain gzip image, converted by stargz-snapshotter's own
 `ctr-remote image convert --estargz --oci` (package `estargz`, the writer
-BuildKit and nerdctl use) and pushed back, as a user makes one. A first mount
-reads the end of the disk fetching a small part of the layer; every byte matches
-qemu-img's raw conversion; `oci-fs accelerate` leaves the layer to its TOC.
+BuildKit and nerdctl use) and pushed back, as a user makes one: with the default
+options, with a boot record (prefetch landmark, 1 MiB chunks), and as
+stargz-snapshotter's zstd:chunked (`--zstdchunked`: eStargz's layout in zstd
+frames, docs/zstd-chunked.md). A first mount reads the end of the disk fetching
+a small part of the layer; every byte matches qemu-img's raw conversion;
+`oci-fs accelerate` leaves the layer to its TOC.
 
 ctr-remote works through containerd's content store, so the module starts a
 containerd of its own (root, state and sockets under the test's directory, no
@@ -109,75 +112,104 @@ def layer_bytes(registry, digest: str) -> int:
     return sum(r.written for r in registry.blob_gets() if r.digest == digest)
 
 
+# What each converted tag is: ctr-remote's options, and the TOC oci-fs reads it through.
+VARIANTS = {
+    "esgz": (["--estargz"], "gzip (eStargz TOC)"),  # the defaults: 4 MiB chunks, gzip -9
+    # A boot record puts disk/ first behind a .prefetch.landmark entry; 1 MiB chunks.
+    "esgz-prio": (["--estargz", "--estargz-record-in", "{record}", "--estargz-chunk-size", str(MiB)],
+                  "gzip (eStargz TOC)"),
+    # stargz-snapshotter's zstd:chunked: the eStargz layout and TOC in zstd frames.
+    "zstdchunked": (["--zstdchunked"], "zstd (zstd:chunked TOC)"),
+}
+
+
 @pytest.fixture(scope="module")
-def estargz_image(registry):
-    """(eStargz ref, qemu-img's raw conversion of the disk, the eStargz layer's descriptor,
-    seconds the conversion took): a 64 MiB qcow2 containerDisk converted by ctr-remote."""
+def converted(registry):
+    """{tag: (ref, the layer's descriptor)} for VARIANTS, the qemu-img raw conversion of the
+    disk, and the seconds the conversions took: a 40 MiB qcow2 containerDisk pushed plain,
+    then converted by ctr-remote and pushed back."""
     work = processes.test_root() / f"estargz-real-{os.getpid()}"
     work.mkdir()
-    raw = disk_bytes(64 * MiB, seed=161)
-    (work / "source.raw").write_bytes(raw)
-    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(work / "source.raw"),
-                    str(work / "disk.qcow2")], check=True, capture_output=True)
-    subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(work / "disk.qcow2"),
-                    str(work / "back.raw")], check=True, capture_output=True)
-    want = (work / "back.raw").read_bytes()
-    assert want == raw
-    repo = "t/estargz-real"
-    plain, _ = push_containerdisk(registry, repo, (work / "disk.qcow2").read_bytes(), name="disk.qcow2",
-                                  tag="plain")
-    ref = registry.ref(repo, "esgz")
-    start = time.monotonic()
-    with Containerd(work / "ctd") as ctd:
-        ctd.ctr("content", "fetch", "--plain-http", plain)
-        ctd.ctr("images", "convert", "--estargz", "--oci", plain, ref, timeout=300)
-        ctd.ctr("images", "push", "--plain-http", ref)
-    took = time.monotonic() - start
-    print(f"ctr-remote: fetch, convert to eStargz and push of a {len(want) >> 20} MiB qcow2 disk: {took:.1f} s")
-    r = registry.client().get_manifest(repo, "esgz", accept=OCI_MANIFEST)
-    assert r.status == 200, r.status
-    layers = r.json()["layers"]
-    assert len(layers) == 1 and layers[0]["mediaType"].endswith("tar+gzip"), layers
-    assert TOC_DIGEST in layers[0].get("annotations", {}), layers
     try:
-        yield ref, want, layers[0], took
+        raw = disk_bytes(40 * MiB, seed=161)
+        (work / "source.raw").write_bytes(raw)
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(work / "source.raw"),
+                        str(work / "disk.qcow2")], check=True, capture_output=True)
+        subprocess.run(["qemu-img", "convert", "-f", "qcow2", "-O", "raw", str(work / "disk.qcow2"),
+                        str(work / "back.raw")], check=True, capture_output=True)
+        want = (work / "back.raw").read_bytes()
+        assert want == raw
+        (work / "record.json").write_text('{"path": "disk/disk.qcow2"}\n')
+        repo = "t/estargz-real"
+        plain, _ = push_containerdisk(registry, repo, (work / "disk.qcow2").read_bytes(), name="disk.qcow2",
+                                      tag="plain")
+        start = time.monotonic()
+        with Containerd(work / "ctd") as ctd:
+            ctd.ctr("content", "fetch", "--plain-http", plain)
+            for tag, (options, _) in VARIANTS.items():
+                ref = registry.ref(repo, tag)
+                ctd.ctr("images", "convert", *[o.format(record=work / "record.json") for o in options], "--oci",
+                        plain, ref, timeout=300)
+                ctd.ctr("images", "push", "--plain-http", ref)
+        took = time.monotonic() - start
+        print(f"ctr-remote: fetch, {len(VARIANTS)} conversions and pushes of a {len(want) >> 20} MiB qcow2 disk: "
+              f"{took:.1f} s")
+        images = {}
+        for tag in VARIANTS:
+            r = registry.client().get_manifest(repo, tag, accept=OCI_MANIFEST)
+            assert r.status == 200, r.status
+            layers = r.json()["layers"]
+            assert len(layers) == 1 and TOC_DIGEST in layers[0].get("annotations", {}), layers
+            images[tag] = (registry.ref(repo, tag), layers[0])
+        yield images, want, took
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_the_conversion_takes_seconds_not_minutes(estargz_image):
-    *_, took = estargz_image
-    assert took < 60, took
+def test_the_conversions_take_seconds_not_minutes(converted):
+    *_, took = converted
+    assert took < 90, took
 
 
+@pytest.mark.parametrize("tag", list(VARIANTS))
 def test_a_first_mount_reads_the_end_of_a_real_estargz_disk_without_the_whole_layer(
-        ocifs, registry, workdir, estargz_image):
-    ref, want, layer, _ = estargz_image
+        ocifs, registry, workdir, converted, tag):
+    images, want, _ = converted
+    ref, layer = images[tag]
     digest, size = layer["digest"], layer["size"]
-    assert f"{digest} {size} gzip (eStargz TOC)" in ocifs("inspect", TLS, ref).text
-    assert json.loads(ocifs("inspect", "--json", TLS, ref).text)["layers"][0]["toc"] == "estargz"
+    assert f"{digest} {size} {VARIANTS[tag][1]}" in ocifs("inspect", TLS, ref).text
     before = layer_bytes(registry, digest)
     with Mount(ref, workdir / "mnt", TLS, "--accel=off", "--log-level=warn", cache_dir=workdir / "cache") as m:
         assert_reads_match(m.dir / "disk.img", want, [(len(want) - MiB, MiB)])
         first = layer_bytes(registry, digest) - before
         assert_reads_match(m.dir / "disk.img", want, read_plan(len(want), seed=162, random_reads=30))
         assert_same_bytes((m.dir / "disk.img").read_bytes(), want)
-    print(f"eStargz (ctr-remote): last MiB on a fresh cache fetched {first} of {size} layer bytes")
-    # Footer, TOC, the header member, the first 4 MiB chunk (the qcow2's tables) and the
-    # chunks of the last MiB: not the layer; and never the plain gzip path.
-    assert first <= 14 * MiB and first * 4 < size, (first, size)
-    assert "plain gzip" not in m.result.output, m.result.describe()
+    print(f"{tag} (ctr-remote): last MiB on a fresh cache fetched {first} of {size} layer bytes")
+    # Footer, TOC, the header frames, the first chunk (the qcow2's tables) and the
+    # chunks of the last MiB: not the layer; and never the plain stream's path.
+    assert first <= 14 * MiB and first * 3 < size, (first, size)
+    assert "plain gzip" not in m.result.output and "plain zstd" not in m.result.output, m.result.describe()
 
 
-def test_accelerate_leaves_a_real_estargz_layer_to_its_own_toc(ocifs, registry, workdir, estargz_image):
-    ref, want, layer, _ = estargz_image
+def test_inspect_json_names_the_estargz_toc(ocifs, converted):
+    images, _, _ = converted
+    assert json.loads(ocifs("inspect", "--json", TLS, images["esgz"][0]).text)["layers"][0]["toc"] == "estargz"
+    assert json.loads(ocifs("inspect", "--json", TLS, images["zstdchunked"][0]).text)["layers"][0]["toc"] == \
+        "zstd:chunked"
+
+
+@pytest.mark.parametrize("tag", ["esgz", "zstdchunked"])
+def test_accelerate_leaves_a_real_estargz_layer_to_its_own_toc(ocifs, registry, workdir, converted, tag):
+    images, want, _ = converted
+    ref, layer = images[tag]
     out = ocifs("accelerate", TLS, "--work-dir", str(workdir), ref, timeout=300)
     artifact = out.text.strip().splitlines()[-1]
     repo = ref.split("/", 1)[1].rsplit(":", 1)[0]
     manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()
-    # No gzip index (the TOC is one already), only the layer's tar index; and a line saying why.
+    # No gzip or zstd index (the TOC is one already), only the layer's tar index; and a line saying why.
     assert [p["mediaType"] for p in manifest["layers"]] == ["application/vnd.oci-fs.tar-index.v2"], manifest
-    assert f"layer {layer['digest']} (eStargz: read at random through its own TOC" in out.stderr, out.describe()
+    why = "eStargz" if tag == "esgz" else "zstd:chunked"
+    assert f"layer {layer['digest']} ({why}: read at random through its own TOC" in out.stderr, out.describe()
     with Mount(ref, workdir / "mnt", TLS, cache_dir=workdir / "cache") as m:
         assert_reads_match(m.dir / "disk.img", want, [(len(want) - MiB, MiB)])
         assert_reads_match(m.dir / "disk.img", want, read_plan(len(want), seed=163, random_reads=20))
