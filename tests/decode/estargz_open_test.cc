@@ -15,6 +15,7 @@
 #include "testing/layer_test_data.h"
 #include "testing/log_capture.h"
 #include "testing/temp_dir.h"
+#include "testing/zstd_test_data.h"
 
 using namespace ocifs;
 using ocifs::testing::CountingSource;
@@ -23,14 +24,7 @@ namespace {
 
 // One zstd frame of `data`, content size left out as Go's writer does.
 std::vector<uint8_t> Frame(std::span<const uint8_t> data) {
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  std::vector<uint8_t> out(ZSTD_compressBound(data.size()) + 64);
-  ZSTD_inBuffer in{data.data(), data.size(), 0};
-  ZSTD_outBuffer ob{out.data(), out.size(), 0};
-  REQUIRE(ZSTD_compressStream2(cctx, &ob, &in, ZSTD_e_end) == 0);
-  ZSTD_freeCCtx(cctx);
-  out.resize(ob.pos);
-  return out;
+  return ocifs::testing::CompressZstdFrame(data, {.content_size = false});
 }
 
 std::vector<uint8_t> Bytes(size_t n, uint32_t seed) {
