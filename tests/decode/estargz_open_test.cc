@@ -134,14 +134,11 @@ TEST_CASE("stargz-snapshotter's zstd:chunked layer is read at random through its
   REQUIRE(ReadExactly(**decoded, 0, all).ok());
   CHECK(all == b.decoded);
 
-  // A second open takes the TOC from beside the cache and walks the header frames again.
-  auto again_counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(b.blob));
-  auto again = OpenDecoded(again_counted, Compression::kZstd, options);
-  REQUIRE(again.ok());
-  CHECK(again_counted->bytes > 0);
-  CHECK(again_counted->bytes < opened);
-  REQUIRE(ReadExactly(**again, 0, all).ok());
-  CHECK(all == b.decoded);
+  // A second open takes the TOC from beside the cache and walks only the header frames again.
+  auto reopened = std::make_shared<CountingSource>(std::make_shared<MemorySource>(b.blob));
+  REQUIRE(OpenDecoded(reopened, Compression::kZstd, options).ok());
+  CHECK(reopened->bytes > 0);
+  CHECK(reopened->bytes < opened);
 }
 
 TEST_CASE("a stargz zstd:chunked chunk that does not match its chunkDigest fails with kDataLoss") {
