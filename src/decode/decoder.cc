@@ -101,7 +101,7 @@ std::shared_ptr<ZstdFrameSource> MakeFrameSource(ByteSourcePtr compressed, std::
                                                  const DecoderOptions& options) {
   auto source = std::make_shared<ZstdFrameSource>(std::move(compressed), std::move(frames), options.segment_cache_bytes,
                                                   options.scheduler);
-  if (options.record_compressed) source->RecordNeeded(options.record_compressed);
+  if (options.record_compressed) source->RecordNeeded(options.record_compressed, options.record_unit);
   if (options.index_spans) options.index_spans(source->FrameSpans());
   return source;
 }
@@ -137,7 +137,7 @@ std::optional<ByteSourcePtr> OpenZstdCheckpoints(const ByteSourcePtr& compressed
   }
   spdlog::debug("zstd layer {}: {} checkpoints from {}", compressed->Describe(), (*source)->checkpoint_count(), what);
   if (options.index_spans) options.index_spans(CheckpointSpans((*source)->index()));
-  if (options.record_compressed) (*source)->RecordNeeded(options.record_compressed);
+  if (options.record_compressed) (*source)->RecordNeeded(options.record_compressed, options.record_unit);
   DecoderOptions without = options;
   without.zstd_checkpoint_path.clear();
   without.zstd_checkpoint_blob.reset();

@@ -85,6 +85,11 @@ struct DecoderOptions {
   // length 0 when the source opens with an index (the reports start), then
   // per read; concurrently. Null: none.
   std::function<void(uint64_t offset, uint64_t length)> record_compressed;
+  // The recording's unit (AccessRecorder::unit()): a zstd source reports a
+  // read's bytes within the units wholly inside the frame or segment it
+  // decoded, where there are any, so that a profile unit at its edge does not
+  // also name the neighbouring one when the profile is fitted to them. 0: as they are.
+  uint64_t record_unit = 0;
   // Called once, when the source opens with an index (gzip: its own, saved,
   // or an artifact's, each span from the byte holding its checkpoint's first
   // bits to the one holding the next's; zstd: its frames, or its checkpoint

@@ -4,8 +4,10 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "base/worker_pool.h"
+#include "decode/zstd_frame_source.h"
 
 namespace ocifs {
 ZstdCheckpointSource::ZstdCheckpointSource(ByteSourcePtr compressed, ZstdCheckpointIndex index,
@@ -102,7 +104,8 @@ Result<SegmentCache::Buffer> ZstdCheckpointSource::DecodeSegment(size_t i) const
   return SegmentCache::Buffer(std::move(out));
 }
 
-void ZstdCheckpointSource::RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record) {
+void ZstdCheckpointSource::RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record, uint64_t unit) {
+  record_unit_ = unit;
   record_ = std::move(record);
   if (record_) record_(0, 0);
 }
@@ -122,6 +125,9 @@ void ZstdCheckpointSource::ReportNeeded(size_t i, uint64_t from, uint64_t to) co
       last = m[std::min<uint64_t>(b, m.size() - 1)];
     }
   }
+  // The segment's own blocks: from its checkpoint (not its restart) to the next.
+  std::tie(first, last) =
+      NeededWithinSpan(first, last, index_.checkpoints[i].in, index_.SegmentInput(i).second, record_unit_);
   if (last > first) record_(first, last - first);
 }
 

@@ -69,7 +69,8 @@ class ZstdCheckpointSource final : public ByteSource {
   // output (`record(offset, length)`, concurrently), as
   // ZstdFrameSource::RecordNeeded does, not the whole segments it decoded.
   // Calls record(0, 0) now. Before any read; once.
-  void RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record);
+  // `unit`: see NeededWithinSpan (zstd_frame_source.h; 0: none).
+  void RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record, uint64_t unit = 0);
 
  private:
   // Segment i's decoded bytes, its whole checksum blocks checked.
@@ -92,6 +93,7 @@ class ZstdCheckpointSource final : public ByteSource {
   mutable std::mutex dict_mu_;  // guards dicts_ (a leaf lock)
   mutable std::list<std::pair<size_t, std::shared_ptr<const ZSTD_DDict>>> dicts_;  // front: most recent
   std::function<void(uint64_t, uint64_t)> record_;  // set before reads (RecordNeeded)
+  uint64_t record_unit_ = 0;
   // With record_: each decoded segment's input marks (DecodeZstdBlocks), by
   // segment; a leaf lock. Memory: 8 bytes per 64 KiB decoded.
   mutable std::mutex marks_mu_;

@@ -2,6 +2,7 @@
 #include "base/crc32.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include "base/worker_pool.h"
 #include "decode/gzip_inflate.h"
@@ -108,7 +109,20 @@ Status ZstdFrameSource::DecodeMarked(const ZstdFrame& f, std::span<const uint8_t
   return Status::Ok();
 }
 
-void ZstdFrameSource::RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record) {
+std::pair<uint64_t, uint64_t> NeededWithinSpan(uint64_t first, uint64_t last, uint64_t own_first, uint64_t own_last,
+                                               uint64_t unit) {
+  if (unit == 0) return {first, last};
+  const uint64_t inner_first = (own_first + unit - 1) / unit * unit, inner_last = own_last / unit * unit;
+  const uint64_t a = std::max(first, inner_first), b = std::min(last, inner_last);
+  if (a < b) return {a, b};
+  // The needed bytes lie in edge units only: the inner unit nearest them.
+  if (inner_first < inner_last) return first >= inner_last ? std::pair{inner_last - 1, inner_last}
+                                                            : std::pair{inner_first, inner_first + 1};
+  return {first, last};
+}
+
+void ZstdFrameSource::RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record, uint64_t unit) {
+  record_unit_ = unit;
   record_ = std::move(record);
   if (record_) record_(0, 0);
 }
@@ -132,6 +146,7 @@ void ZstdFrameSource::ReportNeeded(size_t index, uint64_t from, uint64_t to) con
       last = m[std::min<uint64_t>(b, m.size() - 1)];
     }
   }
+  std::tie(first, last) = NeededWithinSpan(first, last, f.in_offset, f.in_offset + f.in_size, record_unit_);
   if (last > first) record_(first, last - first);
 }
 

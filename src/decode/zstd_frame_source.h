@@ -23,6 +23,13 @@
 
 namespace ocifs {
 
+// What a zstd source reports of a read (RecordNeeded): its needed input
+// [first, last), within the units of `unit` bytes wholly inside the span
+// [own_first, own_last) that it decoded, if the two share any such unit (so
+// the report names no unit shared with a neighbouring span); else as it is.
+std::pair<uint64_t, uint64_t> NeededWithinSpan(uint64_t first, uint64_t last, uint64_t own_first, uint64_t own_last,
+                                               uint64_t unit);
+
 // How each frame's compressed bytes are decoded.
 enum class FrameCodec { kZstd, kGzip };
 
@@ -62,7 +69,8 @@ class ZstdFrameSource final : public ByteSource {
   // the input between the marks two before a's and the one at or after b
   // (a zstd block holds up to 128 KiB of output). Calls record(0, 0) now (the
   // reports start: docs/profile-format.md). Before any read; once.
-  void RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record);
+  // `unit`: see NeededWithinSpan (0: none).
+  void RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record, uint64_t unit = 0);
   static constexpr uint64_t kNeededMarkBytes = 64 << 10;
 
  private:
@@ -82,6 +90,7 @@ class ZstdFrameSource final : public ByteSource {
   const FrameCheck check_;
   const FrameCodec codec_;
   std::function<void(uint64_t, uint64_t)> record_;  // set before reads (RecordNeeded)
+  uint64_t record_unit_ = 0;
   // With record_: each decoded frame's input marks, by frame; a leaf lock.
   mutable std::mutex marks_mu_;
   mutable std::unordered_map<size_t, std::vector<uint64_t>> marks_;  // guarded by marks_mu_

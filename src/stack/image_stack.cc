@@ -167,6 +167,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     decoder_options.record_compressed = [recorder, key = layer.digest](uint64_t offset, uint64_t length) {
       recorder->TouchNeeded(key, offset, length);
     };
+    decoder_options.record_unit = recorder->unit();
   }
   if (fit_profile) {
     decoder_options.index_spans = [cached = view.cached, profile, layer](const CompressedSpans& spans) {

@@ -500,3 +500,16 @@ TEST_CASE("zstd frames report the compressed bytes a read needed, not its whole 
   CHECK(spans[1] == std::pair<uint64_t, uint64_t>(frame_in, frame_in + frame_size));
   ZstdCheckRandomReads(*source, data, 50, 3);
 }
+
+TEST_CASE("a zstd source's report stays within the units wholly inside the span it decoded") {
+  constexpr uint64_t u = 4096;
+  // A span [10000, 50000): its inner units are [12288, 49152).
+  CHECK(NeededWithinSpan(10000, 50000, 10000, 50000, u) == std::pair<uint64_t, uint64_t>(12288, 49152));
+  CHECK(NeededWithinSpan(20000, 30000, 10000, 50000, u) == std::pair<uint64_t, uint64_t>(20000, 30000));
+  // Bytes in an edge unit only: the inner unit next to them.
+  CHECK(NeededWithinSpan(10000, 11000, 10000, 50000, u) == std::pair<uint64_t, uint64_t>(12288, 12289));
+  CHECK(NeededWithinSpan(49500, 50000, 10000, 50000, u) == std::pair<uint64_t, uint64_t>(49151, 49152));
+  // A span with no whole unit inside, or no unit: as it is.
+  CHECK(NeededWithinSpan(10000, 12000, 10000, 12000, u) == std::pair<uint64_t, uint64_t>(10000, 12000));
+  CHECK(NeededWithinSpan(10000, 50000, 10000, 50000, 0) == std::pair<uint64_t, uint64_t>(10000, 50000));
+}
