@@ -2,7 +2,6 @@
 #include "decode/zstd_checkpoint_dict.h"
 
 #include <algorithm>
-#include <optional>
 #include <string>
 
 #include "base/little_endian.h"
@@ -59,7 +58,7 @@ Result<ZstdDDictPtr> LoadZstdCheckpointDict(std::span<const uint8_t> dict, bool 
 }
 
 Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, const ByteSource& blob, uint64_t in,
-                        uint64_t in_end, uint64_t skip, std::span<uint8_t> out, std::vector<uint64_t>* marks) {
+                        uint64_t in_end, uint64_t skip, std::span<uint8_t> out) {
   const uint64_t total = skip + out.size();
   if (total == 0) return Status::Ok();
   // A frame header: no checksum or dictionary ID, the window, the content
@@ -76,18 +75,11 @@ Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, const Byte
   }
   std::vector<uint8_t> chunk(static_cast<size_t>(std::min<uint64_t>(total, 1 << 20)));
   uint64_t produced = 0;
-  if (marks) {
-    marks->clear();
-    marks->push_back(in);
-  }
-  // Feeds `piece` (at blob offset `at`; the header: none) until it is used up
-  // or the output is complete; with marks, in steps ending at multiples of kZstdMarkBytes.
-  auto feed = [&](std::span<const uint8_t> piece, std::optional<uint64_t> at) -> Status {
+  // Feeds `piece` until it is used up or the output is complete.
+  auto feed = [&](std::span<const uint8_t> piece) -> Status {
     ZSTD_inBuffer ib{piece.data(), piece.size(), 0};
     while (produced < total) {
-      uint64_t room = std::min<uint64_t>(chunk.size(), total - produced);
-      if (marks) room = std::min<uint64_t>(room, kZstdMarkBytes - produced % kZstdMarkBytes);
-      ZSTD_outBuffer ob{chunk.data(), static_cast<size_t>(room), 0};
+      ZSTD_outBuffer ob{chunk.data(), static_cast<size_t>(std::min<uint64_t>(chunk.size(), total - produced)), 0};
       const size_t ret = ZSTD_decompressStream(dctx.get(), &ob, &ib);
       if (ZSTD_isError(ret)) return Corrupt(std::string("zstd blocks from a checkpoint: ") + ZSTD_getErrorName(ret));
       const uint64_t from = std::max(produced, skip), to = produced + ob.pos;
@@ -96,14 +88,13 @@ Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, const Byte
                   chunk.begin() + static_cast<ptrdiff_t>(to - produced),
                   out.begin() + static_cast<ptrdiff_t>(from - skip));
       }
-      if (marks && at && to > produced && (to % kZstdMarkBytes == 0 || to == total)) marks->push_back(*at + ib.pos);
       produced = to;
       if (ret == 0 && produced < total) return Corrupt("zstd blocks from a checkpoint end early");
       if (ib.pos == ib.size && ob.pos < ob.size) break;  // wants more input
     }
     return Status::Ok();
   };
-  OCIFS_RETURN_IF_ERROR(feed(header, std::nullopt));
+  OCIFS_RETURN_IF_ERROR(feed(header));
   std::vector<uint8_t> buf;
   for (uint64_t at = in; produced < total; at += buf.size()) {
     if (at >= in_end) {
@@ -112,7 +103,7 @@ Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, const Byte
     }
     buf.resize(static_cast<size_t>(std::min<uint64_t>(in_end - at, 4 << 20)));
     OCIFS_RETURN_IF_ERROR(ReadExactly(blob, at, buf));
-    OCIFS_RETURN_IF_ERROR(feed(buf, at));
+    OCIFS_RETURN_IF_ERROR(feed(buf));
   }
   return Status::Ok();
 }

@@ -40,12 +40,8 @@ using ZstdDDictPtr = std::unique_ptr<ZSTD_DDict, ZstdDDictDeleter>;
 // the first `skip` are dropped, the rest written to `out`. Reads [in, in_end)
 // in order, 4 MiB at a time, and no further than it needs. kCorrupt (naming
 // the cause) if the blocks do not decode to that many bytes; a read's error
-// as it is. `marks` (optional): set to the blob offset of the input consumed
-// at `in` and each time the decoded bytes (counted from `in`, skipped ones
-// included) reach a multiple of kZstdMarkBytes, and at the end (as
-// ZstdFrameSource::RecordNeeded's marks). Thread safety: reentrant.
-inline constexpr uint64_t kZstdMarkBytes = 64 << 10;
+// as it is. Thread safety: reentrant.
 [[nodiscard]] Status DecodeZstdBlocks(const ZSTD_DDict* ddict, uint32_t window_log, const ByteSource& blob,
-                                      uint64_t in, uint64_t in_end, uint64_t skip, std::span<uint8_t> out, std::vector<uint64_t>* marks = nullptr);
+                                      uint64_t in, uint64_t in_end, uint64_t skip, std::span<uint8_t> out);
 
 }  // namespace ocifs

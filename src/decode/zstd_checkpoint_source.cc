@@ -91,16 +91,11 @@ Result<SegmentCache::Buffer> ZstdCheckpointSource::DecodeSegment(size_t i) const
     OCIFS_ASSIGN_OR_RETURN(ddict, DictOf(r));
   }
   auto out = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(index_.SegmentEnd(i) - cps[i].out));
-  std::vector<uint64_t> marks;
   Status s = DecodeZstdBlocks(ddict.get(), index_.window_log, *compressed_, cps[r].in, in_to, cps[i].out - cps[r].out,
-                              *out, record_ ? &marks : nullptr);
+                              *out);
   if (s.code() == Code::kCorrupt) return Wrong("segment " + std::to_string(i) + " does not decode: " + s.message());
   OCIFS_RETURN_IF_ERROR(s);
   OCIFS_RETURN_IF_ERROR(checks_.Check(cps[i].out, *out));
-  if (record_) {
-    std::lock_guard lock(marks_mu_);
-    marks_[i] = std::move(marks);
-  }
   return SegmentCache::Buffer(std::move(out));
 }
 
@@ -110,24 +105,11 @@ void ZstdCheckpointSource::RecordNeeded(std::function<void(uint64_t offset, uint
   if (record_) record_(0, 0);
 }
 
-void ZstdCheckpointSource::ReportNeeded(size_t i, uint64_t from, uint64_t to) const {
-  // Marks count decoded bytes from the segment's restart checkpoint.
-  const size_t r = index_.RestartOf(i);
-  const uint64_t base = index_.checkpoints[r].out;
-  auto [first, last] = index_.SegmentInput(i);
-  {
-    std::lock_guard lock(marks_mu_);
-    if (auto it = marks_.find(i); it != marks_.end() && !it->second.empty()) {
-      const std::vector<uint64_t>& m = it->second;
-      // A zstd block holds up to 128 KiB of output: two marks back reach its start.
-      const uint64_t a = (from - base) / kZstdMarkBytes, b = (to - base + kZstdMarkBytes - 1) / kZstdMarkBytes;
-      first = m[std::min<uint64_t>(a < 2 ? 0 : a - 2, m.size() - 1)];
-      last = m[std::min<uint64_t>(b, m.size() - 1)];
-    }
-  }
-  // The segment's own blocks: from its checkpoint (not its restart) to the next.
-  std::tie(first, last) =
-      NeededWithinSpan(first, last, index_.checkpoints[i].in, index_.SegmentInput(i).second, record_unit_);
+void ZstdCheckpointSource::ReportNeeded(size_t i) const {
+  // A read decodes the segment whole: its own blocks name it (not its
+  // restart's, which may belong to the segments before).
+  const uint64_t own_first = index_.checkpoints[i].in, own_last = index_.SegmentInput(i).second;
+  const auto [first, last] = NeededWithinSpan(own_first, own_last, own_first, own_last, record_unit_);
   if (last > first) record_(first, last - first);
 }
 
@@ -166,7 +148,7 @@ Result<size_t> ZstdCheckpointSource::ReadAt(uint64_t offset, std::span<uint8_t> 
     std::copy(segments[k]->begin() + static_cast<ptrdiff_t>(a - seg),
               segments[k]->begin() + static_cast<ptrdiff_t>(b - seg),
               wide.begin() + static_cast<ptrdiff_t>(a - from));
-    if (record_) ReportNeeded(first + k, a, b);
+    if (record_) ReportNeeded(first + k);
   }
   OCIFS_RETURN_IF_ERROR(checks_.Check(from, wide));
   std::copy_n(wide.begin() + static_cast<ptrdiff_t>(offset - from), end - offset, buf.begin());

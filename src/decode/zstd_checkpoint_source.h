@@ -12,7 +12,6 @@
 #include <mutex>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <utility>
 
 #include "decode/block_checksums.h"
@@ -65,10 +64,12 @@ class ZstdCheckpointSource final : public ByteSource {
   size_t checkpoint_count() const { return index_.checkpoints.size(); }
   const ZstdCheckpointIndex& index() const { return index_; }
 
-  // Reports, for every read from now on, the compressed bytes that made its
-  // output (`record(offset, length)`, concurrently), as
-  // ZstdFrameSource::RecordNeeded does, not the whole segments it decoded.
-  // Calls record(0, 0) now. Before any read; once.
+  // Reports, for every read from now on, the segments it decoded
+  // (`record(offset, length)`, concurrently): each segment's own blocks,
+  // within the units wholly inside them (NeededWithinSpan), not from its
+  // restart checkpoint, so a profile fitted to this index names each segment
+  // a read needed and no neighbour. Calls record(0, 0) now (the reports
+  // start: docs/profile-format.md). Before any read; once.
   // `unit`: see NeededWithinSpan (zstd_frame_source.h; 0: none).
   void RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record, uint64_t unit = 0);
 
@@ -79,8 +80,8 @@ class ZstdCheckpointSource final : public ByteSource {
   [[nodiscard]] Result<std::shared_ptr<const ZSTD_DDict>> DictOf(size_t i) const;
   // [first, last] segments holding [from, to); from < to <= size().
   std::pair<size_t, size_t> Segments(uint64_t from, uint64_t to) const;
-  // With record_: the input that made decoded bytes [from, to) of segment i.
-  void ReportNeeded(size_t i, uint64_t from, uint64_t to) const;
+  // With record_: segment i was read.
+  void ReportNeeded(size_t i) const;
   Status Wrong(const std::string& why) const {
     return DataLoss("zstd checkpoint index of " + compressed_->Describe() + " is wrong: " + why);
   }
@@ -94,10 +95,6 @@ class ZstdCheckpointSource final : public ByteSource {
   mutable std::list<std::pair<size_t, std::shared_ptr<const ZSTD_DDict>>> dicts_;  // front: most recent
   std::function<void(uint64_t, uint64_t)> record_;  // set before reads (RecordNeeded)
   uint64_t record_unit_ = 0;
-  // With record_: each decoded segment's input marks (DecodeZstdBlocks), by
-  // segment; a leaf lock. Memory: 8 bytes per 64 KiB decoded.
-  mutable std::mutex marks_mu_;
-  mutable std::unordered_map<size_t, std::vector<uint64_t>> marks_;  // guarded by marks_mu_
 };
 
 }  // namespace ocifs

@@ -1,4 +1,8 @@
+#define ZSTD_STATIC_LINKING_ONLY  // the buffer-less API: ZSTD_decompressContinue
 #include "decode/zstd_frame_source.h"
+
+#include <zstd.h>
+
 #include "base/crc32.h"
 
 #include <algorithm>
@@ -44,10 +48,10 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
     }
     auto out = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(f.out_size));
     if (record_) {
-      std::vector<uint64_t> marks;
-      OCIFS_RETURN_IF_ERROR(DecodeMarked(f, in, *out, marks));
-      std::lock_guard lock(marks_mu_);
-      marks_[index] = std::move(marks);
+      std::vector<BlockStart> blocks;
+      OCIFS_RETURN_IF_ERROR(DecodeMarked(f, in, *out, blocks));
+      std::lock_guard lock(blocks_mu_);
+      blocks_[index] = std::move(blocks);
     } else {
       ZstdDCtxPtr dctx(ZSTD_createDCtx());
       if (!dctx) return Internal("ZSTD_createDCtx failed");
@@ -71,41 +75,37 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
 }
 
 Status ZstdFrameSource::DecodeMarked(const ZstdFrame& f, std::span<const uint8_t> in, std::span<uint8_t> out,
-                                     std::vector<uint64_t>& marks) const {
+                                     std::vector<BlockStart>& blocks) const {
   auto corrupt = [&](const std::string& why) {
     return Corrupt("zstd frame of " + compressed_->Describe() + " corrupt at compressed offset " +
                    std::to_string(f.in_offset) + ": " + why);
   };
+  // The buffer-less API takes the frame a header or a block at a time, in
+  // the exact sizes it asks for, and writes each block next to the previous
+  // one: where each block's input starts and its output begins is exact.
   ZstdDCtxPtr dctx(ZSTD_createDCtx());
   if (!dctx) return Internal("ZSTD_createDCtx failed");
-  ZSTD_inBuffer input{in.data(), in.size(), 0};
-  ZSTD_outBuffer output{out.data(), 0, 0};
-  marks.push_back(f.in_offset);
-  size_t left = 1;  // ZSTD_decompressStream's hint: 0 once the frame is whole
-  while (output.pos < out.size()) {
-    output.size = std::min<size_t>(out.size(), (output.pos / kNeededMarkBytes + 1) * kNeededMarkBytes);
-    const size_t before_in = input.pos, before_out = output.pos;
-    left = ZSTD_decompressStream(dctx.get(), &output, &input);
-    if (ZSTD_isError(left)) return corrupt(ZSTD_getErrorName(left));
-    // Each step ends at the next multiple of kNeededMarkBytes at most: one mark per multiple reached.
-    if (output.pos > before_out && (output.pos % kNeededMarkBytes == 0 || output.pos == out.size())) {
-      marks.push_back(f.in_offset + input.pos);
+  if (ZSTD_isError(ZSTD_decompressBegin(dctx.get()))) return Internal("ZSTD_decompressBegin failed");
+  size_t in_pos = 0, out_pos = 0;
+  for (size_t next = ZSTD_nextSrcSizeToDecompress(dctx.get()); next != 0;
+       next = ZSTD_nextSrcSizeToDecompress(dctx.get())) {
+    if (next > in.size() - in_pos) return corrupt("truncated");
+    if (ZSTD_nextInputType(dctx.get()) == ZSTDnit_blockHeader) blocks.push_back({out_pos, f.in_offset + in_pos});
+    const size_t n = ZSTD_decompressContinue(dctx.get(), out.data() + out_pos, out.size() - out_pos,
+                                             in.data() + in_pos, next);
+    if (ZSTD_isError(n)) {
+      if (ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall) return corrupt("more data than the frame table says");
+      return corrupt(ZSTD_getErrorName(n));
     }
-    if (left == 0 && output.pos < out.size()) {
-      return corrupt("decompressed to " + std::to_string(output.pos) + " bytes, the frame table says " +
-                     std::to_string(out.size()));
-    }
-    if (input.pos == before_in && output.pos == before_out) return corrupt("truncated");
+    in_pos += next;
+    out_pos += n;
   }
-  if (left != 0) {
-    // All the table's bytes are out: the frame must end here, with no more output.
-    uint8_t extra = 0;
-    ZSTD_outBuffer probe{&extra, 1, 0};
-    left = ZSTD_decompressStream(dctx.get(), &probe, &input);
-    if (ZSTD_isError(left)) return corrupt(ZSTD_getErrorName(left));
-    if (probe.pos > 0) return corrupt("more data than the frame table says");
-    if (left != 0) return corrupt("truncated");
+  if (out_pos != out.size()) {
+    return corrupt("decompressed to " + std::to_string(out_pos) + " bytes, the frame table says " +
+                   std::to_string(out.size()));
   }
+  if (in_pos != in.size()) return corrupt("more data than the frame table says");
+  blocks.push_back({out_pos, f.in_offset + in_pos});  // the end
   return Status::Ok();
 }
 
@@ -138,12 +138,16 @@ void ZstdFrameSource::ReportNeeded(size_t index, uint64_t from, uint64_t to) con
   const ZstdFrame& f = frames_[index];
   uint64_t first = f.in_offset, last = f.in_offset + f.in_size;  // not decoded here (a gzip frame): all of it
   {
-    std::lock_guard lock(marks_mu_);
-    if (auto it = marks_.find(index); it != marks_.end() && !it->second.empty()) {
-      const std::vector<uint64_t>& m = it->second;
-      const uint64_t a = from / kNeededMarkBytes, b = (to + kNeededMarkBytes - 1) / kNeededMarkBytes;
-      first = m[std::min<uint64_t>(a < 2 ? 0 : a - 2, m.size() - 1)];
-      last = m[std::min<uint64_t>(b, m.size() - 1)];
+    std::lock_guard lock(blocks_mu_);
+    if (auto it = blocks_.find(index); it != blocks_.end() && it->second.size() >= 2) {
+      const std::vector<BlockStart>& b = it->second;  // by output, the last one the frame's end
+      // From the block holding `from` to the end of the one holding to - 1.
+      auto holding = [&](uint64_t out) {
+        auto k = std::upper_bound(b.begin(), b.end(), out, [](uint64_t o, const BlockStart& s) { return o < s.out; });
+        return static_cast<size_t>(std::max<ptrdiff_t>(0, (k - b.begin()) - 1));
+      };
+      first = b[std::min(holding(from), b.size() - 2)].in;
+      last = b[std::min(holding(to - 1), b.size() - 2) + 1].in;
     }
   }
   std::tie(first, last) = NeededWithinSpan(first, last, f.in_offset, f.in_offset + f.in_size, record_unit_);

@@ -64,22 +64,23 @@ class ZstdFrameSource final : public ByteSource {
 
   // Reports, for every read from now on, the compressed bytes that made its
   // output (`record(offset, length)`, concurrently), not the whole frames it
-  // decoded: a zstd frame is decoded noting where its input stood every
-  // kNeededMarkBytes of output; a read's bytes [a, b) of a frame came from
-  // the input between the marks two before a's and the one at or after b
-  // (a zstd block holds up to 128 KiB of output). Calls record(0, 0) now (the
-  // reports start: docs/profile-format.md). Before any read; once.
+  // decoded: a zstd frame is decoded a block at a time, noting where each
+  // block's input and output start; a read's bytes came from the blocks
+  // holding them. Calls record(0, 0) now (the reports start:
+  // docs/profile-format.md). Before any read; once.
   // `unit`: see NeededWithinSpan (0: none).
   void RecordNeeded(std::function<void(uint64_t offset, uint64_t length)> record, uint64_t unit = 0);
-  static constexpr uint64_t kNeededMarkBytes = 64 << 10;
 
  private:
   [[nodiscard]] Result<SegmentCache::Buffer> DecodeFrame(size_t index) const;
-  // Frame f's bytes (`in`) decoded into `out` (f.out_size bytes) in steps of
-  // kNeededMarkBytes of output, the blob offset of the input consumed after
-  // each step appended to `marks` (the first: the frame's start).
+  // Where a block of a frame starts: its output offset in the frame, its blob offset.
+  struct BlockStart {
+    uint64_t out = 0, in = 0;
+  };
+  // Frame f's bytes (`in`) decoded into `out` (f.out_size bytes) a block at a
+  // time, each block's start appended to `blocks`, then the frame's end.
   [[nodiscard]] Status DecodeMarked(const ZstdFrame& f, std::span<const uint8_t> in, std::span<uint8_t> out,
-                                    std::vector<uint64_t>& marks) const;
+                                    std::vector<BlockStart>& blocks) const;
   void ReportNeeded(size_t index, uint64_t from, uint64_t to) const;
 
   const ByteSourcePtr compressed_;
@@ -91,9 +92,10 @@ class ZstdFrameSource final : public ByteSource {
   const FrameCodec codec_;
   std::function<void(uint64_t, uint64_t)> record_;  // set before reads (RecordNeeded)
   uint64_t record_unit_ = 0;
-  // With record_: each decoded frame's input marks, by frame; a leaf lock.
-  mutable std::mutex marks_mu_;
-  mutable std::unordered_map<size_t, std::vector<uint64_t>> marks_;  // guarded by marks_mu_
+  // With record_: each decoded frame's blocks, by frame; a leaf lock.
+  // Memory: 16 bytes per block (up to 128 KiB of output).
+  mutable std::mutex blocks_mu_;
+  mutable std::unordered_map<size_t, std::vector<BlockStart>> blocks_;  // guarded by blocks_mu_
 };
 
 }  // namespace ocifs
