@@ -6,26 +6,12 @@
 #include "base/memory_source.h"
 #include "decode/gzip_indexer.h"
 #include "decode/gzip_inflate.h"
+#include "testing/gzip_indexed.h"
 #include "testing/layer_test_data.h"
 
 using namespace ocifs;
 
 namespace {
-
-// A regular index of `blob` (checkpoints about `spacing` apart, windows whole).
-GzipIndex RegularIndex(const MemorySource& blob, size_t decompressed, uint64_t spacing) {
-  GzipIndex index;
-  index.compressed_size = blob.size();
-  index.decompressed_size = decompressed;
-  index.spacing = spacing;
-  GzipIndexer indexer(blob, "test layer", spacing);
-  std::atomic<bool> cancel{false};
-  GzipIndexer::Callbacks callbacks;
-  callbacks.on_checkpoint = [&](GzipCheckpoint cp) { index.checkpoints.push_back(std::move(cp)); };
-  callbacks.on_output = [](uint64_t, std::span<const uint8_t>) {};
-  REQUIRE(indexer.Run(callbacks, cancel).ok());
-  return index;
-}
 
 // Random bytes with a text run in the middle (windows there stay large).
 std::vector<uint8_t> MixedData() {
@@ -42,7 +28,7 @@ std::vector<uint8_t> MixedData() {
 TEST_CASE("dense checkpoints are added where windows are sparse, and read exact") {
   const std::vector<uint8_t> data = MixedData();
   const MemorySource blob(testing::GzipMember(data), "layer");
-  GzipIndex index = RegularIndex(blob, data.size(), 1 << 20);
+  GzipIndex index = testing::IndexedGzip(blob, data.size(), 1 << 20);
   const size_t regular = index.checkpoints.size();
   DenseCheckpointOptions options;
   options.spacing = 128 << 10;
@@ -71,7 +57,7 @@ TEST_CASE("dense checkpoints are added where windows are sparse, and read exact"
 TEST_CASE("dense checkpoints respect their limits") {
   const std::vector<uint8_t> data = MixedData();
   const MemorySource blob(testing::GzipMember(data), "layer");
-  GzipIndex index = RegularIndex(blob, data.size(), 1 << 20);
+  GzipIndex index = testing::IndexedGzip(blob, data.size(), 1 << 20);
   const size_t regular = index.checkpoints.size();
   DenseCheckpointOptions options;
   options.spacing = 64 << 10;
@@ -85,7 +71,7 @@ TEST_CASE("dense checkpoints respect their limits") {
 TEST_CASE("dense checkpoints of another blob's index: an error, the index unchanged") {
   const std::vector<uint8_t> data = MixedData();
   const MemorySource blob(testing::GzipMember(data), "layer");
-  GzipIndex index = RegularIndex(blob, data.size(), 1 << 20);
+  GzipIndex index = testing::IndexedGzip(blob, data.size(), 1 << 20);
   index.decompressed_size += 1;  // as if built for another blob
   const size_t before = index.checkpoints.size();
   Status st = AddSparseCheckpoints(blob, index, "other layer");

@@ -6,26 +6,12 @@
 #include "base/memory_source.h"
 #include "decode/gzip_indexer.h"
 #include "decode/gzip_inflate.h"
+#include "testing/gzip_indexed.h"
 #include "testing/layer_test_data.h"
 
 using namespace ocifs;
 
 namespace {
-
-// The index GzipIndexer builds over gzip `blob` of `data`, windows in memory.
-GzipIndex IndexOf(const MemorySource& blob, size_t decompressed, uint64_t spacing) {
-  GzipIndex index;
-  index.compressed_size = blob.size();
-  index.decompressed_size = decompressed;
-  index.spacing = spacing;
-  GzipIndexer indexer(blob, "test layer", spacing);
-  std::atomic<bool> cancel{false};
-  GzipIndexer::Callbacks callbacks;
-  callbacks.on_checkpoint = [&](GzipCheckpoint cp) { index.checkpoints.push_back(std::move(cp)); };
-  callbacks.on_output = [](uint64_t, std::span<const uint8_t>) {};
-  REQUIRE(indexer.Run(callbacks, cancel).ok());
-  return index;
-}
 
 // Every checkpoint of `index` inflates `data` exactly, to the next checkpoint and a window beyond.
 void RequireExact(const MemorySource& blob, const GzipIndex& index, const std::vector<uint8_t>& data) {
@@ -47,7 +33,7 @@ TEST_CASE("sparse gzip windows keep only the bytes the data after each checkpoin
   // Incompressible runs (few matches: windows nearly all unreferenced), text and zeros.
   const std::vector<uint8_t> data = testing::MakeLayerData(3 << 20, 11);
   const MemorySource blob(testing::GzipMember(data), "layer");
-  GzipIndex index = IndexOf(blob, data.size(), 128 << 10);
+  GzipIndex index = testing::IndexedGzip(blob, data.size(), 128 << 10);
   REQUIRE(index.checkpoints.size() > 8);
   SparseWindowStats stats;
   REQUIRE(SparsifyGzipWindows(blob, index, "layer", &stats).ok());
@@ -63,7 +49,7 @@ TEST_CASE("sparse gzip windows of random data are (nearly) empty") {
   std::vector<uint8_t> data(2 << 20);
   for (auto& b : data) b = static_cast<uint8_t>(rng());
   const MemorySource blob(testing::GzipMember(data), "layer");
-  GzipIndex index = IndexOf(blob, data.size(), 256 << 10);
+  GzipIndex index = testing::IndexedGzip(blob, data.size(), 256 << 10);
   SparseWindowStats stats;
   REQUIRE(SparsifyGzipWindows(blob, index, "layer", &stats).ok());
   REQUIRE(stats.checkpoints > 0);
@@ -77,7 +63,7 @@ TEST_CASE("windows the data copies from throughout stay whole and exact") {
   // Text from a small vocabulary: matches reach into the windows everywhere.
   const std::vector<uint8_t> data = testing::MakeTextData(2 << 20, 3);
   const MemorySource blob(testing::GzipMember(data), "layer");
-  GzipIndex index = IndexOf(blob, data.size(), 128 << 10);
+  GzipIndex index = testing::IndexedGzip(blob, data.size(), 128 << 10);
   SparseWindowStats stats;
   REQUIRE(SparsifyGzipWindows(blob, index, "layer", &stats).ok());
   CHECK(stats.checkpoints > 0);
@@ -89,7 +75,7 @@ TEST_CASE("sparse windows of corrupt data: an error naming the layer, no crash")
   const std::vector<uint8_t> data = testing::MakeLayerData(1 << 20, 2);
   std::vector<uint8_t> gz = testing::GzipMember(data);
   const MemorySource good(gz, "layer");
-  GzipIndex index = IndexOf(good, data.size(), 64 << 10);
+  GzipIndex index = testing::IndexedGzip(good, data.size(), 64 << 10);
   REQUIRE(index.checkpoints.size() > 2);
   // Cut the blob right after the second checkpoint: its inflate runs out of data.
   gz.resize(static_cast<size_t>(index.checkpoints[1].in + 16));
