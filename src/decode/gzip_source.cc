@@ -230,6 +230,9 @@ bool GzipSource::ServeWithoutInflating(const Piece& p, bool complete, std::span<
     std::fill(out.begin(), out.end(), 0);
     return true;
   }
+  // Bytes the pass kept: a copy of just them, not a load of their whole span
+  // (zero-filled, copied from the kept chunks, then copied again) per span.
+  if (keeper_ && keeper_->Copy(p.from, out)) return true;
   // Once complete, the pass holds no open span.
   return pass_ && !complete && pass_->CopyFromOpenSpan(p.span.index, p.from - p.span.out, out);
 }

@@ -53,6 +53,8 @@ Status SequentialReader::Fill(size_t min_bytes) {
     uint64_t at = position_ + end_;
     uint64_t size = source_.size();
     size_t want = buf_.size() - end_;
+    // The first read is small when hinting: the hint goes out once its bytes are in.
+    if (ahead_ > 0 && bytes_read_ == 0) want = std::min(want, kFirstRead);
     if (size != ByteSource::kUnknownSize) {
       if (at >= size) {
         eof_ = true;

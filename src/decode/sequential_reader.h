@@ -26,6 +26,9 @@ namespace ocifs {
 class SequentialReader {
  public:
   static constexpr size_t kDefaultPiece = 4u << 20;
+  // With `ahead`, the first read's size at most: the read-ahead hint follows
+  // it, so the link idles no longer than one round trip at the start.
+  static constexpr size_t kFirstRead = 1u << 20;
 
   // Starts at byte `start`; each refill reads up to `piece` bytes (>= 64).
   // ahead: bytes to hint ahead of the reads (0: none).

@@ -247,14 +247,14 @@ TEST_CASE("a gzip first pass keeps the compressed bytes ahead of it hinted, so t
   REQUIRE(compressed.size() > SequentialReader::kDefaultPiece);
   DecoderOptions options;
   options.checkpoint_spacing = 256 << 10;
-  options.pass_read_ahead = 1 << 20;
+  options.pass_read_ahead = 4 << 20;
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(compressed));
   auto source = FirstPassOpenGzip(counted, options);
   REQUIRE(source->WaitUntilIndexed().ok());
-  // The window past the first piece (read alone) was hinted, in one run: the cache stage
+  // The window past the first read (small, alone) was hinted, in one run: the cache stage
   // fetches hinted bytes in the background while the pass inflates.
-  CHECK(HintedFrom(*counted, SequentialReader::kDefaultPiece) >=
-        std::min<uint64_t>(compressed.size(), SequentialReader::kDefaultPiece + options.pass_read_ahead));
+  CHECK(HintedFrom(*counted, SequentialReader::kFirstRead) >=
+        std::min<uint64_t>(compressed.size(), SequentialReader::kFirstRead + options.pass_read_ahead));
   CheckReads(*source, data, 20, 42);
 
   SECTION("none without read-ahead") {

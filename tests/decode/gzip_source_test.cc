@@ -185,6 +185,31 @@ TEST_CASE("a reader following the first pass reads the span being produced from 
   CHECK(slow->returned.load() < compressed.size() + compressed.size() / 4);
 }
 
+namespace {
+
+// A store that counts the bytes reads copy out of it.
+class CountingStore final : public DecodedChunkStore {
+ public:
+  explicit CountingStore(std::shared_ptr<DecodedChunkStore> inner) : inner_(std::move(inner)) {}
+  uint32_t chunk_size() const override { return inner_->chunk_size(); }
+  Result<bool> Get(uint64_t index, std::span<uint8_t> out) const override {
+    copied += out.size();
+    return inner_->Get(index, out);
+  }
+  Result<bool> GetPart(uint64_t index, size_t length, size_t offset, std::span<uint8_t> out) const override {
+    copied += out.size();
+    return inner_->GetPart(index, length, offset, out);
+  }
+  Status Put(uint64_t index, std::span<const uint8_t> data) const override { return inner_->Put(index, data); }
+  bool Contains(uint64_t index) const override { return inner_->Contains(index); }
+  mutable std::atomic<uint64_t> copied{0};
+
+ private:
+  std::shared_ptr<DecodedChunkStore> inner_;
+};
+
+}  // namespace
+
 TEST_CASE("reads behind the first pass copy what it kept instead of inflating; without a store they inflate") {
   auto data = MakeData(8 << 20, 33);
   auto compressed = Gzip(data);
@@ -193,11 +218,13 @@ TEST_CASE("reads behind the first pass copy what it kept instead of inflating; w
     DecoderOptions options;
     options.checkpoint_spacing = 1 << 20;
     options.segment_cache_bytes = 1 << 20;  // one span: reads all over would inflate again
-    options.decoded_store = MakeMemoryDecodedStore(256 << 10);
+    auto store = std::make_shared<CountingStore>(MakeMemoryDecodedStore(256 << 10));
+    options.decoded_store = store;
     options.keep_pass_output = keep;
     auto gz = OpenGzip(counted, options);
     REQUIRE(gz->WaitUntilIndexed().ok());
     const uint64_t after_pass = counted->returned.load();
+    const uint64_t copied_in_pass = store->copied.load();
     std::mt19937 rng(5);
     std::vector<uint8_t> buf(40000);
     for (int i = 0; i < 200; ++i) {
@@ -209,6 +236,8 @@ TEST_CASE("reads behind the first pass copy what it kept instead of inflating; w
     }
     if (keep) {
       CHECK(counted->returned.load() == after_pass);  // every read a copy of kept chunks
+      // ... of its own bytes only (less its known zeros), not of the whole spans around them.
+      CHECK(store->copied.load() - copied_in_pass <= 200 * buf.size());
     } else {
       CHECK(counted->returned.load() > after_pass + compressed.size());  // inflated from checkpoints
     }

@@ -96,3 +96,31 @@ TEST_CASE("a sequential reader that skips ahead hints from where it landed") {
   CHECK(source.prefetches[0] == std::pair<uint64_t, uint64_t>(256 << 10, 1 << 20));
   CHECK(source.prefetches[1] == std::pair<uint64_t, uint64_t>((5 << 20) + (256 << 10), 1 << 20));
 }
+
+TEST_CASE("a sequential reader that hints reads a small first piece, then hints, then reads whole pieces") {
+  // The first bytes come alone (a mount waits for them), and the link gets
+  // the hinted ranges as soon as they are in, not after a whole piece.
+  const auto data = SequentialRandomBytes(12 << 20, 4);
+  CountingSource source(std::make_shared<MemorySource>(data));
+  SequentialReader reader(source, 0, 4 << 20, 8 << 20);
+  auto first = reader.Next();
+  REQUIRE(first.ok());
+  CHECK(first->size() == SequentialReader::kFirstRead);
+  CHECK(source.bytes.load() == SequentialReader::kFirstRead);
+  {
+    std::lock_guard lock(source.mu);
+    REQUIRE(source.prefetches.size() == 1);
+    CHECK(source.prefetches[0] == std::pair<uint64_t, uint64_t>(SequentialReader::kFirstRead, 8 << 20));
+  }
+  reader.Skip(first->size());
+  auto second = reader.Next();
+  REQUIRE(second.ok());
+  CHECK(second->size() == 4 << 20);
+  CHECK(std::equal(second->begin(), second->end(), data.begin() + SequentialReader::kFirstRead));
+  // Without hints, the first read is a whole piece.
+  CountingSource plain(std::make_shared<MemorySource>(data));
+  SequentialReader unhinted(plain, 0, 4 << 20);
+  auto whole = unhinted.Next();
+  REQUIRE(whole.ok());
+  CHECK(whole->size() == 4 << 20);
+}

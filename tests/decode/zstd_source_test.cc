@@ -311,22 +311,22 @@ TEST_CASE("a single-frame zstd pass keeps the compressed bytes ahead of it hinte
   REQUIRE(blob.size() > SequentialReader::kDefaultPiece);
   DecoderOptions options;
   options.decoded_store = MakeMemoryDecodedStore(256 << 10);
-  options.pass_read_ahead = 1 << 20;
+  options.pass_read_ahead = 4 << 20;  // at least a piece: every byte past the first read is hinted
   auto counted = std::make_shared<ocifs::testing::CountingSource>(std::make_shared<MemorySource>(blob));
   auto source = OpenZstd(counted, options);
   auto stream = std::dynamic_pointer_cast<const ZstdStreamSource>(source);
   REQUIRE(stream != nullptr);
   REQUIRE(stream->WaitUntilDecoded().ok());
   ZstdCheckRandomReads(*source, data, 20, 18);
-  // The hints run from the end of the first piece (read alone), in order, without a gap, a window past it.
+  // The hints run from the end of the first read (small, alone), in order, without a gap, a window past it.
   std::lock_guard lock(counted->mu);
   REQUIRE(!counted->prefetches.empty());
-  uint64_t next = SequentialReader::kDefaultPiece;
+  uint64_t next = SequentialReader::kFirstRead;
   for (const auto& [offset, length] : counted->prefetches) {
     CHECK(offset == next);
     next = offset + length;
   }
-  CHECK(next >= std::min<uint64_t>(blob.size(), SequentialReader::kDefaultPiece + options.pass_read_ahead));
+  CHECK(next >= std::min<uint64_t>(blob.size(), SequentialReader::kFirstRead + options.pass_read_ahead));
 }
 
 TEST_CASE("zstd without content sizes has an unknown size until its pass ends") {
