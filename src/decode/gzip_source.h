@@ -65,7 +65,9 @@ SpanLoad ChooseSpanLoad(const SpanFacts& span);
 //
 // Read cost: a read decompresses each checkpoint span it touches, from the
 // span's checkpoint to the read's end or the span's end (ChooseSpanLoad),
-// unless the span is in the segment cache or the bytes are known zeros. The
+// unless the span is in the segment cache or the bytes are known zeros, or
+// this source's pass kept them (PassOutputKeeper: a copy of the read's own
+// bytes, the span is not loaded). The
 // spans of one read inflate in parallel on the scheduler's decode pool (the
 // caller takes part). A read takes the checkpoint table's lock once, and no
 // lock for the progress once the index is complete.

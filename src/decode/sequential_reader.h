@@ -7,8 +7,8 @@
 // with several range requests in flight while the caller decodes what
 // arrived: a first pass then streams at link rate, not one round trip and one
 // piece at a time. Hints go out after each read (the first read's bytes come
-// first, alone), in steps of at least a quarter window, each for the bytes not
-// hinted yet.
+// first, alone; that read is at most kFirstRead, so the hint follows soon), in
+// steps of at least a quarter window, each for the bytes not hinted yet.
 #pragma once
 
 #include <chrono>
