@@ -222,9 +222,9 @@ Status Qcow2Source::CompressedRange(uint64_t l2_entry, uint64_t guest, uint64_t*
 
 Result<CachedBuffer> Qcow2Source::Decompressed(uint64_t l2_entry, uint64_t guest) const {
   return clusters_.GetOrLoad(l2_entry, [&]() -> Result<CachedBuffer> {
-    auto stored = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
-    if (!cluster_store_) return Inflate(l2_entry, guest, std::move(stored));
+    if (!cluster_store_) return Inflate(l2_entry, guest);
     const uint64_t index = guest / header_.cluster_size;
+    auto stored = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
     Result<bool> hit = cluster_store_->Get(index, *stored);
     // Missed: another mount of the disk may be inflating it (or have kept it
     // since): wait for that instead of inflating it too.
@@ -234,8 +234,7 @@ Result<CachedBuffer> Qcow2Source::Decompressed(uint64_t l2_entry, uint64_t guest
       stored_cluster_reads_.fetch_add(1, std::memory_order_relaxed);
       return CachedBuffer(std::move(stored));
     }
-    // Missed: the same buffer takes the inflated bytes (no second zero-filled cluster).
-    OCIFS_ASSIGN_OR_RETURN(CachedBuffer inflated, Inflate(l2_entry, guest, std::move(stored)));
+    OCIFS_ASSIGN_OR_RETURN(CachedBuffer inflated, Inflate(l2_entry, guest));
     // A store that fails costs the next read an inflate, never the bytes. The
     // claim is dropped after the Put, so its waiters find the cluster.
     Status put = cluster_store_->PutShared(index, inflated);
@@ -249,20 +248,18 @@ bool Qcow2Source::ClusterAtHand(const Run& r) const {
          (cluster_store_ && cluster_store_->Contains(r.guest / header_.cluster_size));
 }
 
-Result<CachedBuffer> Qcow2Source::Inflate(uint64_t l2_entry, uint64_t guest,
-                                          std::shared_ptr<std::vector<uint8_t>> out) const {
+Result<CachedBuffer> Qcow2Source::Inflate(uint64_t l2_entry, uint64_t guest) const {
   uint64_t coffset = 0, len = 0;
   OCIFS_RETURN_IF_ERROR(CompressedRange(l2_entry, guest, &coffset, &len));
-  // At most two clusters (4 MiB); not zero-filled: only the bytes read are used.
-  auto in_buf = std::make_unique_for_overwrite<uint8_t[]>(static_cast<size_t>(len));
-  std::span<uint8_t> in(in_buf.get(), static_cast<size_t>(len));
+  std::vector<uint8_t> in(len);  // at most two clusters (4 MiB)
   OCIFS_ASSIGN_OR_RETURN(size_t got, file_->ReadAt(coffset, in));
   // Only a partial last sector may be missing (when the file size was unknown).
   if (len - got >= kSector) {
     return Corrupt("qcow2 compressed cluster for guest offset " + std::to_string(guest) + " (" +
                    std::to_string(len) + " bytes at " + SourceHex(coffset) + ") extends past the end of the file");
   }
-  in = in.first(got);
+  in.resize(got);
+  auto out = std::make_shared<std::vector<uint8_t>>(header_.cluster_size);
   Status st = DecompressCluster(header_.compression, in, *out);
   if (!st.ok()) return st.WithContext("qcow2 guest offset " + std::to_string(guest));
   decompressions_.fetch_add(1, std::memory_order_relaxed);

@@ -95,8 +95,7 @@ class Qcow2Source final : public ByteSource {
   // The decompressed cluster at guest offset `guest` (cluster-aligned): from
   // memory, else from the cluster store, else inflated (and then stored).
   Result<CachedBuffer> Decompressed(uint64_t l2_entry, uint64_t guest) const;
-  // Inflates into `out` (cluster_size bytes; its contents are overwritten).
-  Result<CachedBuffer> Inflate(uint64_t l2_entry, uint64_t guest, std::shared_ptr<std::vector<uint8_t>> out) const;
+  Result<CachedBuffer> Inflate(uint64_t l2_entry, uint64_t guest) const;
   // Whether reading compressed run `r` needs no compressed bytes (its cluster
   // is in memory or in the store): prefetching its bytes would be waste.
   bool ClusterAtHand(const Run& r) const;
