@@ -19,7 +19,8 @@ ProfilePrefetch::ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, uns
       tasks_(fetcher_->scheduler(), "profile of " + fetcher_->key()) {}
 
 std::unique_ptr<ProfilePieces> ProfilePrefetch::PlanPieces(const AccessProfile& profile) const {
-  const uint32_t piece_size = std::max(profile.chunk_size, AccessRecorder::kDefaultUnit);
+  // A profile of finer units (a recording's 4 KiB) is fetched in pieces of the smallest size a kept-piece file holds.
+  const uint32_t piece_size = std::max(profile.chunk_size, kMinPieceBytes);
   if (piece_threads_ == 0 || piece_size >= fetcher_->chunk_size() || !ChunkCache::ValidChunkSize(piece_size)) {
     return nullptr;
   }

@@ -3,8 +3,9 @@
 // ProfilePrefetch: what an access profile names (access_profile.h), in its
 // order, from construction on (or from a later StartProfile, for a profile
 // found after the blob was opened). Only the first profile given is used.
-//  - A profile finer than the cache's chunks (a recorded one: 64 KiB units,
-//    1 MiB chunks) is fetched piece by piece (ProfilePieces: the pieces
+//  - A profile finer than the cache's chunks (a recorded one: 4 KiB units,
+//    1 MiB chunks) is fetched piece by piece, in pieces of its unit or
+//    kMinPieceBytes if that is larger (ProfilePieces: the pieces
 //    alone, coalesced by a RangePlan, kept in the blob's kept-piece file and
 //    served from there by Serve), by `piece_threads` kProfilePrefetch tasks.
 //  - Otherwise (or if the kept-piece file cannot be opened) the cache chunks
@@ -36,6 +37,8 @@ namespace ocifs {
 
 class ProfilePrefetch final : public FetchStrategy {
  public:
+  // The smallest piece a profile is fetched and kept in (a kept-piece file's smallest).
+  static constexpr uint32_t kMinPieceBytes = 64u << 10;
   ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks,
                   unsigned piece_threads = 0, RangePlanOptions pieces = {});
   std::string name() const override { return "profile"; }

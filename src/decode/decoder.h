@@ -122,6 +122,12 @@ struct DecoderOptions {
   uint64_t checkpoint_target_gap = 256ull << 10;
   uint64_t max_target_checkpoints = 3584;  // with max_checkpoints' 512: about 4096 in all
   uint64_t max_target_window_bytes = 24ull << 20;
+  // gzip, first pass: the block size of the index's checksums (bytes; a
+  // power of two in 4 KiB..16 MiB, docs/gzip-index-format.md). A mount
+  // verifies whole blocks, so a read inflates from the block's start and to
+  // its end: `oci-fs accelerate` ships 16 KiB blocks, a mount's own index
+  // 64 KiB (GzipIndex::kDefaultBlockSize).
+  uint32_t checksum_block_size = 65536;
   // First pass (gzip, single-frame zstd): compressed bytes kept hinted ahead
   // of the pass (ByteSource::Prefetch; SequentialReader's `ahead`), so a
   // cached blob has several range requests in flight while the pass

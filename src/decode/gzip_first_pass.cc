@@ -138,12 +138,16 @@ void GzipFirstPass::Run() {
   GzipIndexer indexer(t_.compressed, t_.compressed.Describe(), t_.options.checkpoint_spacing);
   indexer.SetReadAhead(t_.options.pass_read_ahead);
   const auto started = std::chrono::steady_clock::now();
+  // The saved index's checksum blocks (the default for a size the format does not allow).
+  const uint32_t block_size = t_.options.checksum_block_size != 0 && GzipIndex::ValidBlockSize(t_.options.checksum_block_size)
+                                  ? t_.options.checksum_block_size
+                                  : GzipIndex::kDefaultBlockSize;
   if (!t_.options.checkpoint_targets.empty()) {
     GzipTargetPlacer::Limits limits;
     limits.gap = t_.options.checkpoint_target_gap;
     limits.budget = static_cast<size_t>(t_.options.max_target_checkpoints);
     limits.max_window_bytes = t_.options.max_target_window_bytes;
-    limits.align = GzipIndex::kDefaultBlockSize;  // the saved index's checksum blocks
+    limits.align = block_size;
     std::vector<GzipTargetPlacer::Point> points =
         GzipTargetPlacer::Plan(t_.options.checkpoint_targets, limits.gap, limits.budget);
     spdlog::debug("gzip pass over {}: {} checkpoint targets for {} ranges", t_.compressed.Describe(), points.size(),
@@ -151,7 +155,7 @@ void GzipFirstPass::Run() {
     indexer.SetTargets(std::move(points), limits);
   }
   ZeroRunTracker zero_runs(t_.zeros);
-  BlockCrcBuilder block_crcs(GzipIndex::kDefaultBlockSize);  // the saved index's checksums
+  BlockCrcBuilder block_crcs(block_size);  // the saved index's checksums
   GzipIndexer::Callbacks cb;
   cb.on_checkpoint = [&](GzipCheckpoint cp) { OnCheckpoint(std::move(cp)); };
   cb.on_output = [&](uint64_t out, std::span<const uint8_t> data) {

@@ -57,7 +57,7 @@ class ZInflateStream {
 // [marks[a / kInputMarkBytes], marks[ceil(b / kInputMarkBytes)]]; the last
 // mark is the end of the input consumed.
 // Thread safety: reentrant; `compressed` must be safe for concurrent use.
-inline constexpr uint64_t kInputMarkBytes = 64 << 10;
+inline constexpr uint64_t kInputMarkBytes = 4 << 10;
 [[nodiscard]] Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
                                                                  const GzipCheckpoint& cp, size_t length,
                                                                  uint64_t compressed_hint,

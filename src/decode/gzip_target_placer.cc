@@ -89,24 +89,29 @@ void GzipTargetPlacer::PlaceBefore(uint64_t target, std::vector<GzipCheckpoint>&
 
 std::vector<GzipCheckpoint> GzipTargetPlacer::Restart(const GzipCheckpoint& at, std::span<const uint8_t> window) {
   std::vector<GzipCheckpoint> out;
-  bool self = false;  // `at` is the first restart point after a target range
-  for (; active(); ++next_) {
+  const uint64_t align = std::max<uint64_t>(limits_.align, 1);
+  for (; !exhausted_ && next_ < points_.size(); ++next_) {
     const Point& p = points_[next_];
     if (p.after ? p.at > at.in : p.at >= at.in) break;
     if (p.after) {
-      self = true;
+      // The target's output ends at or before at.out: the span must reach the end of its block.
+      const uint64_t block_end = (at.out + align - 1) / align * align;
+      after_out_ = after_ ? std::max(after_out_, block_end) : block_end;
+      after_ = true;
       continue;
     }
     PlaceBefore(p.at, out);  // `at` is past p: the newest recent point is the last at or before it
   }
-  if (self) Place(Recent{at, window, {}}, out);
+  if (after_ && at.out >= after_out_) {
+    after_ = false;
+    Place(Recent{at, window, {}}, out);
+  }
   if (!active()) {
     recent_.clear();
     return out;
   }
   recent_.push_back(Recent{at, window, {}});
   // Later targets lie past `at`: they pick nothing before the last point at or before its block's start.
-  const uint64_t align = std::max<uint64_t>(limits_.align, 1);
   const uint64_t block_start = at.out / align * align;
   while (recent_.size() >= 2 && recent_[1].at.out <= block_start) recent_.pop_front();
   return out;
@@ -114,9 +119,10 @@ std::vector<GzipCheckpoint> GzipTargetPlacer::Restart(const GzipCheckpoint& at, 
 
 std::vector<GzipCheckpoint> GzipTargetPlacer::Finish() {
   std::vector<GzipCheckpoint> out;
-  for (; active(); ++next_) {
+  for (; !exhausted_ && next_ < points_.size(); ++next_) {
     if (!points_[next_].after) PlaceBefore(points_[next_].at, out);
   }
+  after_ = false;  // the stream's end ends the last span
   recent_.clear();
   return out;
 }

@@ -11,7 +11,10 @@
 //     before the target. A mount verifies whole blocks, so a read inflates
 //     from a checkpoint at or before its block's start;
 //   * after each target range: a checkpoint at the first restart point at
-//     or after its end, which ends the span a read there inflates and fetches.
+//     or after its end whose output offset is at or past the end of the
+//     checksum block holding the target's last output (a read of those bytes
+//     verifies that block whole), which ends the span such a read inflates
+//     and fetches: the read does not spill into the (long) span after it.
 //
 // The indexer (GzipIndexer) reports every restart point it streams past, in
 // order; the placer keeps the few recent ones a placement may pick (those
@@ -60,7 +63,7 @@ class GzipTargetPlacer {
   GzipTargetPlacer(std::vector<Point> planned, const Limits& limits);
 
   // Whether points remain (and the budget does); when false, nothing need be reported.
-  bool active() const { return !exhausted_ && next_ < points_.size(); }
+  bool active() const { return !exhausted_ && (next_ < points_.size() || after_); }
   size_t placed() const { return placed_; }
   uint64_t window_bytes() const { return window_bytes_; }
 
@@ -104,6 +107,8 @@ class GzipTargetPlacer {
   uint64_t window_bytes_ = 0;
   bool exhausted_ = false;  // the budget is spent: no more are placed
   bool recorded_ = false;   // a checkpoint was recorded (last_out_, last_in_)
+  bool after_ = false;      // a target ended: the first restart point at or past after_out_ is placed
+  uint64_t after_out_ = 0;
   uint64_t last_out_ = 0, last_in_ = 0;
   // Restart points from the last one at or before the newest's block start.
   std::deque<Recent> recent_;

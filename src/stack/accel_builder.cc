@@ -85,6 +85,9 @@ class ProgressTicker {
   std::thread thread_;
 };
 
+// The checksum block size of the gzip indexes accelerate ships (bytes).
+constexpr uint32_t kShippedGzipBlockSize = 16u << 10;
+
 // The compressed byte ranges of the chunks `profiles` name, per blob digest.
 std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>, std::less<>> CheckpointTargets(
     const std::vector<AccessProfile>& profiles) {
@@ -171,6 +174,10 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
   stack_options.ready_at_disk_entry = false;  // index every layer to its end
   stack_options.keep_pass_output = false;     // nothing reads behind the passes
   stack_options.gzip_checkpoint_targets = CheckpointTargets(options.profiles);
+  // A mount verifies whole checksum blocks, so a read inflates (and fetches)
+  // from its block's start: blocks of a quarter of a mount's own index's keep
+  // a profiled read's inflate close to its bytes (GzipIndex::kDefaultBlockSize).
+  stack_options.gzip_checksum_block_size = kShippedGzipBlockSize;
 
   AccelPieces pieces;
   struct Layer {

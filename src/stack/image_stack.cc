@@ -178,6 +178,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
   auto start_profile = [&] {
     if (fit_profile) view.cached->StartProfile(*profile);
   };
+  if (options_.gzip_checksum_block_size) decoder_options.checksum_block_size = options_.gzip_checksum_block_size;
   if (auto targets = options_.gzip_checkpoint_targets.find(layer.digest);
       targets != options_.gzip_checkpoint_targets.end()) {
     decoder_options.checkpoint_targets = targets->second;

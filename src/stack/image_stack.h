@@ -78,6 +78,9 @@ struct StackOptions {
   // places extra checkpoints around (DecoderOptions::checkpoint_targets; the
   // chunks of an access profile, for `oci-fs accelerate`). Empty for a mount.
   std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>, std::less<>> gzip_checkpoint_targets;
+  // The block size of the checksums a gzip layer's first pass saves in its
+  // index (DecoderOptions::checksum_block_size); 0: the decoder's default.
+  uint32_t gzip_checksum_block_size = 0;
 };
 
 struct LayerView {
