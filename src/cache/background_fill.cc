@@ -21,7 +21,7 @@ ProfilePrefetch::ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, uns
 std::unique_ptr<ProfilePieces> ProfilePrefetch::PlanPieces(const AccessProfile& profile) const {
   // A profile of finer units (a recording's 4 KiB) is fetched in pieces of the smallest size a kept-piece file holds.
   const uint32_t piece_size = std::max(profile.chunk_size, kMinPieceBytes);
-  if (piece_threads_ == 0 || piece_size >= fetcher_->chunk_size() || !ChunkCache::ValidChunkSize(piece_size)) {
+  if (piece_threads_ == 0 || piece_size >= fetcher_->chunk_size() || !KeptPieceFile::ValidPieceSize(piece_size)) {
     return nullptr;
   }
   const uint64_t piece_count = (fetcher_->size() + piece_size - 1) / piece_size;
@@ -34,7 +34,14 @@ std::unique_ptr<ProfilePieces> ProfilePrefetch::PlanPieces(const AccessProfile& 
     spdlog::warn("{}: fetching the profile's whole chunks: {}", fetcher_->Describe(), store.status().ToString());
     return nullptr;
   }
-  return std::make_unique<ProfilePieces>(fetcher_, std::move(*store), units, piece_plan_);
+  RangePlanOptions plan = piece_plan_;
+  if (piece_size < kPlanPieceBytes) {
+    const uint64_t scale = kPlanPieceBytes / piece_size;
+    plan.gap *= scale;
+    plan.max_run *= scale;
+    plan.window *= scale;
+  }
+  return std::make_unique<ProfilePieces>(fetcher_, std::move(*store), units, plan);
 }
 
 bool ProfilePrefetch::StartProfile(const AccessProfile& profile) {

@@ -37,8 +37,13 @@ namespace ocifs {
 
 class ProfilePrefetch final : public FetchStrategy {
  public:
-  // The smallest piece a profile is fetched and kept in (a kept-piece file's smallest).
-  static constexpr uint32_t kMinPieceBytes = 64u << 10;
+  // The smallest piece a profile is fetched and kept in: a recording's unit
+  // (AccessRecorder::kDefaultUnit), so a profile fitted to a gzip index
+  // fetches its spans' bytes, not the 64 KiB around their edges.
+  static constexpr uint32_t kMinPieceBytes = 4u << 10;
+  // RangePlanOptions are in pieces of this size; finer pieces scale them, so
+  // that a plan's gaps, runs and windows stay as many bytes.
+  static constexpr uint32_t kPlanPieceBytes = 64u << 10;
   ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks,
                   unsigned piece_threads = 0, RangePlanOptions pieces = {});
   std::string name() const override { return "profile"; }

@@ -81,9 +81,9 @@ Result<bool> CreateWithHeader(const std::string& path, const KeptHeader& header)
 
 Result<std::shared_ptr<KeptPieceFile>> KeptPieceFile::Open(std::shared_ptr<ChunkCache> cache, std::string key,
                                                            uint32_t piece_size) {
-  if (!ChunkCache::ValidChunkSize(piece_size)) {
+  if (!ValidPieceSize(piece_size)) {
     return InvalidArgument("kept pieces: piece size " + std::to_string(piece_size) +
-                           " is not a power of two in 64 KiB..16 MiB");
+                           " is not a power of two in 4 KiB..16 MiB");
   }
   std::string path = cache->KeptPath(key);
   if (path.empty()) return InvalidArgument("kept pieces: invalid key " + key);

@@ -50,12 +50,18 @@ class KeptPieceFile final : public DecodedChunkStore {
  public:
   // Opens dir/kept/<key> of `cache`, creating it if missing (and replacing it
   // if its header is not this key's and piece size's), and reads its table.
-  // piece_size: bytes, a power of two in 64 KiB..16 MiB (ChunkCache::ValidChunkSize).
+  // piece_size: bytes, a power of two in 4 KiB..16 MiB (ValidPieceSize).
   [[nodiscard]] static Result<std::shared_ptr<KeptPieceFile>> Open(std::shared_ptr<ChunkCache> cache,
                                                                    std::string key, uint32_t piece_size);
   KeptPieceFile(const KeptPieceFile&) = delete;
   KeptPieceFile& operator=(const KeptPieceFile&) = delete;
 
+  // Whether `bytes` may be a piece size: a power of two in 4 KiB..16 MiB (a
+  // profile's 4 KiB units are kept as they are fetched; decoded pieces are
+  // cache chunks or qcow2 clusters, 64 KiB and up).
+  static bool ValidPieceSize(uint64_t bytes) {
+    return bytes >= (4u << 10) && bytes <= (16u << 20) && (bytes & (bytes - 1)) == 0;
+  }
   uint32_t chunk_size() const override { return piece_size_; }
   // One pread of the piece and a CRC check; no syscall for a piece not known.
   [[nodiscard]] Result<bool> Get(uint64_t index, std::span<uint8_t> out) const override;

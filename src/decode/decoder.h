@@ -110,16 +110,19 @@ struct DecoderOptions {
   // accelerate --profile`), any order. The index gets, besides the regular
   // checkpoints, one just before each range (at the last deflate block
   // boundary or member start whose output is at or before the start of the
-  // 64 KiB checksum block there), one every checkpoint_target_gap inside it,
-  // and one at the first restart point after it, so a read there inflates and
-  // fetches little beyond its own bytes (GzipTargetPlacer). Ranges closer
-  // than checkpoint_target_gap compressed bytes merge; a target that close
-  // after a checkpoint needs none; at most max_target_checkpoints are placed
-  // (the gap widens to fit), whose compressed windows take at most
-  // max_target_window_bytes (an index in an acceleration artifact must stay
-  // under 64 MiB). Empty: none (a mount's first pass).
+  // checksum block there), one every checkpoint_target_spacing inside it,
+  // and one at the first restart point after it and past the end of the
+  // checksum block it ends in, so a read there inflates and fetches little
+  // beyond its own bytes (GzipTargetPlacer). Ranges closer than
+  // checkpoint_target_gap compressed bytes merge (the bytes between are
+  // fetched with them); a target that close after a checkpoint needs none; at
+  // most max_target_checkpoints are placed (gap and spacing double to fit),
+  // whose compressed windows take at most max_target_window_bytes (an index in
+  // an acceleration artifact must stay under 64 MiB). Empty: none (a mount's
+  // first pass).
   std::vector<std::pair<uint64_t, uint64_t>> checkpoint_targets;
-  uint64_t checkpoint_target_gap = 256ull << 10;
+  uint64_t checkpoint_target_gap = 32ull << 10;
+  uint64_t checkpoint_target_spacing = 256ull << 10;  // 0: checkpoint_target_gap
   uint64_t max_target_checkpoints = 3584;  // with max_checkpoints' 512: about 4096 in all
   uint64_t max_target_window_bytes = 24ull << 20;
   // gzip, first pass: the block size of the index's checksums (bytes; a

@@ -145,11 +145,12 @@ void GzipFirstPass::Run() {
   if (!t_.options.checkpoint_targets.empty()) {
     GzipTargetPlacer::Limits limits;
     limits.gap = t_.options.checkpoint_target_gap;
+    limits.spacing = t_.options.checkpoint_target_spacing;
     limits.budget = static_cast<size_t>(t_.options.max_target_checkpoints);
     limits.max_window_bytes = t_.options.max_target_window_bytes;
     limits.align = block_size;
     std::vector<GzipTargetPlacer::Point> points =
-        GzipTargetPlacer::Plan(t_.options.checkpoint_targets, limits.gap, limits.budget);
+        GzipTargetPlacer::Plan(t_.options.checkpoint_targets, limits.gap, limits.budget, limits.spacing);
     spdlog::debug("gzip pass over {}: {} checkpoint targets for {} ranges", t_.compressed.Describe(), points.size(),
                   t_.options.checkpoint_targets.size());
     indexer.SetTargets(std::move(points), limits);

@@ -13,9 +13,11 @@ Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
   auto corrupt = [&](uint64_t at, const std::string& why) {
     return Corrupt("gzip data of " + layer + " corrupt at compressed offset " + std::to_string(at) + ": " + why);
   };
+  // With a hint, exactly the span's bytes (kSpanReadPast): a profile that
+  // names them serves the read from its pieces, however short the span.
   size_t piece = compressed_hint == 0
                      ? (1u << 20)
-                     : static_cast<size_t>(std::clamp<uint64_t>(compressed_hint + 64, 64 << 10,
+                     : static_cast<size_t>(std::clamp<uint64_t>(compressed_hint + kSpanReadPast, kSpanReadPast,
                                                                 SequentialReader::kDefaultPiece));
   bool raw = !cp.member_start;
   uint64_t start = cp.in - (raw && cp.bits > 0 ? 1 : 0);

@@ -58,6 +58,10 @@ class ZInflateStream {
 // mark is the end of the input consumed.
 // Thread safety: reentrant; `compressed` must be safe for concurrent use.
 inline constexpr uint64_t kInputMarkBytes = 4 << 10;
+// A span's inflate reads its compressed bytes in one range from its
+// checkpoint's first byte to this many bytes past the next checkpoint's byte
+// (compressed_hint + kSpanReadPast): what a profile of the span names.
+inline constexpr uint64_t kSpanReadPast = 64;
 [[nodiscard]] Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
                                                                  const GzipCheckpoint& cp, size_t length,
                                                                  uint64_t compressed_hint,

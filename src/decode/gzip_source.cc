@@ -94,7 +94,7 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
     const size_t n = checkpoints_.count();
     for (size_t k = 0; k < n; ++k) {
       const GzipCheckpoint cp = checkpoints_.At(k);
-      const uint64_t end = k + 1 < n ? checkpoints_.At(k + 1).in + 1 : compressed_->size();
+      const uint64_t end = k + 1 < n ? checkpoints_.At(k + 1).in + 1 + kSpanReadPast : compressed_->size();
       spans.emplace_back(cp.in - (cp.bits > 0 ? 1 : 0), end);
     }
     options_.index_spans(spans);

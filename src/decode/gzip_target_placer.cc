@@ -7,7 +7,7 @@ namespace {
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
 
-std::vector<GzipTargetPlacer::Point> PointsOf(const Ranges& sorted, uint64_t gap) {
+std::vector<GzipTargetPlacer::Point> PointsOf(const Ranges& sorted, uint64_t gap, uint64_t spacing) {
   Ranges merged;
   for (const auto& [first, second] : sorted) {
     if (!merged.empty() && first < merged.back().second + gap) {
@@ -18,7 +18,7 @@ std::vector<GzipTargetPlacer::Point> PointsOf(const Ranges& sorted, uint64_t gap
   }
   std::vector<GzipTargetPlacer::Point> points;
   for (const auto& [first, second] : merged) {
-    for (uint64_t at = first; at < second; at += gap) points.push_back({at, false});
+    for (uint64_t at = first; at < second; at += spacing) points.push_back({at, false});
     points.push_back({second, true});
   }
   return points;
@@ -26,15 +26,18 @@ std::vector<GzipTargetPlacer::Point> PointsOf(const Ranges& sorted, uint64_t gap
 
 }  // namespace
 
-std::vector<GzipTargetPlacer::Point> GzipTargetPlacer::Plan(Ranges ranges, uint64_t gap, size_t budget) {
+std::vector<GzipTargetPlacer::Point> GzipTargetPlacer::Plan(Ranges ranges, uint64_t gap, size_t budget,
+                                                            uint64_t spacing) {
   if (budget == 0) return {};
   std::erase_if(ranges, [](const auto& r) { return r.second <= r.first; });
   std::sort(ranges.begin(), ranges.end());
   gap = std::max<uint64_t>(gap, 1);
-  std::vector<Point> points = PointsOf(ranges, gap);
+  spacing = spacing == 0 ? gap : spacing;
+  std::vector<Point> points = PointsOf(ranges, gap, spacing);
   while (points.size() > budget && gap < (uint64_t{1} << 50)) {
     gap *= 2;
-    points = PointsOf(ranges, gap);
+    spacing *= 2;
+    points = PointsOf(ranges, gap, spacing);
   }
   if (points.size() > budget) points.resize(budget);
   return points;

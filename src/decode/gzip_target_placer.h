@@ -47,7 +47,8 @@ class GzipTargetPlacer {
     bool operator==(const Point&) const = default;
   };
   struct Limits {
-    uint64_t gap = 256 << 10;  // compressed bytes: closer ranges merge; points inside a range
+    uint64_t gap = 32 << 10;   // compressed bytes: closer ranges merge
+    uint64_t spacing = 256 << 10;  // compressed bytes between the points inside a range (0: gap)
     size_t budget = 3584;      // checkpoints placed at most
     uint64_t max_window_bytes = 24ull << 20;  // their compressed windows, in all
     uint64_t align = 65536;    // output block size a read verifies (GzipIndex::kDefaultBlockSize)
@@ -55,9 +56,11 @@ class GzipTargetPlacer {
 
   // The points for `ranges` ([first, second) compressed offsets, any order,
   // overlaps allowed): ranges less than `gap` apart merge; each merged range
-  // gets a point before its start and every `gap` inside it, and one after
-  // its end. If that is more than `budget`, the gap doubles until it fits.
-  static std::vector<Point> Plan(std::vector<std::pair<uint64_t, uint64_t>> ranges, uint64_t gap, size_t budget);
+  // gets a point before its start and every `spacing` (0: `gap`) inside it,
+  // and one after its end. If that is more than `budget`, gap and spacing
+  // double until it fits.
+  static std::vector<Point> Plan(std::vector<std::pair<uint64_t, uint64_t>> ranges, uint64_t gap, size_t budget,
+                                 uint64_t spacing = 0);
 
   // `planned`: Plan's result.
   GzipTargetPlacer(std::vector<Point> planned, const Limits& limits);

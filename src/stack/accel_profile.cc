@@ -4,6 +4,8 @@
 
 #include <tsl/robin_set.h>
 
+#include "decode/gzip_inflate.h"
+
 namespace ocifs {
 
 namespace {
@@ -65,7 +67,8 @@ AccessProfile FitProfileToGzipIndex(const AccessProfile& profile, const ShippedG
   for (size_t k = 0; k < cps.size(); ++k) {
     // From its checkpoint's first byte (the one holding its first bits, if
     // any) to the byte holding the next one's.
-    spans.emplace_back(cps[k].in - (cps[k].bits > 0 ? 1 : 0), k + 1 < cps.size() ? cps[k + 1].in + 1 : gzip.layer_size);
+    spans.emplace_back(cps[k].in - (cps[k].bits > 0 ? 1 : 0),
+                       k + 1 < cps.size() ? cps[k + 1].in + 1 + kSpanReadPast : gzip.layer_size);
     windows.push_back({cps[k].zwindow_offset, cps[k].zwindow_length});
   }
   return Fit(profile, gzip.layer_digest, gzip.layer_size, spans, &windows, gzip.index_digest);
