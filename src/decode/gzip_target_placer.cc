@@ -52,9 +52,17 @@ void GzipTargetPlacer::Recorded(uint64_t out, uint64_t in) {
   last_in_ = in;
 }
 
-const GzipTargetPlacer::Recent& GzipTargetPlacer::BeforeTarget() const {
+const GzipTargetPlacer::Recent& GzipTargetPlacer::BeforeTarget(uint64_t target) const {
   const uint64_t align = std::max<uint64_t>(limits_.align, 1);
-  const uint64_t block_start = recent_.back().at.out / align * align;
+  // The output at `target` is past the newest restart point's by at least
+  // what the compressed bytes between them make: deflate makes at least
+  // about a byte of output per byte of input past a block's header (stored
+  // blocks exactly one; codes of incompressible bytes take about 8 bits), so
+  // 9/10 of them, less 256 for a header, is a lower bound. A read of the
+  // target's bytes verifies from that output's block start.
+  const GzipCheckpoint& newest = recent_.back().at;
+  const uint64_t made = target > newest.in ? (target - newest.in) / 10 * 9 : 0;
+  const uint64_t block_start = (newest.out + (made > 256 ? made - 256 : 0)) / align * align;
   for (auto it = recent_.rbegin(); it != recent_.rend(); ++it) {
     if (it->at.out <= block_start) return *it;
   }
@@ -83,7 +91,7 @@ bool GzipTargetPlacer::Place(const Recent& r, std::vector<GzipCheckpoint>& out) 
 
 void GzipTargetPlacer::PlaceBefore(uint64_t target, std::vector<GzipCheckpoint>& out) {
   if (!out.empty() || recent_.empty()) return;  // one placement per restart point serves all it passes
-  const Recent& before = BeforeTarget();
+  const Recent& before = BeforeTarget(target);
   // A recorded checkpoint close enough before it in both streams serves it.
   const bool covered = recorded_ && last_in_ <= target && target - last_in_ < limits_.gap &&
                        before.at.out < last_out_ + limits_.align;

@@ -100,8 +100,10 @@ class GzipTargetPlacer {
   void PlaceBefore(uint64_t target, std::vector<GzipCheckpoint>& out);
   // Recent restart point `r` as a checkpoint to record, if it may be placed.
   bool Place(const Recent& r, std::vector<GzipCheckpoint>& out);
-  // The recent restart point to place before a target the newest one precedes.
-  const Recent& BeforeTarget() const;
+  // The recent restart point to place before compressed offset `target`,
+  // which the newest one precedes: the last at or before the start of the
+  // block holding the least output `target` can be at.
+  const Recent& BeforeTarget(uint64_t target) const;
 
   const std::vector<Point> points_;  // sorted by at
   const Limits limits_;
