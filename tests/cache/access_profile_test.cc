@@ -156,3 +156,13 @@ TEST_CASE("a recorder takes a blob's needed bytes from its decoder once it repor
   CHECK(profile.ChunksOf("sha256:a") == std::vector<uint64_t>{0, 5});
   CHECK(profile.ChunksOf("sha256:b") == std::vector<uint64_t>{1});
 }
+
+TEST_CASE("a recorder's default unit is 4 KiB: a small read is named to 4 KiB, not to 64 KiB") {
+  AccessRecorder rec;
+  rec.Touch(kKey, 5 * 4096 + 100, 200);       // inside unit 5
+  rec.TouchNeeded(Digest('b'), 65536 + 4000, 200);  // across units 16 and 17
+  AccessProfile p = rec.Snapshot();
+  CHECK(p.chunk_size == 4096);
+  CHECK(p.ChunksOf(kKey) == std::vector<uint64_t>{5});
+  CHECK(p.ChunksOf(Digest('b')) == std::vector<uint64_t>{16, 17});
+}

@@ -423,6 +423,7 @@ TEST_CASE("cached source fetches a profile of other chunk sizes as its own chunk
   FetchPolicy o = Options(0);
   o.profile = profile;
   o.profile_run_chunks = 1;
+  o.profile_piece_threads = 0;  // no pieces (profile_pieces_test.cc): the chunks that hold the units
   auto cache = OpenSourceCache(tmp.path());
   {
     CachedSource src(counting, cache, kKey, o);

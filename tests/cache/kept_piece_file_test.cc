@@ -357,3 +357,24 @@ TEST_CASE("kept piece file: a crashed creator's temp file is removed by a later 
   OpenKeptCache(dir.path());
   CHECK_FALSE(std::filesystem::exists(tmp));
 }
+
+TEST_CASE("kept piece file: pieces of 4 KiB (a profile's units) keep and read back; smaller or odd sizes are refused") {
+  TempDir dir;
+  auto cache = OpenKeptCache(dir.path());
+  auto fine = OpenKept(cache, 4096);
+  REQUIRE(fine->Put(3, Pattern(3, 4096)).ok());
+  REQUIRE(fine->Put(300, Pattern(300, 100)).ok());  // a blob's short last piece
+  std::vector<uint8_t> out(4096);
+  auto hit = fine->Get(3, out);
+  REQUIRE(hit.ok());
+  CHECK(*hit);
+  CHECK(out == Pattern(3, 4096));
+  out.resize(100);
+  hit = fine->Get(300, out);
+  REQUIRE(hit.ok());
+  CHECK(*hit);
+  CHECK(out == Pattern(300, 100));
+  CHECK(KeptPieceFile::Open(cache, kDiskKey, 2048).status().code() == Code::kInvalidArgument);
+  CHECK(KeptPieceFile::Open(cache, kDiskKey, 12288).status().code() == Code::kInvalidArgument);
+  CHECK(KeptPieceFile::Open(cache, kDiskKey, 32u << 20).status().code() == Code::kInvalidArgument);
+}

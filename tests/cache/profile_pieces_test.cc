@@ -207,3 +207,31 @@ TEST_CASE("a prefetch hint of bytes the profile's pieces hold fetches no chunk f
   CHECK(counting->reads == 2);
   CHECK(cache->StoredIndexes(kKey) == std::vector<uint64_t>{2});
 }
+
+TEST_CASE("a profile of 4 KiB units is fetched in 4 KiB pieces, in requests as many bytes as for 64 KiB pieces") {
+  // A recorded profile's 4 KiB units: the pieces are the units themselves (not
+  // the 64 KiB around them), and the plan's gap and run lengths (in 64 KiB
+  // pieces: 1 and 4 here) keep their bytes: 64 KiB gaps, 256 KiB runs.
+  TempDir tmp;
+  constexpr uint64_t kFine = 4096;
+  const std::vector<uint8_t> blob = Pattern(7, 600 * kFine);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  auto profile = ProfileOf({});
+  profile->chunk_size = kFine;
+  // 100-101; 110 (within 64 KiB: joins); 300 alone; 400-479 (320 KiB: two runs of at most 256 KiB).
+  std::vector<uint64_t> units = {100, 101, 110, 300};
+  for (uint64_t u = 400; u < 480; ++u) units.push_back(u);
+  profile->blobs[kKey] = units;
+  auto cache = ProfileOpenCache(tmp.path());
+  CachedSource src(counting, cache, kKey, Policy(profile));
+  src.WaitForProfile();
+  CHECK(counting->reads == 4);
+  CHECK(counting->bytes == (11 + 1 + 80) * kFine);  // 100-110 (the gap filled), 300, 400-479
+  for (auto [offset, length] : std::vector<std::pair<uint64_t, size_t>>{
+           {100 * kFine + 7, 2 * kFine}, {300 * kFine, kFine}, {400 * kFine + 1, 79 * kFine}}) {
+    std::vector<uint8_t> buf(length);
+    REQUIRE(src.ReadAt(offset, buf).ok());
+    CHECK(Equal(blob, offset, buf));
+  }
+  CHECK(counting->reads == 4);  // all served from the pieces
+}

@@ -36,12 +36,14 @@ using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
 
 // The first pass over `gz` with these targets, its index saved at `path` (a new file); returns the index.
 GzipIndex BuildIndex(const std::vector<uint8_t>& gz, Ranges targets, const std::string& path,
-                     uint64_t budget = 3584, uint64_t window_bytes = 24 << 20) {
+                     uint64_t budget = 3584, uint64_t window_bytes = 24 << 20, uint64_t spacing = 0) {
   DecoderOptions options;
+  if (spacing) options.checkpoint_spacing = spacing;
   options.max_target_window_bytes = window_bytes;
   options.index_path = path;
   options.checkpoint_targets = std::move(targets);
   options.checkpoint_target_gap = kGap;
+  options.checkpoint_target_spacing = kGap;
   options.max_target_checkpoints = budget;
   REQUIRE(Open(std::make_shared<MemorySource>(gz), options)->WaitUntilIndexed().ok());
   auto index = GzipIndex::Load(path);
@@ -129,6 +131,10 @@ TEST_CASE("Plan merges ranges closer than the gap, and places points before, ins
   CHECK(GzipTargetPlacer::Plan({{5, 6}, {3, 4}, {7, 7}}, 0, 10) ==
         std::vector<P>{{3, false}, {4, true}, {5, false}, {6, true}});
   CHECK(GzipTargetPlacer::Plan({{1, 2}}, 1, 0).empty());
+  // A spacing apart from the gap: ranges merge by the gap, points inside come every spacing.
+  CHECK(GzipTargetPlacer::Plan({{0, 1000}, {1050, 1100}, {1300, 1400}}, 100, 100, 300) ==
+        std::vector<P>{{0, false}, {300, false}, {600, false}, {900, false}, {1100, true}, {1300, false},
+                       {1400, true}});
   Ranges many;
   for (uint64_t i = 0; i < 1000; ++i) many.emplace_back(i * 100000, i * 100000 + 65536);
   const std::vector<P> fit = GzipTargetPlacer::Plan(many, 65536, 300);
@@ -148,8 +154,13 @@ TEST_CASE("with targets, the saved index has checkpoints shortly before and afte
     // Before: at most one checksum block of output and a deflate block before it.
     CHECK(first - Before(index, first).in < kGap + 2 * kMaxBlock);
     plain_far = std::max(plain_far, first - Before(plain, first).in);
-    // After: the first block boundary at or after its end.
-    const auto boundary = std::lower_bound(boundaries.begin(), boundaries.end(), std::pair<uint64_t, uint64_t>{second, 0});
+    // After: the first block boundary at or after its end that is past the end of the
+    // 64 KiB checksum block holding the first boundary's output (the target's output ends there).
+    auto boundary = std::lower_bound(boundaries.begin(), boundaries.end(), std::pair<uint64_t, uint64_t>{second, 0});
+    if (boundary != boundaries.end()) {
+      const uint64_t block_end = (boundary->second + 65535) / 65536 * 65536;
+      while (boundary != boundaries.end() && boundary->second < block_end) ++boundary;
+    }
     const bool merged = std::any_of(targets.begin(), targets.end(), [&, e = second](const auto& r) {
       return r.first <= e + kGap && r.second > e;  // another target continues it (Plan merges them)
     });
@@ -199,17 +210,21 @@ TEST_CASE("a small read at a target fetches and inflates from just before it, fa
   };
   uint64_t with = 0, without = 0;
   for (const auto& [first, second] : targets) {
-    // The data whose compressed bits start in the target: after the last block boundary before it.
+    // Data whose compressed bits are in the target: past the last block boundary before it by
+    // at least as many bytes as the compressed ones from the boundary to the target (deflate
+    // makes at least about a byte of output per byte of input; the placer counts on 9/10).
     auto b = std::upper_bound(boundaries.begin(), boundaries.end(), std::pair<uint64_t, uint64_t>{first, UINT64_MAX});
     if (b == boundaries.begin()) continue;
-    const uint64_t at = std::min<uint64_t>(std::prev(b)->second, data.size() - 4096);
+    const uint64_t at = std::min<uint64_t>(std::prev(b)->second + (first - std::prev(b)->first), data.size() - 4096);
     INFO("target " << first << ", read at " << at);
     const uint64_t bytes = fetched(dir / "targets.gzidx", at);
     CHECK(bytes < (second - first) + 4 * kMaxBlock);
     with += bytes;
     without += fetched(dir / "plain.gzidx", at);
   }
-  CHECK(with * 2 < without);
+  // The span a read there inflates runs from just before the target to past the end of the
+  // 64 KiB checksum block its last bytes are in (about 20 KiB of this text's compressed bytes).
+  CHECK(with * 3 < without * 2);
   // The compressed range a read needs ends at the next checkpoint's in (and its mid-byte start).
   GzipCheckpoints table;
   table.Reset(index.checkpoints);
@@ -272,6 +287,7 @@ TEST_CASE("readers during a first pass with targets see the original bytes") {
   options.segment_cache_bytes = 1 << 20;
   options.checkpoint_targets = RandomTargets(150, gz.size(), 42);
   options.checkpoint_target_gap = 16 << 10;
+  options.checkpoint_target_spacing = 16 << 10;  // many placements, behind the frontier
   auto source = Open(std::make_shared<MemorySource>(gz), options);
   CHECK(ocifs::testing::ConcurrentReadMismatches(*source, data, 6, 60, 43) == 0);
   REQUIRE(source->WaitUntilIndexed().ok());
@@ -281,4 +297,35 @@ TEST_CASE("readers during a first pass with targets see the original bytes") {
   REQUIRE(plain->WaitUntilIndexed().ok());
   CHECK(source->checkpoint_count() > plain->checkpoint_count() + 20);
   PlacerCheckReads(*source, data, 100, 44);
+}
+
+TEST_CASE("a read of a target's last bytes stays in the span placed around it, short of the regular span after it") {
+  // The checkpoint after a target is past the end of the checksum block its
+  // last output is in: a verified read there (which reads that block whole)
+  // inflates and fetches no byte of the long span that follows.
+  ocifs::testing::TempDir dir("ocifs-gztargets-after");
+  const std::vector<uint8_t> data = ocifs::testing::MakeLayerData(16 << 20, 21);
+  const std::vector<uint8_t> gz = ocifs::testing::GzipMember(data);
+  const Ranges targets = RandomTargets(12, gz.size(), 22);
+  // Regular checkpoints 8 MiB of output apart: a read spilling past a target's span reads megabytes.
+  BuildIndex(gz, targets, dir / "targets.gzidx", 3584, 24 << 20, 8 << 20);
+  const auto boundaries = BlockBoundaries(gz);
+  DecoderOptions options;
+  options.index_path = dir / "targets.gzidx";
+  for (const auto& [first, second] : targets) {
+    // The output the target's last compressed bytes make: before the first block boundary at or after its end.
+    auto b = std::lower_bound(boundaries.begin(), boundaries.end(), std::pair<uint64_t, uint64_t>{second, 0});
+    if (b == boundaries.end() || b == boundaries.begin()) continue;
+    const uint64_t at = std::min<uint64_t>(b->second - 1, data.size() - 1);
+    auto counted = std::make_shared<ocifs::testing::CountingSource>(std::make_shared<MemorySource>(gz));
+    auto loaded = Open(counted, options);
+    REQUIRE(loaded->verifies_reads());
+    const uint64_t before = counted->bytes.load();
+    std::vector<uint8_t> buf(1);
+    REQUIRE(loaded->ReadAt(at, buf).ok());
+    CHECK(buf[0] == data[at]);
+    INFO("target " << first << ".." << second << ", read at " << at);
+    // The target's own bytes (a merged neighbour's too), one checksum block and a deflate block on either side.
+    CHECK(counted->bytes.load() - before < (second - first) + kGap + 4 * kMaxBlock);
+  }
 }

@@ -136,3 +136,14 @@ TEST_CASE("a profile fitted to a zstd checkpoint index names segments from their
   CHECK(fitted.blobs.at("sha256:layer") == layer);
   CHECK(fitted.blobs.count("sha256:index") == 0);
 }
+
+TEST_CASE("a fitted span reaches as far past the next checkpoint as a read of it reads") {
+  // A read of span 0 reads its compressed bytes to 64 bytes past the next
+  // checkpoint's byte (kSpanReadPast): when those cross into the next unit,
+  // the profile names that unit too, so the read is served from its pieces.
+  GzipIndex index = IndexAt({0, 10 * kUnit - 30});
+  AccessProfile fitted = FitProfileToGzipIndex(ProfileOf("sha256:layer", {3}), {"sha256:layer", 20 * kUnit, &index, "sha256:index"});
+  std::vector<uint64_t> layer;
+  for (uint64_t u = 0; u <= 10; ++u) layer.push_back(u);
+  CHECK(fitted.blobs.at("sha256:layer") == layer);
+}
