@@ -10,17 +10,18 @@
 namespace ocifs {
 
 ProfilePrefetch::ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks,
-                                 unsigned piece_threads, RangePlanOptions pieces)
+                                 unsigned piece_threads, RangePlanOptions pieces, uint32_t min_piece)
     : fetcher_(std::move(fetcher)),
       threads_(std::max(1u, threads)),
       run_chunks_(std::max<size_t>(1, run_chunks)),
       piece_threads_(piece_threads),
       piece_plan_(pieces),
+      min_piece_(std::max(min_piece, kMinPieceBytes)),
       tasks_(fetcher_->scheduler(), "profile of " + fetcher_->key()) {}
 
 std::unique_ptr<ProfilePieces> ProfilePrefetch::PlanPieces(const AccessProfile& profile) const {
-  // A profile of finer units (a recording's 4 KiB) is fetched in pieces of the smallest size a kept-piece file holds.
-  const uint32_t piece_size = std::max(profile.chunk_size, kMinPieceBytes);
+  // A profile of finer units (a recording's 4 KiB) is fetched in pieces of min_piece_ at least.
+  const uint32_t piece_size = std::max(profile.chunk_size, min_piece_);
   if (piece_threads_ == 0 || piece_size >= fetcher_->chunk_size() || !KeptPieceFile::ValidPieceSize(piece_size)) {
     return nullptr;
   }

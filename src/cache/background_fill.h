@@ -37,15 +37,16 @@ namespace ocifs {
 
 class ProfilePrefetch final : public FetchStrategy {
  public:
-  // The smallest piece a profile is fetched and kept in: a recording's unit
-  // (AccessRecorder::kDefaultUnit), so a profile fitted to a gzip index
+  // The smallest piece a profile may be fetched and kept in: a recording's
+  // unit (AccessRecorder::kDefaultUnit), so a profile fitted to a gzip index
   // fetches its spans' bytes, not the 64 KiB around their edges.
   static constexpr uint32_t kMinPieceBytes = 4u << 10;
   // RangePlanOptions are in pieces of this size; finer pieces scale them, so
   // that a plan's gaps, runs and windows stay as many bytes.
   static constexpr uint32_t kPlanPieceBytes = 64u << 10;
+  // min_piece: the smallest piece (bytes, at least kMinPieceBytes; FetchPolicy::profile_min_piece).
   ProfilePrefetch(std::shared_ptr<const BlobFetcher> fetcher, unsigned threads, size_t run_chunks,
-                  unsigned piece_threads = 0, RangePlanOptions pieces = {});
+                  unsigned piece_threads = 0, RangePlanOptions pieces = {}, uint32_t min_piece = kPlanPieceBytes);
   std::string name() const override { return "profile"; }
   bool StartProfile(const AccessProfile& profile) override;
   [[nodiscard]] Result<bool> Serve(const BlobRead& read, std::span<uint8_t> buf) override;
@@ -64,6 +65,7 @@ class ProfilePrefetch final : public FetchStrategy {
   const size_t run_chunks_;
   const unsigned piece_threads_;
   const RangePlanOptions piece_plan_;
+  const uint32_t min_piece_;
   std::atomic<bool> started_{false};
   std::unique_ptr<ProfilePieces> pieces_owner_;     // set once by StartProfile, before pieces_
   std::atomic<ProfilePieces*> pieces_{nullptr};     // published (release) once planned

@@ -60,7 +60,7 @@ std::vector<std::unique_ptr<FetchStrategy>> MakeFetchStrategies(const FetchPolic
   }
   // Always present: a profile may be found after the blob was opened (StartProfile).
   auto profile = std::make_unique<ProfilePrefetch>(fetcher, p.profile_threads, p.profile_run_chunks,
-                                                   p.profile_piece_threads, p.profile_piece_plan);
+                                                   p.profile_piece_threads, p.profile_piece_plan, p.profile_min_piece);
   if (p.profile) profile->StartProfile(*p.profile);
   out.push_back(std::move(profile));
   if (p.prefetch_all && background) {

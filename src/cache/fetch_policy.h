@@ -46,6 +46,14 @@ struct FetchPolicy {
   // instead), runs planned with these options (range_plan.h).
   unsigned profile_piece_threads = 16;
   RangePlanOptions profile_piece_plan;
+  // The smallest piece (bytes) a profile finer than the chunks is fetched in:
+  // its units merge up to it. 64 KiB: a read of an uncompressed layer (a
+  // qcow2 cluster, the kernel's read-ahead) may differ a little from the
+  // recorded one, and a read touching a piece the profile does not name goes
+  // to the chunks. A profile fitted to an artifact's gzip index names the
+  // exact bytes each span's read reads: its layer and index blob take the
+  // recording's 4 KiB (ProfilePrefetch::kMinPieceBytes).
+  uint32_t profile_min_piece = 64u << 10;
 
   // `tuned` (for 1 MiB chunks) adapted to a cache of `chunk_size` bytes per
   // chunk bounded by `cache_bytes`: read-ahead at most a 16th of the cache

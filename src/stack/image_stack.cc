@@ -8,6 +8,7 @@
 
 #include "cache/kept_piece_file.h"
 #include "cache/cache_key.h"
+#include "cache/background_fill.h"
 #include "cache/cached_source.h"
 #include "decode/decoder.h"
 #include "disk/disk_format.h"
@@ -113,6 +114,11 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     reads.scheduler = scheduler_;
     reads.miss_group_bytes = kMissGroupBytes;
     if (fit_profile) reads.profile = nullptr;
+    // Its profile, fitted to the artifact's gzip index, names the exact bytes each span's read reads.
+    if (auto lazy = accel_.lazy_indexes.find(layer.digest);
+        lazy != accel_.lazy_indexes.end() && lazy->second.kind == LayerIndexKind::kGzipIndexV4) {
+      reads.profile_min_piece = ProfilePrefetch::kMinPieceBytes;
+    }
     view.cached = std::make_shared<CachedSource>(view.blob, cache_, layer.digest,
                                                  FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
     view.blob = view.cached;
@@ -141,6 +147,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
       FetchPolicy reads;
       reads.scheduler = scheduler_;
       reads.readahead.max = 0;
+      reads.profile_min_piece = ProfilePrefetch::kMinPieceBytes;  // the windows' exact bytes
       // A profile the artifact fitted to this index names the windows its
       // spans need (docs/accel-format.md): they come with the layer's pieces.
       reads.profile = options_.blob_reads.profile;

@@ -208,10 +208,12 @@ TEST_CASE("a prefetch hint of bytes the profile's pieces hold fetches no chunk f
   CHECK(cache->StoredIndexes(kKey) == std::vector<uint64_t>{2});
 }
 
-TEST_CASE("a profile of 4 KiB units is fetched in 4 KiB pieces, in requests as many bytes as for 64 KiB pieces") {
-  // A recorded profile's 4 KiB units: the pieces are the units themselves (not
-  // the 64 KiB around them), and the plan's gap and run lengths (in 64 KiB
-  // pieces: 1 and 4 here) keep their bytes: 64 KiB gaps, 256 KiB runs.
+TEST_CASE("a profile of 4 KiB units is fetched in 4 KiB pieces where allowed, in requests as many bytes as for 64 KiB pieces") {
+  // A recorded profile's 4 KiB units, with profile_min_piece 4 KiB (a layer
+  // read through an artifact's gzip index): the pieces are the units
+  // themselves (not the 64 KiB around them), and the plan's gap and run
+  // lengths (in 64 KiB pieces: 1 and 4 here) keep their bytes: 64 KiB gaps,
+  // 256 KiB runs. By default the units merge into 64 KiB pieces.
   TempDir tmp;
   constexpr uint64_t kFine = 4096;
   const std::vector<uint8_t> blob = Pattern(7, 600 * kFine);
@@ -222,8 +224,19 @@ TEST_CASE("a profile of 4 KiB units is fetched in 4 KiB pieces, in requests as m
   std::vector<uint64_t> units = {100, 101, 110, 300};
   for (uint64_t u = 400; u < 480; ++u) units.push_back(u);
   profile->blobs[kKey] = units;
+  {
+    TempDir coarse;
+    CachedSource src(counting, ProfileOpenCache(coarse.path()), kKey, Policy(profile));
+    src.WaitForProfile();
+    // 64 KiB pieces 6 (units 96-111), 18 (288-303), 25-29 (400-479): one run each side of the gaps.
+    CHECK(counting->bytes == 7 * kProfilePiece);
+  }
+  counting->reads = 0;
+  counting->bytes = 0;
   auto cache = ProfileOpenCache(tmp.path());
-  CachedSource src(counting, cache, kKey, Policy(profile));
+  FetchPolicy fine = Policy(profile);
+  fine.profile_min_piece = kFine;
+  CachedSource src(counting, cache, kKey, fine);
   src.WaitForProfile();
   CHECK(counting->reads == 4);
   CHECK(counting->bytes == (11 + 1 + 80) * kFine);  // 100-110 (the gap filled), 300, 400-479
