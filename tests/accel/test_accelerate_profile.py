@@ -20,7 +20,7 @@ from support.processes import Mount
 TLS = "--tls-verify=false"
 GZIP_INDEX = "application/vnd.oci-fs.gzip-index.v4"
 PROFILE = "application/vnd.oci-fs.profile.v1"
-UNIT = 65536
+UNIT = 65536  # the checksum blocks of a mount's own index, and a mount's chunks here
 # Five 64 KiB reads spread over a 48 MiB disk, as a boot's scattered reads.
 REGIONS = [(o * MiB + 12345, 64 * 1024) for o in (3, 11, 20, 31, 44)]
 
@@ -44,6 +44,11 @@ def parse_profile(text: str) -> dict[str, list[int]]:
         first, _, last = line.partition("-")
         current.extend(range(int(first), int(last or first) + 1))
     return blobs
+
+
+def profile_unit(text: str) -> int:
+    """The profile's chunk size (its `chunk-size` line)."""
+    return int(next(line.split()[1] for line in text.splitlines() if line.startswith("chunk-size ")))
 
 
 def requests_for(registry, digest: str) -> list:
@@ -75,16 +80,20 @@ def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_r
                cache_dir=workdir / "cache-rec") as m:
         assert_reads_match(m.dir / "disk.img", data, REGIONS)
     units = parse_profile(recorded.read_text())[layer.digest]
+    unit = profile_unit(recorded.read_text())
+    assert unit == 4096  # a recording's unit
     # Each read is 64 KiB (with the kernel's read-ahead, and the 64 KiB checksum blocks
-    # around it, a few units), plus the tar header's check: not the 1 MiB spans (16 units
-    # each) that were inflated.
-    assert len(units) <= 8 * len(REGIONS) + 2, units
+    # around it, a few 64 KiB), plus the tar header's check: not the 1 MiB spans that
+    # were inflated.
+    assert len(units) * unit <= (8 * len(REGIONS) + 2) * UNIT, units
 
     artifact = accelerate(ocifs, ref, "--profile", str(recorded))
     manifest = client.get_manifest(repo, artifact.split("@", 1)[1]).json()
     [index_piece] = [l for l in manifest["layers"] if l["mediaType"] == GZIP_INDEX]
     [profile_piece] = [l for l in manifest["layers"] if l["mediaType"] == PROFILE]
-    shipped = parse_profile(client.get_blob(repo, profile_piece["digest"]).body.decode())
+    shipped_text = client.get_blob(repo, profile_piece["digest"]).body.decode()
+    shipped = parse_profile(shipped_text)
+    shipped_unit = profile_unit(shipped_text)
     index_digest = index_piece["digest"]
     # Fitted: the layer's units cover the recorded ones (whole spans of the new index), and
     # the index blob has a section: its windows of those spans.
@@ -98,7 +107,7 @@ def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_r
     index_size, layer_size = index_piece["size"], layer.size
 
     def want(us: list[int], size: int) -> int:
-        return sum(min(size, (u + 1) * UNIT) - u * UNIT for u in us if u * UNIT < size)
+        return sum(min(size, (u + 1) * shipped_unit) - u * shipped_unit for u in us if u * shipped_unit < size)
 
     # 64 KiB chunks: a window a read needed and the prefetch had not fetched would be a request of its own.
     with Mount(ref, workdir / "m", TLS, "--chunk-size=64K", cache_dir=workdir / "cache") as m:
