@@ -51,8 +51,8 @@ struct FetchPolicy {
   // qcow2 cluster, the kernel's read-ahead) may differ a little from the
   // recorded one, and a read touching a piece the profile does not name goes
   // to the chunks. A profile fitted to an artifact's gzip index names the
-  // exact bytes each span's read reads: its layer and index blob take the
-  // recording's 4 KiB (ProfilePrefetch::kMinPieceBytes).
+  // exact bytes each span's read reads: its layer takes the recording's 4 KiB
+  // (ProfilePrefetch::kMinPieceBytes).
   uint32_t profile_min_piece = 64u << 10;
 
   // `tuned` (for 1 MiB chunks) adapted to a cache of `chunk_size` bytes per

@@ -147,7 +147,6 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
       FetchPolicy reads;
       reads.scheduler = scheduler_;
       reads.readahead.max = 0;
-      reads.profile_min_piece = ProfilePrefetch::kMinPieceBytes;  // the windows' exact bytes
       // A profile the artifact fitted to this index names the windows its
       // spans need (docs/accel-format.md): they come with the layer's pieces.
       reads.profile = options_.blob_reads.profile;

@@ -106,14 +106,17 @@ def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_r
     index_before, layer_before = served(index_digest), served(layer.digest)
     index_size, layer_size = index_piece["size"], layer.size
 
-    def want(us: list[int], size: int) -> int:
-        return sum(min(size, (u + 1) * shipped_unit) - u * shipped_unit for u in us if u * shipped_unit < size)
+    def want(us: list[int], size: int, piece: int) -> int:
+        """The bytes of the `piece`-byte pieces holding the shipped units `us`: the layer's are
+        fetched in the profile's 4 KiB units, the index blob's in 64 KiB pieces."""
+        pieces = {u * shipped_unit // piece for u in us if u * shipped_unit < size}
+        return sum(min(size, (p + 1) * piece) - p * piece for p in pieces)
 
     # 64 KiB chunks: a window a read needed and the prefetch had not fetched would be a request of its own.
     with Mount(ref, workdir / "m", TLS, "--chunk-size=64K", cache_dir=workdir / "cache") as m:
         # The prefetch of the shipped profile (the artifact's): every unit it names, of both blobs.
-        wait_for_bytes(registry, index_digest, index_before, want(shipped[index_digest], index_size), "the index")
-        wait_for_bytes(registry, layer.digest, layer_before, want(shipped[layer.digest], layer_size), "the layer")
+        wait_for_bytes(registry, index_digest, index_before, want(shipped[index_digest], index_size, UNIT), "the index")
+        wait_for_bytes(registry, layer.digest, layer_before, want(shipped[layer.digest], layer_size, shipped_unit), "the layer")
         index_requests = len(requests_for(registry, index_digest))
         layer_requests = len(requests_for(registry, layer.digest))
         assert_reads_match(m.dir / "disk.img", data, REGIONS)
@@ -122,7 +125,7 @@ def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_r
         assert len(requests_for(registry, layer.digest)) == layer_requests
     # The profile's prefetch fetched what it names (the index: and its table's chunk), not the layer whole.
     assert served(layer.digest) - layer_before < layer_size // 3
-    assert served(index_digest) - index_before <= want(shipped[index_digest], index_size) + 2 * UNIT
+    assert served(index_digest) - index_before <= want(shipped[index_digest], index_size, UNIT) + 2 * UNIT
 
 
 def test_without_the_fitted_profile_the_same_reads_fetch_windows_as_they_go(ocifs, registry, repo, workdir):

@@ -19,7 +19,8 @@ from support.processes import Mount
 TLS = "--tls-verify=false"
 FRAME = 512 * 1024  # frame size of the multi-frame zstd test layers
 CHUNK = MiB  # the mount's default --chunk-size
-UNIT = 64 * 1024  # what a recording mount notes its reads in, whatever its chunk size
+UNIT = 4 * 1024  # what a recording mount notes its reads in, whatever its chunk size
+PIECE = 64 * 1024  # the smallest piece a mount fetches such a profile in (an uncompressed layer's)
 DATA_AT = 1024  # the disk's bytes in the layer's tar: after the headers of disk/ and disk/disk.img
 
 
@@ -50,14 +51,14 @@ def read_profile(path) -> tuple[int, dict[str, list[int]]]:
 
 
 def profile_pieces(units: list[int], chunk: int) -> set[int]:
-    """What a mount with `chunk`-byte chunks fetches for a profile's 64 KiB `units`: the units
-    themselves when its chunks are larger (docs/profile-format.md), else the chunks holding them;
-    as indexes of pieces of that size (piece_size() below)."""
+    """What a mount with `chunk`-byte chunks fetches for a profile's 4 KiB `units`: the 64 KiB
+    pieces holding them when its chunks are larger (docs/profile-format.md), else the chunks
+    holding them; as indexes of pieces of that size (piece_size() below)."""
     return {u * UNIT // piece_size(chunk) for u in units}
 
 
 def piece_size(chunk: int) -> int:
-    return UNIT if chunk > UNIT else chunk
+    return PIECE if chunk > PIECE else chunk
 
 
 def wait_for_fetches(registry, img: Image, before: int, units: list[int], chunk: int = CHUNK) -> None:
@@ -91,7 +92,7 @@ def test_a_recorded_profile_is_fetched_ahead_by_the_next_cold_mount(kind, ocifs,
     if kind == "none":
         wanted = [(DATA_AT + off) // UNIT for off, _ in READS]  # in chunks 5, 1, 7
         assert [c for c in chunks if c in wanted] == wanted, chunks  # first read first
-        assert len(chunks) < 12  # what was read, not the layer
+        assert len(chunks) * UNIT < 12 * PIECE  # what was read, not the layer
     else:  # frames: the mount also walks the frame headers, and those chunks are recorded too
         assert chunks, chunks
 
@@ -158,13 +159,13 @@ def test_a_profile_is_fetched_ahead_by_a_mount_of_another_chunk_size(chunk, ocif
 
 
 # Small reads far apart: each in its own MiB, so whole chunks would be 1 MiB per read.
-SCATTERED = [(1 * MiB + 4096, 4096), (9 * MiB + 70000, 300), (4 * MiB + 5, 8192), (17 * MiB + 3 * UNIT, 2 * UNIT),
+SCATTERED = [(1 * MiB + 4096, 4096), (9 * MiB + 70000, 300), (4 * MiB + 5, 8192), (17 * MiB + 3 * PIECE, 2 * PIECE),
              (13 * MiB + 1000, 512)]
 
 
 def test_a_small_profile_fetches_about_its_own_bytes_not_whole_chunks(ocifs, registry, repo, workdir):
-    """A profile names 64 KiB units; a mount with 1 MiB chunks fetches those units (coalesced into
-    few ranges, kept apart from the chunks) rather than the chunks around them, and the reads they
+    """A profile names 4 KiB units; a mount with 1 MiB chunks fetches the 64 KiB pieces holding
+    them (coalesced into few ranges, kept apart from the chunks) rather than the chunks around them, and the reads they
     cover reach no registry. (Compressed layers: the bench's "(artifact, profile)" rows.)"""
     data = disk_bytes(20 * MiB + 333, seed=67)
     ref, img = images.push_containerdisk(registry, repo, data, "none")
@@ -174,7 +175,8 @@ def test_a_small_profile_fetches_about_its_own_bytes_not_whole_chunks(ocifs, reg
                cache_dir=record_cache) as m:
         assert_reads_match(m.dir / "disk.img", data, SCATTERED)
     units = read_profile(profile)[1][img.layers[0].digest]
-    unit_bytes = len(units) * UNIT
+    pieces = profile_pieces(units, CHUNK)
+    unit_bytes = len(pieces) * PIECE
     whole_chunks = len({u * UNIT // CHUNK for u in units}) * CHUNK
     assert unit_bytes * 2 < whole_chunks, (units, "the reads are not scattered enough to tell")
 
@@ -192,11 +194,11 @@ def test_a_small_profile_fetches_about_its_own_bytes_not_whole_chunks(ocifs, reg
         assert_reads_match(m.dir / "disk.img", data, SCATTERED)
         assert len(layer_gets(registry, img)) - before == len(gets), "a profiled read went to the registry"
     got = sum(r.written for r in gets)
-    # The units, plus the short gaps a run fills (at most 2 units per request): not the chunks.
-    assert unit_bytes <= got + UNIT, (got, unit_bytes)  # the last unit may be short
-    assert got <= unit_bytes + 2 * UNIT * len(gets), (got, unit_bytes, len(gets))
+    # The pieces, plus the short gaps a run fills (at most 2 pieces per request): not the chunks.
+    assert unit_bytes <= got + PIECE, (got, unit_bytes)  # the last piece may be short
+    assert got <= unit_bytes + 2 * PIECE * len(gets), (got, unit_bytes, len(gets))
     assert got * 2 < whole_chunks, (got, whole_chunks)
-    assert len(gets) < len(units) or len(units) <= 2, (len(gets), units)  # coalesced
+    assert len(gets) < len(pieces) or len(pieces) <= 2, (len(gets), pieces)  # coalesced
     assert "pieces" in log.read_text()
     # The pieces are kept in the cache dir (docs/cache-format.md "Kept pieces"), not as chunks.
     assert list((cache2 / "kept").glob("*profile-pieces*")), list((cache2 / "kept").iterdir())
