@@ -18,14 +18,14 @@ BlobFetcher::BlobFetcher(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache,
       tasks_(scheduler_, "fetches of " + key_,
              {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}) {}
 
-BlobFetcher::OwedToken::OwedToken(const BlobFetcher& f) : fetcher(f) {
-  std::lock_guard lock(fetcher.owed_mu_);
-  ++fetcher.owed_;
+BlobFetcher::OwedToken::OwedToken(std::shared_ptr<OwedCount> c) : count(std::move(c)) {
+  std::lock_guard lock(count->mu);
+  ++count->owed;
 }
 
 BlobFetcher::OwedToken::~OwedToken() {
-  std::lock_guard lock(fetcher.owed_mu_);
-  if (--fetcher.owed_ == 0) fetcher.owed_cv_.notify_all();
+  std::lock_guard lock(count->mu);
+  if (--count->owed == 0) count->cv.notify_all();
 }
 
 Result<uint64_t> BlobFetcher::Fetch(uint64_t first, uint64_t count, size_t max_run) const {
@@ -40,8 +40,8 @@ Result<uint64_t> BlobFetcher::Fetch(uint64_t first, uint64_t count, size_t max_r
 
 void BlobFetcher::FinishOwed() const {
   finishing_.store(true);
-  std::unique_lock lock(owed_mu_);
-  owed_cv_.wait(lock, [this] { return owed_ == 0; });
+  std::unique_lock lock(owed_->mu);
+  owed_->cv.wait(lock, [this] { return owed_->owed == 0; });
 }
 
 bool BlobFetcher::QueueOwed(uint64_t first, uint64_t end, size_t run) const {
@@ -52,7 +52,7 @@ bool BlobFetcher::Post(bool owed, TaskClass cls, uint64_t first, uint64_t end, s
   run = std::max<size_t>(1, run);
   for (uint64_t i = first; i < end; i += run) {
     const uint64_t count = std::min<uint64_t>(run, end - i);
-    auto token = owed ? std::make_shared<OwedToken>(*this) : nullptr;
+    auto token = owed ? std::make_shared<OwedToken>(owed_) : nullptr;
     const bool queued = tasks_.Post(cls, [this, token, cls, i, count, run] {
       Status st = Fetch(i, count, run).status();
       if (st.ok()) return;

@@ -78,12 +78,20 @@ class BlobFetcher {
   static constexpr size_t kMaxQueued = 64;
 
  private:
+  // The count of owed fetches not ended. Shared with their tokens: the
+  // scheduler may destroy a task (and its token) after the fetcher, once the
+  // task's body has returned and the fetcher's destructor stopped waiting.
+  struct OwedCount {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t owed = 0;  // guarded by mu
+  };
   // Counts one owed fetch from its queueing until its task is destroyed (run,
   // refused or dropped: the scheduler destroys every task it was given).
   struct OwedToken {
-    explicit OwedToken(const BlobFetcher& f);
+    explicit OwedToken(std::shared_ptr<OwedCount> count);
     ~OwedToken();
-    const BlobFetcher& fetcher;
+    const std::shared_ptr<OwedCount> count;
   };
   bool Post(bool owed, TaskClass cls, uint64_t first, uint64_t end, size_t run) const;
 
@@ -94,9 +102,7 @@ class BlobFetcher {
   const uint64_t size_;
   const uint64_t chunk_count_;
   mutable std::atomic<bool> finishing_{false};  // FinishOwed was called
-  mutable std::mutex owed_mu_;
-  mutable std::condition_variable owed_cv_;
-  mutable size_t owed_ = 0;  // owed fetches not ended; guarded by owed_mu_
+  const std::shared_ptr<OwedCount> owed_ = std::make_shared<OwedCount>();
   mutable TaskGroup tasks_;  // last: cancelled and waited for first
 };
 
