@@ -227,7 +227,7 @@ def test_a_stopped_serving_process_is_reported_stalled_until_it_continues(make_p
 
     # The serving process stops: FUSE requests queue and nobody answers them.
     server = mount_state(target)["server_pid"]
-    os.kill(server, signal.SIGSTOP)
+    processes.sigstop(server)
     try:
         started = time.monotonic()
         stats = wait_condition(plugin, "vol-stalled", target, True, 60)
@@ -276,7 +276,7 @@ def test_a_scrape_probes_stalled_volumes_at_once(make_plugin, backend, workdir):
     stopped = []
     try:
         for server in servers:
-            os.kill(server, signal.SIGSTOP)
+            processes.sigstop(server)
             stopped.append(server)
         first, first_took = timed_scrape(port)
         second, second_took = timed_scrape(port)

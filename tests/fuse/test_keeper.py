@@ -408,7 +408,7 @@ def test_without_resend_the_reads_in_flight_at_a_crash_wait_until_the_connection
             # finds no request taken (a busy machine) loses nothing: again.
             server = first["server_pid"]
             for _ in range(8):
-                os.kill(server, signal.SIGSTOP)
+                processes.sigstop(server)
                 time.sleep(0.5)
                 t = time.monotonic()
                 os.kill(server, signal.SIGKILL)
@@ -443,7 +443,7 @@ def test_requests_the_dead_process_had_taken_are_resent_to_the_next(ocifs, disk,
         with Readers(mnt / "disk.img", data) as readers:
             readers.wait_reads(50)
             for _ in range(2):
-                os.kill(server, signal.SIGSTOP)
+                processes.sigstop(server)
                 time.sleep(0.5)
                 t = time.monotonic()
                 taken = [s for s in list(readers.in_flight.values()) if s < t]

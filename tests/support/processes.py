@@ -140,6 +140,33 @@ def spawn(args: Sequence[str], **popen_kwargs) -> subprocess.Popen:
     return proc
 
 
+def sigstop(pid: int, timeout: float = 30) -> None:
+    """SIGSTOP to `pid`, returning once every thread of it is stopped.
+
+    kill(2) returns before the process stops: SIGSTOP wakes one thread, and
+    the others stop only once that one has run and started the group stop.
+    On a busy machine that takes long enough for another thread to answer a
+    request meant to find the process stopped (a FUSE statfs, a registry
+    range request: two CI failures)."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+            try:
+                with open(stat) as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                pass  # a thread that just exited
+        if states and all(s in ("T", "t") for s in states):
+            return
+        if not os.path.exists(f"/proc/{pid}"):
+            raise AssertionError(f"process {pid} is gone; it cannot be stopped")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} did not stop within {timeout} s: thread states {states}")
+        time.sleep(0.005)
+
+
 def stop(proc: subprocess.Popen, timeout: float = 5) -> int | None:
     """SIGTERM to the process group, then SIGKILL after `timeout`; returns the exit code."""
     if proc.poll() is None:

@@ -18,7 +18,7 @@ status, bytes written, user agent: a mirror's requests upstream carry one,
 oci-fs' none; when the response completed); `blob_gets()` / `blob_bytes()` count blob downloads,
 e.g. to prove that a second mount fetches nothing. `reg.client()` is a
 RegistryClient with the right TLS trust and credentials. `with reg.paused():`
-stops the process (SIGSTOP: connections are accepted by the kernel, nothing
+stops the process (SIGSTOP, and waits until it is stopped: connections are accepted by the kernel, nothing
 answers) and continues it on exit, also when the body fails.
 """
 
@@ -212,7 +212,7 @@ class Registry:
     @contextlib.contextmanager
     def paused(self):
         assert self._proc is not None, "the registry is not running"
-        self._proc.send_signal(signal.SIGSTOP)
+        processes.sigstop(self._proc.pid)  # returns once it is stopped
         try:
             yield self
         finally:
