@@ -22,18 +22,24 @@ std::vector<uint8_t> SequentialRandomBytes(size_t size, uint32_t seed) {
   return data;
 }
 
+// The reader's next bytes (Next), which must not fail.
+std::span<const uint8_t> NextBytes(SequentialReader& reader) {
+  auto in = reader.Next();
+  REQUIRE(in.ok());
+  return *in;
+}
+
 // Reads the whole source through `reader`, checking the bytes; after each
 // refill, `check` sees the reader.
 template <typename Check>
 void ReadAll(SequentialReader& reader, const std::vector<uint8_t>& data, Check check) {
   std::vector<uint8_t> got;
   for (;;) {
-    auto in = reader.Next();
-    REQUIRE(in.ok());
-    if (in->empty()) break;
+    const std::span<const uint8_t> in = NextBytes(reader);
+    if (in.empty()) break;
     check(reader);
-    got.insert(got.end(), in->begin(), in->end());
-    reader.Skip(in->size());
+    got.insert(got.end(), in.begin(), in.end());
+    reader.Skip(in.size());
   }
   CHECK(got == data);
 }
@@ -83,13 +89,11 @@ TEST_CASE("a sequential reader that skips ahead hints from where it landed") {
   const auto data = SequentialRandomBytes(8 << 20, 3);
   CountingSource source(std::make_shared<MemorySource>(data));
   SequentialReader reader(source, 0, 256 << 10, 1 << 20);
-  auto first = reader.Next();
-  REQUIRE(first.ok());
+  NextBytes(reader);
   reader.Skip(5 << 20);  // past the buffer and past every hint so far
-  auto in = reader.Next();
-  REQUIRE(in.ok());
-  REQUIRE(!in->empty());
-  CHECK(std::equal(in->begin(), in->end(), data.begin() + (5 << 20)));
+  const std::span<const uint8_t> in = NextBytes(reader);
+  REQUIRE(!in.empty());
+  CHECK(std::equal(in.begin(), in.end(), data.begin() + (5 << 20)));
   std::lock_guard lock(source.mu);
   REQUIRE(source.prefetches.size() == 2);
   // A window past the read where it landed, not the skipped bytes.
@@ -103,24 +107,21 @@ TEST_CASE("a sequential reader that hints reads a small first piece, then hints,
   const auto data = SequentialRandomBytes(12 << 20, 4);
   CountingSource source(std::make_shared<MemorySource>(data));
   SequentialReader reader(source, 0, 4 << 20, 8 << 20);
-  auto first = reader.Next();
-  REQUIRE(first.ok());
-  CHECK(first->size() == SequentialReader::kFirstRead);
+  const std::span<const uint8_t> first = NextBytes(reader);
+  CHECK(first.size() == SequentialReader::kFirstRead);
   CHECK(source.bytes.load() == SequentialReader::kFirstRead);
   {
     std::lock_guard lock(source.mu);
     REQUIRE(source.prefetches.size() == 1);
     CHECK(source.prefetches[0] == std::pair<uint64_t, uint64_t>(SequentialReader::kFirstRead, 8 << 20));
   }
-  reader.Skip(first->size());
-  auto second = reader.Next();
-  REQUIRE(second.ok());
-  CHECK(second->size() == 4 << 20);
-  CHECK(std::equal(second->begin(), second->end(), data.begin() + SequentialReader::kFirstRead));
+  reader.Skip(first.size());
+  const std::span<const uint8_t> second = NextBytes(reader);
+  CHECK(second.size() == 4 << 20);
+  CHECK(std::equal(second.begin(), second.end(), data.begin() + SequentialReader::kFirstRead));
   // Without hints, the first read is a whole piece.
   CountingSource plain(std::make_shared<MemorySource>(data));
   SequentialReader unhinted(plain, 0, 4 << 20);
-  auto whole = unhinted.Next();
-  REQUIRE(whole.ok());
-  CHECK(whole->size() == 4 << 20);
+  const std::span<const uint8_t> whole = NextBytes(unhinted);
+  CHECK(whole.size() == 4 << 20);
 }
