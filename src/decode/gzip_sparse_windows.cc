@@ -11,6 +11,12 @@ namespace ocifs {
 
 namespace {
 
+// The compressed bytes each inflate below reads at a time: a window's reach
+// of output (32 KiB) takes at most about 9/8 of it in compressed bytes (the
+// codes of incompressible data), so one read suffices. InflateFromCheckpoint
+// reads its hint (plus kSpanReadPast) at a time, however small.
+constexpr uint64_t kReadHint = GzipCheckpoint::kWindowSize / 8 * 9;
+
 // cp with `window` (cp.window_size bytes) in memory in place of its own;
 // `stored`: zlib level 0 (a trial window, inflated once), else CompressWindow's.
 GzipCheckpoint WithWindow(const GzipCheckpoint& cp, std::span<const uint8_t> window, bool stored = false) {
@@ -45,14 +51,12 @@ Result<References> ReferencedBytes(const ByteSource& compressed, const GzipCheck
     b[j] = static_cast<uint8_t>(j >> 8);
     c[j] = static_cast<uint8_t>(0xff - a[j]);
   }
-  // A small first read: 32 KiB of output takes at most about that much input.
-  constexpr uint64_t kHint = 1;
   OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_a,
-                         InflateFromCheckpoint(compressed, WithWindow(cp, a, true), length, kHint, layer));
+                         InflateFromCheckpoint(compressed, WithWindow(cp, a, true), length, kReadHint, layer));
   OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_b,
-                         InflateFromCheckpoint(compressed, WithWindow(cp, b, true), length, kHint, layer));
+                         InflateFromCheckpoint(compressed, WithWindow(cp, b, true), length, kReadHint, layer));
   OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> out_c,
-                         InflateFromCheckpoint(compressed, WithWindow(cp, c, true), length, kHint, layer));
+                         InflateFromCheckpoint(compressed, WithWindow(cp, c, true), length, kReadHint, layer));
   References r;
   r.used.assign(n, 0);
   r.output = std::move(out_a);
@@ -95,7 +99,7 @@ Result<bool> SparsifyGzipWindow(const ByteSource& compressed, GzipCheckpoint& cp
   }
   GzipCheckpoint trial = WithWindow(cp, sparse);
   // Checked: the sparse window must make the output the real one makes.
-  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> got, InflateFromCheckpoint(compressed, trial, length, 1, layer));
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> got, InflateFromCheckpoint(compressed, trial, length, kReadHint, layer));
   const std::vector<uint8_t>& want = refs.output;
   if (got != want || trial.zwindow.empty() || trial.zwindow.size() >= zbefore) {
     s.bytes_kept += cp.window_size;
