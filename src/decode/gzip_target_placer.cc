@@ -7,10 +7,13 @@ namespace {
 
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
 
-std::vector<GzipTargetPlacer::Point> PointsOf(const Ranges& sorted, uint64_t gap, uint64_t spacing) {
+// The points of `sorted`'s ranges merged by `gap`, a point every `spacing`
+// inside each; stops once it has more than `limit` (Plan then widens both).
+// Offsets may be anywhere up to 2^64: no sum here wraps.
+std::vector<GzipTargetPlacer::Point> PointsOf(const Ranges& sorted, uint64_t gap, uint64_t spacing, size_t limit) {
   Ranges merged;
   for (const auto& [first, second] : sorted) {
-    if (!merged.empty() && first < merged.back().second + gap) {
+    if (!merged.empty() && (first < merged.back().second || first - merged.back().second < gap)) {
       merged.back().second = std::max(merged.back().second, second);
     } else {
       merged.emplace_back(first, second);
@@ -18,7 +21,11 @@ std::vector<GzipTargetPlacer::Point> PointsOf(const Ranges& sorted, uint64_t gap
   }
   std::vector<GzipTargetPlacer::Point> points;
   for (const auto& [first, second] : merged) {
-    for (uint64_t at = first; at < second; at += spacing) points.push_back({at, false});
+    for (uint64_t at = first;; at += spacing) {  // first < second
+      points.push_back({at, false});
+      if (points.size() > limit) return points;
+      if (second - at <= spacing) break;
+    }
     points.push_back({second, true});
   }
   return points;
@@ -33,11 +40,11 @@ std::vector<GzipTargetPlacer::Point> GzipTargetPlacer::Plan(Ranges ranges, uint6
   std::sort(ranges.begin(), ranges.end());
   gap = std::max<uint64_t>(gap, 1);
   spacing = spacing == 0 ? gap : spacing;
-  std::vector<Point> points = PointsOf(ranges, gap, spacing);
+  std::vector<Point> points = PointsOf(ranges, gap, spacing, budget);
   while (points.size() > budget && gap < (uint64_t{1} << 50)) {
     gap *= 2;
-    spacing *= 2;
-    points = PointsOf(ranges, gap, spacing);
+    spacing = spacing > UINT64_MAX / 2 ? UINT64_MAX : spacing * 2;
+    points = PointsOf(ranges, gap, spacing, budget);
   }
   if (points.size() > budget) points.resize(budget);
   return points;

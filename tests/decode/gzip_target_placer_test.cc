@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <random>
 
 #include "base/memory_source.h"
@@ -141,6 +142,21 @@ TEST_CASE("Plan merges ranges closer than the gap, and places points before, ins
   REQUIRE(fit.size() <= 300);
   CHECK(fit.size() >= 100);  // evenly thinned, not cut off
   CHECK(fit.back().at >= 99000000);
+}
+
+TEST_CASE("Plan of ranges at the top of the offsets, or of any length, ends with at most the budget") {
+  // A profile given to `oci-fs accelerate` names chunks by number: their
+  // offsets may be anywhere up to 2^64, and a range may span petabytes.
+  using P = GzipTargetPlacer::Point;
+  const uint64_t top = std::numeric_limits<uint64_t>::max();
+  const std::vector<P> high = GzipTargetPlacer::Plan({{top - 1000, top}}, 32 << 10, 100, 256 << 10);
+  CHECK(high == std::vector<P>{{top - 1000, false}, {top, true}});
+  // Ranges a gap apart at the top merge (their gap does not wrap around).
+  CHECK(GzipTargetPlacer::Plan({{top - 3000, top - 2000}, {top - 1000, top}}, 32 << 10, 100, 256 << 10) ==
+        std::vector<P>{{top - 3000, false}, {top, true}});
+  const std::vector<P> huge = GzipTargetPlacer::Plan({{0, uint64_t{1} << 60}, {top - 10, top}}, 32 << 10, 100);
+  REQUIRE(huge.size() <= 100);
+  CHECK(std::is_sorted(huge.begin(), huge.end(), [](const P& a, const P& b) { return a.at < b.at; }));
 }
 
 TEST_CASE("with targets, the saved index has checkpoints shortly before and after each target, and reads through it are exact") {
