@@ -8,6 +8,7 @@
 #include <set>
 #include <thread>
 
+#include "base/little_endian.h"
 #include "base/memory_source.h"
 #include "decode/compression.h"
 #include "decode/decoder.h"
@@ -512,4 +513,52 @@ TEST_CASE("a zstd source's report stays within the units wholly inside the span 
   // A span with no whole unit inside, or no unit: as it is.
   CHECK(NeededWithinSpan(10000, 12000, 10000, 12000, u) == std::pair<uint64_t, uint64_t>(10000, 12000));
   CHECK(NeededWithinSpan(10000, 50000, 10000, 50000, 0) == std::pair<uint64_t, uint64_t>(10000, 50000));
+}
+
+TEST_CASE("a recording zstd frame source reads a bit-flipped blob or a shifted frame table as a plain one: an error or the right bytes") {
+  // A mount recording a profile decodes frames a block at a time (the
+  // buffer-less API), others in one call: either way, a damaged frame is an
+  // error, never other bytes (the frames carry checksums).
+  auto data = ZstdMakeData(1 << 20, 41);
+  const size_t frame = 128 << 10;
+  MultiFrame m = CompressFrames(data, frame);
+  AppendSeekTable(m);
+  DecoderOptions recording;
+  recording.record_compressed = [](uint64_t, uint64_t) {};
+  // Reads frame k of both sources; they agree, and bytes read are right.
+  auto check_frame = [&](const std::vector<uint8_t>& blob, size_t k) {
+    auto plain = OpenZstd(std::make_shared<MemorySource>(blob, "plain"));
+    auto recorded = OpenZstd(std::make_shared<MemorySource>(blob, "recorded"), recording);
+    std::vector<uint8_t> a(frame), b(frame);
+    auto ra = plain->ReadAt(k * frame, a);
+    auto rb = recorded->ReadAt(k * frame, b);
+    REQUIRE(ra.ok() == rb.ok());
+    if (!ra.ok()) return;
+    REQUIRE(*ra == *rb);
+    CHECK(std::equal(a.begin(), a.begin() + static_cast<ptrdiff_t>(*ra), data.begin() + static_cast<ptrdiff_t>(k * frame)));
+    CHECK(std::equal(b.begin(), b.begin() + static_cast<ptrdiff_t>(*rb), data.begin() + static_cast<ptrdiff_t>(k * frame)));
+  };
+  uint64_t frames_end = 0;
+  for (uint32_t n : m.in_sizes) frames_end += n;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 300; ++i) {
+    const size_t at = 4 + rng() % (frames_end - 4);  // the first magic stays: the blob is zstd
+    INFO("bit " << (i % 8) << " of byte " << at);
+    std::vector<uint8_t> blob = m.blob;
+    blob[at] ^= static_cast<uint8_t>(1u << (i % 8));
+    size_t k = 0;  // the frame holding byte `at`
+    for (uint64_t start = 0; start + m.in_sizes[k] <= at;) start += m.in_sizes[k++];
+    check_frame(blob, k);
+  }
+  // A frame boundary moved by a byte either way in the table (its sum kept).
+  const size_t table = frames_end + 8;
+  for (int shift : {-1, 1}) {
+    INFO("frame 2 ends " << shift << " byte(s) off");
+    std::vector<uint8_t> blob = m.blob;
+    auto entry = [&](size_t k) { return blob.data() + table + 8 * k; };
+    StoreLe<uint32_t>(entry(2), LoadLe<uint32_t>(entry(2)) + shift);
+    StoreLe<uint32_t>(entry(3), LoadLe<uint32_t>(entry(3)) - shift);
+    check_frame(blob, 2);
+    check_frame(blob, 3);
+  }
 }
