@@ -1,6 +1,11 @@
 #include "registry/registry_session.h"
 
 #include <spdlog/spdlog.h>
+#include <strings.h>
+
+#include <algorithm>
+#include <optional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -106,17 +111,33 @@ Result<HttpResponse> RegistrySession::SendWithScheme(HttpRequest req, const std:
     req.url = "http://" + ref_.ApiHost() + path;
     return http_->Perform(req);
   }
-  // The probe: one https attempt, then plain HTTP with the retries.
+  // The probe: one https attempt and plain HTTP with the retries. https wins
+  // when it answers. A request that carries no credentials and changes
+  // nothing (GET, HEAD) goes both ways at once, so a plain registry costs no
+  // failed TLS round trips before its first answer; any other goes over plain
+  // HTTP only after https failed, so credentials never cross plain HTTP to a
+  // registry that speaks TLS.
   HttpRequest probe = req;
   probe.url = "https://" + ref_.ApiHost() + path;
   probe.max_retries = 0;
-  auto https = http_->Perform(probe);
+  req.url = "http://" + ref_.ApiHost() + path;
+  const bool carries_credentials = std::ranges::any_of(
+      req.headers, [](const std::string& h) { return h.size() >= 14 && strncasecmp(h.c_str(), "authorization:", 14) == 0; });
+  const bool race = !carries_credentials && (req.method == "GET" || req.method == "HEAD") && !req.sink;
+  std::optional<Result<HttpResponse>> raced;
+  Result<HttpResponse> https = [&] {
+    // The plain request's thread lives for this one request and is joined
+    // when this lambda returns; each request borrows its own handle
+    // (HttpClient::Perform is safe for concurrent use).
+    std::jthread plain_thread;
+    if (race) plain_thread = std::jthread([&] { raced = http_->Perform(req); });
+    return http_->Perform(probe);
+  }();
   if (https.ok()) {
     scheme_.store(kHttps);
     return https;
   }
-  req.url = "http://" + ref_.ApiHost() + path;
-  auto plain = http_->Perform(req);
+  auto plain = raced ? std::move(*raced) : http_->Perform(req);
   if (!plain.ok()) {
     // Both failed: say what each did, plain HTTP's first (a plain server's
     // answer to TLS is "wrong version number", which hides why HTTP failed).
