@@ -1,6 +1,8 @@
 #include "base/whole_file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -52,6 +54,27 @@ Result<std::string> ReadWholeFile(const std::string& path, uint64_t max_bytes, s
   std::string bytes(size, '\0');
   OCIFS_RETURN_IF_ERROR(ReadExactly(**file, 0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(bytes.data()), size)));
   return bytes;
+}
+
+Result<MappedFileBytes> MappedFileBytes::Read(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoError("stat " + path, errno);
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* map = size == 0 ? nullptr : ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (map == MAP_FAILED) return ErrnoError("map " + std::to_string(size) + " bytes to read " + path, errno);
+  MappedFileBytes out(static_cast<uint8_t*>(map), size);
+  while (out.size_ < size) {
+    ssize_t n = ::pread(fd, out.data_ + out.size_, size - out.size_, static_cast<off_t>(out.size_));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError("read " + path, errno);
+    if (n == 0) break;
+    out.size_ += static_cast<size_t>(n);
+  }
+  return out;
+}
+
+MappedFileBytes::~MappedFileBytes() {
+  if (data_ != nullptr && mapped_ != 0) ::munmap(data_, mapped_);
 }
 
 }  // namespace ocifs

@@ -15,6 +15,7 @@
 
 #include "base/little_endian.h"
 #include "base/unique_fd.h"
+#include "base/whole_file.h"
 
 namespace ocifs {
 namespace {
@@ -85,12 +86,9 @@ Result<std::span<const uint8_t>> CompressedWindow(const GzipCheckpoint& cp, std:
   return std::span<const uint8_t>(*holder);
 }
 
-}  // namespace
-
-Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
-  if (cp.window_size == 0 && cp.zwindow.empty() && out.empty()) return Status::Ok();
-  std::vector<uint8_t> holder;
-  OCIFS_ASSIGN_OR_RETURN(std::span<const uint8_t> z, CompressedWindow(cp, &holder));
+// cp's compressed window `z` inflated into `out` (cp.window_size bytes).
+Status InflateWindow(const GzipCheckpoint& cp, std::span<const uint8_t> z, std::span<uint8_t> out) {
+  if (cp.window_size == 0 && z.empty() && out.empty()) return Status::Ok();  // no window (a member's start)
   uLongf len = static_cast<uLongf>(out.size());
   if (out.size() != cp.window_size ||
       uncompress(out.data(), &len, z.data(), static_cast<uLong>(z.size())) != Z_OK ||
@@ -99,6 +97,15 @@ Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
                    " does not inflate to " + std::to_string(cp.window_size) + " bytes");
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
+  if (cp.window_size == 0 && cp.zwindow.empty() && out.empty()) return Status::Ok();
+  std::vector<uint8_t> holder;
+  OCIFS_ASSIGN_OR_RETURN(std::span<const uint8_t> z, CompressedWindow(cp, &holder));
+  return InflateWindow(cp, z, out);
 }
 
 bool GzipIndex::ValidBlockSize(uint32_t size) {
@@ -227,7 +234,7 @@ Status GzipIndex::ParseChecksums(std::span<const uint8_t> body, size_t& pos, Gzi
   return Status::Ok();
 }
 
-Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::string& what) {
+Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::string& what, bool keep_windows) {
   auto bad = [&](const std::string& why) { return Corrupt("gzip index " + what + ": " + why); };
   if (bytes.size() < kHeaderSize + 4) return bad("too short (" + std::to_string(bytes.size()) + " bytes)");
   if (bytes.size() > kMaxIndexFile) return bad("too large (" + std::to_string(bytes.size()) + " bytes)");
@@ -282,11 +289,12 @@ Result<GzipIndex> GzipIndex::Parse(std::span<const uint8_t> bytes, const std::st
     if (i > 0 && MoreThanDeflateMakes(cp.out - index.checkpoints.back().out, cp.in - index.checkpoints.back().in)) {
       return bad(at + ": more output than deflate makes of its compressed bytes");
     }
-    cp.zwindow.assign(p + pos, p + pos + zlen);
+    if (keep_windows) cp.zwindow.assign(p + pos, p + pos + zlen);
     cp.zwindow_offset = pos;
     cp.zwindow_length = zlen;
     pos += zlen;
-    OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, std::span(window).first(cp.window_size)).WithContext("gzip index " + what));
+    OCIFS_RETURN_IF_ERROR(InflateWindow(cp, bytes.subspan(cp.zwindow_offset, zlen), std::span(window).first(cp.window_size))
+                              .WithContext("gzip index " + what));
     index.checkpoints.push_back(std::move(cp));
   }
   if (MoreThanDeflateMakes(index.decompressed_size - index.checkpoints.back().out,
@@ -376,21 +384,12 @@ Result<GzipIndex> GzipIndex::Load(const std::string& path) {
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return ErrnoError("stat " + path, errno);
   if (static_cast<uint64_t>(st.st_size) > kMaxIndexFile) return Corrupt("gzip index " + path + " is too large");
-  std::vector<uint8_t> bytes(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::pread(fd.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoError("read " + path, errno);
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  bytes.resize(done);
-  OCIFS_ASSIGN_OR_RETURN(GzipIndex index, Parse(bytes, path));
-  // Checked: from now on the windows are read from the file when needed.
+  // Not on the heap (MappedFileBytes says why), and the windows are checked,
+  // not copied: from now on they are read from the file when needed.
+  OCIFS_ASSIGN_OR_RETURN(MappedFileBytes bytes, MappedFileBytes::Read(fd.get(), path));
+  OCIFS_ASSIGN_OR_RETURN(GzipIndex index, Parse(bytes.bytes(), path, /*keep_windows=*/false));
   auto file = std::make_shared<const GzipWindowFile>(std::move(fd), path);
   for (GzipCheckpoint& cp : index.checkpoints) {
-    cp.zwindow = {};
     if (cp.zwindow_length > 0) cp.window_file = file;
   }
   return index;

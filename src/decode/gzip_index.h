@@ -134,7 +134,11 @@ struct GzipIndex {
   // Parses and validates bytes written by Serialize() (version 1, 2 or 3);
   // `what` names the file in errors. kCorrupt on any inconsistency (file
   // checksum, size, bounds, ordering, counts that do not fit the sizes).
-  [[nodiscard]] static Result<GzipIndex> Parse(std::span<const uint8_t> bytes, const std::string& what);
+  // Every window is inflated once to check it; keep_windows false keeps no
+  // copy of them (zwindow empty, zwindow_offset/length place each in `bytes`:
+  // for Load, which reads them from its file).
+  [[nodiscard]] static Result<GzipIndex> Parse(std::span<const uint8_t> bytes, const std::string& what,
+                                               bool keep_windows = true);
 
   // Writes path.tmp.<pid>.<n>, fsyncs it, renames it over `path`, fsyncs the folder.
   [[nodiscard]] Status Save(const std::string& path) const;

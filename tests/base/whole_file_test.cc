@@ -1,9 +1,13 @@
 #include "base/whole_file.h"
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 
+#include "base/unique_fd.h"
 #include "testing/temp_dir.h"
 
 using namespace ocifs;
@@ -36,4 +40,28 @@ TEST_CASE("reading a whole file names a missing file, one over the bound, and a 
   Status no_dir = WriteFileAtomically(tmp.path() + "/no/such/dir/file", "x");
   REQUIRE_FALSE(no_dir.ok());
   CHECK(no_dir.message().find("/no/such/dir/file.tmp.") != std::string::npos);
+}
+
+TEST_CASE("a file read into a mapping of its own has all its bytes; an empty file has none") {
+  TempDir tmp;
+  const std::string path = tmp.path() + "/index";
+  std::string content(3u << 20, '\0');
+  for (size_t i = 0; i < content.size(); ++i) content[i] = static_cast<char>(i * 7 + i / 4096);
+  REQUIRE(WriteFileAtomically(path, content).ok());
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  REQUIRE(fd.valid());
+  auto got = MappedFileBytes::Read(fd.get(), path);
+  REQUIRE(got.ok());
+  MappedFileBytes moved(std::move(*got));  // the bytes move with it, unmapped once
+  CHECK(moved.bytes().size() == content.size());
+  CHECK(std::equal(moved.bytes().begin(), moved.bytes().end(), content.begin(),
+                   [](uint8_t a, char b) { return a == static_cast<uint8_t>(b); }));
+  REQUIRE(WriteFileAtomically(path, "").ok());
+  UniqueFd empty(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  auto none = MappedFileBytes::Read(empty.get(), path);
+  REQUIRE(none.ok());
+  CHECK(none->bytes().empty());
+  auto bad = MappedFileBytes::Read(-1, path);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find(path) != std::string::npos);
 }

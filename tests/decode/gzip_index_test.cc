@@ -363,6 +363,26 @@ TEST_CASE("gzip index v3: random bit flips fail cleanly, or, with a recomputed c
   CHECK(refused > 0);
 }
 
+TEST_CASE("gzip index parsed without window copies places each window in the bytes and still checks it") {
+  const GzipIndex index = SampleIndex();
+  const std::vector<uint8_t> bytes = *index.Serialize();
+  auto parsed = GzipIndex::Parse(bytes, "placed", /*keep_windows=*/false);
+  REQUIRE(parsed.ok());
+  REQUIRE(parsed->checkpoints.size() == 3);
+  const GzipCheckpoint& cp = parsed->checkpoints[1];
+  CHECK(cp.zwindow.empty());
+  REQUIRE(cp.zwindow_length == index.checkpoints[1].zwindow.size());
+  const auto placed = std::span(bytes).subspan(cp.zwindow_offset, cp.zwindow_length);
+  CHECK(std::equal(placed.begin(), placed.end(), index.checkpoints[1].zwindow.begin()));
+  // A window that does not inflate (its file checksum made right again) is corrupt, copy or not.
+  std::vector<uint8_t> bad = bytes;
+  bad[cp.zwindow_offset + cp.zwindow_length / 2] ^= 0xff;
+  auto refused = GzipIndex::Parse(Rechecksummed(bad), "placed", /*keep_windows=*/false);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.status().code() == Code::kCorrupt);
+  CHECK(refused.status().message().find("does not inflate") != std::string::npos);
+}
+
 TEST_CASE("gzip index whose sizes need more than deflate's 1032:1 is corrupt") {
   GzipIndex index = SampleIndex();
   index.decompressed_size = 1033ull * 1000 * 10;  // past the last checkpoint: 200 compressed bytes
