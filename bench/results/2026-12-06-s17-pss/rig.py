@@ -5,7 +5,7 @@ Per binary: one fresh cold trace (--record-profile: the first pass builds the no
 run the (index) session: only the index kept, --record-profile, the bench's replay, PeakRss (keeper + server)."""
 import sys, time, json, shutil, os, subprocess
 from pathlib import Path
-sys.path.insert(0, str(Path(os.environ.get("BENCH", "/work/s17-pss/bench"))))
+sys.path.insert(0, os.environ.get("BENCH", str(Path(__file__).resolve().parents[2])))  # bench/
 import run as R, benchlib as b
 OUT = os.environ.get("RIG_OUT", "/tmp/s17pss/rig")
 bins = dict(x.split("=", 1) for x in os.environ["BINS"].split())
