@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "accel/accel_manifest.h"
 #include "base/whole_file.h"
+#include "base/worker_pool.h"
 #include "cache/chunk_cache.h"
 #include "decode/gzip_saved_index.h"
 #include "decode/zstd_checkpoint_index.h"
@@ -186,9 +188,12 @@ Result<std::shared_ptr<const AccessProfile>> LoadProfile(ImageSource& pieces, co
   return std::make_shared<const AccessProfile>(std::move(profile));
 }
 
-// Checks `artifact` against `image` and installs what it carries.
+// Checks `artifact` against `image` and installs what it carries. Its
+// pieces (tar indexes, an older artifact's whole indexes, the first
+// profile) and the heads of its lazily read indexes are fetched side by side
+// on helpers.pool: one round trip for all of them.
 Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, const ResolvedImage& image,
-                         ChunkCache& cache) {
+                         ChunkCache& cache, const AccelInstallHelpers& helpers) {
   const std::string what = "acceleration artifact " + artifact.reference;
   OCIFS_ASSIGN_OR_RETURN(AccelManifest m, ParseAccelManifest(artifact.bytes, what));
   if (m.subject.digest != image.manifest_digest) {
@@ -197,6 +202,14 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
   }
   AccelUse use;
   use.artifact = artifact.reference;
+  // The fetches, run together below; each writes its own slot.
+  std::vector<std::function<void()>> jobs;
+  struct IndexJob {
+    const AccelManifest::LayerIndex* index;
+    std::string path;
+    Status status;
+  };
+  std::vector<IndexJob> index_jobs;
   for (const AccelManifest::LayerIndex& g : m.layer_indexes) {
     const std::string_view name = LayerIndexName(g.kind);
     auto layer = std::find_if(image.layers.begin(), image.layers.end(),
@@ -209,7 +222,7 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
     const std::string path = IndexSidePath(cache, g);
     const bool lazy = g.kind == LayerIndexKind::kGzipIndexV4 || g.kind == LayerIndexKind::kZstdCheckpointsV2;
     if (lazy && !Exists(path)) {
-      // Nothing fetched now: the layer's decoder reads its table at open and
+      // Nothing installed: the layer's decoder reads its table at open and
       // each window (dictionary) when a read needs it, through the chunk cache.
       // A side file there (a gzip first pass's index, the mark of a zstd index
       // that proved wrong) wins.
@@ -218,29 +231,70 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
         spdlog::warn("{}: not using its {} of layer {}: {}", what, name, g.layer_digest, blob.status().ToString());
         continue;
       }
-      use.lazy_indexes[g.layer_digest] = AccelUse::LazyIndex{g.kind, g.blob.digest, std::move(blob).value(), what};
+      ByteSourcePtr source = std::move(blob).value();
+      if (helpers.cache_index) source = helpers.cache_index(g.blob.digest, std::move(source));
+      if (helpers.index_head_bytes > 0 && source->size() > 0) {
+        // Its table is read at the layer's open: fetched now, beside the other pieces.
+        jobs.push_back([source, n = std::min(source->size(), helpers.index_head_bytes), digest = g.blob.digest] {
+          std::vector<uint8_t> head(static_cast<size_t>(n));
+          if (Status s = ReadExactly(*source, 0, head); !s.ok()) {
+            spdlog::debug("reading the head of index {} ahead: {}", digest, s.ToString());
+          }
+        });
+      }
+      use.lazy_indexes[g.layer_digest] = AccelUse::LazyIndex{g.kind, g.blob.digest, std::move(source), what};
       spdlog::info("{}: reading the {} of layer {} lazily ({} bytes: its table at open, {} on use)", what, name,
                    g.layer_digest, g.blob.size,
                    g.kind == LayerIndexKind::kGzipIndexV4 ? "windows" : "dictionaries");
+      use.indexed_layers.push_back(g.layer_digest);
     } else if (!Exists(path)) {
-      Status s = InstallIndex(pieces, g, path);
-      if (!s.ok()) {
-        spdlog::warn("{}: not using its {} of layer {}: {}", what, name, g.layer_digest, s.ToString());
-        continue;
-      }
-      spdlog::info("{}: installed the {} of layer {} ({} bytes)", what, name, g.layer_digest, g.blob.size);
+      index_jobs.push_back(IndexJob{&g, path, Status::Ok()});
+    } else {
+      use.indexed_layers.push_back(g.layer_digest);
     }
-    use.indexed_layers.push_back(g.layer_digest);
   }
-  for (const AccelManifest::TarIndexPiece& t : m.tar_indexes) {
-    if (Status s = InstallTarIndex(pieces, t, image, cache); !s.ok()) {
-      spdlog::warn("{}: not using its tar index of layer {}: {}", what, t.layer_digest, s.ToString());
+  for (IndexJob& j : index_jobs) jobs.push_back([&j, &pieces] { j.status = InstallIndex(pieces, *j.index, j.path); });
+  std::vector<Status> tar_status(m.tar_indexes.size());
+  for (size_t i = 0; i < m.tar_indexes.size(); ++i) {
+    jobs.push_back([&, i] { tar_status[i] = InstallTarIndex(pieces, m.tar_indexes[i], image, cache); });
+  }
+  // The first profile beside the rest; the others, in turn, only if it fails.
+  std::optional<Result<std::shared_ptr<const AccessProfile>>> first_profile;
+  if (!m.profiles.empty()) {
+    jobs.push_back([&] {
+      first_profile.emplace(LoadProfile(pieces, m.profiles[0], cache, what + " profile " + m.profiles[0].digest));
+    });
+  }
+  auto run = [&jobs](size_t i) {
+    jobs[i]();
+    return Status::Ok();
+  };
+  if (helpers.pool != nullptr && jobs.size() > 1) {
+    (void)helpers.pool->ParallelFor(jobs.size(), run);
+  } else {
+    for (size_t i = 0; i < jobs.size(); ++i) (void)run(i);
+  }
+
+  for (const IndexJob& j : index_jobs) {
+    const std::string_view name = LayerIndexName(j.index->kind);
+    if (!j.status.ok()) {
+      spdlog::warn("{}: not using its {} of layer {}: {}", what, name, j.index->layer_digest, j.status.ToString());
+      continue;
+    }
+    spdlog::info("{}: installed the {} of layer {} ({} bytes)", what, name, j.index->layer_digest, j.index->blob.size);
+    use.indexed_layers.push_back(j.index->layer_digest);
+  }
+  for (size_t i = 0; i < m.tar_indexes.size(); ++i) {
+    const AccelManifest::TarIndexPiece& t = m.tar_indexes[i];
+    if (!tar_status[i].ok()) {
+      spdlog::warn("{}: not using its tar index of layer {}: {}", what, t.layer_digest, tar_status[i].ToString());
     } else if (!Exists(cache.SidePath(t.layer_digest, "tarindex"))) {
       use.tar_indexed_layers.insert(t.layer_digest);
     }
   }
-  for (const Descriptor& p : m.profiles) {
-    auto profile = LoadProfile(pieces, p, cache, what + " profile " + p.digest);
+  for (size_t i = 0; i < m.profiles.size(); ++i) {
+    const Descriptor& p = m.profiles[i];
+    auto profile = i == 0 ? std::move(*first_profile) : LoadProfile(pieces, p, cache, what + " profile " + p.digest);
     if (profile.ok()) {
       use.profile = std::move(profile).value();
       break;
@@ -253,28 +307,6 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
 // The record of the artifact a mount of `image` used, kept in the cache.
 Status KeepRecord(ChunkCache& cache, const ResolvedImage& image, const FetchedArtifact& artifact) {
   return WriteFileAtomically(RecordPath(cache, image.manifest_digest), artifact.reference + "\n" + artifact.bytes);
-}
-
-// A pinned artifact the cache's record holds (a CSI volume's remount, say)
-// is not fetched again: no round trip, and no failure if it was deleted.
-Result<AccelUse> ApplyPinned(const Reference& pinned, const ResolvedImage& image, const RegistryOptions& registry,
-                             ChunkCache& cache) {
-  OCIFS_ASSIGN_OR_RETURN(std::unique_ptr<ImageSource> source, OpenImageSource(pinned, registry));
-  std::optional<FetchedArtifact> artifact = ReadRecord(cache, image.manifest_digest);
-  const bool recorded = artifact && artifact->reference == pinned.ToString();
-  if (!recorded) {
-    Descriptor desc;
-    desc.digest = pinned.digest;
-    desc.media_type = std::string(media_type::kOciManifest);
-    OCIFS_ASSIGN_OR_RETURN(artifact, FetchArtifact(*source, pinned, desc));
-  }
-  OCIFS_ASSIGN_OR_RETURN(AccelUse use, Install(*source, *artifact, image, cache));
-  if (!recorded) {
-    if (Status s = KeepRecord(cache, image, *artifact); !s.ok()) {
-      spdlog::warn("not keeping the acceleration record: {}", s.ToString());
-    }
-  }
-  return use;
 }
 
 }  // namespace
@@ -304,44 +336,82 @@ Result<AccelChoice> AccelChoice::Parse(std::string_view text) {
   return c;
 }
 
-Result<AccelUse> ApplyAccel(const AccelChoice& choice, ImageSource& source, const ResolvedImage& image,
-                            const RegistryOptions& registry, ChunkCache& cache) {
+Result<AccelCandidate> FindAccelForMount(const AccelChoice& choice, ImageSource& source, const ResolvedImage& image,
+                                         const RegistryOptions& registry, ChunkCache& cache) {
+  AccelCandidate c;
   switch (choice.mode) {
     case AccelChoice::Mode::kOff:
-      return AccelUse{};
+      return c;
     case AccelChoice::Mode::kPinned: {
-      auto use = ApplyPinned(choice.pinned, image, registry, cache);
-      if (!use.ok()) return use.status().WithContext("--accel " + choice.pinned.ToString());
-      return use;
+      // A pinned artifact the cache's record holds (a CSI volume's remount,
+      // say) is not fetched again: no round trip, and no failure if it was deleted.
+      auto pinned = OpenImageSource(choice.pinned, registry);
+      if (!pinned.ok()) return pinned.status().WithContext("--accel " + choice.pinned.ToString());
+      c.source = std::move(pinned).value();
+      std::optional<FetchedArtifact> artifact = ReadRecord(cache, image.manifest_digest);
+      c.recorded = artifact && artifact->reference == choice.pinned.ToString();
+      if (!c.recorded) {
+        Descriptor desc;
+        desc.digest = choice.pinned.digest;
+        desc.media_type = std::string(media_type::kOciManifest);
+        auto fetched = FetchArtifact(*c.source, choice.pinned, desc);
+        if (!fetched.ok()) return fetched.status().WithContext("--accel " + choice.pinned.ToString());
+        artifact = std::move(fetched).value();
+      }
+      c.reference = std::move(artifact->reference);
+      c.manifest_bytes = std::move(artifact->bytes);
+      return c;
     }
     case AccelChoice::Mode::kAuto:
       break;
   }
-  if (image.reference.transport != Reference::Transport::kDocker) return AccelUse{};
+  if (image.reference.transport != Reference::Transport::kDocker) return c;
   std::optional<FetchedArtifact> artifact = ReadRecord(cache, image.manifest_digest);
-  const bool recorded = artifact.has_value();
-  if (!recorded) {
+  c.recorded = artifact.has_value();
+  if (!c.recorded) {
     auto found = LookUp(source, image);
     if (!found.ok()) {
       spdlog::warn("no acceleration artifact: looking it up failed: {}", found.status().ToString());
-      return AccelUse{};
+      return c;
     }
     if (!found->has_value()) {
       spdlog::debug("no acceleration artifact for {}", image.manifest_digest);
-      return AccelUse{};
+      return c;
     }
     artifact = std::move(**found);
   }
-  auto use = Install(source, *artifact, image, cache);
-  if (!use.ok()) {
-    spdlog::warn("not using {}: {}", artifact->reference, use.status().ToString());
+  c.reference = std::move(artifact->reference);
+  c.manifest_bytes = std::move(artifact->bytes);
+  return c;
+}
+
+Result<AccelUse> InstallAccel(const AccelChoice& choice, Result<AccelCandidate> candidate, ImageSource& source,
+                              const ResolvedImage& image, ChunkCache& cache, const AccelInstallHelpers& helpers) {
+  const bool pinned = choice.mode == AccelChoice::Mode::kPinned;
+  if (!candidate.ok()) {
+    if (pinned) return candidate.status();
+    spdlog::warn("no acceleration artifact: {}", candidate.status().ToString());
     return AccelUse{};
   }
-  if (recorded) return use;  // the record says so already: no rewrite (and fsync) at every mount
-  if (Status s = KeepRecord(cache, image, *artifact); !s.ok()) {
+  if (candidate->reference.empty()) return AccelUse{};
+  const FetchedArtifact artifact{candidate->reference, candidate->manifest_bytes};
+  ImageSource& pieces = candidate->source ? *candidate->source : source;
+  auto use = Install(pieces, artifact, image, cache, helpers);
+  if (!use.ok()) {
+    if (pinned) return use.status().WithContext("--accel " + choice.pinned.ToString());
+    spdlog::warn("not using {}: {}", artifact.reference, use.status().ToString());
+    return AccelUse{};
+  }
+  if (candidate->recorded) return use;  // the record says so already: no rewrite (and fsync) at every mount
+  if (Status s = KeepRecord(cache, image, artifact); !s.ok()) {
     spdlog::warn("not keeping the acceleration record: {}", s.ToString());
   }
   return use;
+}
+
+Result<AccelUse> ApplyAccel(const AccelChoice& choice, ImageSource& source, const ResolvedImage& image,
+                            const RegistryOptions& registry, ChunkCache& cache) {
+  return InstallAccel(choice, FindAccelForMount(choice, source, image, registry, cache), source, image, cache, {});
 }
 
 }  // namespace ocifs

@@ -6,6 +6,7 @@
 // stack lists the layers from (checking each file on its first read).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -52,7 +53,7 @@ struct AccelUse {
   struct LazyIndex {
     LayerIndexKind kind = LayerIndexKind::kGzipIndexV4;  // or kZstdCheckpointsV2
     std::string digest;  // the index blob's, its key in the chunk cache
-    ByteSourcePtr blob;  // the index blob, straight from the registry
+    ByteSourcePtr blob;  // the index blob: from the registry, or cached (AccelInstallHelpers::cache_index)
     std::string from;    // "acceleration artifact REGISTRY/REPO@sha256:..", for logs
   };
   std::map<std::string, LazyIndex> lazy_indexes;
@@ -68,6 +69,45 @@ struct FoundAccel {
 // when there is none), and parses it; nullopt if there is none. Installs
 // nothing. For `oci-fs inspect`.
 [[nodiscard]] Result<std::optional<FoundAccel>> FindAccel(ImageSource& source, const ResolvedImage& image);
+
+// The artifact a mount would use, found but not yet checked or installed:
+// the network half of ApplyAccel, which a mount runs beside its config's
+// fetch (ImageSource::BesideConfigFn). Plain value type.
+struct AccelCandidate {
+  std::string reference;       // REGISTRY/REPO@sha256:..; "" = none
+  std::string manifest_bytes;  // its manifest, digest-verified
+  bool recorded = false;       // read from the cache's record, not fetched now
+  std::shared_ptr<ImageSource> source;  // kPinned: the artifact's repository; null: the image's
+};
+
+// kOff: none. kAuto: the cache's record, else one lookup (a failed lookup is
+// logged and gives none). kPinned: the record if it names the artifact, else
+// its fetch; errors name --accel. Needs only the image's manifest (not its
+// config). Blocking (registry round trips).
+[[nodiscard]] Result<AccelCandidate> FindAccelForMount(const AccelChoice& choice, ImageSource& source,
+                                                       const ResolvedImage& image, const RegistryOptions& registry,
+                                                       ChunkCache& cache);
+
+class WorkerPool;
+
+// How a mount's InstallAccel fetches (all optional).
+struct AccelInstallHelpers {
+  // The artifact's pieces (tar indexes, the profile, the heads of lazy
+  // indexes) are fetched side by side on it; null: one after another.
+  WorkerPool* pool = nullptr;
+  // Wraps a lazily read index blob (its digest, the registry's source) in
+  // the mount's cached source (AccelUse::LazyIndex::blob is what it returns).
+  std::function<ByteSourcePtr(const std::string& digest, ByteSourcePtr raw)> cache_index;
+  // Bytes of each lazy index read at once through cache_index's source
+  // (its table, read at the layer's open); 0: none.
+  uint64_t index_head_bytes = 0;
+};
+
+// The rest of ApplyAccel: checks `candidate` and installs what it carries.
+// `source` is the image's own source.
+[[nodiscard]] Result<AccelUse> InstallAccel(const AccelChoice& choice, Result<AccelCandidate> candidate,
+                                            ImageSource& source, const ResolvedImage& image, ChunkCache& cache,
+                                            const AccelInstallHelpers& helpers);
 
 // Finds the artifact (kAuto: one lookup, docs/accel-format.md "Finding it";
 // a later mount of the same image reads the record it kept instead), checks

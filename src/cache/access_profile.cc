@@ -45,8 +45,11 @@ std::vector<uint64_t> AccessProfile::ChunksOf(std::string_view key, uint32_t siz
   // chunk c of the profile is chunks [c * num / den, (c + 1) * num / den) of `size`.
   const uint64_t num = size < chunk_size ? chunk_size / size : 1;
   const uint64_t den = size > chunk_size ? size / chunk_size : 1;
+  const std::vector<uint64_t>& listed = ChunksOf(key);
   tsl::robin_set<uint64_t> seen;
-  for (uint64_t c : ChunksOf(key)) {
+  seen.reserve(std::min<uint64_t>(listed.size() * num, limit));
+  out.reserve(std::min<uint64_t>(listed.size() * num, limit));
+  for (uint64_t c : listed) {
     const uint64_t first = c / den;
     if (limit == 0 || first > (limit - 1) / num) {  // first * num >= limit, without overflow
       if (past_end) ++*past_end;

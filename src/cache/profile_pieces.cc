@@ -19,11 +19,23 @@ ProfilePieces::ProfilePieces(std::shared_ptr<const BlobFetcher> fetcher, std::sh
   }
   runs_ = PlanPieceRuns(missing, piece_count, options);
   state_.assign(runs_.size(), State::kPending);
+  by_first_.resize(runs_.size());
   for (size_t i = 0; i < runs_.size(); ++i) {
     const PieceRun& r = runs_[i];
-    for (uint64_t p = r.first; p < r.first + r.count; ++p) run_of_[p] = static_cast<uint32_t>(i);
+    by_first_[i] = static_cast<uint32_t>(i);
     planned_bytes_ += std::min(size, (r.first + r.count) * piece_size_) - r.first * piece_size_;
   }
+  std::sort(by_first_.begin(), by_first_.end(), [this](uint32_t a, uint32_t b) { return runs_[a].first < runs_[b].first; });
+}
+
+std::optional<size_t> ProfilePieces::RunOf(uint64_t piece) const {
+  // The last run starting at or before `piece` (runs do not overlap).
+  auto it = std::upper_bound(by_first_.begin(), by_first_.end(), piece,
+                             [this](uint64_t p, uint32_t run) { return p < runs_[run].first; });
+  if (it == by_first_.begin()) return std::nullopt;
+  const PieceRun& r = runs_[*std::prev(it)];
+  if (piece >= r.first + r.count) return std::nullopt;
+  return *std::prev(it);
 }
 
 bool ProfilePieces::FetchNext() {
@@ -75,13 +87,13 @@ Result<bool> ProfilePieces::Serve(uint64_t offset, std::span<uint8_t> buf) {
   {
     std::lock_guard lock(mu_);
     for (uint64_t p = first; p <= last; ++p) {
-      auto it = run_of_.find(p);
-      if (it == run_of_.end()) {
+      const std::optional<size_t> run = RunOf(p);
+      if (!run) {
         if (!store_->Contains(p)) return false;  // not the profile's: the chunk path
         continue;
       }
-      if (state_[it->second] == State::kFailed) return false;
-      if (needed.empty() || needed.back() != it->second) needed.push_back(it->second);
+      if (state_[*run] == State::kFailed) return false;
+      if (needed.empty() || needed.back() != *run) needed.push_back(*run);
     }
     for (size_t i : needed) {
       if (state_[i] == State::kPending) {
@@ -128,8 +140,8 @@ bool ProfilePieces::Holds(uint64_t offset, uint64_t length) const {
   const uint64_t last = (offset + length - 1) / piece_size_;
   std::lock_guard lock(mu_);
   for (uint64_t p = offset / piece_size_; p <= last; ++p) {
-    auto it = run_of_.find(p);
-    if (it != run_of_.end() ? state_[it->second] == State::kFailed : !store_->Contains(p)) return false;
+    const std::optional<size_t> run = RunOf(p);
+    if (run ? state_[*run] == State::kFailed : !store_->Contains(p)) return false;
   }
   return true;
 }

@@ -23,10 +23,9 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
-
-#include <tsl/robin_map.h>
 
 #include "cache/blob_fetcher.h"
 #include "cache/kept_piece_file.h"
@@ -68,6 +67,8 @@ class ProfilePieces {
 
  private:
   enum class State : uint8_t { kPending, kFlying, kDone, kFailed };
+  // The run holding `piece`, if one does.
+  std::optional<size_t> RunOf(uint64_t piece) const;
   // Fetches run `i` (claimed: kFlying), keeps its pieces, marks it done or failed.
   void FetchRun(size_t i, bool by_reader);
 
@@ -75,7 +76,7 @@ class ProfilePieces {
   const std::shared_ptr<KeptPieceFile> store_;
   const uint64_t piece_size_;
   std::vector<PieceRun> runs_;                  // const after construction
-  tsl::robin_map<uint64_t, uint32_t> run_of_;   // piece -> its run; const after construction
+  std::vector<uint32_t> by_first_;              // run indexes by first piece; const after construction
   uint64_t planned_bytes_ = 0;                  // const after construction
   std::atomic<size_t> next_{0};                 // the next run FetchNext looks at
 

@@ -1,11 +1,15 @@
 #include "registry/image_resolver.h"
 
+#include <system_error>
+#include <thread>
+
 #include "registry/manifest.h"
 
 namespace ocifs {
 
 Result<ResolvedImage> ResolveImage(const Reference& ref, FetchedManifest top, const Platform& want,
-                                   const FetchManifestFn& fetch_manifest, const FetchBlobFn& fetch_blob) {
+                                   const FetchManifestFn& fetch_manifest, const FetchBlobFn& fetch_blob,
+                                   const ImageSource::BesideConfigFn& beside_config) {
   ResolvedImage out;
   out.reference = ref;
   if (out.reference.digest.empty()) out.reference.digest = top.digest;
@@ -33,7 +37,21 @@ Result<ResolvedImage> ResolveImage(const Reference& ref, FetchedManifest top, co
     return Corrupt("config " + out.config.digest + " of " + ref.ToString() + " is implausibly large (" +
                    std::to_string(out.config.size) + " bytes)");
   }
-  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> config_bytes, fetch_blob(out.config));
+  if (index_platform) out.platform = *index_platform;
+  Result<std::vector<uint8_t>> fetched = std::vector<uint8_t>();
+  {
+    // The caller's work beside the config's round trip; joined before the config is used.
+    std::jthread beside;
+    if (beside_config) {
+      try {
+        beside = std::jthread([&beside_config, &out] { beside_config(out); });
+      } catch (const std::system_error&) {
+        beside_config(out);  // no thread to spare: in turn
+      }
+    }
+    fetched = fetch_blob(out.config);
+  }
+  OCIFS_ASSIGN_OR_RETURN(std::vector<uint8_t> config_bytes, std::move(fetched));
   out.config_json = nlohmann::json::parse(config_bytes.begin(), config_bytes.end(), nullptr, false);
   if (out.config_json.is_discarded() || !out.config_json.is_object()) {
     return Corrupt("config " + out.config.digest + " of " + ref.ToString() + " is not a JSON object");

@@ -15,9 +15,11 @@ namespace ocifs {
 using FetchManifestFn = std::function<Result<FetchedManifest>(const Descriptor&)>;  // by digest, verified
 using FetchBlobFn = std::function<Result<std::vector<uint8_t>>(const Descriptor&)>;  // verified
 
-// Follows indexes (at most 3 deep) choosing `want`, fetches the config.
-// Pure apart from the two callbacks; thread-compatible.
+// Follows indexes (at most 3 deep) choosing `want`, fetches the config;
+// `beside_config` (may be empty) runs on another thread meanwhile
+// (ImageSource::BesideConfigFn). Pure apart from the callbacks; thread-compatible.
 Result<ResolvedImage> ResolveImage(const Reference& ref, FetchedManifest top, const Platform& want,
-                                   const FetchManifestFn& fetch_manifest, const FetchBlobFn& fetch_blob);
+                                   const FetchManifestFn& fetch_manifest, const FetchBlobFn& fetch_blob,
+                                   const ImageSource::BesideConfigFn& beside_config = {});
 
 }  // namespace ocifs

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,9 +51,17 @@ class ImageSource {
   ImageSource& operator=(const ImageSource&) = delete;
   virtual ~ImageSource() = default;
 
+  // Called once the image manifest is known (the image without its config:
+  // config_json null, platform from the index entry if any), on another
+  // thread, while the config is fetched; Resolve returns after it returned.
+  // It runs even if the config then fails. A mount looks its acceleration
+  // artifact up here (one round trip fewer).
+  using BesideConfigFn = std::function<void(const ResolvedImage& without_config)>;
+
   // Fetches the manifest (selecting the platform from an index) and the config;
   // every manifest fetched by digest, and the config, are digest-verified.
-  [[nodiscard]] virtual Result<ResolvedImage> Resolve() = 0;
+  [[nodiscard]] Result<ResolvedImage> Resolve() { return Resolve(BesideConfigFn()); }
+  [[nodiscard]] virtual Result<ResolvedImage> Resolve(const BesideConfigFn& beside_config) = 0;
   // A range-readable blob of size() == blob.size. Nothing is fetched yet.
   [[nodiscard]] virtual Result<ByteSourcePtr> OpenBlob(const Descriptor& blob) = 0;
   // The whole blob (at most 64 MiB), digest-verified; for configs.

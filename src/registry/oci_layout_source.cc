@@ -44,7 +44,7 @@ Result<std::string> OciLayoutSource::ReadFileBounded(const std::string& path, ui
   return bytes;
 }
 
-Result<ResolvedImage> OciLayoutSource::Resolve() {
+Result<ResolvedImage> OciLayoutSource::Resolve(const BesideConfigFn& beside_config) {
   std::string index_path = ref_.layout_path + "/index.json";
   OCIFS_ASSIGN_OR_RETURN(std::string index_bytes, ReadFileBounded(index_path, kMaxManifestBytes));
   OCIFS_ASSIGN_OR_RETURN(ParsedManifest index,
@@ -92,7 +92,7 @@ Result<ResolvedImage> OciLayoutSource::Resolve() {
   };
   auto fetch_blob = [this](const Descriptor& d) { return FetchBlob(d); };
   OCIFS_ASSIGN_OR_RETURN(FetchedManifest top, fetch_manifest(*chosen));
-  return ResolveImage(ref_, std::move(top), platform_, fetch_manifest, fetch_blob);
+  return ResolveImage(ref_, std::move(top), platform_, fetch_manifest, fetch_blob, beside_config);
 }
 
 Result<ByteSourcePtr> OciLayoutSource::OpenBlob(const Descriptor& blob) {

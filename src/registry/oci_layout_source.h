@@ -19,7 +19,8 @@ class OciLayoutSource final : public ImageSource {
 
   // The index.json entry whose org.opencontainers.image.ref.name is the tag;
   // with no tag, the only entry; with a digest, the entry (or blob) of it.
-  Result<ResolvedImage> Resolve() override;
+  using ImageSource::Resolve;
+  Result<ResolvedImage> Resolve(const BesideConfigFn& beside_config) override;
   // A FileSource over blobs/<alg>/<hex>; kCorrupt if its size differs.
   Result<ByteSourcePtr> OpenBlob(const Descriptor& blob) override;
   Result<std::vector<uint8_t>> FetchBlob(const Descriptor& blob) override;

@@ -18,14 +18,14 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::Open(const Reference& re
                                           options.small_blob_dir);
 }
 
-Result<ResolvedImage> RegistryClient::Resolve() {
+Result<ResolvedImage> RegistryClient::Resolve(const BesideConfigFn& beside_config) {
   OCIFS_ASSIGN_OR_RETURN(FetchedManifest top, session_->GetManifest(ref_.ManifestRef()));
   auto fetch_manifest = [this](const Descriptor& d) -> Result<FetchedManifest> {
     if (d.size > kMaxManifestBytes) return Corrupt("manifest " + d.digest + " is larger than 4 MiB");
     return session_->GetManifest(d.digest);
   };
   auto fetch_blob = [this](const Descriptor& d) { return FetchBlob(d); };
-  return ResolveImage(ref_, std::move(top), platform_, fetch_manifest, fetch_blob);
+  return ResolveImage(ref_, std::move(top), platform_, fetch_manifest, fetch_blob, beside_config);
 }
 
 Result<ByteSourcePtr> RegistryClient::OpenBlob(const Descriptor& blob) {

@@ -17,7 +17,8 @@ class RegistryClient final : public ImageSource {
   [[nodiscard]] static Result<std::unique_ptr<RegistryClient>> Open(const Reference& ref,
                                                                     const RegistryOptions& options);
 
-  Result<ResolvedImage> Resolve() override;
+  using ImageSource::Resolve;
+  Result<ResolvedImage> Resolve(const BesideConfigFn& beside_config) override;
   Result<ByteSourcePtr> OpenBlob(const Descriptor& blob) override;
   Result<std::vector<uint8_t>> FetchBlob(const Descriptor& blob) override;
   Result<ReferrerList> ListReferrers(const std::string& subject_digest, const std::string& artifact_type) override;

@@ -40,15 +40,37 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
   RegistryOptions registry = options.registry;
   if (stack->cache_ && registry.small_blob_dir.empty()) registry.small_blob_dir = options.cache_dir + "/configs";
   OCIFS_ASSIGN_OR_RETURN(stack->source_, OpenImageSource(ref, registry));
-  OCIFS_ASSIGN_OR_RETURN(stack->image_, stack->source_->Resolve());
+  // The acceleration artifact is looked up beside the config's fetch.
+  std::optional<Result<AccelCandidate>> candidate;
+  auto beside_config = [&](const ResolvedImage& without_config) {
+    if (stack->cache_) {
+      candidate.emplace(FindAccelForMount(options.accel, *stack->source_, without_config, registry, *stack->cache_));
+    }
+  };
+  OCIFS_ASSIGN_OR_RETURN(stack->image_, stack->source_->Resolve(beside_config));
   if (stack->cache_) {
     // Before the layers open: their decoders load the gzip indexes it installs.
-    OCIFS_ASSIGN_OR_RETURN(stack->accel_,
-                           ApplyAccel(options.accel, *stack->source_, stack->image_, registry, *stack->cache_));
+    AccelInstallHelpers helpers;
+    helpers.pool = &stack->scheduler_->fetch_pool();
+    helpers.cache_index = [s = stack.get()](const std::string& digest, ByteSourcePtr raw) {
+      return ByteSourcePtr(s->CacheIndexBlob(digest, std::move(raw)));
+    };
+    helpers.index_head_bytes = stack->cache_->chunk_size();
+    if (!candidate) {
+      candidate.emplace(FindAccelForMount(options.accel, *stack->source_, stack->image_, registry, *stack->cache_));
+    }
+    OCIFS_ASSIGN_OR_RETURN(stack->accel_, InstallAccel(options.accel, std::move(*candidate), *stack->source_,
+                                                       stack->image_, *stack->cache_, helpers));
     if (stack->accel_.profile && options.accel_profile && !options.blob_reads.profile) {
       spdlog::info("prefetching the access profile of {} ({} chunks)", stack->accel_.artifact,
                    stack->accel_.profile->ChunkCount());
       stack->options_.blob_reads.profile = stack->accel_.profile;
+    }
+    // A profile fitted to an artifact's index names the windows its spans
+    // need (docs/accel-format.md): they come with the layer's pieces.
+    if (const auto& profile = stack->options_.blob_reads.profile) {
+      std::lock_guard lock(stack->cached_mu_);
+      for (const auto& [digest, index] : stack->index_sources_) index->StartProfile(*profile);
     }
   }
   std::vector<const TarIndex*> indexes;
@@ -85,6 +107,22 @@ bool IsDiskCandidate(const TarEntry& e, const std::string& disk_path) {
 }
 
 }  // namespace
+
+std::shared_ptr<CachedSource> ImageStack::CacheIndexBlob(const std::string& digest, ByteSourcePtr raw) {
+  // The artifact's index, read by ranges through the cache like any blob
+  // (its windows or dictionaries kept on disk and shared by other mounts):
+  // read at random, so no read-ahead; a miss fetches its own bytes first.
+  // Its profile starts once the artifact's profile is known (Open).
+  FetchPolicy reads;
+  reads.scheduler = scheduler_;
+  reads.readahead.max = 0;
+  auto blob = std::make_shared<CachedSource>(std::move(raw), cache_, digest,
+                                             FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
+  std::lock_guard lock(cached_mu_);
+  cached_.push_back(blob);
+  index_sources_[digest] = blob;
+  return blob;
+}
 
 ImageStack::~ImageStack() {
   if (owns_scheduler_) scheduler_->Stop();  // cancels the passes the index check may wait for
@@ -141,21 +179,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     // What a first pass fetches ahead must not evict what it reads next: a 16th of the cache, as read-ahead.
     decoder_options.pass_read_ahead = std::min(decoder_options.pass_read_ahead, options_.cache_bytes / 16);
     if (auto lazy = accel_.lazy_indexes.find(layer.digest); lazy != accel_.lazy_indexes.end()) {
-      // The artifact's index, read by ranges through the cache like any blob
-      // (its windows or dictionaries kept on disk and shared by other mounts):
-      // read at random, so no read-ahead; a miss fetches its own bytes first.
-      FetchPolicy reads;
-      reads.scheduler = scheduler_;
-      reads.readahead.max = 0;
-      // A profile the artifact fitted to this index names the windows its
-      // spans need (docs/accel-format.md): they come with the layer's pieces.
-      reads.profile = options_.blob_reads.profile;
-      auto blob = std::make_shared<CachedSource>(lazy->second.blob, cache_, lazy->second.digest,
-                                                 FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
-      {
-        std::lock_guard lock(cached_mu_);
-        cached_.push_back(blob);
-      }
+      ByteSourcePtr blob = lazy->second.blob;  // through the cache: CacheIndexBlob
       if (lazy->second.kind == LayerIndexKind::kZstdCheckpointsV2) {
         decoder_options.zstd_checkpoint_blob = std::move(blob);
         decoder_options.zstd_checkpoint_from = lazy->second.from;

@@ -177,6 +177,8 @@ class ImageStack {
  private:
   ImageStack() = default;
   [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer, size_t position, bool stop_at_disk) const;
+  // The cache stage of the artifact's index blob `digest` (AccelInstallHelpers::cache_index).
+  std::shared_ptr<CachedSource> CacheIndexBlob(const std::string& digest, ByteSourcePtr raw);
   // OpenLayer's part for a layer classified as a bare disk (`view.bare`):
   // checks the blob holds what its descriptor says and opens its decoder.
   [[nodiscard]] Status OpenBareLayer(LayerView& view, const struct DecoderOptions& decoder_options) const;
@@ -202,6 +204,8 @@ class ImageStack {
   std::shared_ptr<ChunkCache> cache_;
   mutable std::mutex cached_mu_;
   mutable std::vector<std::shared_ptr<CachedSource>> cached_;  // every cache stage made; guarded by cached_mu_
+  // The cache stages of the artifact's lazily read indexes, by index digest; guarded by cached_mu_.
+  std::map<std::string, std::shared_ptr<CachedSource>> index_sources_;
   mutable std::mutex kept_files_mu_;
   mutable std::vector<std::shared_ptr<class KeptPieceFile>> kept_files_;  // guarded by kept_files_mu_
   ResolvedImage image_;

@@ -3,13 +3,18 @@
 #include "accel/accel_loader.h"
 
 #include <catch2/catch.hpp>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <random>
 
 #include "accel/accel_manifest.h"
 #include "base/memory_source.h"
 #include "base/whole_file.h"
+#include "base/worker_pool.h"
 #include "cache/chunk_cache.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
@@ -61,9 +66,17 @@ class FakeSource final : public ImageSource {
  public:
   std::map<std::string, std::string> blobs;  // digest -> bytes (manifests too)
   std::vector<Descriptor> referrers;
-  int referrer_calls = 0, manifest_fetches = 0, blob_fetches = 0;
+  std::atomic<int> referrer_calls = 0, manifest_fetches = 0, blob_fetches = 0;
+  // FetchBlob waits (up to 5 s) until this many fetches are in flight together.
+  int fetch_together = 1;
+  int most_in_flight = 0;  // guarded by mu
 
-  Result<ResolvedImage> Resolve() override { return Internal("not used"); }
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;  // guarded by mu
+  bool released = false;  // guarded by mu: fetch_together were in flight once
+
+  Result<ResolvedImage> Resolve(const BesideConfigFn&) override { return Internal("not used"); }
   Result<ByteSourcePtr> OpenBlob(const Descriptor& d) override {
     auto it = blobs.find(d.digest);
     if (it == blobs.end()) return NotFound("blob " + d.digest);
@@ -71,6 +84,17 @@ class FakeSource final : public ImageSource {
   }
   Result<std::vector<uint8_t>> FetchBlob(const Descriptor& d) override {
     ++blob_fetches;
+    {
+      std::unique_lock lock(mu);
+      most_in_flight = std::max(most_in_flight, ++in_flight);
+      if (in_flight >= fetch_together) released = true;
+      cv.notify_all();
+      cv.wait_for(lock, std::chrono::seconds(5), [this] { return released; });
+    }
+    {
+      std::lock_guard lock(mu);
+      --in_flight;
+    }
     auto it = blobs.find(d.digest);
     if (it == blobs.end()) return NotFound("blob " + d.digest);
     return std::vector<uint8_t>(it->second.begin(), it->second.end());
@@ -318,6 +342,83 @@ TEST_CASE("auto: a version 4 gzip index is not fetched at mount; the layer's dec
   REQUIRE(again.ok());
   CHECK(again->lazy_indexes.empty());
   CHECK(again->indexed_layers == std::vector<std::string>{image.layers[0].digest});
+}
+
+// Counts the reads of a source it wraps (the mount's cache stage in InstallAccel).
+class CountingSource final : public ByteSource {
+ public:
+  explicit CountingSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    reads += 1;
+    if (offset == 0) head_bytes = std::max<uint64_t>(head_bytes, buf.size());
+    return inner_->ReadAt(offset, buf);
+  }
+  mutable std::atomic<int> reads = 0;
+  mutable std::atomic<uint64_t> head_bytes = 0;
+
+ private:
+  ByteSourcePtr inner_;
+};
+
+TEST_CASE("a mount's install fetches the artifact's pieces side by side and reads a lazy index's head through its cache") {
+  GzipLayer layer(7);
+  ResolvedImage image = Image(layer);
+  const std::string& digest = image.layers[0].digest;
+  FakeSource src;
+  auto v3 = GzipIndex::Parse({reinterpret_cast<const uint8_t*>(layer.index.data()), layer.index.size()}, "v3");
+  REQUIRE(v3.ok());
+  auto v4 = GzipIndexV4::Serialize(*v3);
+  REQUIRE(v4.ok());
+  AccelManifest m;
+  m.subject = {image.manifest_media_type, image.manifest_digest, 18, {}, {}, {}};
+  const Descriptor index_piece = src.Put(std::string(v4->begin(), v4->end()));
+  m.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, index_piece, digest, image.layers[0].size});
+  TarWriter w;
+  w.File("disk/disk.img", std::string(3000, 'd'));
+  auto built = TarIndex::Build(*Source(w.Finish()));
+  REQUIRE(built.ok());
+  m.tar_indexes.push_back({src.Put(TarIndexFile::Encode(*built, "layer " + digest)), digest, image.layers[0].size});
+  m.profiles.push_back(src.Put("oci-fs-profile 1\nchunk-size 65536\nblob " + digest + " 2\n0\n5\n"));
+  src.Publish(m);
+  Cache c;
+
+  auto candidate = FindAccelForMount(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(candidate.ok());
+  REQUIRE_FALSE(candidate->reference.empty());
+  CHECK_FALSE(candidate->recorded);
+
+  WorkerPool pool(4);
+  std::shared_ptr<CountingSource> wrapped;
+  std::string wrapped_digest;
+  AccelInstallHelpers helpers;
+  helpers.pool = &pool;
+  helpers.cache_index = [&](const std::string& d, ByteSourcePtr raw) {
+    wrapped_digest = d;
+    wrapped = std::make_shared<CountingSource>(std::move(raw));
+    return ByteSourcePtr(wrapped);
+  };
+  helpers.index_head_bytes = 4096;
+  src.fetch_together = 2;  // the tar index and the profile: each fetch waits for the other
+  const auto start = std::chrono::steady_clock::now();
+  auto use = InstallAccel(AccelChoice{}, std::move(candidate), src, image, *c.cache, helpers);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  REQUIRE(use.ok());
+  CHECK(src.most_in_flight == 2);
+  CHECK(seconds < 4);  // not one waiting out the other's 5 s
+  CHECK(use->tar_indexed_layers == std::set<std::string>{digest});
+  REQUIRE(use->profile);
+  CHECK(use->profile->ChunkCount() == 2);
+  REQUIRE(wrapped);
+  CHECK(wrapped_digest == index_piece.digest);
+  REQUIRE(use->lazy_indexes.count(digest) == 1);
+  CHECK(use->lazy_indexes.at(digest).blob == wrapped);  // the layer reads the cached one
+  CHECK(wrapped->head_bytes == std::min<uint64_t>(4096, index_piece.size));
+  // The record is kept: the next mount asks nothing.
+  auto again = FindAccelForMount(AccelChoice{}, src, image, {}, *c.cache);
+  REQUIRE(again.ok());
+  CHECK(again->recorded);
+  CHECK(src.referrer_calls == 1);
 }
 
 TEST_CASE("auto: a version 2 zstd checkpoint index is not fetched at mount, unless a mark says it proved wrong") {

@@ -84,3 +84,26 @@ TEST_CASE("range plan covers every listed piece exactly once, whatever the input
     }
   }
 }
+
+TEST_CASE("range plan gives the same runs over a span too wide for its bitmap") {
+  // Pieces 2^30 apart (a blob of petabytes in 4 KiB pieces) take the hash set
+  // path; shifted next to each other, the bitmap path: the same runs.
+  std::mt19937_64 rng(9);
+  for (int round = 0; round < 50; ++round) {
+    std::vector<uint64_t> near, far;
+    for (int i = 0; i < 100; ++i) {
+      const uint64_t p = rng() % 64;
+      const bool high = rng() % 2 == 1;
+      near.push_back(p + (high ? 100 : 0));
+      far.push_back(p + (high ? uint64_t{1} << 30 : 0));
+    }
+    RangePlanOptions o{.gap = rng() % 4, .max_run = 1 + rng() % 10, .window = 1 + rng() % 40};
+    const auto near_runs = PlanPieceRuns(near, 200, o);
+    const auto far_runs = PlanPieceRuns(far, (uint64_t{1} << 30) + 100, o);
+    REQUIRE(near_runs.size() == far_runs.size());
+    for (size_t i = 0; i < near_runs.size(); ++i) {
+      const uint64_t shift = near_runs[i].first >= 100 ? (uint64_t{1} << 30) - 100 : 0;
+      CHECK(far_runs[i] == PieceRun{near_runs[i].first + shift, near_runs[i].count});
+    }
+  }
+}

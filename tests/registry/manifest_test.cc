@@ -1,7 +1,10 @@
 #include "registry/manifest.h"
 
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 
 #include "registry/digest.h"
 #include "registry/image_resolver.h"
@@ -138,6 +141,54 @@ TEST_CASE("resolver follows an index to the platform's manifest and verifies the
 
   auto s390 = ResolveImage(ref, {"", D(index), index}, {"linux", "s390x", ""}, fetch_manifest, fetch_blob);
   CHECK(s390.status().code() == Code::kNotFound);
+}
+
+TEST_CASE("resolver runs the caller's work beside the config's fetch, once the image manifest is known") {
+  std::string manifest = ImageManifest();
+  std::string index = Index(manifest);
+  std::map<std::string, std::string> blobs = {{D(manifest), manifest}, {D(kConfig), kConfig}};
+  auto fetch_manifest = [&](const Descriptor& d) -> Result<FetchedManifest> {
+    return FetchedManifest{d.media_type, d.digest, blobs.at(d.digest)};
+  };
+  // The config's fetch waits (up to 5 s) for the work beside it to start: they overlap.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool beside_started = false, overlapped = false;
+  bool config_fails = false;
+  auto fetch_blob = [&](const Descriptor& d) -> Result<std::vector<uint8_t>> {
+    std::unique_lock lock(mu);
+    overlapped = cv.wait_for(lock, std::chrono::seconds(5), [&] { return beside_started; });
+    if (config_fails) return Unavailable("the registry went away");
+    const std::string& b = blobs.at(d.digest);
+    return std::vector<uint8_t>(b.begin(), b.end());
+  };
+  std::string seen_digest;
+  size_t seen_layers = 0;
+  bool seen_config = true;
+  auto beside = [&](const ResolvedImage& without_config) {
+    seen_digest = without_config.manifest_digest;
+    seen_layers = without_config.layers.size();
+    seen_config = !without_config.config_json.is_null();
+    std::lock_guard lock(mu);
+    beside_started = true;
+    cv.notify_all();
+  };
+  auto ref = *Reference::Parse("127.0.0.1:5000/disk:v1");
+  auto r = ResolveImage(ref, {"", D(index), index}, {"linux", "arm64", ""}, fetch_manifest, fetch_blob, beside);
+  REQUIRE(r.ok());
+  CHECK(overlapped);
+  CHECK(seen_digest == D(manifest));
+  CHECK(seen_layers == 2);
+  CHECK_FALSE(seen_config);
+  CHECK(r->config_json["os"] == "linux");
+
+  // It runs, and is joined, when the config fails too.
+  beside_started = false;
+  seen_digest.clear();
+  config_fails = true;
+  auto failed = ResolveImage(ref, {"", D(index), index}, {"linux", "arm64", ""}, fetch_manifest, fetch_blob, beside);
+  CHECK(failed.status().code() == Code::kUnavailable);
+  CHECK(seen_digest == D(manifest));
 }
 
 TEST_CASE("digest helpers validate grammar and name both digests on mismatch") {
