@@ -152,11 +152,9 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     reads.scheduler = scheduler_;
     reads.miss_group_bytes = kMissGroupBytes;
     if (fit_profile) reads.profile = nullptr;
-    // Its profile, fitted to the artifact's gzip index, names the exact bytes each span's read reads.
-    if (auto lazy = accel_.lazy_indexes.find(layer.digest);
-        lazy != accel_.lazy_indexes.end() && lazy->second.kind == LayerIndexKind::kGzipIndexV4) {
-      reads.profile_min_piece = ProfilePrefetch::kMinPieceBytes;
-    }
+    // Its profile, fitted to the artifact's index (gzip checkpoints, zstd
+    // checkpoints), names the exact bytes each span's or segment's read reads.
+    if (accel_.lazy_indexes.count(layer.digest) != 0) reads.profile_min_piece = ProfilePrefetch::kMinPieceBytes;
     view.cached = std::make_shared<CachedSource>(view.blob, cache_, layer.digest,
                                                  FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
     view.blob = view.cached;

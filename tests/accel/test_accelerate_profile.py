@@ -139,3 +139,45 @@ def test_without_the_fitted_profile_the_same_reads_fetch_windows_as_they_go(ocif
         before = len(requests_for(registry, index_piece["digest"]))
         assert_reads_match(m.dir / "disk.img", data, REGIONS)
         assert len(requests_for(registry, index_piece["digest"])) > before
+
+
+def test_a_zstd_layers_fitted_profile_is_fetched_in_its_4_kib_units(ocifs, registry, repo, workdir):
+    """A zstd layer's profile, fitted to the artifact's checkpoint index, names the segments its
+    reads decode to 4 KiB: the prefetch fetches those 4 KiB pieces, not the 64 KiB pieces
+    around them (each region's edges would cost up to 64 KiB more)."""
+    data = echo_disk(48 * MiB, seed=143)
+    ref, img = images.push_containerdisk(registry, repo, data, "zstd")
+    layer = img.layers[0]
+    client = registry.client()
+    accelerate(ocifs, ref)
+    recorded = workdir / "boot.profile"
+    with Mount(ref, workdir / "rec", TLS, "--prefetch-profile=none", f"--record-profile={recorded}",
+               cache_dir=workdir / "cache-rec") as m:
+        assert_reads_match(m.dir / "disk.img", data, REGIONS)
+    artifact = accelerate(ocifs, ref, "--profile", str(recorded))
+    manifest = client.get_manifest(repo, artifact.split("@", 1)[1]).json()
+    [profile_piece] = [l for l in manifest["layers"] if l["mediaType"] == PROFILE]
+    shipped_text = client.get_blob(repo, profile_piece["digest"]).body.decode()
+    shipped_unit = profile_unit(shipped_text)
+    assert shipped_unit == 4096
+    units = parse_profile(shipped_text)[layer.digest]
+
+    def pieces_bytes(piece: int) -> int:
+        pieces = {u * shipped_unit // piece for u in units if u * shipped_unit < layer.size}
+        return sum(min(layer.size, (p + 1) * piece) - p * piece for p in pieces)
+
+    want4, want64 = pieces_bytes(4096), pieces_bytes(65536)
+    assert want4 < want64 - 64 * 1024, (want4, want64)  # the two can be told apart
+
+    def served() -> int:
+        return sum(r.written for r in requests_for(registry, layer.digest))
+
+    before = served()
+    with Mount(ref, workdir / "m", TLS, cache_dir=workdir / "cache") as m:
+        wait_for_bytes(registry, layer.digest, before, want4, "the layer")
+        assert_reads_match(m.dir / "disk.img", data, REGIONS)
+        time.sleep(0.5)  # a prefetch of 64 KiB pieces would have gone on past want4 by now
+        fetched = served() - before
+    # The profile's runs fill gaps of at most 2 x 64 KiB between pieces: well under the 64 KiB
+    # pieces' bytes.
+    assert fetched < want64, (fetched, want4, want64)
