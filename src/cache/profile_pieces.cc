@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include <tsl/robin_map.h>
+
 namespace ocifs {
 
 ProfilePieces::ProfilePieces(std::shared_ptr<const BlobFetcher> fetcher, std::shared_ptr<KeptPieceFile> store,
@@ -14,8 +16,16 @@ ProfilePieces::ProfilePieces(std::shared_ptr<const BlobFetcher> fetcher, std::sh
   const uint64_t piece_count = (size + piece_size_ - 1) / piece_size_;
   std::vector<uint64_t> missing;
   missing.reserve(pieces.size());
+  // A piece whose cache chunk is stored (or coming) is read from there: not
+  // fetched again (an index blob's first chunk, read at open; a remount's chunks).
+  const uint64_t chunk_size = fetcher_->chunk_size();
+  tsl::robin_map<uint64_t, bool> chunk_cached;
   for (uint64_t p : pieces) {
-    if (!store_->Contains(p)) missing.push_back(p);
+    if (store_->Contains(p)) continue;
+    const uint64_t chunk = p * piece_size_ / chunk_size;
+    auto [it, fresh] = chunk_cached.try_emplace(chunk, false);
+    if (fresh) it.value() = fetcher_->cache()->StoredOrInFlight(fetcher_->key(), chunk);
+    if (!it->second) missing.push_back(p);
   }
   runs_ = PlanPieceRuns(missing, piece_count, options);
   state_.assign(runs_.size(), State::kPending);

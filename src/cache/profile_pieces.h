@@ -35,7 +35,8 @@ namespace ocifs {
 
 class ProfilePieces {
  public:
-  // Plans `pieces` (first read first) less those `store` holds already.
+  // Plans `pieces` (first read first) less those `store` holds already and
+  // those whose cache chunk is stored or in flight (the chunk path reads them).
   // store->chunk_size() is the piece size; it must be below the cache's chunk size.
   ProfilePieces(std::shared_ptr<const BlobFetcher> fetcher, std::shared_ptr<KeptPieceFile> store,
                 std::span<const uint64_t> pieces, const RangePlanOptions& options);

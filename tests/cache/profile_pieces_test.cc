@@ -72,6 +72,32 @@ TEST_CASE("a profile finer than the chunks fetches its pieces alone, coalesced, 
   CHECK(counting->reads == 4);
 }
 
+TEST_CASE("a profile's pieces whose chunk the cache holds are not fetched again") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Pattern(3, 20 * kProfilePiece);
+  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
+  auto cache = ProfileOpenCache(tmp.path());
+  {
+    // Chunk 1 (pieces 4-7) read whole before the profile is known.
+    CachedSource first(counting, cache, kKey, Policy(nullptr));
+    std::vector<uint8_t> buf(kProfileChunk);
+    REQUIRE(first.ReadAt(kProfileChunk, buf).ok());
+  }
+  REQUIRE(cache->StoredIndexes(kKey) == std::vector<uint64_t>{1});
+  const int reads = counting->reads;
+  const uint64_t bytes = counting->bytes;
+  CachedSource src(counting, cache, kKey, Policy(ProfileOf({5, 6, 13})));
+  src.WaitForProfile();
+  CHECK(counting->reads == reads + 1);  // piece 13 alone
+  CHECK(counting->bytes == bytes + kProfilePiece);
+  for (uint64_t piece : {5, 6, 13}) {
+    std::vector<uint8_t> buf(kProfilePiece);
+    REQUIRE(src.ReadAt(piece * kProfilePiece, buf).ok());
+    CHECK(Equal(blob, piece * kProfilePiece, buf));
+  }
+  CHECK(counting->reads == reads + 1);
+}
+
 TEST_CASE("kept profile pieces serve the next mount of the cache without a fetch") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Pattern(2, 20 * kProfilePiece);
