@@ -149,6 +149,20 @@ AccelManifest ArtifactFor(const ResolvedImage& image, FakeSource& src, const std
   return m;
 }
 
+// An artifact for `image` whose one piece is `layer`'s index as version 4
+// (read lazily); returns it with that piece's descriptor.
+std::pair<AccelManifest, Descriptor> LazyArtifactFor(const ResolvedImage& image, FakeSource& src, const GzipLayer& layer) {
+  auto v3 = GzipIndex::Parse({reinterpret_cast<const uint8_t*>(layer.index.data()), layer.index.size()}, "v3");
+  REQUIRE(v3.ok());
+  auto v4 = GzipIndexV4::Serialize(*v3);
+  REQUIRE(v4.ok());
+  AccelManifest m;
+  m.subject = {image.manifest_media_type, image.manifest_digest, 18, {}, {}, {}};
+  const Descriptor piece = src.Put(std::string(v4->begin(), v4->end()));
+  m.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, piece, image.layers[0].digest, image.layers[0].size});
+  return {m, piece};
+}
+
 struct Cache {
   TempDir dir{"accel-cache"};
   std::shared_ptr<ChunkCache> cache;
@@ -306,14 +320,7 @@ TEST_CASE("auto: a version 4 gzip index is not fetched at mount; the layer's dec
   GzipLayer layer(5);
   ResolvedImage image = Image(layer);
   FakeSource src;
-  auto v3 = GzipIndex::Parse({reinterpret_cast<const uint8_t*>(layer.index.data()), layer.index.size()}, "v3");
-  REQUIRE(v3.ok());
-  auto v4 = GzipIndexV4::Serialize(*v3);
-  REQUIRE(v4.ok());
-  AccelManifest m;
-  m.subject = {image.manifest_media_type, image.manifest_digest, 18, {}, {}, {}};
-  const Descriptor piece = src.Put(std::string(v4->begin(), v4->end()));
-  m.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, piece, image.layers[0].digest, image.layers[0].size});
+  auto [m, piece] = LazyArtifactFor(image, src, layer);
   src.Publish(m);
   Cache c;
   auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
@@ -366,14 +373,7 @@ TEST_CASE("a mount's install fetches the artifact's pieces side by side and read
   ResolvedImage image = Image(layer);
   const std::string& digest = image.layers[0].digest;
   FakeSource src;
-  auto v3 = GzipIndex::Parse({reinterpret_cast<const uint8_t*>(layer.index.data()), layer.index.size()}, "v3");
-  REQUIRE(v3.ok());
-  auto v4 = GzipIndexV4::Serialize(*v3);
-  REQUIRE(v4.ok());
-  AccelManifest m;
-  m.subject = {image.manifest_media_type, image.manifest_digest, 18, {}, {}, {}};
-  const Descriptor index_piece = src.Put(std::string(v4->begin(), v4->end()));
-  m.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, index_piece, digest, image.layers[0].size});
+  auto [m, index_piece] = LazyArtifactFor(image, src, layer);
   TarWriter w;
   w.File("disk/disk.img", std::string(3000, 'd'));
   auto built = TarIndex::Build(*Source(w.Finish()));

@@ -66,6 +66,17 @@ def wait_for_bytes(registry, digest: str, before: int, want: int, what: str) -> 
         time.sleep(0.05)
 
 
+def record_boot(ocifs, ref: str, data: bytes, workdir):
+    """Accelerates `ref` without a profile, then records REGIONS' reads on a mount that uses
+    that artifact; returns the recorded profile's path."""
+    accelerate(ocifs, ref)
+    recorded = workdir / "boot.profile"
+    with Mount(ref, workdir / "rec", TLS, "--prefetch-profile=none", f"--record-profile={recorded}",
+               cache_dir=workdir / "cache-rec") as m:
+        assert_reads_match(m.dir / "disk.img", data, REGIONS)
+    return recorded
+
+
 def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_reads_need(
         ocifs, registry, repo, workdir):
     data = echo_disk(48 * MiB, seed=141)  # reads copy from ~16 KiB of each window (a random disk's are sparse)
@@ -74,11 +85,7 @@ def test_a_fitted_profile_in_the_artifact_prefetches_the_spans_and_windows_its_r
     client = registry.client()
 
     # A node with the artifact (no profile yet) records the reads: the bytes they needed.
-    accelerate(ocifs, ref)
-    recorded = workdir / "boot.profile"
-    with Mount(ref, workdir / "rec", TLS, "--prefetch-profile=none", f"--record-profile={recorded}",
-               cache_dir=workdir / "cache-rec") as m:
-        assert_reads_match(m.dir / "disk.img", data, REGIONS)
+    recorded = record_boot(ocifs, ref, data, workdir)
     units = parse_profile(recorded.read_text())[layer.digest]
     unit = profile_unit(recorded.read_text())
     assert unit == 4096  # a recording's unit
@@ -149,11 +156,7 @@ def test_a_zstd_layers_fitted_profile_is_fetched_in_its_4_kib_units(ocifs, regis
     ref, img = images.push_containerdisk(registry, repo, data, "zstd")
     layer = img.layers[0]
     client = registry.client()
-    accelerate(ocifs, ref)
-    recorded = workdir / "boot.profile"
-    with Mount(ref, workdir / "rec", TLS, "--prefetch-profile=none", f"--record-profile={recorded}",
-               cache_dir=workdir / "cache-rec") as m:
-        assert_reads_match(m.dir / "disk.img", data, REGIONS)
+    recorded = record_boot(ocifs, ref, data, workdir)
     artifact = accelerate(ocifs, ref, "--profile", str(recorded))
     manifest = client.get_manifest(repo, artifact.split("@", 1)[1]).json()
     [profile_piece] = [l for l in manifest["layers"] if l["mediaType"] == PROFILE]
