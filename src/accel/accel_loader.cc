@@ -265,14 +265,13 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
       first_profile.emplace(LoadProfile(pieces, m.profiles[0], cache, what + " profile " + m.profiles[0].digest));
     });
   }
-  auto run = [&jobs](size_t i) {
-    jobs[i]();
-    return Status::Ok();
-  };
   if (helpers.pool != nullptr && jobs.size() > 1) {
-    (void)helpers.pool->ParallelFor(jobs.size(), run);
+    (void)helpers.pool->ParallelFor(jobs.size(), [&jobs](size_t i) {
+      jobs[i]();
+      return Status::Ok();
+    });
   } else {
-    for (size_t i = 0; i < jobs.size(); ++i) (void)run(i);
+    for (const auto& job : jobs) job();
   }
 
   for (const IndexJob& j : index_jobs) {

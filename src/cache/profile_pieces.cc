@@ -24,7 +24,7 @@ ProfilePieces::ProfilePieces(std::shared_ptr<const BlobFetcher> fetcher, std::sh
     if (store_->Contains(p)) continue;
     const uint64_t chunk = p * piece_size_ / chunk_size;
     auto [it, fresh] = chunk_cached.try_emplace(chunk, false);
-    if (fresh) it.value() = fetcher_->cache()->StoredOrInFlight(fetcher_->key(), chunk);
+    if (fresh) it.value() = !fetcher_->AllMissing(chunk, chunk);
     if (!it->second) missing.push_back(p);
   }
   runs_ = PlanPieceRuns(missing, piece_count, options);

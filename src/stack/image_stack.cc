@@ -52,8 +52,10 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
     // Before the layers open: their decoders load the gzip indexes it installs.
     AccelInstallHelpers helpers;
     helpers.pool = &stack->scheduler_->fetch_pool();
-    helpers.cache_index = [s = stack.get()](const std::string& digest, ByteSourcePtr raw) {
-      return ByteSourcePtr(s->CacheIndexBlob(digest, std::move(raw)));
+    std::vector<std::shared_ptr<CachedSource>> index_blobs;
+    helpers.cache_index = [&](const std::string& digest, ByteSourcePtr raw) {
+      index_blobs.push_back(stack->CacheIndexBlob(digest, std::move(raw)));
+      return ByteSourcePtr(index_blobs.back());
     };
     helpers.index_head_bytes = stack->cache_->chunk_size();
     if (!candidate) {
@@ -69,8 +71,7 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
     // A profile fitted to an artifact's index names the windows its spans
     // need (docs/accel-format.md): they come with the layer's pieces.
     if (const auto& profile = stack->options_.blob_reads.profile) {
-      std::lock_guard lock(stack->cached_mu_);
-      for (const auto& [digest, index] : stack->index_sources_) index->StartProfile(*profile);
+      for (const auto& index : index_blobs) index->StartProfile(*profile);
     }
   }
   std::vector<const TarIndex*> indexes;
@@ -120,7 +121,6 @@ std::shared_ptr<CachedSource> ImageStack::CacheIndexBlob(const std::string& dige
                                              FetchPolicy::ForCache(reads, cache_->chunk_size(), options_.cache_bytes));
   std::lock_guard lock(cached_mu_);
   cached_.push_back(blob);
-  index_sources_[digest] = blob;
   return blob;
 }
 

@@ -204,8 +204,6 @@ class ImageStack {
   std::shared_ptr<ChunkCache> cache_;
   mutable std::mutex cached_mu_;
   mutable std::vector<std::shared_ptr<CachedSource>> cached_;  // every cache stage made; guarded by cached_mu_
-  // The cache stages of the artifact's lazily read indexes, by index digest; guarded by cached_mu_.
-  std::map<std::string, std::shared_ptr<CachedSource>> index_sources_;
   mutable std::mutex kept_files_mu_;
   mutable std::vector<std::shared_ptr<class KeptPieceFile>> kept_files_;  // guarded by kept_files_mu_
   ResolvedImage image_;
