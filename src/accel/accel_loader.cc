@@ -188,6 +188,31 @@ Result<std::shared_ptr<const AccessProfile>> LoadProfile(ImageSource& pieces, co
   return std::make_shared<const AccessProfile>(std::move(profile));
 }
 
+// A raw span table of layer `r` (kept in the cache by its digest, else
+// fetched and kept), parsed and checked against the layer's size.
+Result<std::shared_ptr<const RawSpanTable>> LoadRawSpans(ImageSource& pieces, const AccelManifest::LayerPiece& r,
+                                                         ChunkCache& cache) {
+  const std::string path = cache.SidePath(r.blob.digest, "rawspans");
+  std::vector<uint8_t> bytes;
+  if (auto kept = ReadWholeFile(path, accel::kMaxPieceBytes, "raw span table");
+      kept.ok() && Sha256Digest(std::span(reinterpret_cast<const uint8_t*>(kept->data()), kept->size())) ==
+                       r.blob.digest) {
+    bytes.assign(kept->begin(), kept->end());
+  } else {
+    OCIFS_ASSIGN_OR_RETURN(bytes, pieces.FetchBlob(r.blob));
+    if (Status s = WriteFileAtomically(path, AsText(bytes)); !s.ok()) {
+      spdlog::warn("not keeping raw span table {}: {}", r.blob.digest, s.ToString());
+    }
+  }
+  Result<RawSpanTable> table = RawSpanTable::Parse(bytes);
+  if (!table.ok()) return table.status().WithContext("raw span table " + r.blob.digest);
+  if (table->blob_size() != r.layer_size) {
+    return Corrupt("raw span table " + r.blob.digest + " is for a blob of " + std::to_string(table->blob_size()) +
+                   " bytes, not the layer's " + std::to_string(r.layer_size));
+  }
+  return std::make_shared<const RawSpanTable>(std::move(table).value());
+}
+
 // Checks `artifact` against `image` and installs what it carries. Its
 // pieces (tar indexes, an older artifact's whole indexes, the first
 // profile) and the heads of its lazily read indexes are fetched side by side
@@ -258,6 +283,17 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
   for (size_t i = 0; i < m.tar_indexes.size(); ++i) {
     jobs.push_back([&, i] { tar_status[i] = InstallTarIndex(pieces, m.tar_indexes[i], image, cache); });
   }
+  // Raw span tables of the layers whose index the artifact gives.
+  std::vector<Result<std::shared_ptr<const RawSpanTable>>> raw_tables(m.raw_spans.size(), std::shared_ptr<const RawSpanTable>());
+  for (size_t i = 0; i < m.raw_spans.size(); ++i) {
+    const AccelManifest::LayerPiece& r = m.raw_spans[i];
+    auto layer = std::find_if(image.layers.begin(), image.layers.end(),
+                              [&](const Descriptor& d) { return d.digest == r.layer_digest && d.size == r.layer_size; });
+    const bool indexed = std::any_of(m.layer_indexes.begin(), m.layer_indexes.end(),
+                                     [&](const auto& g) { return g.layer_digest == r.layer_digest; });
+    if (layer == image.layers.end() || !indexed) continue;
+    jobs.push_back([&, i] { raw_tables[i] = LoadRawSpans(pieces, m.raw_spans[i], cache); });
+  }
   // The first profile beside the rest; the others, in turn, only if it fails.
   std::optional<Result<std::shared_ptr<const AccessProfile>>> first_profile;
   if (!m.profiles.empty()) {
@@ -289,6 +325,15 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
       spdlog::warn("{}: not using its tar index of layer {}: {}", what, t.layer_digest, tar_status[i].ToString());
     } else if (!Exists(cache.SidePath(t.layer_digest, "tarindex"))) {
       use.tar_indexed_layers.insert(t.layer_digest);
+    }
+  }
+  for (size_t i = 0; i < m.raw_spans.size(); ++i) {
+    const std::string& layer = m.raw_spans[i].layer_digest;
+    if (!raw_tables[i].ok()) {
+      spdlog::warn("{}: not using its raw span table of layer {}: {}", what, layer, raw_tables[i].status().ToString());
+    } else if (*raw_tables[i] &&
+               std::find(use.indexed_layers.begin(), use.indexed_layers.end(), layer) != use.indexed_layers.end()) {
+      use.raw_spans[layer] = std::move(raw_tables[i]).value();
     }
   }
   for (size_t i = 0; i < m.profiles.size(); ++i) {

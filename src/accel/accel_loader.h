@@ -17,6 +17,7 @@
 
 #include "accel/accel_manifest.h"
 #include "cache/access_profile.h"
+#include "decode/raw_span_table.h"
 #include "ocifs/byte_source.h"
 #include "ocifs/status.h"
 #include "registry/image_source.h"
@@ -57,6 +58,10 @@ struct AccelUse {
     std::string from;    // "acceleration artifact REGISTRY/REPO@sha256:..", for logs
   };
   std::map<std::string, LazyIndex> lazy_indexes;
+  // Per layer digest, its raw span table (docs/raw-spans-format.md), for a
+  // layer whose index came from the artifact (DecoderOptions::raw_spans);
+  // checked against the layer's size, each span's bytes when read.
+  std::map<std::string, std::shared_ptr<const RawSpanTable>> raw_spans;
 };
 
 // An artifact found next to an image. Plain value type.

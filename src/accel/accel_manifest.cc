@@ -86,6 +86,9 @@ std::string SerializeAccelManifest(const AccelManifest& m) {
   for (const AccelManifest::TarIndexPiece& t : m.tar_indexes) {
     layers.push_back(LayerPieceJson(t.blob, accel::kTarIndexMediaType, t.layer_digest, t.layer_size));
   }
+  for (const AccelManifest::LayerPiece& r : m.raw_spans) {
+    layers.push_back(LayerPieceJson(r.blob, accel::kRawSpansMediaType, r.layer_digest, r.layer_size));
+  }
   for (Descriptor d : m.profiles) {
     d.media_type = std::string(accel::kProfileMediaType);
     layers.push_back(DescriptorJson(d));
@@ -138,7 +141,7 @@ Result<AccelManifest> ParseAccelManifest(std::string_view text, std::string_view
     return Corrupt(what + ": " + std::to_string(layers->size()) + " pieces, more than " +
                    std::to_string(accel::kMaxPieces));
   }
-  std::set<std::string> indexed, tar_indexed;
+  std::set<std::string> indexed, tar_indexed, raw_listed;
   for (size_t i = 0; i < layers->size(); ++i) {
     const std::string piece_what = what + " piece " + std::to_string(i);
     OCIFS_ASSIGN_OR_RETURN(Descriptor d, DescriptorFromJson((*layers)[i], piece_what));
@@ -160,14 +163,16 @@ Result<AccelManifest> ParseAccelManifest(std::string_view text, std::string_view
       }
       g.blob = std::move(d);
       m.layer_indexes.push_back(std::move(g));
-    } else if (d.media_type == accel::kTarIndexMediaType) {
-      AccelManifest::TarIndexPiece t;
-      OCIFS_RETURN_IF_ERROR(ParseLayerAnnotations(d, "tar index", piece_what, &t.layer_digest, &t.layer_size));
-      if (!tar_indexed.insert(t.layer_digest).second) {
-        return Corrupt(piece_what + ": a second tar index for layer " + t.layer_digest);
+    } else if (d.media_type == accel::kTarIndexMediaType || d.media_type == accel::kRawSpansMediaType) {
+      const bool tar = d.media_type == accel::kTarIndexMediaType;
+      const std::string name = tar ? "tar index" : "raw span table";
+      AccelManifest::LayerPiece t;
+      OCIFS_RETURN_IF_ERROR(ParseLayerAnnotations(d, name, piece_what, &t.layer_digest, &t.layer_size));
+      if (!(tar ? tar_indexed : raw_listed).insert(t.layer_digest).second) {
+        return Corrupt(piece_what + ": a second " + name + " for layer " + t.layer_digest);
       }
       t.blob = std::move(d);
-      m.tar_indexes.push_back(std::move(t));
+      (tar ? m.tar_indexes : m.raw_spans).push_back(std::move(t));
     } else if (d.media_type == accel::kProfileMediaType) {
       m.profiles.push_back(std::move(d));
     }  // else: a piece of a later version; skipped

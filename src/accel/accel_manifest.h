@@ -22,6 +22,7 @@ inline constexpr std::string_view kZstdFramesMediaType = "application/vnd.oci-fs
 inline constexpr std::string_view kZstdCheckpointsMediaType = "application/vnd.oci-fs.zstd-checkpoints.v1";
 inline constexpr std::string_view kZstdCheckpointsV2MediaType = "application/vnd.oci-fs.zstd-checkpoints.v2";
 inline constexpr std::string_view kTarIndexMediaType = "application/vnd.oci-fs.tar-index.v2";
+inline constexpr std::string_view kRawSpansMediaType = "application/vnd.oci-fs.raw-spans.v1";
 inline constexpr std::string_view kProfileMediaType = "application/vnd.oci-fs.profile.v1";
 inline constexpr std::string_view kEmptyMediaType = "application/vnd.oci.empty.v1+json";
 inline constexpr std::string_view kEmptyDigest =
@@ -55,15 +56,18 @@ struct AccelManifest {
     std::string layer_digest;
     uint64_t layer_size = 0;  // compressed bytes
   };
-  // One layer's tar index (docs/tar-index-format.md, version 2).
-  struct TarIndexPiece {
+  // A piece about one layer: its tar index (docs/tar-index-format.md,
+  // version 2), its raw span table (docs/raw-spans-format.md).
+  struct LayerPiece {
     Descriptor blob;
     std::string layer_digest;
     uint64_t layer_size = 0;  // compressed bytes
   };
+  using TarIndexPiece = LayerPiece;
   Descriptor subject;  // the image manifest (one platform's)
   std::vector<LayerIndex> layer_indexes;  // at most one per layer
   std::vector<TarIndexPiece> tar_indexes;  // at most one per layer
+  std::vector<LayerPiece> raw_spans;       // at most one per layer
   std::vector<Descriptor> profiles;
   std::string created;  // RFC 3339, or ""
 };
@@ -73,8 +77,8 @@ std::string SerializeAccelManifest(const AccelManifest& m);
 
 // Parses and checks an artifact manifest: its artifactType, subject, config,
 // piece descriptors (digests, sizes within accel::kMaxPieceBytes, at most
-// kMaxPieces, one index of any kind per layer and one tar index per layer,
-// layer annotations). Pieces of unknown
+// kMaxPieces, one index of any kind, one tar index and one raw span table
+// per layer, layer annotations). Pieces of unknown
 // media types are skipped. kCorrupt naming `what` and the fault, or
 // kUnsupported for another artifact type.
 [[nodiscard]] Result<AccelManifest> ParseAccelManifest(std::string_view json, std::string_view what);

@@ -47,6 +47,10 @@ Status BuildAndPush(const Reference& ref, AccelBuildOptions build,
     OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer.PushBlob(std::string(accel::kTarIndexMediaType), Bytes(t.bytes)));
     m.tar_indexes.push_back({std::move(blob), t.layer_digest, t.layer_size});
   }
+  for (const AccelPieces::LayerBytes& r : pieces.raw_spans) {
+    OCIFS_ASSIGN_OR_RETURN(Descriptor blob, writer.PushBlob(std::string(accel::kRawSpansMediaType), Bytes(r.bytes)));
+    m.raw_spans.push_back({std::move(blob), r.layer_digest, r.layer_size});
+  }
   for (const AccessProfile& profile : pieces.profiles) {
     // Fitted to the gzip indexes (AccelPieces::profiles), so not the files' own text.
     const std::string text = FormatAccessProfile(profile);
@@ -68,8 +72,9 @@ Status BuildAndPush(const Reference& ref, AccelBuildOptions build,
     OCIFS_RETURN_IF_ERROR(writer.AddToFallbackTag(m.subject.digest, listed));
   }
   target.digest = digest;
-  spdlog::info("pushed {} ({} layer indexes, {} tar indexes, {} profiles) for {}", target.ToString(),
-               m.layer_indexes.size(), m.tar_indexes.size(), m.profiles.size(), pieces.image.manifest_digest);
+  spdlog::info("pushed {} ({} layer indexes, {} tar indexes, {} raw span tables, {} profiles) for {}",
+               target.ToString(), m.layer_indexes.size(), m.tar_indexes.size(), m.raw_spans.size(),
+               m.profiles.size(), pieces.image.manifest_digest);
   std::cout << target.ToString() << std::endl;
   return Status::Ok();
 }

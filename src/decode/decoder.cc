@@ -13,6 +13,7 @@
 #include "decode/gzip_source.h"
 #include "base/whole_file.h"
 #include "decode/index_fallback_source.h"
+#include "decode/raw_span_source.h"
 #include "decode/zstd_checkpoint_index_v2.h"
 #include "decode/zstd_checkpoint_source.h"
 #include "decode/estargz_open.h"
@@ -94,6 +95,23 @@ std::optional<Result<ZstdCheckpointIndex>> FindZstdCheckpoints(const ByteSource&
   return ZstdCheckpointIndexV2::Open(options.zstd_checkpoint_blob);
 }
 
+// `decoded` (a layer read through an index) with its reads inside
+// options.raw_spans copied from `compressed` (RawSpanSource), if there is a
+// table for it; as it is otherwise.
+ByteSourcePtr WithRawSpans(ByteSourcePtr decoded, const ByteSourcePtr& compressed, const DecoderOptions& options,
+                           std::string_view kind) {
+  if (!options.raw_spans) return decoded;
+  auto raw = RawSpanSource::Open(decoded, compressed, options.raw_spans);
+  if (!raw.ok()) {
+    spdlog::warn("{} layer {}: ignoring its raw span table: {}", kind, compressed->Describe(), raw.status().ToString());
+    return decoded;
+  }
+  spdlog::debug("{} layer {}: {} raw blocks ({} bytes) read as they are", kind, compressed->Describe(),
+                options.raw_spans->spans().size(), options.raw_spans->raw_bytes());
+  if (options.record_compressed) (*raw)->RecordNeeded(options.record_compressed);
+  return std::move(raw).value();
+}
+
 // A frame source over `frames` that reports what `options` ask for: the
 // compressed bytes each read needed (record_compressed), and its frames as
 // the spans a read decodes whole (index_spans).
@@ -138,11 +156,13 @@ std::optional<ByteSourcePtr> OpenZstdCheckpoints(const ByteSourcePtr& compressed
   spdlog::debug("zstd layer {}: {} checkpoints from {}", compressed->Describe(), (*source)->checkpoint_count(), what);
   if (options.index_spans) options.index_spans(CheckpointSpans((*source)->index()));
   if (options.record_compressed) (*source)->RecordNeeded(options.record_compressed, options.record_unit);
+  ByteSourcePtr primary = WithRawSpans(std::move(source).value(), compressed, options, "zstd");
   DecoderOptions without = options;
   without.zstd_checkpoint_path.clear();
   without.zstd_checkpoint_blob.reset();
+  without.raw_spans.reset();
   return ByteSourcePtr(std::make_shared<IndexFallbackSource>(
-      std::move(source).value(),
+      std::move(primary),
       [compressed, without, path]() -> Result<ByteSourcePtr> {
         // The mark keeps a later mount from installing or reading the artifact's index again.
         if (Status s = path.empty() ? Status::Ok() : WriteFileAtomically(path, std::string(kWrongIndexMark));
@@ -214,9 +234,10 @@ Result<ByteSourcePtr> OpenDecoded(ByteSourcePtr compressed, Compression compress
       if (estargz->has_value()) return estargz->value();
       OCIFS_ASSIGN_OR_RETURN(std::shared_ptr<GzipSource> gzip, GzipSource::Open(compressed, options));
       if (!gzip->loaded_from_file()) return ByteSourcePtr(std::move(gzip));
+      ByteSourcePtr primary = WithRawSpans(gzip, compressed, options, "gzip");
       // The loaded index may prove wrong: then a first pass reads the layer and saves a new one over it.
       return ByteSourcePtr(std::make_shared<IndexFallbackSource>(
-          std::move(gzip), [compressed = std::move(compressed), options]() -> Result<ByteSourcePtr> {
+          std::move(primary), [compressed = std::move(compressed), options]() -> Result<ByteSourcePtr> {
             OCIFS_ASSIGN_OR_RETURN(std::shared_ptr<GzipSource> rebuilt,
                                    GzipSource::Open(compressed, options, GzipSource::SavedIndex::kRebuild));
             return ByteSourcePtr(std::move(rebuilt));

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "decode/compression.h"
+#include "decode/raw_span_table.h"
 #include "decode/zstd_frames.h"
 #include "base/decoded_store.h"
 #include "ocifs/byte_source.h"
@@ -76,6 +77,12 @@ struct DecoderOptions {
   // it came from in logs ("acceleration artifact REGISTRY/REPO@sha256:..").
   ByteSourcePtr zstd_checkpoint_blob;
   std::string zstd_checkpoint_from;
+  // zstd read through a checkpoint index: where the blob holds decoded
+  // bytes verbatim (its raw blocks; docs/raw-spans-format.md, from an
+  // acceleration artifact): reads there copy the blob's bytes, checked
+  // (RawSpanSource), and are recorded as those bytes. A table for another
+  // blob or decoded size is ignored (logged). Null: none.
+  std::shared_ptr<const RawSpanTable> raw_spans;
   // gzip read through an index, or zstd read by frames: where the compressed
   // bytes each read needed go (`oci-fs mount --record-profile`): the part of
   // each span (frame) it decodes that made the read's output (in

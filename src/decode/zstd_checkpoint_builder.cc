@@ -40,8 +40,9 @@ class SpanSource final : public ByteSource {
 // hand when a checkpoint's segment ends. Thread safety: none.
 class Pass {
  public:
-  Pass(const ByteSource& blob, const ZstdCheckpointOptions& o, ZstdCheckpointStats* stats)
+  Pass(const ByteSource& blob, const ZstdCheckpointOptions& o, ZstdCheckpointStats* stats, bool raw_spans)
       : blob_(blob), o_(o), stats_(stats), crcs_(64 * 1024) {
+    if (raw_spans) raw_.emplace();
     for (const auto& [from, to] : o.targets) {
       starts_.push_back(from);
       ends_.push_back(to);
@@ -50,6 +51,8 @@ class Pass {
     std::sort(ends_.begin(), ends_.end());
   }
   [[nodiscard]] Result<ZstdCheckpointIndex> Run();
+  // After Run: the raw blocks (if asked for).
+  [[nodiscard]] Result<RawSpanTable> RawSpans() { return raw_->Finish(blob_.size(), out_); }
 
  private:
   // An open checkpoint: its state and the earlier bytes its segment refers to.
@@ -102,6 +105,7 @@ class Pass {
   uint64_t zdict_bytes_ = 0;  // compressed dictionaries so far
   uint64_t last_zdict_ = 0;   // the last one: what the next may take
   std::optional<Open> open_;
+  std::optional<RawSpanTableBuilder> raw_;
   std::vector<uint64_t> starts_, ends_;
   size_t next_start_ = 0, next_end_ = 0;
 };
@@ -300,6 +304,7 @@ Result<ZstdCheckpointIndex> Pass::Run() {
                             " bytes, its sequences say " + std::to_string(decoded));
       }
       crcs_.Feed(Decoded(out_, out_ + decoded));
+      if (type == 0 && raw_) raw_->Add(off + 3, out_, Compressed(off + 3, bsize));
       out_ += decoded;
       off += len;
     }
@@ -318,10 +323,14 @@ Result<ZstdCheckpointIndex> Pass::Run() {
 }  // namespace
 
 Result<ZstdCheckpointIndex> BuildZstdCheckpoints(const ByteSource& blob, const ZstdCheckpointOptions& options,
-                                                 ZstdCheckpointStats* stats) {
+                                                 ZstdCheckpointStats* stats, RawSpanTable* raw_spans) {
   if (blob.size() == ByteSource::kUnknownSize) return InvalidArgument("zstd checkpoint build: blob of unknown size");
-  Pass pass(blob, options, stats);
-  return pass.Run();
+  Pass pass(blob, options, stats, raw_spans != nullptr);
+  OCIFS_ASSIGN_OR_RETURN(ZstdCheckpointIndex index, pass.Run());
+  if (raw_spans) {
+    OCIFS_ASSIGN_OR_RETURN(*raw_spans, pass.RawSpans());
+  }
+  return index;
 }
 
 Result<std::string> BuildZstdCheckpointIndex(const ByteSource& blob, const ZstdCheckpointOptions& options,

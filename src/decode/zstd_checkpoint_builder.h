@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "decode/raw_span_table.h"
 #include "decode/zstd_checkpoint_index.h"
 #include "ocifs/byte_source.h"
 
@@ -57,9 +58,12 @@ struct ZstdCheckpointStats {
 // of one segment. kCorrupt names the offset of data libzstd refuses;
 // kUnsupported for frames that need an external dictionary, and for a block
 // libzstd decodes but the pass cannot follow (a stream to read without index).
+// With `raw_spans`, also the blob's raw blocks of 4 KiB or more
+// (RawSpanTable, docs/raw-spans-format.md).
 [[nodiscard]] Result<ZstdCheckpointIndex> BuildZstdCheckpoints(const ByteSource& blob,
                                                                const ZstdCheckpointOptions& options,
-                                                               ZstdCheckpointStats* stats = nullptr);
+                                                               ZstdCheckpointStats* stats = nullptr,
+                                                               RawSpanTable* raw_spans = nullptr);
 
 // The same, as the index file's bytes (ZstdCheckpointIndex::Serialize).
 [[nodiscard]] Result<std::string> BuildZstdCheckpointIndex(const ByteSource& blob,

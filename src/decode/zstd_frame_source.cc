@@ -90,7 +90,9 @@ Status ZstdFrameSource::DecodeMarked(const ZstdFrame& f, std::span<const uint8_t
   for (size_t next = ZSTD_nextSrcSizeToDecompress(dctx.get()); next != 0;
        next = ZSTD_nextSrcSizeToDecompress(dctx.get())) {
     if (next > in.size() - in_pos) return corrupt("truncated");
-    if (ZSTD_nextInputType(dctx.get()) == ZSTDnit_blockHeader) blocks.push_back({out_pos, f.in_offset + in_pos});
+    if (ZSTD_nextInputType(dctx.get()) == ZSTDnit_blockHeader) {
+      blocks.push_back({out_pos, f.in_offset + in_pos, ((in[in_pos] >> 1) & 3) == 0});
+    }
     const size_t n = ZSTD_decompressContinue(dctx.get(), out.data() + out_pos, out.size() - out_pos,
                                              in.data() + in_pos, next);
     if (ZSTD_isError(n)) {
@@ -141,13 +143,15 @@ void ZstdFrameSource::ReportNeeded(size_t index, uint64_t from, uint64_t to) con
     std::lock_guard lock(blocks_mu_);
     if (auto it = blocks_.find(index); it != blocks_.end() && it->second.size() >= 2) {
       const std::vector<BlockStart>& b = it->second;  // by output, the last one the frame's end
-      // From the block holding `from` to the end of the one holding to - 1.
+      // From the block holding `from` to the end of the one holding to - 1;
+      // in a raw block, from and to the read's own bytes (after its header).
       auto holding = [&](uint64_t out) {
         auto k = std::upper_bound(b.begin(), b.end(), out, [](uint64_t o, const BlockStart& s) { return o < s.out; });
         return static_cast<size_t>(std::max<ptrdiff_t>(0, (k - b.begin()) - 1));
       };
-      first = b[std::min(holding(from), b.size() - 2)].in;
-      last = b[std::min(holding(to - 1), b.size() - 2) + 1].in;
+      const size_t kf = std::min(holding(from), b.size() - 2), kl = std::min(holding(to - 1), b.size() - 2);
+      first = b[kf].raw ? b[kf].in + 3 + (from - b[kf].out) : b[kf].in;
+      last = b[kl].raw ? b[kl].in + 3 + (to - b[kl].out) : b[kl + 1].in;
     }
   }
   std::tie(first, last) = NeededWithinSpan(first, last, f.in_offset, f.in_offset + f.in_size, record_unit_);

@@ -73,9 +73,12 @@ class ZstdFrameSource final : public ByteSource {
 
  private:
   [[nodiscard]] Result<SegmentCache::Buffer> DecodeFrame(size_t index) const;
-  // Where a block of a frame starts: its output offset in the frame, its blob offset.
+  // Where a block of a frame starts: its output offset in the frame, its
+  // blob offset (its 3-byte header's), and whether it is a raw block (its
+  // output is its input after the header).
   struct BlockStart {
     uint64_t out = 0, in = 0;
+    bool raw = false;
   };
   // Frame f's bytes (`in`) decoded into `out` (f.out_size bytes) a block at a
   // time, each block's start appended to `blocks`, then the frame's end.

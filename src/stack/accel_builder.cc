@@ -17,6 +17,7 @@
 #include "decode/gzip_dense_checkpoints.h"
 #include "decode/gzip_index_v4.h"
 #include "decode/gzip_sparse_windows.h"
+#include "decode/deflate_stored_blocks.h"
 #include "decode/zstd_checkpoint_builder.h"
 #include "decode/zstd_checkpoint_index_v2.h"
 #include "decode/estargz_toc.h"
@@ -129,13 +130,13 @@ Result<std::optional<std::string>> ZstdFrameTable(const LayerView& layer) {
 // Fits `profiles` to the version 4 gzip index `bytes` of layer `digest`
 // (FitProfileToGzipIndex): where its windows lie is read back from its table.
 Status FitProfiles(std::span<const uint8_t> bytes, const std::string& digest, uint64_t layer_size,
-                   std::vector<AccessProfile>& profiles) {
+                   const RawSpanTable* raw, std::vector<AccessProfile>& profiles) {
   if (profiles.empty()) return Status::Ok();
   const std::string what = "the gzip index of layer " + digest;
   OCIFS_ASSIGN_OR_RETURN(uint64_t table, GzipIndexV4::TableLength(bytes, bytes.size(), what));
   OCIFS_ASSIGN_OR_RETURN(GzipIndex index,
                          GzipIndexV4::ParseTable(bytes.first(static_cast<size_t>(table)), bytes.size(), nullptr, what));
-  const ShippedGzipIndex shipped{digest, layer_size, &index, Sha256Digest(bytes)};
+  const ShippedGzipIndex shipped{digest, layer_size, &index, Sha256Digest(bytes), raw};
   for (AccessProfile& profile : profiles) profile = FitProfileToGzipIndex(profile, shipped);
   return Status::Ok();
 }
@@ -144,15 +145,22 @@ Status FitProfiles(std::span<const uint8_t> bytes, const std::string& digest, ui
 // `digest` (FitProfileToZstdCheckpoints): where its dictionaries lie is read
 // back from its table.
 Status FitZstdProfiles(std::string_view bytes, const std::string& digest, uint64_t layer_size,
-                       std::vector<AccessProfile>& profiles) {
+                       const RawSpanTable* raw, std::vector<AccessProfile>& profiles) {
   if (profiles.empty()) return Status::Ok();
   const auto data = std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
   OCIFS_ASSIGN_OR_RETURN(uint64_t table, ZstdCheckpointIndexV2::TableLength(data, data.size()));
   OCIFS_ASSIGN_OR_RETURN(ZstdCheckpointIndex index,
                          ZstdCheckpointIndexV2::ParseTable(data.first(static_cast<size_t>(table)), data.size(), nullptr));
-  const ShippedZstdCheckpoints shipped{digest, layer_size, &index, Sha256Digest(data)};
+  const ShippedZstdCheckpoints shipped{digest, layer_size, &index, Sha256Digest(data), raw};
   for (AccessProfile& profile : profiles) profile = FitProfileToZstdCheckpoints(profile, shipped);
   return Status::Ok();
+}
+
+// Ships layer `digest`'s raw span table, if it has one that fits a piece.
+void AddRawSpans(const RawSpanTable* raw, const std::string& digest, uint64_t layer_size, AccelPieces& pieces) {
+  if (raw == nullptr) return;
+  std::string bytes = raw->Serialize();
+  if (bytes.size() <= accel::kMaxPieceBytes) pieces.raw_spans.push_back({digest, layer_size, std::move(bytes)});
 }
 
 }  // namespace
@@ -185,6 +193,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
     std::string index_path;                // where its gzip index is saved
     std::optional<std::string> zstd_frames;  // its frame table, if read by frames
     std::optional<std::string> zstd_checkpoints;  // its checkpoint index, if read as a stream
+    std::optional<RawSpanTable> raw_spans;        // with it: its raw blocks, if any
     std::optional<GzipIndex> gzip_index;   // gzip: its index, windows made sparse
     std::string why_none = "uncompressed: read at random as it is";  // a layer that needs no index
   };
@@ -213,7 +222,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         }
       }
       layers.push_back({v.compression, (*stack)->cache()->SidePath(v.descriptor.digest, "gzidx"), std::nullopt,
-                        std::nullopt, std::nullopt});
+                        std::nullopt, std::nullopt, std::nullopt});
       total += v.descriptor.size;
     }
     OCIFS_RETURN_IF_ERROR((*stack)->WaitUntilIndexed());
@@ -245,6 +254,13 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         spdlog::info("layer {}: {} gzip checkpoints added between them ({} candidates), {} bytes of windows",
                      digest, dense.added, dense.candidates, dense.zwindow_bytes);
         layers[i].gzip_index = std::move(index).value();
+        // Its stored blocks: a read there copies the blob's bytes (docs/raw-spans-format.md).
+        auto stored = FindStoredBlocks(*view.blob);
+        if (!stored.ok()) return stored.status().WithContext("layer " + digest + ": its stored blocks");
+        if (!stored->spans().empty()) {
+          spdlog::info("layer {}: {} stored blocks ({} bytes)", digest, stored->spans().size(), stored->raw_bytes());
+          layers[i].raw_spans = std::move(stored).value();
+        }
         continue;
       }
       if (layers[i].compression != Compression::kZstd) continue;
@@ -270,7 +286,8 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         checkpoint_options.targets = it->second;
       }
       ZstdCheckpointStats stats;
-      auto built = BuildZstdCheckpoints(*view.blob, checkpoint_options, &stats);
+      RawSpanTable raw;
+      auto built = BuildZstdCheckpoints(*view.blob, checkpoint_options, &stats, &raw);
       if (!built.ok() && built.status().code() == Code::kUnsupported) {
         pieces.unindexed.push_back(digest + " (" + built.status().message() + ")");
         continue;
@@ -283,6 +300,10 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
                    digest, stats.checkpoints, stats.dropped_reach + stats.dropped_verify, stats.dropped_reach,
                    stats.dropped_verify, index->size());
       layers[i].zstd_checkpoints = std::move(index).value();
+      if (!raw.spans().empty()) {
+        spdlog::info("layer {}: {} raw blocks ({} bytes)", digest, raw.spans().size(), raw.raw_bytes());
+        layers[i].raw_spans = std::move(raw);
+      }
     }
     if (options.progress) options.progress(GlobalFetchStats().blob_bytes.load() - start, total.load());
   }
@@ -299,19 +320,23 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         if (layers[i].zstd_frames) {
           pieces.layer_indexes.push_back({LayerIndexKind::kZstdFrames, digest, layer.size, *layers[i].zstd_frames});
         } else if (layers[i].zstd_checkpoints) {
-          Status fitted = FitZstdProfiles(*layers[i].zstd_checkpoints, digest, layer.size, pieces.profiles);
+          const RawSpanTable* raw = layers[i].raw_spans ? &*layers[i].raw_spans : nullptr;
+          Status fitted = FitZstdProfiles(*layers[i].zstd_checkpoints, digest, layer.size, raw, pieces.profiles);
           if (!fitted.ok()) return fitted.WithContext("layer " + digest + ": its zstd checkpoints");
           pieces.layer_indexes.push_back(
               {LayerIndexKind::kZstdCheckpointsV2, digest, layer.size, *layers[i].zstd_checkpoints});
+          AddRawSpans(raw, digest, layer.size, pieces);
         }
         break;
       case Compression::kGzip: {
         // Shipped table first (version 4), so a mount reads its windows lazily.
         auto bytes = GzipIndexV4::Serialize(*layers[i].gzip_index);
         if (!bytes.ok()) return bytes.status().WithContext("layer " + digest + ": its gzip index");
-        OCIFS_RETURN_IF_ERROR(FitProfiles(*bytes, digest, layer.size, pieces.profiles));
+        const RawSpanTable* raw = layers[i].raw_spans ? &*layers[i].raw_spans : nullptr;
+        OCIFS_RETURN_IF_ERROR(FitProfiles(*bytes, digest, layer.size, raw, pieces.profiles));
         pieces.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, digest, layer.size,
                                         std::string(bytes->begin(), bytes->end())});
+        AddRawSpans(raw, digest, layer.size, pieces);
         break;
       }
     }

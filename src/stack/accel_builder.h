@@ -51,12 +51,17 @@ struct AccelPieces {
   std::vector<LayerIndex> layer_indexes;
   // Each tar layer's tar index (docs/tar-index-format.md, version 2), from
   // the same pass; none for a layer that is no tar (a bare disk, a file).
-  struct TarIndexBytes {
+  struct LayerBytes {
     std::string layer_digest;
     uint64_t layer_size = 0;
     std::string bytes;
   };
+  using TarIndexBytes = LayerBytes;
   std::vector<TarIndexBytes> tar_indexes;
+  // Each gzip layer's stored blocks and each zstd layer's raw blocks (where
+  // it has checkpoints) (docs/raw-spans-format.md): a read there copies the
+  // blob's bytes.
+  std::vector<LayerBytes> raw_spans;
   // Layers that need no gzip or zstd index: "digest (why)" (uncompressed;
   // eStargz and zstd:chunked, which carry their own TOC). Their tar index
   // and the profiles still apply.
@@ -64,7 +69,8 @@ struct AccelPieces {
   std::vector<std::string> unindexed;  // layers it cannot index: "digest (why)"
   // AccelBuildOptions::profiles as shipped: fitted to the gzip indexes above
   // (FitProfileToGzipIndex: each span they need whole, and the index blob's
-  // windows of those spans).
+  // windows of those spans) and the zstd checkpoint indexes (the units
+  // inside raw spans as they are).
   std::vector<AccessProfile> profiles;
 };
 

@@ -23,9 +23,44 @@ void AddUnits(uint64_t first, uint64_t last, std::vector<uint64_t>& out, tsl::ro
 // lies in blob `index_digest`, length 0 for none), the index blob's section
 // too; with `starts` (one per span, at or before its first byte: where a read
 // of it starts decoding), each span named from there.
+// How many bytes before a raw span are its block's header alone: at the
+// unit's start (`first`; a deflate stored block's LEN and NLEN, its 3
+// header bits share a byte with the block before), and between two spans
+// with nothing decoded between them (`between`).
+struct RawHeaders {
+  uint64_t first;
+  uint64_t between;
+};
+constexpr RawHeaders kZstdRawHeaders{3, 3};
+constexpr RawHeaders kDeflateStoredHeaders{4, 5};
+
+// Whether the blob's bytes [from, to) are all in `raw`'s spans but for the
+// block headers before them.
+bool AllRaw(const RawSpanTable& raw, uint64_t from, uint64_t to, RawHeaders headers) {
+  const auto& spans = raw.spans();
+  uint64_t at = from;
+  while (at < to) {
+    if (const size_t s = raw.SpanAtInput(at); s != RawSpanTable::npos) {
+      at = spans[s].in + spans[s].size;
+      continue;
+    }
+    // A header: the next span starts within kHeader bytes, right after
+    // this one's predecessor (or at the unit's start).
+    const size_t k = raw.FirstSpanAfterInput(at);
+    if (k == RawSpanTable::npos || spans[k].in - at > (at == from ? headers.first : headers.between)) return false;
+    if (at != from && (k == 0 || spans[k - 1].in + spans[k - 1].size != at ||
+                       spans[k - 1].out + spans[k - 1].size != spans[k].out)) {
+      return false;
+    }
+    at = spans[k].in;
+  }
+  return true;
+}
+
 AccessProfile Fit(const AccessProfile& profile, const std::string& layer_digest, uint64_t layer_size,
                   const CompressedSpans& spans, const std::vector<GzipIndex::WindowPlace>* windows,
-                  const std::string& index_digest, const std::vector<uint64_t>* starts = nullptr) {
+                  const std::string& index_digest, const std::vector<uint64_t>* starts = nullptr,
+                  const RawSpanTable* raw = nullptr, RawHeaders headers = kZstdRawHeaders) {
   auto recorded = profile.blobs.find(layer_digest);
   if (recorded == profile.blobs.end() || spans.empty() || profile.chunk_size == 0) return profile;
   const uint64_t unit = profile.chunk_size;
@@ -34,6 +69,10 @@ AccessProfile Fit(const AccessProfile& profile, const std::string& layer_digest,
   for (uint64_t u : recorded->second) {
     const uint64_t from = u * unit, to = std::min(layer_size, (u + 1) * unit);
     if (from >= to) continue;
+    if (raw && AllRaw(*raw, from, to, headers)) {
+      AddUnits(u, u, layer_units, layer_seen);
+      continue;
+    }
     // The spans holding [from, to): from the last one starting at or before
     // `from` to the last one starting before `to`.
     auto first = std::upper_bound(spans.begin(), spans.end(), from,
@@ -71,7 +110,8 @@ AccessProfile FitProfileToGzipIndex(const AccessProfile& profile, const ShippedG
                        k + 1 < cps.size() ? cps[k + 1].in + 1 + kSpanReadPast : gzip.layer_size);
     windows.push_back({cps[k].zwindow_offset, cps[k].zwindow_length});
   }
-  return Fit(profile, gzip.layer_digest, gzip.layer_size, spans, &windows, gzip.index_digest);
+  return Fit(profile, gzip.layer_digest, gzip.layer_size, spans, &windows, gzip.index_digest, nullptr, gzip.raw,
+             kDeflateStoredHeaders);
 }
 
 AccessProfile FitProfileToZstdCheckpoints(const AccessProfile& profile, const ShippedZstdCheckpoints& zstd) {
@@ -90,7 +130,8 @@ AccessProfile FitProfileToZstdCheckpoints(const AccessProfile& profile, const Sh
     const bool has = restart.kind == ZstdCheckpoint::Kind::kDictionary && restart.zdict_length > 0;
     dictionaries.push_back({has ? restart.zdict_offset : 0, has ? restart.zdict_length : 0u});
   }
-  return Fit(profile, zstd.layer_digest, zstd.layer_size, spans, &dictionaries, zstd.index_digest, &starts);
+  return Fit(profile, zstd.layer_digest, zstd.layer_size, spans, &dictionaries, zstd.index_digest, &starts,
+             zstd.raw);
 }
 
 AccessProfile FitProfileToSpans(const AccessProfile& profile, const std::string& layer_digest, uint64_t layer_size,

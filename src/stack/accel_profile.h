@@ -25,6 +25,7 @@
 
 #include "cache/access_profile.h"
 #include "decode/gzip_index.h"
+#include "decode/raw_span_table.h"
 #include "decode/zstd_checkpoint_index.h"
 
 namespace ocifs {
@@ -37,10 +38,13 @@ struct ShippedGzipIndex {
   uint64_t layer_size = 0;
   const GzipIndex* index = nullptr;  // checkpoints as GzipIndexV4::ParseTable gives them
   std::string index_digest;
+  const RawSpanTable* raw = nullptr;  // its stored blocks, shipped beside it; null: none
 };
 
 // `profile` with `gzip`'s layer fitted as above (a profile that does not name
 // the layer is returned as it is). The units stay profile.chunk_size bytes.
+// A unit whose bytes are all stored blocks' (their headers aside) stays as it
+// is: a mount with the raw span table copies those bytes (RawSpanSource).
 AccessProfile FitProfileToGzipIndex(const AccessProfile& profile, const ShippedGzipIndex& gzip);
 
 // A zstd layer's checkpoint index as shipped (version 2: each dictionary's
@@ -50,11 +54,14 @@ struct ShippedZstdCheckpoints {
   uint64_t layer_size = 0;
   const ZstdCheckpointIndex* index = nullptr;  // as ZstdCheckpointIndexV2::ParseTable gives it
   std::string index_digest;
+  const RawSpanTable* raw = nullptr;  // its raw blocks, shipped beside it; null: none
 };
 
 // `profile` with `zstd`'s layer fitted as a gzip layer's is: each segment that
 // holds a recorded unit, from its restart checkpoint (a read decodes it so),
 // and a section for the index blob naming those restart points' dictionaries.
+// A unit whose bytes are all raw blocks' (their 3-byte headers aside) stays as
+// it is: a mount with the raw span table copies those bytes (RawSpanSource).
 AccessProfile FitProfileToZstdCheckpoints(const AccessProfile& profile, const ShippedZstdCheckpoints& zstd);
 
 // The spans of an index as a mount has it (DecoderOptions::index_spans): each

@@ -187,6 +187,9 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
         decoder_options.gzip_index_from = lazy->second.from;
       }
     }
+    if (auto raw = accel_.raw_spans.find(layer.digest); raw != accel_.raw_spans.end()) {
+      decoder_options.raw_spans = raw->second;
+    }
   }
   if (const std::shared_ptr<AccessRecorder>& recorder = options_.blob_reads.recorder) {
     // A gzip layer read through an index, and a zstd layer read by frames,

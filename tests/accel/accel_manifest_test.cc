@@ -152,3 +152,29 @@ TEST_CASE("a tar index piece round-trips beside the layer's other index, one per
   CHECK_THAT(ParseAccelManifest(bare.dump(), "artifact").status().message(),
              Catch::Contains("piece 2: a tar index without the annotations"));
 }
+
+TEST_CASE("a raw span table piece round-trips beside the layer's index and tar index, one per layer") {
+  AccelManifest m = Sample();
+  m.tar_indexes.push_back({{"", ManifestDigest('7'), 4321, {}, {}, {}}, ManifestDigest('c'), 376012345});
+  m.raw_spans.push_back({{"", ManifestDigest('8'), 65000, {}, {}, {}}, ManifestDigest('c'), 376012345});
+  const std::string json = SerializeAccelManifest(m);
+  auto j = nlohmann::json::parse(json);
+  REQUIRE(j["layers"].size() == 5);
+  CHECK(j["layers"][3]["mediaType"] == "application/vnd.oci-fs.raw-spans.v1");
+  auto back = ParseAccelManifest(json, "artifact");
+  REQUIRE(back.ok());
+  REQUIRE(back->raw_spans.size() == 1);
+  CHECK(back->raw_spans[0].blob.digest == ManifestDigest('8'));
+  CHECK(back->raw_spans[0].layer_digest == ManifestDigest('c'));
+  CHECK(back->raw_spans[0].layer_size == 376012345);
+  CHECK(back->tar_indexes.size() == 1);
+
+  auto second = j;
+  second["layers"].push_back(j["layers"][3]);
+  CHECK_THAT(ParseAccelManifest(second.dump(), "artifact").status().message(),
+             Catch::Contains("piece 5: a second raw span table for layer " + ManifestDigest('c')));
+  auto bare = j;
+  bare["layers"][3].erase("annotations");
+  CHECK_THAT(ParseAccelManifest(bare.dump(), "artifact").status().message(),
+             Catch::Contains("piece 3: a raw span table without the annotations"));
+}

@@ -265,13 +265,14 @@ def as_version_3(index: bytes) -> bytes:
 
 
 def push_artifact_like(registry, repo: str, artifact_ref: str, spoil, media_type: str = GZIP_INDEX,
-                       new_media_type: str | None = None) -> str:
+                       new_media_type: str | None = None, drop: tuple[str, ...] = ()) -> str:
     """Pushes a copy of an artifact whose index piece of `media_type` is spoil(index)
-    (of `new_media_type` if given; dropped if spoil is None), listed in the fallback
-    tag as the newest; returns its digest."""
+    (of `new_media_type` if given; dropped if spoil is None), without its pieces of
+    the media types `drop`, listed in the fallback tag as the newest; returns its digest."""
     client = registry.client()
     digest = artifact_ref.split("@", 1)[1]
     manifest = json.loads(client.get_manifest(repo, digest).body)
+    manifest["layers"] = [p for p in manifest["layers"] if p["mediaType"] not in drop]
     piece = next(p for p in manifest["layers"] if p["mediaType"] == media_type)
     if spoil is None:
         manifest["layers"].remove(piece)

@@ -13,6 +13,8 @@ the disk's bytes.
 from __future__ import annotations
 
 import json
+import os
+import random
 import struct
 import zlib
 
@@ -27,6 +29,7 @@ from test_accelerate import TLS, accelerate, blob_bytes_of, layer_bytes, phrase_
 ZSTD_FRAMES = "application/vnd.oci-fs.zstd-frames.v2"
 ZSTD_CHECKPOINTS = "application/vnd.oci-fs.zstd-checkpoints.v2"  # what accelerate pushes: table first, read lazily
 ZSTD_CHECKPOINTS_V1 = "application/vnd.oci-fs.zstd-checkpoints.v1"  # what older versions pushed: fetched whole
+RAW_SPANS = "application/vnd.oci-fs.raw-spans.v1"  # a zstd layer's raw blocks (docs/raw-spans-format.md)
 V2_HEADER, V2_RECORD = 64, 40
 
 
@@ -117,7 +120,9 @@ def test_a_zstd_index_with_a_wrong_crc_still_reads_exact_bytes_and_is_logged_onc
         compression, kind, media_type, spoil, ocifs, registry, repo, workdir):
     data = disk_bytes(24 * MiB, seed=83)
     ref, img = images.push_containerdisk(registry, repo, data, compression)
-    push_artifact_like(registry, repo, accelerate(ocifs, ref), spoil, media_type)
+    # Without the raw span table: reads inside raw blocks would copy them and never
+    # decode (nor check) the spoilt block (the table's own checks: below).
+    push_artifact_like(registry, repo, accelerate(ocifs, ref), spoil, media_type, drop=(RAW_SPANS,))
     log = workdir / "mount.log"
     cache = workdir / "cache"
     with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
@@ -173,10 +178,18 @@ def test_a_mount_with_the_artifact_fetches_the_checkpoint_table_and_the_dictiona
     assert "is wrong" not in text, text
 
 
-def test_a_tampered_zstd_dictionary_still_reads_exact_bytes_and_is_logged_once(ocifs, registry, repo, workdir):
-    data = phrase_disk(16 * MiB, seed=87)
+@pytest.mark.parametrize("piece", ["dictionary", "raw span table"])
+def test_a_tampered_zstd_piece_still_reads_exact_bytes_and_is_logged_once(piece, ocifs, registry, repo, workdir):
+    """A checkpoint's dictionary changed (its CRC-32 not), or a raw span table whose unit
+    CRC-32s do not match the blob's bytes (docs/raw-spans-format.md)."""
+    if piece == "dictionary":
+        data, spoil, media, what, why = (phrase_disk(16 * MiB, seed=87), spoil_the_last_dictionary, ZSTD_CHECKPOINTS,
+                                         "zstd checkpoint index of", "does not match its CRC-32")
+    else:
+        data, spoil, media, what, why = (raw_disk(16 * MiB, seed=93), spoil_a_unit_crc, RAW_SPANS,
+                                         "raw span table of", "do not match their CRC-32s")
     ref, img = images.push_containerdisk(registry, repo, data, "zstd")
-    push_artifact_like(registry, repo, accelerate(ocifs, ref), spoil_the_last_dictionary, ZSTD_CHECKPOINTS)
+    push_artifact_like(registry, repo, accelerate(ocifs, ref), spoil, media)
     log = workdir / "mount.log"
     cache = workdir / "cache"
     with Mount(ref, workdir / "m", TLS, "--log-level=info", f"--log-file={log}", cache_dir=cache) as m:
@@ -184,9 +197,9 @@ def test_a_tampered_zstd_dictionary_still_reads_exact_bytes_and_is_logged_once(o
         assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
     text = log.read_text()
     assert "reading the zstd checkpoint index of layer" in text, text
-    wrong = [l for l in text.splitlines() if "zstd checkpoint index of" in l and "is wrong" in l]
+    wrong = [l for l in text.splitlines() if what in l and "is wrong" in l]
     assert len(wrong) == 1, text
-    assert "does not match its CRC-32" in wrong[0], wrong
+    assert why in wrong[0], wrong
 
 
 def test_an_artifact_with_a_version_1_zstd_checkpoint_index_still_serves_exact_bytes(
@@ -205,3 +218,85 @@ def test_an_artifact_with_a_version_1_zstd_checkpoint_index_still_serves_exact_b
     assert "installed the zstd checkpoint index" in text, text  # fetched whole, as before
     assert "is wrong" not in text, text
     assert first_read <= 8 * MiB, (first_read, img.layers[0].size)  # the last MiB's segments, not the layer
+
+
+def raw_spans_of(index: bytes) -> list[tuple[int, int, int]]:
+    """(in, out, size) of each span of a raw span table (docs/raw-spans-format.md)."""
+    assert index[:8] == b"OCIFSRAW" and struct.unpack_from("<I", index, 8)[0] == 1
+    count, = struct.unpack_from("<Q", index, 32)
+    return [struct.unpack_from("<QQI", index, 48 + 20 * k) for k in range(count)]
+
+
+def spoil_a_unit_crc(index: bytes) -> bytes:
+    """The raw span table with the CRC-32 of the middle unit of every span changed,
+    the file's CRC made right again."""
+    spans = raw_spans_of(index)
+    body = bytearray(index[:-4])
+    at = 48 + 20 * len(spans)
+    for in_, _out, size in spans:
+        units = (in_ + size - 1) // 4096 - in_ // 4096 + 1
+        body[at + 4 * (units // 2)] ^= 0xFF
+        at += 4 * units
+    return with_crc(bytes(body))
+
+
+def raw_disk(size: int, seed: int) -> bytes:
+    """Random 1 MiB stretches (stored as zstd raw blocks) between 256 KiB of phrases."""
+    rng = random.Random(seed)
+    phrases = phrase_disk(256 * 1024, seed)
+    out = bytearray()
+    while len(out) < size:
+        out += rng.randbytes(MiB) + phrases
+    return bytes(out[:size])
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_a_read_inside_raw_blocks_needs_its_own_bytes_not_a_segment(compression, ocifs, registry, repo, workdir):
+    """zstd raw blocks and deflate stored blocks (docs/raw-spans-format.md)."""
+    data = raw_disk(32 * MiB, seed=91)
+    ref, img = images.push_containerdisk(registry, repo, data, compression)
+    artifact = accelerate(ocifs, ref)
+    manifest = registry.client().get_manifest(repo, artifact.split("@", 1)[1]).json()
+    [piece] = [l for l in manifest["layers"] if l["mediaType"] == RAW_SPANS]
+    spans = raw_spans_of(registry.client().get_blob(repo, piece["digest"]).body)
+    assert sum(s for _i, _o, s in spans) >= 24 * MiB, len(spans)
+    without = push_artifact_like(registry, repo, artifact, None, RAW_SPANS)
+    # 4 KiB reads in the middle of random stretches, recorded as a profile (the compressed
+    # bytes each read needed). A raw disk in a compressed layer is read in 64 KiB chunks of
+    # its decoded bytes (ImageStack::kRawChunkBytes): with the table a read needs that
+    # chunk's own units (17 at most); through the index alone, the segments (zstd: 256 KiB
+    # of output from their restart point) or spans (gzip) around them.
+    reads = [(k * (MiB + 256 * 1024) + 400 * 1024 + 1000, 4096) for k in range(4, 20, 2)]
+
+    def needed(name: str, pin: str) -> tuple[int, str]:
+        """The profile units the reads needed (and the mount's opening reads), and the log."""
+        log, profile = workdir / f"{name}.log", workdir / f"{name}.profile"
+        with Mount(ref, workdir / name, TLS, f"--accel={pin}", "--log-level=debug", f"--log-file={log}",
+                   f"--record-profile={profile}", cache_dir=workdir / f"cache-{name}") as m:
+            with open(m.dir / "disk.img", "rb", buffering=0) as f:
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)  # no kernel read-ahead
+                for at, n in reads:
+                    assert os.pread(f.fileno(), n, at) == data[at:at + n], at
+        return profile_units(profile, img.layers[0].digest), log.read_text()
+
+    with_units, text = needed("with", artifact)
+    assert "raw blocks" in text and "read as they are" in text, text
+    without_units, text = needed("without", f"{artifact.split('@')[0]}@{without}")
+    assert "read as they are" not in text, text
+    # 8 units more: what the mount reads to open the layer (the tar header, the disk's first sector).
+    assert with_units <= 17 * len(reads) + 8, (with_units, without_units)
+    assert without_units >= {"zstd": 3, "gzip": 1.2}[compression] * with_units, (with_units, without_units)
+
+
+def profile_units(path, digest: str) -> int:
+    """How many units a recorded profile (docs/profile-format.md) names of blob `digest`."""
+    units, current = 0, None
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#") or line.startswith("oci-fs-profile") or line.startswith("chunk-size"):
+            continue
+        if line.startswith("blob "):
+            current = line.split()[1]
+        elif current == digest:
+            first, _, last = line.partition("-")
+            units += int(last or first) - int(first) + 1
+    return units

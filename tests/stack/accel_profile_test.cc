@@ -147,3 +147,52 @@ TEST_CASE("a fitted span reaches as far past the next checkpoint as a read of it
   for (uint64_t u = 0; u <= 10; ++u) layer.push_back(u);
   CHECK(fitted.blobs.at("sha256:layer") == layer);
 }
+
+namespace {
+
+// A raw span table over `spans` (blob = decoded offsets), checksums left 0.
+RawSpanTable RawTableOf(uint64_t size, std::vector<RawSpan> spans) {
+  size_t units = 0;
+  for (const RawSpan& s : spans) units += (s.in + s.size - 1) / 4096 - s.in / 4096 + 1;
+  auto t = RawSpanTable::Make(size, size, 4096, std::move(spans), std::vector<uint32_t>(units, 0));
+  REQUIRE(t.ok());
+  return std::move(t).value();
+}
+
+}  // namespace
+
+TEST_CASE("a profile fitted to a zstd checkpoint index keeps the units inside raw blocks as they are") {
+  ZstdCheckpointIndex index;
+  index.blob_size = 40 * kUnit;
+  for (uint64_t k : {0, 10, 20, 30}) {
+    ZstdCheckpoint cp;
+    cp.in = cp.out = k * kUnit;
+    cp.kind = k == 0 || k == 30 ? ZstdCheckpoint::Kind::kFrameStart : ZstdCheckpoint::Kind::kDictionary;
+    cp.zdict_offset = 300000;
+    cp.zdict_length = k == 0 || k == 30 ? 0 : 40000;
+    index.checkpoints.push_back(cp);
+  }
+  // Two consecutive raw blocks in segment 1 (a 3-byte header before each):
+  // [12u + 3, 13u) and [13u + 3, 14u + 100); one more in segment 2 after a
+  // 100-byte compressed block: [21u + 100, 23u).
+  const RawSpanTable raw = RawTableOf(40 * kUnit, {{12 * kUnit + 3, 12 * kUnit + 3, kUnit - 3},
+                                                   {13 * kUnit + 3, 13 * kUnit, kUnit + 97},
+                                                   {21 * kUnit + 100, 21 * kUnit + 97, 2 * kUnit - 100}});
+  const ShippedZstdCheckpoints shipped{"sha256:layer", 40 * kUnit, &index, "sha256:index", &raw};
+  // Units 12 and 13 are all raw (the headers aside): kept alone. Unit 14 ends
+  // in a compressed block: its segment, whole.
+  AccessProfile fitted = FitProfileToZstdCheckpoints(ProfileOf("sha256:layer", {12, 13, 14}), shipped);
+  CHECK(fitted.blobs.at("sha256:layer") == std::vector<uint64_t>{12, 13, 10, 11, 14, 15, 16, 17, 18, 19});
+  CHECK(fitted.blobs.at("sha256:index") == std::vector<uint64_t>{4, 5});
+  // Only raw units: no segment, and no dictionary either.
+  fitted = FitProfileToZstdCheckpoints(ProfileOf("sha256:layer", {22, 12}), shipped);
+  CHECK(fitted.blobs.at("sha256:layer") == std::vector<uint64_t>{22, 12});
+  CHECK(fitted.blobs.count("sha256:index") == 0);
+  // Unit 21 starts with 100 bytes of a compressed block: not raw.
+  fitted = FitProfileToZstdCheckpoints(ProfileOf("sha256:layer", {21}), shipped);
+  CHECK(fitted.blobs.at("sha256:layer").size() == 10);  // segment 2, from its own dictionary
+  // Without the table, the same units are segments.
+  const ShippedZstdCheckpoints without{"sha256:layer", 40 * kUnit, &index, "sha256:index"};
+  fitted = FitProfileToZstdCheckpoints(ProfileOf("sha256:layer", {22, 12}), without);
+  CHECK(fitted.blobs.at("sha256:layer").size() == 20);
+}
