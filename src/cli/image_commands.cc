@@ -43,10 +43,14 @@ nlohmann::json AccelJson(const FoundAccel& a) {
   for (const auto& t : a.manifest.tar_indexes) {
     tar_indexes.push_back({{"layer", t.layer_digest}, {"digest", t.blob.digest}, {"size", t.blob.size}});
   }
+  nlohmann::json raw_spans = nlohmann::json::array();
+  for (const auto& r : a.manifest.raw_spans) {
+    raw_spans.push_back({{"layer", r.layer_digest}, {"digest", r.blob.digest}, {"size", r.blob.size}});
+  }
   nlohmann::json profiles = nlohmann::json::array();
   for (const auto& p : a.manifest.profiles) profiles.push_back({{"digest", p.digest}, {"size", p.size}});
   return {{"reference", a.reference}, {"created", a.manifest.created}, {"indexes", layers},
-          {"tar_indexes", tar_indexes}, {"profiles", profiles}};
+          {"tar_indexes", tar_indexes}, {"raw_span_tables", raw_spans}, {"profiles", profiles}};
 }
 
 std::string CompressionOf(const Descriptor& layer) {
@@ -222,6 +226,9 @@ Status RunInspect(const ImageCommandFlags& flags) {
     }
     if (const size_t tars = accel->manifest.tar_indexes.size(); tars != 0) {
       std::cout << tars << (tars == 1 ? " tar index, " : " tar indexes, ");
+    }
+    if (const size_t raws = accel->manifest.raw_spans.size(); raws != 0) {
+      std::cout << raws << (raws == 1 ? " raw span table, " : " raw span tables, ");
     }
     std::cout << accel->manifest.profiles.size() << " profiles, created " << accel->manifest.created << ")\n";
   } else {

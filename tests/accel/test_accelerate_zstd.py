@@ -43,7 +43,9 @@ def test_inspect_shows_the_zstd_index(compression, frame_size, kind, media_type,
     ref, _ = images.push_containerdisk(registry, repo, disk_bytes(8 * MiB, seed=81), compression, **sizing)
     artifact = accelerate(ocifs, ref)
     out = ocifs("inspect", TLS, ref).stdout.decode()
-    assert f"Accel: {artifact} (1 {kind}, 1 tar index, 0 profiles" in out, out
+    # A random disk: its raw blocks are listed where it has checkpoints.
+    raw = "1 raw span table, " if kind == "zstd checkpoint index" else ""
+    assert f"Accel: {artifact} (1 {kind}, 1 tar index, {raw}0 profiles" in out, out
     j = json.loads(ocifs("inspect", TLS, "--json", ref).stdout)
     assert j["accel"]["indexes"][0]["mediaType"] == media_type
     assert j["accel"]["indexes"][0]["kind"] == kind
