@@ -9,7 +9,7 @@
 namespace ocifs {
 namespace {
 
-constexpr size_t kOutChunk = 256u << 10;
+constexpr size_t kStoredScanChunk = 256u << 10;
 
 // A stored block whose header starts in the `unused` high bits of the byte
 // before `pos` (or at `pos` when none are unused): where its LEN field lies,
@@ -35,7 +35,7 @@ Result<RawSpanTable> FindStoredBlocks(const ByteSource& blob, uint32_t unit, uin
   SequentialReader reader(blob, 0);
   ZInflateStream z;
   OCIFS_RETURN_IF_ERROR(z.Init(31));
-  std::vector<uint8_t> out(kOutChunk);
+  std::vector<uint8_t> out(kStoredScanChunk);
   std::vector<uint8_t> payload;
   uint64_t out_total = 0;
   bool member_has_input = false;

@@ -8,7 +8,7 @@ namespace {
 
 // Spans this close in the blob (a zstd block header: 3 bytes; a deflate
 // stored block's: 5) are read with one request, the bytes between them too.
-constexpr uint64_t kJoinGap = 64;
+constexpr uint64_t kRawJoinGap = 64;
 
 }  // namespace
 
@@ -33,7 +33,7 @@ Result<std::shared_ptr<RawSpanSource>> RawSpanSource::Open(ByteSourcePtr decoded
 size_t RawSpanSource::RunEnd(size_t s, uint64_t end) const {
   const auto& spans = table_->spans();
   while (s + 1 < spans.size() && spans[s + 1].out < end && spans[s + 1].out == spans[s].out + spans[s].size &&
-         spans[s + 1].in - (spans[s].in + spans[s].size) <= kJoinGap) {
+         spans[s + 1].in - (spans[s].in + spans[s].size) <= kRawJoinGap) {
     ++s;
   }
   return s;

@@ -9,21 +9,21 @@
 namespace ocifs {
 namespace {
 
-constexpr char kMagic[8] = {'O', 'C', 'I', 'F', 'S', 'R', 'A', 'W'};
+constexpr char kRawSpanMagic[8] = {'O', 'C', 'I', 'F', 'S', 'R', 'A', 'W'};
 
-uint64_t UnitCount(const RawSpan& s, uint32_t unit) {
+uint64_t RawUnitCount(const RawSpan& s, uint32_t unit) {
   const uint64_t first = s.in / unit, last = (s.in + s.size - 1) / unit;
   return last - first + 1;
 }
 
-Status Bad(const std::string& why) { return Corrupt("raw span table: " + why); }
+Status RawTableError(const std::string& why) { return Corrupt("raw span table: " + why); }
 
 }  // namespace
 
 Result<RawSpanTable> RawSpanTable::Make(uint64_t blob_size, uint64_t decoded_size, uint32_t unit,
                                         std::vector<RawSpan> spans, std::vector<uint32_t> crcs) {
   if (unit < 512 || unit > (1u << 20) || !std::has_single_bit(unit)) {
-    return Bad("unit " + std::to_string(unit) + " is not a power of two in 512..1 MiB");
+    return RawTableError("unit " + std::to_string(unit) + " is not a power of two in 512..1 MiB");
   }
   RawSpanTable t;
   t.blob_size_ = blob_size;
@@ -33,18 +33,18 @@ Result<RawSpanTable> RawSpanTable::Make(uint64_t blob_size, uint64_t decoded_siz
   for (size_t k = 0; k < spans.size(); ++k) {
     const RawSpan& s = spans[k];
     const std::string which = "span " + std::to_string(k);
-    if (s.size == 0) return Bad(which + " is empty");
-    if (s.in > blob_size || s.size > blob_size - s.in) return Bad(which + " lies past the blob's end");
-    if (s.out > decoded_size || s.size > decoded_size - s.out) return Bad(which + " lies past the decoded end");
+    if (s.size == 0) return RawTableError(which + " is empty");
+    if (s.in > blob_size || s.size > blob_size - s.in) return RawTableError(which + " lies past the blob's end");
+    if (s.out > decoded_size || s.size > decoded_size - s.out) return RawTableError(which + " lies past the decoded end");
     if (k > 0 && (s.in < spans[k - 1].in + spans[k - 1].size || s.out < spans[k - 1].out + spans[k - 1].size)) {
-      return Bad(which + " overlaps or precedes the span before it");
+      return RawTableError(which + " overlaps or precedes the span before it");
     }
     t.first_crc_.push_back(units);
-    units += UnitCount(s, unit);
+    units += RawUnitCount(s, unit);
     t.raw_bytes_ += s.size;
   }
   if (crcs.size() != units) {
-    return Bad(std::to_string(crcs.size()) + " unit checksums for " + std::to_string(units) + " units");
+    return RawTableError(std::to_string(crcs.size()) + " unit checksums for " + std::to_string(units) + " units");
   }
   t.spans_ = std::move(spans);
   t.crcs_ = std::move(crcs);
@@ -52,7 +52,7 @@ Result<RawSpanTable> RawSpanTable::Make(uint64_t blob_size, uint64_t decoded_siz
 }
 
 std::string RawSpanTable::Serialize() const {
-  std::string out(kMagic, sizeof kMagic);
+  std::string out(kRawSpanMagic, sizeof kRawSpanMagic);
   AppendLe<uint32_t>(out, kVersion);
   AppendLe<uint32_t>(out, unit_);
   AppendLe<uint64_t>(out, blob_size_);
@@ -70,9 +70,9 @@ std::string RawSpanTable::Serialize() const {
 }
 
 Result<RawSpanTable> RawSpanTable::Parse(std::span<const uint8_t> bytes) {
-  if (bytes.size() > kMaxFileBytes) return Bad("larger than 64 MiB");
-  if (bytes.size() < kHeaderSize + 4) return Bad("truncated header (" + std::to_string(bytes.size()) + " bytes)");
-  if (!std::equal(bytes.begin(), bytes.begin() + 8, kMagic)) return Bad("bad magic (not a raw span table)");
+  if (bytes.size() > kMaxFileBytes) return RawTableError("larger than 64 MiB");
+  if (bytes.size() < kHeaderSize + 4) return RawTableError("truncated header (" + std::to_string(bytes.size()) + " bytes)");
+  if (!std::equal(bytes.begin(), bytes.begin() + 8, kRawSpanMagic)) return RawTableError("bad magic (not a raw span table)");
   const uint8_t* p = bytes.data();
   if (const uint32_t v = LoadLe<uint32_t>(p + 8); v != kVersion) {
     return Unsupported("raw span table: version " + std::to_string(v) + " (this build reads 1)");
@@ -82,11 +82,11 @@ Result<RawSpanTable> RawSpanTable::Parse(std::span<const uint8_t> bytes) {
   const uint64_t n = LoadLe<uint64_t>(p + 32), m = LoadLe<uint64_t>(p + 40);
   const uint64_t room = bytes.size() - kHeaderSize - 4;
   if (n > room / kRecordSize || m > (room - n * kRecordSize) / 4 || kHeaderSize + n * kRecordSize + m * 4 + 4 != bytes.size()) {
-    return Bad("span count " + std::to_string(n) + " and checksum count " + std::to_string(m) +
+    return RawTableError("span count " + std::to_string(n) + " and checksum count " + std::to_string(m) +
                " do not fit a file of " + std::to_string(bytes.size()) + " bytes");
   }
   const size_t body = bytes.size() - 4;
-  if (Crc32(bytes.first(body)) != LoadLe<uint32_t>(p + body)) return Bad("the file's CRC-32 does not match");
+  if (Crc32(bytes.first(body)) != LoadLe<uint32_t>(p + body)) return RawTableError("the file's CRC-32 does not match");
   std::vector<RawSpan> spans(n);
   const uint8_t* r = p + kHeaderSize;
   for (RawSpan& s : spans) {
@@ -128,7 +128,7 @@ size_t RawSpanTable::FirstSpanAfterInput(uint64_t in) const {
   return it == spans_.end() ? npos : static_cast<size_t>(it - spans_.begin());
 }
 
-uint64_t RawSpanTable::UnitsOf(size_t s) const { return UnitCount(spans_[s], unit_); }
+uint64_t RawSpanTable::UnitsOf(size_t s) const { return RawUnitCount(spans_[s], unit_); }
 
 std::pair<uint64_t, uint64_t> RawSpanTable::WidenToUnits(size_t s, uint64_t from, uint64_t to) const {
   const RawSpan& r = spans_[s];

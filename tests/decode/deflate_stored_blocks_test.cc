@@ -1,32 +1,17 @@
 #include "decode/deflate_stored_blocks.h"
 
-#include <zlib.h>
-
 #include <catch2/catch.hpp>
 
 #include <random>
 
 #include "base/memory_source.h"
+#include "testing/layer_test_data.h"
 #include "testing/zstd_test_data.h"
 
 using namespace ocifs;
+using ocifs::testing::GzipMember;
 
 namespace {
-
-// One gzip member of `data` (zlib, level 6).
-std::vector<uint8_t> GzipMember(std::span<const uint8_t> data) {
-  z_stream z{};
-  REQUIRE(deflateInit2(&z, 6, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY) == Z_OK);
-  std::vector<uint8_t> out(deflateBound(&z, data.size()) + 64);
-  z.next_in = const_cast<Bytef*>(data.data());
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = out.data();
-  z.avail_out = static_cast<uInt>(out.size());
-  REQUIRE(deflate(&z, Z_FINISH) == Z_STREAM_END);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
 
 // Random stretches of `random` bytes between `text` bytes of text.
 std::vector<uint8_t> StoredBlocksData(size_t pieces, size_t random, size_t text, uint32_t seed) {
