@@ -513,3 +513,57 @@ TEST_CASE("auto: the artifact's tar index is kept, checked, beside the layer; a 
     CHECK_FALSE(std::filesystem::exists(kept));
   }
 }
+
+TEST_CASE("auto: the artifact's raw span table is loaded for a layer it indexes, kept, and a bad one is skipped") {
+  GzipLayer layer(7);
+  ResolvedImage image = Image(layer);
+  const std::string& digest = image.layers[0].digest;
+  auto table_for = [&](uint64_t blob_size) {
+    auto t = RawSpanTable::Make(blob_size, layer.data.size(), 4096, {{1000, 2000, 5000}}, {1, 2});
+    REQUIRE(t.ok());
+    return t->Serialize();
+  };
+  const std::string good = table_for(image.layers[0].size);
+  auto publish = [&](FakeSource& src, const std::string& bytes, bool with_index) {
+    AccelManifest m = ArtifactFor(image, src, layer.index);
+    if (!with_index) m.layer_indexes.clear();
+    m.raw_spans.push_back({src.Put(bytes), digest, image.layers[0].size});
+    src.Publish(m);
+  };
+  Cache c;
+
+  SECTION("a good one is loaded and kept: a later mount fetches nothing more") {
+    FakeSource src;
+    publish(src, good, true);
+    auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(use.ok());
+    REQUIRE(use->raw_spans.count(digest) == 1);
+    CHECK(use->raw_spans.at(digest)->spans().size() == 1);
+    const int fetches = src.blob_fetches;
+    auto again = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(again.ok());
+    CHECK(again->raw_spans.count(digest) == 1);
+    CHECK(src.blob_fetches == fetches);
+  }
+  SECTION("a flipped byte, a truncation, or one for a blob of another size: skipped, the index still used") {
+    std::string flipped = good;
+    flipped[good.size() / 2] ^= 0x10;
+    for (const std::string& bad : {flipped, good.substr(0, good.size() - 3), table_for(image.layers[0].size + 1)}) {
+      FakeSource src;
+      publish(src, bad, true);
+      Cache fresh;
+      auto use = ApplyAccel(AccelChoice{}, src, image, {}, *fresh.cache);
+      REQUIRE(use.ok());
+      CHECK(use->raw_spans.empty());
+      CHECK(use->indexed_layers == std::vector<std::string>{digest});
+    }
+  }
+  SECTION("without the layer's index in the artifact it is not fetched") {
+    FakeSource src;
+    publish(src, good, false);
+    auto use = ApplyAccel(AccelChoice{}, src, image, {}, *c.cache);
+    REQUIRE(use.ok());
+    CHECK(use->raw_spans.empty());
+    CHECK(src.blob_fetches == 0);
+  }
+}
