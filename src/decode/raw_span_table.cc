@@ -100,32 +100,29 @@ Result<RawSpanTable> RawSpanTable::Parse(std::span<const uint8_t> bytes) {
   return Make(blob_size, decoded_size, unit, std::move(spans), std::move(crcs));
 }
 
-size_t RawSpanTable::SpanAt(uint64_t out) const {
-  auto it = std::upper_bound(spans_.begin(), spans_.end(), out,
-                             [](uint64_t at, const RawSpan& s) { return at < s.out; });
-  if (it == spans_.begin()) return npos;
-  --it;
-  return out < it->out + it->size ? static_cast<size_t>(it - spans_.begin()) : npos;
+size_t RawSpanTable::FirstAfter(uint64_t at, uint64_t RawSpan::*field) const {
+  auto it = std::upper_bound(spans_.begin(), spans_.end(), at,
+                             [field](uint64_t v, const RawSpan& s) { return v < s.*field; });
+  return static_cast<size_t>(it - spans_.begin());
 }
+
+size_t RawSpanTable::Holding(uint64_t at, uint64_t RawSpan::*field) const {
+  const size_t k = FirstAfter(at, field);
+  return k > 0 && at < spans_[k - 1].*field + spans_[k - 1].size ? k - 1 : npos;
+}
+
+size_t RawSpanTable::SpanAt(uint64_t out) const { return Holding(out, &RawSpan::out); }
 
 uint64_t RawSpanTable::NextSpanStart(uint64_t out) const {
-  auto it = std::upper_bound(spans_.begin(), spans_.end(), out,
-                             [](uint64_t at, const RawSpan& s) { return at < s.out; });
-  return it == spans_.end() ? decoded_size_ : it->out;
+  const size_t k = FirstAfter(out, &RawSpan::out);
+  return k == spans_.size() ? decoded_size_ : spans_[k].out;
 }
 
-size_t RawSpanTable::SpanAtInput(uint64_t in) const {
-  auto it = std::upper_bound(spans_.begin(), spans_.end(), in,
-                             [](uint64_t at, const RawSpan& s) { return at < s.in; });
-  if (it == spans_.begin()) return npos;
-  --it;
-  return in < it->in + it->size ? static_cast<size_t>(it - spans_.begin()) : npos;
-}
+size_t RawSpanTable::SpanAtInput(uint64_t in) const { return Holding(in, &RawSpan::in); }
 
 size_t RawSpanTable::FirstSpanAfterInput(uint64_t in) const {
-  auto it = std::upper_bound(spans_.begin(), spans_.end(), in,
-                             [](uint64_t at, const RawSpan& s) { return at < s.in; });
-  return it == spans_.end() ? npos : static_cast<size_t>(it - spans_.begin());
+  const size_t k = FirstAfter(in, &RawSpan::in);
+  return k == spans_.size() ? npos : k;
 }
 
 uint64_t RawSpanTable::UnitsOf(size_t s) const { return RawUnitCount(spans_[s], unit_); }

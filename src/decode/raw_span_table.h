@@ -70,6 +70,11 @@ class RawSpanTable {
   [[nodiscard]] bool Matches(size_t s, uint64_t from, std::span<const uint8_t> bytes) const;
 
  private:
+  // The first span whose `field` (in or out) is past `at` (spans_.size() if
+  // none); the span whose [field, field + size) holds `at`, or npos.
+  size_t FirstAfter(uint64_t at, uint64_t RawSpan::*field) const;
+  size_t Holding(uint64_t at, uint64_t RawSpan::*field) const;
+
   uint64_t blob_size_ = 0;
   uint64_t decoded_size_ = 0;
   uint32_t unit_ = 4096;
