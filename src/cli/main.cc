@@ -1,6 +1,12 @@
 // oci-fs: mount VM disk images from OCI registries, lazily.
+#include <limits.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -8,9 +14,6 @@
 #include "cli/image_commands.h"
 #include "cli/keeper_commands.h"
 #include "cli/mount_command.h"
-#ifdef OCIFS_WITH_CSI
-#include "csi/csi_command.h"
-#endif
 
 namespace {
 
@@ -28,6 +31,27 @@ std::vector<std::string> Arguments(int argc, char** argv) {
   return args;
 }
 
+// `oci-fs csi ARGS` is the oci-fs-csi executable beside this one
+// (src/csi/csi_main.cc), exec'd with ARGS: the gRPC libraries stay out of
+// every other command's process. Returns only if the exec failed.
+int ExecCsiPlugin(const std::vector<std::string>& args) {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  std::filesystem::path self = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("oci-fs");
+  const std::string plugin = (self.parent_path() / "oci-fs-csi").string();
+  std::vector<std::string> argv = {plugin};
+  argv.insert(argv.end(), args.begin() + 2, args.end());
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  ::execv(plugin.c_str(), cargv.data());
+  const int err = errno;
+  std::cerr << "oci-fs: cannot run the CSI node plugin " << plugin << ": " << std::strerror(err)
+            << (err == ENOENT ? " (it is built and installed beside oci-fs when gRPC is found: OCIFS_BUILD_CSI)" : "")
+            << "\n";
+  return 1;
+}
+
 }  // namespace
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -42,6 +66,7 @@ extern "C" const char* __lsan_default_suppressions() { return "leak:fuse_session
 int main(int argc, char** argv) {
   std::vector<std::string> args = Arguments(argc, argv);
   if (args.size() >= 2 && args[1] == "keeper") return ocifs::RunKeeperCommand(args);  // docs/keeper.md
+  if (args.size() >= 2 && args[1] == "csi") return ExecCsiPlugin(args);
   CLI::App app{"oci-fs: mount VM disk images from OCI registries, lazily"};
   app.require_subcommand(1);
   int exit_code = 0;
@@ -56,41 +81,8 @@ int main(int argc, char** argv) {
   ocifs::AddRestartCommand(&app, &exit_code);
   ocifs::AccelerateFlags accelerate_flags;
   ocifs::AddAccelerateCommand(&app, &accelerate_flags, &exit_code);
-#ifdef OCIFS_WITH_CSI
-  ocifs::CsiOptions csi_options;
-  std::string csi_tls_verify = "true";
-  CLI::App* csi = app.add_subcommand("csi", "run the CSI node plugin (docs/kubernetes.md)");
-  csi->add_option("--endpoint", csi_options.endpoint, "unix:///PATH/csi.sock")->required();
-  csi->add_option("--node-id", csi_options.node_id, "this node's name")->required();
-  csi->add_option("--state-dir", csi_options.state_dir, "volume records (default /var/lib/oci-fs/csi)");
-  csi->add_option("--cache-dir", csi_options.cache_dir, "chunk cache shared by every volume's mount");
-  csi->add_option("--cert-dir", csi_options.cert_dir, "node-wide --cert-dir for every mount");
-  csi->add_option("--authfile", csi_options.authfile, "node-wide --authfile for every mount");
-  csi->add_option("--tls-verify", csi_tls_verify, "node-wide --tls-verify for every mount");
-  csi->add_option("--oci-fs", csi_options.oci_fs_binary, "the oci-fs executable to launch (default: this one)");
-  csi->add_option("--mount-cgroup", csi_options.mount_cgroup,
-                  "cgroup v2 directory for the volumes' mount processes, outside the plugin's own");
-  csi->add_option("--registries-conf", csi_options.registries_conf, "node-wide --registries-conf for every mount");
-  csi->add_option("--stall-timeout", csi_options.stall_timeout, "node-wide --stall-timeout for every mount (seconds)")
-      ->check(CLI::PositiveNumber);
-  csi->add_option("--registry-timeout", csi_options.registry_timeout,
-                  "node-wide --registry-timeout for every mount (seconds)")
-      ->check(CLI::PositiveNumber);
-  csi->add_option("--image-credential-provider-config", csi_options.image_credential_provider_config,
-                  "kubelet CredentialProviderConfig (YAML or JSON): provider plugins for volumes without a secret");
-  csi->add_option("--image-credential-provider-bin-dir", csi_options.image_credential_provider_bin_dir,
-                  "directory of the credential provider plugins");
-  csi->add_option("--metrics-address", csi_options.metrics_address, "serve Prometheus /metrics on HOST:PORT");
-  csi->callback([&] {
-    if (csi_tls_verify != "true" && csi_tls_verify != "false") {
-      std::cerr << "oci-fs: --tls-verify must be true or false\n";
-      exit_code = 2;
-      return;
-    }
-    csi_options.tls_verify = csi_tls_verify == "true";
-    exit_code = ocifs::RunCsiCommand(csi_options);
-  });
-#endif
+  // Listed for --help; `oci-fs csi` never reaches the parser (ExecCsiPlugin).
+  app.add_subcommand("csi", "run the CSI node plugin, oci-fs-csi (docs/kubernetes.md)");
   // `oci-fs --version` and `oci-fs version` print the same line and exit 0.
   app.set_version_flag("--version", "oci-fs " OCIFS_VERSION, "print the version and exit");
   app.add_subcommand("version", "print the version")->callback([] { std::cout << "oci-fs " OCIFS_VERSION "\n"; });

@@ -38,11 +38,14 @@ std::chrono::seconds WatchInterval() {
   return seconds > 0 ? std::chrono::seconds(seconds) : kWatchInterval;
 }
 
-std::string SelfExe() {
+// The `oci-fs` beside this executable (oci-fs-csi, or a test's binary
+// linking the plugin): the one the volumes' mounts run unless --oci-fs names
+// another.
+std::string SiblingOciFs() {
   char buf[PATH_MAX];
   ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "/proc/self/exe";
-  return std::string(buf, static_cast<size_t>(n));
+  if (n <= 0) return "oci-fs";
+  return (std::filesystem::path(std::string(buf, static_cast<size_t>(n))).parent_path() / "oci-fs").string();
 }
 
 int Fail(const std::string& message) {
@@ -80,7 +83,7 @@ int RunCsiCommand(const CsiOptions& options) {
 
   LauncherConfig config;
   config.cgroups = &cgroups;
-  config.oci_fs_binary = options.oci_fs_binary.empty() ? SelfExe() : options.oci_fs_binary;
+  config.oci_fs_binary = options.oci_fs_binary.empty() ? SiblingOciFs() : options.oci_fs_binary;
   config.defaults.cache_dir = options.cache_dir;
   config.defaults.cert_dir = options.cert_dir;
   config.defaults.authfile = options.authfile;

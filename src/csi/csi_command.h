@@ -1,4 +1,5 @@
-// `oci-fs csi`: the CSI node plugin (docs/kubernetes.md, docs/cli.md).
+// `oci-fs csi` (the oci-fs-csi executable): the CSI node plugin
+// (docs/kubernetes.md, docs/cli.md).
 //
 // RunCsiCommand serves the CSI Identity and Node services on a unix socket
 // until SIGTERM or SIGINT, then returns 0; mounts stay up (they belong to
@@ -15,7 +16,7 @@ struct CsiOptions {
   std::string node_id;
   std::string state_dir = "/var/lib/oci-fs/csi";
   std::string cache_dir;  // "" = oci-fs mount's default
-  std::string oci_fs_binary;  // the oci-fs executable to launch: "" = /proc/self/exe
+  std::string oci_fs_binary;  // the oci-fs executable to launch: "" = the `oci-fs` beside this executable
   // A cgroup v2 directory for the volumes' mount processes, outside the
   // plugin's cgroup (mount_cgroup.h); "" = they stay in the plugin's.
   std::string mount_cgroup;

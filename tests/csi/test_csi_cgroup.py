@@ -394,7 +394,9 @@ def test_a_plugin_in_another_mount_namespace_restarts_a_volume_with_its_own_bina
         [path] = (old.state_dir / "volumes").glob("*.json")
         path.write_text(json.dumps(dict(record, ocifsVersion="0.0.1-old")))
 
-        inner = 'mount -t tmpfs ocifs-test-bin "$0" && cp "$1" "$0/oci-fs" && shift && exec "$0/oci-fs" "$@"'
+        # oci-fs and the plugin it execs for `oci-fs csi` (its sibling oci-fs-csi)
+        inner = ('mount -t tmpfs ocifs-test-bin "$0" && cp "$1" "$0/oci-fs" && cp "$1-csi" "$0/oci-fs-csi" '
+                 '&& shift && exec "$0/oci-fs" "$@"')
         new = plugins(plugin_cg, "--mount-cgroup", str(mounts_cg), wrapper=[
             "sh", "-c", 'echo $$ > "$0" && inner="$1" && dir="$2" && shift 2 && '
             'exec unshare --mount --propagation unchanged sh -c "$inner" "$dir" "$@"', procs, inner, str(bin_dir)])
