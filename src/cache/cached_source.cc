@@ -93,12 +93,21 @@ void CachedSource::Prefetch(uint64_t offset, uint64_t length) const {
   // kMaxStreamRunBytes, so fewer round trips leave the link idle between requests.
   const size_t run = std::max<size_t>(
       prefetch_run_chunks_, static_cast<size_t>(std::min((end - offset) / 2, kMaxStreamRunBytes) / chunk_size));
+  // A stream's requests differ in length (3/4, 1, 5/4 of `run`, in turn): equal ones that
+  // share the link finish together, and then it idles a round trip before their successors'
+  // first bytes (7% of a 400 Mbit/s, 20 ms first pass, docs/benchmarks.md).
+  const bool stream = run > prefetch_run_chunks_ && run >= 4;
   while (index < stop) {
     while (index < stop && held(index)) ++index;
     uint64_t run_end = index;
     while (run_end < stop && !held(run_end)) ++run_end;
-    if (run_end > index) fetcher_->Queue(TaskClass::kReadahead, index, run_end, run);
-    index = run_end;
+    while (run_end > index) {
+      size_t this_run = run;
+      if (stream) this_run = run * (3 + stream_requests_.fetch_add(1, std::memory_order_relaxed) % 3) / 4;
+      const uint64_t to = std::min<uint64_t>(run_end, index + this_run);
+      fetcher_->Queue(TaskClass::kReadahead, index, to, this_run);
+      index = to;
+    }
   }
 }
 

@@ -28,6 +28,7 @@
 // cancels the background fetches and waits for those running.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -94,6 +95,7 @@ class CachedSource final : public ByteSource {
   const Status key_status_;  // ValidateCacheKey(key_)
   const bool background_;    // FetchPolicy::prefetch_threads > 0
   const size_t prefetch_run_chunks_;  // FetchPolicy::max_run_chunks
+  mutable std::atomic<uint64_t> stream_requests_{0};  // a stream's range requests queued (their lengths vary)
 
   static constexpr size_t kMaxPooled = 4;
   mutable std::mutex scratch_mu_;

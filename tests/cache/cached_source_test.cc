@@ -1,6 +1,8 @@
 #include "cache/cached_source.h"
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <thread>
 #include <catch2/catch.hpp>
 #include <random>
@@ -319,6 +321,61 @@ TEST_CASE("cached source Prefetch fetches in the background, and reads of it fet
   REQUIRE(n.ok());
   CHECK(std::equal(buf.begin(), buf.end(), blob.begin() + kSourceChunk));
   CHECK(counting->reads == 2);
+}
+
+// Records the (offset, length) of every read that reaches it.
+class RecordingSource final : public ByteSource {
+ public:
+  explicit RecordingSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    {
+      std::lock_guard lock(mu);
+      reads.emplace_back(offset, buf.size());
+    }
+    return inner_->ReadAt(offset, buf);
+  }
+  std::string Describe() const override { return "recorded " + inner_->Describe(); }
+  mutable std::mutex mu;
+  mutable std::vector<std::pair<uint64_t, uint64_t>> reads;  // guarded by mu
+
+ private:
+  ByteSourcePtr inner_;
+};
+
+TEST_CASE("cached source: a stream's long hint is fetched in requests of differing lengths that cover it once") {
+  // Equal requests sharing a link finish together, and the link idles a round trip before
+  // their successors' first bytes: the lengths go 3/4, 1, 5/4 of the run in turn.
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(200 * kSourceChunk);
+  auto recording = std::make_shared<RecordingSource>(std::make_shared<MemorySource>(blob));
+  CachedSource src(recording, OpenSourceCache(tmp.path()), kKey, Options(1, 2));
+  src.Prefetch(0, 192 * kSourceChunk);  // a stream's hint: runs of half of it (96 chunks)
+  src.WaitForPrefetches();
+  std::vector<std::pair<uint64_t, uint64_t>> reads;
+  {
+    std::lock_guard lock(recording->mu);
+    reads = recording->reads;
+  }
+  std::sort(reads.begin(), reads.end());
+  uint64_t at = 0;
+  std::set<uint64_t> lengths;
+  for (const auto& [offset, length] : reads) {
+    CHECK(offset == at);  // no gap, no overlap
+    at = offset + length;
+    lengths.insert(length / kSourceChunk);
+  }
+  CHECK(at == 192 * kSourceChunk);
+  CHECK(lengths == std::set<uint64_t>{72, 96, 24});  // 72 + 96, then the 24 chunks left
+  // A short hint is not a stream's: runs of max_run_chunks, all equal.
+  TempDir tmp2;
+  auto recording2 = std::make_shared<RecordingSource>(std::make_shared<MemorySource>(blob));
+  CachedSource src2(recording2, OpenSourceCache(tmp2.path()), kKey, Options(1, 2));
+  src2.Prefetch(0, 4 * kSourceChunk);
+  src2.WaitForPrefetches();
+  std::lock_guard lock(recording2->mu);
+  CHECK(recording2->reads.size() == 2);
+  for (const auto& [offset, length] : recording2->reads) CHECK(length == 2 * kSourceChunk);
 }
 
 TEST_CASE("cached source with prefetch_all fetches the whole blob in idle time") {
