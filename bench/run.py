@@ -612,11 +612,21 @@ def boot_plan(ctx: Ctx) -> list[Session]:
                 runs.append(("boot (profile)", no_accel + ("--prefetch-profile", str(profile)), None))
             if knows_accel and b.LAYERS[layer].decoder != "none":
                 # A fresh node with the image's acceleration artifact, as `oci-fs accelerate`
-                # pushes it (with the profile this run's cold trace recorded, when there is one;
-                # pushed again each round, untimed): the issue's "time to a running VM".
+                # pushes it (pushed again each round, untimed): the issue's "time to a running
+                # VM". As a publisher would: the first round boots with an artifact without a
+                # profile and records the boot's reads; every "boot (artifact)" round's artifact
+                # carries that boot's profile (else the profile this run's cold trace recorded).
                 trace_profile = ctx.scratch / f"{layer}.profile"
+                boot_profile = ctx.scratch / f"boot-artifact-{layer}.profile"
+                if not suffix and ctx.a.profile:
+                    def bare_artifact(layer=layer, bp=boot_profile) -> None:
+                        bp.unlink(missing_ok=True)
+                        accelerate(ctx, layer, ctx.scratch / "no.profile")
+                    runs.append(("boot (artifact, no profile)",
+                                 ("--prefetch-profile=none", "--record-profile", str(boot_profile)), bare_artifact))
                 runs.append(("boot (artifact)", (),
-                             lambda layer=layer, tp=trace_profile: accelerate(ctx, layer, tp)))
+                             lambda layer=layer, tp=trace_profile, bp=boot_profile:
+                             accelerate(ctx, layer, bp if bp.exists() else tp)))
             for scenario, extra, setup in runs:
                 log = f"ocifs-{layer}{'-profile' if 'profile' in scenario else ''}{'-artifact' if 'artifact' in scenario else ''}{tag}.log"
                 plan.append(Session("oci-fs", layer, [Step(scenario + suffix, qemu(log))],
