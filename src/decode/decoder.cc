@@ -52,6 +52,9 @@ struct LocatedFrames {
 
 Result<LocatedFrames> Locate(const ByteSource& compressed) {
   LocatedFrames located;
+  // A first frame too large to seek within: a stream, without reading the blob's end.
+  OCIFS_ASSIGN_OR_RETURN(std::optional<uint64_t> first, FirstZstdFrameContentSize(compressed));
+  if (first && *first > kMaxFrameBytes) return located;
   OCIFS_ASSIGN_OR_RETURN(std::optional<std::vector<ZstdFrame>> table, ReadZstdSeekTable(compressed));
   if (table && Seekable(*table)) {
     located.frames = std::move(table);

@@ -63,6 +63,19 @@ Result<std::optional<std::vector<ZstdFrame>>> ReadZstdSeekTable(const ByteSource
   return std::optional<std::vector<ZstdFrame>>(std::move(frames));
 }
 
+Result<std::optional<uint64_t>> FirstZstdFrameContentSize(const ByteSource& blob) {
+  uint8_t head[ZSTD_FRAMEHEADERSIZE_MAX];
+  size_t want = sizeof head;
+  if (blob.size() != ByteSource::kUnknownSize) want = static_cast<size_t>(std::min<uint64_t>(want, blob.size()));
+  OCIFS_ASSIGN_OR_RETURN(size_t n, blob.ReadAt(0, std::span<uint8_t>(head, want)));
+  ZSTD_frameHeader fh;
+  if (n < 4 || ZSTD_getFrameHeader(&fh, head, n) != 0 || fh.frameType != ZSTD_frame ||
+      fh.frameContentSize == ZSTD_CONTENTSIZE_UNKNOWN) {
+    return std::optional<uint64_t>();
+  }
+  return std::optional<uint64_t>(fh.frameContentSize);
+}
+
 Result<ZstdFrameScan> ScanZstdFrames(const ByteSource& blob, uint64_t max_frame_out) {
   const uint64_t size = blob.size();
   if (size == ByteSource::kUnknownSize) return ZstdFrameScan{};

@@ -41,6 +41,14 @@ struct ZstdFrameScan {
 // Checksums in the table are not verified (frames may carry their own).
 [[nodiscard]] Result<std::optional<std::vector<ZstdFrame>>> ReadZstdSeekTable(const ByteSource& blob);
 
+// The content size its header declares for the first frame of `blob`, from one
+// read of at most 18 bytes; nullopt if the blob starts with a skippable frame,
+// the size is not declared, or the header does not parse (ScanZstdFrames then
+// names what is wrong). A first frame above 32 MiB makes the blob a stream
+// whatever its end holds (no table lists frames that large as seekable), so a
+// mount need not read the seek table nor walk 4 MiB to learn it.
+[[nodiscard]] Result<std::optional<uint64_t>> FirstZstdFrameContentSize(const ByteSource& blob);
+
 // Walks frames from the start, reading `blob` in 4 MiB pieces. Stops early
 // (complete = false) at the first frame without a content size or with one
 // above `max_frame_out`. kCorrupt names the offset of a malformed or

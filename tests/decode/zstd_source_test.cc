@@ -265,13 +265,27 @@ TEST_CASE("zstd seekable format is opened from its seek table with one read at t
   auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
   auto source = OpenZstd(counted);
   REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(source) != nullptr);
-  CHECK(counted->returned.load() <= 64 * 1024 + 4);  // the magic check and the tail read
+  CHECK(counted->returned.load() <= 64 * 1024 + 4 + 18);  // the magic check, the first frame's header, the tail read
   CHECK(source->size() == data.size());
   counted->returned = 0;
   std::vector<uint8_t> buf(10);
   REQUIRE(source->ReadAt(3 * 300000 + 1, buf).ok());
   CHECK(counted->returned.load() == m.in_sizes[3]);
   ZstdCheckRandomReads(*source, data, 80, 4);
+}
+
+TEST_CASE("zstd: a first frame declaring more than 32 MiB opens as a stream from its header alone") {
+  // No seek table can make such a blob seekable: neither its end nor 4 MiB of block headers are read.
+  std::vector<uint8_t> data(33u << 20);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>((i * 7) >> 12);
+  auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(CompressOneFrame(data), "blob"));
+  auto source = OpenZstd(counted);
+  CHECK(std::dynamic_pointer_cast<const ZstdFrameSource>(source) == nullptr);
+  CHECK(counted->reads.load() <= 2);
+  CHECK(counted->returned.load() <= 4 + 18);  // the magic check and the frame header
+  std::vector<uint8_t> buf(4096);
+  REQUIRE(source->ReadAt(data.size() - buf.size(), buf).ok());
+  CHECK(std::equal(buf.begin(), buf.end(), data.end() - static_cast<ptrdiff_t>(buf.size())));
 }
 
 TEST_CASE("zstd with a skippable frame in front and between frames reads correctly") {
