@@ -39,10 +39,14 @@ def test_quick_benchmark_runs_every_available_scenario(tmp_path):
         assert {r["layer"] for r in artifact} == {"gzip", "zstd", "zstd-seekable"}, artifact
         assert all(r["read_bytes"] == lazy[0]["read_bytes"] for r in artifact)
         # A remount on the same node reads the whole trace from its cache dir, not the registry.
+        # The kernel's read-ahead of disk.img (up to 1 MiB past a read) depends on the page
+        # cache's state, so it may touch clusters of one chunk the cold mount's read-ahead did
+        # not (seen once in an ASan run: one 1 MiB chunk, 3 misses, of a trace whose cold mount
+        # fetched 13 MiB): at most that one chunk, in one request.
         remounts = [r for r in rows if r["subject"] == "oci-fs" and r["scenario"] == "remount trace"]
         assert {r["layer"] for r in remounts} == {r["layer"] for r in lazy}, remounts
-        assert all(r["read_bytes"] == lazy[0]["read_bytes"] and r["fetched_bytes"] < (1 << 20)
-                   for r in remounts), remounts
+        assert all(r["read_bytes"] == lazy[0]["read_bytes"] and r["fetched_bytes"] < (1 << 20) + (16 << 10)
+                   and r["blob_requests"] <= 1 for r in remounts), remounts
     assert (out / "results.md").read_text().count("|") > 20
     assert (out / "bytes-vs-time.png").stat().st_size > 1000
 
