@@ -3,6 +3,7 @@
 
 #include <zstd.h>
 
+#include "base/byte_buffer_pool.h"
 #include "base/crc32.h"
 
 #include <algorithm>
@@ -22,6 +23,7 @@ ZstdFrameSource::ZstdFrameSource(ByteSourcePtr compressed, std::vector<ZstdFrame
       frames_(std::move(frames)),
       size_(frames_.empty() ? 0 : frames_.back().out_offset + frames_.back().out_size),
       cache_(cache_bytes, 4),
+      buffers_(ByteBufferPool::Make(std::max<uint64_t>(cache_bytes / 2, kMinPooledBytes))),
       scheduler_(scheduler ? std::move(scheduler) : Scheduler::Shared()),
       check_(std::move(check)),
       codec_(codec) {}
@@ -33,7 +35,9 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
       return Corrupt((codec_ == FrameCodec::kGzip ? "gzip frame " : "zstd frame ") + std::to_string(index) + " of " + compressed_->Describe() +
                      " corrupt at compressed offset " + std::to_string(f.in_offset) + ": " + why);
     };
-    std::vector<uint8_t> in(static_cast<size_t>(f.in_size));
+    // Pooled: a frame's input and output are MiBs, and fresh ones cost more to zero and fault in than to decode.
+    ByteBufferPool::Buffer in_buffer = buffers_->Take(static_cast<size_t>(f.in_size));
+    std::span<uint8_t> in(*in_buffer);
     OCIFS_RETURN_IF_ERROR(ReadExactly(*compressed_, f.in_offset, in));
     if (codec_ == FrameCodec::kGzip) {
       auto inflated = InflateGzipMembers(in, f.out_size, "gzip members");
@@ -46,14 +50,14 @@ Result<SegmentCache::Buffer> ZstdFrameSource::DecodeFrame(size_t index) const {
       if (check_) OCIFS_RETURN_IF_ERROR(check_(index, *out));
       return SegmentCache::Buffer(std::move(out));
     }
-    auto out = std::make_shared<std::vector<uint8_t>>(static_cast<size_t>(f.out_size));
+    ByteBufferPool::Buffer out = buffers_->Take(static_cast<size_t>(f.out_size));
     if (record_) {
       std::vector<BlockStart> blocks;
       OCIFS_RETURN_IF_ERROR(DecodeMarked(f, in, *out, blocks));
       std::lock_guard lock(blocks_mu_);
       blocks_[index] = std::move(blocks);
     } else {
-      ZstdDCtxPtr dctx(ZSTD_createDCtx());
+      thread_local ZstdDCtxPtr dctx(ZSTD_createDCtx());  // a decoder's workspace, reused by this thread
       if (!dctx) return Internal("ZSTD_createDCtx failed");
       size_t n = ZSTD_decompressDCtx(dctx.get(), out->data(), out->size(), in.data(), in.size());
       if (ZSTD_isError(n)) {

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/byte_buffer_pool.h"
 #include "decode/segment_cache.h"
 #include "decode/zstd_frames.h"
 #include "ocifs/byte_source.h"
@@ -34,7 +35,8 @@ std::pair<uint64_t, uint64_t> NeededWithinSpan(uint64_t first, uint64_t last, ui
 enum class FrameCodec { kZstd, kGzip };
 
 // Thread safety: all methods safe for concurrent use. Memory: the last few
-// decompressed frames (cache_bytes, at least 4 frames' worth of slots).
+// decompressed frames (cache_bytes, at least 4 frames' worth of slots), and
+// up to max(cache_bytes / 2, 10 MiB) of idle buffers kept for the next decodes.
 // Ownership: shares `compressed`.
 class ZstdFrameSource final : public ByteSource {
  public:
@@ -90,6 +92,10 @@ class ZstdFrameSource final : public ByteSource {
   const std::vector<ZstdFrame> frames_;
   const uint64_t size_;
   mutable SegmentCache cache_;
+  // The frames' input and output buffers, recycled (cache_'s evicted ones
+  // serve the next decode): half the cache's bytes idle at most.
+  const std::shared_ptr<ByteBufferPool> buffers_;
+  static constexpr uint64_t kMinPooledBytes = 10ull << 20;  // a 4 MiB frame's input and output, rounded up
   const std::shared_ptr<Scheduler> scheduler_;
   const FrameCheck check_;
   const FrameCodec codec_;

@@ -171,6 +171,29 @@ TEST_CASE("multi-frame zstd is read randomly, a small read touching only its fra
   ZstdCheckRandomReads(*source, data, 100, 2);
 }
 
+TEST_CASE("frames of differing sizes decoded through recycled buffers read exact, also from several threads") {
+  // A segment cache of one frame's worth: nearly every read decodes into a
+  // buffer an earlier, differently sized frame used (ByteBufferPool).
+  auto data = ZstdMakeData(5 << 20, 7);
+  MultiFrame m;
+  const size_t sizes[] = {300 << 10, 1536 << 10, 64 << 10, 1100 << 10, 700 << 10};
+  for (size_t off = 0, k = 0; off < data.size(); ++k) {
+    const size_t n = std::min(sizes[k % 5], data.size() - off);
+    auto z = CompressOneFrame(std::span<const uint8_t>(data).subspan(off, n));
+    m.blob.insert(m.blob.end(), z.begin(), z.end());
+    m.in_sizes.push_back(static_cast<uint32_t>(z.size()));
+    m.out_sizes.push_back(static_cast<uint32_t>(n));
+    off += n;
+  }
+  AppendSeekTable(m);
+  DecoderOptions options;
+  options.segment_cache_bytes = 1536 << 10;
+  auto source = OpenZstd(std::make_shared<MemorySource>(m.blob, "blob"), options);
+  REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(source) != nullptr);
+  ZstdCheckRandomReads(*source, data, 200, 8);
+  CHECK(ConcurrentReadMismatches(*source, data, 4, 100, 9) == 0);
+}
+
 TEST_CASE("multi-frame zstd without a seek table walks its frames once, then opens from the saved table") {
   ocifs::testing::TempDir tmp;
   auto data = ZstdMakeData(3 << 20, 21);
