@@ -83,7 +83,6 @@ ChunkCache::ChunkCache(const ChunkCacheOptions& o, std::unique_ptr<ChunkStore> s
       reclaimer_(std::make_unique<Reclaimer>(*store_, *usage_, *lru_, o.max_bytes, o.max_bytes / 10 * 9)),
       leases_(std::move(leases)),
       lease_wait_(o.lease_wait_ms),
-      fetch_buffers_(ByteBufferPool::Make(kPooledFetchBytes)),
       track_verified_(o.track_verified) {}
 
 ChunkCache::~ChunkCache() = default;
@@ -414,12 +413,12 @@ Result<uint64_t> ChunkCache::FetchMissing(std::string_view key, uint64_t first, 
     const size_t begin = i - count;
     size_t total = 0;
     for (size_t k = begin; k < i; ++k) total += lengths[k];
-    // Every byte is fetched into (or the run fails): stale bytes of a recycled buffer never show.
-    ByteBufferPool::Buffer buf = fetch_buffers_->Take(total);
+    // Not zero-filled: every byte is fetched into (or the run fails).
+    auto buf = std::make_unique_for_overwrite<uint8_t[]>(total);
     std::vector<std::span<uint8_t>> outs;
     size_t at = 0;
     for (size_t k = begin; k < i; ++k) {
-      outs.emplace_back(buf->data() + at, lengths[k]);
+      outs.emplace_back(buf.get() + at, lengths[k]);
       at += lengths[k];
     }
     Status st = FetchRun(key, first + begin, 0, count, outs, flights, fetch_run);

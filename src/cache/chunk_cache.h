@@ -32,7 +32,6 @@
 
 #include <tsl/robin_map.h>
 
-#include "base/byte_buffer_pool.h"
 #include "base/worker_pool.h"
 #include "cache/fetch_lease.h"
 #include "ocifs/status.h"
@@ -257,10 +256,6 @@ class ChunkCache {
   const std::unique_ptr<Reclaimer> reclaimer_;
   const std::unique_ptr<FetchLeases> leases_;  // null: lease_wait_ms == 0
   const std::chrono::milliseconds lease_wait_;
-  // FetchMissing's run buffers (MiBs each), recycled: a fresh one is faulted
-  // in page by page as the response arrives. kPooledFetchBytes idle at most.
-  const std::shared_ptr<ByteBufferPool> fetch_buffers_;
-  static constexpr size_t kPooledFetchBytes = 12u << 20;
 
   mutable std::mutex flights_mu_;
   tsl::robin_map<FlightKey, std::shared_ptr<Flight>, FlightKeyHash> flights_;  // guarded by flights_mu_
