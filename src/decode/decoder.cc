@@ -202,11 +202,26 @@ Result<ByteSourcePtr> OpenZstd(ByteSourcePtr compressed, const DecoderOptions& o
   }
   OCIFS_ASSIGN_OR_RETURN(LocatedFrames located, Locate(*compressed));
   if (located.frames) {
-    if (located.walked && !saved_path.empty()) {
+    // Saved also when read from a seek table: the next open uses it, and does not fill again.
+    if (!saved_path.empty()) {
       Status st = ZstdFrameFile::Write(saved_path, compressed->size(), *located.frames);
       if (!st.ok()) spdlog::warn("zstd layer {}: cannot save its frame table: {}", compressed->Describe(), st.ToString());
     }
-    return ByteSourcePtr(MakeFrameSource(std::move(compressed), std::move(*located.frames), options));
+    const uint64_t blob_size = compressed->size();
+    auto frames = MakeFrameSource(std::move(compressed), std::move(*located.frames), options);
+    // A first open only: not the fallback from an artifact's wrong table (use_saved false), which runs in a read.
+    if (use_saved && options.background_pass && blob_size != ByteSource::kUnknownSize &&
+        blob_size <= options.fill_frames_up_to) {
+      auto start = [weak = std::weak_ptr<ZstdFrameSource>(frames), ahead = options.pass_read_ahead] {
+        if (auto source = weak.lock()) source->StartFill(ahead);
+      };
+      if (options.defer_fill) {
+        options.defer_fill(std::move(start));
+      } else {
+        start();
+      }
+    }
+    return ByteSourcePtr(std::move(frames));
   }
   const uint64_t known = located.stream_size;
   if (known == ByteSource::kUnknownSize && compressed->size() != ByteSource::kUnknownSize) {

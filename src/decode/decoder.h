@@ -146,6 +146,17 @@ struct DecoderOptions {
   // Start the first sequential pass in a background thread at open. If false,
   // the first read that needs it starts it.
   bool background_pass = true;
+  // zstd of several frames whose table this open found (a seek table or a
+  // walk: no artifact vouched for it, no earlier mount saved it): a blob of
+  // at most this many bytes is also fetched whole, front to back, in the
+  // background (ZstdFrameSource::StartFill, with pass_read_ahead), as a
+  // stream layer's pass would; reads ahead of it fetch their own frames.
+  // Needs background_pass. 0: never.
+  uint64_t fill_frames_up_to = 0;
+  // If set, the fill is not started at open: `start` is handed to this, to
+  // be called once the caller's own first reads are done (a mount's are the
+  // tar headers: they should not share the link with the fill).
+  std::function<void(std::function<void()> start)> defer_fill;
   // Single-frame zstd: where decompressed chunks go (default: a memory store
   // with 4 MiB chunks). gzip, first pass: where its output is kept for the
   // reads behind its frontier (PassOutputKeeper) if keep_pass_output; none

@@ -11,8 +11,10 @@
 
 #include "base/worker_pool.h"
 #include "decode/gzip_inflate.h"
+#include "decode/sequential_reader.h"
 #include "decode/zstd_util.h"
 
+#include <spdlog/spdlog.h>
 #include <zstd_errors.h>
 
 namespace ocifs {
@@ -113,6 +115,27 @@ Status ZstdFrameSource::DecodeMarked(const ZstdFrame& f, std::span<const uint8_t
   if (in_pos != in.size()) return corrupt("more data than the frame table says");
   blocks.push_back({out_pos, f.in_offset + in_pos});  // the end
   return Status::Ok();
+}
+
+void ZstdFrameSource::StartFill(uint64_t read_ahead) {
+  if (fill_) return;
+  fill_ = std::make_unique<BackgroundPass>(scheduler_, "fill of " + compressed_->Describe(), [this, read_ahead] {
+    const auto started = std::chrono::steady_clock::now();
+    SequentialReader reader(*compressed_, 0, kFillPiece, read_ahead);
+    while (!fill_->cancelled().load(std::memory_order_relaxed)) {
+      Result<std::span<const uint8_t>> piece = reader.Next();
+      if (!piece.ok()) {
+        // Reads fetch their own frames; a failing registry fails them, not this hint.
+        spdlog::debug("fill of {} stopped at {}: {}", compressed_->Describe(), reader.position(),
+                      piece.status().ToString());
+        return;
+      }
+      if (piece->empty()) break;
+      reader.Skip(piece->size());
+    }
+    LogStreamPass("fill of " + compressed_->Describe(), reader.bytes_read(), reader.read_time(), started);
+  });
+  fill_->Start();
 }
 
 std::pair<uint64_t, uint64_t> NeededWithinSpan(uint64_t first, uint64_t last, uint64_t own_first, uint64_t own_last,

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/byte_buffer_pool.h"
+#include "decode/background_pass.h"
 #include "decode/segment_cache.h"
 #include "decode/zstd_frames.h"
 #include "ocifs/byte_source.h"
@@ -64,6 +65,14 @@ class ZstdFrameSource final : public ByteSource {
   // Each frame's compressed bytes [first, second), in order.
   std::vector<std::pair<uint64_t, uint64_t>> FrameSpans() const;
 
+  // Fetches the whole compressed blob front to back in the background (one
+  // kFirstPass task), keeping `read_ahead` bytes of range requests in flight
+  // ahead of it, as a stream layer's first pass would: a layer read without
+  // an artifact comes at the link's rate, and reads behind the fill find
+  // their frames' bytes in the cache. The bytes are not decoded. Once; the
+  // fill stops when the source is destroyed or the scheduler stops.
+  void StartFill(uint64_t read_ahead);
+
   // Reports, for every read from now on, the compressed bytes that made its
   // output (`record(offset, length)`, concurrently), not the whole frames it
   // decoded: a zstd frame is decoded a block at a time, noting where each
@@ -95,6 +104,7 @@ class ZstdFrameSource final : public ByteSource {
   // The frames' input and output buffers, recycled (cache_'s evicted ones
   // serve the next decode): half the cache's bytes idle at most.
   const std::shared_ptr<ByteBufferPool> buffers_;
+  static constexpr size_t kFillPiece = 1u << 20;  // the fill's reads: a chunk at a time
   static constexpr uint64_t kMinPooledBytes = 10ull << 20;  // a 4 MiB frame's input and output, rounded up
   const std::shared_ptr<Scheduler> scheduler_;
   const FrameCheck check_;
@@ -105,6 +115,8 @@ class ZstdFrameSource final : public ByteSource {
   // Memory: 16 bytes per block (up to 128 KiB of output).
   mutable std::mutex blocks_mu_;
   mutable std::unordered_map<size_t, std::vector<BlockStart>> blocks_;  // guarded by blocks_mu_
+  // StartFill's pass; last: cancelled and waited for first.
+  std::unique_ptr<BackgroundPass> fill_;
 };
 
 }  // namespace ocifs

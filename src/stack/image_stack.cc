@@ -91,6 +91,9 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
   for (const LayerView& view : stack->layers_) indexes.push_back(view.index.get());
   OCIFS_ASSIGN_OR_RETURN(MergedTree tree, MergedTree::Build(indexes));
   stack->tree_.emplace(std::move(tree));
+  // The stack's own reads are done: the frame layers' fills may have the link.
+  for (auto& start : stack->deferred_fills_) start();
+  stack->deferred_fills_.clear();
   return stack;
 }
 
@@ -176,6 +179,9 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     decoder_options.keep_pass_output = options_.keep_pass_output;
     // What a first pass fetches ahead must not evict what it reads next: a 16th of the cache, as read-ahead.
     decoder_options.pass_read_ahead = std::min(decoder_options.pass_read_ahead, options_.cache_bytes / 16);
+    // A frame layer seen first here is fetched whole like a stream layer, if it leaves room for the rest.
+    decoder_options.fill_frames_up_to = options_.cache_bytes / 2;
+    decoder_options.defer_fill = [this](std::function<void()> start) { deferred_fills_.push_back(std::move(start)); };
     if (auto lazy = accel_.lazy_indexes.find(layer.digest); lazy != accel_.lazy_indexes.end()) {
       ByteSourcePtr blob = lazy->second.blob;  // through the cache: CacheIndexBlob
       if (lazy->second.kind == LayerIndexKind::kZstdCheckpointsV2) {

@@ -14,6 +14,7 @@
 // otherwise waits for its layer's pass to end.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -210,6 +211,8 @@ class ImageStack {
   AccelUse accel_;
   std::vector<LayerView> layers_;
   std::optional<MergedTree> tree_;
+  // Frame layers' fills (DecoderOptions::defer_fill), started once Open has read what it needs.
+  mutable std::vector<std::function<void()>> deferred_fills_;  // Open's thread only
   std::vector<BareDiskLayer> disks_;
   std::vector<ArtifactFile> files_;
   // The stack's own tasks: the index check of a stack ready at the disk's entry (kFirstPass). Last.

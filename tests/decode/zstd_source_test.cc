@@ -2,6 +2,8 @@
 #include <zstd.h>
 
 #include <atomic>
+#include <chrono>
+#include <functional>
 #include <catch2/catch.hpp>
 #include <mutex>
 #include <random>
@@ -192,6 +194,59 @@ TEST_CASE("frames of differing sizes decoded through recycled buffers read exact
   REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(source) != nullptr);
   ZstdCheckRandomReads(*source, data, 200, 8);
   CHECK(ConcurrentReadMismatches(*source, data, 4, 100, 9) == 0);
+}
+
+TEST_CASE("a seekable zstd layer opened without a saved table is filled front to back, when small enough") {
+  auto data = ZstdMakeData(16 << 20, 11);
+  MultiFrame m = CompressFrames(data, 512 << 10);
+  AppendSeekTable(m);
+  REQUIRE(m.blob.size() > (2u << 20));  // more than the fill's first read: it hints the rest
+  auto wait_for = [](const CountingSource& counted, uint64_t bytes) {
+    for (int i = 0; i < 1000 && counted.returned.load() < bytes; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return counted.returned.load();
+  };
+  SECTION("fill on: the whole blob is read with no read of ours, hinted ahead, and reads stay exact") {
+    auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
+    DecoderOptions options;
+    options.fill_frames_up_to = m.blob.size();
+    options.pass_read_ahead = 1 << 20;
+    auto source = OpenZstd(counted, options);
+    REQUIRE(std::dynamic_pointer_cast<const ZstdFrameSource>(source) != nullptr);
+    CHECK(wait_for(*counted, m.blob.size()) >= m.blob.size());
+    {
+      std::lock_guard lock(counted->mu);
+      CHECK(!counted->prefetches.empty());  // the fill kept range requests ahead of itself
+    }
+    ZstdCheckRandomReads(*source, data, 50, 12);
+  }
+  SECTION("deferred: nothing is filled until the caller starts it") {
+    auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
+    std::vector<std::function<void()>> deferred;
+    DecoderOptions options;
+    options.fill_frames_up_to = m.blob.size();
+    options.defer_fill = [&](std::function<void()> start) { deferred.push_back(std::move(start)); };
+    auto source = OpenZstd(counted, options);
+    REQUIRE(deferred.size() == 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const uint64_t at_open = counted->returned.load();
+    CHECK(at_open < m.blob.size() / 4);  // the seek table only
+    deferred[0]();
+    CHECK(wait_for(*counted, at_open + m.blob.size()) >= at_open + m.blob.size());
+  }
+  SECTION("a blob larger than the bound, or a table saved by an earlier open, is not filled") {
+    ocifs::testing::TempDir tmp;
+    for (int open = 0; open < 2; ++open) {
+      auto counted = std::make_shared<CountingSource>(std::make_shared<MemorySource>(m.blob, "blob"));
+      DecoderOptions options;
+      options.fill_frames_up_to = open == 0 ? m.blob.size() - 1 : m.blob.size();
+      options.frame_table_path = tmp.path() + "/frames";
+      auto source = OpenZstd(counted, options);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      CHECK(counted->returned.load() < m.blob.size() / 4);
+    }
+  }
 }
 
 TEST_CASE("multi-frame zstd without a seek table walks its frames once, then opens from the saved table") {
