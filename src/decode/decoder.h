@@ -149,7 +149,7 @@ struct DecoderOptions {
   // zstd of several frames whose table this open found (a seek table or a
   // walk: no artifact vouched for it, no earlier mount saved it): a blob of
   // at most this many bytes is also fetched whole, front to back, in the
-  // background (ZstdFrameSource::StartFill, with pass_read_ahead), as a
+  // background (ZstdFrameSource::StartFill, half of pass_read_ahead), as a
   // stream layer's pass would; reads ahead of it fetch their own frames.
   // Needs background_pass. 0: never.
   uint64_t fill_frames_up_to = 0;
