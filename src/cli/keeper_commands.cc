@@ -3,12 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <climits>
 #include <filesystem>
 #include <ctime>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "base/self_executable.h"
 #include "cli/common_flags.h"
 #include "cli/status_stats.h"
 #include "fuse/keeper.h"
@@ -20,10 +20,8 @@ namespace ocifs {
 namespace {
 
 std::string SelfBinary() {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "/proc/self/exe";
-  return std::string(buf, static_cast<size_t>(n));
+  const std::string self = SelfExecutable();
+  return self.empty() ? "/proc/self/exe" : self;
 }
 
 // `path` made absolute through its parent's realpath: the mount point

@@ -1,15 +1,14 @@
 // oci-fs: mount VM disk images from OCI registries, lazily.
-#include <limits.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "base/self_executable.h"
 #include "cli/accel_command.h"
 #include "cli/image_commands.h"
 #include "cli/keeper_commands.h"
@@ -35,10 +34,7 @@ std::vector<std::string> Arguments(int argc, char** argv) {
 // (src/csi/csi_main.cc), exec'd with ARGS: the gRPC libraries stay out of
 // every other command's process. Returns only if the exec failed.
 int ExecCsiPlugin(const std::vector<std::string>& args) {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  std::filesystem::path self = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("oci-fs");
-  const std::string plugin = (self.parent_path() / "oci-fs-csi").string();
+  std::string plugin = ocifs::SiblingExecutable("oci-fs-csi");
   std::vector<std::string> argv = {plugin};
   argv.insert(argv.end(), args.begin() + 2, args.end());
   std::vector<char*> cargv;

@@ -7,12 +7,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
 
+#include "base/self_executable.h"
 #include "csi/identity_service.h"
 #include "csi/mount_cgroup.h"
 #include "csi/metrics_registry.h"
@@ -41,12 +41,7 @@ std::chrono::seconds WatchInterval() {
 // The `oci-fs` beside this executable (oci-fs-csi, or a test's binary
 // linking the plugin): the one the volumes' mounts run unless --oci-fs names
 // another.
-std::string SiblingOciFs() {
-  char buf[PATH_MAX];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return "oci-fs";
-  return (std::filesystem::path(std::string(buf, static_cast<size_t>(n))).parent_path() / "oci-fs").string();
-}
+std::string SiblingOciFs() { return SiblingExecutable("oci-fs"); }
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "oci-fs: %s\n", message.c_str());
