@@ -160,16 +160,23 @@ def test_a_second_full_read_is_served_by_the_page_cache_without_fuse_reads(ocifs
     ref, data, _ = disks["gzip"]
     # The daemon's writes must be only its FUSE replies while the second read runs:
     # --cluster-cache off (a raw disk in a gzip layer otherwise has its chunks written to the
-    # cache dir behind the reads, at idle priority), and the gzip index saved first.
+    # cache dir behind the reads, at idle priority), and the gzip index saved first. Nor may
+    # the cache see lookups then: the mount was ready at the disk's entry, and its check of the
+    # complete tar index (ImageStack::VerifyInBackground) reads the layer's last tar header and
+    # the disk's first bytes once the pass ends; on a loaded machine that came after the index
+    # was saved and two stats snapshots agreed (one cache hit, 12 -> 13, in a CI run under
+    # ASan), so the test waits for the check's log line too.
     cache = workdir / "cache"
-    with Mount(ref, workdir / "mnt", TLS, "--cluster-cache", "off", cache_dir=cache, stats=True) as m:
+    log = workdir / "mount.log"
+    with Mount(ref, workdir / "mnt", TLS, "--cluster-cache", "off", "--log-file", log, "--log-level", "info",
+               cache_dir=cache, stats=True) as m:
         assert m.pid is not None
         disk = m.dir / "disk.img"
         io_start = daemon_io(m.pid)
         assert_same_bytes(disk.read_bytes(), data)
         deadline = time.monotonic() + 30
-        while not list((cache / "side").glob("*.gzidx")):
-            assert time.monotonic() < deadline, "the gzip index was not saved"
+        while not list((cache / "side").glob("*.gzidx")) or "the disk is confirmed" not in log.read_text():
+            assert time.monotonic() < deadline, "the gzip index was not saved, or the disk not confirmed"
             time.sleep(0.05)
         # The counters once quiet: two stats snapshots in a row that agree (on a loaded
         # machine the pass's last lookups can still land after its index is saved).
