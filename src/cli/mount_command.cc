@@ -72,9 +72,12 @@ int64_t CreatedTime(const ResolvedImage& image) {
 void WriteStats(const std::string& path, const ImageStack& stack) {
   if (path.empty()) return;
   const FetchStats& fetch = GlobalFetchStats();
+  const FuseReadStats& fuse = GlobalFuseReadStats();
   nlohmann::json j = {{"blob_requests", fetch.blob_requests.load()},
                       {"blob_bytes", fetch.blob_bytes.load()},
-                      {"manifest_requests", fetch.manifest_requests.load()}};
+                      {"manifest_requests", fetch.manifest_requests.load()},
+                      {"fuse_reads", fuse.reads.load()},
+                      {"fuse_read_bytes", fuse.read_bytes.load()}};
   if (stack.cache()) {
     ChunkCacheStats c = stack.cache()->stats();
     j["cache_hits"] = c.hits;

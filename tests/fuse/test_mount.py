@@ -158,47 +158,35 @@ def test_eight_concurrent_readers_of_random_ranges_all_get_the_right_bytes(kind,
 
 def test_a_second_full_read_is_served_by_the_page_cache_without_fuse_reads(ocifs, disks, workdir):
     ref, data, _ = disks["gzip"]
-    # The daemon's writes must be only its FUSE replies while the second read runs:
-    # --cluster-cache off (a raw disk in a gzip layer otherwise has its chunks written to the
-    # cache dir behind the reads, at idle priority), and the gzip index saved first. Nor may
-    # the cache see lookups then: the mount was ready at the disk's entry, and its check of the
-    # complete tar index (ImageStack::VerifyInBackground) reads the layer's last tar header and
-    # the disk's first bytes once the pass ends; on a loaded machine that came after the index
-    # was saved and two stats snapshots agreed (one cache hit, 12 -> 13, in a CI run under
-    # ASan), so the test waits for the check's log line too.
+    # Counted: the FUSE read requests the mount served (--stats-file "fuse_read_bytes"). Two
+    # more full reads through FUSE would add 2 * len(data); the page cache serves them, but
+    # under load the kernel may still ask for a page or two again (seen once in six runs under
+    # `stress-ng --cpu 2`: one 8 KiB read of this 3 MiB file), hence the tenth. Not counted:
+    # the daemon's writes and cache lookups, which its background work (the index check once
+    # the pass ends, kept chunks written at idle priority) may do at any later moment (a
+    # CI run under ASan: one cache hit during the re-reads). --cluster-cache off and the gzip
+    # index saved first keep that work small.
     cache = workdir / "cache"
-    log = workdir / "mount.log"
-    with Mount(ref, workdir / "mnt", TLS, "--cluster-cache", "off", "--log-file", log, "--log-level", "info",
-               cache_dir=cache, stats=True) as m:
+    with Mount(ref, workdir / "mnt", TLS, "--cluster-cache", "off", cache_dir=cache, stats=True) as m:
         assert m.pid is not None
         disk = m.dir / "disk.img"
         io_start = daemon_io(m.pid)
         assert_same_bytes(disk.read_bytes(), data)
         deadline = time.monotonic() + 30
-        while not list((cache / "side").glob("*.gzidx")) or "the disk is confirmed" not in log.read_text():
-            assert time.monotonic() < deadline, "the gzip index was not saved, or the disk not confirmed"
+        while not list((cache / "side").glob("*.gzidx")):
+            assert time.monotonic() < deadline, "the gzip index was not saved"
             time.sleep(0.05)
-        # The counters once quiet: two stats snapshots in a row that agree (on a loaded
-        # machine the pass's last lookups can still land after its index is saved).
         before = wait_stats(m.stats_path, time.time())
-        for _ in range(20):
-            again = wait_stats(m.stats_path, time.time())
-            if (again["cache_hits"], again["cache_misses"]) == (before["cache_hits"], before["cache_misses"]):
-                break
-            before = again
         io_before = daemon_io(m.pid)
-        # the first read went through FUSE: the counter does see reads
+        # the first read went through FUSE: the counters do see reads
         assert io_before["wchar"] - io_start["wchar"] >= len(data), (io_start, io_before)
+        assert before["fuse_read_bytes"] >= len(data), before
         assert_same_bytes(disk.read_bytes(), data)
         with open(disk, "rb") as f:  # a new open keeps the cache too (keep_cache)
             assert_same_bytes(f.read(), data)
-        io_after = daemon_io(m.pid)
         after = wait_stats(m.stats_path, time.time())
-        # Every FUSE read reply is a write to /dev/fuse: two more full reads through
-        # FUSE would add >= 2 * len(data) to the daemon's wchar.
-        assert io_after["wchar"] - io_before["wchar"] < len(data) // 10, (io_before, io_after)
-        assert (after["cache_hits"], after["cache_misses"]) == (before["cache_hits"], before["cache_misses"]), \
-            (sorted(before.items()), sorted(after.items()), io_before, io_after)
+        assert after["fuse_read_bytes"] - before["fuse_read_bytes"] < len(data) // 10, (before, after)
+        assert after["blob_requests"] == before["blob_requests"], (before, after)  # nothing fetched either
 
 
 # --------------------------------------------------------------------------- --mode tree
