@@ -34,7 +34,7 @@ std::vector<std::string> Arguments(int argc, char** argv) {
 // (src/csi/csi_main.cc), exec'd with ARGS: the gRPC libraries stay out of
 // every other command's process. Returns only if the exec failed.
 int ExecCsiPlugin(const std::vector<std::string>& args) {
-  std::string plugin = ocifs::SiblingExecutable("oci-fs-csi");
+  const std::string plugin = ocifs::SiblingExecutable("oci-fs-csi");
   std::vector<std::string> argv = {plugin};
   argv.insert(argv.end(), args.begin() + 2, args.end());
   std::vector<char*> cargv;

@@ -92,8 +92,13 @@ Result<std::unique_ptr<ImageStack>> ImageStack::Open(const Reference& ref, const
   OCIFS_ASSIGN_OR_RETURN(MergedTree tree, MergedTree::Build(indexes));
   stack->tree_.emplace(std::move(tree));
   // The stack's own reads are done: the frame layers' fills may have the link.
-  for (auto& start : stack->deferred_fills_) start();
-  stack->deferred_fills_.clear();
+  std::vector<std::function<void()>> fills;
+  {
+    std::lock_guard lock(stack->fills_mu_);
+    stack->fills_started_ = true;
+    fills.swap(stack->deferred_fills_);
+  }
+  for (auto& start : fills) start();
   return stack;
 }
 
@@ -111,6 +116,17 @@ bool IsDiskCandidate(const TarEntry& e, const std::string& disk_path) {
 }
 
 }  // namespace
+
+void ImageStack::DeferFill(std::function<void()> start) const {
+  {
+    std::lock_guard lock(fills_mu_);
+    if (!fills_started_) {
+      deferred_fills_.push_back(std::move(start));
+      return;
+    }
+  }
+  start();
+}
 
 std::shared_ptr<CachedSource> ImageStack::CacheIndexBlob(const std::string& digest, ByteSourcePtr raw) {
   // The artifact's index, read by ranges through the cache like any blob
@@ -181,7 +197,7 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     decoder_options.pass_read_ahead = std::min(decoder_options.pass_read_ahead, options_.cache_bytes / 16);
     // A frame layer seen first here is fetched whole like a stream layer, if it leaves room for the rest.
     decoder_options.fill_frames_up_to = options_.cache_bytes / 2;
-    decoder_options.defer_fill = [this](std::function<void()> start) { deferred_fills_.push_back(std::move(start)); };
+    decoder_options.defer_fill = [this](std::function<void()> start) { DeferFill(std::move(start)); };
     if (auto lazy = accel_.lazy_indexes.find(layer.digest); lazy != accel_.lazy_indexes.end()) {
       ByteSourcePtr blob = lazy->second.blob;  // through the cache: CacheIndexBlob
       if (lazy->second.kind == LayerIndexKind::kZstdCheckpointsV2) {

@@ -211,8 +211,13 @@ class ImageStack {
   AccelUse accel_;
   std::vector<LayerView> layers_;
   std::optional<MergedTree> tree_;
-  // Frame layers' fills (DecoderOptions::defer_fill), started once Open has read what it needs.
-  mutable std::vector<std::function<void()>> deferred_fills_;  // Open's thread only
+  // Frame layers' fills (DecoderOptions::defer_fill), started once Open has
+  // read what it needs; one handed over later (a decoder reopened in a read,
+  // after an artifact's index proved wrong) starts at once.
+  void DeferFill(std::function<void()> start) const;
+  mutable std::mutex fills_mu_;
+  mutable bool fills_started_ = false;                         // guarded by fills_mu_
+  mutable std::vector<std::function<void()>> deferred_fills_;  // guarded by fills_mu_
   std::vector<BareDiskLayer> disks_;
   std::vector<ArtifactFile> files_;
   // The stack's own tasks: the index check of a stack ready at the disk's entry (kFirstPass). Last.
