@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -60,6 +61,16 @@ class ByteSource {
     (void)length;
   }
 
+  // Hands the bytes [offset, offset + length) (clamped to size()) to
+  // `consume` in order as they arrive: over the network with ONE request,
+  // not one per piece (a first pass reading a whole layer). consume(at,
+  // bytes): `at` is bytes[0]'s offset in the range; it may go back after a
+  // failed attempt (those bytes come again); false stops the stream, which
+  // then returns kCancelled. Errors as ReadAt's; a range past the end is
+  // kCorrupt. Default: ReadAt in pieces of kStreamPiece bytes.
+  using StreamConsumer = std::function<bool(uint64_t at, std::span<const uint8_t> bytes)>;
+  static constexpr size_t kStreamPiece = 1u << 20;
+  [[nodiscard]] virtual Status ReadStream(uint64_t offset, uint64_t length, const StreamConsumer& consume) const;
   // A short human name for logs and errors, e.g. "layer sha256:ab12..".
   virtual std::string Describe() const { return "byte source"; }
 

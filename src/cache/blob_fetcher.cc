@@ -16,7 +16,8 @@ BlobFetcher::BlobFetcher(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cache,
       size_(inner_->size()),
       chunk_count_((size_ + cache_->chunk_size() - 1) / cache_->chunk_size()),
       tasks_(scheduler_, "fetches of " + key_,
-             {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}) {}
+             {.max_queued = kMaxQueued, .max_running = std::max(1u, background_fetches)}),
+      stream_task_(scheduler_, "stream of " + key_, {.max_queued = 1, .max_running = 1}) {}
 
 BlobFetcher::OwedToken::OwedToken(std::shared_ptr<OwedCount> c) : count(std::move(c)) {
   std::lock_guard lock(count->mu);
@@ -64,6 +65,79 @@ bool BlobFetcher::Post(bool owed, TaskClass cls, uint64_t first, uint64_t end, s
     if (!queued) return false;
   }
   return true;
+}
+
+bool BlobFetcher::StartStream(uint64_t first, uint64_t limit) const {
+  if (first >= chunk_count_) return false;
+  {
+    std::lock_guard lock(stream_mu_);
+    if (streaming_ || stream_failed_) return false;
+    streaming_ = true;
+    stream_start_ = first * chunk_size();
+    stream_limit_ = limit;
+  }
+  if (stream_task_.Post(TaskClass::kReadahead, [this, first] { StreamTask(first); }) != 0) return true;
+  std::lock_guard lock(stream_mu_);
+  streaming_ = false;
+  return false;
+}
+
+bool BlobFetcher::ExtendStream(uint64_t offset, uint64_t limit) const {
+  {
+    std::lock_guard lock(stream_mu_);
+    if (!streaming_ || offset < stream_start_ || offset > stream_limit_) return false;
+    if (limit <= stream_limit_) return true;
+    stream_limit_ = limit;
+  }
+  stream_cv_.notify_all();
+  return true;
+}
+
+uint64_t BlobFetcher::WaitForStreamLimit(uint64_t at) const {
+  std::unique_lock lock(stream_mu_);
+  while (at >= stream_limit_) {
+    if (stream_task_.cancelled()) return 0;
+    // Wakes to look at cancellation: the group's cancel hooks cannot reach this wait.
+    stream_cv_.wait_for(lock, std::chrono::milliseconds(50));
+  }
+  return stream_task_.cancelled() ? 0 : stream_limit_;
+}
+
+void BlobFetcher::StreamTask(uint64_t first) const {
+  const uint64_t chunk = chunk_size();
+  std::vector<size_t> lengths;
+  for (uint64_t i = first; i < chunk_count_; ++i) lengths.push_back(static_cast<size_t>(std::min(chunk, size_ - i * chunk)));
+  const size_t claim_ahead = std::max<size_t>(2, kStreamClaimBytes / chunk);
+  auto stream = [&](uint64_t first_index, uint64_t bytes, const ChunkCache::StreamConsumer& consume) {
+    const uint64_t base = first_index * chunk;
+    return inner_->ReadStream(base, bytes, [&](uint64_t at, std::span<const uint8_t> piece) {
+      // No byte at or past the limit is handed on before the limit is raised.
+      while (!piece.empty()) {
+        const uint64_t limit = WaitForStreamLimit(base + at);
+        if (limit == 0) return false;
+        const auto n = static_cast<size_t>(std::min<uint64_t>(piece.size(), limit - (base + at)));
+        if (!consume(at, piece.first(n))) return false;
+        at += n;
+        piece = piece.subspan(n);
+      }
+      return true;
+    });
+  };
+  // The chunks that hold bytes below the limit.
+  auto claimable = [&] {
+    std::lock_guard lock(stream_mu_);
+    return (stream_limit_ + chunk - 1) / chunk;
+  };
+  Result<uint64_t> stored = cache_->StreamChunks(key_, first, lengths, claim_ahead, stream, claimable);
+  std::lock_guard lock(stream_mu_);
+  streaming_ = false;
+  if (stored.ok()) {
+    spdlog::debug("{}: stream from chunk {} stored {} chunks", Describe(), first, *stored);
+  } else if (!stream_task_.cancelled()) {
+    stream_failed_ = true;
+    spdlog::info("{}: stream from chunk {} ended: {}; reading ahead in ranges from here", Describe(), first,
+                 stored.status().ToString());
+  }
 }
 
 bool BlobFetcher::AllMissing(uint64_t first, uint64_t last) const {

@@ -61,6 +61,18 @@ class BlobFetcher {
   // the first owed fetch that fails drops the rest, so an unreachable
   // registry costs one timeout, not one per queued fetch.
   void FinishOwed() const;
+  // Starts a stream of chunks [first, chunk_count) as one kReadahead task
+  // (ChunkCache::StreamChunks: one request, each chunk stored as it
+  // arrives), paced: it takes no byte at or past `limit` (blob bytes; Extend
+  // raises it) until it is raised. false if a stream runs, one failed
+  // before (its blob is then read in runs: a registry that cuts long
+  // transfers would cut each), or the task was refused.
+  bool StartStream(uint64_t first, uint64_t limit) const;
+  // Raises the running stream's limit to `limit`, for a hint of bytes from
+  // `offset` that continues what it was told (offset at most its limit);
+  // false if no stream runs, or `offset` lies before its start or past its
+  // limit (a read elsewhere: fetched on its own).
+  bool ExtendStream(uint64_t offset, uint64_t limit) const;
   // Whether none of chunks [first, last] is on disk or in flight (a hint).
   bool AllMissing(uint64_t first, uint64_t last) const;
   // Reads buf from the blob itself, around the cache (a read's own bytes
@@ -73,9 +85,16 @@ class BlobFetcher {
   }
   const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
   // Blocks until no queued fetch (hint or owed) waits or runs (tests, benchmarks).
-  void Wait() const { tasks_.Wait(); }
+  void Wait() const {
+    stream_task_.Wait();
+    tasks_.Wait();
+  }
 
   static constexpr size_t kMaxQueued = 64;
+  // How far ahead of its bytes a stream claims chunks (readers of them wait
+  // for it): more than a pass's read (SequentialReader::kDefaultPiece), so
+  // the pass never finds the next chunk unclaimed and fetches it itself.
+  static constexpr uint64_t kStreamClaimBytes = 8ull << 20;
 
  private:
   // The count of owed fetches not ended. Shared with their tokens: the
@@ -103,7 +122,21 @@ class BlobFetcher {
   const uint64_t chunk_count_;
   mutable std::atomic<bool> finishing_{false};  // FinishOwed was called
   const std::shared_ptr<OwedCount> owed_ = std::make_shared<OwedCount>();
-  mutable TaskGroup tasks_;  // last: cancelled and waited for first
+  // The stream (StartStream); its task waits on stream_cv_ at its limit.
+  mutable std::mutex stream_mu_;
+  mutable std::condition_variable stream_cv_;
+  mutable bool streaming_ = false;      // guarded by stream_mu_
+  mutable bool stream_failed_ = false;  // guarded by stream_mu_
+  mutable uint64_t stream_start_ = 0;   // guarded by stream_mu_: blob offset
+  mutable uint64_t stream_limit_ = 0;   // guarded by stream_mu_: blob offset
+  // Waits until blob offset `at` is below the stream's limit and returns the
+  // limit; 0 if the fetcher is stopping.
+  uint64_t WaitForStreamLimit(uint64_t at) const;
+  void StreamTask(uint64_t first) const;
+  mutable TaskGroup tasks_;
+  // The stream's task, apart from tasks_: it runs as long as the blob takes
+  // to arrive, and must not hold one of the fetches' background_fetches slots.
+  mutable TaskGroup stream_task_;  // last: cancelled and waited for first
 };
 
 }  // namespace ocifs

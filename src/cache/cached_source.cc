@@ -24,6 +24,7 @@ CachedSource::CachedSource(ByteSourcePtr inner, std::shared_ptr<ChunkCache> cach
       key_status_(ValidateCacheKey(key_)),
       background_(policy.prefetch_threads > 0),
       prefetch_run_chunks_(policy.max_run_chunks),
+      stream_passes_(policy.stream_passes),
       fetcher_(MakeFetcher(inner_, cache_, key_, key_status_, policy)),
       strategies_(fetcher_ ? MakeFetchStrategies(policy, fetcher_) : std::vector<std::unique_ptr<FetchStrategy>>{}),
       wants_misses_(std::any_of(strategies_.begin(), strategies_.end(),
@@ -97,6 +98,13 @@ void CachedSource::Prefetch(uint64_t offset, uint64_t length) const {
   // share the link finish together, and then it idles a round trip before their successors'
   // first bytes (7% of a 400 Mbit/s, 20 ms first pass, docs/benchmarks.md).
   const bool stream = run > prefetch_run_chunks_ && run >= 4;
+  if (stream_passes_) {
+    bool any_held = false;
+    for (uint64_t i = index; i < stop && !any_held; ++i) any_held = held(i);
+    // A hint that continues a running stream's (a pass's last, short one up to the end
+    // too) paces it; a long one starts it.
+    if (!any_held && (fetcher_->ExtendStream(offset, end) || (stream && fetcher_->StartStream(index, end)))) return;
+  }
   while (index < stop) {
     while (index < stop && held(index)) ++index;
     uint64_t run_end = index;

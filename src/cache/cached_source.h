@@ -54,7 +54,11 @@ class CachedSource final : public ByteSource {
   // (at most kMaxPrefetchBytes) that are not cached, less those whose bytes
   // there a strategy holds (FetchStrategy::Holds: a profile's pieces): runs of
   // FetchPolicy::max_run_chunks, or of half the hint up to
-  // kMaxStreamRunBytes if that is more (a first pass's read-ahead).
+  // kMaxStreamRunBytes if that is more (a first pass's read-ahead). Such a
+  // long hint with FetchPolicy::stream_passes starts one stream of the blob
+  // to its end instead (BlobFetcher::StartStream), and a hint of any length
+  // that continues a running stream's paces it, unless a strategy holds some
+  // of its bytes; after a stream of the blob failed, ranges again.
   void Prefetch(uint64_t offset, uint64_t length) const override;
   std::string Describe() const override { return inner_->Describe(); }
 
@@ -95,6 +99,7 @@ class CachedSource final : public ByteSource {
   const Status key_status_;  // ValidateCacheKey(key_)
   const bool background_;    // FetchPolicy::prefetch_threads > 0
   const size_t prefetch_run_chunks_;  // FetchPolicy::max_run_chunks
+  const bool stream_passes_;          // FetchPolicy::stream_passes
   mutable std::atomic<uint64_t> stream_requests_{0};  // a stream's range requests queued (their lengths vary)
 
   static constexpr size_t kMaxPooled = 4;

@@ -144,6 +144,27 @@ class ChunkCache {
   // fetched, or the first fetch error (after handing it to the waiters).
   [[nodiscard]] Result<uint64_t> FetchMissing(std::string_view key, uint64_t first, std::span<const size_t> lengths,
                                               size_t max_run, const FetchRunFn& fetch_run);
+  // A stream's consumer: bytes [at, at + bytes.size()) of the streamed range
+  // (`at` may go back: bytes seen before come again after a retry); false stops it.
+  using StreamConsumer = std::function<bool(uint64_t at, std::span<const uint8_t> bytes)>;
+  // Streams `bytes` bytes of the blob from chunk first_index's start to `consume`.
+  using StreamFn = std::function<Status(uint64_t first_index, uint64_t bytes, const StreamConsumer& consume)>;
+  // For a stream (a first pass reading a whole blob): the chunks [first,
+  // first + lengths.size()) with ONE `stream` call for their bytes (one HTTP
+  // range), each chunk stored, and its waiters handed it, as soon as its
+  // bytes are in. A chunk is claimed (a flight readers wait for, and its
+  // fetch lease) when the stream comes within `claim_ahead` chunks of it; one
+  // on disk, in flight or leased elsewhere by then is skipped (its bytes
+  // dropped); when `claim_ahead` chunks in a row are skipped the stream stops
+  // and a new one starts at the next chunk claimed. With `claimable`, no
+  // chunk at or past the index it returns now is claimed (a paced stream's:
+  // their bytes may be long in coming, and a reader of them should not wait);
+  // if no chunk can be claimed before it, the call ends (OK). Counts neither
+  // hits nor misses. Returns the chunks stored, or the stream's error once the
+  // claimed chunks' waiters were handed kUnavailable (so they ask again, as Read's).
+  [[nodiscard]] Result<uint64_t> StreamChunks(std::string_view key, uint64_t first, std::span<const size_t> lengths,
+                                              size_t claim_ahead, const StreamFn& stream,
+                                              const std::function<uint64_t()>& claimable = nullptr);
   // The hit path of a partial read: copies bytes [offset, offset + out.size())
   // of chunk `index` (of `length` bytes) if this process has read or written
   // that chunk whole since it was last seen missing (so its CRC was checked),

@@ -33,6 +33,12 @@ struct FetchPolicy {
   bool prefetch_all = false;           // fetch the whole blob in idle time
   size_t prefetch_all_run_chunks = 2;  // chunks per idle step (the most a read waits behind it)
   uint64_t prefetch_all_rate = 0;      // bytes per second prefetch_all may fetch on average; 0: no cap
+  // A sequential pass's long read-ahead hint (CachedSource::Prefetch) starts
+  // ONE stream of the blob to its end, paced by the pass's hints
+  // (BlobFetcher::StartStream), instead of range requests of up to
+  // CachedSource::kMaxStreamRunBytes: one request (less work for registry and
+  // proxy, no round trip between requests) and a chunk stored as it arrives.
+  bool stream_passes = true;
   std::shared_ptr<AccessRecorder> recorder;      // records the bytes reads touch; null: none
   std::shared_ptr<const AccessProfile> profile;  // fetches its chunks of this blob ahead; null: none
   // MissStrategy: a small read that misses fetches its own bytes first (needs prefetch_threads > 0) ...

@@ -10,9 +10,9 @@ namespace ocifs {
 SequentialReader::SequentialReader(const ByteSource& source, uint64_t start, size_t piece, uint64_t ahead)
     : source_(source), piece_(std::max<size_t>(piece, 64)), position_(start), ahead_(ahead), hinted_(start) {}
 
-void SequentialReader::HintAhead() {
-  const uint64_t from = std::max(hinted_, position_ + end_);
-  uint64_t to = position_ + end_ + ahead_;
+void SequentialReader::HintAhead(size_t reading) {
+  const uint64_t from = std::max(hinted_, position_ + end_ + reading);
+  uint64_t to = position_ + end_ + reading + ahead_;
   const uint64_t size = source_.size();
   if (size != ByteSource::kUnknownSize) to = std::min(to, size);
   // In quarter-window steps (one hint queues a few range requests), and the last bytes at once.
@@ -53,14 +53,20 @@ Status SequentialReader::Fill(size_t min_bytes) {
     uint64_t at = position_ + end_;
     uint64_t size = source_.size();
     size_t want = buf_.size() - end_;
-    // The first read is small when hinting: the hint goes out once its bytes are in.
-    if (ahead_ > 0 && bytes_read_ == 0) want = std::min(want, kFirstRead);
+    // The first read is small when hinting, and the hint of what follows it goes out
+    // first: a cached blob streams those bytes beside the first read's.
+    const bool first = ahead_ > 0 && bytes_read_ == 0;
+    if (first) want = std::min(want, kFirstRead);
     if (size != ByteSource::kUnknownSize) {
       if (at >= size) {
         eof_ = true;
         break;
       }
       want = static_cast<size_t>(std::min<uint64_t>(want, size - at));
+    }
+    if (first && hinted_ <= at) {
+      hinted_ = at + want;
+      HintAhead(want);
     }
     const auto t0 = std::chrono::steady_clock::now();
     OCIFS_ASSIGN_OR_RETURN(size_t n, source_.ReadAt(at, std::span<uint8_t>(buf_.data() + end_, want)));

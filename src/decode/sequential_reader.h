@@ -6,9 +6,10 @@
 // the next `ahead` bytes past what it has read, so a cached blob fetches them
 // with several range requests in flight while the caller decodes what
 // arrived: a first pass then streams at link rate, not one round trip and one
-// piece at a time. Hints go out after each read (the first read's bytes come
-// first, alone; that read is at most kFirstRead, so the hint follows soon), in
-// steps of at least a quarter window, each for the bytes not hinted yet.
+// piece at a time. The first hint goes out just before the first read (at
+// most kFirstRead) for the bytes after it, so they stream beside it; later
+// ones after each read, in steps of at least a quarter window, each for the
+// bytes not hinted yet.
 #pragma once
 
 #include <chrono>
@@ -54,8 +55,9 @@ class SequentialReader {
   uint64_t bytes_read() const { return bytes_read_; }
 
  private:
-  // Hints the source about [position_ + end_, + ahead_), less what was hinted.
-  void HintAhead();
+  // Hints the source about [position_ + end_ + reading, + ahead_), less what
+  // was hinted; `reading`: bytes a read about to start asks for.
+  void HintAhead(size_t reading = 0);
 
   [[nodiscard]] Status Fill(size_t min_bytes);
 

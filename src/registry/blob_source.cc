@@ -11,6 +11,15 @@ Result<size_t> BlobSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
   return n;
 }
 
+Status BlobSource::ReadStream(uint64_t offset, uint64_t length, const StreamConsumer& consume) const {
+  if (offset > blob_.size || length > blob_.size - offset) {
+    return Corrupt("a stream of " + std::to_string(length) + " bytes at " + std::to_string(offset) + " passes the end of " +
+                   Describe());
+  }
+  if (length == 0) return Status::Ok();
+  return session_->StreamBlobRange(blob_, offset, length, consume);
+}
+
 std::string BlobSource::Describe() const { return "blob " + blob_.digest.substr(0, 19) + ".. of " + session_->Name(); }
 
 }  // namespace ocifs

@@ -21,6 +21,8 @@ class BlobSource final : public ByteSource {
 
   uint64_t size() const override { return blob_.size; }
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
+  // One range request for all of it (PullEndpoints::StreamBlobRange).
+  Status ReadStream(uint64_t offset, uint64_t length, const StreamConsumer& consume) const override;
   std::string Describe() const override;
 
  private:

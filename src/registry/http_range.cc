@@ -59,7 +59,7 @@ Status RangeSink::Begin(long status, std::string_view content_range) {
   filled_ = 0;
   received_ = 0;
   skip_ = 0;
-  uint64_t last = offset_ + buf_.size() - 1;
+  uint64_t last = offset_ + length_ - 1;
   if (status == 206) {
     auto cr = ParseContentRange(content_range);
     if (!cr) {
@@ -87,8 +87,12 @@ bool RangeSink::Write(std::span<const uint8_t> piece) {
     piece = piece.subspan(s);
   }
   if (piece.empty()) return true;
-  size_t n = std::min(piece.size(), buf_.size() - filled_);
-  if (n > 0) std::memcpy(buf_.data() + filled_, piece.data(), n);
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(piece.size(), length_ - filled_));
+  if (consumer_) {
+    if (n > 0 && !consumer_(filled_, piece.first(n))) return false;  // the consumer stopped
+  } else if (n > 0) {
+    std::memcpy(buf_.data() + filled_, piece.data(), n);
+  }
   filled_ += n;
   return n == piece.size();  // false: more than asked arrived; stop the transfer
 }
@@ -96,7 +100,7 @@ bool RangeSink::Write(std::span<const uint8_t> piece) {
 Status RangeSink::Finish() const {
   if (done()) return Status::Ok();
   return Unavailable(what_ + ": response ended after " + std::to_string(filled_) + " of " +
-                     std::to_string(buf_.size()) + " bytes asked at offset " + std::to_string(offset_));
+                     std::to_string(length_) + " bytes asked at offset " + std::to_string(offset_));
 }
 
 }  // namespace ocifs

@@ -92,6 +92,23 @@ Result<FetchedManifest> PullEndpoints::GetManifest(const std::string& tag_or_dig
       "manifest " + tag_or_digest, [&](RegistrySession& s) { return s.GetManifest(tag_or_digest, deadline); });
 }
 
+Status PullEndpoints::StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
+                                      const RangeSink::Consumer& consumer) {
+  bool stopped = false;
+  auto take = [&](uint64_t at, std::span<const uint8_t> bytes) {
+    if (consumer(at, bytes)) return true;
+    stopped = true;
+    return false;
+  };
+  const auto deadline = Deadline();
+  Status status = FirstThatAnswers<Status>("blob " + blob.digest.substr(0, 19), [&](RegistrySession& s) {
+    Status st = s.StreamBlobRange(blob, offset, length, take, deadline);
+    return stopped ? Status::Ok() : st;  // the reader's stop is no failure of the endpoint
+  });
+  if (stopped) return Cancelled("stream of blob " + blob.digest.substr(0, 19) + ".. stopped by its reader");
+  return status;
+}
+
 Status PullEndpoints::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {
   bool held = false;  // a read of the blob failed unavailable just now: a short ask
   {

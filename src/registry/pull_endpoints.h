@@ -50,6 +50,12 @@ class PullEndpoints {
   // a second budget, but a registry that is back by then answers, and the
   // read gets its bytes. A short ask that fails does not extend the hold.
   [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf);
+  // As RegistrySession::StreamBlobRange, from the first endpoint that
+  // serves it: a mirror that fails is marked as for a read and the next one
+  // streams the range again from its start (the consumer sees `at` go back).
+  // kCancelled if the consumer stopped it (no endpoint is marked failed).
+  [[nodiscard]] Status StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
+                                       const RangeSink::Consumer& consumer);
 
   // The primary location's session (referrers, messages).
   RegistrySession& primary() const { return *endpoints_.back().session; }

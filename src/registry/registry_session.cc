@@ -260,12 +260,26 @@ Result<FetchedManifest> RegistrySession::GetManifest(const std::string& tag_or_d
 
 Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf,
                                       std::optional<std::chrono::steady_clock::time_point> deadline) {
+  RangeSink range(buf, offset, blob.size, "blob " + blob.digest + " of " + Name());
+  return FetchBlobRange(blob, offset, buf.size(), range, deadline, std::nullopt);
+}
+
+Status RegistrySession::StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
+                                        const RangeSink::Consumer& consumer,
+                                        std::optional<std::chrono::steady_clock::time_point> deadline) {
+  RangeSink range(length, consumer, offset, blob.size, "blob " + blob.digest + " of " + Name());
+  return FetchBlobRange(blob, offset, length, range, deadline, 0);
+}
+
+Status RegistrySession::FetchBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length, RangeSink& range,
+                                       std::optional<std::chrono::steady_clock::time_point> deadline,
+                                       std::optional<int> max_retries) {
   const std::string what = "blob " + blob.digest;
-  RangeSink range(buf, offset, blob.size, what + " of " + Name());
   CountingRangeSink sink(&range);
   HttpRequest req;
-  req.headers.push_back("Range: " + RangeHeaderValue(offset, buf.size()));
+  req.headers.push_back("Range: " + RangeHeaderValue(offset, length));
   req.sink = &sink;
+  req.max_retries = max_retries;
   req.deadline = deadline.value_or(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds_));
   auto& stats = GlobalFetchStats();
   // Counts the range read and its latency on every way out; `fetched` is set where it succeeds.
@@ -342,7 +356,7 @@ Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, s
   }
   if (resp.status == 416) {
     return Corrupt(what + " of " + Name() + " is shorter than its descriptor says (" + std::to_string(blob.size) +
-                   " bytes): range " + std::to_string(offset) + "+" + std::to_string(buf.size()) + " not satisfiable");
+                   " bytes): range " + std::to_string(offset) + "+" + std::to_string(length) + " not satisfiable");
   }
   return StatusError(resp, what);
 }

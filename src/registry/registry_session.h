@@ -15,6 +15,7 @@
 #include "ocifs/status.h"
 #include "registry/descriptor.h"
 #include "registry/http_client.h"
+#include "registry/http_range.h"
 #include "registry/image_resolver.h"
 #include "registry/reference.h"
 #include "registry/registry_auth.h"
@@ -45,6 +46,14 @@ class RegistrySession {
   // "blob sha256:.. unknown in <registry>/<repo>".
   [[nodiscard]] Status ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf,
                                      std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
+  // Streams [offset, offset + length) of the blob to `consumer` as it
+  // arrives (a first pass's whole-layer read: one request, not one per
+  // piece). One attempt, no retry: bytes already handed over would come
+  // again; the caller resumes with a new range. The consumer returning
+  // false ends the transfer (then kUnavailable, the bytes taken named).
+  [[nodiscard]] Status StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
+                                       const RangeSink::Consumer& consumer,
+                                       std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
   // --registry-timeout, in seconds.
   long timeout_seconds() const { return timeout_seconds_; }
 
@@ -83,6 +92,9 @@ class RegistrySession {
   // Chooses https, or http when tls_verify is off and https fails.
   Result<HttpResponse> SendToRegistry(HttpRequest req);
   Result<HttpResponse> SendWithScheme(HttpRequest req, const std::string& path);
+  // ReadBlobRange and StreamBlobRange: [offset, offset + length) into `range`.
+  Status FetchBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length, RangeSink& range,
+                        std::optional<std::chrono::steady_clock::time_point> deadline, std::optional<int> max_retries);
 
   const Reference ref_;
   const std::string scope_;

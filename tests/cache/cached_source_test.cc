@@ -335,9 +335,25 @@ class RecordingSource final : public ByteSource {
     }
     return inner_->ReadAt(offset, buf);
   }
+  // Records the stream, then streams through ReadAt (recorded too); with fail_stream_after > 0
+  // the stream fails (kUnavailable) once that many pieces were handed.
+  Status ReadStream(uint64_t offset, uint64_t length, const StreamConsumer& consume) const override {
+    {
+      std::lock_guard lock(mu);
+      streams.emplace_back(offset, length);
+    }
+    int pieces = 0;
+    Status st = ByteSource::ReadStream(offset, length, [&](uint64_t at, std::span<const uint8_t> bytes) {
+      return consume(at, bytes) && (fail_stream_after == 0 || ++pieces < fail_stream_after);
+    });
+    if (fail_stream_after > 0 && pieces >= fail_stream_after) return Unavailable("stream cut by the test");
+    return st;
+  }
   std::string Describe() const override { return "recorded " + inner_->Describe(); }
+  int fail_stream_after = 0;
   mutable std::mutex mu;
-  mutable std::vector<std::pair<uint64_t, uint64_t>> reads;  // guarded by mu
+  mutable std::vector<std::pair<uint64_t, uint64_t>> reads;    // guarded by mu
+  mutable std::vector<std::pair<uint64_t, uint64_t>> streams;  // guarded by mu
 
  private:
   ByteSourcePtr inner_;
@@ -349,7 +365,9 @@ TEST_CASE("cached source: a stream's long hint is fetched in requests of differi
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(200 * kSourceChunk);
   auto recording = std::make_shared<RecordingSource>(std::make_shared<MemorySource>(blob));
-  CachedSource src(recording, OpenSourceCache(tmp.path()), kKey, Options(1, 2));
+  FetchPolicy ranged = Options(1, 2);
+  ranged.stream_passes = false;  // the requests a stream falls back to (stream_passes: see below)
+  CachedSource src(recording, OpenSourceCache(tmp.path()), kKey, ranged);
   src.Prefetch(0, 192 * kSourceChunk);  // a stream's hint: runs of half of it (96 chunks)
   src.WaitForPrefetches();
   std::vector<std::pair<uint64_t, uint64_t>> reads;
@@ -376,6 +394,84 @@ TEST_CASE("cached source: a stream's long hint is fetched in requests of differi
   std::lock_guard lock(recording2->mu);
   CHECK(recording2->reads.size() == 2);
   for (const auto& [offset, length] : recording2->reads) CHECK(length == 2 * kSourceChunk);
+}
+
+namespace {
+// Waits (up to 20 s) until `cache` holds at least n chunks of kKey.
+void WaitForStored(const ChunkCache& cache, size_t n) {
+  for (int i = 0; i < 2000 && Stored(cache).size() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+}  // namespace
+
+TEST_CASE("cached source: a stream's long hint starts one stream of the blob to its end, paced by the hints") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(200 * kSourceChunk);
+  auto recording = std::make_shared<RecordingSource>(std::make_shared<MemorySource>(blob));
+  auto cache = OpenSourceCache(tmp.path());
+  CachedSource src(recording, cache, kKey, Options(1, 2));
+  // A hint of 3 MiB: the stream takes its pieces (1 MiB, ByteSource::kStreamPiece) up to
+  // there, then waits for the next hint.
+  src.Prefetch(0, 48 * kSourceChunk);
+  WaitForStored(*cache, 48);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  std::set<uint64_t> paused = Stored(*cache);
+  CHECK(paused.size() == 48);
+  CHECK(*paused.rbegin() == 47);
+  // A hint past its limit is another reader's: fetched on its own, now.
+  src.Prefetch(100 * kSourceChunk, 2 * kSourceChunk);
+  WaitForStored(*cache, 50);
+  CHECK(Stored(*cache).count(101) == 1);
+  // A hint that continues it, however short (a pass's last one), lets it go on ...
+  src.Prefetch(48 * kSourceChunk, 4 * kSourceChunk);
+  WaitForStored(*cache, 54);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(Stored(*cache).size() == 54);  // to that hint's end exactly
+  // ... to the blob's end (skipping the chunks fetched meanwhile).
+  src.Prefetch(52 * kSourceChunk, 200 * kSourceChunk);
+  src.WaitForPrefetches();
+  CHECK(Stored(*cache).size() == 200);
+  {
+    std::lock_guard lock(recording->mu);
+    CHECK(recording->streams == std::vector<std::pair<uint64_t, uint64_t>>{{0, blob.size()}});
+  }
+  std::vector<uint8_t> out(blob.size());
+  REQUIRE(src.ReadAt(0, out).ok());
+  CHECK(out == blob);
+  CHECK(cache->stats().fetched_bytes == blob.size());
+}
+
+TEST_CASE("cached source: a paused stream ends when its source is destroyed") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(200 * kSourceChunk);
+  auto cache = OpenSourceCache(tmp.path());
+  auto started = std::chrono::steady_clock::now();
+  {
+    CachedSource src(std::make_shared<MemorySource>(blob), cache, kKey, Options(1, 2));
+    src.Prefetch(0, 16 * kSourceChunk);
+    WaitForStored(*cache, 16);
+  }
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(5));
+  CHECK(Stored(*cache).size() < 200);
+}
+
+TEST_CASE("cached source: after a stream of the blob fails, its hints are fetched in ranges") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(64 * kSourceChunk);
+  auto recording = std::make_shared<RecordingSource>(std::make_shared<MemorySource>(blob));
+  recording->fail_stream_after = 1;  // one piece (16 chunks), then the stream fails
+  auto cache = OpenSourceCache(tmp.path());
+  CachedSource src(recording, cache, kKey, Options(1, 2));
+  src.Prefetch(0, 64 * kSourceChunk);
+  src.WaitForPrefetches();
+  CHECK(Stored(*cache).size() == 16);
+  src.Prefetch(0, 64 * kSourceChunk);
+  src.WaitForPrefetches();
+  CHECK(Stored(*cache).size() == 64);
+  std::lock_guard lock(recording->mu);
+  CHECK(recording->streams.size() == 1);
+  std::vector<uint8_t> out(blob.size());
+  REQUIRE(src.ReadAt(0, out).ok());
+  CHECK(out == blob);
 }
 
 TEST_CASE("cached source with prefetch_all fetches the whole blob in idle time") {

@@ -101,9 +101,27 @@ TEST_CASE("a sequential reader that skips ahead hints from where it landed") {
   CHECK(source.prefetches[1] == std::pair<uint64_t, uint64_t>((5 << 20) + (256 << 10), 1 << 20));
 }
 
-TEST_CASE("a sequential reader that hints reads a small first piece, then hints, then reads whole pieces") {
-  // The first bytes come alone (a mount waits for them), and the link gets
-  // the hinted ranges as soon as they are in, not after a whole piece.
+namespace {
+// Records the order of hints ('P') and reads ('R').
+class OrderSource final : public ByteSource {
+ public:
+  explicit OrderSource(ByteSourcePtr inner) : inner_(std::move(inner)) {}
+  uint64_t size() const override { return inner_->size(); }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override {
+    events += 'R';
+    return inner_->ReadAt(offset, buf);
+  }
+  void Prefetch(uint64_t, uint64_t) const override { events += 'P'; }
+  mutable std::string events;
+
+ private:
+  ByteSourcePtr inner_;
+};
+}  // namespace
+
+TEST_CASE("a sequential reader that hints reads a small first piece, hinting what follows it first, then whole pieces") {
+  // The first bytes come without waiting for a whole piece (a mount waits for them), and
+  // the link gets the bytes after them at once, beside them.
   const auto data = SequentialRandomBytes(12 << 20, 4);
   CountingSource source(std::make_shared<MemorySource>(data));
   SequentialReader reader(source, 0, 4 << 20, 8 << 20);
@@ -115,6 +133,10 @@ TEST_CASE("a sequential reader that hints reads a small first piece, then hints,
     REQUIRE(source.prefetches.size() == 1);
     CHECK(source.prefetches[0] == std::pair<uint64_t, uint64_t>(SequentialReader::kFirstRead, 8 << 20));
   }
+  OrderSource order(std::make_shared<MemorySource>(data));
+  SequentialReader ordered(order, 0, 4 << 20, 8 << 20);
+  NextBytes(ordered);
+  CHECK(order.events == "PR");
   reader.Skip(first.size());
   const std::span<const uint8_t> second = NextBytes(reader);
   CHECK(second.size() == 4 << 20);

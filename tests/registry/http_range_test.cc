@@ -81,3 +81,49 @@ TEST_CASE("range sink reports a short body, and Begin starts a retry over") {
   sink.Write({obj.data(), 10});
   CHECK(sink.Finish().ok());
 }
+
+TEST_CASE("range sink with a consumer hands the range's bytes in order, from a 206 or a 200, and stops when told") {
+  const std::vector<uint8_t> obj = Object(200);
+  std::vector<uint8_t> got;
+  std::vector<uint64_t> ats;
+  bool keep_going = true;
+  RangeSink sink(50, [&](uint64_t at, std::span<const uint8_t> bytes) {
+    ats.push_back(at);
+    got.insert(got.end(), bytes.begin(), bytes.end());
+    return keep_going;
+  }, 100, obj.size(), "blob x");
+  SECTION("206 in three pieces") {
+    REQUIRE(sink.Begin(206, "bytes 100-149/200").ok());
+    CHECK(sink.Write(std::span(obj).subspan(100, 10)));
+    CHECK(sink.Write(std::span(obj).subspan(110, 30)));
+    CHECK_FALSE(sink.done());
+    CHECK_FALSE(sink.Finish().ok());
+    CHECK(sink.Write(std::span(obj).subspan(140, 10)));
+    CHECK(sink.done());
+    CHECK(sink.Finish().ok());
+    CHECK(got == std::vector<uint8_t>(obj.begin() + 100, obj.begin() + 150));
+    CHECK(ats == std::vector<uint64_t>{0, 10, 40});
+  }
+  SECTION("a 200 is skipped to the offset and cut at the range's end") {
+    REQUIRE(sink.Begin(200, "").ok());
+    CHECK(sink.Write(std::span(obj).first(120)));
+    CHECK_FALSE(sink.Write(std::span(obj).subspan(120, 80)));  // past the range: stop
+    CHECK(sink.Finish().ok());
+    CHECK(got == std::vector<uint8_t>(obj.begin() + 100, obj.begin() + 150));
+  }
+  SECTION("a retry hands the bytes again from the range's start; the consumer may stop the transfer") {
+    REQUIRE(sink.Begin(206, "bytes 100-149/200").ok());
+    CHECK(sink.Write(std::span(obj).subspan(100, 20)));
+    REQUIRE(sink.Begin(206, "bytes 100-149/200").ok());
+    keep_going = false;
+    CHECK_FALSE(sink.Write(std::span(obj).subspan(100, 20)));
+    CHECK(ats == std::vector<uint64_t>{0, 0});
+    Status st = sink.Finish();
+    CHECK(st.code() == Code::kUnavailable);
+    CHECK_THAT(st.message(), Catch::Contains("blob x") && Catch::Contains("of 50 bytes"));
+  }
+  SECTION("a 206 for other bytes is refused before the consumer sees any") {
+    CHECK(sink.Begin(206, "bytes 0-49/200").code() == Code::kCorrupt);
+    CHECK(got.empty());
+  }
+}

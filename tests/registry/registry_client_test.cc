@@ -158,6 +158,33 @@ TEST_CASE("registry client resolves and range-reads an image from a real docker-
   CHECK(*tail == 10);
   CHECK(*(*blob)->ReadAt(img.layer_bytes.size(), buf) == 0);
 
+  SECTION("a stream hands a range in order with one request; its reader may stop it") {
+    const uint64_t from = 1000, length = img.layer_bytes.size() - 1010;
+    std::string got;
+    uint64_t expect_at = 0;
+    bool in_order = true;
+    const uint64_t requests = GlobalFetchStats().blob_requests.load();
+    Status st = (*blob)->ReadStream(from, length, [&](uint64_t at, std::span<const uint8_t> bytes) {
+      in_order = in_order && at == expect_at;
+      expect_at = at + bytes.size();
+      got.append(bytes.begin(), bytes.end());
+      return true;
+    });
+    INFO(st.ToString());
+    REQUIRE(st.ok());
+    CHECK(in_order);
+    CHECK(got == img.layer_bytes.substr(from, length));
+    CHECK(GlobalFetchStats().blob_requests.load() == requests + 1);
+    int pieces = 0;
+    Status stopped = (*blob)->ReadStream(0, img.layer_bytes.size(), [&](uint64_t, std::span<const uint8_t>) {
+      return ++pieces < 2;
+    });
+    CHECK(stopped.code() == Code::kCancelled);
+    CHECK(pieces == 2);
+    auto past = (*blob)->ReadStream(10, img.layer_bytes.size(), [](uint64_t, std::span<const uint8_t>) { return true; });
+    CHECK(past.code() == Code::kCorrupt);
+  }
+
   SECTION("many threads read one blob at once") {
     std::vector<std::thread> threads;
     std::atomic<int> good{0};
@@ -247,6 +274,9 @@ TEST_CASE("registry client resolves and range-reads an image from a real docker-
     std::vector<uint8_t> b(50);
     auto read = (*lb)->ReadAt(lying.size - 50, b);
     REQUIRE_FALSE(read.ok());
+    // A stream of it ends short: an error naming the shortfall, never a success.
+    Status short_stream = (*lb)->ReadStream(0, lying.size, [](uint64_t, std::span<const uint8_t>) { return true; });
+    CHECK_FALSE(short_stream.ok());
     auto whole = src->FetchBlob(r->layers[0]);
     REQUIRE(whole.ok());
     CHECK(whole->size() == img.layer_bytes.size());
