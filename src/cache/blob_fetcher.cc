@@ -93,6 +93,11 @@ bool BlobFetcher::ExtendStream(uint64_t offset, uint64_t limit) const {
   return true;
 }
 
+bool BlobFetcher::StreamBrings(uint64_t offset) const {
+  std::lock_guard lock(stream_mu_);
+  return streaming_ && offset >= stream_start_ && offset < stream_limit_ + kStreamClaimBytes;
+}
+
 uint64_t BlobFetcher::WaitForStreamLimit(uint64_t at) const {
   std::unique_lock lock(stream_mu_);
   while (at >= stream_limit_) {

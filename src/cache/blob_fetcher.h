@@ -73,6 +73,10 @@ class BlobFetcher {
   // false if no stream runs, or `offset` lies before its start or past its
   // limit (a read elsewhere: fetched on its own).
   bool ExtendStream(uint64_t offset, uint64_t limit) const;
+  // Whether a running stream will bring blob offset `offset` soon: at or
+  // after its start, before its limit plus what it claims ahead. Read-ahead
+  // leaves such bytes to it (a hint).
+  bool StreamBrings(uint64_t offset) const;
   // Whether none of chunks [first, last] is on disk or in flight (a hint).
   bool AllMissing(uint64_t first, uint64_t last) const;
   // Reads buf from the blob itself, around the cache (a read's own bytes

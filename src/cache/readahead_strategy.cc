@@ -8,6 +8,9 @@ void ReadaheadStrategy::OnRead(const BlobRead& read) {
   if (read.served) return;  // the profile's pieces: the profile fetches what comes next
   auto ahead = policy_.OnRead(read.offset, read.length, fetcher_->size());
   if (!ahead) return;
+  // The blob's stream (a first pass's) is about to bring these bytes: a request of
+  // their own would race it for the chunk beyond its claims.
+  if (fetcher_->StreamBrings(ahead->offset)) return;
   const uint64_t chunk_size = fetcher_->chunk_size();
   const uint64_t first = ahead->offset / chunk_size;
   const uint64_t end = (ahead->offset + ahead->length + chunk_size - 1) / chunk_size;

@@ -115,6 +115,27 @@ bool IsDiskCandidate(const TarEntry& e, const std::string& disk_path) {
   return e.path.rfind("disk/", 0) == 0 && e.path.find('/', 5) == std::string::npos;
 }
 
+// Whether a first pass will read `layer` whole from its first byte: a gzip or
+// zstd layer with no index of this node's, none of the artifact's, and no TOC
+// annotation (eStargz, zstd:chunked).
+bool FirstPassFromTheStart(const Descriptor& layer, LayerCompression declared, const DecoderOptions& o) {
+  if (!o.background_pass) return false;
+  for (const char* key : {"containerd.io/snapshot/stargz/toc.digest", "io.containers.zstd-chunked.manifest-position",
+                          "io.github.containers.zstd-chunked.manifest-position"}) {
+    if (layer.annotations.count(key) != 0) return false;
+  }
+  auto exists = [](const std::string& path) {
+    struct stat st {};
+    return !path.empty() && ::stat(path.c_str(), &st) == 0;
+  };
+  if (declared == LayerCompression::kGzip) return !o.gzip_index_blob && !exists(o.index_path);
+  if (declared == LayerCompression::kZstd) {
+    return !o.zstd_checkpoint_blob && !exists(o.frame_table_path) && !exists(o.zstd_checkpoint_path) &&
+           !exists(o.zstd_chunked_toc_path);
+  }
+  return false;
+}
+
 }  // namespace
 
 void ImageStack::DeferFill(std::function<void()> start) const {
@@ -240,6 +261,12 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
     OCIFS_RETURN_IF_ERROR(OpenBareLayer(view, decoder_options));
     start_profile();
     return view;
+  }
+  // A layer a first pass reads whole starts its stream now, beside the magic check and
+  // the tar headers, not a round trip or two after them (the pass's hints continue it;
+  // if no pass comes, an unannotated eStargz layer, it fetched kEarlyStreamBytes).
+  if (view.cached && FirstPassFromTheStart(layer, declared_compression, decoder_options)) {
+    view.cached->Prefetch(0, kEarlyStreamBytes);
   }
   // The bytes decide the compression; the media type only has to agree.
   auto detected = DetectCompression(*view.blob);

@@ -175,6 +175,11 @@ class ImageStack {
   // chunks do, while a profile fetches only the small chunks it names.
   static constexpr uint64_t kMissGroupBytes = 1ull << 20;
 
+  // A first pass's stream started at a layer's open (CachedSource::Prefetch):
+  // long enough to be a stream's hint, short enough to waste little if no
+  // pass follows.
+  static constexpr uint64_t kEarlyStreamBytes = 8ull << 20;
+
  private:
   ImageStack() = default;
   [[nodiscard]] Result<LayerView> OpenLayer(const Descriptor& layer, size_t position, bool stop_at_disk) const;

@@ -440,6 +440,20 @@ TEST_CASE("cached source: a stream's long hint starts one stream of the blob to 
   CHECK(cache->stats().fetched_bytes == blob.size());
 }
 
+TEST_CASE("cached source: read-ahead leaves the bytes a stream is about to bring to it") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(400 * kSourceChunk);
+  auto cache = OpenSourceCache(tmp.path());
+  CachedSource src(std::make_shared<MemorySource>(blob), cache, kKey, Options(2, 2));
+  src.Prefetch(0, 48 * kSourceChunk);  // the stream, paused at 3 MiB
+  WaitForStored(*cache, 48);
+  // A sequential reader behind it: its read-ahead windows (past 3 MiB) are the stream's to fetch.
+  std::vector<uint8_t> piece(4 * kSourceChunk);
+  for (uint64_t at = 0; at < 48 * kSourceChunk; at += piece.size()) REQUIRE(src.ReadAt(at, piece).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(Stored(*cache).size() == 48);
+}
+
 TEST_CASE("cached source: a paused stream ends when its source is destroyed") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(200 * kSourceChunk);
