@@ -98,14 +98,19 @@ bool BlobFetcher::StreamBrings(uint64_t offset) const {
   return streaming_ && offset >= stream_start_ && offset < stream_limit_ + kStreamClaimBytes;
 }
 
+uint64_t BlobFetcher::StreamLimitLocked() const {
+  const uint64_t chunk = chunk_size();
+  return std::min(size_, (stream_limit_ + chunk - 1) / chunk * chunk);
+}
+
 uint64_t BlobFetcher::WaitForStreamLimit(uint64_t at) const {
   std::unique_lock lock(stream_mu_);
-  while (at >= stream_limit_) {
+  while (at >= StreamLimitLocked()) {
     if (stream_task_.cancelled()) return 0;
     // Wakes to look at cancellation: the group's cancel hooks cannot reach this wait.
     stream_cv_.wait_for(lock, std::chrono::milliseconds(50));
   }
-  return stream_task_.cancelled() ? 0 : stream_limit_;
+  return stream_task_.cancelled() ? 0 : StreamLimitLocked();
 }
 
 void BlobFetcher::StreamTask(uint64_t first) const {
@@ -128,10 +133,10 @@ void BlobFetcher::StreamTask(uint64_t first) const {
       return true;
     });
   };
-  // The chunks that hold bytes below the limit.
+  // The chunks below the limit: whole ones (StreamLimitLocked), so no claimed chunk waits for a hint.
   auto claimable = [&] {
     std::lock_guard lock(stream_mu_);
-    return (stream_limit_ + chunk - 1) / chunk;
+    return (StreamLimitLocked() + chunk - 1) / chunk;
   };
   Result<uint64_t> stored = cache_->StreamChunks(key_, first, lengths, claim_ahead, stream, claimable);
   std::lock_guard lock(stream_mu_);

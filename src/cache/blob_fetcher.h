@@ -63,8 +63,8 @@ class BlobFetcher {
   void FinishOwed() const;
   // Starts a stream of chunks [first, chunk_count) as one kReadahead task
   // (ChunkCache::StreamChunks: one request, each chunk stored as it
-  // arrives), paced: it takes no byte at or past `limit` (blob bytes; Extend
-  // raises it) until it is raised. false if a stream runs, one failed
+  // arrives), paced: it takes no byte at or past `limit` (blob bytes,
+  // rounded up to a chunk's end; Extend raises it) until it is raised. false if a stream runs, one failed
   // before (its blob is then read in runs: a registry that cuts long
   // transfers would cut each), or the task was refused.
   bool StartStream(uint64_t first, uint64_t limit) const;
@@ -133,8 +133,11 @@ class BlobFetcher {
   mutable bool stream_failed_ = false;  // guarded by stream_mu_
   mutable uint64_t stream_start_ = 0;   // guarded by stream_mu_: blob offset
   mutable uint64_t stream_limit_ = 0;   // guarded by stream_mu_: blob offset
-  // Waits until blob offset `at` is below the stream's limit and returns the
-  // limit; 0 if the fetcher is stopping.
+  // The stream's limit rounded up to a chunk's end (at most the blob's end):
+  // a chunk it claims never waits for the next hint to be completed.
+  uint64_t StreamLimitLocked() const;
+  // Waits until blob offset `at` is below StreamLimitLocked() and returns
+  // it; 0 if the fetcher is stopping.
   uint64_t WaitForStreamLimit(uint64_t at) const;
   void StreamTask(uint64_t first) const;
   mutable TaskGroup tasks_;

@@ -440,6 +440,18 @@ TEST_CASE("cached source: a stream's long hint starts one stream of the blob to 
   CHECK(cache->stats().fetched_bytes == blob.size());
 }
 
+TEST_CASE("cached source: a stream paced to a limit inside a chunk completes that chunk and claims no further") {
+  TempDir tmp;
+  const std::vector<uint8_t> blob = Blob(200 * kSourceChunk);
+  auto cache = OpenSourceCache(tmp.path());
+  CachedSource src(std::make_shared<MemorySource>(blob), cache, kKey, Options(1, 2));
+  src.Prefetch(0, 40 * kSourceChunk + 1000);
+  WaitForStored(*cache, 41);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(Stored(*cache).size() == 41);  // chunk 40 whole: no reader of it waits for the next hint
+  CHECK_FALSE(cache->StoredOrInFlight(kKey, 41));
+}
+
 TEST_CASE("cached source: read-ahead leaves the bytes a stream is about to bring to it") {
   TempDir tmp;
   const std::vector<uint8_t> blob = Blob(400 * kSourceChunk);
