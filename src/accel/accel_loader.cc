@@ -111,7 +111,8 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
       continue;
     }
     const std::string path = IndexSidePath(cache, g);
-    const bool lazy = g.kind == LayerIndexKind::kGzipIndexV4 || g.kind == LayerIndexKind::kZstdCheckpointsV2;
+    const bool gzip_lazy = g.kind == LayerIndexKind::kGzipIndexV4 || g.kind == LayerIndexKind::kGzipIndexV5;
+    const bool lazy = gzip_lazy || g.kind == LayerIndexKind::kZstdCheckpointsV2;
     if (lazy && !PathExists(path)) {
       // Nothing installed: the layer's decoder reads its table at open and
       // each window (dictionary) when a read needs it, through the chunk cache.
@@ -136,7 +137,7 @@ Result<AccelUse> Install(ImageSource& pieces, const FetchedArtifact& artifact, c
       use.lazy_indexes[g.layer_digest] = AccelUse::LazyIndex{g.kind, g.blob.digest, std::move(source), what};
       spdlog::info("{}: reading the {} of layer {} lazily ({} bytes: its table at open, {} on use)", what, name,
                    g.layer_digest, g.blob.size,
-                   g.kind == LayerIndexKind::kGzipIndexV4 ? "windows" : "dictionaries");
+                   gzip_lazy ? "windows" : "dictionaries");
       use.indexed_layers.push_back(g.layer_digest);
     } else if (!PathExists(path)) {
       index_jobs.push_back(IndexJob{&g, path, Status::Ok()});

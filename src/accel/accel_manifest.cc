@@ -50,7 +50,7 @@ nlohmann::json LayerPieceJson(Descriptor d, std::string_view media_type, const s
   return DescriptorJson(d);
 }
 
-constexpr LayerIndexKind kKinds[] = {LayerIndexKind::kGzipIndex, LayerIndexKind::kGzipIndexV4,
+constexpr LayerIndexKind kKinds[] = {LayerIndexKind::kGzipIndex, LayerIndexKind::kGzipIndexV4, LayerIndexKind::kGzipIndexV5,
                                      LayerIndexKind::kZstdFrames, LayerIndexKind::kZstdCheckpoints,
                                      LayerIndexKind::kZstdCheckpointsV2};
 
@@ -60,6 +60,7 @@ std::string_view LayerIndexMediaType(LayerIndexKind kind) {
   switch (kind) {
     case LayerIndexKind::kGzipIndex: return accel::kGzipIndexMediaType;
     case LayerIndexKind::kGzipIndexV4: return accel::kGzipIndexV4MediaType;
+    case LayerIndexKind::kGzipIndexV5: return accel::kGzipIndexV5MediaType;
     case LayerIndexKind::kZstdFrames: return accel::kZstdFramesMediaType;
     case LayerIndexKind::kZstdCheckpoints: return accel::kZstdCheckpointsMediaType;
     case LayerIndexKind::kZstdCheckpointsV2: return accel::kZstdCheckpointsV2MediaType;
@@ -70,7 +71,8 @@ std::string_view LayerIndexMediaType(LayerIndexKind kind) {
 std::string_view LayerIndexName(LayerIndexKind kind) {
   switch (kind) {
     case LayerIndexKind::kGzipIndex:
-    case LayerIndexKind::kGzipIndexV4: return "gzip index";
+    case LayerIndexKind::kGzipIndexV4:
+    case LayerIndexKind::kGzipIndexV5: return "gzip index";
     case LayerIndexKind::kZstdFrames: return "zstd frame table";
     case LayerIndexKind::kZstdCheckpoints:
     case LayerIndexKind::kZstdCheckpointsV2: return "zstd checkpoint index";

@@ -18,6 +18,7 @@ namespace accel {
 inline constexpr std::string_view kArtifactType = "application/vnd.oci-fs.accel.v1";
 inline constexpr std::string_view kGzipIndexMediaType = "application/vnd.oci-fs.gzip-index.v3";
 inline constexpr std::string_view kGzipIndexV4MediaType = "application/vnd.oci-fs.gzip-index.v4";
+inline constexpr std::string_view kGzipIndexV5MediaType = "application/vnd.oci-fs.gzip-index.v5";
 inline constexpr std::string_view kZstdFramesMediaType = "application/vnd.oci-fs.zstd-frames.v2";
 inline constexpr std::string_view kZstdCheckpointsMediaType = "application/vnd.oci-fs.zstd-checkpoints.v1";
 inline constexpr std::string_view kZstdCheckpointsV2MediaType = "application/vnd.oci-fs.zstd-checkpoints.v2";
@@ -39,6 +40,7 @@ inline constexpr uint64_t kMaxPieceBytes = uint64_t{64} << 20;  // = kMaxFetchBl
 enum class LayerIndexKind {
   kGzipIndex,        // a gzip checkpoint index, version 3 (docs/gzip-index-format.md): fetched whole
   kGzipIndexV4,      // a gzip checkpoint index, version 4, table first: read lazily by ranges
+  kGzipIndexV5,      // the same with checkpoints inside deflate blocks (version 5)
   kZstdFrames,       // a zstd frame table with frame CRCs, version 2 (docs/zstd-frames-format.md)
   kZstdCheckpoints,  // a single-frame zstd checkpoint index (docs/zstd-checkpoint-format.md): fetched whole
   kZstdCheckpointsV2,  // the same, version 2, table first: read lazily by ranges

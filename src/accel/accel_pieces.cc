@@ -59,7 +59,8 @@ bool PathExists(const std::string& path) {
 std::string IndexSidePath(ChunkCache& cache, const AccelManifest::LayerIndex& index) {
   switch (index.kind) {
     case LayerIndexKind::kGzipIndex:
-    case LayerIndexKind::kGzipIndexV4: return cache.SidePath(index.layer_digest, "gzidx");
+    case LayerIndexKind::kGzipIndexV4:
+    case LayerIndexKind::kGzipIndexV5: return cache.SidePath(index.layer_digest, "gzidx");
     case LayerIndexKind::kZstdFrames: return cache.SidePath(index.layer_digest, "zstdframes");
     case LayerIndexKind::kZstdCheckpoints:
     case LayerIndexKind::kZstdCheckpointsV2: return cache.SidePath(index.layer_digest, "zstdckpt");
@@ -76,6 +77,7 @@ Status InstallIndex(ImageSource& pieces, const AccelManifest::LayerIndex& index,
     case LayerIndexKind::kZstdFrames: return SaveUntrustedZstdFrames(bytes, index, path);
     case LayerIndexKind::kZstdCheckpoints: return SaveUntrustedZstdCheckpoints(bytes, index, path);
     case LayerIndexKind::kGzipIndexV4:
+    case LayerIndexKind::kGzipIndexV5:
     case LayerIndexKind::kZstdCheckpointsV2: break;  // not installed: read lazily (Install)
   }
   return Unsupported("a " + std::string(LayerIndexName(index.kind)) + " is not used by this version");

@@ -101,11 +101,31 @@ Status InflateWindow(const GzipCheckpoint& cp, std::span<const uint8_t> z, std::
 
 }  // namespace
 
-Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out) {
-  if (cp.window_size == 0 && cp.zwindow.empty() && out.empty()) return Status::Ok();
+Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out, std::vector<uint8_t>* header) {
+  if (header) header->clear();
+  if (!cp.inside_block()) {
+    if (cp.window_size == 0 && cp.zwindow.empty() && out.empty()) return Status::Ok();
+    std::vector<uint8_t> holder;
+    OCIFS_ASSIGN_OR_RETURN(std::span<const uint8_t> z, CompressedWindow(cp, &holder));
+    return InflateWindow(cp, z, out);
+  }
+  if (!cp.window_file) {
+    if (cp.block_header.size() != cp.HeaderBytes()) {
+      return Corrupt("gzip checkpoint at decompressed offset " + std::to_string(cp.out) +
+                     ": its block header is not " + std::to_string(cp.header_bits) + " bits");
+    }
+    if (header) *header = cp.block_header;
+    return InflateWindow(cp, cp.zwindow, out);
+  }
+  // Its file holds the block header, then the compressed window.
   std::vector<uint8_t> holder;
-  OCIFS_ASSIGN_OR_RETURN(std::span<const uint8_t> z, CompressedWindow(cp, &holder));
-  return InflateWindow(cp, z, out);
+  OCIFS_ASSIGN_OR_RETURN(std::span<const uint8_t> region, CompressedWindow(cp, &holder));
+  if (region.size() < cp.HeaderBytes()) {
+    return Corrupt("gzip checkpoint at decompressed offset " + std::to_string(cp.out) +
+                   ": its window's place is shorter than its block header");
+  }
+  if (header) header->assign(region.begin(), region.begin() + static_cast<ptrdiff_t>(cp.HeaderBytes()));
+  return InflateWindow(cp, region.subspan(cp.HeaderBytes()), out);
 }
 
 bool GzipIndex::ValidBlockSize(uint32_t size) {
@@ -145,6 +165,10 @@ Status GzipIndex::Emit(std::span<const GzipCheckpoint> cps,
   AppendLe<uint32_t>(b, static_cast<uint32_t>(tail_len));
   for (size_t i = 0; i < kMaxTail; ++i) b.push_back(i < tail_len ? tail[i] : 0);
   for (const GzipCheckpoint& cp : cps) {
+    if (cp.inside_block()) {
+      return InvalidArgument("gzip index: a checkpoint inside a deflate block (decompressed offset " +
+                             std::to_string(cp.out) + ") needs the table-first layout, version 5");
+    }
     AppendLe<uint64_t>(b, cp.out);
     AppendLe<uint64_t>(b, cp.in);
     b.push_back(cp.bits);

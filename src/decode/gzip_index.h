@@ -40,6 +40,18 @@ struct GzipCheckpoint {
   // The CRC-32 of the compressed window's bytes (version 4: the window is
   // read from a blob that may be wrong); checked when read from window_file.
   std::optional<uint32_t> zwindow_crc{};
+  // A checkpoint inside a deflate block (version 5, kind 2; header_bits > 0):
+  // (in, bits) is the start of a literal/length code, and decoding restarts by
+  // first feeding the block's header, `header_bits` bits packed from bit 0 of
+  // block_header[0] (deflate's bit order), then the codes from (in, bits).
+  // block_header holds them when the window is held in memory (zwindow);
+  // with window_file, the window's place holds the header's
+  // HeaderBytes() bytes first, then the compressed window (kept together,
+  // under one CRC-32), and block_header stays empty.
+  uint16_t header_bits = 0;
+  std::vector<uint8_t> block_header{};
+  bool inside_block() const { return header_bits != 0; }
+  size_t HeaderBytes() const { return (header_bits + 7u) / 8u; }
 };
 
 // An index file whose checkpoint windows are read when a read needs them, so a
@@ -65,8 +77,11 @@ class GzipWindowFile {
 // Compresses a window (<= 32 KiB) for GzipCheckpoint::zwindow.
 std::vector<uint8_t> CompressWindow(std::span<const uint8_t> window);
 // Inflates cp's window (from memory or its file) into `out` (cp.window_size
-// bytes); kCorrupt if it does not inflate to exactly that many bytes.
-[[nodiscard]] Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out);
+// bytes); kCorrupt if it does not inflate to exactly that many bytes. With
+// `header`, also sets it to cp's block header (empty unless inside_block()),
+// read with the window.
+[[nodiscard]] Status DecompressWindow(const GzipCheckpoint& cp, std::span<uint8_t> out,
+                                      std::vector<uint8_t>* header = nullptr);
 
 // A complete index of one gzip blob. A value type; no internal locking.
 struct GzipIndex {

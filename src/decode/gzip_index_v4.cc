@@ -14,6 +14,8 @@ constexpr char kV4Magic[8] = {'O', 'C', 'I', 'F', 'S', 'G', 'Z', 'I'};
 constexpr uint32_t kV4FlagLearnZeroRuns = 1;
 // A compressed window is at most compressBound(32 KiB), a little over 32 KiB.
 constexpr uint32_t kMaxZWindow = 64u << 10;
+// A record's kind (byte 17).
+constexpr uint8_t kKindBlockBoundary = 0, kKindMemberStart = 1, kKindInsideBlock = 2;
 
 uint32_t V4Crc(std::span<const uint8_t> b) {
   return Crc32(std::span<const uint8_t>(b.data(), b.size()));
@@ -36,7 +38,9 @@ Result<std::vector<uint8_t>> GzipIndexV4::Serialize(const GzipIndex& index) {
   std::vector<uint8_t> windows;  // the windows, in checkpoint order, after the table
   std::vector<uint8_t> b;
   b.assign(kV4Magic, kV4Magic + 8);
-  AppendLe<uint32_t>(b, kVersion);
+  const bool inside_blocks =
+      std::any_of(cps.begin(), cps.end(), [](const GzipCheckpoint& cp) { return cp.inside_block(); });
+  AppendLe<uint32_t>(b, inside_blocks ? kVersionInsideBlocks : kVersion);
   AppendLe<uint32_t>(b, index.zero_runs_known ? 0 : kV4FlagLearnZeroRuns);
   AppendLe<uint64_t>(b, index.compressed_size);
   AppendLe<uint64_t>(b, index.decompressed_size);
@@ -47,17 +51,23 @@ Result<std::vector<uint8_t>> GzipIndexV4::Serialize(const GzipIndex& index) {
   for (size_t i = 0; i < GzipIndex::kMaxTail; ++i) b.push_back(i < tail_len ? index.tail[i] : 0);
   AppendLe<uint64_t>(b, table);
   for (const GzipCheckpoint& cp : cps) {
-    std::vector<uint8_t> z = cp.zwindow;  // the compressed window: in memory, or read back from its file
+    // The compressed window (after the block header, inside a block): in
+    // memory, or read back from its file (where the header is already first).
+    std::vector<uint8_t> z = cp.block_header;
+    z.insert(z.end(), cp.zwindow.begin(), cp.zwindow.end());
     if (cp.window_file && cp.zwindow_length > 0) {
       OCIFS_ASSIGN_OR_RETURN(z, cp.window_file->Read(cp.zwindow_offset, cp.zwindow_length));
     }
-    if ((cp.window_size == 0) != z.empty()) return InvalidArgument("gzip checkpoint without its window");
+    const size_t header_bytes = cp.HeaderBytes();
+    if (z.size() < header_bytes || (cp.window_size == 0) != (z.size() == header_bytes)) {
+      return InvalidArgument("gzip checkpoint without its window");
+    }
+    if (cp.inside_block() && cp.member_start) return InvalidArgument("gzip checkpoint: a member start inside a block");
     AppendLe<uint64_t>(b, cp.out);
     AppendLe<uint64_t>(b, cp.in);
     b.push_back(cp.bits);
-    b.push_back(cp.member_start ? 1 : 0);
-    b.push_back(0);
-    b.push_back(0);
+    b.push_back(cp.member_start ? kKindMemberStart : cp.inside_block() ? kKindInsideBlock : kKindBlockBoundary);
+    AppendLe<uint16_t>(b, cp.header_bits);
     AppendLe<uint32_t>(b, cp.window_size);
     AppendLe<uint64_t>(b, z.empty() ? 0 : table + windows.size());
     AppendLe<uint32_t>(b, static_cast<uint32_t>(z.size()));
@@ -84,7 +94,9 @@ Result<uint64_t> GzipIndexV4::TableLength(std::span<const uint8_t> header, uint6
   if (header.size() < kHeaderSize) return bad("too short (" + std::to_string(header.size()) + " bytes)");
   if (std::memcmp(header.data(), kV4Magic, 8) != 0) return bad("bad magic");
   const uint32_t version = LoadLe<uint32_t>(header.data() + 8);
-  if (version != kVersion) return bad("version " + std::to_string(version) + ", not 4");
+  if (version != kVersion && version != kVersionInsideBlocks) {
+    return bad("version " + std::to_string(version) + ", not 4 or 5");
+  }
   const uint64_t table = LoadLe<uint64_t>(header.data() + 68);
   if (table < kHeaderSize + kRecordSize + 8 + 12 + 4 || table > file_size || table > kMaxTableBytes) {
     return bad("table length " + std::to_string(table) + " out of bounds (file of " + std::to_string(file_size) +
@@ -101,6 +113,7 @@ Result<GzipIndex> GzipIndexV4::ParseTable(std::span<const uint8_t> bytes, uint64
   const size_t body = bytes.size() - 4;
   if (V4Crc(bytes.first(body)) != LoadLe<uint32_t>(bytes.data() + body)) return bad("table checksum mismatch");
   const uint8_t* p = bytes.data();
+  const bool inside_blocks = LoadLe<uint32_t>(p + 8) == kVersionInsideBlocks;
   const uint32_t flags = LoadLe<uint32_t>(p + 12);
   if (flags & ~kV4FlagLearnZeroRuns) return bad("unknown flags " + std::to_string(flags));
   GzipIndex index;
@@ -124,8 +137,13 @@ Result<GzipIndex> GzipIndexV4::ParseTable(std::span<const uint8_t> bytes, uint64
     cp.out = LoadLe<uint64_t>(r);
     cp.in = LoadLe<uint64_t>(r + 8);
     cp.bits = r[16];
-    if (r[17] > 1 || r[18] != 0 || r[19] != 0) return bad("checkpoint " + std::to_string(i) + ": bad kind");
-    cp.member_start = r[17] == 1;
+    const uint8_t kind = r[17];
+    cp.header_bits = LoadLe<uint16_t>(r + 18);
+    if (kind > (inside_blocks ? kKindInsideBlock : kKindMemberStart) ||
+        (kind == kKindInsideBlock) != (cp.header_bits != 0) || (kind == kKindInsideBlock && cp.header_bits < 3)) {
+      return bad("checkpoint " + std::to_string(i) + ": bad kind");
+    }
+    cp.member_start = kind == kKindMemberStart;
     cp.window_size = LoadLe<uint32_t>(r + 20);
     const uint64_t zoffset = LoadLe<uint64_t>(r + 24);
     const uint32_t zlen = LoadLe<uint32_t>(r + 32);
@@ -137,8 +155,9 @@ Result<GzipIndex> GzipIndexV4::ParseTable(std::span<const uint8_t> bytes, uint64
     }
     if (cp.out > index.decompressed_size || cp.in > index.compressed_size || cp.bits > 7 ||
         (cp.bits > 0 && cp.in == 0) || cp.window_size > GzipCheckpoint::kWindowSize ||
-        (cp.member_start && (cp.bits != 0 || cp.window_size != 0)) || (cp.window_size == 0) != (zlen == 0) ||
-        zlen > kMaxZWindow || (zlen == 0 && (zoffset != 0 || zcrc != 0))) {
+        (cp.member_start && (cp.bits != 0 || cp.window_size != 0)) ||
+        (cp.window_size == 0) != (zlen == cp.HeaderBytes()) || zlen > kMaxZWindow + cp.HeaderBytes() ||
+        (zlen == 0 && (zoffset != 0 || zcrc != 0))) {
       return bad(at + ": field out of range");
     }
     if (zlen > 0 && (zoffset < table || zoffset > file_size || zlen > file_size - zoffset)) {
@@ -179,7 +198,8 @@ Result<GzipIndex> GzipIndexV4::Parse(std::span<const uint8_t> bytes, const std::
       return Corrupt("gzip index " + what + ": the window of its checkpoint at decompressed offset " +
                      std::to_string(cp.out) + " does not match its CRC-32");
     }
-    cp.zwindow.assign(z.begin(), z.end());
+    cp.block_header.assign(z.begin(), z.begin() + static_cast<ptrdiff_t>(cp.HeaderBytes()));
+    cp.zwindow.assign(z.begin() + static_cast<ptrdiff_t>(cp.HeaderBytes()), z.end());
     OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, std::span(window).first(cp.window_size)).WithContext("gzip index " + what));
   }
   return index;

@@ -25,6 +25,9 @@ namespace ocifs {
 class GzipIndexV4 {
  public:
   static constexpr uint32_t kVersion = 4;
+  // The same layout with checkpoints inside deflate blocks (kind 2): written
+  // only when the index has one, so older readers keep reading the others.
+  static constexpr uint32_t kVersionInsideBlocks = 5;
   static constexpr size_t kHeaderSize = 76;  // version 3's 68 bytes, then the table length
   static constexpr size_t kRecordSize = 40;  // a checkpoint record, without its window
   // The most a table may take (an artifact's piece is at most 64 MiB).

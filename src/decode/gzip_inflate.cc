@@ -6,6 +6,29 @@
 
 namespace ocifs {
 
+Status FeedBlockHeader(ZInflateStream& z, std::span<const uint8_t> header, unsigned bits) {
+  if (bits == 0 || header.size() != (bits + 7) / 8) return Corrupt("its block header is not " + std::to_string(bits) + " bits");
+  const size_t whole = bits / 8;
+  if (whole > 0) {
+    // The header makes no output: inflate only takes its bits in.
+    uint8_t none = 0;
+    z->next_in = const_cast<Bytef*>(header.data());
+    z->avail_in = static_cast<uInt>(whole);
+    z->next_out = &none;
+    z->avail_out = 0;
+    const int ret = inflate(z.get(), Z_NO_FLUSH);
+    if ((ret != Z_OK && ret != Z_BUF_ERROR) || z->avail_in != 0 || z->total_out != 0) {
+      return Corrupt("its block header does not decode: " + z.Message("inflate failed"));
+    }
+  }
+  if (const unsigned rest = bits % 8; rest > 0) {
+    if (inflatePrime(z.get(), static_cast<int>(rest), header[whole] & ((1u << rest) - 1)) != Z_OK) {
+      return Internal("inflatePrime failed");
+    }
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed, const GzipCheckpoint& cp,
                                                    size_t length, uint64_t compressed_hint,
                                                    const std::string& layer,
@@ -25,19 +48,24 @@ Result<std::vector<uint8_t>> InflateFromCheckpoint(const ByteSource& compressed,
   ZInflateStream z;
   OCIFS_RETURN_IF_ERROR(z.Init(raw ? -15 : 31));
   if (raw) {
+    if (cp.window_size > 0 || cp.inside_block()) {
+      std::vector<uint8_t> window(cp.window_size), header;
+      OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, window, &header));
+      // Raw inflate takes its dictionary at any time; it stays apart from the bits fed.
+      if (cp.window_size > 0 && inflateSetDictionary(z.get(), window.data(), cp.window_size) != Z_OK) {
+        return Internal("inflateSetDictionary failed");
+      }
+      if (cp.inside_block()) {
+        OCIFS_RETURN_IF_ERROR(FeedBlockHeader(z, header, cp.header_bits).WithContext(
+            "gzip checkpoint of " + layer + " at decompressed offset " + std::to_string(cp.out)));
+      }
+    }
     if (cp.bits > 0) {
       OCIFS_ASSIGN_OR_RETURN(auto b, reader.Peek(1));
       if (b.empty()) return corrupt(start, "unexpected end of data at a checkpoint");
       int c = b[0];
       reader.Skip(1);
       if (inflatePrime(z.get(), cp.bits, c >> (8 - cp.bits)) != Z_OK) return Internal("inflatePrime failed");
-    }
-    if (cp.window_size > 0) {
-      std::vector<uint8_t> window(cp.window_size);
-      OCIFS_RETURN_IF_ERROR(DecompressWindow(cp, window));
-      if (inflateSetDictionary(z.get(), window.data(), cp.window_size) != Z_OK) {
-        return Internal("inflateSetDictionary failed");
-      }
     }
   }
   std::vector<uint8_t> out(length);

@@ -44,6 +44,12 @@ class ZInflateStream {
   bool initialized_ = false;
 };
 
+// Feeds a raw inflate stream (fresh, or with only its dictionary set) the
+// `bits` bits of a deflate block's header, packed from bit 0 of header[0]
+// (GzipCheckpoint::block_header), so that it decodes the block's codes next.
+// kCorrupt if `header` is not (bits + 7) / 8 bytes or does not decode.
+[[nodiscard]] Status FeedBlockHeader(ZInflateStream& z, std::span<const uint8_t> header, unsigned bits);
+
 // Decompresses `length` bytes of the layer starting at checkpoint `cp`
 // (crossing gzip member boundaries as needed). `compressed_hint` is about how
 // many compressed bytes that takes (sizes the first range read; 0 = unknown).

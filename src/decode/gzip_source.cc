@@ -299,14 +299,14 @@ Status GzipSource::ReadVerified(uint64_t from, uint64_t to, const PassProgress::
   }
   // An edge block not verified yet: read all of it, check it, return the part asked for.
   std::vector<uint8_t> wide(static_cast<size_t>(wide_to - wide_from));
-  OCIFS_RETURN_IF_ERROR(ReadSpans(wide_from, wide_to, produced, wide));
+  OCIFS_RETURN_IF_ERROR(ReadSpans(wide_from, wide_to, produced, wide, {from, to}));
   OCIFS_RETURN_IF_ERROR(checks_->Check(wide_from, wide, learn));
   std::copy_n(wide.begin() + static_cast<ptrdiff_t>(from - wide_from), out.size(), out.begin());
   return Status::Ok();
 }
 
 Status GzipSource::ReadSpans(uint64_t offset, uint64_t end, const PassProgress::Produced& produced,
-                             std::span<uint8_t> buf) const {
+                             std::span<uint8_t> buf, std::pair<uint64_t, uint64_t> asked) const {
   std::vector<Piece> pieces;
   checkpoints_.ForEachSpan(offset, end, produced.bytes, [&](const GzipCheckpoints::Span& span) {
     pieces.push_back(MakePiece(span, offset, end, produced.complete));
@@ -326,14 +326,20 @@ Status GzipSource::ReadSpans(uint64_t offset, uint64_t end, const PassProgress::
     std::copy(spans[k]->begin() + static_cast<ptrdiff_t>(p.from - p.span.out),
               spans[k]->begin() + static_cast<ptrdiff_t>(p.need), buf.begin() + static_cast<ptrdiff_t>(p.from - offset));
   }
-  if (options_.record_compressed) RecordNeeded(pieces);
+  if (options_.record_compressed) RecordNeeded(pieces, asked.second > asked.first ? asked : std::pair{offset, end});
   return Status::Ok();
 }
 
-void GzipSource::RecordNeeded(const std::vector<Piece>& pieces) const {
+void GzipSource::RecordNeeded(const std::vector<Piece>& pieces, std::pair<uint64_t, uint64_t> asked) const {
   for (const Piece& p : pieces) {
-    const uint64_t a = (p.from - p.span.out) / kInputMarkBytes;
-    const uint64_t b = (p.to - p.span.out + kInputMarkBytes - 1) / kInputMarkBytes;
+    // What the reader asked for, not the rest of the blocks read to verify
+    // them (a mount with another index widens to its own blocks); but a span
+    // read only to verify a block (one the read's bytes share with it) is
+    // recorded, so that a mount with this index prefetches it too.
+    uint64_t from = std::max(p.from, asked.first), to = std::min(p.to, asked.second);
+    if (from >= to) from = p.from, to = p.to;
+    const uint64_t a = (from - p.span.out) / kInputMarkBytes;
+    const uint64_t b = (to - p.span.out + kInputMarkBytes - 1) / kInputMarkBytes;
     std::pair<uint64_t, uint64_t> range{0, 0};
     {
       std::lock_guard lock(marks_mu_);
@@ -343,7 +349,7 @@ void GzipSource::RecordNeeded(const std::vector<Piece>& pieces) const {
       }
     }
     // Not inflated here (copied from a pass's output): the whole span.
-    if (range.second <= range.first) range = checkpoints_.CompressedRange(p.from, p.to, compressed_->size());
+    if (range.second <= range.first) range = checkpoints_.CompressedRange(from, to, compressed_->size());
     if (range.second > range.first && range.second != kUnknownSize) {
       options_.record_compressed(range.first, range.second - range.first);
     }

@@ -156,8 +156,11 @@ class GzipSource final : public ByteSource {
   // options_.index_path, if valid for this blob and with checksums, installed.
   std::optional<uint64_t> AdoptSavedIndex();
   // Bytes [from, to) (produced) into `out` (to - from bytes), span by span.
+  // `asked`: the part of them the reader asked for (a verified read widens to
+  // whole blocks), which alone is recorded (options_.record_compressed);
+  // {0, 0}: all of them.
   [[nodiscard]] Status ReadSpans(uint64_t from, uint64_t to, const PassProgress::Produced& produced,
-                                 std::span<uint8_t> out) const;
+                                 std::span<uint8_t> out, std::pair<uint64_t, uint64_t> asked = {0, 0}) const;
   // With checks_: bytes [from, to) into `out`, every block they touch verified.
   [[nodiscard]] Status ReadVerified(uint64_t from, uint64_t to, const PassProgress::Produced& produced,
                                     std::span<uint8_t> out) const;
@@ -167,8 +170,9 @@ class GzipSource final : public ByteSource {
   [[nodiscard]] Status CheckInflated(const Piece& p, std::vector<uint8_t>& bytes) const;
   Piece MakePiece(const GzipCheckpoints::Span& span, uint64_t from, uint64_t to, bool complete) const;
   // With options_.record_compressed: reports the compressed bytes that made
-  // each piece's output (its span's input marks, else the whole span's).
-  void RecordNeeded(const std::vector<Piece>& pieces) const;
+  // each piece's output within [asked.first, asked.second), or all of a
+  // piece's outside it (its span's input marks, else the whole span's).
+  void RecordNeeded(const std::vector<Piece>& pieces, std::pair<uint64_t, uint64_t> asked) const;
   // Serves p into `out` without inflating if it can: known zeros, or the span
   // the pass is producing.
   bool ServeWithoutInflating(const Piece& p, bool complete, std::span<uint8_t> out) const;

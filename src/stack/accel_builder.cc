@@ -14,6 +14,7 @@
 #include "base/whole_file.h"
 #include "decode/decoder.h"
 #include "decode/gzip_index.h"
+#include "decode/gzip_block_checkpoints.h"
 #include "decode/gzip_dense_checkpoints.h"
 #include "decode/gzip_index_v4.h"
 #include "decode/gzip_sparse_windows.h"
@@ -253,6 +254,26 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         OCIFS_RETURN_IF_ERROR(AddSparseCheckpoints(*view.blob, *index, "layer " + digest, {}, &dense));
         spdlog::info("layer {}: {} gzip checkpoints added between them ({} candidates), {} bytes of windows",
                      digest, dense.added, dense.candidates, dense.zwindow_bytes);
+        // And where the profile reads: checkpoints inside deflate blocks at
+        // the checksum blocks around its regions, so a profiled read
+        // inflates and fetches its own checksum blocks, not the deflate
+        // blocks around them.
+        if (auto it = stack_options.gzip_checkpoint_targets.find(digest);
+            it != stack_options.gzip_checkpoint_targets.end() && !it->second.empty()) {
+          const DecoderOptions defaults;
+          BlockCheckpointStats inside;
+          OCIFS_RETURN_IF_ERROR(AddBlockCheckpoints(
+              *view.blob, *index,
+              GzipTargetPlacer::Plan(it->second, defaults.checkpoint_target_gap,
+                                     static_cast<size_t>(defaults.max_target_checkpoints),
+                                     defaults.checkpoint_target_spacing),
+              "layer " + digest, {}, &inside));
+          spdlog::info("layer {}: {} gzip checkpoints added inside deflate blocks for the profile ({} boundaries "
+                       "wanted, {} near one already, {} in stored blocks, {} failed their check), {} bytes of "
+                       "windows and headers",
+                       digest, inside.added, inside.wanted, inside.near_existing, inside.in_stored,
+                       inside.dropped_verify, inside.zwindow_bytes);
+        }
         layers[i].gzip_index = std::move(index).value();
         // Its stored blocks: a read there copies the blob's bytes (docs/raw-spans-format.md).
         auto stored = FindStoredBlocks(*view.blob);
@@ -334,7 +355,9 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         if (!bytes.ok()) return bytes.status().WithContext("layer " + digest + ": its gzip index");
         const RawSpanTable* raw = layers[i].raw_spans ? &*layers[i].raw_spans : nullptr;
         OCIFS_RETURN_IF_ERROR(FitProfiles(*bytes, digest, layer.size, raw, pieces.profiles));
-        pieces.layer_indexes.push_back({LayerIndexKind::kGzipIndexV4, digest, layer.size,
+        // Version 5 (checkpoints inside blocks) is its own media type: older readers skip it.
+        const bool v5 = bytes->size() > 8 && (*bytes)[8] == GzipIndexV4::kVersionInsideBlocks;
+        pieces.layer_indexes.push_back({v5 ? LayerIndexKind::kGzipIndexV5 : LayerIndexKind::kGzipIndexV4, digest, layer.size,
                                         std::string(bytes->begin(), bytes->end())});
         AddRawSpans(raw, digest, layer.size, pieces);
         break;

@@ -60,7 +60,8 @@ bool AllRaw(const RawSpanTable& raw, uint64_t from, uint64_t to, RawHeaders head
 AccessProfile Fit(const AccessProfile& profile, const std::string& layer_digest, uint64_t layer_size,
                   const CompressedSpans& spans, const std::vector<GzipIndex::WindowPlace>* windows,
                   const std::string& index_digest, const std::vector<uint64_t>* starts = nullptr,
-                  const RawSpanTable* raw = nullptr, RawHeaders headers = kZstdRawHeaders) {
+                  const RawSpanTable* raw = nullptr, RawHeaders headers = kZstdRawHeaders,
+                  const std::vector<std::pair<size_t, size_t>>* mates = nullptr) {
   auto recorded = profile.blobs.find(layer_digest);
   if (recorded == profile.blobs.end() || spans.empty() || profile.chunk_size == 0) return profile;
   const uint64_t unit = profile.chunk_size;
@@ -77,15 +78,23 @@ AccessProfile Fit(const AccessProfile& profile, const std::string& layer_digest,
     // `from` to the last one starting before `to`.
     auto first = std::upper_bound(spans.begin(), spans.end(), from,
                                   [](uint64_t at, const std::pair<uint64_t, uint64_t>& s) { return at < s.first; });
-    size_t k = first == spans.begin() ? 0 : static_cast<size_t>(first - spans.begin()) - 1;
-    for (; k < spans.size() && spans[k].first < to; ++k) {
-      if (!spans_seen.insert(k).second) continue;
+    // Span k, with its window.
+    auto add_span = [&](size_t k) {
+      if (!spans_seen.insert(k).second) return;
       const uint64_t start = starts ? std::min((*starts)[k], spans[k].first) : spans[k].first;
       const uint64_t end = std::min(layer_size, spans[k].second);
       if (end > start) AddUnits(start / unit, (end - 1) / unit, layer_units, layer_seen);
       if (windows && (*windows)[k].length > 0) {
         const GzipIndex::WindowPlace& w = (*windows)[k];
         AddUnits(w.offset / unit, (w.offset + w.length - 1) / unit, index_units, index_seen);
+      }
+    };
+    size_t k = first == spans.begin() ? 0 : static_cast<size_t>(first - spans.begin()) - 1;
+    for (; k < spans.size() && spans[k].first < to; ++k) {
+      add_span(k);
+      // The spans sharing a checksum block with it: a read verifies whole blocks.
+      if (mates) {
+        for (size_t m = (*mates)[k].first; m <= (*mates)[k].second && m < spans.size(); ++m) add_span(m);
       }
     }
     AddUnits(u, u, layer_units, layer_seen);  // a unit past the last span's end (the trailer)
@@ -110,8 +119,26 @@ AccessProfile FitProfileToGzipIndex(const AccessProfile& profile, const ShippedG
                        k + 1 < cps.size() ? cps[k + 1].in + 1 + kSpanReadPast : gzip.layer_size);
     windows.push_back({cps[k].zwindow_offset, cps[k].zwindow_length});
   }
+  // A mount reads whole checksum blocks (a read's first and last widen to
+  // theirs while not verified), so with a span come those whose output shares
+  // a block with its output: from the last one starting at or before its
+  // first block's start to the last one starting before its last block's end.
+  std::vector<std::pair<size_t, size_t>> mates;
+  const uint64_t block = gzip.index->block_size;
+  if (block > 0) {
+    auto last_at_or_before = [&](uint64_t out) {
+      auto it = std::upper_bound(cps.begin(), cps.end(), out,
+                                 [](uint64_t o, const GzipCheckpoint& cp) { return o < cp.out; });
+      return it == cps.begin() ? size_t{0} : static_cast<size_t>(it - cps.begin()) - 1;
+    };
+    for (size_t k = 0; k < cps.size(); ++k) {
+      const uint64_t end_out = k + 1 < cps.size() ? cps[k + 1].out : gzip.index->decompressed_size;
+      const uint64_t block_end = (std::max(end_out, cps[k].out + 1) + block - 1) / block * block;
+      mates.emplace_back(last_at_or_before(cps[k].out / block * block), last_at_or_before(block_end - 1));
+    }
+  }
   return Fit(profile, gzip.layer_digest, gzip.layer_size, spans, &windows, gzip.index_digest, nullptr, gzip.raw,
-             kDeflateStoredHeaders);
+             kDeflateStoredHeaders, block > 0 ? &mates : nullptr);
 }
 
 AccessProfile FitProfileToZstdCheckpoints(const AccessProfile& profile, const ShippedZstdCheckpoints& zstd) {

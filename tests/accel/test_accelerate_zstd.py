@@ -287,7 +287,16 @@ def test_a_read_inside_raw_blocks_needs_its_own_bytes_not_a_segment(compression,
     assert "read as they are" not in text, text
     # 8 units more: what the mount reads to open the layer (the tar header, the disk's first sector).
     assert with_units <= 17 * len(reads) + 8, (with_units, without_units)
-    assert without_units >= {"zstd": 3, "gzip": 1.2}[compression] * with_units, (with_units, without_units)
+    if compression == "zstd":
+        # Through the checkpoint index alone a read decodes, and is recorded as, its segment.
+        assert without_units >= 3 * with_units, (with_units, without_units)
+    else:
+        # A gzip read is recorded as the bytes it needed however it was read (the checksum
+        # blocks an inflate reads around them are not its need: docs/profile-format.md), so
+        # the two recordings name about the same; what the table changes is the fit
+        # (tests/stack/accel_profile_test.cc: stored-block units stay as they are) and the
+        # read (a copy, the log line above).
+        assert without_units <= 17 * len(reads) + 8 + 16, (with_units, without_units)
 
 
 def profile_units(path, digest: str) -> int:

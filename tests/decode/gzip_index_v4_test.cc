@@ -7,6 +7,7 @@
 
 #include "base/memory_source.h"
 #include "decode/decoder.h"
+#include "decode/gzip_block_checkpoints.h"
 #include "decode/gzip_saved_index.h"
 #include "decode/gzip_source.h"
 #include "decode/index_fallback_source.h"
@@ -166,6 +167,21 @@ TEST_CASE("a lazy v4 index for another blob, or truncated anywhere, is not used:
 TEST_CASE("random bit flips of a lazy v4 index, table or windows, give a clean refusal or exact bytes, never wrong ones") {
   TempDir dir("ocifs-gzi4-flip");
   V4Layer layer(dir);
+  // Version 5 too: checkpoints inside deflate blocks, their block headers before their windows.
+  const bool inside_blocks = GENERATE(false, true);
+  if (inside_blocks) {
+    BlockCheckpointStats stats;
+    const std::vector<std::pair<uint64_t, uint64_t>> targets = {{100000, 140000}, {400000, 420000}, {700000, 800000}};
+    REQUIRE(AddBlockCheckpoints(*layer.blob, layer.index, GzipTargetPlacer::Plan(targets, 32 << 10, 3584, 256 << 10),
+                                "layer-v4", {}, &stats)
+                .ok());
+    REQUIRE(stats.added >= 4);
+    auto bytes = GzipIndexV4::Serialize(layer.index);
+    REQUIRE(bytes.ok());
+    REQUIRE((*bytes)[8] == GzipIndexV4::kVersionInsideBlocks);
+    layer.v4 = std::move(bytes).value();
+  }
+  INFO((inside_blocks ? "version 5" : "version 4"));
   const size_t table = static_cast<size_t>(V4At64(layer.v4, 68));
   std::mt19937 rng(45);
   int refused = 0, fell_back = 0, read_through = 0;

@@ -196,3 +196,44 @@ TEST_CASE("a profile fitted to a zstd checkpoint index keeps the units inside ra
   fitted = FitProfileToZstdCheckpoints(ProfileOf("sha256:layer", {22, 12}), without);
   CHECK(fitted.blobs.at("sha256:layer").size() == 20);
 }
+
+TEST_CASE("a profile fitted to a gzip index with checksums also names the spans sharing a checksum block") {
+  // Checkpoints at outs 0, 10u, 20u + 4096, 24u, 40u (ins equal): with 64 KiB
+  // blocks the span [10u, 20u + 4096) ends inside block 20, which span
+  // [20u + 4096, 24u) holds the rest of: a read near the end of the first
+  // verifies block 20 whole, so it needs the second as well; span [24u, 40u)
+  // starts on a block boundary and shares none with it.
+  GzipIndex index = IndexAt({0, 10 * kUnit, 20 * kUnit + 4096, 24 * kUnit, 40 * kUnit});
+  index.block_size = kUnit;
+  index.decompressed_size = 48 * kUnit;
+  ShippedGzipIndex shipped{"sha256:layer", 48 * kUnit, &index, "sha256:index"};
+  AccessProfile fitted = FitProfileToGzipIndex(ProfileOf("sha256:layer", {15}), shipped);
+  std::vector<uint64_t> layer;
+  for (uint64_t u = 10; u <= 20; ++u) layer.push_back(u);  // its own span, to the byte holding the next one's start
+  for (uint64_t u = 21; u <= 24; ++u) layer.push_back(u);  // the block mate [20u + 4096, 24u]
+  // Span 1 starts at out 10u, a block boundary: span 0 is no mate.
+  CHECK(fitted.blobs.at("sha256:layer") == layer);
+  // Windows of spans 1 and 2.
+  CHECK(fitted.blobs.at("sha256:index") == std::vector<uint64_t>{2, 3});
+  // Without checksums (block_size 0), the span alone.
+  index.block_size = 0;
+  AccessProfile alone = FitProfileToGzipIndex(ProfileOf("sha256:layer", {15}), shipped);
+  std::vector<uint64_t> own;
+  for (uint64_t u = 10; u <= 20; ++u) own.push_back(u);
+  CHECK(alone.blobs.at("sha256:layer") == own);
+}
+
+TEST_CASE("a profile fitted to a gzip index keeps the units inside stored blocks as they are") {
+  // Spans [0, 10u), [10u, 20u), [20u, 40u); a stored block's bytes at
+  // [12u + 4, 14u) (its LEN and NLEN, 4 bytes, before them).
+  GzipIndex index = IndexAt({0, 10 * kUnit, 20 * kUnit});
+  const RawSpanTable raw = RawTableOf(40 * kUnit, {{12 * kUnit + 4, 12 * kUnit, 2 * kUnit - 4}});
+  const ShippedGzipIndex shipped{"sha256:layer", 40 * kUnit, &index, "sha256:index", &raw};
+  AccessProfile fitted = FitProfileToGzipIndex(ProfileOf("sha256:layer", {13, 12}), shipped);
+  CHECK(fitted.blobs.at("sha256:layer") == std::vector<uint64_t>{13, 12});
+  CHECK(fitted.blobs.count("sha256:index") == 0);
+  // Without the table (or for a unit reaching past the block), the span and its window.
+  const ShippedGzipIndex without{"sha256:layer", 40 * kUnit, &index, "sha256:index"};
+  CHECK(FitProfileToGzipIndex(ProfileOf("sha256:layer", {13}), without).blobs.at("sha256:layer").size() == 11);
+  CHECK(FitProfileToGzipIndex(ProfileOf("sha256:layer", {14}), shipped).blobs.at("sha256:layer").size() == 11);
+}
