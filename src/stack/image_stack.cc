@@ -11,6 +11,8 @@
 #include "cache/background_fill.h"
 #include "cache/cached_source.h"
 #include "decode/decoder.h"
+#include "decode/estargz_toc.h"
+#include "decode/zstd_chunked_toc.h"
 #include "disk/disk_format.h"
 #include "disk/disk_view.h"
 #include "disk/stored_chunk_source.h"
@@ -120,10 +122,8 @@ bool IsDiskCandidate(const TarEntry& e, const std::string& disk_path) {
 // annotation (eStargz, zstd:chunked).
 bool FirstPassFromTheStart(const Descriptor& layer, LayerCompression declared, const DecoderOptions& o) {
   if (!o.background_pass) return false;
-  for (const char* key : {"containerd.io/snapshot/stargz/toc.digest", "io.containers.zstd-chunked.manifest-position",
-                          "io.github.containers.zstd-chunked.manifest-position"}) {
-    if (layer.annotations.count(key) != 0) return false;
-  }
+  // A layer with its own table of contents is read through it, not by a pass.
+  if (EstargzTocDigest(layer.annotations) || HasZstdChunkedToc(layer.annotations)) return false;
   auto exists = [](const std::string& path) {
     struct stat st {};
     return !path.empty() && ::stat(path.c_str(), &st) == 0;
