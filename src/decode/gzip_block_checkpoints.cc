@@ -16,10 +16,10 @@
 namespace ocifs {
 namespace {
 
-constexpr size_t kWin = GzipCheckpoint::kWindowSize;
+constexpr size_t kInsideBlockWindow = GzipCheckpoint::kWindowSize;
 
 // Where decoding can restart for a checksum-block boundary, as the pass saw it.
-struct Candidate {
+struct BoundaryRestart {
   uint64_t boundary = 0;  // the checksum-block boundary it serves
   uint64_t out = 0;       // its output offset (<= boundary: a match may straddle it)
   uint64_t bit = 0;       // its input bit position in the blob
@@ -61,14 +61,14 @@ Status AddBlockCheckpoints(const ByteSource& compressed, GzipIndex& index,
   OCIFS_RETURN_IF_ERROR(z.Init(31));
   // buf[0, pos) is the latest output; it keeps a window and two checksum
   // blocks behind out_total, enough for any candidate still to be chosen.
-  const size_t keep = kWin + 2 * static_cast<size_t>(block) + 1024;
+  const size_t keep = kInsideBlockWindow + 2 * static_cast<size_t>(block) + 1024;
   std::vector<uint8_t> buf(keep + (1u << 20));
   size_t pos = 0;
   uint64_t out_total = 0;
   // The current deflate block: where it started, and its header's end once known.
   constexpr uint64_t kUnknown = UINT64_MAX;
   uint64_t block_start = kUnknown, header_end = kUnknown;
-  std::optional<Candidate> latest;  // the candidate at the latest boundary reached
+  std::optional<BoundaryRestart> latest;  // the candidate at the latest boundary reached
   std::set<uint64_t> wanted_after;  // boundaries still ahead that a target's end wants
   std::vector<GzipCheckpoint> made;
   uint64_t last_boundary = 0;  // the latest boundary chosen
@@ -77,7 +77,7 @@ Status AddBlockCheckpoints(const ByteSource& compressed, GzipIndex& index,
 
   // Makes the checkpoint for `c` (its window is the output just before
   // c.out, in buf), unless one of the index serves as well.
-  auto choose = [&](const Candidate& c) {
+  auto choose = [&](const BoundaryRestart& c) {
     // The layer's start is a member start; past the index's end there is nothing to serve.
     if (c.boundary == 0 || c.boundary >= index.decompressed_size || c.boundary == last_boundary || !failed.ok()) {
       return;
@@ -117,7 +117,7 @@ Status AddBlockCheckpoints(const ByteSource& compressed, GzipIndex& index,
       cp.header_bits = static_cast<uint16_t>(c.header_end - c.header_first);
     }
     const uint64_t behind = out_total - cp.out;  // bytes of buf after the checkpoint
-    cp.window_size = static_cast<uint32_t>(std::min<uint64_t>(kWin, cp.out));
+    cp.window_size = static_cast<uint32_t>(std::min<uint64_t>(kInsideBlockWindow, cp.out));
     if (behind + cp.window_size > pos) {
       failed = Internal("gzip checkpoints inside blocks: a window is no longer held");
       return;
@@ -207,13 +207,13 @@ Status AddBlockCheckpoints(const ByteSource& compressed, GzipIndex& index,
     latest.reset();
     if (back == -1) {
       if (emitted == 0 && (z->data_type & 128) && !(z->data_type & 64)) {
-        latest = Candidate{.boundary = out_total, .out = out_total, .bit = bit};
+        latest = BoundaryRestart{.boundary = out_total, .out = out_total, .bit = bit};
       } else {
-        latest = Candidate{.boundary = out_total, .stored = true};
+        latest = BoundaryRestart{.boundary = out_total, .stored = true};
       }
     } else if (block_start != kUnknown && header_end != kUnknown && emitted <= out_total &&
                static_cast<uint64_t>(back) <= bit) {
-      latest = Candidate{.boundary = out_total,
+      latest = BoundaryRestart{.boundary = out_total,
                          .out = out_total - emitted,
                          .bit = bit - static_cast<uint64_t>(back),
                          .inside = true,

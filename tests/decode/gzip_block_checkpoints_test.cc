@@ -17,27 +17,27 @@ using namespace ocifs;
 
 namespace {
 
-constexpr uint32_t kBlock = 16 << 10;
+constexpr uint32_t kInsideBlockTestBlock = 16 << 10;
 
 // Random bytes (coded in dynamic blocks of literals by gzip -6) with a text run
 // (matches reaching back across the checksum blocks), gzipped in one member,
 // indexed every MiB with block checksums as accelerate's.
-struct Layer {
+struct InsideBlockLayer {
   std::vector<uint8_t> data;
   std::unique_ptr<MemorySource> blob;
   GzipIndex index;
-  explicit Layer(std::vector<uint8_t> d) : data(std::move(d)) {
+  explicit InsideBlockLayer(std::vector<uint8_t> d) : data(std::move(d)) {
     blob = std::make_unique<MemorySource>(testing::GzipMember(data), "layer");
     index = testing::IndexedGzip(*blob, data.size(), 1 << 20);
-    index.block_size = kBlock;
-    for (size_t at = 0; at < data.size(); at += kBlock) {
+    index.block_size = kInsideBlockTestBlock;
+    for (size_t at = 0; at < data.size(); at += kInsideBlockTestBlock) {
       index.block_crcs.push_back(
-          Crc32(0, std::span<const uint8_t>(data).subspan(at, std::min<size_t>(kBlock, data.size() - at))));
+          Crc32(0, std::span<const uint8_t>(data).subspan(at, std::min<size_t>(kInsideBlockTestBlock, data.size() - at))));
     }
   }
 };
 
-std::vector<uint8_t> MixedData() {
+std::vector<uint8_t> InsideBlockData() {
   std::mt19937 rng(5);
   std::vector<uint8_t> data(3 << 20);
   // 200 byte values: no matches, but Huffman codes shorter than 8 bits, so
@@ -49,13 +49,13 @@ std::vector<uint8_t> MixedData() {
 }
 
 // Targets: compressed ranges in the random part, the text part and near the end.
-std::vector<GzipTargetPlacer::Point> Targets(uint64_t blob_size) {
+std::vector<GzipTargetPlacer::Point> InsideBlockTargets(uint64_t blob_size) {
   std::vector<std::pair<uint64_t, uint64_t>> ranges = {
       {200000, 230000}, {500000, 700000}, {1100000, 1120000}, {blob_size - 90000, blob_size - 70000}};
   return GzipTargetPlacer::Plan(ranges, 32 << 10, 3584, 256 << 10);
 }
 
-void RequireExactFromEveryCheckpoint(const Layer& l, const GzipIndex& index) {
+void RequireExactFromEveryCheckpoint(const InsideBlockLayer& l, const GzipIndex& index) {
   for (size_t k = 1; k < index.checkpoints.size(); ++k) {
     REQUIRE(index.checkpoints[k - 1].out < index.checkpoints[k].out);
     REQUIRE(index.checkpoints[k - 1].in <= index.checkpoints[k].in);
@@ -81,10 +81,10 @@ TEST_CASE("CopyBits packs a bit range from bit 0") {
 }
 
 TEST_CASE("checkpoints inside deflate blocks sit at the checksum blocks around targets and restart exactly") {
-  Layer l(MixedData());
+  InsideBlockLayer l(InsideBlockData());
   const size_t before = l.index.checkpoints.size();
   BlockCheckpointStats stats;
-  REQUIRE(AddBlockCheckpoints(*l.blob, l.index, Targets(l.blob->size()), "layer", {}, &stats).ok());
+  REQUIRE(AddBlockCheckpoints(*l.blob, l.index, InsideBlockTargets(l.blob->size()), "layer", {}, &stats).ok());
   CHECK(stats.wanted >= 8);
   CHECK(stats.added >= 6);
   CHECK(stats.dropped_verify == 0);
@@ -94,7 +94,7 @@ TEST_CASE("checkpoints inside deflate blocks sit at the checksum blocks around t
     if (!cp.inside_block()) continue;
     ++inside;
     // At a checksum-block boundary, or a match's start just before it.
-    const uint64_t boundary = (cp.out + kBlock - 1) / kBlock * kBlock;
+    const uint64_t boundary = (cp.out + kInsideBlockTestBlock - 1) / kInsideBlockTestBlock * kInsideBlockTestBlock;
     CHECK(boundary - cp.out <= 258);
     CHECK(cp.header_bits >= 3);
     CHECK(cp.block_header.size() == cp.HeaderBytes());
@@ -131,8 +131,8 @@ TEST_CASE("checkpoints inside deflate blocks sit at the checksum blocks around t
 }
 
 TEST_CASE("a block header that is wrong fails the restart or makes other bytes, which the checksums catch") {
-  Layer l(MixedData());
-  REQUIRE(AddBlockCheckpoints(*l.blob, l.index, Targets(l.blob->size()), "layer").ok());
+  InsideBlockLayer l(InsideBlockData());
+  REQUIRE(AddBlockCheckpoints(*l.blob, l.index, InsideBlockTargets(l.blob->size()), "layer").ok());
   auto it = std::find_if(l.index.checkpoints.begin(), l.index.checkpoints.end(),
                          [](const GzipCheckpoint& cp) { return cp.inside_block() && cp.header_bits > 40; });
   REQUIRE(it != l.index.checkpoints.end());
@@ -149,22 +149,22 @@ TEST_CASE("a block header that is wrong fails the restart or makes other bytes, 
 }
 
 TEST_CASE("checkpoints inside blocks are not added where the index has one close enough") {
-  Layer l(MixedData());
+  InsideBlockLayer l(InsideBlockData());
   BlockCheckpointOptions options;
   options.min_gain = uint64_t{1} << 40;
   BlockCheckpointStats stats;
   const size_t before = l.index.checkpoints.size();
-  REQUIRE(AddBlockCheckpoints(*l.blob, l.index, Targets(l.blob->size()), "layer", options, &stats).ok());
+  REQUIRE(AddBlockCheckpoints(*l.blob, l.index, InsideBlockTargets(l.blob->size()), "layer", options, &stats).ok());
   CHECK(stats.added == 0);
   CHECK(stats.near_existing + stats.in_stored == stats.wanted);
   CHECK(l.index.checkpoints.size() == before);
 }
 
 TEST_CASE("checkpoints inside blocks for another blob's index: an error, the index unchanged") {
-  Layer l(MixedData());
+  InsideBlockLayer l(InsideBlockData());
   l.index.decompressed_size -= 1;
   const size_t before = l.index.checkpoints.size();
-  Status st = AddBlockCheckpoints(*l.blob, l.index, Targets(l.blob->size()), "other layer");
+  Status st = AddBlockCheckpoints(*l.blob, l.index, InsideBlockTargets(l.blob->size()), "other layer");
   REQUIRE_FALSE(st.ok());
   CHECK(st.ToString().find("other layer") != std::string::npos);
   CHECK(l.index.checkpoints.size() == before);
