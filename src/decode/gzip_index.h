@@ -2,6 +2,7 @@
 // zran technique), and their on-disk form (docs/gzip-index-format.md).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -119,6 +120,10 @@ struct GzipIndex {
   uint32_t block_size = 0;
   std::vector<uint32_t> block_crcs;
   bool has_checksums() const { return block_size != 0; }
+  // Whether a checkpoint lies inside a deflate block (only version 5 holds one).
+  bool has_inside_block_checkpoints() const {
+    return std::any_of(checkpoints.begin(), checkpoints.end(), [](const GzipCheckpoint& cp) { return cp.inside_block(); });
+  }
   // Whether block_size is acceptable (0, or a power of two in [kMinBlockSize, kMaxBlockSize]).
   static bool ValidBlockSize(uint32_t size);
 

@@ -38,9 +38,7 @@ Result<std::vector<uint8_t>> GzipIndexV4::Serialize(const GzipIndex& index) {
   std::vector<uint8_t> windows;  // the windows, in checkpoint order, after the table
   std::vector<uint8_t> b;
   b.assign(kV4Magic, kV4Magic + 8);
-  const bool inside_blocks =
-      std::any_of(cps.begin(), cps.end(), [](const GzipCheckpoint& cp) { return cp.inside_block(); });
-  AppendLe<uint32_t>(b, inside_blocks ? kVersionInsideBlocks : kVersion);
+  AppendLe<uint32_t>(b, index.has_inside_block_checkpoints() ? kVersionInsideBlocks : kVersion);
   AppendLe<uint32_t>(b, index.zero_runs_known ? 0 : kV4FlagLearnZeroRuns);
   AppendLe<uint64_t>(b, index.compressed_size);
   AppendLe<uint64_t>(b, index.decompressed_size);

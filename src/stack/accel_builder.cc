@@ -356,7 +356,7 @@ Result<AccelPieces> BuildAccelPieces(const Reference& ref, const AccelBuildOptio
         const RawSpanTable* raw = layers[i].raw_spans ? &*layers[i].raw_spans : nullptr;
         OCIFS_RETURN_IF_ERROR(FitProfiles(*bytes, digest, layer.size, raw, pieces.profiles));
         // Version 5 (checkpoints inside blocks) is its own media type: older readers skip it.
-        const bool v5 = bytes->size() > 8 && (*bytes)[8] == GzipIndexV4::kVersionInsideBlocks;
+        const bool v5 = layers[i].gzip_index->has_inside_block_checkpoints();
         pieces.layer_indexes.push_back({v5 ? LayerIndexKind::kGzipIndexV5 : LayerIndexKind::kGzipIndexV4, digest, layer.size,
                                         std::string(bytes->begin(), bytes->end())});
         AddRawSpans(raw, digest, layer.size, pieces);
