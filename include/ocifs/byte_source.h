@@ -24,6 +24,13 @@ struct Extent {
   bool hole = false;
 };
 
+// Bytes [offset, offset + length) of a source.
+struct ByteRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool operator==(const ByteRange&) const = default;
+};
+
 // An immutable sequence of size() bytes, read by offset.
 //
 // Thread safety: every method is const and safe to call concurrently from any
@@ -71,6 +78,22 @@ class ByteSource {
   using StreamConsumer = std::function<bool(uint64_t at, std::span<const uint8_t> bytes)>;
   static constexpr size_t kStreamPiece = 1u << 20;
   [[nodiscard]] virtual Status ReadStream(uint64_t offset, uint64_t length, const StreamConsumer& consume) const;
+  // Hands several ranges to `consume` as they arrive, over the network with
+  // ONE request for all of them (an HTTP multi-range request): `ranges`
+  // sorted by offset, disjoint, non-empty, inside size(). consume(offset,
+  // bytes): `offset` is bytes[0]'s offset in the source, inside one range;
+  // each range's bytes come in order, the ranges in any order, and after a
+  // failed attempt some come again; false stops it (kCancelled).
+  // kUnsupported: the source reads one range per request (a server that
+  // answers such a request with the whole blob, or with one range); some
+  // ranges may have come whole before it said so, and the caller reads the
+  // rest on their own. Other errors as ReadAt's. Default: kUnsupported.
+  using RangesConsumer = std::function<bool(uint64_t offset, std::span<const uint8_t> bytes)>;
+  [[nodiscard]] virtual Status ReadRanges(std::span<const ByteRange> ranges, const RangesConsumer& consume) const {
+    (void)ranges;
+    (void)consume;
+    return Unsupported(Describe() + " reads one range per request");
+  }
   // A short human name for logs and errors, e.g. "layer sha256:ab12..".
   virtual std::string Describe() const { return "byte source"; }
 

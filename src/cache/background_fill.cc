@@ -49,11 +49,13 @@ bool ProfilePrefetch::StartProfile(const AccessProfile& profile) {
   if (started_.load()) return false;
   if (auto pieces = PlanPieces(profile)) {
     if (started_.exchange(true)) return false;
-    spdlog::info("{}: prefetching the profile's {} pieces ({:.1f} MiB) in {} requests", fetcher_->Describe(),
+    spdlog::info("{}: prefetching the profile's {} pieces ({:.1f} MiB) in {} runs", fetcher_->Describe(),
                  profile.ChunksOf(fetcher_->key()).size(), pieces->planned_bytes() / 1048576.0, pieces->run_count());
     pieces_owner_ = std::move(pieces);
     pieces_.store(pieces_owner_.get(), std::memory_order_release);
-    StartWorkers(piece_threads_);
+    // Groups of runs (one request each) fill the link with fewer requests in
+    // flight; one run per request wants all piece_threads_ (Worker adds them).
+    StartWorkers(std::min(piece_threads_, kGroupThreads));
     return true;
   }
   uint64_t skipped = 0;
@@ -77,7 +79,8 @@ bool ProfilePrefetch::StartProfile(const AccessProfile& profile) {
 void ProfilePrefetch::StartWorkers(unsigned threads) {
   {
     std::lock_guard lock(mu_);
-    running_ = threads;
+    running_ += threads;
+    workers_ += threads;
   }
   for (unsigned i = 0; i < threads; ++i) {
     if (tasks_.Post(TaskClass::kProfilePrefetch, [this] { Worker(); }) == 0) {
@@ -102,6 +105,14 @@ void ProfilePrefetch::Worker() {
   const auto start = std::chrono::steady_clock::now();
   ProfilePieces* pieces = pieces_.load(std::memory_order_acquire);
   while (pieces && !tasks_.cancelled() && pieces->FetchNext()) {
+    if (!pieces->together()) {
+      unsigned more = 0;
+      {
+        std::lock_guard lock(mu_);
+        if (workers_ < piece_threads_) more = piece_threads_ - workers_;
+      }
+      if (more > 0) StartWorkers(more);
+    }
   }
   while (!pieces && !tasks_.cancelled()) {
     const size_t i = next_.fetch_add(1);
@@ -114,8 +125,9 @@ void ProfilePrefetch::Worker() {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (pieces) {
       const ProfilePieces::Stats s = pieces->stats();
-      spdlog::info("{}: profile prefetch done in {:.2f} s: {:.1f} MiB in {} requests ({} of them by readers first)",
-                   fetcher_->Describe(), seconds, s.bytes_fetched / 1048576.0, s.runs_fetched, s.runs_by_readers);
+      spdlog::info("{}: profile prefetch done in {:.2f} s: {:.1f} MiB, {} runs in {} requests ({} runs by readers first)",
+                   fetcher_->Describe(), seconds, s.bytes_fetched / 1048576.0, s.runs_fetched, s.requests,
+                   s.runs_by_readers);
     } else {
       spdlog::info("{}: profile prefetch done in {:.2f} s", fetcher_->Describe(), seconds);
     }

@@ -87,6 +87,11 @@ class BlobFetcher {
   [[nodiscard]] Status ReadRange(uint64_t offset, std::span<uint8_t> buf) const {
     return ReadExactly(*inner_, offset, buf);
   }
+  // Several ranges from the blob in one request, around the cache, counting
+  // nothing (ByteSource::ReadRanges; kUnsupported: one range per request).
+  [[nodiscard]] Status ReadRanges(std::span<const ByteRange> ranges, const ByteSource::RangesConsumer& consume) const {
+    return inner_->ReadRanges(ranges, consume);
+  }
   const std::shared_ptr<ChunkCache>& cache() const { return cache_; }
   // Blocks until no queued fetch (hint or owed) waits or runs (tests, benchmarks).
   void Wait() const {

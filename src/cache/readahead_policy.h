@@ -25,6 +25,8 @@
 #include <mutex>
 #include <optional>
 
+#include "ocifs/byte_source.h"
+
 namespace ocifs {
 
 struct ReadaheadOptions {
@@ -32,12 +34,6 @@ struct ReadaheadOptions {
   uint64_t max = 16ull << 20;     // the window never grows past this; 0 = never read ahead
   uint64_t min_run = 2ull << 20;  // bytes a stream reads in order before its first window
   uint32_t min_reads = 2;         // ... in at least this many reads (one large read is not a stream)
-};
-
-struct ByteRange {
-  uint64_t offset = 0;
-  uint64_t length = 0;
-  bool operator==(const ByteRange&) const = default;
 };
 
 class ReadaheadPolicy {

@@ -23,6 +23,8 @@ class BlobSource final : public ByteSource {
   Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> buf) const override;
   // One range request for all of it (PullEndpoints::StreamBlobRange).
   Status ReadStream(uint64_t offset, uint64_t length, const StreamConsumer& consume) const override;
+  // One multi-range request (PullEndpoints::StreamBlobRanges); one range is a ReadStream.
+  Status ReadRanges(std::span<const ByteRange> ranges, const RangesConsumer& consume) const override;
   std::string Describe() const override;
 
  private:

@@ -109,6 +109,28 @@ Status PullEndpoints::StreamBlobRange(const Descriptor& blob, uint64_t offset, u
   return status;
 }
 
+Status PullEndpoints::StreamBlobRanges(const Descriptor& blob, std::span<const ByteRange> ranges,
+                                       const MultiRangeSink::Consumer& consumer) {
+  bool stopped = false;
+  auto take = [&](uint64_t at, std::span<const uint8_t> bytes) {
+    if (consumer(at, bytes)) return true;
+    stopped = true;
+    return false;
+  };
+  const auto deadline = Deadline();
+  const std::vector<ByteRange> asked(ranges.begin(), ranges.end());
+  Status refused;
+  Status status = FirstThatAnswers<Status>("blob " + blob.digest.substr(0, 19), [&](RegistrySession& s) {
+    Status st = s.StreamBlobRanges(blob, asked, take, deadline);
+    // Neither the reader's stop nor a refused multi-range request is a failure of the endpoint.
+    if (st.code() == Code::kUnsupported) refused = st;
+    return stopped || st.code() == Code::kUnsupported ? Status::Ok() : st;
+  });
+  if (stopped) return Cancelled("ranges of blob " + blob.digest.substr(0, 19) + ".. stopped by their reader");
+  if (!refused.ok()) return refused;
+  return status;
+}
+
 Status PullEndpoints::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {
   bool held = false;  // a read of the blob failed unavailable just now: a short ask
   {

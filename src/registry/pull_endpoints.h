@@ -57,6 +57,13 @@ class PullEndpoints {
   [[nodiscard]] Status StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
                                        const RangeSink::Consumer& consumer);
 
+  // As RegistrySession::StreamBlobRanges, from the first usable endpoint
+  // (a mirror that fails is marked as for a read and the next one is asked;
+  // one that does not do multi-range is no failure: kUnsupported, and the
+  // caller reads the ranges one by one, each through the endpoints as usual).
+  [[nodiscard]] Status StreamBlobRanges(const Descriptor& blob, std::span<const ByteRange> ranges,
+                                        const MultiRangeSink::Consumer& consumer);
+
   // The primary location's session (referrers, messages).
   RegistrySession& primary() const { return *endpoints_.back().session; }
   // "registry/repo" of the primary, for messages.

@@ -13,6 +13,7 @@
 #include "registry/fetch_stats.h"
 #include "registry/http_range.h"
 #include "registry/manifest.h"
+#include "registry/multi_range_sink.h"
 #include "registry/tls_config.h"
 
 namespace ocifs {
@@ -36,6 +37,21 @@ class CountingRangeSink final : public BodySink {
 
  private:
   RangeSink* inner_;
+};
+
+// Counts blob body bytes, then hands them to another sink.
+class CountingSink final : public BodySink {
+ public:
+  explicit CountingSink(BodySink* inner) : inner_(inner) {}
+  Status Begin(long status, const HttpHeaders& headers) override { return inner_->Begin(status, headers); }
+  bool Write(std::span<const uint8_t> piece) override {
+    GlobalFetchStats().blob_bytes.fetch_add(piece.size(), std::memory_order_relaxed);
+    return inner_->Write(piece);
+  }
+  Status Finish() override { return inner_->Finish(); }
+
+ private:
+  BodySink* inner_;
 };
 
 std::string Origin(std::string_view url) {
@@ -261,23 +277,40 @@ Result<FetchedManifest> RegistrySession::GetManifest(const std::string& tag_or_d
 Status RegistrySession::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf,
                                       std::optional<std::chrono::steady_clock::time_point> deadline) {
   RangeSink range(buf, offset, blob.size, "blob " + blob.digest + " of " + Name());
-  return FetchBlobRange(blob, offset, buf.size(), range, deadline, std::nullopt);
+  CountingRangeSink sink(&range);
+  return FetchBlob(blob, RangeHeaderValue(offset, buf.size()), sink, deadline, std::nullopt);
 }
 
 Status RegistrySession::StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
                                         const RangeSink::Consumer& consumer,
                                         std::optional<std::chrono::steady_clock::time_point> deadline) {
   RangeSink range(length, consumer, offset, blob.size, "blob " + blob.digest + " of " + Name());
-  return FetchBlobRange(blob, offset, length, range, deadline, 0);
+  CountingRangeSink sink(&range);
+  return FetchBlob(blob, RangeHeaderValue(offset, length), sink, deadline, 0);
 }
 
-Status RegistrySession::FetchBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length, RangeSink& range,
-                                       std::optional<std::chrono::steady_clock::time_point> deadline,
-                                       std::optional<int> max_retries) {
+Status RegistrySession::StreamBlobRanges(const Descriptor& blob, std::vector<ByteRange> ranges,
+                                         const MultiRangeSink::Consumer& consumer,
+                                         std::optional<std::chrono::steady_clock::time_point> deadline) {
+  if (multi_range_refused_.load(std::memory_order_relaxed)) {
+    return Unsupported("registry " + ref_.registry + " answers one range per request");
+  }
+  MultiRangeSink ranges_sink(std::move(ranges), blob.size, consumer, "blob " + blob.digest + " of " + Name());
+  CountingSink sink(&ranges_sink);
+  Status st = FetchBlob(blob, ranges_sink.RangeHeaderValue(), sink, deadline, std::nullopt);
+  if (st.code() == Code::kUnsupported && !multi_range_refused_.exchange(true)) {
+    spdlog::info("registry {}: no multi-range requests ({}); asking one range per request", ref_.registry,
+                 st.message());
+  }
+  return st;
+}
+
+Status RegistrySession::FetchBlob(const Descriptor& blob, const std::string& range, BodySink& sink,
+                                  std::optional<std::chrono::steady_clock::time_point> deadline,
+                                  std::optional<int> max_retries) {
   const std::string what = "blob " + blob.digest;
-  CountingRangeSink sink(&range);
   HttpRequest req;
-  req.headers.push_back("Range: " + RangeHeaderValue(offset, length));
+  req.headers.push_back("Range: " + range);
   req.sink = &sink;
   req.max_retries = max_retries;
   req.deadline = deadline.value_or(std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds_));
@@ -317,6 +350,8 @@ Status RegistrySession::FetchBlobRange(const Descriptor& blob, uint64_t offset, 
       fetched = true;
       return Status::Ok();
     }
+    // The storage answered, not as the sink wants it (a multi-range request it does not do).
+    if (!resp.ok() && resp.status().code() == Code::kUnsupported) return resp.status();
     spdlog::debug("registry {}: stored location of {} failed ({}); asking the registry again", ref_.registry,
                   blob.digest, resp.ok() ? "HTTP " + std::to_string(resp->status) : resp.status().message());
     std::lock_guard lock(locations_mu_);
@@ -356,7 +391,7 @@ Status RegistrySession::FetchBlobRange(const Descriptor& blob, uint64_t offset, 
   }
   if (resp.status == 416) {
     return Corrupt(what + " of " + Name() + " is shorter than its descriptor says (" + std::to_string(blob.size) +
-                   " bytes): range " + std::to_string(offset) + "+" + std::to_string(length) + " not satisfiable");
+                   " bytes): range " + range.substr(0, 100) + " not satisfiable");
   }
   return StatusError(resp, what);
 }

@@ -11,12 +11,14 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "ocifs/status.h"
 #include "registry/descriptor.h"
 #include "registry/http_client.h"
 #include "registry/http_range.h"
 #include "registry/image_resolver.h"
+#include "registry/multi_range_sink.h"
 #include "registry/reference.h"
 #include "registry/registry_auth.h"
 #include "registry/registry_options.h"
@@ -54,6 +56,15 @@ class RegistrySession {
   [[nodiscard]] Status StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
                                        const RangeSink::Consumer& consumer,
                                        std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
+  // Streams several ranges of the blob in one multi-range request
+  // (MultiRangeSink: `ranges` sorted, disjoint, inside the blob; at least
+  // two). kUnsupported when the registry (or the storage it redirects to)
+  // does not do them: then, and for the session's life, no request is sent
+  // (it answered with the whole blob or one range once). Retried as a range
+  // read is (the consumer sees bytes again).
+  [[nodiscard]] Status StreamBlobRanges(const Descriptor& blob, std::vector<ByteRange> ranges,
+                                        const MultiRangeSink::Consumer& consumer,
+                                        std::optional<std::chrono::steady_clock::time_point> deadline = std::nullopt);
   // --registry-timeout, in seconds.
   long timeout_seconds() const { return timeout_seconds_; }
 
@@ -92,9 +103,10 @@ class RegistrySession {
   // Chooses https, or http when tls_verify is off and https fails.
   Result<HttpResponse> SendToRegistry(HttpRequest req);
   Result<HttpResponse> SendWithScheme(HttpRequest req, const std::string& path);
-  // ReadBlobRange and StreamBlobRange: [offset, offset + length) into `range`.
-  Status FetchBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length, RangeSink& range,
-                        std::optional<std::chrono::steady_clock::time_point> deadline, std::optional<int> max_retries);
+  // The range reads: GET the blob with "Range: <range>" (the header's
+  // value), its 2xx body into `sink`, following redirects to storage.
+  Status FetchBlob(const Descriptor& blob, const std::string& range, BodySink& sink,
+                   std::optional<std::chrono::steady_clock::time_point> deadline, std::optional<int> max_retries);
 
   const Reference ref_;
   const std::string scope_;
@@ -103,6 +115,7 @@ class RegistrySession {
   std::unique_ptr<HttpClient> http_;
   RegistryAuth auth_;
   std::atomic<int> scheme_{kUnknown};
+  std::atomic<bool> multi_range_refused_{false};  // StreamBlobRanges got kUnsupported once
 
   struct Location {
     std::string url;  // signed URL: never logged unredacted
