@@ -78,6 +78,12 @@ class ByteSource {
   using StreamConsumer = std::function<bool(uint64_t at, std::span<const uint8_t> bytes)>;
   static constexpr size_t kStreamPiece = 1u << 20;
   [[nodiscard]] virtual Status ReadStream(uint64_t offset, uint64_t length, const StreamConsumer& consume) const;
+  // A hint from the stage above: the source holds a tar archive whose last
+  // entry's data ends at `data_end` (a multiple of 512), so the source ends
+  // with the archive's end blocks right after it. A source that decodes in
+  // one pass may decode its end ahead of the pass (gzip: GzipTail). Never
+  // blocks, never fails. Default: nothing.
+  virtual void HintLastEntryEnd(uint64_t data_end) const { (void)data_end; }
   // Hands several ranges to `consume` as they arrive, over the network with
   // ONE request for all of them (an HTTP multi-range request): `ranges`
   // sorted by offset, disjoint, non-empty, inside size(). consume(offset,

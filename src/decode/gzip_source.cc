@@ -82,6 +82,7 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
     GzipFirstPass::Target target{*compressed_, options_, checkpoints_, progress_, zeros_, cache_, keeper_.get(),
                                  std::move(adopt)};
     pass_ = std::make_unique<GzipFirstPass>(target);
+    tail_task_ = std::make_unique<TaskGroup>(scheduler_, "gzip tail of " + compressed_->Describe());
     return;
   }
   const uint64_t size = index->decompressed_size;
@@ -271,10 +272,33 @@ std::optional<size_t> GzipSource::ReadBehindOtherPass(uint64_t offset, std::span
   }
 }
 
+void GzipSource::HintLastEntryEnd(uint64_t data_end) const {
+  if (!tail_task_ || progress_.complete() || tail_asked_.exchange(true)) return;
+  tail_task_->Post(TaskClass::kReadahead, [this, data_end] {
+    const auto start = std::chrono::steady_clock::now();
+    Result<std::shared_ptr<const GzipTail>> tail = GzipTail::Decode(*compressed_, data_end);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!tail.ok()) {
+      spdlog::info("gzip pass over {}: its end is not decoded ahead of the pass: {}", compressed_->Describe(),
+                   tail.status().message());
+      return;
+    }
+    spdlog::info("gzip pass over {}: decoded its last {:.1f} MiB ahead of the pass in {:.2f} s ({} bytes unknown)",
+                 compressed_->Describe(), ((*tail)->total() - (*tail)->start()) / 1048576.0, seconds,
+                 (*tail)->unknown_bytes());
+    tail_ = std::move(*tail);
+    tail_ready_.store(true, std::memory_order_release);
+  });
+}
+
 Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (buf.empty()) return size_t{0};
   if (follower_ && !progress_.complete()) {
     if (std::optional<size_t> served = ReadBehindOtherPass(offset, buf)) return *served;
+  }
+  // Ahead of the pass, in the layer's end decoded ahead of it.
+  if (tail_ready_.load(std::memory_order_acquire) && !progress_.complete() && tail_->Copy(offset, buf)) {
+    return buf.size();
   }
   uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
   OCIFS_ASSIGN_OR_RETURN(const PassProgress::Produced produced, progress_.WaitFor(end));

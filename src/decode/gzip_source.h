@@ -2,6 +2,7 @@
 // ByteSource, via a checkpoint index (zlib's zran technique).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -15,12 +16,14 @@
 #include "decode/gzip_checkpoints.h"
 #include "decode/gzip_first_pass.h"
 #include "decode/gzip_saved_index.h"
+#include "decode/gzip_tail.h"
 #include "decode/pass_output_follower.h"
 #include "decode/pass_progress.h"
 #include "decode/shared_pass_progress.h"
 #include "decode/segment_cache.h"
 #include "decode/zero_ranges.h"
 #include "ocifs/byte_source.h"
+#include "sched/task_group.h"
 
 namespace ocifs {
 
@@ -125,6 +128,10 @@ class GzipSource final : public ByteSource {
   // bytes are known zeros: zeros not (yet) known are reported as data.
   Result<Extent> ExtentAt(uint64_t offset) const override;
 
+  // While the pass runs: decodes the layer's end ahead of it in the
+  // background (GzipTail, one kReadahead task, once); reads the pass has not
+  // reached that lie in the tail's exact bytes are served from it at once.
+  void HintLastEntryEnd(uint64_t data_end) const override;
   // Blocks until the index is complete (and saved, if options.index_path is
   // set) or the pass failed; returns the pass's status.
   [[nodiscard]] Status WaitUntilIndexed() const override { return progress_.WaitUntilFinished(); }
@@ -217,6 +224,13 @@ class GzipSource final : public ByteSource {
   mutable std::unordered_map<size_t, std::vector<uint64_t>> marks_;  // guarded by marks_mu_
   // Null when the index was loaded. Last: cancelled and waited for first (it fills the members above).
   std::unique_ptr<GzipFirstPass> pass_;
+  // The layer's end, decoded ahead of the pass (HintLastEntryEnd): tail_ is
+  // set once by tail_task_'s task, before tail_ready_ (release).
+  mutable std::atomic<bool> tail_asked_{false};
+  mutable std::atomic<bool> tail_ready_{false};
+  mutable std::shared_ptr<const GzipTail> tail_;
+  // Null when the index was loaded. Destroyed first: cancelled and waited for.
+  std::unique_ptr<TaskGroup> tail_task_;
 };
 
 }  // namespace ocifs

@@ -353,7 +353,15 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
   if (!index.ok()) return index.status().WithContext(what);
   view.index = std::make_shared<TarIndex>(std::move(index).value());
   view.index_partial = !view.index->complete();
-  if (view.index_partial) spdlog::info("{}: ready at the disk's entry; indexing the rest in the background", what);
+  if (view.index_partial) {
+    spdlog::info("{}: ready at the disk's entry; indexing the rest in the background", what);
+    // The disk is most often the archive's last entry: a stream decoder may
+    // decode its end ahead of the pass (a boot reads its disk's end early).
+    const std::vector<TarEntry>& entries = view.index->entries();
+    if (!entries.empty() && entries.back().type == EntryType::kFile && entries.back().sparse_map.empty()) {
+      view.decoded->HintLastEntryEnd((entries.back().data_offset + entries.back().size + 511) / 512 * 512);
+    }
+  }
   if (!index_path.empty() && view.index->complete()) {
     Status saved = view.index->Save(index_path);
     if (!saved.ok()) spdlog::warn("{}: cannot save its tar index: {}", what, saved.ToString());
