@@ -278,17 +278,23 @@ void GzipSource::HintLastEntryEnd(uint64_t data_end) const {
     const auto start = std::chrono::steady_clock::now();
     Result<std::shared_ptr<const GzipTail>> tail = GzipTail::Decode(*compressed_, data_end);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!tail.ok()) {
+    if (tail.ok()) {
+      spdlog::info("gzip pass over {}: decoded its last {:.1f} MiB ahead of the pass in {:.2f} s ({} bytes unknown)",
+                   compressed_->Describe(), ((*tail)->total() - (*tail)->start()) / 1048576.0, seconds,
+                   (*tail)->unknown_bytes());
+      tail_ = std::move(*tail);
+      tail_ready_.store(true, std::memory_order_release);
+    } else {
       spdlog::info("gzip pass over {}: its end is not decoded ahead of the pass: {}", compressed_->Describe(),
                    tail.status().message());
-      return;
     }
-    spdlog::info("gzip pass over {}: decoded its last {:.1f} MiB ahead of the pass in {:.2f} s ({} bytes unknown)",
-                 compressed_->Describe(), ((*tail)->total() - (*tail)->start()) / 1048576.0, seconds,
-                 (*tail)->unknown_bytes());
-    tail_ = std::move(*tail);
-    tail_ready_.store(true, std::memory_order_release);
+    tail_ended_.store(true, std::memory_order_release);
+    progress_.Wake();  // readers ahead of the pass look at the tail
   });
+}
+
+bool GzipSource::CopyFromTail(uint64_t offset, std::span<uint8_t> buf) const {
+  return tail_ready_.load(std::memory_order_acquire) && tail_->Copy(offset, buf);
 }
 
 Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
@@ -296,11 +302,17 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
   if (follower_ && !progress_.complete()) {
     if (std::optional<size_t> served = ReadBehindOtherPass(offset, buf)) return *served;
   }
-  // Ahead of the pass, in the layer's end decoded ahead of it.
-  if (tail_ready_.load(std::memory_order_acquire) && !progress_.complete() && tail_->Copy(offset, buf)) {
-    return buf.size();
-  }
   uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
+  // Ahead of the pass: the layer's end, decoded ahead of it, may hold the
+  // bytes; a read waits for the pass or for that decode, whichever ends first.
+  if (tail_asked_.load(std::memory_order_acquire) && !progress_.complete()) {
+    if (CopyFromTail(offset, buf)) return buf.size();
+    if (!tail_ended_.load(std::memory_order_acquire)) {
+      OCIFS_ASSIGN_OR_RETURN(std::optional<PassProgress::Produced> produced,
+                             progress_.WaitForOr(end, [this] { return tail_ended_.load(std::memory_order_acquire); }));
+      if (!produced && CopyFromTail(offset, buf)) return buf.size();
+    }
+  }
   OCIFS_ASSIGN_OR_RETURN(const PassProgress::Produced produced, progress_.WaitFor(end));
   end = std::min(end, produced.bytes);  // produced.bytes is the size once complete
   if (end <= offset) return size_t{0};

@@ -188,6 +188,8 @@ class GzipSource final : public ByteSource {
   // it is no longer followed (or never was), or a chunk is missing: read as
   // a reader of this pass then.
   std::optional<size_t> ReadBehindOtherPass(uint64_t offset, std::span<uint8_t> buf) const;
+  // Copies buf from the decoded tail if it is there and holds all of it exactly.
+  bool CopyFromTail(uint64_t offset, std::span<uint8_t> buf) const;
   // The decompressed span of p (at least p.need bytes), from the segment
   // cache, else copied from what the pass kept (keeper_) or, with an index
   // adopted, what the other process's pass published (follower_), else inflated.
@@ -228,6 +230,7 @@ class GzipSource final : public ByteSource {
   // set once by tail_task_'s task, before tail_ready_ (release).
   mutable std::atomic<bool> tail_asked_{false};
   mutable std::atomic<bool> tail_ready_{false};
+  mutable std::atomic<bool> tail_ended_{false};  // the decode ended (tail_ready_ or not)
   mutable std::shared_ptr<const GzipTail> tail_;
   // Null when the index was loaded. Destroyed first: cancelled and waited for.
   std::unique_ptr<TaskGroup> tail_task_;

@@ -64,6 +64,32 @@ Result<PassProgress::Produced> PassProgress::WaitFor(uint64_t end) const {
   return Produced{produced_.load(), state_.load() == kComplete};
 }
 
+Result<std::optional<PassProgress::Produced>> PassProgress::WaitForOr(uint64_t end,
+                                                                      const std::function<bool()>& give_up) const {
+  const State state = state_.load(std::memory_order_acquire);
+  if (state == kComplete) return std::optional(Produced{produced_.load(std::memory_order_relaxed), true});
+  if (state == kRunning) {
+    const uint64_t bytes = produced_.load(std::memory_order_acquire);
+    if (bytes >= end) return std::optional(Produced{bytes, false});
+    NeedPass();
+  }
+  std::unique_lock lock(mu_);
+  bool gave_up = false;
+  cv_.wait(lock, [&] {
+    if (state_.load() != kRunning || produced_.load() >= end) return true;
+    gave_up = give_up();
+    return gave_up;
+  });
+  if (gave_up) return std::optional<Produced>();
+  if (state_.load() == kFailed) return failure_;
+  return std::optional(Produced{produced_.load(), state_.load() == kComplete});
+}
+
+void PassProgress::Wake() const {
+  { std::lock_guard lock(mu_); }
+  cv_.notify_all();
+}
+
 Status PassProgress::WaitUntilFinished() const {
   if (state_.load(std::memory_order_acquire) == kRunning) NeedPass();
   std::unique_lock lock(mu_);

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <mutex>
 #include <string>
 
@@ -60,6 +62,11 @@ class PassProgress {
   // complete (it may be shorter than end) or the pass failed; returns what is
   // readable, or the failure. Starts the pass if it must wait for it.
   [[nodiscard]] Result<Produced> WaitFor(uint64_t end) const;
+  // WaitFor, that also ends (nullopt) once `give_up()` is true: it is asked
+  // at the start and after each Wake (and each advance). It must not block.
+  [[nodiscard]] Result<std::optional<Produced>> WaitForOr(uint64_t end, const std::function<bool()>& give_up) const;
+  // Wakes WaitForOr's waiters to ask their give_up again (call after making it true).
+  void Wake() const;
   // Waits until the pass finished after completing, or failed; returns its status.
   [[nodiscard]] Status WaitUntilFinished() const;
   // The failure, or ok.
