@@ -6,6 +6,7 @@
 // and bytes (nbdkit's filters, leveldb's RandomAccessFile).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -84,6 +85,11 @@ class ByteSource {
   // one pass may decode its end ahead of the pass (gzip: GzipTail). Never
   // blocks, never fails. Default: nothing.
   virtual void HintLastEntryEnd(uint64_t data_end) const { (void)data_end; }
+  // At a clean unmount, before the background work stops: a first pass that
+  // is nearly done (what WaitUntilIndexed waits for is a few seconds of work
+  // away) is waited for, at most `budget`, so that what it built is saved
+  // rather than dropped. Default: nothing.
+  virtual void FinishNearlyDone(std::chrono::milliseconds budget) const { (void)budget; }
   // Hands several ranges to `consume` as they arrive, over the network with
   // ONE request for all of them (an HTTP multi-range request): `ranges`
   // sorted by offset, disjoint, non-empty, inside size(). consume(offset,

@@ -293,6 +293,19 @@ void GzipSource::HintLastEntryEnd(uint64_t data_end) const {
   });
 }
 
+void GzipSource::FinishNearlyDone(std::chrono::milliseconds budget) const {
+  if (!pass_ || !pass_->started()) return;
+  const bool saving = progress_.complete();
+  const bool near = tail_ready_.load(std::memory_order_acquire) &&
+                    tail_->total() - std::min(tail_->total(), progress_.produced()) <= kNearlyDoneBytes;
+  if (!saving && !near) return;
+  const auto start = std::chrono::steady_clock::now();
+  const bool ended = progress_.WaitUntilFinishedFor(budget);
+  spdlog::info("gzip pass over {}: {} at unmount ({:.2f} s)", compressed_->Describe(),
+               ended ? "let finish" : "still running after the wait; cancelled",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
 bool GzipSource::CopyFromTail(uint64_t offset, std::span<uint8_t> buf) const {
   return tail_ready_.load(std::memory_order_acquire) && tail_->Copy(offset, buf);
 }

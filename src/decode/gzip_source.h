@@ -132,6 +132,11 @@ class GzipSource final : public ByteSource {
   // background (GzipTail, one kReadahead task, once); reads the pass has not
   // reached that lie in the tail's exact bytes are served from it at once.
   void HintLastEntryEnd(uint64_t data_end) const override;
+  // With the layer's size known (its tail decoded) and at most
+  // kNearlyDoneBytes left to produce, or the output complete and the index
+  // being saved: waits for the pass to end, at most `budget`.
+  void FinishNearlyDone(std::chrono::milliseconds budget) const override;
+  static constexpr uint64_t kNearlyDoneBytes = 64ull << 20;
   // Blocks until the index is complete (and saved, if options.index_path is
   // set) or the pass failed; returns the pass's status.
   [[nodiscard]] Status WaitUntilIndexed() const override { return progress_.WaitUntilFinished(); }

@@ -90,6 +90,11 @@ void PassProgress::Wake() const {
   cv_.notify_all();
 }
 
+bool PassProgress::WaitUntilFinishedFor(std::chrono::milliseconds budget) const {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, budget, [&] { return (state_.load() == kComplete && finished_) || state_.load() == kFailed; });
+}
+
 Status PassProgress::WaitUntilFinished() const {
   if (state_.load(std::memory_order_acquire) == kRunning) NeedPass();
   std::unique_lock lock(mu_);

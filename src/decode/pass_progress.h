@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -67,6 +68,10 @@ class PassProgress {
   [[nodiscard]] Result<std::optional<Produced>> WaitForOr(uint64_t end, const std::function<bool()>& give_up) const;
   // Wakes WaitForOr's waiters to ask their give_up again (call after making it true).
   void Wake() const;
+  // WaitUntilFinished for at most `budget`; false if the pass has not ended by then.
+  bool WaitUntilFinishedFor(std::chrono::milliseconds budget) const;
+  // Bytes produced so far (the size once complete).
+  uint64_t produced() const { return produced_.load(std::memory_order_acquire); }
   // Waits until the pass finished after completing, or failed; returns its status.
   [[nodiscard]] Status WaitUntilFinished() const;
   // The failure, or ok.

@@ -386,8 +386,13 @@ Status ImageStack::WaitUntilIndexed() const {
 }
 
 void ImageStack::FinishOwedFetches() const {
-  std::lock_guard lock(cached_mu_);
-  for (const auto& cached : cached_) cached->FinishOwedFetches();
+  {
+    std::lock_guard lock(cached_mu_);
+    for (const auto& cached : cached_) cached->FinishOwedFetches();
+  }
+  for (const LayerView& layer : layers_) {
+    if (layer.decoded) layer.decoded->FinishNearlyDone(kNearlyDonePassBudget);
+  }
 }
 
 Result<AccessProfile> ImageStack::StartShippedProfile() const {

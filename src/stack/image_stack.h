@@ -14,6 +14,7 @@
 // otherwise waits for its layer's pass to end.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -123,8 +124,11 @@ class ImageStack {
   // Blocks until every cache stage's owed fetches (the rest of the chunks
   // reads were served around, CachedSource::FinishOwedFetches) are stored: a
   // clean unmount calls it after the last read, before the scheduler stops,
-  // so a remount finds every chunk the reads needed.
+  // so a remount finds every chunk the reads needed. Then lets each layer's
+  // first pass that is nearly done end (ByteSource::FinishNearlyDone, at
+  // most kNearlyDonePassBudget each), so its index is saved, not dropped.
   void FinishOwedFetches() const;
+  static constexpr std::chrono::milliseconds kNearlyDonePassBudget{5000};
   // What the stack took from an acceleration artifact (empty: none).
   const AccelUse& accel() const { return accel_; }
   const MergedTree& tree() const { return *tree_; }
