@@ -8,13 +8,13 @@
 namespace ocifs {
 namespace {
 
-std::string Lower(std::string_view s) {
+std::string LowerCase(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
-std::string_view Trim(std::string_view s) {
+std::string_view TrimBlanks(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
   return s;
@@ -23,8 +23,8 @@ std::string_view Trim(std::string_view s) {
 // The boundary parameter of a multipart/byteranges Content-Type, or "" if
 // the type is another one or names no usable boundary (RFC 2046: 1-70 chars).
 std::string BoundaryOf(std::string_view content_type) {
-  const std::string lower = Lower(content_type);
-  if (!Trim(std::string_view(lower)).starts_with("multipart/byteranges")) return "";
+  const std::string lower = LowerCase(content_type);
+  if (!TrimBlanks(std::string_view(lower)).starts_with("multipart/byteranges")) return "";
   size_t at = lower.find("boundary=");
   if (at == std::string::npos) return "";
   std::string_view value = std::string_view(content_type).substr(at + 9);
@@ -34,7 +34,7 @@ std::string BoundaryOf(std::string_view content_type) {
     if (end == std::string_view::npos) return "";
     value = value.substr(0, end);
   } else {
-    value = Trim(value.substr(0, value.find(';')));
+    value = TrimBlanks(value.substr(0, value.find(';')));
   }
   if (value.empty() || value.size() > 70) return "";
   return std::string(value);
@@ -98,7 +98,7 @@ Status MultiRangeSink::StartPart(std::string_view value) {
 Status MultiRangeSink::TakeLine(std::string_view line) {
   const std::string_view delimiter = line.substr(0, 2 + boundary_.size());
   const bool is_delimiter = line.starts_with("--") && delimiter.substr(2) == boundary_;
-  const std::string_view rest = is_delimiter ? Trim(line.substr(delimiter.size())) : std::string_view();
+  const std::string_view rest = is_delimiter ? TrimBlanks(line.substr(delimiter.size())) : std::string_view();
   switch (state_) {
     case State::kPreamble:
       if (is_delimiter && rest.empty()) {
@@ -108,7 +108,7 @@ Status MultiRangeSink::TakeLine(std::string_view line) {
       }
       return Status::Ok();
     case State::kAfterBody:
-      if (Trim(line).empty() && !body_crlf_) {  // the CRLF that ends the body
+      if (TrimBlanks(line).empty() && !body_crlf_) {  // the CRLF that ends the body
         body_crlf_ = true;
         return Status::Ok();
       }
@@ -125,10 +125,10 @@ Status MultiRangeSink::TakeLine(std::string_view line) {
       return Corrupt(what_ + ": multi-range answer: expected the boundary after a part, got \"" +
                      std::string(line.substr(0, 60)) + "\"");
     case State::kHeaders: {
-      if (Trim(line).empty()) return StartPart(part_range_);
+      if (TrimBlanks(line).empty()) return StartPart(part_range_);
       const size_t colon = line.find(':');
-      if (colon != std::string_view::npos && Lower(Trim(line.substr(0, colon))) == "content-range") {
-        part_range_ = std::string(Trim(line.substr(colon + 1)));
+      if (colon != std::string_view::npos && LowerCase(TrimBlanks(line.substr(0, colon))) == "content-range") {
+        part_range_ = std::string(TrimBlanks(line.substr(colon + 1)));
       }
       return Status::Ok();
     }

@@ -10,7 +10,7 @@ namespace {
 
 constexpr uint64_t kObjectSize = 5000;
 
-std::vector<uint8_t> Object() {
+std::vector<uint8_t> MultiRangeObject() {
   std::vector<uint8_t> o(kObjectSize);
   for (size_t i = 0; i < o.size(); ++i) o[i] = static_cast<uint8_t>(i * 7 + i / 251);
   return o;
@@ -20,7 +20,7 @@ std::vector<uint8_t> Object() {
 // one part per (first, last) pair, in the order given.
 std::string Multipart(const std::string& boundary, const std::vector<std::pair<uint64_t, uint64_t>>& parts,
                       uint64_t total = kObjectSize, const std::string& preamble = "") {
-  const std::vector<uint8_t> object = Object();
+  const std::vector<uint8_t> object = MultiRangeObject();
   std::string body = preamble;
   for (size_t i = 0; i < parts.size(); ++i) {
     if (i) body += "\r\n";
@@ -79,7 +79,7 @@ Run Feed(const std::vector<ByteRange>& ranges, long status, const HttpHeaders& h
 }
 
 bool AllAsked(const Received& got, const std::vector<ByteRange>& ranges) {
-  const std::vector<uint8_t> object = Object();
+  const std::vector<uint8_t> object = MultiRangeObject();
   size_t count = 0;
   for (const ByteRange& r : ranges) {
     for (uint64_t at = r.offset; at < r.offset + r.length; ++at) {
@@ -122,7 +122,7 @@ TEST_CASE("MultiRangeSink: a quoted boundary, a preamble, parts out of order and
 }
 
 TEST_CASE("MultiRangeSink: one part for all the ranges (a coalescing server) is whole") {
-  const std::vector<uint8_t> object = Object();
+  const std::vector<uint8_t> object = MultiRangeObject();
   const std::string body(reinterpret_cast<const char*>(object.data()) + 10, 4990);
   Run run = Feed(kAsked, 206, Headers("application/octet-stream", "bytes 10-4999/5000"), body, 333);
   REQUIRE(run.begin.ok());
@@ -131,7 +131,7 @@ TEST_CASE("MultiRangeSink: one part for all the ranges (a coalescing server) is 
 }
 
 TEST_CASE("MultiRangeSink: a server that answers the first range alone, or the whole object, does not do them") {
-  const std::vector<uint8_t> object = Object();
+  const std::vector<uint8_t> object = MultiRangeObject();
   const std::string first(reinterpret_cast<const char*>(object.data()) + 10, 100);
   Run one = Feed(kAsked, 206, Headers("application/octet-stream", "bytes 10-109/5000"), first, 50);
   REQUIRE(one.begin.ok());
