@@ -282,7 +282,10 @@ void GzipSource::HintLastEntryEnd(uint64_t data_end) const {
       spdlog::info("gzip pass over {}: decoded its last {:.1f} MiB ahead of the pass in {:.2f} s ({} bytes unknown)",
                    compressed_->Describe(), ((*tail)->total() - (*tail)->start()) / 1048576.0, seconds,
                    (*tail)->unknown_bytes());
-      tail_ = std::move(*tail);
+      {
+        std::lock_guard lock(tail_mu_);
+        tail_ = std::move(*tail);
+      }
       tail_ready_.store(true, std::memory_order_release);
     } else {
       spdlog::info("gzip pass over {}: its end is not decoded ahead of the pass: {}", compressed_->Describe(),
@@ -296,8 +299,8 @@ void GzipSource::HintLastEntryEnd(uint64_t data_end) const {
 void GzipSource::FinishNearlyDone(std::chrono::milliseconds budget) const {
   if (!pass_ || !pass_->started()) return;
   const bool saving = progress_.complete();
-  const bool near = tail_ready_.load(std::memory_order_acquire) &&
-                    tail_->total() - std::min(tail_->total(), progress_.produced()) <= kNearlyDoneBytes;
+  const std::shared_ptr<const GzipTail> tail = Tail();
+  const bool near = tail && tail->total() - std::min(tail->total(), progress_.produced()) <= kNearlyDoneBytes;
   if (!saving && !near) return;
   const auto start = std::chrono::steady_clock::now();
   const bool ended = progress_.WaitUntilFinishedFor(budget);
@@ -306,8 +309,15 @@ void GzipSource::FinishNearlyDone(std::chrono::milliseconds budget) const {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
+std::shared_ptr<const GzipTail> GzipSource::Tail() const {
+  if (!tail_ready_.load(std::memory_order_acquire)) return nullptr;
+  std::lock_guard lock(tail_mu_);
+  return tail_;
+}
+
 bool GzipSource::CopyFromTail(uint64_t offset, std::span<uint8_t> buf) const {
-  return tail_ready_.load(std::memory_order_acquire) && tail_->Copy(offset, buf);
+  const std::shared_ptr<const GzipTail> tail = Tail();
+  return tail && tail->Copy(offset, buf);
 }
 
 Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
@@ -318,6 +328,11 @@ Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const
   uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
   // Ahead of the pass: the layer's end, decoded ahead of it, may hold the
   // bytes; a read waits for the pass or for that decode, whichever ends first.
+  // Once the pass is complete the tail is dropped (its memory).
+  if (tail_ready_.load(std::memory_order_acquire) && progress_.complete() && !tail_dropped_.exchange(true)) {
+    std::lock_guard lock(tail_mu_);
+    tail_.reset();
+  }
   if (tail_asked_.load(std::memory_order_acquire) && !progress_.complete()) {
     if (CopyFromTail(offset, buf)) return buf.size();
     if (!tail_ended_.load(std::memory_order_acquire)) {

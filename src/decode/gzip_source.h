@@ -193,6 +193,8 @@ class GzipSource final : public ByteSource {
   // it is no longer followed (or never was), or a chunk is missing: read as
   // a reader of this pass then.
   std::optional<size_t> ReadBehindOtherPass(uint64_t offset, std::span<uint8_t> buf) const;
+  // The decoded tail, while there is one.
+  std::shared_ptr<const GzipTail> Tail() const;
   // Copies buf from the decoded tail if it is there and holds all of it exactly.
   bool CopyFromTail(uint64_t offset, std::span<uint8_t> buf) const;
   // The decompressed span of p (at least p.need bytes), from the segment
@@ -232,10 +234,13 @@ class GzipSource final : public ByteSource {
   // Null when the index was loaded. Last: cancelled and waited for first (it fills the members above).
   std::unique_ptr<GzipFirstPass> pass_;
   // The layer's end, decoded ahead of the pass (HintLastEntryEnd): tail_ is
-  // set once by tail_task_'s task, before tail_ready_ (release).
+  // set once by tail_task_'s task, before tail_ready_ (release), and reset by
+  // the first read after the pass completed (tail_dropped_).
   mutable std::atomic<bool> tail_asked_{false};
   mutable std::atomic<bool> tail_ready_{false};
   mutable std::atomic<bool> tail_ended_{false};  // the decode ended (tail_ready_ or not)
+  mutable std::atomic<bool> tail_dropped_{false};
+  mutable std::mutex tail_mu_;  // guards tail_; a leaf lock
   mutable std::shared_ptr<const GzipTail> tail_;
   // Null when the index was loaded. Destroyed first: cancelled and waited for.
   std::unique_ptr<TaskGroup> tail_task_;

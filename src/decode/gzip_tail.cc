@@ -60,13 +60,13 @@ class RawInflate {
 // window before `known` filled with 0x00 and then 0xff. Appends the output to
 // *bytes and the ranges that differ to *unknown.
 enum class Inflated { kWhole, kNotAStream, kTooLong };
-Inflated InflatePair(std::span<const uint8_t> in, std::vector<uint8_t>* bytes,
-                 std::vector<std::pair<uint64_t, uint64_t>>* unknown, uint64_t limit) {
+Inflated InflatePair(std::span<const uint8_t> in, GzipTail::Bytes* bytes,
+                     std::vector<std::pair<uint64_t, uint64_t>>* unknown, uint64_t limit) {
   std::array<std::vector<uint8_t>, 2> dict;
   for (int k = 0; k < 2; ++k) {
     dict[k].assign(kWindow, k == 0 ? 0x00 : 0xff);
-    const size_t known = std::min(kWindow, bytes->size());
-    std::copy(bytes->end() - static_cast<ptrdiff_t>(known), bytes->end(), dict[k].end() - static_cast<ptrdiff_t>(known));
+    const size_t known = static_cast<size_t>(std::min<uint64_t>(kWindow, bytes->size()));
+    bytes->CopyOut(bytes->size() - known, std::span(dict[k]).last(known));
   }
   RawInflate a, b;
   if (!a.Start(dict[0], in) || !b.Start(dict[1], in)) return Inflated::kNotAStream;
@@ -79,7 +79,7 @@ Inflated InflatePair(std::span<const uint8_t> in, std::vector<uint8_t>* bytes,
     if (ret_a != Z_OK && ret_a != Z_STREAM_END) return Inflated::kNotAStream;
     if (bytes->size() + n > limit) return Inflated::kTooLong;
     const uint64_t base = bytes->size();
-    bytes->insert(bytes->end(), out_a.begin(), out_a.begin() + static_cast<ptrdiff_t>(n));
+    bytes->Append(std::span<const uint8_t>(out_a).first(n));
     for (size_t i = 0; i < n; ++i) {
       if (out_a[i] == out_b[i]) continue;
       const uint64_t at = base + i;
@@ -128,8 +128,8 @@ Result<std::shared_ptr<const GzipTail>> GzipTail::DecodeBytes(std::span<const ui
     const size_t next = b + 4 + static_cast<size_t>(len);
     if (next + 5 > deflate.size() || deflate[next] > 1 || StoredLength(deflate, next + 1) < 0) continue;
     ++tried;
-    std::vector<uint8_t> bytes(deflate.begin() + static_cast<ptrdiff_t>(b + 4),
-                               deflate.begin() + static_cast<ptrdiff_t>(next));
+    Bytes bytes;
+    bytes.Append(deflate.subspan(b + 4, static_cast<size_t>(len)));
     std::vector<std::pair<uint64_t, uint64_t>> unknown;
     const Inflated inflated = InflatePair(deflate.subspan(next), &bytes, &unknown, kMaxOutput);
     if (inflated == Inflated::kTooLong) b = next;  // a later boundary inflates to less
@@ -137,8 +137,8 @@ Result<std::shared_ptr<const GzipTail>> GzipTail::DecodeBytes(std::span<const ui
     if (bytes.size() < tar_end) continue;
     // The archive's end: exact zeros from data_end on.
     const uint64_t end_from = bytes.size() - tar_end;
-    const bool zeros = std::all_of(bytes.begin() + static_cast<ptrdiff_t>(end_from), bytes.end(),
-                                   [](uint8_t c) { return c == 0; });
+    bool zeros = true;
+    for (uint64_t at = end_from; zeros && at < bytes.size(); ++at) zeros = bytes.At(at) == 0;
     const bool known = unknown.empty() || unknown.back().second <= end_from;
     if (!zeros || !known) return NotFound("the bytes after the last entry's data are not the archive's end");
     return std::make_shared<const GzipTail>(total - bytes.size(), std::move(bytes), std::move(unknown));
@@ -160,8 +160,33 @@ bool GzipTail::Copy(uint64_t offset, std::span<uint8_t> out) const {
   auto it = std::upper_bound(unknown_.begin(), unknown_.end(), from,
                              [](uint64_t at, const std::pair<uint64_t, uint64_t>& r) { return at < r.second; });
   if (it != unknown_.end() && it->first < to) return false;
-  std::memcpy(out.data(), bytes_.data() + from, out.size());
+  bytes_.CopyOut(from, out);
   return true;
+}
+
+void GzipTail::Bytes::Append(std::span<const uint8_t> data) {
+  while (!data.empty()) {
+    if (blocks_.empty() || blocks_.back().size() == kBlock) {
+      blocks_.emplace_back();
+      blocks_.back().reserve(kBlock);
+    }
+    std::vector<uint8_t>& last = blocks_.back();
+    const size_t n = std::min(data.size(), kBlock - last.size());
+    last.insert(last.end(), data.begin(), data.begin() + static_cast<ptrdiff_t>(n));
+    data = data.subspan(n);
+    size_ += n;
+  }
+}
+
+void GzipTail::Bytes::CopyOut(uint64_t at, std::span<uint8_t> out) const {
+  while (!out.empty()) {
+    const std::vector<uint8_t>& block = blocks_[at / kBlock];
+    const size_t in = static_cast<size_t>(at % kBlock);
+    const size_t n = std::min(out.size(), block.size() - in);
+    std::memcpy(out.data(), block.data() + in, n);
+    out = out.subspan(n);
+    at += n;
+  }
 }
 
 }  // namespace ocifs
