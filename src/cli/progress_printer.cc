@@ -29,15 +29,23 @@ void ProgressPrinter::Report(uint64_t done, uint64_t total) {
     // At most 10 redraws a second, and the last one.
     if (drawn_ && !end && now - last_drawn_ < std::chrono::milliseconds(100)) return;
     const int width = 30;
-    const int filled = total == 0 ? 0 : static_cast<int>(std::min<uint64_t>(done, total) * width / total);
-    std::fprintf(out_, "\r%s [%.*s%*s] %.1f / %.1f MiB", label_.c_str(), filled, "##############################",
-                 width - filled, "", static_cast<double>(done) / mib, static_cast<double>(total) / mib);
+    if (total == 0) {  // not known yet (accelerate learns the layers' sizes as it opens them)
+      std::fprintf(out_, "\r%s %.1f MiB", label_.c_str(), static_cast<double>(done) / mib);
+    } else {
+      const int filled = static_cast<int>(std::min<uint64_t>(done, total) * width / total);
+      std::fprintf(out_, "\r%s [%.*s%*s] %.1f / %.1f MiB", label_.c_str(), filled, "##############################",
+                   width - filled, "", static_cast<double>(done) / mib, static_cast<double>(total) / mib);
+    }
     drawn_ = true;
     last_drawn_ = now;
   } else if (lines_ && (now - last_line_ >= std::chrono::seconds(5) || (end && !finished_))) {
     finished_ = end;
-    std::fprintf(out_, "%s: read %.1f of %.1f MiB\n", command_.c_str(), static_cast<double>(done) / mib,
-                 static_cast<double>(total) / mib);
+    if (total == 0) {
+      std::fprintf(out_, "%s: read %.1f MiB\n", command_.c_str(), static_cast<double>(done) / mib);
+    } else {
+      std::fprintf(out_, "%s: read %.1f of %.1f MiB\n", command_.c_str(), static_cast<double>(done) / mib,
+                   static_cast<double>(total) / mib);
+    }
     last_line_ = now;
   }
   std::fflush(out_);

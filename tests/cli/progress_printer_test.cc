@@ -45,6 +45,11 @@ TEST_CASE("off a terminal: lines only when asked for, and the end once") {
     p.Report(2 << 20, 2 << 20);
   });
   CHECK(lines == "oci-fs cat: read 0.0 of 2.0 MiB\noci-fs cat: read 2.0 of 2.0 MiB\n");
+  // A total not known yet is not printed as 0.
+  std::string unknown = Printed(true, 0, [](ProgressPrinter& p) { p.Report(3 << 20, 0); });
+  CHECK(unknown == "oci-fs cat: read 3.0 MiB\n");
+  std::string bar = Printed(false, 1, [](ProgressPrinter& p) { p.Report(3 << 20, 0); });
+  CHECK(bar == "\r/disk/disk.img 3.0 MiB\n");  // the bar's line ended at the end
 }
 
 TEST_CASE("EndBar ends the bar's line once, so what follows has a line of its own") {
