@@ -273,7 +273,13 @@ std::optional<size_t> GzipSource::ReadBehindOtherPass(uint64_t offset, std::span
 }
 
 void GzipSource::HintLastEntryEnd(uint64_t data_end) const {
-  if (!tail_task_ || progress_.complete() || tail_asked_.exchange(true)) return;
+  // A small layer's stream brings its end soon anyway (and mounts that share one
+  // pass would each fetch the tail again): only layers of kTailMinBlobs tails.
+  const uint64_t blob = compressed_->size();
+  if (!tail_task_ || progress_.complete() || blob == kUnknownSize || blob < kTailMinBlobs * GzipTail::kFetchBytes ||
+      tail_asked_.exchange(true)) {
+    return;
+  }
   tail_task_->Post(TaskClass::kReadahead, [this, data_end] {
     const auto start = std::chrono::steady_clock::now();
     Result<std::shared_ptr<const GzipTail>> tail = GzipTail::Decode(*compressed_, data_end);

@@ -132,6 +132,7 @@ class GzipSource final : public ByteSource {
   // background (GzipTail, one kReadahead task, once); reads the pass has not
   // reached that lie in the tail's exact bytes are served from it at once.
   void HintLastEntryEnd(uint64_t data_end) const override;
+  static constexpr uint64_t kTailMinBlobs = 4;  // a blob of at least 4 tails' fetch (16 MiB)
   // With the layer's size known (its tail decoded) and at most
   // kNearlyDoneBytes left to produce, or the output complete and the index
   // being saved: waits for the pass to end, at most `budget`.

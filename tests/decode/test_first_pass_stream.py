@@ -11,6 +11,7 @@ a read behind the pass returns while most of the layer is still to come.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -68,13 +69,14 @@ def test_a_gzip_layers_end_is_decoded_ahead_of_its_first_pass(ocifs, registry, r
     """A boot reads its disk's end early (the backup GPT header; a qcow2's last L2 tables and
     clusters): the mount decodes the layer's end from the blob's last bytes (GzipTail) and
     serves those reads long before the pass gets there, with exact bytes."""
-    # Larger than the stream's claim ahead (8 MiB) plus the tail's 4 MiB, so the tail's own
-    # request is not left to the stream.
-    data = disk_bytes(20 * MiB + 4321, seed=1412)
+    # Far larger than the stream's claim ahead (8 MiB) plus the tail's 4 MiB, so the tail's
+    # own request is not left to the stream, even on a slow (sanitized, loaded) machine; and
+    # over GzipSource::kTailMinBlobs tails.
+    data = disk_bytes(40 * MiB + 4321, seed=1412)
     _, img = images.push_containerdisk(registry, repo, data, "gzip")
-    assert img.layers[0].size > 16 * MiB
+    assert img.layers[0].size > 32 * MiB
     log = workdir / "m.log"
-    with FaultProxy(("127.0.0.1", registry.port), rate=2 * RATE) as proxy:
+    with FaultProxy(("127.0.0.1", registry.port), rate=4 * RATE) as proxy:
         start = time.monotonic()
         with Mount(f"{proxy.host}/{repo}:v1", workdir / "m", TLS, "--accel=off", "--log-level=info",
                    f"--log-file={log}", cache_dir=workdir / "cache", timeout=120) as m:
@@ -89,8 +91,9 @@ def test_a_gzip_layers_end_is_decoded_ahead_of_its_first_pass(ocifs, registry, r
             assert_same_bytes(near_end, data[len(data) - 3 * MiB:len(data) - 3 * MiB + 65536])
             text = log.read_text()
             assert "ahead of the pass" in text and "decoded its last" in text, text[-2000:]
-            # Served from the tail: the pass (one connection at RATE) had most of the layer to go.
-            assert "index complete" not in text
+            # Served from the tail: the pass (one connection at its rate) had not ended (its
+            # line "read N MiB in S s"). The tar's end may be confirmed already: from the tail.
+            assert not re.search(r"gzip pass over .*: read [0-9.]+ MiB in", text), text[-2000:]
             assert_same_bytes((m.dir / "disk.img").read_bytes(), data)
             done = time.monotonic()
     decoded = [line for line in text.splitlines() if "ahead of the pass" in line]
