@@ -15,6 +15,7 @@
 #include "decode/raw_span_table.h"
 #include "decode/zstd_frames.h"
 #include "base/decoded_store.h"
+#include "base/unique_fd.h"
 #include "ocifs/byte_source.h"
 #include "sched/scheduler.h"
 
@@ -36,6 +37,12 @@ struct DecoderOptions {
   // reads verified as a loaded index's), and streams the layer itself only
   // if there is none (that process died or failed). "" = no lease.
   std::string pass_lease_path;
+  // gzip, with pass_lease_path: that lease, taken already by the opener (the
+  // image stack takes it before it starts the layer's stream early, so that
+  // only the process that will stream the layer does). The pass uses it
+  // instead of waiting for it; it is released with it (when the index is
+  // saved, or when the source goes if the pass never runs). Null or invalid: none.
+  std::shared_ptr<UniqueFd> pass_lease_taken;
   // gzip: a version 4 index of this blob from elsewhere (an acceleration
   // artifact's piece, through the chunk cache; docs/gzip-index-format.md
   // "Version 4: table first"), used when none is saved at index_path: its

@@ -85,8 +85,9 @@ void GzipFirstPass::OnOutput(uint64_t out, std::span<const uint8_t> data) {
 
 bool GzipFirstPass::FollowOtherPass(UniqueFd* lease) {
   const std::string& path = t_.options.pass_lease_path;
+  if (t_.options.pass_lease_taken && t_.options.pass_lease_taken->valid()) *lease = std::move(*t_.options.pass_lease_taken);
   bool waited = false;
-  for (;;) {
+  while (!lease->valid()) {
     bool failed = false;
     *lease = TryLockFile(path, &failed);
     if (lease->valid()) break;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 
+#include "base/file_lock.h"
 #include "cache/kept_piece_file.h"
 #include "cache/cache_key.h"
 #include "cache/background_fill.h"
@@ -265,8 +266,22 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
   // A layer a first pass reads whole starts its stream now, beside the magic check and
   // the tar headers, not a round trip or two after them (the pass's hints continue it;
   // if no pass comes, an unannotated eStargz layer, it fetched kEarlyStreamBytes).
+  // Only the process that will stream it does: a gzip layer's pass lease is taken here and
+  // handed to the pass. Mounts opening one layer together would otherwise each start a
+  // stream, split the chunks between them, and each fetch the bytes of the others' chunks.
   if (view.cached && FirstPassFromTheStart(layer, declared_compression, decoder_options)) {
-    view.cached->Prefetch(0, kEarlyStreamBytes);
+    bool streams = true;
+    if (declared_compression == LayerCompression::kGzip && !decoder_options.pass_lease_path.empty() &&
+        !decoder_options.index_path.empty()) {
+      bool failed = false;
+      UniqueFd lease = TryLockFile(decoder_options.pass_lease_path, &failed);
+      if (lease.valid()) {
+        decoder_options.pass_lease_taken = std::make_shared<UniqueFd>(std::move(lease));
+      } else {
+        streams = failed;  // held: another process's pass streams it (this one's follows it)
+      }
+    }
+    if (streams) view.cached->Prefetch(0, kEarlyStreamBytes);
   }
   // The bytes decide the compression; the media type only has to agree.
   auto detected = DetectCompression(*view.blob);

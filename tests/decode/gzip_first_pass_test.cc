@@ -110,6 +110,38 @@ TEST_CASE("a gzip pass that finds the lease held adopts the holder's index inste
   CheckReads(*follower, data, 20, 32);
 }
 
+TEST_CASE("a gzip pass handed the lease its opener took streams with it and releases it once the index is saved") {
+  ocifs::testing::TempDir dir;
+  const auto data = ocifs::testing::MakeLayerData(3 << 20, 35);
+  const auto compressed = ocifs::testing::GzipMember(data, 6);
+  DecoderOptions options = LeaseOptions(dir);
+  bool failed = false;
+  options.pass_lease_taken = std::make_shared<UniqueFd>(TryLockFile(options.pass_lease_path, &failed));
+  REQUIRE(options.pass_lease_taken->valid());
+  auto gate = std::make_shared<GatedSource>(std::make_shared<MemorySource>(compressed), 64 << 10);
+  auto counted = std::make_shared<CountingSource>(gate);
+  auto source = FirstPassOpenGzip(counted, options);
+  struct OpenAtExit {  // a failed check must not leave the pass held (its source's destructor waits for it)
+    GatedSource& gate;
+    ~OpenAtExit() { gate.Open(); }
+  } open_at_exit{*gate};
+  // The pass neither waits for the lease (its own) nor lets it go while it streams.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (counted->reads.load() == 0) {
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK_FALSE(TryLockFile(options.pass_lease_path, &failed).valid());
+  CHECK_FALSE(failed);
+  gate->Open();
+  REQUIRE(source->WaitUntilIndexed().ok());
+  CHECK(std::filesystem::exists(options.index_path));
+  CHECK_FALSE(options.pass_lease_taken->valid());  // moved to the pass: this copy releases nothing
+  UniqueFd after = TryLockFile(options.pass_lease_path, &failed);
+  CHECK(after.valid());  // released with the saved index: another mount's pass adopts it
+  CheckReads(*source, data, 20, 36);
+}
+
 TEST_CASE("a gzip pass whose lease holder dies without an index streams the layer itself") {
   ocifs::testing::TempDir dir;
   const auto data = ocifs::testing::MakeLayerData(3 << 20, 33);
