@@ -82,7 +82,7 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
     GzipFirstPass::Target target{*compressed_, options_, checkpoints_, progress_, zeros_, cache_, keeper_.get(),
                                  std::move(adopt)};
     pass_ = std::make_unique<GzipFirstPass>(target);
-    tail_task_ = std::make_unique<TaskGroup>(scheduler_, "gzip tail of " + compressed_->Describe());
+    tail_ahead_ = std::make_unique<GzipTailAhead>(*compressed_, scheduler_, progress_);
     return;
   }
   const uint64_t size = index->decompressed_size;
@@ -273,39 +273,13 @@ std::optional<size_t> GzipSource::ReadBehindOtherPass(uint64_t offset, std::span
 }
 
 void GzipSource::HintLastEntryEnd(uint64_t data_end) const {
-  // A small layer's stream brings its end soon anyway (and mounts that share one
-  // pass would each fetch the tail again): only layers of kTailMinBlobs tails.
-  const uint64_t blob = compressed_->size();
-  if (!tail_task_ || progress_.complete() || blob == kUnknownSize || blob < kTailMinBlobs * GzipTail::kFetchBytes ||
-      tail_asked_.exchange(true)) {
-    return;
-  }
-  tail_task_->Post(TaskClass::kReadahead, [this, data_end] {
-    const auto start = std::chrono::steady_clock::now();
-    Result<std::shared_ptr<const GzipTail>> tail = GzipTail::Decode(*compressed_, data_end);
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (tail.ok()) {
-      spdlog::info("gzip pass over {}: decoded its last {:.1f} MiB ahead of the pass in {:.2f} s ({} bytes unknown)",
-                   compressed_->Describe(), ((*tail)->total() - (*tail)->start()) / 1048576.0, seconds,
-                   (*tail)->unknown_bytes());
-      {
-        std::lock_guard lock(tail_mu_);
-        tail_ = std::move(*tail);
-      }
-      tail_ready_.store(true, std::memory_order_release);
-    } else {
-      spdlog::info("gzip pass over {}: its end is not decoded ahead of the pass: {}", compressed_->Describe(),
-                   tail.status().message());
-    }
-    tail_ended_.store(true, std::memory_order_release);
-    progress_.Wake();  // readers ahead of the pass look at the tail
-  });
+  if (tail_ahead_) tail_ahead_->Start(data_end);
 }
 
 void GzipSource::FinishNearlyDone(std::chrono::milliseconds budget) const {
   if (!pass_ || !pass_->started()) return;
   const bool saving = progress_.complete();
-  const std::shared_ptr<const GzipTail> tail = Tail();
+  const std::shared_ptr<const GzipTail> tail = tail_ahead_ ? tail_ahead_->Get() : nullptr;
   const bool near = tail && tail->total() - std::min(tail->total(), progress_.produced()) <= kNearlyDoneBytes;
   if (!saving && !near) return;
   const auto start = std::chrono::steady_clock::now();
@@ -315,37 +289,16 @@ void GzipSource::FinishNearlyDone(std::chrono::milliseconds budget) const {
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
 }
 
-std::shared_ptr<const GzipTail> GzipSource::Tail() const {
-  if (!tail_ready_.load(std::memory_order_acquire)) return nullptr;
-  std::lock_guard lock(tail_mu_);
-  return tail_;
-}
-
-bool GzipSource::CopyFromTail(uint64_t offset, std::span<uint8_t> buf) const {
-  const std::shared_ptr<const GzipTail> tail = Tail();
-  return tail && tail->Copy(offset, buf);
-}
-
 Result<size_t> GzipSource::ReadAt(uint64_t offset, std::span<uint8_t> buf) const {
   if (buf.empty()) return size_t{0};
   if (follower_ && !progress_.complete()) {
     if (std::optional<size_t> served = ReadBehindOtherPass(offset, buf)) return *served;
   }
   uint64_t end = offset + std::min<uint64_t>(buf.size(), UINT64_MAX - offset);
-  // Ahead of the pass: the layer's end, decoded ahead of it, may hold the
-  // bytes; a read waits for the pass or for that decode, whichever ends first.
-  // Once the pass is complete the tail is dropped (its memory).
-  if (tail_ready_.load(std::memory_order_acquire) && progress_.complete() && !tail_dropped_.exchange(true)) {
-    std::lock_guard lock(tail_mu_);
-    tail_.reset();
-  }
-  if (tail_asked_.load(std::memory_order_acquire) && !progress_.complete()) {
-    if (CopyFromTail(offset, buf)) return buf.size();
-    if (!tail_ended_.load(std::memory_order_acquire)) {
-      OCIFS_ASSIGN_OR_RETURN(std::optional<PassProgress::Produced> produced,
-                             progress_.WaitForOr(end, [this] { return tail_ended_.load(std::memory_order_acquire); }));
-      if (!produced && CopyFromTail(offset, buf)) return buf.size();
-    }
+  // Ahead of the pass: the layer's end, decoded ahead of it, may hold the bytes.
+  if (tail_ahead_) {
+    OCIFS_ASSIGN_OR_RETURN(std::optional<size_t> served, tail_ahead_->ServeAhead(offset, buf));
+    if (served) return *served;
   }
   OCIFS_ASSIGN_OR_RETURN(const PassProgress::Produced produced, progress_.WaitFor(end));
   end = std::min(end, produced.bytes);  // produced.bytes is the size once complete

@@ -16,7 +16,7 @@
 #include "decode/gzip_checkpoints.h"
 #include "decode/gzip_first_pass.h"
 #include "decode/gzip_saved_index.h"
-#include "decode/gzip_tail.h"
+#include "decode/gzip_tail_ahead.h"
 #include "decode/pass_output_follower.h"
 #include "decode/pass_progress.h"
 #include "decode/shared_pass_progress.h"
@@ -129,10 +129,10 @@ class GzipSource final : public ByteSource {
   Result<Extent> ExtentAt(uint64_t offset) const override;
 
   // While the pass runs: decodes the layer's end ahead of it in the
-  // background (GzipTail, one kReadahead task, once); reads the pass has not
-  // reached that lie in the tail's exact bytes are served from it at once.
+  // background (GzipTailAhead, once, for blobs of GzipTailAhead::kMinBlobBytes);
+  // reads the pass has not reached that lie in the tail's exact bytes are
+  // served from it at once.
   void HintLastEntryEnd(uint64_t data_end) const override;
-  static constexpr uint64_t kTailMinBlobs = 4;  // a blob of at least 4 tails' fetch (16 MiB)
   // With the layer's size known (its tail decoded) and at most
   // kNearlyDoneBytes left to produce, or the output complete and the index
   // being saved: waits for the pass to end, at most `budget`.
@@ -194,10 +194,6 @@ class GzipSource final : public ByteSource {
   // it is no longer followed (or never was), or a chunk is missing: read as
   // a reader of this pass then.
   std::optional<size_t> ReadBehindOtherPass(uint64_t offset, std::span<uint8_t> buf) const;
-  // The decoded tail, while there is one.
-  std::shared_ptr<const GzipTail> Tail() const;
-  // Copies buf from the decoded tail if it is there and holds all of it exactly.
-  bool CopyFromTail(uint64_t offset, std::span<uint8_t> buf) const;
   // The decompressed span of p (at least p.need bytes), from the segment
   // cache, else copied from what the pass kept (keeper_) or, with an index
   // adopted, what the other process's pass published (follower_), else inflated.
@@ -234,17 +230,9 @@ class GzipSource final : public ByteSource {
   mutable std::unordered_map<size_t, std::vector<uint64_t>> marks_;  // guarded by marks_mu_
   // Null when the index was loaded. Last: cancelled and waited for first (it fills the members above).
   std::unique_ptr<GzipFirstPass> pass_;
-  // The layer's end, decoded ahead of the pass (HintLastEntryEnd): tail_ is
-  // set once by tail_task_'s task, before tail_ready_ (release), and reset by
-  // the first read after the pass completed (tail_dropped_).
-  mutable std::atomic<bool> tail_asked_{false};
-  mutable std::atomic<bool> tail_ready_{false};
-  mutable std::atomic<bool> tail_ended_{false};  // the decode ended (tail_ready_ or not)
-  mutable std::atomic<bool> tail_dropped_{false};
-  mutable std::mutex tail_mu_;  // guards tail_; a leaf lock
-  mutable std::shared_ptr<const GzipTail> tail_;
-  // Null when the index was loaded. Destroyed first: cancelled and waited for.
-  std::unique_ptr<TaskGroup> tail_task_;
+  // The layer's end, decoded ahead of the pass (HintLastEntryEnd). Null when
+  // the index was loaded. Last: destroyed first (its task is cancelled and waited for).
+  std::unique_ptr<GzipTailAhead> tail_ahead_;
 };
 
 }  // namespace ocifs

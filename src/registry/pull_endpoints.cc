@@ -92,8 +92,8 @@ Result<FetchedManifest> PullEndpoints::GetManifest(const std::string& tag_or_dig
       "manifest " + tag_or_digest, [&](RegistrySession& s) { return s.GetManifest(tag_or_digest, deadline); });
 }
 
-Status PullEndpoints::StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
-                                      const RangeSink::Consumer& consumer) {
+Status PullEndpoints::StreamStoppable(const std::string& what, const RangeSink::Consumer& consumer,
+                                      const StreamOn& stream) {
   bool stopped = false;
   auto take = [&](uint64_t at, std::span<const uint8_t> bytes) {
     if (consumer(at, bytes)) return true;
@@ -101,34 +101,32 @@ Status PullEndpoints::StreamBlobRange(const Descriptor& blob, uint64_t offset, u
     return false;
   };
   const auto deadline = Deadline();
-  Status status = FirstThatAnswers<Status>("blob " + blob.digest.substr(0, 19), [&](RegistrySession& s) {
-    Status st = s.StreamBlobRange(blob, offset, length, take, deadline);
-    return stopped ? Status::Ok() : st;  // the reader's stop is no failure of the endpoint
+  Status refused;
+  Status status = FirstThatAnswers<Status>(what, [&](RegistrySession& s) {
+    Status st = stream(s, take, deadline);
+    if (st.code() == Code::kUnsupported) refused = st;
+    return stopped || st.code() == Code::kUnsupported ? Status::Ok() : st;
   });
-  if (stopped) return Cancelled("stream of blob " + blob.digest.substr(0, 19) + ".. stopped by its reader");
+  if (stopped) return Cancelled(what + ".. stream stopped by its reader");
+  if (!refused.ok()) return refused;
   return status;
+}
+
+Status PullEndpoints::StreamBlobRange(const Descriptor& blob, uint64_t offset, uint64_t length,
+                                      const RangeSink::Consumer& consumer) {
+  return StreamStoppable("blob " + blob.digest.substr(0, 19), consumer,
+                         [&](RegistrySession& s, const RangeSink::Consumer& take, auto deadline) {
+                           return s.StreamBlobRange(blob, offset, length, take, deadline);
+                         });
 }
 
 Status PullEndpoints::StreamBlobRanges(const Descriptor& blob, std::span<const ByteRange> ranges,
                                        const MultiRangeSink::Consumer& consumer) {
-  bool stopped = false;
-  auto take = [&](uint64_t at, std::span<const uint8_t> bytes) {
-    if (consumer(at, bytes)) return true;
-    stopped = true;
-    return false;
-  };
-  const auto deadline = Deadline();
   const std::vector<ByteRange> asked(ranges.begin(), ranges.end());
-  Status refused;
-  Status status = FirstThatAnswers<Status>("blob " + blob.digest.substr(0, 19), [&](RegistrySession& s) {
-    Status st = s.StreamBlobRanges(blob, asked, take, deadline);
-    // Neither the reader's stop nor a refused multi-range request is a failure of the endpoint.
-    if (st.code() == Code::kUnsupported) refused = st;
-    return stopped || st.code() == Code::kUnsupported ? Status::Ok() : st;
-  });
-  if (stopped) return Cancelled("ranges of blob " + blob.digest.substr(0, 19) + ".. stopped by their reader");
-  if (!refused.ok()) return refused;
-  return status;
+  return StreamStoppable("blob " + blob.digest.substr(0, 19), consumer,
+                         [&](RegistrySession& s, const RangeSink::Consumer& take, auto deadline) {
+                           return s.StreamBlobRanges(blob, asked, take, deadline);
+                         });
 }
 
 Status PullEndpoints::ReadBlobRange(const Descriptor& blob, uint64_t offset, std::span<uint8_t> buf) {

@@ -82,6 +82,13 @@ class PullEndpoints {
   // the primary's result (or its error) when every mirror failed.
   template <typename T, typename Ask>
   T FirstThatAnswers(const std::string& what, Ask ask);
+  // A stream whose consumer may stop it, from the first usable endpoint:
+  // `stream` runs on each endpoint with `consumer` wrapped. The stop is no
+  // failure of the endpoint (kCancelled, naming `what`), nor a refused
+  // request (kUnsupported, returned as it is, no further endpoint asked).
+  using StreamOn = std::function<Status(RegistrySession&, const RangeSink::Consumer& take,
+                                        std::chrono::steady_clock::time_point deadline)>;
+  Status StreamStoppable(const std::string& what, const RangeSink::Consumer& consumer, const StreamOn& stream);
   bool Usable(Endpoint& e);
   // now + the primary's --registry-timeout.
   std::chrono::steady_clock::time_point Deadline() const;

@@ -12,24 +12,6 @@ using namespace ocifs::testing;
 
 namespace {
 
-// A tar-like layer: 1024 bytes of headers, the disk's data, padding to 512,
-// then the archive's end (1024 zero bytes, zeros to a 10240-byte record).
-struct TarLike {
-  std::vector<uint8_t> bytes;
-  uint64_t data_end = 0;  // the disk's data end, rounded up to 512
-};
-
-TarLike MakeTar(const std::vector<uint8_t>& disk, uint64_t record = 10240) {
-  TarLike t;
-  t.bytes.assign(1024, 'h');
-  t.bytes.insert(t.bytes.end(), disk.begin(), disk.end());
-  t.bytes.resize((t.bytes.size() + 511) / 512 * 512, 0);
-  t.data_end = t.bytes.size();
-  t.bytes.resize(t.bytes.size() + 1024, 0);
-  t.bytes.resize((t.bytes.size() + record - 1) / record * record, 0);
-  return t;
-}
-
 // Every exact byte the tail serves is the layer's; returns the bytes served.
 uint64_t CheckServed(const GzipTail& tail, const std::vector<uint8_t>& layer) {
   uint64_t served = 0;
@@ -44,20 +26,13 @@ uint64_t CheckServed(const GzipTail& tail, const std::vector<uint8_t>& layer) {
   return served;
 }
 
-std::vector<uint8_t> TailRandom(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> out(n);
-  for (auto& b : out) b = static_cast<uint8_t>(rng());
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("GzipTail decodes a layer's end from a stored block on, places it, and serves its exact bytes") {
   // Layer-like data (random, text, zeros), then random data at the end (deflate stores it),
   // then text again after it: its matches reach back past the boundary into unknown bytes.
   std::vector<uint8_t> disk = MakeLayerData(3 << 20, 7);
-  const std::vector<uint8_t> random = TailRandom(1 << 20, 8);
+  const std::vector<uint8_t> random = IncompressibleBytes(1 << 20, 8);
   disk.insert(disk.end(), random.begin(), random.end());
   const std::vector<uint8_t> text = MakeTextData(300 << 10, 9);
   disk.insert(disk.end(), text.begin(), text.end());
@@ -115,9 +90,9 @@ TEST_CASE("GzipTail marks bytes that depend on the window before its boundary un
   // Text, then random bytes stored in 8 KiB blocks (the boundary), then the same text
   // again: its matches reach back past the boundary (unknown), its new words do not.
   const std::vector<uint8_t> text = MakeTextData(12 << 10, 31);
-  const std::vector<uint8_t> random = TailRandom(16 << 10, 32);
+  const std::vector<uint8_t> random = IncompressibleBytes(16 << 10, 32);
   std::vector<uint8_t> again = text;
-  const std::vector<uint8_t> fresh = TailRandom(3000, 33);
+  const std::vector<uint8_t> fresh = IncompressibleBytes(3000, 33);
   again.insert(again.begin() + 5000, fresh.begin(), fresh.end());
   std::vector<uint8_t> layer(1024, 'h');
   const std::vector<uint8_t> head = MakeLayerData(1 << 20, 34);
@@ -153,7 +128,7 @@ TEST_CASE("GzipTail marks bytes that depend on the window before its boundary un
 }
 
 TEST_CASE("GzipTail finds no tail where it cannot place one, and says why") {
-  const std::vector<uint8_t> disk = TailRandom(2 << 20, 11);
+  const std::vector<uint8_t> disk = IncompressibleBytes(2 << 20, 11);
   const TarLike tar = MakeTar(disk);
   const std::vector<uint8_t> gz = GzipMember(tar.bytes);
   MemorySource blob(gz);
@@ -166,7 +141,7 @@ TEST_CASE("GzipTail finds no tail where it cannot place one, and says why") {
   SECTION("the disk is not the last entry: bytes after its data are no archive end") {
     std::vector<uint8_t> more = tar.bytes;
     more.resize(tar.data_end);
-    const std::vector<uint8_t> other = TailRandom(4096, 12);
+    const std::vector<uint8_t> other = IncompressibleBytes(4096, 12);
     more.insert(more.end(), other.begin(), other.end());
     more.resize(more.size() + 1024 + 512, 0);
     const std::vector<uint8_t> gz2 = GzipMember(more);
@@ -196,7 +171,7 @@ TEST_CASE("GzipTail finds no tail where it cannot place one, and says why") {
 
 TEST_CASE("GzipTail over bit flips and truncations never crashes and never places a tail wrongly") {
   std::vector<uint8_t> disk = MakeLayerData(1 << 20, 21);
-  const std::vector<uint8_t> random = TailRandom(600 << 10, 22);
+  const std::vector<uint8_t> random = IncompressibleBytes(600 << 10, 22);
   disk.insert(disk.end(), random.begin(), random.end());
   const TarLike tar = MakeTar(disk);
   const std::vector<uint8_t> gz = GzipMember(tar.bytes);

@@ -71,7 +71,7 @@ def test_a_gzip_layers_end_is_decoded_ahead_of_its_first_pass(ocifs, registry, r
     serves those reads long before the pass gets there, with exact bytes."""
     # Far larger than the stream's claim ahead (8 MiB) plus the tail's 4 MiB, so the tail's
     # own request is not left to the stream, even on a slow (sanitized, loaded) machine; and
-    # over GzipSource::kTailMinBlobs tails.
+    # of GzipTailAhead::kMinBlobBytes or more.
     data = disk_bytes(40 * MiB + 4321, seed=1412)
     _, img = images.push_containerdisk(registry, repo, data, "gzip")
     assert img.layers[0].size > 32 * MiB

@@ -68,4 +68,30 @@ inline std::vector<uint8_t> GzipMember(std::span<const uint8_t> data, int level 
   return out;
 }
 
+// A tar-like layer: 1024 bytes of headers, the disk's data, padding to 512,
+// then the archive's end (1024 zero bytes, zeros to a `record`-byte record).
+struct TarLike {
+  std::vector<uint8_t> bytes;
+  uint64_t data_end = 0;  // the disk's data end, rounded up to 512
+};
+
+inline TarLike MakeTar(const std::vector<uint8_t>& disk, uint64_t record = 10240) {
+  TarLike t;
+  t.bytes.assign(1024, 'h');
+  t.bytes.insert(t.bytes.end(), disk.begin(), disk.end());
+  t.bytes.resize((t.bytes.size() + 511) / 512 * 512, 0);
+  t.data_end = t.bytes.size();
+  t.bytes.resize(t.bytes.size() + 1024, 0);
+  t.bytes.resize((t.bytes.size() + record - 1) / record * record, 0);
+  return t;
+}
+
+// n random bytes (deflate stores them).
+inline std::vector<uint8_t> IncompressibleBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> out(n);
+  for (auto& b : out) b = static_cast<uint8_t>(rng());
+  return out;
+}
+
 }  // namespace ocifs::testing
