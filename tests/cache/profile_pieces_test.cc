@@ -44,6 +44,38 @@ bool Equal(const std::vector<uint8_t>& blob, uint64_t offset, const std::vector<
   return std::equal(buf.begin(), buf.end(), blob.begin() + static_cast<long>(offset));
 }
 
+// A multi-range source over a blob, its cache, fetcher and pieces' store: the group tests' setup.
+struct GroupRig {
+  GroupRig(uint32_t seed, uint64_t size)
+      : blob(Pattern(seed, size)),
+        counting(std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey)),
+        cache(ProfileOpenCache(tmp.path())),
+        fetcher(std::make_shared<BlobFetcher>(counting, cache, kKey, nullptr, 1)) {
+    counting->multi_range = true;
+    auto opened = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kProfilePiece);
+    REQUIRE(opened.ok());
+    store = *opened;
+  }
+  TempDir tmp;
+  std::vector<uint8_t> blob;
+  std::shared_ptr<CountingSource> counting;
+  std::shared_ptr<ChunkCache> cache;
+  std::shared_ptr<BlobFetcher> fetcher;
+  std::shared_ptr<KeptPieceFile> store;
+};
+
+// Every unit is served by the pieces, exact (a unit at the blob's end may be short).
+void CheckAllServed(ProfilePieces& pieces, const std::vector<uint8_t>& blob, const std::vector<uint64_t>& units) {
+  for (uint64_t piece : units) {
+    const uint64_t at = piece * kProfilePiece;
+    std::vector<uint8_t> buf(static_cast<size_t>(std::min<uint64_t>(kProfilePiece, blob.size() - at)));
+    auto served = pieces.Serve(at, buf);
+    REQUIRE(served.ok());
+    CHECK(*served);
+    CHECK(Equal(blob, at, buf));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("a profile finer than the chunks fetches its pieces alone, coalesced, and reads of them fetch nothing") {
@@ -276,19 +308,13 @@ TEST_CASE("a profile of 4 KiB units is fetched in 4 KiB pieces where allowed, in
 }
 
 TEST_CASE("runs are taken in groups, one multi-range request each, and pieces kept as their bytes come") {
-  TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(7, 40 * kProfilePiece + 777);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  counting->multi_range = true;
+  GroupRig rig(7, 40 * kProfilePiece + 777);
+  auto& counting = rig.counting;
   counting->piece = 5000;  // pieces arrive split across consumer calls
   counting->repeat_first = 70000;  // the first range comes twice from its start (a retry)
-  auto cache = ProfileOpenCache(tmp.path());
-  auto fetcher = std::make_shared<BlobFetcher>(counting, cache, kKey, nullptr, 1);
-  auto store = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kProfilePiece);
-  REQUIRE(store.ok());
   // Runs 9-10, 20, 30, 40 (the short last piece): four runs, 5 pieces, one request.
   const std::vector<uint64_t> units{30, 9, 10, 20, 40};
-  ProfilePieces pieces(fetcher, *store, units, {.gap = 0, .max_run = 8, .window = 64});
+  ProfilePieces pieces(rig.fetcher, rig.store, units, {.gap = 0, .max_run = 8, .window = 64});
   REQUIRE(pieces.run_count() == 4);
   CHECK(pieces.FetchNext());
   CHECK_FALSE(pieces.FetchNext());
@@ -298,48 +324,28 @@ TEST_CASE("runs are taken in groups, one multi-range request each, and pieces ke
   CHECK(pieces.stats().runs_fetched == 4);
   CHECK(pieces.stats().bytes_fetched == 4 * kProfilePiece + 777);
   CHECK(pieces.together());
-  for (uint64_t piece : units) {
-    const size_t length = piece == 40 ? 777 : kProfilePiece;
-    std::vector<uint8_t> buf(length);
-    auto served = pieces.Serve(piece * kProfilePiece, buf);
-    REQUIRE(served.ok());
-    CHECK(*served);
-    CHECK(Equal(blob, piece * kProfilePiece, buf));
-  }
+  CheckAllServed(pieces, rig.blob, units);
   CHECK(counting->reads == 0);
 }
 
 TEST_CASE("a group stops at ProfilePieces::kGroupBytes") {
-  TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(8, 64 * kProfilePiece);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  counting->multi_range = true;
-  auto cache = ProfileOpenCache(tmp.path());
-  auto fetcher = std::make_shared<BlobFetcher>(counting, cache, kKey, nullptr, 1);
-  auto store = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kProfilePiece);
-  REQUIRE(store.ok());
+  GroupRig rig(8, 64 * kProfilePiece);
   std::vector<uint64_t> units;
   for (uint64_t u = 0; u < 64; u += 2) units.push_back(u);  // 32 runs of one piece: 2 MiB
-  ProfilePieces pieces(fetcher, *store, units, {.gap = 0, .max_run = 1, .window = 64});
+  ProfilePieces pieces(rig.fetcher, rig.store, units, {.gap = 0, .max_run = 1, .window = 64});
   REQUIRE(pieces.run_count() == 32);
   while (pieces.FetchNext()) {
   }
-  CHECK(counting->range_requests == static_cast<int>(32 * kProfilePiece / ProfilePieces::kGroupBytes));
+  CHECK(rig.counting->range_requests == static_cast<int>(32 * kProfilePiece / ProfilePieces::kGroupBytes));
   CHECK(pieces.stats().runs_fetched == 32);
 }
 
 TEST_CASE("a source that answers one range of a group: the rest one run per request, and no group after") {
-  TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(9, 40 * kProfilePiece);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  counting->multi_range = true;
+  GroupRig rig(9, 40 * kProfilePiece);
+  auto& counting = rig.counting;
   counting->ranges_answered = 1;
-  auto cache = ProfileOpenCache(tmp.path());
-  auto fetcher = std::make_shared<BlobFetcher>(counting, cache, kKey, nullptr, 1);
-  auto store = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kProfilePiece);
-  REQUIRE(store.ok());
   const std::vector<uint64_t> units{1, 5, 9, 13, 17, 21};
-  ProfilePieces pieces(fetcher, *store, units, {.gap = 0, .max_run = 8, .window = 64});
+  ProfilePieces pieces(rig.fetcher, rig.store, units, {.gap = 0, .max_run = 8, .window = 64});
   REQUIRE(pieces.run_count() == 6);
   CHECK(pieces.FetchNext());  // one group: run 1 came, 5..21 one by one
   CHECK_FALSE(pieces.together());
@@ -347,27 +353,15 @@ TEST_CASE("a source that answers one range of a group: the rest one run per requ
   CHECK(counting->reads == 5);
   CHECK_FALSE(pieces.FetchNext());
   CHECK(pieces.stats().runs_fetched == 6);
-  for (uint64_t piece : units) {
-    std::vector<uint8_t> buf(kProfilePiece);
-    auto served = pieces.Serve(piece * kProfilePiece, buf);
-    REQUIRE(served.ok());
-    CHECK(*served);
-    CHECK(Equal(blob, piece * kProfilePiece, buf));
-  }
+  CheckAllServed(pieces, rig.blob, units);
   CHECK(counting->reads == 5);
 }
 
 TEST_CASE("a group whose request fails leaves its runs' reads to the chunk path") {
-  TempDir tmp;
-  const std::vector<uint8_t> blob = Pattern(10, 16 * kProfilePiece);
-  auto counting = std::make_shared<CountingSource>(std::make_shared<MemorySource>(blob), "layer " + kKey);
-  counting->multi_range = true;
-  auto cache = ProfileOpenCache(tmp.path());
-  auto fetcher = std::make_shared<BlobFetcher>(counting, cache, kKey, nullptr, 1);
-  auto store = KeptPieceFile::Open(cache, DerivedCacheKey(kKey, "profile-pieces"), kProfilePiece);
-  REQUIRE(store.ok());
+  GroupRig rig(10, 16 * kProfilePiece);
+  auto& counting = rig.counting;
   const std::vector<uint64_t> units{2, 6};
-  ProfilePieces pieces(fetcher, *store, units, {.gap = 0, .max_run = 8, .window = 64});
+  ProfilePieces pieces(rig.fetcher, rig.store, units, {.gap = 0, .max_run = 8, .window = 64});
   counting->fail = true;
   CHECK(pieces.FetchNext());
   CHECK(counting->range_requests == 1);
