@@ -1,13 +1,59 @@
 #include "decode/gzip_checkpoints.h"
 
+#include <fcntl.h>
+#include <cerrno>
+#include <unistd.h>
+
+#include "base/crc32.h"
+
 namespace ocifs {
+namespace {
+
+bool WriteSpilledWindow(int fd, std::span<const uint8_t> data, uint64_t offset) {
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data = data.subspan(static_cast<size_t>(n));
+    offset += static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+}  // namespace
 
 void GzipCheckpoints::Reset(std::vector<GzipCheckpoint> checkpoints) {
   std::lock_guard lock(mu_);
   list_ = std::move(checkpoints);
 }
 
+bool GzipCheckpoints::SpillWindowsTo(const std::string& dir) {
+  UniqueFd fd(::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (!fd.valid()) return false;
+  UniqueFd reader(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+  if (!reader.valid()) return false;
+  spill_file_ = std::make_shared<const GzipWindowFile>(std::move(reader), dir + "/(checkpoint windows)");
+  spill_fd_ = std::move(fd);
+  return true;
+}
+
+void GzipCheckpoints::Spill(GzipCheckpoint& cp) {
+  if (cp.zwindow.empty() || cp.window_file) return;
+  // Inside a block, the window's place holds the block header first (as in a saved index).
+  std::vector<uint8_t> region = cp.block_header;
+  region.insert(region.end(), cp.zwindow.begin(), cp.zwindow.end());
+  if (!WriteSpilledWindow(spill_fd_.get(), region, spill_end_)) return;
+  cp.window_file = spill_file_;
+  cp.zwindow_offset = spill_end_;
+  cp.zwindow_length = static_cast<uint32_t>(region.size());
+  cp.zwindow_crc = Crc32(region);
+  std::vector<uint8_t>().swap(cp.zwindow);
+  std::vector<uint8_t>().swap(cp.block_header);
+  spill_end_ += region.size();
+}
+
 size_t GzipCheckpoints::Append(GzipCheckpoint checkpoint) {
+  if (spill_file_) Spill(checkpoint);  // outside mu_: readers copy checkpoints meanwhile
   std::lock_guard lock(mu_);
   list_.push_back(std::move(checkpoint));
   return list_.size() - 1;

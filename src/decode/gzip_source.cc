@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -81,6 +82,9 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
     if (may_adopt) adopt = [this] { return AdoptSavedIndex(); };
     GzipFirstPass::Target target{*compressed_, options_, checkpoints_, progress_, zeros_, cache_, keeper_.get(),
                                  std::move(adopt)};
+    if (!options_.index_path.empty()) {
+      checkpoints_.SpillWindowsTo(std::filesystem::path(options_.index_path).parent_path().string());
+    }
     pass_ = std::make_unique<GzipFirstPass>(target);
     tail_ahead_ = std::make_unique<GzipTailAhead>(*compressed_, scheduler_, progress_);
     return;

@@ -1,0 +1,118 @@
+// GzipCheckpoints: a first pass's table keeps its checkpoints' windows in a
+// spill file (SpillWindowsTo), so they cost no memory, and serves them exact,
+// in a saved index too.
+#include "decode/gzip_checkpoints.h"
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <random>
+
+#include "testing/temp_dir.h"
+
+using namespace ocifs;
+
+namespace {
+
+std::vector<uint8_t> CheckpointWindow(uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> w(GzipCheckpoint::kWindowSize);
+  for (auto& b : w) b = static_cast<uint8_t>(rng() % 13);  // compressible, distinct per seed
+  return w;
+}
+
+GzipCheckpoint WindowedCheckpoint(uint64_t out, uint64_t in, const std::vector<uint8_t>& window) {
+  GzipCheckpoint cp;
+  cp.out = out;
+  cp.in = in;
+  cp.window_size = static_cast<uint32_t>(window.size());
+  cp.zwindow = CompressWindow(window);
+  return cp;
+}
+
+}  // namespace
+
+TEST_CASE("GzipCheckpoints spills appended windows to a file and serves them exact") {
+  ocifs::testing::TempDir dir;
+  GzipCheckpoints table;
+  REQUIRE(table.SpillWindowsTo(dir.path()));
+  GzipCheckpoint first;
+  first.member_start = true;
+  table.Append(first);  // no window: nothing spilled
+  std::vector<std::vector<uint8_t>> windows;
+  for (uint32_t i = 1; i <= 20; ++i) {
+    windows.push_back(CheckpointWindow(i));
+    GzipCheckpoint cp = WindowedCheckpoint(i * (1 << 20), i * 500000, windows.back());
+    if (i == 7) {  // inside a deflate block: its header goes with its window
+      cp.header_bits = 13;
+      cp.block_header = {0xa5, 0x1c};
+    }
+    table.Append(std::move(cp));
+  }
+  REQUIRE(table.count() == 21);
+  // Nothing but the spill file's dir entry-less inode: the dir holds no file.
+  CHECK(std::filesystem::is_empty(dir.path()));
+  std::vector<uint8_t> out(GzipCheckpoint::kWindowSize);
+  std::vector<uint8_t> header;
+  for (size_t i = 1; i <= 20; ++i) {
+    const GzipCheckpoint cp = table.At(i);
+    CHECK(cp.zwindow.empty());  // not in memory
+    CHECK(cp.block_header.empty());
+    REQUIRE(cp.window_file != nullptr);
+    REQUIRE(DecompressWindow(cp, out, &header).ok());
+    CHECK(out == windows[i - 1]);
+    CHECK(header == (i == 7 ? std::vector<uint8_t>{0xa5, 0x1c} : std::vector<uint8_t>{}));
+  }
+  CHECK(table.At(0).window_file == nullptr);
+
+}
+
+TEST_CASE("GzipCheckpoints saves a spilled table's windows, and reads them from the saved index after") {
+  ocifs::testing::TempDir dir;
+  GzipCheckpoints table;
+  REQUIRE(table.SpillWindowsTo(dir.path()));
+  GzipCheckpoint first;
+  first.member_start = true;
+  table.Append(first);
+  std::vector<std::vector<uint8_t>> windows;
+  for (uint32_t i = 1; i <= 10; ++i) {
+    windows.push_back(CheckpointWindow(100 + i));
+    table.Append(WindowedCheckpoint(i * (1 << 20), i * 500000, windows.back()));
+  }
+  GzipIndex index;
+  index.compressed_size = 11 * 500000;
+  index.decompressed_size = 11 << 20;
+  index.spacing = 1 << 20;
+  const std::string path = dir.path() + "/layer.gzidx";
+  const Status saved = table.SaveComplete(index, path);
+  INFO(saved.ToString());
+  REQUIRE(saved.ok());
+  std::vector<uint8_t> out(GzipCheckpoint::kWindowSize);
+  for (size_t i = 1; i <= 10; ++i) {
+    const GzipCheckpoint cp = table.At(i);
+    REQUIRE(cp.window_file != nullptr);
+    REQUIRE(DecompressWindow(cp, out).ok());
+    CHECK(out == windows[i - 1]);
+  }
+  // The file on its own: the same windows.
+  auto loaded = GzipIndex::Load(path);
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->checkpoints.size() == 11);
+  for (size_t i = 1; i <= 10; ++i) {
+    REQUIRE(DecompressWindow(loaded->checkpoints[i], out).ok());
+    CHECK(out == windows[i - 1]);
+  }
+}
+
+TEST_CASE("GzipCheckpoints keeps windows in memory where it cannot spill them") {
+  ocifs::testing::TempDir dir;
+  GzipCheckpoints table;
+  CHECK_FALSE(table.SpillWindowsTo(dir.path() + "/missing"));
+  const std::vector<uint8_t> window = CheckpointWindow(99);
+  table.Append(WindowedCheckpoint(0, 0, window));
+  const GzipCheckpoint cp = table.At(0);
+  CHECK(cp.window_file == nullptr);
+  CHECK_FALSE(cp.zwindow.empty());
+  std::vector<uint8_t> out(window.size());
+  REQUIRE(DecompressWindow(cp, out).ok());
+  CHECK(out == window);
+}
