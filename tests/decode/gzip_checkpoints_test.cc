@@ -29,15 +29,20 @@ GzipCheckpoint WindowedCheckpoint(uint64_t out, uint64_t in, const std::vector<u
   return cp;
 }
 
+// A table spilling to `dir`, with its member-start checkpoint (no window) appended.
+void StartSpilledTable(GzipCheckpoints& table, const std::string& dir) {
+  REQUIRE(table.SpillWindowsTo(dir));
+  GzipCheckpoint first;
+  first.member_start = true;
+  table.Append(first);  // no window: nothing spilled
+}
+
 }  // namespace
 
 TEST_CASE("GzipCheckpoints spills appended windows to a file and serves them exact") {
   ocifs::testing::TempDir dir;
   GzipCheckpoints table;
-  REQUIRE(table.SpillWindowsTo(dir.path()));
-  GzipCheckpoint first;
-  first.member_start = true;
-  table.Append(first);  // no window: nothing spilled
+  StartSpilledTable(table, dir.path());
   std::vector<std::vector<uint8_t>> windows;
   for (uint32_t i = 1; i <= 20; ++i) {
     windows.push_back(CheckpointWindow(i));
@@ -49,7 +54,7 @@ TEST_CASE("GzipCheckpoints spills appended windows to a file and serves them exa
     table.Append(std::move(cp));
   }
   REQUIRE(table.count() == 21);
-  // Nothing but the spill file's dir entry-less inode: the dir holds no file.
+  // The spill file has no name: the dir holds no file.
   CHECK(std::filesystem::is_empty(dir.path()));
   std::vector<uint8_t> out(GzipCheckpoint::kWindowSize);
   std::vector<uint8_t> header;
@@ -63,16 +68,12 @@ TEST_CASE("GzipCheckpoints spills appended windows to a file and serves them exa
     CHECK(header == (i == 7 ? std::vector<uint8_t>{0xa5, 0x1c} : std::vector<uint8_t>{}));
   }
   CHECK(table.At(0).window_file == nullptr);
-
 }
 
 TEST_CASE("GzipCheckpoints saves a spilled table's windows, and reads them from the saved index after") {
   ocifs::testing::TempDir dir;
   GzipCheckpoints table;
-  REQUIRE(table.SpillWindowsTo(dir.path()));
-  GzipCheckpoint first;
-  first.member_start = true;
-  table.Append(first);
+  StartSpilledTable(table, dir.path());
   std::vector<std::vector<uint8_t>> windows;
   for (uint32_t i = 1; i <= 10; ++i) {
     windows.push_back(CheckpointWindow(100 + i));
