@@ -89,6 +89,8 @@ GzipSource::GzipSource(ByteSourcePtr compressed, const DecoderOptions& options, 
     tail_ahead_ = std::make_unique<GzipTailAhead>(*compressed_, scheduler_, progress_);
     return;
   }
+  // No pass: a lease the opener took for one is released now (a pass elsewhere waits for it).
+  if (options_.pass_lease_taken) options_.pass_lease_taken->reset();
   const uint64_t size = index->decompressed_size;
   InstallIndex(std::move(*index));
   progress_.Complete(size);

@@ -294,6 +294,10 @@ Result<LayerView> ImageStack::OpenLayer(const Descriptor& layer, size_t position
                  LayerCompressionName(declared), CompressionName(view.compression));
   }
   auto decoded = OpenDecoded(view.blob, view.compression, decoder_options);
+  // The pass lease is a gzip pass's: released if the bytes are not gzip, or the open failed.
+  if (decoder_options.pass_lease_taken && (!decoded.ok() || view.compression != Compression::kGzip)) {
+    decoder_options.pass_lease_taken->reset();
+  }
   if (!decoded.ok()) return decoded.status().WithContext(what);
   view.decoded = *decoded;
   start_profile();

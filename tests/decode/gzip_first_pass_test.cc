@@ -148,6 +148,26 @@ TEST_CASE("a gzip pass handed the lease its opener took streams with it and rele
   CheckReads(*source, data, 20, 36);
 }
 
+TEST_CASE("a gzip source that loads a saved index releases the lease its opener took for a pass") {
+  ocifs::testing::TempDir dir;
+  const auto data = ocifs::testing::MakeLayerData(2 << 20, 37);
+  const auto compressed = ocifs::testing::GzipMember(data, 6);
+  DecoderOptions options = LeaseOptions(dir);
+  {
+    auto first = FirstPassOpenGzip(std::make_shared<MemorySource>(compressed), options);
+    REQUIRE(first->WaitUntilIndexed().ok());
+  }
+  bool failed = false;
+  options.pass_lease_taken = std::make_shared<UniqueFd>(TryLockFile(options.pass_lease_path, &failed));
+  REQUIRE(options.pass_lease_taken->valid());  // the opener raced the index's save
+  auto source = FirstPassOpenGzip(std::make_shared<MemorySource>(compressed), options);
+  CHECK(source->loaded_from_file());
+  CHECK_FALSE(options.pass_lease_taken->valid());
+  UniqueFd free_now = TryLockFile(options.pass_lease_path, &failed);
+  CHECK(free_now.valid());  // a pass elsewhere waiting for it is not held for this mount's life
+  CheckReads(*source, data, 10, 38);
+}
+
 TEST_CASE("a gzip pass whose lease holder dies without an index streams the layer itself") {
   ocifs::testing::TempDir dir;
   const auto data = ocifs::testing::MakeLayerData(3 << 20, 33);
