@@ -8,6 +8,7 @@
 #include "cache/cache_key.h"
 #include "cache/chunk_format.h"
 #include "cache/chunk_store.h"
+#include "cache/chunk_stream.h"
 #include "cache/lru_policy.h"
 #include "cache/reclaimer.h"
 #include "cache/shared_usage.h"
@@ -432,121 +433,7 @@ Result<uint64_t> ChunkCache::StreamChunks(std::string_view key, uint64_t first, 
                                           size_t claim_ahead, const StreamFn& stream,
                                           const std::function<uint64_t()>& claimable) {
   for (size_t len : lengths) OCIFS_RETURN_IF_ERROR(CheckChunkArgs(key, len, chunk_size_));
-  claim_ahead = std::max<size_t>(1, claim_ahead);
-  const size_t n = lengths.size();
-  struct Claim {
-    std::shared_ptr<Flight> flight;  // null: not claimed (skipped, or done)
-    FetchLeases::Lease lease;        // held until the chunk is stored
-    std::unique_ptr<uint8_t[]> buf;  // lengths[i] bytes, not zero-filled: streamed into
-  };
-  std::vector<Claim> claims(n);
-  size_t considered = 0;  // chunks [0, considered) were claimed or skipped
-  size_t floor = 0;       // chunks before it had bytes pass unclaimed: never claimed
-  auto claim_until = [&](size_t end) {
-    considered = std::max(considered, floor);
-    end = std::min(end, n);
-    if (claimable) {
-      const uint64_t limit = claimable();
-      end = std::min<size_t>(end, limit > first ? static_cast<size_t>(std::min<uint64_t>(limit - first, n)) : 0);
-    }
-    if (considered >= end) return;
-    std::lock_guard lock(flights_mu_);
-    for (; considered < end; ++considered) {
-      const uint64_t index = first + considered;
-      if (flights_.contains(FlightKey{std::string(key), index})) continue;
-      FetchLeases::Lease lease;
-      if (leases_) {
-        lease = leases_->TryAcquire(key, index);
-        if (!lease.held()) continue;
-      }
-      if (store_->Exists(key, index)) continue;
-      auto flight = std::make_shared<Flight>();
-      flights_.emplace(FlightKey{std::string(key), index}, flight);
-      claims[considered] = Claim{std::move(flight), std::move(lease),
-                                 std::make_unique_for_overwrite<uint8_t[]>(lengths[considered])};
-    }
-  };
-  auto end_claim = [&](size_t i, const Status& status) {
-    Claim& c = claims[i];
-    const std::span<const uint8_t> data(c.buf.get(), lengths[i]);
-    if (status.ok()) {
-      fetched_bytes_ += data.size();
-      Status stored = StoreChecked(key, first + i, data);
-      if (!stored.ok()) spdlog::warn("chunk cache {}: not stored: {}", dir_, stored.ToString());
-    }
-    Finish(FlightKey{std::string(key), first + i}, *c.flight, status, data);
-    c = Claim{};
-  };
-
-  uint64_t stored = 0;
-  size_t next = 0;  // chunks before it were stored or skipped
-  Status failure;
-  while (failure.ok()) {
-    claim_until(next + claim_ahead);
-    while (next < considered && !claims[next].flight) ++next;
-    if (next == n) break;
-    if (next == considered) {  // all skipped so far: consider the next ones
-      const size_t before = considered;
-      claim_until(next + claim_ahead);
-      if (considered == before) break;  // none may be claimed yet: the caller starts another later
-      continue;
-    }
-    const size_t start = next;
-    uint64_t bytes = 0;
-    for (size_t i = start; i < n; ++i) bytes += lengths[i];
-    uint64_t taken = 0;     // bytes of this stream consumed
-    size_t cur = start;     // the chunk the next byte belongs to
-    size_t cur_filled = 0;  // its bytes consumed
-    bool skipping = false;  // stopped: claim_ahead chunks in a row to skip
-    auto consume = [&](uint64_t at, std::span<const uint8_t> piece) {
-      if (at > taken) return false;  // a gap: never from a well-behaved source
-      if (at + piece.size() <= taken) return true;
-      piece = piece.subspan(static_cast<size_t>(taken - at));
-      taken += piece.size();
-      floor = cur + (cur_filled > 0 ? 1 : 0);
-      claim_until(cur + claim_ahead);  // what a paced stream may claim now
-      while (!piece.empty() && cur < n) {
-        if (cur_filled == 0 && !claims[cur].flight) floor = cur + 1;  // its bytes pass unclaimed
-        const size_t m = std::min(lengths[cur] - cur_filled, piece.size());
-        if (claims[cur].flight) std::memcpy(claims[cur].buf.get() + cur_filled, piece.data(), m);
-        cur_filled += m;
-        piece = piece.subspan(m);
-        if (cur_filled < lengths[cur]) break;
-        if (claims[cur].flight) {
-          end_claim(cur, Status::Ok());
-          ++stored;
-        }
-        ++cur;
-        cur_filled = 0;
-        floor = cur;
-        claim_until(cur + claim_ahead);
-        const size_t horizon = std::min(n, cur + claim_ahead);
-        bool any = false;
-        for (size_t i = cur; i < horizon && !any; ++i) any = claims[i].flight != nullptr;
-        if (cur < n && !any && considered >= horizon) {
-          skipping = true;
-          return false;
-        }
-      }
-      return true;
-    };
-    Status st = stream(first + start, bytes, consume);
-    next = cur;
-    if (skipping) continue;
-    if (!st.ok()) {
-      failure = st;
-    } else if (cur < n) {
-      failure = Unavailable("stream of " + std::string(key) + " ended at chunk " + std::to_string(first + cur));
-    }
-  }
-  if (!failure.ok()) {
-    const Status handed = Unavailable("the stream fetching this chunk ended: " + failure.message());
-    for (size_t i = next; i < n; ++i) {
-      if (claims[i].flight) end_claim(i, handed);
-    }
-    return failure;
-  }
-  return stored;
+  return ChunkStream(*this, key, first, lengths, claim_ahead, claimable).Run(stream);
 }
 
 Status ChunkCache::FetchAsLeader(std::string_view key, uint64_t index, std::span<uint8_t> out,

@@ -7,6 +7,7 @@
 //   LruPolicy    recency and the choice of victims (policy)
 //   SharedUsage  the usage counter and lock shared between processes
 //   Reclaimer    eviction under the lock (reclaim)
+// and ChunkStream, one StreamChunks call (a run of chunks by one stream).
 // plus single-flight: concurrent misses of one chunk in this process share one
 // fetch, and FetchLeases extends that to every process sharing the dir.
 //
@@ -218,6 +219,8 @@ class ChunkCache {
   uint64_t max_bytes() const { return max_bytes_; }
 
  private:
+  friend class ChunkStream;  // StreamChunks's run: claims flights and stores (chunk_stream.h)
+
   // One fetch in progress; shared by its leader and waiters.
   struct Flight {
     std::mutex mu;

@@ -107,8 +107,15 @@ Status GzipCheckpoints::SaveComplete(const GzipIndex& index, const std::string& 
   Result<GzipIndex::SavedWindows> saved = index.SaveWithPlaces(path, list_);
   if (!saved.ok()) return saved.status();
   // Saved: read windows from the file from now on, and free the ones in memory.
-  std::lock_guard lock(mu_);
-  saved->ApplyTo(list_);
+  {
+    std::lock_guard lock(mu_);
+    saved->ApplyTo(list_);
+  }
+  // Every spilled window now has its place in the index: the spill file goes
+  // once the last copy of a checkpoint read before this lets go of it.
+  spill_file_.reset();
+  spill_fd_.reset();
+  spill_end_ = 0;
   return Status::Ok();
 }
 

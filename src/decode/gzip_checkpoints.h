@@ -65,7 +65,9 @@ class GzipCheckpoints {
 
   // Saves `index` (its header fields; no checkpoints) with these checkpoints
   // to `path`, then points them at their windows in the file and frees the
-  // copies in memory. Only once the table is complete: no Append may follow.
+  // copies in memory and the spill file (its space goes with the last copy of
+  // a checkpoint taken before). Only once the table is complete, from the
+  // thread that appended: no Append may follow.
   [[nodiscard]] Status SaveComplete(const GzipIndex& index, const std::string& path);
 
  private:

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include "testing/temp_dir.h"
@@ -35,6 +36,18 @@ void StartSpilledTable(GzipCheckpoints& table, const std::string& dir) {
   GzipCheckpoint first;
   first.member_start = true;
   table.Append(first);  // no window: nothing spilled
+}
+
+// Open descriptors of this process on unlinked files in `dir`: the spill file's.
+int OpenUnlinkedFilesIn(const std::string& dir_path) {
+  const std::string dir = std::filesystem::canonical(dir_path).string();
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (!ec && target.starts_with(dir + "/") && target.ends_with(" (deleted)")) ++n;
+  }
+  return n;
 }
 
 }  // namespace
@@ -84,6 +97,8 @@ TEST_CASE("GzipCheckpoints saves a spilled table's windows, and reads them from 
   index.decompressed_size = 11 << 20;
   index.spacing = 1 << 20;
   const std::string path = dir.path() + "/layer.gzidx";
+  CHECK(OpenUnlinkedFilesIn(dir.path()) == 2);  // the spill file: the writer's fd and the readers'
+  std::optional<GzipCheckpoint> read_before = table.At(3);  // a read in flight across the save
   const Status saved = table.SaveComplete(index, path);
   INFO(saved.ToString());
   REQUIRE(saved.ok());
@@ -91,9 +106,17 @@ TEST_CASE("GzipCheckpoints saves a spilled table's windows, and reads them from 
   for (size_t i = 1; i <= 10; ++i) {
     const GzipCheckpoint cp = table.At(i);
     REQUIRE(cp.window_file != nullptr);
+    CHECK(cp.window_file != read_before->window_file);  // the index's file, not the spill file
     REQUIRE(DecompressWindow(cp, out).ok());
     CHECK(out == windows[i - 1]);
   }
+  // The read begun before the save still reads its window from the spill
+  // file, which goes with it.
+  CHECK(OpenUnlinkedFilesIn(dir.path()) == 1);
+  REQUIRE(DecompressWindow(*read_before, out).ok());
+  CHECK(out == windows[2]);
+  read_before.reset();
+  CHECK(OpenUnlinkedFilesIn(dir.path()) == 0);
   // The file on its own: the same windows.
   auto loaded = GzipIndex::Load(path);
   REQUIRE(loaded.ok());
