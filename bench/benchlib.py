@@ -75,6 +75,10 @@ LAYERS = {layer.kind: layer for layer in (
     # A KubeVirt VM export (--layers kubevirt): the raw disk as one streamed zstd frame, no tar;
     # no import of its own (CDI's would fetch and decompress the same bytes as zstd's).
     Layer("kubevirt", "zstd", "disk.raw.zst", tar="disk.raw", imports_as="zstd", bare=True),
+    # A zstd:chunked containerDisk as buildah pushes it (--layers zstd-chunked; make-disk.sh): read
+    # at random from a first mount through the TOC it carries (docs/zstd-chunked.md); its tar is
+    # buildah's, its import zstd's (the same disk, decompressed the same way).
+    Layer("zstd-chunked", "zstd", "layer.zstd-chunked", seekable=True, imports_as="zstd"),
 )}
 
 KUBEVIRT_VM = "application/vnd.kubevirt.virtualmachine.v1"
@@ -124,6 +128,12 @@ def write_oci_layout(layout: Path, layers: dict[str, Path]) -> None:
                 subprocess.run(["cp", "--reflink=auto", str(path), str(dst)], check=True)
         layer = {"mediaType": LAYERS[tag].media, "digest": digest, "size": path.stat().st_size}
         extra = {}
+        # A layer another tool built (zstd-chunked: buildah) comes with its descriptor's
+        # annotations and its diff_id beside it.
+        desc_path = path.with_name(path.name + ".desc.json")
+        desc = json.loads(desc_path.read_text()) if desc_path.exists() else None
+        if desc:
+            layer["annotations"] = desc["annotations"]
         if LAYERS[tag].bare:
             # A KubeVirt VM export artifact: the VM's spec as config, the disk's layer annotated.
             config = json.dumps({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
@@ -134,7 +144,7 @@ def write_oci_layout(layout: Path, layers: dict[str, Path]) -> None:
             layer["annotations"] = {"io.kubevirt.disk.name": "rootdisk", "io.kubevirt.disk.size": f"{size >> 10}Ki",
                                     "org.opencontainers.image.title": "rootdisk.raw.zst"}
         else:
-            diff_id = sha256_file(path.with_name(LAYERS[tag].tar))
+            diff_id = desc["diff_id"] if desc else sha256_file(path.with_name(LAYERS[tag].tar))
             config = json.dumps({"architecture": "amd64", "os": "linux",
                                  "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                                  "config": {}}, sort_keys=True).encode()

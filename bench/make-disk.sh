@@ -13,6 +13,9 @@
 #   layer.tar.zst  zstd -3, one frame (what the zstd CLI and skopeo write)
 #   layer.tar.seekable.zst  zstd in 4 MiB frames + a seek table (zstd seekable format)
 #   disk.raw.zst   (BENCH_KUBEVIRT_LAYER=1) the raw disk as one streamed zstd frame: a KubeVirt VM export's layer
+#   layer.zstd-chunked  (BENCH_ZSTD_CHUNKED_LAYER=1) the qcow2's containerDisk built and pushed by
+#                  buildah (--compression-format zstd:chunked); layer.zstd-chunked.desc.json holds
+#                  its descriptor's annotations (the TOC's position) and its diff_id
 # --quick, in bench/work/quick/: a 64 MiB disk.raw that is a bare ext4 (mkfs.ext4 -d from a
 #   few generated files, no debootstrap, no bootloader), then the same qcow2 and layers.
 #
@@ -168,4 +171,35 @@ if [[ ${BENCH_KUBEVIRT_LAYER:-0} == 1 && ! -f disk.raw.zst ]]; then
   log "zstd (raw disk, one streamed frame)"
   cat disk.raw | zstd -q -3 -c >disk.raw.zst.tmp && mv disk.raw.zst.tmp disk.raw.zst
 fi
-ls -l disk.raw disk.qcow2 layer.tar* >&2
+# A zstd:chunked containerDisk (--layers ...zstd-chunked...), as `buildah push
+# --compression-format zstd:chunked` writes it: buildah builds the image from the qcow2
+# (vfs storage under bench/work, removed after) and pushes it to an OCI layout, from which
+# the layer blob and its descriptor's annotations are kept. Only when a run asks for it
+# (run.sh sets BENCH_ZSTD_CHUNKED_LAYER).
+if [[ ${BENCH_ZSTD_CHUNKED_LAYER:-0} == 1 && ! -f layer.zstd-chunked ]]; then
+  log "zstd:chunked (buildah)"
+  bah=(buildah --root "$out/buildah/storage" --runroot "$out/buildah/run" --storage-driver vfs)
+  rm -rf chunked-ctx chunked.oci && mkdir -p chunked-ctx/disk
+  ln disk.qcow2 chunked-ctx/disk/disk.img 2>/dev/null || cp disk.qcow2 chunked-ctx/disk/disk.img
+  printf 'FROM scratch\nADD --chown=107:107 disk/disk.img /disk/\n' >chunked-ctx/Containerfile
+  trap '"${bah[@]}" rmi --all --force >/dev/null 2>&1 || true; rm -rf "$out/buildah" "$out/chunked-ctx" "$out/chunked.oci"' EXIT
+  "${bah[@]}" bud --quiet --isolation chroot -t localhost/ocifs-bench-disk:chunked chunked-ctx >/dev/null
+  "${bah[@]}" push --quiet --compression-format zstd:chunked localhost/ocifs-bench-disk:chunked "oci:$out/chunked.oci"
+  /usr/bin/python3 - "$out/chunked.oci" <<'PY'
+import json, os, sys
+oci = sys.argv[1]
+blob = lambda d: os.path.join(oci, "blobs", *d.split(":"))
+manifest = json.load(open(blob(json.load(open(os.path.join(oci, "index.json")))["manifests"][0]["digest"])))
+layer = manifest["layers"][0]
+config = json.load(open(blob(manifest["config"]["digest"])))
+assert layer["mediaType"].endswith("+zstd") and layer.get("annotations"), layer
+os.link(blob(layer["digest"]), "layer.zstd-chunked.tmp")
+json.dump({"annotations": layer["annotations"], "diff_id": config["rootfs"]["diff_ids"][0]},
+          open("layer.zstd-chunked.desc.json", "w"), indent=1)
+PY
+  mv layer.zstd-chunked.tmp layer.zstd-chunked
+  "${bah[@]}" rmi --all --force >/dev/null 2>&1 || true
+  rm -rf "$out/buildah" chunked-ctx chunked.oci
+  trap - EXIT
+fi
+ls -l disk.raw disk.qcow2 layer.tar* layer.zstd-chunked 2>/dev/null >&2 || true

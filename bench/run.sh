@@ -36,6 +36,8 @@ mkdir -p "$here/work"
 if [[ " $* " == *raw-gzip* ]]; then export BENCH_RAW_LAYER=1; fi
 # So is the KubeVirt VM export's disk (--layers ...kubevirt...): the raw disk as one zstd frame.
 if [[ " $* " == *kubevirt* ]]; then export BENCH_KUBEVIRT_LAYER=1; fi
+# And the zstd:chunked layer (--layers ...zstd-chunked...), which buildah builds and pushes.
+if [[ " $* " == *zstd-chunked* ]]; then export BENCH_ZSTD_CHUNKED_LAYER=1; fi
 if [[ $quick == 1 ]]; then "$here/make-disk.sh" --quick; else "$here/make-disk.sh"; fi
 if [[ ! -x $here/work/replay || $here/replay.cc -nt $here/work/replay ]]; then
   g++ -O2 -std=c++20 -pthread -Wall "$here/replay.cc" -o "$here/work/replay"
