@@ -104,6 +104,11 @@ int main(int argc, char** argv) {
 
   std::atomic<size_t> next{0};
   std::atomic<uint64_t> bytes{0}, errors{0};
+  // REPLAY_TIMES=DIR: DIR/<unix time of the start>.csv gets offset,length,end per read (end in
+  // seconds from the first read's start), in the reads' order: where a scenario's time goes.
+  const char* times_path = std::getenv("REPLAY_TIMES");
+  std::vector<double> ends(times_path ? reads.size() : 0);
+  const auto start = std::chrono::steady_clock::now();
   auto worker = [&] {
     std::vector<char> buf;
     for (size_t i; (i = next.fetch_add(1)) < reads.size();) {
@@ -121,6 +126,7 @@ int main(int argc, char** argv) {
         done += static_cast<uint64_t>(n);
       }
       bytes.fetch_add(done);
+      if (times_path) ends[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
   };
   auto t0 = std::chrono::steady_clock::now();
@@ -130,6 +136,18 @@ int main(int argc, char** argv) {
   for (auto& t : pool) t.join();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   close(fd);
+  if (times_path) {
+    const double wall_start =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count() - secs;
+    const std::string name = std::string(times_path) + "/" + std::to_string(wall_start) + ".csv";
+    if (FILE* out = std::fopen(name.c_str(), "w")) {
+      for (size_t i = 0; i < reads.size(); ++i) {
+        std::fprintf(out, "%lu,%lu,%.6f\n", static_cast<unsigned long>(reads[i].offset),
+                     static_cast<unsigned long>(reads[i].length), ends[i]);
+      }
+      std::fclose(out);
+    }
+  }
   std::printf("{\"mode\":\"%s\",\"reads\":%zu,\"bytes\":%lu,\"seconds\":%.6f,\"errors\":%lu,\"threads\":%d}\n",
               mode.c_str(), reads.size(), bytes.load(), secs, errors.load(), threads);
   return errors.load() ? 1 : 0;
