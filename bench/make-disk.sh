@@ -182,7 +182,11 @@ if [[ ${BENCH_ZSTD_CHUNKED_LAYER:-0} == 1 && ! -f layer.zstd-chunked ]]; then
   rm -rf chunked-ctx chunked.oci && mkdir -p chunked-ctx/disk
   ln disk.qcow2 chunked-ctx/disk/disk.img 2>/dev/null || cp disk.qcow2 chunked-ctx/disk/disk.img
   printf 'FROM scratch\nADD --chown=107:107 disk/disk.img /disk/\n' >chunked-ctx/Containerfile
-  trap '"${bah[@]}" rmi --all --force >/dev/null 2>&1 || true; rm -rf "$out/buildah" "$out/chunked-ctx" "$out/chunked.oci"' EXIT
+  chunked_cleanup() {
+    "${bah[@]}" rmi --all --force >/dev/null 2>&1 || true
+    rm -rf "$out/buildah" "$out/chunked-ctx" "$out/chunked.oci"
+  }
+  trap chunked_cleanup EXIT
   "${bah[@]}" bud --quiet --isolation chroot -t localhost/ocifs-bench-disk:chunked chunked-ctx >/dev/null
   "${bah[@]}" push --quiet --compression-format zstd:chunked localhost/ocifs-bench-disk:chunked "oci:$out/chunked.oci"
   /usr/bin/python3 - "$out/chunked.oci" <<'PY'
@@ -198,8 +202,7 @@ json.dump({"annotations": layer["annotations"], "diff_id": config["rootfs"]["dif
           open("layer.zstd-chunked.desc.json", "w"), indent=1)
 PY
   mv layer.zstd-chunked.tmp layer.zstd-chunked
-  "${bah[@]}" rmi --all --force >/dev/null 2>&1 || true
-  rm -rf "$out/buildah" chunked-ctx chunked.oci
+  chunked_cleanup
   trap - EXIT
 fi
 ls -l disk.raw disk.qcow2 layer.tar* layer.zstd-chunked 2>/dev/null >&2 || true

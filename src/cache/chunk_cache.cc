@@ -141,6 +141,11 @@ Status ChunkCache::StoreChecked(std::string_view key, uint64_t index, std::span<
   return Status::Ok();
 }
 
+void ChunkCache::StoreFetched(std::string_view key, uint64_t index, std::span<const uint8_t> data) {
+  Status stored = StoreChecked(key, index, data);
+  if (!stored.ok()) spdlog::warn("chunk cache {}: not stored: {}", dir_, stored.ToString());
+}
+
 void ChunkCache::AddUsageAndReclaim(uint64_t bytes) {
   usage_->Add(bytes);
   Result<uint64_t> evicted = reclaimer_->MaybeReclaim();
@@ -330,8 +335,7 @@ Status ChunkCache::FetchRun(std::string_view key, uint64_t first, size_t begin, 
     for (size_t i = begin; i < end; ++i) {
       if (!contiguous) std::memcpy(outs[i].data(), temp.get() + at, outs[i].size());
       at += outs[i].size();
-      Status stored = StoreChecked(key, first + i, outs[i]);
-      if (!stored.ok()) spdlog::warn("chunk cache {}: not stored: {}", dir_, stored.ToString());
+      StoreFetched(key, first + i, outs[i]);
     }
   }
   for (size_t i = begin; i < end; ++i) Finish(FlightKey{std::string(key), first + i}, *flights[i], st, outs[i]);
@@ -446,8 +450,7 @@ Status ChunkCache::FetchAsLeader(std::string_view key, uint64_t index, std::span
   Status st = fetch(out);
   if (!st.ok()) return st;
   fetched_bytes_ += out.size();
-  Status stored = StoreChecked(key, index, out);
-  if (!stored.ok()) spdlog::warn("chunk cache {}: not stored: {}", dir_, stored.ToString());
+  StoreFetched(key, index, out);
   return Status::Ok();
 }
 

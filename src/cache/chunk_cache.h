@@ -250,6 +250,9 @@ class ChunkCache {
   // A checked read from disk with recency bookkeeping; no stats.
   bool LoadFromDisk(std::string_view key, uint64_t index, std::span<uint8_t> out);
   Status StoreChecked(std::string_view key, uint64_t index, std::span<const uint8_t> data);
+  // StoreChecked for a chunk this process fetched: a failure is logged, not
+  // returned (its readers have the bytes; the next miss fetches it again).
+  void StoreFetched(std::string_view key, uint64_t index, std::span<const uint8_t> data);
   // usage += bytes, then evicts if over the bound.
   void AddUsageAndReclaim(uint64_t bytes);
   Status FetchAsLeader(std::string_view key, uint64_t index, std::span<uint8_t> out, const FetchFn& fetch);

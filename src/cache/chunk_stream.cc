@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <spdlog/spdlog.h>
 
 #include "cache/chunk_store.h"
 
@@ -49,8 +48,7 @@ void ChunkStream::EndClaim(size_t i, const Status& status) {
   const std::span<const uint8_t> data(c.buf.get(), lengths_[i]);
   if (status.ok()) {
     cache_.fetched_bytes_ += data.size();
-    Status stored = cache_.StoreChecked(key_, first_ + i, data);
-    if (!stored.ok()) spdlog::warn("chunk cache {}: not stored: {}", cache_.dir_, stored.ToString());
+    cache_.StoreFetched(key_, first_ + i, data);
   }
   cache_.Finish(ChunkCache::FlightKey{key_, first_ + i}, *c.flight, status, data);
   c = Claim{};
